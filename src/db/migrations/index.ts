@@ -1,0 +1,12 @@
+// The ordered migration set. Names sort in the order they must run; never edit a released migration,
+// add a new one.
+import type { Migration } from 'kysely';
+import type { DialectName } from '../database.js';
+import { foundation } from './001-foundation.js';
+
+export function migrationSet(dialect: DialectName): Record<string, Migration> {
+  const ctx = { dialect };
+  return {
+    '001-foundation': foundation(ctx),
+  };
+}

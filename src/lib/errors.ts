@@ -1,0 +1,51 @@
+// One catalogue of every error Juniper reports: a stable code, the HTTP status it maps to, and a default
+// human message. Messages say what failed and what to do; callers add specifics (which server, which key).
+// docs/errors.md is generated from this table and a test keeps the two in step.
+
+export const errorCatalogue = {
+  JUNIPER_ERR_VALIDATION: { status: 400, message: 'The request is not valid.' },
+  JUNIPER_ERR_NOT_FOUND: { status: 404, message: 'Not found.' },
+  JUNIPER_ERR_CONFLICT: { status: 409, message: 'This conflicts with existing data.' },
+  JUNIPER_ERR_UNAUTHENTICATED: { status: 401, message: 'Sign in or send an API key (Authorization: Bearer <key>).' },
+  JUNIPER_ERR_FORBIDDEN: { status: 403, message: 'You are not allowed to do this.' },
+  JUNIPER_ERR_CSRF: {
+    status: 403,
+    message: 'Missing or wrong CSRF token: send the csrfToken from POST /api/v1/session in the x-csrf-token header.',
+  },
+  JUNIPER_ERR_BAD_CREDENTIALS: { status: 401, message: 'Wrong login or password.' },
+  JUNIPER_ERR_SETUP_TOKEN: {
+    status: 403,
+    message: 'The setup link is invalid or already used. Restart Juniper to print a new one, or create an admin with `juniper users create --admin`.',
+  },
+  JUNIPER_ERR_UNKNOWN_PARAMETER: { status: 404, message: 'No such system parameter.' },
+  JUNIPER_ERR_INVALID_PARAMETER: { status: 400, message: 'The value does not fit the parameter.' },
+  JUNIPER_ERR_CONFIG: { status: 500, message: 'Juniper is not configured correctly.' },
+  JUNIPER_ERR_VAULT_KEY: {
+    status: 500,
+    message: 'A secret cannot be decrypted with the configured key.',
+  },
+  JUNIPER_ERR_DATABASE: { status: 500, message: 'The database failed.' },
+  JUNIPER_ERR_RATE_LIMITED: { status: 429, message: 'Too many attempts; wait a minute and try again.' },
+  JUNIPER_ERR_INTERNAL: { status: 500, message: 'Internal error; the log has the details.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra machine-readable facts (e.g. which field failed); never secrets. */
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message ?? errorCatalogue[code].message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = errorCatalogue[code].status;
+    this.details = options?.details;
+  }
+}
+
+export function isAppError(e: unknown): e is AppError {
+  return e instanceof AppError;
+}

@@ -17,6 +17,10 @@ export interface Database {
 }
 
 const INT8_OID = 20;
+const parseInt8 = (value: string): number => Number(value);
+// pg's own overloads are awkward to re-declare; this is the one slice of them we use.
+const typeParser = ((oid: number, format?: 'text' | 'binary'): unknown =>
+  oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser;
 
 export function openDatabase(config: DatabaseConfig): Database {
   if (config.kind === 'sqlite') {
@@ -42,10 +46,7 @@ export function openDatabase(config: DatabaseConfig): Database {
     connectionString: config.url,
     max: 10,
     // Times are epoch milliseconds in bigint columns: read them back as numbers (safe below 2^53).
-    types: {
-      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-        oid === INT8_OID ? Number : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-    },
+    types: { getTypeParser: typeParser },
   });
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   return { db, dialect: 'postgres', close: () => db.destroy() };

@@ -12,7 +12,10 @@ const envSchema = z.object({
   JUNIPER_DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: z.string().optional(),
   JUNIPER_SECRET_KEY: z.string().optional(),
-  JUNIPER_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  JUNIPER_BASE_URL: z
+    .url({ protocol: /^https?$/ })
+    .refine((u) => !/[?#]/.test(u), 'must be a plain base URL such as https://mail.example.com (no ? or #)')
+    .optional(),
   JUNIPER_LOG_LEVEL: z.enum(logLevels).default('info'),
 });
 

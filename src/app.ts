@@ -1,0 +1,84 @@
+// Composition root: wires database, vault, services and the HTTP app. Starts nothing: no listening, no
+// timers (main.ts does that), so tests can build a whole app and drive it with inject().
+import type { FastifyInstance } from 'fastify';
+import type { Config } from './config.js';
+import { openDatabase, type Database } from './db/database.js';
+import { migrateToLatest } from './db/migrate.js';
+import { AuditLog } from './audit/audit-log.js';
+import { createLogger, type Logger } from './lib/logger.js';
+import { ApiKeys } from './users/api-keys.js';
+import { FirstRunSetup } from './users/first-run.js';
+import { Sessions } from './users/sessions.js';
+import { SignIn } from './users/sign-in.js';
+import { Users } from './users/users.js';
+import { openVault, type Vault } from './vault/index.js';
+import { Parameters } from './settings/parameters.js';
+import { Settings } from './settings/settings.js';
+
+export interface Services {
+  audit: AuditLog;
+  users: Users;
+  sessions: Sessions;
+  apiKeys: ApiKeys;
+  signIn: SignIn;
+  firstRun: FirstRunSetup;
+  parameters: Parameters;
+  settings: Settings;
+}
+
+export interface App {
+  config: Config;
+  logger: Logger;
+  database: Database;
+  vault: Vault;
+  services: Services;
+  /** Built lazily: CLI commands that need no HTTP never build it. */
+  http(): Promise<FastifyInstance>;
+  close(): Promise<void>;
+}
+
+export interface CreateAppOptions {
+  logger?: Logger;
+  /** Run migrations on open (default true; `juniper migrate` reports them itself). */
+  migrate?: boolean;
+}
+
+export async function createApp(config: Config, options: CreateAppOptions = {}): Promise<App> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const vault = openVault({ dataDir: config.dataDir, secretKeys: config.secretKeys });
+  const database = openDatabase(config.database);
+  try {
+    if (options.migrate !== false) await migrateToLatest(database);
+  } catch (e) {
+    await database.close();
+    throw e;
+  }
+  const db = database.db;
+  const audit = new AuditLog(db);
+  const users = new Users(db, audit);
+  const parameters = new Parameters(db, audit);
+  const services: Services = {
+    audit,
+    users,
+    sessions: new Sessions(db),
+    apiKeys: new ApiKeys(db, audit),
+    signIn: new SignIn(users),
+    firstRun: new FirstRunSetup(users),
+    parameters,
+    settings: new Settings(db, vault, parameters, audit),
+  };
+  let http: Promise<FastifyInstance> | undefined;
+  return {
+    config,
+    logger,
+    database,
+    vault,
+    services,
+    // Imported on first use: CLI commands that never serve HTTP skip loading Fastify.
+    http: () => (http ??= import('./http/server.js').then((m) => m.buildHttpServer({ logger, services }))),
+    async close() {
+      if (http) await (await http).close();
+      await database.close();
+    },
+  };
+}

@@ -1,0 +1,34 @@
+// Who changed which setting, parameter, server or user. Details name what changed, never secret values:
+// callers pass field names for secrets (e.g. { changed: ['clientSecret'] }).
+import type { Kysely } from 'kysely';
+import type { AuditEntry, DB } from '../db/schema.js';
+
+export interface Actor {
+  userId: number | null;
+  /** A login, or `cli` for the command line, or `setup` for the first-start setup link. */
+  label: string;
+}
+
+export const cliActor: Actor = { userId: null, label: 'cli' };
+
+export class AuditLog {
+  constructor(private readonly db: Kysely<DB>) {}
+
+  async record(actor: Actor, action: string, target: string, details?: Record<string, unknown>): Promise<void> {
+    await this.db
+      .insertInto('audit_log')
+      .values({
+        at: Date.now(),
+        actor_user_id: actor.userId,
+        actor: actor.label,
+        action,
+        target,
+        details: details ? JSON.stringify(details) : null,
+      })
+      .execute();
+  }
+
+  async recent(limit = 100): Promise<AuditEntry[]> {
+    return this.db.selectFrom('audit_log').selectAll().orderBy('id', 'desc').limit(limit).execute();
+  }
+}

@@ -1,0 +1,65 @@
+// Sign-in for browsers: POST /api/v1/session answers { user, csrfToken } and sets an HttpOnly cookie.
+// SameSite=Lax, not Strict: the OAuth redirect back from Microsoft is a cross-site top-level GET that must
+// still carry the session.
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { z } from 'zod';
+import type { Services } from '../../app.js';
+import { AppError } from '../../lib/errors.js';
+import { SESSION_COOKIE } from '../access.js';
+import { parseInput } from '../../lib/validate.js';
+import { toUserView } from '../../users/users.js';
+import { SESSION_TTL_MS } from '../../users/sessions.js';
+
+const signInSchema = z.object({ login: z.string().min(1).max(200), password: z.string().min(1).max(1024) });
+const setupSchema = z.object({
+  token: z.string().min(1),
+  login: z.string(),
+  email: z.string(),
+  name: z.string().optional(),
+  password: z.string(),
+});
+
+export function setSessionCookie(reply: FastifyReply, token: string): void {
+  void reply.setCookie(SESSION_COOKIE, token, {
+    path: '/',
+    httpOnly: true,
+    sameSite: 'lax',
+    secure: 'auto',
+    maxAge: Math.floor(SESSION_TTL_MS / 1000),
+  });
+}
+
+export function sessionRoutes(services: Services): FastifyPluginAsync {
+  return async (app) => {
+    app.post('/api/v1/session', { config: { access: 'public' } }, async (request, reply) => {
+      const { login, password } = parseInput(signInSchema, request.body);
+      const user = await services.signIn.attempt(login, password, request.ip);
+      const session = await services.sessions.create(user.id);
+      setSessionCookie(reply, session.token);
+      return { user: toUserView(user), csrfToken: session.csrfToken };
+    });
+
+    app.get('/api/v1/session', { config: { access: 'user' } }, async (request) => {
+      const p = request.principal!;
+      const user = await services.users.findById(p.user.id);
+      return { user: user && toUserView(user), via: p.via, csrfToken: p.session?.csrfToken ?? null };
+    });
+
+    app.delete('/api/v1/session', { config: { access: 'user' } }, async (request, reply) => {
+      const token = request.cookies[SESSION_COOKIE];
+      if (token) await services.sessions.destroy(token);
+      void reply.clearCookie(SESSION_COOKIE, { path: '/' });
+      return reply.status(204).send();
+    });
+
+    app.post('/api/v1/setup', { config: { access: 'public' } }, async (request, reply) => {
+      const input = parseInput(setupSchema, request.body);
+      if (!services.firstRun.pending) throw new AppError('JUNIPER_ERR_SETUP_TOKEN');
+      const view = await services.firstRun.complete(input.token, input);
+      const user = await services.users.findById(view.id);
+      const session = await services.sessions.create(user!.id);
+      setSessionCookie(reply, session.token);
+      return reply.status(201).send({ user: view, csrfToken: session.csrfToken });
+    });
+  };
+}

@@ -1,0 +1,18 @@
+// The settings page over HTTP (DESIGN §11). The client secret goes in, never out: responses carry
+// hasClientSecret only.
+import type { FastifyPluginAsync } from 'fastify';
+import type { Services } from '../../app.js';
+import { settingsPatchSchema } from '../../settings/settings.js';
+import { actorOf } from '../actor.js';
+import { parseInput } from '../../lib/validate.js';
+
+export function settingsRoutes(services: Services): FastifyPluginAsync {
+  return async (app) => {
+    app.get('/api/v1/settings', { config: { access: 'admin' } }, async () => services.settings.get());
+
+    app.put('/api/v1/settings', { config: { access: 'admin' } }, async (request) => {
+      const patch = parseInput(settingsPatchSchema, request.body, 'settings');
+      return services.settings.update(patch, actorOf(request));
+    });
+  };
+}

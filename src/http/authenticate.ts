@@ -1,0 +1,55 @@
+// Resolves who is calling (API key or session cookie), then enforces the route's declared access and,
+// for cookie-authenticated state changes, the session's CSRF token.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AppError } from '../lib/errors.js';
+import { timingSafeEqualStr } from '../vault/hmac.js';
+import type { ApiKeys } from '../users/api-keys.js';
+import type { Sessions } from '../users/sessions.js';
+import { toPrincipalUser } from '../users/users.js';
+import { CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, type Principal } from './access.js';
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+export function authenticator(deps: { sessions: Sessions; apiKeys: ApiKeys }) {
+  async function identify(request: FastifyRequest): Promise<Principal | null> {
+    const auth = request.headers.authorization;
+    if (auth !== undefined) {
+      const m = /^Bearer\s+(\S+)$/i.exec(auth);
+      const user = m?.[1] ? await deps.apiKeys.resolve(m[1]) : undefined;
+      // A wrong key is an error even on public routes: a script with a revoked key should hear about it.
+      if (!user) throw new AppError('JUNIPER_ERR_UNAUTHENTICATED', 'The API key is unknown, revoked or malformed. Create one with `juniper api-keys create --user LOGIN`.');
+      return { user: toPrincipalUser(user), via: 'api_key' };
+    }
+    const token = request.cookies[SESSION_COOKIE];
+    if (!token) return null;
+    const found = await deps.sessions.resolve(token);
+    if (!found) return null;
+    return { user: toPrincipalUser(found.user), via: 'session', session: { id: found.sessionId, csrfToken: found.csrfToken } };
+  }
+
+  return async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const access = request.routeOptions.config.access;
+    request.principal = await identify(request);
+    if (access === 'public' || access === undefined) return;
+    const principal = request.principal;
+    if (!principal) {
+      if (wantsHtml(request)) {
+        await reply.redirect(`/login?next=${encodeURIComponent(request.url)}`);
+        return;
+      }
+      throw new AppError('JUNIPER_ERR_UNAUTHENTICATED');
+    }
+    if (access === 'admin' && principal.user.role !== 'admin') {
+      throw new AppError('JUNIPER_ERR_FORBIDDEN', 'Only an admin may do this.');
+    }
+    if (principal.session && !SAFE_METHODS.has(request.method)) {
+      const body = request.body as Record<string, unknown> | undefined;
+      const sent = request.headers[CSRF_HEADER] ?? (typeof body?.[CSRF_FIELD] === 'string' ? body[CSRF_FIELD] : undefined);
+      if (typeof sent !== 'string' || !timingSafeEqualStr(sent, principal.session.csrfToken)) throw new AppError('JUNIPER_ERR_CSRF');
+    }
+  };
+}
+
+function wantsHtml(request: FastifyRequest): boolean {
+  return request.method === 'GET' && !request.url.startsWith('/api/') && (request.headers.accept ?? '').includes('text/html');
+}

@@ -1,0 +1,100 @@
+// Builds the Fastify instance with every route; never listens (main.ts does, tests use inject()).
+import cookie from '@fastify/cookie';
+import formbody from '@fastify/formbody';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Logger } from '../lib/logger.js';
+import { AppError, errorCatalogue, isAppError } from '../lib/errors.js';
+import { redactUrl } from '../lib/redact-url.js';
+import type { Services } from '../app.js';
+import type { Access } from './access.js';
+import { authenticator } from './authenticate.js';
+import { healthRoutes } from './api/health.js';
+import { sessionRoutes } from './api/session.js';
+import { userRoutes } from './api/users.js';
+import { parameterRoutes } from './api/parameters.js';
+import { settingsRoutes } from './api/settings.js';
+import { pageRoutes } from '../ui/pages.js';
+
+export interface DeclaredRoute {
+  method: string;
+  url: string;
+  access: Access;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route with who may call it: for the access test and the API description. */
+    declaredRoutes: readonly DeclaredRoute[];
+  }
+}
+
+/** A route without an access declaration is a programming error caught at start-up, not a hole. */
+export function declaredRoute(route: { method: string | string[]; url: string; config?: { access?: Access } }): DeclaredRoute {
+  const method = Array.isArray(route.method) ? route.method.join(',') : route.method;
+  const access = route.config?.access;
+  if (access === undefined) throw new Error(`Route ${method} ${route.url} does not declare who may call it (config.access).`);
+  return { method, url: route.url, access };
+}
+
+export interface HttpOptions {
+  logger: Logger;
+  services: Services;
+}
+
+export async function buildHttpServer({ logger, services }: HttpOptions): Promise<FastifyInstance> {
+  // Typed as FastifyBaseLogger so the instance has Fastify's default generics (pino's Logger adds its own).
+  const baseLogger: FastifyBaseLogger = logger;
+  const app = Fastify({
+    loggerInstance: baseLogger,
+    bodyLimit: 30 * 1024 * 1024,
+    trustProxy: false,
+  });
+  // Fastify's default request serializer logs the full URL; ours drops one-time secrets from query strings.
+  app.setChildLoggerFactory((parent, bindings, opts) =>
+    parent.child(bindings, {
+      ...opts,
+      serializers: {
+        req: (req: { method: string; url: string; ip?: string }) => ({ method: req.method, url: redactUrl(req.url), ip: req.ip }),
+      },
+    }),
+  );
+
+  app.decorateRequest('principal', null);
+  const routes: DeclaredRoute[] = [];
+  app.decorate('declaredRoutes', routes);
+  app.addHook('onRoute', (route) => {
+    routes.push(declaredRoute(route));
+  });
+  await app.register(cookie);
+  await app.register(formbody);
+  app.addHook('preValidation', authenticator(services));
+
+  app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
+    const appError = toAppError(err);
+    if (appError.status >= 500) request.log.error({ err }, 'request failed');
+    else request.log.info({ code: appError.code, status: appError.status }, appError.message);
+    return reply.status(appError.status).send({ error: { code: appError.code, message: appError.message } });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({ error: { code: 'JUNIPER_ERR_NOT_FOUND', message: `No route ${request.method} ${redactUrl(request.url)}.` } }),
+  );
+
+  await app.register(healthRoutes);
+  await app.register(sessionRoutes(services));
+  await app.register(userRoutes(services));
+  await app.register(parameterRoutes(services));
+  await app.register(settingsRoutes(services));
+  await app.register(pageRoutes(services));
+  return app;
+}
+
+function toAppError(err: FastifyError | AppError): AppError {
+  if (isAppError(err)) return err;
+  if (err.validation) return new AppError('JUNIPER_ERR_VALIDATION', `Invalid request: ${err.message}`);
+  if (err.statusCode === 413) return new AppError('JUNIPER_ERR_VALIDATION', 'The request body is too large.');
+  const status = err.statusCode;
+  if (status && status >= 400 && status < 500) {
+    return new AppError('JUNIPER_ERR_VALIDATION', err.message);
+  }
+  return new AppError('JUNIPER_ERR_INTERNAL', errorCatalogue.JUNIPER_ERR_INTERNAL.message, { cause: err });
+}

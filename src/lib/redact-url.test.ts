@@ -1,0 +1,15 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { redactUrl } from './redact-url.js';
+
+describe('redactUrl', () => {
+  const cases: Array<[string, string]> = [
+    ['/healthz', '/healthz'],
+    ['/setup?token=abc123', '/setup?token=[redacted]'],
+    ['/microsoft_outlook/confirm?code=SECRET&state=S2&x=1', '/microsoft_outlook/confirm?code=[redacted]&state=[redacted]&x=1'],
+    ['/api/v1/mails?state=queued', '/api/v1/mails?state=[redacted]'],
+  ];
+  for (const [input, expected] of cases) {
+    it(`keeps secrets of ${input.split('?')[0]} out of logs`, () => assert.equal(redactUrl(input), expected));
+  }
+});

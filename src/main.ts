@@ -1,0 +1,130 @@
+// CLI entry and the only module that starts anything: listening sockets, timers, background jobs.
+import { Command, CommanderError } from 'commander';
+import { pino } from 'pino';
+import { createApp, type App } from './app.js';
+import { loadConfig, type Config } from './config.js';
+import { describeDatabase, openDatabase } from './db/database.js';
+import { migrateToLatest } from './db/migrate.js';
+import { isAppError } from './lib/errors.js';
+import { createLogger } from './lib/logger.js';
+import { apiKeysCommand, usersCommand } from './cli/users.js';
+import { paramsCommand } from './cli/params.js';
+import { settingsCommand } from './cli/settings.js';
+import type { WithApp } from './cli/with-app.js';
+import { housekeepingJobs, JobRunner } from './worker/housekeeping.js';
+
+const VERSION = '0.1.0';
+
+function cliApp(config: Config): WithApp {
+  return async (fn) => {
+    // Commands print their results on stdout; logs go to stderr and only from warnings up.
+    const app = await createApp(config, { logger: createLogger('warn', pino.destination(2)) });
+    try {
+      return await fn(app);
+    } finally {
+      await app.close();
+    }
+  };
+}
+
+async function baseUrlOf(app: App): Promise<string> {
+  const { config } = app;
+  if (config.baseUrl) await app.services.parameters.seedIfUnset('web.base.url', config.baseUrl);
+  const stored = await app.services.parameters.value('web.base.url');
+  const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+  return stored ?? `http://${host}:${config.port}`;
+}
+
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve(sig));
+  });
+}
+
+async function serve(config: Config): Promise<void> {
+  const app = await createApp(config);
+  const log = app.logger;
+  const http = await app.http();
+  const baseUrl = await baseUrlOf(app);
+  await http.listen({ port: config.port, host: config.host });
+  log.info({ database: describeDatabase(config.database), dataDir: config.dataDir, vaultKey: app.vault.source }, `Juniper listening on ${baseUrl}`);
+  const setupToken = await app.services.firstRun.issueIfNeeded();
+  if (setupToken) {
+    // Printed, not logged: a log shipper should not carry a working setup link around.
+    process.stdout.write(
+      `\nNo admin exists yet. Open this one-time link to create one:\n  ${baseUrl}/setup?token=${setupToken}\n` +
+        `(or run: juniper users create --admin --login LOGIN --email EMAIL)\n\n`,
+    );
+  }
+  const jobs = new JobRunner(housekeepingJobs(app), log);
+  jobs.start();
+  const sig = await untilSignal();
+  log.info(`${sig} received, shutting down`);
+  await jobs.stop();
+  await app.close();
+}
+
+async function worker(config: Config): Promise<void> {
+  const app = await createApp(config);
+  const jobs = new JobRunner(housekeepingJobs(app), app.logger);
+  app.logger.info({ database: describeDatabase(config.database) }, 'Juniper worker started');
+  jobs.start();
+  const sig = await untilSignal();
+  app.logger.info(`${sig} received, shutting down`);
+  await jobs.stop();
+  await app.close();
+}
+
+export function buildProgram(): Command {
+  const program = new Command('juniper')
+    .description('Juniper mail gateway: Microsoft 365 / Outlook OAuth, SMTP and IMAP for your business database')
+    .version(VERSION)
+    .showHelpAfterError()
+    .exitOverride();
+  // Each action loads the configuration itself, so `--help` works without a valid environment.
+  const withApp: WithApp = (fn) => cliApp(loadConfig())(fn);
+
+  program
+    .command('serve')
+    .description('run the web UI, the REST API and the background workers (default port 8080)')
+    .action(async () => serve(loadConfig()));
+  program
+    .command('worker')
+    .description('run only the background workers (for a second process sharing a PostgreSQL database)')
+    .action(async () => worker(loadConfig()));
+  program
+    .command('migrate')
+    .description('bring the database schema up to date (serve and worker also do this at start)')
+    .action(async () => {
+      const config = loadConfig();
+      const database = openDatabase(config.database);
+      try {
+        const { applied } = await migrateToLatest(database);
+        process.stdout.write(applied.length ? `Applied: ${applied.join(', ')}\n` : `${describeDatabase(config.database)} is up to date.\n`);
+      } finally {
+        await database.close();
+      }
+    });
+  program.addCommand(usersCommand(withApp));
+  program.addCommand(apiKeysCommand(withApp));
+  program.addCommand(paramsCommand(withApp));
+  program.addCommand(settingsCommand(withApp));
+  return program;
+}
+
+/** Runs the CLI; resolves to the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    if (isAppError(e)) {
+      process.stderr.write(`juniper: ${e.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`juniper: unexpected error: ${(e as Error).stack ?? String(e)}\n`);
+    return 1;
+  }
+}

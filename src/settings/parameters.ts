@@ -1,0 +1,123 @@
+// System parameters in the database: known keys validated by parameter-rules.ts, free keys stored as
+// given. Values are not secrets, so the audit log records them in full.
+import type { Kysely } from 'kysely';
+import { AuditLog, type Actor } from '../audit/audit-log.js';
+import type { DB } from '../db/schema.js';
+import { AppError } from '../lib/errors.js';
+import {
+  isKnownParameter,
+  knownParameters,
+  normaliseParameter,
+  ruleOf,
+  toMailParameters,
+  type KnownParameterKey,
+  type MailParameters,
+} from './parameter-rules.js';
+
+export interface ParameterView {
+  key: string;
+  value: string;
+  /** True when nothing is stored and the value shown is the built-in default. */
+  isDefault?: boolean;
+  /** Present for known parameters. */
+  description?: string;
+}
+
+const knownKeys = Object.keys(knownParameters) as KnownParameterKey[];
+
+function view(key: string, value: string, isDefault = false): ParameterView {
+  const rule = ruleOf(key);
+  return { key, value, ...(isDefault ? { isDefault: true } : {}), ...(rule ? { description: rule.description } : {}) };
+}
+
+export class Parameters {
+  constructor(
+    private readonly db: Kysely<DB>,
+    private readonly audit: AuditLog,
+  ) {}
+
+  /** The same service on a transaction, for callers that change parameters together with other rows. */
+  withTransaction(trx: Kysely<DB>): Parameters {
+    return new Parameters(trx, new AuditLog(trx));
+  }
+
+  /** Every stored parameter, plus the known ones that are unset but have a default; sorted by key. */
+  async list(): Promise<ParameterView[]> {
+    const rows = await this.db.selectFrom('parameters').select(['key', 'value']).execute();
+    const views = rows.map((r) => view(r.key, r.value));
+    const stored = new Set(rows.map((r) => r.key));
+    for (const key of knownKeys) {
+      const fallback = this.defaultOf(key);
+      if (!stored.has(key) && fallback !== undefined) views.push(view(key, fallback, true));
+    }
+    return views.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async get(key: string): Promise<ParameterView> {
+    const stored = await this.stored(key);
+    if (stored !== undefined) return view(key, stored);
+    const fallback = this.defaultOf(key);
+    if (fallback !== undefined) return view(key, fallback, true);
+    throw new AppError(
+      'JUNIPER_ERR_UNKNOWN_PARAMETER',
+      isKnownParameter(key)
+        ? `The system parameter ${key} is not set and has no default; set it with \`juniper params set ${key} VALUE\`.`
+        : `No system parameter ${JSON.stringify(key)} is set.`,
+      { details: { key } },
+    );
+  }
+
+  /** The stored value, else the known key's default, else undefined. */
+  async value(key: string): Promise<string | undefined> {
+    return (await this.stored(key)) ?? this.defaultOf(key);
+  }
+
+  async set(key: string, value: string, actor: Actor): Promise<ParameterView> {
+    const normalised = normaliseParameter(key, value);
+    await this.db
+      .insertInto('parameters')
+      .values({ key, value: normalised, updated_at: Date.now() })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value: normalised, updated_at: Date.now() }))
+      .execute();
+    await this.audit.record(actor, 'parameter.set', `parameter:${key}`, { key, value: normalised });
+    return view(key, normalised);
+  }
+
+  /** Removes a stored value; true when there was one. Known keys fall back to their default. */
+  async unset(key: string, actor: Actor): Promise<boolean> {
+    const result = await this.db.deleteFrom('parameters').where('key', '=', key).executeTakeFirst();
+    const removed = Number(result.numDeletedRows) > 0;
+    if (removed) await this.audit.record(actor, 'parameter.unset', `parameter:${key}`, { key });
+    return removed;
+  }
+
+  /** Stores a value only when the key has none (start-up seeding, e.g. web.base.url from JUNIPER_BASE_URL); true when stored. */
+  async seedIfUnset(key: string, value: string): Promise<boolean> {
+    const normalised = normaliseParameter(key, value);
+    const result = await this.db
+      .insertInto('parameters')
+      .values({ key, value: normalised, updated_at: Date.now() })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .executeTakeFirst();
+    const seeded = Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
+    if (seeded) {
+      await this.audit.record({ userId: null, label: 'startup' }, 'parameter.seed', `parameter:${key}`, { key, value: normalised });
+    }
+    return seeded;
+  }
+
+  /** The known parameters, typed, read in one query: what routing and OAuth act on. */
+  async snapshot(): Promise<MailParameters> {
+    const rows = await this.db.selectFrom('parameters').select(['key', 'value']).where('key', 'in', knownKeys).execute();
+    return toMailParameters(new Map(rows.map((r) => [r.key, r.value])));
+  }
+
+  private async stored(key: string): Promise<string | undefined> {
+    const row = await this.db.selectFrom('parameters').select('value').where('key', '=', key).executeTakeFirst();
+    return row?.value;
+  }
+
+  private defaultOf(key: string): string | undefined {
+    return ruleOf(key)?.defaultValue;
+  }
+}

@@ -1,0 +1,332 @@
+// The settings page's model (DESIGN §11): Custom Email Servers, the Outlook app credentials and the
+// mass-mailing server. The client secret is write-only: stored as vault ciphertext, never returned
+// (hasClientSecret instead) and never audited. Mass mailing has no rows of its own here: it reads and
+// writes the mass_mailing.* parameters, so `juniper params` and this page cannot disagree.
+import type { Kysely } from 'kysely';
+import { z } from 'zod';
+import type { Actor, AuditLog } from '../audit/audit-log.js';
+import type { DB } from '../db/schema.js';
+import { parseInput } from '../lib/validate.js';
+import { AppError } from '../lib/errors.js';
+import type { Vault } from '../vault/index.js';
+import { got, toDomainName } from './parameter-rules.js';
+import type { Parameters } from './parameters.js';
+
+/** Login host of each Microsoft cloud; US Gov covers GCC High and DoD. */
+export const cloudHosts = {
+  global: 'login.microsoftonline.com',
+  usgov: 'login.microsoftonline.us',
+  china: 'login.chinacloudapi.cn',
+} as const;
+export type Cloud = keyof typeof cloudHosts;
+export const clouds = Object.keys(cloudHosts) as [Cloud, ...Cloud[]];
+
+export const CLIENT_SECRET_CONTEXT = 'settings.outlook.client_secret';
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const TENANT_KEYWORDS = new Set(['common', 'organizations', 'consumers']);
+const DAY_MS = 86_400_000;
+
+export interface SettingsView {
+  customEmailServers: boolean;
+  outlook: {
+    enabled: boolean;
+    clientId: string | null;
+    hasClientSecret: boolean;
+    clientSecretExpiresAt: string | null;
+    /** Whole days from today (UTC) to the expiry date; negative once expired. */
+    clientSecretDaysLeft: number | null;
+    cloud: Cloud;
+    tenant: string;
+    /** The authority OAuth uses: from cloud and tenant, unless microsoft_outlook.endpoint overrides it. */
+    authority: string;
+    /** What to register in Azure; null until web.base.url is set. */
+    redirectUri: string | null;
+  };
+  massMailing: { dedicatedServer: boolean; serverId: number | null };
+}
+
+/** For the OAuth flow only: holds the client secret in clear. */
+export interface OutlookCredentials {
+  enabled: boolean;
+  clientId: string;
+  clientSecret: string;
+  authority: string;
+  redirectUri: string | null;
+}
+
+// null or an empty string clears a field, as an emptied form field does.
+const clearable = <T extends string>(inner: z.ZodType<T, string>) =>
+  inner
+    .nullable()
+    .transform((v) => (v === '' ? null : v))
+    .optional();
+
+const clientIdSchema = z.string().trim().superRefine((v, ctx) => {
+  if (v !== '' && !GUID.test(v)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `must be the Application (client) ID from the app's Overview page in the Azure portal; Azure application ids are GUIDs such as 1b4f9c5e-0000-4000-8000-123456789abc ${got(v)}`,
+    });
+  }
+});
+
+const clientSecretSchema = z
+  .string()
+  .trim()
+  .max(1024, 'must be at most 1024 characters: paste the Value of the client secret, not its description')
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
+  .refine((v) => !/[\x00-\x1f\x7f]/.test(v), 'must not contain line breaks or control characters');
+
+const dateSchema = z.string().trim().superRefine((v, ctx) => {
+  if (v !== '' && !isCalendarDate(v)) ctx.addIssue({ code: 'custom', message: `must be a date written YYYY-MM-DD, such as 2027-06-30 ${got(v)}` });
+});
+
+const tenantSchema = z
+  .string()
+  .trim()
+  .transform((v, ctx) => {
+    const lower = v.toLowerCase();
+    if (TENANT_KEYWORDS.has(lower) || GUID.test(lower)) return lower;
+    const domain = toDomainName(v);
+    if (domain) return domain;
+    ctx.addIssue({
+      code: 'custom',
+      message: `must be common, organizations, consumers, a tenant id (a GUID) or a verified domain such as contoso.onmicrosoft.com ${got(v)}`,
+    });
+    return z.NEVER;
+  });
+
+const serverIdRule = 'must be the id of an outgoing mail server (a positive whole number), or null';
+
+const readOnly = (what: string) => z.never({ error: `is read-only: ${what}` }).optional();
+
+export const settingsPatchSchema = z.strictObject({
+  customEmailServers: z.boolean().optional(),
+  outlook: z
+    .strictObject({
+      enabled: z.boolean().optional(),
+      clientId: clearable(clientIdSchema.transform((v) => v.toLowerCase())),
+      clientSecret: clearable(clientSecretSchema),
+      clientSecretExpiresAt: clearable(dateSchema),
+      cloud: z.enum(clouds, { error: `must be one of ${clouds.join(', ')}` }).optional(),
+      tenant: tenantSchema.optional(),
+      hasClientSecret: readOnly('set clientSecret, or clear it with an empty string'),
+      clientSecretDaysLeft: readOnly('set clientSecretExpiresAt'),
+      authority: readOnly('it follows cloud and tenant; the parameter microsoft_outlook.endpoint overrides it'),
+      redirectUri: readOnly('it follows the parameter web.base.url'),
+    })
+    .optional(),
+  massMailing: z
+    .strictObject({
+      dedicatedServer: z.boolean().optional(),
+      serverId: z
+        .number()
+        .int(serverIdRule)
+        .positive(serverIdRule)
+        .max(2_147_483_647, serverIdRule)
+        .nullable()
+        .optional(),
+    })
+    .optional(),
+});
+export type SettingsPatch = z.input<typeof settingsPatchSchema>;
+
+/** The rows of the settings table (values JSON-encoded). */
+const rowKeys = {
+  customEmailServers: 'custom_email_servers',
+  enabled: 'outlook.enabled',
+  clientId: 'outlook.client_id',
+  clientSecret: 'outlook.client_secret',
+  clientSecretExpiresAt: 'outlook.client_secret_expires_at',
+  cloud: 'outlook.cloud',
+  tenant: 'outlook.tenant',
+} as const;
+type RowField = keyof typeof rowKeys;
+
+interface Stored {
+  customEmailServers: boolean;
+  enabled: boolean;
+  clientId: string | null;
+  /** Vault ciphertext. */
+  clientSecret: string | null;
+  clientSecretExpiresAt: string | null;
+  cloud: Cloud;
+  tenant: string;
+}
+
+const storedSchema = z.object({
+  customEmailServers: z.boolean().default(false),
+  enabled: z.boolean().default(false),
+  clientId: z.string().nullable().default(null),
+  clientSecret: z.string().nullable().default(null),
+  clientSecretExpiresAt: z.string().nullable().default(null),
+  cloud: z.enum(clouds).default('global'),
+  tenant: z.string().default('common'),
+});
+
+const auditNames: Record<RowField, string> = {
+  customEmailServers: 'customEmailServers',
+  enabled: 'outlook.enabled',
+  clientId: 'outlook.clientId',
+  clientSecret: 'outlook.clientSecret',
+  clientSecretExpiresAt: 'outlook.clientSecretExpiresAt',
+  cloud: 'outlook.cloud',
+  tenant: 'outlook.tenant',
+};
+
+export class Settings {
+  constructor(
+    private readonly db: Kysely<DB>,
+    private readonly vault: Pick<Vault, 'encrypt' | 'decrypt'>,
+    private readonly parameters: Parameters,
+    private readonly audit: AuditLog,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async get(): Promise<SettingsView> {
+    return this.viewOf(await load(this.db));
+  }
+
+  async update(patch: SettingsPatch, actor: Actor): Promise<SettingsView> {
+    const input = parseInput(settingsPatchSchema, patch, 'settings');
+    const changed = await this.db.transaction().execute(async (trx) => {
+      const params = this.parameters.withTransaction(trx);
+      const old = await load(trx);
+      const next: Stored = { ...old };
+      const changes: RowField[] = [];
+      const assign = <F extends RowField>(field: F, value: Stored[F] | undefined) => {
+        if (value === undefined || value === old[field]) return;
+        next[field] = value;
+        changes.push(field);
+      };
+      assign('customEmailServers', input.customEmailServers);
+      const o = input.outlook ?? {};
+      assign('enabled', o.enabled);
+      assign('clientId', o.clientId);
+      assign('clientSecretExpiresAt', o.clientSecretExpiresAt);
+      assign('cloud', o.cloud);
+      assign('tenant', o.tenant);
+      // A new secret always counts as a change: comparing would mean decrypting the old one for nothing.
+      if (o.clientSecret !== undefined && (o.clientSecret !== null || old.clientSecret !== null)) {
+        next.clientSecret = o.clientSecret === null ? null : this.vault.encrypt(o.clientSecret, CLIENT_SECRET_CONTEXT);
+        changes.push('clientSecret');
+      }
+      for (const field of changes) await writeRow(trx, field, next[field], this.now());
+      return [...changes.map((f) => auditNames[f]), ...(await updateMassMailing(params, input.massMailing, actor))];
+    });
+    if (changed.length > 0) await this.audit.record(actor, 'settings.update', 'settings', { changed });
+    return this.get();
+  }
+
+  /** Decrypted Outlook app credentials for the OAuth flow; null until both client id and secret are set. */
+  async outlookCredentials(): Promise<OutlookCredentials | null> {
+    const stored = await load(this.db);
+    if (!stored.clientId || !stored.clientSecret) return null;
+    const view = await this.viewOf(stored);
+    return {
+      enabled: stored.enabled,
+      clientId: stored.clientId,
+      clientSecret: this.vault.decrypt(stored.clientSecret, CLIENT_SECRET_CONTEXT),
+      authority: view.outlook.authority,
+      redirectUri: view.outlook.redirectUri,
+    };
+  }
+
+  private async viewOf(s: Stored): Promise<SettingsView> {
+    const p = await this.parameters.snapshot();
+    return {
+      customEmailServers: s.customEmailServers,
+      outlook: {
+        enabled: s.enabled,
+        clientId: s.clientId,
+        hasClientSecret: s.clientSecret !== null,
+        clientSecretExpiresAt: s.clientSecretExpiresAt,
+        clientSecretDaysLeft: s.clientSecretExpiresAt === null ? null : daysUntil(s.clientSecretExpiresAt, this.now()),
+        cloud: s.cloud,
+        tenant: s.tenant,
+        authority: p.outlookEndpoint ?? authorityFor(s.cloud, s.tenant),
+        redirectUri: p.webBaseUrl === null ? null : `${p.webBaseUrl}/microsoft_outlook/confirm`,
+      },
+      massMailing: { dedicatedServer: p.massMailingDedicatedServer, serverId: p.massMailingServerId },
+    };
+  }
+}
+
+/** `https://<cloud login host>/<tenant>/oauth2/v2.0/` */
+export function authorityFor(cloud: Cloud, tenant: string): string {
+  return `https://${cloudHosts[cloud]}/${tenant}/oauth2/v2.0/`;
+}
+
+/** Whole UTC days from `now` to the date; 0 on the day itself. */
+export function daysUntil(date: string, now: number): number {
+  const today = Math.floor(now / DAY_MS) * DAY_MS;
+  return Math.round((Date.parse(`${date}T00:00:00Z`) - today) / DAY_MS);
+}
+
+function isCalendarDate(v: string): boolean {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(v)) return false;
+  const t = Date.parse(`${v}T00:00:00Z`);
+  // Date.parse rolls 2026-02-30 over to March; the round trip catches it.
+  return !Number.isNaN(t) && new Date(t).toISOString().slice(0, 10) === v;
+}
+
+async function load(db: Kysely<DB>): Promise<Stored> {
+  const rows = await db.selectFrom('settings').select(['key', 'value']).execute();
+  const byKey = new Map(rows.map((r) => [r.key, r.value]));
+  const raw: Record<string, unknown> = {};
+  for (const [field, key] of Object.entries(rowKeys)) {
+    const text = byKey.get(key);
+    if (text === undefined) continue;
+    try {
+      raw[field] = JSON.parse(text) as unknown;
+    } catch (cause) {
+      throw new AppError('JUNIPER_ERR_DATABASE', `The setting ${key} in the settings table is not valid JSON; fix or delete that row.`, { cause });
+    }
+  }
+  const parsed = storedSchema.safeParse(raw);
+  if (!parsed.success) {
+    const which = parsed.error.issues.map((i) => rowKeys[i.path[0] as RowField] ?? String(i.path[0])).join(', ');
+    throw new AppError('JUNIPER_ERR_DATABASE', `The settings table holds a value of the wrong type for ${which}; fix or delete that row.`);
+  }
+  return parsed.data;
+}
+
+async function writeRow(db: Kysely<DB>, field: RowField, value: unknown, now: number): Promise<void> {
+  const key = rowKeys[field];
+  if (value === null) {
+    await db.deleteFrom('settings').where('key', '=', key).execute();
+    return;
+  }
+  const json = JSON.stringify(value);
+  await db
+    .insertInto('settings')
+    .values({ key, value: json, updated_at: now })
+    .onConflict((oc) => oc.column('key').doUpdateSet({ value: json, updated_at: now }))
+    .execute();
+}
+
+/** Applies the massMailing part of a patch to its parameters; returns the changed field names. */
+async function updateMassMailing(
+  params: Parameters,
+  patch: { dedicatedServer?: boolean | undefined; serverId?: number | null | undefined } | undefined,
+  actor: Actor,
+): Promise<string[]> {
+  if (!patch) return [];
+  const old = await params.snapshot();
+  const dedicatedServer = patch.dedicatedServer ?? old.massMailingDedicatedServer;
+  const serverId = patch.serverId === undefined ? old.massMailingServerId : patch.serverId;
+  if (dedicatedServer && serverId === null) {
+    throw new AppError('JUNIPER_ERR_VALIDATION', 'Invalid settings: massMailing.serverId: choose the outgoing mail server for mass mailings before turning dedicatedServer on.');
+  }
+  const changed: string[] = [];
+  if (dedicatedServer !== old.massMailingDedicatedServer) {
+    await params.set('mass_mailing.outgoing_mail_server', String(dedicatedServer), actor);
+    changed.push('massMailing.dedicatedServer');
+  }
+  if (serverId !== old.massMailingServerId) {
+    if (serverId === null) await params.unset('mass_mailing.mail_server_id', actor);
+    else await params.set('mass_mailing.mail_server_id', String(serverId), actor);
+    changed.push('massMailing.serverId');
+  }
+  return changed;
+}

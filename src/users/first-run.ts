@@ -1,0 +1,46 @@
+// First start without an admin: a one-time setup link is printed on the console (never a default
+// password). The token lives only in this process's memory; a restart prints a new one.
+import type { Actor } from '../audit/audit-log.js';
+import { AppError } from '../lib/errors.js';
+import { randomToken, sha256Hex, timingSafeEqualStr } from '../vault/hmac.js';
+import type { NewUserInput, UserView, Users } from './users.js';
+
+const setupActor: Actor = { userId: null, label: 'setup' };
+
+export class FirstRunSetup {
+  private tokenHash: string | null = null;
+
+  constructor(private readonly users: Users) {}
+
+  /** A new setup token when no active admin exists, else null. */
+  async issueIfNeeded(): Promise<string | null> {
+    if ((await this.users.countActiveAdmins()) > 0) {
+      this.tokenHash = null;
+      return null;
+    }
+    const token = randomToken(24);
+    this.tokenHash = sha256Hex(token);
+    return token;
+  }
+
+  get pending(): boolean {
+    return this.tokenHash !== null;
+  }
+
+  check(token: string): void {
+    if (!this.tokenHash || !timingSafeEqualStr(sha256Hex(token), this.tokenHash)) throw new AppError('JUNIPER_ERR_SETUP_TOKEN');
+  }
+
+  /** Creates the first admin with the token, which is then spent. */
+  async complete(token: string, admin: Omit<NewUserInput, 'role'>): Promise<UserView> {
+    this.check(token);
+    if ((await this.users.countActiveAdmins()) > 0) {
+      this.tokenHash = null;
+      throw new AppError('JUNIPER_ERR_SETUP_TOKEN', 'An admin already exists: sign in instead.');
+    }
+    if (!admin.password) throw new AppError('JUNIPER_ERR_VALIDATION', 'Choose a password for the admin.');
+    const user = await this.users.create({ ...admin, role: 'admin' }, setupActor);
+    this.tokenHash = null;
+    return user;
+  }
+}

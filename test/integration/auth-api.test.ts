@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { declaredRoute } from '../../src/http/server.js';
+import { dialects } from '../helpers/databases.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+
+function cookieFrom(res: { headers: Record<string, unknown> }): string {
+  const raw = res.headers['set-cookie'];
+  const first = Array.isArray(raw) ? String(raw[0]) : String(raw);
+  return first.split(';')[0]!;
+}
+
+for (const dialect of dialects) {
+  describe(`sign-in, API keys, CSRF and access rules (${dialect})`, () => {
+    let t: TestApp;
+    let http: FastifyInstance;
+    let admin: { id: number; apiKey: string; password: string };
+    let user: { id: number; apiKey: string; password: string };
+
+    before(async () => {
+      t = await startTestApp(dialect);
+      http = await t.app.http();
+      admin = await t.createUser('admin', 'admin');
+      user = await t.createUser('jane', 'user');
+    });
+    after(async () => t.close());
+
+    it('signs in with a password and sets an HttpOnly, SameSite=Lax session cookie', async () => {
+      const res = await http.inject({ method: 'POST', url: '/api/v1/session', payload: { login: 'ADMIN', password: admin.password } });
+      assert.equal(res.statusCode, 200);
+      const body = res.json<{ user: { login: string; role: string }; csrfToken: string }>();
+      assert.equal(body.user.login, 'admin');
+      assert.equal(body.user.role, 'admin');
+      assert.ok(body.csrfToken.length >= 20);
+      const setCookie = String(res.headers['set-cookie']);
+      assert.match(setCookie, /juniper_session=/);
+      assert.match(setCookie, /HttpOnly/);
+      assert.match(setCookie, /SameSite=Lax/);
+      assert.ok(!res.body.includes(admin.password));
+    });
+
+    it('answers the same 401 for a wrong password and an unknown login', async () => {
+      const wrong = await http.inject({ method: 'POST', url: '/api/v1/session', payload: { login: 'admin', password: 'nope-nope-nope' } });
+      const unknown = await http.inject({ method: 'POST', url: '/api/v1/session', payload: { login: 'ghost', password: 'nope-nope-nope' } });
+      assert.equal(wrong.statusCode, 401);
+      assert.deepEqual(wrong.json(), unknown.json());
+      assert.equal(wrong.json<{ error: { code: string } }>().error.code, 'JUNIPER_ERR_BAD_CREDENTIALS');
+    });
+
+    it('refuses a cookie-authenticated state change without the CSRF token, and accepts it with the token', async () => {
+      const signIn = await http.inject({ method: 'POST', url: '/api/v1/session', payload: { login: 'admin', password: admin.password } });
+      const cookie = cookieFrom(signIn);
+      const { csrfToken } = signIn.json<{ csrfToken: string }>();
+      const payload = { login: 'bob', email: 'bob@example.com', password: 'bob-password-123', role: 'user' };
+      const without = await http.inject({ method: 'POST', url: '/api/v1/users', headers: { cookie }, payload });
+      assert.equal(without.statusCode, 403);
+      assert.equal(without.json<{ error: { code: string } }>().error.code, 'JUNIPER_ERR_CSRF');
+      const wrong = await http.inject({ method: 'POST', url: '/api/v1/users', headers: { cookie, 'x-csrf-token': 'x'.repeat(32) }, payload });
+      assert.equal(wrong.statusCode, 403);
+      const ok = await http.inject({ method: 'POST', url: '/api/v1/users', headers: { cookie, 'x-csrf-token': csrfToken }, payload });
+      assert.equal(ok.statusCode, 201, ok.body);
+      assert.equal(ok.json<{ login: string }>().login, 'bob');
+      // Reads need no CSRF token.
+      const list = await http.inject({ method: 'GET', url: '/api/v1/users', headers: { cookie } });
+      assert.equal(list.statusCode, 200);
+    });
+
+    it('signs out: the cookie stops working', async () => {
+      const signIn = await http.inject({ method: 'POST', url: '/api/v1/session', payload: { login: 'jane', password: user.password } });
+      const cookie = cookieFrom(signIn);
+      const { csrfToken } = signIn.json<{ csrfToken: string }>();
+      const out = await http.inject({ method: 'DELETE', url: '/api/v1/session', headers: { cookie, 'x-csrf-token': csrfToken } });
+      assert.equal(out.statusCode, 204);
+      const after = await http.inject({ method: 'GET', url: '/api/v1/session', headers: { cookie } });
+      assert.equal(after.statusCode, 401);
+    });
+
+    it('authenticates API keys without CSRF, and rejects unknown keys even on public routes', async () => {
+      const ok = await http.inject({ method: 'GET', url: '/api/v1/users', headers: { authorization: `Bearer ${admin.apiKey}` } });
+      assert.equal(ok.statusCode, 200);
+      assert.ok(!ok.body.includes('password_hash'), 'user lists never include password hashes');
+      const bad = await http.inject({ method: 'GET', url: '/healthz', headers: { authorization: 'Bearer jnp_nothing' } });
+      assert.equal(bad.statusCode, 401);
+      assert.match(bad.json<{ error: { message: string } }>().error.message, /api-keys create/);
+    });
+
+    it('stops a revoked API key', async () => {
+      const created = await http.inject({ method: 'POST', url: '/api/v1/api-keys', headers: { authorization: `Bearer ${user.apiKey}` }, payload: { name: 'script' } });
+      assert.equal(created.statusCode, 201);
+      const { key, id } = created.json<{ key: string; id: number }>();
+      assert.equal((await http.inject({ url: '/api/v1/session', headers: { authorization: `Bearer ${key}` } })).statusCode, 200);
+      await t.app.services.apiKeys.revoke(id, { userId: null, label: 'test' });
+      assert.equal((await http.inject({ url: '/api/v1/session', headers: { authorization: `Bearer ${key}` } })).statusCode, 401);
+    });
+
+    it('lets only admins call admin routes', async () => {
+      const res = await http.inject({ method: 'GET', url: '/api/v1/users', headers: { authorization: `Bearer ${user.apiKey}` } });
+      assert.equal(res.statusCode, 403);
+      const anon = await http.inject({ method: 'GET', url: '/api/v1/users' });
+      assert.equal(anon.statusCode, 401);
+    });
+
+    it('declares who may call every route', () => {
+      const api = http.declaredRoutes.filter((r) => r.url.startsWith('/api/'));
+      assert.ok(api.length >= 6, `expected the API routes, got ${api.length}`);
+      for (const r of http.declaredRoutes) assert.ok(['public', 'user', 'admin'].includes(r.access), `${r.method} ${r.url}`);
+      assert.throws(() => declaredRoute({ method: 'GET', url: '/api/v1/undeclared' }), /does not declare who may call it/);
+    });
+
+    it('serves /healthz and a sign-in page, and sends signed-out browsers there', async () => {
+      assert.equal((await http.inject({ url: '/healthz' })).statusCode, 200);
+      const login = await http.inject({ url: '/login' });
+      assert.equal(login.statusCode, 200);
+      assert.match(login.body, /<form method="post" action="\/login">/);
+      const home = await http.inject({ url: '/', headers: { accept: 'text/html' } });
+      assert.equal(home.statusCode, 302);
+      assert.equal(home.headers.location, '/login?next=%2F');
+    });
+
+    it('signs in through the page form and refuses open redirects', async () => {
+      const res = await http.inject({
+        method: 'POST',
+        url: '/login',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: new URLSearchParams({ login: 'jane', password: user.password, next: '//evil.example/' }).toString(),
+      });
+      assert.equal(res.statusCode, 303);
+      assert.equal(res.headers.location, '/');
+      const home = await http.inject({ url: '/', headers: { cookie: cookieFrom(res) } });
+      assert.equal(home.statusCode, 200);
+      assert.match(home.body, /Welcome, jane/);
+      const bad = await http.inject({
+        method: 'POST',
+        url: '/login',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: 'login=jane&password=wrong-wrong',
+      });
+      assert.equal(bad.statusCode, 401);
+      assert.match(bad.body, /Wrong login or password/);
+    });
+
+    it('keeps passwords, API keys and session tokens out of the logs', async () => {
+      const logs = t.logs();
+      assert.ok(logs.length > 0, 'requests were logged');
+      for (const secret of [admin.password, user.password, admin.apiKey, user.apiKey]) assert.ok(!logs.includes(secret), 'a secret reached the log');
+      assert.ok(!/juniper_session=[A-Za-z0-9_-]{20}/.test(logs), 'a session cookie reached the log');
+    });
+  });
+}
+
+describe('first-run setup link', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp('sqlite');
+  });
+  after(async () => t.close());
+
+  it('creates the first admin once with the printed token, then refuses the token', async () => {
+    const http = await t.app.http();
+    const token = await t.app.services.firstRun.issueIfNeeded();
+    assert.ok(token);
+    assert.equal((await http.inject({ url: '/setup?token=wrong' })).statusCode, 403);
+    assert.equal((await http.inject({ url: `/setup?token=${token}` })).statusCode, 200);
+    const payload = { token, login: 'root', email: 'root@example.com', password: 'a-long-password' };
+    const res = await http.inject({ method: 'POST', url: '/api/v1/setup', payload });
+    assert.equal(res.statusCode, 201, res.body);
+    assert.equal(res.json<{ user: { role: string } }>().user.role, 'admin');
+    const again = await http.inject({ method: 'POST', url: '/api/v1/setup', payload: { ...payload, login: 'root2' } });
+    assert.equal(again.statusCode, 403);
+    assert.equal(await t.app.services.firstRun.issueIfNeeded(), null, 'no new link once an admin exists');
+    assert.ok(!t.logs().includes(token), 'the setup token never reaches the log');
+  });
+});

@@ -1,0 +1,102 @@
+// The `juniper` command as a user runs it: real processes, real data directory, both databases.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { cliEnv, projectRoot, runJuniper } from '../helpers/cli.js';
+import { dialects, freshDatabaseConfig } from '../helpers/databases.js';
+import { freePort } from '../peers/free-port.js';
+
+const root = projectRoot;
+
+const envFor = cliEnv;
+const juniper = runJuniper;
+
+for (const dialect of dialects) {
+  describe(`juniper CLI on ${dialect}`, () => {
+    it('creates an admin and an API key, keeps parameters across runs, and refuses a bad domain naming the key and rule', async () => {
+      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-cli-'));
+      const db = await freshDatabaseConfig(dialect);
+      const env = envFor(dataDir, db.kind === 'postgres' ? db.url : undefined);
+
+      const created = juniper(env, ['users', 'create', '--login', 'Admin', '--email', 'admin@example.com', '--admin', '--password', 'a-long-password']);
+      assert.equal(created.code, 0, created.stderr);
+      assert.match(created.stdout, /Created admin admin/);
+
+      const key = juniper(env, ['api-keys', 'create', '--user', 'admin']);
+      assert.equal(key.code, 0, key.stderr);
+      assert.match(key.stdout, /^jnp_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{43}\n$/, 'prints only the key');
+
+      const set = juniper(env, ['params', 'set', 'mail.catchall.domain', 'Example.COM']);
+      assert.equal(set.code, 0, set.stderr);
+      const get = juniper(env, ['params', 'get', 'mail.catchall.domain']);
+      assert.equal(get.code, 0, get.stderr);
+      assert.match(get.stdout, /example\.com/);
+
+      const bad = juniper(env, ['params', 'set', 'mail.catchall.domain', 'not a domain']);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /mail\.catchall\.domain/);
+      assert.match(bad.stderr, /domain name/);
+      assert.match(juniper(env, ['params', 'get', 'mail.catchall.domain']).stdout, /example\.com/, 'the bad value changed nothing');
+
+      const users = juniper(env, ['users', 'list']);
+      assert.match(users.stdout, /admin\tadmin@example\.com\tadmin/);
+
+      if (dialect === 'sqlite') {
+        assert.ok(fs.existsSync(path.join(dataDir, 'juniper.sqlite')), 'SQLite data lands in the data dir');
+      }
+      const mode = fs.statSync(path.join(dataDir, 'vault.key')).mode & 0o777;
+      assert.equal(mode, 0o600, `vault key mode ${mode.toString(8)}`);
+    });
+  });
+}
+
+describe('juniper CLI errors', () => {
+  it('explains a bad DATABASE_URL and an unknown user without a stack trace', () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-cli-'));
+    const bad = juniper({ ...envFor(dataDir), DATABASE_URL: 'mysql://x' }, ['users', 'list']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^juniper: DATABASE_URL must start with postgres:\/\//);
+    const unknown = juniper(envFor(dataDir), ['api-keys', 'create', '--user', 'nobody']);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /No user with login "nobody"/);
+    assert.doesNotMatch(unknown.stderr, /at .*\.ts:\d+/);
+  });
+});
+
+describe('npm start (the built juniper serve)', () => {
+  it('serves /healthz and the sign-in page, prints a one-time setup link, and stops cleanly on SIGTERM', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-serve-'));
+    const port = await freePort();
+    const help = spawnSync(process.execPath, ['bin/juniper.js', '--help'], { cwd: root, encoding: 'utf8' });
+    assert.equal(help.status, 0, help.stderr);
+    assert.match(help.stdout, /serve/);
+
+    const child = spawn(process.execPath, ['bin/juniper.js', 'serve'], { cwd: root, env: { ...envFor(dataDir), JUNIPER_PORT: String(port) } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const base = `http://127.0.0.1:${port}`;
+      let health: Response | undefined;
+      for (let i = 0; i < 100 && !health; i++) {
+        health = await fetch(`${base}/healthz`).catch(() => undefined);
+        if (!health) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(health?.status, 200, out);
+      const login = await fetch(`${base}/login`);
+      assert.equal(login.status, 200);
+      assert.match(await login.text(), /Sign in to Juniper/);
+      for (let i = 0; i < 50 && !out.includes('/setup?token='); i++) await new Promise((r) => setTimeout(r, 100));
+      const link = /(http:\/\/\S+\/setup\?token=\S+)/.exec(out)?.[1];
+      assert.ok(link, `setup link printed: ${out}`);
+      assert.equal((await fetch(link)).status, 200);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, out);
+  });
+});

@@ -1,0 +1,139 @@
+// Settings and system parameters over the REST API as scripts use them: API keys, admin-only access,
+// the write-only client secret, and validation errors that name the key and the rule. Both databases.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance, InjectOptions } from 'fastify';
+import { dialects } from '../helpers/databases.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+
+const CLIENT_ID = '1b4f9c5e-0000-4000-8000-123456789abc';
+const SECRET = 'Qz8~integration-secret-value.0123456789';
+
+for (const dialect of dialects) {
+  describe(`settings and parameters API on ${dialect}`, () => {
+    let t: TestApp;
+    let http: FastifyInstance;
+    let adminKey: string;
+    let userKey: string;
+
+    before(async () => {
+      t = await startTestApp(dialect);
+      http = await t.app.http();
+      adminKey = (await t.createUser('admin', 'admin')).apiKey;
+      userKey = (await t.createUser('jane', 'user')).apiKey;
+    });
+    after(async () => t.close());
+
+    const call = async (method: 'GET' | 'PUT' | 'DELETE', url: string, key: string | null, payload?: object) => {
+      const options: InjectOptions = { method, url, headers: key ? { authorization: `Bearer ${key}` } : {} };
+      if (payload !== undefined) options.payload = payload;
+      return http.inject(options);
+    };
+
+    it('stores the client secret from PUT and only ever answers hasClientSecret', async () => {
+      const put = await call('PUT', '/api/v1/settings', adminKey, {
+        customEmailServers: true,
+        outlook: { enabled: true, clientId: CLIENT_ID, clientSecret: SECRET, clientSecretExpiresAt: '2099-12-31' },
+      });
+      assert.equal(put.statusCode, 200, put.body);
+      assert.ok(!put.body.includes(SECRET), 'PUT does not echo the secret');
+
+      const get = await call('GET', '/api/v1/settings', adminKey);
+      assert.equal(get.statusCode, 200, get.body);
+      assert.ok(!get.body.includes(SECRET), 'GET does not reveal the secret');
+      const body = get.json<{ customEmailServers: boolean; outlook: Record<string, unknown> }>();
+      assert.equal(body.customEmailServers, true);
+      assert.equal(body.outlook.hasClientSecret, true);
+      assert.equal(body.outlook.clientId, CLIENT_ID);
+      assert.equal('clientSecret' in body.outlook, false);
+      assert.equal(body.outlook.authority, 'https://login.microsoftonline.com/common/oauth2/v2.0/');
+      assert.ok(!t.logs().includes(SECRET), 'the logs never carry the secret');
+
+      const partial = await call('PUT', '/api/v1/settings', adminKey, { outlook: { tenant: 'organizations' } });
+      assert.equal(partial.statusCode, 200, partial.body);
+      assert.equal(partial.json<{ outlook: { hasClientSecret: boolean; tenant: string } }>().outlook.hasClientSecret, true, 'a partial PUT keeps the secret');
+      assert.equal((await t.app.services.settings.outlookCredentials())?.clientSecret, SECRET);
+
+      const cleared = await call('PUT', '/api/v1/settings', adminKey, { outlook: { clientSecret: '' } });
+      assert.equal(cleared.json<{ outlook: { hasClientSecret: boolean } }>().outlook.hasClientSecret, false);
+    });
+
+    it('refuses unknown and read-only settings fields with 400 naming them', async () => {
+      const res = await call('PUT', '/api/v1/settings', adminKey, { outlook: { clientID: CLIENT_ID, redirectUri: 'https://x' }, colour: 'blue' });
+      assert.equal(res.statusCode, 400);
+      const { error } = res.json<{ error: { code: string; message: string } }>();
+      assert.equal(error.code, 'JUNIPER_ERR_VALIDATION');
+      for (const name of ['clientID', 'redirectUri', 'colour']) assert.match(error.message, new RegExp(name));
+      const badId = await call('PUT', '/api/v1/settings', adminKey, { outlook: { clientId: 'juniper' } });
+      assert.equal(badId.statusCode, 400);
+      assert.match(badId.json<{ error: { message: string } }>().error.message, /outlook\.clientId: .*GUID/);
+    });
+
+    it('keeps settings and parameters admin-only: 403 for a user, 401 without a key', async () => {
+      const before = await t.app.services.settings.get();
+      const userCalls: [method: 'GET' | 'PUT' | 'DELETE', url: string, payload?: object][] = [
+        ['GET', '/api/v1/settings'],
+        ['PUT', '/api/v1/settings', { customEmailServers: true }],
+        ['GET', '/api/v1/parameters'],
+        ['GET', '/api/v1/parameters/web.base.url'],
+        ['PUT', '/api/v1/parameters/web.base.url', { value: 'https://evil.example.com' }],
+        ['DELETE', '/api/v1/parameters/web.base.url'],
+      ];
+      for (const [method, url, payload] of userCalls) {
+        const asUser = await call(method, url, userKey, payload);
+        assert.equal(asUser.statusCode, 403, `${method} ${url} as a user: ${asUser.body}`);
+        assert.equal(asUser.json<{ error: { code: string } }>().error.code, 'JUNIPER_ERR_FORBIDDEN');
+        const anonymous = await call(method, url, null, payload);
+        assert.equal(anonymous.statusCode, 401, `${method} ${url} without a key: ${anonymous.body}`);
+      }
+      assert.deepEqual(await t.app.services.settings.get(), before, 'nothing changed');
+      await assert.rejects(t.app.services.parameters.get('web.base.url'), 'web.base.url stayed unset');
+    });
+
+    it('refuses a bad mail.catchall.domain with 400 naming the key and the rule', async () => {
+      const res = await call('PUT', '/api/v1/parameters/mail.catchall.domain', adminKey, { value: 'not a domain' });
+      assert.equal(res.statusCode, 400);
+      assert.deepEqual(res.json(), {
+        error: {
+          code: 'JUNIPER_ERR_INVALID_PARAMETER',
+          message: 'mail.catchall.domain must be a domain name such as example.com (got "not a domain")',
+        },
+      });
+    });
+
+    it('sets, reads, lists and deletes parameters, and the redirect URI follows web.base.url', async () => {
+      const put = await call('PUT', '/api/v1/parameters/mail.catchall.domain', adminKey, { value: 'Example.COM' });
+      assert.equal(put.statusCode, 200, put.body);
+      assert.equal(put.json<{ key: string; value: string }>().value, 'example.com');
+      assert.equal(put.json<{ key: string }>().key, 'mail.catchall.domain');
+
+      const flag = await call('PUT', '/api/v1/parameters/mass_mailing.outgoing_mail_server', adminKey, { value: false });
+      assert.equal(flag.json<{ value: string }>().value, 'false', 'JSON booleans are taken as text');
+
+      const get = await call('GET', '/api/v1/parameters/mail.catchall.domain', adminKey);
+      assert.equal(get.json<{ value: string }>().value, 'example.com');
+
+      const list = await call('GET', '/api/v1/parameters', adminKey);
+      const items = list.json<{ key: string; value: string; isDefault?: boolean }[]>();
+      assert.ok(Array.isArray(items));
+      assert.ok(items.some((p) => p.key === 'mail.catchall.domain' && p.value === 'example.com'));
+      assert.ok(items.some((p) => p.key === 'microsoft_outlook.endpoint' && p.isDefault === true));
+
+      await call('PUT', '/api/v1/parameters/web.base.url', adminKey, { value: 'https://mail.example.com/' });
+      const settings = await call('GET', '/api/v1/settings', adminKey);
+      assert.equal(settings.json<{ outlook: { redirectUri: string } }>().outlook.redirectUri, 'https://mail.example.com/microsoft_outlook/confirm');
+
+      const del = await call('DELETE', '/api/v1/parameters/mail.catchall.domain', adminKey);
+      assert.equal(del.statusCode, 204);
+      assert.equal(del.body, '');
+      const gone = await call('GET', '/api/v1/parameters/mail.catchall.domain', adminKey);
+      assert.equal(gone.statusCode, 404);
+      assert.equal(gone.json<{ error: { code: string } }>().error.code, 'JUNIPER_ERR_UNKNOWN_PARAMETER');
+      assert.equal((await call('DELETE', '/api/v1/parameters/mail.catchall.domain', adminKey)).statusCode, 204, 'DELETE is idempotent');
+
+      const noValue = await call('PUT', '/api/v1/parameters/x.y', adminKey, { val: 'typo' });
+      assert.equal(noValue.statusCode, 400);
+      assert.match(noValue.json<{ error: { message: string } }>().error.message, /val/);
+    });
+  });
+}

@@ -1,0 +1,62 @@
+// `juniper params` and `juniper settings` as an admin runs them: real processes, both databases, the
+// client secret piped on stdin and never printed.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { cliEnv, runJuniper } from '../helpers/cli.js';
+import { dialects, freshDatabaseConfig } from '../helpers/databases.js';
+
+const SECRET = 'Cli~secret-value-0123456789.abcdefghij';
+
+function juniperIn(dataDir: string, databaseUrl: string | undefined) {
+  const env = cliEnv(dataDir, databaseUrl);
+  return (args: string[], input = '') => runJuniper(env, args, input);
+}
+
+for (const dialect of dialects) {
+  describe(`juniper params and settings on ${dialect}`, () => {
+    it('sets the Outlook credentials with the secret from stdin, shows hasClientSecret only, and lists parameters with defaults', async () => {
+      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-settings-cli-'));
+      const db = await freshDatabaseConfig(dialect);
+      const juniper = juniperIn(dataDir, db.kind === 'postgres' ? db.url : undefined);
+
+      const set = juniper(
+        ['settings', 'set', '--custom-email-servers', 'on', '--outlook', 'on', '--client-id', '1B4F9C5E-0000-4000-8000-123456789ABC', '--client-secret-stdin', '--secret-expires', '2099-01-31', '--cloud', 'usgov', '--tenant', 'contoso.com'],
+        `${SECRET}\n`,
+      );
+      assert.equal(set.code, 0, set.stderr);
+      assert.match(set.stdout, /Client secret: +set \(expires 2099-01-31/);
+      assert.match(set.stdout, /Authority: +https:\/\/login\.microsoftonline\.us\/contoso\.com\/oauth2\/v2\.0\//);
+
+      const shown = juniper(['settings', 'show', '--json']);
+      assert.equal(shown.code, 0, shown.stderr);
+      const view = JSON.parse(shown.stdout) as { customEmailServers: boolean; outlook: Record<string, unknown> };
+      assert.equal(view.customEmailServers, true);
+      assert.equal(view.outlook.clientId, '1b4f9c5e-0000-4000-8000-123456789abc');
+      assert.equal(view.outlook.hasClientSecret, true);
+      for (const out of [set.stdout, set.stderr, shown.stdout]) assert.ok(!out.includes(SECRET), 'the secret is never printed');
+
+      const empty = juniper(['settings', 'set', '--client-secret-stdin'], '');
+      assert.equal(empty.code, 1);
+      assert.match(empty.stderr, /No client secret on stdin; to remove the stored one use --clear-client-secret/);
+
+      const badTenant = juniper(['settings', 'set', '--tenant', 'my tenant']);
+      assert.equal(badTenant.code, 1);
+      assert.match(badTenant.stderr, /^juniper: Invalid settings: outlook\.tenant: must be common, organizations, consumers/);
+
+      assert.equal(juniper(['params', 'set', 'web.base.url', 'https://mail.example.com/']).stdout, 'web.base.url = https://mail.example.com\n');
+      const list = juniper(['params', 'list']);
+      assert.equal(list.code, 0, list.stderr);
+      assert.match(list.stdout, /^microsoft_outlook\.endpoint\thttps:\/\/login\.microsoftonline\.com\/common\/oauth2\/v2\.0\/\t\(default\)$/m);
+      assert.match(list.stdout, /^web\.base\.url\thttps:\/\/mail\.example\.com$/m);
+      assert.match(juniper(['settings', 'show']).stdout, /Redirect URI: +https:\/\/mail\.example\.com\/microsoft_outlook\/confirm/);
+
+      assert.equal(juniper(['params', 'unset', 'web.base.url']).stdout, 'web.base.url unset.\n');
+      const gone = juniper(['params', 'get', 'web.base.url']);
+      assert.equal(gone.code, 1);
+      assert.match(gone.stderr, /^juniper: The system parameter web\.base\.url is not set and has no default/);
+    });
+  });
+}

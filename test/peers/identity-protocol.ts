@@ -1,0 +1,104 @@
+// The Microsoft identity platform's wire shapes for the test identity server (identity-server.ts): error
+// bodies, token claims, Entra-style paths, PKCE, and the small HTTP helpers the server needs.
+import crypto from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+export type Form = Record<string, string>;
+
+/** A Microsoft identity platform error body, as /token answers it. */
+export interface MicrosoftErrorBody {
+  error: string;
+  error_description: string;
+  error_codes: number[];
+  timestamp: string;
+  trace_id: string;
+  correlation_id: string;
+  error_uri: string;
+}
+
+export const DEFAULT_SCOPE = 'https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access';
+export const TENANT_ID = '7e1a4c0e-5f3b-4d2a-9c61-0d5b8a3f2e11';
+
+/** A Microsoft-shaped error body: `microsoftError('invalid_grant', 700082, 'The refresh token has expired ...')`. */
+export function microsoftError(error: string, code: number, message: string): MicrosoftErrorBody {
+  const traceId = crypto.randomUUID();
+  const correlationId = crypto.randomUUID();
+  const timestamp = new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  return {
+    error,
+    error_description: `AADSTS${code}: ${message} Trace ID: ${traceId} Correlation ID: ${correlationId} Timestamp: ${timestamp}`,
+    error_codes: [code],
+    timestamp,
+    trace_id: traceId,
+    correlation_id: correlationId,
+    error_uri: `https://login.microsoftonline.com/error?code=${code}`,
+  };
+}
+
+/** Entra ID puts these names in both access and id tokens; `oid` is stable per user. */
+export function userClaims(user: string): Record<string, string> {
+  const h = crypto.createHash('sha256').update(user.toLowerCase()).digest('hex');
+  const oid = `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  return { sub: user, email: user, preferred_username: user, upn: user, oid, tid: TENANT_ID, name: user.split('@')[0] ?? user };
+}
+
+/** Entra refresh tokens are long opaque strings (~1 KB), not UUIDs: storage and logs should see real sizes. */
+/**
+ * Entra ID access tokens carry the granted scopes in `scp`, short names without the resource prefix and without
+ * the OpenID ones ("IMAP.AccessAsUser.All SMTP.Send"); the full URIs only appear in the token response's `scope`.
+ * Keeping that shape also keeps ES256 tokens under Dovecot submission's 1 KB AUTH line.
+ */
+export function scpClaim(scope: string): string {
+  const openid = new Set(['openid', 'profile', 'email', 'offline_access']);
+  return scope
+    .split(' ')
+    .filter((s) => s && !openid.has(s))
+    .map((s) => s.replace(/^https?:\/\/[^/]+\//, ''))
+    .join(' ');
+}
+
+export function opaqueRefreshToken(): string {
+  return `1.AQ${crypto.randomBytes(600).toString('base64url')}`;
+}
+
+export function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+export function parseForm(raw: string, contentType: string | undefined): Form {
+  if ((contentType ?? '').includes('json')) {
+    const parsed: unknown = raw ? JSON.parse(raw) : {};
+    const form: Form = {};
+    if (parsed !== null && typeof parsed === 'object') {
+      for (const [k, v] of Object.entries(parsed)) if (typeof v === 'string') form[k] = v;
+    }
+    return form;
+  }
+  return Object.fromEntries(new URLSearchParams(raw));
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+/** Maps Entra-style paths onto the mock's own endpoints; anything else is left as it is. */
+export function mockPath(pathname: string): string {
+  const ms = /^\/[^/]+\/oauth2\/v2\.0\/(authorize|token|logout)$/.exec(pathname);
+  if (ms?.[1]) return ms[1] === 'logout' ? '/endsession' : `/${ms[1]}`;
+  if (/^\/[^/]+\/v2\.0\/\.well-known\/openid-configuration$/.test(pathname)) return '/.well-known/openid-configuration';
+  if (/^\/[^/]+\/discovery\/v2\.0\/keys$/.test(pathname)) return '/jwks';
+  return pathname;
+}
+
+export function pkceMatches(verifier: string, challenge: { value: string; method: string }): boolean {
+  const derived = challenge.method === 'S256' ? crypto.createHash('sha256').update(verifier).digest('base64url') : verifier;
+  const a = Buffer.from(derived);
+  const b = Buffer.from(challenge.value);
+  return a.length === b.length && crypto.timingSafeEqual(a, b);
+}

@@ -1,0 +1,342 @@
+// Proves each loopback test peer behaves as the gateway's tests rely on: the identity server's OAuth rules
+// (PKCE, single-use codes, rotating refresh tokens, injected failures), Dovecot's token and password logins,
+// LMTP delivery and submission relay, the SMTP sink's AUTH and scripted replies, and PostgreSQL.
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { ImapFlow } from 'imapflow';
+import nodemailer from 'nodemailer';
+import pg from 'pg';
+import { postgresUrl } from '../helpers/databases.js';
+import { startDovecot, type Dovecot } from './dovecot.js';
+import { microsoftError, startIdentityServer, type IdentityServer } from './identity-server.js';
+import { replySequence, startSmtpSink, type SinkReply, type SmtpSink } from './smtp-sink.js';
+
+const ALICE = 'alice@example.test';
+const BOB = 'bob@example.test';
+const REDIRECT_URI = 'http://127.0.0.1:9/oauth/callback';
+
+type Json = Record<string, unknown>;
+
+function rawMessage(subject: string, to = BOB): string {
+  return [`From: ${ALICE}`, `To: ${to}`, `Subject: ${subject}`, `Message-ID: <${crypto.randomUUID()}@example.test>`, '', `Body of ${subject}.`, ''].join('\r\n');
+}
+
+function jwtClaims(token: string): Json {
+  return JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Json;
+}
+
+function pkcePair(): { verifier: string; challenge: string } {
+  const verifier = crypto.randomBytes(32).toString('base64url');
+  return { verifier, challenge: crypto.createHash('sha256').update(verifier).digest('base64url') };
+}
+
+/** Runs GET /authorize as a browser would and returns the code from the redirect. */
+async function authorize(idp: IdentityServer, params: Record<string, string>): Promise<{ code: string; state: string | null }> {
+  const query = new URLSearchParams({ response_type: 'code', client_id: 'juniper-test', redirect_uri: REDIRECT_URI, state: 'st-1', ...params });
+  const response = await fetch(`${idp.authorizeUrl}?${query.toString()}`, { redirect: 'manual' });
+  assert.equal(response.status, 302);
+  const location = new URL(response.headers.get('location') ?? '');
+  assert.equal(`${location.origin}${location.pathname}`, REDIRECT_URI);
+  return { code: location.searchParams.get('code') ?? '', state: location.searchParams.get('state') };
+}
+
+async function postToken(idp: IdentityServer, form: Record<string, string>): Promise<{ status: number; body: Json }> {
+  const response = await fetch(idp.tokenUrl, { method: 'POST', body: new URLSearchParams({ client_id: 'juniper-test', ...form }) });
+  return { status: response.status, body: (await response.json()) as Json };
+}
+
+function assertMicrosoftError(result: { status: number; body: Json }, error: string): void {
+  assert.equal(result.status, 400);
+  assert.equal(result.body.error, error);
+  assert.match(String(result.body.error_description), /^AADSTS\d+: /);
+  assert.ok(Array.isArray(result.body.error_codes) && typeof result.body.error_codes[0] === 'number');
+}
+
+// The four peers are independent: their groups run side by side (tests inside a group run in order).
+describe('loopback test peers', { concurrency: true }, () => {
+describe('identity server', { concurrency: false }, () => {
+  let idp: IdentityServer;
+  before(async () => {
+    idp = await startIdentityServer();
+  });
+  after(() => idp.stop());
+
+  it('runs the auth-code flow with PKCE S256 and issues tokens for the login_hint user', async () => {
+    const { verifier, challenge } = pkcePair();
+    const { code, state } = await authorize(idp, { login_hint: BOB, code_challenge: challenge, code_challenge_method: 'S256', scope: 'openid offline_access' });
+    assert.equal(state, 'st-1');
+    assert.equal(idp.lastAuthorizeQuery?.login_hint, BOB);
+
+    const result = await postToken(idp, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, code_verifier: verifier });
+    assert.equal(result.status, 200);
+    const { access_token: accessToken, id_token: idToken, refresh_token: refreshToken } = result.body as Record<string, string>;
+    for (const claims of [jwtClaims(accessToken ?? ''), jwtClaims(idToken ?? '')]) {
+      assert.equal(claims.email, BOB);
+      assert.equal(claims.preferred_username, BOB);
+      assert.equal(claims.upn, BOB);
+    }
+    assert.equal(result.body.scope, 'openid offline_access');
+    assert.ok((refreshToken ?? '').length > 500, 'refresh tokens are long opaque strings, as Entra ID issues them');
+
+    const userinfo = await fetch(`${idp.url}/userinfo`, { headers: { authorization: `Bearer ${accessToken}` } });
+    assert.equal(userinfo.status, 200);
+    assert.equal(((await userinfo.json()) as Json).email, BOB);
+  });
+
+  it('refuses a code_verifier that does not match the code_challenge, and a missing one, with invalid_grant', async () => {
+    const { challenge } = pkcePair();
+    const wrong = await authorize(idp, { code_challenge: challenge, code_challenge_method: 'S256' });
+    assertMicrosoftError(await postToken(idp, { grant_type: 'authorization_code', code: wrong.code, redirect_uri: REDIRECT_URI, code_verifier: pkcePair().verifier }), 'invalid_grant');
+    const missing = await authorize(idp, { code_challenge: challenge, code_challenge_method: 'S256' });
+    assertMicrosoftError(await postToken(idp, { grant_type: 'authorization_code', code: missing.code, redirect_uri: REDIRECT_URI }), 'invalid_grant');
+  });
+
+  it('accepts a code once and only with the redirect_uri of the authorization request', async () => {
+    const first = await authorize(idp, {});
+    assertMicrosoftError(await postToken(idp, { grant_type: 'authorization_code', code: first.code, redirect_uri: 'http://127.0.0.1:9/other' }), 'invalid_grant');
+    const second = await authorize(idp, {});
+    assert.equal((await postToken(idp, { grant_type: 'authorization_code', code: second.code, redirect_uri: REDIRECT_URI })).status, 200);
+    const reused = await postToken(idp, { grant_type: 'authorization_code', code: second.code, redirect_uri: REDIRECT_URI });
+    assertMicrosoftError(reused, 'invalid_grant');
+    assert.match(String(reused.body.error_description), /^AADSTS54005:/);
+  });
+
+  it('rotates refresh tokens: a refresh returns a new one and the old one is then refused', async () => {
+    const original = idp.issueRefreshToken(ALICE);
+    const before = idp.tokenRequests.length;
+    const refreshed = await postToken(idp, { grant_type: 'refresh_token', refresh_token: original });
+    assert.equal(refreshed.status, 200);
+    assert.equal(jwtClaims(String(refreshed.body.access_token)).email, ALICE);
+    const rotated = String(refreshed.body.refresh_token);
+    assert.notEqual(rotated, original);
+
+    assertMicrosoftError(await postToken(idp, { grant_type: 'refresh_token', refresh_token: original }), 'invalid_grant');
+    assertMicrosoftError(await postToken(idp, { grant_type: 'refresh_token', refresh_token: 'never-issued' }), 'invalid_grant');
+    assert.equal((await postToken(idp, { grant_type: 'refresh_token', refresh_token: rotated })).status, 200);
+    assert.deepEqual(
+      idp.tokenRequests.slice(before).map((r) => [r.grantType, r.status]),
+      [['refresh_token', 200], ['refresh_token', 400], ['refresh_token', 400], ['refresh_token', 200]],
+    );
+  });
+
+  it('answers the next /token request with failNextToken (AADSTS700082 expired refresh token), then normally again', async () => {
+    const refreshToken = idp.issueRefreshToken(ALICE);
+    idp.failNextToken({ status: 400, body: microsoftError('invalid_grant', 700082, 'The refresh token has expired due to inactivity.') });
+    const failed = await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken });
+    assertMicrosoftError(failed, 'invalid_grant');
+    assert.deepEqual(failed.body.error_codes, [700082]);
+    assert.equal(idp.tokenRequests.at(-1)?.error, 'invalid_grant');
+    // The injected answer did not consume the refresh token.
+    assert.equal((await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken })).status, 200);
+  });
+
+  it('introspects valid tokens as active and expired, revoked or foreign tokens as inactive', async () => {
+    const introspect = async (token: string): Promise<Json> => {
+      const response = await fetch(`${idp.url}/introspect`, { method: 'POST', body: new URLSearchParams({ token }) });
+      return (await response.json()) as Json;
+    };
+    const valid = await idp.mint(ALICE, 60);
+    const revoked = await idp.mint(ALICE, 60);
+    idp.revoke(revoked);
+    const other = await startIdentityServer({ alg: 'ES256' }); // an EC key is made in a millisecond, RSA takes longer
+    try {
+      assert.deepEqual([(await introspect(valid)).active, (await introspect(valid)).email], [true, ALICE]);
+      assert.equal((await introspect(await idp.mint(ALICE, -60))).active, false);
+      assert.equal((await introspect(revoked)).active, false);
+      assert.equal((await introspect(await other.mint(ALICE, 60))).active, false);
+    } finally {
+      await other.stop();
+    }
+  });
+});
+
+describe('smtp sink', { concurrency: false }, () => {
+  let idp: IdentityServer;
+  let sink: SmtpSink;
+  let passwordSink: SmtpSink;
+  before(async () => {
+    idp = await startIdentityServer();
+    [sink, passwordSink] = await Promise.all([
+      startSmtpSink({ auth: 'xoauth2', identityUrl: idp.url }),
+      startSmtpSink({ auth: 'password', passwords: { [ALICE]: 'secret' } }),
+    ]);
+  });
+  after(() => Promise.all([sink.stop(), passwordSink.stop(), idp.stop()]));
+
+  const transport = (auth: { user: string; accessToken: string } | { user: string; pass: string }, extra: object = {}) =>
+    nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: 'accessToken' in auth ? sink.port : passwordSink.port,
+      requireTLS: true,
+      tls: { rejectUnauthorized: false },
+      auth: 'accessToken' in auth ? { type: 'OAuth2', ...auth } : auth,
+      ...extra,
+    });
+  const send = (t: ReturnType<typeof transport>, to: string[] = [BOB]) =>
+    t.sendMail({ envelope: { from: ALICE, to }, raw: rawMessage('sink test', to.join(', ')) });
+
+  it('accepts XOAUTH2 after STARTTLS with a token of the SMTP user and stores the message', async () => {
+    const before = sink.messages.length;
+    await send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) }));
+    const [message] = (await sink.waitFor(before + 1)).slice(before);
+    assert.deepEqual([message?.from, message?.to, message?.user, message?.secure], [ALICE, [BOB], ALICE, true]);
+    assert.match(message?.raw.toString('utf8') ?? '', /Subject: sink test/);
+  });
+
+  it('refuses XOAUTH2 with a garbage token, an expired token and another user\'s token (535)', async () => {
+    for (const token of ['garbage', await idp.mint(ALICE, -60), await idp.mint(BOB, 60)]) {
+      await assert.rejects(send(transport({ user: ALICE, accessToken: token })), { code: 'EAUTH', responseCode: 535 });
+    }
+  });
+
+  it('refuses AUTH before STARTTLS, as Microsoft 365 does', async () => {
+    const t = transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) }, { requireTLS: false, ignoreTLS: true });
+    await assert.rejects(send(t), { code: 'EAUTH', responseCode: 538 });
+  });
+
+  it('accepts PLAIN with the right password and refuses a wrong one', async () => {
+    await send(transport({ user: ALICE, pass: 'secret' }));
+    assert.equal(passwordSink.messages.length, 1);
+    await assert.rejects(send(transport({ user: ALICE, pass: 'wrong' })), { code: 'EAUTH', responseCode: 535 });
+  });
+
+  it('answers DATA with 451 twice, then accepts the third attempt', async () => {
+    const tempFail: SinkReply = { code: 451, message: '4.3.0 Temporary server error. Please try again later' };
+    sink.setBehaviour({ data: replySequence(tempFail, tempFail) });
+    const t = transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) });
+    const before = sink.messages.length;
+    await assert.rejects(send(t), { responseCode: 451 });
+    await assert.rejects(send(t), { responseCode: 451 });
+    await send(t);
+    assert.equal(sink.messages.length, before + 1);
+    assert.deepEqual(sink.refusals.slice(-2).map((r) => [r.stage, r.code]), [['data', 451], ['data', 451]]);
+    sink.setBehaviour({});
+  });
+
+  it('refuses one recipient with 550 and delivers to the others', async () => {
+    const bad = 'nobody@example.test';
+    sink.setBehaviour({ rcptTo: (to) => (to === bad ? { code: 550, message: '5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found' } : undefined) });
+    const before = sink.messages.length;
+    const info = await send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) }), [BOB, bad]);
+    assert.deepEqual([info.accepted, info.rejected], [[BOB], [bad]]);
+    assert.deepEqual(sink.messages.slice(before).map((m) => m.to), [[BOB]]);
+    sink.setBehaviour({});
+  });
+
+  it('refuses a sender at MAIL FROM', async () => {
+    sink.setBehaviour({ mailFrom: () => ({ code: 550, message: '5.7.60 SMTP; Client does not have permissions to send as this sender' }) });
+    const before = sink.messages.length;
+    await assert.rejects(send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) })), { code: 'EENVELOPE', responseCode: 550 });
+    assert.equal(sink.messages.length, before);
+    assert.equal(sink.refusals.at(-1)?.stage, 'mail');
+    sink.setBehaviour({});
+  });
+});
+
+describe('dovecot', { concurrency: false }, () => {
+  let idp: IdentityServer;
+  let relay: SmtpSink;
+  let dovecot: Dovecot;
+  before(async () => {
+    // ES256: compact tokens fit Dovecot 2.3 submission's 1 KB AUTH line (RS256 ones do not).
+    idp = await startIdentityServer({ alg: 'ES256' });
+    relay = await startSmtpSink({ auth: 'none', tls: 'none' });
+    dovecot = await startDovecot({ identityUrl: idp.url, users: { [BOB]: 'bob-secret' }, relayPort: relay.port });
+  });
+  after(async () => {
+    await dovecot.stop();
+    await Promise.all([relay.stop(), idp.stop()]);
+  });
+
+  const imap = (auth: { user: string; accessToken: string } | { user: string; pass: string }, tls: 'implicit' | 'starttls' = 'implicit') => {
+    const client = new ImapFlow({
+      host: '127.0.0.1',
+      port: tls === 'implicit' ? dovecot.imapsPort : dovecot.imapPort,
+      secure: tls === 'implicit',
+      auth,
+      logger: false,
+      tls: { rejectUnauthorized: false },
+    });
+    client.on('error', () => undefined); // failures surface as connect() rejections
+    return client;
+  };
+  const assertLoginRefused = async (auth: { user: string; accessToken: string }): Promise<void> => {
+    await assert.rejects(imap(auth).connect(), { authenticationFailed: true, serverResponseCode: 'AUTHENTICATIONFAILED' });
+  };
+
+  it('logs in over IMAPS with XOAUTH2 and a valid token (imapflow accessToken)', async () => {
+    const client = imap({ user: ALICE, accessToken: await idp.mint(ALICE, 60) });
+    await client.connect();
+    assert.equal(client.authenticated, true);
+    await client.logout();
+  });
+
+  // Dovecot answers failed logins in batches every 500 ms: run the refusals side by side.
+  describe('refuses XOAUTH2 logins', { concurrency: true }, () => {
+    it('with an expired token', async () => assertLoginRefused({ user: ALICE, accessToken: await idp.mint(ALICE, -60) }));
+    it('with a token of another user', async () => assertLoginRefused({ user: ALICE, accessToken: await idp.mint(BOB, 60) }));
+    it('with a garbage token', async () => assertLoginRefused({ user: ALICE, accessToken: 'not-a-token' }));
+    it('with a revoked token', async () => {
+      const token = await idp.mint(ALICE, 60);
+      idp.revoke(token);
+      await assertLoginRefused({ user: ALICE, accessToken: token });
+    });
+  });
+
+  it('delivers over LMTP into the INBOX, fetched byte-identical over IMAP with STARTTLS and a password', async () => {
+    const raw = rawMessage('lmtp delivery');
+    await dovecot.deliver(BOB, raw);
+    const client = imap({ user: BOB, pass: 'bob-secret' }, 'starttls');
+    await client.connect();
+    try {
+      assert.equal(client.secureConnection, true);
+      await client.mailboxOpen('INBOX');
+      const message = await client.fetchOne('*', { source: true });
+      // Dovecot adds Return-Path, Delivered-To and Received above the message as sent.
+      assert.ok(message && message.source?.toString('utf8').endsWith(`\r\n${raw}`), 'the delivered message, unchanged');
+    } finally {
+      await client.logout();
+    }
+  });
+
+  it('relays a submission authenticated with XOAUTH2 (ES256 token) to the SMTP relay', async () => {
+    const token = await idp.mint(ALICE, 60);
+    const authLine = `AUTH XOAUTH2 ${Buffer.from(`user=${ALICE}\x01auth=Bearer ${token}\x01\x01`).toString('base64')}`;
+    assert.ok(authLine.length <= 1024, `the AUTH line (${authLine.length} bytes) fits Dovecot 2.3 submission's 1 KB limit`);
+    const t = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: dovecot.submissionPort,
+      requireTLS: true,
+      tls: { rejectUnauthorized: false },
+      auth: { type: 'OAuth2', user: ALICE, accessToken: token },
+    });
+    await t.sendMail({ envelope: { from: ALICE, to: [BOB] }, raw: rawMessage('via submission') });
+    const [message] = await relay.waitFor(1);
+    assert.deepEqual([message?.from, message?.to], [ALICE, [BOB]]);
+    assert.match(message?.raw.toString('utf8') ?? '', /Subject: via submission/);
+
+    const expired = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: dovecot.submissionPort,
+      requireTLS: true,
+      tls: { rejectUnauthorized: false },
+      auth: { type: 'OAuth2', user: ALICE, accessToken: await idp.mint(ALICE, -60) },
+    });
+    await assert.rejects(expired.sendMail({ envelope: { from: ALICE, to: [BOB] }, raw: rawMessage('refused') }), { code: 'EAUTH', responseCode: 535 });
+  });
+});
+
+describe('postgresql', { concurrency: false }, () => {
+  it('answers select 1 at JUNIPER_TEST_PG_URL', async () => {
+    const client = new pg.Client({ connectionString: postgresUrl() });
+    await client.connect();
+    try {
+      const result = await client.query<{ one: number }>('select 1 as one');
+      assert.equal(result.rows[0]?.one, 1);
+    } finally {
+      await client.end();
+    }
+  });
+});
+});

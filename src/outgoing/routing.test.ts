@@ -1,0 +1,521 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { toMailParameters } from '../settings/parameter-rules.js';
+import type { MailParameters } from '../settings/parameter-rules.js';
+import { filterMatches, parseFromFilter, routeMail, routeParametersFrom } from './routing.js';
+import type { RoutableServer, RouteDecision, RouteInput, RouteParameters } from './routing.js';
+
+const server = (id: number, fromFilter: string | null, extra: Partial<RoutableServer> = {}): RoutableServer => ({
+  id,
+  name: fromFilter === null || fromFilter === '' ? `server ${id}` : fromFilter,
+  fromFilter,
+  priority: 10,
+  active: true,
+  ...extra,
+});
+
+/**
+ * Parameters as stored (key -> value, null to unset), read through toMailParameters like the app does;
+ * the seed's catch-all domain example.com and mail.default.from "notifications" unless overridden.
+ */
+const mailParameters = (over: Record<string, string | null> = {}): MailParameters => {
+  const stored = Object.entries({ 'mail.catchall.domain': 'example.com', 'mail.default.from': 'notifications', ...over });
+  return toMailParameters(new Map(stored.filter((entry): entry is [string, string] => entry[1] !== null)));
+};
+
+/** notifications@example.com, no bounce address, no dedicated mass-mailing server. */
+const params = (over: Partial<RouteParameters> = {}): RouteParameters => ({ ...routeParametersFrom(mailParameters()), ...over });
+
+function ok(decision: RouteDecision): Extract<RouteDecision, { ok: true }> {
+  assert.ok(decision.ok, `expected a route, got: ${decision.ok ? '' : decision.reason}`);
+  return decision;
+}
+
+function failed(decision: RouteDecision): Extract<RouteDecision, { ok: false }> {
+  assert.ok(!decision.ok, `expected a failure, got server ${decision.ok ? decision.serverId : ''}`);
+  return decision;
+}
+
+interface Expected {
+  serverId: number;
+  rule: RouteDecision['rule'];
+  from: string;
+  replyTo?: string | null;
+  envelopeFrom: string;
+  sendAs: 'from' | 'notifications';
+  warnings?: number;
+}
+
+interface Case {
+  behaviour: string;
+  input: RouteInput;
+  servers: RoutableServer[];
+  params?: Partial<RouteParameters>;
+  expected: Expected;
+}
+
+function check(c: Case): void {
+  const d = ok(routeMail(c.input, c.servers, params(c.params)));
+  assert.deepEqual(
+    { serverId: d.serverId, rule: d.rule, from: d.from, replyTo: d.replyTo, envelopeFrom: d.envelopeFrom, sendAs: d.sendAs, warnings: d.warnings.length },
+    { replyTo: null, warnings: 0, ...c.expected },
+    d.explanation.join('\n'),
+  );
+}
+
+describe('routeMail: the rules in order', () => {
+  const cases: Case[] = [
+    {
+      behaviour: 'rule 1: a server listing the From address exactly sends as the From, even before a server listing its domain',
+      input: { from: 'John Doe <john@example.com>' },
+      servers: [server(1, 'example.com', { priority: 1 }), server(2, 'john@example.com', { priority: 5 })],
+      expected: { serverId: 2, rule: 1, from: '"John Doe" <john@example.com>', envelopeFrom: 'john@example.com', sendAs: 'from' },
+    },
+    {
+      behaviour: 'rule 2: a server listing the From domain sends as the From, before the notifications server',
+      input: { from: 'bob@example.org' },
+      servers: [server(1, 'notifications@example.com', { priority: 1 }), server(2, 'example.org')],
+      expected: { serverId: 2, rule: 2, from: 'bob@example.org', envelopeFrom: 'bob@example.org', sendAs: 'from' },
+    },
+    {
+      behaviour: 'rule 3: a server listing the notifications address sends as notifications, before one listing its domain',
+      input: { from: 'Bob <bob@example.org>' },
+      servers: [server(1, 'example.com', { priority: 1 }), server(2, 'notifications@example.com'), server(3, null)],
+      expected: {
+        serverId: 2,
+        rule: 3,
+        from: '"Bob" <notifications@example.com>',
+        replyTo: '"Bob" <bob@example.org>',
+        envelopeFrom: 'notifications@example.com',
+        sendAs: 'notifications',
+      },
+    },
+    {
+      behaviour: 'rule 4: a server listing the notifications domain sends as notifications, before an empty filter',
+      input: { from: 'Bob <bob@example.org>' },
+      servers: [server(1, null, { priority: 1 }), server(2, 'example.com')],
+      expected: {
+        serverId: 2,
+        rule: 4,
+        from: '"Bob" <notifications@example.com>',
+        replyTo: '"Bob" <bob@example.org>',
+        envelopeFrom: 'notifications@example.com',
+        sendAs: 'notifications',
+      },
+    },
+    {
+      behaviour: 'rule 5: the first server with an empty filter sends as notifications when that is set',
+      input: { from: 'Bob <bob@example.org>' },
+      servers: [server(1, 'other.org', { priority: 1 }), server(2, ''), server(3, null)],
+      expected: {
+        serverId: 2,
+        rule: 5,
+        from: '"Bob" <notifications@example.com>',
+        replyTo: '"Bob" <bob@example.org>',
+        envelopeFrom: 'notifications@example.com',
+        sendAs: 'notifications',
+      },
+    },
+    {
+      behaviour: 'rule 5: without a catch-all domain there is no notifications address, so the empty filter sends as the From',
+      input: { from: 'Bob <bob@example.org>' },
+      servers: [server(1, null)],
+      params: routeParametersFrom(mailParameters({ 'mail.catchall.domain': null })),
+      expected: { serverId: 1, rule: 5, from: '"Bob" <bob@example.org>', envelopeFrom: 'bob@example.org', sendAs: 'from' },
+    },
+    {
+      behaviour: 'rule 6: with no match and no empty filter the first server sends as notifications, with a warning',
+      input: { from: 'Bob <bob@example.org>' },
+      servers: [server(2, 'x.org'), server(1, 'y.org')],
+      expected: {
+        serverId: 1,
+        rule: 6,
+        from: '"Bob" <notifications@example.com>',
+        replyTo: '"Bob" <bob@example.org>',
+        envelopeFrom: 'notifications@example.com',
+        sendAs: 'notifications',
+        warnings: 1,
+      },
+    },
+    {
+      behaviour: 'rule 6: without a notifications address the first server sends as the From, with a warning',
+      input: { from: 'bob@example.org' },
+      servers: [server(1, 'x.org')],
+      params: { defaultFrom: null },
+      expected: { serverId: 1, rule: 6, from: 'bob@example.org', envelopeFrom: 'bob@example.org', sendAs: 'from', warnings: 1 },
+    },
+  ];
+  for (const c of cases) it(c.behaviour, () => check(c));
+
+  it('rule 7: without any active server the mail fails with no_server and says what to do', () => {
+    for (const servers of [[], [server(1, null, { active: false })]]) {
+      const d = failed(routeMail({ from: 'john@example.com' }, servers, params()));
+      assert.equal(d.rule, 7);
+      assert.equal(d.failureType, 'no_server');
+      assert.match(d.reason, /^No outgoing mail server is configured \(or all are archived\): create one/);
+    }
+  });
+});
+
+describe('routeMail: the seed configurations', () => {
+  const seed = routeParametersFrom(mailParameters({ 'mail.catchall.domain': 'example.com', 'mail.default.from': 'notifications' }));
+
+  it('single server: a user mail goes through the notifications server as "John Doe" <notifications@example.com>, Reply-To the original', () => {
+    const d = ok(routeMail({ from: '"John Doe" <john@example.com>' }, [server(1, 'notifications@example.com')], seed));
+    assert.deepEqual(
+      { serverId: d.serverId, rule: d.rule, from: d.from, replyTo: d.replyTo, sendAs: d.sendAs, warnings: d.warnings },
+      { serverId: 1, rule: 3, from: '"John Doe" <notifications@example.com>', replyTo: '"John Doe" <john@example.com>', sendAs: 'notifications', warnings: [] },
+    );
+  });
+
+  const multi = [server(1, 'john@example.com'), server(2, 'jane@example.com'), server(3, 'notifications@example.com')];
+  const cases: Case[] = [
+    {
+      behaviour: "multiple users: john's mail goes through john's server unchanged",
+      input: { from: '"John Doe" <john@example.com>' },
+      servers: multi,
+      expected: { serverId: 1, rule: 1, from: '"John Doe" <john@example.com>', envelopeFrom: 'john@example.com', sendAs: 'from' },
+    },
+    {
+      behaviour: "multiple users: jane's mail goes through jane's server unchanged",
+      input: { from: '"Jane Roe" <jane@example.com>' },
+      servers: multi,
+      expected: { serverId: 2, rule: 1, from: '"Jane Roe" <jane@example.com>', envelopeFrom: 'jane@example.com', sendAs: 'from' },
+    },
+    {
+      // Every filter part is a full address, so no filter lists the domain example.com: rule 2 cannot apply.
+      behaviour: 'multiple users: bob, who has no server, goes through the notifications server by rule 3 with his local part as name',
+      input: { from: 'bob@example.com' },
+      servers: multi,
+      expected: {
+        serverId: 3,
+        rule: 3,
+        from: '"bob" <notifications@example.com>',
+        replyTo: 'bob@example.com',
+        envelopeFrom: 'notifications@example.com',
+        sendAs: 'notifications',
+      },
+    },
+    {
+      behaviour: 'multiple users: a notification from the notifications address itself is sent by rule 1 without rewrite',
+      input: { from: 'My Company <notifications@example.com>' },
+      servers: multi,
+      expected: { serverId: 3, rule: 1, from: '"My Company" <notifications@example.com>', envelopeFrom: 'notifications@example.com', sendAs: 'from' },
+    },
+  ];
+  for (const c of cases) it(c.behaviour, () => check({ ...c, params: seed }));
+});
+
+describe('routeMail: matching', () => {
+  const cases: Case[] = [
+    {
+      behaviour: 'matches addresses case-insensitively and keeps the From as written',
+      input: { from: 'John <JOHN@Example.COM>' },
+      servers: [server(1, 'notifications@example.com'), server(2, 'John@EXAMPLE.com')],
+      expected: { serverId: 2, rule: 1, from: '"John" <JOHN@Example.COM>', envelopeFrom: 'JOHN@Example.COM', sendAs: 'from' },
+    },
+    {
+      behaviour: 'ignores a display name that looks like an address: "jane@example.com" <bob@example.com> routes as bob',
+      input: { from: '"jane@example.com" <bob@example.com>' },
+      servers: [server(1, 'jane@example.com'), server(2, 'bob@example.com')],
+      expected: { serverId: 2, rule: 1, from: '"jane@example.com" <bob@example.com>', envelopeFrom: 'bob@example.com', sendAs: 'from' },
+    },
+    {
+      behaviour: 'reads every part of a multi-part filter, ignoring spaces and empty parts',
+      input: { from: 'bob@example.org' },
+      servers: [server(1, 'notifications@example.com', { priority: 1 }), server(2, 'a@x.com, example.org ,, ')],
+      expected: { serverId: 2, rule: 2, from: 'bob@example.org', envelopeFrom: 'bob@example.org', sendAs: 'from' },
+    },
+    {
+      behaviour: 'does not let a domain part match a subdomain',
+      input: { from: 'bob@mail.example.org' },
+      servers: [server(1, 'example.org', { priority: 1 }), server(2, 'notifications@example.com')],
+      expected: {
+        serverId: 2,
+        rule: 3,
+        from: '"bob" <notifications@example.com>',
+        replyTo: 'bob@mail.example.org',
+        envelopeFrom: 'notifications@example.com',
+        sendAs: 'notifications',
+      },
+    },
+    {
+      behaviour: 'does not let a domain part match a parent domain',
+      input: { from: 'bob@example.org' },
+      servers: [server(1, 'mail.example.org'), server(2, null, { priority: 20 })],
+      expected: {
+        serverId: 2,
+        rule: 5,
+        from: '"bob" <notifications@example.com>',
+        replyTo: 'bob@example.org',
+        envelopeFrom: 'notifications@example.com',
+        sendAs: 'notifications',
+      },
+    },
+    {
+      behaviour: 'within a rule, picks the lowest priority, then the lowest id',
+      input: { from: 'bob@example.org' },
+      servers: [server(5, 'example.org', { priority: 2 }), server(4, 'example.org', { priority: 1 }), server(3, 'example.org', { priority: 1 })],
+      expected: { serverId: 3, rule: 2, from: 'bob@example.org', envelopeFrom: 'bob@example.org', sendAs: 'from' },
+    },
+    {
+      behaviour: 'ignores inactive servers, even when they would match better',
+      input: { from: 'bob@example.org' },
+      servers: [server(1, 'bob@example.org', { active: false }), server(2, 'example.org')],
+      expected: { serverId: 2, rule: 2, from: 'bob@example.org', envelopeFrom: 'bob@example.org', sendAs: 'from' },
+    },
+    {
+      behaviour: 'accepts mail.default.from given as a full address',
+      input: { from: 'Bob <bob@example.org>' },
+      servers: [server(1, 'other.net'), server(2, 'noreply@corp.example')],
+      params: routeParametersFrom(mailParameters({ 'mail.catchall.domain': null, 'mail.default.from': 'noreply@corp.example' })),
+      expected: {
+        serverId: 2,
+        rule: 3,
+        from: '"Bob" <noreply@corp.example>',
+        replyTo: '"Bob" <bob@example.org>',
+        envelopeFrom: 'noreply@corp.example',
+        sendAs: 'notifications',
+      },
+    },
+    {
+      behaviour: 'keeps a Reply-To the mail already has when it rewrites the From',
+      input: { from: 'Bob <bob@example.org>', replyTo: 'Sales <sales@example.org>' },
+      servers: [server(1, 'notifications@example.com')],
+      expected: {
+        serverId: 1,
+        rule: 3,
+        from: '"Bob" <notifications@example.com>',
+        replyTo: 'Sales <sales@example.org>',
+        envelopeFrom: 'notifications@example.com',
+        sendAs: 'notifications',
+      },
+    },
+    {
+      behaviour: 'keeps a Reply-To the mail has when it sends as the From',
+      input: { from: 'bob@example.org', replyTo: 'sales@example.org' },
+      servers: [server(1, 'example.org')],
+      expected: { serverId: 1, rule: 2, from: 'bob@example.org', replyTo: 'sales@example.org', envelopeFrom: 'bob@example.org', sendAs: 'from' },
+    },
+    {
+      behaviour: 'does not rewrite nor add a Reply-To when the From is the notifications address and an empty filter is used',
+      input: { from: 'Alerts <Notifications@Example.com>' },
+      servers: [server(1, null)],
+      expected: { serverId: 1, rule: 5, from: '"Alerts" <Notifications@Example.com>', envelopeFrom: 'Notifications@Example.com', sendAs: 'notifications' },
+    },
+    {
+      behaviour: 'quotes and escapes a display name with specials in the rewritten From and the Reply-To',
+      input: { from: '"Doe, \\"JD\\"" <jd@example.org>' },
+      servers: [server(1, 'notifications@example.com')],
+      expected: {
+        serverId: 1,
+        rule: 3,
+        from: '"Doe, \\"JD\\"" <notifications@example.com>',
+        replyTo: '"Doe, \\"JD\\"" <jd@example.org>',
+        envelopeFrom: 'notifications@example.com',
+        sendAs: 'notifications',
+      },
+    },
+  ];
+  for (const c of cases) it(c.behaviour, () => check(c));
+});
+
+describe('routeMail: envelope sender', () => {
+  const bounce = routeParametersFrom(mailParameters({ 'mail.bounce.alias': 'bounce' }));
+  const cases: Case[] = [
+    {
+      behaviour: 'uses the bounce address when the server filter lists it',
+      input: { from: 'bob@example.org' },
+      servers: [server(1, 'notifications@example.com, bounce@example.com')],
+      expected: { serverId: 1, rule: 3, from: '"bob" <notifications@example.com>', replyTo: 'bob@example.org', envelopeFrom: 'bounce@example.com', sendAs: 'notifications' },
+    },
+    {
+      behaviour: 'uses the bounce address when the server filter lists its domain',
+      input: { from: 'john@example.com' },
+      servers: [server(1, 'example.com')],
+      expected: { serverId: 1, rule: 2, from: 'john@example.com', envelopeFrom: 'bounce@example.com', sendAs: 'from' },
+    },
+    {
+      behaviour: 'uses the bounce address when the server filter is empty, as an empty filter admits every address',
+      input: { from: 'john@example.com' },
+      servers: [server(1, null)],
+      expected: {
+        serverId: 1,
+        rule: 5,
+        from: '"john" <notifications@example.com>',
+        replyTo: 'john@example.com',
+        envelopeFrom: 'bounce@example.com',
+        sendAs: 'notifications',
+      },
+    },
+    {
+      behaviour: 'uses the sent From when the server filter does not admit the bounce address',
+      input: { from: 'John <john@example.com>' },
+      servers: [server(1, 'john@example.com')],
+      expected: { serverId: 1, rule: 1, from: '"John" <john@example.com>', envelopeFrom: 'john@example.com', sendAs: 'from' },
+    },
+  ];
+  for (const c of cases) it(c.behaviour, () => check({ ...c, params: bounce }));
+});
+
+describe('routeMail: forced and mass-mailing servers', () => {
+  const servers = [server(1, 'notifications@example.com'), server(2, 'jane@example.com'), server(3, null), server(4, 'example.org', { active: false })];
+  const dedicated = (id: number | null): Partial<RouteParameters> => ({ massMailingDedicated: true, massMailingServerId: id });
+  const cases: Case[] = [
+    {
+      behaviour: 'a forced server is used and the From is kept, with a warning when its filter does not admit the From',
+      input: { from: 'Bob <bob@example.org>', forcedServerId: 2 },
+      servers,
+      expected: { serverId: 2, rule: 'forced', from: '"Bob" <bob@example.org>', envelopeFrom: 'bob@example.org', sendAs: 'from', warnings: 1 },
+    },
+    {
+      behaviour: 'a forced server with an empty filter keeps the From without a warning',
+      input: { from: 'Bob <bob@example.org>', forcedServerId: 3 },
+      servers,
+      expected: { serverId: 3, rule: 'forced', from: '"Bob" <bob@example.org>', envelopeFrom: 'bob@example.org', sendAs: 'from' },
+    },
+    {
+      behaviour: 'a forced server whose filter lists the From gives no warning',
+      input: { from: 'jane@example.com', forcedServerId: 2 },
+      servers,
+      expected: { serverId: 2, rule: 'forced', from: 'jane@example.com', envelopeFrom: 'jane@example.com', sendAs: 'from' },
+    },
+    {
+      behaviour: 'a mass mail goes through the dedicated server with an empty filter and keeps its From',
+      input: { from: 'Newsletter <news@example.org>', massMailing: true },
+      servers,
+      params: dedicated(3),
+      expected: { serverId: 3, rule: 'mass_mailing', from: '"Newsletter" <news@example.org>', envelopeFrom: 'news@example.org', sendAs: 'from' },
+    },
+    {
+      behaviour: 'a mass mail through a dedicated server whose filter does not admit the From keeps it, with a warning',
+      input: { from: 'news@example.org', massMailing: true },
+      servers,
+      params: dedicated(1),
+      expected: { serverId: 1, rule: 'mass_mailing', from: 'news@example.org', envelopeFrom: 'news@example.org', sendAs: 'from', warnings: 1 },
+    },
+    {
+      behaviour: 'a mass mail is routed by the rules when the dedicated server setting is off',
+      input: { from: 'news@example.org', massMailing: true },
+      servers,
+      params: { massMailingDedicated: false, massMailingServerId: 3 },
+      expected: { serverId: 1, rule: 3, from: '"news" <notifications@example.com>', replyTo: 'news@example.org', envelopeFrom: 'notifications@example.com', sendAs: 'notifications' },
+    },
+    {
+      behaviour: 'a mass mail is routed by the rules, with a warning, when the dedicated setting is on without a server id',
+      input: { from: 'news@example.org', massMailing: true },
+      servers,
+      params: dedicated(null),
+      expected: {
+        serverId: 1,
+        rule: 3,
+        from: '"news" <notifications@example.com>',
+        replyTo: 'news@example.org',
+        envelopeFrom: 'notifications@example.com',
+        sendAs: 'notifications',
+        warnings: 1,
+      },
+    },
+    {
+      behaviour: 'an ordinary mail ignores the dedicated mass-mailing server',
+      input: { from: 'jane@example.com' },
+      servers,
+      params: dedicated(3),
+      expected: { serverId: 2, rule: 1, from: 'jane@example.com', envelopeFrom: 'jane@example.com', sendAs: 'from' },
+    },
+    {
+      behaviour: 'a forced server gets the bounce address as envelope when its filter admits it',
+      input: { from: 'bob@example.org', forcedServerId: 3 },
+      servers,
+      params: { bounceAddress: 'bounce@example.com' },
+      expected: { serverId: 3, rule: 'forced', from: 'bob@example.org', envelopeFrom: 'bounce@example.com', sendAs: 'from' },
+    },
+  ];
+  for (const c of cases) it(c.behaviour, () => check(c));
+
+  const unavailable: Array<[string, RouteInput, Partial<RouteParameters>, RegExp]> = [
+    ['a forced server that does not exist fails and names the id', { from: 'bob@example.org', forcedServerId: 99 }, {}, /server id 99.*no outgoing mail server has id 99/],
+    ['a forced server that is archived fails and names it', { from: 'bob@example.org', forcedServerId: 4 }, {}, /server id 4.*example\.org \(id 4\) is archived/],
+    ['a missing dedicated mass-mailing server fails and names the id', { from: 'bob@example.org', massMailing: true }, dedicated(42), /mass_mailing\.mail_server_id.*id 42/],
+  ];
+  for (const [behaviour, input, over, reason] of unavailable) {
+    it(behaviour, () => {
+      const d = failed(routeMail(input, servers, params(over)));
+      assert.equal(d.failureType, 'forced_server_unavailable');
+      assert.equal(d.rule, 7);
+      assert.match(d.reason, reason);
+    });
+  }
+});
+
+describe('routeMail: unparsable From', () => {
+  const inputs: Array<[string, string]> = [
+    ['an empty From', ''],
+    ['a From without an address', 'John Doe'],
+    ['a From with two addresses', 'a@example.com, b@example.com'],
+    ['a From carrying an injected header', 'John <john@example.com>\r\nBcc: victim@example.org'],
+  ];
+  for (const [behaviour, from] of inputs) {
+    it(`fails ${behaviour} with invalid_from, before looking at servers`, () => {
+      const d = failed(routeMail({ from, forcedServerId: 1 }, [server(1, null)], params()));
+      assert.equal(d.failureType, 'invalid_from');
+      assert.equal(d.rule, 7);
+    });
+  }
+});
+
+describe('routeMail: explanation', () => {
+  it('says why every other server did not match and why the chosen one did', () => {
+    const servers = [server(1, 'john@example.com'), server(2, 'jane@example.com'), server(3, 'notifications@example.com'), server(4, 'x.org', { active: false })];
+    const d = ok(routeMail({ from: 'Jane <jane@example.com>' }, servers, params()));
+    assert.deepEqual(d.explanation, [
+      'john@example.com (id 1): filter john@example.com does not list jane@example.com or example.com, nor the notifications address notifications@example.com',
+      'jane@example.com (id 2): chosen by rule 1: its filter lists the From address jane@example.com; sending as the From jane@example.com',
+      'notifications@example.com (id 3): matches only rule 3 (its filter lists the notifications address notifications@example.com); rule 1 takes precedence',
+      'x.org (id 4): archived, not considered',
+      'From kept: "Jane" <jane@example.com>',
+      'Envelope sender jane@example.com: no bounce address is configured (mail.bounce.alias and mail.catchall.domain)',
+    ]);
+  });
+
+  it('names the later server of the same rule as losing on priority and id, and states the rewrite', () => {
+    const d = ok(routeMail({ from: 'bob@example.org' }, [server(1, null), server(2, null)], params()));
+    assert.equal(d.explanation[1], 'server 2 (id 2): also matches rule 5 (its filter is empty, which admits every address), but server 1 (id 1) comes first by priority and id');
+    assert.equal(d.explanation[2], 'From rewritten to "bob" <notifications@example.com>; Reply-To set to the original From bob@example.org');
+  });
+});
+
+describe('parseFromFilter', () => {
+  const cases: Array<[string, string | null, string[]]> = [
+    ['gives no parts for null', null, []],
+    ['gives no parts for blanks and commas only', ' , ,', []],
+    ['trims, lower-cases and drops empty parts', 'A@X.com, Example.ORG ,, ', ['a@x.com', 'example.org']],
+    ['writes an internationalised domain as xn--, the form From addresses are compared in', 'exämple.com', ['xn--exmple-cua.com']],
+  ];
+  for (const [behaviour, filter, expected] of cases) it(behaviour, () => assert.deepEqual(parseFromFilter(filter), expected));
+});
+
+describe('filterMatches', () => {
+  const cases: Array<[string, string[], string, ReturnType<typeof filterMatches>]> = [
+    ['matches an address part exactly', ['john@example.com'], 'john@example.com', 'address'],
+    ['matches whatever the case of the address', ['john@example.com'], 'JOHN@Example.COM', 'address'],
+    ['matches a domain part against the domain', ['example.com'], 'bob@example.com', 'domain'],
+    ['prefers the address when both kinds of part match', ['example.com', 'bob@example.com'], 'bob@example.com', 'address'],
+    ['matches everything when there are no parts', [], 'anyone@anywhere.net', 'empty'],
+    ['does not match a subdomain', ['example.com'], 'bob@mail.example.com', null],
+    ['does not match an address part against the domain', ['john@example.com'], 'bob@example.com', null],
+    ['does not match on the display name', ['jane@example.com'], '"jane@example.com" <bob@example.com>', null],
+  ];
+  for (const [behaviour, parts, address, expected] of cases) it(behaviour, () => assert.equal(filterMatches(parts, address), expected));
+});
+
+describe('routeParametersFrom', () => {
+  it('derives the notifications and bounce addresses from the system parameters', () => {
+    assert.deepEqual(routeParametersFrom(mailParameters({ 'mail.bounce.alias': 'bounce', 'mass_mailing.outgoing_mail_server': 'true', 'mass_mailing.mail_server_id': '7' })), {
+      defaultFrom: 'notifications@example.com',
+      bounceAddress: 'bounce@example.com',
+      massMailingDedicated: true,
+      massMailingServerId: 7,
+    });
+  });
+});

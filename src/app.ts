@@ -14,6 +14,11 @@ import { Users } from './users/users.js';
 import { openVault, type Vault } from './vault/index.js';
 import { Parameters } from './settings/parameters.js';
 import { Settings } from './settings/settings.js';
+import { BlobStore } from './mailbox/blob-store.js';
+import { Outbox } from './outgoing/outbox.js';
+import { OutgoingQueue } from './outgoing/queue.js';
+import { OutgoingServers } from './outgoing/servers.js';
+import type { TokenProvider } from './oauth/token-provider.js';
 
 export interface Services {
   audit: AuditLog;
@@ -24,6 +29,12 @@ export interface Services {
   firstRun: FirstRunSetup;
   parameters: Parameters;
   settings: Settings;
+  outgoingServers: OutgoingServers;
+  blobs: BlobStore;
+  queue: OutgoingQueue;
+  outbox: Outbox;
+  /** OAuth access tokens for Outlook servers (undefined until the Outlook integration provides them). */
+  tokens: TokenProvider | undefined;
 }
 
 export interface App {
@@ -57,6 +68,8 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
   const audit = new AuditLog(db);
   const users = new Users(db, audit);
   const parameters = new Parameters(db, audit);
+  const blobs = new BlobStore(db);
+  const queue = new OutgoingQueue(db, database.dialect, blobs);
   const services: Services = {
     audit,
     users,
@@ -66,6 +79,11 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     firstRun: new FirstRunSetup(users),
     parameters,
     settings: new Settings(db, vault, parameters, audit),
+    outgoingServers: new OutgoingServers(db, vault, audit),
+    blobs,
+    queue,
+    outbox: new Outbox(queue, parameters),
+    tokens: undefined,
   };
   let http: Promise<FastifyInstance> | undefined;
   return {

@@ -17,6 +17,8 @@ const envSchema = z.object({
     .refine((u) => !/[?#]/.test(u), 'must be a plain base URL such as https://mail.example.com (no ? or #)')
     .optional(),
   JUNIPER_LOG_LEVEL: z.enum(logLevels).default('info'),
+  JUNIPER_SEND_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(120),
+  JUNIPER_SEND_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(50),
 });
 
 export type Database = { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string };
@@ -30,6 +32,8 @@ export interface Config {
   readonly secretKeys: readonly string[] | undefined;
   readonly baseUrl: string | undefined;
   readonly logLevel: (typeof logLevels)[number];
+  /** Outgoing dispatcher: how long a claimed mail stays with its worker, and how many it claims at once. */
+  readonly send: { readonly leaseMs: number; readonly batchSize: number };
 }
 
 export const configVariables = Object.keys(envSchema.shape);
@@ -53,6 +57,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .filter(Boolean),
     baseUrl: e.JUNIPER_BASE_URL?.replace(/\/+$/, ''),
     logLevel: e.JUNIPER_LOG_LEVEL,
+    send: Object.freeze({ leaseMs: e.JUNIPER_SEND_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_SEND_BATCH_SIZE }),
   });
 }
 

@@ -10,8 +10,10 @@ import { createLogger } from './lib/logger.js';
 import { apiKeysCommand, usersCommand } from './cli/users.js';
 import { paramsCommand } from './cli/params.js';
 import { settingsCommand } from './cli/settings.js';
+import { routeCommand, serversCommand } from './cli/servers.js';
+import { mailsCommand, sendCommand } from './cli/mails.js';
 import type { WithApp } from './cli/with-app.js';
-import { housekeepingJobs, JobRunner } from './worker/housekeeping.js';
+import { createWorkers } from './worker/workers.js';
 
 const VERSION = '0.1.0';
 
@@ -56,22 +58,23 @@ async function serve(config: Config): Promise<void> {
         `(or run: juniper users create --admin --login LOGIN --email EMAIL)\n\n`,
     );
   }
-  const jobs = new JobRunner(housekeepingJobs(app), log);
-  jobs.start();
+  const workers = createWorkers(app);
+  workers.start();
   const sig = await untilSignal();
   log.info(`${sig} received, shutting down`);
-  await jobs.stop();
+  await http.close();
+  await workers.stop();
   await app.close();
 }
 
 async function worker(config: Config): Promise<void> {
   const app = await createApp(config);
-  const jobs = new JobRunner(housekeepingJobs(app), app.logger);
-  app.logger.info({ database: describeDatabase(config.database) }, 'Juniper worker started');
-  jobs.start();
+  const workers = createWorkers(app);
+  app.logger.info({ database: describeDatabase(config.database), owner: workers.dispatcher.owner }, 'Juniper worker started');
+  workers.start();
   const sig = await untilSignal();
   app.logger.info(`${sig} received, shutting down`);
-  await jobs.stop();
+  await workers.stop();
   await app.close();
 }
 
@@ -109,6 +112,10 @@ export function buildProgram(): Command {
   program.addCommand(apiKeysCommand(withApp));
   program.addCommand(paramsCommand(withApp));
   program.addCommand(settingsCommand(withApp));
+  program.addCommand(serversCommand(withApp));
+  program.addCommand(routeCommand(withApp));
+  program.addCommand(sendCommand(withApp));
+  program.addCommand(mailsCommand(withApp));
   return program;
 }
 

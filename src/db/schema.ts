@@ -66,6 +66,102 @@ export interface AuditLogTable {
   details: string | null;
 }
 
+export type Security = 'none' | 'starttls' | 'ssl';
+export type OutgoingAuth = 'none' | 'password' | 'outlook';
+export type TokenStatus = 'missing' | 'valid' | 'needs_reconnect';
+
+/** OAuth token state kept per server (outgoing and incoming alike). */
+export interface TokenColumns {
+  refresh_token_enc: string | null;
+  access_token_enc: string | null;
+  access_token_expires_at: number | null;
+  token_account: string | null;
+  token_status: Generated<TokenStatus>;
+  token_error_code: string | null;
+  token_error_message: string | null;
+  token_refreshed_at: number | null;
+  /** Database-level single-flight guard for refreshes across worker processes. */
+  token_refresh_lock_until: number | null;
+}
+
+export interface OutgoingServersTable extends TokenColumns {
+  id: Generated<number>;
+  name: string;
+  host: string;
+  port: number;
+  security: Security;
+  auth: OutgoingAuth;
+  username: string | null;
+  password_enc: string | null;
+  from_filter: string | null;
+  priority: Generated<number>;
+  active: Generated<number>;
+  allow_self_signed: Generated<number>;
+  owner_user_id: number | null;
+  last_test_at: number | null;
+  last_test_ok: number | null;
+  last_test_message: string | null;
+  archived_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface BlobsTable {
+  sha256: string;
+  size: number;
+  content: Buffer;
+  created_at: number;
+}
+
+export type MailState = 'queued' | 'sending' | 'sent' | 'failed' | 'cancelled';
+
+export interface OutgoingMailsTable {
+  id: Generated<number>;
+  message_id: string;
+  from_header: string;
+  /** JSON arrays of address strings. */
+  to_addrs: string;
+  cc_addrs: string;
+  bcc_addrs: string;
+  reply_to: string | null;
+  subject: string;
+  text_body: string | null;
+  html_body: string | null;
+  /** JSON object of extra headers. */
+  headers: string | null;
+  raw_sha256: string | null;
+  forced_server_id: number | null;
+  mass_mailing: Generated<number>;
+  state: MailState;
+  attempts: Generated<number>;
+  next_attempt_at: number;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  waiting_reason: string | null;
+  failure_type: string | null;
+  failure_reason: string | null;
+  server_id: number | null;
+  effective_from: string | null;
+  envelope_from: string | null;
+  smtp_response: string | null;
+  /** JSON array of { address, response } for recipients the server refused while others were accepted. */
+  rejected_recipients: string | null;
+  sent_at: number | null;
+  created_by_user_id: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface OutgoingAttachmentsTable {
+  id: Generated<number>;
+  mail_id: number;
+  position: number;
+  filename: string;
+  content_type: string;
+  content_id: string | null;
+  blob_sha256: string;
+}
+
 export interface DB {
   parameters: ParametersTable;
   settings: SettingsTable;
@@ -73,6 +169,10 @@ export interface DB {
   sessions: SessionsTable;
   api_keys: ApiKeysTable;
   audit_log: AuditLogTable;
+  outgoing_servers: OutgoingServersTable;
+  blobs: BlobsTable;
+  outgoing_mails: OutgoingMailsTable;
+  outgoing_attachments: OutgoingAttachmentsTable;
 }
 
 export type User = Selectable<UsersTable>;
@@ -81,3 +181,5 @@ export type UserUpdate = Updateable<UsersTable>;
 export type Session = Selectable<SessionsTable>;
 export type ApiKey = Selectable<ApiKeysTable>;
 export type AuditEntry = Selectable<AuditLogTable>;
+export type OutgoingServer = Selectable<OutgoingServersTable>;
+export type OutgoingMail = Selectable<OutgoingMailsTable>;

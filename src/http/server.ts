@@ -14,6 +14,8 @@ import { userRoutes } from './api/users.js';
 import { parameterRoutes } from './api/parameters.js';
 import { settingsRoutes } from './api/settings.js';
 import { pageRoutes } from '../ui/pages.js';
+import { outgoingServerRoutes } from './api/outgoing-servers.js';
+import { mailRoutes } from './api/mails.js';
 
 export interface DeclaredRoute {
   method: string;
@@ -84,6 +86,8 @@ export async function buildHttpServer({ logger, services }: HttpOptions): Promis
   await app.register(userRoutes(services));
   await app.register(parameterRoutes(services));
   await app.register(settingsRoutes(services));
+  await app.register(outgoingServerRoutes(services));
+  await app.register(mailRoutes(services));
   await app.register(pageRoutes(services));
   return app;
 }

@@ -5,6 +5,7 @@
 export const errorCatalogue = {
   JUNIPER_ERR_VALIDATION: { status: 400, message: 'The request is not valid.' },
   JUNIPER_ERR_NOT_FOUND: { status: 404, message: 'Not found.' },
+  JUNIPER_ERR_TOO_LARGE: { status: 413, message: 'The message is larger than the configured limit.' },
   JUNIPER_ERR_CONFLICT: { status: 409, message: 'This conflicts with existing data.' },
   JUNIPER_ERR_UNAUTHENTICATED: { status: 401, message: 'Sign in or send an API key (Authorization: Bearer <key>).' },
   JUNIPER_ERR_FORBIDDEN: { status: 403, message: 'You are not allowed to do this.' },
@@ -19,12 +20,21 @@ export const errorCatalogue = {
   },
   JUNIPER_ERR_UNKNOWN_PARAMETER: { status: 404, message: 'No such system parameter.' },
   JUNIPER_ERR_INVALID_PARAMETER: { status: 400, message: 'The value does not fit the parameter.' },
+  JUNIPER_ERR_SERVER_CREDENTIALS: { status: 400, message: 'The mail server has incomplete credentials.' },
+  JUNIPER_ERR_OUTLOOK_NOT_CONNECTED: {
+    status: 409,
+    message: 'The server has no Outlook token: click Connect your Outlook account.',
+  },
   JUNIPER_ERR_CONFIG: { status: 500, message: 'Juniper is not configured correctly.' },
   JUNIPER_ERR_VAULT_KEY: {
     status: 500,
     message: 'A secret cannot be decrypted with the configured key.',
   },
   JUNIPER_ERR_DATABASE: { status: 500, message: 'The database failed.' },
+  JUNIPER_ERR_OAUTH_TOKEN_UNAVAILABLE: {
+    status: 503,
+    message: 'No OAuth2 access token could be obtained for this mail server: reconnect its Outlook account, or wait if the identity provider was unreachable.',
+  },
   JUNIPER_ERR_RATE_LIMITED: { status: 429, message: 'Too many attempts; wait a minute and try again.' },
   JUNIPER_ERR_INTERNAL: { status: 500, message: 'Internal error; the log has the details.' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -179,6 +179,7 @@ describe('typed mail parameters', () => {
       catchallAlias: null,
       massMailingDedicatedServer: true,
       massMailingServerId: 3,
+      maxMessageBytes: 25 * 1024 * 1024,
       outlookEndpoint: null,
     });
   });

@@ -146,6 +146,14 @@ export const knownParameters = {
       return value;
     },
   },
+  'mail.message.max_bytes': {
+    description: 'Largest message Juniper accepts for sending, in bytes, attachments included (Microsoft 365 allows 35 MB after encoding).',
+    defaultValue: String(25 * 1024 * 1024),
+    normalise(value, key) {
+      if (!/^[1-9][0-9]{0,10}$/.test(value) || Number(value) < 1024) throw invalid(key, 'a size in bytes of at least 1024, such as 26214400 (25 MB)', value);
+      return value;
+    },
+  },
   'microsoft_outlook.endpoint': {
     description: 'Microsoft identity platform authority incl. tenant; overrides the cloud and tenant settings when set.',
     defaultValue: DEFAULT_OUTLOOK_ENDPOINT,
@@ -218,6 +226,7 @@ export interface MailParameters {
   massMailingServerId: number | null;
   /** Only when set: unset means "derive the authority from the Outlook cloud and tenant settings". */
   outlookEndpoint: string | null;
+  maxMessageBytes: number;
 }
 
 /**
@@ -244,6 +253,7 @@ export function toMailParameters(stored: ReadonlyMap<string, string>): MailParam
     massMailingDedicatedServer: read('mass_mailing.outgoing_mail_server') === 'true',
     massMailingServerId: serverId === null ? null : Number(serverId),
     outlookEndpoint: read('microsoft_outlook.endpoint'),
+    maxMessageBytes: Number(read('mail.message.max_bytes') ?? knownParameters['mail.message.max_bytes'].defaultValue),
   };
 }
 

@@ -30,6 +30,7 @@ export async function startTestApp(dialect: DialectName, overrides: Partial<Conf
     secretKeys: undefined,
     baseUrl: undefined,
     logLevel: 'debug' as const,
+    send: { leaseMs: 120_000, batchSize: 50 },
     ...overrides,
   });
   let captured = '';

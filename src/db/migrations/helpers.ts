@@ -15,3 +15,8 @@ export function withId<T extends string>(table: CreateTableBuilder<T, never>, di
 
 export const notNull = (c: ColumnDefinitionBuilder) => c.notNull();
 
+
+/** The column type for raw bytes (attachments, original messages). */
+export function binaryType(dialect: DialectName): 'blob' | 'bytea' {
+  return dialect === 'postgres' ? 'bytea' : 'blob';
+}

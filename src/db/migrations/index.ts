@@ -3,10 +3,12 @@
 import type { Migration } from 'kysely';
 import type { DialectName } from '../database.js';
 import { foundation } from './001-foundation.js';
+import { outgoing } from './002-outgoing.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
   return {
     '001-foundation': foundation(ctx),
+    '002-outgoing': outgoing(ctx),
   };
 }

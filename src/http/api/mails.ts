@@ -1,0 +1,60 @@
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Services } from '../../app.js';
+import type { OutgoingMail } from '../../db/schema.js';
+import { AppError } from '../../lib/errors.js';
+import { parseInput } from '../../lib/validate.js';
+import { mailView } from '../../outgoing/queue.js';
+import { actorOf } from '../actor.js';
+
+const idParams = z.object({ id: z.coerce.number().int().positive() });
+const listQuery = z.object({
+  state: z.enum(['queued', 'sending', 'sent', 'failed', 'cancelled']).optional(),
+  serverId: z.coerce.number().int().positive().optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  before: z.coerce.number().int().positive().optional(),
+});
+
+/** Admins see every mail; users only those they enqueued. */
+function assertMayRead(request: FastifyRequest, mail: OutgoingMail): void {
+  const user = request.principal!.user;
+  if (user.role !== 'admin' && mail.created_by_user_id !== user.id) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No outgoing mail with id ${mail.id}.`);
+}
+
+export function mailRoutes(services: Services): FastifyPluginAsync {
+  const { queue, outbox } = services;
+  return async (app) => {
+    app.post('/api/v1/mails', { config: { access: 'user' } }, async (request, reply) => {
+      const result = await outbox.enqueue(request.body as never, request.principal!.user, actorOf(request));
+      return reply.status(202).send(result);
+    });
+
+    app.get('/api/v1/mails', { config: { access: 'user' } }, async (request) => {
+      const q = parseInput(listQuery, request.query, 'query');
+      const user = request.principal!.user;
+      const rows = await queue.list({ state: q.state, serverId: q.serverId, limit: q.limit, beforeId: q.before, createdByUserId: user.role === 'admin' ? undefined : user.id });
+      return rows.map(mailView);
+    });
+
+    app.get('/api/v1/mails/:id', { config: { access: 'user' } }, async (request) => {
+      const { id } = parseInput(idParams, request.params, 'path');
+      const mail = await queue.get(id);
+      assertMayRead(request, mail);
+      return mailView(mail);
+    });
+
+    app.post('/api/v1/mails/:id/retry', { config: { access: 'user' } }, async (request) => {
+      const { id } = parseInput(idParams, request.params, 'path');
+      assertMayRead(request, await queue.get(id));
+      const mail = mailView(await queue.retry(id));
+      outbox.wake();
+      return mail;
+    });
+
+    app.post('/api/v1/mails/:id/cancel', { config: { access: 'user' } }, async (request) => {
+      const { id } = parseInput(idParams, request.params, 'path');
+      assertMayRead(request, await queue.get(id));
+      return mailView(await queue.cancel(id));
+    });
+  };
+}

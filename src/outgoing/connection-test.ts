@@ -1,0 +1,35 @@
+// Test Connection for a stored server: the probe addresses from its From filter, its real credentials,
+// and the result kept on the server so the form shows when it last worked.
+import type { OutgoingServer } from '../db/schema.js';
+import { isAppError } from '../lib/errors.js';
+import type { TokenProvider } from '../oauth/token-provider.js';
+import type { Parameters } from '../settings/parameters.js';
+import { defaultFromAddress } from '../settings/parameter-rules.js';
+import { probeAddresses } from './probe.js';
+import type { OutgoingServers } from './servers.js';
+import { testSmtpConnection } from './test-connection.js';
+import { smtpCredentials, smtpEndpoint } from './transport-pool.js';
+
+export interface ConnectionTestResult {
+  ok: boolean;
+  message: string;
+  stage: string;
+}
+
+export async function testOutgoingServer(
+  server: OutgoingServer,
+  deps: { servers: OutgoingServers; parameters: Parameters; tokens: TokenProvider | undefined },
+): Promise<ConnectionTestResult> {
+  let result: ConnectionTestResult;
+  try {
+    const probe = probeAddresses(server, defaultFromAddress(await deps.parameters.snapshot()));
+    const { credentials, tokenSource } = smtpCredentials(server, (s) => deps.servers.password(s), deps.tokens);
+    const r = await testSmtpConnection(smtpEndpoint(server), credentials, tokenSource, probe);
+    result = { ok: r.ok, message: r.message, stage: r.stage };
+  } catch (e) {
+    if (!isAppError(e)) throw e;
+    result = { ok: false, message: e.message, stage: 'credentials' };
+  }
+  await deps.servers.recordTest(server.id, result.ok, result.message);
+  return result;
+}

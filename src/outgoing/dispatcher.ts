@@ -1,0 +1,210 @@
+// Sends the queue. Each round claims a batch with a lease, routes every mail at claim time (so a server
+// added or fixed meanwhile is used), groups the mails by server and sends each group over that server's
+// pooled connection. Every outcome is written back by the lease holder only. Runs inside `juniper serve`
+// and alone as `juniper worker`; several workers may share a PostgreSQL database.
+import os from 'node:os';
+import crypto from 'node:crypto';
+import type { OutgoingMail, OutgoingServer } from '../db/schema.js';
+import { retryDelayMs, MAX_ATTEMPTS } from '../lib/backoff.js';
+import { isAppError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { parseMailbox } from '../lib/address.js';
+import type { Parameters } from '../settings/parameters.js';
+import { classifySendError } from './delivery-failure.js';
+import type { Envelope } from './mail-transport.js';
+import type { OutgoingQueue } from './queue.js';
+import { routeMail, routeParametersFrom } from './routing.js';
+import { toRoutable, type OutgoingServers } from './servers.js';
+import type { TransportPool } from './transport-pool.js';
+
+export interface DispatcherOptions {
+  batchSize: number;
+  leaseMs: number;
+  /** How long an idle dispatcher sleeps before looking again (enqueue in the same process wakes it at once). */
+  pollMs: number;
+  /** A mail waiting for its server to be fixed (token, SMTP AUTH) fails after this age. */
+  maxWaitAgeMs: number;
+  /** How often a waiting mail looks again whether its server was fixed. */
+  waitRecheckMs: number;
+}
+
+export const defaultDispatcherOptions: DispatcherOptions = {
+  batchSize: 50,
+  leaseMs: 2 * 60 * 1000,
+  pollMs: 1000,
+  maxWaitAgeMs: 3 * 24 * 60 * 60 * 1000,
+  waitRecheckMs: 5 * 60 * 1000,
+};
+
+export function workerId(): string {
+  return `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
+}
+
+/** Every recipient address (to, cc, bcc) for the SMTP envelope. */
+export function envelopeRecipients(mail: Pick<OutgoingMail, 'to_addrs' | 'cc_addrs' | 'bcc_addrs'>): string[] {
+  const all = [mail.to_addrs, mail.cc_addrs, mail.bcc_addrs].flatMap((j) => JSON.parse(j) as string[]);
+  return all.map((a) => parseMailbox(a)?.address ?? a);
+}
+
+export class Dispatcher {
+  readonly owner: string;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly deps: {
+      queue: OutgoingQueue;
+      servers: OutgoingServers;
+      parameters: Parameters;
+      transports: TransportPool;
+      log: Logger;
+      owner?: string;
+      now?: () => number;
+    },
+    private readonly options: DispatcherOptions = defaultDispatcherOptions,
+  ) {
+    this.owner = deps.owner ?? workerId();
+  }
+
+  private now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+
+  /** One round: claim a batch and send it. Resolves to the number of mails claimed. */
+  async runOnce(): Promise<number> {
+    const { queue, servers, parameters } = this.deps;
+    const claimed = await queue.claim(this.owner, this.options.batchSize, this.options.leaseMs, this.now());
+    if (claimed.length === 0) return 0;
+    const pending = new Set(claimed.map((m) => m.id));
+    const renew = setInterval(() => {
+      queue.renewLeases(this.owner, [...pending], this.options.leaseMs).catch((err: unknown) => this.deps.log.warn({ err }, 'lease renewal failed'));
+    }, Math.max(1000, this.options.leaseMs / 3));
+    try {
+      const usable = await servers.usable();
+      const byId = new Map(usable.map((s) => [s.id, s]));
+      const routeParams = routeParametersFrom(await parameters.snapshot());
+      const routable = usable.map(toRoutable);
+      const groups = new Map<number, { server: OutgoingServer; mails: { mail: OutgoingMail; from: string; replyTo: string | null; envelopeFrom: string }[] }>();
+      for (const mail of claimed) {
+        const decision = routeMail(
+          { from: mail.from_header, replyTo: mail.reply_to, forcedServerId: mail.forced_server_id, massMailing: mail.mass_mailing === 1 },
+          routable,
+          routeParams,
+        );
+        if (!decision.ok) {
+          await queue.markFailed(mail.id, this.owner, { failureType: decision.failureType, reason: decision.reason });
+          pending.delete(mail.id);
+          this.deps.log.warn({ mail: mail.id, op: 'route', failureType: decision.failureType }, decision.reason);
+          continue;
+        }
+        for (const w of decision.warnings) this.deps.log.warn({ mail: mail.id, server: decision.serverId, op: 'route' }, w);
+        const server = byId.get(decision.serverId)!;
+        const group = groups.get(server.id) ?? { server, mails: [] };
+        group.mails.push({ mail, from: decision.from, replyTo: decision.replyTo, envelopeFrom: decision.envelopeFrom });
+        groups.set(server.id, group);
+      }
+      await Promise.all(
+        [...groups.values()].map(async ({ server, mails }) => {
+          await Promise.all(
+            mails.map(async (m) => {
+              await this.sendOne(server, m.mail, { from: m.from, replyTo: m.replyTo, envelopeFrom: m.envelopeFrom });
+              pending.delete(m.mail.id);
+            }),
+          );
+        }),
+      );
+    } finally {
+      clearInterval(renew);
+    }
+    return claimed.length;
+  }
+
+  private async sendOne(server: OutgoingServer, mail: OutgoingMail, route: { from: string; replyTo: string | null; envelopeFrom: string }): Promise<void> {
+    const { queue, log } = this.deps;
+    const outcome = { serverId: server.id, effectiveFrom: route.from, envelopeFrom: route.envelopeFrom };
+    const logCtx = { mail: mail.id, server: server.id, op: 'send' };
+    try {
+      if (server.auth === 'outlook' && server.token_status === 'needs_reconnect') {
+        const reason = `Outgoing server "${server.name}" needs its Outlook account reconnected${server.token_error_message ? `: ${server.token_error_message}` : ''}. The mail is sent once it is reconnected.`;
+        await this.waitOrExpire(mail, { failureType: 'needs_reconnect', reason }, outcome);
+        return;
+      }
+      const transport = this.deps.transports.get(server);
+      const message = await queue.message(mail);
+      message.from = route.from;
+      message.replyTo = route.replyTo;
+      const envelope: Envelope = { from: route.envelopeFrom, to: envelopeRecipients(mail) };
+      const result = await transport.send(message, envelope);
+      await queue.markSent(mail.id, this.owner, { ...outcome, response: result.response, rejected: result.rejected });
+      if (result.rejected.length) log.warn({ ...logCtx, rejected: result.rejected.length }, 'sent, but the server refused some recipients');
+      else log.debug(logCtx, 'sent');
+    } catch (err) {
+      const c = classifySendError(err, { auth: server.auth });
+      const facts = { ...logCtx, failureType: c.failureType, action: c.action, responseCode: c.responseCode };
+      if (c.action === 'fail') {
+        await queue.markFailed(mail.id, this.owner, c, outcome);
+        log.warn(facts, c.reason);
+      } else if (c.action === 'wait') {
+        await this.waitOrExpire(mail, c, outcome);
+        log.warn(facts, c.reason);
+      } else if (mail.attempts >= MAX_ATTEMPTS) {
+        await queue.markFailed(mail.id, this.owner, { failureType: c.failureType, reason: `${c.reason} (gave up after ${mail.attempts} attempts)` }, outcome);
+        log.warn(facts, `giving up: ${c.reason}`);
+      } else {
+        await queue.markRetry(mail.id, this.owner, { at: this.now() + retryDelayMs(mail.attempts), failureType: c.failureType, reason: c.reason, waiting: false }, outcome);
+        log.info(facts, `will retry: ${c.reason}`);
+      }
+      if (!isAppError(err) && c.failureType === 'internal') log.error({ ...logCtx, err }, 'unexpected send error');
+    }
+  }
+
+  private async waitOrExpire(mail: OutgoingMail, why: { failureType: string; reason: string }, outcome: { serverId: number; effectiveFrom: string; envelopeFrom: string }): Promise<void> {
+    if (this.now() - mail.created_at > this.options.maxWaitAgeMs) {
+      const days = Math.round(this.options.maxWaitAgeMs / 86_400_000);
+      await this.deps.queue.markFailed(mail.id, this.owner, { failureType: why.failureType, reason: `${why.reason} Gave up after waiting ${days} days.` }, outcome);
+      return;
+    }
+    await this.deps.queue.markRetry(mail.id, this.owner, { at: this.now() + this.options.waitRecheckMs, ...why, waiting: true }, outcome);
+  }
+
+  /** Starts the loop: rounds back to back while there is work, else a sleep of pollMs (or until nudged). */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = (async () => {
+      while (this.running) {
+        let claimed = 0;
+        try {
+          claimed = await this.runOnce();
+        } catch (err) {
+          this.deps.log.error({ err, op: 'dispatch' }, 'dispatcher round failed; trying again shortly');
+        }
+        if (claimed < this.options.batchSize && this.running) await this.sleep(this.options.pollMs);
+      }
+    })();
+  }
+
+  /** Wakes a sleeping loop (a mail was just enqueued in this process). */
+  nudge(): void {
+    this.wake?.();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    this.deps.transports.closeAll();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+}

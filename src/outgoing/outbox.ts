@@ -1,0 +1,95 @@
+// Entry point for every mail to send (API, CLI, later UI replies and notifications): check, store whole,
+// return the id, then wake the dispatcher. Nothing is sent before it is stored.
+import { simpleParser, type AddressObject } from 'mailparser';
+import type { Actor } from '../audit/audit-log.js';
+import type { PrincipalUser } from '../http/access.js';
+import { normaliseAddress } from '../lib/address.js';
+import { AppError } from '../lib/errors.js';
+import type { Parameters } from '../settings/parameters.js';
+import { checkMail, checkRecipients, enqueueSchema, type EnqueueInput } from './enqueue-rules.js';
+import { newMessageId, type OutgoingQueue } from './queue.js';
+import { parseInput } from '../lib/validate.js';
+
+export interface RawOverrides {
+  /** Envelope recipients instead of the message's To, Cc and Bcc. */
+  to?: string[];
+  serverId?: number | null;
+  massMailing?: boolean;
+}
+
+function addresses(a: AddressObject | AddressObject[] | undefined): string[] {
+  const list = a === undefined ? [] : Array.isArray(a) ? a : [a];
+  return list.flatMap((o) => o.value).flatMap((v) => (v.address ? [v.name ? `"${v.name.replace(/["\\]/g, '\\$&')}" <${v.address}>` : v.address] : []));
+}
+
+export class Outbox {
+  private readonly listeners = new Set<() => void>();
+
+  constructor(
+    private readonly queue: OutgoingQueue,
+    private readonly parameters: Parameters,
+  ) {}
+
+  /** Called after each enqueue (the in-process dispatcher wakes up instead of waiting for its next poll). */
+  onEnqueued(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Wakes the dispatcher (e.g. after a retry). */
+  wake(): void {
+    this.notify();
+  }
+
+  private notify(): void {
+    for (const l of this.listeners) l();
+  }
+
+  async enqueue(input: EnqueueInput, sender: PrincipalUser | null, actor: Actor): Promise<{ id: number; messageId: string }> {
+    const parsed = parseInput(enqueueSchema, input, 'mail');
+    const { maxMessageBytes } = await this.parameters.snapshot();
+    const mail = checkMail(parsed, maxMessageBytes);
+    assertMaySendAs(sender, mail.from);
+    const result = await this.queue.enqueue(mail, actor);
+    this.notify();
+    return result;
+  }
+
+  /** A complete message (.eml) sent as it is; routing decides only the server and the envelope. */
+  async enqueueRaw(raw: Buffer, overrides: RawOverrides, sender: PrincipalUser | null, actor: Actor): Promise<{ id: number; messageId: string }> {
+    const { maxMessageBytes } = await this.parameters.snapshot();
+    if (raw.length > maxMessageBytes) {
+      throw new AppError('JUNIPER_ERR_TOO_LARGE', `The message is ${(raw.length / 1048576).toFixed(1)} MB; the limit is ${(maxMessageBytes / 1048576).toFixed(1)} MB (system parameter mail.message.max_bytes).`);
+    }
+    const parsed = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true });
+    const from = addresses(parsed.from)[0];
+    if (!from) throw new AppError('JUNIPER_ERR_VALIDATION', 'The message has no usable From header.', { details: { field: 'from' } });
+    assertMaySendAs(sender, from);
+    const to = overrides.to ? checkRecipients(overrides.to, 'to') : checkRecipients(addresses(parsed.to), 'to');
+    const cc = overrides.to ? [] : checkRecipients(addresses(parsed.cc), 'cc');
+    const bcc = overrides.to ? [] : checkRecipients(addresses(parsed.bcc), 'bcc');
+    if (to.length + cc.length + bcc.length === 0) throw new AppError('JUNIPER_ERR_VALIDATION', 'The message has no recipients (To, Cc, Bcc) and none were given.', { details: { field: 'to' } });
+    let messageId = parsed.messageId;
+    let bytes = raw;
+    if (!messageId) {
+      // Every mail keeps one Message-ID across retries: give the message one now, stored with it.
+      messageId = newMessageId(from);
+      bytes = Buffer.concat([Buffer.from(`Message-ID: ${messageId}\r\n`), raw]);
+    }
+    const result = await this.queue.enqueue(
+      { from, to, cc, bcc, replyTo: null, subject: parsed.subject ?? '', text: null, html: null, headers: {}, attachments: [], serverId: overrides.serverId ?? null, massMailing: overrides.massMailing ?? false },
+      actor,
+      { raw: bytes, messageId },
+    );
+    this.notify();
+    return result;
+  }
+}
+
+/** Users other than admins send only as themselves; admins and scripts with an admin key send as anyone. */
+function assertMaySendAs(sender: PrincipalUser | null, from: string): void {
+  if (!sender || sender.role === 'admin') return;
+  if (normaliseAddress(from) !== sender.email.toLowerCase()) {
+    throw new AppError('JUNIPER_ERR_FORBIDDEN', `You may send only as your own address (${sender.email}); an admin's API key can send as others.`);
+  }
+}

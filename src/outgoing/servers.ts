@@ -1,0 +1,271 @@
+// Outgoing mail servers: create, change, archive, list. Passwords are encrypted with the vault, bound to
+// the server's row; responses carry hasPassword, never the value. Archived servers stay for the record
+// (mails point at them) but are never used to send.
+import type { Kysely } from 'kysely';
+import type { Actor, AuditLog } from '../audit/audit-log.js';
+import type { DB, OutgoingServer } from '../db/schema.js';
+import type { PrincipalUser } from '../http/access.js';
+import { AppError } from '../lib/errors.js';
+import type { Vault } from '../vault/index.js';
+import type { RoutableServer } from './routing.js';
+import {
+  applyAuthRules,
+  checkPortSecurity,
+  connectionDefaults,
+  normaliseFromFilter,
+  type CreateOutgoingServer,
+  type PatchOutgoingServer,
+} from './server-rules.js';
+
+export interface TokenView {
+  status: 'missing' | 'valid' | 'needs_reconnect';
+  account: string | null;
+  expiresAt: string | null;
+  error: { code: string | null; message: string } | null;
+}
+
+export interface OutgoingServerView {
+  id: number;
+  name: string;
+  host: string;
+  port: number;
+  security: 'none' | 'starttls' | 'ssl';
+  auth: 'none' | 'password' | 'outlook';
+  username: string | null;
+  hasPassword: boolean;
+  fromFilter: string | null;
+  priority: number;
+  active: boolean;
+  archived: boolean;
+  allowSelfSigned: boolean;
+  ownerUserId: number | null;
+  token: TokenView;
+  lastTest: { at: string; ok: boolean; message: string } | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function tokenView(s: Pick<OutgoingServer, 'token_status' | 'token_account' | 'access_token_expires_at' | 'token_error_code' | 'token_error_message'>): TokenView {
+  return {
+    status: s.token_status,
+    account: s.token_account,
+    expiresAt: iso(s.access_token_expires_at),
+    error: s.token_error_message ? { code: s.token_error_code, message: s.token_error_message } : null,
+  };
+}
+
+export function outgoingServerView(s: OutgoingServer): OutgoingServerView {
+  return {
+    id: s.id,
+    name: s.name,
+    host: s.host,
+    port: s.port,
+    security: s.security,
+    auth: s.auth,
+    username: s.username,
+    hasPassword: s.password_enc !== null,
+    fromFilter: s.from_filter,
+    priority: s.priority,
+    active: s.active === 1,
+    archived: s.archived_at !== null,
+    allowSelfSigned: s.allow_self_signed === 1,
+    ownerUserId: s.owner_user_id,
+    token: tokenView(s),
+    lastTest: s.last_test_at === null ? null : { at: iso(s.last_test_at)!, ok: s.last_test_ok === 1, message: s.last_test_message ?? '' },
+    createdAt: iso(s.created_at)!,
+    updatedAt: iso(s.updated_at)!,
+  };
+}
+
+export function toRoutable(s: OutgoingServer): RoutableServer {
+  return { id: s.id, name: s.name, fromFilter: s.from_filter, priority: s.priority, active: s.active === 1 && s.archived_at === null };
+}
+
+export const passwordContext = (id: number) => `outgoing_servers.password:${id}`;
+
+/**
+ * Who may see or change a server: admins any; a user only a personal server they own, whose From filter
+ * is exactly their own address (DESIGN §8), so a user cannot route other people's mail.
+ */
+export function assertMayManage(user: PrincipalUser, server: Pick<OutgoingServer, 'owner_user_id' | 'id'>): void {
+  if (user.role === 'admin') return;
+  if (server.owner_user_id !== user.id) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No outgoing mail server with id ${server.id}.`);
+}
+
+function assertPersonalFilter(user: PrincipalUser, fromFilter: string | null): void {
+  if (user.role === 'admin') return;
+  if (fromFilter !== user.email.toLowerCase()) {
+    throw new AppError('JUNIPER_ERR_FORBIDDEN', `A personal server's From filter must be your own address (${user.email}); ask an admin for other senders.`);
+  }
+}
+
+export class OutgoingServers {
+  constructor(
+    private readonly db: Kysely<DB>,
+    private readonly vault: Vault,
+    private readonly audit: AuditLog,
+  ) {}
+
+  async list(options: { includeArchived?: boolean; ownerUserId?: number } = {}): Promise<OutgoingServer[]> {
+    let q = this.db.selectFrom('outgoing_servers').selectAll().orderBy('priority').orderBy('id');
+    if (!options.includeArchived) q = q.where('archived_at', 'is', null);
+    if (options.ownerUserId !== undefined) q = q.where('owner_user_id', '=', options.ownerUserId);
+    return q.execute();
+  }
+
+  /** Servers the dispatcher may use: active and not archived, in routing order. */
+  async usable(): Promise<OutgoingServer[]> {
+    return this.db
+      .selectFrom('outgoing_servers')
+      .selectAll()
+      .where('archived_at', 'is', null)
+      .where('active', '=', 1)
+      .orderBy('priority')
+      .orderBy('id')
+      .execute();
+  }
+
+  async get(id: number): Promise<OutgoingServer> {
+    const row = await this.db.selectFrom('outgoing_servers').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No outgoing mail server with id ${id}. List them with \`juniper servers list\`.`);
+    return row;
+  }
+
+  /** The server's password in clear, for the SMTP library only. */
+  password(server: OutgoingServer): string | null {
+    return server.password_enc === null ? null : this.vault.decrypt(server.password_enc, passwordContext(server.id));
+  }
+
+  async create(input: CreateOutgoingServer, user: PrincipalUser, actor: Actor): Promise<OutgoingServer> {
+    const conn = connectionDefaults(input.auth, input);
+    checkPortSecurity(conn.port, conn.security);
+    const cred = applyAuthRules({
+      auth: input.auth,
+      username: input.username ?? null,
+      password: input.password ?? null,
+      hasStoredPassword: false,
+      fromFilter: normaliseFromFilter(input.fromFilter),
+      fromFilterGiven: input.fromFilter !== undefined,
+    });
+    const owner = user.role === 'admin' ? (input.ownerUserId ?? null) : user.id;
+    if (owner !== null && user.role !== 'admin') assertPersonalFilter(user, cred.fromFilter);
+    const now = Date.now();
+    const row = await this.db.transaction().execute(async (trx) => {
+      const inserted = await trx
+        .insertInto('outgoing_servers')
+        .values({
+          name: input.name,
+          host: conn.host,
+          port: conn.port,
+          security: conn.security,
+          auth: input.auth,
+          username: cred.username,
+          password_enc: null,
+          from_filter: cred.fromFilter,
+          priority: input.priority,
+          active: input.active ? 1 : 0,
+          allow_self_signed: input.allowSelfSigned ? 1 : 0,
+          owner_user_id: owner,
+          refresh_token_enc: null,
+          access_token_enc: null,
+          access_token_expires_at: null,
+          token_account: null,
+          token_error_code: null,
+          token_error_message: null,
+          token_refreshed_at: null,
+          token_refresh_lock_until: null,
+          last_test_at: null,
+          last_test_ok: null,
+          last_test_message: null,
+          archived_at: null,
+          created_at: now,
+          updated_at: now,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      if (!cred.password) return inserted;
+      // The ciphertext is bound to the row id, so it is written once the id exists.
+      return trx
+        .updateTable('outgoing_servers')
+        .set({ password_enc: this.vault.encrypt(cred.password, passwordContext(inserted.id)) })
+        .where('id', '=', inserted.id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+    });
+    await this.audit.record(actor, 'outgoing_server.create', `outgoing_server:${row.id}`, { name: row.name, auth: row.auth, hasPassword: !!cred.password });
+    return row;
+  }
+
+  async update(id: number, patch: PatchOutgoingServer, user: PrincipalUser, actor: Actor): Promise<OutgoingServer> {
+    const current = await this.get(id);
+    assertMayManage(user, current);
+    if (user.role !== 'admin' && patch.ownerUserId !== undefined && patch.ownerUserId !== user.id) {
+      throw new AppError('JUNIPER_ERR_FORBIDDEN', 'Only an admin may give a server to another user.');
+    }
+    const auth = patch.auth ?? current.auth;
+    const host = patch.host ?? current.host;
+    const port = patch.port ?? current.port;
+    const security = patch.security ?? current.security;
+    checkPortSecurity(port, security);
+    const cred = applyAuthRules({
+      auth,
+      username: patch.username !== undefined ? patch.username : current.username,
+      // Changing away from password auth drops the stored password.
+      password: patch.password !== undefined ? patch.password : undefined,
+      hasStoredPassword: current.password_enc !== null && auth === 'password',
+      fromFilter: patch.fromFilter !== undefined ? normaliseFromFilter(patch.fromFilter) : current.from_filter,
+      fromFilterGiven: patch.fromFilter !== undefined || current.from_filter !== null,
+    });
+    if (current.owner_user_id !== null) assertPersonalFilter(user, cred.fromFilter);
+    const passwordEnc =
+      auth !== 'password' ? null : cred.password ? this.vault.encrypt(cred.password, passwordContext(id)) : current.password_enc;
+    // A new mailbox or auth method invalidates the Outlook tokens of the old one.
+    const tokensStale = auth !== 'outlook' || cred.username !== current.username;
+    const row = await this.db
+      .updateTable('outgoing_servers')
+      .set({
+        name: patch.name ?? current.name,
+        host,
+        port,
+        security,
+        auth,
+        username: cred.username,
+        password_enc: passwordEnc,
+        from_filter: cred.fromFilter,
+        priority: patch.priority ?? current.priority,
+        active: patch.active === undefined ? current.active : patch.active ? 1 : 0,
+        allow_self_signed: patch.allowSelfSigned === undefined ? current.allow_self_signed : patch.allowSelfSigned ? 1 : 0,
+        owner_user_id: patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id,
+        ...(tokensStale && current.token_status !== 'missing'
+          ? { refresh_token_enc: null, access_token_enc: null, access_token_expires_at: null, token_account: null, token_status: 'missing' as const, token_error_code: null, token_error_message: null }
+          : {}),
+        updated_at: Date.now(),
+      })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    const changed = Object.keys(patch).map((k) => (k === 'password' ? 'password' : k));
+    await this.audit.record(actor, 'outgoing_server.update', `outgoing_server:${id}`, { changed });
+    return row;
+  }
+
+  /** Archives (never deletes): queued mails and history keep pointing at the server. */
+  async archive(id: number, user: PrincipalUser, actor: Actor): Promise<OutgoingServer> {
+    const current = await this.get(id);
+    assertMayManage(user, current);
+    const row = await this.db
+      .updateTable('outgoing_servers')
+      .set({ archived_at: current.archived_at ?? Date.now(), active: 0, updated_at: Date.now() })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    await this.audit.record(actor, 'outgoing_server.archive', `outgoing_server:${id}`, { name: row.name });
+    return row;
+  }
+
+  async recordTest(id: number, ok: boolean, message: string): Promise<void> {
+    await this.db.updateTable('outgoing_servers').set({ last_test_at: Date.now(), last_test_ok: ok ? 1 : 0, last_test_message: message }).where('id', '=', id).execute();
+  }
+}

@@ -1,0 +1,191 @@
+// MailTransport over nodemailer's SMTP pool: one pool per server, kept by the dispatcher, so mails to the same
+// server share authenticated connections. XOAUTH2 tokens come from the token store through nodemailer's
+// provisioning hook (DESIGN §5: give nodemailer the token; do not hand-roll SASL).
+//
+// How nodemailer 10.6 provisions and renews (dist/esm/xoauth2, smtp-pool/pool-resource, smtp-connection):
+// - every pooled connection gets its own XOAuth2 object when it is created, which reads the
+//   'oauth2_provision_cb' hook at that moment, so the hook is set before the first send; each new
+//   connection asks the hook once (renew=false): the token store's cache is what spares the identity provider;
+// - a server that refuses a token with a 334 challenge (Gmail, smtp-server) gets an empty line, and after its
+//   535 nodemailer asks the hook again with renew=true and retries AUTH once on the same connection;
+// - Microsoft 365 answers a refused token with a plain "535 5.7.3 Authentication unsuccessful", no challenge,
+//   so nodemailer does not renew: send() then renews once itself and sends again on a new connection.
+import nodemailer from 'nodemailer';
+import type { SendMailOptions, SMTPPoolOptions, SMTPSentMessageInfo } from 'nodemailer';
+import { AppError } from '../lib/errors.js';
+import { enhancedStatus, smtpErrorFacts } from './delivery-failure.js';
+import type { AccessTokenSource, Envelope, MailTransport, OutgoingMessage, SendResult, SmtpCredentials, SmtpEndpoint } from './mail-transport.js';
+
+export interface SmtpTransportOptions {
+  /** Connections kept open to the server (default 2: Microsoft 365 throttles SMTP submission to 30 messages a minute per mailbox, so more gain nothing). */
+  maxConnections?: number;
+  timeoutsMs?: { connection?: number; greeting?: number; socket?: number };
+  /** The EHLO name (default: this machine's name). */
+  name?: string;
+}
+
+export const DEFAULT_TIMEOUTS_MS = { connection: 15_000, greeting: 15_000, socket: 60_000 } as const;
+
+// Set by the message fields themselves; a custom header of the same name would duplicate or contradict them
+// (a "Bcc" header would even show the hidden recipients to everyone).
+const RESERVED_HEADERS = new Set([
+  'from', 'to', 'cc', 'bcc', 'reply-to', 'subject', 'message-id', 'date', 'sender',
+  'mime-version', 'content-type', 'content-transfer-encoding',
+]);
+
+/** The connection options shared by the pool and Test Connection. */
+export function connectionOptions(endpoint: SmtpEndpoint, options: SmtpTransportOptions = {}): SMTPPoolOptions {
+  return {
+    host: endpoint.host,
+    port: endpoint.port,
+    secure: endpoint.security === 'ssl',
+    requireTLS: endpoint.security === 'starttls',
+    ignoreTLS: endpoint.security === 'none',
+    tls: { rejectUnauthorized: !endpoint.allowSelfSigned },
+    connectionTimeout: options.timeoutsMs?.connection ?? DEFAULT_TIMEOUTS_MS.connection,
+    greetingTimeout: options.timeoutsMs?.greeting ?? DEFAULT_TIMEOUTS_MS.greeting,
+    socketTimeout: options.timeoutsMs?.socket ?? DEFAULT_TIMEOUTS_MS.socket,
+    ...(options.name ? { name: options.name } : {}),
+    logger: false,
+  };
+}
+
+/**
+ * What send() and Test Connection report when the token source failed: JUNIPER_ERR_OAUTH_TOKEN_UNAVAILABLE with
+ * details.transient, so that classifySendError() retries an unreachable identity provider and lets mails wait
+ * for a reconnect otherwise. The source's own error is the cause.
+ */
+export function tokenUnavailable(cause: unknown): AppError {
+  const facts = smtpErrorFacts(cause);
+  const e = typeof cause === 'object' && cause !== null ? (cause as { transient?: unknown; details?: { transient?: unknown } }) : {};
+  const transient =
+    e.transient === true ||
+    e.details?.transient === true ||
+    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|UND_ERR_)/.test(facts.code ?? '') ||
+    facts.message === 'fetch failed';
+  return new AppError('JUNIPER_ERR_OAUTH_TOKEN_UNAVAILABLE', `No OAuth2 access token could be obtained: ${facts.message}.`, { cause, details: { transient } });
+}
+
+/** A 535 that a fresh token may fix: not Microsoft's "SMTP AUTH disabled" (5.7.139), which no token changes. */
+export function isRefusedToken(err: unknown): boolean {
+  const facts = smtpErrorFacts(err);
+  return facts.code === 'EAUTH' && facts.responseCode === 535 && enhancedStatus(facts.response) !== '5.7.139';
+}
+
+function mailOptions(message: OutgoingMessage, envelope: Envelope): SendMailOptions {
+  const smtpEnvelope = { from: envelope.from, to: envelope.to };
+  if (message.raw) return { envelope: smtpEnvelope, raw: message.raw };
+  const headers = Object.fromEntries(Object.entries(message.headers ?? {}).filter(([key]) => !RESERVED_HEADERS.has(key.toLowerCase())));
+  return {
+    envelope: smtpEnvelope,
+    messageId: message.messageId,
+    from: message.from,
+    to: message.to,
+    cc: message.cc,
+    // Bcc is deliberately absent: its recipients are in the envelope, and the header must not exist.
+    ...(message.replyTo ? { replyTo: message.replyTo } : {}),
+    subject: message.subject,
+    ...(message.text != null ? { text: message.text } : {}),
+    ...(message.html != null ? { html: message.html } : {}),
+    headers,
+    attachments: message.attachments.map((a) => ({
+      filename: a.filename,
+      contentType: a.contentType,
+      content: a.content,
+      ...(a.contentId ? { cid: a.contentId } : {}),
+    })),
+  };
+}
+
+function sendResult(info: SMTPSentMessageInfo): SendResult {
+  const replies = new Map((info.rejectedErrors ?? []).map((e) => [e.recipient ?? '', e.response ?? e.message]));
+  return {
+    accepted: info.accepted.map(String),
+    rejected: info.rejected.map((address) => ({ address: String(address), response: replies.get(String(address)) ?? '' })),
+    response: info.response,
+  };
+}
+
+export function createSmtpTransport(
+  endpoint: SmtpEndpoint,
+  credentials: SmtpCredentials,
+  tokenSource?: AccessTokenSource,
+  options: SmtpTransportOptions = {},
+): MailTransport {
+  if (credentials.kind === 'oauth2' && !tokenSource) {
+    throw new AppError('JUNIPER_ERR_INTERNAL', `Server ${endpoint.name}: OAuth2 credentials need an access token source.`);
+  }
+  const auth =
+    credentials.kind === 'password'
+      ? { user: credentials.user, pass: credentials.pass }
+      : credentials.kind === 'oauth2'
+        ? { type: 'OAuth2', user: credentials.user }
+        : undefined;
+  const poolOptions: SMTPPoolOptions & { pool: true } = {
+    ...connectionOptions(endpoint, options),
+    pool: true,
+    maxConnections: options.maxConnections ?? 2,
+    maxMessages: Infinity,
+    ...(auth ? { auth } : {}),
+    // Attachments arrive as bytes; a path or URL in a message must never make the gateway read files or fetch.
+    disableFileAccess: true,
+    disableUrlAccess: true,
+  };
+  const transporter = nodemailer.createTransport(poolOptions);
+
+  // The token source's failures, found again after nodemailer has re-labelled them (code EAUTH).
+  const tokenFailures = new WeakMap<object, unknown>();
+  // Renewals asked of the token source so far: by nodemailer itself (a challenging server) and in all.
+  let ownRenewals = 0;
+  let renewals = 0;
+  // New connections that must start with a renewed token (renew=true) although nodemailer asks renew=false.
+  let forcedRenewals = 0;
+  if (tokenSource) {
+    transporter.set('oauth2_provision_cb', (_user: string, renew: boolean, callback: (err: Error | null, accessToken?: string, expires?: number) => void) => {
+      let forced = renew;
+      if (renew) ownRenewals++;
+      else if (forcedRenewals > 0) {
+        forcedRenewals--;
+        forced = true;
+      }
+      if (forced) renewals++;
+      tokenSource(forced).then(
+        (token) => callback(null, token.accessToken, token.expiresAt),
+        (err: unknown) => {
+          const wrapper = new Error('access token unavailable');
+          tokenFailures.set(wrapper, err);
+          callback(wrapper);
+        },
+      );
+    });
+  }
+
+  const surface = (err: unknown): unknown => {
+    const cause = typeof err === 'object' && err !== null ? tokenFailures.get(err) : undefined;
+    return cause === undefined ? err : tokenUnavailable(cause);
+  };
+
+  return {
+    async send(message, envelope) {
+      const before = { ownRenewals, renewals };
+      try {
+        return sendResult(await transporter.sendMail(mailOptions(message, envelope)));
+      } catch (err) {
+        // When nodemailer renewed during this send, a challenging server refused a fresh token: that is final.
+        if (!(tokenSource && isRefusedToken(err) && ownRenewals === before.ownRenewals)) throw surface(err);
+        // The pool dropped the refused connection and opens a new one for the retry. It asks for a renewed
+        // token, unless another send's connection already renewed it meanwhile (concurrent sends on a token
+        // that went stale all fail at once; one renewal serves them all).
+        if (renewals === before.renewals) forcedRenewals++;
+        try {
+          return sendResult(await transporter.sendMail(mailOptions(message, envelope)));
+        } catch (retryErr) {
+          throw surface(retryErr);
+        }
+      }
+    },
+    close() {
+      transporter.close();
+    },
+  };
+}

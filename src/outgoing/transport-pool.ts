@@ -1,0 +1,62 @@
+// One pooled SMTP transport per server, rebuilt when the server's settings change (its updated_at moves),
+// so an admin's fix takes effect on the next batch without a restart.
+import type { OutgoingServer } from '../db/schema.js';
+import { AppError } from '../lib/errors.js';
+import type { TokenProvider } from '../oauth/token-provider.js';
+import type { MailTransport, SmtpCredentials, SmtpEndpoint, AccessTokenSource } from './mail-transport.js';
+import { createSmtpTransport } from './smtp-transport.js';
+
+export function smtpEndpoint(server: OutgoingServer): SmtpEndpoint {
+  return { serverId: server.id, name: server.name, host: server.host, port: server.port, security: server.security, allowSelfSigned: server.allow_self_signed === 1 };
+}
+
+/** Credentials for the SMTP library: the decrypted password, or the OAuth user with a token source. */
+export function smtpCredentials(
+  server: OutgoingServer,
+  password: (server: OutgoingServer) => string | null,
+  tokens: TokenProvider | undefined,
+): { credentials: SmtpCredentials; tokenSource?: AccessTokenSource } {
+  if (server.auth === 'password') {
+    const pass = password(server);
+    if (!server.username || pass === null) {
+      throw new AppError('JUNIPER_ERR_SERVER_CREDENTIALS', `Outgoing server "${server.name}" (id ${server.id}) uses password authentication but has no username or password: set them on the server.`);
+    }
+    return { credentials: { kind: 'password', user: server.username, pass } };
+  }
+  if (server.auth === 'outlook') {
+    if (!server.username) throw new AppError('JUNIPER_ERR_SERVER_CREDENTIALS', `Outlook server "${server.name}" (id ${server.id}) has no username: set the mailbox address.`);
+    if (!tokens) {
+      throw new AppError('JUNIPER_ERR_OUTLOOK_NOT_CONNECTED', `Outgoing server "${server.name}" (id ${server.id}) has no Outlook token: click Connect your Outlook account.`);
+    }
+    return {
+      credentials: { kind: 'oauth2', user: server.username },
+      tokenSource: (renew) => tokens.accessToken('outgoing', server.id, { renew }),
+    };
+  }
+  return { credentials: { kind: 'none' } };
+}
+
+export class TransportPool {
+  private readonly transports = new Map<number, { stamp: number; transport: MailTransport }>();
+
+  constructor(
+    private readonly password: (server: OutgoingServer) => string | null,
+    private readonly tokens: TokenProvider | undefined,
+    private readonly create: typeof createSmtpTransport = createSmtpTransport,
+  ) {}
+
+  get(server: OutgoingServer): MailTransport {
+    const cached = this.transports.get(server.id);
+    if (cached && cached.stamp === server.updated_at) return cached.transport;
+    cached?.transport.close();
+    const { credentials, tokenSource } = smtpCredentials(server, this.password, this.tokens);
+    const transport = this.create(smtpEndpoint(server), credentials, tokenSource);
+    this.transports.set(server.id, { stamp: server.updated_at, transport });
+    return transport;
+  }
+
+  closeAll(): void {
+    for (const { transport } of this.transports.values()) transport.close();
+    this.transports.clear();
+  }
+}

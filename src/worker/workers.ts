@@ -1,0 +1,39 @@
+// The background workers of one process, built from the app (started and stopped by main.ts only).
+import type { App } from '../app.js';
+import { Dispatcher, defaultDispatcherOptions, type DispatcherOptions } from '../outgoing/dispatcher.js';
+import { TransportPool } from '../outgoing/transport-pool.js';
+import { housekeepingJobs, JobRunner } from './housekeeping.js';
+
+export interface Workers {
+  dispatcher: Dispatcher;
+  start(): void;
+  stop(): Promise<void>;
+}
+
+export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}): Workers {
+  const { services } = app;
+  const dispatcher = new Dispatcher(
+    {
+      queue: services.queue,
+      servers: services.outgoingServers,
+      parameters: services.parameters,
+      transports: new TransportPool((s) => services.outgoingServers.password(s), services.tokens),
+      log: app.logger.child({ worker: 'dispatcher' }),
+    },
+    { ...defaultDispatcherOptions, leaseMs: app.config.send.leaseMs, batchSize: app.config.send.batchSize, ...options },
+  );
+  const jobs = new JobRunner(housekeepingJobs(app), app.logger);
+  let unsubscribe: (() => void) | undefined;
+  return {
+    dispatcher,
+    start() {
+      unsubscribe = services.outbox.onEnqueued(() => dispatcher.nudge());
+      dispatcher.start();
+      jobs.start();
+    },
+    async stop() {
+      unsubscribe?.();
+      await Promise.all([dispatcher.stop(), jobs.stop()]);
+    },
+  };
+}

@@ -19,6 +19,13 @@ import { Outbox } from './outgoing/outbox.js';
 import { OutgoingQueue } from './outgoing/queue.js';
 import { OutgoingServers } from './outgoing/servers.js';
 import type { TokenProvider } from './oauth/token-provider.js';
+import { IncomingMail } from './incoming/incoming-mail.js';
+import { IncomingServers } from './incoming/servers.js';
+import { Ingest } from './mailbox/ingest.js';
+import { MessageStore } from './mailbox/messages.js';
+import { OAuthAppStatus } from './oauth/app-status.js';
+import { OutlookConnect } from './oauth/outlook-connect.js';
+import { TokenStore } from './oauth/token-store.js';
 
 export interface Services {
   audit: AuditLog;
@@ -33,8 +40,15 @@ export interface Services {
   blobs: BlobStore;
   queue: OutgoingQueue;
   outbox: Outbox;
-  /** OAuth access tokens for Outlook servers (undefined until the Outlook integration provides them). */
-  tokens: TokenProvider | undefined;
+  /** OAuth access tokens for Outlook servers (the SMTP and IMAP adapters ask it). */
+  tokens: TokenProvider;
+  tokenStore: TokenStore;
+  oauthAppStatus: OAuthAppStatus;
+  outlookConnect: OutlookConnect;
+  incomingServers: IncomingServers;
+  /** Test & Confirm and fetching (reads `tokens` when used). */
+  incoming: IncomingMail;
+  messages: MessageStore;
 }
 
 export interface App {
@@ -70,6 +84,23 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
   const parameters = new Parameters(db, audit);
   const blobs = new BlobStore(db);
   const queue = new OutgoingQueue(db, database.dialect, blobs);
+  const incomingServers = new IncomingServers(db, vault, audit);
+  const outbox = new Outbox(queue, parameters);
+  const settings = new Settings(db, vault, parameters, audit);
+  const oauthAppStatus = new OAuthAppStatus(db);
+  const tokenStore = new TokenStore({ db, vault, settings, appStatus: oauthAppStatus, log: logger.child({ component: 'oauth' }) });
+  const outlookConnect = new OutlookConnect({
+    db,
+    vault,
+    settings,
+    appStatus: oauthAppStatus,
+    audit,
+    log: logger.child({ component: 'oauth' }),
+    onConnected: async (kind, serverId) => {
+      if (kind !== 'outgoing') return;
+      if ((await queue.wakeWaiting(serverId)) > 0) outbox.wake();
+    },
+  });
   const services: Services = {
     audit,
     users,
@@ -78,12 +109,25 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     signIn: new SignIn(users),
     firstRun: new FirstRunSetup(users),
     parameters,
-    settings: new Settings(db, vault, parameters, audit),
+    settings,
     outgoingServers: new OutgoingServers(db, vault, audit),
     blobs,
     queue,
-    outbox: new Outbox(queue, parameters),
-    tokens: undefined,
+    outbox,
+    tokens: tokenStore,
+    tokenStore,
+    oauthAppStatus,
+    outlookConnect,
+    incomingServers,
+    incoming: new IncomingMail({
+      db,
+      servers: incomingServers,
+      ingest: new Ingest(blobs),
+      parameters,
+      log: logger.child({ component: 'incoming' }),
+      tokens: () => services.tokens,
+    }),
+    messages: new MessageStore(db, blobs),
   };
   let http: Promise<FastifyInstance> | undefined;
   return {

@@ -12,6 +12,7 @@ import { paramsCommand } from './cli/params.js';
 import { settingsCommand } from './cli/settings.js';
 import { routeCommand, serversCommand } from './cli/servers.js';
 import { mailsCommand, sendCommand } from './cli/mails.js';
+import { fetchCommand, incomingCommand } from './cli/incoming.js';
 import type { WithApp } from './cli/with-app.js';
 import { createWorkers } from './worker/workers.js';
 
@@ -116,6 +117,8 @@ export function buildProgram(): Command {
   program.addCommand(routeCommand(withApp));
   program.addCommand(sendCommand(withApp));
   program.addCommand(mailsCommand(withApp));
+  program.addCommand(incomingCommand(withApp));
+  program.addCommand(fetchCommand(withApp));
   return program;
 }
 
@@ -124,7 +127,9 @@ export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    // Commands that report a failure without throwing (`servers test`, `fetch`) set process.exitCode; bin/juniper.js
+    // assigns what main returns, so returning 0 here would turn their failure into success.
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
     if (isAppError(e)) {

@@ -78,7 +78,7 @@ export function serversCommand(withApp: WithApp): Command {
     .option('--archived', 'include archived servers', false)
     .option('--json', 'JSON output', false)
     .action(async (o: { archived: boolean; json: boolean }) => {
-      const rows = await withApp(async (app) => (await app.services.outgoingServers.list({ includeArchived: o.archived })).map(outgoingServerView));
+      const rows = await withApp(async (app) => (await app.services.outgoingServers.list({ includeArchived: o.archived })).map((s) => outgoingServerView(s)));
       process.stdout.write(o.json ? JSON.stringify(rows, null, 2) + '\n' : rows.map(describe).join('') || 'No outgoing mail servers yet: juniper servers create --help\n');
     });
 

@@ -148,6 +148,9 @@ export interface OutgoingMailsTable {
   rejected_recipients: string | null;
   sent_at: number | null;
   created_by_user_id: number | null;
+  /** Set when a delivery-status report or a mail to the bounce address names this mail; the state stays as it was. */
+  bounced_at: number | null;
+  bounce_reason: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -162,6 +165,114 @@ export interface OutgoingAttachmentsTable {
   blob_sha256: string;
 }
 
+export interface OAuthStatesTable {
+  /** SHA-256 of the state parameter. */
+  id: string;
+  user_id: number;
+  session_id: string | null;
+  server_kind: 'outgoing' | 'incoming';
+  server_id: number;
+  code_verifier_enc: string;
+  redirect_uri: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+}
+
+export type IncomingAuth = 'password' | 'outlook';
+export type IncomingState = 'draft' | 'confirmed';
+
+export interface IncomingServersTable extends TokenColumns {
+  id: Generated<number>;
+  name: string;
+  protocol: Generated<'imap'>;
+  host: string;
+  port: number;
+  security: Security;
+  auth: IncomingAuth;
+  username: string | null;
+  password_enc: string | null;
+  folder: Generated<string>;
+  keep_original: Generated<number>;
+  keep_attachments: Generated<number>;
+  state: Generated<IncomingState>;
+  priority: Generated<number>;
+  active: Generated<number>;
+  interval_minutes: Generated<number>;
+  allow_self_signed: Generated<number>;
+  owner_user_id: number | null;
+  /** The folder's UIDVALIDITY the cursor belongs to; a different one means every UID changed meaning. */
+  cursor_uidvalidity: number | null;
+  /** Highest UID stored (or skipped as a duplicate, or quarantined); the next fetch starts after it. */
+  cursor_last_uid: number | null;
+  /** Highest UID marked \Seen; below cursor_last_uid after a crash between commit and STORE. */
+  cursor_seen_uid: number | null;
+  last_fetch_at: number | null;
+  last_error: string | null;
+  /** When the current run of failures started (null while fetching works). */
+  error_since: number | null;
+  fetch_lease_owner: string | null;
+  fetch_lease_until: number | null;
+  last_test_at: number | null;
+  last_test_ok: number | null;
+  last_test_message: string | null;
+  archived_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ThreadsTable {
+  id: Generated<number>;
+  subject: string;
+  last_message_at: number;
+  created_at: number;
+}
+
+export interface MessagesTable {
+  id: Generated<number>;
+  server_id: number | null;
+  direction: 'in' | 'out';
+  outgoing_mail_id: number | null;
+  /** The Message-ID, or `sha256:<hex>` of the raw bytes when there is none. Unique per server. */
+  dedupe_key: string;
+  message_id: string | null;
+  in_reply_to: string | null;
+  /** JSON array of Message-IDs. */
+  references_ids: string | null;
+  thread_id: number | null;
+  /** The alias local part when addressed to <alias>@<mail.catchall.domain>. */
+  mailbox: string | null;
+  from_header: string | null;
+  /** JSON arrays of address strings. */
+  to_addrs: string;
+  cc_addrs: string;
+  subject: string;
+  /** The Date header, epoch ms. */
+  sent_at: number | null;
+  text_body: string | null;
+  html_body: string | null;
+  raw_sha256: string | null;
+  size: number;
+  quarantined: Generated<number>;
+  parse_error: string | null;
+  is_bounce: Generated<number>;
+  bounced_mail_id: number | null;
+  uid: number | null;
+  uidvalidity: number | null;
+  created_at: number;
+}
+
+export interface MessageAttachmentsTable {
+  id: Generated<number>;
+  message_id: number;
+  position: number;
+  filename: string;
+  content_type: string;
+  content_id: string | null;
+  size: number;
+  blob_sha256: string | null;
+}
+
 export interface DB {
   parameters: ParametersTable;
   settings: SettingsTable;
@@ -173,6 +284,11 @@ export interface DB {
   blobs: BlobsTable;
   outgoing_mails: OutgoingMailsTable;
   outgoing_attachments: OutgoingAttachmentsTable;
+  oauth_states: OAuthStatesTable;
+  incoming_servers: IncomingServersTable;
+  threads: ThreadsTable;
+  messages: MessagesTable;
+  message_attachments: MessageAttachmentsTable;
 }
 
 export type User = Selectable<UsersTable>;
@@ -183,3 +299,7 @@ export type ApiKey = Selectable<ApiKeysTable>;
 export type AuditEntry = Selectable<AuditLogTable>;
 export type OutgoingServer = Selectable<OutgoingServersTable>;
 export type OutgoingMail = Selectable<OutgoingMailsTable>;
+export type IncomingServer = Selectable<IncomingServersTable>;
+export type Message = Selectable<MessagesTable>;
+export type Thread = Selectable<ThreadsTable>;
+export type MessageAttachment = Selectable<MessageAttachmentsTable>;

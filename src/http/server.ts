@@ -16,6 +16,10 @@ import { settingsRoutes } from './api/settings.js';
 import { pageRoutes } from '../ui/pages.js';
 import { outgoingServerRoutes } from './api/outgoing-servers.js';
 import { mailRoutes } from './api/mails.js';
+import { incomingServerRoutes } from './api/incoming-servers.js';
+import { messageRoutes } from './api/messages.js';
+import { outlookRoutes } from './api/outlook.js';
+import { oauthCallbackRoutes } from './oauth-callback.js';
 
 export interface DeclaredRoute {
   method: string;
@@ -88,6 +92,10 @@ export async function buildHttpServer({ logger, services }: HttpOptions): Promis
   await app.register(settingsRoutes(services));
   await app.register(outgoingServerRoutes(services));
   await app.register(mailRoutes(services));
+  await app.register(incomingServerRoutes(services));
+  await app.register(messageRoutes(services));
+  await app.register(outlookRoutes(services));
+  await app.register(oauthCallbackRoutes(services));
   await app.register(pageRoutes(services));
   return app;
 }

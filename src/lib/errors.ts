@@ -25,6 +25,28 @@ export const errorCatalogue = {
     status: 409,
     message: 'The server has no Outlook token: click Connect your Outlook account.',
   },
+  JUNIPER_ERR_OUTLOOK_CREDENTIALS: {
+    status: 409,
+    message: 'Configure your Outlook credentials first: Settings → Custom Email Servers → Outlook Credentials (Client ID and Client Secret).',
+  },
+  JUNIPER_ERR_OUTLOOK_NEEDS_RECONNECT: {
+    status: 409,
+    message: 'The Outlook account of this server must be reconnected: click Connect your Outlook account.',
+  },
+  JUNIPER_ERR_OAUTH_STATE: {
+    status: 403,
+    message: 'This Microsoft sign-in answer does not belong to a sign-in you started; go back to the server and click Connect your Outlook account again.',
+  },
+  JUNIPER_ERR_OAUTH_DENIED: { status: 400, message: 'Microsoft did not grant access.' },
+  JUNIPER_ERR_IMAP: {
+    status: 502,
+    message: 'The IMAP server could not be reached or refused the request; the message quotes its reply and says what to check.',
+  },
+  JUNIPER_ERR_IMAP_AUTH: {
+    status: 502,
+    message: 'The IMAP server refused the login: check the username and password, or reconnect the Outlook account.',
+  },
+  JUNIPER_ERR_SETUP_INCOMPLETE: { status: 409, message: 'Juniper is missing a setting this needs.' },
   JUNIPER_ERR_CONFIG: { status: 500, message: 'Juniper is not configured correctly.' },
   JUNIPER_ERR_VAULT_KEY: {
     status: 500,
@@ -34,6 +56,10 @@ export const errorCatalogue = {
   JUNIPER_ERR_OAUTH_TOKEN_UNAVAILABLE: {
     status: 503,
     message: 'No OAuth2 access token could be obtained for this mail server: reconnect its Outlook account, or wait if the identity provider was unreachable.',
+  },
+  JUNIPER_ERR_OAUTH: {
+    status: 502,
+    message: 'Microsoft refused the OAuth request or could not be reached; the details name the error and what to do.',
   },
   JUNIPER_ERR_RATE_LIMITED: { status: 429, message: 'Too many attempts; wait a minute and try again.' },
   JUNIPER_ERR_INTERNAL: { status: 500, message: 'Internal error; the log has the details.' },

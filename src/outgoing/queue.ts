@@ -34,6 +34,9 @@ export interface MailView {
   rejectedRecipients: { address: string; response: string }[];
   nextAttemptAt: string | null;
   sentAt: string | null;
+  /** Set when a delivery-status report (or a mail to the bounce address) named this mail; the state stays. */
+  bouncedAt: string | null;
+  bounceReason: string | null;
   createdAt: string;
 }
 
@@ -61,6 +64,8 @@ export function mailView(m: OutgoingMail): MailView {
     rejectedRecipients: m.rejected_recipients ? (JSON.parse(m.rejected_recipients) as MailView['rejectedRecipients']) : [],
     nextAttemptAt: m.state === 'queued' ? iso(m.next_attempt_at) : null,
     sentAt: iso(m.sent_at),
+    bouncedAt: iso(m.bounced_at),
+    bounceReason: m.bounce_reason,
     createdAt: iso(m.created_at)!,
   };
 }
@@ -226,6 +231,18 @@ export class OutgoingQueue {
       .returningAll()
       .execute();
     return rows.sort((a, b) => a.id - b.id);
+  }
+
+  /** Mails waiting for this server to be fixed (e.g. reconnected to Outlook) become due now. */
+  async wakeWaiting(serverId: number): Promise<number> {
+    const r = await this.db
+      .updateTable('outgoing_mails')
+      .set({ next_attempt_at: Date.now(), updated_at: Date.now() })
+      .where('state', '=', 'queued')
+      .where('server_id', '=', serverId)
+      .where('waiting_reason', 'is not', null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows);
   }
 
   /** Extends the lease of mails this worker still holds (a slow server must not let another worker resend them). */

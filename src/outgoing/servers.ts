@@ -7,6 +7,7 @@ import type { DB, OutgoingServer } from '../db/schema.js';
 import type { PrincipalUser } from '../http/access.js';
 import { AppError } from '../lib/errors.js';
 import type { Vault } from '../vault/index.js';
+import type { AppProblem } from '../oauth/app-status.js';
 import type { RoutableServer } from './routing.js';
 import {
   applyAuthRules,
@@ -22,6 +23,8 @@ export interface TokenView {
   account: string | null;
   expiresAt: string | null;
   error: { code: string | null; message: string } | null;
+  /** An app-wide Outlook problem (client secret invalid or expired …): it stops every Outlook server. */
+  appProblem: { code: string | null; message: string } | null;
 }
 
 export interface OutgoingServerView {
@@ -47,16 +50,21 @@ export interface OutgoingServerView {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function tokenView(s: Pick<OutgoingServer, 'token_status' | 'token_account' | 'access_token_expires_at' | 'token_error_code' | 'token_error_message'>): TokenView {
+export function tokenView(
+  s: Pick<OutgoingServer, 'auth' | 'token_status' | 'token_account' | 'access_token_expires_at' | 'token_error_code' | 'token_error_message'>,
+  appProblem: AppProblem | null = null,
+): TokenView {
+  const shared = s.auth === 'outlook' && appProblem ? { code: appProblem.code, message: appProblem.message } : null;
   return {
     status: s.token_status,
     account: s.token_account,
     expiresAt: iso(s.access_token_expires_at),
-    error: s.token_error_message ? { code: s.token_error_code, message: s.token_error_message } : null,
+    error: s.token_error_message ? { code: s.token_error_code, message: s.token_error_message } : shared,
+    appProblem: shared,
   };
 }
 
-export function outgoingServerView(s: OutgoingServer): OutgoingServerView {
+export function outgoingServerView(s: OutgoingServer, appProblem: AppProblem | null = null): OutgoingServerView {
   return {
     id: s.id,
     name: s.name,
@@ -72,7 +80,7 @@ export function outgoingServerView(s: OutgoingServer): OutgoingServerView {
     archived: s.archived_at !== null,
     allowSelfSigned: s.allow_self_signed === 1,
     ownerUserId: s.owner_user_id,
-    token: tokenView(s),
+    token: tokenView(s, appProblem),
     lastTest: s.last_test_at === null ? null : { at: iso(s.last_test_at)!, ok: s.last_test_ok === 1, message: s.last_test_message ?? '' },
     createdAt: iso(s.created_at)!,
     updatedAt: iso(s.updated_at)!,

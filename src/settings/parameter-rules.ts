@@ -155,8 +155,9 @@ export const knownParameters = {
     },
   },
   'microsoft_outlook.endpoint': {
-    description: 'Microsoft identity platform authority incl. tenant; overrides the cloud and tenant settings when set.',
-    defaultValue: DEFAULT_OUTLOOK_ENDPOINT,
+    // No default here: unset, the authority follows the cloud and tenant in Settings (which start as
+    // global/common, i.e. DEFAULT_OUTLOOK_ENDPOINT); listing a default would hide a US Gov or China choice.
+    description: 'Microsoft identity platform authority incl. tenant; unset, it follows the cloud and tenant in Settings.',
     normalise(value, key) {
       // Plain http only for a test identity server on this machine: tokens and client secrets cross it.
       const url = httpUrl(

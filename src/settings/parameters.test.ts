@@ -4,7 +4,6 @@ import { AuditLog, cliActor } from '../audit/audit-log.js';
 import type { Database } from '../db/database.js';
 import { AppError } from '../lib/errors.js';
 import { dialects, freshDatabase } from '../../test/helpers/databases.js';
-import { DEFAULT_OUTLOOK_ENDPOINT } from './parameter-rules.js';
 import { Parameters } from './parameters.js';
 
 const admin = { userId: null, label: 'tester' };
@@ -60,21 +59,21 @@ for (const dialect of dialects) {
       await parameters.set('zz.custom', 'free text', admin);
       const list = await parameters.list();
       assert.deepEqual(list.map((p) => p.key), [...list.map((p) => p.key)].sort());
-      const endpoint = list.find((p) => p.key === 'microsoft_outlook.endpoint');
-      assert.equal(endpoint?.value, DEFAULT_OUTLOOK_ENDPOINT);
-      assert.equal(endpoint?.isDefault, true);
-      assert.equal(list.find((p) => p.key === 'mass_mailing.outgoing_mail_server')?.value, 'false');
+      const massMailing = list.find((p) => p.key === 'mass_mailing.outgoing_mail_server');
+      assert.equal(massMailing?.value, 'false');
+      assert.equal(massMailing?.isDefault, true);
+      assert.equal(list.some((p) => p.key === 'microsoft_outlook.endpoint'), false, 'unset, the endpoint follows Settings');
       assert.deepEqual(list.find((p) => p.key === 'zz.custom'), { key: 'zz.custom', value: 'free text' });
       assert.equal(list.find((p) => p.key === 'mail.catchall.domain')?.isDefault, undefined);
       assert.equal(list.some((p) => p.key === 'mail.bounce.alias'), false, 'unset keys without a default are not listed');
     });
 
     it('answers get for a default, and 404 for an unset free key or a known key without default', async () => {
-      assert.deepEqual(await parameters.get('microsoft_outlook.endpoint'), {
-        key: 'microsoft_outlook.endpoint',
-        value: DEFAULT_OUTLOOK_ENDPOINT,
+      assert.deepEqual(await parameters.get('mass_mailing.outgoing_mail_server'), {
+        key: 'mass_mailing.outgoing_mail_server',
+        value: 'false',
         isDefault: true,
-        description: 'Microsoft identity platform authority incl. tenant; overrides the cloud and tenant settings when set.',
+        description: 'Send mass mailings through the dedicated server mass_mailing.mail_server_id (true/false).',
       });
       await assert.rejects(parameters.get('no.such.key'), rejectsWith('JUNIPER_ERR_UNKNOWN_PARAMETER', 'No system parameter "no.such.key" is set'));
       await assert.rejects(
@@ -90,12 +89,7 @@ for (const dialect of dialects) {
       assert.equal(await parameters.value('microsoft_outlook.endpoint'), 'http://127.0.0.1:9999/tenant/');
       assert.equal(await parameters.unset('microsoft_outlook.endpoint', admin), true);
       assert.equal((await audit.recent(1))[0]!.action, 'parameter.unset');
-      assert.deepEqual(await parameters.get('microsoft_outlook.endpoint'), {
-        key: 'microsoft_outlook.endpoint',
-        value: DEFAULT_OUTLOOK_ENDPOINT,
-        isDefault: true,
-        description: 'Microsoft identity platform authority incl. tenant; overrides the cloud and tenant settings when set.',
-      });
+      assert.equal(await parameters.value('microsoft_outlook.endpoint'), undefined, 'unset again: it follows Settings');
       const before = (await audit.recent(1))[0]!.id;
       assert.equal(await parameters.unset('microsoft_outlook.endpoint', admin), false);
       assert.equal((await audit.recent(1))[0]!.id, before);

@@ -1,3 +1,4 @@
+import { secretExpiryWarning } from '../oauth/secret-expiry.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -68,6 +69,7 @@ for (const dialect of dialects) {
           hasClientSecret: false,
           clientSecretExpiresAt: null,
           clientSecretDaysLeft: null,
+          clientSecretWarning: null,
           cloud: 'global',
           tenant: 'common',
           authority: 'https://login.microsoftonline.com/common/oauth2/v2.0/',
@@ -94,6 +96,7 @@ for (const dialect of dialects) {
         hasClientSecret: true,
         clientSecretExpiresAt: '2026-03-31',
         clientSecretDaysLeft: 30,
+        clientSecretWarning: secretExpiryWarning(30),
         cloud: 'usgov',
         tenant: 'contoso.onmicrosoft.com',
         authority: 'https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/',

@@ -2,6 +2,7 @@
 // mass-mailing server. The client secret is write-only: stored as vault ciphertext, never returned
 // (hasClientSecret instead) and never audited. Mass mailing has no rows of its own here: it reads and
 // writes the mass_mailing.* parameters, so `juniper params` and this page cannot disagree.
+import { secretExpiryWarning, type SecretExpiryWarning } from '../oauth/secret-expiry.js';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import type { Actor, AuditLog } from '../audit/audit-log.js';
@@ -35,6 +36,8 @@ export interface SettingsView {
     clientSecretExpiresAt: string | null;
     /** Whole days from today (UTC) to the expiry date; negative once expired. */
     clientSecretDaysLeft: number | null;
+    /** From 30 days before the expiry: how urgent, and what to do. */
+    clientSecretWarning: SecretExpiryWarning | null;
     cloud: Cloud;
     tenant: string;
     /** The authority OAuth uses: from cloud and tenant, unless microsoft_outlook.endpoint overrides it. */
@@ -112,6 +115,7 @@ export const settingsPatchSchema = z.strictObject({
       tenant: tenantSchema.optional(),
       hasClientSecret: readOnly('set clientSecret, or clear it with an empty string'),
       clientSecretDaysLeft: readOnly('set clientSecretExpiresAt'),
+      clientSecretWarning: readOnly('it follows clientSecretExpiresAt'),
       authority: readOnly('it follows cloud and tenant; the parameter microsoft_outlook.endpoint overrides it'),
       redirectUri: readOnly('it follows the parameter web.base.url'),
     })
@@ -234,6 +238,7 @@ export class Settings {
 
   private async viewOf(s: Stored): Promise<SettingsView> {
     const p = await this.parameters.snapshot();
+    const daysLeft = s.clientSecretExpiresAt === null ? null : daysUntil(s.clientSecretExpiresAt, this.now());
     return {
       customEmailServers: s.customEmailServers,
       outlook: {
@@ -241,7 +246,8 @@ export class Settings {
         clientId: s.clientId,
         hasClientSecret: s.clientSecret !== null,
         clientSecretExpiresAt: s.clientSecretExpiresAt,
-        clientSecretDaysLeft: s.clientSecretExpiresAt === null ? null : daysUntil(s.clientSecretExpiresAt, this.now()),
+        clientSecretDaysLeft: daysLeft,
+        clientSecretWarning: secretExpiryWarning(daysLeft),
         cloud: s.cloud,
         tenant: s.tenant,
         authority: p.outlookEndpoint ?? authorityFor(s.cloud, s.tenant),

@@ -1,12 +1,45 @@
 import type { PrincipalUser } from '../http/access.js';
 import { html, type SafeHtml } from './html.js';
 
+export type NavItem = 'home' | 'settings' | 'outgoing' | 'outbox' | 'parameters';
+
+export interface Flash {
+  kind: 'success' | 'error' | 'warning';
+  text: string;
+}
+
 export interface PageContext {
   user?: PrincipalUser | null;
   csrfToken?: string | null;
+  /** System Parameters are shown only in developer mode (`?debug=1`), as the Outlook procedure describes. */
+  developerMode?: boolean;
+  flash?: Flash | null;
+  active?: NavItem | undefined;
+}
+
+export function flashHtml(flash: Flash | null | undefined): SafeHtml | null {
+  if (!flash) return null;
+  return html`<p class="flash flash-${flash.kind}" role="${flash.kind === 'error' ? 'alert' : 'status'}">${flash.text}</p>`;
+}
+
+function navigation(ctx: PageContext, user: PrincipalUser): SafeHtml {
+  const admin = user.role === 'admin';
+  const items: [NavItem, string, string, boolean][] = [
+    ['home', '/', 'Home', true],
+    ['settings', '/settings', 'Settings', admin],
+    ['outgoing', '/outgoing-servers', 'Outgoing Email Servers', true],
+    ['outbox', '/outbox', 'Outbox', true],
+    ['parameters', '/parameters', 'System Parameters', admin && ctx.developerMode === true],
+  ];
+  return html`<nav class="mainnav" aria-label="Main">
+    ${items
+      .filter(([, , , shown]) => shown)
+      .map(([id, href, label]) => html`<a href="${href}"${id === ctx.active ? html` class="active" aria-current="page"` : null}>${label}</a>`)}
+  </nav>`;
 }
 
 export function page(title: string, body: SafeHtml, ctx: PageContext = {}): string {
+  const user = ctx.user;
   return html`<!doctype html>
 <html lang="en">
 <head>
@@ -14,18 +47,24 @@ export function page(title: string, body: SafeHtml, ctx: PageContext = {}): stri
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · Juniper</title>
 <link rel="stylesheet" href="/assets/app.css">
+<script src="/assets/app.js" defer></script>
 </head>
 <body>
 <header class="topbar">
   <a class="brand" href="/">Juniper</a>
-  ${ctx.user
-    ? html`<nav>
-    <span class="who">${ctx.user.name || ctx.user.login}${ctx.user.role === 'admin' ? ' (admin)' : ''}</span>
+  ${user ? navigation(ctx, user) : null}
+  ${user
+    ? html`<div class="account">
+    ${ctx.developerMode ? html`<a class="devmode" href="?debug=0" title="Leave developer mode">Developer mode</a>` : null}
+    <span class="who">${user.name || user.login}${user.role === 'admin' ? ' (admin)' : ''}</span>
     <form method="post" action="/logout" class="inline"><input type="hidden" name="_csrf" value="${ctx.csrfToken ?? ''}"><button class="link">Sign out</button></form>
-  </nav>`
+  </div>`
     : null}
 </header>
-<main>${body}</main>
+<main>
+${flashHtml(ctx.flash)}
+${body}
+</main>
 </body>
 </html>`.value;
 }

@@ -1,23 +1,25 @@
-// Browser pages: sign-in, first-run setup, home. Forms post back here; state-changing forms of a signed-in
-// user carry the session's CSRF token as a hidden field (checked by the authenticate hook).
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+// Browser pages: sign-in, first-run setup, home, and (registered here so they share the page hooks) the
+// settings, outgoing server, outbox and system parameter pages. Forms post back here; state-changing forms
+// of a signed-in user carry the session's CSRF token as a hidden field (checked by the authenticate hook).
+import type { FastifyPluginAsync } from 'fastify';
 import type { Services } from '../app.js';
 import { setSessionCookie } from '../http/api/session.js';
 import { SESSION_COOKIE } from '../http/access.js';
 import { isAppError } from '../lib/errors.js';
-import { appCss } from './assets.js';
-import { html } from './html.js';
-import { page } from './layout.js';
+import { appCss, appJs } from './assets.js';
+import { installPageHooks, pageContext, renderPage, sendPage } from './forms.js';
+import { html, type SafeHtml } from './html.js';
+import { page, type PageContext } from './layout.js';
+import { outboxPage } from './outbox-page.js';
+import { outgoingServersPage } from './outgoing-servers-page.js';
+import { parametersPage } from './parameters-page.js';
+import { settingsPage } from './settings-page.js';
 
 type Form = Record<string, string | undefined>;
 
 /** Only same-site relative paths: an open redirect after sign-in would be a phishing aid. */
 export function safeNext(next: string | undefined): string {
   return next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : '/';
-}
-
-function sendPage(reply: FastifyReply, body: string, status = 200) {
-  return reply.status(status).header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(body);
 }
 
 function loginPage(next: string, error?: string, login = '') {
@@ -59,6 +61,10 @@ function setupPage(token: string, error?: string, form: Form = {}) {
 
 export function pageRoutes(services: Services): FastifyPluginAsync {
   return async (app) => {
+    installPageHooks(app);
+    app.get('/assets/app.js', { config: { access: 'public' }, logLevel: 'warn' }, async (_req, reply) =>
+      reply.header('content-type', 'text/javascript; charset=utf-8').header('cache-control', 'public, max-age=3600').send(appJs),
+    );
     app.get('/assets/app.css', { config: { access: 'public' }, logLevel: 'warn' }, async (_req, reply) =>
       reply.header('content-type', 'text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(appCss),
     );
@@ -120,22 +126,44 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
     });
 
     app.get('/', { config: { access: 'user' } }, async (request, reply) => {
-      const p = request.principal!;
-      const params = p.user.role === 'admin' ? await services.parameters.list() : [];
-      const body = html`<div class="card">
-  <h1>Welcome, ${p.user.name || p.user.login}</h1>
-  <p class="muted">Signed in as <code>${p.user.login}</code> (${p.user.email}).</p>
+      const ctx = pageContext(request, reply, 'home');
+      return renderPage(reply, 'Home', await homeBody(services, ctx.user!), ctx);
+    });
+
+    await app.register(settingsPage(services));
+    await app.register(outgoingServersPage(services));
+    await app.register(outboxPage(services));
+    await app.register(parametersPage(services));
+  };
+}
+
+/** Where the Outlook procedure starts, with what is done so far. */
+async function homeBody(services: Services, user: NonNullable<PageContext['user']>): Promise<SafeHtml> {
+  const admin = user.role === 'admin';
+  const [settings, servers, counts] = await Promise.all([
+    admin ? services.settings.get() : null,
+    services.outgoingServers.list({ ownerUserId: admin ? undefined : user.id }),
+    admin ? services.queue.countByState() : null,
+  ]);
+  const step = (done: boolean, body: SafeHtml) => html`<li><span class="tag ${done ? 'tag-green' : 'tag-grey'}">${done ? 'done' : 'to do'}</span> ${body}</li>`;
+  const credentials = settings !== null && settings.customEmailServers && settings.outlook.clientId !== null && settings.outlook.hasClientSecret;
+  const outlook = servers.filter((s) => s.auth === 'outlook');
+  return html`<div class="card">
+  <h1>Welcome, ${user.name || user.login}</h1>
+  <p class="muted">Signed in as <code>${user.login}</code> (${user.email}).</p>
 </div>
-${p.user.role === 'admin'
+<div class="card">
+  <h2>Sending mail through Microsoft 365</h2>
+  <ol class="steps">
+    ${admin ? step(credentials, html`In <a href="/settings">Settings</a>, tick Custom Email Servers and enter the Outlook Credentials (Client ID and Client Secret).`) : null}
+    ${step(outlook.length > 0, html`Create a server in <a href="/outgoing-servers">Outgoing Email Servers</a> with Outlook ticked, its Username and From Filter.`)}
+    ${step(outlook.some((s) => s.token_status === 'valid'), html`Click Connect your Outlook account, then Test Connection.`)}
+  </ol>
+</div>
+${counts
   ? html`<div class="card">
-  <h2>System parameters</h2>
-  <table><thead><tr><th>Key</th><th>Value</th></tr></thead><tbody>
-  ${params.map((x) => html`<tr><td><code>${x.key}</code></td><td>${x.value}${x.isDefault ? html` <span class="muted">(default)</span>` : null}</td></tr>`)}
-  </tbody></table>
-  <p class="muted">Change them with <code>juniper params set KEY VALUE</code> or <code>PUT /api/v1/parameters/KEY</code>.</p>
+  <h2>Outbox</h2>
+  <p>${(['queued', 'sending', 'sent', 'failed', 'cancelled'] as const).map((s) => html`<a class="tag ${s === 'failed' && counts[s] > 0 ? 'tag-red' : 'tag-grey'}" href="/outbox?state=${s}">${s} ${counts[s]}</a> `)}</p>
 </div>`
   : null}`;
-      return sendPage(reply, page('Home', body, { user: p.user, csrfToken: p.session?.csrfToken ?? null }));
-    });
-  };
 }

@@ -1,6 +1,10 @@
 // Periodic clean-up that every deployment needs: expired sessions. Later issues add the outgoing
 // dispatcher and the incoming fetcher next to it. Started only by main.ts.
 import type { App } from '../app.js';
+import { KEEP_ALIVE_MS } from '../oauth/token-freshness.js';
+import { isWarningDay, secretExpiryWarning } from '../oauth/secret-expiry.js';
+import { isAppError } from '../lib/errors.js';
+import { tableOf } from '../oauth/token-table.js';
 
 export interface Job {
   name: string;
@@ -16,6 +20,41 @@ export function housekeepingJobs(app: App): Job[] {
       run: async () => {
         const n = await app.services.sessions.purgeExpired();
         if (n > 0) app.logger.info({ op: 'sessions.purge', removed: n }, 'expired sessions removed');
+      },
+    },
+    {
+      name: 'outlook-token-keep-alive',
+      everyMs: 60 * 60 * 1000,
+      // Microsoft expires refresh tokens after 90 days without use; a daily refresh keeps quiet servers alive.
+      run: async () => {
+        const { db } = app.database;
+        for (const kind of ['outgoing', 'incoming'] as const) {
+          const due = await db
+            .selectFrom(tableOf(kind))
+            .select('id')
+            .where('auth', '=', 'outlook')
+            .where('token_status', '=', 'valid')
+            .where('archived_at', 'is', null)
+            .where((eb) => eb.or([eb('token_refreshed_at', 'is', null), eb('token_refreshed_at', '<', Date.now() - KEEP_ALIVE_MS)]))
+            .execute();
+          for (const { id } of due) {
+            try {
+              await app.services.tokenStore.keepAlive(kind, id);
+            } catch (err) {
+              // Already classified and recorded on the server by the token store; one failure must not stop the others.
+              if (!isAppError(err)) throw err;
+            }
+          }
+        }
+      },
+    },
+    {
+      name: 'outlook-secret-expiry',
+      everyMs: 24 * 60 * 60 * 1000,
+      run: async () => {
+        const { outlook } = await app.services.settings.get();
+        const warning = secretExpiryWarning(outlook.clientSecretDaysLeft);
+        if (warning && isWarningDay(outlook.clientSecretDaysLeft)) app.logger.warn({ op: 'outlook.secret_expiry', daysLeft: outlook.clientSecretDaysLeft }, warning.message);
       },
     },
   ];

@@ -2,10 +2,12 @@
 import type { App } from '../app.js';
 import { Dispatcher, defaultDispatcherOptions, type DispatcherOptions } from '../outgoing/dispatcher.js';
 import { TransportPool } from '../outgoing/transport-pool.js';
+import { FetchScheduler } from '../incoming/scheduler.js';
 import { housekeepingJobs, JobRunner } from './housekeeping.js';
 
 export interface Workers {
   dispatcher: Dispatcher;
+  fetchScheduler: FetchScheduler;
   start(): void;
   stop(): Promise<void>;
 }
@@ -23,17 +25,20 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
     { ...defaultDispatcherOptions, leaseMs: app.config.send.leaseMs, batchSize: app.config.send.batchSize, ...options },
   );
   const jobs = new JobRunner(housekeepingJobs(app), app.logger);
+  const fetchScheduler = new FetchScheduler(services.incoming.fetcher(), services.incomingServers, app.logger.child({ worker: 'fetcher' }));
   let unsubscribe: (() => void) | undefined;
   return {
     dispatcher,
+    fetchScheduler,
     start() {
       unsubscribe = services.outbox.onEnqueued(() => dispatcher.nudge());
       dispatcher.start();
       jobs.start();
+      fetchScheduler.start();
     },
     async stop() {
       unsubscribe?.();
-      await Promise.all([dispatcher.stop(), jobs.stop()]);
+      await Promise.all([dispatcher.stop(), jobs.stop(), fetchScheduler.stop()]);
     },
   };
 }

@@ -117,7 +117,7 @@ for (const dialect of dialects) {
       const items = list.json<{ key: string; value: string; isDefault?: boolean }[]>();
       assert.ok(Array.isArray(items));
       assert.ok(items.some((p) => p.key === 'mail.catchall.domain' && p.value === 'example.com'));
-      assert.ok(items.some((p) => p.key === 'microsoft_outlook.endpoint' && p.isDefault === true));
+      assert.ok(items.some((p) => p.key === 'mail.message.max_bytes' && p.isDefault === true), 'defaults are listed and marked');
 
       await call('PUT', '/api/v1/parameters/web.base.url', adminKey, { value: 'https://mail.example.com/' });
       const settings = await call('GET', '/api/v1/settings', adminKey);

@@ -49,7 +49,7 @@ for (const dialect of dialects) {
       assert.equal(juniper(['params', 'set', 'web.base.url', 'https://mail.example.com/']).stdout, 'web.base.url = https://mail.example.com\n');
       const list = juniper(['params', 'list']);
       assert.equal(list.code, 0, list.stderr);
-      assert.match(list.stdout, /^microsoft_outlook\.endpoint\thttps:\/\/login\.microsoftonline\.com\/common\/oauth2\/v2\.0\/\t\(default\)$/m);
+      assert.match(list.stdout, /^mass_mailing\.outgoing_mail_server\tfalse\t\(default\)$/m);
       assert.match(list.stdout, /^web\.base\.url\thttps:\/\/mail\.example\.com$/m);
       assert.match(juniper(['settings', 'show']).stdout, /Redirect URI: +https:\/\/mail\.example\.com\/microsoft_outlook\/confirm/);
 

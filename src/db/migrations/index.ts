@@ -4,11 +4,15 @@ import type { Migration } from 'kysely';
 import type { DialectName } from '../database.js';
 import { foundation } from './001-foundation.js';
 import { outgoing } from './002-outgoing.js';
+import { oauth } from './003-oauth.js';
+import { incoming } from './004-incoming.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
   return {
     '001-foundation': foundation(ctx),
     '002-outgoing': outgoing(ctx),
+    '003-oauth': oauth(ctx),
+    '004-incoming': incoming(ctx),
   };
 }

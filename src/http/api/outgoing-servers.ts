@@ -19,7 +19,8 @@ export function outgoingServerRoutes(services: Services): FastifyPluginAsync {
       const user = request.principal!.user;
       const { archived } = parseInput(listQuery, request.query, 'query');
       const rows = await outgoingServers.list({ includeArchived: archived === 'true', ownerUserId: user.role === 'admin' ? undefined : user.id });
-      return rows.map(outgoingServerView);
+      const problem = await services.oauthAppStatus.get();
+      return rows.map((r) => outgoingServerView(r, problem));
     });
 
     app.post('/api/v1/outgoing-servers', { config: { access: 'user' } }, async (request, reply) => {
@@ -32,7 +33,7 @@ export function outgoingServerRoutes(services: Services): FastifyPluginAsync {
       const { id } = parseInput(idParams, request.params, 'path');
       const row = await outgoingServers.get(id);
       assertMayManage(request.principal!.user, row);
-      return outgoingServerView(row);
+      return outgoingServerView(row, await services.oauthAppStatus.get());
     });
 
     app.patch('/api/v1/outgoing-servers/:id', { config: { access: 'user' } }, async (request) => {

@@ -1,0 +1,42 @@
+// Opens a stored server's mailbox: its endpoint, its decrypted password or an OAuth access token, and for
+// Outlook one retry with a renewed token when the server refuses the first (it may have been revoked or
+// expired early; the token store cannot know until the server says so).
+import type { IncomingServer } from '../db/schema.js';
+import { AppError } from '../lib/errors.js';
+import type { TokenProvider } from '../oauth/token-provider.js';
+import { ImapFailure } from './imap-errors.js';
+import type { ConnectReader, ImapEndpoint, MailboxReader } from './mailbox-reader.js';
+
+export interface ConnectDeps {
+  password: (server: IncomingServer) => string | null;
+  tokens: TokenProvider | undefined;
+  connect: ConnectReader;
+}
+
+export function imapEndpoint(server: IncomingServer): ImapEndpoint {
+  return { serverId: server.id, name: server.name, host: server.host, port: server.port, security: server.security, allowSelfSigned: server.allow_self_signed === 1 };
+}
+
+export async function connectServer(server: IncomingServer, deps: ConnectDeps): Promise<MailboxReader> {
+  const endpoint = imapEndpoint(server);
+  if (!server.username) {
+    throw new AppError('JUNIPER_ERR_SERVER_CREDENTIALS', `Incoming server "${server.name}" (id ${server.id}) has no username: set the mailbox address.`);
+  }
+  const user = server.username;
+  if (server.auth === 'password') {
+    const pass = deps.password(server);
+    if (pass === null) throw new AppError('JUNIPER_ERR_SERVER_CREDENTIALS', `Incoming server "${server.name}" (id ${server.id}) uses password authentication but has no password: set it on the server.`);
+    return deps.connect(endpoint, { kind: 'password', user, pass });
+  }
+  const tokens = deps.tokens;
+  if (!tokens) {
+    throw new AppError('JUNIPER_ERR_OUTLOOK_NOT_CONNECTED', `Incoming server "${server.name}" (id ${server.id}) has no Outlook token: click Connect your Outlook account.`);
+  }
+  const login = async (renew: boolean) => deps.connect(endpoint, { kind: 'oauth2', user, accessToken: (await tokens.accessToken('incoming', server.id, { renew })).accessToken });
+  try {
+    return await login(false);
+  } catch (err) {
+    if (!(err instanceof ImapFailure) || err.stage !== 'auth') throw err;
+    return login(true);
+  }
+}

@@ -1,0 +1,132 @@
+// MailboxReader on imapflow: TLS or STARTTLS (required when chosen, never silently skipped), password or
+// XOAUTH2 (imapflow's accessToken), and UID commands only, so a message read by another client in between
+// is still found by its UID. Every failure leaves as an ImapFailure naming the step and the server's reply.
+import net from 'node:net';
+import { ImapFlow } from 'imapflow';
+import { toImapFailure, type ImapContext, type ImapStage } from './imap-errors.js';
+import { uidSet, type ConnectReader, type FetchedMessage, type FolderStatus, type ImapCredentials, type ImapEndpoint, type MailboxReader } from './mailbox-reader.js';
+
+export interface ImapTimeouts {
+  connectionMs: number;
+  greetingMs: number;
+  socketMs: number;
+}
+
+export const DEFAULT_IMAP_TIMEOUTS: ImapTimeouts = { connectionMs: 30_000, greetingMs: 16_000, socketMs: 5 * 60_000 };
+/** Someone is waiting in front of the form. */
+export const TEST_IMAP_TIMEOUTS: ImapTimeouts = { connectionMs: 10_000, greetingMs: 10_000, socketMs: 30_000 };
+
+export function imapClientOptions(endpoint: ImapEndpoint, credentials: ImapCredentials, timeouts: ImapTimeouts): ConstructorParameters<typeof ImapFlow>[0] {
+  return {
+    host: endpoint.host,
+    port: endpoint.port,
+    secure: endpoint.security === 'ssl',
+    // Without this imapflow goes on in cleartext when STARTTLS is not offered (or was stripped on the way).
+    doSTARTTLS: endpoint.security === 'starttls' ? true : endpoint.security === 'none' ? false : undefined,
+    ...(net.isIP(endpoint.host) ? {} : { servername: endpoint.host }),
+    tls: { rejectUnauthorized: !endpoint.allowSelfSigned },
+    auth: credentials.kind === 'password' ? { user: credentials.user, pass: credentials.pass } : { user: credentials.user, accessToken: credentials.accessToken },
+    logger: false,
+    disableAutoIdle: true,
+    connectionTimeout: timeouts.connectionMs,
+    greetingTimeout: timeouts.greetingMs,
+    socketTimeout: timeouts.socketMs,
+    clientInfo: { name: 'Juniper' },
+  };
+}
+
+class ImapReader implements MailboxReader {
+  private folder = 'INBOX';
+  private status: FolderStatus | undefined;
+
+  constructor(
+    private readonly client: ImapFlow,
+    private readonly ctx: Omit<ImapContext, 'folder'>,
+  ) {}
+
+  private fail(err: unknown, stage: ImapStage): never {
+    throw toImapFailure(err, stage, { ...this.ctx, folder: this.folder });
+  }
+
+  async open(folder: string): Promise<FolderStatus> {
+    this.folder = folder;
+    try {
+      const box = await this.client.mailboxOpen(folder);
+      this.status = { uidValidity: Number(box.uidValidity), uidNext: box.uidNext, exists: box.exists };
+      return this.status;
+    } catch (err) {
+      this.fail(err, 'folder');
+    }
+  }
+
+  async listAfter(afterUid: number): Promise<{ uid: number; size: number }[]> {
+    // "n:*" always names the last message, even below n; nothing newer is knowable from UIDNEXT alone.
+    if (this.status && (this.status.exists === 0 || this.status.uidNext <= afterUid + 1)) return [];
+    try {
+      const rows = await this.client.fetchAll(`${afterUid + 1}:*`, { uid: true, size: true }, { uid: true });
+      return rows
+        .filter((m) => m.uid > afterUid)
+        .map((m) => ({ uid: m.uid, size: m.size ?? 0 }))
+        .sort((a, b) => a.uid - b.uid);
+    } catch (err) {
+      this.fail(err, 'fetch');
+    }
+  }
+
+  async firstUnseen(): Promise<number | undefined> {
+    if (this.status?.exists === 0) return undefined;
+    try {
+      const uids = await this.client.search({ seen: false }, { uid: true });
+      return uids && uids.length ? Math.min(...uids) : undefined;
+    } catch (err) {
+      this.fail(err, 'fetch');
+    }
+  }
+
+  async *fetch(uids: number[]): AsyncIterable<FetchedMessage> {
+    if (uids.length === 0) return;
+    let rows;
+    try {
+      // Collected first: no other IMAP command may run while a FETCH is streaming, and the caller writes
+      // each message to the database before it asks for anything else.
+      rows = await this.client.fetchAll(uidSet(uids), { uid: true, source: true }, { uid: true });
+    } catch (err) {
+      this.fail(err, 'fetch');
+    }
+    rows.sort((a, b) => a.uid - b.uid);
+    for (const m of rows) if (m.source) yield { uid: m.uid, source: m.source };
+  }
+
+  async markSeen(uids: number[]): Promise<void> {
+    if (uids.length === 0) return;
+    try {
+      await this.client.messageFlagsAdd(uidSet(uids), ['\\Seen'], { uid: true });
+    } catch (err) {
+      this.fail(err, 'fetch');
+    }
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.client.logout();
+    } catch {
+      this.client.close();
+    }
+  }
+}
+
+export function imapConnector(timeouts: ImapTimeouts = DEFAULT_IMAP_TIMEOUTS): ConnectReader {
+  return async (endpoint, credentials) => {
+    const client = new ImapFlow(imapClientOptions(endpoint, credentials, timeouts));
+    // Socket errors after connect also surface as rejections of the command in progress.
+    client.on('error', () => undefined);
+    const ctx = { host: endpoint.host, port: endpoint.port, security: endpoint.security, auth: credentials.kind === 'oauth2' ? ('outlook' as const) : ('password' as const), user: credentials.user };
+    try {
+      await client.connect();
+    } catch (err) {
+      client.close();
+      throw toImapFailure(err, 'connect', { ...ctx, folder: '' });
+    }
+    return new ImapReader(client, ctx);
+  };
+}

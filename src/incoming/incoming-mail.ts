@@ -1,0 +1,66 @@
+// The incoming side as the app, the API and the CLI use it: Test & Confirm and fetchers built with the
+// current token provider (read when used, since the OAuth token store is wired after the services).
+import type { Kysely } from 'kysely';
+import type { DB, IncomingServer } from '../db/schema.js';
+import { AppError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { Ingest } from '../mailbox/ingest.js';
+import type { TokenProvider } from '../oauth/token-provider.js';
+import type { Parameters } from '../settings/parameters.js';
+import type { ConnectDeps } from './connect.js';
+import { IncomingFetcher, type FetchCounts, type FetchOptions } from './fetcher.js';
+import { imapConnector, TEST_IMAP_TIMEOUTS } from './imap-reader.js';
+import type { ConnectReader } from './mailbox-reader.js';
+import type { IncomingServers } from './servers.js';
+import { testAndConfirm, type TestConfirmResult } from './test-confirm.js';
+
+export interface IncomingMailDeps {
+  db: Kysely<DB>;
+  servers: IncomingServers;
+  ingest: Ingest;
+  parameters: Parameters;
+  log: Logger;
+  tokens: () => TokenProvider | undefined;
+}
+
+export interface FetcherOverrides {
+  owner?: string;
+  now?: () => number;
+  connect?: ConnectReader;
+  tokens?: TokenProvider;
+}
+
+export class IncomingMail {
+  constructor(private readonly deps: IncomingMailDeps) {}
+
+  private connectDeps(connect: ConnectReader, tokens?: TokenProvider): ConnectDeps {
+    return { password: (s) => this.deps.servers.password(s), tokens: tokens ?? this.deps.tokens(), connect };
+  }
+
+  fetcher(overrides: FetcherOverrides = {}): IncomingFetcher {
+    const { db, servers, ingest, parameters, log } = this.deps;
+    return new IncomingFetcher({
+      ...this.connectDeps(overrides.connect ?? imapConnector(), overrides.tokens),
+      db,
+      servers,
+      ingest,
+      parameters,
+      log,
+      ...(overrides.owner ? { owner: overrides.owner } : {}),
+      ...(overrides.now ? { now: overrides.now } : {}),
+    });
+  }
+
+  /** Fetches one server now (API, CLI): confirmed servers only, like the scheduler. */
+  async fetchNow(server: IncomingServer, options: Partial<FetchOptions> = {}, overrides: FetcherOverrides = {}): Promise<FetchCounts> {
+    if (server.archived_at !== null) throw new AppError('JUNIPER_ERR_CONFLICT', `Incoming server "${server.name}" (id ${server.id}) is archived.`);
+    if (server.state !== 'confirmed') {
+      throw new AppError('JUNIPER_ERR_CONFLICT', `Incoming server "${server.name}" (id ${server.id}) is a draft: run Test & Confirm first.`);
+    }
+    return this.fetcher(overrides).fetchServer(server.id, options);
+  }
+
+  async testAndConfirm(server: IncomingServer, overrides: { connect?: ConnectReader; tokens?: TokenProvider } = {}): Promise<TestConfirmResult> {
+    return testAndConfirm(server, { ...this.connectDeps(overrides.connect ?? imapConnector(TEST_IMAP_TIMEOUTS), overrides.tokens), servers: this.deps.servers });
+  }
+}

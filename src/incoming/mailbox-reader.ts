@@ -1,0 +1,53 @@
+// The seam between the fetch loop and IMAP: the few things fetching needs from a mailbox, by UID. The
+// imapflow adapter (imap-reader.ts) implements it; tests wrap it to fail at a chosen moment.
+export interface ImapEndpoint {
+  serverId: number;
+  name: string;
+  host: string;
+  port: number;
+  security: 'none' | 'starttls' | 'ssl';
+  allowSelfSigned: boolean;
+}
+
+export type ImapCredentials = { kind: 'password'; user: string; pass: string } | { kind: 'oauth2'; user: string; accessToken: string };
+
+export interface FolderStatus {
+  /** UIDVALIDITY: UIDs mean the same messages only while this stays the same. */
+  uidValidity: number;
+  /** The UID the next message will get. */
+  uidNext: number;
+  exists: number;
+}
+
+export interface FetchedMessage {
+  uid: number;
+  source: Buffer;
+}
+
+export interface MailboxReader {
+  /** Selects the folder (read-write: Juniper sets \Seen). */
+  open(folder: string): Promise<FolderStatus>;
+  /** UIDs above `afterUid` with their sizes, ascending. */
+  listAfter(afterUid: number): Promise<{ uid: number; size: number }[]>;
+  /** The lowest UID without \Seen, if any. */
+  firstUnseen(): Promise<number | undefined>;
+  /** The messages' bytes, ascending by UID, without setting \Seen (BODY.PEEK). Expunged ones are left out. */
+  fetch(uids: number[]): AsyncIterable<FetchedMessage>;
+  markSeen(uids: number[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type ConnectReader = (endpoint: ImapEndpoint, credentials: ImapCredentials) => Promise<MailboxReader>;
+
+/** A compact IMAP sequence set for ascending UIDs: 1,2,3,7,9,10 → "1:3,7,9:10". */
+export function uidSet(uids: readonly number[]): string {
+  const sorted = [...new Set(uids)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    parts.push(i === j ? String(sorted[i]) : `${sorted[i]}:${sorted[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}

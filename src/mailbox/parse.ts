@@ -1,0 +1,196 @@
+// An inbound message as Juniper stores it, from mailparser's result: addresses as display strings, the
+// Message-IDs threading needs, attachments, and the facts bounce handling needs (the delivery-status fields
+// and the Message-IDs of the original message a report carries). A message mailparser cannot read becomes
+// a parse error for quarantine, never an exception that stops a batch.
+import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
+import { formatMailbox } from '../lib/address.js';
+
+export interface ParsedAttachment {
+  filename: string;
+  contentType: string;
+  contentId: string | null;
+  content: Buffer;
+}
+
+export interface DeliveryStatusRecipient {
+  recipient: string;
+  action: string;
+  status: string;
+  diagnostic: string;
+}
+
+export interface DeliveryStatus {
+  /** Original-Message-ID or X-Original-Message-ID, when the reporting MTA gave one. */
+  originalMessageId: string | null;
+  recipients: DeliveryStatusRecipient[];
+}
+
+export interface ParsedMessage {
+  messageId: string | null;
+  inReplyTo: string | null;
+  references: string[];
+  from: string | null;
+  to: string[];
+  cc: string[];
+  /** Bare addresses of To, Cc, X-Original-To and Delivered-To, in that order, for alias routing. */
+  recipientAddresses: string[];
+  subject: string;
+  date: number | null;
+  text: string | null;
+  html: string | null;
+  attachments: ParsedAttachment[];
+  autoSubmitted: string | null;
+  /** Set for multipart/report; report-type=delivery-status. */
+  deliveryStatus: DeliveryStatus | null;
+  /** X-Failed-Recipients (Exim and others name the refused addresses there). */
+  failedRecipients: string[];
+  /** Message-IDs of embedded messages or header blocks (message/rfc822, text/rfc822-headers): a bounce's original. */
+  embeddedMessageIds: string[];
+}
+
+export type ParseOutcome = { ok: true; message: ParsedMessage } | { ok: false; error: string };
+
+// eslint-disable-next-line no-control-regex -- what no stored header value may carry
+const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g;
+const oneLine = (v: string) => v.replace(CONTROL, '').replace(/\s+/g, ' ').trim();
+
+const addressList = (value: AddressObject | AddressObject[] | undefined): { formatted: string[]; bare: string[] } => {
+  const entries = (Array.isArray(value) ? value : value ? [value] : []).flatMap((a) => a.value);
+  // Groups (undisclosed-recipients:;) carry their members in `group`.
+  const flat = entries.flatMap((e) => (e.group ? e.group : [e]));
+  const withAddress = flat.filter((e) => !!e.address);
+  return {
+    formatted: withAddress.map((e) => formatMailbox({ name: oneLine(e.name), address: e.address! })),
+    bare: withAddress.map((e) => e.address!.toLowerCase()),
+  };
+};
+
+const headerText = (mail: ParsedMail, name: string): string | null => {
+  const v = mail.headers.get(name);
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'string') return oneLine(v);
+  if (Array.isArray(v)) return v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))).join(', ');
+  if (typeof v === 'object' && 'text' in v && typeof v.text === 'string') return oneLine(v.text);
+  if (typeof v === 'object' && 'value' in v && typeof v.value === 'string') return oneLine(v.value);
+  return null;
+};
+
+const addressesIn = (value: string | null): string[] =>
+  (value ?? '')
+    .split(/[,\s]+/)
+    .map((a) => a.replace(/^<|>$/g, ''))
+    .filter((a) => a.includes('@'));
+
+/** Every `<id>` in a header value, in order (mailparser gives In-Reply-To as written, possibly with comments). */
+export function messageIdsIn(value: string | string[] | null | undefined): string[] {
+  const text = Array.isArray(value) ? value.join(' ') : (value ?? '');
+  return [...text.matchAll(/<[^<>\s]+>/g)].map((m) => m[0]);
+}
+
+/** RFC 3464 fields: unfolded, grouped (per-message first, then one group per recipient), names lower-cased. */
+export function parseDeliveryStatus(body: string): DeliveryStatus {
+  const groups: Map<string, string>[] = [];
+  let current: Map<string, string> | undefined;
+  let last: string | undefined;
+  for (const line of body.replace(/\r\n?/g, '\n').split('\n')) {
+    if (line.trim() === '') {
+      current = undefined;
+      last = undefined;
+      continue;
+    }
+    if (/^[ \t]/.test(line) && current && last) {
+      current.set(last, `${current.get(last)} ${line.trim()}`);
+      continue;
+    }
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    if (!current) groups.push((current = new Map<string, string>()));
+    last = line.slice(0, colon).trim().toLowerCase();
+    current.set(last, line.slice(colon + 1).trim());
+  }
+  const afterType = (v: string | undefined) => (v ?? '').replace(/^[a-z0-9-]+;\s*/i, '').trim();
+  const originalId = groups.map((g) => g.get('original-message-id') ?? g.get('x-original-message-id')).find((v) => !!v);
+  return {
+    originalMessageId: originalId ? (messageIdsIn(originalId)[0] ?? null) : null,
+    recipients: groups
+      .filter((g) => g.has('final-recipient') || g.has('original-recipient'))
+      .map((g) => ({
+        recipient: afterType(g.get('final-recipient') ?? g.get('original-recipient')),
+        action: (g.get('action') ?? '').toLowerCase(),
+        status: g.get('status') ?? '',
+        diagnostic: afterType(g.get('diagnostic-code')),
+      })),
+  };
+}
+
+const PARSE_OPTIONS = {
+  // Reports keep their machine-readable parts as attachments (bounce handling reads them), embedded
+  // messages stay whole (.eml attachments) instead of being merged into the text.
+  keepDeliveryStatus: true,
+  ignoreEmbedded: true,
+  keepCidLinks: true,
+  skipTextToHtml: true,
+  skipImageLinks: true,
+} as const;
+
+async function embeddedMessageId(content: Buffer): Promise<string | null> {
+  try {
+    return (await simpleParser(content, PARSE_OPTIONS)).messageId ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export async function parseMessage(raw: Buffer): Promise<ParseOutcome> {
+  let mail: ParsedMail;
+  try {
+    mail = await simpleParser(raw, PARSE_OPTIONS);
+  } catch (e) {
+    return { ok: false, error: `mailparser: ${(e as Error).message}` };
+  }
+  // mailparser reads anything as a body; a "message" without a single header field is not mail.
+  if (mail.headerLines.length === 0 || mail.headerLines.every((h) => !/^[!-9;-~]+$/.test(h.key))) {
+    return { ok: false, error: 'no header section: the data does not start with header fields such as From: or Subject:' };
+  }
+  const to = addressList(mail.to);
+  const cc = addressList(mail.cc);
+  const envelopeTo = ['x-original-to', 'delivered-to'].flatMap((h) => addressesIn(headerText(mail, h)));
+  const contentType = mail.headers.get('content-type') as { value?: string; params?: Record<string, string> } | undefined;
+  const isDsn = contentType?.value === 'multipart/report' && contentType.params?.['report-type']?.toLowerCase() === 'delivery-status';
+  const statusPart = mail.attachments.find((a) => a.contentType === 'message/delivery-status' || a.contentType === 'message/global-delivery-status');
+  const embedded = mail.attachments.filter((a) => ['message/rfc822', 'text/rfc822-headers', 'message/global', 'message/global-headers'].includes(a.contentType));
+  const embeddedMessageIds: string[] = [];
+  for (const a of embedded) {
+    const id = await embeddedMessageId(a.content);
+    if (id) embeddedMessageIds.push(id);
+  }
+  const date = mail.date && !Number.isNaN(mail.date.getTime()) ? mail.date.getTime() : null;
+  return {
+    ok: true,
+    message: {
+      messageId: mail.messageId ? oneLine(mail.messageId) : null,
+      inReplyTo: messageIdsIn(mail.inReplyTo)[0] ?? null,
+      references: messageIdsIn(mail.references),
+      from: mail.from ? oneLine(mail.from.text) : null,
+      to: to.formatted,
+      cc: cc.formatted,
+      recipientAddresses: [...to.bare, ...cc.bare, ...envelopeTo.map((a) => a.toLowerCase())],
+      subject: oneLine(mail.subject ?? ''),
+      date,
+      text: mail.text ?? null,
+      html: mail.html || null,
+      attachments: mail.attachments.map((a) => ({ filename: oneLine(a.filename ?? '') || defaultName(a.contentType), contentType: a.contentType, contentId: a.contentId ?? null, content: a.content })),
+      autoSubmitted: headerText(mail, 'auto-submitted'),
+      deliveryStatus: isDsn ? parseDeliveryStatus(statusPart ? statusPart.content.toString('utf8') : '') : null,
+      failedRecipients: addressesIn(headerText(mail, 'x-failed-recipients')),
+      embeddedMessageIds,
+    },
+  };
+}
+
+function defaultName(contentType: string): string {
+  if (contentType === 'message/rfc822') return 'message.eml';
+  if (contentType === 'text/rfc822-headers') return 'headers.txt';
+  if (contentType.endsWith('delivery-status')) return 'delivery-status.txt';
+  return 'attachment';
+}

@@ -1,0 +1,187 @@
+// "Connect your Outlook account": start builds Microsoft's authorize URL and remembers the request;
+// confirm checks Microsoft's answer against it (state random, single-use, 10 minutes, same user and
+// session, same server), exchanges the code with the same redirect_uri and PKCE verifier, and stores the
+// tokens encrypted on the server.
+import type { Kysely } from 'kysely';
+import type { Actor, AuditLog } from '../audit/audit-log.js';
+import type { DB } from '../db/schema.js';
+import type { Principal } from '../http/access.js';
+import { AppError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { Settings } from '../settings/settings.js';
+import { sha256Hex } from '../vault/hmac.js';
+import type { Vault } from '../vault/index.js';
+import type { OAuthAppStatus } from './app-status.js';
+import { scopeFor } from './microsoft.js';
+import { buildAuthorizeUrl, exchangeCode, newPkce, newState } from './oauth-client.js';
+import { explainAadsts, oauthErrorDetails, parseAadsts } from './oauth-errors.js';
+import { errorCodeOf } from './token-store.js';
+import type { ServerKind } from './token-provider.js';
+import { accessTokenContext, kindLabel, loadTokenRow, refreshTokenContext, tableOf } from './token-table.js';
+
+export const STATE_TTL_MS = 10 * 60 * 1000;
+const VERIFIER_CONTEXT = 'oauth_states.code_verifier';
+
+export interface ConfirmQuery {
+  code?: string;
+  state?: string;
+  error?: string;
+  error_description?: string;
+}
+
+export interface ConfirmResult {
+  kind: ServerKind;
+  serverId: number;
+  account: string | null;
+  /** Set when Microsoft signed in another mailbox than the server's username (fine for shared mailboxes). */
+  accountMismatch: string | null;
+}
+
+/** Where a server's form lives in the UI, for redirects and "go back" links. */
+export const serverPath = (kind: ServerKind, id: number) => `/${kind}-servers/${id}`;
+
+export class OutlookConnect {
+  constructor(
+    private readonly deps: {
+      db: Kysely<DB>;
+      vault: Vault;
+      settings: Settings;
+      appStatus: OAuthAppStatus;
+      audit: AuditLog;
+      log: Logger;
+      /** Called after a successful connect: mails waiting for this server go out now. */
+      onConnected: (kind: ServerKind, serverId: number) => Promise<void>;
+      now?: () => number;
+    },
+  ) {}
+
+  private now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+
+  async start(kind: ServerKind, serverId: number, principal: Principal): Promise<{ authorizeUrl: string }> {
+    const { db, vault, settings } = this.deps;
+    const server = await loadTokenRow(db, kind, serverId);
+    assertMayConnect(principal, server);
+    if (server.auth !== 'outlook') {
+      throw new AppError('JUNIPER_ERR_VALIDATION', `${kindLabel(kind)} server "${server.name}" does not use Outlook: tick Outlook on the server and save it first.`);
+    }
+    if (!server.username) throw new AppError('JUNIPER_ERR_VALIDATION', `Set the Microsoft 365 mailbox as the username of "${server.name}" first.`);
+    const credentials = await settings.outlookCredentials();
+    if (!credentials) throw new AppError('JUNIPER_ERR_OUTLOOK_CREDENTIALS');
+    if (!credentials.redirectUri) {
+      throw new AppError('JUNIPER_ERR_SETUP_INCOMPLETE', 'Juniper does not know its public address, so Microsoft cannot send you back: set the system parameter web.base.url (or JUNIPER_BASE_URL) to the address you use, e.g. https://mail.example.com.');
+    }
+    const state = newState();
+    const pkce = await newPkce();
+    const now = this.now();
+    await db
+      .insertInto('oauth_states')
+      .values({
+        id: sha256Hex(state),
+        user_id: principal.user.id,
+        session_id: principal.session?.id ?? null,
+        server_kind: kind,
+        server_id: serverId,
+        code_verifier_enc: vault.encrypt(pkce.verifier, VERIFIER_CONTEXT),
+        redirect_uri: credentials.redirectUri,
+        created_at: now,
+        expires_at: now + STATE_TTL_MS,
+        used_at: null,
+      })
+      .execute();
+    // Old requests are of no use to anyone: drop them while we are here.
+    await db.deleteFrom('oauth_states').where('expires_at', '<', now - STATE_TTL_MS).execute();
+    const authorizeUrl = buildAuthorizeUrl(credentials, {
+      redirectUri: credentials.redirectUri,
+      scope: scopeFor(kind),
+      state,
+      codeChallenge: pkce.challenge,
+      loginHint: server.username,
+    });
+    await this.deps.audit.record(actorOf(principal), 'outlook.connect.start', `${tableOf(kind)}:${serverId}`);
+    return { authorizeUrl };
+  }
+
+  /** Checks and completes Microsoft's answer. Throws JUNIPER_ERR_OAUTH_STATE (403) for any state problem. */
+  async confirm(query: ConfirmQuery, principal: Principal): Promise<ConfirmResult> {
+    const { db, vault, settings, appStatus } = this.deps;
+    if (!query.state) throw new AppError('JUNIPER_ERR_OAUTH_STATE', 'The answer from Microsoft carries no state; start again with Connect your Outlook account on the server.');
+    const id = sha256Hex(query.state);
+    const request = await db.selectFrom('oauth_states').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!request) throw new AppError('JUNIPER_ERR_OAUTH_STATE');
+    const back = { details: { kind: request.server_kind, serverId: request.server_id } };
+    if (request.user_id !== principal.user.id) {
+      throw new AppError('JUNIPER_ERR_OAUTH_STATE', 'This Microsoft sign-in was started by another Juniper user; sign in as that user, or click Connect your Outlook account yourself.', back);
+    }
+    if (request.session_id !== null && request.session_id !== principal.session?.id) {
+      throw new AppError('JUNIPER_ERR_OAUTH_STATE', 'This Microsoft sign-in was started in another browser session; click Connect your Outlook account again here.', back);
+    }
+    if (request.used_at !== null) throw new AppError('JUNIPER_ERR_OAUTH_STATE', 'This Microsoft sign-in answer was already used; click Connect your Outlook account again.', back);
+    if (request.expires_at <= this.now()) {
+      throw new AppError('JUNIPER_ERR_OAUTH_STATE', 'This Microsoft sign-in took more than 10 minutes and expired; click Connect your Outlook account again.', back);
+    }
+    const claimed = await db.updateTable('oauth_states').set({ used_at: this.now() }).where('id', '=', id).where('used_at', 'is', null).executeTakeFirst();
+    if (Number(claimed.numUpdatedRows) !== 1) throw new AppError('JUNIPER_ERR_OAUTH_STATE', 'This Microsoft sign-in answer was already used; click Connect your Outlook account again.', back);
+
+    const kind = request.server_kind;
+    const server = await loadTokenRow(db, kind, request.server_id);
+    if (query.error) {
+      const parsed = parseAadsts(query.error, query.error_description);
+      const explanation = explainAadsts(parsed.aadsts, parsed.oauthError, { description: parsed.description, redirectUri: request.redirect_uri });
+      await this.deps.audit.record(actorOf(principal), 'outlook.connect.denied', `${tableOf(kind)}:${server.id}`, { error: query.error, aadsts: parsed.aadsts });
+      throw new AppError('JUNIPER_ERR_OAUTH_DENIED', `Microsoft did not connect "${server.name}": ${explanation}`, back);
+    }
+    if (!query.code) throw new AppError('JUNIPER_ERR_OAUTH_DENIED', 'Microsoft answered without an authorization code; click Connect your Outlook account again.', back);
+    const credentials = await settings.outlookCredentials();
+    if (!credentials) throw new AppError('JUNIPER_ERR_OUTLOOK_CREDENTIALS', undefined, back);
+    let tokens;
+    try {
+      tokens = await exchangeCode(credentials, {
+        code: query.code,
+        redirectUri: request.redirect_uri,
+        codeVerifier: vault.decrypt(request.code_verifier_enc, VERIFIER_CONTEXT),
+        scope: scopeFor(kind),
+      });
+    } catch (e) {
+      const details = oauthErrorDetails(e);
+      if (details?.errorClass === 'app' && e instanceof AppError) await appStatus.set(errorCodeOf(details), e.message);
+      throw e instanceof AppError ? new AppError(e.code, e.message, { cause: e, details: { ...e.details, ...back.details } }) : e;
+    }
+    const now = this.now();
+    await db
+      .updateTable(tableOf(kind))
+      .set({
+        refresh_token_enc: tokens.refreshToken ? vault.encrypt(tokens.refreshToken, refreshTokenContext(kind, server.id)) : null,
+        access_token_enc: vault.encrypt(tokens.accessToken, accessTokenContext(kind, server.id)),
+        access_token_expires_at: tokens.expiresAt,
+        token_account: tokens.account,
+        token_status: tokens.refreshToken ? 'valid' : 'needs_reconnect',
+        token_error_code: tokens.refreshToken ? null : 'no_refresh_token',
+        token_error_message: tokens.refreshToken ? null : 'Microsoft returned no refresh token: the offline_access permission is missing. Add it to the app registration and connect again.',
+        token_refreshed_at: now,
+        token_refresh_lock_until: null,
+      })
+      .where('id', '=', server.id)
+      .execute();
+    await appStatus.clear();
+    await this.deps.audit.record(actorOf(principal), 'outlook.connect', `${tableOf(kind)}:${server.id}`, { account: tokens.account });
+    this.deps.log.info({ server: server.id, kind, op: 'oauth.connect', account: tokens.account }, 'Outlook account connected');
+    await this.deps.onConnected(kind, server.id);
+    const mismatch =
+      tokens.account && server.username && tokens.account.toLowerCase() !== server.username.toLowerCase()
+        ? `Connected as ${tokens.account}; this server's username is ${server.username}. That is fine for shared mailboxes or send-as rights.`
+        : null;
+    return { kind, serverId: server.id, account: tokens.account, accountMismatch: mismatch };
+  }
+}
+
+function actorOf(p: Principal): Actor {
+  return { userId: p.user.id, label: p.user.login };
+}
+
+/** Admins, or a user connecting their own personal server. */
+function assertMayConnect(p: Principal, server: { id: number; owner_user_id: number | null }): void {
+  if (p.user.role === 'admin' || server.owner_user_id === p.user.id) return;
+  throw new AppError('JUNIPER_ERR_FORBIDDEN', 'Only an admin, or the owner of a personal server, may connect its Outlook account.');
+}

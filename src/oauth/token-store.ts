@@ -1,0 +1,195 @@
+// Access tokens for Outlook servers. A token is reused until 5 minutes before it expires; then exactly one
+// refresh runs per server: concurrent sends in this process share one promise, and other processes wait on
+// a database lease (token_refresh_lock_until) and then read the new token. The refresh token Microsoft
+// rotates is always stored. Failures are classified once, here: per-server problems mark the server
+// needs_reconnect (refreshing stops until someone reconnects), app-wide ones are recorded for every
+// Outlook server, transient ones are retried by the caller.
+import type { Kysely } from 'kysely';
+import type { DB } from '../db/schema.js';
+import { AppError, isAppError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { Settings } from '../settings/settings.js';
+import type { Vault } from '../vault/index.js';
+import type { OAuthAppStatus } from './app-status.js';
+import { scopeFor } from './microsoft.js';
+import { refreshAccessToken, type TokenSet } from './oauth-client.js';
+import { oauthErrorDetails, type OAuthErrorDetails } from './oauth-errors.js';
+import { tokenNeedsRefresh } from './token-freshness.js';
+import type { AccessToken, ServerKind, TokenProvider } from './token-provider.js';
+import { accessTokenContext, kindLabel, loadTokenRow, refreshTokenContext, tableOf, type TokenRow } from './token-table.js';
+
+export interface TokenStoreOptions {
+  /** How long a process may hold the refresh lease before others may take over. */
+  lockMs: number;
+  /** How often a process waiting for another one's refresh looks again. */
+  pollMs: number;
+}
+
+export interface RefreshEvent {
+  kind: ServerKind;
+  serverId: number;
+  outcome: 'refreshed' | 'needs_reconnect' | 'app_problem' | 'transient';
+}
+
+export class TokenStore implements TokenProvider {
+  private readonly inflight = new Map<string, Promise<AccessToken>>();
+  /** Refreshes this process performed, for tests and metrics. */
+  readonly events: RefreshEvent[] = [];
+
+  constructor(
+    private readonly deps: {
+      db: Kysely<DB>;
+      vault: Vault;
+      settings: Settings;
+      appStatus: OAuthAppStatus;
+      log: Logger;
+      refresh?: typeof refreshAccessToken;
+      now?: () => number;
+    },
+    private readonly options: TokenStoreOptions = { lockMs: 30_000, pollMs: 100 },
+  ) {}
+
+  private now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+
+  async accessToken(kind: ServerKind, serverId: number, options: { renew?: boolean } = {}): Promise<AccessToken> {
+    const row = await loadTokenRow(this.deps.db, kind, serverId);
+    assertUsable(kind, row);
+    if (!options.renew && !tokenNeedsRefresh({ expiresAt: row.access_token_expires_at, hasAccessToken: row.access_token_enc !== null }, this.now(), false)) {
+      return this.decrypted(kind, row);
+    }
+    const key = `${kind}:${serverId}`;
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const stale = options.renew ? row.access_token_enc : null;
+    const p = this.refreshOnce(kind, serverId, stale).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  /** Refreshes now whatever the expiry (the daily keep-alive that stops 90-day inactivity expiry). */
+  async keepAlive(kind: ServerKind, serverId: number): Promise<void> {
+    const row = await loadTokenRow(this.deps.db, kind, serverId);
+    await this.accessToken(kind, serverId, { renew: row.access_token_enc !== null });
+  }
+
+  private decrypted(kind: ServerKind, row: TokenRow): AccessToken {
+    return { accessToken: this.deps.vault.decrypt(row.access_token_enc!, accessTokenContext(kind, row.id)), expiresAt: row.access_token_expires_at ?? 0 };
+  }
+
+  /**
+   * One refresh across processes. `stale` is the access token the caller saw refused: a token that differs
+   * from it was refreshed by someone else meanwhile and is used as it is.
+   */
+  private async refreshOnce(kind: ServerKind, id: number, stale: string | null): Promise<AccessToken> {
+    const { db } = this.deps;
+    const table = tableOf(kind);
+    const giveUpAt = this.now() + this.options.lockMs + 5_000;
+    for (;;) {
+      const now = this.now();
+      const lease = await db
+        .updateTable(table)
+        .set({ token_refresh_lock_until: now + this.options.lockMs })
+        .where('id', '=', id)
+        .where((eb) => eb.or([eb('token_refresh_lock_until', 'is', null), eb('token_refresh_lock_until', '<', now)]))
+        .executeTakeFirst();
+      const row = await loadTokenRow(db, kind, id);
+      if (Number(lease.numUpdatedRows) === 1) {
+        try {
+          assertUsable(kind, row);
+          if (this.refreshedMeanwhile(row, stale)) return this.decrypted(kind, row);
+          return await this.refreshNow(kind, row);
+        } finally {
+          await db.updateTable(table).set({ token_refresh_lock_until: null }).where('id', '=', id).execute();
+        }
+      }
+      assertUsable(kind, row);
+      if (this.refreshedMeanwhile(row, stale)) return this.decrypted(kind, row);
+      if (this.now() > giveUpAt) {
+        throw new AppError('JUNIPER_ERR_OAUTH', `${kindLabel(kind)} server "${row.name}": another process has been refreshing its Outlook token for too long; trying again shortly.`, {
+          details: { errorClass: 'transient', transient: true },
+        });
+      }
+      await new Promise((r) => setTimeout(r, this.options.pollMs));
+    }
+  }
+
+  private refreshedMeanwhile(row: TokenRow, stale: string | null): boolean {
+    if (row.access_token_enc === null || row.access_token_enc === stale) return false;
+    return !tokenNeedsRefresh({ expiresAt: row.access_token_expires_at, hasAccessToken: true }, this.now(), false);
+  }
+
+  private async refreshNow(kind: ServerKind, row: TokenRow): Promise<AccessToken> {
+    const { db, vault, settings, appStatus, log } = this.deps;
+    const credentials = await settings.outlookCredentials();
+    if (!credentials) throw new AppError('JUNIPER_ERR_OUTLOOK_CREDENTIALS');
+    const refreshToken = vault.decrypt(row.refresh_token_enc!, refreshTokenContext(kind, row.id));
+    let tokens: TokenSet;
+    try {
+      tokens = await (this.deps.refresh ?? refreshAccessToken)(credentials, { refreshToken, scope: scopeFor(kind) });
+    } catch (e) {
+      await this.recordFailure(kind, row, e);
+      throw e;
+    }
+    const now = this.now();
+    await db
+      .updateTable(tableOf(kind))
+      .set({
+        access_token_enc: vault.encrypt(tokens.accessToken, accessTokenContext(kind, row.id)),
+        access_token_expires_at: tokens.expiresAt,
+        // Microsoft rotates refresh tokens: the new one must replace the old, or the next refresh fails.
+        ...(tokens.refreshToken ? { refresh_token_enc: vault.encrypt(tokens.refreshToken, refreshTokenContext(kind, row.id)) } : {}),
+        token_status: 'valid',
+        token_error_code: null,
+        token_error_message: null,
+        token_refreshed_at: now,
+      })
+      .where('id', '=', row.id)
+      .execute();
+    await appStatus.clear();
+    this.events.push({ kind, serverId: row.id, outcome: 'refreshed' });
+    log.info({ server: row.id, kind, op: 'oauth.refresh' }, 'Outlook access token refreshed');
+    return { accessToken: tokens.accessToken, expiresAt: tokens.expiresAt };
+  }
+
+  private async recordFailure(kind: ServerKind, row: TokenRow, e: unknown): Promise<void> {
+    const { db, appStatus, log } = this.deps;
+    const details = oauthErrorDetails(e);
+    if (!details || !isAppError(e)) return;
+    const code = errorCodeOf(details);
+    if (details.errorClass === 'server') {
+      await db
+        .updateTable(tableOf(kind))
+        .set({ token_status: 'needs_reconnect', token_error_code: code, token_error_message: e.message })
+        .where('id', '=', row.id)
+        .execute();
+      this.events.push({ kind, serverId: row.id, outcome: 'needs_reconnect' });
+      log.warn({ server: row.id, kind, op: 'oauth.refresh', code }, e.message);
+    } else if (details.errorClass === 'app') {
+      await appStatus.set(code, e.message);
+      this.events.push({ kind, serverId: row.id, outcome: 'app_problem' });
+      log.error({ server: row.id, kind, op: 'oauth.refresh', code }, e.message);
+    } else {
+      this.events.push({ kind, serverId: row.id, outcome: 'transient' });
+      log.warn({ server: row.id, kind, op: 'oauth.refresh', code }, e.message);
+    }
+  }
+}
+
+/** `AADSTS700082` when Microsoft gave a code, else the OAuth error (`invalid_grant`), else null. */
+export function errorCodeOf(details: Pick<OAuthErrorDetails, 'aadsts' | 'oauthError'>): string | null {
+  return details.aadsts !== null ? `AADSTS${details.aadsts}` : details.oauthError;
+}
+
+function assertUsable(kind: ServerKind, row: TokenRow): void {
+  if (row.token_status === 'needs_reconnect') {
+    throw new AppError(
+      'JUNIPER_ERR_OUTLOOK_NEEDS_RECONNECT',
+      `${kindLabel(kind)} server "${row.name}" must be reconnected to Outlook${row.token_error_message ? ` (${row.token_error_message})` : ''}: click Connect your Outlook account.`,
+    );
+  }
+  if (row.refresh_token_enc === null) {
+    throw new AppError('JUNIPER_ERR_OUTLOOK_NOT_CONNECTED', `${kindLabel(kind)} server "${row.name}" has no Outlook token yet: click Connect your Outlook account.`);
+  }
+}

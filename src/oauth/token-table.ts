@@ -1,0 +1,62 @@
+// Outgoing and incoming servers keep the same OAuth token columns (TokenColumns in db/schema.ts), so one
+// token store serves both by table name.
+import type { Kysely } from 'kysely';
+import type { DB, OutgoingServer } from '../db/schema.js';
+import { AppError } from '../lib/errors.js';
+import type { ServerKind } from './token-provider.js';
+
+/** The columns every OAuth-capable server row has. */
+export type TokenRow = Pick<
+  OutgoingServer,
+  | 'id'
+  | 'name'
+  | 'username'
+  | 'auth'
+  | 'owner_user_id'
+  | 'refresh_token_enc'
+  | 'access_token_enc'
+  | 'access_token_expires_at'
+  | 'token_account'
+  | 'token_status'
+  | 'token_error_code'
+  | 'token_error_message'
+  | 'token_refreshed_at'
+  | 'token_refresh_lock_until'
+>;
+
+export function tableOf(kind: ServerKind): 'outgoing_servers' {
+  // Both tables share these columns; naming the incoming table through the outgoing type keeps Kysely's
+  // column checks for the shared part without a second copy of every query.
+  return (kind === 'outgoing' ? 'outgoing_servers' : 'incoming_servers') as 'outgoing_servers';
+}
+
+export const kindLabel = (kind: ServerKind) => (kind === 'outgoing' ? 'Outgoing' : 'Incoming');
+
+export async function loadTokenRow(db: Kysely<DB>, kind: ServerKind, id: number): Promise<TokenRow> {
+  const row = await db
+    .selectFrom(tableOf(kind))
+    .select([
+      'id',
+      'name',
+      'username',
+      'auth',
+      'owner_user_id',
+      'refresh_token_enc',
+      'access_token_enc',
+      'access_token_expires_at',
+      'token_account',
+      'token_status',
+      'token_error_code',
+      'token_error_message',
+      'token_refreshed_at',
+      'token_refresh_lock_until',
+    ])
+    .where('id', '=', id)
+    .executeTakeFirst();
+  if (!row) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No ${kind} mail server with id ${id}.`);
+  return row;
+}
+
+/** Vault contexts bind each token to its server row, so a token copied to another row does not decrypt. */
+export const refreshTokenContext = (kind: ServerKind, id: number) => `${tableOf(kind)}.refresh_token:${id}`;
+export const accessTokenContext = (kind: ServerKind, id: number) => `${tableOf(kind)}.access_token:${id}`;

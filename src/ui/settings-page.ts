@@ -1,0 +1,197 @@
+// General Settings: the "Custom Email Servers" checkbox that reveals "Outlook Credentials" (client id, the
+// write-only client secret and its expiry, cloud, tenant, and the Redirect URI to register in Azure), then
+// the link to the Outgoing Email Servers, as the Outlook procedure walks through them.
+import type { FastifyPluginAsync } from 'fastify';
+import type { Services } from '../app.js';
+import { actorOf } from '../http/actor.js';
+import type { Cloud, SettingsPatch, SettingsView } from '../settings/settings.js';
+import type { OutgoingServer } from '../db/schema.js';
+import { checked, csrfField, flashHtml, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
+import { html, type SafeHtml } from './html.js';
+import type { PageContext } from './layout.js';
+
+const cloudLabels: Record<Cloud, string> = {
+  global: 'Global',
+  usgov: 'US Government (GCC High, DoD)',
+  china: 'China (21Vianet)',
+};
+
+/** What the form shows: the stored view, or what was entered when a save was refused (never the secret). */
+interface SettingsForm {
+  customEmailServers: boolean;
+  enabled: boolean;
+  clientId: string;
+  clientSecretExpiresAt: string;
+  cloud: string;
+  tenant: string;
+  dedicatedServer: boolean;
+  massMailingServerId: string;
+}
+
+function fromView(v: SettingsView): SettingsForm {
+  return {
+    customEmailServers: v.customEmailServers,
+    // Shown ticked until credentials exist, so following the procedure (fill in, Save) turns Outlook on.
+    enabled: v.outlook.enabled || (v.outlook.clientId === null && !v.outlook.hasClientSecret),
+    clientId: v.outlook.clientId ?? '',
+    clientSecretExpiresAt: v.outlook.clientSecretExpiresAt ?? '',
+    cloud: v.outlook.cloud,
+    tenant: v.outlook.tenant,
+    dedicatedServer: v.massMailing.dedicatedServer,
+    massMailingServerId: v.massMailing.serverId === null ? '' : String(v.massMailing.serverId),
+  };
+}
+
+function fromPost(body: Form): SettingsForm {
+  return {
+    customEmailServers: checked(body, 'customEmailServers'),
+    enabled: checked(body, 'outlookEnabled'),
+    clientId: text(body, 'clientId').trim(),
+    clientSecretExpiresAt: text(body, 'clientSecretExpiresAt').trim(),
+    cloud: text(body, 'cloud'),
+    tenant: text(body, 'tenant').trim(),
+    dedicatedServer: checked(body, 'dedicatedServer'),
+    massMailingServerId: text(body, 'massMailingServerId'),
+  };
+}
+
+function toPatch(f: SettingsForm, body: Form): SettingsPatch {
+  const secret = text(body, 'clientSecret').trim();
+  return {
+    customEmailServers: f.customEmailServers,
+    outlook: {
+      enabled: f.enabled,
+      clientId: f.clientId,
+      // An empty secret field keeps the stored secret: the page never shows it, so it cannot send it back.
+      ...(secret !== '' ? { clientSecret: secret } : checked(body, 'clearClientSecret') ? { clientSecret: '' } : {}),
+      clientSecretExpiresAt: f.clientSecretExpiresAt,
+      // The service validates the cloud name; an unknown one is reported, not silently replaced.
+      cloud: f.cloud as Cloud,
+      tenant: f.tenant === '' ? 'common' : f.tenant,
+    },
+    massMailing: {
+      dedicatedServer: f.dedicatedServer,
+      serverId: f.massMailingServerId === '' ? null : Number(f.massMailingServerId),
+    },
+  };
+}
+
+/** Days left on the client secret, louder as expiry nears (Azure secrets expire; mail stops when they do). */
+function expiryNote(daysLeft: number | null): SafeHtml | null {
+  if (daysLeft === null) return html`<p class="help">Note the expiry date Azure showed for the secret: Juniper warns 30, 14, 7 and 1 days before it.</p>`;
+  if (daysLeft < 0) return html`<p class="flash flash-error">The client secret expired ${-daysLeft} day${-daysLeft === 1 ? '' : 's'} ago: Outlook servers cannot refresh their tokens. Create a new secret in Azure (Certificates &amp; secrets) and paste its Value above.</p>`;
+  const when = daysLeft === 0 ? 'today' : `in ${daysLeft} day${daysLeft === 1 ? '' : 's'}`;
+  if (daysLeft <= 30) {
+    const kind = daysLeft <= 7 ? 'error' : 'warning';
+    return html`<p class="flash flash-${kind}">The client secret expires ${when}. Create a new one in Azure (Certificates &amp; secrets) before then and paste its Value above, or Outlook mail stops.</p>`;
+  }
+  return html`<p class="help">Expires ${when}.</p>`;
+}
+
+function redirectUriBlock(view: SettingsView): SafeHtml {
+  const uri = view.outlook.redirectUri;
+  if (uri === null) {
+    return html`<p class="flash flash-warning">The Redirect URI follows Juniper's public address, which is not set yet. Set the system parameter
+<code>web.base.url</code> to the address people use to reach Juniper (e.g. <code>https://juniper.example.com</code>): in
+<a href="/parameters?debug=1">System Parameters</a> (developer mode), with <code>juniper params set web.base.url https://…</code>,
+or by starting Juniper with <code>JUNIPER_BASE_URL</code>.</p>`;
+  }
+  return html`<div class="copyable"><code id="redirect-uri">${uri}</code><button type="button" class="secondary small" data-copy="redirect-uri" hidden>Copy</button></div>
+<p class="help">Register exactly this address in Azure: App registration → Authentication → Web → Redirect URIs.</p>`;
+}
+
+function settingsBody(ctx: PageContext, view: SettingsView, f: SettingsForm, servers: OutgoingServer[], error?: string): SafeHtml {
+  const o = view.outlook;
+  return html`<div class="page-head"><h1>General Settings</h1></div>
+${error ? flashHtml({ kind: 'error', text: error }) : null}
+<form method="post" action="/settings" class="card" id="settings-form">
+  ${csrfField(ctx)}
+  <h2>Emails</h2>
+  <label class="check"><input type="checkbox" id="customEmailServers" name="customEmailServers" value="on"${f.customEmailServers ? html` checked` : null} data-reveal="outlook-credentials">
+    <span>Custom Email Servers<small>Send and receive through your own mail servers, such as Microsoft 365 with Outlook OAuth.</small></span></label>
+
+  <fieldset id="outlook-credentials"${f.customEmailServers ? null : html` hidden`}>
+    <legend>Outlook Credentials</legend>
+    <label class="check"><input type="checkbox" name="outlookEnabled" value="on"${f.enabled ? html` checked` : null}>
+      <span>Microsoft Outlook<small>Let mail servers sign in with "Connect your Outlook account" (Azure OAuth).</small></span></label>
+    <div class="grid">
+      <div>
+        <label for="clientId">Client ID</label>
+        <input type="text" id="clientId" name="clientId" value="${f.clientId}" placeholder="00000000-0000-0000-0000-000000000000" autocomplete="off" spellcheck="false">
+        <p class="help">The Application (client) ID from the app's Overview page in Azure.</p>
+      </div>
+      <div>
+        <label for="clientSecret">Client Secret</label>
+        <input type="password" id="clientSecret" name="clientSecret" value="" autocomplete="new-password"
+          placeholder="${o.hasClientSecret ? 'Leave empty to keep the stored secret' : 'Paste the client secret Value'}">
+        ${o.hasClientSecret
+          ? html`<p class="help"><span class="tag tag-green">a secret is stored</span> Leave the field empty to keep it.</p>
+        <label class="check plain"><input type="checkbox" name="clearClientSecret" value="on"><span>Remove the stored secret</span></label>`
+          : html`<p class="help">The secret's <em>Value</em> (not its Secret ID), from Certificates &amp; secrets.</p>`}
+      </div>
+    </div>
+    <div class="grid">
+      <div>
+        <label for="clientSecretExpiresAt">Client secret expiry date</label>
+        <input type="date" id="clientSecretExpiresAt" name="clientSecretExpiresAt" value="${f.clientSecretExpiresAt}">
+        ${expiryNote(o.clientSecretDaysLeft)}
+      </div>
+      <div>
+        <label for="cloud">Microsoft cloud</label>
+        <select id="cloud" name="cloud">
+          ${(Object.keys(cloudLabels) as Cloud[]).map((c) => html`<option value="${c}"${c === f.cloud ? html` selected` : null}>${cloudLabels[c]}</option>`)}
+        </select>
+      </div>
+      <div>
+        <label for="tenant">Tenant</label>
+        <input type="text" id="tenant" name="tenant" value="${f.tenant}" placeholder="common" spellcheck="false">
+        <p class="help"><code>common</code> (work and personal accounts), <code>organizations</code>, <code>consumers</code>, a tenant ID or a domain.</p>
+      </div>
+    </div>
+    <h3>Authority</h3>
+    <p><code>${o.authority}</code></p>
+    <h3>Redirect URI</h3>
+    ${redirectUriBlock(view)}
+    <h3>Servers</h3>
+    <p><a href="/outgoing-servers">Outgoing Email Servers</a></p>
+  </fieldset>
+
+  <h2 class="section">Mass mailing</h2>
+  <label class="check"><input type="checkbox" name="dedicatedServer" value="on"${f.dedicatedServer ? html` checked` : null} data-reveal="mass-mailing-server">
+    <span>Dedicated server for mass mailings<small>Mass mailings go through one server of their own, whatever their From.</small></span></label>
+  <div id="mass-mailing-server"${f.dedicatedServer ? null : html` hidden`}>
+    <label for="massMailingServerId">Mass mailing server</label>
+    <select id="massMailingServerId" name="massMailingServerId">
+      <option value="">Choose a server…</option>
+      ${servers.map((s) => html`<option value="${s.id}"${String(s.id) === f.massMailingServerId ? html` selected` : null}>${s.name}</option>`)}
+    </select>
+  </div>
+
+  <div class="actions form-actions"><button type="submit">Save</button></div>
+</form>`;
+}
+
+export function settingsPage(services: Services): FastifyPluginAsync {
+  return async (app) => {
+    app.get('/settings', { config: { access: 'admin' } }, async (request, reply) => {
+      const view = await services.settings.get();
+      const servers = await services.outgoingServers.list();
+      const ctx = pageContext(request, reply, 'settings');
+      return renderPage(reply, 'General Settings', settingsBody(ctx, view, fromView(view), servers), ctx);
+    });
+
+    app.post<{ Body: Form }>('/settings', { config: { access: 'admin' } }, async (request, reply) => {
+      const body = request.body ?? {};
+      const entered = fromPost(body);
+      try {
+        await services.settings.update(toPatch(entered, body), actorOf(request));
+      } catch (e) {
+        const err = formError(e);
+        const ctx = pageContext(request, reply, 'settings');
+        const [view, servers] = await Promise.all([services.settings.get(), services.outgoingServers.list()]);
+        return renderPage(reply, 'General Settings', settingsBody(ctx, view, entered, servers, err.message), ctx, err.status);
+      }
+      return redirectWithFlash(reply, '/settings', { kind: 'success', text: 'Settings saved.' });
+    });
+  };
+}

@@ -1,0 +1,139 @@
+// A fetcher that dies mid-run, on both databases, against a real Dovecot: thrown out of a batch by a reader
+// that fails after N messages, and a real `juniper fetch` process killed with SIGKILL. Either way nothing
+// stored is lost, nothing unstored is \Seen, and the next run completes.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import type { MailboxReader } from '../../src/incoming/mailbox-reader.js';
+import { imapConnector } from '../../src/incoming/imap-reader.js';
+import { cliEnv, projectRoot } from '../helpers/cli.js';
+import { dialects } from '../helpers/databases.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+import { corpus, deliverAll, seenByUid } from '../helpers/incoming.js';
+import { startDovecot, type Dovecot } from '../peers/dovecot.js';
+import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
+
+const PASSWORD = 'imap-secret';
+const users = ['crash', 'sigkill'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
+
+let idp: IdentityServer;
+let dovecot: Dovecot;
+before(async () => {
+  idp = await startIdentityServer({});
+  dovecot = await startDovecot({ identityUrl: idp.url, users: Object.fromEntries(users.map((u) => [u, PASSWORD])) });
+});
+after(async () => {
+  await dovecot.stop();
+  await idp.stop();
+});
+
+type Json = Record<string, unknown>;
+
+for (const dialect of dialects) {
+  describe(`a fetcher killed mid-run (${dialect})`, () => {
+    let t: TestApp;
+    let http: FastifyInstance;
+    let key: string;
+    const mailbox = (name: string) => `${name}-${dialect}@example.test`;
+
+    const api = async (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: object) => {
+      const res = await http.inject({ method, url, payload, headers: { authorization: `Bearer ${key}` } });
+      const json = String(res.headers['content-type']).startsWith('application/json');
+      return { status: res.statusCode, body: json ? res.json<Json>() : {}, text: res.body, raw: res.rawPayload };
+    };
+    const createServer = async (user: string, extra: object = {}) => {
+      const r = await api('POST', '/api/v1/incoming-servers', {
+        name: user, host: '127.0.0.1', port: dovecot.imapsPort, security: 'ssl', allowSelfSigned: true, auth: 'password', username: user, password: PASSWORD, ...extra,
+      });
+      assert.equal(r.status, 201, r.text);
+      return r.body.id as number;
+    };
+    const confirmed = async (user: string, extra: object = {}) => {
+      const id = await createServer(user, extra);
+      const test = await api('POST', `/api/v1/incoming-servers/${id}/test`);
+      assert.equal(test.body.ok, true, test.text);
+      return id;
+    };
+    const fetchNow = async (id: number) => {
+      const r = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
+      assert.equal(r.status, 200, r.text);
+      return r.body;
+    };
+    const listed = async (query: string) => (await api('GET', `/api/v1/messages?limit=1000&${query}`)).body as unknown as Json[];
+    /** Every \\Seen UID on the server is stored; and the counts, when given. */
+    const assertNothingUnstoredSeen = async (id: number, user: string, expect: { stored: number; seen?: number }) => {
+      const storedUids = new Set((await t.app.database.db.selectFrom('messages').select('uid').where('server_id', '=', id).execute()).map((r) => r.uid));
+      assert.equal(storedUids.size, expect.stored);
+      const seen = [...(await seenByUid(dovecot, user, PASSWORD))].filter(([, isSeen]) => isSeen).map(([uid]) => uid);
+      for (const uid of seen) assert.ok(storedUids.has(uid), `UID ${uid} is \\Seen, so it must be stored`);
+      if (expect.seen !== undefined) assert.equal(seen.length, expect.seen);
+    };
+
+    before(async () => {
+      t = await startTestApp(dialect);
+      http = await t.app.http();
+      key = (await t.createUser('admin', 'admin')).apiKey;
+    });
+    after(async () => t.close());
+
+    it('a fetcher that dies mid-batch loses nothing stored and marks nothing unstored; the next run completes', async () => {
+      const user = mailbox('crash');
+      const id = await confirmed(user);
+      await deliverAll(dovecot, user, corpus(120, user).map((m) => m.raw));
+      const server = await t.app.services.incomingServers.get(id);
+      // Dies after the 70th message: the first batch of 50 is stored and marked, 20 of the second are stored only.
+      const dying = (diesAfter: number) => async (...args: Parameters<ReturnType<typeof imapConnector>>): Promise<MailboxReader> => {
+        const reader = await imapConnector()(...args);
+        let yielded = 0;
+        return {
+          open: (f) => reader.open(f),
+          listAfter: (u) => reader.listAfter(u),
+          firstUnseen: () => reader.firstUnseen(),
+          markSeen: (uids) => reader.markSeen(uids),
+          close: () => reader.close(),
+          async *fetch(uids) {
+            for await (const m of reader.fetch(uids)) {
+              if (yielded++ === diesAfter) throw new Error('killed');
+              yield m;
+            }
+          },
+        };
+      };
+      await assert.rejects(t.app.services.incoming.fetchNow(server, { batchSize: 50 }, { connect: dying(70) }), /killed/);
+      await assertNothingUnstoredSeen(id, user, { stored: 70, seen: 50 });
+      assert.equal((await t.app.services.incomingServers.get(id)).last_error, 'Unexpected error: killed');
+
+      assert.deepEqual(await fetchNow(id), { fetched: 50, stored: 50, duplicates: 0, quarantined: 0 });
+      assert.equal((await listed(`serverId=${id}`)).length, 120);
+      assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean), 'the stored-but-unmarked ones are marked by the next run');
+      assert.equal((await api('GET', `/api/v1/incoming-servers/${id}`)).body.lastError, null);
+    });
+
+    it('`juniper fetch` killed with SIGKILL mid-run: its lease holds the server until it expires, then a new run completes', async () => {
+      const user = mailbox('sigkill');
+      const id = await confirmed(user);
+      const total = 200;
+      await deliverAll(dovecot, user, corpus(total, user).map((m) => m.raw));
+      const db = t.config.database;
+      const env = { ...cliEnv(t.config.dataDir, db.kind === 'postgres' ? db.url : `sqlite:${db.file}`), JUNIPER_LOG_LEVEL: 'warn' };
+      const child = spawn(process.execPath, ['bin/juniper.js', 'fetch', String(id)], { cwd: projectRoot, env, stdio: 'ignore' });
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      const count = async () => Number((await t.app.database.db.selectFrom('messages').select((eb) => eb.fn.countAll().as('n')).where('server_id', '=', id).executeTakeFirstOrThrow()).n);
+      while ((await count()) < 40) await new Promise((r) => setTimeout(r, 5));
+      child.kill('SIGKILL');
+      await exited;
+      const stored = await count();
+      assert.ok(stored < total, `killed mid-run (${stored} of ${total} stored)`);
+      await assertNothingUnstoredSeen(id, user, { stored });
+
+      assert.equal((await api('POST', `/api/v1/incoming-servers/${id}/fetch`)).status, 409, 'the dead run still holds the lease');
+      const later = t.app.services.incoming.fetcher({ now: () => Date.now() + 6 * 60_000 });
+      const counts = await later.fetchServer(id);
+      assert.equal(counts.fetched, total - stored);
+      assert.equal(counts.duplicates, 0);
+      assert.equal(await count(), total);
+      assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean));
+    });
+  });
+}

@@ -1,0 +1,203 @@
+// Incoming mail end to end on both databases, against a real Dovecot on loopback with password logins:
+// servers through the API, Test & Confirm, fetches of mail delivered over LMTP, what a second IMAP client
+// (a person in Outlook) sees of the \Seen flags, quarantine and UIDVALIDITY. Crashes: incoming-crash.test.ts.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { dialects } from '../helpers/databases.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+import { corpus, corpusMessage, deliverAll, malformedMessage, seenByUid, withMailbox } from '../helpers/incoming.js';
+import { startDovecot, type Dovecot } from '../peers/dovecot.js';
+import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
+
+const PASSWORD = 'imap-secret';
+const users = ['confirm', 'bulk', 'seen', 'quarantine', 'uidvalidity'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
+
+let idp: IdentityServer;
+let dovecot: Dovecot;
+before(async () => {
+  idp = await startIdentityServer({});
+  dovecot = await startDovecot({ identityUrl: idp.url, users: Object.fromEntries(users.map((u) => [u, PASSWORD])) });
+});
+after(async () => {
+  await dovecot.stop();
+  await idp.stop();
+});
+
+type Json = Record<string, unknown>;
+
+for (const dialect of dialects) {
+  describe(`incoming mail from Dovecot with password logins (${dialect})`, () => {
+    let t: TestApp;
+    let http: FastifyInstance;
+    let key: string;
+    const mailbox = (name: string) => `${name}-${dialect}@example.test`;
+
+    const api = async (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: object) => {
+      const res = await http.inject({ method, url, payload, headers: { authorization: `Bearer ${key}` } });
+      const json = String(res.headers['content-type']).startsWith('application/json');
+      return { status: res.statusCode, body: json ? res.json<Json>() : {}, text: res.body, raw: res.rawPayload };
+    };
+    const createServer = async (user: string, extra: object = {}) => {
+      const r = await api('POST', '/api/v1/incoming-servers', {
+        name: user, host: '127.0.0.1', port: dovecot.imapsPort, security: 'ssl', allowSelfSigned: true, auth: 'password', username: user, password: PASSWORD, ...extra,
+      });
+      assert.equal(r.status, 201, r.text);
+      return r.body.id as number;
+    };
+    const confirmed = async (user: string, extra: object = {}) => {
+      const id = await createServer(user, extra);
+      const test = await api('POST', `/api/v1/incoming-servers/${id}/test`);
+      assert.equal(test.body.ok, true, test.text);
+      return id;
+    };
+    const fetchNow = async (id: number) => {
+      const r = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
+      assert.equal(r.status, 200, r.text);
+      return r.body;
+    };
+    const listed = async (query: string) => (await api('GET', `/api/v1/messages?limit=1000&${query}`)).body as unknown as Json[];
+
+    before(async () => {
+      t = await startTestApp(dialect);
+      http = await t.app.http();
+      key = (await t.createUser('admin', 'admin')).apiKey;
+    });
+    after(async () => t.close());
+
+    it('Test & Confirm names the failing step with the server reply, then confirms a working server', async () => {
+      const user = mailbox('confirm');
+      const id = await createServer(user, { password: 'wrong-password' });
+      const wrongPassword = await api('POST', `/api/v1/incoming-servers/${id}/test`);
+      assert.equal(wrongPassword.body.ok, false);
+      assert.equal(wrongPassword.body.stage, 'auth');
+      assert.match(String(wrongPassword.body.message), /Authentication refused for confirm-.*AUTHENTICATIONFAILED.*Check the username/);
+      assert.equal(wrongPassword.body.state, 'draft');
+
+      assert.equal((await api('PATCH', `/api/v1/incoming-servers/${id}`, { password: PASSWORD, folder: 'Orders' })).status, 200);
+      const noFolder = await api('POST', `/api/v1/incoming-servers/${id}/test`);
+      assert.equal(noFolder.body.stage, 'folder', noFolder.text);
+      assert.match(String(noFolder.body.message), /The folder "Orders" could not be opened: "NO Mailbox doesn't exist/);
+
+      const wrongTls = await createServer(user, { port: dovecot.imapPort, security: 'ssl' });
+      const tls = await api('POST', `/api/v1/incoming-servers/${wrongTls}/test`);
+      assert.equal(tls.body.stage, 'tls', tls.text);
+      assert.match(String(tls.body.message), /STARTTLS/);
+
+      assert.equal((await api('POST', `/api/v1/incoming-servers/${id}/fetch`)).status, 409, 'a draft is not fetched');
+      assert.equal((await api('PATCH', `/api/v1/incoming-servers/${id}`, { folder: 'INBOX' })).status, 200);
+      const ok = await api('POST', `/api/v1/incoming-servers/${id}/test`);
+      assert.equal(ok.body.ok, true, ok.text);
+      assert.match(String(ok.body.message), /logged in as confirm-.*opened the folder "INBOX" \(0 messages\)/);
+      const view = (await api('GET', `/api/v1/incoming-servers/${id}`)).body;
+      assert.equal(view.state, 'confirmed');
+      assert.equal(view.hasPassword, true);
+      assert.ok(!JSON.stringify(view).includes(PASSWORD), 'the password never leaves the vault');
+      assert.ok(!t.logs().includes(PASSWORD), 'nor reaches the logs');
+
+      assert.equal((await api('PATCH', `/api/v1/incoming-servers/${id}`, { port: dovecot.imapPort, security: 'starttls' })).body.state, 'draft', 'a connection change needs a new Test & Confirm');
+      assert.equal((await api('POST', `/api/v1/incoming-servers/${id}/test`)).body.ok, true, 'STARTTLS works too');
+    });
+
+    it('fetches 200 messages of every shape, marks them \\Seen only once stored, and stores none twice', async () => {
+      const user = mailbox('bulk');
+      const id = await confirmed(user, { keepOriginal: true });
+      const messages = corpus(200, user);
+      await deliverAll(dovecot, user, messages.map((m) => m.raw));
+
+      const counts = await fetchNow(id);
+      assert.deepEqual(counts, { fetched: 200, stored: 200, duplicates: 0, quarantined: 0 });
+      const seen = await seenByUid(dovecot, user, PASSWORD);
+      assert.equal(seen.size, 200);
+      assert.ok([...seen.values()].every(Boolean), 'every fetched message is \\Seen');
+
+      const stored = await listed(`serverId=${id}`);
+      assert.equal(stored.length, 200);
+      const pages: Json[][] = [];
+      for (let after = 0, page: Json[] = []; pages.length === 0 || page.length === 70; after = page.at(-1)!.id as number) {
+        page = (await api('GET', `/api/v1/messages?serverId=${id}&limit=70&after=${after}`)).body as unknown as Json[];
+        pages.push(page);
+      }
+      assert.deepEqual(pages.map((p) => p.length), [70, 70, 60], 'paged oldest first with limit and after');
+      assert.deepEqual(pages.flat().map((m) => m.id), stored.map((m) => m.id));
+      for (const kind of ['latin1', 'shift_jis', 'cp1252', 'alternative', 'attachment', 'no-message-id'] as const) {
+        const sample = messages.find((m) => m.kind === kind)!;
+        const row = stored.find((s) => s.subject === sample.subject);
+        assert.ok(row, `${kind} stored`);
+        const detail = (await api('GET', `/api/v1/messages/${row.id as number}`)).body;
+        assert.ok(String(detail.text).includes(sample.expectText), `${kind}: ${JSON.stringify(detail.text)} contains ${sample.expectText}`);
+        assert.equal(detail.messageId, sample.messageId ?? null);
+        assert.match(String(detail.from), /Customer Smith.*customer@client\.test/);
+        if (kind === 'alternative') assert.match(String(detail.html), /<b>html<\/b>/);
+        if (kind === 'attachment') {
+          const attachments = detail.attachments as { filename: string; url: string; size: number }[];
+          assert.equal(attachments.length, 1);
+          assert.match(attachments[0]!.filename, /^invoice-\d+\.pdf$/);
+          const file = await api('GET', attachments[0]!.url);
+          assert.equal(file.status, 200);
+          assert.match(file.raw.toString(), /^%PDF-1\.4 invoice/);
+        }
+        const raw = await api('GET', String(detail.rawUrl));
+        assert.ok(raw.raw.includes(sample.raw.subarray(0, 60)), 'the original bytes are kept');
+      }
+
+      assert.deepEqual(await fetchNow(id), { fetched: 0, stored: 0, duplicates: 0, quarantined: 0 }, 'a second fetch finds nothing new');
+      // The same mail arriving again (a resent message) is recognised by its Message-ID.
+      await deliverAll(dovecot, user, messages.slice(0, 5).map((m) => m.raw));
+      assert.deepEqual(await fetchNow(id), { fetched: 5, stored: 0, duplicates: 5, quarantined: 0 });
+      assert.equal((await listed(`serverId=${id}`)).length, 200);
+    });
+
+    it('fetches mail that another client already read (the UID cursor decides, not \\Seen)', async () => {
+      const user = mailbox('seen');
+      const id = await confirmed(user);
+      await deliverAll(dovecot, user, [corpusMessage('plain', user, 1).raw]);
+      assert.equal((await fetchNow(id)).stored, 1);
+      const later = [2, 3, 4].map((n) => corpusMessage('plain', user, n));
+      await deliverAll(dovecot, user, later.map((m) => m.raw));
+      await withMailbox(dovecot, user, PASSWORD, 'INBOX', (client) => client.messageFlagsAdd('2:3', ['\\Seen']));
+      assert.deepEqual(await fetchNow(id), { fetched: 3, stored: 3, duplicates: 0, quarantined: 0 });
+      assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean));
+    });
+
+    it('quarantines a message mailparser refuses, with its raw bytes and the error, and goes on with the batch', async () => {
+      const user = mailbox('quarantine');
+      const id = await confirmed(user);
+      const bad = malformedMessage(user);
+      await deliverAll(dovecot, user, [corpusMessage('plain', user, 1).raw], 1);
+      await deliverAll(dovecot, user, [bad], 1);
+      await deliverAll(dovecot, user, [corpusMessage('plain', user, 2).raw], 1);
+      assert.deepEqual(await fetchNow(id), { fetched: 3, stored: 2, duplicates: 0, quarantined: 1 });
+      const [q] = await listed(`serverId=${id}&quarantined=true`);
+      assert.ok(q);
+      const detail = (await api('GET', `/api/v1/messages/${q.id as number}`)).body;
+      assert.equal(detail.quarantined, true);
+      assert.match(String(detail.parseError), /Max allowed child nodes exceeded/);
+      const raw = await api('GET', String(detail.rawUrl));
+      assert.ok(raw.raw.includes(bad.subarray(bad.indexOf('Content-Type'))), 'the quarantined bytes are the delivered ones (after the headers Dovecot adds)');
+      assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean), 'quarantined counts as stored');
+      assert.deepEqual(await fetchNow(id), { fetched: 0, stored: 0, duplicates: 0, quarantined: 0 });
+    });
+
+    it('starts over when UIDVALIDITY changes, recognising what it already stored', async () => {
+      const user = mailbox('uidvalidity');
+      const first = [1, 2, 3].map((n) => corpusMessage('plain', user, n));
+      await withMailbox(dovecot, user, PASSWORD, 'INBOX', async (client) => {
+        await client.mailboxCreate('Orders');
+        for (const m of first) await client.append('Orders', m.raw);
+      });
+      const id = await confirmed(user, { folder: 'Orders' });
+      assert.equal((await fetchNow(id)).stored, 3);
+      const before = await t.app.services.incomingServers.get(id);
+      await withMailbox(dovecot, user, PASSWORD, 'INBOX', async (client) => {
+        await client.mailboxDelete('Orders');
+        await client.mailboxCreate('Orders');
+        for (const m of [...first, corpusMessage('plain', user, 4), corpusMessage('plain', user, 5)]) await client.append('Orders', m.raw);
+      });
+      assert.deepEqual(await fetchNow(id), { fetched: 5, stored: 2, duplicates: 3, quarantined: 0 });
+      const afterReset = await t.app.services.incomingServers.get(id);
+      assert.notEqual(afterReset.cursor_uidvalidity, before.cursor_uidvalidity);
+      assert.equal(afterReset.cursor_last_uid, 5);
+    });
+  });
+}

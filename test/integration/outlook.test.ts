@@ -1,0 +1,221 @@
+// Microsoft Outlook OAuth end to end, on both databases: Connect your Outlook account against a real
+// loopback authorization server (Microsoft-shaped, rotating refresh tokens, PKCE checked), tokens stored
+// encrypted, Test Connection and real mail through an SMTP server that requires XOAUTH2 and validates the
+// bearer token at that authorization server; token refresh under load; per-server and app-wide failures.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { cliActor } from '../../src/audit/audit-log.js';
+import { TokenStore } from '../../src/oauth/token-store.js';
+import { accessTokenContext, refreshTokenContext } from '../../src/oauth/token-table.js';
+import { dialects } from '../helpers/databases.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+import { authorize, confirm, connectOutlook, signIn, startConnect, type BrowserSession } from '../helpers/outlook.js';
+import { testDispatcher, type TestDispatcher } from '../helpers/outgoing.js';
+import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
+import { microsoftError } from '../peers/identity-protocol.js';
+import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink.js';
+
+const CLIENT_ID = '3f2504e0-4f89-41d3-9a0c-0305e82c3301';
+const CLIENT_SECRET = 'client-secret-value~0123456789abcdefghij';
+const MAILBOX = 'alice@example.test';
+
+for (const dialect of dialects) {
+  describe(`Outlook OAuth (${dialect})`, () => {
+    let t: TestApp;
+    let http: FastifyInstance;
+    let idp: IdentityServer;
+    let sink: SmtpSink;
+    let d: TestDispatcher;
+    let admin: BrowserSession;
+    let serverId: number;
+
+    const api = async (method: 'GET' | 'POST' | 'PUT' | 'PATCH', url: string, payload?: object, s: BrowserSession = admin) => {
+      const res = await http.inject({ method, url, payload, headers: { cookie: s.cookie, 'x-csrf-token': s.csrfToken } });
+      return { status: res.statusCode, body: res.json<Record<string, unknown>>(), text: res.body };
+    };
+    const server = async () => (await api('GET', `/api/v1/outgoing-servers/${serverId}`)).body as { token: { status: string; account: string | null; error: { code: string; message: string } | null; appProblem: { message: string } | null } };
+    const refreshCount = () => idp.tokenRequests.filter((r) => r.grantType === 'refresh_token').length;
+    const expireAccessToken = () =>
+      t.app.database.db.updateTable('outgoing_servers').set({ access_token_expires_at: Date.now() + 60_000 }).where('id', '=', serverId).execute();
+
+    before(async () => {
+      idp = await startIdentityServer();
+      sink = await startSmtpSink({ auth: 'xoauth2', identityUrl: idp.url, tls: 'starttls' });
+      t = await startTestApp(dialect);
+      http = await t.app.http();
+      const user = await t.createUser('admin', 'admin');
+      admin = await signIn(http, 'admin', user.password);
+      await t.app.services.parameters.set('web.base.url', 'https://juniper.example.com', cliActor);
+      await t.app.services.parameters.set('microsoft_outlook.endpoint', `${idp.url}/common/oauth2/v2.0/`, cliActor);
+      const settings = await api('PUT', '/api/v1/settings', { customEmailServers: true, outlook: { enabled: true, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET } });
+      assert.equal(settings.status, 200, settings.text);
+      const created = await api('POST', '/api/v1/outgoing-servers', { name: 'Outlook', auth: 'outlook', username: MAILBOX, host: '127.0.0.1', port: sink.port, allowSelfSigned: true });
+      assert.equal(created.status, 201, created.text);
+      serverId = created.body.id as number;
+      d = testDispatcher(t.app);
+    });
+    after(async () => {
+      await d.close();
+      await t.close();
+      await sink.stop();
+      await idp.stop();
+    });
+
+    it('presets an Outlook server: STARTTLS, no password, From filter = the mailbox', async () => {
+      const s = (await api('GET', `/api/v1/outgoing-servers/${serverId}`)).body;
+      assert.equal(s.security, 'starttls');
+      assert.equal(s.fromFilter, MAILBOX);
+      assert.equal(s.hasPassword, false);
+      const preset = await api('POST', '/api/v1/outgoing-servers', { name: 'preset', auth: 'outlook', username: 'bob@example.test' });
+      assert.equal(preset.body.host, 'smtp.office365.com');
+      assert.equal(preset.body.port, 587);
+      const withPassword = await api('POST', '/api/v1/outgoing-servers', { name: 'bad', auth: 'outlook', username: 'bob@example.test', password: 'x' });
+      assert.equal(withPassword.status, 400);
+      assert.match(String((withPassword.body.error as { message: string }).message), /password empty/);
+    });
+
+    it('connects: authorize URL with PKCE S256, login_hint and select_account; confirm stores tokens encrypted; Token Valid', async () => {
+      const url = new URL(await startConnect(http, admin, 'outgoing', serverId));
+      assert.equal(url.origin + url.pathname, `${idp.url}/common/oauth2/v2.0/authorize`);
+      const q = url.searchParams;
+      assert.equal(q.get('client_id'), CLIENT_ID);
+      assert.equal(q.get('response_type'), 'code');
+      assert.equal(q.get('redirect_uri'), 'https://juniper.example.com/microsoft_outlook/confirm');
+      assert.equal(q.get('code_challenge_method'), 'S256');
+      assert.ok((q.get('code_challenge') ?? '').length >= 43);
+      assert.equal(q.get('login_hint'), MAILBOX);
+      assert.equal(q.get('prompt'), 'select_account');
+      assert.equal(q.get('scope'), 'offline_access openid email https://outlook.office.com/SMTP.Send');
+      const res = await confirm(http, admin, await authorize(url.toString()));
+      assert.equal(res.statusCode, 303, res.body);
+      assert.equal(res.headers.location, `/outgoing-servers/${serverId}?connected=1`);
+      const s = await server();
+      assert.equal(s.token.status, 'valid');
+      assert.equal(s.token.account, MAILBOX);
+
+      const row = await t.app.database.db.selectFrom('outgoing_servers').selectAll().where('id', '=', serverId).executeTakeFirstOrThrow();
+      const refresh = t.app.vault.decrypt(row.refresh_token_enc!, refreshTokenContext('outgoing', serverId));
+      const access = t.app.vault.decrypt(row.access_token_enc!, accessTokenContext('outgoing', serverId));
+      assert.ok(refresh.length > 10 && access.length > 100);
+      const dump = JSON.stringify(await t.app.database.db.selectFrom('outgoing_servers').selectAll().execute());
+      assert.ok(!dump.includes(refresh) && !dump.includes(access), 'tokens are stored only encrypted');
+      if (t.config.database.kind === 'sqlite') {
+        for (const f of [t.config.database.file, `${t.config.database.file}-wal`].filter((p) => fs.existsSync(p))) {
+          const bytes = fs.readFileSync(f);
+          assert.ok(!bytes.includes(refresh) && !bytes.includes(access) && !bytes.includes(CLIENT_SECRET), `no raw secret in ${f}`);
+        }
+      }
+      const body = (await api('GET', `/api/v1/outgoing-servers/${serverId}`)).text + (await api('GET', '/api/v1/settings')).text;
+      assert.ok(!body.includes(refresh) && !body.includes(access) && !body.includes(CLIENT_SECRET), 'no secret in API responses');
+      assert.ok(![refresh, access, CLIENT_SECRET].some((secret) => t.logs().includes(secret)), 'no secret in logs');
+    });
+
+    it('Test Connection and a real mail go through the XOAUTH2 server with the stored token', async () => {
+      const before = sink.messages.length;
+      const test = await api('POST', `/api/v1/outgoing-servers/${serverId}/test`);
+      assert.equal(test.body.ok, true, test.text);
+      assert.equal(sink.messages.length, before, 'Test Connection delivers nothing');
+      await t.app.services.outbox.enqueue({ from: MAILBOX, to: ['customer@client.test'], subject: 'via oauth', text: 'hi' }, null, cliActor);
+      await d.drain();
+      assert.equal(sink.messages.length, before + 1);
+      assert.equal(sink.messages[before]!.user, MAILBOX);
+      assert.ok(sink.authAttempts.some((a) => a.method === 'XOAUTH2' && a.ok));
+    });
+
+    it('refuses forged, replayed, expired and other-user states with 403 and changes nothing', async () => {
+      const okQuery = await authorize(await startConnect(http, admin, 'outgoing', serverId));
+      const forged = new URLSearchParams(okQuery);
+      forged.set('state', 'forged-state-value');
+      assert.equal((await confirm(http, admin, forged)).statusCode, 403);
+
+      const other = await t.createUser('mallory', 'user');
+      const mallory = await signIn(http, 'mallory', other.password);
+      const stolen = await confirm(http, mallory, okQuery);
+      assert.equal(stolen.statusCode, 403);
+      assert.match(stolen.body, /another Juniper user/);
+
+      const tokenBefore = (await t.app.database.db.selectFrom('outgoing_servers').select('refresh_token_enc').where('id', '=', serverId).executeTakeFirstOrThrow()).refresh_token_enc;
+      assert.equal((await confirm(http, admin, okQuery)).statusCode, 303, 'the rightful user can still use it');
+      const replay = await confirm(http, admin, okQuery);
+      assert.equal(replay.statusCode, 403);
+      assert.match(replay.body, /already used/);
+
+      const late = await authorize(await startConnect(http, admin, 'outgoing', serverId));
+      await t.app.database.db.updateTable('oauth_states').set({ expires_at: Date.now() - 1 }).where('used_at', 'is', null).execute();
+      const expired = await confirm(http, admin, late);
+      assert.equal(expired.statusCode, 403);
+      assert.match(expired.body, /expired/);
+      const tokenAfter = (await t.app.database.db.selectFrom('outgoing_servers').select('refresh_token_enc').where('id', '=', serverId).executeTakeFirstOrThrow()).refresh_token_enc;
+      assert.notEqual(tokenAfter, null);
+      assert.notEqual(tokenBefore, null);
+      assert.equal((await server()).token.status, 'valid', 'refused answers changed nothing');
+    });
+
+    it('explains a declined consent from Microsoft with a page linking back to the server', async () => {
+      const q = await authorize(await startConnect(http, admin, 'outgoing', serverId));
+      const denied = new URLSearchParams({ state: q.get('state')!, error: 'access_denied', error_description: 'AADSTS65004: User declined to consent to access the app.' });
+      const res = await confirm(http, admin, denied);
+      assert.equal(res.statusCode, 400);
+      assert.match(res.body, /declined/i);
+      assert.match(res.body, new RegExp(`href="/outgoing-servers/${serverId}"`));
+      assert.equal((await server()).token.status, 'valid');
+    });
+
+    it('refreshes an expiring token exactly once for 500 mails with 8 concurrent senders and two processes, and stores the rotated refresh token', async () => {
+      await expireAccessToken();
+      const refreshesBefore = refreshCount();
+      const sentBefore = sink.messages.length;
+      for (let i = 0; i < 500; i++) await t.app.services.queue.enqueue({ from: MAILBOX, to: [`r${i}@client.test`], cc: [], bcc: [], replyTo: null, subject: `load ${i}`, text: 'x', html: null, headers: {}, attachments: [], serverId: null, massMailing: false }, cliActor);
+      // A second token store on the same database stands for another worker process.
+      const otherProcess = new TokenStore({ db: t.app.database.db, vault: t.app.vault, settings: t.app.services.settings, appStatus: t.app.services.oauthAppStatus, log: t.app.logger });
+      const senders = Array.from({ length: 8 }, (_, i) => (i % 2 ? otherProcess : t.app.services.tokenStore).accessToken('outgoing', serverId));
+      const tokens = await Promise.all(senders);
+      await Promise.all([d.drain(), testDispatcher(t.app, 'second-worker').drain()]);
+      assert.equal(refreshCount() - refreshesBefore, 1, 'exactly one refresh');
+      assert.equal(new Set(tokens.map((x) => x.accessToken)).size, 1, 'every sender got the same new token');
+      assert.equal(sink.messages.length - sentBefore, 500);
+      // The identity server refuses a refresh token once used: a renew now succeeds only with the rotated one.
+      await t.app.services.tokenStore.accessToken('outgoing', serverId, { renew: true });
+      assert.equal((await server()).token.status, 'valid');
+    });
+
+    it('invalid_grant (AADSTS700082): the server needs reconnecting, mails wait with the reason, reconnecting sends them', async () => {
+      idp.failNextToken({ status: 400, body: microsoftError('invalid_grant', 700082, 'The refresh token has expired due to inactivity.') });
+      await expireAccessToken();
+      await assert.rejects(t.app.services.tokenStore.accessToken('outgoing', serverId));
+      const s = await server();
+      assert.equal(s.token.status, 'needs_reconnect');
+      assert.equal(s.token.error?.code, 'AADSTS700082');
+      const { id } = await t.app.services.outbox.enqueue({ from: MAILBOX, to: ['late@client.test'], subject: 'waits', text: 'x' }, null, cliActor);
+      await d.drain();
+      let mail = (await api('GET', `/api/v1/mails/${id}`)).body;
+      assert.equal(mail.state, 'queued');
+      assert.match(String(mail.waitingReason), /reconnect/i);
+      const before = sink.messages.length;
+      assert.equal((await connectOutlook(http, admin, 'outgoing', serverId)).statusCode, 303);
+      assert.equal((await server()).token.status, 'valid');
+      await d.drain();
+      mail = (await api('GET', `/api/v1/mails/${id}`)).body;
+      assert.equal(mail.state, 'sent', JSON.stringify(mail));
+      assert.equal(sink.messages.length, before + 1);
+    });
+
+    it('an expired client secret (AADSTS7000222) shows the app-level problem on every Outlook server until the secret changes', async () => {
+      const second = await api('POST', '/api/v1/outgoing-servers', { name: 'Outlook 2', auth: 'outlook', username: 'bob@example.test', host: '127.0.0.1', port: sink.port, allowSelfSigned: true });
+      idp.failNextToken({ status: 401, body: microsoftError('invalid_client', 7000222, 'The provided client secret keys for app are expired.') });
+      await expireAccessToken();
+      await assert.rejects(t.app.services.tokenStore.accessToken('outgoing', serverId));
+      const list = (await api('GET', '/api/v1/outgoing-servers')).body as unknown as { id: number; auth: string; token: { appProblem: { code: string; message: string } | null } }[];
+      const outlook = list.filter((s) => s.auth === 'outlook');
+      assert.ok(outlook.length >= 2 && outlook.some((s) => s.id === second.body.id));
+      for (const s of outlook) {
+        assert.equal(s.token.appProblem?.code, 'AADSTS7000222', `server ${s.id}`);
+        assert.match(s.token.appProblem.message, /secret/i);
+      }
+      await api('PUT', '/api/v1/settings', { outlook: { clientSecret: `${CLIENT_SECRET}-new` } });
+      assert.equal((await server()).token.appProblem, null, 'new credentials clear the problem');
+    });
+  });
+}

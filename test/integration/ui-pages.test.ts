@@ -1,0 +1,243 @@
+// The admin pages driven as a browser without JavaScript would: GET a page, POST its form with the hidden
+// CSRF field, follow the 303. Proves access rules, that secrets never reach the HTML, the Outlook preset,
+// Test Connection against a real SMTP sink, and developer mode. SQLite: the pages add no SQL of their own.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { cliActor } from '../../src/audit/audit-log.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink.js';
+
+const CLIENT_ID = '1b4f9c5e-0000-4000-8000-123456789abc';
+const SECRET = 'Qz8~ui-page-secret-value.0123456789';
+const SINK_PASSWORD = 'sink-password-4711';
+
+/** A browser without JavaScript: keeps cookies, reads the CSRF field from the last page. */
+class Browser {
+  private cookies = new Map<string, string>();
+  csrf = '';
+  constructor(private readonly http: FastifyInstance) {}
+
+  private remember(res: LightMyRequestResponse): void {
+    for (const c of res.cookies as { name: string; value: string; maxAge?: number; expires?: Date }[]) {
+      const expired = c.maxAge === 0 || (c.expires !== undefined && c.expires.getTime() <= Date.now()) || c.value === '';
+      if (expired) this.cookies.delete(c.name);
+      else this.cookies.set(c.name, c.value);
+    }
+    const m = /name="_csrf" value="([^"]+)"/.exec(res.body);
+    if (m?.[1]) this.csrf = m[1];
+  }
+
+  private cookieHeader(): string {
+    return [...this.cookies].map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('; ');
+  }
+
+  async get(url: string): Promise<LightMyRequestResponse> {
+    const res = await this.http.inject({ method: 'GET', url, headers: { accept: 'text/html', cookie: this.cookieHeader() } });
+    this.remember(res);
+    return res;
+  }
+
+  /** Posts a form; `csrf: false` leaves the hidden field out, as a forged cross-site form would. */
+  async post(url: string, fields: Record<string, string>, options: { csrf?: boolean; follow?: boolean } = {}): Promise<LightMyRequestResponse> {
+    const body = new URLSearchParams(options.csrf === false ? fields : { _csrf: this.csrf, ...fields }).toString();
+    const res = await this.http.inject({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: this.cookieHeader(), accept: 'text/html' },
+      payload: body,
+    });
+    this.remember(res);
+    if (options.follow !== false && res.statusCode === 303 && typeof res.headers.location === 'string' && res.headers.location.startsWith('/')) {
+      return this.get(res.headers.location);
+    }
+    return res;
+  }
+
+  async signIn(login: string, password: string): Promise<void> {
+    const res = await this.post('/login', { login, password, next: '/' }, { csrf: false });
+    assert.equal(res.statusCode, 200, res.body);
+  }
+}
+
+describe('admin pages (server-rendered forms)', () => {
+  let t: TestApp;
+  let http: FastifyInstance;
+  let admin: Browser;
+  let user: Browser;
+  let sink: SmtpSink;
+
+  before(async () => {
+    t = await startTestApp('sqlite');
+    http = await t.app.http();
+    sink = await startSmtpSink({ auth: 'password', passwords: { 'relay@example.com': SINK_PASSWORD }, tls: 'starttls' });
+    const a = await t.createUser('admin', 'admin');
+    const u = await t.createUser('jane', 'user');
+    admin = new Browser(http);
+    user = new Browser(http);
+    await admin.signIn('admin', a.password);
+    await user.signIn('jane', u.password);
+  });
+  after(async () => {
+    await sink.stop();
+    await t.close();
+  });
+
+  it('renders every page for an admin as uncached HTML', async () => {
+    const pages: [string, RegExp][] = [
+      ['/', /Welcome, admin/],
+      ['/settings', /General Settings/],
+      ['/outgoing-servers', /Outgoing Email Servers/],
+      ['/outgoing-servers/new', /New Outgoing Email Server/],
+      ['/outbox', /<h1>Outbox<\/h1>/],
+      ['/parameters?debug=1', /<h1>System Parameters<\/h1>/],
+    ];
+    for (const [url, expected] of pages) {
+      const res = await admin.get(url);
+      assert.equal(res.statusCode, 200, `${url}: ${res.body}`);
+      assert.match(String(res.headers['content-type']), /^text\/html/);
+      assert.equal(res.headers['cache-control'], 'no-store', url);
+      assert.match(res.body, expected, url);
+    }
+    await admin.get('/?debug=0');
+  });
+
+  it('answers 403 to a user on the admin-only Settings and System Parameters pages', async () => {
+    for (const url of ['/settings', '/parameters', '/parameters?debug=1']) {
+      const res = await user.get(url);
+      assert.equal(res.statusCode, 403, url);
+      assert.match(res.body, /Only an admin may do this/);
+    }
+    await user.get('/');
+    const post = await user.post('/settings', { customEmailServers: 'on' }, { follow: false });
+    assert.equal(post.statusCode, 403);
+    assert.equal((await t.app.services.settings.get()).customEmailServers, false);
+    const home = await user.get('/');
+    assert.doesNotMatch(home.body, /href="\/settings"/, 'a user has no Settings link');
+  });
+
+  it('refuses a form posted without the CSRF field', async () => {
+    await admin.get('/settings');
+    const res = await admin.post('/settings', { customEmailServers: 'on', clientId: CLIENT_ID }, { csrf: false, follow: false });
+    assert.equal(res.statusCode, 403);
+    assert.match(res.body, /security token/);
+    assert.equal((await t.app.services.settings.get()).outlook.clientId, null);
+  });
+
+  it('saves the Outlook Credentials and never puts the client secret in the page', async () => {
+    const form = await admin.get('/settings');
+    assert.match(form.body, /id="outlook-credentials" hidden/, 'Outlook Credentials wait for Custom Email Servers');
+    const saved = await admin.post('/settings', { customEmailServers: 'on', outlookEnabled: 'on', clientId: CLIENT_ID, clientSecret: SECRET, clientSecretExpiresAt: '2099-12-31', cloud: 'global', tenant: 'common' });
+    assert.equal(saved.statusCode, 200);
+    assert.match(saved.body, /Settings saved\./);
+    assert.match(saved.body, /a secret is stored/);
+    assert.doesNotMatch(saved.body, /id="outlook-credentials" hidden/);
+    assert.ok(saved.body.includes(CLIENT_ID));
+    assert.ok(!saved.body.includes(SECRET), 'the secret is not in the page');
+    assert.match(saved.body, /Set the system parameter\s+<code>web\.base\.url<\/code>/, 'says how to get a Redirect URI');
+
+    // A refused save shows what was entered (not the secret) and keeps the stored secret.
+    const refused = await admin.post('/settings', { customEmailServers: 'on', outlookEnabled: 'on', clientId: 'not-a-guid', clientSecret: `${SECRET}-new`, cloud: 'global', tenant: 'common' });
+    assert.equal(refused.statusCode, 400);
+    assert.match(refused.body, /GUID/);
+    assert.match(refused.body, /value="not-a-guid"/);
+    assert.ok(!refused.body.includes(SECRET));
+    assert.equal((await t.app.services.settings.outlookCredentials())?.clientSecret, SECRET);
+
+    // An empty secret field keeps the stored secret; the Redirect URI appears once web.base.url is set.
+    await t.app.services.parameters.set('web.base.url', 'https://juniper.example.com', cliActor);
+    const kept = await admin.post('/settings', { customEmailServers: 'on', outlookEnabled: 'on', clientId: CLIENT_ID, clientSecret: '', cloud: 'global', tenant: 'organizations' });
+    assert.match(kept.body, /<code id="redirect-uri">https:\/\/juniper\.example\.com\/microsoft_outlook\/confirm<\/code>/);
+    assert.match(kept.body, /https:\/\/login\.microsoftonline\.com\/organizations\/oauth2\/v2\.0\//);
+    assert.equal((await t.app.services.settings.outlookCredentials())?.clientSecret, SECRET);
+    assert.ok(!t.logs().includes(SECRET), 'nor in the logs');
+  });
+
+  it('creates an Outlook server from the checkbox with the smtp.office365.com:587 preset and offers Connect', async () => {
+    await admin.get('/outgoing-servers/new');
+    const res = await admin.post('/outgoing-servers/new', { name: 'Notifications <M365>', outlook: 'on', auth: 'password', host: '', port: '', security: 'starttls', username: 'Notifications@Example.com', fromFilter: '', priority: '10', active: 'on' });
+    assert.equal(res.statusCode, 200, res.body);
+    const [server] = await t.app.services.outgoingServers.list();
+    assert.ok(server);
+    assert.deepEqual([server.auth, server.host, server.port, server.security, server.username, server.from_filter], ['outlook', 'smtp.office365.com', 587, 'starttls', 'Notifications@example.com', 'Notifications@example.com']);
+    assert.match(res.body, /Outlook Token Missing/);
+    assert.match(res.body, /Connect your Outlook account/);
+    assert.match(res.body, /Notifications &lt;M365&gt;/, 'the name is escaped');
+
+    // Connect sends the browser to Microsoft's authorize endpoint (the credentials and base URL are set above).
+    const connect = await admin.post(`/outgoing-servers/${server.id}/outlook/connect`, {}, { follow: false });
+    assert.equal(connect.statusCode, 303, connect.body);
+    assert.match(String(connect.headers.location), /^https:\/\/login\.microsoftonline\.com\/organizations\/oauth2\/v2\.0\/authorize\?/);
+    assert.match(String(connect.headers.location), /login_hint=Notifications%40example\.com/);
+
+    const list = await admin.get('/outgoing-servers');
+    assert.match(list.body, /Notifications &lt;M365&gt;/);
+    assert.doesNotMatch(list.body, /<M365>/);
+  });
+
+  it('shows "Connection Test Successful!" after Test Connection against a real SMTP server', async () => {
+    await admin.get('/outgoing-servers/new');
+    const created = await admin.post('/outgoing-servers/new', { name: 'Relay', auth: 'password', host: '127.0.0.1', port: String(sink.port), security: 'starttls', username: 'relay@example.com', password: SINK_PASSWORD, fromFilter: 'example.com', priority: '20', active: 'on', allowSelfSigned: 'on' });
+    assert.equal(created.statusCode, 200, created.body);
+    assert.match(created.body, /a password is stored/);
+    assert.ok(!created.body.includes(SINK_PASSWORD));
+    const id = /action="\/outgoing-servers\/(\d+)\/test"/.exec(created.body)?.[1];
+    assert.ok(id);
+    const tested = await admin.post(`/outgoing-servers/${id}/test`, {});
+    assert.equal(tested.statusCode, 200);
+    assert.match(tested.body, /flash-success[^>]*>Connection Test Successful!/);
+    assert.equal(sink.messages.length, 0, 'a test sends nothing');
+
+    // Saving with an empty password field keeps the stored password; a wrong one fails the test in red.
+    await admin.post(`/outgoing-servers/${id}`, { name: 'Relay', auth: 'password', host: '127.0.0.1', port: String(sink.port), security: 'starttls', username: 'relay@example.com', password: '', fromFilter: 'example.com', priority: '20', active: 'on', allowSelfSigned: 'on' });
+    assert.match((await admin.post(`/outgoing-servers/${id}/test`, {})).body, /Connection Test Successful!/);
+    await admin.post(`/outgoing-servers/${id}`, { name: 'Relay', auth: 'password', host: '127.0.0.1', port: String(sink.port), security: 'starttls', username: 'relay@example.com', password: 'wrong-password', fromFilter: 'example.com', priority: '20', active: 'on', allowSelfSigned: 'on' });
+    const failed = await admin.post(`/outgoing-servers/${id}/test`, {});
+    assert.match(failed.body, /flash-error[^>]*>Connection Test Failed\./);
+  });
+
+  it('re-renders a refused server with the message and the entered values', async () => {
+    await admin.get('/outgoing-servers/new');
+    const res = await admin.post('/outgoing-servers/new', { name: 'Broken', auth: 'password', host: 'smtp.example.com', port: '465', security: 'starttls', username: 'x@example.com', password: 'pw-not-shown', fromFilter: 'example.com', priority: '10' });
+    assert.equal(res.statusCode, 400);
+    assert.match(res.body, /Port 465 expects SSL\/TLS/);
+    assert.match(res.body, /value="Broken"/);
+    assert.ok(!res.body.includes('pw-not-shown'));
+  });
+
+  it('lists mails in the Outbox and cancels one', async () => {
+    const { id } = await t.app.services.outbox.enqueue({ from: 'admin@example.com', to: ['bob@example.org'], subject: 'Quarterly <report>', text: 'hi' }, null, cliActor);
+    const page = await admin.get('/outbox?state=queued');
+    assert.match(page.body, /Quarterly &lt;report&gt;/);
+    assert.match(page.body, new RegExp(`action="/outbox/${id}/cancel"`));
+    const cancelled = await admin.post(`/outbox/${id}/cancel`, { back: '/outbox?state=queued' });
+    assert.match(cancelled.body, new RegExp(`Mail ${id} cancelled\\.`));
+    assert.equal((await t.app.services.queue.get(id)).state, 'cancelled');
+    assert.doesNotMatch((await user.get('/outbox')).body, /Quarterly/, "a user sees only the mails they enqueued");
+  });
+
+  it('shows System Parameters only in developer mode (?debug=1 on, ?debug=0 off) and edits them', async () => {
+    assert.doesNotMatch((await admin.get('/')).body, /System Parameters/);
+    const hint = await admin.get('/parameters');
+    assert.match(hint.body, /Activate developer mode/);
+    const on = await admin.get('/?debug=1');
+    assert.match(on.body, /<a href="\/parameters">System Parameters<\/a>/);
+    assert.match((await admin.get('/outbox')).body, /System Parameters/, 'the mode sticks (cookie)');
+
+    const params = await admin.get('/parameters');
+    assert.match(params.body, /mail\.catchall\.domain/);
+    const added = await admin.post('/parameters', { add: '1', key: 'mail.catchall.domain', value: 'Example.COM' });
+    assert.match(added.body, /mail\.catchall\.domain saved\./);
+    assert.equal(await t.app.services.parameters.value('mail.catchall.domain'), 'example.com');
+    const refused = await admin.post('/parameters', { add: '1', key: 'mail.catchall.domain', value: 'not a domain' });
+    assert.equal(refused.statusCode, 400);
+    assert.match(refused.body, /value="not a domain"/);
+    const deleted = await admin.post('/parameters/delete', { key: 'mail.catchall.domain' });
+    assert.match(deleted.body, /mail\.catchall\.domain deleted\./);
+    assert.equal(await t.app.services.parameters.value('mail.catchall.domain'), undefined);
+
+    const off = await admin.get('/?debug=0');
+    assert.doesNotMatch(off.body, /System Parameters/);
+    assert.doesNotMatch((await admin.get('/outbox')).body, /System Parameters/);
+  });
+});

@@ -1,12 +1,12 @@
 // Outgoing mail servers (with the OAuth token columns the Outlook issue fills), the durable outgoing queue,
 // and content-addressed blobs so an attachment sent to many recipients is stored once.
 import { sql, type Kysely } from 'kysely';
-import { binaryType, notNull, withId, type MigrationContext } from './helpers.js';
+import { binaryType, notNull, withId, withTokenColumns, type MigrationContext } from './helpers.js';
 
 export function outgoing({ dialect }: MigrationContext) {
   return {
     async up(db: Kysely<unknown>): Promise<void> {
-      await withId(db.schema.createTable('outgoing_servers'), dialect)
+      await withTokenColumns(withId(db.schema.createTable('outgoing_servers'), dialect))
         .addColumn('name', 'text', notNull)
         .addColumn('host', 'text', notNull)
         .addColumn('port', 'integer', notNull)
@@ -19,16 +19,6 @@ export function outgoing({ dialect }: MigrationContext) {
         .addColumn('active', 'integer', (c) => c.notNull().defaultTo(1))
         .addColumn('allow_self_signed', 'integer', (c) => c.notNull().defaultTo(0))
         .addColumn('owner_user_id', 'integer', (c) => c.references('users.id').onDelete('set null'))
-        // OAuth (Outlook) token state, per server.
-        .addColumn('refresh_token_enc', 'text')
-        .addColumn('access_token_enc', 'text')
-        .addColumn('access_token_expires_at', 'bigint')
-        .addColumn('token_account', 'text')
-        .addColumn('token_status', 'text', (c) => c.notNull().defaultTo('missing'))
-        .addColumn('token_error_code', 'text')
-        .addColumn('token_error_message', 'text')
-        .addColumn('token_refreshed_at', 'bigint')
-        .addColumn('token_refresh_lock_until', 'bigint')
         .addColumn('last_test_at', 'bigint')
         .addColumn('last_test_ok', 'integer')
         .addColumn('last_test_message', 'text')

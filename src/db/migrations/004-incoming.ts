@@ -2,12 +2,12 @@
 // serves both by table), the messages fetched from them and the mails Juniper sent that replies thread onto,
 // threads, attachments; and the bounce mark on outgoing mails.
 import { sql, type Kysely } from 'kysely';
-import { notNull, withId, type MigrationContext } from './helpers.js';
+import { notNull, withId, withTokenColumns, type MigrationContext } from './helpers.js';
 
 export function incoming({ dialect }: MigrationContext) {
   return {
     async up(db: Kysely<unknown>): Promise<void> {
-      await withId(db.schema.createTable('incoming_servers'), dialect)
+      await withTokenColumns(withId(db.schema.createTable('incoming_servers'), dialect))
         .addColumn('name', 'text', notNull)
         .addColumn('protocol', 'text', (c) => c.notNull().defaultTo('imap').check(sql`protocol in ('imap')`))
         .addColumn('host', 'text', notNull)
@@ -25,15 +25,6 @@ export function incoming({ dialect }: MigrationContext) {
         .addColumn('interval_minutes', 'integer', (c) => c.notNull().defaultTo(5))
         .addColumn('allow_self_signed', 'integer', (c) => c.notNull().defaultTo(0))
         .addColumn('owner_user_id', 'integer', (c) => c.references('users.id').onDelete('set null'))
-        .addColumn('refresh_token_enc', 'text')
-        .addColumn('access_token_enc', 'text')
-        .addColumn('access_token_expires_at', 'bigint')
-        .addColumn('token_account', 'text')
-        .addColumn('token_status', 'text', (c) => c.notNull().defaultTo('missing'))
-        .addColumn('token_error_code', 'text')
-        .addColumn('token_error_message', 'text')
-        .addColumn('token_refreshed_at', 'bigint')
-        .addColumn('token_refresh_lock_until', 'bigint')
         // UIDs are unsigned 32-bit: bigint, not integer (PostgreSQL's integer stops at 2^31 - 1).
         .addColumn('cursor_uidvalidity', 'bigint')
         .addColumn('cursor_last_uid', 'bigint')

@@ -66,14 +66,25 @@ function normaliseFilterPart(part: string): string {
   return toDomainName(lower) ?? lower;
 }
 
+// The dispatcher routes every mail of a batch against the same few filters; normalising their parts (IDN
+// conversion included) once per filter text keeps routing cheap. Bounded, as filters are admin-edited text.
+const parsedFilters = new Map<string, readonly string[]>();
+const PARSED_FILTERS_MAX = 1000;
+
 /** The parts of a From filter: comma-separated, trimmed, lower-cased, empties dropped. */
 export function parseFromFilter(filter: string | null): string[] {
   if (filter === null) return [];
-  return filter
-    .split(',')
-    .map((part) => part.trim())
-    .filter((part) => part !== '')
-    .map(normaliseFilterPart);
+  let parts = parsedFilters.get(filter);
+  if (parts === undefined) {
+    parts = filter
+      .split(',')
+      .map((part) => part.trim())
+      .filter((part) => part !== '')
+      .map(normaliseFilterPart);
+    if (parsedFilters.size >= PARSED_FILTERS_MAX) parsedFilters.clear();
+    parsedFilters.set(filter, parts);
+  }
+  return [...parts];
 }
 
 /**
@@ -82,7 +93,12 @@ export function parseFromFilter(filter: string | null): string[] {
  */
 export function filterMatches(parts: string[], address: string): FilterMatch | null {
   if (parts.length === 0) return 'empty';
-  const normal = normaliseAddress(address) ?? address.trim().toLowerCase();
+  return matchNormalised(parts, normaliseAddress(address) ?? address.trim().toLowerCase());
+}
+
+/** filterMatches for an address already in normaliseAddress form (the hot path of routing). */
+function matchNormalised(parts: string[], normal: string): FilterMatch | null {
+  if (parts.length === 0) return 'empty';
   if (parts.includes(normal)) return 'address';
   const domain = domainOf(normal);
   return domain !== '' && parts.some((part) => !part.includes('@') && part === domain) ? 'domain' : null;
@@ -111,10 +127,10 @@ const byPriorityThenId = (a: RoutableServer, b: RoutableServer): number => a.pri
 /** The best rule (1-5) a server satisfies on its own, or 6 when only "first server at all" applies. */
 function bestRule(parts: string[], ctx: Context): 1 | 2 | 3 | 4 | 5 | 6 {
   if (parts.length === 0) return 5;
-  const byFrom = filterMatches(parts, ctx.from);
+  const byFrom = matchNormalised(parts, ctx.from);
   if (byFrom === 'address') return 1;
   if (byFrom === 'domain') return 2;
-  const byNotifications = ctx.notifications ? filterMatches(parts, ctx.notifications.normal) : null;
+  const byNotifications = ctx.notifications ? matchNormalised(parts, ctx.notifications.normal) : null;
   if (byNotifications === 'address') return 3;
   if (byNotifications === 'domain') return 4;
   return 6;
@@ -137,8 +153,7 @@ function ruleInWords(rule: 1 | 2 | 3 | 4 | 5 | 6, ctx: Context): string {
   }
 }
 
-function whyNot(server: RoutableServer, parts: string[], ctx: Context, rule: number, winner: RoutableServer): string {
-  const own = bestRule(parts, ctx);
+function whyNot(server: RoutableServer, parts: string[], own: 1 | 2 | 3 | 4 | 5 | 6, ctx: Context, rule: number, winner: RoutableServer): string {
   if (own === 6) {
     const n = ctx.notifications;
     const also = !n || n.normal === ctx.from ? '' : n.domain === ctx.fromDomain ? `, nor the notifications address ${n.normal}` : `, nor the notifications address ${n.normal} or ${n.domain}`;
@@ -284,7 +299,7 @@ export function routeMail(input: RouteInput, servers: readonly RoutableServer[],
 
   const sendingAs = asNotifications ? `sending as the notifications address ${n.normal}` : `sending as the From ${from}`;
   const explanation = [
-    ...candidates.map((c) => (c === winner ? `${label(server)}: chosen by rule ${rule}: ${ruleInWords(rule, ctx)}; ${sendingAs}` : whyNot(c.server, c.parts, ctx, rule, server))),
+    ...candidates.map((c) => (c === winner ? `${label(server)}: chosen by rule ${rule}: ${ruleInWords(rule, ctx)}; ${sendingAs}` : whyNot(c.server, c.parts, c.rule, ctx, rule, server))),
     ...archived,
     rewrite
       ? `From rewritten to ${headerFrom}; Reply-To ${kept === null ? `set to the original From ${replyTo}` : `kept as ${kept}`}`

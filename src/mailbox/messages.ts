@@ -66,6 +66,10 @@ export interface MessageFilter {
   mailbox?: string;
   quarantined?: boolean;
   after?: number;
+  /** Only ids below this (paging newest first). */
+  before?: number;
+  /** Newest first (the Inbox page) instead of oldest first (the API's paging with `after`). */
+  newestFirst?: boolean;
   limit?: number;
 }
 
@@ -115,14 +119,15 @@ export class MessageStore {
     return viewer.admin ? q : q.where(visibleTo(viewer));
   }
 
-  /** Oldest first; page with `after` = the last id seen. */
+  /** Oldest first (page with `after` = the last id seen), or newest first (page with `before`). */
   async list(viewer: Viewer, filter: MessageFilter = {}): Promise<Message[]> {
-    let q = this.scoped(viewer).selectAll('m').orderBy('m.id').limit(Math.min(filter.limit ?? 100, 1000));
+    let q = this.scoped(viewer).selectAll('m').orderBy('m.id', filter.newestFirst ? 'desc' : 'asc').limit(Math.min(filter.limit ?? 100, 1000));
     if (filter.serverId !== undefined) q = q.where('m.server_id', '=', filter.serverId);
     if (filter.threadId !== undefined) q = q.where('m.thread_id', '=', filter.threadId);
     if (filter.mailbox !== undefined) q = q.where('m.mailbox', '=', filter.mailbox.toLowerCase());
     if (filter.quarantined !== undefined) q = q.where('m.quarantined', '=', filter.quarantined ? 1 : 0);
     if (filter.after !== undefined) q = q.where('m.id', '>', filter.after);
+    if (filter.before !== undefined) q = q.where('m.id', '<', filter.before);
     return q.execute();
   }
 

@@ -85,6 +85,11 @@ th.value-col { width:38%; }
 .filters button { margin-top:0; }
 ol.steps { padding-left:1.2rem; margin:0; }
 ol.steps li { margin:.5rem 0; }
+pre.mail-text { white-space:pre-wrap; overflow-wrap:anywhere; font:14px/1.5 ui-monospace, SFMono-Regular, Menlo, monospace; margin:0; }
+iframe.mail-html { width:100%; height:28rem; border:1px solid var(--border); border-radius:6px; background:#fff; resize:vertical; }
+ul.attachments { margin:0; padding-left:1.2rem; }
+ul.attachments li { margin:.3rem 0; }
+tr.current td { background:#eef6f1; }
 `;
 
 // Progressive enhancement only: every page works without it (the server renders what a save would show).

@@ -1,7 +1,7 @@
 import type { PrincipalUser } from '../http/access.js';
 import { html, type SafeHtml } from './html.js';
 
-export type NavItem = 'home' | 'settings' | 'outgoing' | 'outbox' | 'parameters';
+export type NavItem = 'home' | 'settings' | 'outgoing' | 'outbox' | 'incoming' | 'inbox' | 'parameters';
 
 export interface Flash {
   kind: 'success' | 'error' | 'warning';
@@ -29,6 +29,8 @@ function navigation(ctx: PageContext, user: PrincipalUser): SafeHtml {
     ['settings', '/settings', 'Settings', admin],
     ['outgoing', '/outgoing-servers', 'Outgoing Email Servers', true],
     ['outbox', '/outbox', 'Outbox', true],
+    ['incoming', '/incoming-servers', 'Incoming Mail Servers', true],
+    ['inbox', '/inbox', 'Inbox', true],
     ['parameters', '/parameters', 'System Parameters', admin && ctx.developerMode === true],
   ];
   return html`<nav class="mainnav" aria-label="Main">

@@ -1,6 +1,7 @@
 // Browser pages: sign-in, first-run setup, home, and (registered here so they share the page hooks) the
-// settings, outgoing server, outbox and system parameter pages. Forms post back here; state-changing forms
-// of a signed-in user carry the session's CSRF token as a hidden field (checked by the authenticate hook).
+// settings, outgoing server, outbox, incoming server, inbox and system parameter pages. Forms post back
+// here; state-changing forms of a signed-in user carry the session's CSRF token as a hidden field
+// (checked by the authenticate hook).
 import type { FastifyPluginAsync } from 'fastify';
 import type { Services } from '../app.js';
 import { setSessionCookie } from '../http/api/session.js';
@@ -10,6 +11,8 @@ import { appCss, appJs } from './assets.js';
 import { installPageHooks, pageContext, renderPage, sendPage } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import { page, type PageContext } from './layout.js';
+import { inboxPage } from './inbox-page.js';
+import { incomingServersPage } from './incoming-servers-page.js';
 import { outboxPage } from './outbox-page.js';
 import { outgoingServersPage } from './outgoing-servers-page.js';
 import { parametersPage } from './parameters-page.js';
@@ -133,6 +136,8 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
     await app.register(settingsPage(services));
     await app.register(outgoingServersPage(services));
     await app.register(outboxPage(services));
+    await app.register(incomingServersPage(services));
+    await app.register(inboxPage(services));
     await app.register(parametersPage(services));
   };
 }

@@ -153,7 +153,7 @@ ${error ? flashHtml({ kind: 'error', text: error }) : null}
     <h3>Redirect URI</h3>
     ${redirectUriBlock(view)}
     <h3>Servers</h3>
-    <p><a href="/outgoing-servers">Outgoing Email Servers</a></p>
+    <p><a href="/outgoing-servers">Outgoing Email Servers</a> · <a href="/incoming-servers">Incoming Mail Servers</a></p>
   </fieldset>
 
   <h2 class="section">Mass mailing</h2>

@@ -3,68 +3,22 @@
 // Test Connection against a real SMTP sink, and developer mode. SQLite: the pages add no SQL of their own.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { cliActor } from '../../src/audit/audit-log.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
+import { FormBrowser } from '../helpers/form-browser.js';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink.js';
 
 const CLIENT_ID = '1b4f9c5e-0000-4000-8000-123456789abc';
 const SECRET = 'Qz8~ui-page-secret-value.0123456789';
 const SINK_PASSWORD = 'sink-password-4711';
 
-/** A browser without JavaScript: keeps cookies, reads the CSRF field from the last page. */
-class Browser {
-  private cookies = new Map<string, string>();
-  csrf = '';
-  constructor(private readonly http: FastifyInstance) {}
-
-  private remember(res: LightMyRequestResponse): void {
-    for (const c of res.cookies as { name: string; value: string; maxAge?: number; expires?: Date }[]) {
-      const expired = c.maxAge === 0 || (c.expires !== undefined && c.expires.getTime() <= Date.now()) || c.value === '';
-      if (expired) this.cookies.delete(c.name);
-      else this.cookies.set(c.name, c.value);
-    }
-    const m = /name="_csrf" value="([^"]+)"/.exec(res.body);
-    if (m?.[1]) this.csrf = m[1];
-  }
-
-  private cookieHeader(): string {
-    return [...this.cookies].map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('; ');
-  }
-
-  async get(url: string): Promise<LightMyRequestResponse> {
-    const res = await this.http.inject({ method: 'GET', url, headers: { accept: 'text/html', cookie: this.cookieHeader() } });
-    this.remember(res);
-    return res;
-  }
-
-  /** Posts a form; `csrf: false` leaves the hidden field out, as a forged cross-site form would. */
-  async post(url: string, fields: Record<string, string>, options: { csrf?: boolean; follow?: boolean } = {}): Promise<LightMyRequestResponse> {
-    const body = new URLSearchParams(options.csrf === false ? fields : { _csrf: this.csrf, ...fields }).toString();
-    const res = await this.http.inject({
-      method: 'POST',
-      url,
-      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: this.cookieHeader(), accept: 'text/html' },
-      payload: body,
-    });
-    this.remember(res);
-    if (options.follow !== false && res.statusCode === 303 && typeof res.headers.location === 'string' && res.headers.location.startsWith('/')) {
-      return this.get(res.headers.location);
-    }
-    return res;
-  }
-
-  async signIn(login: string, password: string): Promise<void> {
-    const res = await this.post('/login', { login, password, next: '/' }, { csrf: false });
-    assert.equal(res.statusCode, 200, res.body);
-  }
-}
 
 describe('admin pages (server-rendered forms)', () => {
   let t: TestApp;
   let http: FastifyInstance;
-  let admin: Browser;
-  let user: Browser;
+  let admin: FormBrowser;
+  let user: FormBrowser;
   let sink: SmtpSink;
 
   before(async () => {
@@ -73,8 +27,8 @@ describe('admin pages (server-rendered forms)', () => {
     sink = await startSmtpSink({ auth: 'password', passwords: { 'relay@example.com': SINK_PASSWORD }, tls: 'starttls' });
     const a = await t.createUser('admin', 'admin');
     const u = await t.createUser('jane', 'user');
-    admin = new Browser(http);
-    user = new Browser(http);
+    admin = new FormBrowser(http);
+    user = new FormBrowser(http);
     await admin.signIn('admin', a.password);
     await user.signIn('jane', u.password);
   });

@@ -90,7 +90,7 @@ export function incomingCommand(withApp: WithApp): Command {
     .option('--archived', 'include archived servers', false)
     .option('--json', 'JSON output', false)
     .action(async (o: { archived: boolean; json: boolean }) => {
-      const rows = await withApp(async (app) => (await app.services.incomingServers.list({ includeArchived: o.archived })).map(incomingServerView));
+      const rows = await withApp(async (app) => (await app.services.incomingServers.list({ includeArchived: o.archived })).map((s) => incomingServerView(s)));
       process.stdout.write(o.json ? JSON.stringify(rows, null, 2) + '\n' : rows.map(describe).join('') || 'No incoming mail servers yet: juniper incoming create --help\n');
     });
 

@@ -7,7 +7,8 @@ import type { Actor, AuditLog } from '../audit/audit-log.js';
 import type { DB, IncomingServer } from '../db/schema.js';
 import type { PrincipalUser } from '../http/access.js';
 import { AppError } from '../lib/errors.js';
-import { tokenView, type TokenView } from '../outgoing/servers.js';
+import { assertMayChangeOwner, assertMayManageServer, forgetTokens, iso, lastTestView, noTokens, tokenView, type TokenView } from '../mail-servers/common.js';
+import type { AppProblem } from '../oauth/app-status.js';
 import type { Vault } from '../vault/index.js';
 import {
   applyIncomingAuthRules,
@@ -46,9 +47,7 @@ export interface IncomingServerView {
   updatedAt: string;
 }
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
-export function incomingServerView(s: IncomingServer): IncomingServerView {
+export function incomingServerView(s: IncomingServer, appProblem: AppProblem | null = null): IncomingServerView {
   return {
     id: s.id,
     name: s.name,
@@ -72,8 +71,8 @@ export function incomingServerView(s: IncomingServer): IncomingServerView {
     lastFetchAt: iso(s.last_fetch_at),
     lastError: s.last_error,
     errorSince: iso(s.error_since),
-    token: tokenView(s),
-    lastTest: s.last_test_at === null ? null : { at: iso(s.last_test_at)!, ok: s.last_test_ok === 1, message: s.last_test_message ?? '' },
+    token: tokenView(s, appProblem),
+    lastTest: lastTestView(s),
     createdAt: iso(s.created_at)!,
     updatedAt: iso(s.updated_at)!,
   };
@@ -83,8 +82,7 @@ export const incomingPasswordContext = (id: number) => `incoming_servers.passwor
 
 /** Admins manage every server; a user only the personal servers they own (others do not exist for them). */
 export function assertMayManageIncoming(user: PrincipalUser, server: Pick<IncomingServer, 'owner_user_id' | 'id'>): void {
-  if (user.role === 'admin') return;
-  if (server.owner_user_id !== user.id) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No incoming mail server with id ${server.id}.`);
+  assertMayManageServer('incoming', user, server);
 }
 
 export class IncomingServers {
@@ -139,14 +137,7 @@ export class IncomingServers {
           interval_minutes: input.intervalMinutes,
           allow_self_signed: input.allowSelfSigned ? 1 : 0,
           owner_user_id: owner,
-          refresh_token_enc: null,
-          access_token_enc: null,
-          access_token_expires_at: null,
-          token_account: null,
-          token_error_code: null,
-          token_error_message: null,
-          token_refreshed_at: null,
-          token_refresh_lock_until: null,
+          ...noTokens,
           created_at: now,
           updated_at: now,
         })
@@ -168,9 +159,7 @@ export class IncomingServers {
   async update(id: number, patch: PatchIncomingServer, user: PrincipalUser, actor: Actor): Promise<IncomingServer> {
     const current = await this.get(id);
     assertMayManageIncoming(user, current);
-    if (user.role !== 'admin' && patch.ownerUserId !== undefined && patch.ownerUserId !== user.id) {
-      throw new AppError('JUNIPER_ERR_FORBIDDEN', 'Only an admin may give a server to another user.');
-    }
+    assertMayChangeOwner(user, patch.ownerUserId);
     const auth = patch.auth ?? current.auth;
     const port = patch.port ?? current.port;
     const security = patch.security ?? current.security;
@@ -211,9 +200,7 @@ export class IncomingServers {
         owner_user_id: patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id,
         ...(connectionChanged ? { state: 'draft' as const } : {}),
         ...(otherMailbox ? { cursor_uidvalidity: null, cursor_last_uid: null, cursor_seen_uid: null } : {}),
-        ...(tokensStale && current.token_status !== 'missing'
-          ? { refresh_token_enc: null, access_token_enc: null, access_token_expires_at: null, token_account: null, token_status: 'missing' as const, token_error_code: null, token_error_message: null }
-          : {}),
+        ...forgetTokens(current, tokensStale),
         updated_at: Date.now(),
       })
       .where('id', '=', id)

@@ -8,6 +8,7 @@ import type { PrincipalUser } from '../http/access.js';
 import { AppError } from '../lib/errors.js';
 import type { Vault } from '../vault/index.js';
 import type { AppProblem } from '../oauth/app-status.js';
+import { assertMayChangeOwner, assertMayManageServer, forgetTokens, iso, lastTestView, noTokens, tokenView, type TokenView } from '../mail-servers/common.js';
 import type { RoutableServer } from './routing.js';
 import {
   applyAuthRules,
@@ -18,14 +19,8 @@ import {
   type PatchOutgoingServer,
 } from './server-rules.js';
 
-export interface TokenView {
-  status: 'missing' | 'valid' | 'needs_reconnect';
-  account: string | null;
-  expiresAt: string | null;
-  error: { code: string | null; message: string } | null;
-  /** An app-wide Outlook problem (client secret invalid or expired …): it stops every Outlook server. */
-  appProblem: { code: string | null; message: string } | null;
-}
+export type { TokenView };
+export { tokenView };
 
 export interface OutgoingServerView {
   id: number;
@@ -48,22 +43,6 @@ export interface OutgoingServerView {
   updatedAt: string;
 }
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
-export function tokenView(
-  s: Pick<OutgoingServer, 'auth' | 'token_status' | 'token_account' | 'access_token_expires_at' | 'token_error_code' | 'token_error_message'>,
-  appProblem: AppProblem | null = null,
-): TokenView {
-  const shared = s.auth === 'outlook' && appProblem ? { code: appProblem.code, message: appProblem.message } : null;
-  return {
-    status: s.token_status,
-    account: s.token_account,
-    expiresAt: iso(s.access_token_expires_at),
-    error: s.token_error_message ? { code: s.token_error_code, message: s.token_error_message } : shared,
-    appProblem: shared,
-  };
-}
-
 export function outgoingServerView(s: OutgoingServer, appProblem: AppProblem | null = null): OutgoingServerView {
   return {
     id: s.id,
@@ -81,7 +60,7 @@ export function outgoingServerView(s: OutgoingServer, appProblem: AppProblem | n
     allowSelfSigned: s.allow_self_signed === 1,
     ownerUserId: s.owner_user_id,
     token: tokenView(s, appProblem),
-    lastTest: s.last_test_at === null ? null : { at: iso(s.last_test_at)!, ok: s.last_test_ok === 1, message: s.last_test_message ?? '' },
+    lastTest: lastTestView(s),
     createdAt: iso(s.created_at)!,
     updatedAt: iso(s.updated_at)!,
   };
@@ -98,8 +77,7 @@ export const passwordContext = (id: number) => `outgoing_servers.password:${id}`
  * is exactly their own address (DESIGN §8), so a user cannot route other people's mail.
  */
 export function assertMayManage(user: PrincipalUser, server: Pick<OutgoingServer, 'owner_user_id' | 'id'>): void {
-  if (user.role === 'admin') return;
-  if (server.owner_user_id !== user.id) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No outgoing mail server with id ${server.id}.`);
+  assertMayManageServer('outgoing', user, server);
 }
 
 function assertPersonalFilter(user: PrincipalUser, fromFilter: string | null): void {
@@ -176,14 +154,7 @@ export class OutgoingServers {
           active: input.active ? 1 : 0,
           allow_self_signed: input.allowSelfSigned ? 1 : 0,
           owner_user_id: owner,
-          refresh_token_enc: null,
-          access_token_enc: null,
-          access_token_expires_at: null,
-          token_account: null,
-          token_error_code: null,
-          token_error_message: null,
-          token_refreshed_at: null,
-          token_refresh_lock_until: null,
+          ...noTokens,
           last_test_at: null,
           last_test_ok: null,
           last_test_message: null,
@@ -209,9 +180,7 @@ export class OutgoingServers {
   async update(id: number, patch: PatchOutgoingServer, user: PrincipalUser, actor: Actor): Promise<OutgoingServer> {
     const current = await this.get(id);
     assertMayManage(user, current);
-    if (user.role !== 'admin' && patch.ownerUserId !== undefined && patch.ownerUserId !== user.id) {
-      throw new AppError('JUNIPER_ERR_FORBIDDEN', 'Only an admin may give a server to another user.');
-    }
+    assertMayChangeOwner(user, patch.ownerUserId);
     const auth = patch.auth ?? current.auth;
     const host = patch.host ?? current.host;
     const port = patch.port ?? current.port;
@@ -246,9 +215,7 @@ export class OutgoingServers {
         active: patch.active === undefined ? current.active : patch.active ? 1 : 0,
         allow_self_signed: patch.allowSelfSigned === undefined ? current.allow_self_signed : patch.allowSelfSigned ? 1 : 0,
         owner_user_id: patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id,
-        ...(tokensStale && current.token_status !== 'missing'
-          ? { refresh_token_enc: null, access_token_enc: null, access_token_expires_at: null, token_account: null, token_status: 'missing' as const, token_error_code: null, token_error_message: null }
-          : {}),
+        ...forgetTokens(current, tokensStale),
         updated_at: Date.now(),
       })
       .where('id', '=', id)

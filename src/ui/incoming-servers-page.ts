@@ -1,6 +1,7 @@
 // Incoming Mail Servers: the list (admins see all, users their personal servers), the form, and its
 // buttons: Save, Connect your Outlook account, Test and Confirm, Fetch Now, Archive. Access rules are the
 // service's (assertMayManageIncoming), so these pages and the API cannot disagree.
+import type { AppProblem } from '../oauth/app-status.js';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Services } from '../app.js';
@@ -29,9 +30,9 @@ import { tokenTag } from './outgoing-server-form.js';
 
 const idParams = z.object({ id: z.coerce.number().int().positive() });
 
-function listBody(ctx: PageContext, servers: IncomingServer[], showArchived: boolean): SafeHtml {
+function listBody(ctx: PageContext, servers: IncomingServer[], showArchived: boolean, appProblem: AppProblem | null): SafeHtml {
   const rows = servers.map((row) => {
-    const s = incomingServerView(row);
+    const s = incomingServerView(row, appProblem);
     return html`<tr>
   <td><a href="/incoming-servers/${s.id}"><strong>${s.name}</strong></a>${s.ownerUserId !== null ? html`<span class="sub">Personal</span>` : null}</td>
   <td>${s.auth === 'outlook' ? 'Outlook (OAuth)' : 'Username and password'}${s.username ? html`<span class="sub">${s.username}</span>` : null}${s.auth === 'outlook' ? html`<span class="sub">${tokenTag(s.token)}</span>` : null}</td>
@@ -74,9 +75,9 @@ export function incomingServersPage(services: Services): FastifyPluginAsync {
     opts: { form?: IncomingForm; error?: string; result?: Flash; status?: number } = {},
   ) {
     const ctx = pageContext(request, reply, 'incoming');
-    const view = server ? incomingServerView(server) : undefined;
     const form = opts.form ?? (server ? formOfServer(server) : newIncomingForm(ctx.user?.role === 'admin' ? '' : ctx.user?.email.toLowerCase()));
-    const [settings, appProblem] = await Promise.all([services.settings.get(), view?.auth === 'outlook' ? services.oauthAppStatus.get() : null]);
+    const [settings, appProblem] = await Promise.all([services.settings.get(), server?.auth === 'outlook' ? services.oauthAppStatus.get() : null]);
+    const view = server ? incomingServerView(server, appProblem) : undefined;
     let result = opts.result;
     if (!result && appProblem) result = { kind: 'error', text: `The Outlook app has a problem: ${appProblem.message}` };
     const body = incomingFormBody({ ctx, server: view, form, settings, error: opts.error, result });
@@ -89,7 +90,7 @@ export function incomingServersPage(services: Services): FastifyPluginAsync {
       const showArchived = request.query.archived === '1';
       const servers = await incomingServers.list({ includeArchived: showArchived, ownerUserId: user.role === 'admin' ? undefined : user.id });
       const ctx = pageContext(request, reply, 'incoming');
-      return renderPage(reply, 'Incoming Mail Servers', listBody(ctx, servers, showArchived), ctx);
+      return renderPage(reply, 'Incoming Mail Servers', listBody(ctx, servers, showArchived, await services.oauthAppStatus.get()), ctx);
     });
 
     app.get('/incoming-servers/new', { config: { access: 'user' } }, async (request, reply) => renderServer(request, reply, undefined));

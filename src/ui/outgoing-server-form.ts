@@ -114,6 +114,8 @@ export function toPatch(f: ServerForm, body: Form, current: OutgoingServer): Pat
 }
 
 export function tokenTag(token: TokenView): SafeHtml {
+  // Green only while the token works: an app-wide problem (expired client secret …) stops every server.
+  if (token.appProblem) return html`<span class="tag tag-red">Outlook app credentials need attention</span>`;
   if (token.status === 'valid') return html`<span class="tag tag-green">Outlook Token Valid</span>`;
   if (token.status === 'needs_reconnect') return html`<span class="tag tag-red">Outlook Token: reconnect needed</span>`;
   return html`<span class="tag tag-grey">Outlook Token Missing</span>`;

@@ -1,6 +1,7 @@
 // Outgoing Email Servers: the list (admins see all, users their personal servers), the form, and its
 // buttons: Save, Connect your Outlook account, Test Connection, Archive. Access rules are the service's
 // (assertMayManage), so these pages and the API cannot disagree.
+import type { AppProblem } from '../oauth/app-status.js';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Services } from '../app.js';
@@ -28,9 +29,9 @@ import {
 
 const idParams = z.object({ id: z.coerce.number().int().positive() });
 
-function listBody(ctx: PageContext, servers: OutgoingServer[], showArchived: boolean): SafeHtml {
+function listBody(ctx: PageContext, servers: OutgoingServer[], showArchived: boolean, appProblem: AppProblem | null): SafeHtml {
   const rows = servers.map((row) => {
-    const s = outgoingServerView(row);
+    const s = outgoingServerView(row, appProblem);
     return html`<tr>
   <td><a href="/outgoing-servers/${s.id}"><strong>${s.name}</strong></a>${s.ownerUserId !== null ? html`<span class="sub">Personal</span>` : null}</td>
   <td>${authLabel(s.auth)}${s.username ? html`<span class="sub">${s.username}</span>` : null}${s.auth === 'outlook' ? html`<span class="sub">${tokenTag(s.token)}</span>` : null}</td>
@@ -72,9 +73,9 @@ export function outgoingServersPage(services: Services): FastifyPluginAsync {
     opts: { form?: ServerForm; error?: string; result?: Flash; status?: number } = {},
   ) {
     const ctx = pageContext(request, reply, 'outgoing');
-    const view = server ? outgoingServerView(server) : undefined;
     const form = opts.form ?? (server ? formOfServer(server) : newServerForm(ctx.user?.role === 'admin' ? '' : ctx.user?.email.toLowerCase()));
-    const [settings, appProblem] = await Promise.all([services.settings.get(), view?.auth === 'outlook' ? services.oauthAppStatus.get() : null]);
+    const [settings, appProblem] = await Promise.all([services.settings.get(), server?.auth === 'outlook' ? services.oauthAppStatus.get() : null]);
+    const view = server ? outgoingServerView(server, appProblem) : undefined;
     let result = opts.result;
     if (!result && appProblem) result = { kind: 'error', text: `The Outlook app has a problem: ${appProblem.message}` };
     const body = serverFormBody({ ctx, server: view, form, settings, error: opts.error, result });
@@ -87,7 +88,7 @@ export function outgoingServersPage(services: Services): FastifyPluginAsync {
       const showArchived = request.query.archived === '1';
       const servers = await outgoingServers.list({ includeArchived: showArchived, ownerUserId: user.role === 'admin' ? undefined : user.id });
       const ctx = pageContext(request, reply, 'outgoing');
-      return renderPage(reply, 'Outgoing Email Servers', listBody(ctx, servers, showArchived), ctx);
+      return renderPage(reply, 'Outgoing Email Servers', listBody(ctx, servers, showArchived, await services.oauthAppStatus.get()), ctx);
     });
 
     app.get('/outgoing-servers/new', { config: { access: 'user' } }, async (request, reply) => renderServer(request, reply, undefined));

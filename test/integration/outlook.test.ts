@@ -214,6 +214,9 @@ for (const dialect of dialects) {
         assert.equal(s.token.appProblem?.code, 'AADSTS7000222', `server ${s.id}`);
         assert.match(s.token.appProblem.message, /secret/i);
       }
+      const page = await http.inject({ url: '/outgoing-servers', headers: { cookie: admin.cookie, accept: 'text/html' } });
+      assert.match(page.body, /Outlook app credentials need attention/, 'the list page shows it too, not a green tag');
+      assert.doesNotMatch(page.body, /Outlook Token Valid/);
       await api('PUT', '/api/v1/settings', { outlook: { clientSecret: `${CLIENT_SECRET}-new` } });
       assert.equal((await server()).token.appProblem, null, 'new credentials clear the problem');
     });

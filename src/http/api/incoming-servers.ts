@@ -16,7 +16,8 @@ export function incomingServerRoutes(services: Services): FastifyPluginAsync {
       const user = request.principal!.user;
       const { archived } = parseInput(listQuery, request.query, 'query');
       const rows = await incomingServers.list({ includeArchived: archived === 'true', ownerUserId: user.role === 'admin' ? undefined : user.id });
-      return rows.map(incomingServerView);
+      const problem = await services.oauthAppStatus.get();
+      return rows.map((r) => incomingServerView(r, problem));
     });
 
     app.post('/api/v1/incoming-servers', { config: { access: 'user' } }, async (request, reply) => {
@@ -29,7 +30,7 @@ export function incomingServerRoutes(services: Services): FastifyPluginAsync {
       const { id } = parseInput(idParams, request.params, 'path');
       const row = await incomingServers.get(id);
       assertMayManageIncoming(request.principal!.user, row);
-      return incomingServerView(row);
+      return incomingServerView(row, await services.oauthAppStatus.get());
     });
 
     app.patch('/api/v1/incoming-servers/:id', { config: { access: 'user' } }, async (request) => {

@@ -145,10 +145,11 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
 /** Where the Outlook procedure starts, with what is done so far. */
 async function homeBody(services: Services, user: NonNullable<PageContext['user']>): Promise<SafeHtml> {
   const admin = user.role === 'admin';
-  const [settings, servers, counts] = await Promise.all([
+  const [settings, servers, counts, incoming] = await Promise.all([
     admin ? services.settings.get() : null,
     services.outgoingServers.list({ ownerUserId: admin ? undefined : user.id }),
     admin ? services.queue.countByState() : null,
+    services.incomingServers.list({ ownerUserId: admin ? undefined : user.id }),
   ]);
   const step = (done: boolean, body: SafeHtml) => html`<li><span class="tag ${done ? 'tag-green' : 'tag-grey'}">${done ? 'done' : 'to do'}</span> ${body}</li>`;
   const credentials = settings !== null && settings.customEmailServers && settings.outlook.clientId !== null && settings.outlook.hasClientSecret;
@@ -163,6 +164,14 @@ async function homeBody(services: Services, user: NonNullable<PageContext['user'
     ${admin ? step(credentials, html`In <a href="/settings">Settings</a>, tick Custom Email Servers and enter the Outlook Credentials (Client ID and Client Secret).`) : null}
     ${step(outlook.length > 0, html`Create a server in <a href="/outgoing-servers">Outgoing Email Servers</a> with Outlook ticked, its Username and From Filter.`)}
     ${step(outlook.some((s) => s.token_status === 'valid'), html`Click Connect your Outlook account, then Test Connection.`)}
+  </ol>
+</div>
+<div class="card">
+  <h2>Receiving mail from Microsoft 365</h2>
+  <ol class="steps">
+    ${step(incoming.some((s) => s.auth === 'outlook'), html`Create a server in <a href="/incoming-servers">Incoming Mail Servers</a> with Outlook Oauth Authentication ticked and the Microsoft Outlook username.`)}
+    ${step(incoming.some((s) => s.auth === 'outlook' && s.token_status === 'valid'), html`Click Connect your Outlook account until Juniper states Outlook Token Valid.`)}
+    ${step(incoming.some((s) => s.state === 'confirmed'), html`Click Test and Confirm; new mail then arrives in the <a href="/inbox">Inbox</a>.`)}
   </ol>
 </div>
 ${counts

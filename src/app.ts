@@ -85,7 +85,8 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
   const blobs = new BlobStore(db);
   const queue = new OutgoingQueue(db, database.dialect, blobs);
   const incomingServers = new IncomingServers(db, vault, audit);
-  const outbox = new Outbox(queue, parameters);
+  const outgoingServers = new OutgoingServers(db, vault, audit);
+  const outbox = new Outbox(queue, parameters, outgoingServers);
   const settings = new Settings(db, vault, parameters, audit);
   const oauthAppStatus = new OAuthAppStatus(db);
   const tokenStore = new TokenStore({ db, vault, settings, appStatus: oauthAppStatus, log: logger.child({ component: 'oauth' }) });
@@ -110,7 +111,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     firstRun: new FirstRunSetup(users),
     parameters,
     settings,
-    outgoingServers: new OutgoingServers(db, vault, audit),
+    outgoingServers,
     blobs,
     queue,
     outbox,

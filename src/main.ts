@@ -53,8 +53,8 @@ async function serve(config: Config): Promise<void> {
   log.info({ database: describeDatabase(config.database), dataDir: config.dataDir, vaultKey: app.vault.source }, `Juniper listening on ${baseUrl}`);
   const setupToken = await app.services.firstRun.issueIfNeeded();
   if (setupToken) {
-    // Printed, not logged: a log shipper should not carry a working setup link around.
-    process.stdout.write(
+    // On stderr, apart from the JSON logs on stdout: a log shipper should not carry a working setup link around.
+    process.stderr.write(
       `\nNo admin exists yet. Open this one-time link to create one:\n  ${baseUrl}/setup?token=${setupToken}\n` +
         `(or run: juniper users create --admin --login LOGIN --email EMAIL)\n\n`,
     );

@@ -154,7 +154,15 @@ export class IncomingFetcher {
     for (const batch of batches(pending, opts.batchSize, opts.batchBytes)) {
       if (opts.signal?.aborted) break;
       const done: number[] = [];
+      const expected = [...batch].sort((a, b) => a - b);
+      let missing: number | undefined;
       for await (const msg of reader.fetch(batch)) {
+        // The cursor may pass only stored messages: a UID the server listed but did not return (expunged
+        // meanwhile, or a server fault) stops the run here; the next run lists the folder again.
+        if (expected[done.length] !== msg.uid) {
+          missing = expected[done.length];
+          break;
+        }
         const parsed = await parseMessage(msg.source);
         const result = await db.transaction().execute(async (trx) => {
           const r = await this.deps.ingest.store(trx, { server, uid: msg.uid, uidvalidity: status.uidValidity, raw: msg.source, parsed, params });
@@ -171,6 +179,11 @@ export class IncomingFetcher {
       if (done.length) {
         await reader.markSeen(done);
         await servers.setSeenUid(server.id, this.owner, Math.max(...done));
+      }
+      if (missing === undefined && done.length < expected.length && !opts.signal?.aborted) missing = expected[done.length];
+      if (missing !== undefined) {
+        log.warn({ op: 'incoming.fetch', server: server.id, uid: missing }, `the server did not return message UID ${missing}; stopping before it, the next fetch tries again`);
+        break;
       }
     }
     return counts;

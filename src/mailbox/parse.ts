@@ -177,8 +177,9 @@ export async function parseMessage(raw: Buffer): Promise<ParseOutcome> {
       recipientAddresses: [...to.bare, ...cc.bare, ...envelopeTo.map((a) => a.toLowerCase())],
       subject: oneLine(mail.subject ?? ''),
       date,
-      text: mail.text ?? null,
-      html: mail.html || null,
+      // PostgreSQL text cannot hold NUL; one such body must not block the server's fetching for good.
+      text: mail.text ? stripNul(mail.text) : null,
+      html: mail.html ? stripNul(mail.html) : null,
       attachments: mail.attachments.map((a) => ({ filename: oneLine(a.filename ?? '') || defaultName(a.contentType), contentType: a.contentType, contentId: a.contentId ?? null, content: a.content })),
       autoSubmitted: headerText(mail, 'auto-submitted'),
       deliveryStatus: isDsn ? parseDeliveryStatus(statusPart ? statusPart.content.toString('utf8') : '') : null,
@@ -193,4 +194,8 @@ function defaultName(contentType: string): string {
   if (contentType === 'text/rfc822-headers') return 'headers.txt';
   if (contentType.endsWith('delivery-status')) return 'delivery-status.txt';
   return 'attachment';
+}
+
+function stripNul(value: string): string {
+  return value.includes('\u0000') ? value.split('\u0000').join('') : value;
 }

@@ -126,6 +126,8 @@ export class OutlookConnect {
 
     const kind = request.server_kind;
     const server = await loadTokenRow(db, kind, request.server_id);
+    // Ownership may have changed in the minutes since the sign-in started.
+    assertMayConnect(principal, server);
     if (query.error) {
       const parsed = parseAadsts(query.error, query.error_description);
       const explanation = explainAadsts(parsed.aadsts, parsed.oauthError, { description: parsed.description, redirectUri: request.redirect_uri });

@@ -146,6 +146,8 @@ export class TokenStore implements TokenProvider {
         token_refreshed_at: now,
       })
       .where('id', '=', row.id)
+      // Only over the tokens this refresh started from: a reconnect or a change of mailbox meanwhile wins.
+      .where('refresh_token_enc', '=', row.refresh_token_enc)
       .execute();
     await appStatus.clear();
     this.events.push({ kind, serverId: row.id, outcome: 'refreshed' });
@@ -163,6 +165,7 @@ export class TokenStore implements TokenProvider {
         .updateTable(tableOf(kind))
         .set({ token_status: 'needs_reconnect', token_error_code: code, token_error_message: e.message })
         .where('id', '=', row.id)
+        .where('refresh_token_enc', '=', row.refresh_token_enc)
         .execute();
       this.events.push({ kind, serverId: row.id, outcome: 'needs_reconnect' });
       log.warn({ server: row.id, kind, op: 'oauth.refresh', code }, e.message);

@@ -110,8 +110,9 @@ export function checkMail(input: z.output<typeof enqueueSchema>, maxBytes: numbe
     bcc,
     replyTo: replyTo ? formatMailbox(replyTo) : null,
     subject: toHeaderLine(input.subject),
-    text: input.text ?? null,
-    html: input.html ?? null,
+    // PostgreSQL text cannot hold NUL, and no mail body needs one.
+    text: input.text ? input.text.split('\u0000').join('') : null,
+    html: input.html ? input.html.split('\u0000').join('') : null,
     headers,
     attachments,
     serverId: input.serverId ?? null,

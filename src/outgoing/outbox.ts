@@ -9,6 +9,7 @@ import type { Parameters } from '../settings/parameters.js';
 import { checkMail, checkRecipients, enqueueSchema, type EnqueueInput } from './enqueue-rules.js';
 import { newMessageId, type OutgoingQueue } from './queue.js';
 import { parseInput } from '../lib/validate.js';
+import { assertMayManage, type OutgoingServers } from './servers.js';
 
 export interface RawOverrides {
   /** Envelope recipients instead of the message's To, Cc and Bcc. */
@@ -28,7 +29,18 @@ export class Outbox {
   constructor(
     private readonly queue: OutgoingQueue,
     private readonly parameters: Parameters,
+    private readonly servers: OutgoingServers,
   ) {}
+
+  /**
+   * A user other than an admin may force only a server they own (it holds someone's password or Outlook
+   * token), and may not send mass mailings (they go through the admins' dedicated server).
+   */
+  private async assertMayChooseServer(sender: PrincipalUser | null, serverId: number | null, massMailing: boolean): Promise<void> {
+    if (!sender || sender.role === 'admin') return;
+    if (massMailing) throw new AppError('JUNIPER_ERR_FORBIDDEN', 'Only an admin may send mass mailings.');
+    if (serverId !== null) assertMayManage(sender, await this.servers.get(serverId));
+  }
 
   /** Called after each enqueue (the in-process dispatcher wakes up instead of waiting for its next poll). */
   onEnqueued(listener: () => void): () => void {
@@ -50,6 +62,7 @@ export class Outbox {
     const { maxMessageBytes } = await this.parameters.snapshot();
     const mail = checkMail(parsed, maxMessageBytes);
     assertMaySendAs(sender, mail.from);
+    await this.assertMayChooseServer(sender, mail.serverId, mail.massMailing);
     const result = await this.queue.enqueue(mail, actor);
     this.notify();
     return result;
@@ -65,6 +78,7 @@ export class Outbox {
     const from = addresses(parsed.from)[0];
     if (!from) throw new AppError('JUNIPER_ERR_VALIDATION', 'The message has no usable From header.', { details: { field: 'from' } });
     assertMaySendAs(sender, from);
+    await this.assertMayChooseServer(sender, overrides.serverId ?? null, overrides.massMailing ?? false);
     const to = overrides.to ? checkRecipients(overrides.to, 'to') : checkRecipients(addresses(parsed.to), 'to');
     const cc = overrides.to ? [] : checkRecipients(addresses(parsed.cc), 'cc');
     const bcc = overrides.to ? [] : checkRecipients(addresses(parsed.bcc), 'bcc');

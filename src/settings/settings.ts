@@ -68,7 +68,7 @@ const clientIdSchema = z.string().trim().superRefine((v, ctx) => {
   if (v !== '' && !GUID.test(v)) {
     ctx.addIssue({
       code: 'custom',
-      message: `must be the Application (client) ID from the app's Overview page in the Azure portal; Azure application ids are GUIDs such as 1b4f9c5e-0000-4000-8000-123456789abc ${got(v)}`,
+      message: `must be the Application (client) ID from the app's Overview page in the Azure portal; Azure application ids are GUIDs such as 1b4f9c5e-0000-4000-8000-123456789abc (the value given is not shown: it may be the secret pasted into the wrong field)`,
     });
   }
 });

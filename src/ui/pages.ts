@@ -5,6 +5,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Services } from '../app.js';
 import { setSessionCookie } from '../http/api/session.js';
+import { assertSameSite } from '../http/same-site.js';
 import { SESSION_COOKIE } from '../http/access.js';
 import { isAppError } from '../lib/errors.js';
 import { appCss, appJs } from './assets.js';
@@ -22,7 +23,9 @@ type Form = Record<string, string | undefined>;
 
 /** Only same-site relative paths: an open redirect after sign-in would be a phishing aid. */
 export function safeNext(next: string | undefined): string {
-  return next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : '/';
+  // Browsers drop tabs and newlines and read \ as /, so "/\t/evil" or "/\\evil" would leave the site.
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what must be refused
+  return next && /^\/(?![/\\])[^\x00-\x1f\x7f\\]*$/.test(next) ? next : '/';
 }
 
 function loginPage(next: string, error?: string, login = '') {
@@ -78,6 +81,7 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
     });
 
     app.post<{ Body: Form }>('/login', { config: { access: 'public' } }, async (request, reply) => {
+      assertSameSite(request, await services.parameters.value('web.base.url'));
       const { login = '', password = '', next } = request.body ?? {};
       try {
         const user = await services.signIn.attempt(login, password, request.ip);
@@ -109,6 +113,7 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
     });
 
     app.post<{ Body: Form }>('/setup', { config: { access: 'public' } }, async (request, reply) => {
+      assertSameSite(request, await services.parameters.value('web.base.url'));
       const form = request.body ?? {};
       const token = form.token ?? '';
       try {

@@ -172,3 +172,54 @@ describe('first-run setup link', () => {
     assert.ok(!t.logs().includes(token), 'the setup token never reaches the log');
   });
 });
+
+describe('review fixes: redirects, cross-site sign-in, forced servers', () => {
+  let t: TestApp;
+  let http: FastifyInstance;
+  before(async () => {
+    t = await startTestApp('sqlite');
+    http = await t.app.http();
+  });
+  after(async () => t.close());
+
+  it('refuses every next= that a browser would read as another site', async () => {
+    const { safeNext } = await import('../../src/ui/pages.js');
+    for (const bad of ['//evil.example', '/\\evil.example', '/\t/evil.example', '/\n/evil.example', 'https://evil.example', '/ok\\path']) {
+      assert.equal(safeNext(bad), '/', JSON.stringify(bad));
+    }
+    assert.equal(safeNext('/outgoing-servers/3?connected=1'), '/outgoing-servers/3?connected=1');
+  });
+
+  it('refuses a sign-in posted from another site (login CSRF) and accepts one from Juniper itself', async () => {
+    const user = await t.createUser('carol', 'user');
+    const payload = { login: 'carol', password: user.password };
+    const cross = await http.inject({ method: 'POST', url: '/api/v1/session', payload, headers: { 'sec-fetch-site': 'cross-site' } });
+    assert.equal(cross.statusCode, 403);
+    const foreign = await http.inject({ method: 'POST', url: '/login', payload: `login=carol&password=${encodeURIComponent(user.password)}`, headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example', host: 'juniper.local' } });
+    assert.equal(foreign.statusCode, 403);
+    assert.equal(foreign.headers['set-cookie'], undefined, 'no session for a cross-site form');
+    const same = await http.inject({ method: 'POST', url: '/api/v1/session', payload, headers: { origin: 'http://juniper.local', host: 'juniper.local', 'sec-fetch-site': 'same-origin' } });
+    assert.equal(same.statusCode, 200);
+  });
+
+  it("does not let a user force another user's server or send mass mailings", async () => {
+    const { cliActor } = await import('../../src/audit/audit-log.js');
+    const { cliPrincipal } = await import('../../src/cli/principal.js');
+    const john = await t.createUser('john', 'user');
+    const jane = await t.createUser('jane', 'user');
+    const johnsServer = await t.app.services.outgoingServers.create(
+      { name: 'john', host: '127.0.0.1', port: 2525, security: 'none', auth: 'password', username: 'john', password: 'pw', fromFilter: 'john@example.com', priority: 10, active: true, allowSelfSigned: false, ownerUserId: john.id },
+      cliPrincipal,
+      cliActor,
+    );
+    const send = (key: string, extra: object) =>
+      http.inject({ method: 'POST', url: '/api/v1/mails', headers: { authorization: `Bearer ${key}` }, payload: { from: 'jane@example.com', to: ['x@client.test'], subject: 's', text: 't', ...extra } });
+    const forced = await send(jane.apiKey, { serverId: johnsServer.id });
+    assert.equal(forced.statusCode, 404, forced.body);
+    const mass = await send(jane.apiKey, { massMailing: true });
+    assert.equal(mass.statusCode, 403);
+    const own = await send(john.apiKey, { from: 'john@example.com', serverId: johnsServer.id });
+    assert.equal(own.statusCode, 202, own.body);
+    assert.equal((await t.app.services.queue.list()).length, 1, 'only the allowed mail was queued');
+  });
+});

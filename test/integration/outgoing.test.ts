@@ -162,6 +162,12 @@ for (const dialect of dialects) {
       await reset();
     });
 
+    it('stores a body with a NUL character (PostgreSQL text cannot hold it) instead of failing with a 500', async () => {
+      const r = await api('POST', '/api/v1/mails', { from: 'notifications@example.com', to: ['customer@client.test'], subject: 'nul', text: 'a\u0000b' });
+      assert.equal(r.status, 202, r.text);
+      await api('POST', `/api/v1/mails/${String(r.body.id)}/cancel`);
+    });
+
     it('fails a mail with no outgoing server with failure type no_server', async () => {
       const { id } = await send({ from: 'notifications@example.com' });
       await d.drain();

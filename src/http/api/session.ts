@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { Services } from '../../app.js';
 import { AppError } from '../../lib/errors.js';
 import { SESSION_COOKIE } from '../access.js';
+import { assertSameSite } from '../same-site.js';
 import { parseInput } from '../../lib/validate.js';
 import { toUserView } from '../../users/users.js';
 import { SESSION_TTL_MS } from '../../users/sessions.js';
@@ -32,6 +33,7 @@ export function setSessionCookie(reply: FastifyReply, token: string): void {
 export function sessionRoutes(services: Services): FastifyPluginAsync {
   return async (app) => {
     app.post('/api/v1/session', { config: { access: 'public' } }, async (request, reply) => {
+      assertSameSite(request, await services.parameters.value('web.base.url'));
       const { login, password } = parseInput(signInSchema, request.body);
       const user = await services.signIn.attempt(login, password, request.ip);
       const session = await services.sessions.create(user.id);
@@ -53,6 +55,7 @@ export function sessionRoutes(services: Services): FastifyPluginAsync {
     });
 
     app.post('/api/v1/setup', { config: { access: 'public' } }, async (request, reply) => {
+      assertSameSite(request, await services.parameters.value('web.base.url'));
       const input = parseInput(setupSchema, request.body);
       if (!services.firstRun.pending) throw new AppError('JUNIPER_ERR_SETUP_TOKEN');
       const view = await services.firstRun.complete(input.token, input);

@@ -143,7 +143,18 @@ export class Ingest {
     // sent, arriving in a mailbox it fetches) belongs to the same conversation.
     const candidates = [...new Set([...threadCandidates(m), ...extra, ...(m.messageId ? [m.messageId] : [])])];
     if (candidates.length > 0) {
-      const stored = await trx.selectFrom('messages').select(['message_id', 'thread_id']).where('message_id', 'in', candidates).where('thread_id', 'is not', null).execute();
+      let q = trx.selectFrom('messages').select(['message_id', 'thread_id']).where('message_id', 'in', candidates).where('thread_id', 'is not', null);
+      // A personal mailbox joins only threads its owner can see (their servers' messages and mails they sent):
+      // a reply must not pull someone else's conversation, or its subject, into a user's view.
+      if (ownerUserId !== null) {
+        q = q.where((eb) =>
+          eb.or([
+            eb('server_id', 'in', eb.selectFrom('incoming_servers').select('id').where('owner_user_id', '=', ownerUserId)),
+            eb('outgoing_mail_id', 'in', eb.selectFrom('outgoing_mails').select('id').where('created_by_user_id', '=', ownerUserId)),
+          ]),
+        );
+      }
+      const stored = await q.execute();
       const hit = candidates.map((id) => stored.find((r) => r.message_id === id)).find((r) => r !== undefined);
       if (hit?.thread_id) return hit.thread_id;
       const sent = await this.findOutgoing(trx, candidates, ownerUserId);

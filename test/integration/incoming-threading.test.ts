@@ -213,8 +213,15 @@ for (const dialect of dialects) {
       await fetchNow(carolServer, carol);
       assert.equal((await api('GET', `/api/v1/mails/${others.id}`)).body.bouncedAt, null);
 
+      // A reply in Carol's mailbox to a message only the admin's mailbox holds starts a thread of her own.
+      const adminOnly = (await list(`serverId=${serverId}`)).find((m) => m.direction === 'in')!;
+      await deliverAll(dovecot, carolMailbox, [reply(carolMailbox, adminOnly.messageId as string, 'Re: admin only').raw]);
+      await fetchNow(carolServer, carol);
+      const joined = (await mine()).find((m) => m.subject === 'Re: admin only')!;
+      assert.notEqual(joined.threadId, adminOnly.threadId, "Carol's message does not join a thread she cannot see");
+
       const carolThreads = (await api('GET', '/api/v1/threads', undefined, carol)).body as unknown as Json[];
-      assert.deepEqual(carolThreads.map((x) => [x.subject, x.messageCount]).sort(), [['From Carol', 2], ['Undelivered Mail Returned to Sender', 1]]);
+      assert.deepEqual(carolThreads.map((x) => [x.subject, x.messageCount]).sort(), [['From Carol', 2], ['Undelivered Mail Returned to Sender', 1], ['admin only', 1]]);
       assert.ok((await list('')).length > (await mine()).length, 'the admin sees every mailbox');
     });
   });

@@ -1,7 +1,9 @@
 // Shortcuts for incoming-mail tests: a corpus of real-world message shapes (charsets, multipart, attachments,
 // no Message-ID), delivery into Dovecot, and a second IMAP client that looks at (or reads) the mailbox as a
 // person in Outlook would.
+import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
 import { ImapFlow } from 'imapflow';
 import type { Dovecot } from '../peers/dovecot.js';
 
@@ -140,4 +142,39 @@ export async function seenByUid(dovecot: Dovecot, user: string, pass: string, fo
     const rows = box && box.exists > 0 ? await client.fetchAll('1:*', { uid: true, flags: true }, { uid: true }) : [];
     return new Map(rows.map((r) => [r.uid, r.flags?.has('\\Seen') ?? false]));
   });
+}
+
+export type Json = Record<string, unknown>;
+
+/**
+ * The API calls the incoming tests make, as an admin with an API key, against password-auth servers on the
+ * given Dovecot. `session` is read at call time, since http and key are made in a before() hook.
+ */
+export function incomingApi(session: () => { http: FastifyInstance; key: string }, dovecot: () => Dovecot, password: string) {
+  const api = async (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: object) => {
+    const { http, key } = session();
+    const res = await http.inject({ method, url, payload, headers: { authorization: `Bearer ${key}` } });
+    const json = String(res.headers['content-type']).startsWith('application/json');
+    return { status: res.statusCode, body: json ? res.json<Json>() : {}, text: res.body, raw: res.rawPayload };
+  };
+  const createServer = async (user: string, extra: object = {}) => {
+    const r = await api('POST', '/api/v1/incoming-servers', {
+      name: user, host: '127.0.0.1', port: dovecot().imapsPort, security: 'ssl', allowSelfSigned: true, auth: 'password', username: user, password, ...extra,
+    });
+    assert.equal(r.status, 201, r.text);
+    return r.body.id as number;
+  };
+  const confirmed = async (user: string, extra: object = {}) => {
+    const id = await createServer(user, extra);
+    const test = await api('POST', `/api/v1/incoming-servers/${id}/test`);
+    assert.equal(test.body.ok, true, test.text);
+    return id;
+  };
+  const fetchNow = async (id: number) => {
+    const r = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
+    assert.equal(r.status, 200, r.text);
+    return r.body;
+  };
+  const listed = async (query: string) => (await api('GET', `/api/v1/messages?limit=1000&${query}`)).body as unknown as Json[];
+  return { api, createServer, confirmed, fetchNow, listed };
 }

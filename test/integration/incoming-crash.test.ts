@@ -10,7 +10,7 @@ import { imapConnector } from '../../src/incoming/imap-reader.js';
 import { cliEnv, projectRoot } from '../helpers/cli.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { corpus, deliverAll, seenByUid } from '../helpers/incoming.js';
+import { corpus, deliverAll, seenByUid, incomingApi } from '../helpers/incoming.js';
 import { startDovecot, type Dovecot } from '../peers/dovecot.js';
 import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
 
@@ -28,8 +28,6 @@ after(async () => {
   await idp.stop();
 });
 
-type Json = Record<string, unknown>;
-
 for (const dialect of dialects) {
   describe(`a fetcher killed mid-run (${dialect})`, () => {
     let t: TestApp;
@@ -37,30 +35,7 @@ for (const dialect of dialects) {
     let key: string;
     const mailbox = (name: string) => `${name}-${dialect}@example.test`;
 
-    const api = async (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: object) => {
-      const res = await http.inject({ method, url, payload, headers: { authorization: `Bearer ${key}` } });
-      const json = String(res.headers['content-type']).startsWith('application/json');
-      return { status: res.statusCode, body: json ? res.json<Json>() : {}, text: res.body, raw: res.rawPayload };
-    };
-    const createServer = async (user: string, extra: object = {}) => {
-      const r = await api('POST', '/api/v1/incoming-servers', {
-        name: user, host: '127.0.0.1', port: dovecot.imapsPort, security: 'ssl', allowSelfSigned: true, auth: 'password', username: user, password: PASSWORD, ...extra,
-      });
-      assert.equal(r.status, 201, r.text);
-      return r.body.id as number;
-    };
-    const confirmed = async (user: string, extra: object = {}) => {
-      const id = await createServer(user, extra);
-      const test = await api('POST', `/api/v1/incoming-servers/${id}/test`);
-      assert.equal(test.body.ok, true, test.text);
-      return id;
-    };
-    const fetchNow = async (id: number) => {
-      const r = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
-      assert.equal(r.status, 200, r.text);
-      return r.body;
-    };
-    const listed = async (query: string) => (await api('GET', `/api/v1/messages?limit=1000&${query}`)).body as unknown as Json[];
+    const { api, confirmed, fetchNow, listed } = incomingApi(() => ({ http, key }), () => dovecot, PASSWORD);
     /** Every \\Seen UID on the server is stored; and the counts, when given. */
     const assertNothingUnstoredSeen = async (id: number, user: string, expect: { stored: number; seen?: number }) => {
       const storedUids = new Set((await t.app.database.db.selectFrom('messages').select('uid').where('server_id', '=', id).execute()).map((r) => r.uid));

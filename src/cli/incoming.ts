@@ -5,11 +5,12 @@ import { cliActor } from '../audit/audit-log.js';
 import type { FetchCounts, FetchProgress } from '../incoming/fetcher.js';
 import { createIncomingServerSchema, patchIncomingServerSchema } from '../incoming/server-rules.js';
 import { incomingServerView, type IncomingServerView } from '../incoming/servers.js';
-import { AppError, isAppError } from '../lib/errors.js';
+import { isAppError } from '../lib/errors.js';
 import { parseInput } from '../lib/validate.js';
 import { cliPrincipal } from './principal.js';
 import { readHiddenLine } from './prompt.js';
 import type { WithApp } from './with-app.js';
+import { idArgument } from './args.js';
 
 interface ServerOptions {
   name?: string;
@@ -75,11 +76,7 @@ function describe(s: IncomingServerView): string {
   return `${s.id}\t${s.name}\t${s.host}:${s.port} ${s.security}\tauth ${s.auth}${s.username ? ` as ${s.username}` : ''}\tfolder ${s.folder}\tevery ${s.intervalMinutes} min\t${state}${token}${error}\n`;
 }
 
-const id = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new AppError('JUNIPER_ERR_VALIDATION', `${JSON.stringify(value)} is not a server id (see \`juniper incoming list\`).`);
-  return n;
-};
+const id = (value: string) => idArgument(value, 'juniper incoming list');
 
 export function incomingCommand(withApp: WithApp): Command {
   const incoming = new Command('incoming').description('incoming (IMAP) mail servers');

@@ -1,7 +1,6 @@
 // `juniper servers …` and `juniper route`: outgoing mail servers and the routing decision from the shell.
 import { Command, Option } from 'commander';
 import { cliActor } from '../audit/audit-log.js';
-import { AppError } from '../lib/errors.js';
 import { parseInput } from '../lib/validate.js';
 import { testOutgoingServer } from '../outgoing/connection-test.js';
 import { explainRoute } from '../outgoing/route-explainer.js';
@@ -10,6 +9,7 @@ import { outgoingServerView, type OutgoingServerView } from '../outgoing/servers
 import { cliPrincipal } from './principal.js';
 import { readHiddenLine } from './prompt.js';
 import type { WithApp } from './with-app.js';
+import { idArgument } from './args.js';
 
 interface ServerOptions {
   name?: string;
@@ -63,11 +63,7 @@ function describe(s: OutgoingServerView): string {
   return `${s.id}\t${s.name}\t${s.host}:${s.port} ${s.security}\tauth ${s.auth}${s.username ? ` as ${s.username}` : ''}\tfilter ${s.fromFilter ?? '(any)'}\tpriority ${s.priority}\t${state}${token}\n`;
 }
 
-const id = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new AppError('JUNIPER_ERR_VALIDATION', `${JSON.stringify(value)} is not a server id (see \`juniper servers list\`).`);
-  return n;
-};
+const id = (value: string) => idArgument(value, 'juniper servers list');
 
 export function serversCommand(withApp: WithApp): Command {
   const servers = new Command('servers').description('outgoing mail servers');

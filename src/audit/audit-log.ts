@@ -14,8 +14,12 @@ export const cliActor: Actor = { userId: null, label: 'cli' };
 export class AuditLog {
   constructor(private readonly db: Kysely<DB>) {}
 
-  async record(actor: Actor, action: string, target: string, details?: Record<string, unknown>): Promise<void> {
-    await this.db
+  /**
+   * Pass the transaction that makes the change as `db`: the row then commits or rolls back with what it
+   * describes, so the log never claims a change that did not happen, nor misses one that did.
+   */
+  async record(actor: Actor, action: string, target: string, details?: Record<string, unknown>, db: Kysely<DB> = this.db): Promise<void> {
+    await db
       .insertInto('audit_log')
       .values({
         at: Date.now(),

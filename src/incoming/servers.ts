@@ -143,6 +143,7 @@ export class IncomingServers {
         })
         .returningAll()
         .executeTakeFirstOrThrow();
+      await this.audit.record(actor, 'incoming_server.create', `incoming_server:${inserted.id}`, { name: inserted.name, auth: inserted.auth, hasPassword: !!cred.password }, trx);
       if (!cred.password) return inserted;
       // The ciphertext is bound to the row id, so it is written once the id exists.
       return trx
@@ -152,7 +153,6 @@ export class IncomingServers {
         .returningAll()
         .executeTakeFirstOrThrow();
     });
-    await this.audit.record(actor, 'incoming_server.create', `incoming_server:${row.id}`, { name: row.name, auth: row.auth, hasPassword: !!cred.password });
     return row;
   }
 
@@ -180,48 +180,52 @@ export class IncomingServers {
     // UIDs belong to one folder of one mailbox: another one starts a new cursor (duplicates are still caught by Message-ID).
     const otherMailbox = host !== current.host || cred.username !== current.username || folder !== current.folder;
     const tokensStale = auth !== 'outlook' || cred.username !== current.username;
-    const row = await this.db
-      .updateTable('incoming_servers')
-      .set({
-        name: patch.name ?? current.name,
-        host,
-        port,
-        security,
-        auth,
-        username: cred.username,
-        password_enc: passwordEnc,
-        folder,
-        keep_original: patch.keepOriginal === undefined ? current.keep_original : patch.keepOriginal ? 1 : 0,
-        keep_attachments: patch.keepAttachments === undefined ? current.keep_attachments : patch.keepAttachments ? 1 : 0,
-        priority: patch.priority ?? current.priority,
-        interval_minutes: patch.intervalMinutes ?? current.interval_minutes,
-        active: patch.active === undefined ? current.active : patch.active ? 1 : 0,
-        allow_self_signed: allowSelfSigned,
-        owner_user_id: patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id,
-        ...(connectionChanged ? { state: 'draft' as const } : {}),
-        ...(otherMailbox ? { cursor_uidvalidity: null, cursor_last_uid: null, cursor_seen_uid: null } : {}),
-        ...forgetTokens(current, tokensStale),
-        updated_at: Date.now(),
-      })
-      .where('id', '=', id)
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    await this.audit.record(actor, 'incoming_server.update', `incoming_server:${id}`, { changed: Object.keys(patch), backToDraft: connectionChanged });
-    return row;
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('incoming_servers')
+        .set({
+          name: patch.name ?? current.name,
+          host,
+          port,
+          security,
+          auth,
+          username: cred.username,
+          password_enc: passwordEnc,
+          folder,
+          keep_original: patch.keepOriginal === undefined ? current.keep_original : patch.keepOriginal ? 1 : 0,
+          keep_attachments: patch.keepAttachments === undefined ? current.keep_attachments : patch.keepAttachments ? 1 : 0,
+          priority: patch.priority ?? current.priority,
+          interval_minutes: patch.intervalMinutes ?? current.interval_minutes,
+          active: patch.active === undefined ? current.active : patch.active ? 1 : 0,
+          allow_self_signed: allowSelfSigned,
+          owner_user_id: patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id,
+          ...(connectionChanged ? { state: 'draft' as const } : {}),
+          ...(otherMailbox ? { cursor_uidvalidity: null, cursor_last_uid: null, cursor_seen_uid: null } : {}),
+          ...forgetTokens(current, tokensStale),
+          updated_at: Date.now(),
+        })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.audit.record(actor, 'incoming_server.update', `incoming_server:${id}`, { changed: Object.keys(patch), backToDraft: connectionChanged }, trx);
+      return row;
+    });
   }
 
   /** Archives (never deletes): fetched messages keep pointing at the server. */
   async archive(id: number, user: PrincipalUser, actor: Actor): Promise<IncomingServer> {
     const current = await this.get(id);
     assertMayManageIncoming(user, current);
-    const row = await this.db
-      .updateTable('incoming_servers')
-      .set({ archived_at: current.archived_at ?? Date.now(), active: 0, updated_at: Date.now() })
-      .where('id', '=', id)
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    await this.audit.record(actor, 'incoming_server.archive', `incoming_server:${id}`, { name: row.name });
-    return row;
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('incoming_servers')
+        .set({ archived_at: current.archived_at ?? Date.now(), active: 0, updated_at: Date.now() })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.audit.record(actor, 'incoming_server.archive', `incoming_server:${id}`, { name: row.name }, trx);
+      return row;
+    });
   }
 
   /** Keeps a Test & Confirm result; a success confirms the server. */

@@ -151,23 +151,25 @@ export class OutlookConnect {
       throw e instanceof AppError ? new AppError(e.code, e.message, { cause: e, details: { ...e.details, ...back.details } }) : e;
     }
     const now = this.now();
-    await db
-      .updateTable(tableOf(kind))
-      .set({
-        refresh_token_enc: tokens.refreshToken ? vault.encrypt(tokens.refreshToken, refreshTokenContext(kind, server.id)) : null,
-        access_token_enc: vault.encrypt(tokens.accessToken, accessTokenContext(kind, server.id)),
-        access_token_expires_at: tokens.expiresAt,
-        token_account: tokens.account,
-        token_status: tokens.refreshToken ? 'valid' : 'needs_reconnect',
-        token_error_code: tokens.refreshToken ? null : 'no_refresh_token',
-        token_error_message: tokens.refreshToken ? null : 'Microsoft returned no refresh token: the offline_access permission is missing. Add it to the app registration and connect again.',
-        token_refreshed_at: now,
-        token_refresh_lock_until: null,
-      })
-      .where('id', '=', server.id)
-      .execute();
+    await db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable(tableOf(kind))
+        .set({
+          refresh_token_enc: tokens.refreshToken ? vault.encrypt(tokens.refreshToken, refreshTokenContext(kind, server.id)) : null,
+          access_token_enc: vault.encrypt(tokens.accessToken, accessTokenContext(kind, server.id)),
+          access_token_expires_at: tokens.expiresAt,
+          token_account: tokens.account,
+          token_status: tokens.refreshToken ? 'valid' : 'needs_reconnect',
+          token_error_code: tokens.refreshToken ? null : 'no_refresh_token',
+          token_error_message: tokens.refreshToken ? null : 'Microsoft returned no refresh token: the offline_access permission is missing. Add it to the app registration and connect again.',
+          token_refreshed_at: now,
+          token_refresh_lock_until: null,
+        })
+        .where('id', '=', server.id)
+        .execute();
+      await this.deps.audit.record(actorOf(principal), 'outlook.connect', `${tableOf(kind)}:${server.id}`, { account: tokens.account }, trx);
+    });
     await appStatus.clear();
-    await this.deps.audit.record(actorOf(principal), 'outlook.connect', `${tableOf(kind)}:${server.id}`, { account: tokens.account });
     this.deps.log.info({ server: server.id, kind, op: 'oauth.connect', account: tokens.account }, 'Outlook account connected');
     await this.deps.onConnected(kind, server.id);
     const mismatch =

@@ -164,6 +164,7 @@ export class OutgoingServers {
         })
         .returningAll()
         .executeTakeFirstOrThrow();
+      await this.audit.record(actor, 'outgoing_server.create', `outgoing_server:${inserted.id}`, { name: inserted.name, auth: inserted.auth, hasPassword: !!cred.password }, trx);
       if (!cred.password) return inserted;
       // The ciphertext is bound to the row id, so it is written once the id exists.
       return trx
@@ -173,7 +174,6 @@ export class OutgoingServers {
         .returningAll()
         .executeTakeFirstOrThrow();
     });
-    await this.audit.record(actor, 'outgoing_server.create', `outgoing_server:${row.id}`, { name: row.name, auth: row.auth, hasPassword: !!cred.password });
     return row;
   }
 
@@ -200,44 +200,48 @@ export class OutgoingServers {
       auth !== 'password' ? null : cred.password ? this.vault.encrypt(cred.password, passwordContext(id)) : current.password_enc;
     // A new mailbox or auth method invalidates the Outlook tokens of the old one.
     const tokensStale = auth !== 'outlook' || cred.username !== current.username;
-    const row = await this.db
-      .updateTable('outgoing_servers')
-      .set({
-        name: patch.name ?? current.name,
-        host,
-        port,
-        security,
-        auth,
-        username: cred.username,
-        password_enc: passwordEnc,
-        from_filter: cred.fromFilter,
-        priority: patch.priority ?? current.priority,
-        active: patch.active === undefined ? current.active : patch.active ? 1 : 0,
-        allow_self_signed: patch.allowSelfSigned === undefined ? current.allow_self_signed : patch.allowSelfSigned ? 1 : 0,
-        owner_user_id: patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id,
-        ...forgetTokens(current, tokensStale),
-        updated_at: Date.now(),
-      })
-      .where('id', '=', id)
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    const changed = Object.keys(patch).map((k) => (k === 'password' ? 'password' : k));
-    await this.audit.record(actor, 'outgoing_server.update', `outgoing_server:${id}`, { changed });
-    return row;
+    const changed = Object.keys(patch);
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('outgoing_servers')
+        .set({
+          name: patch.name ?? current.name,
+          host,
+          port,
+          security,
+          auth,
+          username: cred.username,
+          password_enc: passwordEnc,
+          from_filter: cred.fromFilter,
+          priority: patch.priority ?? current.priority,
+          active: patch.active === undefined ? current.active : patch.active ? 1 : 0,
+          allow_self_signed: patch.allowSelfSigned === undefined ? current.allow_self_signed : patch.allowSelfSigned ? 1 : 0,
+          owner_user_id: patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id,
+          ...forgetTokens(current, tokensStale),
+          updated_at: Date.now(),
+        })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.audit.record(actor, 'outgoing_server.update', `outgoing_server:${id}`, { changed }, trx);
+      return row;
+    });
   }
 
   /** Archives (never deletes): queued mails and history keep pointing at the server. */
   async archive(id: number, user: PrincipalUser, actor: Actor): Promise<OutgoingServer> {
     const current = await this.get(id);
     assertMayManage(user, current);
-    const row = await this.db
-      .updateTable('outgoing_servers')
-      .set({ archived_at: current.archived_at ?? Date.now(), active: 0, updated_at: Date.now() })
-      .where('id', '=', id)
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    await this.audit.record(actor, 'outgoing_server.archive', `outgoing_server:${id}`, { name: row.name });
-    return row;
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('outgoing_servers')
+        .set({ archived_at: current.archived_at ?? Date.now(), active: 0, updated_at: Date.now() })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.audit.record(actor, 'outgoing_server.archive', `outgoing_server:${id}`, { name: row.name }, trx);
+      return row;
+    });
   }
 
   async recordTest(id: number, ok: boolean, message: string): Promise<void> {

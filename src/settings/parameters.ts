@@ -41,6 +41,11 @@ export class Parameters {
     return new Parameters(trx, new AuditLog(trx));
   }
 
+  /** Runs `fn` in a transaction, or in the caller's when this service already is on one (Kysely does not nest them). */
+  private atomically<T>(fn: (db: Kysely<DB>) => Promise<T>): Promise<T> {
+    return this.db.isTransaction ? fn(this.db) : this.db.transaction().execute(fn);
+  }
+
   /** Every stored parameter, plus the known ones that are unset but have a default; sorted by key. */
   async list(): Promise<ParameterView[]> {
     const rows = await this.db.selectFrom('parameters').select(['key', 'value']).execute();
@@ -74,36 +79,40 @@ export class Parameters {
 
   async set(key: string, value: string, actor: Actor): Promise<ParameterView> {
     const normalised = normaliseParameter(key, value);
-    await this.db
-      .insertInto('parameters')
-      .values({ key, value: normalised, updated_at: Date.now() })
-      .onConflict((oc) => oc.column('key').doUpdateSet({ value: normalised, updated_at: Date.now() }))
-      .execute();
-    await this.audit.record(actor, 'parameter.set', `parameter:${key}`, { key, value: normalised });
+    await this.atomically(async (db) => {
+      await db
+        .insertInto('parameters')
+        .values({ key, value: normalised, updated_at: Date.now() })
+        .onConflict((oc) => oc.column('key').doUpdateSet({ value: normalised, updated_at: Date.now() }))
+        .execute();
+      await this.audit.record(actor, 'parameter.set', `parameter:${key}`, { key, value: normalised }, db);
+    });
     return view(key, normalised);
   }
 
   /** Removes a stored value; true when there was one. Known keys fall back to their default. */
   async unset(key: string, actor: Actor): Promise<boolean> {
-    const result = await this.db.deleteFrom('parameters').where('key', '=', key).executeTakeFirst();
-    const removed = Number(result.numDeletedRows) > 0;
-    if (removed) await this.audit.record(actor, 'parameter.unset', `parameter:${key}`, { key });
-    return removed;
+    return this.atomically(async (db) => {
+      const result = await db.deleteFrom('parameters').where('key', '=', key).executeTakeFirst();
+      const removed = Number(result.numDeletedRows) > 0;
+      if (removed) await this.audit.record(actor, 'parameter.unset', `parameter:${key}`, { key }, db);
+      return removed;
+    });
   }
 
   /** Stores a value only when the key has none (start-up seeding, e.g. web.base.url from JUNIPER_BASE_URL); true when stored. */
   async seedIfUnset(key: string, value: string): Promise<boolean> {
     const normalised = normaliseParameter(key, value);
-    const result = await this.db
-      .insertInto('parameters')
-      .values({ key, value: normalised, updated_at: Date.now() })
-      .onConflict((oc) => oc.column('key').doNothing())
-      .executeTakeFirst();
-    const seeded = Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
-    if (seeded) {
-      await this.audit.record({ userId: null, label: 'startup' }, 'parameter.seed', `parameter:${key}`, { key, value: normalised });
-    }
-    return seeded;
+    return this.atomically(async (db) => {
+      const result = await db
+        .insertInto('parameters')
+        .values({ key, value: normalised, updated_at: Date.now() })
+        .onConflict((oc) => oc.column('key').doNothing())
+        .executeTakeFirst();
+      const seeded = Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
+      if (seeded) await this.audit.record({ userId: null, label: 'startup' }, 'parameter.seed', `parameter:${key}`, { key, value: normalised }, db);
+      return seeded;
+    });
   }
 
   /** The known parameters, typed, read in one query: what routing and OAuth act on. */

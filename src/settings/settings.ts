@@ -193,7 +193,7 @@ export class Settings {
 
   async update(patch: SettingsPatch, actor: Actor): Promise<SettingsView> {
     const input = parseInput(settingsPatchSchema, patch, 'settings');
-    const changed = await this.db.transaction().execute(async (trx) => {
+    await this.db.transaction().execute(async (trx) => {
       const params = this.parameters.withTransaction(trx);
       const old = await load(trx);
       const next: Stored = { ...old };
@@ -216,9 +216,9 @@ export class Settings {
         changes.push('clientSecret');
       }
       for (const field of changes) await writeRow(trx, field, next[field], this.now());
-      return [...changes.map((f) => auditNames[f]), ...(await updateMassMailing(params, input.massMailing, actor))];
+      const changed = [...changes.map((f) => auditNames[f]), ...(await updateMassMailing(params, input.massMailing, actor))];
+      if (changed.length > 0) await this.audit.record(actor, 'settings.update', 'settings', { changed }, trx);
     });
-    if (changed.length > 0) await this.audit.record(actor, 'settings.update', 'settings', { changed });
     return this.get();
   }
 

@@ -28,12 +28,15 @@ export class ApiKeys {
   async create(user: User, name: string, actor: Actor): Promise<{ key: string; view: ApiKeyView }> {
     const prefix = randomToken(12).replace(/[^A-Za-z0-9]/g, '').slice(0, 8).padEnd(8, '0');
     const key = `jnp_${prefix}_${randomToken(32)}`;
-    const row = await this.db
-      .insertInto('api_keys')
-      .values({ user_id: user.id, name: name || 'api key', prefix, key_hash: sha256Hex(key), created_at: Date.now(), last_used_at: null, revoked_at: null })
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    await this.audit.record(actor, 'api_key.create', `user:${user.login}`, { prefix, name: row.name });
+    const row = await this.db.transaction().execute(async (trx) => {
+      const inserted = await trx
+        .insertInto('api_keys')
+        .values({ user_id: user.id, name: name || 'api key', prefix, key_hash: sha256Hex(key), created_at: Date.now(), last_used_at: null, revoked_at: null })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.audit.record(actor, 'api_key.create', `user:${user.login}`, { prefix, name: inserted.name }, trx);
+      return inserted;
+    });
     return { key, view: this.view(row) };
   }
 
@@ -63,9 +66,11 @@ export class ApiKeys {
   }
 
   async revoke(id: number, actor: Actor): Promise<void> {
-    const r = await this.db.updateTable('api_keys').set({ revoked_at: Date.now() }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
-    if (Number(r.numUpdatedRows) === 0) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No active API key with id ${id}.`);
-    await this.audit.record(actor, 'api_key.revoke', `api_key:${id}`);
+    await this.db.transaction().execute(async (trx) => {
+      const r = await trx.updateTable('api_keys').set({ revoked_at: Date.now() }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 0) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No active API key with id ${id}.`);
+      await this.audit.record(actor, 'api_key.revoke', `api_key:${id}`, undefined, trx);
+    });
   }
 
   private view(r: ApiKey): ApiKeyView {

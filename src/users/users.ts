@@ -66,35 +66,29 @@ export class Users {
       throw new AppError('JUNIPER_ERR_CONFLICT', `A user with login "${u.login}" already exists.`);
     }
     const now = Date.now();
-    const row = await this.db
-      .insertInto('users')
-      .values({
-        login: u.login,
-        email: u.email,
-        name: u.name || u.login,
-        password_hash: u.password === undefined ? null : await hashPassword(u.password),
-        role: u.role,
-        active: 1,
-        created_at: now,
-        updated_at: now,
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    await this.audit.record(actor, 'user.create', `user:${row.login}`, { role: row.role });
+    const passwordHash = u.password === undefined ? null : await hashPassword(u.password);
+    const row = await this.db.transaction().execute(async (trx) => {
+      const inserted = await trx
+        .insertInto('users')
+        .values({ login: u.login, email: u.email, name: u.name || u.login, password_hash: passwordHash, role: u.role, active: 1, created_at: now, updated_at: now })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.audit.record(actor, 'user.create', `user:${inserted.login}`, { role: inserted.role }, trx);
+      return inserted;
+    });
     return toUserView(row);
   }
 
   async setPassword(login: string, password: string, actor: Actor): Promise<void> {
     checkPasswordPolicy(password);
     const user = await this.requireByLogin(login);
-    await this.db
-      .updateTable('users')
-      .set({ password_hash: await hashPassword(password), updated_at: Date.now() })
-      .where('id', '=', user.id)
-      .execute();
-    // A changed password ends every session of that user.
-    await this.db.deleteFrom('sessions').where('user_id', '=', user.id).execute();
-    await this.audit.record(actor, 'user.password', `user:${user.login}`);
+    const passwordHash = await hashPassword(password);
+    await this.db.transaction().execute(async (trx) => {
+      await trx.updateTable('users').set({ password_hash: passwordHash, updated_at: Date.now() }).where('id', '=', user.id).execute();
+      // A changed password ends every session of that user.
+      await trx.deleteFrom('sessions').where('user_id', '=', user.id).execute();
+      await this.audit.record(actor, 'user.password', `user:${user.login}`, undefined, trx);
+    });
   }
 
   /** The user for a login and password, or JUNIPER_ERR_BAD_CREDENTIALS (the same for every kind of mismatch). */

@@ -1,0 +1,129 @@
+// Outbound: Juniper against raw nodemailer, side by side in one run on the same sink and the same tokens.
+// - raw: one nodemailer pool per mailbox (pool: true, maxMessages: Infinity, as many connections per pool as
+//   Juniper opens per server), every prebuilt message handed to sendMail at once;
+// - juniper (queue → sent): the mails are enqueued first (not timed), then one dispatcher sends them all,
+//   routing each by its From filter over XOAUTH2 with tokens from the token store;
+// - juniper (end to end): POST /api/v1/mails over real HTTP with 20 requests in flight while the workers send.
+import nodemailer from 'nodemailer';
+import { cliActor } from '../src/audit/audit-log.js';
+import type { DialectName } from '../src/db/database.js';
+import { testDispatcher } from '../test/helpers/outgoing.js';
+import { createWorkers } from '../src/worker/workers.js';
+import { percentile, secondsSince, startOutlookBench, until, type OutlookBench } from './outlook-setup.js';
+
+/** Connections Juniper's pool opens per server (smtp-transport's default); the raw baseline gets as many. */
+const CONNECTIONS_PER_SERVER = 2;
+
+export interface OutboundFigures {
+  dialect: DialectName;
+  mails: number;
+  servers: number;
+  raw: number;
+  juniper: number;
+  endToEnd: number;
+  enqueuePerSecond: number;
+  enqueueP50Ms: number;
+  enqueueP99Ms: number;
+}
+
+const mailFor = (b: OutlookBench, i: number) => ({
+  from: b.mailboxes[i % b.mailboxes.length]!,
+  to: [`r${i}@client.test`],
+  subject: `bench ${i}`,
+  text: `hello ${i}\n`,
+});
+
+async function rawRun(b: OutlookBench, n: number): Promise<number> {
+  const transports = await Promise.all(
+    b.serverIds.map(async (id, i) => {
+      const token = await b.t.app.services.tokens.accessToken('outgoing', id);
+      return nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: b.sink.port,
+        secure: false,
+        requireTLS: true,
+        tls: { rejectUnauthorized: false },
+        pool: true,
+        maxConnections: CONNECTIONS_PER_SERVER,
+        maxMessages: Infinity,
+        auth: { type: 'OAuth2', user: b.mailboxes[i]!, accessToken: token.accessToken },
+      });
+    }),
+  );
+  const before = b.sink.messages.length;
+  const start = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: n }, (_, i) => transports[i % transports.length]!.sendMail(mailFor(b, i))));
+  const seconds = secondsSince(start);
+  for (const t of transports) t.close();
+  if (b.sink.messages.length - before !== n) throw new Error(`raw: expected ${n} mails at the sink, got ${b.sink.messages.length - before}`);
+  return n / seconds;
+}
+
+async function juniperRun(b: OutlookBench, n: number): Promise<number> {
+  const { outbox, queue } = b.t.app.services;
+  for (let i = 0; i < n; i++) await outbox.enqueue(mailFor(b, i), null, cliActor);
+  const before = b.sink.messages.length;
+  const d = testDispatcher(b.t.app, 'bench');
+  const start = process.hrtime.bigint();
+  await d.drain();
+  const seconds = secondsSince(start);
+  await d.close();
+  const sent = b.sink.messages.length - before;
+  const states = await queue.countByState();
+  if (sent !== n || states.queued + states.sending + states.failed > 0) throw new Error(`juniper: expected ${n} mails sent, got ${sent} (${JSON.stringify(states)})`);
+  return n / seconds;
+}
+
+async function endToEndRun(b: OutlookBench, n: number, inFlight = 20): Promise<{ rate: number; enqueuePerSecond: number; p50: number; p99: number }> {
+  const http = b.http;
+  const address = await http.listen({ host: '127.0.0.1', port: 0 });
+  const workers = createWorkers(b.t.app);
+  workers.start();
+  const latencies: number[] = [];
+  const before = b.sink.messages.length;
+  const start = process.hrtime.bigint();
+  let next = 0;
+  const client = async () => {
+    for (let i = next++; i < n; i = next++) {
+      const t0 = process.hrtime.bigint();
+      const res = await fetch(`${address}/api/v1/mails`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${b.adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify(mailFor(b, i)),
+      });
+      if (res.status !== 202) throw new Error(`POST /api/v1/mails answered ${res.status}: ${await res.text()}`);
+      await res.arrayBuffer();
+      latencies.push(secondsSince(t0) * 1000);
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, client));
+  const enqueueSeconds = secondsSince(start);
+  await until(async () => b.sink.messages.length - before >= n, `${n} mails at the sink`);
+  const seconds = secondsSince(start);
+  await workers.stop();
+  latencies.sort((x, y) => x - y);
+  return { rate: n / seconds, enqueuePerSecond: n / enqueueSeconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+export async function outbound(dialect: DialectName, n: number, servers = 4): Promise<OutboundFigures> {
+  const b = await startOutlookBench(dialect, servers);
+  try {
+    // A short warm-up on both sides, so TLS, JIT and token fetching are not counted against either.
+    await rawRun(b, Math.min(200, n));
+    await juniperRun(b, Math.min(200, n));
+    const raw = await rawRun(b, n);
+    const juniper = await juniperRun(b, n);
+    const e2e = await endToEndRun(b, n);
+    return { dialect, mails: n, servers, raw, juniper, endToEnd: e2e.rate, enqueuePerSecond: e2e.enqueuePerSecond, enqueueP50Ms: e2e.p50, enqueueP99Ms: e2e.p99 };
+  } finally {
+    await b.close();
+  }
+}
+
+export function printOutbound(f: OutboundFigures): void {
+  console.log(`outbound, ${f.dialect}, ${f.mails} mails over ${f.servers} Outlook servers (XOAUTH2, STARTTLS) → smtp-server sink:`);
+  console.log(`  raw nodemailer pools (${f.servers} × ${CONNECTIONS_PER_SERVER} connections): ${f.raw.toFixed(0)} mails/s`);
+  console.log(`  juniper queue → sent:             ${f.juniper.toFixed(0)} mails/s`);
+  console.log(`  juniper end to end (POST /api/v1/mails, 20 in flight, sending meanwhile): ${f.endToEnd.toFixed(0)} mails/s; enqueue ${f.enqueuePerSecond.toFixed(0)} req/s, p50 ${f.enqueueP50Ms.toFixed(1)} ms, p99 ${f.enqueueP99Ms.toFixed(1)} ms`);
+  console.log(`ratio outbound ${f.dialect}: juniper/raw ${(f.juniper / f.raw).toFixed(2)}x, end-to-end/raw ${(f.endToEnd / f.raw).toFixed(2)}x`);
+}

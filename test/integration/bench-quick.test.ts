@@ -1,0 +1,22 @@
+// `npm run bench -- --quick` inside the suite: only proves the benchmark code still works end to end (every
+// mail of every run reaches the sink, each benchmark prints its ratio line). Figures are never asserted here:
+// speed goals live in `npm run bench`, on a quiet machine.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, it } from 'node:test';
+import { postgresUrl } from '../helpers/databases.js';
+import { projectRoot } from '../helpers/cli.js';
+
+describe('npm run bench -- --quick', () => {
+  it('runs every benchmark on both databases and prints a ratio line for each', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--quick'], {
+      cwd: projectRoot,
+      env: { ...process.env, JUNIPER_TEST_PG_URL: postgresUrl() },
+      timeout: 240_000,
+    });
+    for (const dialect of ['sqlite', 'postgres']) {
+      assert.match(stdout, new RegExp(`^ratio outbound ${dialect}: juniper/raw \\d+\\.\\d\\dx, end-to-end/raw \\d+\\.\\d\\dx$`, 'm'), stdout);
+    }
+  });
+});

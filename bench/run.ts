@@ -1,19 +1,21 @@
 // Benchmarks, printed as figures measured side by side in one run (never as pass/fail timing tests): each
 // compares Juniper with the raw protocol library it wraps, on the same peers in the same run, and prints a
 // ratio line last. Figures and their history are in docs/benchmarks.md.
-//   npm run bench                 full size (10,000 mails per database)
+//   npm run bench                 full size (10,000 mails and 5,000 incoming messages per database)
 //   npm run bench -- --quick      a small version of each, to prove the benchmark code works (npm test runs it)
-//   N=2000 npm run bench          another number of mails
+//   N=2000 INBOUND=1000 npm run bench   other numbers of outgoing mails and incoming messages
 // PostgreSQL: JUNIPER_TEST_PG_URL if set (npm test sets it), else a private throw-away cluster started here.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { routeMail, type RoutableServer } from '../src/outgoing/routing.js';
+import { inbound, printInbound } from './inbound.js';
 import { outbound, printOutbound } from './outbound.js';
 
 const quick = process.argv.includes('--quick');
 const N = Number(process.env.N ?? (quick ? 100 : 10_000));
+const INBOUND = Number(process.env.INBOUND ?? (quick ? 100 : 5_000));
 
 function routingRun(): number {
   const servers: RoutableServer[] = Array.from({ length: 50 }, (_, i) => ({ id: i + 1, name: `s${i}`, fromFilter: `user${i}@example.com, dept${i}.example.com`, priority: i, active: true }));
@@ -41,6 +43,7 @@ const stopPostgres = ensurePostgres();
 try {
   console.log(`routing, 50 servers, fallback to the notifications server (worst case): ${routingRun().toFixed(0)} decisions/s`);
   for (const dialect of ['sqlite', 'postgres'] as const) printOutbound(await outbound(dialect, N));
+  for (const dialect of ['sqlite', 'postgres'] as const) printInbound(await inbound(dialect, INBOUND));
 } finally {
   stopPostgres();
 }

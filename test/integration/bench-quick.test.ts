@@ -17,6 +17,7 @@ describe('npm run bench -- --quick', () => {
     });
     for (const dialect of ['sqlite', 'postgres']) {
       assert.match(stdout, new RegExp(`^ratio outbound ${dialect}: juniper/raw \\d+\\.\\d\\dx, end-to-end/raw \\d+\\.\\d\\dx$`, 'm'), stdout);
+      assert.match(stdout, new RegExp(`^ratio inbound ${dialect}: juniper/raw \\d+\\.\\d\\dx$`, 'm'), stdout);
     }
   });
 });

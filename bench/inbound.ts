@@ -1,0 +1,86 @@
+// Inbound: Juniper's fetch (XOAUTH2, parse, store, then \Seen) against raw imapflow fetching the same
+// messages' source in one FETCH, side by side on the same Dovecot mailbox in one run. The raw client peeks
+// (BODY.PEEK[]), so both read the same unseen mailbox.
+import assert from 'node:assert/strict';
+import { ImapFlow } from 'imapflow';
+import { cliActor } from '../src/audit/audit-log.js';
+import type { DialectName } from '../src/db/database.js';
+import { startTestApp } from '../test/helpers/app.js';
+import { corpus, withMailbox } from '../test/helpers/incoming.js';
+import { connectOutlook, signIn } from '../test/helpers/outlook.js';
+import { startDovecot } from '../test/peers/dovecot.js';
+import { startIdentityServer } from '../test/peers/identity-server.js';
+import { secondsSince } from './outlook-setup.js';
+
+const MAILBOX = 'inbound@example.test';
+const PASSWORD = 'bench-append-only';
+
+export interface InboundFigures {
+  dialect: DialectName;
+  messages: number;
+  bytes: number;
+  raw: number;
+  juniper: number;
+}
+
+export async function inbound(dialect: DialectName, n: number): Promise<InboundFigures> {
+  const idp = await startIdentityServer();
+  const dovecot = await startDovecot({ identityUrl: idp.url, users: { [MAILBOX]: PASSWORD } });
+  const t = await startTestApp(dialect, { logLevel: 'warn' });
+  try {
+    const messages = corpus(n, MAILBOX);
+    const bytes = messages.reduce((sum, m) => sum + m.raw.length, 0);
+    // APPEND over one connection fills the mailbox far faster than n LMTP sessions.
+    await withMailbox(dovecot, MAILBOX, PASSWORD, 'INBOX', async (client) => {
+      for (let i = 0; i < messages.length; i += 100) await Promise.all(messages.slice(i, i + 100).map((m) => client.append('INBOX', m.raw)));
+    });
+
+    const http = await t.app.http();
+    const admin = await t.createUser('admin', 'admin');
+    const session = await signIn(http, 'admin', admin.password);
+    const { parameters, settings, incomingServers, incoming, tokens } = t.app.services;
+    await parameters.set('web.base.url', 'https://juniper.example.com', cliActor);
+    await parameters.set('microsoft_outlook.endpoint', `${idp.url}/common/oauth2/v2.0/`, cliActor);
+    await settings.update({ customEmailServers: true, outlook: { enabled: true, clientId: '3f2504e0-4f89-41d3-9a0c-0305e82c3301', clientSecret: 'bench-secret-0123456789abcdefghij' } }, cliActor);
+    const created = await http.inject({
+      method: 'POST',
+      url: '/api/v1/incoming-servers',
+      headers: { cookie: session.cookie, 'x-csrf-token': session.csrfToken },
+      payload: { name: 'bench', auth: 'outlook', username: MAILBOX, host: '127.0.0.1', port: dovecot.imapsPort, security: 'ssl', allowSelfSigned: true },
+    });
+    assert.equal(created.statusCode, 201, created.body);
+    const id = created.json<{ id: number }>().id;
+    assert.equal((await connectOutlook(http, session, 'incoming', id)).statusCode, 303);
+    const confirmed = await incoming.testAndConfirm(await incomingServers.get(id));
+    assert.ok(confirmed.ok, confirmed.message);
+
+    const { accessToken } = await tokens.accessToken('incoming', id);
+    const client = new ImapFlow({ host: '127.0.0.1', port: dovecot.imapsPort, secure: true, tls: { rejectUnauthorized: false }, auth: { user: MAILBOX, accessToken }, logger: false });
+    let rawStart = process.hrtime.bigint();
+    await client.connect();
+    await client.mailboxOpen('INBOX');
+    let seen = 0;
+    rawStart = process.hrtime.bigint();
+    for await (const m of client.fetch('1:*', { uid: true, source: true })) if (m.source) seen++;
+    const rawSeconds = secondsSince(rawStart);
+    await client.logout();
+    if (seen !== n) throw new Error(`raw imapflow: expected ${n} messages, got ${seen}`);
+
+    const start = process.hrtime.bigint();
+    const counts = await incoming.fetchNow(await incomingServers.get(id));
+    const seconds = secondsSince(start);
+    if (counts.stored + counts.duplicates + counts.quarantined !== n) throw new Error(`juniper: expected ${n} messages handled, got ${JSON.stringify(counts)}`);
+    return { dialect, messages: n, bytes, raw: n / rawSeconds, juniper: n / seconds };
+  } finally {
+    await t.close();
+    await dovecot.stop();
+    await idp.stop();
+  }
+}
+
+export function printInbound(f: InboundFigures): void {
+  console.log(`inbound, ${f.dialect}, ${f.messages} messages (${(f.bytes / 1048576).toFixed(1)} MB) in Dovecot over XOAUTH2 (IMAPS):`);
+  console.log(`  raw imapflow, source in one FETCH: ${f.raw.toFixed(0)} msgs/s`);
+  console.log(`  juniper fetch (parse, store, \\Seen): ${f.juniper.toFixed(0)} msgs/s`);
+  console.log(`ratio inbound ${f.dialect}: juniper/raw ${(f.juniper / f.raw).toFixed(2)}x`);
+}

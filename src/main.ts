@@ -13,6 +13,7 @@ import { settingsCommand } from './cli/settings.js';
 import { routeCommand, serversCommand } from './cli/servers.js';
 import { mailsCommand, sendCommand } from './cli/mails.js';
 import { fetchCommand, incomingCommand } from './cli/incoming.js';
+import { vaultCommand } from './cli/vault.js';
 import type { WithApp } from './cli/with-app.js';
 import { createWorkers } from './worker/workers.js';
 
@@ -119,6 +120,7 @@ export function buildProgram(): Command {
   program.addCommand(mailsCommand(withApp));
   program.addCommand(incomingCommand(withApp));
   program.addCommand(fetchCommand(withApp));
+  program.addCommand(vaultCommand(withApp));
   return program;
 }
 

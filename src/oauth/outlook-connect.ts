@@ -20,7 +20,7 @@ import type { ServerKind } from './token-provider.js';
 import { accessTokenContext, kindLabel, loadTokenRow, refreshTokenContext, tableOf } from './token-table.js';
 
 export const STATE_TTL_MS = 10 * 60 * 1000;
-const VERIFIER_CONTEXT = 'oauth_states.code_verifier';
+export const VERIFIER_CONTEXT = 'oauth_states.code_verifier';
 
 export interface ConfirmQuery {
   code?: string;

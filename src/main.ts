@@ -14,6 +14,7 @@ import { routeCommand, serversCommand } from './cli/servers.js';
 import { mailsCommand, sendCommand } from './cli/mails.js';
 import { fetchCommand, incomingCommand } from './cli/incoming.js';
 import { vaultCommand } from './cli/vault.js';
+import { doctorCommand } from './cli/doctor.js';
 import type { WithApp } from './cli/with-app.js';
 import { createWorkers } from './worker/workers.js';
 
@@ -121,6 +122,7 @@ export function buildProgram(): Command {
   program.addCommand(incomingCommand(withApp));
   program.addCommand(fetchCommand(withApp));
   program.addCommand(vaultCommand(withApp));
+  program.addCommand(doctorCommand(() => createApp(loadConfig(), { logger: createLogger('warn', pino.destination(2)), migrate: false })));
   return program;
 }
 

@@ -20,3 +20,10 @@ export async function migrateToLatest(database: Database): Promise<MigrationRepo
   }
   return { applied: (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName) };
 }
+
+/** Names of the migrations not yet applied to this database (`juniper doctor`); it changes nothing. */
+export async function pendingMigrations(database: Database): Promise<string[]> {
+  const migrations = migrationSet(database.dialect);
+  const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => migrations } });
+  return (await migrator.getMigrations()).filter((m) => m.executedAt === undefined).map((m) => m.name);
+}

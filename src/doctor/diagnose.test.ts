@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { IncomingServerView } from '../incoming/servers.js';
+import type { OutgoingServerView } from '../outgoing/servers.js';
+import type { SettingsView } from '../settings/settings.js';
+import { diagnose, exitCodeOf, type DoctorFacts } from './diagnose.js';
+
+const settings = (outlook: Partial<SettingsView['outlook']> = {}): SettingsView => ({
+  customEmailServers: true,
+  outlook: {
+    enabled: true,
+    clientId: '3f2504e0-4f89-41d3-9a0c-0305e82c3301',
+    hasClientSecret: true,
+    clientSecretExpiresAt: '2099-01-01',
+    clientSecretDaysLeft: 400,
+    clientSecretWarning: null,
+    cloud: 'global',
+    tenant: 'common',
+    authority: 'https://login.microsoftonline.com/common/oauth2/v2.0/',
+    redirectUri: 'https://mail.example.com/microsoft_outlook/confirm',
+    ...outlook,
+  },
+  massMailing: { dedicatedServer: false, serverId: null },
+});
+
+const token = (status: OutgoingServerView['token']['status'], extra: Partial<OutgoingServerView['token']> = {}): OutgoingServerView['token'] => ({ status, account: null, expiresAt: null, error: null, appProblem: null, ...extra });
+const tested = { at: '2026-12-01T10:00:00.000Z', ok: true, message: 'Connection test succeeded' };
+
+const outgoing = (o: Partial<OutgoingServerView> = {}): OutgoingServerView => ({
+  id: 1, name: 'Outlook', host: 'smtp.office365.com', port: 587, security: 'starttls', auth: 'outlook', username: 'n@example.com', hasPassword: false,
+  fromFilter: 'n@example.com', priority: 10, active: true, archived: false, allowSelfSigned: false, ownerUserId: null, token: token('valid'), lastTest: tested,
+  createdAt: '', updatedAt: '', ...o,
+});
+const incoming = (o: Partial<IncomingServerView> = {}): IncomingServerView => ({
+  ...(outgoing() as unknown as IncomingServerView), id: 2, name: 'Inbox', protocol: 'imap', folder: 'INBOX', keepOriginal: false, keepAttachments: true, intervalMinutes: 5,
+  state: 'confirmed', lastFetchAt: null, lastError: null, errorSince: null, ...o,
+});
+
+const healthy = (o: Partial<DoctorFacts> = {}): DoctorFacts => ({
+  database: 'SQLite ./data/juniper.sqlite', pendingMigrations: [], baseUrl: 'https://mail.example.com', settings: settings(), notificationsAddress: 'notifications@example.com',
+  outgoing: [outgoing()], incoming: [incoming()], clockSkewMs: 300, clockSource: 'https://login.microsoftonline.com', clockError: null, ...o,
+});
+
+const problems = (f: DoctorFacts) => diagnose(f).filter((x) => x.level !== 'ok').map((x) => `${x.level} ${x.check}: ${x.message}`);
+
+describe('juniper doctor: diagnose', () => {
+  it('a healthy Outlook set-up has no warnings and exits 0', () => {
+    assert.deepEqual(problems(healthy()), []);
+    assert.equal(exitCodeOf(diagnose(healthy())), 0);
+    assert.ok(diagnose(healthy()).some((x) => x.check === 'redirect uri' && x.message.includes('https://mail.example.com/microsoft_outlook/confirm')));
+  });
+
+  const cases: [string, Partial<DoctorFacts>, RegExp, 'warn' | 'fail'][] = [
+    ['pending migrations', { pendingMigrations: ['005-x'] }, /fail migrations: 1 migration\(s\) not applied \(005-x\): run `juniper migrate`/, 'fail'],
+    ['no base URL with Outlook', { baseUrl: null }, /fail web\.base\.url: web\.base\.url is not set/, 'fail'],
+    ['http base URL with Outlook', { baseUrl: 'http://mail.example.com' }, /fail web\.base\.url: http:\/\/mail\.example\.com is not https/, 'fail'],
+    ['http://localhost only warns', { baseUrl: 'http://localhost:8080' }, /warn web\.base\.url: http:\/\/localhost:8080 is plain http/, 'warn'],
+    ['missing client secret', { settings: settings({ hasClientSecret: false }) }, /fail outlook credentials: The Outlook Client Secret is not set/, 'fail'],
+    ['missing id and secret', { settings: settings({ clientId: null, hasClientSecret: false }) }, /The Outlook Client ID and Client Secret are not set/, 'fail'],
+    ['no expiry date', { settings: settings({ clientSecretExpiresAt: null, clientSecretDaysLeft: null }) }, /warn client secret expiry: .*expiry date is not recorded/, 'warn'],
+    ['secret expiring in 20 days', { settings: settings({ clientSecretDaysLeft: 20, clientSecretWarning: { level: 'notice', message: 'expires in 20 day(s)' } }) }, /warn client secret expiry: expires in 20/, 'warn'],
+    ['secret expired', { settings: settings({ clientSecretDaysLeft: -2, clientSecretWarning: { level: 'critical', message: 'expired 2 day(s) ago' } }) }, /fail client secret expiry: expired 2/, 'fail'],
+    ['not connected', { outgoing: [outgoing({ token: token('missing') })] }, /fail outgoing server "Outlook" \(id 1\): Not connected to Outlook: click Connect your Outlook account/, 'fail'],
+    ['needs reconnect', { outgoing: [outgoing({ token: token('needs_reconnect', { error: { code: 'AADSTS700082', message: 'the refresh token expired' } }) })] }, /must be reconnected: the refresh token expired/, 'fail'],
+    ['app problem', { outgoing: [outgoing({ token: token('valid', { appProblem: { code: 'AADSTS7000222', message: 'the client secret expired' } }) })] }, /fail outgoing server .*Outlook app problem: the client secret expired/, 'fail'],
+    ['never tested', { outgoing: [outgoing({ lastTest: null })] }, /warn outgoing server "Outlook" \(id 1\): Never tested: click Test Connection/, 'warn'],
+    ['failed test', { outgoing: [outgoing({ lastTest: { ...tested, ok: false, message: '535 5.7.139 SMTP AUTH is disabled' } })] }, /fail outgoing server .*failed: 535 5\.7\.139/, 'fail'],
+    ['no outgoing server', { outgoing: [outgoing({ archived: true, active: false })] }, /fail outgoing servers: No active outgoing mail server/, 'fail'],
+    ['no notifications address', { notificationsAddress: null }, /warn notifications address/, 'warn'],
+    ['draft incoming', { incoming: [incoming({ state: 'draft' })] }, /warn incoming server "Inbox" \(id 2\): It is a draft and is not fetched: click Test and Confirm/, 'warn'],
+    ['failing fetch', { incoming: [incoming({ lastError: 'IMAP login refused', errorSince: '2026-12-01T09:00:00.000Z' })] }, /fail incoming server .*last fetch failed \(failing since 2026-12-01T09:00:00\.000Z\): IMAP login refused/, 'fail'],
+    ['clock ahead', { clockSkewMs: 10 * 60_000 }, /fail clock: This machine's clock is 600 s ahead of/, 'fail'],
+    ['clock unknown', { clockSkewMs: null, clockError: 'no answer within 5 s' }, /warn clock: Could not compare the clock with .*no answer within 5 s/, 'warn'],
+  ];
+  for (const [name, facts, expected, level] of cases) {
+    it(`${name} → ${level}`, () => {
+      const found = problems(healthy(facts));
+      assert.ok(found.some((line) => expected.test(line)), found.join('\n'));
+      assert.equal(exitCodeOf(diagnose(healthy(facts))), level === 'fail' ? 1 : 0);
+    });
+  }
+
+  it('a set-up without Outlook is not asked for Outlook credentials or an https base URL', () => {
+    const plain = healthy({ settings: settings({ enabled: false, clientId: null, hasClientSecret: false }), baseUrl: null, outgoing: [outgoing({ auth: 'password', token: token('missing') })], incoming: [] });
+    const found = problems(plain);
+    assert.deepEqual(found.filter((l) => l.startsWith('fail')), []);
+    assert.ok(!found.some((l) => /outlook credentials/.test(l)));
+  });
+});

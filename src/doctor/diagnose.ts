@@ -1,0 +1,105 @@
+// `juniper doctor`'s decisions, as a pure function of facts gathered elsewhere: each finding says what is
+// wrong (or right) and what to do, one line each. `fail` means mail does not flow (or will stop); `warn`
+// means something a careful admin wants to know. Kept free of I/O so every rule has a table test.
+import type { IncomingServerView } from '../incoming/servers.js';
+import type { OutgoingServerView } from '../outgoing/servers.js';
+import type { SettingsView } from '../settings/settings.js';
+
+export type Level = 'ok' | 'warn' | 'fail';
+
+export interface Finding {
+  level: Level;
+  check: string;
+  message: string;
+}
+
+export interface DoctorFacts {
+  database: string;
+  pendingMigrations: string[];
+  baseUrl: string | null;
+  settings: SettingsView;
+  notificationsAddress: string | null;
+  outgoing: OutgoingServerView[];
+  incoming: IncomingServerView[];
+  /** Local clock minus the identity provider's Date header; null when it could not be asked (see clockError). */
+  clockSkewMs: number | null;
+  clockSource: string;
+  clockError: string | null;
+}
+
+/** Tokens are checked with a few minutes' leeway; beyond this, sign-ins and token checks start failing. */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+export function diagnose(f: DoctorFacts): Finding[] {
+  const out: Finding[] = [];
+  const add = (level: Level, check: string, message: string) => out.push({ level, check, message });
+
+  add('ok', 'database', `${f.database} is reachable.`);
+  if (f.pendingMigrations.length) add('fail', 'migrations', `${f.pendingMigrations.length} migration(s) not applied (${f.pendingMigrations.join(', ')}): run \`juniper migrate\` (serve and worker also apply them at start).`);
+  else add('ok', 'migrations', 'The schema is up to date.');
+
+  const outlookServers = [...f.outgoing, ...f.incoming].filter((s) => s.auth === 'outlook' && s.active);
+  const usesOutlook = f.settings.outlook.enabled || outlookServers.length > 0;
+  baseUrlFindings(f, usesOutlook, add);
+
+  if (usesOutlook) {
+    const o = f.settings.outlook;
+    if (!o.clientId || !o.hasClientSecret) {
+      const missing = [!o.clientId && 'Client ID', !o.hasClientSecret && 'Client Secret'].filter(Boolean).join(' and ');
+      add('fail', 'outlook credentials', `The Outlook ${missing} ${missing.includes('and') ? 'are' : 'is'} not set: paste them from the Azure app registration into Settings → Outlook Credentials.`);
+    } else add('ok', 'outlook credentials', `Client ID ${o.clientId} and a client secret are set (authority ${o.authority}).`);
+    if (o.hasClientSecret) {
+      if (o.clientSecretDaysLeft === null) add('warn', 'client secret expiry', 'The client secret\'s expiry date is not recorded: enter it in Settings so Juniper warns you 30, 14, 7 and 1 days before.');
+      // Critical (expired, or a week or less left) fails: mail stops, or is about to, unless someone acts now.
+      else if (o.clientSecretWarning) add(o.clientSecretWarning.level === 'critical' ? 'fail' : 'warn', 'client secret expiry', o.clientSecretWarning.message);
+      else add('ok', 'client secret expiry', `The client secret is valid for ${o.clientSecretDaysLeft} more days.`);
+    }
+  }
+
+  const activeOutgoing = f.outgoing.filter((s) => s.active && !s.archived);
+  if (activeOutgoing.length === 0) add('fail', 'outgoing servers', 'No active outgoing mail server: every mail fails with "no outgoing mail server". Create one (Settings → Outgoing Email Servers).');
+  if (!f.notificationsAddress) add('warn', 'notifications address', 'mail.default.from and mail.catchall.domain are not both set: mail whose From matches no server is sent as its own From through the fallback server, which Microsoft refuses unless that mailbox may send as it.');
+  for (const s of activeOutgoing) serverFindings('outgoing', s, 'Test Connection', add);
+  for (const s of f.incoming.filter((x) => x.active && !x.archived)) {
+    serverFindings('incoming', s, 'Test and Confirm', add);
+    if (s.state === 'draft') add('warn', `incoming server "${s.name}" (id ${s.id})`, 'It is a draft and is not fetched: click Test and Confirm.');
+    if (s.lastError) add('fail', `incoming server "${s.name}" (id ${s.id})`, `The last fetch failed${s.errorSince ? ` (failing since ${s.errorSince})` : ''}: ${s.lastError}`);
+  }
+
+  if (f.clockSkewMs === null) add('warn', 'clock', `Could not compare the clock with ${f.clockSource}: ${f.clockError ?? 'no Date header'}.`);
+  else if (Math.abs(f.clockSkewMs) > MAX_CLOCK_SKEW_MS) {
+    add('fail', 'clock', `This machine's clock is ${Math.round(Math.abs(f.clockSkewMs) / 1000)} s ${f.clockSkewMs > 0 ? 'ahead of' : 'behind'} ${f.clockSource}: tokens will be refused. Enable time synchronisation (e.g. systemd-timesyncd or chrony).`);
+  } else add('ok', 'clock', `The clock is within ${Math.round(Math.abs(f.clockSkewMs) / 1000)} s of ${f.clockSource}.`);
+  return out;
+}
+
+function baseUrlFindings(f: DoctorFacts, usesOutlook: boolean, add: (level: Level, check: string, message: string) => void): void {
+  if (!f.baseUrl) {
+    add(usesOutlook ? 'fail' : 'warn', 'web.base.url', 'web.base.url is not set, so Juniper cannot tell Microsoft where to send you back: set it (or JUNIPER_BASE_URL) to the address people use, e.g. https://mail.example.com.');
+    return;
+  }
+  const url = new URL(f.baseUrl);
+  if (url.protocol !== 'https:') {
+    // Entra ID accepts http redirect URIs for localhost only.
+    if (LOOPBACK_HOSTS.has(url.hostname)) add('warn', 'web.base.url', `${f.baseUrl} is plain http: fine on this machine, but Microsoft accepts http only for localhost; use https for anyone else.`);
+    else add(usesOutlook ? 'fail' : 'warn', 'web.base.url', `${f.baseUrl} is not https: Microsoft refuses http redirect URIs except for localhost, and session cookies travel in clear. Put a TLS proxy in front and set web.base.url to its https address.`);
+  } else add('ok', 'web.base.url', `${f.baseUrl} is https.`);
+  if (usesOutlook && f.settings.outlook.redirectUri) add('ok', 'redirect uri', `Register exactly ${f.settings.outlook.redirectUri} as a Web redirect URI in the Azure app registration.`);
+}
+
+function serverFindings(kind: 'outgoing' | 'incoming', s: OutgoingServerView | IncomingServerView, testName: string, add: (level: Level, check: string, message: string) => void): void {
+  const check = `${kind} server "${s.name}" (id ${s.id})`;
+  if (s.auth === 'outlook') {
+    if (s.token.appProblem) add('fail', check, `Outlook app problem: ${s.token.appProblem.message}`);
+    else if (s.token.status === 'missing') add('fail', check, 'Not connected to Outlook: click Connect your Outlook account on the server.');
+    else if (s.token.status === 'needs_reconnect') add('fail', check, `The Outlook account must be reconnected${s.token.error ? `: ${s.token.error.message}` : ''}. Click Connect your Outlook account.`);
+  }
+  if (!s.lastTest) add('warn', check, `Never tested: click ${testName}.`);
+  else if (!s.lastTest.ok) add('fail', check, `The last ${testName} (${s.lastTest.at}) failed: ${s.lastTest.message}`);
+  else if (s.auth !== 'outlook' || s.token.status === 'valid') add('ok', check, `${testName} passed at ${s.lastTest.at}.`);
+}
+
+/** The process exit code: 1 when anything fails, else 0 (warnings alone do not fail). */
+export const exitCodeOf = (findings: readonly Finding[]): number => (findings.some((x) => x.level === 'fail') ? 1 : 0);

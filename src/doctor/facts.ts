@@ -1,0 +1,53 @@
+// Gathers what `juniper doctor` judges: read-only questions to the services, plus one HTTP request to the
+// identity provider for its clock. Nothing here writes.
+import type { App } from '../app.js';
+import { describeDatabase } from '../db/database.js';
+import { pendingMigrations } from '../db/migrate.js';
+import { incomingServerView } from '../incoming/servers.js';
+import { outgoingServerView } from '../outgoing/servers.js';
+import { defaultFromAddress } from '../settings/parameter-rules.js';
+import type { DoctorFacts } from './diagnose.js';
+
+const CLOCK_TIMEOUT_MS = 5_000;
+
+/** Local clock minus the server's Date header, taken at the middle of the round trip. */
+export async function clockSkew(url: string, now: () => number = Date.now): Promise<{ skewMs: number | null; error: string | null }> {
+  const sent = now();
+  try {
+    const res = await fetch(url, { method: 'HEAD', redirect: 'manual', signal: AbortSignal.timeout(CLOCK_TIMEOUT_MS) });
+    const received = now();
+    const date = res.headers.get('date');
+    if (!date || Number.isNaN(Date.parse(date))) return { skewMs: null, error: 'its answer has no Date header' };
+    // The Date header has whole seconds: take the middle of its second.
+    return { skewMs: Math.round((sent + received) / 2 - (Date.parse(date) + 500)), error: null };
+  } catch (e) {
+    return { skewMs: null, error: (e as Error).name === 'TimeoutError' ? `no answer within ${CLOCK_TIMEOUT_MS / 1000} s` : (e as Error).message };
+  }
+}
+
+/** Facts for diagnose(); when migrations are pending only the database facts are read (the schema may lack columns). */
+export async function doctorFacts(app: App): Promise<{ pending: string[]; facts: DoctorFacts | null }> {
+  const database = describeDatabase(app.config.database);
+  const pending = await pendingMigrations(app.database);
+  if (pending.length) return { pending, facts: null };
+  const { parameters, settings, outgoingServers, incomingServers, oauthAppStatus } = app.services;
+  const [params, view, outgoing, incoming, appProblem] = await Promise.all([parameters.snapshot(), settings.get(), outgoingServers.list(), incomingServers.list(), oauthAppStatus.get()]);
+  const baseUrl = (await parameters.value('web.base.url')) ?? app.config.baseUrl ?? null;
+  const clockSource = new URL(view.outlook.authority).origin;
+  const clock = await clockSkew(clockSource);
+  return {
+    pending,
+    facts: {
+      database,
+      pendingMigrations: pending,
+      baseUrl,
+      settings: view,
+      notificationsAddress: defaultFromAddress(params),
+      outgoing: outgoing.map((s) => outgoingServerView(s, appProblem)),
+      incoming: incoming.map((s) => incomingServerView(s, appProblem)),
+      clockSkewMs: clock.skewMs,
+      clockSource,
+      clockError: clock.error,
+    },
+  };
+}

@@ -168,6 +168,17 @@ const byError = new Map<string, Explain>([
 ]);
 
 /** What happened and what to do, in one sentence pair; the fallback quotes Microsoft's own description. */
+/** Every AADSTS code Juniper explains, in code order, for docs/troubleshooting.md (generated, never hand-kept). */
+export function explainedAadstsCodes(): { code: number; errorClass: 'app' | 'server' | 'sign-in'; explanation: Explanation }[] {
+  return [...byCode.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([code, explain]) => ({
+      code,
+      errorClass: APP_CODES.has(code) ? 'app' : SERVER_CODES.has(code) ? 'server' : 'sign-in',
+      explanation: explain({ redirectUri: null }),
+    }));
+}
+
 export function explainAadsts(
   code: number | null,
   oauthError: string | null,

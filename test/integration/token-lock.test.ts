@@ -28,6 +28,7 @@ for (const dialect of dialects) {
     let http: FastifyInstance;
     let idp: IdentityServer;
     let serverId: number;
+    let incomingId: number;
 
     const store = (options: Partial<TokenStoreOptions> & { now?: () => number } = {}) => {
       const { now, ...rest } = options;
@@ -63,6 +64,9 @@ for (const dialect of dialects) {
       const created = await api('POST', '/api/v1/outgoing-servers', { name: 'Outlook', auth: 'outlook', username: MAILBOX, host: '127.0.0.1', port: 2525 });
       assert.equal(created.status, 201, created.text);
       serverId = created.body.id as number;
+      const incoming = await api('POST', '/api/v1/incoming-servers', { name: 'Orders', auth: 'outlook', username: MAILBOX, host: '127.0.0.1', port: 993, security: 'ssl' });
+      assert.equal(incoming.status, 201, incoming.text);
+      incomingId = incoming.body.id as number;
     });
     after(async () => {
       idp.setTokenOutage(null);
@@ -124,13 +128,22 @@ for (const dialect of dialects) {
       assert.match(t.logs(), /outlasted its lease and another process took it over/);
     });
 
-    it('keeps only the most recent refresh events, and counts every one', async () => {
+    it('keeps only the most recent refresh events and counts every one; the incoming table has the lease owner too', async () => {
       await seed();
+      await t.app.database.db
+        .updateTable('incoming_servers')
+        .set({ refresh_token_enc: t.app.vault.encrypt(idp.issueRefreshToken(MAILBOX), refreshTokenContext('incoming', incomingId)), token_status: 'valid' })
+        .where('id', '=', incomingId)
+        .execute();
       const s = store({ keepEvents: 3 });
-      for (let i = 0; i < 5; i++) await s.accessToken('outgoing', serverId, { renew: true });
+      for (let i = 0; i < 3; i++) await s.accessToken('outgoing', serverId, { renew: true });
+      for (let i = 0; i < 2; i++) await s.accessToken('incoming', incomingId, { renew: true });
       assert.equal(s.events.length, 3);
+      assert.deepEqual(s.events.map((e) => e.kind), ['outgoing', 'incoming', 'incoming'], 'the oldest were dropped');
       assert.equal(s.counts.refreshed, 5);
       assert.equal((await row()).token_status, 'valid', 'each rotated refresh token was stored and used');
+      const incoming = await t.app.database.db.selectFrom('incoming_servers').select(['token_status', 'token_refresh_lock_owner', 'token_refresh_lock_until']).where('id', '=', incomingId).executeTakeFirstOrThrow();
+      assert.deepEqual(incoming, { token_status: 'valid', token_refresh_lock_owner: null, token_refresh_lock_until: null });
     });
   });
 }

@@ -82,6 +82,8 @@ export interface TokenColumns {
   token_refreshed_at: number | null;
   /** Database-level single-flight guard for refreshes across worker processes. */
   token_refresh_lock_until: number | null;
+  /** Who holds that guard: only the holder may release it (a late release must not free another's lock). */
+  token_refresh_lock_owner: string | null;
 }
 
 export interface OutgoingServersTable extends TokenColumns {
@@ -151,6 +153,10 @@ export interface OutgoingMailsTable {
   /** Set when a delivery-status report or a mail to the bounce address names this mail; the state stays as it was. */
   bounced_at: number | null;
   bounce_reason: string | null;
+  /** Claims whose lease expired without an outcome (the worker stopped): a mail that keeps doing that fails as `crashed`. */
+  lost_leases: Generated<number>;
+  /** The last manual retry: a waiting mail's maximum age counts from here (else from created_at). */
+  retried_at: number | null;
   created_at: number;
   updated_at: number;
 }

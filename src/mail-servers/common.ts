@@ -44,6 +44,7 @@ export const noTokens: Omit<TokenColumns, 'token_status'> = {
   token_error_message: null,
   token_refreshed_at: null,
   token_refresh_lock_until: null,
+  token_refresh_lock_owner: null,
 };
 
 /** Forgets a server's Outlook tokens: after a change of mailbox or of auth method they belong to someone else. */

@@ -1,9 +1,12 @@
 // Access tokens for Outlook servers. A token is reused until 5 minutes before it expires; then exactly one
 // refresh runs per server: concurrent sends in this process share one promise, and other processes wait on
-// a database lease (token_refresh_lock_until) and then read the new token. The refresh token Microsoft
+// a database lease (token_refresh_lock_until, held by token_refresh_lock_owner) and then read the new token.
+// Only the holder releases the lease: a holder whose lease expired (a paused process, a clock behind) must
+// not free the lease another process took over, or a third would refresh with the same refresh token. The refresh token Microsoft
 // rotates is always stored. Failures are classified once, here: per-server problems mark the server
 // needs_reconnect (refreshing stops until someone reconnects), app-wide ones are recorded for every
 // Outlook server, transient ones are retried by the caller.
+import crypto from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/schema.js';
 import { AppError, isAppError } from '../lib/errors.js';
@@ -19,11 +22,23 @@ import type { AccessToken, ServerKind, TokenProvider } from './token-provider.js
 import { accessTokenContext, kindLabel, loadTokenRow, refreshTokenContext, tableOf, type TokenRow } from './token-table.js';
 
 export interface TokenStoreOptions {
-  /** How long a process may hold the refresh lease before others may take over. */
+  /**
+   * How long a process may hold the refresh lease before others may take over. Longer than
+   * refreshTimeoutMs, so a live holder always finishes (or gives up) within its lease and never renews it.
+   */
   lockMs: number;
   /** How often a process waiting for another one's refresh looks again. */
   pollMs: number;
+  /** The whole token request, body included: a hung identity provider becomes a transient failure. */
+  refreshTimeoutMs: number;
+  /** How many recent refresh events `events` keeps (default RECENT_EVENTS). */
+  keepEvents?: number;
 }
+
+/** How many refresh events a store keeps by default: a long-running worker must not grow without bound. */
+export const RECENT_EVENTS = 1000;
+
+export const defaultTokenStoreOptions: TokenStoreOptions = { lockMs: 30_000, pollMs: 100, refreshTimeoutMs: 15_000 };
 
 export interface RefreshEvent {
   kind: ServerKind;
@@ -33,8 +48,11 @@ export interface RefreshEvent {
 
 export class TokenStore implements TokenProvider {
   private readonly inflight = new Map<string, Promise<AccessToken>>();
-  /** Refreshes this process performed, for tests and metrics. */
-  readonly events: RefreshEvent[] = [];
+  /** Names this store's leases (with a fresh suffix per lease); another process never has the same. */
+  private readonly instanceId = crypto.randomBytes(6).toString('hex');
+  private readonly recentEvents: RefreshEvent[] = [];
+  /** Every refresh outcome since start, by outcome, for metrics. */
+  readonly counts: Record<RefreshEvent['outcome'], number> = { refreshed: 0, needs_reconnect: 0, app_problem: 0, transient: 0 };
 
   constructor(
     private readonly deps: {
@@ -46,8 +64,24 @@ export class TokenStore implements TokenProvider {
       refresh?: typeof refreshAccessToken;
       now?: () => number;
     },
-    private readonly options: TokenStoreOptions = { lockMs: 30_000, pollMs: 100 },
-  ) {}
+    private readonly options: TokenStoreOptions = defaultTokenStoreOptions,
+  ) {
+    if (options.lockMs <= options.refreshTimeoutMs) {
+      throw new Error(`TokenStore: lockMs (${options.lockMs}) must exceed refreshTimeoutMs (${options.refreshTimeoutMs}), or a live refresh could outlast its lease.`);
+    }
+  }
+
+  /** The most recent refresh outcomes of this store (keepEvents of them), oldest first. */
+  get events(): readonly RefreshEvent[] {
+    return this.recentEvents;
+  }
+
+  private record(event: RefreshEvent): void {
+    this.counts[event.outcome]++;
+    this.recentEvents.push(event);
+    const keep = this.options.keepEvents ?? RECENT_EVENTS;
+    if (this.recentEvents.length > keep) this.recentEvents.splice(0, this.recentEvents.length - keep);
+  }
 
   private now(): number {
     return this.deps.now?.() ?? Date.now();
@@ -88,9 +122,10 @@ export class TokenStore implements TokenProvider {
     const giveUpAt = this.now() + this.options.lockMs + 5_000;
     for (;;) {
       const now = this.now();
+      const owner = `${this.instanceId}:${crypto.randomBytes(4).toString('hex')}`;
       const lease = await db
         .updateTable(table)
-        .set({ token_refresh_lock_until: now + this.options.lockMs })
+        .set({ token_refresh_lock_until: now + this.options.lockMs, token_refresh_lock_owner: owner })
         .where('id', '=', id)
         .where((eb) => eb.or([eb('token_refresh_lock_until', 'is', null), eb('token_refresh_lock_until', '<', now)]))
         .executeTakeFirst();
@@ -101,7 +136,16 @@ export class TokenStore implements TokenProvider {
           if (this.refreshedMeanwhile(row, stale)) return this.decrypted(kind, row);
           return await this.refreshNow(kind, row);
         } finally {
-          await db.updateTable(table).set({ token_refresh_lock_until: null }).where('id', '=', id).execute();
+          // Compare-and-set on the owner: if the lease expired and another process took it over, it is theirs.
+          const released = await db
+            .updateTable(table)
+            .set({ token_refresh_lock_until: null, token_refresh_lock_owner: null })
+            .where('id', '=', id)
+            .where('token_refresh_lock_owner', '=', owner)
+            .executeTakeFirst();
+          if (Number(released.numUpdatedRows) === 0) {
+            this.deps.log.warn({ server: id, kind, op: 'oauth.refresh' }, 'the token refresh outlasted its lease and another process took it over');
+          }
         }
       }
       assertUsable(kind, row);
@@ -127,7 +171,7 @@ export class TokenStore implements TokenProvider {
     const refreshToken = vault.decrypt(row.refresh_token_enc!, refreshTokenContext(kind, row.id));
     let tokens: TokenSet;
     try {
-      tokens = await (this.deps.refresh ?? refreshAccessToken)(credentials, { refreshToken, scope: scopeFor(kind) });
+      tokens = await (this.deps.refresh ?? refreshAccessToken)(credentials, { refreshToken, scope: scopeFor(kind) }, { timeoutMs: this.options.refreshTimeoutMs });
     } catch (e) {
       await this.recordFailure(kind, row, e);
       throw e;
@@ -150,7 +194,7 @@ export class TokenStore implements TokenProvider {
       .where('refresh_token_enc', '=', row.refresh_token_enc)
       .execute();
     await appStatus.clear();
-    this.events.push({ kind, serverId: row.id, outcome: 'refreshed' });
+    this.record({ kind, serverId: row.id, outcome: 'refreshed' });
     log.info({ server: row.id, kind, op: 'oauth.refresh' }, 'Outlook access token refreshed');
     return { accessToken: tokens.accessToken, expiresAt: tokens.expiresAt };
   }
@@ -167,14 +211,14 @@ export class TokenStore implements TokenProvider {
         .where('id', '=', row.id)
         .where('refresh_token_enc', '=', row.refresh_token_enc)
         .execute();
-      this.events.push({ kind, serverId: row.id, outcome: 'needs_reconnect' });
+      this.record({ kind, serverId: row.id, outcome: 'needs_reconnect' });
       log.warn({ server: row.id, kind, op: 'oauth.refresh', code }, e.message);
     } else if (details.errorClass === 'app') {
       await appStatus.set(code, e.message);
-      this.events.push({ kind, serverId: row.id, outcome: 'app_problem' });
+      this.record({ kind, serverId: row.id, outcome: 'app_problem' });
       log.error({ server: row.id, kind, op: 'oauth.refresh', code }, e.message);
     } else {
-      this.events.push({ kind, serverId: row.id, outcome: 'transient' });
+      this.record({ kind, serverId: row.id, outcome: 'transient' });
       log.warn({ server: row.id, kind, op: 'oauth.refresh', code }, e.message);
     }
   }

@@ -22,6 +22,7 @@ export type TokenRow = Pick<
   | 'token_error_message'
   | 'token_refreshed_at'
   | 'token_refresh_lock_until'
+  | 'token_refresh_lock_owner'
 >;
 
 export function tableOf(kind: ServerKind): 'outgoing_servers' {
@@ -50,6 +51,7 @@ export async function loadTokenRow(db: Kysely<DB>, kind: ServerKind, id: number)
       'token_error_message',
       'token_refreshed_at',
       'token_refresh_lock_until',
+      'token_refresh_lock_owner',
     ])
     .where('id', '=', id)
     .executeTakeFirst();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AppError } from '../lib/errors.js';
-import { classifySendError, enhancedStatus } from './delivery-failure.js';
+import { classifySendError, crashedReason, crashedReasonParts, enhancedStatus } from './delivery-failure.js';
 import type { ClassifyContext, DeliveryAction, FailureType } from './delivery-failure.js';
 
 /** An error shaped as nodemailer's SMTPConnection._formatError makes it for a server reply. */
@@ -138,4 +138,20 @@ describe('enhancedStatus', () => {
   for (const [response, status] of table) {
     it(`reads ${String(status)} from ${JSON.stringify(response)}`, () => assert.equal(enhancedStatus(response), status));
   }
+});
+
+describe('crashedReason', () => {
+  for (const stops of [1, 3, 8]) {
+    it(`names ${stops} stop(s) of the attempts, the likely cause and what to do`, () => {
+      const reason = crashedReason(stops);
+      assert.match(reason, new RegExp(`stopped without a result in ${stops} of its 8 attempts`));
+      assert.match(reason, /may crash the sender/);
+      assert.match(reason, /then retry the mail\.$/);
+    });
+  }
+  it('splits around the count for the claim statement, which joins the same text in SQL', () => {
+    const [before, after] = crashedReasonParts();
+    assert.equal(`${before}5${after}`, crashedReason(5));
+    assert.ok(!before.includes('\u0000') && !after.includes('\u0000'));
+  });
 });

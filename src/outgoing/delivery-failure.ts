@@ -4,6 +4,7 @@
 // mail must not be lost meanwhile). Reasons are for people: what failed, the server's own words, what to do.
 // Input is any thrown value; the facts read are those nodemailer puts on its errors.
 import type { OutgoingAuth } from '../db/schema.js';
+import { MAX_ATTEMPTS } from '../lib/backoff.js';
 import { isAppError } from '../lib/errors.js';
 
 export type DeliveryAction = 'retry' | 'fail' | 'wait';
@@ -24,6 +25,7 @@ export type FailureType =
   | 'auth'
   | 'smtp_auth_disabled'
   | 'oauth_token'
+  | 'crashed'
   | 'internal';
 
 export interface DeliveryDecision {
@@ -308,4 +310,23 @@ export function classifySendError(err: unknown, context: ClassifyContext): Deliv
   }
   // No SMTP facts at all: a bug or an unexpected library failure. Retrying (bounded by MAX_ATTEMPTS) keeps the mail.
   return decision('retry', 'internal', `Sending failed: ${facts.message}. It is retried later.`);
+}
+
+const crashedText = (stops: string): string =>
+  `The worker sending this mail stopped without a result in ${stops} of its ${MAX_ATTEMPTS} attempts (no acceptance, no refusal): ` +
+  'the mail itself may crash the sender (for example a huge or malformed attachment exhausting its memory). ' +
+  "Check the worker's log and memory limit around the time of its last attempt, then retry the mail.";
+
+/**
+ * The reason of a mail failed as `crashed` (its lease expired without an outcome once it had used every
+ * attempt); `stops` is how many of its attempts ended that way.
+ */
+export function crashedReason(stops: number): string {
+  return crashedText(String(stops));
+}
+
+/** crashedReason() around the count, for the claim statement that writes it in SQL. */
+export function crashedReasonParts(): [string, string] {
+  const [before = '', after = ''] = crashedText('\u0000').split('\u0000');
+  return [before, after];
 }

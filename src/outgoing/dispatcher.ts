@@ -11,8 +11,8 @@ import type { Logger } from '../lib/logger.js';
 import { parseMailbox } from '../lib/address.js';
 import type { Parameters } from '../settings/parameters.js';
 import { classifySendError } from './delivery-failure.js';
-import type { Envelope } from './mail-transport.js';
-import type { OutgoingQueue } from './queue.js';
+import type { Envelope, MailTransport } from './mail-transport.js';
+import type { OutgoingQueue, SendOutcome } from './queue.js';
 import { routeMail, routeParametersFrom } from './routing.js';
 import { toRoutable, type OutgoingServers } from './servers.js';
 import type { TransportPool } from './transport-pool.js';
@@ -71,21 +71,32 @@ export class Dispatcher {
     return this.deps.now?.() ?? Date.now();
   }
 
-  /** One round: claim a batch and send it. Resolves to the number of mails claimed. */
+  /**
+   * One round: claim a batch and send it. Resolves to the number of mails the round took (claimed, or failed
+   * as crashed by the claim). The batch's leases are renewed until every send has settled, even when one
+   * mail's bookkeeping write fails: the round then rejects, after the others' outcomes are recorded.
+   */
   async runOnce(): Promise<number> {
-    const { queue, servers, parameters } = this.deps;
-    const claimed = await queue.claim(this.owner, this.options.batchSize, this.options.leaseMs, this.now());
-    if (claimed.length === 0) return 0;
+    const { queue, servers, parameters, log } = this.deps;
+    const { claimed, crashed } = await queue.claimBatch(this.owner, this.options.batchSize, this.options.leaseMs, this.now());
+    for (const mail of crashed) log.error({ mail: mail.id, op: 'claim', failureType: 'crashed', attempts: mail.attempts }, mail.failure_reason ?? 'crashed');
+    if (claimed.length === 0) return crashed.length;
     const pending = new Set(claimed.map((m) => m.id));
     const renew = setInterval(() => {
       queue.renewLeases(this.owner, [...pending], this.options.leaseMs).catch((err: unknown) => this.deps.log.warn({ err }, 'lease renewal failed'));
     }, Math.max(1000, this.options.leaseMs / 3));
+    // Each mail's work settles on its own: a failed write for one must not end the round (and the lease
+    // renewal) while the others are still being sent.
+    const work: Promise<void>[] = [];
+    const settle = (id: number, task: () => Promise<void>) => {
+      work.push(task().finally(() => pending.delete(id)));
+    };
+    let setupError: Error | undefined;
     try {
       const usable = await servers.usable();
       const byId = new Map(usable.map((s) => [s.id, s]));
       const routeParams = routeParametersFrom(await parameters.snapshot());
       const routable = usable.map(toRoutable);
-      const groups = new Map<number, { server: OutgoingServer; mails: { mail: OutgoingMail; from: string; replyTo: string | null; envelopeFrom: string }[] }>();
       for (const mail of claimed) {
         const decision = routeMail(
           { from: mail.from_header, replyTo: mail.reply_to, forcedServerId: mail.forced_server_id, massMailing: mail.mass_mailing === 1 },
@@ -93,74 +104,84 @@ export class Dispatcher {
           routeParams,
         );
         if (!decision.ok) {
-          await queue.markFailed(mail.id, this.owner, { failureType: decision.failureType, reason: decision.reason });
-          pending.delete(mail.id);
-          this.deps.log.warn({ mail: mail.id, op: 'route', failureType: decision.failureType }, decision.reason);
+          settle(mail.id, async () => {
+            await queue.markFailed(mail.id, this.owner, { failureType: decision.failureType, reason: decision.reason });
+            log.warn({ mail: mail.id, op: 'route', failureType: decision.failureType }, decision.reason);
+          });
           continue;
         }
-        for (const w of decision.warnings) this.deps.log.warn({ mail: mail.id, server: decision.serverId, op: 'route' }, w);
+        for (const w of decision.warnings) log.warn({ mail: mail.id, server: decision.serverId, op: 'route' }, w);
         const server = byId.get(decision.serverId)!;
-        const group = groups.get(server.id) ?? { server, mails: [] };
-        group.mails.push({ mail, from: decision.from, replyTo: decision.replyTo, envelopeFrom: decision.envelopeFrom });
-        groups.set(server.id, group);
+        settle(mail.id, () => this.sendOne(server, mail, { from: decision.from, replyTo: decision.replyTo, envelopeFrom: decision.envelopeFrom }));
       }
-      await Promise.all(
-        [...groups.values()].map(async ({ server, mails }) => {
-          await Promise.all(
-            mails.map(async (m) => {
-              await this.sendOne(server, m.mail, { from: m.from, replyTo: m.replyTo, envelopeFrom: m.envelopeFrom });
-              pending.delete(m.mail.id);
-            }),
-          );
-        }),
-      );
-    } finally {
-      clearInterval(renew);
+    } catch (err) {
+      // Reading the servers or parameters failed: the mails not yet started stay claimed until their lease ends.
+      setupError = err instanceof Error ? err : new Error(String(err));
     }
-    return claimed.length;
+    const results = await Promise.allSettled(work);
+    clearInterval(renew);
+    if (setupError !== undefined) throw setupError;
+    const lost = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    if (lost.length > 0) {
+      // Those mails stay `sending` under this worker's lease: when it expires they are claimed again
+      // (at-least-once), and the claim's attempt count still bounds them.
+      throw new AggregateError(lost, `${lost.length} of ${claimed.length} mails of this round could not be recorded; they are tried again when their lease expires`);
+    }
+    return claimed.length + crashed.length;
   }
 
   private async sendOne(server: OutgoingServer, mail: OutgoingMail, route: { from: string; replyTo: string | null; envelopeFrom: string }): Promise<void> {
     const { queue, log } = this.deps;
     const outcome = { serverId: server.id, effectiveFrom: route.from, envelopeFrom: route.envelopeFrom };
     const logCtx = { mail: mail.id, server: server.id, op: 'send' };
+    if (server.auth === 'outlook' && server.token_status === 'needs_reconnect') {
+      const reason = `Outgoing server "${server.name}" needs its Outlook account reconnected${server.token_error_message ? `: ${server.token_error_message}` : ''}. The mail is sent once it is reconnected.`;
+      await this.waitOrExpire(mail, { failureType: 'needs_reconnect', reason }, outcome);
+      return;
+    }
+    let result: Awaited<ReturnType<MailTransport['send']>>;
     try {
-      if (server.auth === 'outlook' && server.token_status === 'needs_reconnect') {
-        const reason = `Outgoing server "${server.name}" needs its Outlook account reconnected${server.token_error_message ? `: ${server.token_error_message}` : ''}. The mail is sent once it is reconnected.`;
-        await this.waitOrExpire(mail, { failureType: 'needs_reconnect', reason }, outcome);
-        return;
-      }
       const transport = this.deps.transports.get(server);
       const message = await queue.message(mail);
       message.from = route.from;
       message.replyTo = route.replyTo;
       const envelope: Envelope = { from: route.envelopeFrom, to: envelopeRecipients(mail) };
-      const result = await transport.send(message, envelope);
-      await queue.markSent(mail.id, this.owner, { ...outcome, response: result.response, rejected: result.rejected });
-      if (result.rejected.length) log.warn({ ...logCtx, rejected: result.rejected.length }, 'sent, but the server refused some recipients');
-      else log.debug(logCtx, 'sent');
+      result = await transport.send(message, envelope);
     } catch (err) {
-      const c = classifySendError(err, { auth: server.auth });
-      const facts = { ...logCtx, failureType: c.failureType, action: c.action, responseCode: c.responseCode };
-      if (c.action === 'fail') {
-        await queue.markFailed(mail.id, this.owner, c, outcome);
-        log.warn(facts, c.reason);
-      } else if (c.action === 'wait') {
-        await this.waitOrExpire(mail, c, outcome);
-        log.warn(facts, c.reason);
-      } else if (mail.attempts >= MAX_ATTEMPTS) {
-        await queue.markFailed(mail.id, this.owner, { failureType: c.failureType, reason: `${c.reason} (gave up after ${mail.attempts} attempts)` }, outcome);
-        log.warn(facts, `giving up: ${c.reason}`);
-      } else {
-        await queue.markRetry(mail.id, this.owner, { at: this.now() + retryDelayMs(mail.attempts), failureType: c.failureType, reason: c.reason, waiting: false }, outcome);
-        log.info(facts, `will retry: ${c.reason}`);
-      }
-      if (!isAppError(err) && c.failureType === 'internal') log.error({ ...logCtx, err }, 'unexpected send error');
+      await this.recordSendFailure(server, mail, err, outcome);
+      return;
     }
+    // Outside the try: a failed write of an accepted mail is not a send failure (re-queuing it would send it
+    // twice at once); it rejects, and the mail's lease decides.
+    await queue.markSent(mail.id, this.owner, { ...outcome, response: result.response, rejected: result.rejected });
+    if (result.rejected.length) log.warn({ ...logCtx, rejected: result.rejected.length }, 'sent, but the server refused some recipients');
+    else log.debug(logCtx, 'sent');
   }
 
-  private async waitOrExpire(mail: OutgoingMail, why: { failureType: string; reason: string }, outcome: { serverId: number; effectiveFrom: string; envelopeFrom: string }): Promise<void> {
-    if (this.now() - mail.created_at > this.options.maxWaitAgeMs) {
+  private async recordSendFailure(server: OutgoingServer, mail: OutgoingMail, err: unknown, outcome: SendOutcome): Promise<void> {
+    const { queue, log } = this.deps;
+    const logCtx = { mail: mail.id, server: server.id, op: 'send' };
+    const c = classifySendError(err, { auth: server.auth });
+    const facts = { ...logCtx, failureType: c.failureType, action: c.action, responseCode: c.responseCode };
+    if (c.action === 'fail') {
+      await queue.markFailed(mail.id, this.owner, c, outcome);
+      log.warn(facts, c.reason);
+    } else if (c.action === 'wait') {
+      await this.waitOrExpire(mail, c, outcome);
+      log.warn(facts, c.reason);
+    } else if (mail.attempts >= MAX_ATTEMPTS) {
+      await queue.markFailed(mail.id, this.owner, { failureType: c.failureType, reason: `${c.reason} (gave up after ${mail.attempts} attempts)` }, outcome);
+      log.warn(facts, `giving up: ${c.reason}`);
+    } else {
+      await queue.markRetry(mail.id, this.owner, { at: this.now() + retryDelayMs(mail.attempts), failureType: c.failureType, reason: c.reason, waiting: false }, outcome);
+      log.info(facts, `will retry: ${c.reason}`);
+    }
+    if (!isAppError(err) && c.failureType === 'internal') log.error({ ...logCtx, err }, 'unexpected send error');
+  }
+
+  private async waitOrExpire(mail: OutgoingMail, why: { failureType: string; reason: string }, outcome: SendOutcome): Promise<void> {
+    // A manual retry restarts the clock: whoever retried a waiting mail wants it to wait again.
+    if (this.now() - Math.max(mail.created_at, mail.retried_at ?? 0) > this.options.maxWaitAgeMs) {
       const days = Math.round(this.options.maxWaitAgeMs / 86_400_000);
       await this.deps.queue.markFailed(mail.id, this.owner, { failureType: why.failureType, reason: `${why.reason} Gave up after waiting ${days} days.` }, outcome);
       return;

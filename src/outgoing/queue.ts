@@ -9,9 +9,11 @@ import type { Actor } from '../audit/audit-log.js';
 import type { DialectName } from '../db/database.js';
 import type { DB, MailState, OutgoingMail } from '../db/schema.js';
 import { domainOf, parseMailbox } from '../lib/address.js';
+import { MAX_ATTEMPTS } from '../lib/backoff.js';
 import { AppError } from '../lib/errors.js';
 import type { BlobStore } from '../mailbox/blob-store.js';
 import type { CheckedMail } from './enqueue-rules.js';
+import { crashedReasonParts } from './delivery-failure.js';
 import type { OutgoingAttachment, OutgoingMessage } from './mail-transport.js';
 
 export interface MailView {
@@ -177,21 +179,25 @@ export class OutgoingQueue {
     return out;
   }
 
-  /** Back to the queue now, with a fresh round of attempts (from failed, cancelled or a waiting queued mail). */
+  /**
+   * Back to the queue now, with a fresh round of attempts (from failed, cancelled or a queued mail, waiting or
+   * not). One conditional UPDATE: a claim that wins the race leaves it nothing to change, and the answer is
+   * 409, not a half-done retry. A manual retry also restarts the maximum age of a waiting mail (retried_at).
+   */
   async retry(id: number): Promise<OutgoingMail> {
-    const mail = await this.get(id);
-    if (mail.state === 'sent' || mail.state === 'sending') {
-      throw new AppError('JUNIPER_ERR_CONFLICT', `Mail ${id} is ${mail.state}; only failed, cancelled or queued mails can be retried.`);
-    }
-    return this.db
+    const now = Date.now();
+    const row = await this.db
       .updateTable('outgoing_mails')
-      .set({ state: 'queued', attempts: 0, next_attempt_at: Date.now(), failure_type: null, failure_reason: null, waiting_reason: null, updated_at: Date.now() })
+      .set({ state: 'queued', attempts: 0, lost_leases: 0, next_attempt_at: now, failure_type: null, failure_reason: null, waiting_reason: null, retried_at: now, updated_at: now })
       .where('id', '=', id)
       .where('state', 'in', ['failed', 'cancelled', 'queued'])
       .returningAll()
-      .executeTakeFirstOrThrow();
+      .executeTakeFirst();
+    if (row) return row;
+    throw await this.refusal(id, 'retried', 'only failed, cancelled or queued mails can be retried');
   }
 
+  /** Cancels a queued mail; one conditional UPDATE, like retry. */
   async cancel(id: number): Promise<OutgoingMail> {
     const row = await this.db
       .updateTable('outgoing_mails')
@@ -201,16 +207,25 @@ export class OutgoingQueue {
       .returningAll()
       .executeTakeFirst();
     if (row) return row;
-    const mail = await this.get(id);
-    throw new AppError('JUNIPER_ERR_CONFLICT', `Mail ${id} is ${mail.state}; only queued mails can be cancelled.`);
+    throw await this.refusal(id, 'cancelled', 'only queued mails can be cancelled');
+  }
+
+  /** Why a retry or cancel changed nothing: 404 when there is no such mail, else 409 with its state. */
+  private async refusal(id: number, action: 'retried' | 'cancelled', rule: string): Promise<AppError> {
+    const mail = await this.db.selectFrom('outgoing_mails').select('state').where('id', '=', id).executeTakeFirst();
+    if (!mail) return new AppError('JUNIPER_ERR_NOT_FOUND', `No outgoing mail with id ${id}.`);
+    if (mail.state === 'sending') return new AppError('JUNIPER_ERR_CONFLICT', `Mail ${id} is being sent right now; try again when it has finished.`);
+    return new AppError('JUNIPER_ERR_CONFLICT', `Mail ${id} is ${mail.state} and cannot be ${action}: ${rule}.`);
   }
 
   /**
    * Claims up to `limit` due mails for `owner` until now + leaseMs: queued ones whose time has come, and
-   * sending ones whose lease expired (their worker died). Each claim counts as an attempt, so a mail that
-   * crashes its worker cannot loop forever.
+   * sending ones whose lease expired (their worker stopped without recording an outcome). Each claim counts
+   * as an attempt. An expired lease on a mail that already used every attempt is not claimed again: the
+   * same statement fails it as `crashed` (the mail itself may be what kills its worker), so it cannot loop
+   * forever. One statement, so no worker sees a half-done claim; the crashed mails come back in `crashed`.
    */
-  async claim(owner: string, limit: number, leaseMs: number, now = Date.now()): Promise<OutgoingMail[]> {
+  async claimBatch(owner: string, limit: number, leaseMs: number, now = Date.now()): Promise<{ claimed: OutgoingMail[]; crashed: OutgoingMail[] }> {
     let due = this.db
       .selectFrom('outgoing_mails')
       .select('id')
@@ -224,13 +239,33 @@ export class OutgoingQueue {
       .orderBy('id')
       .limit(limit);
     if (this.dialect === 'postgres') due = due.forUpdate().skipLocked();
+    // Every expression reads the row as it was before this UPDATE (SQL semantics on both dialects).
+    const lost = sql<boolean>`state = 'sending'`;
+    const crash = sql<boolean>`(state = 'sending' and attempts >= ${MAX_ATTEMPTS})`;
+    const [before, after] = crashedReasonParts();
     const rows = await this.db
       .updateTable('outgoing_mails')
-      .set({ state: 'sending', lease_owner: owner, lease_expires_at: now + leaseMs, attempts: sql<number>`attempts + 1`, updated_at: now })
+      .set({
+        state: sql<MailState>`case when ${crash} then 'failed' else 'sending' end`,
+        lease_owner: sql<string | null>`case when ${crash} then null else cast(${owner} as text) end`,
+        lease_expires_at: sql<number | null>`case when ${crash} then null else cast(${now + leaseMs} as bigint) end`,
+        attempts: sql<number>`case when ${crash} then attempts else attempts + 1 end`,
+        lost_leases: sql<number>`case when ${lost} then lost_leases + 1 else lost_leases end`,
+        failure_type: sql<string | null>`case when ${crash} then 'crashed' else failure_type end`,
+        failure_reason: sql<string | null>`case when ${crash} then cast(${before} as text) || cast(lost_leases + 1 as text) || cast(${after} as text) else failure_reason end`,
+        waiting_reason: sql<string | null>`case when ${crash} then null else waiting_reason end`,
+        updated_at: now,
+      })
       .where('id', 'in', due)
       .returningAll()
       .execute();
-    return rows.sort((a, b) => a.id - b.id);
+    rows.sort((a, b) => a.id - b.id);
+    return { claimed: rows.filter((r) => r.state === 'sending'), crashed: rows.filter((r) => r.state === 'failed') };
+  }
+
+  /** The mails claimed by claimBatch (those it failed as crashed are left out). */
+  async claim(owner: string, limit: number, leaseMs: number, now = Date.now()): Promise<OutgoingMail[]> {
+    return (await this.claimBatch(owner, limit, leaseMs, now)).claimed;
   }
 
   /** Mails waiting for this server to be fixed (e.g. reconnected to Outlook) become due now. */

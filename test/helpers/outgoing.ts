@@ -1,6 +1,7 @@
 // Shortcuts for outgoing-mail tests: a dispatcher with a controllable clock, and reading what a sink got.
 import { simpleParser } from 'mailparser';
 import type { App } from '../../src/app.js';
+import type { TokenProvider } from '../../src/oauth/token-provider.js';
 import { Dispatcher, defaultDispatcherOptions } from '../../src/outgoing/dispatcher.js';
 import { TransportPool } from '../../src/outgoing/transport-pool.js';
 
@@ -13,14 +14,15 @@ export interface TestDispatcher {
   close(): Promise<void>;
 }
 
-export function testDispatcher(app: App, owner = 'test-worker'): TestDispatcher {
+/** `tokens` replaces the app's token provider (e.g. a token store with a short request timeout). */
+export function testDispatcher(app: App, owner = 'test-worker', options: { tokens?: TokenProvider } = {}): TestDispatcher {
   let offset = 0;
   const dispatcher = new Dispatcher(
     {
       queue: app.services.queue,
       servers: app.services.outgoingServers,
       parameters: app.services.parameters,
-      transports: new TransportPool((s) => app.services.outgoingServers.password(s), app.services.tokens),
+      transports: new TransportPool((s) => app.services.outgoingServers.password(s), options.tokens ?? app.services.tokens),
       log: app.logger,
       owner,
       now: () => Date.now() + offset,

@@ -89,6 +89,15 @@ export interface IdentityServer {
   setTokenTtl(seconds: number): void;
   /** The next /token request gets this answer (queued: call twice for two failures). It still counts in tokenRequests. */
   failNextToken(response: TokenResponseOverride): void;
+  /**
+   * An outage of /token until called with null: every request gets `response`, or with 'hang' waits unanswered
+   * (a client's timeout ends it). When a hang ends, held requests whose client is still waiting are answered
+   * normally in arrival order; those whose client gave up are dropped unprocessed and logged with status 0
+   * (so a refresh token they carried is not used up, and `tokenRequests` shows what was really redeemed).
+   */
+  setTokenOutage(outage: TokenResponseOverride | 'hang' | null): void;
+  /** Requests held by a 'hang' outage whose client is still waiting. */
+  readonly heldTokenRequests: number;
   /** The next /authorize redirects with this error instead of a code (e.g. access_denied: consent declined). */
   failNextAuthorize(error: { error: string; error_description: string }): void;
   /** The check /userinfo and /introspect apply. */
@@ -132,6 +141,8 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
   const grants = new WeakMap<IncomingMessage, Grant>();
   const tokenRequests: TokenRequestRecord[] = [];
   const tokenFailures: TokenResponseOverride[] = [];
+  let tokenOutage: TokenResponseOverride | 'hang' | null = null;
+  const held: { gone: () => boolean; resume: () => void }[] = [];
   const authorizeFailures: { error: string; error_description: string }[] = [];
   let lastAuthorizeQuery: Record<string, string> | undefined;
 
@@ -308,11 +319,28 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
 
   async function handleToken(req: IncomingMessage & { body?: Form }, res: ServerResponse, form: Form): Promise<void> {
     const grantType = form.grant_type ?? '';
-    const failure = tokenFailures.shift();
     const record = (status: number, error?: string): void => {
       tokenRequests.push(error === undefined ? { grantType, status } : { grantType, status, error });
       log(`token ${grantType} -> ${status}${error ? ` ${error}` : ''}`);
     };
+    if (tokenOutage === 'hang') {
+      let closed = false;
+      res.on('close', () => {
+        closed = true;
+      });
+      const gone = () => closed || req.socket.destroyed;
+      await new Promise<void>((resume) => held.push({ gone, resume }));
+      if (gone()) {
+        record(0, 'client_gone');
+        return;
+      }
+    } else if (tokenOutage !== null) {
+      const error = (tokenOutage.body as { error?: unknown } | null)?.error;
+      record(tokenOutage.status, typeof error === 'string' ? error : undefined);
+      sendJson(res, tokenOutage.status, tokenOutage.body);
+      return;
+    }
+    const failure = tokenFailures.shift();
     if (failure) {
       const error = (failure.body as { error?: unknown } | null)?.error;
       record(failure.status, typeof error === 'string' ? error : undefined);
@@ -395,11 +423,19 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
     failNextToken(response) {
       tokenFailures.push(response);
     },
+    setTokenOutage(outage) {
+      tokenOutage = outage;
+      if (outage !== 'hang') for (const h of held.splice(0)) h.resume();
+    },
+    get heldTokenRequests() {
+      return held.filter((h) => !h.gone()).length;
+    },
     failNextAuthorize(error) {
       authorizeFailures.push(error);
     },
     checkToken,
     stop() {
+      for (const h of held.splice(0)) h.resume();
       return new Promise<void>((resolve, reject) => {
         server.close((err) => (err ? reject(err) : resolve()));
         // Keep-alive connections (fetch keeps them) would hold close() open until they time out.

@@ -131,6 +131,36 @@ describe('identity server', { concurrency: false }, () => {
     assert.equal((await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken })).status, 200);
   });
 
+  it('setTokenOutage: answers every /token request with a 503 until lifted, then normally again', async () => {
+    const refreshToken = idp.issueRefreshToken(ALICE);
+    idp.setTokenOutage({ status: 503, body: { error: 'temporarily_unavailable', error_description: 'AADSTS90033: service unavailable' } });
+    try {
+      for (let i = 0; i < 2; i++) assert.equal((await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken })).status, 503);
+    } finally {
+      idp.setTokenOutage(null);
+    }
+    assert.equal((await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken })).status, 200, 'the outage used nothing up');
+  });
+
+  it("setTokenOutage('hang'): holds requests; one whose client gave up is dropped unprocessed, a waiting one is answered when it ends", async () => {
+    const refreshToken = idp.issueRefreshToken(ALICE);
+    idp.setTokenOutage('hang');
+    const post = (signal?: AbortSignal) =>
+      fetch(idp.tokenUrl, { method: 'POST', body: new URLSearchParams({ client_id: 'juniper-test', grant_type: 'refresh_token', refresh_token: refreshToken }), signal });
+    const abandoned = post(AbortSignal.timeout(200));
+    await assert.rejects(abandoned, { name: 'TimeoutError' });
+    // The server learns that a client gave up when its connection closes, a moment after the client's abort.
+    for (let i = 0; i < 100 && idp.heldTokenRequests > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(idp.heldTokenRequests, 0, 'an abandoned request no longer counts');
+    const waiting = post();
+    for (let i = 0; i < 100 && idp.heldTokenRequests < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(idp.heldTokenRequests, 1, 'the request whose client still waits counts');
+    idp.setTokenOutage(null);
+    assert.equal((await waiting).status, 200, 'the refresh token was not used up by the abandoned request');
+    for (let i = 0; i < 100 && !idp.tokenRequests.some((r) => r.error === 'client_gone'); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(idp.tokenRequests.some((r) => r.status === 0 && r.error === 'client_gone'));
+  });
+
   it('introspects valid tokens as active and expired, revoked or foreign tokens as inactive', async () => {
     const introspect = async (token: string): Promise<Json> => {
       const response = await fetch(`${idp.url}/introspect`, { method: 'POST', body: new URLSearchParams({ token }) });

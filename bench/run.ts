@@ -36,7 +36,7 @@ async function dispatchRun(batchSize: number): Promise<number> {
         queue: app.services.queue,
         servers: app.services.outgoingServers,
         parameters: app.services.parameters,
-        transports: new TransportPool((s) => app.services.outgoingServers.password(s), app.services.tokens),
+        transports: new TransportPool((s) => app.services.outgoingServers.password(s), app.services.tokens, app.services.outgoingServers.hostGuard),
         log: app.logger,
       },
       { ...defaultDispatcherOptions, batchSize },

@@ -5,6 +5,7 @@ import { sql, type Kysely } from 'kysely';
 import type { Actor, AuditLog } from '../audit/audit-log.js';
 import type { DB, OutgoingServer, Role } from '../db/schema.js';
 import type { PrincipalUser } from '../http/access.js';
+import { normaliseAddress } from '../lib/address.js';
 import { AppError } from '../lib/errors.js';
 import type { Vault } from '../vault/index.js';
 import type { AppProblem } from '../oauth/app-status.js';
@@ -72,7 +73,7 @@ export type OutgoingServerWithOwner = OutgoingServer & { owner_email: string | n
 
 export function toRoutable(s: OutgoingServerWithOwner): RoutableServer {
   // A personal server whose owner is gone keeps its owner id and no address: it then carries nothing.
-  const owner = s.owner_user_id === null ? null : { userId: s.owner_user_id, address: s.owner_email?.toLowerCase() ?? null, isAdmin: s.owner_role === 'admin' };
+  const owner = s.owner_user_id === null ? null : { userId: s.owner_user_id, address: s.owner_email === null ? null : (normaliseAddress(s.owner_email) ?? s.owner_email.toLowerCase()), isAdmin: s.owner_role === 'admin' };
   return { id: s.id, name: s.name, fromFilter: s.from_filter, priority: s.priority, active: s.active === 1 && s.archived_at === null, owner };
 }
 

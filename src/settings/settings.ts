@@ -325,7 +325,7 @@ async function updateMassMailing(
   if (dedicatedServer && serverId === null) {
     throw new AppError('JUNIPER_ERR_VALIDATION', 'Invalid settings: massMailing.serverId: choose the outgoing mail server for mass mailings before turning dedicatedServer on.');
   }
-  if (serverId !== null) {
+  if (serverId !== null && (serverId !== old.massMailingServerId || dedicatedServer)) {
     // A personal server's owner controls its host: mass mailings never go through one (routing refuses it too).
     const server = await db.selectFrom('outgoing_servers').select(['name', 'owner_user_id']).where('id', '=', serverId).executeTakeFirst();
     if (server && server.owner_user_id !== null) {

@@ -18,6 +18,7 @@ import { BlobStore } from './mailbox/blob-store.js';
 import { Outbox } from './outgoing/outbox.js';
 import { OutgoingQueue } from './outgoing/queue.js';
 import { OutgoingServers } from './outgoing/servers.js';
+import { HostGuard, type HostResolver } from './mail-servers/host-guard.js';
 import type { TokenProvider } from './oauth/token-provider.js';
 import { IncomingMail } from './incoming/incoming-mail.js';
 import { IncomingServers } from './incoming/servers.js';
@@ -66,6 +67,8 @@ export interface CreateAppOptions {
   logger?: Logger;
   /** Run migrations on open (default true; `juniper migrate` reports them itself). */
   migrate?: boolean;
+  /** How mail server host names are resolved for the address policy (tests simulate DNS answers). */
+  resolveHost?: HostResolver;
 }
 
 export async function createApp(config: Config, options: CreateAppOptions = {}): Promise<App> {
@@ -84,8 +87,9 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
   const parameters = new Parameters(db, audit);
   const blobs = new BlobStore(db);
   const queue = new OutgoingQueue(db, database.dialect, blobs);
-  const incomingServers = new IncomingServers(db, vault, audit);
-  const outgoingServers = new OutgoingServers(db, vault, audit);
+  const hostGuard = new HostGuard(db, options.resolveHost);
+  const incomingServers = new IncomingServers(db, vault, audit, hostGuard);
+  const outgoingServers = new OutgoingServers(db, vault, audit, hostGuard);
   const outbox = new Outbox(queue, parameters, outgoingServers);
   const settings = new Settings(db, vault, parameters, audit);
   const oauthAppStatus = new OAuthAppStatus(db);

@@ -3,6 +3,7 @@
 // expired early; the token store cannot know until the server says so).
 import type { IncomingServer } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
+import { HostLookupError, type HostGuard } from '../mail-servers/host-guard.js';
 import type { TokenProvider } from '../oauth/token-provider.js';
 import { ImapFailure } from './imap-errors.js';
 import type { ConnectReader, ImapEndpoint, MailboxReader } from './mailbox-reader.js';
@@ -17,8 +18,19 @@ export function imapEndpoint(server: IncomingServer): ImapEndpoint {
   return { serverId: server.id, name: server.name, host: server.host, port: server.port, security: server.security, allowSelfSigned: server.allow_self_signed === 1 };
 }
 
-export async function connectServer(server: IncomingServer, deps: ConnectDeps): Promise<MailboxReader> {
-  const endpoint = imapEndpoint(server);
+/**
+ * `servers.hostGuard` checks a server of a user other than an admin against the address policy on every
+ * connection, and the socket goes to the address it checked.
+ */
+export async function connectServer(server: IncomingServer, deps: ConnectDeps & { servers: { hostGuard: HostGuard } }): Promise<MailboxReader> {
+  let target;
+  try {
+    target = await deps.servers.hostGuard.connectTarget(server, `incoming mail server "${server.name}" (id ${server.id})`);
+  } catch (err) {
+    if (err instanceof HostLookupError) throw new ImapFailure('connect', `${err.message} Check the host name of incoming server "${server.name}" (id ${server.id}).`, { cause: err });
+    throw err;
+  }
+  const endpoint = target ? { ...imapEndpoint(server), connectAddress: target.address } : imapEndpoint(server);
   if (!server.username) {
     throw new AppError('JUNIPER_ERR_SERVER_CREDENTIALS', `Incoming server "${server.name}" (id ${server.id}) has no username: set the mailbox address.`);
   }

@@ -18,7 +18,7 @@ export const TEST_IMAP_TIMEOUTS: ImapTimeouts = { connectionMs: 10_000, greeting
 
 export function imapClientOptions(endpoint: ImapEndpoint, credentials: ImapCredentials, timeouts: ImapTimeouts): ConstructorParameters<typeof ImapFlow>[0] {
   return {
-    host: endpoint.host,
+    host: endpoint.connectAddress ?? endpoint.host,
     port: endpoint.port,
     secure: endpoint.security === 'ssl',
     // Without this imapflow goes on in cleartext when STARTTLS is not offered (or was stripped on the way).

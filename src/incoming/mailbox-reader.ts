@@ -7,6 +7,8 @@ export interface ImapEndpoint {
   port: number;
   security: 'none' | 'starttls' | 'ssl';
   allowSelfSigned: boolean;
+  /** The checked address to open the socket to instead of `host` (host-guard.ts); TLS still verifies `host`. */
+  connectAddress?: string;
 }
 
 export type ImapCredentials = { kind: 'password'; user: string; pass: string } | { kind: 'oauth2'; user: string; accessToken: string };

@@ -7,6 +7,7 @@ import type { Actor, AuditLog } from '../audit/audit-log.js';
 import type { DB, IncomingServer } from '../db/schema.js';
 import type { PrincipalUser } from '../http/access.js';
 import { AppError } from '../lib/errors.js';
+import { HostGuard } from '../mail-servers/host-guard.js';
 import { assertMayChangeOwner, assertMayManageServer, forgetTokens, iso, lastTestView, noTokens, tokenView, type TokenView } from '../mail-servers/common.js';
 import type { AppProblem } from '../oauth/app-status.js';
 import type { Vault } from '../vault/index.js';
@@ -90,6 +91,8 @@ export class IncomingServers {
     private readonly db: Kysely<DB>,
     private readonly vault: Vault,
     private readonly audit: AuditLog,
+    /** The address policy for servers of users other than admins, at save and at every connection. */
+    readonly hostGuard: HostGuard = new HostGuard(db),
   ) {}
 
   async list(options: { includeArchived?: boolean; ownerUserId?: number } = {}): Promise<IncomingServer[]> {
@@ -115,6 +118,7 @@ export class IncomingServers {
     checkIncomingConnection(input.auth, conn.port, conn.security);
     const cred = applyIncomingAuthRules({ auth: input.auth, username: input.username ?? null, password: input.password ?? null, hasStoredPassword: false });
     const owner = user.role === 'admin' ? (input.ownerUserId ?? null) : user.id;
+    await this.hostGuard.assertMaySave(conn.host, owner, 'incoming mail server');
     const now = Date.now();
     const row = await this.db.transaction().execute(async (trx) => {
       const inserted = await trx
@@ -172,6 +176,8 @@ export class IncomingServers {
     });
     const passwordEnc = auth !== 'password' ? null : cred.password ? this.vault.encrypt(cred.password, incomingPasswordContext(id)) : current.password_enc;
     const host = patch.host ?? current.host;
+    const owner = patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id;
+    await this.hostGuard.assertMaySave(host, owner, 'incoming mail server');
     const folder = patch.folder ?? current.folder;
     const allowSelfSigned = patch.allowSelfSigned === undefined ? current.allow_self_signed : patch.allowSelfSigned ? 1 : 0;
     const connectionChanged =
@@ -198,7 +204,7 @@ export class IncomingServers {
           interval_minutes: patch.intervalMinutes ?? current.interval_minutes,
           active: patch.active === undefined ? current.active : patch.active ? 1 : 0,
           allow_self_signed: allowSelfSigned,
-          owner_user_id: patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id,
+          owner_user_id: owner,
           ...(connectionChanged ? { state: 'draft' as const } : {}),
           ...(otherMailbox ? { cursor_uidvalidity: null, cursor_last_uid: null, cursor_seen_uid: null } : {}),
           ...forgetTokens(current, tokensStale),

@@ -35,7 +35,8 @@ export async function testAndConfirm(server: IncomingServer, deps: ConnectDeps &
     if (err instanceof ImapFailure) {
       result = { ok: false, stage: err.stage, message: err.message, ...(err.serverReply ? { serverReply: err.serverReply } : {}) };
     } else if (isAppError(err)) {
-      result = { ok: false, stage: 'credentials', message: err.message };
+      // A host the address policy refuses was never connected to: nothing the target could say is echoed.
+      result = { ok: false, stage: err.code === 'JUNIPER_ERR_HOST_NOT_ALLOWED' ? 'connect' : 'credentials', message: err.message };
     } else {
       throw err;
     }

@@ -20,6 +20,10 @@ export const errorCatalogue = {
   },
   JUNIPER_ERR_UNKNOWN_PARAMETER: { status: 404, message: 'No such system parameter.' },
   JUNIPER_ERR_INVALID_PARAMETER: { status: 400, message: 'The value does not fit the parameter.' },
+  JUNIPER_ERR_HOST_NOT_ALLOWED: {
+    status: 400,
+    message: 'A mail server of a user other than an admin may only reach public addresses; an admin can permit others in mail.server.allowed_private_hosts.',
+  },
   JUNIPER_ERR_SERVER_CREDENTIALS: { status: 400, message: 'The mail server has incomplete credentials.' },
   JUNIPER_ERR_OUTLOOK_NOT_CONNECTED: {
     status: 409,

@@ -2,6 +2,7 @@
 // and the result kept on the server so the form shows when it last worked.
 import type { OutgoingServer } from '../db/schema.js';
 import { isAppError } from '../lib/errors.js';
+import { HostLookupError } from '../mail-servers/host-guard.js';
 import type { TokenProvider } from '../oauth/token-provider.js';
 import type { Parameters } from '../settings/parameters.js';
 import { defaultFromAddress } from '../settings/parameter-rules.js';
@@ -24,11 +25,14 @@ export async function testOutgoingServer(
   try {
     const probe = probeAddresses(server, defaultFromAddress(await deps.parameters.snapshot()));
     const { credentials, tokenSource } = smtpCredentials(server, (s) => deps.servers.password(s), deps.tokens);
-    const r = await testSmtpConnection(smtpEndpoint(server), credentials, tokenSource, probe);
+    // Before any socket: a host the address policy refuses is never connected to, so nothing it says is echoed.
+    const target = await deps.servers.hostGuard.connectTarget(server, `outgoing mail server "${server.name}" (id ${server.id})`);
+    const r = await testSmtpConnection(smtpEndpoint(server), credentials, tokenSource, probe, target ? { target } : {});
     result = { ok: r.ok, message: r.message, stage: r.stage };
   } catch (e) {
-    if (!isAppError(e)) throw e;
-    result = { ok: false, message: e.message, stage: 'credentials' };
+    if (e instanceof HostLookupError) result = { ok: false, message: `${e.message} Check the host name.`, stage: 'connect' };
+    else if (!isAppError(e)) throw e;
+    else result = { ok: false, message: e.message, stage: e.code === 'JUNIPER_ERR_HOST_NOT_ALLOWED' ? 'connect' : 'credentials' };
   }
   await deps.servers.recordTest(server.id, result.ok, result.message);
   return result;

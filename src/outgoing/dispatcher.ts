@@ -99,7 +99,7 @@ export class Dispatcher {
       const routable = usable.map(toRoutable);
       for (const mail of claimed) {
         const decision = routeMail(
-          { from: mail.from_header, replyTo: mail.reply_to, forcedServerId: mail.forced_server_id, massMailing: mail.mass_mailing === 1 },
+          { from: mail.from_header, replyTo: mail.reply_to, forcedServerId: mail.forced_server_id, massMailing: mail.mass_mailing === 1, createdByUserId: mail.created_by_user_id },
           routable,
           routeParams,
         );

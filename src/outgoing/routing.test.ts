@@ -519,3 +519,188 @@ describe('routeParametersFrom', () => {
     });
   });
 });
+
+describe('routeMail: personal servers carry only their owner\'s own mail (issue 8)', () => {
+  // alice (user 7) and bob (user 8) are users; user 1 is an admin.
+  const alice = { userId: 7, address: 'alice@example.org', isAdmin: false };
+  const adminOwner = { userId: 1, address: 'admin@example.org', isAdmin: true };
+  const personal = (id: number, fromFilter: string | null, extra: Partial<RoutableServer> = {}): RoutableServer => server(id, fromFilter, { name: `personal ${id}`, owner: alice, ...extra });
+  const shared = (id: number, fromFilter: string | null, extra: Partial<RoutableServer> = {}): RoutableServer => server(id, fromFilter, { name: `shared ${id}`, ...extra });
+
+  interface PersonalCase {
+    behaviour: string;
+    input: RouteInput;
+    servers: RoutableServer[];
+    params?: Partial<RouteParameters>;
+    /** The server and rule chosen, or the failure type. */
+    expected: { serverId: number; rule: RouteDecision['rule'] } | { failureType: 'no_server' | 'forced_server_unavailable' };
+    /** Text the explanation (or the failure reason) must contain. */
+    says?: RegExp;
+  }
+
+  const fromAlice = { from: 'Alice <alice@example.org>', createdByUserId: 7 };
+  const cases: PersonalCase[] = [
+    // Rule 1: the filter lists the From address.
+    { behaviour: 'rule 1, personal: the owner\'s own mail goes through their server', input: fromAlice, servers: [shared(1, null), personal(2, 'alice@example.org')], expected: { serverId: 2, rule: 1 } },
+    { behaviour: 'rule 1, shared: a shared server listing the address still wins at rule 1', input: fromAlice, servers: [shared(1, 'alice@example.org'), personal(2, null)], expected: { serverId: 1, rule: 1 } },
+    {
+      behaviour: 'rule 1, personal: a mail From the owner but enqueued by an admin is not the owner\'s own mail',
+      input: { from: 'alice@example.org', createdByUserId: 1 },
+      servers: [shared(1, null), personal(2, 'alice@example.org')],
+      expected: { serverId: 1, rule: 5 },
+      says: /personal 2 \(id 2\): personal server, not used: .*sent by user id 1/,
+    },
+    {
+      behaviour: 'rule 1, personal: a mail From the owner enqueued by no user (a script) does not use it',
+      input: { from: 'alice@example.org', createdByUserId: null },
+      servers: [shared(1, null), personal(2, 'alice@example.org')],
+      expected: { serverId: 1, rule: 5 },
+      says: /sent not by a user/,
+    },
+    {
+      behaviour: 'rule 1, personal: a filter listing someone else (set by an admin) does not let the owner send as them',
+      input: { from: 'bob@example.org', createdByUserId: 7 },
+      servers: [shared(1, null), personal(2, 'bob@example.org')],
+      expected: { serverId: 1, rule: 5 },
+      says: /may send only as their own address, not as bob@example\.org/,
+    },
+    {
+      behaviour: 'rule 1, priority game: priority 0 does not put a personal server ahead of a shared one of the same rule',
+      input: fromAlice,
+      servers: [shared(1, 'alice@example.org', { priority: 10_000 }), personal(2, 'alice@example.org', { priority: 0 })],
+      expected: { serverId: 1, rule: 1 },
+      says: /shared servers come before personal ones within a rule/,
+    },
+    // Rule 2: the filter lists the From domain.
+    { behaviour: 'rule 2, personal: the owner\'s own mail through a server listing their domain', input: fromAlice, servers: [shared(1, null), personal(2, 'example.org')], expected: { serverId: 2, rule: 2 } },
+    { behaviour: 'rule 2, shared: a shared server listing the domain', input: { from: 'carol@example.org', createdByUserId: 9 }, servers: [shared(1, 'example.org'), personal(2, 'example.org', { priority: 0 })], expected: { serverId: 1, rule: 2 } },
+    {
+      behaviour: 'rule 2, personal: another address of the listed domain is refused, even sent by the owner',
+      input: { from: 'carol@example.org', createdByUserId: 7 },
+      servers: [personal(2, 'example.org'), shared(1, 'x.test', { priority: 50 })],
+      expected: { serverId: 1, rule: 6 },
+      says: /not as carol@example\.org/,
+    },
+    {
+      behaviour: 'rule 2, personal of an admin: its owner may send as anyone of the domain',
+      input: { from: 'carol@example.org', createdByUserId: 1 },
+      servers: [shared(1, null), personal(2, 'example.org', { owner: adminOwner })],
+      expected: { serverId: 2, rule: 2 },
+    },
+    {
+      behaviour: 'rule 2, priority game: shared before personal within rule 2 whatever the priorities',
+      input: fromAlice,
+      servers: [personal(2, 'example.org', { priority: 0 }), shared(1, 'example.org', { priority: 9_999 })],
+      expected: { serverId: 1, rule: 2 },
+    },
+    // Rules 3 and 4: the notifications address or its domain; never a personal server.
+    { behaviour: 'rule 3, shared: the notifications server', input: { from: 'bob@other.test', createdByUserId: 8 }, servers: [shared(1, 'notifications@example.com'), shared(3, 'x.test')], expected: { serverId: 1, rule: 3 } },
+    {
+      behaviour: 'rule 3, personal: a personal server listing the notifications address is never the notifications fallback',
+      input: { from: 'bob@other.test', createdByUserId: 8 },
+      servers: [personal(2, 'notifications@example.com', { priority: 0 }), shared(3, 'x.test')],
+      expected: { serverId: 3, rule: 6 },
+      says: /never a fallback/,
+    },
+    {
+      behaviour: 'rule 3, personal: not even for the owner\'s own mail',
+      input: fromAlice,
+      servers: [personal(2, 'notifications@example.com', { priority: 0 }), shared(3, 'x.test')],
+      expected: { serverId: 3, rule: 6 },
+    },
+    { behaviour: 'rule 4, shared: the notifications domain', input: { from: 'bob@other.test', createdByUserId: 8 }, servers: [shared(1, 'example.com'), shared(3, null)], expected: { serverId: 1, rule: 4 } },
+    {
+      behaviour: 'rule 4, personal: a personal server listing the notifications domain is skipped',
+      input: { from: 'bob@other.test', createdByUserId: 8 },
+      servers: [personal(2, 'example.com', { priority: 0 }), shared(3, null)],
+      expected: { serverId: 3, rule: 5 },
+    },
+    // Rule 5: an empty filter.
+    { behaviour: 'rule 5, shared: the first shared server with an empty filter', input: { from: 'bob@other.test', createdByUserId: 8 }, servers: [shared(1, null)], expected: { serverId: 1, rule: 5 } },
+    {
+      behaviour: 'rule 5, personal: a personal server with an empty filter (made by an admin) carries nobody\'s mail as a catch-all',
+      input: fromAlice,
+      servers: [personal(2, null, { priority: 0 }), shared(3, 'x.test')],
+      expected: { serverId: 3, rule: 6 },
+    },
+    // Rule 6: the first server at all.
+    { behaviour: 'rule 6, shared: the first shared server', input: { from: 'bob@other.test', createdByUserId: 8 }, servers: [shared(1, 'x.test')], expected: { serverId: 1, rule: 6 } },
+    {
+      behaviour: 'rule 6, personal: a personal server first by priority is not "the first server"',
+      input: { from: 'bob@other.test', createdByUserId: 8 },
+      servers: [personal(2, 'alice@example.org', { priority: 0 }), shared(3, 'x.test', { priority: 99 })],
+      expected: { serverId: 3, rule: 6 },
+    },
+    {
+      behaviour: 'rule 7: with only a personal server, other people\'s mail fails with no_server rather than use it',
+      input: { from: 'bob@other.test', createdByUserId: 8 },
+      servers: [personal(2, 'alice@example.org')],
+      expected: { failureType: 'no_server' },
+      says: /only personal servers are active/,
+    },
+    {
+      behaviour: 'rule 7: a personal server whose owner is gone (no address) carries nothing',
+      input: fromAlice,
+      servers: [personal(2, 'alice@example.org', { owner: { userId: 7, address: null, isAdmin: false } })],
+      expected: { failureType: 'no_server' },
+    },
+    // Forced.
+    { behaviour: 'forced, personal: the owner may force their own server', input: { ...fromAlice, forcedServerId: 2 }, servers: [shared(1, null), personal(2, 'alice@example.org')], expected: { serverId: 2, rule: 'forced' } },
+    { behaviour: 'forced, shared: any shared server may be forced', input: { from: 'bob@other.test', createdByUserId: 8, forcedServerId: 1 }, servers: [shared(1, 'x.test'), personal(2, 'alice@example.org')], expected: { serverId: 1, rule: 'forced' } },
+    {
+      behaviour: 'forced, personal: another user\'s mail forced through it fails',
+      input: { from: 'bob@other.test', createdByUserId: 8, forcedServerId: 2 },
+      servers: [shared(1, null), personal(2, 'alice@example.org')],
+      expected: { failureType: 'forced_server_unavailable' },
+      says: /is a personal server and .*sent by user id 8/,
+    },
+    {
+      behaviour: 'forced, personal: an admin forcing a mail From the owner through it fails too',
+      input: { from: 'alice@example.org', createdByUserId: 1, forcedServerId: 2 },
+      servers: [shared(1, null), personal(2, 'alice@example.org')],
+      expected: { failureType: 'forced_server_unavailable' },
+    },
+    // Mass mailing.
+    {
+      behaviour: 'mass mailing, personal dedicated server: refused',
+      input: { from: 'alice@example.org', createdByUserId: 7, massMailing: true },
+      servers: [shared(1, null), personal(2, 'alice@example.org')],
+      params: { massMailingDedicated: true, massMailingServerId: 2 },
+      expected: { failureType: 'forced_server_unavailable' },
+      says: /mass mailings never go through a personal server/,
+    },
+    {
+      behaviour: 'mass mailing, shared dedicated server: used',
+      input: { from: 'news@example.org', createdByUserId: 1, massMailing: true },
+      servers: [shared(1, null), personal(2, 'news@example.org', { owner: adminOwner })],
+      params: { massMailingDedicated: true, massMailingServerId: 1 },
+      expected: { serverId: 1, rule: 'mass_mailing' },
+    },
+    {
+      behaviour: 'mass mailing routed by rules: a personal server matching at rule 1 is still skipped',
+      input: { from: 'alice@example.org', createdByUserId: 7, massMailing: true },
+      servers: [personal(2, 'alice@example.org'), shared(1, 'x.test')],
+      expected: { serverId: 1, rule: 6 },
+      says: /mass mailings never go through a personal server/,
+    },
+  ];
+
+  for (const c of cases) {
+    it(c.behaviour, () => {
+      const d = routeMail(c.input, c.servers, params(c.params));
+      const text = d.ok ? d.explanation.join('\n') : `${d.reason}\n${d.explanation.join('\n')}`;
+      if ('failureType' in c.expected) {
+        assert.equal(failed(d).failureType, c.expected.failureType, text);
+      } else {
+        const r = ok(d);
+        assert.deepEqual({ serverId: r.serverId, rule: r.rule }, c.expected, text);
+      }
+      if (c.says) assert.match(text, c.says);
+    });
+  }
+
+  it('a shared-only configuration routes exactly as before (no owner means shared)', () => {
+    const d = ok(routeMail({ from: 'bob@other.test' }, [server(1, 'x.test'), server(2, null)], params()));
+    assert.deepEqual([d.serverId, d.rule], [2, 5]);
+  });
+});

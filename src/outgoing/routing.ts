@@ -13,6 +13,11 @@ export interface RoutableServer {
   fromFilter: string | null;
   priority: number;
   active: boolean;
+  /**
+   * Set for a personal server (owner_user_id): its owner controls the host and sees all it carries, so it
+   * carries only its owner's own mail. `address` is the owner's address, normalised; null when unknown.
+   */
+  owner?: { userId: number; address: string | null; isAdmin: boolean } | null;
 }
 
 export interface RouteInput {
@@ -20,6 +25,8 @@ export interface RouteInput {
   replyTo?: string | null;
   forcedServerId?: number | null;
   massMailing?: boolean;
+  /** The user who enqueued the mail (outgoing_mails.created_by_user_id); null for none (scripts, the system). */
+  createdByUserId?: number | null;
 }
 
 export interface RouteParameters {
@@ -159,7 +166,10 @@ function whyNot(server: RoutableServer, parts: string[], own: 1 | 2 | 3 | 4 | 5 
     const also = !n || n.normal === ctx.from ? '' : n.domain === ctx.fromDomain ? `, nor the notifications address ${n.normal}` : `, nor the notifications address ${n.normal} or ${n.domain}`;
     return `${label(server)}: filter ${filterText(parts)} does not list ${ctx.from} or ${ctx.fromDomain}${also}`;
   }
-  if (own === rule) return `${label(server)}: also matches rule ${own} (${ruleInWords(own, ctx)}), but ${label(winner)} comes first by priority and id`;
+  if (own === rule) {
+    const first = server.owner && !winner.owner ? 'comes first: shared servers come before personal ones within a rule' : 'comes first by priority and id';
+    return `${label(server)}: also matches rule ${own} (${ruleInWords(own, ctx)}), but ${label(winner)} ${first}`;
+  }
   return `${label(server)}: matches only rule ${own} (${ruleInWords(own, ctx)}); rule ${rule} takes precedence`;
 }
 
@@ -191,6 +201,23 @@ function existingReplyTo(input: RouteInput): string | null {
   return value === '' ? null : value;
 }
 
+const ownerLabel = (owner: NonNullable<RoutableServer['owner']>): string => `user id ${owner.userId}${owner.address ? ` (${owner.address})` : ''}`;
+
+/**
+ * Why a personal server may not carry this mail, or null when it may: the mail must be its owner's own (they
+ * enqueued it) and have a From its owner may send as (their own address; an admin owner any). Mass mailings
+ * never go through one.
+ */
+function personalRefusal(owner: NonNullable<RoutableServer['owner']>, input: RouteInput, ctx: Context): string | null {
+  if (input.massMailing) return 'mass mailings never go through a personal server';
+  if (input.createdByUserId == null || input.createdByUserId !== owner.userId) {
+    const by = input.createdByUserId == null ? 'not by a user' : `by user id ${input.createdByUserId}`;
+    return `a personal server carries only its owner's own mail (owner ${ownerLabel(owner)}), and this mail was sent ${by}`;
+  }
+  if (!owner.isAdmin && owner.address !== ctx.from) return `its owner ${ownerLabel(owner)} may send only as their own address, not as ${ctx.from}`;
+  return null;
+}
+
 /** A mail that names its server (forced, or mass mail with a dedicated server) keeps its From. */
 function routeToNamed(
   input: RouteInput,
@@ -209,6 +236,12 @@ function routeToNamed(
         ? `send the mail through another server or make server ${id} active again`
         : `set mass_mailing.mail_server_id to an active server, or set mass_mailing.outgoing_mail_server to false`;
     const reason = `${why[0]!.toUpperCase()}${why.slice(1)}, but ${state}: ${fix}.`;
+    return { ok: false, rule: 7, failureType: 'forced_server_unavailable', reason, explanation: [reason] };
+  }
+  const refusal = server.owner ? personalRefusal(server.owner, input, ctx) : null;
+  if (refusal !== null) {
+    const fix = rule === 'forced' ? 'send it without naming a server, or through a shared one' : 'set mass_mailing.mail_server_id to a shared (not personal) server';
+    const reason = `${why[0]!.toUpperCase()}${why.slice(1)}, but ${label(server)} is a personal server and ${refusal}: ${fix}.`;
     return { ok: false, rule: 7, failureType: 'forced_server_unavailable', reason, explanation: [reason] };
   }
   const parts = parseFromFilter(server.fromFilter);
@@ -267,16 +300,29 @@ export function routeMail(input: RouteInput, servers: readonly RoutableServer[],
     .filter((s) => !s.active)
     .sort(byPriorityThenId)
     .map((s) => `${label(s)}: archived, not considered`);
-  const candidates = active.map((server) => {
+  const all = active.map((server) => {
     const parts = parseFromFilter(server.fromFilter);
-    return { server, parts, rule: bestRule(parts, ctx) };
+    const rule = bestRule(parts, ctx);
+    // A personal server is never a fallback: only rules 1 and 2 (its filter lists the From or its domain).
+    const refusal = !server.owner
+      ? null
+      : rule > 2
+        ? `a personal server carries only mail whose From its filter lists (owner ${ownerLabel(server.owner)}); it is never a fallback`
+        : personalRefusal(server.owner, input, ctx);
+    return { server, parts, rule, refusal };
   });
-  // Rules are tried in order and, within a rule, servers by (priority, id); every server qualifies for rule 6.
-  const winner = candidates.reduce<(typeof candidates)[number] | undefined>((best, c) => (best === undefined || c.rule < best.rule ? c : best), undefined);
+  const candidates = all.filter((c) => c.refusal === null);
+  const refused = all.filter((c) => c.refusal !== null).map((c) => `${label(c.server)}: personal server, not used: ${c.refusal}`);
+  // Rules are tried in order and, within a rule, shared servers before personal ones (so no priority puts a
+  // personal server ahead of a shared one), then by (priority, id); every shared server qualifies for rule 6.
+  const rank = (c: (typeof candidates)[number]): number => c.rule * 2 + (c.server.owner ? 1 : 0);
+  const winner = candidates.reduce<(typeof candidates)[number] | undefined>((best, c) => (best === undefined || rank(c) < rank(best) ? c : best), undefined);
   if (!winner) {
     const reason =
-      'No outgoing mail server is configured (or all are archived): create one in the admin UI under outgoing mail servers, or make an archived one active again.';
-    return { ok: false, rule: 7, failureType: 'no_server', reason, explanation: [...archived, reason] };
+      refused.length > 0
+        ? 'No outgoing mail server may carry this mail: only personal servers are active, and none may carry it. Create a shared outgoing mail server in the admin UI.'
+        : 'No outgoing mail server is configured (or all are archived): create one in the admin UI under outgoing mail servers, or make an archived one active again.';
+    return { ok: false, rule: 7, failureType: 'no_server', reason, explanation: [...refused, ...archived, reason] };
   }
 
   const { server, parts, rule } = winner;
@@ -300,6 +346,7 @@ export function routeMail(input: RouteInput, servers: readonly RoutableServer[],
   const sendingAs = asNotifications ? `sending as the notifications address ${n.normal}` : `sending as the From ${from}`;
   const explanation = [
     ...candidates.map((c) => (c === winner ? `${label(server)}: chosen by rule ${rule}: ${ruleInWords(rule, ctx)}; ${sendingAs}` : whyNot(c.server, c.parts, c.rule, ctx, rule, server))),
+    ...refused,
     ...archived,
     rewrite
       ? `From rewritten to ${headerFrom}; Reply-To ${kept === null ? `set to the original From ${replyTo}` : `kept as ${kept}`}`

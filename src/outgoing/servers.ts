@@ -1,13 +1,15 @@
 // Outgoing mail servers: create, change, archive, list. Passwords are encrypted with the vault, bound to
 // the server's row; responses carry hasPassword, never the value. Archived servers stay for the record
 // (mails point at them) but are never used to send.
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Actor, AuditLog } from '../audit/audit-log.js';
-import type { DB, OutgoingServer } from '../db/schema.js';
+import type { DB, OutgoingServer, Role } from '../db/schema.js';
 import type { PrincipalUser } from '../http/access.js';
+import { normaliseAddress } from '../lib/address.js';
 import { AppError } from '../lib/errors.js';
 import type { Vault } from '../vault/index.js';
 import type { AppProblem } from '../oauth/app-status.js';
+import { HostGuard } from '../mail-servers/host-guard.js';
 import { assertMayChangeOwner, assertMayManageServer, forgetTokens, iso, lastTestView, noTokens, tokenView, type TokenView } from '../mail-servers/common.js';
 import type { RoutableServer } from './routing.js';
 import {
@@ -66,8 +68,13 @@ export function outgoingServerView(s: OutgoingServer, appProblem: AppProblem | n
   };
 }
 
-export function toRoutable(s: OutgoingServer): RoutableServer {
-  return { id: s.id, name: s.name, fromFilter: s.from_filter, priority: s.priority, active: s.active === 1 && s.archived_at === null };
+/** A server row with its owner's address and role, as routing needs them (null for a shared server). */
+export type OutgoingServerWithOwner = OutgoingServer & { owner_email: string | null; owner_role: Role | null };
+
+export function toRoutable(s: OutgoingServerWithOwner): RoutableServer {
+  // A personal server whose owner is gone keeps its owner id and no address: it then carries nothing.
+  const owner = s.owner_user_id === null ? null : { userId: s.owner_user_id, address: s.owner_email === null ? null : (normaliseAddress(s.owner_email) ?? s.owner_email.toLowerCase()), isAdmin: s.owner_role === 'admin' };
+  return { id: s.id, name: s.name, fromFilter: s.from_filter, priority: s.priority, active: s.active === 1 && s.archived_at === null, owner };
 }
 
 export const passwordContext = (id: number) => `outgoing_servers.password:${id}`;
@@ -92,7 +99,30 @@ export class OutgoingServers {
     private readonly db: Kysely<DB>,
     private readonly vault: Vault,
     private readonly audit: AuditLog,
+    /** The address policy for servers of users other than admins, at save and at every connection. */
+    readonly hostGuard: HostGuard = new HostGuard(db),
   ) {}
+
+  private withOwner() {
+    return this.db
+      .selectFrom('outgoing_servers')
+      .leftJoin('users', 'users.id', 'outgoing_servers.owner_user_id')
+      .selectAll('outgoing_servers')
+      .select(['users.email as owner_email', 'users.role as owner_role'])
+      .orderBy('outgoing_servers.priority')
+      .orderBy('outgoing_servers.id');
+  }
+
+  /** Every server, archived ones included, as routing sees them (for `juniper route` and GET /api/v1/route). */
+  async routable(): Promise<RoutableServer[]> {
+    return (await this.withOwner().execute()).map(toRoutable);
+  }
+
+  /** The user whose address this is, if any: `juniper route` explains a From as if that user sent it. */
+  async userIdByAddress(address: string): Promise<number | null> {
+    const row = await this.db.selectFrom('users').select('id').where(sql<string>`lower(email)`, '=', address.toLowerCase()).executeTakeFirst();
+    return row?.id ?? null;
+  }
 
   async list(options: { includeArchived?: boolean; ownerUserId?: number } = {}): Promise<OutgoingServer[]> {
     let q = this.db.selectFrom('outgoing_servers').selectAll().orderBy('priority').orderBy('id');
@@ -102,15 +132,8 @@ export class OutgoingServers {
   }
 
   /** Servers the dispatcher may use: active and not archived, in routing order. */
-  async usable(): Promise<OutgoingServer[]> {
-    return this.db
-      .selectFrom('outgoing_servers')
-      .selectAll()
-      .where('archived_at', 'is', null)
-      .where('active', '=', 1)
-      .orderBy('priority')
-      .orderBy('id')
-      .execute();
+  async usable(): Promise<OutgoingServerWithOwner[]> {
+    return this.withOwner().where('outgoing_servers.archived_at', 'is', null).where('outgoing_servers.active', '=', 1).execute();
   }
 
   async get(id: number): Promise<OutgoingServer> {
@@ -137,6 +160,7 @@ export class OutgoingServers {
     });
     const owner = user.role === 'admin' ? (input.ownerUserId ?? null) : user.id;
     if (owner !== null && user.role !== 'admin') assertPersonalFilter(user, cred.fromFilter);
+    await this.hostGuard.assertMaySave(conn.host, owner, 'outgoing mail server');
     const now = Date.now();
     const row = await this.db.transaction().execute(async (trx) => {
       const inserted = await trx
@@ -196,6 +220,9 @@ export class OutgoingServers {
       fromFilterGiven: patch.fromFilter !== undefined || current.from_filter !== null,
     });
     if (current.owner_user_id !== null) assertPersonalFilter(user, cred.fromFilter);
+    const owner = patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id;
+    // Checked on every save, not only when the host changes: a new owner, or an allow-list entry an admin removed, counts too.
+    await this.hostGuard.assertMaySave(host, owner, 'outgoing mail server');
     const passwordEnc =
       auth !== 'password' ? null : cred.password ? this.vault.encrypt(cred.password, passwordContext(id)) : current.password_enc;
     // A new mailbox or auth method invalidates the Outlook tokens of the old one.
@@ -216,7 +243,7 @@ export class OutgoingServers {
           priority: patch.priority ?? current.priority,
           active: patch.active === undefined ? current.active : patch.active ? 1 : 0,
           allow_self_signed: patch.allowSelfSigned === undefined ? current.allow_self_signed : patch.allowSelfSigned ? 1 : 0,
-          owner_user_id: patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id,
+          owner_user_id: owner,
           ...forgetTokens(current, tokensStale),
           updated_at: Date.now(),
         })

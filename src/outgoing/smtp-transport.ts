@@ -13,6 +13,7 @@
 import nodemailer from 'nodemailer';
 import type { SendMailOptions, SMTPPoolOptions, SMTPSentMessageInfo } from 'nodemailer';
 import { AppError } from '../lib/errors.js';
+import type { ConnectTarget } from '../mail-servers/host-guard.js';
 import { enhancedStatus, smtpErrorFacts } from './delivery-failure.js';
 import type { AccessTokenSource, Envelope, MailTransport, OutgoingMessage, SendResult, SmtpCredentials, SmtpEndpoint } from './mail-transport.js';
 
@@ -22,6 +23,8 @@ export interface SmtpTransportOptions {
   timeoutsMs?: { connection?: number; greeting?: number; socket?: number };
   /** The EHLO name (default: this machine's name). */
   name?: string;
+  /** The checked address to connect to instead of resolving the host again (host-guard.ts); TLS still verifies the host name. */
+  target?: ConnectTarget;
 }
 
 export const DEFAULT_TIMEOUTS_MS = { connection: 15_000, greeting: 15_000, socket: 60_000 } as const;
@@ -36,7 +39,8 @@ const RESERVED_HEADERS = new Set([
 /** The connection options shared by the pool and Test Connection. */
 export function connectionOptions(endpoint: SmtpEndpoint, options: SmtpTransportOptions = {}): SMTPPoolOptions {
   return {
-    host: endpoint.host,
+    host: options.target?.address ?? endpoint.host,
+    ...(options.target?.servername ? { servername: options.target.servername } : {}),
     port: endpoint.port,
     secure: endpoint.security === 'ssl',
     requireTLS: endpoint.security === 'starttls',

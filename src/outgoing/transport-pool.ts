@@ -2,6 +2,7 @@
 // so an admin's fix takes effect on the next batch without a restart.
 import type { OutgoingServer } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
+import type { HostGuard } from '../mail-servers/host-guard.js';
 import type { TokenProvider } from '../oauth/token-provider.js';
 import type { MailTransport, SmtpCredentials, SmtpEndpoint, AccessTokenSource } from './mail-transport.js';
 import { createSmtpTransport } from './smtp-transport.js';
@@ -37,21 +38,36 @@ export function smtpCredentials(
 }
 
 export class TransportPool {
-  private readonly transports = new Map<number, { stamp: number; transport: MailTransport }>();
+  private readonly transports = new Map<number, { stamp: number; address: string | undefined; transport: MailTransport }>();
 
   constructor(
     private readonly password: (server: OutgoingServer) => string | null,
     private readonly tokens: TokenProvider | undefined,
+    private readonly guard: HostGuard,
     private readonly create: typeof createSmtpTransport = createSmtpTransport,
   ) {}
 
+  /**
+   * The server's transport. A server of a user other than an admin is checked against the address policy
+   * before every send, and its pool connects to the address that was checked (rebuilt when it changes), so
+   * neither a changed DNS answer nor a changed allow-list is acted on late.
+   */
   get(server: OutgoingServer): MailTransport {
+    return {
+      send: async (message, envelope) => (await this.transportFor(server)).send(message, envelope),
+      close: () => this.transports.get(server.id)?.transport.close(),
+    };
+  }
+
+  private async transportFor(server: OutgoingServer): Promise<MailTransport> {
+    const target = await this.guard.connectTarget(server, `outgoing mail server "${server.name}" (id ${server.id})`);
+    // Read after the await: a concurrent send may have built the same transport meanwhile.
     const cached = this.transports.get(server.id);
-    if (cached && cached.stamp === server.updated_at) return cached.transport;
+    if (cached && cached.stamp === server.updated_at && cached.address === target?.address) return cached.transport;
     cached?.transport.close();
     const { credentials, tokenSource } = smtpCredentials(server, this.password, this.tokens);
-    const transport = this.create(smtpEndpoint(server), credentials, tokenSource);
-    this.transports.set(server.id, { stamp: server.updated_at, transport });
+    const transport = this.create(smtpEndpoint(server), credentials, tokenSource, target ? { target } : {});
+    this.transports.set(server.id, { stamp: server.updated_at, address: target?.address, transport });
     return transport;
   }
 

@@ -5,6 +5,7 @@
 // or a shell prompt, not at this file.
 import { domainToASCII } from 'node:url';
 import { AppError } from '../lib/errors.js';
+import { parseAllowList } from '../mail-servers/host-policy.js';
 
 export const KEY_PATTERN = /^[a-z0-9._-]{1,128}$/;
 export const MAX_VALUE_LENGTH = 10_000;
@@ -152,6 +153,22 @@ export const knownParameters = {
     normalise(value, key) {
       if (!/^[1-9][0-9]{0,10}$/.test(value) || Number(value) < 1024) throw invalid(key, 'a size in bytes of at least 1024, such as 26214400 (25 MB)', value);
       return value;
+    },
+  },
+  'mail.server.allowed_private_hosts': {
+    description:
+      'Private, loopback or link-local hosts that mail servers of users other than admins may reach: comma-separated host names, IP addresses and CIDR ranges (e.g. 127.0.0.1, 10.0.0.0/8, mail.internal).',
+    normalise(value, key) {
+      try {
+        parseAllowList(value);
+      } catch (e) {
+        throw invalid(key, `comma-separated host names, IP addresses and CIDR ranges such as 127.0.0.1, 10.0.0.0/8, mail.internal: ${(e as Error).message}`, value);
+      }
+      return value
+        .split(',')
+        .map((entry) => entry.trim().toLowerCase())
+        .filter((entry) => entry !== '')
+        .join(', ');
     },
   },
   'microsoft_outlook.endpoint': {

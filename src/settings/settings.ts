@@ -216,7 +216,7 @@ export class Settings {
         changes.push('clientSecret');
       }
       for (const field of changes) await writeRow(trx, field, next[field], this.now());
-      const changed = [...changes.map((f) => auditNames[f]), ...(await updateMassMailing(params, input.massMailing, actor))];
+      const changed = [...changes.map((f) => auditNames[f]), ...(await updateMassMailing(params, input.massMailing, actor, trx))];
       if (changed.length > 0) await this.audit.record(actor, 'settings.update', 'settings', { changed }, trx);
     });
     return this.get();
@@ -316,6 +316,7 @@ async function updateMassMailing(
   params: Parameters,
   patch: { dedicatedServer?: boolean | undefined; serverId?: number | null | undefined } | undefined,
   actor: Actor,
+  db: Kysely<DB>,
 ): Promise<string[]> {
   if (!patch) return [];
   const old = await params.snapshot();
@@ -323,6 +324,16 @@ async function updateMassMailing(
   const serverId = patch.serverId === undefined ? old.massMailingServerId : patch.serverId;
   if (dedicatedServer && serverId === null) {
     throw new AppError('JUNIPER_ERR_VALIDATION', 'Invalid settings: massMailing.serverId: choose the outgoing mail server for mass mailings before turning dedicatedServer on.');
+  }
+  if (serverId !== null && (serverId !== old.massMailingServerId || dedicatedServer)) {
+    // A personal server's owner controls its host: mass mailings never go through one (routing refuses it too).
+    const server = await db.selectFrom('outgoing_servers').select(['name', 'owner_user_id']).where('id', '=', serverId).executeTakeFirst();
+    if (server && server.owner_user_id !== null) {
+      throw new AppError(
+        'JUNIPER_ERR_VALIDATION',
+        `Invalid settings: massMailing.serverId: "${server.name}" (id ${serverId}) is the personal server of user id ${server.owner_user_id}; mass mailings go only through a shared server.`,
+      );
+    }
   }
   const changed: string[] = [];
   if (dedicatedServer !== old.massMailingDedicatedServer) {

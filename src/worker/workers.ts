@@ -19,7 +19,7 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
       queue: services.queue,
       servers: services.outgoingServers,
       parameters: services.parameters,
-      transports: new TransportPool((s) => services.outgoingServers.password(s), services.tokens),
+      transports: new TransportPool((s) => services.outgoingServers.password(s), services.tokens, services.outgoingServers.hostGuard),
       log: app.logger.child({ worker: 'dispatcher' }),
     },
     { ...defaultDispatcherOptions, leaseMs: app.config.send.leaseMs, batchSize: app.config.send.batchSize, ...options },

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { cliActor } from '../../src/audit/audit-log.js';
-import { createApp, type App } from '../../src/app.js';
+import { createApp, type App, type CreateAppOptions } from '../../src/app.js';
 import type { Config } from '../../src/config.js';
 import type { DialectName } from '../../src/db/database.js';
 import { createLogger } from '../../src/lib/logger.js';
@@ -20,7 +20,7 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function startTestApp(dialect: DialectName, overrides: Partial<Config> = {}): Promise<TestApp> {
+export async function startTestApp(dialect: DialectName, overrides: Partial<Config> = {}, options: Pick<CreateAppOptions, 'resolveHost'> = {}): Promise<TestApp> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-app-'));
   const config: Config = Object.freeze({
     port: 0,
@@ -40,7 +40,7 @@ export async function startTestApp(dialect: DialectName, overrides: Partial<Conf
       done();
     },
   });
-  const app = await createApp(config, { logger: createLogger('debug', sink) });
+  const app = await createApp(config, { ...options, logger: createLogger('debug', sink) });
   return {
     app,
     config,

@@ -22,7 +22,7 @@ export function testDispatcher(app: App, owner = 'test-worker', options: { token
       queue: app.services.queue,
       servers: app.services.outgoingServers,
       parameters: app.services.parameters,
-      transports: new TransportPool((s) => app.services.outgoingServers.password(s), options.tokens ?? app.services.tokens),
+      transports: new TransportPool((s) => app.services.outgoingServers.password(s), options.tokens ?? app.services.tokens, app.services.outgoingServers.hostGuard),
       log: app.logger,
       owner,
       now: () => Date.now() + offset,

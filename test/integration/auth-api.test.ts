@@ -289,6 +289,8 @@ describe('review fixes: redirects, cross-site sign-in, forced servers', () => {
     const { cliPrincipal } = await import('../../src/cli/principal.js');
     const john = await t.createUser('john', 'user');
     const jane = await t.createUser('jane', 'user');
+    // john's personal server points at loopback: only the allow-list an admin sets permits that.
+    await t.app.services.parameters.set('mail.server.allowed_private_hosts', '127.0.0.1', cliActor);
     const johnsServer = await t.app.services.outgoingServers.create(
       { name: 'john', host: '127.0.0.1', port: 2525, security: 'none', auth: 'password', username: 'john', password: 'pw', fromFilter: 'john@example.com', priority: 10, active: true, allowSelfSigned: false, ownerUserId: john.id },
       cliPrincipal,

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Database } from '../db/database.js';
+import type { OutgoingServer } from '../db/schema.js';
+import { isAppError } from '../lib/errors.js';
+import type { MailTransport } from '../outgoing/mail-transport.js';
+import type { SmtpTransportOptions } from '../outgoing/smtp-transport.js';
+import { TransportPool } from '../outgoing/transport-pool.js';
+import { dialects, freshDatabase } from '../../test/helpers/databases.js';
+import { HostGuard, HostLookupError } from './host-guard.js';
+
+/** DNS as a script: each name answers its lists in turn, the last repeating; unknown names do not exist. */
+function script(answers: Record<string, string[][]>) {
+  const asked: string[] = [];
+  const used = new Map<string, number>();
+  const resolve = async (host: string): Promise<string[]> => {
+    asked.push(host);
+    const list = answers[host];
+    if (!list) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+    const n = used.get(host) ?? 0;
+    used.set(host, n + 1);
+    return list[Math.min(n, list.length - 1)]!;
+  };
+  return { resolve, asked };
+}
+
+const code = (err: unknown): string | undefined => (isAppError(err) ? err.code : (err as { code?: string }).code);
+
+for (const dialect of dialects) {
+  describe(`HostGuard and the transport pool (${dialect})`, () => {
+    let database: Database;
+    let adminId: number;
+    let userId: number;
+
+    before(async () => {
+      database = await freshDatabase(dialect);
+      const add = async (login: string, role: 'admin' | 'user') =>
+        (
+          await database.db
+            .insertInto('users')
+            .values({ login, email: `${login}@example.com`, name: login, password_hash: null, role, active: 1, created_at: 0, updated_at: 0 })
+            .returning('id')
+            .executeTakeFirstOrThrow()
+        ).id;
+      adminId = await add('admin', 'admin');
+      userId = await add('user', 'user');
+    });
+    after(async () => {
+      await database.close();
+    });
+
+    const allow = async (value: string | null) => {
+      await database.db.deleteFrom('parameters').where('key', '=', 'mail.server.allowed_private_hosts').execute();
+      if (value !== null) await database.db.insertInto('parameters').values({ key: 'mail.server.allowed_private_hosts', value, updated_at: 0 }).execute();
+    };
+
+    it('leaves shared and admin-owned servers alone: no lookup, no target', async () => {
+      const dns = script({});
+      const guard = new HostGuard(database.db, dns.resolve);
+      assert.equal(await guard.connectTarget({ host: '127.0.0.1', owner_user_id: null }, 'x'), undefined);
+      assert.equal(await guard.connectTarget({ host: 'internal.test', owner_user_id: adminId }, 'x'), undefined);
+      await guard.assertMaySave('169.254.169.254', adminId, 'x');
+      assert.deepEqual(dns.asked, []);
+    });
+
+    it("checks a user's server: public passes with the name kept for TLS, private is refused, the allow-list admits it", async () => {
+      const dns = script({ 'smtp.public.test': [['93.184.216.34']], 'smtp.internal.test': [['10.1.2.3']] });
+      const guard = new HostGuard(database.db, dns.resolve);
+      assert.deepEqual(await guard.connectTarget({ host: 'SMTP.Public.test.', owner_user_id: userId }, 'x'), { address: '93.184.216.34', servername: 'smtp.public.test' });
+      await assert.rejects(guard.connectTarget({ host: 'smtp.internal.test', owner_user_id: userId }, 'outgoing mail server'), (err) => {
+        assert.equal(code(err), 'JUNIPER_ERR_HOST_NOT_ALLOWED');
+        assert.match((err as Error).message, /outgoing mail server host smtp\.internal\.test resolves to 10\.1\.2\.3.*mail\.server\.allowed_private_hosts/);
+        return true;
+      });
+      await allow('10.0.0.0/8');
+      assert.deepEqual(await guard.connectTarget({ host: 'smtp.internal.test', owner_user_id: userId }, 'x'), { address: '10.1.2.3', servername: 'smtp.internal.test' });
+      // A literal address needs no lookup and has no name for TLS.
+      assert.deepEqual(await guard.connectTarget({ host: '10.9.9.9', owner_user_id: userId }, 'x'), { address: '10.9.9.9' });
+      await allow('not a host/99');
+      await assert.rejects(guard.connectTarget({ host: '10.9.9.9', owner_user_id: userId }, 'x'), (err) => code(err) === 'JUNIPER_ERR_HOST_NOT_ALLOWED');
+      await allow(null);
+    });
+
+    it('refuses a name that cannot be resolved: a validation error at save, a DNS error at connect', async () => {
+      const guard = new HostGuard(database.db, script({}).resolve);
+      await assert.rejects(guard.assertMaySave('nowhere.test', userId, 'x'), (err) => code(err) === 'JUNIPER_ERR_VALIDATION' && /nowhere\.test could not be resolved \(ENOTFOUND\)/.test((err as Error).message));
+      await assert.rejects(guard.connectTarget({ host: 'nowhere.test', owner_user_id: userId }, 'x'), (err) => err instanceof HostLookupError && err.code === 'EDNS');
+    });
+
+    it('the pool connects to each checked address, rebuilds when the answer changes, and refuses a rebinding to loopback', async () => {
+      const dns = script({ 'smtp.moving.test': [['10.0.0.1'], ['10.0.0.1'], ['10.0.0.2'], ['127.0.0.1']] });
+      await allow('10.0.0.0/8');
+      const made: (SmtpTransportOptions['target'] | undefined)[] = [];
+      const fake = (_e: unknown, _c: unknown, _t: unknown, options: SmtpTransportOptions = {}): MailTransport => {
+        made.push(options.target);
+        return { send: async () => ({ accepted: ['x@client.test'], rejected: [], response: '250 ok' }), close: () => undefined };
+      };
+      const pool = new TransportPool(() => null, undefined, new HostGuard(database.db, dns.resolve), fake);
+      const row = (id: number, owner: number | null) =>
+        ({ id, name: `s${id}`, host: 'smtp.moving.test', port: 25, security: 'none', auth: 'none', allow_self_signed: 0, owner_user_id: owner, updated_at: 1 }) as OutgoingServer;
+      const send = (server: OutgoingServer) => pool.get(server).send({ messageId: '<m@x>', from: 'a@b', to: ['x@client.test'], cc: [], bcc: [], subject: '', attachments: [] }, { from: 'a@b', to: ['x@client.test'] });
+      const personal = row(1, userId);
+      await send(personal);
+      await send(personal);
+      assert.deepEqual(made, [{ address: '10.0.0.1', servername: 'smtp.moving.test' }], 'same answer: same pool');
+      await send(personal);
+      assert.deepEqual(made.at(-1), { address: '10.0.0.2', servername: 'smtp.moving.test' }, 'new answer: new pool at the new address');
+      await assert.rejects(send(personal), (err) => code(err) === 'JUNIPER_ERR_HOST_NOT_ALLOWED');
+      assert.equal(made.length, 2, 'no transport was made for the loopback answer');
+      // A shared server is not checked: nodemailer resolves its host itself.
+      await send(row(2, null));
+      assert.equal(made.at(-1), undefined);
+      assert.equal(dns.asked.length, 4);
+      pool.closeAll();
+      await allow(null);
+    });
+  });
+}

@@ -101,6 +101,9 @@ const cases: Case[] = [
   { name: 'idle socket timeout', err: socketError('ETIMEDOUT', undefined, 'Timeout', { timeoutType: 'SOCKET_TIMEOUT' }), action: 'retry', failureType: 'timeout' },
   { name: 'not an SMTP server', err: Object.assign(new Error('Invalid greeting. response=HTTP/1.1 400 Bad Request'), { code: 'EPROTOCOL', command: 'CONN' }), action: 'retry', failureType: 'connection' },
 
+  // The address policy refused the host (a user's server at a private address): an admin must decide, retrying cannot help.
+  { name: 'host refused by the address policy', err: new AppError('JUNIPER_ERR_HOST_NOT_ALLOWED', 'Outgoing server "mine" (id 3): smtp.example.com resolves to 10.0.0.5, a private address; an admin may allow it with the system parameter mail.server.allowed_private_hosts.'), action: 'wait', failureType: 'host_not_allowed', says: [/mail\.server\.allowed_private_hosts/, /Mails wait/] },
+
   // No facts at all.
   { name: 'a plain Error', err: new Error('boom'), action: 'retry', failureType: 'internal' },
   { name: 'a thrown string', err: 'weird', action: 'retry', failureType: 'internal' },

@@ -26,6 +26,7 @@ export type FailureType =
   | 'smtp_auth_disabled'
   | 'oauth_token'
   | 'crashed'
+  | 'host_not_allowed'
   | 'internal';
 
 export interface DeliveryDecision {
@@ -226,6 +227,10 @@ export function classifySendError(err: unknown, context: ClassifyContext): Deliv
     return err.details?.transient === true
       ? { action: 'retry', failureType: 'oauth_transient', reason: `${err.message} It is retried later.` }
       : { action: 'wait', failureType: 'oauth_token', reason: `${err.message} Mails wait until the Outlook account is reconnected on the server form.` };
+  }
+  if (isAppError(err) && err.code === 'JUNIPER_ERR_HOST_NOT_ALLOWED') {
+    // The address policy refused the host before any connection: retrying cannot help, an admin's decision can.
+    return { action: 'wait', failureType: 'host_not_allowed', reason: `${err.message} Mails wait until an admin allows the host or the server is changed.` };
   }
   const facts = smtpErrorFacts(err);
   const code = facts.responseCode;

@@ -67,7 +67,7 @@ export function tokenUnavailable(cause: unknown): AppError {
     e.details?.transient === true ||
     /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|UND_ERR_)/.test(facts.code ?? '') ||
     facts.message === 'fetch failed';
-  return new AppError('JUNIPER_ERR_OAUTH_TOKEN_UNAVAILABLE', `No OAuth2 access token could be obtained: ${facts.message}.`, { cause, details: { transient } });
+  return new AppError('JUNIPER_ERR_OAUTH_TOKEN_UNAVAILABLE', `No OAuth2 access token could be obtained: ${facts.message.replace(/\.+$/, '')}.`, { cause, details: { transient } });
 }
 
 /** A 535 that a fresh token may fix: not Microsoft's "SMTP AUTH disabled" (5.7.139), which no token changes. */

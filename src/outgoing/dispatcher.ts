@@ -140,7 +140,7 @@ export class Dispatcher {
       if (result.rejected.length) log.warn({ ...logCtx, rejected: result.rejected.length }, 'sent, but the server refused some recipients');
       else log.debug(logCtx, 'sent');
     } catch (err) {
-      const c = classifySendError(err, { auth: server.auth });
+      const c = classifySendError(err, { auth: server.auth, endpoint: { host: server.host, port: server.port } });
       const facts = { ...logCtx, failureType: c.failureType, action: c.action, responseCode: c.responseCode };
       if (c.action === 'fail') {
         await queue.markFailed(mail.id, this.owner, c, outcome);

@@ -1,0 +1,192 @@
+// Peers going away and coming back. The SMTP server down for a while: mails are retried with growing
+// backoff, stay queued with a reason that names the server, and all go out once it is back on its port
+// (the dispatcher's clock is moved instead of waiting out the backoff). PostgreSQL restarted under load (a
+// private cluster, never the shared one): running `juniper worker` processes recover by themselves, none
+// exits, every mail is sent.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, describe, it } from 'node:test';
+import pg from 'pg';
+import { cliActor } from '../../src/audit/audit-log.js';
+import { createApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { cliPrincipal } from '../../src/cli/principal.js';
+import { BASE_DELAY_MS, GROWTH_FACTOR, JITTER } from '../../src/lib/backoff.js';
+import { createLogger } from '../../src/lib/logger.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+import { cliEnv, projectRoot } from '../helpers/cli.js';
+import { dialects } from '../helpers/databases.js';
+import { headersOf, testDispatcher } from '../helpers/outgoing.js';
+import { sleep, startJuniper, until, type JuniperProcess } from '../helpers/processes.js';
+import { freePort } from '../peers/free-port.js';
+import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink.js';
+
+const run = promisify(execFile);
+const PASSWORDS = { 'notifications@example.com': 'pw' };
+
+async function addSinkServer(app: TestApp['app'], port: number, name = 'Office relay'): Promise<number> {
+  const server = await app.services.outgoingServers.create(
+    { name, host: '127.0.0.1', port, security: 'starttls', auth: 'password', username: 'notifications@example.com', password: 'pw', fromFilter: null, priority: 10, active: true, allowSelfSigned: true },
+    cliPrincipal,
+    cliActor,
+  );
+  return server.id;
+}
+
+async function enqueue(app: TestApp['app'], n: number, parallel = 1): Promise<Set<string>> {
+  const ids = new Set<string>();
+  for (let i = 0; i < n; i += parallel) {
+    const done = await Promise.all(
+      Array.from({ length: Math.min(parallel, n - i) }, (_, k) =>
+        app.services.outbox.enqueue({ from: 'notifications@example.com', to: [`r${i + k}@client.test`], subject: `outage ${i + k}`, text: 'hello' }, null, cliActor),
+      ),
+    );
+    for (const r of done) ids.add(r.messageId);
+  }
+  return ids;
+}
+
+const arrivedIds = async (sink: SmtpSink) => Promise.all(sink.messages.map(async (m) => (await headersOf(m.raw)).messageId));
+
+for (const dialect of dialects) {
+  describe(`SMTP server down for a while (${dialect})`, () => {
+    let t: TestApp;
+    after(async () => t.close());
+
+    it('mails are retried with growing backoff, stay queued naming the server, and all go out once it is back', async () => {
+      t = await startTestApp(dialect);
+      const first = await startSmtpSink({ auth: 'password', passwords: PASSWORDS });
+      const port = first.port;
+      await addSinkServer(t.app, port);
+      const d = testDispatcher(t.app);
+      try {
+        // The server works, then goes away (its port closed).
+        const early = await enqueue(t.app, 5);
+        assert.equal(await d.drain(), 5);
+        await first.stop();
+        const during = await enqueue(t.app, 30);
+
+        const t0 = Date.now();
+        assert.equal(await d.dispatcher.runOnce(), 30);
+        let rows = await t.app.database.db.selectFrom('outgoing_mails').selectAll().where('message_id', 'in', [...during]).execute();
+        for (const r of rows) {
+          assert.equal(r.state, 'queued', 'a connection failure keeps the mail queued');
+          assert.equal(r.attempts, 1);
+          assert.equal(r.failure_type, 'connection');
+          assert.match(r.failure_reason ?? '', new RegExp(`127\\.0\\.0\\.1:${port}`), `the reason names the server: ${r.failure_reason}`);
+          const wait = r.next_attempt_at - t0;
+          assert.ok(wait >= BASE_DELAY_MS * (1 - JITTER) - 1000 && wait <= BASE_DELAY_MS * (1 + JITTER) + 1000, `first retry after about 30 s (${wait} ms)`);
+        }
+        const view = await t.app.services.queue.get(rows[0]!.id);
+        assert.equal(view.waiting_reason, null, 'an outage is a retry, not a wait for an admin');
+        assert.equal(await d.dispatcher.runOnce(), 0, 'nothing is due before its backoff');
+
+        // Still down at the first retry: the next wait is longer.
+        d.advance(BASE_DELAY_MS * (1 + JITTER) + 1000);
+        const t1 = Date.now() + BASE_DELAY_MS * (1 + JITTER) + 1000;
+        assert.equal(await d.dispatcher.runOnce(), 30);
+        rows = await t.app.database.db.selectFrom('outgoing_mails').selectAll().where('message_id', 'in', [...during]).execute();
+        for (const r of rows) {
+          assert.equal(r.state, 'queued');
+          assert.equal(r.attempts, 2);
+          const wait = r.next_attempt_at - t1;
+          assert.ok(wait >= BASE_DELAY_MS * GROWTH_FACTOR * (1 - JITTER) - 1000, `the second wait grows (${wait} ms)`);
+        }
+
+        // Back on the same port: everything due goes out, once.
+        const second = await startSmtpSink({ auth: 'password', passwords: PASSWORDS, port });
+        try {
+          d.advance(BASE_DELAY_MS * GROWTH_FACTOR * (1 + JITTER) + 1000);
+          assert.equal(await d.drain(), 30);
+          const counts = await t.app.services.queue.countByState();
+          assert.deepEqual(counts, { queued: 0, sending: 0, sent: 35, failed: 0, cancelled: 0 });
+          const ids = await arrivedIds(second);
+          assert.equal(ids.length, 30, 'each mail delivered once after the outage');
+          assert.deepEqual(new Set(ids), during);
+          for (const id of early) assert.ok(!ids.includes(id), 'mails sent before the outage are not sent again');
+          const sent = await t.app.database.db.selectFrom('outgoing_mails').select(['failure_type', 'failure_reason', 'attempts']).where('message_id', 'in', [...during]).execute();
+          assert.ok(sent.every((r) => r.failure_type === null && r.failure_reason === null && r.attempts === 3), 'the outage reason is cleared once sent');
+        } finally {
+          await second.stop();
+        }
+      } finally {
+        await d.close();
+      }
+    });
+  });
+}
+
+describe('PostgreSQL restarted under load', () => {
+  // A private cluster of this test's own: the shared one serves every other test file.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-pg-restart-'));
+  const workers: JuniperProcess[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
+  const pgScript = (name: string, ...args: string[]) => run('bash', [path.join(projectRoot, 'scripts/peers', name), dir, ...args]);
+  after(async () => {
+    await Promise.all(workers.map((w) => w.kill('SIGKILL')));
+    for (const c of cleanups.reverse()) await c();
+    await pgScript('postgres-stop.sh');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('running juniper worker processes recover by themselves: none exits, every mail is sent', async () => {
+    const started = Date.now();
+    const port = String(await freePort());
+    const adminUrl = (await pgScript('postgres-start.sh', port)).stdout.trim();
+    const admin = new pg.Client({ connectionString: adminUrl });
+    await admin.connect();
+    await admin.query('CREATE DATABASE juniper');
+    await admin.end();
+    const url = adminUrl.replace(/\/postgres$/, '/juniper');
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-pg-restart-data-'));
+    const env = { ...cliEnv(dataDir, url), JUNIPER_LOG_LEVEL: 'warn', JUNIPER_SEND_LEASE_SECONDS: '3', JUNIPER_SEND_BATCH_SIZE: '20' };
+    // The test's own app shares the outage (it enqueues after the restart through the same kind of pool).
+    const app = await createApp(loadConfig(env), { logger: createLogger('silent') });
+    const sink = await startSmtpSink({ auth: 'password', passwords: PASSWORDS });
+    cleanups.push(async () => {
+      await sink.stop();
+      await app.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    });
+    await addSinkServer(app, sink.port);
+    const before = await enqueue(app, 1500, 8);
+
+    workers.push(startJuniper(env, ['worker']), startJuniper(env, ['worker']));
+    await until(() => sink.messages.length >= 300, 60_000, () => `300 deliveries before the restart (have ${sink.messages.length})`);
+    const atStop = sink.messages.length;
+    await pgScript('postgres-stop.sh');
+    // Down long enough for every worker round to fail on a refused connection.
+    await sleep(2000);
+    await pgScript('postgres-start.sh', port);
+    const down = sink.messages.length - atStop;
+
+    const afterRestart = await enqueue(app, 200, 8);
+    await until(
+      async () => (await app.services.queue.countByState()).sent === 1700,
+      90_000,
+      () => `every mail sent after the restart (sink has ${sink.messages.length}); ${workers.map((w) => w.output()).join('\n')}`,
+    );
+    for (const w of workers) assert.ok(w.child.exitCode === null && w.child.signalCode === null, `worker ${w.pid} kept running through the restart:\n${w.output()}`);
+    for (const w of workers) {
+      const exit = await w.kill('SIGTERM');
+      assert.equal(exit.code, 0, `worker ${w.pid} stops cleanly:\n${w.output()}`);
+    }
+
+    const counts = await app.services.queue.countByState();
+    assert.deepEqual(counts, { queued: 0, sending: 0, sent: 1700, failed: 0, cancelled: 0 });
+    const arrived = await arrivedIds(sink);
+    const unique = new Set(arrived);
+    for (const id of [...before, ...afterRestart]) assert.ok(unique.has(id), `mail ${id} was lost`);
+    assert.equal(unique.size, 1700);
+    // Mails sent while the database was away could not be recorded: their leases expire and they go again.
+    const duplicates = arrived.length - unique.size;
+    assert.ok(duplicates <= 2 * 20, `at most one batch per worker is repeated (${duplicates} duplicates)`);
+    console.log(
+      `[outages pg restart] 1,700 mails, 2 workers, PostgreSQL down 2 s: ${down} delivered while it was down, ${duplicates} duplicates, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
+  });
+});

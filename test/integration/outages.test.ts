@@ -2,14 +2,16 @@
 // backoff, stay queued with a reason that names the server, and all go out once it is back on its port
 // (the dispatcher's clock is moved instead of waiting out the backoff). PostgreSQL restarted under load (a
 // private cluster, never the shared one): running `juniper worker` and `juniper serve` processes recover by
-// themselves, none exits, every mail is sent, the API answers again.
+// themselves, none exits, every mail is sent, the API answers again. Dovecot dropping the connection
+// mid-fetch (its imap process SIGKILLed): the run fails and records why, the next run resumes.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { cliActor } from '../../src/audit/audit-log.js';
 import { createApp } from '../../src/app.js';
@@ -20,9 +22,12 @@ import { createLogger } from '../../src/lib/logger.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { cliEnv, projectRoot } from '../helpers/cli.js';
 import { dialects } from '../helpers/databases.js';
+import { corpus, deliverAll, incomingApi, seenByUid } from '../helpers/incoming.js';
 import { headersOf, testDispatcher } from '../helpers/outgoing.js';
 import { sleep, startJuniper, until, type JuniperProcess } from '../helpers/processes.js';
+import { startDovecot, type Dovecot } from '../peers/dovecot.js';
 import { freePort } from '../peers/free-port.js';
+import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink.js';
 
 const run = promisify(execFile);
@@ -205,4 +210,88 @@ describe('PostgreSQL restarted under load', () => {
       `[outages pg restart] 1,700 mails, 2 juniper worker + 1 juniper serve, PostgreSQL down 2 s: ${down} delivered while it was down, API status while down ${whileDown}, ${duplicates} duplicates, ${((Date.now() - started) / 1000).toFixed(1)} s`,
     );
   });
+});
+
+/** SIGKILLs the imap processes of this Dovecot (children of its master): their clients' connections drop. */
+function dropImapSessions(dovecot: Dovecot): number {
+  const master = Number(fs.readFileSync(path.join(dovecot.dir, 'run', 'master.pid'), 'utf8').trim());
+  let killed = 0;
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // "pid (comm) state ppid …"
+    const m = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat);
+    if (m?.[1] === 'imap' && Number(m[2]) === master) {
+      process.kill(Number(entry), 'SIGKILL');
+      killed++;
+    }
+  }
+  return killed;
+}
+
+describe('Dovecot dropping the connection mid-fetch', () => {
+  const PASSWORD = 'imap-secret';
+  const user = (dialect: string) => `dropped-${dialect}@example.test`;
+  let idp: IdentityServer;
+  let dovecot: Dovecot;
+  before(async () => {
+    idp = await startIdentityServer({});
+    dovecot = await startDovecot({ identityUrl: idp.url, users: Object.fromEntries(dialects.map((d) => [user(d), PASSWORD])) });
+  });
+  after(async () => {
+    await dovecot.stop();
+    await idp.stop();
+  });
+
+  for (const dialect of dialects) {
+    it(`the run fails and records why on the server, nothing unstored is \\Seen, the next run resumes and completes (${dialect})`, async () => {
+      const t = await startTestApp(dialect);
+      try {
+        const http: FastifyInstance = await t.app.http();
+        const key = (await t.createUser('admin', 'admin')).apiKey;
+        const { confirmed, api } = incomingApi(() => ({ http, key }), () => dovecot, PASSWORD);
+        const mailbox = user(dialect);
+        const id = await confirmed(mailbox);
+        const total = 300;
+        await deliverAll(dovecot, mailbox, corpus(total, mailbox).map((m) => m.raw), 16);
+        const { db } = t.app.database;
+        const stored = async () => (await db.selectFrom('messages').select('uid').where('server_id', '=', id).execute()).map((r) => r.uid);
+
+        const server = await t.app.services.incomingServers.get(id);
+        const fetching = t.app.services.incoming.fetchNow(server, { batchSize: 50 });
+        const outcome = fetching.then(
+          () => 'completed',
+          (err: unknown) => (err as Error).message,
+        );
+        await until(async () => (await stored()).length >= 80, 30_000, () => '80 stored messages');
+        assert.ok(dropImapSessions(dovecot) >= 1, 'an imap session was dropped');
+        const message = await outcome;
+        assert.notEqual(message, 'completed', 'the run ends with the dropped connection');
+
+        const storedUids = new Set(await stored());
+        assert.ok(storedUids.size < total, `dropped mid-run (${storedUids.size} of ${total} stored)`);
+        const flags = await seenByUid(dovecot, mailbox, PASSWORD);
+        for (const [uid, seen] of flags) if (seen) assert.ok(storedUids.has(uid), `UID ${uid} is \\Seen but not stored`);
+        const after1 = (await api('GET', `/api/v1/incoming-servers/${id}`)).body;
+        assert.ok(typeof after1.lastError === 'string' && after1.lastError.length > 0, 'the failure is recorded on the server');
+
+        const counts = await t.app.services.incoming.fetchNow(await t.app.services.incomingServers.get(id), { batchSize: 50 });
+        assert.equal(counts.fetched, total - storedUids.size, 'the next run fetches only what was not stored');
+        assert.equal(counts.duplicates, 0);
+        const rows = await db.selectFrom('messages').select(['uid', 'dedupe_key']).where('server_id', '=', id).execute();
+        assert.equal(rows.length, total);
+        assert.equal(new Set(rows.map((r) => r.dedupe_key)).size, total, 'each message stored once');
+        assert.ok([...(await seenByUid(dovecot, mailbox, PASSWORD)).values()].every(Boolean), 'every message \\Seen');
+        assert.equal((await api('GET', `/api/v1/incoming-servers/${id}`)).body.lastError, null, 'the error clears with a good run');
+        console.log(`[outages dovecot drop ${dialect}] dropped after ${storedUids.size} of ${total} stored; the run ended with: ${message}; last error: ${String(after1.lastError)}`);
+      } finally {
+        await t.close();
+      }
+    });
+  }
 });

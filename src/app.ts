@@ -131,6 +131,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
       parameters,
       log: logger.child({ component: 'incoming' }),
       tokens: () => services.tokens,
+      leaseMs: config.fetch.leaseMs,
     }),
     messages: new MessageStore(db, blobs),
   };

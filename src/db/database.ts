@@ -48,6 +48,11 @@ export function openDatabase(config: DatabaseConfig): Database {
     // Times are epoch milliseconds in bigint columns: read them back as numbers (safe below 2^53).
     types: { getTypeParser: typeParser },
   });
+  // A connection the server closes (PostgreSQL restarted, pg_terminate_backend) emits 'error', idle in the pool
+  // or checked out between two queries; unheard, that event kills the process. pg drops the broken client and
+  // the next query opens a new one; a query in flight fails by itself and its caller handles that.
+  pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   return { db, dialect: 'postgres', close: () => db.destroy() };
 }

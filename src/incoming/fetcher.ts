@@ -55,6 +55,8 @@ export interface FetcherDeps extends ConnectDeps {
   log: Logger;
   owner?: string;
   now?: () => number;
+  /** The lease when a run's options set none (default defaultFetchOptions.leaseMs). */
+  leaseMs?: number;
 }
 
 export const emptyCounts = (): FetchCounts => ({ fetched: 0, stored: 0, duplicates: 0, quarantined: 0 });
@@ -90,7 +92,7 @@ export class IncomingFetcher {
 
   /** Fetches one server now. Throws JUNIPER_ERR_CONFLICT when another worker holds it, or the failure (also recorded on the server). */
   async fetchServer(id: number, options: Partial<FetchOptions> = {}): Promise<FetchCounts> {
-    const opts = { ...defaultFetchOptions, ...options };
+    const opts = { ...defaultFetchOptions, ...(this.deps.leaseMs !== undefined ? { leaseMs: this.deps.leaseMs } : {}), ...options };
     const { servers, log } = this.deps;
     const server = await servers.acquireLease(id, this.owner, opts.leaseMs, this.now());
     if (!server) {

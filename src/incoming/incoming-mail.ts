@@ -21,6 +21,8 @@ export interface IncomingMailDeps {
   parameters: Parameters;
   log: Logger;
   tokens: () => TokenProvider | undefined;
+  /** The fetch lease (JUNIPER_FETCH_LEASE_SECONDS); a run's own options may still set another. */
+  leaseMs?: number;
 }
 
 export interface FetcherOverrides {
@@ -46,6 +48,7 @@ export class IncomingMail {
       ingest,
       parameters,
       log,
+      ...(this.deps.leaseMs !== undefined ? { leaseMs: this.deps.leaseMs } : {}),
       ...(overrides.owner ? { owner: overrides.owner } : {}),
       ...(overrides.now ? { now: overrides.now } : {}),
     });

@@ -161,7 +161,7 @@ export class Dispatcher {
   private async recordSendFailure(server: OutgoingServer, mail: OutgoingMail, err: unknown, outcome: SendOutcome): Promise<void> {
     const { queue, log } = this.deps;
     const logCtx = { mail: mail.id, server: server.id, op: 'send' };
-    const c = classifySendError(err, { auth: server.auth });
+    const c = classifySendError(err, { auth: server.auth, endpoint: { host: server.host, port: server.port } });
     const facts = { ...logCtx, failureType: c.failureType, action: c.action, responseCode: c.responseCode };
     if (c.action === 'fail') {
       await queue.markFailed(mail.id, this.owner, c, outcome);

@@ -36,6 +36,11 @@ export const defaultDispatcherOptions: DispatcherOptions = {
   waitRecheckMs: 5 * 60 * 1000,
 };
 
+/** The pause after `failures` failed rounds in a row: pollMs, doubling, at most 30 s. */
+export function roundBackoffMs(failures: number, pollMs: number): number {
+  return Math.min(30_000, pollMs * 2 ** Math.max(0, failures - 1));
+}
+
 export function workerId(): string {
   return `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
 }
@@ -194,14 +199,23 @@ export class Dispatcher {
     if (this.running) return;
     this.running = true;
     this.loop = (async () => {
+      // Failed rounds in a row (the database is away, say): the loop backs off up to 30 s and logs the first
+      // failure as an error, then one line per backoff step, so an outage does not fill the log every second.
+      let failures = 0;
       while (this.running) {
         let claimed = 0;
         try {
           claimed = await this.runOnce();
+          if (failures > 0) this.deps.log.info({ op: 'dispatch', failures }, `dispatcher rounds work again after ${failures} failed round(s)`);
+          failures = 0;
         } catch (err) {
-          this.deps.log.error({ err, op: 'dispatch' }, 'dispatcher round failed; trying again shortly');
+          failures++;
+          const message = `dispatcher round failed${failures > 1 ? ` (${failures} in a row)` : ''}; trying again in ${Math.round(roundBackoffMs(failures, this.options.pollMs) / 1000)} s`;
+          if (failures === 1) this.deps.log.error({ err, op: 'dispatch' }, message);
+          else if ((failures & (failures - 1)) === 0) this.deps.log.warn({ err, op: 'dispatch' }, message);
         }
-        if (claimed < this.options.batchSize && this.running) await this.sleep(this.options.pollMs);
+        if (failures > 0) await this.sleep(roundBackoffMs(failures, this.options.pollMs));
+        else if (claimed < this.options.batchSize && this.running) await this.sleep(this.options.pollMs);
       }
     })();
   }

@@ -6,6 +6,7 @@ import { foundation } from './001-foundation.js';
 import { outgoing } from './002-outgoing.js';
 import { oauth } from './003-oauth.js';
 import { incoming } from './004-incoming.js';
+import { incomingHardening } from './005-incoming-hardening.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -14,5 +15,6 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '002-outgoing': outgoing(ctx),
     '003-oauth': oauth(ctx),
     '004-incoming': incoming(ctx),
+    '005-incoming-hardening': incomingHardening(ctx),
   };
 }

@@ -87,6 +87,12 @@ for (const dialect of dialects) {
       // The same bytes fetched again (UIDVALIDITY reset) are recognised before anything is tried.
       assert.deepEqual(await store({ server, uid: 3, raw, parsed: await parseMessage(raw) }), { outcome: 'duplicate', messageId: q.messageId });
 
+      // Headers of an oversize message whose Message-ID was stored whole before (under a higher cap): the same message.
+      const whole = mail('<big@client.test>', [], 'the whole body');
+      const stored = await store({ server, uid: 5, raw: whole, parsed: await parseMessage(whole) });
+      const headersOnly = Buffer.from('Message-ID: <big@client.test>\r\nSubject: big\r\n\r\n');
+      assert.deepEqual(await database.db.transaction().execute((trx) => ingest.quarantine(trx, { server, uid: 6, uidvalidity: 2, raw: headersOnly, size: 50_000_000, key: 'oversize:x:50000000', error: 'too big' })), { outcome: 'duplicate', messageId: stored.messageId });
+
       const other = mail('<m@client.test>', [`X-Long: ${'x'.repeat(100_000)}`]);
       const m = await database.db.transaction().execute((trx) => ingest.quarantineMinimal(trx, { server, uid: 4, uidvalidity: 1, raw: other, error: 'both failed' }));
       const minimal = await database.db.selectFrom('messages').selectAll().where('id', '=', m.messageId).executeTakeFirstOrThrow();

@@ -129,9 +129,12 @@ export class Ingest {
    */
   async quarantine(trx: Kysely<DB>, input: QuarantineInput): Promise<IngestResult> {
     const key = input.key ?? rawKey(input.raw);
-    const existing = await this.existing(trx, input.server.id, [key]);
+    const shown = await parseMessage(headerSection(input.raw, QUARANTINE_HEADER_BYTES));
+    // Its Message-ID counts too: an oversize message stored whole earlier (under a higher cap) is the same message.
+    const messageId = shown.ok ? shown.message.messageId : null;
+    const existing = await this.existing(trx, input.server.id, [key, ...(messageId ? [messageIdKey(messageId)] : [])]);
     if (existing) return { outcome: 'duplicate', messageId: existing };
-    return this.insertQuarantine(trx, { ...input, key }, Date.now());
+    return this.insertQuarantine(trx, { ...input, key }, Date.now(), shown);
   }
 
   /**
@@ -157,8 +160,8 @@ export class Ingest {
     return { outcome: 'quarantined', messageId: row.id };
   }
 
-  private async insertQuarantine(trx: Kysely<DB>, input: QuarantineInput & { key: string }, now: number): Promise<IngestResult> {
-    const shown = await parseMessage(headerSection(input.raw, QUARANTINE_HEADER_BYTES));
+  private async insertQuarantine(trx: Kysely<DB>, input: QuarantineInput & { key: string }, now: number, headers?: ParseOutcome): Promise<IngestResult> {
+    const shown = headers ?? (await parseMessage(headerSection(input.raw, QUARANTINE_HEADER_BYTES)));
     const m = shown.ok ? shown.message : undefined;
     const row = await trx
       .insertInto('messages')

@@ -28,6 +28,7 @@ import { connectServer, type ConnectDeps } from './connect.js';
 import { batches, cursorStart, newStartUid } from './fetch-plan.js';
 import type { FolderStatus, MailboxReader } from './mailbox-reader.js';
 import { isLeaseLost, type IncomingServers } from './servers.js';
+import { isDatabaseUnavailable } from './store-failure.js';
 
 export interface FetchCounts {
   fetched: number;
@@ -68,8 +69,6 @@ export interface FetcherDeps extends ConnectDeps {
 export const emptyCounts = (): FetchCounts => ({ fetched: 0, stored: 0, duplicates: 0, quarantined: 0 });
 
 const COUNTER: Record<IngestOutcome, keyof FetchCounts> = { stored: 'stored', duplicate: 'duplicates', quarantined: 'quarantined' };
-
-export { batches } from './fetch-plan.js';
 
 const SIZE_CAP_KEY = 'mail.incoming.max_message_bytes';
 /** The most of an oversize message's header section that is downloaded and kept. */
@@ -172,7 +171,7 @@ export class IncomingFetcher {
       const done: number[] = [];
       const expected = batch.uids;
       let missing: number | undefined;
-      const messages = batch.oversize ? this.headersOnly(reader, expected, sizes) : reader.fetch(expected);
+      const messages = batch.oversize ? this.headersOnly(reader, expected, sizes) : this.whole(reader, expected);
       for await (const msg of messages) {
         // The cursor may pass only stored messages: a UID the server listed but did not return (expunged
         // meanwhile, or a server fault) stops the run here; the next run lists the folder again.
@@ -182,11 +181,10 @@ export class IncomingFetcher {
         }
         const ctx = { server, uid: msg.uid, uidvalidity: status.uidValidity, leaseMs: opts.leaseMs };
         // A listed size below the cap does not prove the bytes are: the downloaded ones decide too.
-        const size = 'size' in msg ? msg.size : msg.source.length;
         const result =
-          'size' in msg || msg.source.length > cap
-            ? await this.quarantined(ctx, { raw: 'size' in msg ? msg.headers : headerSection(msg.source, OVERSIZE_HEADER_BYTES), size, error: oversizeReason(size, cap), oversize: true })
-            : await this.ingestOne(ctx, msg.source, params);
+          msg.headersOnly || msg.size > cap
+            ? await this.quarantined(ctx, { raw: msg.headersOnly ? msg.bytes : headerSection(msg.bytes, OVERSIZE_HEADER_BYTES), size: msg.size, error: oversizeReason(msg.size, cap), oversize: true })
+            : await this.ingestOne(ctx, msg.bytes, params);
         counts.fetched++;
         counts[COUNTER[result.outcome]]++;
         if (result.outcome === 'quarantined') log.warn({ op: 'incoming.quarantine', server: server.id, uid: msg.uid, message: result.messageId }, `message UID ${msg.uid} quarantined: ${result.reason ?? 'it could not be parsed'}`);
@@ -207,8 +205,12 @@ export class IncomingFetcher {
     return counts;
   }
 
-  private async *headersOnly(reader: MailboxReader, uids: number[], sizes: ReadonlyMap<number, number>) {
-    for await (const h of reader.fetchHeaders(uids, OVERSIZE_HEADER_BYTES)) yield { uid: h.uid, headers: h.headers, size: sizes.get(h.uid) ?? h.headers.length };
+  private async *whole(reader: MailboxReader, uids: number[]): AsyncIterable<Fetched> {
+    for await (const m of reader.fetch(uids)) yield { uid: m.uid, bytes: m.source, size: m.source.length, headersOnly: false };
+  }
+
+  private async *headersOnly(reader: MailboxReader, uids: number[], sizes: ReadonlyMap<number, number>): AsyncIterable<Fetched> {
+    for await (const h of reader.fetchHeaders(uids, OVERSIZE_HEADER_BYTES)) yield { uid: h.uid, bytes: h.headers, size: sizes.get(h.uid) ?? h.headers.length, headersOnly: true };
   }
 
   /** Parses and stores one message with the cursor; anything that fails for this message quarantines it. */
@@ -219,6 +221,9 @@ export class IncomingFetcher {
       return r.outcome === 'quarantined' && !parsed.ok ? { ...r, reason: parsed.error } : r;
     } catch (err) {
       if (isLeaseLost(err)) throw err;
+      if (isDatabaseUnavailable(err)) {
+        throw new AppError('JUNIPER_ERR_DATABASE', `The database failed while storing message UID ${ctx.uid} of incoming server "${ctx.server.name}" (${failureText(err)}); it was not marked read and nothing after it was fetched. The next fetch tries it again once the database is back.`, { cause: err });
+      }
       const error = `Juniper could not store this message: ${failureText(err)}. It is kept here unchanged (download the original to read it) and the mailbox went on with the next message.`;
       return this.quarantined(ctx, { raw, error, oversize: false });
     }
@@ -260,6 +265,15 @@ export class IncomingFetcher {
       return r;
     });
   }
+}
+
+/** One message as the loop handles it: its bytes, or only its header section when it is over the cap. */
+interface Fetched {
+  uid: number;
+  bytes: Buffer;
+  /** The whole message's size (the IMAP size for a header-only fetch). */
+  size: number;
+  headersOnly: boolean;
 }
 
 interface MessageContext {

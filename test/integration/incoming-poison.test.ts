@@ -103,8 +103,9 @@ for (const dialect of dialects) {
     it(`stores or quarantines each of ${MUTANTS} mutants and the hand-made hostile messages, none lost or twice, and the mailbox keeps flowing`, async () => {
       const user = mailbox('poison');
       const id = await confirmed(user);
-      const corpus = [...mutants(MUTANTS, seeds(user, dsn), 20261202, dialect), ...handMade(user, dialect, CAP).map((h) => h.raw)];
-      const named = new Map(handMade(user, dialect, CAP).map((h) => [h.name, h.raw]));
+      const hostile = handMade(user, dialect, CAP);
+      const corpus = [...mutants(MUTANTS, seeds(user, dsn), 20261202, dialect), ...hostile.map((h) => h.raw)];
+      const named = new Map(hostile.map((h) => [h.name, h.raw]));
       deliverToMaildir(dovecot, user, corpus);
       const uids = [...(await seenByUid(dovecot, user, PASSWORD)).keys()];
       assert.equal(uids.length, corpus.length, 'Dovecot took every message');

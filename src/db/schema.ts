@@ -239,7 +239,10 @@ export interface MessagesTable {
   server_id: number | null;
   direction: 'in' | 'out';
   outgoing_mail_id: number | null;
-  /** The Message-ID, or `sha256:<hex>` of the raw bytes when there is none. Unique per server. */
+  /**
+   * `mid:<hex>`: SHA-256 of the normalised Message-ID; `sha256:<hex>` of the raw bytes when there is none (or
+   * for a quarantined message); `oversize:<hex of the headers>:<size>` for one over the size cap. Unique per server.
+   */
   dedupe_key: string;
   message_id: string | null;
   in_reply_to: string | null;

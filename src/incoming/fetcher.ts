@@ -1,12 +1,16 @@
 // The fetch loop for one incoming server. The contract (DESIGN §7): a message is marked \Seen only after it is
-// stored, and nothing is lost if the process dies at any point. So, per server:
+// stored, nothing is lost if the process dies at any point, and one bad message never blocks a mailbox. So, per server:
 //   1. take the server's lease (one worker at a time; renewed with every stored message);
-//   2. open the folder; a new UIDVALIDITY means the old UIDs name nothing any more: start over (duplicates
-//      are recognised by Message-ID or raw hash). The first fetch starts at the oldest unseen message;
+//   2. open the folder; the first fetch, and the first after a UIDVALIDITY change (the old UIDs name nothing
+//      any more), start at the oldest unseen message (duplicates are recognised by their dedupe key);
 //   3. mark \Seen what an earlier run stored but could not mark (it died between commit and STORE);
 //   4. list the UIDs above the cursor and fetch them in batches (by count and bytes); each message is parsed,
 //      then stored and the cursor moved past its UID in ONE transaction; after the batch, \Seen is set on
 //      the stored UIDs and recorded as done.
+// Whatever fails for one message (parse, store, a database limit) quarantines it, with the error, in a
+// transaction that moves the cursor the same way; a message over mail.incoming.max_message_bytes is
+// quarantined from its header section, its body never downloaded. Only a failure of the connection or of the
+// database as a whole stops the run, before the message, so the next run tries it again.
 // UIDs, not \Seen, decide what is new: mail somebody already read in Outlook is still fetched.
 import crypto from 'node:crypto';
 import os from 'node:os';
@@ -14,12 +18,17 @@ import type { Kysely } from 'kysely';
 import type { DB, IncomingServer } from '../db/schema.js';
 import { AppError, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import type { Ingest, IngestOutcome } from '../mailbox/ingest.js';
+import { headerSection, oversizeKey, rawKey } from '../mailbox/dedupe.js';
+import type { Ingest, IngestOutcome, IngestResult, QuarantineInput } from '../mailbox/ingest.js';
 import { parseMessage } from '../mailbox/parse.js';
+import { knownParameters, normaliseParameter } from '../settings/parameter-rules.js';
+import type { MailParameters } from '../settings/parameter-rules.js';
 import type { Parameters } from '../settings/parameters.js';
 import { connectServer, type ConnectDeps } from './connect.js';
+import { batches, cursorStart, newStartUid } from './fetch-plan.js';
 import type { FolderStatus, MailboxReader } from './mailbox-reader.js';
-import type { IncomingServers } from './servers.js';
+import { isLeaseLost, type IncomingServers } from './servers.js';
+import { isDatabaseUnavailable } from './store-failure.js';
 
 export interface FetchCounts {
   fetched: number;
@@ -63,23 +72,29 @@ export const emptyCounts = (): FetchCounts => ({ fetched: 0, stored: 0, duplicat
 
 const COUNTER: Record<IngestOutcome, keyof FetchCounts> = { stored: 'stored', duplicate: 'duplicates', quarantined: 'quarantined' };
 
-/** Splits ascending UIDs into batches of at most `size` messages and about `bytes` bytes. */
-export function batches(pending: readonly { uid: number; size: number }[], size: number, bytes: number): number[][] {
-  const out: number[][] = [];
-  let current: number[] = [];
-  let currentBytes = 0;
-  for (const m of pending) {
-    if (current.length > 0 && (current.length >= size || currentBytes + m.size > bytes)) {
-      out.push(current);
-      current = [];
-      currentBytes = 0;
-    }
-    current.push(m.uid);
-    currentBytes += m.size;
+const SIZE_CAP_KEY = 'mail.incoming.max_message_bytes';
+/** The most of an oversize message's header section that is downloaded and kept. */
+export const OVERSIZE_HEADER_BYTES = 1024 * 1024;
+
+const mb = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+
+/** The size cap in bytes; a stored value that no longer fits its rule counts as unset. */
+export async function incomingSizeCap(parameters: Parameters): Promise<number> {
+  const fallback = Number(knownParameters[SIZE_CAP_KEY].defaultValue);
+  const stored = await parameters.value(SIZE_CAP_KEY);
+  if (stored === undefined) return fallback;
+  try {
+    return Number(normaliseParameter(SIZE_CAP_KEY, stored));
+  } catch {
+    return fallback;
   }
-  if (current.length) out.push(current);
-  return out;
 }
+
+export function oversizeReason(size: number, cap: number): string {
+  return `This message is ${size} bytes (${mb(size)}), over the incoming size cap of ${cap} bytes (${mb(cap)}, system parameter ${SIZE_CAP_KEY}): only its header section was downloaded and is kept here. The whole message stays in the mailbox on the server; raise ${SIZE_CAP_KEY} to fetch messages this large from now on.`;
+}
+
+const failureText = (err: unknown) => (err instanceof Error ? err.message : String(err)) || 'unknown error';
 
 export class IncomingFetcher {
   readonly owner: string;
@@ -114,7 +129,8 @@ export class IncomingFetcher {
       return counts;
     } catch (err) {
       const message = isAppError(err) ? err.message : `Unexpected error: ${(err as Error).message}`;
-      await servers.recordFetch(id, { ok: false, error: message }, this.now());
+      // lastError is read on lists of servers and in alerts, so it says which server as well as what to do.
+      await servers.recordFetch(id, { ok: false, error: `Fetching "${server.name}" failed: ${message}` }, this.now());
       // The message only: library errors carry protocol internals (commands, responses) that have no place in a log.
       log.warn({ op: 'incoming.fetch', server: id, code: isAppError(err) ? err.code : undefined }, `fetching ${server.name} failed: ${message}`);
       throw err;
@@ -128,16 +144,13 @@ export class IncomingFetcher {
     const counts = emptyCounts();
     let lastUid: number;
     let seenUid: number;
-    if (server.cursor_uidvalidity === status.uidValidity && server.cursor_last_uid !== null) {
-      lastUid = server.cursor_last_uid;
-      seenUid = Math.min(server.cursor_seen_uid ?? lastUid, lastUid);
+    const start = cursorStart({ uidvalidity: server.cursor_uidvalidity, lastUid: server.cursor_last_uid, seenUid: server.cursor_seen_uid }, status.uidValidity);
+    if (start.kind === 'continue') {
+      ({ lastUid, seenUid } = start);
     } else {
-      if (server.cursor_uidvalidity !== null) {
-        log.warn({ op: 'incoming.uidvalidity', server: server.id, was: server.cursor_uidvalidity, now: status.uidValidity }, `UIDVALIDITY of ${server.name}/${server.folder} changed: fetching the folder again`);
-        lastUid = 0;
-      } else {
-        const firstUnseen = await reader.firstUnseen();
-        lastUid = (firstUnseen ?? status.uidNext) - 1;
+      lastUid = newStartUid(await reader.firstUnseen(), status.uidNext);
+      if (start.kind === 'reset') {
+        log.warn({ op: 'incoming.uidvalidity', server: server.id, was: server.cursor_uidvalidity, now: status.uidValidity, from: lastUid + 1 }, `UIDVALIDITY of ${server.name}/${server.folder} changed: fetching again from the oldest unseen message`);
       }
       seenUid = lastUid;
       await servers.setCursor(db, server.id, this.owner, { uidvalidity: status.uidValidity, lastUid, seenUid, leaseUntil: this.now() + opts.leaseMs });
@@ -150,30 +163,33 @@ export class IncomingFetcher {
     }
 
     const pending = await reader.listAfter(lastUid);
+    const sizes = new Map(pending.map((m) => [m.uid, m.size]));
     const params = await this.deps.parameters.snapshot();
+    const cap = await incomingSizeCap(this.deps.parameters);
     const progress = () => opts.onProgress?.({ serverId: server.id, serverName: server.name, total: pending.length, ...counts });
     progress();
-    for (const batch of batches(pending, opts.batchSize, opts.batchBytes)) {
+    for (const batch of batches(pending, opts.batchSize, opts.batchBytes, cap)) {
       if (opts.signal?.aborted) break;
       const done: number[] = [];
-      const expected = [...batch].sort((a, b) => a - b);
+      const expected = batch.uids;
       let missing: number | undefined;
-      for await (const msg of reader.fetch(batch)) {
+      const messages = batch.oversize ? this.headersOnly(reader, expected, sizes) : this.whole(reader, expected);
+      for await (const msg of messages) {
         // The cursor may pass only stored messages: a UID the server listed but did not return (expunged
         // meanwhile, or a server fault) stops the run here; the next run lists the folder again.
         if (expected[done.length] !== msg.uid) {
           missing = expected[done.length];
           break;
         }
-        const parsed = await parseMessage(msg.source);
-        const result = await db.transaction().execute(async (trx) => {
-          const r = await this.deps.ingest.store(trx, { server, uid: msg.uid, uidvalidity: status.uidValidity, raw: msg.source, parsed, params });
-          await servers.setCursor(trx, server.id, this.owner, { lastUid: msg.uid, leaseUntil: this.now() + opts.leaseMs });
-          return r;
-        });
+        const ctx = { server, uid: msg.uid, uidvalidity: status.uidValidity, leaseMs: opts.leaseMs };
+        // A listed size below the cap does not prove the bytes are: the downloaded ones decide too.
+        const result =
+          msg.headersOnly || msg.size > cap
+            ? await this.quarantined(ctx, { raw: msg.headersOnly ? msg.bytes : headerSection(msg.bytes, OVERSIZE_HEADER_BYTES), size: msg.size, error: oversizeReason(msg.size, cap), oversize: true })
+            : await this.ingestOne(ctx, msg.bytes, params);
         counts.fetched++;
         counts[COUNTER[result.outcome]]++;
-        if (result.outcome === 'quarantined') log.warn({ op: 'incoming.quarantine', server: server.id, uid: msg.uid, message: result.messageId }, 'message quarantined: it could not be parsed');
+        if (result.outcome === 'quarantined') log.warn({ op: 'incoming.quarantine', server: server.id, uid: msg.uid, message: result.messageId }, `message UID ${msg.uid} quarantined: ${result.reason ?? 'it could not be parsed'}`);
         done.push(msg.uid);
         progress();
         if (opts.signal?.aborted) break;
@@ -190,4 +206,81 @@ export class IncomingFetcher {
     }
     return counts;
   }
+
+  private async *whole(reader: MailboxReader, uids: number[]): AsyncIterable<Fetched> {
+    for await (const m of reader.fetch(uids)) yield { uid: m.uid, bytes: m.source, size: m.source.length, headersOnly: false };
+  }
+
+  private async *headersOnly(reader: MailboxReader, uids: number[], sizes: ReadonlyMap<number, number>): AsyncIterable<Fetched> {
+    for await (const h of reader.fetchHeaders(uids, OVERSIZE_HEADER_BYTES)) yield { uid: h.uid, bytes: h.headers, size: sizes.get(h.uid) ?? h.headers.length, headersOnly: true };
+  }
+
+  /** Parses and stores one message with the cursor; anything that fails for this message quarantines it. */
+  private async ingestOne(ctx: MessageContext, raw: Buffer, params: MailParameters): Promise<IngestResult & { reason?: string }> {
+    try {
+      const parsed = await parseMessage(raw);
+      const r = await this.withCursor(ctx, (trx) => this.deps.ingest.store(trx, { server: ctx.server, uid: ctx.uid, uidvalidity: ctx.uidvalidity, raw, parsed, params }));
+      return r.outcome === 'quarantined' && !parsed.ok ? { ...r, reason: parsed.error } : r;
+    } catch (err) {
+      if (isLeaseLost(err)) throw err;
+      if (isDatabaseUnavailable(err)) {
+        throw new AppError('JUNIPER_ERR_DATABASE', `The database failed while storing message UID ${ctx.uid} of incoming server "${ctx.server.name}" (${failureText(err)}); it was not marked read and nothing after it was fetched. The next fetch tries it again once the database is back.`, { cause: err });
+      }
+      const error = `Juniper could not store this message: ${failureText(err)}. It is kept here unchanged (download the original to read it) and the mailbox went on with the next message.`;
+      return this.quarantined(ctx, { raw, error, oversize: false });
+    }
+  }
+
+  /**
+   * Quarantines one message with its cursor move; if even that fails, a minimal row (error and truncated
+   * headers, no blob). Only when the database refuses that too does the run stop, before this message.
+   */
+  private async quarantined(ctx: MessageContext, q: { raw: Buffer; error: string; size?: number; oversize: boolean }): Promise<IngestResult & { reason: string }> {
+    const input: QuarantineInput = {
+      server: ctx.server,
+      uid: ctx.uid,
+      uidvalidity: ctx.uidvalidity,
+      raw: q.raw,
+      error: q.error,
+      key: q.oversize ? oversizeKey(q.raw, q.size ?? q.raw.length) : rawKey(q.raw),
+      ...(q.size !== undefined ? { size: q.size } : {}),
+    };
+    try {
+      return { ...(await this.withCursor(ctx, (trx) => this.deps.ingest.quarantine(trx, input))), reason: q.error };
+    } catch (err) {
+      if (isLeaseLost(err)) throw err;
+      const error = `${q.error} Quarantine with the original failed too (${failureText(err)}): only the error and the first 64 KB of the header section are kept; the whole message stays in the mailbox on the server.`;
+      try {
+        return { ...(await this.withCursor(ctx, (trx) => this.deps.ingest.quarantineMinimal(trx, { ...input, error }))), reason: error };
+      } catch (last) {
+        if (isLeaseLost(last)) throw last;
+        throw new AppError('JUNIPER_ERR_DATABASE', `Message UID ${ctx.uid} of incoming server "${ctx.server.name}" could be neither stored nor quarantined (${failureText(last)}); nothing after it was fetched. Check the database; the next fetch tries this message again.`, { cause: last });
+      }
+    }
+  }
+
+  private async withCursor(ctx: MessageContext, write: (trx: Kysely<DB>) => Promise<IngestResult>): Promise<IngestResult> {
+    const { db, servers } = this.deps;
+    return db.transaction().execute(async (trx) => {
+      const r = await write(trx);
+      await servers.setCursor(trx, ctx.server.id, this.owner, { lastUid: ctx.uid, leaseUntil: this.now() + ctx.leaseMs });
+      return r;
+    });
+  }
+}
+
+/** One message as the loop handles it: its bytes, or only its header section when it is over the cap. */
+interface Fetched {
+  uid: number;
+  bytes: Buffer;
+  /** The whole message's size (the IMAP size for a header-only fetch). */
+  size: number;
+  headersOnly: boolean;
+}
+
+interface MessageContext {
+  server: IncomingServer;
+  uid: number;
+  uidvalidity: number;
+  leaseMs: number;
 }

@@ -19,6 +19,9 @@ describe('IMAP failures in words', () => {
     ['unknown host', { message: 'getaddrinfo ENOTFOUND imap.example.com', code: 'ENOTFOUND' }, 'connect', {}, 'connect', /could not be resolved/],
     ['firewall', { message: 'Connection timed out', code: 'CONNECT_TIMEOUT' }, 'connect', {}, 'connect', /A firewall may block the port/],
     ['missing folder', noFolder, 'folder', { folder: 'Orders' }, 'folder', /The folder "Orders" could not be opened: "NO Mailbox doesn't exist: Orders"\. Folder names are case-sensitive/],
+    ['connection dropped mid-fetch', { message: 'Connection not available', code: 'NoConnection' }, 'fetch', {}, 'fetch', /connection to imap\.example\.com:993 was lost while fetching \(Connection not available\).*next fetch resumes/],
+    ['connection reset mid-fetch', { message: 'read ECONNRESET', code: 'ECONNRESET' }, 'fetch', {}, 'fetch', /was lost while fetching/],
+    ['reset while connecting', { message: 'read ECONNRESET', code: 'ECONNRESET' }, 'connect', {}, 'connect', /No working connection/],
     ['anything else', { message: 'Command failed', responseText: 'Internal error' }, 'fetch', {}, 'fetch', /failed at fetch: "Internal error"/],
   ];
   for (const [name, err, attempted, over, stage, message] of cases) {

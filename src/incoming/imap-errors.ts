@@ -46,6 +46,8 @@ const CERTIFICATE_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 const UNREACHABLE_CODES = new Set(['CONNECT_TIMEOUT', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET']);
+/** imapflow's codes for a connection that was there and went away (server restart, idle kill, network cut). */
+const DROPPED_CODES = new Set(['NoConnection', 'EConnectionClosed', 'ECONNRESET', 'EPIPE', 'ETIMEOUT', 'SOCKET_TIMEOUT']);
 
 /** The step that failed and a message saying what to check. `attempted` is the step that was running. */
 export function describeImapFailure(facts: ImapErrorFacts, attempted: ImapStage, ctx: ImapContext): { stage: ImapStage; message: string } {
@@ -81,6 +83,12 @@ export function describeImapFailure(facts: ImapErrorFacts, attempted: ImapStage,
   }
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
     return { stage: 'connect', message: `The host name ${ctx.host} could not be resolved (${code}). Check its spelling, e.g. outlook.office365.com.` };
+  }
+  if (attempted === 'fetch' && DROPPED_CODES.has(code)) {
+    return {
+      stage: 'fetch',
+      message: `The connection to ${where} was lost while fetching (${facts.message}). What was stored before stays stored and nothing else was marked read; the next fetch resumes where this one stopped. If it keeps happening, check the server's connection limits and the network.`,
+    };
   }
   if (UNREACHABLE_CODES.has(code) || code === 'GREETING_TIMEOUT') {
     return { stage: 'connect', message: `No working connection to ${where} (${facts.message}). A firewall may block the port, or the host or port is wrong.` };

@@ -4,7 +4,7 @@
 import net from 'node:net';
 import { ImapFlow } from 'imapflow';
 import { toImapFailure, type ImapContext, type ImapStage } from './imap-errors.js';
-import { uidSet, type ConnectReader, type FetchedMessage, type FolderStatus, type ImapCredentials, type ImapEndpoint, type MailboxReader } from './mailbox-reader.js';
+import { uidSet, type ConnectReader, type FetchedHeaders, type FetchedMessage, type FolderStatus, type ImapCredentials, type ImapEndpoint, type MailboxReader } from './mailbox-reader.js';
 
 export interface ImapTimeouts {
   connectionMs: number;
@@ -95,6 +95,23 @@ class ImapReader implements MailboxReader {
     }
     rows.sort((a, b) => a.uid - b.uid);
     for (const m of rows) if (m.source) yield { uid: m.uid, source: m.source };
+  }
+
+  async *fetchHeaders(uids: number[], maxBytes: number): AsyncIterable<FetchedHeaders> {
+    if (uids.length === 0) return;
+    let rows;
+    try {
+      // BODY.PEEK[HEADER]<0.maxBytes>: a partial fetch, so a message over the cap with a huge header section
+      // still costs at most maxBytes.
+      rows = await this.client.fetchAll(uidSet(uids), { uid: true, bodyParts: [{ key: 'header', start: 0, maxLength: maxBytes }] }, { uid: true });
+    } catch (err) {
+      this.fail(err, 'fetch');
+    }
+    rows.sort((a, b) => a.uid - b.uid);
+    for (const m of rows) {
+      const headers = m.headers ?? m.bodyParts?.get('header') ?? [...(m.bodyParts?.values() ?? [])][0];
+      if (headers) yield { uid: m.uid, headers };
+    }
   }
 
   async markSeen(uids: number[]): Promise<void> {

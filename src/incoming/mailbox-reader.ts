@@ -26,6 +26,12 @@ export interface FetchedMessage {
   source: Buffer;
 }
 
+export interface FetchedHeaders {
+  uid: number;
+  /** The header section (BODY.PEEK[HEADER]), at most `maxBytes` of it. */
+  headers: Buffer;
+}
+
 export interface MailboxReader {
   /** Selects the folder (read-write: Juniper sets \Seen). */
   open(folder: string): Promise<FolderStatus>;
@@ -35,6 +41,8 @@ export interface MailboxReader {
   firstUnseen(): Promise<number | undefined>;
   /** The messages' bytes, ascending by UID, without setting \Seen (BODY.PEEK). Expunged ones are left out. */
   fetch(uids: number[]): AsyncIterable<FetchedMessage>;
+  /** Only the header sections (messages over the size cap), at most `maxBytes` each, without setting \Seen. */
+  fetchHeaders(uids: number[], maxBytes: number): AsyncIterable<FetchedHeaders>;
   markSeen(uids: number[]): Promise<void>;
   close(): Promise<void>;
 }

@@ -86,6 +86,11 @@ export function assertMayManageIncoming(user: PrincipalUser, server: Pick<Incomi
   assertMayManageServer('incoming', user, server);
 }
 
+/** The error setCursor throws when another worker took the server: never a reason to quarantine a message. */
+export function isLeaseLost(err: unknown): boolean {
+  return err instanceof AppError && err.code === 'JUNIPER_ERR_CONFLICT' && err.details?.leaseLost === true;
+}
+
 export class IncomingServers {
   constructor(
     private readonly db: Kysely<DB>,
@@ -294,7 +299,9 @@ export class IncomingServers {
       .where('id', '=', id)
       .where('fetch_lease_owner', '=', owner)
       .executeTakeFirst();
-    if (Number(r.numUpdatedRows) !== 1) throw new AppError('JUNIPER_ERR_CONFLICT', `Lost the fetch lease of incoming server ${id} to another worker; it continues from here.`);
+    if (Number(r.numUpdatedRows) !== 1) {
+      throw new AppError('JUNIPER_ERR_CONFLICT', `Lost the fetch lease of incoming server ${id} to another worker; it continues from here.`, { details: { leaseLost: true } });
+    }
   }
 
   async setSeenUid(id: number, owner: string, seenUid: number): Promise<void> {

@@ -1,23 +1,40 @@
 // Stores one fetched message, on the caller's transaction (which also moves the fetch cursor, so a message
 // is stored and counted as fetched together or not at all): dedupe, thread, alias mailbox, attachments,
 // original bytes, and the bounce mark on the outgoing mail a delivery report names. A message that could
-// not be parsed is kept whole in quarantine with the error, never dropped.
+// not be parsed, or not stored, or that is over the size cap, is kept in quarantine with the error, never dropped.
 import type { Kysely } from 'kysely';
 import type { DB, IncomingServer, OutgoingMail } from '../db/schema.js';
 import { bounceAddress, type MailParameters } from '../settings/parameter-rules.js';
-import { sha256Of, type BlobStore } from './blob-store.js';
+import type { BlobStore } from './blob-store.js';
+import { dedupeKeyOf, headerSection, messageIdKey, rawKey, storableText } from './dedupe.js';
 import { bounceEvidence, mailboxAlias, threadCandidates, threadSubject } from './inbound-rules.js';
-import type { ParseOutcome, ParsedMessage } from './parse.js';
+import { parseMessage, type ParseOutcome, type ParsedMessage } from './parse.js';
 
 export type IngestOutcome = 'stored' | 'duplicate' | 'quarantined';
 
+type IngestServer = Pick<IncomingServer, 'id' | 'keep_original' | 'keep_attachments' | 'owner_user_id'>;
+
 export interface IngestInput {
-  server: Pick<IncomingServer, 'id' | 'keep_original' | 'keep_attachments' | 'owner_user_id'>;
+  server: IngestServer;
   uid: number | null;
   uidvalidity: number | null;
   raw: Buffer;
   parsed: ParseOutcome;
   params: Pick<MailParameters, 'catchallDomain' | 'bounceAlias' | 'defaultFrom' | 'catchallAlias'>;
+}
+
+export interface QuarantineInput {
+  server: IngestServer;
+  uid: number | null;
+  uidvalidity: number | null;
+  /** The bytes kept: the whole message, or only its header section when it was too large to download. */
+  raw: Buffer;
+  /** Why it is in quarantine, for the person reading it: what failed and what to do. */
+  error: string;
+  /** The dedupe key; default: the hash of `raw`. */
+  key?: string;
+  /** The message's real size when `raw` is only its headers. */
+  size?: number;
 }
 
 export interface IngestResult {
@@ -28,6 +45,13 @@ export interface IngestResult {
 }
 
 const MAX_PARSE_ERROR = 2000;
+/** What a quarantine row shows of the headers (subject, from, to) is read from at most this much. */
+const QUARANTINE_HEADER_BYTES = 64 * 1024;
+/**
+ * Threading looks up at most this many referenced Message-IDs (In-Reply-To and the newest References): a
+ * hostile References header with 50,000 ids would otherwise exceed the bind-parameter limit of the database.
+ */
+const MAX_THREAD_CANDIDATES = 50;
 
 export class Ingest {
   constructor(private readonly blobs: BlobStore) {}
@@ -36,43 +60,16 @@ export class Ingest {
   async store(trx: Kysely<DB>, input: IngestInput): Promise<IngestResult> {
     const { server, raw, parsed } = input;
     const now = Date.now();
-    const dedupeKey = parsed.ok && parsed.message.messageId ? parsed.message.messageId : `sha256:${sha256Of(raw)}`;
-    const existing = await trx.selectFrom('messages').select('id').where('server_id', '=', server.id).where('dedupe_key', '=', dedupeKey).executeTakeFirst();
-    if (existing) return { outcome: 'duplicate', messageId: existing.id };
+    const dedupeKey = dedupeKeyOf(parsed.ok ? parsed.message.messageId : null, raw);
+    // The same bytes count too: after a UIDVALIDITY reset a message quarantined earlier comes again.
+    const existing = await this.existing(trx, server.id, [dedupeKey, rawKey(raw)]);
+    if (existing) return { outcome: 'duplicate', messageId: existing };
+    if (!parsed.ok) return this.insertQuarantine(trx, { ...input, error: parsed.error, key: rawKey(raw) }, now);
 
     const base = { server_id: server.id, direction: 'in' as const, dedupe_key: dedupeKey, uid: input.uid, uidvalidity: input.uidvalidity, size: raw.length, created_at: now };
-    if (!parsed.ok) {
-      const row = await trx
-        .insertInto('messages')
-        .values({
-          ...base,
-          outgoing_mail_id: null,
-          message_id: null,
-          in_reply_to: null,
-          references_ids: null,
-          thread_id: null,
-          mailbox: null,
-          from_header: null,
-          to_addrs: '[]',
-          cc_addrs: '[]',
-          subject: '',
-          sent_at: null,
-          text_body: null,
-          html_body: null,
-          // Kept whatever keep_original says: quarantine without the bytes would be dropping the message.
-          raw_sha256: await this.blobs.put(raw, trx),
-          quarantined: 1,
-          parse_error: parsed.error.slice(0, MAX_PARSE_ERROR),
-          bounced_mail_id: null,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      return { outcome: 'quarantined', messageId: row.id };
-    }
-
     const m = parsed.message;
     const bounce = bounceEvidence(m, bounceAddress(input.params));
-    const bounced = bounce ? await this.findOutgoing(trx, bounce.candidates, server.owner_user_id) : undefined;
+    const bounced = bounce ? await this.findOutgoing(trx, bounce.candidates.slice(0, MAX_THREAD_CANDIDATES), server.owner_user_id) : undefined;
     if (bounced && bounce) {
       await trx
         .updateTable('outgoing_mails')
@@ -126,6 +123,94 @@ export class Ingest {
   }
 
   /**
+   * Keeps a message that could not be stored normally (or is over the size cap): its bytes (or headers) as a
+   * blob, the error, and what its headers say of subject and sender, so the Inbox can show it. A second copy
+   * (same key) is a duplicate. `trx` must be a transaction.
+   */
+  async quarantine(trx: Kysely<DB>, input: QuarantineInput): Promise<IngestResult> {
+    const key = input.key ?? rawKey(input.raw);
+    const shown = await parseMessage(headerSection(input.raw, QUARANTINE_HEADER_BYTES));
+    // Its Message-ID counts too: an oversize message stored whole earlier (under a higher cap) is the same message.
+    const messageId = shown.ok ? shown.message.messageId : null;
+    const existing = await this.existing(trx, input.server.id, [key, ...(messageId ? [messageIdKey(messageId)] : [])]);
+    if (existing) return { outcome: 'duplicate', messageId: existing };
+    return this.insertQuarantine(trx, { ...input, key }, Date.now(), shown);
+  }
+
+  /**
+   * The last resort when even quarantine failed: a row without the original, holding the error and at most
+   * 64 KB of the header section as text (NUL removed). It writes only values Juniper made, so it fails only
+   * when the database itself does.
+   */
+  async quarantineMinimal(trx: Kysely<DB>, input: QuarantineInput): Promise<IngestResult> {
+    const key = input.key ?? rawKey(input.raw);
+    const existing = await this.existing(trx, input.server.id, [key]);
+    if (existing) return { outcome: 'duplicate', messageId: existing };
+    const headers = headerSection(input.raw, QUARANTINE_HEADER_BYTES).toString('latin1');
+    const row = await trx
+      .insertInto('messages')
+      .values({
+        ...this.quarantineBase(input, key, Date.now()),
+        text_body: storableText(headers, QUARANTINE_HEADER_BYTES),
+        raw_sha256: null,
+        parse_error: storableText(input.error, MAX_PARSE_ERROR),
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    return { outcome: 'quarantined', messageId: row.id };
+  }
+
+  private async insertQuarantine(trx: Kysely<DB>, input: QuarantineInput & { key: string }, now: number, headers?: ParseOutcome): Promise<IngestResult> {
+    const shown = headers ?? (await parseMessage(headerSection(input.raw, QUARANTINE_HEADER_BYTES)));
+    const m = shown.ok ? shown.message : undefined;
+    const row = await trx
+      .insertInto('messages')
+      .values({
+        ...this.quarantineBase(input, input.key, now),
+        ...(m ? { from_header: m.from, to_addrs: JSON.stringify(m.to), cc_addrs: JSON.stringify(m.cc), subject: m.subject, sent_at: m.date } : {}),
+        text_body: null,
+        // Kept whatever keep_original says: quarantine without the bytes would be dropping the message.
+        raw_sha256: await this.blobs.put(input.raw, trx),
+        parse_error: storableText(input.error, MAX_PARSE_ERROR),
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    return { outcome: 'quarantined', messageId: row.id };
+  }
+
+  private quarantineBase(input: QuarantineInput, key: string, now: number) {
+    return {
+      server_id: input.server.id,
+      direction: 'in' as const,
+      dedupe_key: key,
+      uid: input.uid,
+      uidvalidity: input.uidvalidity,
+      size: input.size ?? input.raw.length,
+      created_at: now,
+      outgoing_mail_id: null,
+      message_id: null,
+      in_reply_to: null,
+      references_ids: null,
+      thread_id: null,
+      mailbox: null,
+      from_header: null,
+      to_addrs: '[]',
+      cc_addrs: '[]',
+      subject: '',
+      sent_at: null,
+      html_body: null,
+      quarantined: 1,
+      is_bounce: 0,
+      bounced_mail_id: null,
+    };
+  }
+
+  private async existing(trx: Kysely<DB>, serverId: number, keys: string[]): Promise<number | undefined> {
+    const row = await trx.selectFrom('messages').select('id').where('server_id', '=', serverId).where('dedupe_key', 'in', [...new Set(keys)]).orderBy('id').executeTakeFirst();
+    return row?.id;
+  }
+
+  /**
    * The first candidate Message-ID that names an outgoing mail. On a personal server only the owner's own
    * mails: a user's mailbox must not be able to mark other people's mail bounced.
    */
@@ -141,7 +226,7 @@ export class Ingest {
   private async threadFor(trx: Kysely<DB>, m: ParsedMessage, extra: string[], ownerUserId: number | null, now: number): Promise<number> {
     // Its own Message-ID last: a copy of a message already stored from another mailbox (or of a mail Juniper
     // sent, arriving in a mailbox it fetches) belongs to the same conversation.
-    const candidates = [...new Set([...threadCandidates(m), ...extra, ...(m.messageId ? [m.messageId] : [])])];
+    const candidates = [...new Set([...threadCandidates(m).slice(0, MAX_THREAD_CANDIDATES), ...extra.slice(0, MAX_THREAD_CANDIDATES), ...(m.messageId ? [m.messageId] : [])])];
     if (candidates.length > 0) {
       let q = trx.selectFrom('messages').select(['message_id', 'thread_id']).where('message_id', 'in', candidates).where('thread_id', 'is not', null);
       // A personal mailbox joins only threads its owner can see (their servers' messages and mails they sent):
@@ -174,7 +259,7 @@ export class Ingest {
         server_id: null,
         direction: 'out',
         outgoing_mail_id: mail.id,
-        dedupe_key: mail.message_id,
+        dedupe_key: messageIdKey(mail.message_id),
         message_id: mail.message_id,
         in_reply_to: null,
         references_ids: null,

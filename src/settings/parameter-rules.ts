@@ -169,6 +169,16 @@ export const knownParameters = {
         .map((entry) => entry.trim().toLowerCase())
         .filter((entry) => entry !== '')
         .join(', ');
+      },
+    },
+  'mail.incoming.max_message_bytes': {
+    description: 'Largest incoming message Juniper downloads, in bytes as the IMAP server counts them; a larger one is quarantined with its headers only.',
+    // 40 MB: above Exchange Online's default receive limit (36 MB, counted encoded, as IMAP sizes are), so no
+    // message a default Microsoft 365 mailbox accepts is cut; one message then costs ~3x that in memory while parsed.
+    defaultValue: String(40 * 1024 * 1024),
+    normalise(value, key) {
+      if (!/^[1-9][0-9]{0,10}$/.test(value) || Number(value) < 1024) throw invalid(key, 'a size in bytes of at least 1024, such as 41943040 (40 MB)', value);
+      return value;
     },
   },
   'microsoft_outlook.endpoint': {

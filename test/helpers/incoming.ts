@@ -151,7 +151,7 @@ export type Json = Record<string, unknown>;
  * given Dovecot. `session` is read at call time, since http and key are made in a before() hook.
  */
 export function incomingApi(session: () => { http: FastifyInstance; key: string }, dovecot: () => Dovecot, password: string) {
-  const api = async (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: object) => {
+  const api = async (method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: object) => {
     const { http, key } = session();
     const res = await http.inject({ method, url, payload, headers: { authorization: `Bearer ${key}` } });
     const json = String(res.headers['content-type']).startsWith('application/json');

@@ -66,6 +66,7 @@ for (const dialect of dialects) {
           listAfter: (u) => reader.listAfter(u),
           firstUnseen: () => reader.firstUnseen(),
           markSeen: (uids) => reader.markSeen(uids),
+          fetchHeaders: (uids, max) => reader.fetchHeaders(uids, max),
           close: () => reader.close(),
           async *fetch(uids) {
             for await (const m of reader.fetch(uids)) {
@@ -77,7 +78,7 @@ for (const dialect of dialects) {
       };
       await assert.rejects(t.app.services.incoming.fetchNow(server, { batchSize: 50 }, { connect: dying(70) }), /killed/);
       await assertNothingUnstoredSeen(id, user, { stored: 70, seen: 50 });
-      assert.equal((await t.app.services.incomingServers.get(id)).last_error, 'Unexpected error: killed');
+      assert.equal((await t.app.services.incomingServers.get(id)).last_error, `Fetching "${user}" failed: Unexpected error: killed`);
 
       assert.deepEqual(await fetchNow(id), { fetched: 50, stored: 50, duplicates: 0, quarantined: 0 });
       assert.equal((await listed(`serverId=${id}`)).length, 120);

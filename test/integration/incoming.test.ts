@@ -154,7 +154,7 @@ for (const dialect of dialects) {
       assert.deepEqual(await fetchNow(id), { fetched: 0, stored: 0, duplicates: 0, quarantined: 0 });
     });
 
-    it('starts over when UIDVALIDITY changes, recognising what it already stored', async () => {
+    it('after a UIDVALIDITY change starts again from the oldest unseen message, like a first fetch, recognising what it already stored', async () => {
       const user = mailbox('uidvalidity');
       const first = [1, 2, 3].map((n) => corpusMessage('plain', user, n));
       await withMailbox(dovecot, user, PASSWORD, 'INBOX', async (client) => {
@@ -167,12 +167,15 @@ for (const dialect of dialects) {
       await withMailbox(dovecot, user, PASSWORD, 'INBOX', async (client) => {
         await client.mailboxDelete('Orders');
         await client.mailboxCreate('Orders');
-        for (const m of [...first, corpusMessage('plain', user, 4), corpusMessage('plain', user, 5)]) await client.append('Orders', m.raw);
+        // A folder restored from a backup: old mail read, one of the old ones unread, then new mail (read or not).
+        const restored: [Buffer, string[]][] = [[first[0]!.raw, ['\\Seen']], [first[1]!.raw, ['\\Seen']], [first[2]!.raw, []], [corpusMessage('plain', user, 4).raw, []], [corpusMessage('plain', user, 5).raw, ['\\Seen']]];
+        for (const [raw, flags] of restored) await client.append('Orders', raw, flags);
       });
-      assert.deepEqual(await fetchNow(id), { fetched: 5, stored: 2, duplicates: 3, quarantined: 0 });
+      assert.deepEqual(await fetchNow(id), { fetched: 3, stored: 2, duplicates: 1, quarantined: 0 }, 'UIDs 3-5 only: the read mail before the oldest unseen is not fetched again');
       const afterReset = await t.app.services.incomingServers.get(id);
       assert.notEqual(afterReset.cursor_uidvalidity, before.cursor_uidvalidity);
       assert.equal(afterReset.cursor_last_uid, 5);
+      assert.equal((await listed(`serverId=${id}`)).length, 5);
     });
   });
 }

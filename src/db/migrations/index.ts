@@ -6,6 +6,7 @@ import { foundation } from './001-foundation.js';
 import { outgoing } from './002-outgoing.js';
 import { oauth } from './003-oauth.js';
 import { incoming } from './004-incoming.js';
+import { incomingHardening } from './005-incoming-hardening.js';
 import { queueAndTokenLock } from './006-queue-and-token-lock.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
@@ -15,6 +16,7 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '002-outgoing': outgoing(ctx),
     '003-oauth': oauth(ctx),
     '004-incoming': incoming(ctx),
+    '005-incoming-hardening': incomingHardening(ctx),
     '006-queue-and-token-lock': queueAndTokenLock(ctx),
   };
 }

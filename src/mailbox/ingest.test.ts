@@ -1,0 +1,145 @@
+// Ingest on both databases: hashed dedupe keys, Message-IDs of any length, quarantine rows, and migration 005
+// moving the keys of messages stored before it without losing their dedupe.
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { Migrator, sql, type Kysely } from 'kysely';
+import { dialects, freshDatabaseConfig } from '../../test/helpers/databases.js';
+import { openDatabase, type Database } from '../db/database.js';
+import { migrateToLatest } from '../db/migrate.js';
+import { migrationSet } from '../db/migrations/index.js';
+import type { DB } from '../db/schema.js';
+import { BlobStore } from './blob-store.js';
+import { messageIdKey, rawKey } from './dedupe.js';
+import { Ingest, type IngestInput } from './ingest.js';
+import { parseMessage } from './parse.js';
+
+const params = { catchallDomain: null, bounceAlias: null, defaultFrom: null, catchallAlias: null };
+
+async function addServer(db: Kysely<DB>, name: string): Promise<{ id: number; keep_original: number; keep_attachments: number; owner_user_id: null }> {
+  const now = Date.now();
+  const row = await db
+    .insertInto('incoming_servers')
+    .values({ name, host: 'imap.test', port: 993, security: 'ssl', auth: 'password', username: name, password_enc: null, owner_user_id: null, created_at: now, updated_at: now } as never)
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return { id: row.id, keep_original: 0, keep_attachments: 1, owner_user_id: null };
+}
+
+const mail = (messageId: string | null, extra: string[] = [], body = 'Hello') =>
+  Buffer.from([`From: a@client.test`, 'To: b@example.test', 'Subject: test', ...(messageId ? [`Message-ID: ${messageId}`] : []), ...extra, '', body, ''].join('\r\n'));
+
+for (const dialect of dialects) {
+  describe(`ingest on ${dialect}`, () => {
+    let database: Database;
+    let ingest: Ingest;
+    before(async () => {
+      database = openDatabase(await freshDatabaseConfig(dialect));
+      await migrateToLatest(database);
+      ingest = new Ingest(new BlobStore(database.db));
+    });
+    after(async () => database.close());
+
+    const store = (input: Omit<IngestInput, 'params' | 'uidvalidity'>) => database.db.transaction().execute((trx) => ingest.store(trx, { ...input, uidvalidity: 1, params }));
+
+    it('stores and threads on a Message-ID far over a btree key (100 KB parsed, 2 MB given), and dedupes it by hash', async () => {
+      const server = await addServer(database.db, `long-${dialect}`);
+      // Random hex: PostgreSQL compresses index entries, so a repeated character would fit a btree after all.
+      const longId = `<${crypto.randomBytes(50 * 1024).toString('hex')}@client.test>`;
+      const raw = mail(longId);
+      const parsed = await parseMessage(raw);
+      assert.ok(parsed.ok && parsed.message.messageId === longId, 'mailparser reads the 100 KB Message-ID');
+      const first = await store({ server, uid: 1, raw, parsed });
+      assert.equal(first.outcome, 'stored');
+      const row = await database.db.selectFrom('messages').selectAll().where('id', '=', first.messageId).executeTakeFirstOrThrow();
+      assert.equal(row.dedupe_key, messageIdKey(longId));
+      assert.equal(row.message_id, longId, 'the Message-ID itself is kept whole');
+
+      const reply = mail('<reply@client.test>', [`In-Reply-To: ${longId}`]);
+      const threaded = await store({ server, uid: 2, raw: reply, parsed: await parseMessage(reply) });
+      const replyRow = await database.db.selectFrom('messages').select('thread_id').where('id', '=', threaded.messageId).executeTakeFirstOrThrow();
+      assert.equal(replyRow.thread_id, row.thread_id, 'the reply found it by its huge Message-ID');
+
+      const resent = Buffer.concat([Buffer.from('Received: again\r\n'), raw]);
+      assert.deepEqual(await store({ server, uid: 3, raw: resent, parsed: await parseMessage(resent) }), { outcome: 'duplicate', messageId: first.messageId });
+
+      // mailparser refuses a header block of 1 MB or more; Ingest itself takes any length.
+      const hugeId = `<${crypto.randomBytes(1024 * 1024).toString('hex')}@client.test>`;
+      const small = await parseMessage(mail('<small@client.test>'));
+      assert.ok(small.ok);
+      const huge = await store({ server, uid: 4, raw: mail(null, [], 'huge'), parsed: { ok: true, message: { ...small.message, messageId: hugeId, references: [hugeId, longId] } } });
+      assert.equal(huge.outcome, 'stored');
+    });
+
+    it('quarantines with the bytes, or minimally with the headers as text; a second copy is a duplicate', async () => {
+      const server = await addServer(database.db, `q-${dialect}`);
+      const raw = mail('<q@client.test>', ['X-Bad: \u0000nul'], 'body');
+      const q = await database.db.transaction().execute((trx) => ingest.quarantine(trx, { server, uid: 1, uidvalidity: 1, raw, error: 'could not store: \u0000boom' }));
+      assert.equal(q.outcome, 'quarantined');
+      const row = await database.db.selectFrom('messages').selectAll().where('id', '=', q.messageId).executeTakeFirstOrThrow();
+      assert.equal(row.quarantined, 1);
+      assert.equal(row.parse_error, 'could not store: boom');
+      assert.equal(row.subject, 'test', 'the headers are read for the Inbox');
+      assert.equal(row.dedupe_key, rawKey(raw));
+      assert.ok(row.raw_sha256);
+      const again = await database.db.transaction().execute((trx) => ingest.quarantine(trx, { server, uid: 2, uidvalidity: 1, raw, error: 'x' }));
+      assert.deepEqual(again, { outcome: 'duplicate', messageId: q.messageId });
+      // The same bytes fetched again (UIDVALIDITY reset) are recognised before anything is tried.
+      assert.deepEqual(await store({ server, uid: 3, raw, parsed: await parseMessage(raw) }), { outcome: 'duplicate', messageId: q.messageId });
+
+      // Headers of an oversize message whose Message-ID was stored whole before (under a higher cap): the same message.
+      const whole = mail('<big@client.test>', [], 'the whole body');
+      const stored = await store({ server, uid: 5, raw: whole, parsed: await parseMessage(whole) });
+      const headersOnly = Buffer.from('Message-ID: <big@client.test>\r\nSubject: big\r\n\r\n');
+      assert.deepEqual(await database.db.transaction().execute((trx) => ingest.quarantine(trx, { server, uid: 6, uidvalidity: 2, raw: headersOnly, size: 50_000_000, key: 'oversize:x:50000000', error: 'too big' })), { outcome: 'duplicate', messageId: stored.messageId });
+
+      const other = mail('<m@client.test>', [`X-Long: ${'x'.repeat(100_000)}`]);
+      const m = await database.db.transaction().execute((trx) => ingest.quarantineMinimal(trx, { server, uid: 4, uidvalidity: 1, raw: other, error: 'both failed' }));
+      const minimal = await database.db.selectFrom('messages').selectAll().where('id', '=', m.messageId).executeTakeFirstOrThrow();
+      assert.equal(minimal.quarantined, 1);
+      assert.equal(minimal.raw_sha256, null);
+      assert.equal(minimal.parse_error, 'both failed');
+      assert.ok(minimal.text_body?.startsWith('From: a@client.test\r\n'));
+      assert.equal(minimal.text_body?.length, 64 * 1024, 'headers truncated to 64 KB');
+      assert.equal(minimal.size, other.length);
+    });
+  });
+
+  describe(`migration 005 on ${dialect}`, () => {
+    it('moves the dedupe keys of stored messages to hashes: what was stored before is still a duplicate', async () => {
+      const database = openDatabase(await freshDatabaseConfig(dialect));
+      try {
+        const migrations = migrationSet(database.dialect);
+        const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => migrations } });
+        assert.equal((await migrator.migrateTo('004-incoming')).error, undefined);
+        const server = await addServer(database.db, `m-${dialect}`);
+        const now = Date.now();
+        const old = (key: string, messageId: string | null, serverId: number | null = server.id) =>
+          database.db
+            .insertInto('messages')
+            .values({ server_id: serverId, direction: serverId ? 'in' : 'out', dedupe_key: key, message_id: messageId, to_addrs: '[]', cc_addrs: '[]', subject: 's', size: 1, created_at: now } as never)
+            .returning('id')
+            .executeTakeFirstOrThrow();
+        const withId = await old('<old@client.test>', '<old@client.test>');
+        const noId = await old(rawKey(mail(null)), null);
+        const sent = await old('<sent@example.test>', '<sent@example.test>', null);
+        await migrateToLatest(database);
+
+        const keys = new Map((await database.db.selectFrom('messages').select(['id', 'dedupe_key']).execute()).map((r) => [r.id, r.dedupe_key]));
+        assert.equal(keys.get(withId.id), messageIdKey('<old@client.test>'));
+        assert.equal(keys.get(noId.id), rawKey(mail(null)), 'raw-bytes keys stay');
+        assert.equal(keys.get(sent.id), messageIdKey('<sent@example.test>'));
+        const ingest = new Ingest(new BlobStore(database.db));
+        const again = mail('<old@client.test>');
+        const r = await database.db.transaction().execute(async (trx) => ingest.store(trx, { server, uid: 9, uidvalidity: 1, raw: again, parsed: await parseMessage(again), params }));
+        assert.deepEqual(r, { outcome: 'duplicate', messageId: withId.id });
+        if (dialect === 'postgres') {
+          const idx = await sql<{ indexdef: string }>`select indexdef from pg_indexes where indexname = 'messages_message_id_idx'`.execute(database.db);
+          assert.match(idx.rows[0]!.indexdef, /USING hash/);
+        }
+      } finally {
+        await database.close();
+      }
+    });
+  });
+}

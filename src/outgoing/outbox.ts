@@ -23,6 +23,9 @@ function addresses(a: AddressObject | AddressObject[] | undefined): string[] {
   return list.flatMap((o) => o.value).flatMap((v) => (v.address ? [v.name ? `"${v.name.replace(/["\\]/g, '\\$&')}" <${v.address}>` : v.address] : []));
 }
 
+/** Longest Message-ID a raw message may bring (RFC 5322 allows a 998-character line; real ones are under 100). */
+const MAX_MESSAGE_ID_LENGTH = 500;
+
 export class Outbox {
   private readonly listeners = new Set<() => void>();
 
@@ -69,6 +72,20 @@ export class Outbox {
   }
 
   /** A complete message (.eml) sent as it is; routing decides only the server and the envelope. */
+  /**
+   * A raw message keeps its own Message-ID, which the queue holds once: a second copy is the same mail sent
+   * twice (a script retrying), and an absurd one (RFC 5322 allows a 998-character line) no index should carry.
+   */
+  private async assertNewMessageId(messageId: string): Promise<void> {
+    if (messageId.length > MAX_MESSAGE_ID_LENGTH || /\s/.test(messageId) || [...messageId].some((c) => c.charCodeAt(0) < 0x20)) {
+      throw new AppError('JUNIPER_ERR_VALIDATION', `The message's Message-ID is longer than ${MAX_MESSAGE_ID_LENGTH} characters or contains spaces or control characters: remove the Message-ID header and Juniper gives the mail a new one.`, { details: { field: 'Message-ID' } });
+    }
+    const existing = await this.queue.findByMessageId(messageId);
+    if (existing !== undefined) {
+      throw new AppError('JUNIPER_ERR_CONFLICT', `Mail ${existing} already has the Message-ID ${messageId}: it is queued or sent once. Remove the Message-ID header to send a new copy.`);
+    }
+  }
+
   async enqueueRaw(raw: Buffer, overrides: RawOverrides, sender: PrincipalUser | null, actor: Actor): Promise<{ id: number; messageId: string }> {
     const { maxMessageBytes } = await this.parameters.snapshot();
     if (raw.length > maxMessageBytes) {
@@ -85,7 +102,8 @@ export class Outbox {
     if (to.length + cc.length + bcc.length === 0) throw new AppError('JUNIPER_ERR_VALIDATION', 'The message has no recipients (To, Cc, Bcc) and none were given.', { details: { field: 'to' } });
     let messageId = parsed.messageId;
     let bytes = raw;
-    if (!messageId) {
+    if (messageId) await this.assertNewMessageId(messageId);
+    else {
       // Every mail keeps one Message-ID across retries: give the message one now, stored with it.
       messageId = newMessageId(from);
       bytes = Buffer.concat([Buffer.from(`Message-ID: ${messageId}\r\n`), raw]);

@@ -99,6 +99,12 @@ export class OutgoingQueue {
     private readonly blobs: BlobStore,
   ) {}
 
+  /** The id of the mail with this Message-ID, if one is queued or was sent. */
+  async findByMessageId(messageId: string): Promise<number | undefined> {
+    const row = await this.db.selectFrom('outgoing_mails').select('id').where('message_id', '=', messageId).executeTakeFirst();
+    return row?.id;
+  }
+
   async enqueue(mail: CheckedMail, actor: Actor, options: { raw?: Buffer; messageId?: string } = {}): Promise<{ id: number; messageId: string }> {
     const now = Date.now();
     const messageId = options.messageId ?? newMessageId(mail.from);

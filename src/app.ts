@@ -143,7 +143,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     vault,
     services,
     // Imported on first use: CLI commands that never serve HTTP skip loading Fastify.
-    http: () => (http ??= import('./http/server.js').then((m) => m.buildHttpServer({ logger, services }))),
+    http: () => (http ??= import('./http/server.js').then((m) => m.buildHttpServer({ logger, services, trustProxy: config.trustProxy ?? false }))),
     async close() {
       if (http) await (await http).close();
       await database.close();

@@ -1,5 +1,6 @@
 // Environment → one validated, frozen configuration object. Every JUNIPER_* variable is read here and
 // nowhere else, so README's configuration table can be checked against this file.
+import net from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import { AppError } from './lib/errors.js';
@@ -20,7 +21,55 @@ const envSchema = z.object({
   JUNIPER_SEND_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(120),
   JUNIPER_SEND_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(50),
   JUNIPER_FETCH_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
+  JUNIPER_TRUST_PROXY: z
+    .string()
+    .transform((v, ctx) => {
+      const parsed = parseTrustProxy(v);
+      if (typeof parsed === 'string' && parsed.startsWith('!')) {
+        ctx.addIssue({ code: 'custom', message: parsed.slice(1) });
+        return z.NEVER;
+      }
+      return parsed as TrustProxy;
+    })
+    .optional(),
 });
+
+/**
+ * Which peers may tell Juniper the client's address and scheme (X-Forwarded-For/-Proto): none (false), or the
+ * proxies at these addresses or networks (proxy-addr's keywords loopback, linklocal, uniquelocal included).
+ */
+export type TrustProxy = false | readonly string[];
+
+const PROXY_KEYWORDS = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+function isAddressOrNetwork(entry: string): boolean {
+  const [address = '', prefix, extra] = entry.split('/');
+  if (extra !== undefined) return false;
+  const family = net.isIP(address);
+  if (family === 0) return false;
+  if (prefix === undefined) return true;
+  if (!/^\d{1,3}$/.test(prefix)) return false;
+  return Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * JUNIPER_TRUST_PROXY → TrustProxy, or a message starting with '!' when the value is not understood.
+ * `true` and hop counts are refused on purpose: they trust whichever peer connects, so any client could forge
+ * its address and dodge the sign-in throttle (Fastify itself treats a bare hop count as trusting nobody).
+ */
+export function parseTrustProxy(raw: string | undefined): TrustProxy | `!${string}` {
+  const value = (raw ?? '').trim();
+  if (value === '' || value === 'false' || value === 'none') return false;
+  if (/^\d+$/.test(value)) {
+    return '!a hop count trusts whoever connects, so any client could forge its address: name the proxy instead (its IP address, a network such as 10.0.0.0/8, or loopback)';
+  }
+  const entries = value.split(',').map((e) => e.trim().toLowerCase()).filter(Boolean);
+  const bad = entries.find((e) => !PROXY_KEYWORDS.has(e) && !isAddressOrNetwork(e));
+  if (bad !== undefined) {
+    return `!${JSON.stringify(bad)} is not an IP address, a network (10.0.0.0/8), loopback, linklocal or uniquelocal; e.g. JUNIPER_TRUST_PROXY=loopback for a proxy on the same machine`;
+  }
+  return Object.freeze(entries);
+}
 
 export type Database = { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string };
 
@@ -37,6 +86,8 @@ export interface Config {
   readonly send: { readonly leaseMs: number; readonly batchSize: number };
   /** Incoming fetcher: how long a server stays with the worker fetching it after its last stored message. */
   readonly fetch: { readonly leaseMs: number };
+  /** Peers whose X-Forwarded-For/-Proto are believed (JUNIPER_TRUST_PROXY); absent = none. */
+  readonly trustProxy?: TrustProxy;
 }
 
 export const configVariables = Object.keys(envSchema.shape);
@@ -62,6 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.JUNIPER_LOG_LEVEL,
     send: Object.freeze({ leaseMs: e.JUNIPER_SEND_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_SEND_BATCH_SIZE }),
     fetch: Object.freeze({ leaseMs: e.JUNIPER_FETCH_LEASE_SECONDS * 1000 }),
+    trustProxy: e.JUNIPER_TRUST_PROXY ?? false,
   });
 }
 

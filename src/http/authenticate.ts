@@ -1,16 +1,18 @@
-// Resolves who is calling (API key or session cookie), then enforces the route's declared access and,
-// for cookie-authenticated state changes, the session's CSRF token.
+// Resolves who is calling (API key or session cookie), then enforces the route's declared access and, for
+// cookie-authenticated state changes, the session's CSRF token and (in depth, should a token ever leak) that
+// the browser does not report the request as coming from another site.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../lib/errors.js';
 import { timingSafeEqualStr } from '../vault/hmac.js';
 import type { ApiKeys } from '../users/api-keys.js';
 import type { Sessions } from '../users/sessions.js';
+import { assertSameSite } from './same-site.js';
 import { toPrincipalUser } from '../users/users.js';
 import { CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, type Principal } from './access.js';
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-export function authenticator(deps: { sessions: Sessions; apiKeys: ApiKeys }) {
+export function authenticator(deps: { sessions: Sessions; apiKeys: ApiKeys; parameters: { value(key: string): Promise<string | undefined> } }) {
   async function identify(request: FastifyRequest): Promise<Principal | null> {
     const auth = request.headers.authorization;
     if (auth !== undefined) {
@@ -46,6 +48,9 @@ export function authenticator(deps: { sessions: Sessions; apiKeys: ApiKeys }) {
       const body = request.body as Record<string, unknown> | undefined;
       const sent = request.headers[CSRF_HEADER] ?? (typeof body?.[CSRF_FIELD] === 'string' ? body[CSRF_FIELD] : undefined);
       if (typeof sent !== 'string' || !timingSafeEqualStr(sent, principal.session.csrfToken)) throw new AppError('JUNIPER_ERR_CSRF');
+      assertSameSite(request, await deps.parameters.value('web.base.url'), () =>
+        new AppError('JUNIPER_ERR_CSRF', 'This request comes from another web site (its Origin or Sec-Fetch-Site says so); Juniper accepts changes only from its own pages.'),
+      );
     }
   };
 }

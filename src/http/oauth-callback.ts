@@ -18,7 +18,9 @@ export function oauthCallbackRoutes(services: Services): FastifyPluginAsync {
         const query = result.accountMismatch ? '?connected=1&mismatch=1' : '?connected=1';
         return await reply.redirect(`${serverPath(result.kind, result.serverId)}${query}`, 303);
       } catch (e) {
-        if (!isAppError(e) || e.status >= 500) throw e;
+        // A person's browser is reading: Microsoft's refusals (502, e.g. a PKCE mismatch) get the page too.
+        if (!isAppError(e) || e.code === 'JUNIPER_ERR_INTERNAL') throw e;
+        if (e.status >= 500) request.log.warn({ code: e.code, status: e.status }, e.message);
         const kind = e.details?.kind as ServerKind | undefined;
         const serverId = e.details?.serverId as number | undefined;
         const back = kind && serverId ? serverPath(kind, serverId) : '/outgoing-servers';

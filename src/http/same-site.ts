@@ -4,8 +4,11 @@
 import type { FastifyRequest } from 'fastify';
 import { AppError } from '../lib/errors.js';
 
-export function assertSameSite(request: FastifyRequest, baseUrl: string | undefined): void {
-  const refuse = () => new AppError('JUNIPER_ERR_FORBIDDEN', 'Signing in from another web site is refused: open Juniper itself and sign in there.');
+const SIGN_IN_REFUSAL = 'Signing in from another web site is refused: open Juniper itself and sign in there.';
+
+/** Throws when the browser says the request comes from another site; requests without those headers pass. */
+export function assertSameSite(request: FastifyRequest, baseUrl: string | undefined, refusal: () => AppError = () => new AppError('JUNIPER_ERR_FORBIDDEN', SIGN_IN_REFUSAL)): void {
+  const refuse = refusal;
   if (request.headers['sec-fetch-site'] === 'cross-site') throw refuse();
   const origin = request.headers.origin;
   if (origin === undefined) return;

@@ -6,7 +6,10 @@ import type { Logger } from '../lib/logger.js';
 import { AppError, errorCatalogue, isAppError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact-url.js';
 import type { Services } from '../app.js';
+import type { TrustProxy } from '../config.js';
 import type { Access } from './access.js';
+import { installSecurityHeaders } from './security-headers.js';
+import { secureCookiesHook } from './cookies.js';
 import { authenticator } from './authenticate.js';
 import { healthRoutes } from './api/health.js';
 import { sessionRoutes } from './api/session.js';
@@ -45,15 +48,17 @@ export function declaredRoute(route: { method: string | string[]; url: string; c
 export interface HttpOptions {
   logger: Logger;
   services: Services;
+  /** JUNIPER_TRUST_PROXY: only these peers may set the client address and scheme (X-Forwarded-For/-Proto). */
+  trustProxy?: TrustProxy;
 }
 
-export async function buildHttpServer({ logger, services }: HttpOptions): Promise<FastifyInstance> {
+export async function buildHttpServer({ logger, services, trustProxy = false }: HttpOptions): Promise<FastifyInstance> {
   // Typed as FastifyBaseLogger so the instance has Fastify's default generics (pino's Logger adds its own).
   const baseLogger: FastifyBaseLogger = logger;
   const app = Fastify({
     loggerInstance: baseLogger,
     bodyLimit: 30 * 1024 * 1024,
-    trustProxy: false,
+    trustProxy: fastifyTrustProxy(trustProxy),
   });
   // Fastify's default request serializer logs the full URL; ours drops one-time secrets from query strings.
   app.setChildLoggerFactory((parent, bindings, opts) =>
@@ -72,6 +77,9 @@ export async function buildHttpServer({ logger, services }: HttpOptions): Promis
     routes.push(declaredRoute(route));
   });
   await app.register(cookie);
+  // After the cookie plugin's own onSend hook, which writes the Set-Cookie headers this one completes.
+  app.addHook('onSend', secureCookiesHook(() => services.parameters.value('web.base.url')));
+  installSecurityHeaders(app);
   await app.register(formbody);
   app.addHook('preValidation', authenticator(services));
 
@@ -98,6 +106,10 @@ export async function buildHttpServer({ logger, services }: HttpOptions): Promis
   await app.register(oauthCallbackRoutes(services));
   await app.register(pageRoutes(services));
   return app;
+}
+
+function fastifyTrustProxy(trust: TrustProxy): false | string[] {
+  return trust === false ? false : [...trust];
 }
 
 function toAppError(err: FastifyError | AppError): AppError {

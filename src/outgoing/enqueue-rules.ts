@@ -1,13 +1,12 @@
-// What a mail to send may contain, checked before anything is stored: recipients that parse, headers that
-// cannot smuggle other headers, attachments that decode, and a size under the configured limit.
+// What a mail to send may contain, checked before anything is stored: recipients that parse, no line break in
+// any value that becomes a header (refused, not mended: a CR/LF in a subject or an address is an injection
+// attempt or a bug worth hearing about), free headers from the shared allow-list, attachments that decode, and a
+// size under the configured limit.
 import { z } from 'zod';
 import { AppError } from '../lib/errors.js';
 import { parseMailbox, toHeaderLine, formatMailbox } from '../lib/address.js';
 import addressparser from 'nodemailer/lib/addressparser';
-
-// Headers the mail's own fields set; a free header of the same name would contradict them.
-const RESERVED_HEADERS = new Set(['from', 'to', 'cc', 'bcc', 'reply-to', 'subject', 'message-id', 'date', 'mime-version', 'content-type', 'content-transfer-encoding', 'sender', 'return-path']);
-const HEADER_NAME = /^[!-9;-~]+$/;
+import { hasLineBreak, refusedHeader, type HeaderPolicy } from './header-rules.js';
 
 const addressList = z.array(z.string().max(998)).max(1000).default([]);
 
@@ -74,7 +73,31 @@ export function checkRecipients(values: readonly string[], field: string): strin
 
 const BASE64 = /^[A-Za-z0-9+/\r\n]*={0,2}\s*$/;
 
-export function checkMail(input: z.output<typeof enqueueSchema>, maxBytes: number): CheckedMail {
+/** Every value that becomes (part of) a header line, with the field it came from. */
+function headerValues(input: z.output<typeof enqueueSchema>): [string, string][] {
+  return [
+    ['from', input.from],
+    ...input.to.map((v): [string, string] => ['to', v]),
+    ...input.cc.map((v): [string, string] => ['cc', v]),
+    ...input.bcc.map((v): [string, string] => ['bcc', v]),
+    ['replyTo', input.replyTo ?? ''],
+    ['subject', input.subject],
+    ...Object.entries(input.headers).map(([name, v]): [string, string] => [`headers.${name}`, v]),
+    ...input.attachments.flatMap((a, i): [string, string][] => [
+      [`attachments[${i}].filename`, a.filename],
+      [`attachments[${i}].contentType`, a.contentType],
+      [`attachments[${i}].contentId`, a.contentId ?? ''],
+    ]),
+  ];
+}
+
+/** `policy`: what free headers the sender may set ('admin' for admins and the CLI). */
+export function checkMail(input: z.output<typeof enqueueSchema>, maxBytes: number, policy: HeaderPolicy = 'user'): CheckedMail {
+  for (const [field, value] of headerValues(input)) {
+    if (hasLineBreak(value)) {
+      throw invalid(`${field} contains a line break or NUL character; header values must be one line (nothing was queued).`, field.split(/[.[]/)[0]!);
+    }
+  }
   const from = parseMailbox(input.from);
   if (!from) throw invalid(`from: ${JSON.stringify(input.from)} is not an email address (e.g. "Jane Doe <jane@example.com>").`, 'from');
   const replyTo = input.replyTo ? parseMailbox(input.replyTo) : undefined;
@@ -87,8 +110,8 @@ export function checkMail(input: z.output<typeof enqueueSchema>, maxBytes: numbe
 
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(input.headers)) {
-    if (!HEADER_NAME.test(name)) throw invalid(`headers: ${JSON.stringify(name)} is not a valid header name.`, 'headers');
-    if (RESERVED_HEADERS.has(name.toLowerCase())) throw invalid(`headers: set ${name} with its own field, not as a free header.`, 'headers');
+    const refusal = refusedHeader(name, policy);
+    if (refusal !== null) throw invalid(`headers: ${refusal}`, 'headers');
     headers[name] = toHeaderLine(value);
   }
 

@@ -15,6 +15,7 @@ import type { SendMailOptions, SMTPPoolOptions, SMTPSentMessageInfo } from 'node
 import { AppError } from '../lib/errors.js';
 import type { ConnectTarget } from '../mail-servers/host-guard.js';
 import { enhancedStatus, smtpErrorFacts } from './delivery-failure.js';
+import { isStructuralHeader } from './header-rules.js';
 import type { AccessTokenSource, Envelope, MailTransport, OutgoingMessage, SendResult, SmtpCredentials, SmtpEndpoint } from './mail-transport.js';
 
 export interface SmtpTransportOptions {
@@ -28,13 +29,6 @@ export interface SmtpTransportOptions {
 }
 
 export const DEFAULT_TIMEOUTS_MS = { connection: 15_000, greeting: 15_000, socket: 60_000 } as const;
-
-// Set by the message fields themselves; a custom header of the same name would duplicate or contradict them
-// (a "Bcc" header would even show the hidden recipients to everyone).
-const RESERVED_HEADERS = new Set([
-  'from', 'to', 'cc', 'bcc', 'reply-to', 'subject', 'message-id', 'date', 'sender',
-  'mime-version', 'content-type', 'content-transfer-encoding',
-]);
 
 /** The connection options shared by the pool and Test Connection. */
 export function connectionOptions(endpoint: SmtpEndpoint, options: SmtpTransportOptions = {}): SMTPPoolOptions {
@@ -79,7 +73,9 @@ export function isRefusedToken(err: unknown): boolean {
 function mailOptions(message: OutgoingMessage, envelope: Envelope): SendMailOptions {
   const smtpEnvelope = { from: envelope.from, to: envelope.to };
   if (message.raw) return { envelope: smtpEnvelope, raw: message.raw };
-  const headers = Object.fromEntries(Object.entries(message.headers ?? {}).filter(([key]) => !RESERVED_HEADERS.has(key.toLowerCase())));
+  // Enqueueing refused these already (header-rules.ts); dropping them here too keeps a row written by an older
+  // version, or by hand, from duplicating the message's own fields (a "Bcc" header would show the hidden recipients).
+  const headers = Object.fromEntries(Object.entries(message.headers ?? {}).filter(([key]) => !isStructuralHeader(key)));
   return {
     envelope: smtpEnvelope,
     messageId: message.messageId,

@@ -3,6 +3,7 @@
 // (hasClientSecret instead) and never audited. Mass mailing has no rows of its own here: it reads and
 // writes the mass_mailing.* parameters, so `juniper params` and this page cannot disagree.
 import { secretExpiryWarning, type SecretExpiryWarning } from '../oauth/secret-expiry.js';
+import { isDeepStrictEqual } from 'node:util';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import type { Actor, AuditLog } from '../audit/audit-log.js';
@@ -134,6 +135,25 @@ export const settingsPatchSchema = z.strictObject({
     .optional(),
 });
 export type SettingsPatch = z.input<typeof settingsPatchSchema>;
+
+const READ_ONLY_OUTLOOK_FIELDS = ['hasClientSecret', 'clientSecretDaysLeft', 'clientSecretWarning', 'authority', 'redirectUri'] as const;
+
+/**
+ * GET, modify, PUT is what scripts do: a PUT body that repeats a read-only field of the current view unchanged
+ * loses that field here; a changed one stays and is refused by the schema with its read-only message.
+ */
+export function withoutUnchangedReadOnly(body: unknown, current: SettingsView): unknown {
+  if (!isPlainObject(body) || !isPlainObject(body.outlook)) return body;
+  const outlook = { ...body.outlook };
+  for (const field of READ_ONLY_OUTLOOK_FIELDS) {
+    if (field in outlook && isDeepStrictEqual(outlook[field], current.outlook[field])) delete outlook[field];
+  }
+  return { ...body, outlook };
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
 
 /** The rows of the settings table (values JSON-encoded). */
 const rowKeys = {

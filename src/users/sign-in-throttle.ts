@@ -1,27 +1,62 @@
-// Slows password guessing: after 10 failed sign-ins for one login or one address within 15 minutes,
-// further attempts are refused until the window passes. In memory: one process serves the web UI.
-const WINDOW_MS = 15 * 60 * 1000;
-const MAX_FAILURES = 10;
+// Slows password guessing without letting anyone lock a named user out from elsewhere (DESIGN §10, issue 8):
+// - a (login, client address) pair is refused after 10 failures in 15 minutes: the guesser at one address is
+//   stopped, the real user at another address is not;
+// - one client address is refused after 100 failures in 15 minutes, whatever logins it tries (a guesser
+//   cycling through names);
+// - failures of one login from every address together only slow its sign-ins down: from the 4th failure in the
+//   window each attempt waits 125 ms, doubling up to 2 s. Distributed guessing of one password gets slow, the
+//   real user still gets in, a little later.
+// The client address is what Fastify reports: the peer, or X-Forwarded-For's client behind a trusted proxy
+// (JUNIPER_TRUST_PROXY). In memory: one process serves the web UI. Bounded: at most MAX_KEYS counters.
+export const WINDOW_MS = 15 * 60 * 1000;
+export const MAX_PAIR_FAILURES = 10;
+export const MAX_ADDRESS_FAILURES = 100;
+const SLOW_AFTER = 3;
+const FIRST_DELAY_MS = 125;
+export const MAX_DELAY_MS = 2000;
+const MAX_KEYS = 10_000;
+
+export type ThrottleVerdict = { refused: true; reason: 'pair' | 'address' } | { refused: false; delayMs: number };
+
+/** How long a sign-in for a login waits, given its failures (from every address) in the window. */
+export function delayForFailures(failures: number): number {
+  if (failures <= SLOW_AFTER) return 0;
+  return Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** (failures - SLOW_AFTER - 1));
+}
 
 export class SignInThrottle {
   private readonly failures = new Map<string, number[]>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  blocked(login: string, ip: string): boolean {
-    return this.count(`l:${login.toLowerCase()}`) >= MAX_FAILURES || this.count(`i:${ip}`) >= MAX_FAILURES;
+  check(login: string, address: string): ThrottleVerdict {
+    const name = login.toLowerCase();
+    if (this.count(pairKey(name, address)) >= MAX_PAIR_FAILURES) return { refused: true, reason: 'pair' };
+    if (this.count(addressKey(address)) >= MAX_ADDRESS_FAILURES) return { refused: true, reason: 'address' };
+    return { refused: false, delayMs: delayForFailures(this.count(loginKey(name))) };
   }
 
-  fail(login: string, ip: string): void {
-    for (const key of [`l:${login.toLowerCase()}`, `i:${ip}`]) {
+  fail(login: string, address: string): void {
+    const name = login.toLowerCase();
+    for (const key of [pairKey(name, address), addressKey(address), loginKey(name)]) {
       const list = this.recent(key);
       list.push(this.now());
+      this.failures.delete(key);
       this.failures.set(key, list);
     }
+    this.bound();
   }
 
-  succeed(login: string): void {
-    this.failures.delete(`l:${login.toLowerCase()}`);
+  /** A right password clears that login's counters at that address and its slow-down; the address's stay. */
+  succeed(login: string, address: string): void {
+    const name = login.toLowerCase();
+    this.failures.delete(pairKey(name, address));
+    this.failures.delete(loginKey(name));
+  }
+
+  /** Counters kept (for the bound's test). */
+  get size(): number {
+    return this.failures.size;
   }
 
   private count(key: string): number {
@@ -34,4 +69,19 @@ export class SignInThrottle {
     if (list.length === 0) this.failures.delete(key);
     return list;
   }
+
+  // Guessers choose the keys (logins × addresses): past the cap drop expired counters, then the least
+  // recently failed (Map order is insertion order, and fail() re-inserts).
+  private bound(): void {
+    if (this.failures.size <= MAX_KEYS) return;
+    for (const key of [...this.failures.keys()]) this.recent(key);
+    for (const key of this.failures.keys()) {
+      if (this.failures.size <= MAX_KEYS) break;
+      this.failures.delete(key);
+    }
+  }
 }
+
+const pairKey = (login: string, address: string) => `p:${address}\u0000${login}`;
+const addressKey = (address: string) => `a:${address}`;
+const loginKey = (login: string) => `l:${login}`;

@@ -1,4 +1,6 @@
-// Password sign-in shared by the API and the sign-in page: throttled, one error for every mismatch.
+// Password sign-in shared by the API and the sign-in page: throttled (see sign-in-throttle.ts), one error for
+// every mismatch.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { User } from '../db/schema.js';
 import { AppError, isAppError } from '../lib/errors.js';
 import { SignInThrottle } from './sign-in-throttle.js';
@@ -8,18 +10,27 @@ export class SignIn {
   constructor(
     private readonly users: Users,
     private readonly throttle = new SignInThrottle(),
+    private readonly wait: (ms: number) => Promise<unknown> = sleep,
   ) {}
 
-  async attempt(login: string, password: string, ip: string): Promise<User> {
-    if (this.throttle.blocked(login, ip)) {
-      throw new AppError('JUNIPER_ERR_RATE_LIMITED', 'Too many failed sign-ins; wait 15 minutes, or reset the password with `juniper users password --login LOGIN`.');
+  /** `address` is the client's address as Fastify reports it (request.ip: behind a trusted proxy, the client's). */
+  async attempt(login: string, password: string, address: string): Promise<User> {
+    const verdict = this.throttle.check(login, address);
+    if (verdict.refused) {
+      throw new AppError(
+        'JUNIPER_ERR_RATE_LIMITED',
+        verdict.reason === 'pair'
+          ? 'Too many failed sign-ins for this login from your address; wait 15 minutes, or ask an admin to reset the password with `juniper users password --login LOGIN`.'
+          : 'Too many failed sign-ins from your address; wait 15 minutes and try again.',
+      );
     }
+    if (verdict.delayMs > 0) await this.wait(verdict.delayMs);
     try {
       const user = await this.users.authenticate(login, password);
-      this.throttle.succeed(login);
+      this.throttle.succeed(login, address);
       return user;
     } catch (e) {
-      if (isAppError(e) && e.code === 'JUNIPER_ERR_BAD_CREDENTIALS') this.throttle.fail(login, ip);
+      if (isAppError(e) && e.code === 'JUNIPER_ERR_BAD_CREDENTIALS') this.throttle.fail(login, address);
       throw e;
     }
   }

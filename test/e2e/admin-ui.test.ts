@@ -26,6 +26,7 @@ describe('admin UI in Chromium', () => {
   let browser: Browser;
   let context: BrowserContext;
   let page: Page;
+  const cspViolations: string[] = [];
   let relay: SmtpSink;
   let identity: IdentityServer;
   let outlookSink: SmtpSink;
@@ -45,6 +46,10 @@ describe('admin UI in Chromium', () => {
       context = await b.newContext({ viewport: { width: 1280, height: 860 } });
       page = await context.newPage();
       page.setDefaultTimeout(5000);
+      // A Content-Security-Policy violation breaks a page silently: Chromium reports it on the console only.
+      page.on('console', (m) => {
+        if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+      });
     });
     const starting = (async () => {
       t = await startTestApp('sqlite');
@@ -148,5 +153,9 @@ describe('admin UI in Chromium', () => {
     await page.getByText('Connection Test Successful!').waitFor();
     await screenshot('outlook-test-successful');
     assert.deepEqual(outlookSink.authAttempts.map((a) => [a.method, a.user, a.ok]), [['XOAUTH2', 'notifications@example.com', true]]);
+  });
+
+  it('ran every page above without a Content-Security-Policy violation', () => {
+    assert.deepEqual(cspViolations, []);
   });
 });

@@ -47,6 +47,7 @@ describe('incoming mail in Chromium', () => {
   let browser: Browser;
   let context: BrowserContext;
   let page: Page;
+  const cspViolations: string[] = [];
   let idp: IdentityServer;
   let dovecot: Dovecot;
   let userId: number;
@@ -66,6 +67,10 @@ describe('incoming mail in Chromium', () => {
       context = await b.newContext({ viewport: { width: 1280, height: 860 } });
       page = await context.newPage();
       page.setDefaultTimeout(5000);
+      // A Content-Security-Policy violation breaks a page silently: Chromium reports it on the console only.
+      page.on('console', (m) => {
+        if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+      });
       page.on('dialog', (d) => {
         dialogs.push(d.message());
         void d.dismiss();
@@ -140,5 +145,12 @@ describe('incoming mail in Chromium', () => {
     await screenshot('message');
     assert.deepEqual(dialogs, [], 'no alert from the message');
     assert.equal(await page.locator('script:not([src])').count(), 0, 'no inline script in the page');
+  });
+
+  it("ran every page above without a Content-Security-Policy violation of Juniper's own; the message's tracker image was blocked", () => {
+    // The message iframe's own policy (img-src data:) blocking the hostile message's remote image is the point.
+    const tracker = cspViolations.filter((v) => v.includes('https://tracker.example/'));
+    assert.ok(tracker.length > 0, 'the tracker image in the message was blocked');
+    assert.deepEqual(cspViolations.filter((v) => !tracker.includes(v)), []);
   });
 });

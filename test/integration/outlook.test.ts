@@ -10,6 +10,7 @@ import { cliActor } from '../../src/audit/audit-log.js';
 import { TokenStore } from '../../src/oauth/token-store.js';
 import { accessTokenContext, refreshTokenContext } from '../../src/oauth/token-table.js';
 import { dialects } from '../helpers/databases.js';
+import { dumpDatabase } from '../helpers/db-dump.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { authorize, confirm, connectOutlook, signIn, startConnect, type BrowserSession } from '../helpers/outlook.js';
 import { testDispatcher, type TestDispatcher } from '../helpers/outgoing.js';
@@ -128,29 +129,67 @@ for (const dialect of dialects) {
       const okQuery = await authorize(await startConnect(http, admin, 'outgoing', serverId));
       const forged = new URLSearchParams(okQuery);
       forged.set('state', 'forged-state-value');
+      const beforeForged = await dumpDatabase(t.app.database.db);
       assert.equal((await confirm(http, admin, forged)).statusCode, 403);
+      assert.deepEqual(await dumpDatabase(t.app.database.db), beforeForged, 'a forged state wrote nothing');
 
       const other = await t.createUser('mallory', 'user');
       const mallory = await signIn(http, 'mallory', other.password);
+      const beforeStolen = await dumpDatabase(t.app.database.db);
       const stolen = await confirm(http, mallory, okQuery);
       assert.equal(stolen.statusCode, 403);
       assert.match(stolen.body, /another Juniper user/);
+      assert.deepEqual(await dumpDatabase(t.app.database.db), beforeStolen, "another user's state wrote nothing");
 
       const tokenBefore = (await t.app.database.db.selectFrom('outgoing_servers').select('refresh_token_enc').where('id', '=', serverId).executeTakeFirstOrThrow()).refresh_token_enc;
       assert.equal((await confirm(http, admin, okQuery)).statusCode, 303, 'the rightful user can still use it');
+      const beforeReplay = await dumpDatabase(t.app.database.db);
       const replay = await confirm(http, admin, okQuery);
       assert.equal(replay.statusCode, 403);
       assert.match(replay.body, /already used/);
+      assert.deepEqual(await dumpDatabase(t.app.database.db), beforeReplay, 'a replayed state wrote nothing');
 
       const late = await authorize(await startConnect(http, admin, 'outgoing', serverId));
       await t.app.database.db.updateTable('oauth_states').set({ expires_at: Date.now() - 1 }).where('used_at', 'is', null).execute();
+      const beforeExpired = await dumpDatabase(t.app.database.db);
       const expired = await confirm(http, admin, late);
       assert.equal(expired.statusCode, 403);
       assert.match(expired.body, /expired/);
+      assert.deepEqual(await dumpDatabase(t.app.database.db), beforeExpired, 'an expired state wrote nothing');
       const tokenAfter = (await t.app.database.db.selectFrom('outgoing_servers').select('refresh_token_enc').where('id', '=', serverId).executeTakeFirstOrThrow()).refresh_token_enc;
       assert.notEqual(tokenAfter, null);
       assert.notEqual(tokenBefore, null);
       assert.equal((await server()).token.status, 'valid', 'refused answers changed nothing');
+    });
+
+    it("refuses other-server states: a server that changed hands since the sign-in began, and one server's state with another's code", async () => {
+      const tokensOf = async (id: number) =>
+        t.app.database.db.selectFrom('outgoing_servers').select(['refresh_token_enc', 'access_token_enc', 'token_status', 'token_account', 'owner_user_id']).where('id', '=', id).executeTakeFirstOrThrow();
+      const jane = await t.createUser('jane-outlook', 'user');
+      const john = await t.createUser('john-outlook', 'user');
+      const janeSession = await signIn(http, 'jane-outlook', jane.password);
+      const personal = await api('POST', '/api/v1/outgoing-servers', { name: 'jane personal', auth: 'outlook', username: 'jane-outlook@example.com', host: '127.0.0.1', port: sink.port, allowSelfSigned: true, ownerUserId: jane.id });
+      assert.equal(personal.status, 201, personal.text);
+      const personalId = personal.body.id as number;
+
+      // jane starts; meanwhile an admin gives the server to john: jane's answer must not connect john's server.
+      const janeQuery = await authorize(await startConnect(http, janeSession, 'outgoing', personalId));
+      assert.equal((await api('PATCH', `/api/v1/outgoing-servers/${personalId}`, { ownerUserId: john.id })).status, 200);
+      const before = await tokensOf(personalId);
+      const handedOver = await confirm(http, janeSession, janeQuery);
+      assert.equal(handedOver.statusCode, 403, handedOver.body);
+      assert.deepEqual(await tokensOf(personalId), before, 'no token was written to the server jane no longer owns');
+      assert.equal(before.token_status, 'missing');
+
+      // The state of one server with the code Microsoft issued for another: the PKCE verifier does not match.
+      const stateOfA = (await authorize(await startConnect(http, admin, 'outgoing', serverId))).get('state')!;
+      const codeOfB = await authorize(await startConnect(http, admin, 'outgoing', personalId));
+      const [beforeA, beforeB] = [await tokensOf(serverId), await tokensOf(personalId)];
+      const swapped = await confirm(http, admin, new URLSearchParams({ state: stateOfA, code: codeOfB.get('code')! }));
+      // The identity server refuses the exchange (invalid_grant, AADSTS501481): Juniper reports the provider's refusal.
+      assert.equal(swapped.statusCode, 502, swapped.body.slice(0, 300));
+      assert.match(swapped.body, /<h1>Outlook account not connected<\/h1>[\s\S]*PKCE/, 'a page, not JSON, for the browser');
+      assert.deepEqual([await tokensOf(serverId), await tokensOf(personalId)], [beforeA, beforeB], 'neither server got tokens');
     });
 
     it('explains a declined consent from Microsoft with a page linking back to the server', async () => {

@@ -69,6 +69,42 @@ for (const dialect of dialects) {
       assert.match(badId.json<{ error: { message: string } }>().error.message, /outlook\.clientId: .*GUID/);
     });
 
+    it('accepts back the body GET returned: unchanged read-only fields are ignored, a changed one is refused', async () => {
+      await t.app.services.parameters.set('web.base.url', 'https://juniper.example', { userId: null, label: 'test' });
+      const put = await call('PUT', '/api/v1/settings', adminKey, {
+        customEmailServers: true,
+        outlook: { enabled: true, clientId: CLIENT_ID, clientSecret: SECRET, clientSecretExpiresAt: '2099-12-31', tenant: 'common' },
+      });
+      assert.equal(put.statusCode, 200, put.body);
+      const before = (await call('GET', '/api/v1/settings', adminKey)).json<{ outlook: Record<string, unknown> }>();
+      assert.equal(before.outlook.hasClientSecret, true);
+      assert.equal(before.outlook.redirectUri, 'https://juniper.example/microsoft_outlook/confirm');
+
+      const modified = { ...before, outlook: { ...before.outlook, tenant: 'organizations' } };
+      const back = await call('PUT', '/api/v1/settings', adminKey, modified);
+      assert.equal(back.statusCode, 200, back.body);
+      const after = (await call('GET', '/api/v1/settings', adminKey)).json<{ outlook: Record<string, unknown> }>();
+      assert.equal(after.outlook.tenant, 'organizations');
+      const { tenant: _t1, authority: a1, ...restBefore } = before.outlook;
+      const { tenant: _t2, authority: a2, ...restAfter } = after.outlook;
+      assert.deepEqual(restAfter, restBefore, 'only the tenant (and the authority that follows it) changed');
+      assert.notEqual(a1, a2);
+      assert.equal((await t.app.services.settings.outlookCredentials())?.clientSecret, SECRET, 'the secret survived the round trip');
+
+      for (const [field, value, message] of [
+        ['redirectUri', 'https://evil.example/microsoft_outlook/confirm', /redirectUri: is read-only: it follows the parameter web\.base\.url/],
+        ['hasClientSecret', false, /hasClientSecret: is read-only: set clientSecret/],
+        ['authority', 'https://login.example/', /authority: is read-only/],
+      ] as const) {
+        const changed = await call('PUT', '/api/v1/settings', adminKey, { ...after, outlook: { ...after.outlook, [field]: value, tenant: 'consumers' } });
+        assert.equal(changed.statusCode, 400, `${field}: ${changed.body}`);
+        assert.match(changed.json<{ error: { message: string } }>().error.message, message);
+      }
+      const unchanged = (await call('GET', '/api/v1/settings', adminKey)).json<{ outlook: Record<string, unknown> }>();
+      assert.equal(unchanged.outlook.tenant, 'organizations', 'a refused PUT wrote nothing');
+      await t.app.services.parameters.unset('web.base.url', { userId: null, label: 'test' });
+    });
+
     it('keeps settings and parameters admin-only: 403 for a user, 401 without a key', async () => {
       const before = await t.app.services.settings.get();
       const userCalls: [method: 'GET' | 'PUT' | 'DELETE', url: string, payload?: object][] = [

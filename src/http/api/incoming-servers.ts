@@ -4,6 +4,7 @@ import type { Services } from '../../app.js';
 import { createIncomingServerSchema, patchIncomingServerSchema } from '../../incoming/server-rules.js';
 import { assertMayManageIncoming, incomingServerView } from '../../incoming/servers.js';
 import { parseInput } from '../../lib/validate.js';
+import { assertMayChangeOwner } from '../../mail-servers/common.js';
 import { actorOf } from '../actor.js';
 
 const idParams = z.object({ id: z.coerce.number().int().positive() });
@@ -22,6 +23,8 @@ export function incomingServerRoutes(services: Services): FastifyPluginAsync {
 
     app.post('/api/v1/incoming-servers', { config: { access: 'user' } }, async (request, reply) => {
       const input = parseInput(createIncomingServerSchema, request.body);
+      // The service would quietly make the server the caller's own; say so instead, as outgoing servers do.
+      assertMayChangeOwner(request.principal!.user, input.ownerUserId);
       const row = await incomingServers.create(input, request.principal!.user, actorOf(request));
       return reply.status(201).send(incomingServerView(row));
     });

@@ -2,7 +2,7 @@
 // hasClientSecret only.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Services } from '../../app.js';
-import { settingsPatchSchema } from '../../settings/settings.js';
+import { settingsPatchSchema, withoutUnchangedReadOnly } from '../../settings/settings.js';
 import { actorOf } from '../actor.js';
 import { parseInput } from '../../lib/validate.js';
 
@@ -11,7 +11,9 @@ export function settingsRoutes(services: Services): FastifyPluginAsync {
     app.get('/api/v1/settings', { config: { access: 'admin' } }, async () => services.settings.get());
 
     app.put('/api/v1/settings', { config: { access: 'admin' } }, async (request) => {
-      const patch = parseInput(settingsPatchSchema, request.body, 'settings');
+      // The body GET returned is accepted back: unchanged read-only fields are dropped before validation.
+      const body = withoutUnchangedReadOnly(request.body, await services.settings.get());
+      const patch = parseInput(settingsPatchSchema, body, 'settings');
       return services.settings.update(patch, actorOf(request));
     });
   };

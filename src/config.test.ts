@@ -1,0 +1,27 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { loadConfig, parseTrustProxy } from './config.js';
+
+describe('JUNIPER_TRUST_PROXY', () => {
+  it('maps each documented form to Fastify trustProxy, and refuses what it does not understand', () => {
+    const table: [string | undefined, unknown][] = [
+      [undefined, false],
+      ['', false],
+      ['none', false],
+      ['loopback', ['loopback']],
+      ['10.0.0.5, 192.168.0.0/16 ,fd00::/8', ['10.0.0.5', '192.168.0.0/16', 'fd00::/8']],
+      ['Loopback,10.0.0.1', ['loopback', '10.0.0.1']],
+    ];
+    for (const [raw, expected] of table) assert.deepEqual(parseTrustProxy(raw), expected, String(raw));
+    for (const bad of ['true', '0', '1', '2', '10.0.0.0/33', 'proxy.example.com', '10.0.0.1/8/1', '*']) {
+      const got = parseTrustProxy(bad);
+      assert.ok(typeof got === 'string' && got.startsWith('!'), `${bad} → ${String(got)}`);
+    }
+  });
+
+  it('is read by loadConfig, unset meaning no proxy is trusted', () => {
+    assert.equal(loadConfig({}).trustProxy, false);
+    assert.deepEqual(loadConfig({ JUNIPER_TRUST_PROXY: '127.0.0.1' }).trustProxy, ['127.0.0.1']);
+    assert.throws(() => loadConfig({ JUNIPER_TRUST_PROXY: 'true' }), /JUNIPER_TRUST_PROXY/);
+  });
+});

@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { delayForFailures, MAX_ADDRESS_FAILURES, MAX_DELAY_MS, MAX_PAIR_FAILURES, SignInThrottle, WINDOW_MS } from './sign-in-throttle.js';
+
+describe('sign-in throttle', () => {
+  it('slows a login down with a short, capped delay and never refuses it by login alone', () => {
+    const table: [number, number][] = [[0, 0], [3, 0], [4, 125], [5, 250], [6, 500], [7, 1000], [8, 2000], [50, MAX_DELAY_MS], [10_000, MAX_DELAY_MS]];
+    for (const [failures, delay] of table) assert.equal(delayForFailures(failures), delay, `${failures} failures`);
+  });
+
+  it('refuses the (login, address) pair after 10 failures, not the same login from another address', () => {
+    const t = new SignInThrottle(() => 1_000);
+    for (let i = 0; i < 50; i++) t.fail('Admin', '203.0.113.9');
+    assert.deepEqual(t.check('admin', '203.0.113.9'), { refused: true, reason: 'pair' });
+    const elsewhere = t.check('admin', '198.51.100.1');
+    assert.equal(elsewhere.refused, false);
+    assert.equal(!elsewhere.refused && elsewhere.delayMs, MAX_DELAY_MS);
+  });
+
+  it('refuses one address that fails for many logins, and only that address', () => {
+    const t = new SignInThrottle(() => 1_000);
+    for (let i = 0; i < MAX_ADDRESS_FAILURES; i++) t.fail(`user${i}`, '203.0.113.9');
+    assert.deepEqual(t.check('someone-new', '203.0.113.9'), { refused: true, reason: 'address' });
+    assert.deepEqual(t.check('someone-new', '198.51.100.1'), { refused: false, delayMs: 0 });
+  });
+
+  it('forgets failures after the window, and a success clears the pair and the slow-down', () => {
+    let now = 0;
+    const t = new SignInThrottle(() => now);
+    for (let i = 0; i < MAX_PAIR_FAILURES; i++) t.fail('jane', '192.0.2.1');
+    assert.equal(t.check('jane', '192.0.2.1').refused, true);
+    now += WINDOW_MS + 1;
+    assert.deepEqual(t.check('jane', '192.0.2.1'), { refused: false, delayMs: 0 });
+    for (let i = 0; i < 6; i++) t.fail('jane', '192.0.2.1');
+    t.succeed('jane', '192.0.2.1');
+    assert.deepEqual(t.check('jane', '192.0.2.1'), { refused: false, delayMs: 0 });
+  });
+
+  it('keeps a bounded number of counters however many logins and addresses a guesser invents', () => {
+    const t = new SignInThrottle(() => 1_000);
+    for (let i = 0; i < 12_000; i++) t.fail(`u${i}`, `10.0.${i >> 8}.${i & 255}`);
+    assert.ok(t.size <= 10_000, `${t.size} counters`);
+  });
+});

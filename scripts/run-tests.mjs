@@ -28,7 +28,9 @@ if (files.length === 0) {
 const concurrency = process.env.JUNIPER_TEST_CONCURRENCY ?? '2';
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
+  // --test-force-exit: a test file whose before hook failed can leave a peer (a server, a timer) holding its
+  // event loop; without it that file never ends and the whole run hangs instead of reporting the failure.
+  ['--import', 'tsx', '--test', '--test-force-exit', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
   { cwd: root, stdio: 'inherit' },
 );
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -54,6 +54,7 @@ describe('juniper doctor: diagnose', () => {
     ['pending migrations', { pendingMigrations: ['005-x'] }, /fail migrations: 1 migration\(s\) not applied \(005-x\): run `juniper migrate`/, 'fail'],
     ['no base URL with Outlook', { baseUrl: null }, /fail web\.base\.url: web\.base\.url is not set/, 'fail'],
     ['http base URL with Outlook', { baseUrl: 'http://mail.example.com' }, /fail web\.base\.url: http:\/\/mail\.example\.com is not https/, 'fail'],
+    ['a base URL that is no URL', { baseUrl: 'mail.example.com' }, /fail web\.base\.url: mail\.example\.com is not a URL/, 'fail'],
     ['http://localhost only warns', { baseUrl: 'http://localhost:8080' }, /warn web\.base\.url: http:\/\/localhost:8080 is plain http/, 'warn'],
     ['missing client secret', { settings: settings({ hasClientSecret: false }) }, /fail outlook credentials: The Outlook Client Secret is not set/, 'fail'],
     ['missing id and secret', { settings: settings({ clientId: null, hasClientSecret: false }) }, /The Outlook Client ID and Client Secret are not set/, 'fail'],

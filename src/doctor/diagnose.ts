@@ -80,6 +80,10 @@ function baseUrlFindings(f: DoctorFacts, usesOutlook: boolean, add: (level: Leve
     add(usesOutlook ? 'fail' : 'warn', 'web.base.url', 'web.base.url is not set, so Juniper cannot tell Microsoft where to send you back: set it (or JUNIPER_BASE_URL) to the address people use, e.g. https://mail.example.com.');
     return;
   }
+  if (!URL.canParse(f.baseUrl)) {
+    add('fail', 'web.base.url', `${f.baseUrl} is not a URL: set web.base.url (or JUNIPER_BASE_URL) to the address people use, e.g. https://mail.example.com.`);
+    return;
+  }
   const url = new URL(f.baseUrl);
   if (url.protocol !== 'https:') {
     // Entra ID accepts http redirect URIs for localhost only.

@@ -33,8 +33,10 @@ export async function doctorFacts(app: App): Promise<{ pending: string[]; facts:
   const { parameters, settings, outgoingServers, incomingServers, oauthAppStatus } = app.services;
   const [params, view, outgoing, incoming, appProblem] = await Promise.all([parameters.snapshot(), settings.get(), outgoingServers.list(), incomingServers.list(), oauthAppStatus.get()]);
   const baseUrl = (await parameters.value('web.base.url')) ?? app.config.baseUrl ?? null;
-  const clockSource = new URL(view.outlook.authority).origin;
-  const clock = await clockSkew(clockSource);
+  // A malformed authority (microsoft_outlook.endpoint) is refused when set, but an old row may hold one: say so
+  // as a clock finding rather than let it pass for a database failure.
+  const clockSource = URL.canParse(view.outlook.authority) ? new URL(view.outlook.authority).origin : view.outlook.authority;
+  const clock = URL.canParse(view.outlook.authority) ? await clockSkew(clockSource) : { skewMs: null, error: 'the Outlook authority is not a URL: check microsoft_outlook.endpoint' };
   return {
     pending,
     facts: {

@@ -72,24 +72,28 @@ export class OutlookConnect {
     if (!credentials.redirectUri) {
       throw new AppError('JUNIPER_ERR_SETUP_INCOMPLETE', 'Juniper does not know its public address, so Microsoft cannot send you back: set the system parameter web.base.url (or JUNIPER_BASE_URL) to the address you use, e.g. https://mail.example.com.');
     }
+    const redirectUri = credentials.redirectUri;
     const state = newState();
     const pkce = await newPkce();
     const now = this.now();
-    await db
-      .insertInto('oauth_states')
-      .values({
-        id: sha256Hex(state),
-        user_id: principal.user.id,
-        session_id: principal.session?.id ?? null,
-        server_kind: kind,
-        server_id: serverId,
-        code_verifier_enc: vault.encrypt(pkce.verifier, VERIFIER_CONTEXT),
-        redirect_uri: credentials.redirectUri,
-        created_at: now,
-        expires_at: now + STATE_TTL_MS,
-        used_at: null,
-      })
-      .execute();
+    await db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('oauth_states')
+        .values({
+          id: sha256Hex(state),
+          user_id: principal.user.id,
+          session_id: principal.session?.id ?? null,
+          server_kind: kind,
+          server_id: serverId,
+          code_verifier_enc: vault.encrypt(pkce.verifier, VERIFIER_CONTEXT),
+          redirect_uri: redirectUri,
+          created_at: now,
+          expires_at: now + STATE_TTL_MS,
+          used_at: null,
+        })
+        .execute();
+      await this.deps.audit.record(actorOf(principal), 'outlook.connect.start', `${tableOf(kind)}:${serverId}`, undefined, trx);
+    });
     // Old requests are of no use to anyone: drop them while we are here.
     await db.deleteFrom('oauth_states').where('expires_at', '<', now - STATE_TTL_MS).execute();
     const authorizeUrl = buildAuthorizeUrl(credentials, {
@@ -99,7 +103,6 @@ export class OutlookConnect {
       codeChallenge: pkce.challenge,
       loginHint: server.username,
     });
-    await this.deps.audit.record(actorOf(principal), 'outlook.connect.start', `${tableOf(kind)}:${serverId}`);
     return { authorizeUrl };
   }
 

@@ -136,7 +136,8 @@ export const settingsPatchSchema = z.strictObject({
 });
 export type SettingsPatch = z.input<typeof settingsPatchSchema>;
 
-const READ_ONLY_OUTLOOK_FIELDS = ['hasClientSecret', 'clientSecretDaysLeft', 'clientSecretWarning', 'authority', 'redirectUri'] as const;
+const READ_ONLY_OUTLOOK_FIELDS = ['hasClientSecret', 'authority', 'redirectUri'] as const;
+const CLOCK_DERIVED_OUTLOOK_FIELDS = ['clientSecretDaysLeft', 'clientSecretWarning'] as const;
 
 /**
  * GET, modify, PUT is what scripts do: a PUT body that repeats a read-only field of the current view unchanged
@@ -148,6 +149,9 @@ export function withoutUnchangedReadOnly(body: unknown, current: SettingsView): 
   for (const field of READ_ONLY_OUTLOOK_FIELDS) {
     if (field in outlook && isDeepStrictEqual(outlook[field], current.outlook[field])) delete outlook[field];
   }
+  // The days left and the warning follow the clock: a body read before midnight and sent back after it repeats
+  // yesterday's values. Whatever they say, nobody can mean to set them, so they are dropped, not refused.
+  for (const field of CLOCK_DERIVED_OUTLOOK_FIELDS) delete outlook[field];
   return { ...body, outlook };
 }
 

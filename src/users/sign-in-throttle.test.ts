@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { delayForFailures, MAX_ADDRESS_FAILURES, MAX_DELAY_MS, MAX_PAIR_FAILURES, SignInThrottle, WINDOW_MS } from './sign-in-throttle.js';
+import { addressBucket, delayForFailures, MAX_ADDRESS_FAILURES, MAX_DELAY_MS, MAX_PAIR_FAILURES, SignInThrottle, WINDOW_MS } from './sign-in-throttle.js';
 
 describe('sign-in throttle', () => {
   it('slows a login down with a short, capped delay and never refuses it by login alone', () => {
@@ -40,5 +40,26 @@ describe('sign-in throttle', () => {
     const t = new SignInThrottle(() => 1_000);
     for (let i = 0; i < 12_000; i++) t.fail(`u${i}`, `10.0.${i >> 8}.${i & 255}`);
     assert.ok(t.size <= 10_000, `${t.size} counters`);
+  });
+});
+
+describe('sign-in throttle: attempts counted before the password is checked', () => {
+  it('IPv6 clients are counted per /64: fresh addresses of one block share the counters', () => {
+    const t = new SignInThrottle();
+    for (let i = 0; i < MAX_PAIR_FAILURES; i++) t.fail('jane', `2001:db8:1:2::${i.toString(16)}`);
+    assert.deepEqual(t.check('jane', '2001:db8:1:2:ffff::1'), { refused: true, reason: 'pair' });
+    assert.equal(t.check('jane', '2001:db8:1:3::1').refused, false, 'another /64 is another client');
+    assert.equal(addressBucket('2001:0db8:0001:0002:0000:0000:0000:0001'), '2001:db8:1:2::/64');
+    assert.equal(addressBucket('::ffff:192.0.2.7'), '192.0.2.7');
+    assert.equal(addressBucket('192.0.2.7'), '192.0.2.7');
+  });
+
+  it('a right password takes back the attempt counted for its address in advance', () => {
+    const t = new SignInThrottle();
+    for (let i = 0; i < MAX_ADDRESS_FAILURES + 20; i++) {
+      t.fail(`user${i}`, '198.51.100.1');
+      t.succeed(`user${i}`, '198.51.100.1');
+    }
+    assert.equal(t.check('someone', '198.51.100.1').refused, false, 'an office signing in 120 times is not refused');
   });
 });

@@ -47,11 +47,19 @@ export class SignInThrottle {
     this.bound();
   }
 
-  /** A right password clears that login's counters at that address and its slow-down; the address's stay. */
+  /**
+   * A right password clears that login's counters at that address and its slow-down, and takes back the attempt
+   * fail() counted for the address in advance (sign-ins of a busy office behind one address are not failures);
+   * the address's earlier failures stay.
+   */
   succeed(login: string, address: string): void {
     const name = login.toLowerCase();
     this.failures.delete(pairKey(name, address));
     this.failures.delete(loginKey(name));
+    const attempts = this.recent(addressKey(address));
+    attempts.pop();
+    if (attempts.length) this.failures.set(addressKey(address), attempts);
+    else this.failures.delete(addressKey(address));
   }
 
   /** Counters kept (for the bound's test). */
@@ -82,6 +90,20 @@ export class SignInThrottle {
   }
 }
 
-const pairKey = (login: string, address: string) => `p:${address}\u0000${login}`;
-const addressKey = (address: string) => `a:${address}`;
+/**
+ * The address a counter is kept for: an IPv6 client is counted by its /64, the block one subscriber gets (it
+ * could otherwise take a fresh address for every attempt); IPv4 and IPv4-mapped addresses as they are.
+ */
+export function addressBucket(address: string): string {
+  const ip = address.toLowerCase();
+  if (!ip.includes(':') || ip.startsWith('::ffff:')) return ip.replace(/^::ffff:/, '');
+  const [head = '', tail = ''] = ip.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = ip.includes('::') ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
+const pairKey = (login: string, address: string) => `p:${addressBucket(address)}\u0000${login}`;
+const addressKey = (address: string) => `a:${addressBucket(address)}`;
 const loginKey = (login: string) => `l:${login}`;

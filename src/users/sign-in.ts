@@ -2,7 +2,7 @@
 // every mismatch.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { User } from '../db/schema.js';
-import { AppError, isAppError } from '../lib/errors.js';
+import { AppError } from '../lib/errors.js';
 import { SignInThrottle } from './sign-in-throttle.js';
 import type { Users } from './users.js';
 
@@ -24,14 +24,12 @@ export class SignIn {
           : 'Too many failed sign-ins from your address; wait 15 minutes and try again.',
       );
     }
+    // Counted as a failure before the password is checked, and taken back only when it was right: a burst of
+    // parallel attempts would otherwise all pass check() before the first of them was counted.
+    this.throttle.fail(login, address);
     if (verdict.delayMs > 0) await this.wait(verdict.delayMs);
-    try {
-      const user = await this.users.authenticate(login, password);
-      this.throttle.succeed(login, address);
-      return user;
-    } catch (e) {
-      if (isAppError(e) && e.code === 'JUNIPER_ERR_BAD_CREDENTIALS') this.throttle.fail(login, address);
-      throw e;
-    }
+    const user = await this.users.authenticate(login, password);
+    this.throttle.succeed(login, address);
+    return user;
   }
 }

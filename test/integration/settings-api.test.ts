@@ -102,6 +102,9 @@ for (const dialect of dialects) {
       }
       const unchanged = (await call('GET', '/api/v1/settings', adminKey)).json<{ outlook: Record<string, unknown> }>();
       assert.equal(unchanged.outlook.tenant, 'organizations', 'a refused PUT wrote nothing');
+      // A body read yesterday: the days left and the warning follow the clock, so they are dropped, never refused.
+      const stale = await call('PUT', '/api/v1/settings', adminKey, { ...unchanged, outlook: { ...unchanged.outlook, clientSecretDaysLeft: 1, clientSecretWarning: { level: 'critical', message: 'old' } } });
+      assert.equal(stale.statusCode, 200, stale.body);
       await t.app.services.parameters.unset('web.base.url', { userId: null, label: 'test' });
     });
 

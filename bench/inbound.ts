@@ -2,6 +2,9 @@
 // messages' source in one FETCH, side by side on the same Dovecot mailbox in one run. The raw client peeks
 // (BODY.PEEK[]), so both read the same unseen mailbox.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import path from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { cliActor } from '../src/audit/audit-log.js';
 import type { DialectName } from '../src/db/database.js';
@@ -66,9 +69,12 @@ export async function inbound(dialect: DialectName, n: number): Promise<InboundF
     await client.logout();
     if (seen !== n) throw new Error(`raw imapflow: expected ${n} messages, got ${seen}`);
 
+    const server = await incomingServers.get(id);
+    const stopProfile = await profile(`inbound-${dialect}`);
     const start = process.hrtime.bigint();
-    const counts = await incoming.fetchNow(await incomingServers.get(id));
+    const counts = await incoming.fetchNow(server);
     const seconds = secondsSince(start);
+    await stopProfile();
     if (counts.stored + counts.duplicates + counts.quarantined !== n) throw new Error(`juniper: expected ${n} messages handled, got ${JSON.stringify(counts)}`);
     return { dialect, messages: n, bytes, raw: n / rawSeconds, juniper: n / seconds };
   } finally {
@@ -76,6 +82,23 @@ export async function inbound(dialect: DialectName, n: number): Promise<InboundF
     await dovecot.stop();
     await idp.stop();
   }
+}
+
+/** INBOUND_PROFILE=<dir>: a CPU profile of Juniper's fetch alone (open it in Chrome DevTools or speedscope). */
+async function profile(name: string): Promise<() => Promise<void>> {
+  const dir = process.env.INBOUND_PROFILE;
+  if (!dir) return async () => {};
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile: p } = await session.post('Profiler.stop');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, `${name}.cpuprofile`), JSON.stringify(p));
+    session.disconnect();
+  };
 }
 
 export function printInbound(f: InboundFigures): void {

@@ -75,91 +75,135 @@ export class Ingest {
     for (const row of await this.inChunks([...new Set(plans.flatMap((p) => p.keys))], (keys) =>
       trx.selectFrom('messages').select(['id', 'dedupe_key']).where('server_id', '=', server.id).where('dedupe_key', 'in', keys).execute(),
     )) {
-      group.addId(row.dedupe_key, row.id);
+      group.addId(row.dedupe_key, { id: row.id });
     }
     // Threads only for what is not already stored: a re-fetched mailbox reads nothing more than its dedupe keys.
     const fresh = plans.filter((p) => p.message && group.existing(p.keys) === undefined);
     const candidates = [...new Set(fresh.flatMap((p) => p.threadCandidates))];
     for (const row of await this.inChunks(candidates, (ids) => this.threadRows(trx, ids, server.owner_user_id).execute())) {
-      if (row.message_id && row.thread_id) group.addThread(row.message_id, row.thread_id);
+      if (row.message_id && row.thread_id) group.addThread(row.message_id, { id: row.thread_id });
     }
     const outgoing = [...new Set([...fresh.flatMap((p) => p.bounceCandidates), ...candidates.filter((id) => !group.threads.has(id))])];
     for (const row of await this.inChunks(outgoing, (ids) => this.outgoingRows(trx, ids, server.owner_user_id).execute())) group.sent.set(row.message_id, row);
 
-    const results: IngestResult[] = [];
-    for (const p of plans) results.push(await this.storeOne(trx, p, group));
+    // First pass in order: duplicates, quarantine, bounces and each message's thread (known, or one made below);
+    // then the new threads, the messages, their blobs and attachments, each in one statement for the group.
+    const now = Date.now();
+    const outcomes: { outcome: IngestOutcome; ref: Ref; bouncedMailId?: number }[] = [];
+    const rows: { p: Plan; m: ParsedMessage; ref: Ref; thread: Ref; bounced: OutgoingMail | undefined }[] = [];
+    const newThreads: { ref: Ref; subject: string }[] = [];
+    for (const p of plans) {
+      // The same bytes count too: after a UIDVALIDITY reset a message quarantined earlier comes again.
+      const existing = group.existing(p.keys);
+      if (existing) {
+        outcomes.push({ outcome: 'duplicate', ref: existing });
+        continue;
+      }
+      const m = p.message;
+      if (!m) {
+        const q = await this.insertQuarantine(trx, { ...p.input, error: p.input.parsed.ok ? '' : p.input.parsed.error, key: p.rawKey }, now);
+        const ref = { id: q.messageId };
+        group.addId(p.rawKey, ref);
+        outcomes.push({ outcome: 'quarantined', ref });
+        continue;
+      }
+      const bounced = p.bounce ? group.firstSent(p.bounceCandidates) : undefined;
+      if (bounced && p.bounce) {
+        const bouncedAt = bounced.bounced_at ?? now;
+        await trx.updateTable('outgoing_mails').set({ bounced_at: bouncedAt, bounce_reason: p.bounce.reason, updated_at: now }).where('id', '=', bounced.id).execute();
+        bounced.bounced_at = bouncedAt;
+      }
+      const thread = await this.threadFor(trx, p.threadCandidates, group, now);
+      if (thread.id === undefined && !newThreads.some((t) => t.ref === thread)) newThreads.push({ ref: thread, subject: m.subject });
+      const ref: Ref = { id: undefined };
+      group.addId(p.dedupeKey, ref);
+      if (m.messageId) group.addThread(m.messageId, thread);
+      rows.push({ p, m, ref, thread, bounced });
+      outcomes.push({ outcome: 'stored', ref, ...(bounced ? { bouncedMailId: bounced.id } : {}) });
+    }
+
+    const threadIds = await this.insertIds(newThreads, (chunk) =>
+      trx
+        .insertInto('threads')
+        .values(chunk.map((t) => ({ subject: threadSubject(t.subject), last_message_at: now, created_at: now })))
+        .returning('id')
+        .execute(),
+    );
+    newThreads.forEach((t, i) => (t.ref.id = threadIds[i]));
+
+    const blobs = [
+      ...(server.keep_original === 1 ? rows.map((r) => r.p.input.raw) : []),
+      ...(server.keep_attachments === 1 ? rows.flatMap((r) => r.m.attachments.map((a) => a.content)) : []),
+    ];
+    const shas = new Map<Buffer, string>();
+    if (blobs.length) (await this.blobs.putMany(blobs, trx)).forEach((sha, i) => shas.set(blobs[i]!, sha));
+    const messageIds = await this.insertIds(
+      rows,
+      (chunk) =>
+        trx
+          .insertInto('messages')
+          .values(
+            chunk.map(({ p, m, thread, bounced }) => ({
+              server_id: server.id,
+              direction: 'in' as const,
+              dedupe_key: p.dedupeKey,
+              uid: p.input.uid,
+              uidvalidity: p.input.uidvalidity,
+              size: p.input.raw.length,
+              created_at: now,
+              outgoing_mail_id: null,
+              message_id: m.messageId,
+              in_reply_to: m.inReplyTo,
+              references_ids: m.references.length ? JSON.stringify(m.references) : null,
+              thread_id: thread.id!,
+              mailbox: mailboxAlias(m.recipientAddresses, p.input.params.catchallDomain),
+              from_header: m.from,
+              to_addrs: JSON.stringify(m.to),
+              cc_addrs: JSON.stringify(m.cc),
+              subject: m.subject,
+              sent_at: m.date,
+              text_body: m.text,
+              html_body: m.html,
+              raw_sha256: server.keep_original === 1 ? shas.get(p.input.raw)! : null,
+              quarantined: 0,
+              parse_error: null,
+              is_bounce: p.bounce ? 1 : 0,
+              bounced_mail_id: bounced?.id ?? null,
+            })),
+          )
+          .returning('id')
+          .execute(),
+      100,
+    );
+    rows.forEach((r, i) => (r.ref.id = messageIds[i]));
+    const attachments = rows.flatMap((r) =>
+      r.m.attachments.map((a, position) => ({ message_id: r.ref.id!, position, filename: a.filename, content_type: a.contentType, content_id: a.contentId, size: a.content.length, blob_sha256: server.keep_attachments === 1 ? shas.get(a.content)! : null })),
+    );
+    await this.inChunks(attachments, (chunk) => trx.insertInto('message_attachments').values(chunk).execute(), 500);
     if (group.touched.size) {
       await trx
         .updateTable('threads')
-        .set({ last_message_at: Date.now() })
+        .set({ last_message_at: now })
         .where('id', 'in', [...group.touched])
         .execute();
     }
-    return results;
+    return outcomes.map((o) => ({ outcome: o.outcome, messageId: o.ref.id!, ...(o.bouncedMailId !== undefined ? { bouncedMailId: o.bouncedMailId } : {}) }));
   }
 
-  private async storeOne(trx: Kysely<DB>, p: Plan, group: Lookups): Promise<IngestResult> {
-    const { input } = p;
-    const { server, raw } = input;
-    const now = Date.now();
-    // The same bytes count too: after a UIDVALIDITY reset a message quarantined earlier comes again.
-    const existing = group.existing(p.keys);
-    if (existing !== undefined) return { outcome: 'duplicate', messageId: existing };
-    const m = p.message;
-    if (!m) {
-      const q = await this.insertQuarantine(trx, { ...input, error: input.parsed.ok ? '' : input.parsed.error, key: p.rawKey }, now);
-      group.addId(p.rawKey, q.messageId);
-      return q;
+  /**
+   * Inserts rows in slices and returns their new ids in the order of `items`. Both databases number the rows of
+   * one INSERT … VALUES in the order given (a sequence or the rowid, counting up), whatever order RETURNING
+   * lists them in, so the ids sorted are the rows in order.
+   */
+  private async insertIds<T>(items: readonly T[], insert: (chunk: T[]) => Promise<{ id: number }[]>, size = 500): Promise<number[]> {
+    const ids: number[] = [];
+    for (let i = 0; i < items.length; i += size) {
+      const chunk = items.slice(i, i + size);
+      const returned = (await insert(chunk)).map((r) => Number(r.id)).sort((x, y) => x - y);
+      if (returned.length !== chunk.length) throw new Error(`insert returned ${returned.length} ids for ${chunk.length} rows`);
+      ids.push(...returned);
     }
-
-    const base = { server_id: server.id, direction: 'in' as const, dedupe_key: p.dedupeKey, uid: input.uid, uidvalidity: input.uidvalidity, size: raw.length, created_at: now };
-    const bounced = p.bounce ? group.firstSent(p.bounceCandidates) : undefined;
-    if (bounced && p.bounce) {
-      const bouncedAt = bounced.bounced_at ?? now;
-      await trx.updateTable('outgoing_mails').set({ bounced_at: bouncedAt, bounce_reason: p.bounce.reason, updated_at: now }).where('id', '=', bounced.id).execute();
-      bounced.bounced_at = bouncedAt;
-    }
-    const threadId = await this.threadFor(trx, m, p.threadCandidates, group, now);
-    const row = await trx
-      .insertInto('messages')
-      .values({
-        ...base,
-        outgoing_mail_id: null,
-        message_id: m.messageId,
-        in_reply_to: m.inReplyTo,
-        references_ids: m.references.length ? JSON.stringify(m.references) : null,
-        thread_id: threadId,
-        mailbox: mailboxAlias(m.recipientAddresses, input.params.catchallDomain),
-        from_header: m.from,
-        to_addrs: JSON.stringify(m.to),
-        cc_addrs: JSON.stringify(m.cc),
-        subject: m.subject,
-        sent_at: m.date,
-        text_body: m.text,
-        html_body: m.html,
-        raw_sha256: server.keep_original === 1 ? await this.blobs.put(raw, trx, p.rawKey.slice('sha256:'.length)) : null,
-        quarantined: 0,
-        parse_error: null,
-        is_bounce: p.bounce ? 1 : 0,
-        bounced_mail_id: bounced?.id ?? null,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    group.addId(p.dedupeKey, row.id);
-    if (m.messageId) group.addThread(m.messageId, threadId);
-    if (m.attachments.length) {
-      const shas = server.keep_attachments === 1 ? await this.blobs.putMany(m.attachments.map((a) => a.content), trx) : [];
-      await this.inChunks(
-        m.attachments.map((a, position) => ({ a, position })),
-        (chunk) =>
-          trx
-            .insertInto('message_attachments')
-            .values(chunk.map(({ a, position }) => ({ message_id: row.id, position, filename: a.filename, content_type: a.contentType, content_id: a.contentId, size: a.content.length, blob_sha256: shas[position] ?? null })))
-            .execute(),
-        500,
-      );
-    }
-    return { outcome: 'stored', messageId: row.id, ...(bounced ? { bouncedMailId: bounced.id } : {}) };
+    return ids;
   }
 
   /**
@@ -280,22 +324,23 @@ export class Ingest {
     return out;
   }
 
-  /** The thread of the nearest stored or sent message this one refers to, else a new thread. */
-  private async threadFor(trx: Kysely<DB>, m: ParsedMessage, candidates: string[], group: Lookups, now: number): Promise<number> {
+  /** The thread of the nearest stored or sent message this one refers to, else a new one (its id set when the group writes it). */
+  private async threadFor(trx: Kysely<DB>, candidates: string[], group: Lookups, now: number): Promise<Ref> {
     const hit = candidates.find((id) => group.threads.has(id));
     if (hit !== undefined) {
-      const threadId = group.threads.get(hit)!;
-      group.touched.add(threadId);
-      return threadId;
+      const thread = group.threads.get(hit)!;
+      // A thread made in this group already has this group's time.
+      if (thread.id !== undefined) group.touched.add(thread.id);
+      return thread;
     }
     const sent = group.firstSent(candidates);
     if (sent) {
-      const threadId = await this.threadOfSent(trx, sent, now);
-      group.addThread(sent.message_id, threadId);
-      group.touched.add(threadId);
-      return threadId;
+      const thread = { id: await this.threadOfSent(trx, sent, now) };
+      group.addThread(sent.message_id, thread);
+      group.touched.add(thread.id);
+      return thread;
     }
-    return this.newThread(trx, m.subject, now);
+    return { id: undefined };
   }
 
   /** A mail Juniper sent enters the messages table (direction 'out') when the first reply threads onto it. */
@@ -374,29 +419,36 @@ function plan(input: IngestInput): Plan {
   return { input, message: m, dedupeKey, rawKey: raw, keys: m ? [...new Set([dedupeKey, raw])] : [raw], bounce, bounceCandidates: extra.slice(0, MAX_THREAD_CANDIDATES), threadCandidates: threadIds };
 }
 
-/** The group's view of the database, kept current as its messages are written. */
+/** A row's id, known once the group has written it. */
+interface Ref {
+  id: number | undefined;
+}
+
+/** The group's view of the database, kept current as its messages are planned. */
 class Lookups {
-  /** Dedupe key → the lowest message id with it. */
-  private readonly ids = new Map<string, number>();
-  /** Message-ID → the thread of a message with it (stored before or earlier in the group). */
-  readonly threads = new Map<string, number>();
+  /** Dedupe key → the stored message with it (the lowest id), or one this group writes. */
+  private readonly ids = new Map<string, Ref>();
+  /** Message-ID → the thread of a message with it (stored before, or earlier in the group). */
+  readonly threads = new Map<string, Ref>();
   /** Message-ID → the outgoing mail with it. */
   readonly sent = new Map<string, OutgoingMail>();
   /** Existing threads that got a message: their last_message_at moves once, at the end of the group. */
   readonly touched = new Set<number>();
 
-  addId(key: string, id: number): void {
+  addId(key: string, ref: Ref): void {
     const known = this.ids.get(key);
-    if (known === undefined || id < known) this.ids.set(key, id);
+    if (known === undefined || (ref.id !== undefined && (known.id === undefined || ref.id < known.id))) this.ids.set(key, ref);
   }
 
-  existing(keys: readonly string[]): number | undefined {
-    const ids = keys.map((k) => this.ids.get(k)).filter((id): id is number => id !== undefined);
-    return ids.length ? Math.min(...ids) : undefined;
+  /** The stored message with one of these keys (the lowest id), else one written earlier in this group. */
+  existing(keys: readonly string[]): Ref | undefined {
+    const refs = keys.map((k) => this.ids.get(k)).filter((r): r is Ref => r !== undefined);
+    const stored = refs.filter((r) => r.id !== undefined).sort((x, y) => x.id! - y.id!);
+    return stored[0] ?? refs[0];
   }
 
-  addThread(messageId: string, threadId: number): void {
-    if (!this.threads.has(messageId)) this.threads.set(messageId, threadId);
+  addThread(messageId: string, thread: Ref): void {
+    if (!this.threads.has(messageId)) this.threads.set(messageId, thread);
   }
 
   firstSent(candidates: readonly string[]): OutgoingMail | undefined {

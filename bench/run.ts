@@ -49,7 +49,7 @@ const stopPostgres = ensurePostgres();
 try {
   if (runs('routing')) console.log(`routing, 50 servers, fallback to the notifications server (worst case): ${routingRun().toFixed(0)} decisions/s`);
   if (runs('outbound')) for (const dialect of ['sqlite', 'postgres'] as const) printOutbound(await outbound(dialect, N));
-  if (runs('inbound')) for (const dialect of ['sqlite', 'postgres'] as const) printInbound(await inbound(dialect, INBOUND));
+  if (runs('inbound')) for (const dialect of ['sqlite', 'postgres'] as const) printInbound(await inbound(dialect, INBOUND, (quick ? 5 : 25) * 1024 * 1024));
 } finally {
   stopPostgres();
 }

@@ -59,7 +59,7 @@ export interface FetchOptions {
   signal?: AbortSignal;
 }
 
-export const defaultFetchOptions: FetchOptions = { batchSize: 50, batchBytes: 50 * 1024 * 1024, groupSize: 50, leaseMs: 5 * 60_000 };
+export const defaultFetchOptions: FetchOptions = { batchSize: 50, batchBytes: 50 * 1024 * 1024, groupSize: 25, leaseMs: 5 * 60_000 };
 
 export interface FetcherDeps extends ConnectDeps {
   db: Kysely<DB>;

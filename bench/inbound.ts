@@ -2,6 +2,12 @@
 // messages' source in one FETCH, side by side on the same Dovecot mailbox in one run. The raw client peeks
 // (BODY.PEEK[]), so both read the same unseen mailbox.
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { ImapFlow } from 'imapflow';
 import { cliActor } from '../src/audit/audit-log.js';
 import type { DialectName } from '../src/db/database.js';
@@ -21,9 +27,39 @@ export interface InboundFigures {
   bytes: number;
   raw: number;
   juniper: number;
+  /** One large message fetched and stored after the run: its size and the peak heap growth meanwhile. */
+  big: { bytes: number; growth: number };
 }
 
-export async function inbound(dialect: DialectName, n: number): Promise<InboundFigures> {
+/** A message of about `bytes` bytes: a line of text and one base64 attachment (random, so nothing compresses it away). */
+function bigMessage(to: string, bytes: number): Buffer {
+  const content = crypto.randomBytes(Math.floor((bytes * 3) / 4) - 1024).toString('base64').replace(/.{76}/g, '$&\r\n');
+  const head = [`From: "Big Sender" <big@client.test>`, `To: ${to}`, 'Subject: the scanned contract', `Message-ID: <big-${crypto.randomUUID()}@client.test>`, 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="big"'];
+  return Buffer.from(
+    [...head, '', '--big', 'Content-Type: text/plain; charset=utf-8', '', 'The contract, scanned.', '--big', 'Content-Type: application/pdf; name="contract.pdf"', 'Content-Transfer-Encoding: base64', '', content, '--big--', ''].join('\r\n'),
+  );
+}
+
+/** Peak growth of the V8 heap plus Buffers outside it (process.memoryUsage heapUsed + external) while `run` runs, from a collected start. */
+async function peakGrowth(run: () => Promise<unknown>): Promise<number> {
+  const gc = vm.runInNewContext('gc') as () => void;
+  gc();
+  const used = () => {
+    const m = process.memoryUsage();
+    return m.heapUsed + m.external;
+  };
+  const base = used();
+  let peak = base;
+  const sampler = setInterval(() => (peak = Math.max(peak, used())), 5);
+  try {
+    await run();
+  } finally {
+    clearInterval(sampler);
+  }
+  return Math.max(peak, used()) - base;
+}
+
+export async function inbound(dialect: DialectName, n: number, bigBytes = 25 * 1024 * 1024): Promise<InboundFigures> {
   const idp = await startIdentityServer();
   const dovecot = await startDovecot({ identityUrl: idp.url, users: { [MAILBOX]: PASSWORD } });
   const t = await startTestApp(dialect, { logLevel: 'warn' });
@@ -66,11 +102,20 @@ export async function inbound(dialect: DialectName, n: number): Promise<InboundF
     await client.logout();
     if (seen !== n) throw new Error(`raw imapflow: expected ${n} messages, got ${seen}`);
 
+    const server = await incomingServers.get(id);
+    const stopProfile = await profile(`inbound-${dialect}`);
     const start = process.hrtime.bigint();
-    const counts = await incoming.fetchNow(await incomingServers.get(id));
+    const counts = await incoming.fetchNow(server);
     const seconds = secondsSince(start);
+    await stopProfile();
     if (counts.stored + counts.duplicates + counts.quarantined !== n) throw new Error(`juniper: expected ${n} messages handled, got ${JSON.stringify(counts)}`);
-    return { dialect, messages: n, bytes, raw: n / rawSeconds, juniper: n / seconds };
+
+    const big = bigMessage(MAILBOX, bigBytes);
+    await withMailbox(dovecot, MAILBOX, PASSWORD, 'INBOX', (c) => c.append('INBOX', big));
+    let bigCounts: Awaited<ReturnType<typeof incoming.fetchNow>> | undefined;
+    const growth = await peakGrowth(async () => (bigCounts = await incoming.fetchNow(await incomingServers.get(id))));
+    if (bigCounts?.stored !== 1) throw new Error(`juniper: the large message was not stored: ${JSON.stringify(bigCounts)}`);
+    return { dialect, messages: n, bytes, raw: n / rawSeconds, juniper: n / seconds, big: { bytes: big.length, growth } };
   } finally {
     await t.close();
     await dovecot.stop();
@@ -78,9 +123,32 @@ export async function inbound(dialect: DialectName, n: number): Promise<InboundF
   }
 }
 
+/** INBOUND_PROFILE=<dir>: a CPU profile of Juniper's fetch alone (open it in Chrome DevTools or speedscope). */
+async function profile(name: string): Promise<() => Promise<void>> {
+  const dir = process.env.INBOUND_PROFILE;
+  if (!dir) return async () => {};
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile: p } = await session.post('Profiler.stop');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, `${name}.cpuprofile`), JSON.stringify(p));
+    session.disconnect();
+  };
+}
+
+const mbs = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MB`;
+
+// The collector is called before measuring, so the growth is this message's, not garbage left before it.
+v8.setFlagsFromString('--expose-gc');
+
 export function printInbound(f: InboundFigures): void {
   console.log(`inbound, ${f.dialect}, ${f.messages} messages (${(f.bytes / 1048576).toFixed(1)} MB) in Dovecot over XOAUTH2 (IMAPS):`);
   console.log(`  raw imapflow, source in one FETCH: ${f.raw.toFixed(0)} msgs/s`);
   console.log(`  juniper fetch (parse, store, \\Seen): ${f.juniper.toFixed(0)} msgs/s`);
+  console.log(`  memory: one ${mbs(f.big.bytes)} message fetched and stored: heap growth ${mbs(f.big.growth)}, ${(f.big.growth / f.big.bytes).toFixed(1)}x its size`);
   console.log(`ratio inbound ${f.dialect}: juniper/raw ${(f.juniper / f.raw).toFixed(2)}x`);
 }

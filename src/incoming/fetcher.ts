@@ -4,9 +4,11 @@
 //   2. open the folder; the first fetch, and the first after a UIDVALIDITY change (the old UIDs name nothing
 //      any more), start at the oldest unseen message (duplicates are recognised by their dedupe key);
 //   3. mark \Seen what an earlier run stored but could not mark (it died between commit and STORE);
-//   4. list the UIDs above the cursor and fetch them in batches (by count and bytes); each message is parsed,
-//      then stored and the cursor moved past its UID in ONE transaction; after the batch, \Seen is set on
-//      the stored UIDs and recorded as done.
+//   4. list the UIDs above the cursor and fetch them in batches (by count and bytes), streamed and read ahead
+//      (parsing starts as a message arrives); consecutive messages are stored in groups, each group with the
+//      cursor moved past its last UID in ONE transaction; a group that fails is stored again one message per
+//      transaction, so a failure stays the failing message's own; after the batch, \Seen is set on the
+//      stored UIDs and recorded as done.
 // Whatever fails for one message (parse, store, a database limit) quarantines it, with the error, in a
 // transaction that moves the cursor the same way; a message over mail.incoming.max_message_bytes is
 // quarantined from its header section, its body never downloaded. Only a failure of the connection or of the
@@ -20,7 +22,7 @@ import { AppError, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { headerSection, oversizeKey, rawKey } from '../mailbox/dedupe.js';
 import type { Ingest, IngestOutcome, IngestResult, QuarantineInput } from '../mailbox/ingest.js';
-import { parseMessage } from '../mailbox/parse.js';
+import { parseMessage, type ParseOutcome } from '../mailbox/parse.js';
 import { knownParameters, normaliseParameter } from '../settings/parameter-rules.js';
 import type { MailParameters } from '../settings/parameter-rules.js';
 import type { Parameters } from '../settings/parameters.js';
@@ -28,6 +30,7 @@ import { connectServer, type ConnectDeps } from './connect.js';
 import { batches, cursorStart, newStartUid } from './fetch-plan.js';
 import type { FolderStatus, MailboxReader } from './mailbox-reader.js';
 import { isLeaseLost, type IncomingServers } from './servers.js';
+import { readAhead } from './read-ahead.js';
 import { isDatabaseUnavailable } from './store-failure.js';
 
 export interface FetchCounts {
@@ -48,13 +51,15 @@ export interface FetchOptions {
   batchSize: number;
   /** A batch stops growing at this many bytes (one message always fits), so memory stays bounded. */
   batchBytes: number;
+  /** Messages stored per transaction (with one cursor move); a failing group is stored again one by one. */
+  groupSize: number;
   leaseMs: number;
   onProgress?: (p: FetchProgress) => void;
   /** Checked between messages: the run stops after the current one, with everything so far kept and marked. */
   signal?: AbortSignal;
 }
 
-export const defaultFetchOptions: FetchOptions = { batchSize: 50, batchBytes: 50 * 1024 * 1024, leaseMs: 5 * 60_000 };
+export const defaultFetchOptions: FetchOptions = { batchSize: 50, batchBytes: 50 * 1024 * 1024, groupSize: 25, leaseMs: 5 * 60_000 };
 
 export interface FetcherDeps extends ConnectDeps {
   db: Kysely<DB>;
@@ -172,33 +177,55 @@ export class IncomingFetcher {
       if (opts.signal?.aborted) break;
       const done: number[] = [];
       const expected = batch.uids;
+      let received = 0;
       let missing: number | undefined;
-      const messages = batch.oversize ? this.headersOnly(reader, expected, sizes) : this.whole(reader, expected);
-      for await (const msg of messages) {
-        // The cursor may pass only stored messages: a UID the server listed but did not return (expunged
-        // meanwhile, or a server fault) stops the run here; the next run lists the folder again.
-        if (expected[done.length] !== msg.uid) {
-          missing = expected[done.length];
-          break;
+      let group: Fetched[] = [];
+      const flush = async () => {
+        const taken = group;
+        group = [];
+        const results = await this.storeGroup(taken, { server, uidvalidity: status.uidValidity, params, cap, leaseMs: opts.leaseMs });
+        results.forEach((result, i) => {
+          const uid = taken[i]!.uid;
+          counts.fetched++;
+          counts[COUNTER[result.outcome]]++;
+          if (result.outcome === 'quarantined') log.warn({ op: 'incoming.quarantine', server: server.id, uid, message: result.messageId }, `message UID ${uid} quarantined: ${result.reason ?? 'it could not be parsed'}`);
+          done.push(uid);
+        });
+        if (results.length) progress();
+      };
+      const source = batch.oversize ? this.headersOnly(reader, expected, sizes) : this.whole(reader, expected, cap);
+      // Read ahead (and parse) while earlier messages are written, bounded like the batch itself.
+      try {
+        for await (const msg of readAhead(source, (m) => m.bytes.length, opts.groupSize * 2, opts.batchBytes)) {
+          // The cursor may pass only stored messages: a UID the server listed but did not return (expunged
+          // meanwhile, or a server fault) stops the run here; the next run lists the folder again.
+          if (expected[received] !== msg.uid) {
+            missing = expected[received];
+            break;
+          }
+          received++;
+          // A listed size below the cap does not prove the bytes are: the downloaded ones decide too.
+          if (msg.headersOnly || msg.size > cap) {
+            await flush();
+            group = [msg];
+            await flush();
+          } else {
+            group.push(msg);
+            if (group.length >= opts.groupSize) await flush();
+          }
+          if (opts.signal?.aborted) break;
         }
-        const ctx = { server, uid: msg.uid, uidvalidity: status.uidValidity, leaseMs: opts.leaseMs };
-        // A listed size below the cap does not prove the bytes are: the downloaded ones decide too.
-        const result =
-          msg.headersOnly || msg.size > cap
-            ? await this.quarantined(ctx, { raw: msg.headersOnly ? msg.bytes : headerSection(msg.bytes, OVERSIZE_HEADER_BYTES), size: msg.size, error: oversizeReason(msg.size, cap), oversize: true })
-            : await this.ingestOne(ctx, msg.bytes, params);
-        counts.fetched++;
-        counts[COUNTER[result.outcome]]++;
-        if (result.outcome === 'quarantined') log.warn({ op: 'incoming.quarantine', server: server.id, uid: msg.uid, message: result.messageId }, `message UID ${msg.uid} quarantined: ${result.reason ?? 'it could not be parsed'}`);
-        done.push(msg.uid);
-        progress();
-        if (opts.signal?.aborted) break;
+      } catch (err) {
+        // The messages that arrived whole before the connection failed are stored (not marked: the next run does).
+        if (group.length) await flush();
+        throw err;
       }
+      await flush();
       if (done.length) {
         await reader.markSeen(done);
         await servers.setSeenUid(server.id, this.owner, Math.max(...done));
       }
-      if (missing === undefined && done.length < expected.length && !opts.signal?.aborted) missing = expected[done.length];
+      if (missing === undefined && received < expected.length && !opts.signal?.aborted) missing = expected[received];
       if (missing !== undefined) {
         log.warn({ op: 'incoming.fetch', server: server.id, uid: missing }, `the server did not return message UID ${missing}; stopping before it, the next fetch tries again`);
         break;
@@ -207,8 +234,45 @@ export class IncomingFetcher {
     return counts;
   }
 
-  private async *whole(reader: MailboxReader, uids: number[]): AsyncIterable<Fetched> {
-    for await (const m of reader.fetch(uids)) yield { uid: m.uid, bytes: m.source, size: m.source.length, headersOnly: false };
+  /**
+   * Stores consecutive messages in one transaction that also moves the cursor to the last of them. When that
+   * fails for any reason, they are stored one by one as before, so only a message that fails by itself is
+   * quarantined and a database that is away stops the run before the first message it refuses.
+   */
+  private async storeGroup(group: Fetched[], run: { server: IncomingServer; uidvalidity: number; params: MailParameters; cap: number; leaseMs: number }): Promise<(IngestResult & { reason?: string })[]> {
+    const { server, uidvalidity, params, cap, leaseMs } = run;
+    const one = async (msg: Fetched) => {
+      const ctx = { server, uid: msg.uid, uidvalidity, leaseMs };
+      return msg.headersOnly || msg.size > cap
+        ? this.quarantined(ctx, { raw: msg.headersOnly ? msg.bytes : headerSection(msg.bytes, OVERSIZE_HEADER_BYTES), size: msg.size, error: oversizeReason(msg.size, cap), oversize: true })
+        : this.ingestOne(ctx, msg.bytes, params, await msg.parsed!);
+    };
+    if (group.length === 0) return [];
+    if (group.length === 1) return [await one(group[0]!)];
+    const parsed = await Promise.all(group.map((m) => m.parsed!));
+    try {
+      const last = group[group.length - 1]!.uid;
+      return await this.withCursor({ server, uid: last, uidvalidity, leaseMs }, async (trx) => {
+        const results = await this.deps.ingest.storeMany(
+          trx,
+          group.map((m, i) => ({ server, uid: m.uid, uidvalidity, raw: m.bytes, parsed: parsed[i]!, params })),
+        );
+        return results.map((r, i) => {
+          const p = parsed[i]!;
+          return r.outcome === 'quarantined' && !p.ok ? { ...r, reason: p.error } : r;
+        });
+      });
+    } catch (err) {
+      if (isLeaseLost(err)) throw err;
+      const results: (IngestResult & { reason?: string })[] = [];
+      for (const msg of group) results.push(await one(msg));
+      return results;
+    }
+  }
+
+  private async *whole(reader: MailboxReader, uids: number[], cap: number): AsyncIterable<Fetched> {
+    // Parsing starts as the message arrives (parseMessage never rejects): it overlaps the writes before it.
+    for await (const m of reader.fetch(uids)) yield { uid: m.uid, bytes: m.source, size: m.source.length, headersOnly: false, parsed: m.source.length > cap ? undefined : parseMessage(m.source) };
   }
 
   private async *headersOnly(reader: MailboxReader, uids: number[], sizes: ReadonlyMap<number, number>): AsyncIterable<Fetched> {
@@ -216,9 +280,8 @@ export class IncomingFetcher {
   }
 
   /** Parses and stores one message with the cursor; anything that fails for this message quarantines it. */
-  private async ingestOne(ctx: MessageContext, raw: Buffer, params: MailParameters): Promise<IngestResult & { reason?: string }> {
+  private async ingestOne(ctx: MessageContext, raw: Buffer, params: MailParameters, parsed: ParseOutcome): Promise<IngestResult & { reason?: string }> {
     try {
-      const parsed = await parseMessage(raw);
       const r = await this.withCursor(ctx, (trx) => this.deps.ingest.store(trx, { server: ctx.server, uid: ctx.uid, uidvalidity: ctx.uidvalidity, raw, parsed, params }));
       return r.outcome === 'quarantined' && !parsed.ok ? { ...r, reason: parsed.error } : r;
     } catch (err) {
@@ -259,7 +322,7 @@ export class IncomingFetcher {
     }
   }
 
-  private async withCursor(ctx: MessageContext, write: (trx: Kysely<DB>) => Promise<IngestResult>): Promise<IngestResult> {
+  private async withCursor<R extends IngestResult | IngestResult[]>(ctx: MessageContext, write: (trx: Kysely<DB>) => Promise<R>): Promise<R> {
     const { db, servers } = this.deps;
     return db.transaction().execute(async (trx) => {
       const r = await write(trx);
@@ -276,6 +339,8 @@ interface Fetched {
   /** The whole message's size (the IMAP size for a header-only fetch). */
   size: number;
   headersOnly: boolean;
+  /** Started on arrival, for a whole message under the cap. */
+  parsed?: Promise<ParseOutcome>;
 }
 
 interface MessageContext {

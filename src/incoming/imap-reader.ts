@@ -85,16 +85,14 @@ class ImapReader implements MailboxReader {
 
   async *fetch(uids: number[]): AsyncIterable<FetchedMessage> {
     if (uids.length === 0) return;
-    let rows;
+    // Streamed: the caller stores each message as it arrives. No other IMAP command may run until this
+    // generator is done (imapflow queues it behind the FETCH), so the caller marks \Seen after the batch.
+    // Responses come in sequence order, which is UID order.
     try {
-      // Collected first: no other IMAP command may run while a FETCH is streaming, and the caller writes
-      // each message to the database before it asks for anything else.
-      rows = await this.client.fetchAll(uidSet(uids), { uid: true, source: true }, { uid: true });
+      for await (const m of this.client.fetch(uidSet(uids), { uid: true, source: true }, { uid: true })) if (m.source) yield { uid: m.uid, source: m.source };
     } catch (err) {
       this.fail(err, 'fetch');
     }
-    rows.sort((a, b) => a.uid - b.uid);
-    for (const m of rows) if (m.source) yield { uid: m.uid, source: m.source };
   }
 
   async *fetchHeaders(uids: number[], maxBytes: number): AsyncIterable<FetchedHeaders> {

@@ -71,6 +71,51 @@ for (const dialect of dialects) {
       assert.equal(huge.outcome, 'stored');
     });
 
+    it('stores a group as one message after the other would: threads, duplicates and quarantine within the group, ids in order', async () => {
+      const server = await addServer(database.db, `group-${dialect}`);
+      const earlier = mail('<earlier@group.test>');
+      const stored = await store({ server, uid: 1, raw: earlier, parsed: await parseMessage(earlier) });
+      const pdf = Buffer.from('%PDF-1.4 group\n%%EOF\n');
+      const withPdf = Buffer.concat([
+        Buffer.from(['From: a@client.test', 'To: b@example.test', 'Subject: pdf', 'Message-ID: <pdf@group.test>', 'Content-Type: multipart/mixed; boundary="b"', '', '--b', 'Content-Type: text/plain', '', 'See it.', '--b', 'Content-Type: application/pdf; name="a.pdf"', 'Content-Transfer-Encoding: base64', '', pdf.toString('base64'), '--b', 'Content-Type: application/pdf; name="b.pdf"', 'Content-Transfer-Encoding: base64', '', pdf.toString('base64'), '--b--', ''].join('\r\n')),
+      ]);
+      const raws = [
+        mail('<a@group.test>'),
+        mail('<b@group.test>', ['In-Reply-To: <a@group.test>', 'Subject: Re: test']),
+        mail('<a@group.test>', [], 'the same Message-ID again'),
+        Buffer.from('\u0000\u0001 not mail'),
+        mail('<c@group.test>', ['References: <earlier@group.test>']),
+        withPdf,
+        mail('<d@group.test>', ['References: <b@group.test>']),
+      ];
+      const inputs = await Promise.all(raws.map(async (raw, i) => ({ server, uid: 10 + i, uidvalidity: 1, raw, parsed: await parseMessage(raw), params })));
+      const results = await database.db.transaction().execute((trx) => ingest.storeMany(trx, inputs));
+      assert.deepEqual(results.map((r) => r.outcome), ['stored', 'stored', 'duplicate', 'quarantined', 'stored', 'stored', 'stored']);
+      assert.equal(results[2]!.messageId, results[0]!.messageId, 'a duplicate within the group names the first');
+      const storedIds = results.filter((r) => r.outcome === 'stored').map((r) => r.messageId);
+      assert.deepEqual([...storedIds].sort((x, y) => x - y), storedIds, 'ids follow the order of the group');
+      const rows = await database.db.selectFrom('messages').select(['id', 'uid', 'thread_id', 'message_id', 'quarantined']).where('server_id', '=', server.id).orderBy('id').execute();
+      const byUid = new Map(rows.map((r) => [Number(r.uid), r]));
+      for (const [i, r] of results.entries()) if (r.outcome !== 'duplicate') assert.equal(byUid.get(10 + i)?.id, r.messageId, `UID ${10 + i} has the id it was given`);
+      const thread = (uid: number) => byUid.get(uid)!.thread_id;
+      assert.equal(thread(11), thread(10), 'a reply to a message earlier in the group joins its new thread');
+      assert.equal(thread(16), thread(10), 'and so does a reply to the reply');
+      assert.equal(thread(14), (await database.db.selectFrom('messages').select('thread_id').where('id', '=', stored.messageId).executeTakeFirstOrThrow()).thread_id, 'a reference to a stored message joins its thread');
+      assert.notEqual(thread(15), thread(10));
+      assert.equal(byUid.get(13)!.quarantined, 1);
+      const subjects = await database.db.selectFrom('threads').select(['id', 'subject']).where('id', 'in', [thread(10)!, thread(15)!]).execute();
+      assert.deepEqual(subjects.map((t) => t.subject).sort(), ['pdf', 'test']);
+      const attachments = await database.db.selectFrom('message_attachments').select(['position', 'filename', 'size', 'blob_sha256']).where('message_id', '=', results[5]!.messageId).orderBy('position').execute();
+      assert.deepEqual(attachments.map((a) => [a.position, a.filename, a.size]), [[0, 'a.pdf', pdf.length], [1, 'b.pdf', pdf.length]]);
+      assert.equal(attachments[0]!.blob_sha256, attachments[1]!.blob_sha256, 'the same bytes are one blob');
+      assert.ok(attachments[0]!.blob_sha256);
+      assert.equal((await new BlobStore(database.db).get(attachments[0]!.blob_sha256)).toString(), pdf.toString());
+
+      const again = await database.db.transaction().execute((trx) => ingest.storeMany(trx, inputs.map((input, i) => ({ ...input, uid: 20 + i }))));
+      assert.deepEqual(again.map((r) => r.outcome), Array(inputs.length).fill('duplicate'), 'the whole group again: every message a duplicate');
+      assert.deepEqual(again.map((r) => r.messageId), results.map((r) => r.messageId));
+    });
+
     it('quarantines with the bytes, or minimally with the headers as text; a second copy is a duplicate', async () => {
       const server = await addServer(database.db, `q-${dialect}`);
       const raw = mail('<q@client.test>', ['X-Bad: \u0000nul'], 'body');

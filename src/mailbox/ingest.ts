@@ -58,68 +58,152 @@ export class Ingest {
 
   /** `trx` must be a transaction: the message, its attachments and its thread are written together. */
   async store(trx: Kysely<DB>, input: IngestInput): Promise<IngestResult> {
-    const { server, raw, parsed } = input;
-    const now = Date.now();
-    const dedupeKey = dedupeKeyOf(parsed.ok ? parsed.message.messageId : null, raw);
-    // The same bytes count too: after a UIDVALIDITY reset a message quarantined earlier comes again.
-    const existing = await this.existing(trx, server.id, [dedupeKey, rawKey(raw)]);
-    if (existing) return { outcome: 'duplicate', messageId: existing };
-    if (!parsed.ok) return this.insertQuarantine(trx, { ...input, error: parsed.error, key: rawKey(raw) }, now);
+    return (await this.storeMany(trx, [input]))[0]!;
+  }
 
-    const base = { server_id: server.id, direction: 'in' as const, dedupe_key: dedupeKey, uid: input.uid, uidvalidity: input.uidvalidity, size: raw.length, created_at: now };
-    const m = parsed.message;
-    const bounce = bounceEvidence(m, bounceAddress(input.params));
-    const bounced = bounce ? await this.findOutgoing(trx, bounce.candidates.slice(0, MAX_THREAD_CANDIDATES), server.owner_user_id) : undefined;
-    if (bounced && bounce) {
+  /**
+   * Stores messages of one server on one transaction, in order, as `store` would one after the other, but with
+   * the lookups (dedupe keys, thread candidates, sent mails) read once for the whole group. A failure fails the
+   * group: the caller rolls back and stores its messages one by one, so only the bad one is quarantined.
+   */
+  async storeMany(trx: Kysely<DB>, inputs: readonly IngestInput[]): Promise<IngestResult[]> {
+    if (inputs.length === 0) return [];
+    const server = inputs[0]!.server;
+    if (inputs.some((i) => i.server.id !== server.id)) throw new Error('storeMany: one server per group');
+    const plans = inputs.map((input) => plan(input));
+    const group = new Lookups();
+    for (const row of await this.inChunks([...new Set(plans.flatMap((p) => p.keys))], (keys) =>
+      trx.selectFrom('messages').select(['id', 'dedupe_key']).where('server_id', '=', server.id).where('dedupe_key', 'in', keys).execute(),
+    )) {
+      group.addId(row.dedupe_key, { id: row.id });
+    }
+    // Threads only for what is not already stored: a re-fetched mailbox reads nothing more than its dedupe keys.
+    const fresh = plans.filter((p) => p.message && group.existing(p.keys) === undefined);
+    const candidates = [...new Set(fresh.flatMap((p) => p.threadCandidates))];
+    for (const row of await this.inChunks(candidates, (ids) => this.threadRows(trx, ids, server.owner_user_id).execute())) {
+      if (row.message_id && row.thread_id) group.addThread(row.message_id, { id: row.thread_id });
+    }
+    const outgoing = [...new Set([...fresh.flatMap((p) => p.bounceCandidates), ...candidates.filter((id) => !group.threads.has(id))])];
+    for (const row of await this.inChunks(outgoing, (ids) => this.outgoingRows(trx, ids, server.owner_user_id).execute())) group.sent.set(row.message_id, row);
+
+    // First pass in order: duplicates, quarantine, bounces and each message's thread (known, or one made below);
+    // then the new threads, the messages, their blobs and attachments, each in one statement for the group.
+    const now = Date.now();
+    const outcomes: { outcome: IngestOutcome; ref: Ref; bouncedMailId?: number }[] = [];
+    const rows: { p: Plan; m: ParsedMessage; ref: Ref; thread: Ref; bounced: OutgoingMail | undefined }[] = [];
+    const newThreads: { ref: Ref; subject: string }[] = [];
+    for (const p of plans) {
+      // The same bytes count too: after a UIDVALIDITY reset a message quarantined earlier comes again.
+      const existing = group.existing(p.keys);
+      if (existing) {
+        outcomes.push({ outcome: 'duplicate', ref: existing });
+        continue;
+      }
+      const m = p.message;
+      if (!m) {
+        const q = await this.insertQuarantine(trx, { ...p.input, error: p.input.parsed.ok ? '' : p.input.parsed.error, key: p.rawKey }, now);
+        const ref = { id: q.messageId };
+        group.addId(p.rawKey, ref);
+        outcomes.push({ outcome: 'quarantined', ref });
+        continue;
+      }
+      const bounced = p.bounce ? group.firstSent(p.bounceCandidates) : undefined;
+      if (bounced && p.bounce) {
+        const bouncedAt = bounced.bounced_at ?? now;
+        await trx.updateTable('outgoing_mails').set({ bounced_at: bouncedAt, bounce_reason: p.bounce.reason, updated_at: now }).where('id', '=', bounced.id).execute();
+        bounced.bounced_at = bouncedAt;
+      }
+      const thread = await this.threadFor(trx, p.threadCandidates, group, now);
+      if (thread.id === undefined && !newThreads.some((t) => t.ref === thread)) newThreads.push({ ref: thread, subject: m.subject });
+      const ref: Ref = { id: undefined };
+      group.addId(p.dedupeKey, ref);
+      if (m.messageId) group.addThread(m.messageId, thread);
+      rows.push({ p, m, ref, thread, bounced });
+      outcomes.push({ outcome: 'stored', ref, ...(bounced ? { bouncedMailId: bounced.id } : {}) });
+    }
+
+    const threadIds = await this.insertIds(newThreads, (chunk) =>
+      trx
+        .insertInto('threads')
+        .values(chunk.map((t) => ({ subject: threadSubject(t.subject), last_message_at: now, created_at: now })))
+        .returning('id')
+        .execute(),
+    );
+    newThreads.forEach((t, i) => (t.ref.id = threadIds[i]));
+
+    const blobs = [
+      ...(server.keep_original === 1 ? rows.map((r) => r.p.input.raw) : []),
+      ...(server.keep_attachments === 1 ? rows.flatMap((r) => r.m.attachments.map((a) => a.content)) : []),
+    ];
+    const shas = new Map<Buffer, string>();
+    if (blobs.length) (await this.blobs.putMany(blobs, trx)).forEach((sha, i) => shas.set(blobs[i]!, sha));
+    const messageIds = await this.insertIds(
+      rows,
+      (chunk) =>
+        trx
+          .insertInto('messages')
+          .values(
+            chunk.map(({ p, m, thread, bounced }) => ({
+              server_id: server.id,
+              direction: 'in' as const,
+              dedupe_key: p.dedupeKey,
+              uid: p.input.uid,
+              uidvalidity: p.input.uidvalidity,
+              size: p.input.raw.length,
+              created_at: now,
+              outgoing_mail_id: null,
+              message_id: m.messageId,
+              in_reply_to: m.inReplyTo,
+              references_ids: m.references.length ? JSON.stringify(m.references) : null,
+              thread_id: thread.id!,
+              mailbox: mailboxAlias(m.recipientAddresses, p.input.params.catchallDomain),
+              from_header: m.from,
+              to_addrs: JSON.stringify(m.to),
+              cc_addrs: JSON.stringify(m.cc),
+              subject: m.subject,
+              sent_at: m.date,
+              text_body: m.text,
+              html_body: m.html,
+              raw_sha256: server.keep_original === 1 ? shas.get(p.input.raw)! : null,
+              quarantined: 0,
+              parse_error: null,
+              is_bounce: p.bounce ? 1 : 0,
+              bounced_mail_id: bounced?.id ?? null,
+            })),
+          )
+          .returning('id')
+          .execute(),
+      100,
+    );
+    rows.forEach((r, i) => (r.ref.id = messageIds[i]));
+    const attachments = rows.flatMap((r) =>
+      r.m.attachments.map((a, position) => ({ message_id: r.ref.id!, position, filename: a.filename, content_type: a.contentType, content_id: a.contentId, size: a.content.length, blob_sha256: server.keep_attachments === 1 ? shas.get(a.content)! : null })),
+    );
+    await this.inChunks(attachments, (chunk) => trx.insertInto('message_attachments').values(chunk).execute(), 500);
+    if (group.touched.size) {
       await trx
-        .updateTable('outgoing_mails')
-        .set({ bounced_at: bounced.bounced_at ?? now, bounce_reason: bounce.reason, updated_at: now })
-        .where('id', '=', bounced.id)
+        .updateTable('threads')
+        .set({ last_message_at: now })
+        .where('id', 'in', [...group.touched])
         .execute();
     }
-    const threadId = await this.threadFor(trx, m, bounce?.candidates ?? [], server.owner_user_id, now);
-    const row = await trx
-      .insertInto('messages')
-      .values({
-        ...base,
-        outgoing_mail_id: null,
-        message_id: m.messageId,
-        in_reply_to: m.inReplyTo,
-        references_ids: m.references.length ? JSON.stringify(m.references) : null,
-        thread_id: threadId,
-        mailbox: mailboxAlias(m.recipientAddresses, input.params.catchallDomain),
-        from_header: m.from,
-        to_addrs: JSON.stringify(m.to),
-        cc_addrs: JSON.stringify(m.cc),
-        subject: m.subject,
-        sent_at: m.date,
-        text_body: m.text,
-        html_body: m.html,
-        raw_sha256: server.keep_original === 1 ? await this.blobs.put(raw, trx) : null,
-        quarantined: 0,
-        parse_error: null,
-        is_bounce: bounce ? 1 : 0,
-        bounced_mail_id: bounced?.id ?? null,
-      })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    let position = 0;
-    for (const a of m.attachments) {
-      await trx
-        .insertInto('message_attachments')
-        .values({
-          message_id: row.id,
-          position: position++,
-          filename: a.filename,
-          content_type: a.contentType,
-          content_id: a.contentId,
-          size: a.content.length,
-          blob_sha256: server.keep_attachments === 1 ? await this.blobs.put(a.content, trx) : null,
-        })
-        .execute();
+    return outcomes.map((o) => ({ outcome: o.outcome, messageId: o.ref.id!, ...(o.bouncedMailId !== undefined ? { bouncedMailId: o.bouncedMailId } : {}) }));
+  }
+
+  /**
+   * Inserts rows in slices and returns their new ids in the order of `items`. Both databases number the rows of
+   * one INSERT … VALUES in the order given (a sequence or the rowid, counting up), whatever order RETURNING
+   * lists them in, so the ids sorted are the rows in order.
+   */
+  private async insertIds<T>(items: readonly T[], insert: (chunk: T[]) => Promise<{ id: number }[]>, size = 500): Promise<number[]> {
+    const ids: number[] = [];
+    for (let i = 0; i < items.length; i += size) {
+      const chunk = items.slice(i, i + size);
+      const returned = (await insert(chunk)).map((r) => Number(r.id)).sort((x, y) => x - y);
+      if (returned.length !== chunk.length) throw new Error(`insert returned ${returned.length} ids for ${chunk.length} rows`);
+      ids.push(...returned);
     }
-    await trx.updateTable('threads').set({ last_message_at: now }).where('id', '=', threadId).execute();
-    return { outcome: 'stored', messageId: row.id, ...(bounced ? { bouncedMailId: bounced.id } : {}) };
+    return ids;
   }
 
   /**
@@ -210,42 +294,53 @@ export class Ingest {
     return row?.id;
   }
 
-  /**
-   * The first candidate Message-ID that names an outgoing mail. On a personal server only the owner's own
-   * mails: a user's mailbox must not be able to mark other people's mail bounced.
-   */
-  private async findOutgoing(trx: Kysely<DB>, candidates: string[], ownerUserId: number | null): Promise<OutgoingMail | undefined> {
-    if (candidates.length === 0) return undefined;
-    let q = trx.selectFrom('outgoing_mails').selectAll().where('message_id', 'in', candidates);
-    if (ownerUserId !== null) q = q.where('created_by_user_id', '=', ownerUserId);
-    const rows = await q.execute();
-    return candidates.map((id) => rows.find((r) => r.message_id === id)).find((r) => r !== undefined);
+  /** Messages with a thread among these Message-IDs, on a personal server only those its owner can see. */
+  private threadRows(trx: Kysely<DB>, ids: string[], ownerUserId: number | null) {
+    let q = trx.selectFrom('messages').select(['message_id', 'thread_id']).where('message_id', 'in', ids).where('thread_id', 'is not', null);
+    // A personal mailbox joins only threads its owner can see (their servers' messages and mails they sent):
+    // a reply must not pull someone else's conversation, or its subject, into a user's view.
+    if (ownerUserId !== null) {
+      q = q.where((eb) =>
+        eb.or([
+          eb('server_id', 'in', eb.selectFrom('incoming_servers').select('id').where('owner_user_id', '=', ownerUserId)),
+          eb('outgoing_mail_id', 'in', eb.selectFrom('outgoing_mails').select('id').where('created_by_user_id', '=', ownerUserId)),
+        ]),
+      );
+    }
+    return q;
   }
 
-  /** The thread of the nearest stored or sent message this one refers to, else a new thread. */
-  private async threadFor(trx: Kysely<DB>, m: ParsedMessage, extra: string[], ownerUserId: number | null, now: number): Promise<number> {
-    // Its own Message-ID last: a copy of a message already stored from another mailbox (or of a mail Juniper
-    // sent, arriving in a mailbox it fetches) belongs to the same conversation.
-    const candidates = [...new Set([...threadCandidates(m).slice(0, MAX_THREAD_CANDIDATES), ...extra.slice(0, MAX_THREAD_CANDIDATES), ...(m.messageId ? [m.messageId] : [])])];
-    if (candidates.length > 0) {
-      let q = trx.selectFrom('messages').select(['message_id', 'thread_id']).where('message_id', 'in', candidates).where('thread_id', 'is not', null);
-      // A personal mailbox joins only threads its owner can see (their servers' messages and mails they sent):
-      // a reply must not pull someone else's conversation, or its subject, into a user's view.
-      if (ownerUserId !== null) {
-        q = q.where((eb) =>
-          eb.or([
-            eb('server_id', 'in', eb.selectFrom('incoming_servers').select('id').where('owner_user_id', '=', ownerUserId)),
-            eb('outgoing_mail_id', 'in', eb.selectFrom('outgoing_mails').select('id').where('created_by_user_id', '=', ownerUserId)),
-          ]),
-        );
-      }
-      const stored = await q.execute();
-      const hit = candidates.map((id) => stored.find((r) => r.message_id === id)).find((r) => r !== undefined);
-      if (hit?.thread_id) return hit.thread_id;
-      const sent = await this.findOutgoing(trx, candidates, ownerUserId);
-      if (sent) return this.threadOfSent(trx, sent, now);
+  /** Outgoing mails with these Message-IDs. On a personal server only the owner's own: a user's mailbox must not be able to mark other people's mail bounced. */
+  private outgoingRows(trx: Kysely<DB>, ids: string[], ownerUserId: number | null) {
+    let q = trx.selectFrom('outgoing_mails').selectAll().where('message_id', 'in', ids);
+    if (ownerUserId !== null) q = q.where('created_by_user_id', '=', ownerUserId);
+    return q;
+  }
+
+  /** Runs `query` on slices of `items`: hostile messages must not push a statement past the bind-parameter limit. */
+  private async inChunks<T, R>(items: readonly T[], query: (chunk: T[]) => Promise<R[]>, size = 1000): Promise<R[]> {
+    const out: R[] = [];
+    for (let i = 0; i < items.length; i += size) out.push(...(await query(items.slice(i, i + size))));
+    return out;
+  }
+
+  /** The thread of the nearest stored or sent message this one refers to, else a new one (its id set when the group writes it). */
+  private async threadFor(trx: Kysely<DB>, candidates: string[], group: Lookups, now: number): Promise<Ref> {
+    const hit = candidates.find((id) => group.threads.has(id));
+    if (hit !== undefined) {
+      const thread = group.threads.get(hit)!;
+      // A thread made in this group already has this group's time.
+      if (thread.id !== undefined) group.touched.add(thread.id);
+      return thread;
     }
-    return this.newThread(trx, m.subject, now);
+    const sent = group.firstSent(candidates);
+    if (sent) {
+      const thread = { id: await this.threadOfSent(trx, sent, now) };
+      group.addThread(sent.message_id, thread);
+      group.touched.add(thread.id);
+      return thread;
+    }
+    return { id: undefined };
   }
 
   /** A mail Juniper sent enters the messages table (direction 'out') when the first reply threads onto it. */
@@ -284,8 +379,11 @@ export class Ingest {
       .returning('id')
       .executeTakeFirstOrThrow();
     const attachments = await trx.selectFrom('outgoing_attachments').innerJoin('blobs', 'blobs.sha256', 'outgoing_attachments.blob_sha256').select(['position', 'filename', 'content_type', 'content_id', 'blob_sha256', 'blobs.size']).where('mail_id', '=', mail.id).orderBy('position').execute();
-    for (const a of attachments) {
-      await trx.insertInto('message_attachments').values({ message_id: row.id, position: a.position, filename: a.filename, content_type: a.content_type, content_id: a.content_id, size: a.size, blob_sha256: a.blob_sha256 }).execute();
+    if (attachments.length) {
+      await trx
+        .insertInto('message_attachments')
+        .values(attachments.map((a) => ({ message_id: row.id, position: a.position, filename: a.filename, content_type: a.content_type, content_id: a.content_id, size: a.size, blob_sha256: a.blob_sha256 })))
+        .execute();
     }
     return threadId;
   }
@@ -293,5 +391,67 @@ export class Ingest {
   private async newThread(trx: Kysely<DB>, subject: string, now: number): Promise<number> {
     const row = await trx.insertInto('threads').values({ subject: threadSubject(subject), last_message_at: now, created_at: now }).returning('id').executeTakeFirstOrThrow();
     return row.id;
+  }
+}
+
+/** What storing one message needs to look up, worked out before the group's lookups run. */
+interface Plan {
+  input: IngestInput;
+  message: ParsedMessage | undefined;
+  dedupeKey: string;
+  rawKey: string;
+  keys: string[];
+  bounce: ReturnType<typeof bounceEvidence>;
+  bounceCandidates: string[];
+  /** In-Reply-To and the newest References, the bounce's evidence, then its own Message-ID. */
+  threadCandidates: string[];
+}
+
+function plan(input: IngestInput): Plan {
+  const m = input.parsed.ok ? input.parsed.message : undefined;
+  const raw = rawKey(input.raw);
+  const dedupeKey = dedupeKeyOf(m ? m.messageId : null, input.raw);
+  const bounce = m ? bounceEvidence(m, bounceAddress(input.params)) : undefined;
+  const extra = bounce?.candidates ?? [];
+  // Its own Message-ID last: a copy of a message already stored from another mailbox (or of a mail Juniper
+  // sent, arriving in a mailbox it fetches) belongs to the same conversation.
+  const threadIds = m ? [...new Set([...threadCandidates(m).slice(0, MAX_THREAD_CANDIDATES), ...extra.slice(0, MAX_THREAD_CANDIDATES), ...(m.messageId ? [m.messageId] : [])])] : [];
+  return { input, message: m, dedupeKey, rawKey: raw, keys: m ? [...new Set([dedupeKey, raw])] : [raw], bounce, bounceCandidates: extra.slice(0, MAX_THREAD_CANDIDATES), threadCandidates: threadIds };
+}
+
+/** A row's id, known once the group has written it. */
+interface Ref {
+  id: number | undefined;
+}
+
+/** The group's view of the database, kept current as its messages are planned. */
+class Lookups {
+  /** Dedupe key → the stored message with it (the lowest id), or one this group writes. */
+  private readonly ids = new Map<string, Ref>();
+  /** Message-ID → the thread of a message with it (stored before, or earlier in the group). */
+  readonly threads = new Map<string, Ref>();
+  /** Message-ID → the outgoing mail with it. */
+  readonly sent = new Map<string, OutgoingMail>();
+  /** Existing threads that got a message: their last_message_at moves once, at the end of the group. */
+  readonly touched = new Set<number>();
+
+  addId(key: string, ref: Ref): void {
+    const known = this.ids.get(key);
+    if (known === undefined || (ref.id !== undefined && (known.id === undefined || ref.id < known.id))) this.ids.set(key, ref);
+  }
+
+  /** The stored message with one of these keys (the lowest id), else one written earlier in this group. */
+  existing(keys: readonly string[]): Ref | undefined {
+    const refs = keys.map((k) => this.ids.get(k)).filter((r): r is Ref => r !== undefined);
+    const stored = refs.filter((r) => r.id !== undefined).sort((x, y) => x.id! - y.id!);
+    return stored[0] ?? refs[0];
+  }
+
+  addThread(messageId: string, thread: Ref): void {
+    if (!this.threads.has(messageId)) this.threads.set(messageId, thread);
+  }
+
+  firstSent(candidates: readonly string[]): OutgoingMail | undefined {
+    return candidates.map((id) => this.sent.get(id)).find((r) => r !== undefined);
   }
 }

@@ -129,8 +129,12 @@ const PARSE_OPTIONS = {
   keepDeliveryStatus: true,
   ignoreEmbedded: true,
   keepCidLinks: true,
+  // Juniper shows the text and the HTML as sent: no text made into HTML, no image links rewritten. HTML is
+  // still made into text when a message has no text part, because the API's `text` is what integrations read.
   skipTextToHtml: true,
   skipImageLinks: true,
+  // Attachments are hashed once, with SHA-256, by the blob store: mailparser's MD5 of each would be a second pass.
+  checksumAlgo: false,
 } as const;
 
 async function embeddedMessageId(content: Buffer): Promise<string | null> {

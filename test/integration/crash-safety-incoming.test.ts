@@ -14,7 +14,9 @@ import { startDovecot, type Dovecot } from '../peers/dovecot.js';
 import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
 
 const PASSWORD = 'imap-secret';
-const MESSAGES = 500;
+// Messages are stored in groups of up to 25 per transaction, so a run stores at least one group before its
+// kill: 1,000 leave the tenth kill still mid-fetch.
+const MESSAGES = 1000;
 const KILLS = 10;
 const mailbox = (dialect: string) => `crash-fetch-${dialect}@example.test`;
 

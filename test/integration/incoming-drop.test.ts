@@ -119,11 +119,15 @@ for (const dialect of dialects) {
 
       const storedUids = async () => (await t.app.database.db.selectFrom('messages').select('uid').where('server_id', '=', id).orderBy('uid').execute()).map((r) => Number(r.uid));
       const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
-      assert.deepEqual(await storedUids(), range(1, 10), 'the first batch is stored, nothing of the second');
+      // The batch is streamed: what of the second batch arrived whole before the cut (UID 15) may be stored,
+      // but it is not \Seen, because \Seen follows the whole batch.
+      const kept = await storedUids();
+      assert.deepEqual(kept, range(1, kept.length), 'a run of UIDs from the first, nothing skipped');
+      assert.ok(kept.length >= 10 && kept.length < 15, `the first batch is stored, nothing from the cut on (${kept.length} stored)`);
       const seen = await seenByUid(dovecot, user, PASSWORD);
-      assert.deepEqual([...seen].filter(([, s]) => s).map(([uid]) => uid), range(1, 10), 'only stored messages are \\Seen');
+      assert.deepEqual([...seen].filter(([, s]) => s).map(([uid]) => uid), range(1, 10), 'only the batch the run finished is \\Seen');
 
-      assert.deepEqual(await fetchNow(id), { fetched: 20, stored: 20, duplicates: 0, quarantined: 0 }, 'the next run fetches the rest exactly once');
+      assert.deepEqual(await fetchNow(id), { fetched: 30 - kept.length, stored: 30 - kept.length, duplicates: 0, quarantined: 0 }, 'the next run fetches the rest exactly once');
       assert.deepEqual(await storedUids(), range(1, 30));
       assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean));
       assert.equal((await api('GET', `/api/v1/incoming-servers/${id}`)).body.lastError, null);

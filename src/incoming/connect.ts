@@ -12,6 +12,8 @@ export interface ConnectDeps {
   password: (server: IncomingServer) => string | null;
   tokens: TokenProvider | undefined;
   connect: ConnectReader;
+  /** The incoming size cap, for the IMAP parser's limits (fetching passes it; Test & Confirm reads no message). */
+  maxMessageBytes?: number;
 }
 
 export function imapEndpoint(server: IncomingServer): ImapEndpoint {
@@ -30,7 +32,11 @@ export async function connectServer(server: IncomingServer, deps: ConnectDeps & 
     if (err instanceof HostLookupError) throw new ImapFailure('connect', `${err.message} Check the host name of incoming server "${server.name}" (id ${server.id}).`, { cause: err });
     throw err;
   }
-  const endpoint = target ? { ...imapEndpoint(server), connectAddress: target.address } : imapEndpoint(server);
+  const endpoint: ImapEndpoint = {
+    ...imapEndpoint(server),
+    ...(target ? { connectAddress: target.address } : {}),
+    ...(deps.maxMessageBytes ? { maxMessageBytes: deps.maxMessageBytes } : {}),
+  };
   if (!server.username) {
     throw new AppError('JUNIPER_ERR_SERVER_CREDENTIALS', `Incoming server "${server.name}" (id ${server.id}) has no username: set the mailbox address.`);
   }

@@ -122,7 +122,7 @@ export class IncomingFetcher {
     }
     const started = this.now();
     try {
-      const reader = await connectServer(server, this.deps);
+      const reader = await connectServer(server, { ...this.deps, maxMessageBytes: await incomingSizeCap(this.deps.parameters) });
       let counts: FetchCounts;
       try {
         counts = await this.drain(server, reader, await reader.open(server.folder), opts);

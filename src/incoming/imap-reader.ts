@@ -32,7 +32,16 @@ export function imapClientOptions(endpoint: ImapEndpoint, credentials: ImapCrede
     greetingTimeout: timeouts.greetingMs,
     socketTimeout: timeouts.socketMs,
     clientInfo: { name: 'Juniper' },
+    ...(endpoint.maxMessageBytes ? parserLimits(endpoint.maxMessageBytes) : {}),
   };
+}
+
+/** Room for the response framing (FETCH line, flags, UID) around a message of the largest allowed size. */
+const FRAMING_BYTES = 1024 * 1024;
+
+/** imapflow's parser limits for a size cap: its defaults (1 GB literals, 2 GB responses) let one reply fill memory. */
+export function parserLimits(maxMessageBytes: number): { maxLiteralSize: number; maxResponseSize: number } {
+  return { maxLiteralSize: maxMessageBytes + FRAMING_BYTES, maxResponseSize: maxMessageBytes + 2 * FRAMING_BYTES };
 }
 
 class ImapReader implements MailboxReader {

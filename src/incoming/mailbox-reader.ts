@@ -9,6 +9,11 @@ export interface ImapEndpoint {
   allowSelfSigned: boolean;
   /** The checked address to open the socket to instead of `host` (host-guard.ts); TLS still verifies `host`. */
   connectAddress?: string;
+  /**
+   * The incoming size cap: the IMAP parser refuses any literal or response beyond it (plus framing), so a server
+   * that announces a small size and then streams gigabytes cannot exhaust the worker's memory.
+   */
+  maxMessageBytes?: number;
 }
 
 export type ImapCredentials = { kind: 'password'; user: string; pass: string } | { kind: 'oauth2'; user: string; accessToken: string };

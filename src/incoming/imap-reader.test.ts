@@ -1,0 +1,19 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DEFAULT_IMAP_TIMEOUTS, imapClientOptions, parserLimits } from './imap-reader.js';
+
+const endpoint = { serverId: 1, name: 'box', host: 'imap.example.com', port: 993, security: 'ssl' as const, allowSelfSigned: false };
+const credentials = { kind: 'password' as const, user: 'u', pass: 'p' };
+
+describe('imapClientOptions: the IMAP parser is bounded by the incoming size cap', () => {
+  it('a fetch passes the cap: literals and responses beyond it (plus framing) are refused by the parser', () => {
+    const o = imapClientOptions({ ...endpoint, maxMessageBytes: 40 * 1024 * 1024 }, credentials, DEFAULT_IMAP_TIMEOUTS) as { maxLiteralSize?: number; maxResponseSize?: number };
+    assert.deepEqual({ maxLiteralSize: o.maxLiteralSize, maxResponseSize: o.maxResponseSize }, parserLimits(40 * 1024 * 1024));
+    assert.ok(o.maxLiteralSize! > 40 * 1024 * 1024 && o.maxLiteralSize! < 50 * 1024 * 1024, 'room for a message of exactly the cap, not for gigabytes');
+    assert.ok(o.maxResponseSize! > o.maxLiteralSize!, 'imapflow needs the response limit above the literal limit');
+  });
+  it('without a cap (Test & Confirm reads no message) imapflow keeps its own limits', () => {
+    const o = imapClientOptions(endpoint, credentials, DEFAULT_IMAP_TIMEOUTS) as Record<string, unknown>;
+    assert.equal('maxLiteralSize' in o, false);
+  });
+});

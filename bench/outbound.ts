@@ -9,10 +9,8 @@ import { cliActor } from '../src/audit/audit-log.js';
 import type { DialectName } from '../src/db/database.js';
 import { testDispatcher } from '../test/helpers/outgoing.js';
 import { createWorkers } from '../src/worker/workers.js';
-import { percentile, secondsSince, startOutlookBench, until, type OutlookBench } from './outlook-setup.js';
+import { CONNECTIONS_PER_SERVER, percentile, secondsSince, startOutlookBench, until, type OutlookBench } from './outlook-setup.js';
 
-/** Connections Juniper's pool opens per server (smtp-transport's default); the raw baseline gets as many. */
-const CONNECTIONS_PER_SERVER = 2;
 
 export interface OutboundFigures {
   dialect: DialectName;
@@ -63,9 +61,13 @@ async function juniperRun(b: OutlookBench, n: number): Promise<number> {
   const { outbox, queue } = b.t.app.services;
   for (let i = 0; i < n; i++) await outbox.enqueue(mailFor(b, i), null, cliActor);
   const before = b.sink.messages.length;
+  const sentBefore = (await queue.countByState()).sent;
   const d = testDispatcher(b.t.app, 'bench');
   const start = process.hrtime.bigint();
-  await d.drain();
+  // The dispatcher's own loop, as `juniper worker` runs it (pipelined claiming), until every mail is recorded.
+  d.dispatcher.start();
+  await until(async () => b.sink.messages.length - before >= n, `${n} mails at the sink`, 600_000, 5);
+  await until(async () => (await queue.countByState()).sent >= sentBefore + n, `${n} mails recorded as sent`, 600_000, 5);
   const seconds = secondsSince(start);
   await d.close();
   const sent = b.sink.messages.length - before;

@@ -4,6 +4,7 @@
 //   npm run bench                 full size (10,000 mails and 5,000 incoming messages per database)
 //   npm run bench -- --quick      a small version of each, to prove the benchmark code works (npm test runs it)
 //   N=2000 INBOUND=1000 npm run bench   other numbers of outgoing mails and incoming messages
+//   ONLY=outbound npm run bench   one benchmark (outbound, inbound or routing); DIALECTS=sqlite one database
 // PostgreSQL: JUNIPER_TEST_PG_URL if set (npm test sets it), else a private throw-away cluster started here.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -16,6 +17,9 @@ import { outbound, printOutbound } from './outbound.js';
 const quick = process.argv.includes('--quick');
 const N = Number(process.env.N ?? (quick ? 100 : 10_000));
 const INBOUND = Number(process.env.INBOUND ?? (quick ? 100 : 5_000));
+const only = process.env.ONLY;
+const dialects = (process.env.DIALECTS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
+const runs = (name: string) => only === undefined || only === name;
 
 function routingRun(): number {
   const servers: RoutableServer[] = Array.from({ length: 50 }, (_, i) => ({ id: i + 1, name: `s${i}`, fromFilter: `user${i}@example.com, dept${i}.example.com`, priority: i, active: true }));
@@ -41,9 +45,9 @@ function ensurePostgres(): () => void {
 
 const stopPostgres = ensurePostgres();
 try {
-  console.log(`routing, 50 servers, fallback to the notifications server (worst case): ${routingRun().toFixed(0)} decisions/s`);
-  for (const dialect of ['sqlite', 'postgres'] as const) printOutbound(await outbound(dialect, N));
-  for (const dialect of ['sqlite', 'postgres'] as const) printInbound(await inbound(dialect, INBOUND));
+  if (runs('routing')) console.log(`routing, 50 servers, fallback to the notifications server (worst case): ${routingRun().toFixed(0)} decisions/s`);
+  if (runs('outbound')) for (const dialect of dialects) printOutbound(await outbound(dialect, N));
+  if (runs('inbound')) for (const dialect of dialects) printInbound(await inbound(dialect, INBOUND));
 } finally {
   stopPostgres();
 }

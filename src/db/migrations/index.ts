@@ -7,6 +7,7 @@ import { outgoing } from './002-outgoing.js';
 import { oauth } from './003-oauth.js';
 import { incoming } from './004-incoming.js';
 import { queueAndTokenLock } from './006-queue-and-token-lock.js';
+import { serverPoolAndRate } from './008-server-pool-and-rate.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -16,5 +17,6 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '003-oauth': oauth(ctx),
     '004-incoming': incoming(ctx),
     '006-queue-and-token-lock': queueAndTokenLock(ctx),
+    '008-server-pool-and-rate': serverPoolAndRate(ctx),
   };
 }

@@ -17,6 +17,7 @@ export class BlobStore {
   // its PDF for every recipient.
   private readonly cache = new Map<string, Buffer>();
   private cachedBytes = 0;
+  private readonly reading = new Map<string, Promise<Buffer>>();
   /** Reads that went to the database (a test reads it to prove the cache is used). */
   reads = 0;
 
@@ -44,6 +45,15 @@ export class BlobStore {
       this.cache.set(sha256, hit);
       return hit;
     }
+    // Concurrent sends of one mass mailing ask at once: they share one read.
+    const reading = this.reading.get(sha256);
+    if (reading) return reading;
+    const read = this.read(sha256).finally(() => this.reading.delete(sha256));
+    this.reading.set(sha256, read);
+    return read;
+  }
+
+  private async read(sha256: string): Promise<Buffer> {
     this.reads++;
     const row = await this.db.selectFrom('blobs').select('content').where('sha256', '=', sha256).executeTakeFirstOrThrow();
     const content = Buffer.from(row.content);

@@ -8,6 +8,8 @@ import type { FastifyInstance } from 'fastify';
 import { cliActor } from '../../src/audit/audit-log.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
+import { cliEnv, runJuniper } from '../helpers/cli.js';
+import { FormBrowser } from '../helpers/form-browser.js';
 import { headersOf, testDispatcher } from '../helpers/outgoing.js';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink.js';
 
@@ -128,6 +130,34 @@ for (const dialect of dialects) {
       assert.equal((await api('PATCH', `/api/v1/outgoing-servers/${plain.id}`, { poolSize: 0 })).status, 400);
       assert.equal((await api('PATCH', `/api/v1/outgoing-servers/${plain.id}`, { ratePerMinute: -1 })).status, 400);
       for (const id of [plain.id, outlook.body.id as number]) await api('DELETE', `/api/v1/outgoing-servers/${id}`);
+    });
+
+    it('the server form and `juniper servers` set both fields; empty or "default" means the default for the kind', async () => {
+      const browser = new FormBrowser(http);
+      await browser.signIn('admin', 'pw-admin-0123456789');
+      await browser.get('/outgoing-servers/new');
+      const fields = { name: 'form server', auth: 'none', host: '127.0.0.1', port: String(sink.port), security: 'starttls', username: '', fromFilter: 'form@example.com', priority: '10', active: 'on' };
+      const created = await browser.post('/outgoing-servers/new', { ...fields, poolSize: '4', ratePerMinute: '120' });
+      assert.equal(created.statusCode, 200, created.body);
+      const row = (await t.app.services.outgoingServers.list()).find((r) => r.name === 'form server')!;
+      assert.deepEqual([row.pool_size, row.rate_per_minute], [4, 120]);
+      assert.match(created.body, /name="poolSize" value="4"/);
+      const cleared = await browser.post(`/outgoing-servers/${row.id}`, { ...fields, poolSize: '', ratePerMinute: '' });
+      assert.equal(cleared.statusCode, 200, cleared.body);
+      assert.deepEqual(Object.values(await t.app.database.db.selectFrom('outgoing_servers').select(['pool_size', 'rate_per_minute']).where('id', '=', row.id).executeTakeFirstOrThrow()), [null, null]);
+
+      const db = t.config.database;
+      const env = cliEnv(t.config.dataDir, db.kind === 'postgres' ? db.url : `sqlite:${db.file}`);
+      const set = runJuniper(env, ['servers', 'update', String(row.id), '--pool-size', '3', '--rate', '0']);
+      assert.equal(set.code, 0, set.stderr);
+      assert.match(set.stdout, /pool 3\trate unlimited/);
+      const back = runJuniper(env, ['servers', 'update', String(row.id), '--pool-size', 'default', '--rate', 'default']);
+      assert.equal(back.code, 0, back.stderr);
+      assert.match(back.stdout, /pool 5\trate unlimited/);
+      const wrong = runJuniper(env, ['servers', 'update', String(row.id), '--pool-size', '99']);
+      assert.notEqual(wrong.code, 0);
+      assert.match(wrong.stderr, /from 1 to 50 connections/);
+      await api('DELETE', `/api/v1/outgoing-servers/${row.id}`);
     });
 
     it('a rate-limited server paces mails: those past the next few seconds go back to the queue, no attempt counted, and are sent at their slot', async () => {

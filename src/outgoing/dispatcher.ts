@@ -29,7 +29,7 @@ export interface DispatcherOptions {
   maxWaitAgeMs: number;
   /** How often a waiting mail looks again whether its server was fixed. */
   waitRecheckMs: number;
-  /** Sends under way at most, across pipelined batches (default: twice batchSize). */
+  /** Leases held (sends under way) at most, across pipelined claims (default: batchSize, the bound a kill can repeat). */
   maxInFlight?: number;
 }
 
@@ -99,7 +99,7 @@ export class Dispatcher {
   }
 
   private get maxInFlight(): number {
-    return this.options.maxInFlight ?? 2 * this.options.batchSize;
+    return this.options.maxInFlight ?? this.options.batchSize;
   }
 
   /**
@@ -270,15 +270,17 @@ export class Dispatcher {
       // failure as an error, then one line per backoff step, so an outage does not fill the log every second.
       let failures = 0;
       while (this.running) {
+        // Claim again once half the allowance is free: the connections get the next mails before they run
+        // dry, and this process never holds more than maxInFlight leases (one batch: what a kill can repeat).
         const room = this.maxInFlight - this.inFlight.size;
-        if (room < this.options.batchSize) {
+        if (room < Math.ceil(this.maxInFlight / 2)) {
           await new Promise<void>((resolve) => (this.slotFreed = resolve));
           this.slotFreed = undefined;
           continue;
         }
         let taken = 0;
         try {
-          const round = await this.claimAndStart(this.options.batchSize);
+          const round = await this.claimAndStart(room);
           taken = round.taken;
           for (const p of round.sends) p.catch((err: unknown) => this.deps.log.error({ err, op: 'dispatch' }, lostWrites([err], 1).message));
           if (round.setupError) throw round.setupError;
@@ -291,7 +293,7 @@ export class Dispatcher {
           else if ((failures & (failures - 1)) === 0) this.deps.log.warn({ err, op: 'dispatch' }, message);
         }
         if (failures > 0) await this.sleep(roundBackoffMs(failures, this.options.pollMs));
-        else if (taken < this.options.batchSize && this.running) await this.sleep(this.options.pollMs);
+        else if (taken < room && this.running) await this.sleep(this.options.pollMs);
       }
     })();
   }

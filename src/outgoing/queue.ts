@@ -4,14 +4,14 @@
 // SKIP LOCKED on PostgreSQL, so two workers never claim the same mail and a dead worker's mails come back
 // when its lease expires.
 import crypto from 'node:crypto';
-import { sql, type Kysely, type Selectable, type UpdateObject } from 'kysely';
+import { sql, type Insertable, type Kysely, type Selectable, type UpdateObject } from 'kysely';
 import type { Actor } from '../audit/audit-log.js';
 import type { DialectName } from '../db/database.js';
-import type { DB, MailState, OutgoingAttachmentsTable, OutgoingMail } from '../db/schema.js';
+import type { DB, MailState, OutgoingAttachmentsTable, OutgoingMail, OutgoingMailsTable } from '../db/schema.js';
 import { domainOf, parseMailbox } from '../lib/address.js';
 import { MAX_ATTEMPTS } from '../lib/backoff.js';
 import { AppError } from '../lib/errors.js';
-import type { BlobStore } from '../mailbox/blob-store.js';
+import { sha256Of, type BlobStore } from '../mailbox/blob-store.js';
 import type { CheckedMail } from './enqueue-rules.js';
 import { crashedReasonParts } from './delivery-failure.js';
 import type { OutgoingAttachment, OutgoingMessage } from './mail-transport.js';
@@ -105,6 +105,8 @@ export type SentItem = SendOutcome & { id: number; response: string; rejected: {
 // Ids per `in (…)` list and rows per multi-row UPDATE: well below SQLite's and PostgreSQL's parameter limits.
 const ID_CHUNK = 500;
 const SENT_CHUNK = 200;
+// Rows per multi-row INSERT of a batch enqueue (31 columns each).
+const INSERT_CHUNK = 100;
 
 export interface SendOutcome {
   serverId: number;
@@ -131,56 +133,76 @@ export class OutgoingQueue {
     });
   }
 
-  /** Many mails in one transaction (POST /api/v1/mails/batch): all are queued, or none when a write fails. */
+  /**
+   * Many mails in one transaction (POST /api/v1/mails/batch): all are queued, or none when a write fails.
+   * Multi-row INSERTs (a round trip per 100 mails, not per mail), matched back by their unique Message-IDs.
+   */
   async enqueueMany(mails: readonly CheckedMail[], actor: Actor): Promise<{ id: number; messageId: string }[]> {
     if (mails.length === 0) return [];
     return this.db.transaction().execute(async (trx) => {
       const now = Date.now();
-      const out: { id: number; messageId: string }[] = [];
-      for (const mail of mails) {
-        const messageId = newMessageId(mail.from);
-        out.push({ id: await this.insertMail(trx, mail, actor, messageId, now), messageId });
+      const messageIds = mails.map((m) => newMessageId(m.from));
+      const ids = new Map<string, number>();
+      for (let i = 0; i < mails.length; i += INSERT_CHUNK) {
+        const rows = mails.slice(i, i + INSERT_CHUNK).map((mail, k) => this.mailRow(mail, actor, messageIds[i + k]!, now, null));
+        for (const r of await trx.insertInto('outgoing_mails').values(rows).returning(['id', 'message_id']).execute()) ids.set(r.message_id, r.id);
       }
-      return out;
+      const attachments: Insertable<OutgoingAttachmentsTable>[] = [];
+      // A mass mailing's PDF is written once, not once per recipient.
+      const stored = new Set<string>();
+      for (const [k, mail] of mails.entries()) {
+        let position = 0;
+        for (const a of mail.attachments) {
+          let sha = sha256Of(a.content);
+          if (!stored.has(sha)) stored.add((sha = await this.blobs.put(a.content, trx)));
+          attachments.push({ mail_id: ids.get(messageIds[k]!)!, position: position++, filename: a.filename, content_type: a.contentType, content_id: a.contentId, blob_sha256: sha });
+        }
+      }
+      for (let i = 0; i < attachments.length; i += INSERT_CHUNK) await trx.insertInto('outgoing_attachments').values(attachments.slice(i, i + INSERT_CHUNK)).execute();
+      return messageIds.map((messageId) => ({ id: ids.get(messageId)!, messageId }));
     });
+  }
+
+  private mailRow(mail: CheckedMail, actor: Actor, messageId: string, now: number, rawSha: string | null): Insertable<OutgoingMailsTable> {
+    return {
+      message_id: messageId,
+      from_header: mail.from,
+      to_addrs: JSON.stringify(mail.to),
+      cc_addrs: JSON.stringify(mail.cc),
+      bcc_addrs: JSON.stringify(mail.bcc),
+      reply_to: mail.replyTo,
+      subject: mail.subject,
+      text_body: mail.text,
+      html_body: mail.html,
+      headers: Object.keys(mail.headers).length ? JSON.stringify(mail.headers) : null,
+      raw_sha256: rawSha,
+      forced_server_id: mail.serverId,
+      mass_mailing: mail.massMailing ? 1 : 0,
+      state: 'queued',
+      attempts: 0,
+      next_attempt_at: now,
+      lease_owner: null,
+      lease_expires_at: null,
+      waiting_reason: null,
+      failure_type: null,
+      failure_reason: null,
+      server_id: null,
+      effective_from: null,
+      envelope_from: null,
+      smtp_response: null,
+      rejected_recipients: null,
+      sent_at: null,
+      created_by_user_id: actor.userId,
+      created_at: now,
+      updated_at: now,
+    };
   }
 
   private async insertMail(trx: Kysely<DB>, mail: CheckedMail, actor: Actor, messageId: string, now: number, raw?: Buffer): Promise<number> {
     const rawSha = raw ? await this.blobs.put(raw, trx) : null;
     const row = await trx
       .insertInto('outgoing_mails')
-      .values({
-        message_id: messageId,
-        from_header: mail.from,
-        to_addrs: JSON.stringify(mail.to),
-        cc_addrs: JSON.stringify(mail.cc),
-        bcc_addrs: JSON.stringify(mail.bcc),
-        reply_to: mail.replyTo,
-        subject: mail.subject,
-        text_body: mail.text,
-        html_body: mail.html,
-        headers: Object.keys(mail.headers).length ? JSON.stringify(mail.headers) : null,
-        raw_sha256: rawSha,
-        forced_server_id: mail.serverId,
-        mass_mailing: mail.massMailing ? 1 : 0,
-        state: 'queued',
-        attempts: 0,
-        next_attempt_at: now,
-        lease_owner: null,
-        lease_expires_at: null,
-        waiting_reason: null,
-        failure_type: null,
-        failure_reason: null,
-        server_id: null,
-        effective_from: null,
-        envelope_from: null,
-        smtp_response: null,
-        rejected_recipients: null,
-        sent_at: null,
-        created_by_user_id: actor.userId,
-        created_at: now,
-        updated_at: now,
-      })
+      .values(this.mailRow(mail, actor, messageId, now, rawSha))
       .returning('id')
       .executeTakeFirstOrThrow();
     let position = 0;

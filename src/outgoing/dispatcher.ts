@@ -36,6 +36,9 @@ export interface DispatcherOptions {
 /** A rate-limit slot further away than this puts the mail back in the queue instead of holding it. */
 export const MAX_PACING_WAIT_MS = 5000;
 
+/** How long a dispatcher with sends under way lets enqueued mails gather before claiming them. */
+const COALESCE_MS = 10;
+
 export const defaultDispatcherOptions: DispatcherOptions = {
   batchSize: 50,
   leaseMs: 2 * 60 * 1000,
@@ -293,7 +296,12 @@ export class Dispatcher {
           else if ((failures & (failures - 1)) === 0) this.deps.log.warn({ err, op: 'dispatch' }, message);
         }
         if (failures > 0) await this.sleep(roundBackoffMs(failures, this.options.pollMs));
-        else if (taken < room && this.running) await this.sleep(this.options.pollMs);
+        else if (taken < room && this.running) {
+          await this.sleep(this.options.pollMs);
+          // Woken by an enqueue while sends are still under way: the connections are busy anyway, so let a
+          // few more mails arrive and claim them together (one claim round per mail cost more than the mail).
+          if (this.running && this.inFlight.size > 0) await new Promise((r) => setTimeout(r, COALESCE_MS));
+        }
       }
     })();
   }

@@ -123,6 +123,11 @@ export class OutgoingQueue {
 
   async enqueue(mail: CheckedMail, actor: Actor, options: { raw?: Buffer; messageId?: string; idempotency?: IdempotencyRecord } = {}): Promise<{ id: number; messageId: string }> {
     const messageId = options.messageId ?? newMessageId(mail.from);
+    // A mail of one row needs no transaction: its INSERT is atomic by itself (and BEGIN/COMMIT were two of the
+    // three statements of the common API request).
+    if (!options.raw && mail.attachments.length === 0 && !options.idempotency) {
+      return { id: await this.insertMail(this.db, mail, actor, messageId, Date.now()), messageId };
+    }
     return this.db.transaction().execute(async (trx) => {
       const id = await this.insertMail(trx, mail, actor, messageId, Date.now(), options.raw);
       const answer = { id, messageId };

@@ -1,9 +1,11 @@
 // Outbound: Juniper against raw nodemailer, side by side in one run on the same sink and the same tokens.
 // - raw: one nodemailer pool per mailbox (pool: true, maxMessages: Infinity, as many connections per pool as
 //   Juniper opens per server), every prebuilt message handed to sendMail at once;
-// - juniper (queue → sent): the mails are enqueued first (not timed), then one dispatcher sends them all,
-//   routing each by its From filter over XOAUTH2 with tokens from the token store;
-// - juniper (end to end): POST /api/v1/mails over real HTTP with 20 requests in flight while the workers send.
+// - juniper (queue → sent): the mails are enqueued first (not timed), then one dispatcher, running its own
+//   loop as `juniper worker` does, sends them all, routing each by its From filter over XOAUTH2 with tokens
+//   from the token store;
+// - juniper (end to end): POST /api/v1/mails over real HTTP with 20 requests in flight while the workers send;
+//   then the same through POST /api/v1/mails/batch (100 mails a request, 4 in flight).
 import nodemailer from 'nodemailer';
 import { cliActor } from '../src/audit/audit-log.js';
 import type { DialectName } from '../src/db/database.js';

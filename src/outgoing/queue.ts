@@ -311,18 +311,23 @@ export class OutgoingQueue {
    * sending ones whose lease expired (their worker stopped without recording an outcome). Each claim counts
    * as an attempt. An expired lease on a mail that already used every attempt is not claimed again: the
    * same statement fails it as `crashed` (the mail itself may be what kills its worker), so it cannot loop
-   * forever. One statement, so no worker sees a half-done claim; the crashed mails come back in `crashed`.
+   * forever. Each of its statements is atomic, so no worker sees a half-done claim; the crashed mails come back in `crashed`.
    */
   async claimBatch(owner: string, limit: number, leaseMs: number, now = Date.now()): Promise<{ claimed: OutgoingMail[]; crashed: OutgoingMail[] }> {
+    // Two statements, each atomic: mails whose lease expired (few: at most what dead workers held), then due
+    // queued ones. One statement with `OR` read every due mail and sorted them to take the first `limit` (a
+    // 10,000-mail queue made each claim read 10,000 rows); each half alone walks its index in order and stops.
+    const expired = await this.claimWhere(owner, limit, leaseMs, now, 'expired');
+    const rows = expired.length < limit ? [...expired, ...(await this.claimWhere(owner, limit - expired.length, leaseMs, now, 'queued'))] : expired;
+    rows.sort((a, b) => a.id - b.id);
+    return { claimed: rows.filter((r) => r.state === 'sending'), crashed: rows.filter((r) => r.state === 'failed') };
+  }
+
+  private async claimWhere(owner: string, limit: number, leaseMs: number, now: number, which: 'expired' | 'queued'): Promise<OutgoingMail[]> {
     let due = this.db
       .selectFrom('outgoing_mails')
       .select('id')
-      .where((eb) =>
-        eb.or([
-          eb.and([eb('state', '=', 'queued'), eb('next_attempt_at', '<=', now)]),
-          eb.and([eb('state', '=', 'sending'), eb('lease_expires_at', '<', now)]),
-        ]),
-      )
+      .where((eb) => (which === 'queued' ? eb.and([eb('state', '=', 'queued'), eb('next_attempt_at', '<=', now)]) : eb.and([eb('state', '=', 'sending'), eb('lease_expires_at', '<', now)])))
       .orderBy('next_attempt_at')
       .orderBy('id')
       .limit(limit);
@@ -331,7 +336,7 @@ export class OutgoingQueue {
     const lost = sql<boolean>`state = 'sending'`;
     const crash = sql<boolean>`(state = 'sending' and attempts >= ${MAX_ATTEMPTS})`;
     const [before, after] = crashedReasonParts();
-    const rows = await this.db
+    return this.db
       .updateTable('outgoing_mails')
       .set({
         state: sql<MailState>`case when ${crash} then 'failed' else 'sending' end`,
@@ -347,8 +352,6 @@ export class OutgoingQueue {
       .where('id', 'in', due)
       .returningAll()
       .execute();
-    rows.sort((a, b) => a.id - b.id);
-    return { claimed: rows.filter((r) => r.state === 'sending'), crashed: rows.filter((r) => r.state === 'failed') };
   }
 
   /** The mails claimed by claimBatch (those it failed as crashed are left out). */

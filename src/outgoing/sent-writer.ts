@@ -4,6 +4,9 @@
 // written alone, so one bad row (a trigger, a constraint) does not keep the others' outcomes unrecorded.
 import type { OutgoingQueue, SentItem } from './queue.js';
 
+/** How long outcomes gather before they are written together. */
+const GATHER_MS = 5;
+
 interface Waiting {
   item: SentItem;
   resolve: () => void;
@@ -24,8 +27,9 @@ export class SentWriter {
       this.waiting.push({ item, resolve, reject });
       if (!this.writing) {
         this.writing = true;
-        // Let the sends that finish in this same turn join the first write.
-        setImmediate(() => void this.flush());
+        // Let the sends that finish in the next few milliseconds join the write. better-sqlite3 writes
+        // synchronously, so "while a write is under way" alone gathered nothing there: one statement per mail.
+        setTimeout(() => void this.flush(), GATHER_MS);
       }
     });
   }

@@ -1,5 +1,5 @@
-// Group commit for sent mails: outcomes that arrive while a write is under way go together in the next one
-// (one UPDATE, one commit, instead of one per mail). Each mail's record() resolves once its row is written,
+// Group commit for sent mails: outcomes that arrive within a few milliseconds, or while a write is under way,
+// go together in one write (one UPDATE, one commit, instead of one per mail). Each mail's record() resolves once its row is written,
 // so the dispatcher still learns of a failed write per mail. When a joint write fails, each of its mails is
 // written alone, so one bad row (a trigger, a constraint) does not keep the others' outcomes unrecorded.
 import type { OutgoingQueue, SentItem } from './queue.js';

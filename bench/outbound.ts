@@ -1,18 +1,18 @@
 // Outbound: Juniper against raw nodemailer, side by side in one run on the same sink and the same tokens.
 // - raw: one nodemailer pool per mailbox (pool: true, maxMessages: Infinity, as many connections per pool as
 //   Juniper opens per server), every prebuilt message handed to sendMail at once;
-// - juniper (queue → sent): the mails are enqueued first (not timed), then one dispatcher sends them all,
-//   routing each by its From filter over XOAUTH2 with tokens from the token store;
-// - juniper (end to end): POST /api/v1/mails over real HTTP with 20 requests in flight while the workers send.
+// - juniper (queue → sent): the mails are enqueued first (not timed), then one dispatcher, running its own
+//   loop as `juniper worker` does, sends them all, routing each by its From filter over XOAUTH2 with tokens
+//   from the token store;
+// - juniper (end to end): POST /api/v1/mails over real HTTP with 20 requests in flight while the workers send;
+//   then the same through POST /api/v1/mails/batch (100 mails a request, 4 in flight).
 import nodemailer from 'nodemailer';
 import { cliActor } from '../src/audit/audit-log.js';
 import type { DialectName } from '../src/db/database.js';
 import { testDispatcher } from '../test/helpers/outgoing.js';
 import { createWorkers } from '../src/worker/workers.js';
-import { percentile, secondsSince, startOutlookBench, until, type OutlookBench } from './outlook-setup.js';
+import { CONNECTIONS_PER_SERVER, percentile, secondsSince, startOutlookBench, until, type OutlookBench } from './outlook-setup.js';
 
-/** Connections Juniper's pool opens per server (smtp-transport's default); the raw baseline gets as many. */
-const CONNECTIONS_PER_SERVER = 2;
 
 export interface OutboundFigures {
   dialect: DialectName;
@@ -24,6 +24,7 @@ export interface OutboundFigures {
   enqueuePerSecond: number;
   enqueueP50Ms: number;
   enqueueP99Ms: number;
+  batch: { rate: number; enqueuePerSecond: number; p50: number; p99: number; size: number; inFlight: number };
 }
 
 const mailFor = (b: OutlookBench, i: number) => ({
@@ -63,9 +64,13 @@ async function juniperRun(b: OutlookBench, n: number): Promise<number> {
   const { outbox, queue } = b.t.app.services;
   for (let i = 0; i < n; i++) await outbox.enqueue(mailFor(b, i), null, cliActor);
   const before = b.sink.messages.length;
+  const sentBefore = (await queue.countByState()).sent;
   const d = testDispatcher(b.t.app, 'bench');
   const start = process.hrtime.bigint();
-  await d.drain();
+  // The dispatcher's own loop, as `juniper worker` runs it (pipelined claiming), until every mail is recorded.
+  d.dispatcher.start();
+  await until(async () => b.sink.messages.length - before >= n, `${n} mails at the sink`, 600_000, 5);
+  await until(async () => (await queue.countByState()).sent >= sentBefore + n, `${n} mails recorded as sent`, 600_000, 5);
   const seconds = secondsSince(start);
   await d.close();
   const sent = b.sink.messages.length - before;
@@ -74,9 +79,18 @@ async function juniperRun(b: OutlookBench, n: number): Promise<number> {
   return n / seconds;
 }
 
-async function endToEndRun(b: OutlookBench, n: number, inFlight = 20): Promise<{ rate: number; enqueuePerSecond: number; p50: number; p99: number }> {
-  const http = b.http;
-  const address = await http.listen({ host: '127.0.0.1', port: 0 });
+interface EndToEnd {
+  rate: number;
+  enqueuePerSecond: number;
+  p50: number;
+  p99: number;
+}
+
+/**
+ * Enqueues n mails over real HTTP while the workers send them: `post(from, to)` sends mails [from, to) in
+ * one request. Latencies are per request.
+ */
+async function endToEndRun(b: OutlookBench, address: string, n: number, inFlight: number, perRequest: number, post: (url: string, from: number, to: number) => Promise<void>): Promise<EndToEnd> {
   const workers = createWorkers(b.t.app);
   workers.start();
   const latencies: number[] = [];
@@ -84,15 +98,12 @@ async function endToEndRun(b: OutlookBench, n: number, inFlight = 20): Promise<{
   const start = process.hrtime.bigint();
   let next = 0;
   const client = async () => {
-    for (let i = next++; i < n; i = next++) {
+    while (next < n) {
+      const from = next;
+      const to = Math.min(n, from + perRequest);
+      next = to;
       const t0 = process.hrtime.bigint();
-      const res = await fetch(`${address}/api/v1/mails`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${b.adminKey}`, 'content-type': 'application/json' },
-        body: JSON.stringify(mailFor(b, i)),
-      });
-      if (res.status !== 202) throw new Error(`POST /api/v1/mails answered ${res.status}: ${await res.text()}`);
-      await res.arrayBuffer();
+      await post(address, from, to);
       latencies.push(secondsSince(t0) * 1000);
     }
   };
@@ -105,6 +116,27 @@ async function endToEndRun(b: OutlookBench, n: number, inFlight = 20): Promise<{
   return { rate: n / seconds, enqueuePerSecond: n / enqueueSeconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
+const headers = (b: OutlookBench) => ({ authorization: `Bearer ${b.adminKey}`, 'content-type': 'application/json' });
+
+/** POST /api/v1/mails, one mail a request. */
+const singlePost = (b: OutlookBench) => async (address: string, i: number) => {
+  const res = await fetch(`${address}/api/v1/mails`, { method: 'POST', headers: headers(b), body: JSON.stringify(mailFor(b, i)) });
+  if (res.status !== 202) throw new Error(`POST /api/v1/mails answered ${res.status}: ${await res.text()}`);
+  await res.arrayBuffer();
+};
+
+/** POST /api/v1/mails/batch, mails [from, to) in one request. */
+const batchPost = (b: OutlookBench) => async (address: string, from: number, to: number) => {
+  const mails = Array.from({ length: to - from }, (_, k) => mailFor(b, from + k));
+  const res = await fetch(`${address}/api/v1/mails/batch`, { method: 'POST', headers: headers(b), body: JSON.stringify({ mails }) });
+  const body = (await res.json()) as { queued: number };
+  if (res.status !== 200 || body.queued !== mails.length) throw new Error(`POST /api/v1/mails/batch answered ${res.status}: ${JSON.stringify(body).slice(0, 500)}`);
+};
+
+/** Mails per batch request and batch requests in flight in the batch end-to-end run. */
+const BATCH_SIZE = 100;
+const BATCH_IN_FLIGHT = 4;
+
 export async function outbound(dialect: DialectName, n: number, servers = 4): Promise<OutboundFigures> {
   const b = await startOutlookBench(dialect, servers);
   try {
@@ -113,8 +145,14 @@ export async function outbound(dialect: DialectName, n: number, servers = 4): Pr
     await juniperRun(b, Math.min(200, n));
     const raw = await rawRun(b, n);
     const juniper = await juniperRun(b, n);
-    const e2e = await endToEndRun(b, n);
-    return { dialect, mails: n, servers, raw, juniper, endToEnd: e2e.rate, enqueuePerSecond: e2e.enqueuePerSecond, enqueueP50Ms: e2e.p50, enqueueP99Ms: e2e.p99 };
+    const address = await b.http.listen({ host: '127.0.0.1', port: 0 });
+    const e2e = await endToEndRun(b, address, n, 20, 1, singlePost(b));
+    const batch = await endToEndRun(b, address, n, BATCH_IN_FLIGHT, BATCH_SIZE, batchPost(b));
+    return {
+      dialect, mails: n, servers, raw, juniper,
+      endToEnd: e2e.rate, enqueuePerSecond: e2e.enqueuePerSecond, enqueueP50Ms: e2e.p50, enqueueP99Ms: e2e.p99,
+      batch: { ...batch, size: BATCH_SIZE, inFlight: BATCH_IN_FLIGHT },
+    };
   } finally {
     await b.close();
   }
@@ -125,5 +163,6 @@ export function printOutbound(f: OutboundFigures): void {
   console.log(`  raw nodemailer pools (${f.servers} × ${CONNECTIONS_PER_SERVER} connections): ${f.raw.toFixed(0)} mails/s`);
   console.log(`  juniper queue → sent:             ${f.juniper.toFixed(0)} mails/s`);
   console.log(`  juniper end to end (POST /api/v1/mails, 20 in flight, sending meanwhile): ${f.endToEnd.toFixed(0)} mails/s; enqueue ${f.enqueuePerSecond.toFixed(0)} req/s, p50 ${f.enqueueP50Ms.toFixed(1)} ms, p99 ${f.enqueueP99Ms.toFixed(1)} ms`);
-  console.log(`ratio outbound ${f.dialect}: juniper/raw ${(f.juniper / f.raw).toFixed(2)}x, end-to-end/raw ${(f.endToEnd / f.raw).toFixed(2)}x`);
+  console.log(`  juniper end to end (POST /api/v1/mails/batch, ${f.batch.size} mails a request, ${f.batch.inFlight} in flight): ${f.batch.rate.toFixed(0)} mails/s; enqueue ${f.batch.enqueuePerSecond.toFixed(0)} mails/s, p50 ${f.batch.p50.toFixed(1)} ms, p99 ${f.batch.p99.toFixed(1)} ms a request`);
+  console.log(`ratio outbound ${f.dialect}: juniper/raw ${(f.juniper / f.raw).toFixed(2)}x, end-to-end/raw ${(f.endToEnd / f.raw).toFixed(2)}x, batch end-to-end/raw ${(f.batch.rate / f.raw).toFixed(2)}x`);
 }

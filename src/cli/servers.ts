@@ -23,6 +23,8 @@ interface ServerOptions {
   priority?: string;
   allowSelfSigned?: boolean;
   active?: boolean;
+  poolSize?: string;
+  rate?: string;
 }
 
 function withServerOptions(cmd: Command): Command {
@@ -38,8 +40,13 @@ function withServerOptions(cmd: Command): Command {
     .option('--priority <n>', 'lower is tried first')
     .option('--allow-self-signed', 'accept a self-signed certificate (private servers only)')
     .option('--active', 'use the server')
-    .option('--no-active', 'keep the server but do not use it');
+    .option('--no-active', 'keep the server but do not use it')
+    .option('--pool-size <n>', 'connections kept open to the server, or "default" (Outlook 2, others 5)')
+    .option('--rate <n>', 'mails a minute at most (0 = no limit), or "default" (Outlook 30, as Microsoft allows; others none)');
 }
+
+/** A number option that may also be "default" (stored as null: the default for the server's kind). */
+const orDefault = (value: string): number | null => (value === 'default' ? null : Number(value));
 
 async function toBody(o: ServerOptions): Promise<Record<string, unknown>> {
   const body: Record<string, unknown> = {};
@@ -54,13 +61,15 @@ async function toBody(o: ServerOptions): Promise<Record<string, unknown>> {
   if (o.priority !== undefined) body.priority = Number(o.priority);
   if (o.allowSelfSigned !== undefined) body.allowSelfSigned = o.allowSelfSigned;
   if (o.active !== undefined) body.active = o.active;
+  if (o.poolSize !== undefined) body.poolSize = orDefault(o.poolSize);
+  if (o.rate !== undefined) body.ratePerMinute = orDefault(o.rate);
   return body;
 }
 
 function describe(s: OutgoingServerView): string {
   const token = s.auth === 'outlook' ? `  token ${s.token.status}${s.token.account ? ` (${s.token.account})` : ''}` : '';
   const state = s.archived ? 'archived' : s.active ? 'active' : 'inactive';
-  return `${s.id}\t${s.name}\t${s.host}:${s.port} ${s.security}\tauth ${s.auth}${s.username ? ` as ${s.username}` : ''}\tfilter ${s.fromFilter ?? '(any)'}\tpriority ${s.priority}\t${state}${token}\n`;
+  return `${s.id}\t${s.name}\t${s.host}:${s.port} ${s.security}\tauth ${s.auth}${s.username ? ` as ${s.username}` : ''}\tfilter ${s.fromFilter ?? '(any)'}\tpriority ${s.priority}\tpool ${s.effectivePoolSize}\trate ${s.effectiveRatePerMinute ? `${s.effectiveRatePerMinute}/min` : 'unlimited'}\t${state}${token}\n`;
 }
 
 const id = (value: string) => idArgument(value, 'juniper servers list');

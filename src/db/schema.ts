@@ -104,8 +104,23 @@ export interface OutgoingServersTable extends TokenColumns {
   last_test_ok: number | null;
   last_test_message: string | null;
   archived_at: number | null;
+  /** Connections the server's pool keeps; null = the default for its kind (server-rules.ts). */
+  pool_size: number | null;
+  /** Mails a minute at most; 0 = no limit, null = the default for its kind (30 for Outlook, none else). */
+  rate_per_minute: number | null;
   created_at: number;
   updated_at: number;
+}
+
+/** The first answer to a POST /api/v1/mails that carried an Idempotency-Key, kept at least 24 h. */
+export interface IdempotencyKeysTable {
+  user_id: number;
+  key: string;
+  /** SHA-256 of the request body: the same key with another body is refused (422). */
+  request_sha256: string;
+  status: number;
+  response: string;
+  created_at: number;
 }
 
 export interface BlobsTable {
@@ -293,6 +308,7 @@ export interface DB {
   blobs: BlobsTable;
   outgoing_mails: OutgoingMailsTable;
   outgoing_attachments: OutgoingAttachmentsTable;
+  idempotency_keys: IdempotencyKeysTable;
   oauth_states: OAuthStatesTable;
   incoming_servers: IncomingServersTable;
   threads: ThreadsTable;

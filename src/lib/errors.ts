@@ -7,6 +7,10 @@ export const errorCatalogue = {
   JUNIPER_ERR_NOT_FOUND: { status: 404, message: 'Not found.' },
   JUNIPER_ERR_TOO_LARGE: { status: 413, message: 'The message is larger than the configured limit.' },
   JUNIPER_ERR_CONFLICT: { status: 409, message: 'This conflicts with existing data.' },
+  JUNIPER_ERR_IDEMPOTENCY_KEY_REUSED: {
+    status: 422,
+    message: 'This Idempotency-Key was already used with a different request: use a new key for a new mail.',
+  },
   JUNIPER_ERR_UNAUTHENTICATED: { status: 401, message: 'Sign in or send an API key (Authorization: Bearer <key>).' },
   JUNIPER_ERR_FORBIDDEN: { status: 403, message: 'You are not allowed to do this.' },
   JUNIPER_ERR_CSRF: {

@@ -8,8 +8,23 @@ export function sha256Of(content: Buffer): string {
   return crypto.createHash('sha256').update(content).digest('hex');
 }
 
+/** Bytes kept in memory by BlobStore.get, in all and per blob (larger ones are always read from the database). */
+export const BLOB_CACHE_BYTES = 32 * 1024 * 1024;
+export const BLOB_CACHE_MAX_ITEM = 8 * 1024 * 1024;
+
 export class BlobStore {
-  constructor(private readonly db: Kysely<DB>) {}
+  // Content-addressed, so a cached blob can never be stale: a small LRU spares a mass mailing re-reading
+  // its PDF for every recipient.
+  private readonly cache = new Map<string, Buffer>();
+  private cachedBytes = 0;
+  private readonly reading = new Map<string, Promise<Buffer>>();
+  /** Reads that went to the database (a test reads it to prove the cache is used). */
+  reads = 0;
+
+  constructor(
+    private readonly db: Kysely<DB>,
+    private readonly cacheBytes = BLOB_CACHE_BYTES,
+  ) {}
 
   /** Stores the bytes unless already there; returns their SHA-256 (`sha256` when the caller hashed them already). */
   async put(content: Buffer, db: Kysely<DB> = this.db, sha256 = sha256Of(content)): Promise<string> {
@@ -39,8 +54,37 @@ export class BlobStore {
     return shas;
   }
 
+  /** The bytes; callers must not modify the buffer (it may be shared through the cache). */
   async get(sha256: string): Promise<Buffer> {
+    const hit = this.cache.get(sha256);
+    if (hit) {
+      this.cache.delete(sha256);
+      this.cache.set(sha256, hit);
+      return hit;
+    }
+    // Concurrent sends of one mass mailing ask at once: they share one read.
+    const reading = this.reading.get(sha256);
+    if (reading) return reading;
+    const read = this.read(sha256).finally(() => this.reading.delete(sha256));
+    this.reading.set(sha256, read);
+    return read;
+  }
+
+  private async read(sha256: string): Promise<Buffer> {
+    this.reads++;
     const row = await this.db.selectFrom('blobs').select('content').where('sha256', '=', sha256).executeTakeFirstOrThrow();
-    return Buffer.from(row.content);
+    const content = Buffer.from(row.content);
+    if (content.length <= Math.min(BLOB_CACHE_MAX_ITEM, this.cacheBytes)) {
+      if (!this.cache.has(sha256)) {
+        this.cache.set(sha256, content);
+        this.cachedBytes += content.length;
+      }
+      for (const [key, value] of this.cache) {
+        if (this.cachedBytes <= this.cacheBytes) break;
+        this.cache.delete(key);
+        this.cachedBytes -= value.length;
+      }
+    }
+    return content;
   }
 }

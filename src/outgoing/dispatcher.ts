@@ -12,9 +12,12 @@ import { parseMailbox } from '../lib/address.js';
 import type { Parameters } from '../settings/parameters.js';
 import { classifySendError } from './delivery-failure.js';
 import type { Envelope, MailTransport } from './mail-transport.js';
-import type { OutgoingQueue, SendOutcome } from './queue.js';
+import type { OutgoingAttachmentRow, OutgoingQueue, SendOutcome } from './queue.js';
+import { SentWriter } from './sent-writer.js';
 import { routeMail, routeParametersFrom } from './routing.js';
+import { ratePerMinuteOf } from './server-rules.js';
 import { toRoutable, type OutgoingServers } from './servers.js';
+import { PACED } from './queue.js';
 import type { TransportPool } from './transport-pool.js';
 
 export interface DispatcherOptions {
@@ -26,7 +29,15 @@ export interface DispatcherOptions {
   maxWaitAgeMs: number;
   /** How often a waiting mail looks again whether its server was fixed. */
   waitRecheckMs: number;
+  /** Leases held (sends under way) at most, across pipelined claims (default: batchSize, the bound a kill can repeat). */
+  maxInFlight?: number;
 }
+
+/** A rate-limit slot further away than this puts the mail back in the queue instead of holding it. */
+export const MAX_PACING_WAIT_MS = 5000;
+
+/** How long a dispatcher with sends under way lets enqueued mails gather before claiming them. */
+const COALESCE_MS = 10;
 
 export const defaultDispatcherOptions: DispatcherOptions = {
   batchSize: 50,
@@ -39,6 +50,12 @@ export const defaultDispatcherOptions: DispatcherOptions = {
 /** The pause after `failures` failed rounds in a row: pollMs, doubling, at most 30 s. */
 export function roundBackoffMs(failures: number, pollMs: number): number {
   return Math.min(30_000, pollMs * 2 ** Math.max(0, failures - 1));
+}
+
+function lostWrites(lost: unknown[], of: number): AggregateError {
+  // Those mails stay `sending` under this worker's lease: when it expires they are claimed again
+  // (at-least-once), and the claim's attempt count still bounds them.
+  return new AggregateError(lost, `${lost.length} of ${of} mails of this round could not be recorded; they are tried again when their lease expires`);
 }
 
 export function workerId(): string {
@@ -56,6 +73,13 @@ export class Dispatcher {
   private running = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  /** Every send under way, of any round: the loop claims more while they run, stop() waits for them all. */
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Mails this worker holds a lease on while their send runs; one timer renews them all. */
+  private readonly held = new Set<number>();
+  private renewTimer: NodeJS.Timeout | undefined;
+  private slotFreed: (() => void) | undefined;
+  private readonly sent: SentWriter;
 
   constructor(
     private readonly deps: {
@@ -70,10 +94,15 @@ export class Dispatcher {
     private readonly options: DispatcherOptions = defaultDispatcherOptions,
   ) {
     this.owner = deps.owner ?? workerId();
+    this.sent = new SentWriter(deps.queue, this.owner);
   }
 
   private now(): number {
     return this.deps.now?.() ?? Date.now();
+  }
+
+  private get maxInFlight(): number {
+    return this.options.maxInFlight ?? this.options.batchSize;
   }
 
   /**
@@ -82,19 +111,36 @@ export class Dispatcher {
    * mail's bookkeeping write fails: the round then rejects, after the others' outcomes are recorded.
    */
   async runOnce(): Promise<number> {
+    const round = await this.claimAndStart(this.options.batchSize);
+    const results = await Promise.allSettled(round.sends);
+    if (round.setupError !== undefined) throw round.setupError;
+    const lost = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    if (lost.length > 0) throw lostWrites(lost, round.sends.length);
+    return round.taken;
+  }
+
+  /**
+   * Claims up to `limit` mails, routes them and starts their sends without waiting for them. `taken` counts
+   * the mails claimed and those the claim failed as crashed; `setupError` is set when reading the servers or
+   * parameters failed (the mails not started stay claimed until their lease ends).
+   */
+  private async claimAndStart(limit: number): Promise<{ taken: number; sends: Promise<void>[]; setupError?: Error }> {
     const { queue, servers, parameters, log } = this.deps;
-    const { claimed, crashed } = await queue.claimBatch(this.owner, this.options.batchSize, this.options.leaseMs, this.now());
+    const { claimed, crashed } = await queue.claimBatch(this.owner, limit, this.options.leaseMs, this.now());
     for (const mail of crashed) log.error({ mail: mail.id, op: 'claim', failureType: 'crashed', attempts: mail.attempts }, mail.failure_reason ?? 'crashed');
-    if (claimed.length === 0) return crashed.length;
-    const pending = new Set(claimed.map((m) => m.id));
-    const renew = setInterval(() => {
-      queue.renewLeases(this.owner, [...pending], this.options.leaseMs).catch((err: unknown) => this.deps.log.warn({ err }, 'lease renewal failed'));
-    }, Math.max(1000, this.options.leaseMs / 3));
-    // Each mail's work settles on its own: a failed write for one must not end the round (and the lease
-    // renewal) while the others are still being sent.
-    const work: Promise<void>[] = [];
+    const sends: Promise<void>[] = [];
+    if (claimed.length === 0) return { taken: crashed.length, sends };
+    // Each mail's work settles on its own: a failed write for one must not end the others' sends (or the
+    // lease renewal) while they are still running.
     const settle = (id: number, task: () => Promise<void>) => {
-      work.push(task().finally(() => pending.delete(id)));
+      this.hold(id);
+      const p = task().finally(() => {
+        this.release(id);
+        this.inFlight.delete(p);
+        this.slotFreed?.();
+      });
+      this.inFlight.add(p);
+      sends.push(p);
     };
     let setupError: Error | undefined;
     try {
@@ -102,6 +148,8 @@ export class Dispatcher {
       const byId = new Map(usable.map((s) => [s.id, s]));
       const routeParams = routeParametersFrom(await parameters.snapshot());
       const routable = usable.map(toRoutable);
+      // One SELECT for the whole batch's attachments instead of one per mail.
+      const attachments = await queue.attachmentsOf(claimed.map((m) => m.id));
       for (const mail of claimed) {
         const decision = routeMail(
           { from: mail.from_header, replyTo: mail.reply_to, forcedServerId: mail.forced_server_id, massMailing: mail.mass_mailing === 1, createdByUserId: mail.created_by_user_id },
@@ -117,25 +165,30 @@ export class Dispatcher {
         }
         for (const w of decision.warnings) log.warn({ mail: mail.id, server: decision.serverId, op: 'route' }, w);
         const server = byId.get(decision.serverId)!;
-        settle(mail.id, () => this.sendOne(server, mail, { from: decision.from, replyTo: decision.replyTo, envelopeFrom: decision.envelopeFrom }));
+        settle(mail.id, () => this.sendOne(server, mail, { from: decision.from, replyTo: decision.replyTo, envelopeFrom: decision.envelopeFrom }, attachments.get(mail.id) ?? []));
       }
     } catch (err) {
-      // Reading the servers or parameters failed: the mails not yet started stay claimed until their lease ends.
       setupError = err instanceof Error ? err : new Error(String(err));
     }
-    const results = await Promise.allSettled(work);
-    clearInterval(renew);
-    if (setupError !== undefined) throw setupError;
-    const lost = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
-    if (lost.length > 0) {
-      // Those mails stay `sending` under this worker's lease: when it expires they are claimed again
-      // (at-least-once), and the claim's attempt count still bounds them.
-      throw new AggregateError(lost, `${lost.length} of ${claimed.length} mails of this round could not be recorded; they are tried again when their lease expires`);
-    }
-    return claimed.length + crashed.length;
+    return { taken: claimed.length + crashed.length, sends, ...(setupError ? { setupError } : {}) };
   }
 
-  private async sendOne(server: OutgoingServer, mail: OutgoingMail, route: { from: string; replyTo: string | null; envelopeFrom: string }): Promise<void> {
+  private hold(id: number): void {
+    this.held.add(id);
+    this.renewTimer ??= setInterval(() => {
+      this.deps.queue.renewLeases(this.owner, [...this.held], this.options.leaseMs).catch((err: unknown) => this.deps.log.warn({ err }, 'lease renewal failed'));
+    }, Math.max(1000, this.options.leaseMs / 3));
+  }
+
+  private release(id: number): void {
+    this.held.delete(id);
+    if (this.held.size === 0 && this.renewTimer) {
+      clearInterval(this.renewTimer);
+      this.renewTimer = undefined;
+    }
+  }
+
+  private async sendOne(server: OutgoingServer, mail: OutgoingMail, route: { from: string; replyTo: string | null; envelopeFrom: string }, attachments: readonly OutgoingAttachmentRow[]): Promise<void> {
     const { queue, log } = this.deps;
     const outcome = { serverId: server.id, effectiveFrom: route.from, envelopeFrom: route.envelopeFrom };
     const logCtx = { mail: mail.id, server: server.id, op: 'send' };
@@ -147,7 +200,19 @@ export class Dispatcher {
     let result: Awaited<ReturnType<MailTransport['send']>>;
     try {
       const transport = this.deps.transports.get(server);
-      const message = await queue.message(mail);
+      // The server's rate limit: a slot soon is waited for here; a later one puts the mail back until then,
+      // so a paced server does not hold this worker's in-flight slots (nor counts an attempt). A mail put
+      // back so comes again at its slot and then goes at once.
+      if (mail.failure_type !== PACED) {
+        const slot = this.deps.transports.reserveSlot(server, this.now(), MAX_PACING_WAIT_MS);
+        if (slot > this.now() + MAX_PACING_WAIT_MS) {
+          await queue.defer(mail.id, this.owner, this.deps.transports.reserveSlot(server, this.now()), `Paced: outgoing server "${server.name}" sends at most ${ratePerMinuteOf(server)} mails a minute.`);
+          log.debug(logCtx, 'paced by the server\'s rate limit');
+          return;
+        }
+        if (slot > this.now()) await new Promise((r) => setTimeout(r, slot - this.now()));
+      }
+      const message = await queue.message(mail, attachments);
       message.from = route.from;
       message.replyTo = route.replyTo;
       const envelope: Envelope = { from: route.envelopeFrom, to: envelopeRecipients(mail) };
@@ -157,8 +222,9 @@ export class Dispatcher {
       return;
     }
     // Outside the try: a failed write of an accepted mail is not a send failure (re-queuing it would send it
-    // twice at once); it rejects, and the mail's lease decides.
-    await queue.markSent(mail.id, this.owner, { ...outcome, response: result.response, rejected: result.rejected });
+    // twice at once); it rejects, and the mail's lease decides. Written together with the other mails sent
+    // meanwhile (one statement, one commit).
+    await this.sent.record({ id: mail.id, ...outcome, response: result.response, rejected: result.rejected });
     if (result.rejected.length) log.warn({ ...logCtx, rejected: result.rejected.length }, 'sent, but the server refused some recipients');
     else log.debug(logCtx, 'sent');
   }
@@ -194,7 +260,11 @@ export class Dispatcher {
     await this.deps.queue.markRetry(mail.id, this.owner, { at: this.now() + this.options.waitRecheckMs, ...why, waiting: true }, outcome);
   }
 
-  /** Starts the loop: rounds back to back while there is work, else a sleep of pollMs (or until nudged). */
+  /**
+   * Starts the loop. It claims the next batch while the current one is still sending (pipelined), as long as
+   * fewer than maxInFlight sends are under way, so the pooled connections never sit idle between batches;
+   * with nothing due it sleeps pollMs (or until nudged).
+   */
   start(): void {
     if (this.running) return;
     this.running = true;
@@ -203,9 +273,20 @@ export class Dispatcher {
       // failure as an error, then one line per backoff step, so an outage does not fill the log every second.
       let failures = 0;
       while (this.running) {
-        let claimed = 0;
+        // Claim again once half the allowance is free: the connections get the next mails before they run
+        // dry, and this process never holds more than maxInFlight leases (one batch: what a kill can repeat).
+        const room = this.maxInFlight - this.inFlight.size;
+        if (room < Math.ceil(this.maxInFlight / 2)) {
+          await new Promise<void>((resolve) => (this.slotFreed = resolve));
+          this.slotFreed = undefined;
+          continue;
+        }
+        let taken = 0;
         try {
-          claimed = await this.runOnce();
+          const round = await this.claimAndStart(room);
+          taken = round.taken;
+          for (const p of round.sends) p.catch((err: unknown) => this.deps.log.error({ err, op: 'dispatch' }, lostWrites([err], 1).message));
+          if (round.setupError) throw round.setupError;
           if (failures > 0) this.deps.log.info({ op: 'dispatch', failures }, `dispatcher rounds work again after ${failures} failed round(s)`);
           failures = 0;
         } catch (err) {
@@ -215,7 +296,12 @@ export class Dispatcher {
           else if ((failures & (failures - 1)) === 0) this.deps.log.warn({ err, op: 'dispatch' }, message);
         }
         if (failures > 0) await this.sleep(roundBackoffMs(failures, this.options.pollMs));
-        else if (claimed < this.options.batchSize && this.running) await this.sleep(this.options.pollMs);
+        else if (taken < room && this.running) {
+          await this.sleep(this.options.pollMs);
+          // Woken by an enqueue while sends are still under way: the connections are busy anyway, so let a
+          // few more mails arrive and claim them together (one claim round per mail cost more than the mail).
+          if (this.running && this.inFlight.size > 0) await new Promise((r) => setTimeout(r, COALESCE_MS));
+        }
       }
     })();
   }
@@ -225,10 +311,13 @@ export class Dispatcher {
     this.wake?.();
   }
 
+  /** Stops claiming, waits for every send under way to be recorded, then closes the connections. */
   async stop(): Promise<void> {
     this.running = false;
     this.wake?.();
+    this.slotFreed?.();
     await this.loop;
+    await Promise.allSettled([...this.inFlight]);
     this.deps.transports.closeAll();
   }
 

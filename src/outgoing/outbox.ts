@@ -4,10 +4,11 @@ import { simpleParser, type AddressObject } from 'mailparser';
 import type { Actor } from '../audit/audit-log.js';
 import type { PrincipalUser } from '../http/access.js';
 import { normaliseAddress } from '../lib/address.js';
-import { AppError } from '../lib/errors.js';
+import crypto from 'node:crypto';
+import { AppError, isAppError } from '../lib/errors.js';
 import type { Parameters } from '../settings/parameters.js';
-import { checkMail, checkRecipients, enqueueSchema, type EnqueueInput } from './enqueue-rules.js';
-import { newMessageId, type OutgoingQueue } from './queue.js';
+import { checkMail, checkRecipients, enqueueSchema, type CheckedMail, type EnqueueInput } from './enqueue-rules.js';
+import { newMessageId, type IdempotencyRecord, type OutgoingQueue } from './queue.js';
 import { parseInput } from '../lib/validate.js';
 import { assertMayManage, type OutgoingServers } from './servers.js';
 
@@ -25,6 +26,28 @@ function addresses(a: AddressObject | AddressObject[] | undefined): string[] {
 
 /** Longest Message-ID a raw message may bring (RFC 5322 allows a 998-character line; real ones are under 100). */
 const MAX_MESSAGE_ID_LENGTH = 500;
+
+/** Mails in one POST /api/v1/mails/batch at most. */
+export const MAX_BATCH = 1000;
+
+export type BatchItemResult =
+  | { index: number; status: 202; id: number; messageId: string }
+  | { index: number; status: number; error: { code: string; message: string } };
+
+/** An Idempotency-Key as clients send them (a UUID, usually): 1 to 255 visible ASCII characters. */
+export function checkIdempotencyKey(key: string): string {
+  if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
+    throw new AppError('JUNIPER_ERR_VALIDATION', 'The Idempotency-Key header must be 1 to 255 visible ASCII characters, such as a UUID.', { details: { field: 'Idempotency-Key' } });
+  }
+  return key;
+}
+
+/** What makes two requests "the same" for an Idempotency-Key: the body's JSON, keys in a stable order. */
+export function requestHash(body: unknown): string {
+  const stable = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(stable) : v && typeof v === 'object' ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, stable((v as Record<string, unknown>)[k])])) : v;
+  return crypto.createHash('sha256').update(JSON.stringify(stable(body ?? null))).digest('hex');
+}
 
 export class Outbox {
   private readonly listeners = new Set<() => void>();
@@ -60,16 +83,75 @@ export class Outbox {
     for (const l of this.listeners) l();
   }
 
-  async enqueue(input: EnqueueInput, sender: PrincipalUser | null, actor: Actor): Promise<{ id: number; messageId: string }> {
+  private async checked(input: EnqueueInput, sender: PrincipalUser | null, maxMessageBytes: number): Promise<CheckedMail> {
     const parsed = parseInput(enqueueSchema, input, 'mail');
-    const { maxMessageBytes } = await this.parameters.snapshot();
     // Admins and the CLI (no sender) may set more free headers than users (header-rules.ts).
     const mail = checkMail(parsed, maxMessageBytes, !sender || sender.role === 'admin' ? 'admin' : 'user');
     assertMaySendAs(sender, mail.from);
     await this.assertMayChooseServer(sender, mail.serverId, mail.massMailing);
-    const result = await this.queue.enqueue(mail, actor);
+    return mail;
+  }
+
+  /**
+   * Checks and stores one mail. With `idempotencyKey` (the Idempotency-Key header) a repeated request by the
+   * same user with the same body gets the first answer back and queues nothing; the same key with another
+   * body is refused (422). Keys are kept 24 hours; only a queued mail's answer is kept (a refused request
+   * is checked again when repeated).
+   */
+  async enqueue(input: EnqueueInput, sender: PrincipalUser | null, actor: Actor, idempotencyKey?: string): Promise<{ id: number; messageId: string }> {
+    const idempotency = idempotencyKey !== undefined && sender ? { userId: sender.id, key: checkIdempotencyKey(idempotencyKey), requestSha256: requestHash(input) } : undefined;
+    if (idempotency) {
+      const kept = await this.keptAnswer(idempotency);
+      if (kept) return kept;
+    }
+    const { maxMessageBytes } = await this.parameters.snapshot();
+    const mail = await this.checked(input, sender, maxMessageBytes);
+    let result: { id: number; messageId: string };
+    try {
+      result = await this.queue.enqueue(mail, actor, idempotency ? { idempotency } : {});
+    } catch (err) {
+      // A concurrent request with the same key won the race: its mail is the one queued, answer with it.
+      const kept = idempotency ? await this.keptAnswer(idempotency) : null;
+      if (kept) return kept;
+      throw err;
+    }
     this.notify();
     return result;
+  }
+
+  private async keptAnswer(rec: IdempotencyRecord): Promise<{ id: number; messageId: string } | null> {
+    const kept = await this.queue.keptAnswer(rec.userId, rec.key);
+    if (!kept) return null;
+    if (kept.requestSha256 !== rec.requestSha256) {
+      throw new AppError('JUNIPER_ERR_IDEMPOTENCY_KEY_REUSED', `The Idempotency-Key ${JSON.stringify(rec.key)} was used within the last 24 hours for a different mail; send a new key with each new mail.`);
+    }
+    return kept.body as { id: number; messageId: string };
+  }
+
+  /**
+   * Up to MAX_BATCH mails in one transaction (POST /api/v1/mails/batch). Each mail is checked on its own: a
+   * refused one is answered with its error and does not stop the others; the accepted ones are stored
+   * together, all or none (a failed write fails the whole request and queues nothing).
+   */
+  async enqueueMany(inputs: readonly EnqueueInput[], sender: PrincipalUser | null, actor: Actor): Promise<BatchItemResult[]> {
+    if (inputs.length > MAX_BATCH) {
+      throw new AppError('JUNIPER_ERR_VALIDATION', `A batch holds at most ${MAX_BATCH} mails; this one has ${inputs.length}: split it.`, { details: { field: 'mails' } });
+    }
+    const { maxMessageBytes } = await this.parameters.snapshot();
+    const results: BatchItemResult[] = [];
+    const accepted: { index: number; mail: CheckedMail }[] = [];
+    for (const [index, input] of inputs.entries()) {
+      try {
+        accepted.push({ index, mail: await this.checked(input, sender, maxMessageBytes) });
+      } catch (err) {
+        if (!isAppError(err)) throw err;
+        results[index] = { index, status: err.status, error: { code: err.code, message: err.message } };
+      }
+    }
+    const stored = await this.queue.enqueueMany(accepted.map((a) => a.mail), actor);
+    accepted.forEach((a, i) => (results[a.index] = { index: a.index, status: 202, ...stored[i]! }));
+    if (stored.length > 0) this.notify();
+    return results;
   }
 
   /** A complete message (.eml) sent as it is; routing decides only the server and the envelope. */

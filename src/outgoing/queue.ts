@@ -4,14 +4,14 @@
 // SKIP LOCKED on PostgreSQL, so two workers never claim the same mail and a dead worker's mails come back
 // when its lease expires.
 import crypto from 'node:crypto';
-import { sql, type Kysely, type UpdateObject } from 'kysely';
+import { sql, type Insertable, type Kysely, type Selectable, type UpdateObject } from 'kysely';
 import type { Actor } from '../audit/audit-log.js';
 import type { DialectName } from '../db/database.js';
-import type { DB, MailState, OutgoingMail } from '../db/schema.js';
+import type { DB, MailState, OutgoingAttachmentsTable, OutgoingMail, OutgoingMailsTable } from '../db/schema.js';
 import { domainOf, parseMailbox } from '../lib/address.js';
 import { MAX_ATTEMPTS } from '../lib/backoff.js';
 import { AppError } from '../lib/errors.js';
-import type { BlobStore } from '../mailbox/blob-store.js';
+import { sha256Of, type BlobStore } from '../mailbox/blob-store.js';
 import type { CheckedMail } from './enqueue-rules.js';
 import { crashedReasonParts } from './delivery-failure.js';
 import type { OutgoingAttachment, OutgoingMessage } from './mail-transport.js';
@@ -86,6 +86,28 @@ export interface MailFilter {
   beforeId?: number;
 }
 
+/** How long the answer to a request with an Idempotency-Key is kept (at least): 24 hours. */
+export const IDEMPOTENCY_KEEP_MS = 24 * 60 * 60 * 1000;
+
+export interface IdempotencyRecord {
+  userId: number;
+  key: string;
+  requestSha256: string;
+}
+
+/** failure_type of a mail that its server's rate limit put back in the queue (not a failure). */
+export const PACED = 'paced';
+
+export type OutgoingAttachmentRow = Selectable<OutgoingAttachmentsTable>;
+
+export type SentItem = SendOutcome & { id: number; response: string; rejected: { address: string; response: string }[] };
+
+// Ids per `in (…)` list and rows per multi-row UPDATE: well below SQLite's and PostgreSQL's parameter limits.
+const ID_CHUNK = 500;
+const SENT_CHUNK = 200;
+// Rows per multi-row INSERT of a batch enqueue (31 columns each).
+const INSERT_CHUNK = 100;
+
 export interface SendOutcome {
   serverId: number;
   effectiveFrom: string;
@@ -105,58 +127,124 @@ export class OutgoingQueue {
     return row?.id;
   }
 
-  async enqueue(mail: CheckedMail, actor: Actor, options: { raw?: Buffer; messageId?: string } = {}): Promise<{ id: number; messageId: string }> {
-    const now = Date.now();
+  async enqueue(mail: CheckedMail, actor: Actor, options: { raw?: Buffer; messageId?: string; idempotency?: IdempotencyRecord } = {}): Promise<{ id: number; messageId: string }> {
     const messageId = options.messageId ?? newMessageId(mail.from);
-    const id = await this.db.transaction().execute(async (trx) => {
-      const rawSha = options.raw ? await this.blobs.put(options.raw, trx) : null;
-      const row = await trx
-        .insertInto('outgoing_mails')
-        .values({
-          message_id: messageId,
-          from_header: mail.from,
-          to_addrs: JSON.stringify(mail.to),
-          cc_addrs: JSON.stringify(mail.cc),
-          bcc_addrs: JSON.stringify(mail.bcc),
-          reply_to: mail.replyTo,
-          subject: mail.subject,
-          text_body: mail.text,
-          html_body: mail.html,
-          headers: Object.keys(mail.headers).length ? JSON.stringify(mail.headers) : null,
-          raw_sha256: rawSha,
-          forced_server_id: mail.serverId,
-          mass_mailing: mail.massMailing ? 1 : 0,
-          state: 'queued',
-          attempts: 0,
-          next_attempt_at: now,
-          lease_owner: null,
-          lease_expires_at: null,
-          waiting_reason: null,
-          failure_type: null,
-          failure_reason: null,
-          server_id: null,
-          effective_from: null,
-          envelope_from: null,
-          smtp_response: null,
-          rejected_recipients: null,
-          sent_at: null,
-          created_by_user_id: actor.userId,
-          created_at: now,
-          updated_at: now,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      let position = 0;
-      for (const a of mail.attachments) {
-        const sha = await this.blobs.put(a.content, trx);
-        await trx
-          .insertInto('outgoing_attachments')
-          .values({ mail_id: row.id, position: position++, filename: a.filename, content_type: a.contentType, content_id: a.contentId, blob_sha256: sha })
-          .execute();
-      }
-      return row.id;
+    // A mail of one row needs no transaction: its INSERT is atomic by itself (and BEGIN/COMMIT were two of the
+    // three statements of the common API request).
+    if (!options.raw && mail.attachments.length === 0 && !options.idempotency) {
+      return { id: await this.insertMail(this.db, mail, actor, messageId, Date.now()), messageId };
+    }
+    return this.db.transaction().execute(async (trx) => {
+      const id = await this.insertMail(trx, mail, actor, messageId, Date.now(), options.raw);
+      const answer = { id, messageId };
+      // In the same transaction: of two requests racing with one key, the second fails on the key's primary
+      // key and its mail is rolled back, so the mail is queued once.
+      if (options.idempotency) await this.keepAnswer(trx, options.idempotency, 202, answer);
+      return answer;
     });
-    return { id, messageId };
+  }
+
+  /**
+   * Many mails in one transaction (POST /api/v1/mails/batch): all are queued, or none when a write fails.
+   * Multi-row INSERTs (a round trip per 100 mails, not per mail), matched back by their unique Message-IDs.
+   */
+  async enqueueMany(mails: readonly CheckedMail[], actor: Actor): Promise<{ id: number; messageId: string }[]> {
+    if (mails.length === 0) return [];
+    return this.db.transaction().execute(async (trx) => {
+      const now = Date.now();
+      const messageIds = mails.map((m) => newMessageId(m.from));
+      const ids = new Map<string, number>();
+      for (let i = 0; i < mails.length; i += INSERT_CHUNK) {
+        const rows = mails.slice(i, i + INSERT_CHUNK).map((mail, k) => this.mailRow(mail, actor, messageIds[i + k]!, now, null));
+        for (const r of await trx.insertInto('outgoing_mails').values(rows).returning(['id', 'message_id']).execute()) ids.set(r.message_id, r.id);
+      }
+      const attachments: Insertable<OutgoingAttachmentsTable>[] = [];
+      // A mass mailing's PDF is written once, not once per recipient.
+      const stored = new Set<string>();
+      for (const [k, mail] of mails.entries()) {
+        let position = 0;
+        for (const a of mail.attachments) {
+          let sha = sha256Of(a.content);
+          if (!stored.has(sha)) stored.add((sha = await this.blobs.put(a.content, trx)));
+          attachments.push({ mail_id: ids.get(messageIds[k]!)!, position: position++, filename: a.filename, content_type: a.contentType, content_id: a.contentId, blob_sha256: sha });
+        }
+      }
+      for (let i = 0; i < attachments.length; i += INSERT_CHUNK) await trx.insertInto('outgoing_attachments').values(attachments.slice(i, i + INSERT_CHUNK)).execute();
+      return messageIds.map((messageId) => ({ id: ids.get(messageId)!, messageId }));
+    });
+  }
+
+  private mailRow(mail: CheckedMail, actor: Actor, messageId: string, now: number, rawSha: string | null): Insertable<OutgoingMailsTable> {
+    return {
+      message_id: messageId,
+      from_header: mail.from,
+      to_addrs: JSON.stringify(mail.to),
+      cc_addrs: JSON.stringify(mail.cc),
+      bcc_addrs: JSON.stringify(mail.bcc),
+      reply_to: mail.replyTo,
+      subject: mail.subject,
+      text_body: mail.text,
+      html_body: mail.html,
+      headers: Object.keys(mail.headers).length ? JSON.stringify(mail.headers) : null,
+      raw_sha256: rawSha,
+      forced_server_id: mail.serverId,
+      mass_mailing: mail.massMailing ? 1 : 0,
+      state: 'queued',
+      attempts: 0,
+      next_attempt_at: now,
+      lease_owner: null,
+      lease_expires_at: null,
+      waiting_reason: null,
+      failure_type: null,
+      failure_reason: null,
+      server_id: null,
+      effective_from: null,
+      envelope_from: null,
+      smtp_response: null,
+      rejected_recipients: null,
+      sent_at: null,
+      created_by_user_id: actor.userId,
+      created_at: now,
+      updated_at: now,
+    };
+  }
+
+  private async insertMail(trx: Kysely<DB>, mail: CheckedMail, actor: Actor, messageId: string, now: number, raw?: Buffer): Promise<number> {
+    const rawSha = raw ? await this.blobs.put(raw, trx) : null;
+    const row = await trx
+      .insertInto('outgoing_mails')
+      .values(this.mailRow(mail, actor, messageId, now, rawSha))
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    let position = 0;
+    for (const a of mail.attachments) {
+      const sha = await this.blobs.put(a.content, trx);
+      await trx
+        .insertInto('outgoing_attachments')
+        .values({ mail_id: row.id, position: position++, filename: a.filename, content_type: a.contentType, content_id: a.contentId, blob_sha256: sha })
+        .execute();
+    }
+    return row.id;
+  }
+
+  /** The kept answer for this user's key, if it is younger than IDEMPOTENCY_KEEP_MS. */
+  async keptAnswer(userId: number, key: string, now = Date.now()): Promise<{ requestSha256: string; status: number; body: unknown } | null> {
+    const row = await this.db.selectFrom('idempotency_keys').selectAll().where('user_id', '=', userId).where('key', '=', key).executeTakeFirst();
+    if (!row || row.created_at < now - IDEMPOTENCY_KEEP_MS) return null;
+    return { requestSha256: row.request_sha256, status: row.status, body: JSON.parse(row.response) as unknown };
+  }
+
+  private async keepAnswer(trx: Kysely<DB>, rec: IdempotencyRecord, status: number, body: unknown): Promise<void> {
+    const now = Date.now();
+    // A key older than the keeping time is free again.
+    await trx.deleteFrom('idempotency_keys').where('user_id', '=', rec.userId).where('key', '=', rec.key).where('created_at', '<', now - IDEMPOTENCY_KEEP_MS).execute();
+    await trx.insertInto('idempotency_keys').values({ user_id: rec.userId, key: rec.key, request_sha256: rec.requestSha256, status, response: JSON.stringify(body), created_at: now }).execute();
+  }
+
+  /** Forgets answers older than the keeping time (housekeeping); returns how many. */
+  async purgeIdempotencyKeys(now = Date.now()): Promise<number> {
+    const r = await this.db.deleteFrom('idempotency_keys').where('created_at', '<', now - IDEMPOTENCY_KEEP_MS).executeTakeFirst();
+    return Number(r.numDeletedRows);
   }
 
   async get(id: number): Promise<OutgoingMail> {
@@ -229,18 +317,23 @@ export class OutgoingQueue {
    * sending ones whose lease expired (their worker stopped without recording an outcome). Each claim counts
    * as an attempt. An expired lease on a mail that already used every attempt is not claimed again: the
    * same statement fails it as `crashed` (the mail itself may be what kills its worker), so it cannot loop
-   * forever. One statement, so no worker sees a half-done claim; the crashed mails come back in `crashed`.
+   * forever. Each of its statements is atomic, so no worker sees a half-done claim; the crashed mails come back in `crashed`.
    */
   async claimBatch(owner: string, limit: number, leaseMs: number, now = Date.now()): Promise<{ claimed: OutgoingMail[]; crashed: OutgoingMail[] }> {
+    // Two statements, each atomic: mails whose lease expired (few: at most what dead workers held), then due
+    // queued ones. One statement with `OR` read every due mail and sorted them to take the first `limit` (a
+    // 10,000-mail queue made each claim read 10,000 rows); each half alone walks its index in order and stops.
+    const expired = await this.claimWhere(owner, limit, leaseMs, now, 'expired');
+    const rows = expired.length < limit ? [...expired, ...(await this.claimWhere(owner, limit - expired.length, leaseMs, now, 'queued'))] : expired;
+    rows.sort((a, b) => a.id - b.id);
+    return { claimed: rows.filter((r) => r.state === 'sending'), crashed: rows.filter((r) => r.state === 'failed') };
+  }
+
+  private async claimWhere(owner: string, limit: number, leaseMs: number, now: number, which: 'expired' | 'queued'): Promise<OutgoingMail[]> {
     let due = this.db
       .selectFrom('outgoing_mails')
       .select('id')
-      .where((eb) =>
-        eb.or([
-          eb.and([eb('state', '=', 'queued'), eb('next_attempt_at', '<=', now)]),
-          eb.and([eb('state', '=', 'sending'), eb('lease_expires_at', '<', now)]),
-        ]),
-      )
+      .where((eb) => (which === 'queued' ? eb.and([eb('state', '=', 'queued'), eb('next_attempt_at', '<=', now)]) : eb.and([eb('state', '=', 'sending'), eb('lease_expires_at', '<', now)])))
       .orderBy('next_attempt_at')
       .orderBy('id')
       .limit(limit);
@@ -249,7 +342,7 @@ export class OutgoingQueue {
     const lost = sql<boolean>`state = 'sending'`;
     const crash = sql<boolean>`(state = 'sending' and attempts >= ${MAX_ATTEMPTS})`;
     const [before, after] = crashedReasonParts();
-    const rows = await this.db
+    return this.db
       .updateTable('outgoing_mails')
       .set({
         state: sql<MailState>`case when ${crash} then 'failed' else 'sending' end`,
@@ -265,8 +358,6 @@ export class OutgoingQueue {
       .where('id', 'in', due)
       .returningAll()
       .execute();
-    rows.sort((a, b) => a.id - b.id);
-    return { claimed: rows.filter((r) => r.state === 'sending'), crashed: rows.filter((r) => r.state === 'failed') };
   }
 
   /** The mails claimed by claimBatch (those it failed as crashed are left out). */
@@ -282,21 +373,45 @@ export class OutgoingQueue {
       .where('state', '=', 'queued')
       .where('server_id', '=', serverId)
       .where('waiting_reason', 'is not', null)
+      // A paced mail keeps its slot: waking it early would break the server's rate limit.
+      .where((eb) => eb.or([eb('failure_type', 'is', null), eb('failure_type', '!=', PACED)]))
       .executeTakeFirst();
     return Number(r.numUpdatedRows);
   }
 
   /** Extends the lease of mails this worker still holds (a slow server must not let another worker resend them). */
   async renewLeases(owner: string, ids: number[], leaseMs: number): Promise<void> {
-    if (ids.length === 0) return;
-    await this.db.updateTable('outgoing_mails').set({ lease_expires_at: Date.now() + leaseMs }).where('lease_owner', '=', owner).where('state', '=', 'sending').where('id', 'in', ids).execute();
+    for (let i = 0; i < ids.length; i += ID_CHUNK) {
+      await this.db.updateTable('outgoing_mails').set({ lease_expires_at: Date.now() + leaseMs }).where('lease_owner', '=', owner).where('state', '=', 'sending').where('id', 'in', ids.slice(i, i + ID_CHUNK)).execute();
+    }
   }
 
-  /** The complete message as stored, ready for a transport. */
-  async message(mail: OutgoingMail): Promise<OutgoingMessage> {
-    const rows = await this.db.selectFrom('outgoing_attachments').selectAll().where('mail_id', '=', mail.id).orderBy('position').execute();
-    const attachments: OutgoingAttachment[] = [];
-    for (const a of rows) attachments.push({ filename: a.filename, contentType: a.content_type, contentId: a.content_id, content: await this.blobs.get(a.blob_sha256) });
+  /**
+   * The attachment rows of many mails in one SELECT (a claimed batch), by mail id in position order; a mail
+   * without attachments has no entry, so the dispatcher does not ask again for each mail.
+   */
+  async attachmentsOf(mailIds: readonly number[]): Promise<Map<number, OutgoingAttachmentRow[]>> {
+    const out = new Map<number, OutgoingAttachmentRow[]>();
+    for (let i = 0; i < mailIds.length; i += ID_CHUNK) {
+      const rows = await this.db.selectFrom('outgoing_attachments').selectAll().where('mail_id', 'in', mailIds.slice(i, i + ID_CHUNK)).orderBy('mail_id').orderBy('position').execute();
+      for (const r of rows) {
+        const list = out.get(r.mail_id);
+        if (list) list.push(r);
+        else out.set(r.mail_id, [r]);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The complete message as stored, ready for a transport. `attachments` are the mail's rows when the caller
+   * read them already (attachmentsOf); blobs come through the blob store's cache, so a mass mailing reads its
+   * PDF once, not once per recipient.
+   */
+  async message(mail: OutgoingMail, attachments?: readonly OutgoingAttachmentRow[]): Promise<OutgoingMessage> {
+    const rows = attachments ?? (await this.db.selectFrom('outgoing_attachments').selectAll().where('mail_id', '=', mail.id).orderBy('position').execute());
+    const parts: OutgoingAttachment[] = [];
+    for (const a of rows) parts.push({ filename: a.filename, contentType: a.content_type, contentId: a.content_id, content: await this.blobs.get(a.blob_sha256) });
     return {
       messageId: mail.message_id,
       from: mail.from_header,
@@ -308,7 +423,7 @@ export class OutgoingQueue {
       text: mail.text_body,
       html: mail.html_body,
       headers: mail.headers ? (JSON.parse(mail.headers) as Record<string, string>) : {},
-      attachments,
+      attachments: parts,
       raw: mail.raw_sha256 ? await this.blobs.get(mail.raw_sha256) : null,
     };
   }
@@ -337,6 +452,45 @@ export class OutgoingQueue {
       waiting_reason: null,
       sent_at: Date.now(),
     });
+  }
+
+  /**
+   * Records many sent mails in one statement (one commit instead of one per mail). Each row still changes
+   * only while this owner holds its lease, exactly as markSent. Resolves to the ids it recorded; an id
+   * missing from the answer had lost its lease (another worker's outcome stands).
+   */
+  async markSentMany(owner: string, items: readonly SentItem[]): Promise<Set<number>> {
+    const done = new Set<number>();
+    const now = Date.now();
+    for (let i = 0; i < items.length; i += SENT_CHUNK) {
+      const chunk = items.slice(i, i + SENT_CHUNK);
+      // VALUES names its columns column1…columnN on both dialects; the casts give PostgreSQL their types.
+      const values = sql.join(
+        chunk.map(
+          (it) =>
+            sql`(cast(${it.id} as bigint), cast(${it.serverId} as bigint), cast(${it.effectiveFrom} as text), cast(${it.envelopeFrom} as text), cast(${it.response} as text), cast(${it.rejected.length ? JSON.stringify(it.rejected) : null} as text))`,
+        ),
+      );
+      const rows = await sql<{ id: number }>`
+        update outgoing_mails set
+          state = 'sent', server_id = v.column2, effective_from = v.column3, envelope_from = v.column4,
+          smtp_response = v.column5, rejected_recipients = v.column6, failure_type = null, failure_reason = null,
+          waiting_reason = null, sent_at = ${now}, lease_owner = null, lease_expires_at = null, updated_at = ${now}
+        from (values ${values}) as v
+        where outgoing_mails.id = v.column1 and outgoing_mails.lease_owner = ${owner} and outgoing_mails.state = 'sending'
+        returning outgoing_mails.id`.execute(this.db);
+      for (const r of rows.rows) done.add(Number(r.id));
+    }
+    return done;
+  }
+
+  /**
+   * Puts a claimed mail back, due at `at` (a slot reserved for it), without counting the claim as an attempt:
+   * the server's rate limit paces it (a send delayed, not failed). failure_type `paced` tells the dispatcher
+   * the slot is already reserved when the mail comes back.
+   */
+  async defer(id: number, owner: string, at: number, reason: string): Promise<void> {
+    await this.finish(id, owner, { state: 'queued', next_attempt_at: at, attempts: sql<number>`attempts - 1`, failure_type: PACED, failure_reason: null, waiting_reason: reason });
   }
 
   async markFailed(id: number, owner: string, failure: { failureType: string; reason: string }, outcome?: Partial<SendOutcome>): Promise<void> {

@@ -7,6 +7,27 @@ import { got, toDomainName, toEmailAddress } from '../settings/parameter-rules.j
 
 export const OUTLOOK_SMTP_PRESET = { host: 'smtp.office365.com', port: 587, security: 'starttls' } as const;
 
+export const MAX_POOL_SIZE = 50;
+
+/**
+ * Microsoft's published limit for SMTP client submission: 30 messages a minute per mailbox. Sending faster
+ * only earns 4.3.2 throttling replies, so an Outlook server is paced to it unless its admin says otherwise.
+ */
+export const OUTLOOK_RATE_PER_MINUTE = 30;
+
+/**
+ * Connections a server's pool keeps: its own setting, else 2 for Outlook (paced to 30 a minute, more gain
+ * nothing and Microsoft limits concurrent connections per mailbox) and nodemailer's default of 5 for others.
+ */
+export function poolSizeOf(server: { auth: string; pool_size: number | null }): number {
+  return server.pool_size ?? (server.auth === 'outlook' ? 2 : 5);
+}
+
+/** Mails a minute the server may send; 0 = no limit. */
+export function ratePerMinuteOf(server: { auth: string; rate_per_minute: number | null }): number {
+  return server.rate_per_minute ?? (server.auth === 'outlook' ? OUTLOOK_RATE_PER_MINUTE : 0);
+}
+
 const HOSTNAME = /^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?$/i;
 
 export function isHost(value: string): boolean {
@@ -54,6 +75,10 @@ export const outgoingServerFields = {
   active: z.boolean(),
   allowSelfSigned: z.boolean(),
   ownerUserId: z.number().int().positive().nullable(),
+  /** null = the default for the server's kind (poolSizeOf). */
+  poolSize: z.number().int().min(1).max(MAX_POOL_SIZE, `must be from 1 to ${MAX_POOL_SIZE} connections`).nullable(),
+  /** Mails a minute at most; 0 = no limit; null = the default for the server's kind (ratePerMinuteOf). */
+  ratePerMinute: z.number().int().min(0).max(100_000, 'must be from 0 (no limit) to 100000 mails a minute').nullable(),
 };
 
 export const createOutgoingServerSchema = z
@@ -70,6 +95,8 @@ export const createOutgoingServerSchema = z
     active: outgoingServerFields.active.default(true),
     allowSelfSigned: outgoingServerFields.allowSelfSigned.default(false),
     ownerUserId: outgoingServerFields.ownerUserId.optional(),
+    poolSize: outgoingServerFields.poolSize.optional(),
+    ratePerMinute: outgoingServerFields.ratePerMinute.optional(),
   })
   .strict();
 

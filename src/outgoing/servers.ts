@@ -17,6 +17,8 @@ import {
   checkPortSecurity,
   connectionDefaults,
   normaliseFromFilter,
+  poolSizeOf,
+  ratePerMinuteOf,
   type CreateOutgoingServer,
   type PatchOutgoingServer,
 } from './server-rules.js';
@@ -39,6 +41,12 @@ export interface OutgoingServerView {
   archived: boolean;
   allowSelfSigned: boolean;
   ownerUserId: number | null;
+  /** As set (null = the default for its kind) and in effect. */
+  poolSize: number | null;
+  effectivePoolSize: number;
+  /** Mails a minute at most, as set (null = the default for its kind; 0 = no limit) and in effect. */
+  ratePerMinute: number | null;
+  effectiveRatePerMinute: number;
   token: TokenView;
   lastTest: { at: string; ok: boolean; message: string } | null;
   createdAt: string;
@@ -61,6 +69,10 @@ export function outgoingServerView(s: OutgoingServer, appProblem: AppProblem | n
     archived: s.archived_at !== null,
     allowSelfSigned: s.allow_self_signed === 1,
     ownerUserId: s.owner_user_id,
+    poolSize: s.pool_size,
+    effectivePoolSize: poolSizeOf(s),
+    ratePerMinute: s.rate_per_minute,
+    effectiveRatePerMinute: ratePerMinuteOf(s),
     token: tokenView(s, appProblem),
     lastTest: lastTestView(s),
     createdAt: iso(s.created_at)!,
@@ -178,6 +190,8 @@ export class OutgoingServers {
           active: input.active ? 1 : 0,
           allow_self_signed: input.allowSelfSigned ? 1 : 0,
           owner_user_id: owner,
+          pool_size: input.poolSize ?? null,
+          rate_per_minute: input.ratePerMinute ?? null,
           ...noTokens,
           last_test_at: null,
           last_test_ok: null,
@@ -244,6 +258,8 @@ export class OutgoingServers {
           active: patch.active === undefined ? current.active : patch.active ? 1 : 0,
           allow_self_signed: patch.allowSelfSigned === undefined ? current.allow_self_signed : patch.allowSelfSigned ? 1 : 0,
           owner_user_id: owner,
+          pool_size: patch.poolSize !== undefined ? patch.poolSize : current.pool_size,
+          rate_per_minute: patch.ratePerMinute !== undefined ? patch.ratePerMinute : current.rate_per_minute,
           ...forgetTokens(current, tokensStale),
           updated_at: Date.now(),
         })

@@ -19,7 +19,7 @@ import { isStructuralHeader } from './header-rules.js';
 import type { AccessTokenSource, Envelope, MailTransport, OutgoingMessage, SendResult, SmtpCredentials, SmtpEndpoint } from './mail-transport.js';
 
 export interface SmtpTransportOptions {
-  /** Connections kept open to the server (default 2: Microsoft 365 throttles SMTP submission to 30 messages a minute per mailbox, so more gain nothing). */
+  /** Connections kept open to the server (default 2; the dispatcher passes the server's pool size, server-rules.ts poolSizeOf). */
   maxConnections?: number;
   timeoutsMs?: { connection?: number; greeting?: number; socket?: number };
   /** The EHLO name (default: this machine's name). */

@@ -5,6 +5,7 @@ import { AppError } from '../lib/errors.js';
 import type { HostGuard } from '../mail-servers/host-guard.js';
 import type { TokenProvider } from '../oauth/token-provider.js';
 import type { MailTransport, SmtpCredentials, SmtpEndpoint, AccessTokenSource } from './mail-transport.js';
+import { poolSizeOf, ratePerMinuteOf } from './server-rules.js';
 import { createSmtpTransport } from './smtp-transport.js';
 
 export function smtpEndpoint(server: OutgoingServer): SmtpEndpoint {
@@ -39,6 +40,8 @@ export function smtpCredentials(
 
 export class TransportPool {
   private readonly transports = new Map<number, { stamp: number; address: string | undefined; transport: MailTransport }>();
+  /** Per server, the earliest time the next mail may start (its rate limit, in this process). */
+  private readonly nextSlot = new Map<number, number>();
 
   constructor(
     private readonly password: (server: OutgoingServer) => string | null,
@@ -59,6 +62,20 @@ export class TransportPool {
     };
   }
 
+  /**
+   * When the server's next mail may start under its rate limit (`now` when it has none or the slot is free).
+   * A slot within `reserveWithinMs` is taken (the caller waits for it); a later one is only reported, and
+   * the caller puts the mail back in the queue until then. Slots are spaced evenly (60 s / rate), so a
+   * paced server sends steadily instead of in bursts that the provider would throttle.
+   */
+  reserveSlot(server: OutgoingServer, now: number, reserveWithinMs = Infinity): number {
+    const rate = ratePerMinuteOf(server);
+    if (rate <= 0) return now;
+    const slot = Math.max(now, this.nextSlot.get(server.id) ?? now);
+    if (slot - now <= reserveWithinMs) this.nextSlot.set(server.id, slot + 60_000 / rate);
+    return slot;
+  }
+
   private async transportFor(server: OutgoingServer): Promise<MailTransport> {
     const target = await this.guard.connectTarget(server, `outgoing mail server "${server.name}" (id ${server.id})`);
     // Read after the await: a concurrent send may have built the same transport meanwhile.
@@ -66,7 +83,7 @@ export class TransportPool {
     if (cached && cached.stamp === server.updated_at && cached.address === target?.address) return cached.transport;
     cached?.transport.close();
     const { credentials, tokenSource } = smtpCredentials(server, this.password, this.tokens);
-    const transport = this.create(smtpEndpoint(server), credentials, tokenSource, target ? { target } : {});
+    const transport = this.create(smtpEndpoint(server), credentials, tokenSource, { maxConnections: poolSizeOf(server), ...(target ? { target } : {}) });
     this.transports.set(server.id, { stamp: server.updated_at, address: target?.address, transport });
     return transport;
   }

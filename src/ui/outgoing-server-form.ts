@@ -25,10 +25,13 @@ export interface ServerForm {
   priority: string;
   active: boolean;
   allowSelfSigned: boolean;
+  /** Empty = the default for the server's kind. */
+  poolSize: string;
+  ratePerMinute: string;
 }
 
 export function newServerForm(fromFilter = ''): ServerForm {
-  return { name: '', outlook: false, auth: 'password', host: '', port: '587', security: 'starttls', username: '', fromFilter, priority: '10', active: true, allowSelfSigned: false };
+  return { name: '', outlook: false, auth: 'password', host: '', port: '587', security: 'starttls', username: '', fromFilter, priority: '10', active: true, allowSelfSigned: false, poolSize: '', ratePerMinute: '' };
 }
 
 export function formOfServer(s: OutgoingServer): ServerForm {
@@ -44,6 +47,8 @@ export function formOfServer(s: OutgoingServer): ServerForm {
     priority: String(s.priority),
     active: s.active === 1,
     allowSelfSigned: s.allow_self_signed === 1,
+    poolSize: s.pool_size === null ? '' : String(s.pool_size),
+    ratePerMinute: s.rate_per_minute === null ? '' : String(s.rate_per_minute),
   };
 }
 
@@ -60,10 +65,14 @@ export function formOfPost(body: Form): ServerForm {
     priority: text(body, 'priority').trim(),
     active: checked(body, 'active'),
     allowSelfSigned: checked(body, 'allowSelfSigned'),
+    poolSize: text(body, 'poolSize').trim(),
+    ratePerMinute: text(body, 'ratePerMinute').trim(),
   };
 }
 
 const numberOrUndefined = (v: string) => (v === '' ? undefined : Number(v));
+/** An empty field means the default for the server's kind (stored as null). */
+const numberOrNull = (v: string) => (v === '' ? null : Number(v));
 
 /** A new server from the form; Outlook servers take the smtp.office365.com:587 STARTTLS preset. */
 export function toCreate(f: ServerForm, body: Form): CreateOutgoingServer {
@@ -81,6 +90,8 @@ export function toCreate(f: ServerForm, body: Form): CreateOutgoingServer {
       priority: numberOrUndefined(f.priority),
       active: f.active,
       allowSelfSigned: f.allowSelfSigned,
+      poolSize: numberOrNull(f.poolSize),
+      ratePerMinute: numberOrNull(f.ratePerMinute),
     },
     'server',
   );
@@ -108,6 +119,8 @@ export function toPatch(f: ServerForm, body: Form, current: OutgoingServer): Pat
       priority: numberOrUndefined(f.priority),
       active: f.active,
       allowSelfSigned: f.allowSelfSigned,
+      poolSize: numberOrNull(f.poolSize),
+      ratePerMinute: numberOrNull(f.ratePerMinute),
     },
     'server',
   );
@@ -219,6 +232,12 @@ ${flashHtml(p.result)}
   <label class="check"><input type="checkbox" name="active" value="on"${f.active ? html` checked` : null}><span>Active<small>Inactive servers are never used to send.</small></span></label>
   <label class="check"><input type="checkbox" name="allowSelfSigned" value="on"${f.allowSelfSigned ? html` checked` : null}>
     <span>Allow self-signed certificates<small>Only for test and private servers: the server's TLS certificate is not verified.</small></span></label>
+  <div class="grid">
+    <div><label for="poolSize">Connections</label><input type="number" id="poolSize" name="poolSize" value="${f.poolSize}" min="1" max="50" placeholder="${s ? String(s.effectivePoolSize) : 'default'}">
+      <p class="help">Kept open to the server. Empty: 2 for Outlook, 5 for others.</p></div>
+    <div><label for="ratePerMinute">Mails per minute</label><input type="number" id="ratePerMinute" name="ratePerMinute" value="${f.ratePerMinute}" min="0" max="100000" placeholder="${s ? (s.effectiveRatePerMinute ? String(s.effectiveRatePerMinute) : 'no limit') : 'default'}">
+      <p class="help">Mails beyond it wait their turn instead of failing. Empty: 30 for Outlook (Microsoft's limit per mailbox), no limit for others; 0: no limit.</p></div>
+  </div>
   <div class="actions form-actions"><button type="submit">Save</button><a class="button secondary" href="/outgoing-servers">Cancel</a></div>
 </form>
 ${s ? lastTest(s) : null}

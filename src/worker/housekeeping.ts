@@ -23,6 +23,15 @@ export function housekeepingJobs(app: App): Job[] {
       },
     },
     {
+      name: 'purge-idempotency-keys',
+      everyMs: 60 * 60 * 1000,
+      // Kept 24 hours (POST /api/v1/mails with Idempotency-Key); an hourly purge keeps them at most 25.
+      run: async () => {
+        const n = await app.services.queue.purgeIdempotencyKeys();
+        if (n > 0) app.logger.info({ op: 'idempotency.purge', removed: n }, 'idempotency keys older than 24 hours removed');
+      },
+    },
+    {
       name: 'outlook-token-keep-alive',
       everyMs: 60 * 60 * 1000,
       // Microsoft expires refresh tokens after 90 days without use; a daily refresh keeps quiet servers alive.

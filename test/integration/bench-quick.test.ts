@@ -16,7 +16,7 @@ describe('npm run bench -- --quick', () => {
       timeout: 240_000,
     });
     for (const dialect of ['sqlite', 'postgres']) {
-      assert.match(stdout, new RegExp(`^ratio outbound ${dialect}: juniper/raw \\d+\\.\\d\\dx, end-to-end/raw \\d+\\.\\d\\dx$`, 'm'), stdout);
+      assert.match(stdout, new RegExp(`^ratio outbound ${dialect}: juniper/raw \\d+\\.\\d\\dx, end-to-end/raw \\d+\\.\\d\\dx, batch end-to-end/raw \\d+\\.\\d\\dx$`, 'm'), stdout);
       assert.match(stdout, new RegExp(`^ratio inbound ${dialect}: juniper/raw \\d+\\.\\d\\dx$`, 'm'), stdout);
     }
   });

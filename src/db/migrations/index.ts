@@ -8,6 +8,7 @@ import { oauth } from './003-oauth.js';
 import { incoming } from './004-incoming.js';
 import { incomingHardening } from './005-incoming-hardening.js';
 import { queueAndTokenLock } from './006-queue-and-token-lock.js';
+import { serverPoolAndRate } from './008-server-pool-and-rate.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -18,5 +19,6 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '004-incoming': incoming(ctx),
     '005-incoming-hardening': incomingHardening(ctx),
     '006-queue-and-token-lock': queueAndTokenLock(ctx),
+    '008-server-pool-and-rate': serverPoolAndRate(ctx),
   };
 }

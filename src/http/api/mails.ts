@@ -4,6 +4,7 @@ import type { Services } from '../../app.js';
 import type { OutgoingMail } from '../../db/schema.js';
 import { AppError } from '../../lib/errors.js';
 import { parseInput } from '../../lib/validate.js';
+import { MAX_BATCH } from '../../outgoing/outbox.js';
 import { mailView } from '../../outgoing/queue.js';
 import { actorOf } from '../actor.js';
 
@@ -15,6 +16,10 @@ const listQuery = z.object({
   before: z.coerce.number().int().positive().optional(),
 });
 
+const batchBody = z.object({ mails: z.array(z.unknown()).min(1, 'give at least one mail').max(MAX_BATCH, `a batch holds at most ${MAX_BATCH} mails: split it`) }).strict();
+// A batch of small mails is larger than one mail; each mail's own size limit still applies.
+const BATCH_BODY_LIMIT = 64 * 1024 * 1024;
+
 /** Admins see every mail; users only those they enqueued. */
 function assertMayRead(request: FastifyRequest, mail: OutgoingMail): void {
   const user = request.principal!.user;
@@ -25,8 +30,17 @@ export function mailRoutes(services: Services): FastifyPluginAsync {
   const { queue, outbox } = services;
   return async (app) => {
     app.post('/api/v1/mails', { config: { access: 'user' } }, async (request, reply) => {
-      const result = await outbox.enqueue(request.body as never, request.principal!.user, actorOf(request));
+      const key = request.headers['idempotency-key'];
+      const result = await outbox.enqueue(request.body as never, request.principal!.user, actorOf(request), typeof key === 'string' ? key : undefined);
       return reply.status(202).send(result);
+    });
+
+    // Up to 1,000 mails in one transaction; 200 with one result per mail, in order (status 202 with id and
+    // messageId, or the mail's own error status and error), so one refused mail does not hide the others.
+    app.post('/api/v1/mails/batch', { config: { access: 'user' }, bodyLimit: BATCH_BODY_LIMIT }, async (request) => {
+      const { mails } = parseInput(batchBody, request.body, 'body');
+      const results = await outbox.enqueueMany(mails as never[], request.principal!.user, actorOf(request));
+      return { queued: results.filter((r) => r.status === 202).length, refused: results.filter((r) => r.status !== 202).length, results };
     });
 
     app.get('/api/v1/mails', { config: { access: 'user' } }, async (request) => {

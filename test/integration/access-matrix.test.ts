@@ -80,6 +80,12 @@ const rules: Record<string, Rule> = {
     request: (w) => ({ method: 'POST', url: '/api/v1/mails', payload: { from: w.jane.email, to: ['customer@client.test'], subject: 'matrix', text: 'x' } }),
     expect: { anonymous: 401, owner: 202, other: 403, admin: 202 },
   },
+  // A batch answers 200 with a result per mail; john's mail as jane is refused in its item (403), which
+  // outgoing-throughput.test.ts asserts item by item.
+  'POST /api/v1/mails/batch': {
+    request: (w) => ({ method: 'POST', url: '/api/v1/mails/batch', payload: { mails: [{ from: w.jane.email, to: ['customer@client.test'], subject: 'matrix batch', text: 'x' }] } }),
+    expect: { anonymous: 401, owner: 200, other: 200, admin: 200 },
+  },
   'POST /api/v1/mails/:id/cancel': own(200, async (w) => ({ method: 'POST', url: `/api/v1/mails/${await w.freshMail(w.jane)}/cancel` })),
   'POST /api/v1/mails/:id/retry': own(200, async (w) => ({ method: 'POST', url: `/api/v1/mails/${await w.freshMail(w.jane)}/retry` })),
   'POST /api/v1/outgoing-servers': {

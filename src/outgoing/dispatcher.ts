@@ -132,7 +132,9 @@ export class Dispatcher {
     if (claimed.length === 0) return { taken: crashed.length, sends };
     // Each mail's work settles on its own: a failed write for one must not end the others' sends (or the
     // lease renewal) while they are still running.
+    const started = new Set<number>();
     const settle = (id: number, task: () => Promise<void>) => {
+      started.add(id);
       this.hold(id);
       const p = task().finally(() => {
         this.release(id);
@@ -169,6 +171,10 @@ export class Dispatcher {
       }
     } catch (err) {
       setupError = err instanceof Error ? err : new Error(String(err));
+      // The mails not started are not at fault: give them back without counting the claim as an attempt, or a
+      // flapping database would push innocent mails towards `crashed`. If that write fails too, their leases end.
+      const idle = claimed.filter((m) => !started.has(m.id)).map((m) => m.id);
+      if (idle.length) await queue.unclaim(idle, this.owner).catch((e: unknown) => log.warn({ err: e, op: 'dispatch' }, 'could not give back claimed mails; their leases will end'));
     }
     return { taken: claimed.length + crashed.length, sends, ...(setupError ? { setupError } : {}) };
   }

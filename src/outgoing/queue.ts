@@ -493,6 +493,18 @@ export class OutgoingQueue {
     await this.finish(id, owner, { state: 'queued', next_attempt_at: at, attempts: sql<number>`attempts - 1`, failure_type: PACED, failure_reason: null, waiting_reason: reason });
   }
 
+  /** Gives claimed mails back untouched (the round could not start them): queued again, the claim not counted. */
+  async unclaim(ids: readonly number[], owner: string): Promise<void> {
+    if (ids.length === 0) return;
+    await this.db
+      .updateTable('outgoing_mails')
+      .set({ state: 'queued', attempts: sql<number>`attempts - 1`, lease_owner: null, lease_expires_at: null, updated_at: Date.now() })
+      .where('id', 'in', [...ids])
+      .where('lease_owner', '=', owner)
+      .where('state', '=', 'sending')
+      .execute();
+  }
+
   async markFailed(id: number, owner: string, failure: { failureType: string; reason: string }, outcome?: Partial<SendOutcome>): Promise<void> {
     await this.finish(id, owner, {
       state: 'failed',

@@ -57,6 +57,7 @@ const expectedAccess: Record<string, 'public' | 'user' | 'admin'> = {
   'POST /api/v1/incoming-servers/:id/outlook/connect': 'user',
   'POST /api/v1/incoming-servers/:id/test': 'user',
   'POST /api/v1/mails': 'user',
+  'POST /api/v1/mails/batch': 'user',
   'POST /api/v1/mails/:id/cancel': 'user',
   'POST /api/v1/mails/:id/retry': 'user',
   'POST /api/v1/outgoing-servers': 'user',

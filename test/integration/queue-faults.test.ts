@@ -215,5 +215,25 @@ for (const dialect of dialects) {
       }
       await reset();
     });
+
+    it('a round that cannot read its servers gives the claimed mails back without counting an attempt', async () => {
+      await reset();
+      await server('john@example.com');
+      const id = await send('john@example.com', 'setup fails');
+      const d = testDispatcher(t.app, 'setup-fails');
+      // The claim works (outgoing_mails), reading the servers does not: as when the database goes away mid-round.
+      await sql`ALTER TABLE outgoing_servers RENAME TO outgoing_servers_away`.execute(t.app.database.db);
+      try {
+        await assert.rejects(d.dispatcher.runOnce());
+      } finally {
+        await sql`ALTER TABLE outgoing_servers_away RENAME TO outgoing_servers`.execute(t.app.database.db);
+      }
+      const given = await row(id);
+      assert.deepEqual([given.state, given.attempts, given.lease_owner, given.lost_leases], ['queued', 0, null, 0]);
+      assert.equal(await d.drain(), 1);
+      assert.equal((await row(id)).state, 'sent');
+      await d.close();
+      await reset();
+    });
   });
 }

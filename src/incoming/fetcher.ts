@@ -124,12 +124,20 @@ export class IncomingFetcher {
     try {
       const reader = await connectServer(server, { ...this.deps, maxMessageBytes: await incomingSizeCap(this.deps.parameters) });
       let counts: FetchCounts;
+      let stoppedBefore: number | undefined;
       try {
-        counts = await this.drain(server, reader, await reader.open(server.folder), opts);
+        ({ counts, stoppedBefore } = await this.drain(server, reader, await reader.open(server.folder), opts));
       } finally {
         await reader.close();
       }
-      await servers.recordFetch(id, { ok: true }, this.now());
+      // A UID the server lists but does not return stops every run before it: that must not look healthy.
+      await servers.recordFetch(
+        id,
+        stoppedBefore === undefined
+          ? { ok: true }
+          : { ok: false, error: `Fetching "${server.name}" stopped before message UID ${stoppedBefore}: the server listed it but did not return it, so the messages after it wait. If this repeats, open the message in another mail client (it may be damaged on the server) and move or delete it.` },
+        this.now(),
+      );
       log.info({ op: 'incoming.fetch', server: id, ...counts, ms: this.now() - started }, `fetched ${server.name}`);
       return counts;
     } catch (err) {
@@ -144,7 +152,7 @@ export class IncomingFetcher {
     }
   }
 
-  private async drain(server: IncomingServer, reader: MailboxReader, status: FolderStatus, opts: FetchOptions): Promise<FetchCounts> {
+  private async drain(server: IncomingServer, reader: MailboxReader, status: FolderStatus, opts: FetchOptions): Promise<{ counts: FetchCounts; stoppedBefore?: number }> {
     const { servers, db, log } = this.deps;
     const counts = emptyCounts();
     let lastUid: number;
@@ -228,10 +236,10 @@ export class IncomingFetcher {
       if (missing === undefined && received < expected.length && !opts.signal?.aborted) missing = expected[received];
       if (missing !== undefined) {
         log.warn({ op: 'incoming.fetch', server: server.id, uid: missing }, `the server did not return message UID ${missing}; stopping before it, the next fetch tries again`);
-        break;
+        return { counts, stoppedBefore: missing };
       }
     }
-    return counts;
+    return { counts };
   }
 
   /**

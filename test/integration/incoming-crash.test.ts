@@ -15,7 +15,7 @@ import { startDovecot, type Dovecot } from '../peers/dovecot.js';
 import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
 
 const PASSWORD = 'imap-secret';
-const users = ['crash', 'sigkill'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
+const users = ['crash', 'sigkill', 'unreturned'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
 
 let idp: IdentityServer;
 let dovecot: Dovecot;
@@ -110,6 +110,36 @@ for (const dialect of dialects) {
       assert.equal(counts.duplicates, 0);
       assert.equal(await count(), total);
       assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean));
+    });
+
+    it('a UID the server lists but does not return stops the run before it, visibly: lastError says which and what to do', async () => {
+      const user = mailbox('unreturned');
+      const id = await confirmed(user);
+      await deliverAll(dovecot, user, corpus(10, user).map((m) => m.raw));
+      const server = await t.app.services.incomingServers.get(id);
+      // The 4th listed message never comes back (a damaged file on the server, say).
+      const withholding = async (...args: Parameters<ReturnType<typeof imapConnector>>): Promise<MailboxReader> => {
+        const reader = await imapConnector()(...args);
+        return {
+          open: (f) => reader.open(f),
+          listAfter: (u) => reader.listAfter(u),
+          firstUnseen: () => reader.firstUnseen(),
+          markSeen: (uids) => reader.markSeen(uids),
+          fetchHeaders: (uids, max) => reader.fetchHeaders(uids, max),
+          close: () => reader.close(),
+          async *fetch(uids) {
+            for await (const m of reader.fetch(uids)) if (m.uid !== uids[3]) yield m;
+          },
+        };
+      };
+      const counts = await t.app.services.incoming.fetchNow(server, { batchSize: 50 }, { connect: withholding });
+      assert.equal(counts.stored, 3);
+      await assertNothingUnstoredSeen(id, user, { stored: 3, seen: 3 });
+      const view = (await api('GET', `/api/v1/incoming-servers/${id}`)).body;
+      assert.match(String(view.lastError), /stopped before message UID \d+: the server listed it but did not return it.*move or delete it/);
+      const rest = await t.app.services.incoming.fetchNow(await t.app.services.incomingServers.get(id));
+      assert.equal(rest.stored, 7);
+      assert.equal((await api('GET', `/api/v1/incoming-servers/${id}`)).body.lastError, null, 'a complete run clears it');
     });
   });
 }

@@ -178,6 +178,10 @@ for (const dialect of dialects) {
         const again = mail('<old@client.test>');
         const r = await database.db.transaction().execute(async (trx) => ingest.store(trx, { server, uid: 9, uidvalidity: 1, raw: again, parsed: await parseMessage(again), params }));
         assert.deepEqual(r, { outcome: 'duplicate', messageId: withId.id });
+        // A run that died part-way (SQLite runs migrations outside a transaction) must be safe to run again.
+        await migrations['005-incoming-hardening']!.up(database.db as never);
+        const rerun = new Map((await database.db.selectFrom('messages').select(['id', 'dedupe_key']).execute()).map((x) => [x.id, x.dedupe_key]));
+        assert.equal(rerun.get(withId.id), messageIdKey('<old@client.test>'), 'an already hashed key is not hashed again');
         if (dialect === 'postgres') {
           const idx = await sql<{ indexdef: string }>`select indexdef from pg_indexes where indexname = 'messages_message_id_idx'`.execute(database.db);
           assert.match(idx.rows[0]!.indexdef, /USING hash/);

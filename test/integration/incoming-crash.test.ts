@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import type { MailboxReader } from '../../src/incoming/mailbox-reader.js';
+import type { ConnectReader, MailboxReader } from '../../src/incoming/mailbox-reader.js';
 import { imapConnector } from '../../src/incoming/imap-reader.js';
 import { cliEnv, projectRoot } from '../helpers/cli.js';
 import { dialects } from '../helpers/databases.js';
@@ -16,6 +16,22 @@ import { startIdentityServer, type IdentityServer } from '../peers/identity-serv
 
 const PASSWORD = 'imap-secret';
 const users = ['crash', 'sigkill', 'unreturned'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
+
+/** The real IMAP reader on Dovecot, with its message fetch replaced (to die or to withhold a message). */
+function withFetch(fetch: (reader: MailboxReader, uids: number[]) => ReturnType<MailboxReader['fetch']>): ConnectReader {
+  return async (...args) => {
+    const reader = await imapConnector()(...args);
+    return {
+      open: (f) => reader.open(f),
+      listAfter: (u) => reader.listAfter(u),
+      firstUnseen: () => reader.firstUnseen(),
+      markSeen: (uids) => reader.markSeen(uids),
+      fetchHeaders: (uids, max) => reader.fetchHeaders(uids, max),
+      close: () => reader.close(),
+      fetch: (uids) => fetch(reader, uids),
+    };
+  };
+}
 
 let idp: IdentityServer;
 let dovecot: Dovecot;
@@ -58,23 +74,14 @@ for (const dialect of dialects) {
       await deliverAll(dovecot, user, corpus(120, user).map((m) => m.raw));
       const server = await t.app.services.incomingServers.get(id);
       // Dies after the 70th message: the first batch of 50 is stored and marked, 20 of the second are stored only.
-      const dying = (diesAfter: number) => async (...args: Parameters<ReturnType<typeof imapConnector>>): Promise<MailboxReader> => {
-        const reader = await imapConnector()(...args);
+      const dying = (diesAfter: number) => {
         let yielded = 0;
-        return {
-          open: (f) => reader.open(f),
-          listAfter: (u) => reader.listAfter(u),
-          firstUnseen: () => reader.firstUnseen(),
-          markSeen: (uids) => reader.markSeen(uids),
-          fetchHeaders: (uids, max) => reader.fetchHeaders(uids, max),
-          close: () => reader.close(),
-          async *fetch(uids) {
-            for await (const m of reader.fetch(uids)) {
-              if (yielded++ === diesAfter) throw new Error('killed');
-              yield m;
-            }
-          },
-        };
+        return withFetch(async function* (reader, uids) {
+          for await (const m of reader.fetch(uids)) {
+            if (yielded++ === diesAfter) throw new Error('killed');
+            yield m;
+          }
+        });
       };
       await assert.rejects(t.app.services.incoming.fetchNow(server, { batchSize: 50 }, { connect: dying(70) }), /killed/);
       await assertNothingUnstoredSeen(id, user, { stored: 70, seen: 50 });
@@ -118,20 +125,9 @@ for (const dialect of dialects) {
       await deliverAll(dovecot, user, corpus(10, user).map((m) => m.raw));
       const server = await t.app.services.incomingServers.get(id);
       // The 4th listed message never comes back (a damaged file on the server, say).
-      const withholding = async (...args: Parameters<ReturnType<typeof imapConnector>>): Promise<MailboxReader> => {
-        const reader = await imapConnector()(...args);
-        return {
-          open: (f) => reader.open(f),
-          listAfter: (u) => reader.listAfter(u),
-          firstUnseen: () => reader.firstUnseen(),
-          markSeen: (uids) => reader.markSeen(uids),
-          fetchHeaders: (uids, max) => reader.fetchHeaders(uids, max),
-          close: () => reader.close(),
-          async *fetch(uids) {
-            for await (const m of reader.fetch(uids)) if (m.uid !== uids[3]) yield m;
-          },
-        };
-      };
+      const withholding = withFetch(async function* (reader, uids) {
+        for await (const m of reader.fetch(uids)) if (m.uid !== uids[3]) yield m;
+      });
       const counts = await t.app.services.incoming.fetchNow(server, { batchSize: 50 }, { connect: withholding });
       assert.equal(counts.stored, 3);
       await assertNothingUnstoredSeen(id, user, { stored: 3, seen: 3 });

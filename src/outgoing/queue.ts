@@ -106,7 +106,7 @@ export type SentItem = SendOutcome & { id: number; response: string; rejected: {
 const ID_CHUNK = 500;
 const SENT_CHUNK = 200;
 // Rows per multi-row INSERT of a batch enqueue (31 columns each).
-const INSERT_CHUNK = 100;
+export const INSERT_CHUNK = 100;
 
 export interface SendOutcome {
   serverId: number;
@@ -142,6 +142,25 @@ export class OutgoingQueue {
       if (options.idempotency) await this.keepAnswer(trx, options.idempotency, 202, answer);
       return answer;
     });
+  }
+
+  /**
+   * Up to INSERT_CHUNK mails without attachments or original bytes in one multi-row INSERT: one statement,
+   * atomic by itself (all rows or none), so no transaction. What the enqueue gatherer writes.
+   */
+  async insertMails(items: readonly { mail: CheckedMail; actor: Actor }[]): Promise<{ id: number; messageId: string }[]> {
+    if (items.length === 0) return [];
+    if (items.length > INSERT_CHUNK || items.some((it) => it.mail.attachments.length > 0)) throw new Error(`insertMails takes at most ${INSERT_CHUNK} mails without attachments`);
+    const now = Date.now();
+    const messageIds = items.map((it) => newMessageId(it.mail.from));
+    const rows = await this.db
+      .insertInto('outgoing_mails')
+      .values(items.map((it, k) => this.mailRow(it.mail, it.actor, messageIds[k]!, now, null)))
+      .returning(['id', 'message_id'])
+      .execute();
+    // RETURNING promises no order: match the rows back by their unique Message-IDs.
+    const ids = new Map(rows.map((r) => [r.message_id, r.id]));
+    return messageIds.map((messageId) => ({ id: ids.get(messageId)!, messageId }));
   }
 
   /**
@@ -319,11 +338,12 @@ export class OutgoingQueue {
    * same statement fails it as `crashed` (the mail itself may be what kills its worker), so it cannot loop
    * forever. Each of its statements is atomic, so no worker sees a half-done claim; the crashed mails come back in `crashed`.
    */
-  async claimBatch(owner: string, limit: number, leaseMs: number, now = Date.now()): Promise<{ claimed: OutgoingMail[]; crashed: OutgoingMail[] }> {
+  async claimBatch(owner: string, limit: number, leaseMs: number, now = Date.now(), options: { expired?: boolean } = {}): Promise<{ claimed: OutgoingMail[]; crashed: OutgoingMail[] }> {
     // Two statements, each atomic: mails whose lease expired (few: at most what dead workers held), then due
     // queued ones. One statement with `OR` read every due mail and sorted them to take the first `limit` (a
     // 10,000-mail queue made each claim read 10,000 rows); each half alone walks its index in order and stops.
-    const expired = await this.claimWhere(owner, limit, leaseMs, now, 'expired');
+    // `expired: false` skips the first (a busy loop looks for expired leases only now and then).
+    const expired = options.expired === false ? [] : await this.claimWhere(owner, limit, leaseMs, now, 'expired');
     const rows = expired.length < limit ? [...expired, ...(await this.claimWhere(owner, limit - expired.length, leaseMs, now, 'queued'))] : expired;
     rows.sort((a, b) => a.id - b.id);
     return { claimed: rows.filter((r) => r.state === 'sending'), crashed: rows.filter((r) => r.state === 'failed') };

@@ -18,6 +18,7 @@ describe('npm run bench -- --quick', () => {
     for (const dialect of ['sqlite', 'postgres']) {
       assert.match(stdout, new RegExp(`^ratio outbound ${dialect}: juniper/raw \\d+\\.\\d\\dx, end-to-end/raw \\d+\\.\\d\\dx, batch end-to-end/raw \\d+\\.\\d\\dx$`, 'm'), stdout);
       assert.match(stdout, new RegExp(`^ratio inbound ${dialect}: juniper/raw \\d+\\.\\d\\dx$`, 'm'), stdout);
+      assert.match(stdout, new RegExp(`^ratio outbound memory ${dialect}: peak \\d+ MB / target 200 MB = \\d+\\.\\d\\dx \\(target <= 1\\.00x\\)$`, 'm'), stdout);
     }
   });
 });

@@ -2,6 +2,7 @@
 // Message-IDs threading needs, attachments, and the facts bounce handling needs (the delivery-status fields
 // and the Message-IDs of the original message a report carries). A message mailparser cannot read becomes
 // a parse error for quarantine, never an exception that stops a batch.
+import { Readable } from 'node:stream';
 import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { formatMailbox } from '../lib/address.js';
 
@@ -137,9 +138,22 @@ const PARSE_OPTIONS = {
   checksumAlgo: false,
 } as const;
 
+/**
+ * Larger messages reach mailparser in slices of this size, as from a socket. Given one Buffer, its splitter
+ * works through the whole body in one go and everything it makes of it (lines, base64 text, decoded pieces)
+ * is still on the heap at the end: a 25 MB message cost 3.6 times its size, in slices 1.8 times.
+ */
+export const PARSE_SLICE_BYTES = 64 * 1024;
+
+function* slices(raw: Buffer): Generator<Buffer> {
+  for (let at = 0; at < raw.length; at += PARSE_SLICE_BYTES) yield raw.subarray(at, at + PARSE_SLICE_BYTES);
+}
+
+const parse = (raw: Buffer) => simpleParser(raw.length > PARSE_SLICE_BYTES ? Readable.from(slices(raw)) : raw, PARSE_OPTIONS);
+
 async function embeddedMessageId(content: Buffer): Promise<string | null> {
   try {
-    return (await simpleParser(content, PARSE_OPTIONS)).messageId ?? null;
+    return (await parse(content)).messageId ?? null;
   } catch {
     return null;
   }
@@ -148,7 +162,7 @@ async function embeddedMessageId(content: Buffer): Promise<string | null> {
 export async function parseMessage(raw: Buffer): Promise<ParseOutcome> {
   let mail: ParsedMail;
   try {
-    mail = await simpleParser(raw, PARSE_OPTIONS);
+    mail = await parse(raw);
   } catch (e) {
     return { ok: false, error: `mailparser: ${(e as Error).message}` };
   }

@@ -5,6 +5,7 @@
 import { Readable } from 'node:stream';
 import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { formatMailbox } from '../lib/address.js';
+import { collectMail } from './parse-collect.js';
 
 export interface ParsedAttachment {
   filename: string;
@@ -124,7 +125,7 @@ export function parseDeliveryStatus(body: string): DeliveryStatus {
   };
 }
 
-const PARSE_OPTIONS = {
+export const PARSE_OPTIONS = {
   // Reports keep their machine-readable parts as attachments (bounce handling reads them), embedded
   // messages stay whole (.eml attachments) instead of being merged into the text.
   keepDeliveryStatus: true,
@@ -149,7 +150,8 @@ function* slices(raw: Buffer): Generator<Buffer> {
   for (let at = 0; at < raw.length; at += PARSE_SLICE_BYTES) yield raw.subarray(at, at + PARSE_SLICE_BYTES);
 }
 
-const parse = (raw: Buffer) => simpleParser(raw.length > PARSE_SLICE_BYTES ? Readable.from(slices(raw)) : raw, PARSE_OPTIONS);
+// Large ones through collectMail as well, which keeps their attachments' bytes in one buffer (parse-collect.ts).
+export const parse = (raw: Buffer) => (raw.length > PARSE_SLICE_BYTES ? collectMail(Readable.from(slices(raw)), raw.length, PARSE_OPTIONS) : simpleParser(raw, PARSE_OPTIONS));
 
 async function embeddedMessageId(content: Buffer): Promise<string | null> {
   try {

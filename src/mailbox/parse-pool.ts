@@ -116,8 +116,12 @@ export class ParsePool {
   }
 }
 
-/** Workers for a machine: one core is left to the thread that reads IMAP and writes the database. */
-export const defaultParseWorkers = (): number => Math.min(4, Math.max(0, os.availableParallelism() - 1));
+/**
+ * Workers for a machine: all cores but two, at most 4. One is the thread that reads IMAP and writes the
+ * database, one is left to the database, the IMAP server and everything else; on 2 cores under the load of
+ * other processes a worker only added hand-over delays (docs/benchmarks.md), so there it is none.
+ */
+export const defaultParseWorkers = (): number => Math.min(4, Math.max(0, os.availableParallelism() - 2));
 
 let shared: ParsePool | undefined;
 /** The process's pool (started lazily; idle workers never keep the process alive). */

@@ -288,7 +288,8 @@ export class IncomingFetcher {
   }
 
   private async *whole(reader: MailboxReader, uids: number[], cap: number): AsyncIterable<Fetched> {
-    // Parsing starts as the message arrives, on a worker (a parse never rejects): it overlaps the writes before it.
+    // Parsing starts as the message arrives, on a parse worker where there are any (a parse never rejects): it
+    // overlaps the writes before it.
     for await (const m of reader.fetch(uids)) yield { uid: m.uid, bytes: m.source, size: m.source.length, headersOnly: false, parsed: m.source.length > cap ? undefined : this.parse(m.source) };
   }
 

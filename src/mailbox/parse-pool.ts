@@ -105,14 +105,11 @@ export class ParsePool {
   }
 
   private add(): void {
-    this.slots.push(
-        Slot.start((gone) => {
-          this.slots = this.slots.filter((s) => s !== gone);
-          if (!gone.answered && !this.closing) this.unavailable = true;
-        },
-        () => this.workerParses++,
-      ),
-      );
+    const onGone = (gone: Slot) => {
+      this.slots = this.slots.filter((s) => s !== gone);
+      if (!gone.answered && !this.closing) this.unavailable = true;
+    };
+    this.slots.push(Slot.start(onGone, () => this.workerParses++));
   }
 }
 

@@ -451,6 +451,7 @@ export class OutgoingQueue {
       failure_reason: null,
       waiting_reason: null,
       sent_at: Date.now(),
+      sent_by: owner,
     });
   }
 
@@ -475,7 +476,7 @@ export class OutgoingQueue {
         update outgoing_mails set
           state = 'sent', server_id = v.column2, effective_from = v.column3, envelope_from = v.column4,
           smtp_response = v.column5, rejected_recipients = v.column6, failure_type = null, failure_reason = null,
-          waiting_reason = null, sent_at = ${now}, lease_owner = null, lease_expires_at = null, updated_at = ${now}
+          waiting_reason = null, sent_at = ${now}, sent_by = ${owner}, lease_owner = null, lease_expires_at = null, updated_at = ${now}
         from (values ${values}) as v
         where outgoing_mails.id = v.column1 and outgoing_mails.lease_owner = ${owner} and outgoing_mails.state = 'sending'
         returning outgoing_mails.id`.execute(this.db);

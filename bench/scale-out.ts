@@ -60,6 +60,8 @@ export async function scaleOut(n: number, batchSize: number): Promise<ScaleOutFi
     );
     const { db } = t.app.database;
     const env = workerEnv(t.config, { JUNIPER_SEND_BATCH_SIZE: String(batchSize) });
+    // SCALE_PROFILE=<dir>: each worker writes a CPU profile there when it stops.
+    const nodeArgs = process.env.SCALE_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SCALE_PROFILE}`] : [];
     for (const w of WORKER_COUNTS) {
       const firstId = Number((await db.selectFrom('outgoing_mails').select(sql<number>`coalesce(max(id), 0)`.as('m')).executeTakeFirstOrThrow()).m) + 1;
       const ids = new Set<string>();
@@ -73,7 +75,7 @@ export async function scaleOut(n: number, batchSize: number): Promise<ScaleOutFi
       // Held back until every worker runs, so a worker's start-up (about a second) is not measured.
       await db.updateTable('outgoing_mails').set({ next_attempt_at: Date.now() + 86_400_000 }).where('state', '=', 'queued').execute();
       // The workers of the previous run stay: only the missing ones start (a start costs about a second of CPU).
-      workers.push(...(await Promise.all(Array.from({ length: w - workers.length }, () => startWorker(env)))));
+      workers.push(...(await Promise.all(Array.from({ length: w - workers.length }, () => startWorker(env, nodeArgs)))));
       const sinkBefore = sink.messages.length;
       const cpuBefore = workers.map((wp) => cpuSecondsOf(wp.child.pid));
       const benchCpuBefore = process.cpuUsage();

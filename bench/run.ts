@@ -5,7 +5,8 @@
 //   npm run bench -- --quick      a small version of each, to prove the benchmark code works (npm test runs it)
 //   N=2000 INBOUND=1000 npm run bench   other numbers of outgoing mails and incoming messages
 //   ONLY=outbound npm run bench   one benchmark (routing, outbound, inbound, tokens, scale-out; also `-- --only inbound`); DIALECTS=sqlite one database
-//   TOKEN_ROUNDS=4 SCALE_N=2000 SCALE_BATCH=50   expiries crossed (tokens); mails per run and the workers' batch size (scale-out, PostgreSQL only)
+//   TOKEN_ROUNDS=4 SCALE_N=1000 SCALE_BATCH=50 SCALE_CYCLES=3   expiries crossed (tokens); mails per run, the workers'
+//     batch size and the 1-2-4-worker cycles (scale-out, PostgreSQL only; SCALE_PROFILE=<dir> for workers' CPU profiles)
 // PostgreSQL: JUNIPER_TEST_PG_URL if set (npm test sets it), else a private throw-away cluster started here.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -21,7 +22,7 @@ const quick = process.argv.includes('--quick');
 const N = Number(process.env.N ?? (quick ? 100 : 10_000));
 const INBOUND = Number(process.env.INBOUND ?? (quick ? 100 : 5_000));
 const TOKEN_ROUNDS = Number(process.env.TOKEN_ROUNDS ?? (quick ? 1 : 4));
-const SCALE_N = Number(process.env.SCALE_N ?? (quick ? 60 : 2_000));
+const SCALE_N = Number(process.env.SCALE_N ?? (quick ? 60 : 1_000));
 const onlyAt = process.argv.indexOf('--only');
 const only = process.env.ONLY ?? (onlyAt === -1 ? undefined : process.argv[onlyAt + 1]);
 const PARTS = ['routing', 'outbound', 'inbound', 'tokens', 'scale-out'];
@@ -58,7 +59,7 @@ try {
   if (runs('inbound')) for (const dialect of dialects) printInbound(await inbound(dialect, INBOUND, (quick ? 5 : 25) * 1024 * 1024));
   if (runs('tokens')) for (const dialect of dialects) printTokens(await tokens(dialect, TOKEN_ROUNDS));
   // Several worker processes share one database only on PostgreSQL (docs/decisions.md).
-  if (runs('scale-out')) printScaleOut(await scaleOut(SCALE_N, Number(process.env.SCALE_BATCH ?? (quick ? 5 : 50))));
+  if (runs('scale-out')) printScaleOut(await scaleOut(SCALE_N, Number(process.env.SCALE_BATCH ?? (quick ? 5 : 50)), Number(process.env.SCALE_CYCLES ?? (quick ? 1 : 3))));
 } finally {
   stopPostgres();
 }

@@ -36,6 +36,8 @@ export interface MailView {
   rejectedRecipients: { address: string; response: string }[];
   nextAttemptAt: string | null;
   sentAt: string | null;
+  /** The worker that sent it (`host:pid:random`, as it logs at start), when several share the database. */
+  sentBy: string | null;
   /** Set when a delivery-status report (or a mail to the bounce address) named this mail; the state stays. */
   bouncedAt: string | null;
   bounceReason: string | null;
@@ -66,6 +68,7 @@ export function mailView(m: OutgoingMail): MailView {
     rejectedRecipients: m.rejected_recipients ? (JSON.parse(m.rejected_recipients) as MailView['rejectedRecipients']) : [],
     nextAttemptAt: m.state === 'queued' ? iso(m.next_attempt_at) : null,
     sentAt: iso(m.sent_at),
+    sentBy: m.sent_by,
     bouncedAt: iso(m.bounced_at),
     bounceReason: m.bounce_reason,
     createdAt: iso(m.created_at)!,

@@ -15,6 +15,7 @@ for (const dialect of dialects) {
     let t: TestApp;
     let sink: SmtpSink;
     let serverId: number;
+    let adminKey: string;
     const enqueue = async (subject: string) =>
       (await t.app.services.outbox.enqueue({ from: 'notifications@example.com', to: ['customer@client.test'], subject, text: 'body' }, null, cliActor)).id;
     const sentBy = async () =>
@@ -24,6 +25,7 @@ for (const dialect of dialects) {
 
     before(async () => {
       t = await startTestApp(dialect);
+      adminKey = (await t.createUser('admin', 'admin')).apiKey;
       sink = await startSmtpSink({ auth: 'password', passwords: { 'notifications@example.com': 'pw' } });
       serverId = (
         await t.app.services.outgoingServers.create(
@@ -41,17 +43,23 @@ for (const dialect of dialects) {
     it('names the dispatcher that sent each mail', async () => {
       const a = testDispatcher(t.app, 'worker-a');
       const b = testDispatcher(t.app, 'worker-b');
+      let lastId: number;
       try {
         await enqueue('a1');
         await enqueue('a2');
         assert.equal(await a.drain(), 2);
-        await enqueue('b1');
+        lastId = await enqueue('b1');
         assert.equal(await b.drain(), 1);
       } finally {
         await a.close();
         await b.close();
       }
       assert.deepEqual(await sentBy(), { a1: 'sent by worker-a', a2: 'sent by worker-a', b1: 'sent by worker-b' });
+      // The API view shows it too.
+      const http = await t.app.http();
+      const res = await http.inject({ method: 'GET', url: `/api/v1/mails/${lastId}`, headers: { authorization: `Bearer ${adminKey}` } });
+      assert.equal(res.statusCode, 200, res.body);
+      assert.equal(res.json<{ sentBy: unknown }>().sentBy, 'worker-b');
       const arrived = await Promise.all(sink.messages.map(async (m) => (await headersOf(m.raw)).subject));
       assert.deepEqual(arrived.sort(), ['a1', 'a2', 'b1']);
     });

@@ -58,7 +58,7 @@ try {
   if (runs('outbound')) for (const dialect of dialects) printOutbound(await outbound(dialect, N));
   if (runs('inbound')) for (const dialect of dialects) printInbound(await inbound(dialect, INBOUND, (quick ? 5 : 25) * 1024 * 1024));
   if (runs('tokens')) for (const dialect of dialects) printTokens(await tokens(dialect, TOKEN_ROUNDS));
-  // Several worker processes share one database only on PostgreSQL (docs/decisions.md).
+  // PostgreSQL only: the database several sending workers share (README); SQLite has one writer at a time.
   if (runs('scale-out')) printScaleOut(await scaleOut(SCALE_N, Number(process.env.SCALE_BATCH ?? (quick ? 5 : 50)), Number(process.env.SCALE_CYCLES ?? (quick ? 1 : 3))));
 } finally {
   stopPostgres();

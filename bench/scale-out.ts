@@ -52,6 +52,8 @@ export interface ScaleOutRun {
 export interface RawRun {
   processes: number;
   rate: number;
+  /** CPU seconds the senders used between the go signal and their last message. */
+  cpu: number;
 }
 
 export interface ScaleOutFigures {
@@ -73,13 +75,15 @@ async function rawRun(port: number, n: number, processes: number): Promise<RawRu
     children[i]!.once('exit', (code) => code !== 0 && reject(new Error(`raw sender exited with ${code}`)));
   });
   await Promise.all(children.map((_, i) => next(i, 'ready')));
-  const done = Promise.all(children.map((_, i) => next(i, 'done')));
+  const cpuBefore = children.map((c) => cpuSecondsOf(c.pid));
+  let cpu = 0;
+  const done = Promise.all(children.map((c, i) => next(i, 'done').then(() => void (cpu += cpuSecondsOf(c.pid) - cpuBefore[i]!))));
   const start = process.hrtime.bigint();
   for (const c of children) c.stdin.write('go\n');
   await done;
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   await Promise.all(children.map((c) => new Promise((resolve) => (c.exitCode !== null ? resolve(null) : c.once('exit', resolve)))));
-  return { processes, rate: n / seconds };
+  return { processes, rate: n / seconds, cpu };
 }
 
 /** The Message-ID header of a raw message (the sink keeps raw bytes; parsing thousands with mailparser would cost more than the run). */
@@ -217,7 +221,7 @@ export function printScaleOut(f: ScaleOutFigures): void {
         ` (all workers active: ${Number.isFinite(r.allActiveRate) ? `${r.allActiveRate.toFixed(0)} mails/s` : 'no common window'}); shares ${shares}; sink: ${r.atSink} messages, ${r.distinctAtSink} distinct Message-IDs, ${r.atSink - r.distinctAtSink} sent twice; ${r.claimsPerMail.toFixed(2)} claims a mail;` +
         ` ${perConnectionMs.toFixed(0)} ms a message per connection; database round trip p50 ${r.dbP50.toFixed(1)} ms, p95 ${r.dbP95.toFixed(1)} ms;` +
         ` sink's event-loop delay p50 ${r.loopP50.toFixed(1)} ms, p99 ${r.loopP99.toFixed(1)} ms;` +
-        ` CPU ${r.cpu.workers.toFixed(1)} s workers + ${r.cpu.bench.toFixed(1)} s sink process (${((r.cpu.workers + r.cpu.bench) / r.seconds).toFixed(2)} cores), load ${r.load.toFixed(1)}`,
+        ` CPU ${((1000 * r.cpu.workers) / r.mails).toFixed(2)} ms a mail in the workers: ${r.cpu.workers.toFixed(1)} s workers + ${r.cpu.bench.toFixed(1)} s sink process (${((r.cpu.workers + r.cpu.bench) / r.seconds).toFixed(2)} cores), load ${r.load.toFixed(1)}`,
     );
   }
   // Ratios within each cycle (1, 2, 4 workers run one after the other, under about the same load), then their
@@ -239,7 +243,7 @@ export function printScaleOut(f: ScaleOutFigures): void {
   for (let i = 0; i < f.raw.length; i += WORKER_COUNTS.length) rawCycles.push(f.raw.slice(i, i + WORKER_COUNTS.length));
   const rawRatios = (p: number) => rawCycles.map((c) => c.find((r) => r.processes === p)!.rate / c.find((r) => r.processes === 1)!.rate);
   for (const [i, c] of rawCycles.entries()) {
-    console.log(`scale-out baseline, cycle ${i + 1}: raw nodemailer (${POOL} connections a process, same sink) in ${c.map((r) => `${r.processes} process${r.processes > 1 ? 'es' : ''} ${r.rate.toFixed(0)} mails/s`).join(', ')}`);
+    console.log(`scale-out baseline, cycle ${i + 1}: raw nodemailer (${POOL} connections a process, same sink) in ${c.map((r) => `${r.processes} process${r.processes > 1 ? 'es' : ''} ${r.rate.toFixed(0)} mails/s (${((1000 * r.cpu) / f.runs[0]!.mails).toFixed(2)} ms CPU a mail)`).join(', ')}`);
   }
   const idle = f.runs.filter((r) => r.shares.some((x) => x === 0)).length;
   console.log(

@@ -164,6 +164,8 @@ export interface OutgoingMailsTable {
   /** JSON array of { address, response } for recipients the server refused while others were accepted. */
   rejected_recipients: string | null;
   sent_at: number | null;
+  /** The owner name (`host:pid:random`) of the worker that recorded the mail sent (migration 011). */
+  sent_by: string | null;
   created_by_user_id: number | null;
   /** Set when a delivery-status report or a mail to the bounce address names this mail; the state stays as it was. */
   bounced_at: number | null;

@@ -36,6 +36,8 @@ export interface MailView {
   rejectedRecipients: { address: string; response: string }[];
   nextAttemptAt: string | null;
   sentAt: string | null;
+  /** The worker that sent it (`host:pid:random`, as it logs at start), when several share the database. */
+  sentBy: string | null;
   /** Set when a delivery-status report (or a mail to the bounce address) named this mail; the state stays. */
   bouncedAt: string | null;
   bounceReason: string | null;
@@ -66,6 +68,7 @@ export function mailView(m: OutgoingMail): MailView {
     rejectedRecipients: m.rejected_recipients ? (JSON.parse(m.rejected_recipients) as MailView['rejectedRecipients']) : [],
     nextAttemptAt: m.state === 'queued' ? iso(m.next_attempt_at) : null,
     sentAt: iso(m.sent_at),
+    sentBy: m.sent_by,
     bouncedAt: iso(m.bounced_at),
     bounceReason: m.bounce_reason,
     createdAt: iso(m.created_at)!,
@@ -471,6 +474,7 @@ export class OutgoingQueue {
       failure_reason: null,
       waiting_reason: null,
       sent_at: Date.now(),
+      sent_by: owner,
     });
   }
 
@@ -495,7 +499,7 @@ export class OutgoingQueue {
         update outgoing_mails set
           state = 'sent', server_id = v.column2, effective_from = v.column3, envelope_from = v.column4,
           smtp_response = v.column5, rejected_recipients = v.column6, failure_type = null, failure_reason = null,
-          waiting_reason = null, sent_at = ${now}, lease_owner = null, lease_expires_at = null, updated_at = ${now}
+          waiting_reason = null, sent_at = ${now}, sent_by = ${owner}, lease_owner = null, lease_expires_at = null, updated_at = ${now}
         from (values ${values}) as v
         where outgoing_mails.id = v.column1 and outgoing_mails.lease_owner = ${owner} and outgoing_mails.state = 'sending'
         returning outgoing_mails.id`.execute(this.db);

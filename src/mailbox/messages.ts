@@ -65,6 +65,8 @@ export interface MessageFilter {
   threadId?: number;
   mailbox?: string;
   quarantined?: boolean;
+  /** Only received ('in') or only sent ('out') messages; both when absent. */
+  direction?: 'in' | 'out';
   after?: number;
   /** Only ids below this (paging newest first). */
   before?: number;
@@ -126,6 +128,7 @@ export class MessageStore {
     if (filter.threadId !== undefined) q = q.where('m.thread_id', '=', filter.threadId);
     if (filter.mailbox !== undefined) q = q.where('m.mailbox', '=', filter.mailbox.toLowerCase());
     if (filter.quarantined !== undefined) q = q.where('m.quarantined', '=', filter.quarantined ? 1 : 0);
+    if (filter.direction !== undefined) q = q.where('m.direction', '=', filter.direction);
     if (filter.after !== undefined) q = q.where('m.id', '>', filter.after);
     if (filter.before !== undefined) q = q.where('m.id', '<', filter.before);
     return q.execute();

@@ -146,7 +146,8 @@ export function inboxPage(services: Services): FastifyPluginAsync {
     app.get('/inbox', { config: { access: 'user' } }, async (request, reply) => {
       const q = parseInput(listQuery, request.query, 'filter');
       const [rows, servers] = await Promise.all([
-        messages.list(viewerOf(request), { serverId: q.serverId, threadId: q.threadId, before: q.before, newestFirst: true, limit: PAGE_SIZE }),
+        // Received mail only: what Juniper sent is in the Outbox (a thread view still shows both).
+        messages.list(viewerOf(request), { serverId: q.serverId, threadId: q.threadId, direction: q.threadId === undefined ? 'in' : undefined, before: q.before, newestFirst: true, limit: PAGE_SIZE }),
         visibleServers(request),
       ]);
       const ctx = pageContext(request, reply, 'inbox');

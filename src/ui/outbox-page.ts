@@ -36,12 +36,17 @@ function queryString(q: ListQuery, before?: number): string {
   return s ? `?${s}` : '';
 }
 
+/** The state as the counts above the table name it; why a queued mail waits goes to the Reason column. */
 function stateCell(m: MailView): SafeHtml {
-  const waiting = m.state === 'queued' && m.waitingReason;
-  return html`<span class="tag ${waiting ? 'tag-amber' : stateTag[m.state]}">${waiting ? 'waiting' : m.state}</span>
-    ${waiting ? html`<span class="sub">${m.waitingReason}</span>` : null}
+  return html`<span class="tag ${stateTag[m.state]}">${m.state}</span>
     ${m.state === 'queued' && m.nextAttemptAt && Date.parse(m.nextAttemptAt) > Date.now() ? html`<span class="sub">next attempt ${when(m.nextAttemptAt)}</span>` : null}
     ${m.sentAt ? html`<span class="sub">${when(m.sentAt)}</span>` : null}`;
+}
+
+function reasonCell(m: MailView): SafeHtml | null {
+  if (m.failureReason) return html`${m.failureType ? html`<strong>${m.failureType}</strong>: ` : null}${m.failureReason}`;
+  if (m.state === 'queued' && m.waitingReason) return html`<strong>waiting</strong>: ${m.waitingReason}`;
+  return null;
 }
 
 function row(ctx: PageContext, m: MailView, serverNames: Map<number, string>, back: string): SafeHtml {
@@ -49,13 +54,13 @@ function row(ctx: PageContext, m: MailView, serverNames: Map<number, string>, ba
   const actionForm = (verb: 'retry' | 'cancel', label: string, cls: string) =>
     html`<form method="post" action="/outbox/${m.id}/${verb}" class="inline">${csrfField(ctx)}<input type="hidden" name="back" value="${back}"><button type="submit" class="${cls} small">${label}</button></form>`;
   return html`<tr>
-  <td class="num">${m.id}</td>
+  <td class="num"><a href="/outbox/${m.id}" aria-label="Mail ${m.id}: details">${m.id}</a></td>
   <td>${stateCell(m)}</td>
   <td class="num">${m.attempts}</td>
   <td>${m.effectiveFrom ?? m.from}<span class="sub">→ ${recipients.slice(0, 3).join(', ')}${recipients.length > 3 ? ` +${recipients.length - 3} more` : ''}</span></td>
   <td>${m.subject || html`<span class="muted">(no subject)</span>`}</td>
   <td>${m.serverId === null ? html`<span class="muted">—</span>` : (serverNames.get(m.serverId) ?? `#${m.serverId}`)}</td>
-  <td>${m.failureReason ? html`${m.failureType ? html`<strong>${m.failureType}</strong>: ` : null}${m.failureReason}` : null}</td>
+  <td>${reasonCell(m)}</td>
   <td><div class="actions">
     ${m.state === 'failed' || m.state === 'cancelled' || m.state === 'queued' ? actionForm('retry', 'Retry', 'secondary') : null}
     ${m.state === 'queued' ? actionForm('cancel', 'Cancel', 'danger') : null}
@@ -63,7 +68,8 @@ function row(ctx: PageContext, m: MailView, serverNames: Map<number, string>, ba
 </tr>`;
 }
 
-function outboxBody(ctx: PageContext, mails: MailView[], q: ListQuery, servers: { id: number; name: string }[], counts: Record<MailState, number> | null): SafeHtml {
+function outboxBody(ctx: PageContext, mails: MailView[], q: ListQuery, servers: { id: number; name: string; archived: boolean }[], counts: Record<MailState, number> | null): SafeHtml {
+  // Archived servers still name the mails they sent, but are no longer offered as a filter.
   const names = new Map(servers.map((s) => [s.id, s.name]));
   const back = `/outbox${queryString(q, q.before)}`;
   const last = mails[mails.length - 1];
@@ -77,14 +83,14 @@ function outboxBody(ctx: PageContext, mails: MailView[], q: ListQuery, servers: 
   </select></div>
   <div><label for="serverId">Server</label><select id="serverId" name="serverId">
     <option value="">Any server</option>
-    ${servers.map((s) => html`<option value="${s.id}"${q.serverId === s.id ? html` selected` : null}>${s.name}</option>`)}
+    ${servers.filter((s) => !s.archived || q.serverId === s.id).map((s) => html`<option value="${s.id}"${q.serverId === s.id ? html` selected` : null}>${s.name}</option>`)}
   </select></div>
   <div><button type="submit" class="secondary">Filter</button></div>
 </form>
 ${mails.length === 0
   ? html`<div class="card"><p class="muted">No mails${q.state || q.serverId !== undefined ? ' match these filters' : ' yet'}.</p></div>`
   : html`<div class="card table-card"><table>
-  <thead><tr><th>#</th><th>State</th><th>Attempts</th><th>From → To</th><th>Subject</th><th>Server</th><th>Failure</th><th></th></tr></thead>
+  <thead><tr><th>#</th><th>State</th><th>Attempts</th><th>From → To</th><th>Subject</th><th>Server</th><th>Reason</th><th><span class="visually-hidden">Actions</span></th></tr></thead>
   <tbody>${mails.map((m) => row(ctx, m, names, back))}</tbody></table></div>`}
 <p class="pager">
   ${q.before !== undefined ? html`<a href="/outbox${queryString(q)}">← Newest</a>` : null}
@@ -119,7 +125,8 @@ export function outboxPage(services: Services): FastifyPluginAsync {
         admin ? queue.countByState() : null,
       ]);
       const ctx = pageContext(request, reply, 'outbox');
-      return renderPage(reply, 'Outbox', outboxBody(ctx, rows.map(mailView), q, servers, counts), ctx);
+      const choices = servers.map((s) => ({ id: s.id, name: s.name, archived: s.archived_at !== null }));
+      return renderPage(reply, 'Outbox', outboxBody(ctx, rows.map(mailView), q, choices, counts), ctx);
     });
 
     app.post<{ Params: { id: string }; Body: Form }>('/outbox/:id/retry', { config: { access: 'user' } }, async (request, reply) => {

@@ -99,6 +99,10 @@ iframe.mail-html { width:100%; height:28rem; border:1px solid var(--border); bor
 ul.attachments { margin:0; padding-left:1.2rem; }
 ul.attachments li { margin:.3rem 0; }
 tr.current td { background:#eef6f1; }
+ul.explanation { margin:.5rem 0 0; padding-left:1.2rem; }
+ul.explanation li { margin:.25rem 0; }
+textarea { font:inherit; }
+form.reset input[type=password] { width:9rem; display:inline-block; padding:.2rem .4rem; }
 `;
 
 // Progressive enhancement only: every page works without it (the server renders what a save would show).
@@ -142,6 +146,26 @@ export const appJs = `
     document.querySelectorAll('[data-confirm]').forEach(function (button) {
       button.addEventListener('click', function (event) {
         if (!window.confirm(button.getAttribute('data-confirm'))) event.preventDefault();
+      });
+    });
+    // Compose: the chosen files travel as base64 in one hidden field (the form posts urlencoded, like the others).
+    document.querySelectorAll('form[data-attachments]').forEach(function (form) {
+      form.addEventListener('submit', function (event) {
+        var input = form.querySelector('input[type=file]');
+        var target = document.getElementById(form.getAttribute('data-attachments'));
+        if (!input || !target || !input.files || input.files.length === 0 || target.value) return;
+        event.preventDefault();
+        Promise.all(Array.prototype.map.call(input.files, function (file) {
+          return new Promise(function (resolve, reject) {
+            var reader = new FileReader();
+            reader.onload = function () { resolve({ filename: file.name, contentType: file.type || 'application/octet-stream', contentBase64: String(reader.result).split(',')[1] || '' }); };
+            reader.onerror = reject;
+            reader.readAsDataURL(file);
+          });
+        })).then(function (list) {
+          target.value = JSON.stringify(list);
+          form.submit();
+        });
       });
     });
     document.querySelectorAll('[data-copy]').forEach(function (button) {

@@ -7,6 +7,7 @@ import type { MailState, OutgoingMail } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import { parseInput } from '../lib/validate.js';
 import { mailView, type MailView } from '../outgoing/queue.js';
+import { explainRoute, type RouteExplanation } from '../outgoing/route-explainer.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
@@ -74,6 +75,7 @@ function outboxBody(ctx: PageContext, mails: MailView[], q: ListQuery, servers: 
   const back = `/outbox${queryString(q, q.before)}`;
   const last = mails[mails.length - 1];
   return html`<div class="page-head"><h1>Outbox</h1>
+  <div class="actions"><a class="button" href="/compose">New mail</a></div>
   ${counts ? html`<div class="actions">${states.map((s) => html`<span class="tag ${stateTag[s]}">${s} ${counts[s]}</span>`)}</div>` : null}
 </div>
 <form method="get" action="/outbox" class="card filters">
@@ -98,9 +100,59 @@ ${mails.length === 0
 </p>`;
 }
 
-/** Only back to the outbox itself: the field comes from the browser. */
+/** Only back to the outbox itself or one of its mails: the field comes from the browser. */
 function safeBack(back: string): string {
-  return /^\/outbox(\?[\w=&%.-]*)?$/.test(back) ? back : '/outbox';
+  return /^\/outbox(\/\d+)?(\?[\w=&%.-]*)?$/.test(back) ? back : '/outbox';
+}
+
+/**
+ * One mail: the headers as sent (From, Reply-To, envelope), the server used and why (the route explanation,
+ * computed as the dispatcher computes it), the attempts with the server's last reply, Retry and Cancel.
+ */
+function mailBody(ctx: PageContext, mail: OutgoingMail, m: MailView, serverName: string | null, route: RouteExplanation): SafeHtml {
+  const back = `/outbox/${m.id}`;
+  const actionForm = (verb: 'retry' | 'cancel', label: string, cls: string) =>
+    html`<form method="post" action="/outbox/${m.id}/${verb}" class="inline">${csrfField(ctx)}<input type="hidden" name="back" value="${back}"><button type="submit" class="${cls}">${label}</button></form>`;
+  return html`<p class="muted"><a href="/outbox">Outbox</a> /</p>
+<div class="page-head"><h1>Mail ${m.id}: ${m.subject || '(no subject)'}</h1>
+  <div class="actions">
+    ${m.state === 'failed' || m.state === 'cancelled' || m.state === 'queued' ? actionForm('retry', 'Retry', 'secondary') : null}
+    ${m.state === 'queued' ? actionForm('cancel', 'Cancel', 'danger') : null}
+  </div>
+</div>
+<div class="card">
+  <h2>Headers as sent</h2>
+  <dl class="facts">
+    <dt>State</dt><dd>${stateCell(m)}</dd>
+    <dt>From (given)</dt><dd>${m.from}</dd>
+    <dt>From (sent)</dt><dd>${m.effectiveFrom ?? html`<span class="muted">not sent yet; routing would send ${route.from ?? '—'}</span>`}</dd>
+    <dt>Reply-To</dt><dd>${mail.reply_to ?? route.replyTo ?? html`<span class="muted">none</span>`}</dd>
+    <dt>Envelope sender</dt><dd>${m.envelopeFrom ?? html`<span class="muted">not sent yet; routing would use ${route.envelopeFrom ?? '—'}</span>`}</dd>
+    <dt>To</dt><dd>${m.to.join(', ')}</dd>
+    ${m.cc.length ? html`<dt>Cc</dt><dd>${m.cc.join(', ')}</dd>` : null}
+    ${m.bcc.length ? html`<dt>Bcc</dt><dd>${m.bcc.join(', ')}</dd>` : null}
+    <dt>Message-ID</dt><dd><code>${m.messageId}</code></dd>
+    <dt>Queued</dt><dd>${when(m.createdAt)}</dd>
+  </dl>
+</div>
+<div class="card">
+  <h2>Server and why</h2>
+  <p>${serverName ? html`Sent through <strong>${serverName}</strong>.` : route.ok ? html`Routing chooses <strong>${route.serverName}</strong> (rule ${route.rule}).` : html`<span class="error-text">${route.reason}</span>`}</p>
+  <ul class="explanation">${route.explanation.map((line) => html`<li>${line}</li>`)}</ul>
+  ${route.warnings.map((w) => html`<p class="flash flash-warning">${w}</p>`)}
+</div>
+<div class="card">
+  <h2>Attempts</h2>
+  <dl class="facts">
+    <dt>Attempts</dt><dd>${m.attempts}</dd>
+    ${m.smtpResponse ? html`<dt>Server's reply</dt><dd><code>${m.smtpResponse}</code></dd>` : null}
+    ${m.failureReason ? html`<dt>Reason</dt><dd>${m.failureType ? html`<strong>${m.failureType}</strong>: ` : null}${m.failureReason}</dd>` : null}
+    ${m.waitingReason && m.state === 'queued' ? html`<dt>Waiting</dt><dd>${m.waitingReason}</dd>` : null}
+    ${m.rejectedRecipients.map((r) => html`<dt>Refused</dt><dd>${r.address}: <code>${r.response}</code></dd>`)}
+    ${m.sentAt ? html`<dt>Sent</dt><dd>${when(m.sentAt)}</dd>` : null}
+    ${m.bouncedAt ? html`<dt>Bounced</dt><dd>${when(m.bouncedAt)}${m.bounceReason ? `: ${m.bounceReason}` : ''}</dd>` : null}
+  </dl>
+</div>`;
 }
 
 export function outboxPage(services: Services): FastifyPluginAsync {
@@ -127,6 +179,19 @@ export function outboxPage(services: Services): FastifyPluginAsync {
       const ctx = pageContext(request, reply, 'outbox');
       const choices = servers.map((s) => ({ id: s.id, name: s.name, archived: s.archived_at !== null }));
       return renderPage(reply, 'Outbox', outboxBody(ctx, rows.map(mailView), q, choices, counts), ctx);
+    });
+
+    app.get<{ Params: { id: string } }>('/outbox/:id', { config: { access: 'user' } }, async (request, reply) => {
+      const mail = await loadReadable(request);
+      const [route, server] = await Promise.all([
+        explainRoute(
+          { from: mail.from_header, massMailing: mail.mass_mailing === 1, forcedServerId: mail.forced_server_id, createdByUserId: mail.created_by_user_id },
+          { servers: outgoingServers, parameters: services.parameters },
+        ),
+        mail.server_id === null ? null : outgoingServers.get(mail.server_id),
+      ]);
+      const ctx = pageContext(request, reply, 'outbox');
+      return renderPage(reply, `Mail ${mail.id}`, mailBody(ctx, mail, mailView(mail), server?.name ?? null, route), ctx);
     });
 
     app.post<{ Params: { id: string }; Body: Form }>('/outbox/:id/retry', { config: { access: 'user' } }, async (request, reply) => {

@@ -186,7 +186,7 @@ export function serverFormBody(p: ServerPage): SafeHtml {
   ${s
     ? html`<div class="actions">
     <button type="submit" form="test-form" class="secondary">Test Connection</button>
-    ${s.archived ? null : html`<a class="button secondary" href="/outgoing-servers/${s.id}/test-mail">Send a test mail</a>`}
+    ${s.archived ? null : html`<a class="button secondary" href="/compose?serverId=${s.id}">Send a test mail</a>`}
     ${s.archived
       ? html`<button type="submit" form="unarchive-form" class="secondary">Restore</button>`
       : html`<button type="submit" form="archive-form" class="danger" data-confirm="Archive ${s.name}? It stops sending at once; you can restore it from the archived servers.">Archive</button>`}

@@ -18,6 +18,9 @@ import { outboxPage } from './outbox-page.js';
 import { outgoingServersPage } from './outgoing-servers-page.js';
 import { parametersPage } from './parameters-page.js';
 import { settingsPage } from './settings-page.js';
+import { composePage } from './compose-page.js';
+import { routePage } from './route-page.js';
+import { usersPage } from './users-page.js';
 
 type Form = Record<string, string | undefined>;
 
@@ -152,6 +155,9 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
     await app.register(incomingServersPage(services));
     await app.register(inboxPage(services));
     await app.register(parametersPage(services));
+    await app.register(composePage(services));
+    await app.register(routePage(services));
+    await app.register(usersPage(services));
   };
 }
 

@@ -61,6 +61,9 @@ form.inline { display:inline; }
 .flash-error, .error { background:var(--err-bg); color:var(--danger); border:1px solid var(--err-border); border-radius:6px; padding:.6rem .8rem; }
 .flash-warning { background:var(--warn-bg); color:var(--warn-fg); border-color:var(--warn-border); }
 .muted { color:var(--muted); }
+.skip-link { position:absolute; left:-999px; top:0; background:#fff; color:var(--accent); padding:.5rem 1rem; z-index:20; }
+.skip-link:focus { left:.5rem; top:.5rem; }
+main:focus { outline:none; }
 .visually-hidden { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); white-space:nowrap; }
 .error-text { color:var(--danger) !important; }
 .tag { display:inline-block; padding:.15rem .6rem; border-radius:999px; font-size:.82rem; font-weight:600; white-space:nowrap; }

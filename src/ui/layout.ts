@@ -71,6 +71,7 @@ export function page(title: string, body: SafeHtml, ctx: PageContext = {}): stri
 <script src="/assets/app.js" defer></script>
 </head>
 <body>
+<a class="skip-link" href="#main">Skip to content</a>
 <header class="topbar">
   <a class="brand" href="/">Juniper</a>
   ${user ? navigation(ctx, user) : null}
@@ -82,7 +83,7 @@ export function page(title: string, body: SafeHtml, ctx: PageContext = {}): stri
   </div>`
     : null}
 </header>
-<main>
+<main id="main" tabindex="-1">
 ${flashHtml(ctx.flash)}
 ${body}
 </main>

@@ -137,6 +137,13 @@ describe('the Outlook procedure end to end in the browser (acceptance)', () => {
     await page.getByRole('button', { name: 'Create admin' }).click();
     await page.getByRole('heading', { name: 'Welcome, Ada Admin' }).waitFor();
     await audit('home');
+    // Keyboard: the first Tab reaches "Skip to content"; the Technical menu opens with Enter.
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => (globalThis as unknown as { document: { activeElement: { textContent: string } } }).document.activeElement.textContent), 'Skip to content');
+    await nav().getByText('Technical').focus();
+    await page.keyboard.press('Enter');
+    await nav().getByRole('link', { name: 'Incoming Mail Servers' }).waitFor();
+    await page.keyboard.press('Enter'); // and closes again
 
     await nav().getByRole('link', { name: 'Settings' }).click();
     await page.getByLabel('Custom Email Servers').check();
@@ -179,6 +186,7 @@ describe('the Outlook procedure end to end in the browser (acceptance)', () => {
 
     await page.getByRole('link', { name: 'Send a test mail' }).click();
     assert.equal(await page.getByLabel('From').inputValue(), 'notifications@example.com');
+    await page.getByLabel('Attachments').setInputFiles({ name: 'report.txt', mimeType: 'text/plain', buffer: Buffer.from('attached report') });
     await audit('compose-test-mail');
     await page.getByRole('button', { name: 'Send' }).click();
     await page.getByText(/Mail \d+ queued/).waitFor();
@@ -188,6 +196,9 @@ describe('the Outlook procedure end to end in the browser (acceptance)', () => {
     assert.equal(sent.from, 'notifications@example.com');
     assert.equal(sent.to, 'admin@example.com');
     assert.equal(sink.messages[0]!.from, 'notifications@example.com');
+    const raw = sink.messages[0]!.raw.toString();
+    assert.match(raw, /filename="?report\.txt/);
+    assert.match(raw, new RegExp(Buffer.from('attached report').toString('base64')));
     await page.reload();
     await page.getByText('Sent through Notifications.').waitFor();
     await audit('mail-detail');

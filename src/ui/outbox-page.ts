@@ -3,7 +3,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Services } from '../app.js';
-import type { MailState, OutgoingMail } from '../db/schema.js';
+import type { MailAttempt, MailState, OutgoingMail } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import { parseInput } from '../lib/validate.js';
 import { mailView, type MailView } from '../outgoing/queue.js';
@@ -109,7 +109,7 @@ function safeBack(back: string): string {
  * One mail: the headers as sent (From, Reply-To, envelope), the server used and why (the route explanation,
  * computed as the dispatcher computes it), the attempts with the server's last reply, Retry and Cancel.
  */
-function mailBody(ctx: PageContext, mail: OutgoingMail, m: MailView, serverName: string | null, route: RouteExplanation): SafeHtml {
+function mailBody(ctx: PageContext, mail: OutgoingMail, m: MailView, serverName: string | null, route: RouteExplanation, attempts: MailAttempt[], names: Map<number, string>): SafeHtml {
   const back = `/outbox/${m.id}`;
   const actionForm = (verb: 'retry' | 'cancel', label: string, cls: string) =>
     html`<form method="post" action="/outbox/${m.id}/${verb}" class="inline">${csrfField(ctx)}<input type="hidden" name="back" value="${back}"><button type="submit" class="${cls}">${label}</button></form>`;
@@ -152,6 +152,14 @@ function mailBody(ctx: PageContext, mail: OutgoingMail, m: MailView, serverName:
     ${m.sentAt ? html`<dt>Sent</dt><dd>${when(m.sentAt)}</dd>` : null}
     ${m.bouncedAt ? html`<dt>Bounced</dt><dd>${when(m.bouncedAt)}${m.bounceReason ? `: ${m.bounceReason}` : ''}</dd>` : null}
   </dl>
+  ${attempts.length
+    ? html`<table class="attempts"><thead><tr><th>When</th><th>Server</th><th>Outcome</th><th>Reply and reason</th></tr></thead><tbody>
+    ${attempts.map(
+      (a) => html`<tr><td class="nowrap">${when(new Date(a.at).toISOString())}</td><td>${a.server_id === null ? '—' : (names.get(a.server_id) ?? `#${a.server_id}`)}</td>
+      <td>${a.outcome === 'failed' ? html`<span class="tag tag-red">failed</span>` : html`<span class="tag tag-amber">retried</span>`}</td>
+      <td>${a.failure_type ? html`<strong>${a.failure_type}</strong>: ` : null}${a.reason ?? ''}</td></tr>`,
+    )}</tbody></table>`
+    : null}
 </div>`;
 }
 
@@ -183,15 +191,18 @@ export function outboxPage(services: Services): FastifyPluginAsync {
 
     app.get<{ Params: { id: string } }>('/outbox/:id', { config: { access: 'user' } }, async (request, reply) => {
       const mail = await loadReadable(request);
-      const [route, server] = await Promise.all([
+      const [route, server, attempts, servers] = await Promise.all([
         explainRoute(
           { from: mail.from_header, massMailing: mail.mass_mailing === 1, forcedServerId: mail.forced_server_id, createdByUserId: mail.created_by_user_id },
           { servers: outgoingServers, parameters: services.parameters },
         ),
         mail.server_id === null ? null : outgoingServers.get(mail.server_id),
+        queue.attemptsOf(mail.id),
+        outgoingServers.list({ includeArchived: true }),
       ]);
       const ctx = pageContext(request, reply, 'outbox');
-      return renderPage(reply, `Mail ${mail.id}`, mailBody(ctx, mail, mailView(mail), server?.name ?? null, route), ctx);
+      const names = new Map(servers.map((s) => [s.id, s.name]));
+      return renderPage(reply, `Mail ${mail.id}`, mailBody(ctx, mail, mailView(mail), server?.name ?? null, route, attempts, names), ctx);
     });
 
     app.post<{ Params: { id: string }; Body: Form }>('/outbox/:id/retry', { config: { access: 'user' } }, async (request, reply) => {

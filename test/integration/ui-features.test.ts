@@ -4,9 +4,12 @@
 // the Users page's role / disable with the last-admin guard.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { cliActor } from '../../src/audit/audit-log.js';
 import { dialects } from '../helpers/databases.js';
 import { FormBrowser } from '../helpers/form-browser.js';
+import { testDispatcher } from '../helpers/outgoing.js';
 import { startWorld, type World } from '../helpers/world.js';
+import { startSmtpSink } from '../peers/smtp-sink.js';
 
 for (const dialect of dialects) {
   describe(`new UI pages (${dialect})`, () => {
@@ -58,6 +61,29 @@ for (const dialect of dialects) {
       const other = await john.get(`/outbox/${id}`);
       assert.equal(other.statusCode, 404);
       assert.match(String(other.headers['content-type']), /^text\/html/);
+    });
+
+    it("lists on the mail page the attempt that did not deliver, with the server's reply (migration 017)", async () => {
+      const refusing = await startSmtpSink({ auth: 'none', tls: 'none', behaviour: { mailFrom: () => ({ code: 550, message: '5.7.60 SendAsDenied; not allowed to send as this address' }) } });
+      const dispatch = testDispatcher(w.t.app);
+      try {
+        const server = await w.t.app.services.outgoingServers.create(
+          { name: 'Refusing relay', auth: 'none', host: '127.0.0.1', port: refusing.port, security: 'none', priority: 10, active: true, allowSelfSigned: false },
+          { id: w.admin.id, login: 'admin', email: 'admin@example.com', name: '', role: 'admin' },
+          cliActor,
+        );
+        const { id } = await w.t.app.services.outbox.enqueue({ from: 'news@example.com', to: ['x@example.org'], subject: 'refused', text: 'x', serverId: server.id }, null, cliActor);
+        await dispatch.drain();
+        const attempts = await w.t.app.services.queue.attemptsOf(id);
+        assert.deepEqual(attempts.map((a) => [a.outcome, a.server_id]), [['failed', server.id]]);
+        const page = await admin.get(`/outbox/${id}`);
+        assert.match(page.body, /<span class="tag tag-red">failed<\/span>/);
+        assert.match(page.body, /SendAsDenied/);
+        assert.match(page.body, /Refusing relay/);
+      } finally {
+        await dispatch.close();
+        await refusing.stop();
+      }
     });
 
     it('explains a route in the Route checker', async () => {

@@ -240,6 +240,17 @@ export class IncomingServers {
   }
 
   /** Keeps a Test & Confirm result; a success confirms the server. */
+  /** Undoes archive(): the server is listed again, inactive until its admin makes it active. */
+  async restore(id: number, user: PrincipalUser, actor: Actor): Promise<IncomingServer> {
+    const current = await this.get(id);
+    assertMayManageIncoming(user, current);
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx.updateTable('incoming_servers').set({ archived_at: null, updated_at: Date.now() }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
+      await this.audit.record(actor, 'incoming_server.restore', `incoming_server:${id}`, { name: row.name }, trx);
+      return row;
+    });
+  }
+
   async recordTest(id: number, ok: boolean, message: string): Promise<IncomingServer> {
     return this.db
       .updateTable('incoming_servers')

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import { sql, type Insertable, type Kysely, type Selectable, type UpdateObject } from 'kysely';
 import type { Actor } from '../audit/audit-log.js';
 import type { DialectName } from '../db/database.js';
-import type { DB, MailState, OutgoingAttachmentsTable, OutgoingMail, OutgoingMailsTable } from '../db/schema.js';
+import type { DB, MailState, OutgoingAttachmentsTable, MailAttempt, OutgoingMail, OutgoingMailsTable } from '../db/schema.js';
 import { domainOf, parseMailbox } from '../lib/address.js';
 import { MAX_ATTEMPTS } from '../lib/backoff.js';
 import { AppError } from '../lib/errors.js';
@@ -530,7 +530,7 @@ export class OutgoingQueue {
   }
 
   async markFailed(id: number, owner: string, failure: { failureType: string; reason: string }, outcome?: Partial<SendOutcome>): Promise<void> {
-    await this.finish(id, owner, {
+    const result = await this.finish(id, owner, {
       state: 'failed',
       failure_type: failure.failureType,
       failure_reason: failure.reason,
@@ -539,6 +539,7 @@ export class OutgoingQueue {
       effective_from: outcome?.effectiveFrom ?? null,
       envelope_from: outcome?.envelopeFrom ?? null,
     });
+    await this.logAttempt(result, id, 'failed', failure.failureType, failure.reason, outcome?.serverId);
   }
 
   /** Back to queued for a later attempt; `waiting` keeps the attempt from counting (the server, not the mail, is at fault). */
@@ -548,7 +549,7 @@ export class OutgoingQueue {
     retry: { at: number; failureType: string; reason: string; waiting: boolean },
     outcome?: Partial<SendOutcome>,
   ): Promise<void> {
-    await this.finish(id, owner, {
+    const result = await this.finish(id, owner, {
       state: 'queued',
       next_attempt_at: retry.at,
       failure_type: retry.failureType,
@@ -559,5 +560,18 @@ export class OutgoingQueue {
       effective_from: outcome?.effectiveFrom ?? null,
       envelope_from: outcome?.envelopeFrom ?? null,
     });
+    // A waiting mail's tries do not count (the server is at fault, the reason is on the mail): no history row.
+    if (!retry.waiting) await this.logAttempt(result, id, 'retry', retry.failureType, retry.reason, outcome?.serverId);
+  }
+
+  /** The mail page's history: one row per attempt that did not deliver, only when this worker's outcome counted. */
+  private async logAttempt(result: readonly { numUpdatedRows: bigint }[], id: number, outcome: 'retry' | 'failed', failureType: string, reason: string, serverId: number | undefined): Promise<void> {
+    if (Number(result[0]?.numUpdatedRows ?? 0) !== 1) return;
+    await this.db.insertInto('mail_attempts').values({ mail_id: id, at: Date.now(), outcome, server_id: serverId ?? null, failure_type: failureType, reason }).execute();
+  }
+
+  /** Attempts that did not deliver, oldest first. */
+  async attemptsOf(id: number): Promise<MailAttempt[]> {
+    return this.db.selectFrom('mail_attempts').selectAll().where('mail_id', '=', id).orderBy('id').execute();
   }
 }

@@ -287,6 +287,17 @@ export class OutgoingServers {
     });
   }
 
+  /** Undoes archive(): the server is listed again, inactive until its admin makes it active. */
+  async restore(id: number, user: PrincipalUser, actor: Actor): Promise<OutgoingServer> {
+    const current = await this.get(id);
+    assertMayManage(user, current);
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx.updateTable('outgoing_servers').set({ archived_at: null, updated_at: Date.now() }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
+      await this.audit.record(actor, 'outgoing_server.restore', `outgoing_server:${id}`, { name: row.name }, trx);
+      return row;
+    });
+  }
+
   async recordTest(id: number, ok: boolean, message: string): Promise<void> {
     await this.db.updateTable('outgoing_servers').set({ last_test_at: Date.now(), last_test_ok: ok ? 1 : 0, last_test_message: message }).where('id', '=', id).execute();
   }

@@ -27,6 +27,7 @@ import { MessageStore } from './mailbox/messages.js';
 import { OAuthAppStatus } from './oauth/app-status.js';
 import { OutlookConnect } from './oauth/outlook-connect.js';
 import { TokenStore } from './oauth/token-store.js';
+import { Readiness } from './jobs/readiness.js';
 
 export interface Services {
   audit: AuditLog;
@@ -50,6 +51,8 @@ export interface Services {
   /** Test & Confirm and fetching (reads `tokens` when used). */
   incoming: IncomingMail;
   messages: MessageStore;
+  /** /readyz: database, migrations, worker heartbeats (issue 11). */
+  readiness: Readiness;
 }
 
 export interface App {
@@ -134,6 +137,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
       leaseMs: config.fetch.leaseMs,
     }),
     messages: new MessageStore(db, blobs),
+    readiness: new Readiness(database),
   };
   let http: Promise<FastifyInstance> | undefined;
   return {

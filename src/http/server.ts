@@ -93,7 +93,7 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
     reply.status(404).send({ error: { code: 'JUNIPER_ERR_NOT_FOUND', message: `No route ${request.method} ${redactUrl(request.url)}.` } }),
   );
 
-  await app.register(healthRoutes);
+  await app.register(healthRoutes(services.readiness));
   await app.register(sessionRoutes(services));
   await app.register(userRoutes(services));
   await app.register(parameterRoutes(services));

@@ -4,6 +4,7 @@ import { Dispatcher, defaultDispatcherOptions, type DispatcherOptions } from '..
 import { TransportPool } from '../outgoing/transport-pool.js';
 import { FetchScheduler } from '../incoming/scheduler.js';
 import { housekeepingJobs, JobRunner } from './housekeeping.js';
+import { WorkerHeartbeat } from '../jobs/worker-heartbeat.js';
 
 export interface Workers {
   dispatcher: Dispatcher;
@@ -26,6 +27,7 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
   );
   const jobs = new JobRunner(housekeepingJobs(app), app.logger);
   const fetchScheduler = new FetchScheduler(services.incoming.fetcher(), services.incomingServers, app.logger.child({ worker: 'fetcher' }));
+  const heartbeat = new WorkerHeartbeat(app.database.db, dispatcher.owner, Date.now, (err) => app.logger.warn({ err, op: 'worker.heartbeat' }, 'could not write the worker heartbeat'));
   let unsubscribe: (() => void) | undefined;
   return {
     dispatcher,
@@ -35,10 +37,12 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
       dispatcher.start();
       jobs.start();
       fetchScheduler.start();
+      heartbeat.start();
     },
     async stop() {
       unsubscribe?.();
       await Promise.all([dispatcher.stop(), jobs.stop(), fetchScheduler.stop()]);
+      await heartbeat.stop();
     },
   };
 }

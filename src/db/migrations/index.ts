@@ -9,6 +9,7 @@ import { incoming } from './004-incoming.js';
 import { incomingHardening } from './005-incoming-hardening.js';
 import { queueAndTokenLock } from './006-queue-and-token-lock.js';
 import { serverPoolAndRate } from './008-server-pool-and-rate.js';
+import { workerHeartbeatsAndJobs } from './014-worker-heartbeats-and-jobs.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -20,5 +21,6 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '005-incoming-hardening': incomingHardening(ctx),
     '006-queue-and-token-lock': queueAndTokenLock(ctx),
     '008-server-pool-and-rate': serverPoolAndRate(ctx),
+    '014-worker-heartbeats-and-jobs': workerHeartbeatsAndJobs(ctx),
   };
 }

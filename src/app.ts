@@ -28,6 +28,7 @@ import { OAuthAppStatus } from './oauth/app-status.js';
 import { OutlookConnect } from './oauth/outlook-connect.js';
 import { TokenStore } from './oauth/token-store.js';
 import { Readiness } from './jobs/readiness.js';
+import { MetricsScraper } from './metrics/scrape.js';
 
 export interface Services {
   audit: AuditLog;
@@ -53,6 +54,8 @@ export interface Services {
   messages: MessageStore;
   /** /readyz: database, migrations, worker heartbeats (issue 11). */
   readiness: Readiness;
+  /** GET /metrics and a worker's metrics port (issue 11). */
+  metrics: MetricsScraper;
 }
 
 export interface App {
@@ -138,6 +141,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     }),
     messages: new MessageStore(db, blobs),
     readiness: new Readiness(database),
+    metrics: new MetricsScraper({ db, settings, tokenStore }),
   };
   let http: Promise<FastifyInstance> | undefined;
   return {

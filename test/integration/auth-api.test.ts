@@ -34,6 +34,7 @@ const expectedAccess: Record<string, 'public' | 'user' | 'admin'> = {
   'GET /assets/app.css': 'public',
   'GET /assets/app.js': 'public',
   'GET /healthz': 'public',
+  'GET /metrics': 'admin',
   'GET /readyz': 'public',
   'GET /inbox': 'user',
   'GET /inbox/:id': 'user',

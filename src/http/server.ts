@@ -13,6 +13,7 @@ import { secureCookiesHook } from './cookies.js';
 import { authenticator } from './authenticate.js';
 import { healthRoutes } from './api/health.js';
 import { metricsRoutes } from './api/metrics.js';
+import { openApiRoutes } from './api/openapi.js';
 import { sessionRoutes } from './api/session.js';
 import { userRoutes } from './api/users.js';
 import { parameterRoutes } from './api/parameters.js';
@@ -96,6 +97,7 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
 
   await app.register(healthRoutes(services.readiness));
   await app.register(metricsRoutes(services.metrics));
+  await app.register(openApiRoutes);
   await app.register(sessionRoutes(services));
   await app.register(userRoutes(services));
   await app.register(parameterRoutes(services));

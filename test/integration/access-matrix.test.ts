@@ -57,6 +57,10 @@ const rules: Record<string, Rule> = {
   'GET /api/v1/messages/:id/raw': own(200, (w) => ({ method: 'GET', url: `/api/v1/messages/${w.ids.message}/raw` })),
   'GET /api/v1/outgoing-servers': list('/api/v1/outgoing-servers', (w, b) => idIn(w.ids.outgoing)(b)),
   'GET /api/v1/outgoing-servers/:id': own(200, (w) => ({ method: 'GET', url: `/api/v1/outgoing-servers/${w.ids.outgoing}` })),
+  // The API description and its page hold no data: public.
+  'GET /api/v1/docs': { request: () => ({ method: 'GET', url: '/api/v1/docs' }), expect: { anonymous: 200, owner: 200, other: 200, admin: 200 } },
+  'GET /api/v1/docs/docs.js': { request: () => ({ method: 'GET', url: '/api/v1/docs/docs.js' }), expect: { anonymous: 200, owner: 200, other: 200, admin: 200 } },
+  'GET /api/v1/openapi.json': { request: () => ({ method: 'GET', url: '/api/v1/openapi.json' }), expect: { anonymous: 200, owner: 200, other: 200, admin: 200 } },
   'GET /api/v1/parameters': adminOnly(200, () => ({ method: 'GET', url: '/api/v1/parameters' })),
   'GET /api/v1/parameters/:key': adminOnly(200, () => ({ method: 'GET', url: '/api/v1/parameters/web.base.url' })),
   'GET /api/v1/route': adminOnly(200, () => ({ method: 'GET', url: '/api/v1/route?from=jane%40example.com' })),

@@ -7,8 +7,8 @@ import { parseInput } from '../../lib/validate.js';
 import { assertMayChangeOwner } from '../../mail-servers/common.js';
 import { actorOf } from '../actor.js';
 
-const idParams = z.object({ id: z.coerce.number().int().positive() });
-const listQuery = z.object({ archived: z.enum(['true', 'false']).optional() });
+export const idParams = z.object({ id: z.coerce.number().int().positive() });
+export const listQuery = z.object({ archived: z.enum(['true', 'false']).optional() });
 
 export function incomingServerRoutes(services: Services): FastifyPluginAsync {
   const { incomingServers, incoming } = services;

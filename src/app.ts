@@ -29,6 +29,8 @@ import { OutlookConnect } from './oauth/outlook-connect.js';
 import { TokenStore } from './oauth/token-store.js';
 import { Readiness } from './jobs/readiness.js';
 import { MetricsScraper } from './metrics/scrape.js';
+import { JobStore } from './jobs/job-store.js';
+import { FetchJobs } from './jobs/fetch-jobs.js';
 
 export interface Services {
   audit: AuditLog;
@@ -56,6 +58,9 @@ export interface Services {
   readiness: Readiness;
   /** GET /metrics and a worker's metrics port (issue 11). */
   metrics: MetricsScraper;
+  /** Background jobs with progress (issue 11): Fetch Now runs as one. */
+  jobs: JobStore;
+  fetchJobs: FetchJobs;
 }
 
 export interface App {
@@ -112,6 +117,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
       if ((await queue.wakeWaiting(serverId)) > 0) outbox.wake();
     },
   });
+  const jobs = new JobStore(db);
   const services: Services = {
     audit,
     users,
@@ -142,6 +148,8 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     messages: new MessageStore(db, blobs),
     readiness: new Readiness(database),
     metrics: new MetricsScraper({ db, settings, tokenStore }),
+    jobs,
+    fetchJobs: new FetchJobs(jobs, () => services.incoming, logger.child({ component: 'jobs' })),
   };
   let http: Promise<FastifyInstance> | undefined;
   return {
@@ -154,6 +162,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     http: () => (http ??= import('./http/server.js').then((m) => m.buildHttpServer({ logger, services, trustProxy: config.trustProxy ?? false }))),
     async close() {
       if (http) await (await http).close();
+      await services.fetchJobs.stop();
       await database.close();
     },
   };

@@ -14,6 +14,7 @@ import { authenticator } from './authenticate.js';
 import { healthRoutes } from './api/health.js';
 import { metricsRoutes } from './api/metrics.js';
 import { openApiRoutes } from './api/openapi.js';
+import { jobRoutes } from './api/jobs.js';
 import { sessionRoutes } from './api/session.js';
 import { userRoutes } from './api/users.js';
 import { parameterRoutes } from './api/parameters.js';
@@ -98,6 +99,7 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
   await app.register(healthRoutes(services.readiness));
   await app.register(metricsRoutes(services.metrics));
   await app.register(openApiRoutes);
+  await app.register(jobRoutes(services));
   await app.register(sessionRoutes(services));
   await app.register(userRoutes(services));
   await app.register(parameterRoutes(services));

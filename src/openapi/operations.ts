@@ -4,6 +4,7 @@
 // table missing here, and for an entry here that names no route.
 import type { z } from 'zod';
 import * as incomingApi from '../http/api/incoming-servers.js';
+import * as jobsApi from '../http/api/jobs.js';
 import * as mailsApi from '../http/api/mails.js';
 import * as messagesApi from '../http/api/messages.js';
 import * as outgoingApi from '../http/api/outgoing-servers.js';
@@ -82,7 +83,14 @@ export const operations: Record<string, Operation> = {
   'GET /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Read an incoming server', params: incomingApi.idParams },
   'PATCH /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Change an incoming server', params: incomingApi.idParams, body: patchIncomingServerSchema },
   'DELETE /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Archive an incoming server', params: incomingApi.idParams },
-  'POST /api/v1/incoming-servers/{id}/fetch': { tag: 'incoming', summary: 'Fetch now: { fetched, stored, duplicates, quarantined }', params: incomingApi.idParams },
+  'POST /api/v1/incoming-servers/{id}/fetch': {
+    tag: 'incoming',
+    summary: 'Fetch now as a background job: 202 with the job (joined: true when one was running); ?wait=true answers { fetched, stored, duplicates, quarantined } when it is done',
+    params: incomingApi.idParams,
+    query: jobsApi.fetchQuery,
+    ok: json(202, 'The job'),
+  },
+  'GET /api/v1/jobs/{id}': { tag: 'jobs', summary: 'A background job: state (running, succeeded, failed), progress { done, total }, result or error', params: jobsApi.jobIdParams },
   'POST /api/v1/incoming-servers/{id}/test': { tag: 'incoming', summary: 'Test & Confirm: { ok, message, stage, state }', params: incomingApi.idParams },
   'POST /api/v1/incoming-servers/{id}/outlook/connect': { tag: 'incoming', summary: 'Start connecting an Outlook account: { authorizeUrl }', params: outlookApi.idParams },
 

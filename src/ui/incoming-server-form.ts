@@ -162,6 +162,8 @@ export interface IncomingPage {
   settings: SettingsView;
   error?: string;
   result?: Flash;
+  /** A background job's progress bar (src/jobs/progress-html.ts). */
+  progress?: SafeHtml | undefined;
 }
 
 function outlookStatus(s: IncomingServerView): SafeHtml {
@@ -215,7 +217,7 @@ export function incomingFormBody(p: IncomingPage): SafeHtml {
     : null}
 </div>
 ${p.error ? flashHtml({ kind: 'error', text: p.error }) : null}
-${flashHtml(p.result)}
+${flashHtml(p.result)}${p.progress ?? ''}
 <form method="post" action="${action}" class="card" id="server-form">
   ${csrfField(ctx)}
   <div class="grid">

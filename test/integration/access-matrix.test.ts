@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { InjectOptions } from 'fastify';
 import { cliActor } from '../../src/audit/audit-log.js';
+import { fetchTarget } from '../../src/jobs/fetch-jobs.js';
 import { dialects } from '../helpers/databases.js';
 import { dumpDatabase } from '../helpers/db-dump.js';
 import { startWorld, type Person, type World } from '../helpers/world.js';
@@ -47,6 +48,11 @@ const rules: Record<string, Rule> = {
   }),
   'DELETE /api/v1/session': { request: () => ({ method: 'DELETE', url: '/api/v1/session' }), expect: { anonymous: 401, owner: 204, other: 204, admin: 204 } },
   'GET /api/v1/api-keys': list('/api/v1/api-keys'),
+  'GET /api/v1/jobs/:id': own(200, async (w) => {
+    const job = await w.t.app.services.jobs.create({ kind: 'incoming.fetch', target: fetchTarget(w.ids.incoming), owner: 'matrix', createdByUserId: w.jane.id });
+    await w.t.app.services.jobs.finish(job.id, { ok: true, result: { fetched: 0, stored: 0, duplicates: 0, quarantined: 0 }, done: 0 });
+    return { method: 'GET', url: `/api/v1/jobs/${job.id}` };
+  }),
   'GET /api/v1/incoming-servers': list('/api/v1/incoming-servers', (w, b) => idIn(w.ids.incoming)(b)),
   'GET /api/v1/incoming-servers/:id': own(200, (w) => ({ method: 'GET', url: `/api/v1/incoming-servers/${w.ids.incoming}` })),
   'GET /api/v1/mails': list('/api/v1/mails', (w, b) => (JSON.parse(b) as { from: string }[]).some((m) => m.from.includes(w.jane.email)), (w) => w.freshMail(w.jane)),
@@ -76,7 +82,8 @@ const rules: Record<string, Rule> = {
     request: (w) => ({ method: 'POST', url: '/api/v1/incoming-servers', payload: { name: 'new imap', host: outsideHost, port: 993, security: 'ssl', auth: 'password', username: 'jane@example.com', password: 'imap-pw-0123456789', ownerUserId: w.jane.id } }),
     expect: { anonymous: 401, owner: 201, other: 403, admin: 201 },
   },
-  'POST /api/v1/incoming-servers/:id/fetch': own('allowed', (w) => ({ method: 'POST', url: `/api/v1/incoming-servers/${w.ids.incoming}/fetch` })),
+  // ?wait=true: a fetch left running in the background would write while a later refused request is checked.
+  'POST /api/v1/incoming-servers/:id/fetch': own('allowed', (w) => ({ method: 'POST', url: `/api/v1/incoming-servers/${w.ids.incoming}/fetch?wait=true` })),
   'POST /api/v1/incoming-servers/:id/outlook/connect': own(200, (w) => ({ method: 'POST', url: `/api/v1/incoming-servers/${w.ids.incomingOutlook}/outlook/connect` })),
   'POST /api/v1/incoming-servers/:id/test': own('allowed', (w) => ({ method: 'POST', url: `/api/v1/incoming-servers/${w.ids.incoming}/test` })),
   // Users send only as themselves: john sending as jane is refused.

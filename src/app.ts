@@ -31,6 +31,7 @@ import { Readiness } from './jobs/readiness.js';
 import { MetricsScraper } from './metrics/scrape.js';
 import { JobStore } from './jobs/job-store.js';
 import { FetchJobs } from './jobs/fetch-jobs.js';
+import { Webhooks } from './webhooks/webhooks.js';
 
 export interface Services {
   audit: AuditLog;
@@ -61,6 +62,8 @@ export interface Services {
   /** Background jobs with progress (issue 11): Fetch Now runs as one. */
   jobs: JobStore;
   fetchJobs: FetchJobs;
+  /** Webhook registrations and deliveries (issue 11); the worker posts them. */
+  webhooks: Webhooks;
 }
 
 export interface App {
@@ -150,6 +153,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     metrics: new MetricsScraper({ db, settings, tokenStore }),
     jobs,
     fetchJobs: new FetchJobs(jobs, () => services.incoming, logger.child({ component: 'jobs' })),
+    webhooks: new Webhooks(db, vault, hostGuard),
   };
   let http: Promise<FastifyInstance> | undefined;
   return {

@@ -15,6 +15,7 @@ import { healthRoutes } from './api/health.js';
 import { metricsRoutes } from './api/metrics.js';
 import { openApiRoutes } from './api/openapi.js';
 import { jobRoutes } from './api/jobs.js';
+import { webhookRoutes } from './api/webhooks.js';
 import { sessionRoutes } from './api/session.js';
 import { userRoutes } from './api/users.js';
 import { parameterRoutes } from './api/parameters.js';
@@ -100,6 +101,7 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
   await app.register(metricsRoutes(services.metrics));
   await app.register(openApiRoutes);
   await app.register(jobRoutes(services));
+  await app.register(webhookRoutes(services));
   await app.register(sessionRoutes(services));
   await app.register(userRoutes(services));
   await app.register(parameterRoutes(services));

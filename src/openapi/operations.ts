@@ -5,6 +5,8 @@
 import type { z } from 'zod';
 import * as incomingApi from '../http/api/incoming-servers.js';
 import * as jobsApi from '../http/api/jobs.js';
+import * as webhooksApi from '../http/api/webhooks.js';
+import { createWebhookSchema } from '../webhooks/events.js';
 import * as mailsApi from '../http/api/mails.js';
 import * as messagesApi from '../http/api/messages.js';
 import * as outgoingApi from '../http/api/outgoing-servers.js';
@@ -93,6 +95,13 @@ export const operations: Record<string, Operation> = {
   'GET /api/v1/jobs/{id}': { tag: 'jobs', summary: 'A background job: state (running, succeeded, failed), progress { done, total }, result or error', params: jobsApi.jobIdParams },
   'POST /api/v1/incoming-servers/{id}/test': { tag: 'incoming', summary: 'Test & Confirm: { ok, message, stage, state }', params: incomingApi.idParams },
   'POST /api/v1/incoming-servers/{id}/outlook/connect': { tag: 'incoming', summary: 'Start connecting an Outlook account: { authorizeUrl }', params: outlookApi.idParams },
+
+  'GET /api/v1/webhooks': { tag: 'webhooks', summary: 'List webhooks (the secret shows as hasSecret)' },
+  'POST /api/v1/webhooks': { tag: 'webhooks', summary: 'Register a URL for events; the answer carries the signing secret, shown this once', body: createWebhookSchema, ok: json(201, 'The webhook with its secret') },
+  'GET /api/v1/webhooks/{id}': { tag: 'webhooks', summary: 'Read a webhook', params: webhooksApi.webhookIdParams },
+  'DELETE /api/v1/webhooks/{id}': { tag: 'webhooks', summary: 'Delete a webhook (its pending deliveries are dropped)', params: webhooksApi.webhookIdParams },
+  'GET /api/v1/webhooks/{id}/deliveries': { tag: 'webhooks', summary: 'Deliveries, newest first, with state, attempts and the last response', params: webhooksApi.webhookIdParams, query: webhooksApi.deliveriesQuery },
+  'POST /api/v1/webhooks/{id}/deliveries/{deliveryId}/replay': { tag: 'webhooks', summary: 'Send a delivery again now', params: webhooksApi.deliveryParams },
 
   'GET /api/v1/messages': { tag: 'messages', summary: 'Fetched messages, oldest first; page with after = the last id', query: messagesApi.listQuery },
   'GET /api/v1/messages/{id}': { tag: 'messages', summary: 'A parsed message with its attachments', params: messagesApi.idParams },

@@ -5,6 +5,7 @@ import { TransportPool } from '../outgoing/transport-pool.js';
 import { FetchScheduler } from '../incoming/scheduler.js';
 import { housekeepingJobs, JobRunner } from './housekeeping.js';
 import { WorkerHeartbeat } from '../jobs/worker-heartbeat.js';
+import { webhookWorker } from '../webhooks/webhook-worker.js';
 
 export interface Workers {
   dispatcher: Dispatcher;
@@ -28,6 +29,7 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
   const jobs = new JobRunner(housekeepingJobs(app), app.logger);
   const fetchScheduler = new FetchScheduler(services.incoming.fetcher(), services.incomingServers, app.logger.child({ worker: 'fetcher' }));
   const heartbeat = new WorkerHeartbeat(app.database.db, dispatcher.owner, Date.now, (err) => app.logger.warn({ err, op: 'worker.heartbeat' }, 'could not write the worker heartbeat'));
+  const webhooks = webhookWorker(app);
   let unsubscribe: (() => void) | undefined;
   return {
     dispatcher,
@@ -38,10 +40,12 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
       jobs.start();
       fetchScheduler.start();
       heartbeat.start();
+      webhooks.start();
     },
     async stop() {
       unsubscribe?.();
       await Promise.all([dispatcher.stop(), jobs.stop(), fetchScheduler.stop()]);
+      await webhooks.stop();
       await heartbeat.stop();
     },
   };

@@ -37,6 +37,22 @@ const adminOnly = (ok: number, request: Rule['request']): Rule => ({ request, ex
 const idIn = (id: number) => (body: string) => (JSON.parse(body) as { id: number }[]).some((x) => x.id === id);
 
 let userCounter = 0;
+
+/** A webhook with one delivery (a fresh one when `fresh`, e.g. to delete it). */
+async function matrixWebhook(w: World, fresh = false): Promise<{ webhookId: number; deliveryId: number }> {
+  const { db } = w.t.app.database;
+  const existing = fresh ? undefined : await db.selectFrom('webhook_deliveries').select(['id', 'webhook_id']).where('subject', '=', 'matrix').executeTakeFirst();
+  if (existing) return { webhookId: existing.webhook_id, deliveryId: existing.id };
+  await w.t.app.services.parameters.set('mail.server.allowed_private_hosts', '127.0.0.1', cliActor);
+  const { webhook } = await w.t.app.services.webhooks.create({ url: 'http://127.0.0.1:9/matrix', events: ['mail.sent'], active: false }, null);
+  const now = Date.now();
+  const d = await db
+    .insertInto('webhook_deliveries')
+    .values({ webhook_id: webhook.id, event: 'mail.sent', subject: fresh ? `matrix-${now}-${Math.random()}` : 'matrix', payload: '{}', state: 'delivered', next_attempt_at: now, created_at: now })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return { webhookId: webhook.id, deliveryId: d.id };
+}
 const outsideHost = '203.0.113.10';
 
 const rules: Record<string, Rule> = {
@@ -110,6 +126,19 @@ const rules: Record<string, Rule> = {
   // Public, but the setup link is gone once an admin exists.
   'POST /api/v1/setup': { request: () => ({ method: 'POST', url: '/api/v1/setup', payload: { token: 'x'.repeat(43), login: 'root', email: 'root@example.com', password: 'root-password-123' } }), expect: { anonymous: 403, owner: 403, other: 403, admin: 403 } },
   'POST /api/v1/users': adminOnly(201, () => ({ method: 'POST', url: '/api/v1/users', payload: { login: `matrix${++userCounter}`, email: `matrix${userCounter}@example.com`, password: 'matrix-password-123', role: 'user' } })),
+  // Webhooks: admins only; the fixture is a webhook on the allow-listed loopback with one delivery.
+  'GET /api/v1/webhooks': adminOnly(200, () => ({ method: 'GET', url: '/api/v1/webhooks' })),
+  'POST /api/v1/webhooks': adminOnly(201, async (w) => {
+    await w.t.app.services.parameters.set('mail.server.allowed_private_hosts', '127.0.0.1', cliActor);
+    return { method: 'POST', url: '/api/v1/webhooks', payload: { url: 'http://127.0.0.1:9/matrix', events: ['mail.sent'] } };
+  }),
+  'GET /api/v1/webhooks/:id': adminOnly(200, async (w) => ({ method: 'GET', url: `/api/v1/webhooks/${(await matrixWebhook(w)).webhookId}` })),
+  'DELETE /api/v1/webhooks/:id': adminOnly(200, async (w) => ({ method: 'DELETE', url: `/api/v1/webhooks/${(await matrixWebhook(w, true)).webhookId}` })),
+  'GET /api/v1/webhooks/:id/deliveries': adminOnly(200, async (w) => ({ method: 'GET', url: `/api/v1/webhooks/${(await matrixWebhook(w)).webhookId}/deliveries` })),
+  'POST /api/v1/webhooks/:id/deliveries/:deliveryId/replay': adminOnly(200, async (w) => {
+    const { webhookId, deliveryId } = await matrixWebhook(w);
+    return { method: 'POST', url: `/api/v1/webhooks/${webhookId}/deliveries/${deliveryId}/replay` };
+  }),
   'PUT /api/v1/parameters/:key': adminOnly(200, () => ({ method: 'PUT', url: '/api/v1/parameters/mail.catchall.domain', payload: { value: 'example.com' } })),
   'PUT /api/v1/settings': adminOnly(200, () => ({ method: 'PUT', url: '/api/v1/settings', payload: { customEmailServers: true } })),
 };

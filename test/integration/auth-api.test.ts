@@ -93,6 +93,12 @@ const expectedAccess: Record<string, 'public' | 'user' | 'admin'> = {
   'POST /settings': 'admin',
   'POST /setup': 'public',
   'PUT /api/v1/parameters/:key': 'admin',
+  'GET /api/v1/webhooks': 'admin',
+  'POST /api/v1/webhooks': 'admin',
+  'GET /api/v1/webhooks/:id': 'admin',
+  'DELETE /api/v1/webhooks/:id': 'admin',
+  'GET /api/v1/webhooks/:id/deliveries': 'admin',
+  'POST /api/v1/webhooks/:id/deliveries/:deliveryId/replay': 'admin',
   'PUT /api/v1/settings': 'admin',
 };
 

@@ -10,6 +10,7 @@ import { incomingHardening } from './005-incoming-hardening.js';
 import { queueAndTokenLock } from './006-queue-and-token-lock.js';
 import { serverPoolAndRate } from './008-server-pool-and-rate.js';
 import { workerHeartbeatsAndJobs } from './014-worker-heartbeats-and-jobs.js';
+import { webhooks } from './015-webhooks.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -22,5 +23,6 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '006-queue-and-token-lock': queueAndTokenLock(ctx),
     '008-server-pool-and-rate': serverPoolAndRate(ctx),
     '014-worker-heartbeats-and-jobs': workerHeartbeatsAndJobs(ctx),
+    '015-webhooks': webhooks(ctx),
   };
 }

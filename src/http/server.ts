@@ -2,7 +2,7 @@
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
-import type { Logger } from '../lib/logger.js';
+import { requestIdOf, type Logger } from '../lib/logger.js';
 import { AppError, errorCatalogue, isAppError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact-url.js';
 import type { Services } from '../app.js';
@@ -63,7 +63,9 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
     loggerInstance: baseLogger,
     bodyLimit: 30 * 1024 * 1024,
     trustProxy: fastifyTrustProxy(trustProxy),
+    genReqId: (req) => requestIdOf(req.headers['x-request-id']),
   });
+  app.addHook('onRequest', async (request, reply) => void reply.header('x-request-id', request.id));
   // Fastify's default request serializer logs the full URL; ours drops one-time secrets from query strings.
   app.setChildLoggerFactory((parent, bindings, opts) =>
     parent.child(bindings, {

@@ -102,3 +102,21 @@ for (const dialect of dialects) {
     });
   });
 }
+
+describe('request ids in answers and logs', () => {
+  it('answers every request with x-request-id, logs its lines under that id, and keeps a plain id the caller sent', async () => {
+    const t = await startTestApp('sqlite');
+    try {
+      const http = await t.app.http();
+      const own = await http.inject({ url: '/api/v1/nothing-here', headers: { 'x-request-id': 'lb-42.abc' } });
+      assert.equal(own.headers['x-request-id'], 'lb-42.abc');
+      assert.match(t.logs(), /"reqId":"lb-42\.abc","req":\{"method":"GET","url":"\/api\/v1\/nothing-here"/);
+      assert.match(t.logs(), /"reqId":"lb-42\.abc","res":\{"statusCode":404\}/);
+      const forged = await http.inject({ url: '/healthz', headers: { 'x-request-id': 'evil"id with spaces' } });
+      assert.match(String(forged.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+      assert.doesNotMatch(t.logs(), /evil/);
+    } finally {
+      await t.close();
+    }
+  });
+});

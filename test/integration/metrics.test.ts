@@ -89,8 +89,8 @@ for (const dialect of dialects) {
         },
       });
       const { outbox } = t.app.services;
-      await outbox.enqueue({ from: 'notifications@example.com', to: ['a@client.test'], subject: 'one', text: 'x' }, null, cliActor);
-      await outbox.enqueue({ from: 'notifications@example.com', to: ['refused@client.test'], subject: 'two', text: 'x' }, null, cliActor);
+      const one = (await outbox.enqueue({ from: 'notifications@example.com', to: ['a@client.test'], subject: 'one', text: 'x' }, null, cliActor)).id;
+      const two = (await outbox.enqueue({ from: 'notifications@example.com', to: ['refused@client.test'], subject: 'two', text: 'x' }, null, cliActor)).id;
       const d = testDispatcher(t.app);
       try {
         await d.drain();
@@ -110,6 +110,16 @@ for (const dialect of dialects) {
       assert.equal(sample(text, 'juniper_server_info', { kind: 'outgoing', server_id: sid, name: 'sink' }), 1);
       assert.equal(sample(text, 'juniper_token_refreshes_total', { outcome: 'refreshed' }), 0);
       assert.ok(sample(text, 'juniper_process_resident_memory_bytes')! > 0);
+
+      // Each mail's trail at the default level: routed, then retry / sent or failed, with the server's reply.
+      const trail = (mail: number) =>
+        t.logs().split('\n').filter((l) => l.includes('"op":"mail.trail"') && l.includes(`"mail":${mail},`)).map((l) => JSON.parse(l) as { level: number; step: string; reply?: string; reason?: string });
+      assert.deepEqual(trail(one).map((l) => l.step), ['routed', 'retry', 'routed', 'sent']);
+      assert.match(trail(one)[1]!.reason!, /451/);
+      assert.match(trail(one)[3]!.reply!, /^250 /);
+      assert.deepEqual(trail(two).map((l) => l.step), ['routed', 'failed']);
+      assert.match(trail(two)[1]!.reason!, /550 5\.1\.1 No such user/);
+      assert.ok([...trail(one), ...trail(two)].every((l) => l.level === 30), 'at info');
     });
 
     it('shows the days left on the Outlook client secret once its expiry date is set', async () => {

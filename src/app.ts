@@ -27,6 +27,11 @@ import { MessageStore } from './mailbox/messages.js';
 import { OAuthAppStatus } from './oauth/app-status.js';
 import { OutlookConnect } from './oauth/outlook-connect.js';
 import { TokenStore } from './oauth/token-store.js';
+import { Readiness } from './jobs/readiness.js';
+import { MetricsScraper } from './metrics/scrape.js';
+import { JobStore } from './jobs/job-store.js';
+import { FetchJobs } from './jobs/fetch-jobs.js';
+import { Webhooks } from './webhooks/webhooks.js';
 
 export interface Services {
   audit: AuditLog;
@@ -50,6 +55,15 @@ export interface Services {
   /** Test & Confirm and fetching (reads `tokens` when used). */
   incoming: IncomingMail;
   messages: MessageStore;
+  /** /readyz: database, migrations, worker heartbeats (issue 11). */
+  readiness: Readiness;
+  /** GET /metrics and a worker's metrics port (issue 11). */
+  metrics: MetricsScraper;
+  /** Background jobs with progress (issue 11): Fetch Now runs as one. */
+  jobs: JobStore;
+  fetchJobs: FetchJobs;
+  /** Webhook registrations and deliveries (issue 11); the worker posts them. */
+  webhooks: Webhooks;
 }
 
 export interface App {
@@ -106,6 +120,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
       if ((await queue.wakeWaiting(serverId)) > 0) outbox.wake();
     },
   });
+  const jobs = new JobStore(db);
   const services: Services = {
     audit,
     users,
@@ -134,6 +149,11 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
       leaseMs: config.fetch.leaseMs,
     }),
     messages: new MessageStore(db, blobs),
+    readiness: new Readiness(database),
+    metrics: new MetricsScraper({ db, settings, tokenStore }),
+    jobs,
+    fetchJobs: new FetchJobs(jobs, () => services.incoming, logger.child({ component: 'jobs' })),
+    webhooks: new Webhooks(db, vault, hostGuard),
   };
   let http: Promise<FastifyInstance> | undefined;
   return {
@@ -146,6 +166,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     http: () => (http ??= import('./http/server.js').then((m) => m.buildHttpServer({ logger, services, trustProxy: config.trustProxy ?? false }))),
     async close() {
       if (http) await (await http).close();
+      await services.fetchJobs.stop();
       await database.close();
     },
   };

@@ -17,6 +17,7 @@ import { vaultCommand } from './cli/vault.js';
 import { doctorCommand } from './cli/doctor.js';
 import type { WithApp } from './cli/with-app.js';
 import { createWorkers } from './worker/workers.js';
+import { startMetricsServerFromEnv } from './metrics/metrics-server.js';
 
 const VERSION = '0.1.0';
 
@@ -63,8 +64,10 @@ async function serve(config: Config): Promise<void> {
   }
   const workers = createWorkers(app);
   workers.start();
+  const metricsServer = await startMetricsServerFromEnv(app);
   const sig = await untilSignal();
   log.info(`${sig} received, shutting down`);
+  await metricsServer?.close();
   await http.close();
   await workers.stop();
   await app.close();
@@ -75,8 +78,10 @@ async function worker(config: Config): Promise<void> {
   const workers = createWorkers(app);
   app.logger.info({ database: describeDatabase(config.database), owner: workers.dispatcher.owner }, 'Juniper worker started');
   workers.start();
+  const metricsServer = await startMetricsServerFromEnv(app);
   const sig = await untilSignal();
   app.logger.info(`${sig} received, shutting down`);
+  await metricsServer?.close();
   await workers.stop();
   await app.close();
 }

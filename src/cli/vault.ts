@@ -5,13 +5,14 @@ import { Command } from 'commander';
 import type { App } from '../app.js';
 import { oauthSecretSources } from '../oauth/token-secrets.js';
 import { passwordSecretSources } from '../mail-servers/password-secrets.js';
+import { webhookSecretSources } from '../webhooks/webhook-secrets.js';
 import { settingsSecretSources } from '../settings/settings-secrets.js';
 import { rotateSecrets, secretKeyCensus, type SecretSource } from '../vault/rotation.js';
 import type { WithApp } from './with-app.js';
 
 function secretSources(app: App): SecretSource[] {
   const db = app.database.db;
-  return [...settingsSecretSources(db), ...passwordSecretSources(db), ...oauthSecretSources(db)];
+  return [...settingsSecretSources(db), ...passwordSecretSources(db), ...oauthSecretSources(db), ...webhookSecretSources(db)];
 }
 
 interface Status {

@@ -2,7 +2,7 @@
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
-import type { Logger } from '../lib/logger.js';
+import { requestIdOf, type Logger } from '../lib/logger.js';
 import { AppError, errorCatalogue, isAppError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact-url.js';
 import type { Services } from '../app.js';
@@ -12,6 +12,10 @@ import { installSecurityHeaders } from './security-headers.js';
 import { secureCookiesHook } from './cookies.js';
 import { authenticator } from './authenticate.js';
 import { healthRoutes } from './api/health.js';
+import { metricsRoutes } from './api/metrics.js';
+import { openApiRoutes } from './api/openapi.js';
+import { jobRoutes } from './api/jobs.js';
+import { webhookRoutes } from './api/webhooks.js';
 import { sessionRoutes } from './api/session.js';
 import { userRoutes } from './api/users.js';
 import { parameterRoutes } from './api/parameters.js';
@@ -60,7 +64,9 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
     loggerInstance: baseLogger,
     bodyLimit: 30 * 1024 * 1024,
     trustProxy: fastifyTrustProxy(trustProxy),
+    genReqId: (req) => requestIdOf(req.headers['x-request-id']),
   });
+  app.addHook('onRequest', async (request, reply) => void reply.header('x-request-id', request.id));
   // Fastify's default request serializer logs the full URL; ours drops one-time secrets from query strings.
   app.setChildLoggerFactory((parent, bindings, opts) =>
     parent.child(bindings, {
@@ -97,7 +103,11 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
       : reply.status(404).send({ error: { code: 'JUNIPER_ERR_NOT_FOUND', message: `No route ${request.method} ${redactUrl(request.url)}.` } }),
   );
 
-  await app.register(healthRoutes);
+  await app.register(healthRoutes(services.readiness));
+  await app.register(metricsRoutes(services.metrics));
+  await app.register(openApiRoutes);
+  await app.register(jobRoutes(services));
+  await app.register(webhookRoutes(services));
   await app.register(sessionRoutes(services));
   await app.register(userRoutes(services));
   await app.register(parameterRoutes(services));

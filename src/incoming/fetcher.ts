@@ -33,6 +33,7 @@ import type { FolderStatus, MailboxReader } from './mailbox-reader.js';
 import { isLeaseLost, type IncomingServers } from './servers.js';
 import { readAhead } from './read-ahead.js';
 import { isDatabaseUnavailable } from './store-failure.js';
+import { countFetchFailure, countFetchRun } from '../metrics/fetch-metrics.js';
 
 export interface FetchCounts {
   fetched: number;
@@ -148,6 +149,7 @@ export class IncomingFetcher {
         this.now(),
       );
       log.info({ op: 'incoming.fetch', server: id, ...counts, ms: this.now() - started }, `fetched ${server.name}`);
+      countFetchRun(id, counts, this.now() - started);
       return counts;
     } catch (err) {
       const message = isAppError(err) ? err.message : `Unexpected error: ${(err as Error).message}`;
@@ -155,6 +157,7 @@ export class IncomingFetcher {
       await servers.recordFetch(id, { ok: false, error: `Fetching "${server.name}" failed: ${message}` }, this.now());
       // The message only: library errors carry protocol internals (commands, responses) that have no place in a log.
       log.warn({ op: 'incoming.fetch', server: id, code: isAppError(err) ? err.code : undefined }, `fetching ${server.name} failed: ${message}`);
+      countFetchFailure(id, this.now() - started);
       throw err;
     } finally {
       await servers.releaseLease(id, this.owner);

@@ -1,5 +1,6 @@
 // One pino logger for the process. Secrets must never reach a log line: the redaction list covers every
 // field name under which a secret could travel (request headers, bodies, our own objects).
+import crypto from 'node:crypto';
 import { pino, type Logger, type LoggerOptions, type DestinationStream } from 'pino';
 
 export const redactedPaths = [
@@ -44,4 +45,16 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   return destination ? pino(options, destination) : pino(options);
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * The id of one HTTP request in every log line it causes (`reqId`) and in the `x-request-id` answer header: the
+ * caller's own `x-request-id` when it is a plain token (a proxy's or a client's, to follow a request across
+ * systems), else a new random one. Anything else a client sends there is not trusted into the logs.
+ */
+export function requestIdOf(header: string | string[] | undefined): string {
+  const given = Array.isArray(header) ? header[0] : header;
+  return given !== undefined && REQUEST_ID.test(given) ? given : crypto.randomUUID();
 }

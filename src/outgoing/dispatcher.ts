@@ -14,6 +14,7 @@ import { classifySendError } from './delivery-failure.js';
 import type { Envelope, MailTransport } from './mail-transport.js';
 import type { OutgoingAttachmentRow, OutgoingQueue, SendOutcome } from './queue.js';
 import { SentWriter } from './sent-writer.js';
+import { countSendFailure, countSent, timedSend, trailRouted } from '../metrics/send-metrics.js';
 import { routeMail, routeParametersFrom } from './routing.js';
 import { ratePerMinuteOf } from './server-rules.js';
 import { toRoutable, type OutgoingServers } from './servers.js';
@@ -172,12 +173,14 @@ export class Dispatcher {
         if (!decision.ok) {
           settle(mail.id, async () => {
             await queue.markFailed(mail.id, this.owner, { failureType: decision.failureType, reason: decision.reason });
+            countSendFailure(null, 'fail', true);
             log.warn({ mail: mail.id, op: 'route', failureType: decision.failureType }, decision.reason);
           });
           continue;
         }
         for (const w of decision.warnings) log.warn({ mail: mail.id, server: decision.serverId, op: 'route' }, w);
         const server = byId.get(decision.serverId)!;
+        trailRouted(log, mail.id, server.id, decision.rule);
         settle(mail.id, () => this.sendOne(server, mail, { from: decision.from, replyTo: decision.replyTo, envelopeFrom: decision.envelopeFrom }, attachments.get(mail.id) ?? []));
       }
     } catch (err) {
@@ -233,7 +236,7 @@ export class Dispatcher {
       message.from = route.from;
       message.replyTo = route.replyTo;
       const envelope: Envelope = { from: route.envelopeFrom, to: envelopeRecipients(mail) };
-      result = await transport.send(message, envelope);
+      result = await timedSend(server.id, () => transport.send(message, envelope));
     } catch (err) {
       await this.recordSendFailure(server, mail, err, outcome);
       return;
@@ -242,6 +245,7 @@ export class Dispatcher {
     // twice at once); it rejects, and the mail's lease decides. Written together with the other mails sent
     // meanwhile (one statement, one commit).
     await this.sent.record({ id: mail.id, ...outcome, response: result.response, rejected: result.rejected });
+    countSent(server.id, log, mail.id, result.response);
     if (result.rejected.length) log.warn({ ...logCtx, rejected: result.rejected.length }, 'sent, but the server refused some recipients');
     else log.debug(logCtx, 'sent');
   }
@@ -265,6 +269,7 @@ export class Dispatcher {
       log.info(facts, `will retry: ${c.reason}`);
     }
     if (!isAppError(err) && c.failureType === 'internal') log.error({ ...logCtx, err }, 'unexpected send error');
+    countSendFailure(server.id, c.action, mail.attempts >= MAX_ATTEMPTS, log, mail.id, c.reason);
   }
 
   private async waitOrExpire(mail: OutgoingMail, why: { failureType: string; reason: string }, outcome: SendOutcome): Promise<void> {

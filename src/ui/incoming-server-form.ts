@@ -152,6 +152,8 @@ export interface IncomingPage {
   settings: SettingsView;
   error?: string;
   result?: Flash;
+  /** A background job's progress bar (src/jobs/progress-html.ts). */
+  progress?: SafeHtml | undefined;
 }
 
 /** State, last test, last fetch and the failure run, so the person sees whether mail is arriving. */
@@ -189,7 +191,7 @@ export function incomingFormBody(p: IncomingPage): SafeHtml {
     : null}
 </div>
 ${p.error ? flashHtml({ kind: 'error', text: p.error }) : null}
-${flashHtml(p.result)}
+${flashHtml(p.result)}${p.progress ?? ''}
 <form method="post" action="${action}" class="card" id="server-form">
   ${csrfField(ctx)}
   <div class="grid">

@@ -27,8 +27,12 @@ import {
 } from './incoming-server-form.js';
 import type { PageContext } from './layout.js';
 import { tokenTag } from './server-form.js';
+import { fetchTarget } from '../jobs/fetch-jobs.js';
+import { jobProgressHtml } from '../jobs/progress-html.js';
 
 const idParams = z.object({ id: z.coerce.number().int().positive() });
+/** How long Fetch Now waits for its job before answering with the progress bar instead of the counts. */
+const FETCH_INLINE_WAIT_MS = 3000;
 
 function listBody(ctx: PageContext, servers: IncomingServer[], showArchived: boolean, appProblem: AppProblem | null): SafeHtml {
   const rows = servers.map((row) => {
@@ -80,7 +84,9 @@ export function incomingServersPage(services: Services): FastifyPluginAsync {
     const view = server ? incomingServerView(server, appProblem) : undefined;
     let result = opts.result;
     if (!result && appProblem) result = { kind: 'error', text: `The Outlook app has a problem: ${appProblem.message}` };
-    const body = incomingFormBody({ ctx, server: view, form, settings, error: opts.error, result });
+    // A fetch running in the background (this click's, or one started earlier) shows its live progress bar.
+    const job = server && !opts.result ? await services.jobs.running(fetchTarget(server.id)) : undefined;
+    const body = incomingFormBody({ ctx, server: view, form, settings, error: opts.error, result, progress: job ? jobProgressHtml(job, 'Fetching') : undefined });
     return renderPage(reply, view ? view.name : 'New Incoming Mail Server', body, ctx, opts.status ?? 200);
   }
 
@@ -156,9 +162,13 @@ export function incomingServersPage(services: Services): FastifyPluginAsync {
 
     app.post<{ Params: { id: string }; Body: Form }>('/incoming-servers/:id/fetch', { config: { access: 'user' } }, async (request, reply) => {
       const server = await loadManaged(request);
-      let result: Flash;
+      let result: Flash | undefined;
       try {
-        result = fetchFlash(await incoming.fetchNow(server));
+        // A job that finishes quickly answers this click with its counts; a longer one shows its progress bar.
+        const { job } = await services.fetchJobs.start(server, request.principal!.user.id);
+        const outcome = await services.fetchJobs.settled(job.id, FETCH_INLINE_WAIT_MS);
+        if (outcome && !outcome.ok) throw outcome.error;
+        if (outcome?.ok) result = fetchFlash(outcome.counts);
       } catch (e) {
         // The mail server's refusals (502/503) and "still a draft" (409) are answers for this form; only
         // Juniper's own failures (500) go to the error page.

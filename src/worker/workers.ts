@@ -4,6 +4,9 @@ import { Dispatcher, defaultDispatcherOptions, type DispatcherOptions } from '..
 import { TransportPool } from '../outgoing/transport-pool.js';
 import { FetchScheduler } from '../incoming/scheduler.js';
 import { housekeepingJobs, JobRunner } from './housekeeping.js';
+import { WorkerHeartbeat } from '../jobs/worker-heartbeat.js';
+import { webhookWorker } from '../webhooks/webhook-worker.js';
+import { retentionJob } from '../retention/retention.js';
 
 export interface Workers {
   dispatcher: Dispatcher;
@@ -24,8 +27,10 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
     },
     { ...defaultDispatcherOptions, leaseMs: app.config.send.leaseMs, batchSize: app.config.send.batchSize, ...options },
   );
-  const jobs = new JobRunner(housekeepingJobs(app), app.logger);
+  const jobs = new JobRunner([...housekeepingJobs(app), retentionJob({ db: app.database.db, parameters: services.parameters, log: app.logger })], app.logger);
   const fetchScheduler = new FetchScheduler(services.incoming.fetcher(), services.incomingServers, app.logger.child({ worker: 'fetcher' }));
+  const heartbeat = new WorkerHeartbeat(app.database.db, dispatcher.owner, Date.now, (err) => app.logger.warn({ err, op: 'worker.heartbeat' }, 'could not write the worker heartbeat'));
+  const webhooks = webhookWorker(app);
   let unsubscribe: (() => void) | undefined;
   return {
     dispatcher,
@@ -35,10 +40,14 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
       dispatcher.start();
       jobs.start();
       fetchScheduler.start();
+      heartbeat.start();
+      webhooks.start();
     },
     async stop() {
       unsubscribe?.();
       await Promise.all([dispatcher.stop(), jobs.stop(), fetchScheduler.stop()]);
+      await webhooks.stop();
+      await heartbeat.stop();
     },
   };
 }

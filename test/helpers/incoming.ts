@@ -170,10 +170,17 @@ export function incomingApi(session: () => { http: FastifyInstance; key: string 
     assert.equal(test.body.ok, true, test.text);
     return id;
   };
+  // Fetch Now starts a background job (202); its counts are the finished job's result.
   const fetchNow = async (id: number) => {
     const r = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
-    assert.equal(r.status, 200, r.text);
-    return r.body;
+    assert.equal(r.status, 202, r.text);
+    for (;;) {
+      const job = await api('GET', `/api/v1/jobs/${String(r.body.id)}`);
+      assert.equal(job.status, 200, job.text);
+      if (job.body.state === 'succeeded') return job.body.result as Json;
+      assert.equal(job.body.state, 'running', job.text);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   };
   const listed = async (query: string) => (await api('GET', `/api/v1/messages?limit=1000&${query}`)).body as unknown as Json[];
   return { api, createServer, confirmed, fetchNow, listed };

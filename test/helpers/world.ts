@@ -136,7 +136,7 @@ export async function startWorld(dialect: DialectName): Promise<World> {
   await dovecot.deliver(MAILBOX, message());
   const tested = await adminCall('POST', `/api/v1/incoming-servers/${incoming}/test`);
   assert.equal(tested.ok, true, JSON.stringify(tested));
-  await adminCall('POST', `/api/v1/incoming-servers/${incoming}/fetch`);
+  await adminCall('POST', `/api/v1/incoming-servers/${incoming}/fetch?wait=true`);
   const listed = (await as(admin, { url: `/api/v1/messages?serverId=${incoming}` })).json<{ id: number; threadId: number }[]>();
   assert.equal(listed.length, 1, 'the fixture message was fetched');
   const detail = (await as(admin, { url: `/api/v1/messages/${listed[0]!.id}` })).json<{ attachments: { id: number }[] }>();

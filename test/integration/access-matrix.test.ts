@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { InjectOptions } from 'fastify';
 import { cliActor } from '../../src/audit/audit-log.js';
+import { fetchTarget } from '../../src/jobs/fetch-jobs.js';
 import { dialects } from '../helpers/databases.js';
 import { dumpDatabase } from '../helpers/db-dump.js';
 import { startWorld, type Person, type World } from '../helpers/world.js';
@@ -36,6 +37,22 @@ const adminOnly = (ok: number, request: Rule['request']): Rule => ({ request, ex
 const idIn = (id: number) => (body: string) => (JSON.parse(body) as { id: number }[]).some((x) => x.id === id);
 
 let userCounter = 0;
+
+/** A webhook with one delivery (a fresh one when `fresh`, e.g. to delete it). */
+async function matrixWebhook(w: World, fresh = false): Promise<{ webhookId: number; deliveryId: number }> {
+  const { db } = w.t.app.database;
+  const existing = fresh ? undefined : await db.selectFrom('webhook_deliveries').select(['id', 'webhook_id']).where('subject', '=', 'matrix').executeTakeFirst();
+  if (existing) return { webhookId: existing.webhook_id, deliveryId: existing.id };
+  await w.t.app.services.parameters.set('mail.server.allowed_private_hosts', '127.0.0.1', cliActor);
+  const { webhook } = await w.t.app.services.webhooks.create({ url: 'http://127.0.0.1:9/matrix', events: ['mail.sent'], active: false }, null);
+  const now = Date.now();
+  const d = await db
+    .insertInto('webhook_deliveries')
+    .values({ webhook_id: webhook.id, event: 'mail.sent', subject: fresh ? `matrix-${now}-${Math.random()}` : 'matrix', payload: '{}', state: 'delivered', next_attempt_at: now, created_at: now })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return { webhookId: webhook.id, deliveryId: d.id };
+}
 const outsideHost = '203.0.113.10';
 
 const rules: Record<string, Rule> = {
@@ -47,6 +64,11 @@ const rules: Record<string, Rule> = {
   }),
   'DELETE /api/v1/session': { request: () => ({ method: 'DELETE', url: '/api/v1/session' }), expect: { anonymous: 401, owner: 204, other: 204, admin: 204 } },
   'GET /api/v1/api-keys': list('/api/v1/api-keys'),
+  'GET /api/v1/jobs/:id': own(200, async (w) => {
+    const job = await w.t.app.services.jobs.create({ kind: 'incoming.fetch', target: fetchTarget(w.ids.incoming), owner: 'matrix', createdByUserId: w.jane.id });
+    await w.t.app.services.jobs.finish(job.id, { ok: true, result: { fetched: 0, stored: 0, duplicates: 0, quarantined: 0 }, done: 0 });
+    return { method: 'GET', url: `/api/v1/jobs/${job.id}` };
+  }),
   'GET /api/v1/incoming-servers': list('/api/v1/incoming-servers', (w, b) => idIn(w.ids.incoming)(b)),
   'GET /api/v1/incoming-servers/:id': own(200, (w) => ({ method: 'GET', url: `/api/v1/incoming-servers/${w.ids.incoming}` })),
   'GET /api/v1/mails': list('/api/v1/mails', (w, b) => (JSON.parse(b) as { from: string }[]).some((m) => m.from.includes(w.jane.email)), (w) => w.freshMail(w.jane)),
@@ -57,6 +79,10 @@ const rules: Record<string, Rule> = {
   'GET /api/v1/messages/:id/raw': own(200, (w) => ({ method: 'GET', url: `/api/v1/messages/${w.ids.message}/raw` })),
   'GET /api/v1/outgoing-servers': list('/api/v1/outgoing-servers', (w, b) => idIn(w.ids.outgoing)(b)),
   'GET /api/v1/outgoing-servers/:id': own(200, (w) => ({ method: 'GET', url: `/api/v1/outgoing-servers/${w.ids.outgoing}` })),
+  // The API description and its page hold no data: public.
+  'GET /api/v1/docs': { request: () => ({ method: 'GET', url: '/api/v1/docs' }), expect: { anonymous: 200, owner: 200, other: 200, admin: 200 } },
+  'GET /api/v1/docs/docs.js': { request: () => ({ method: 'GET', url: '/api/v1/docs/docs.js' }), expect: { anonymous: 200, owner: 200, other: 200, admin: 200 } },
+  'GET /api/v1/openapi.json': { request: () => ({ method: 'GET', url: '/api/v1/openapi.json' }), expect: { anonymous: 200, owner: 200, other: 200, admin: 200 } },
   'GET /api/v1/parameters': adminOnly(200, () => ({ method: 'GET', url: '/api/v1/parameters' })),
   'GET /api/v1/parameters/:key': adminOnly(200, () => ({ method: 'GET', url: '/api/v1/parameters/web.base.url' })),
   'GET /api/v1/route': adminOnly(200, () => ({ method: 'GET', url: '/api/v1/route?from=jane%40example.com' })),
@@ -72,7 +98,8 @@ const rules: Record<string, Rule> = {
     request: (w) => ({ method: 'POST', url: '/api/v1/incoming-servers', payload: { name: 'new imap', host: outsideHost, port: 993, security: 'ssl', auth: 'password', username: 'jane@example.com', password: 'imap-pw-0123456789', ownerUserId: w.jane.id } }),
     expect: { anonymous: 401, owner: 201, other: 403, admin: 201 },
   },
-  'POST /api/v1/incoming-servers/:id/fetch': own('allowed', (w) => ({ method: 'POST', url: `/api/v1/incoming-servers/${w.ids.incoming}/fetch` })),
+  // ?wait=true: a fetch left running in the background would write while a later refused request is checked.
+  'POST /api/v1/incoming-servers/:id/fetch': own('allowed', (w) => ({ method: 'POST', url: `/api/v1/incoming-servers/${w.ids.incoming}/fetch?wait=true` })),
   'POST /api/v1/incoming-servers/:id/outlook/connect': own(200, (w) => ({ method: 'POST', url: `/api/v1/incoming-servers/${w.ids.incomingOutlook}/outlook/connect` })),
   'POST /api/v1/incoming-servers/:id/test': own('allowed', (w) => ({ method: 'POST', url: `/api/v1/incoming-servers/${w.ids.incoming}/test` })),
   // Users send only as themselves: john sending as jane is refused.
@@ -99,6 +126,19 @@ const rules: Record<string, Rule> = {
   // Public, but the setup link is gone once an admin exists.
   'POST /api/v1/setup': { request: () => ({ method: 'POST', url: '/api/v1/setup', payload: { token: 'x'.repeat(43), login: 'root', email: 'root@example.com', password: 'root-password-123' } }), expect: { anonymous: 403, owner: 403, other: 403, admin: 403 } },
   'POST /api/v1/users': adminOnly(201, () => ({ method: 'POST', url: '/api/v1/users', payload: { login: `matrix${++userCounter}`, email: `matrix${userCounter}@example.com`, password: 'matrix-password-123', role: 'user' } })),
+  // Webhooks: admins only; the fixture is a webhook on the allow-listed loopback with one delivery.
+  'GET /api/v1/webhooks': adminOnly(200, () => ({ method: 'GET', url: '/api/v1/webhooks' })),
+  'POST /api/v1/webhooks': adminOnly(201, async (w) => {
+    await w.t.app.services.parameters.set('mail.server.allowed_private_hosts', '127.0.0.1', cliActor);
+    return { method: 'POST', url: '/api/v1/webhooks', payload: { url: 'http://127.0.0.1:9/matrix', events: ['mail.sent'] } };
+  }),
+  'GET /api/v1/webhooks/:id': adminOnly(200, async (w) => ({ method: 'GET', url: `/api/v1/webhooks/${(await matrixWebhook(w)).webhookId}` })),
+  'DELETE /api/v1/webhooks/:id': adminOnly(200, async (w) => ({ method: 'DELETE', url: `/api/v1/webhooks/${(await matrixWebhook(w, true)).webhookId}` })),
+  'GET /api/v1/webhooks/:id/deliveries': adminOnly(200, async (w) => ({ method: 'GET', url: `/api/v1/webhooks/${(await matrixWebhook(w)).webhookId}/deliveries` })),
+  'POST /api/v1/webhooks/:id/deliveries/:deliveryId/replay': adminOnly(200, async (w) => {
+    const { webhookId, deliveryId } = await matrixWebhook(w);
+    return { method: 'POST', url: `/api/v1/webhooks/${webhookId}/deliveries/${deliveryId}/replay` };
+  }),
   'PUT /api/v1/parameters/:key': adminOnly(200, () => ({ method: 'PUT', url: '/api/v1/parameters/mail.catchall.domain', payload: { value: 'example.com' } })),
   'PUT /api/v1/settings': adminOnly(200, () => ({ method: 'PUT', url: '/api/v1/settings', payload: { customEmailServers: true } })),
 };

@@ -17,11 +17,14 @@ function concrete(w: World, url: string, mailId: number): string {
   return url.replace(/:(\w+)/g, (_, name: string) => {
     if (name === 'key') return 'mail.catchall.domain';
     if (name === 'attachmentId') return String(w.ids.attachment);
+    // Webhooks and jobs: refused before any lookup, so any id serves.
+    if (name === 'deliveryId') return '1';
     if (name !== 'id') throw new Error(`csrf.test.ts: no value for :${name} in ${url}`);
     if (url.includes('outgoing-servers')) return String(w.ids.outgoing);
     if (url.includes('incoming-servers')) return String(w.ids.incoming);
     if (url.includes('/outbox/') || url.includes('/mails/')) return String(mailId);
     if (url.includes('/messages/') || url.includes('/inbox/')) return String(w.ids.message);
+    if (url.includes('/webhooks/') || url.includes('/jobs/')) return '1';
     throw new Error(`csrf.test.ts: no value for :id in ${url}`);
   });
 }

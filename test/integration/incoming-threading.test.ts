@@ -101,7 +101,7 @@ for (const dialect of dialects) {
       return id;
     };
     const fetchNow = async (id: number, key = admin) => {
-      const r = await api('POST', `/api/v1/incoming-servers/${id}/fetch`, undefined, key);
+      const r = await api('POST', `/api/v1/incoming-servers/${id}/fetch?wait=true`, undefined, key);
       assert.equal(r.status, 200, r.text);
       return r.body;
     };

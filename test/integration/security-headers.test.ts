@@ -40,7 +40,8 @@ describe('security headers on every page and API answer', () => {
         .replace('/outbox/:id', `/outbox/${mailId}`);
       assert.doesNotMatch(url, /:/, `no fixture for ${route.url}`);
       const res = await get(url);
-      assert.ok(res.statusCode < 500, `${url}: ${res.statusCode}`);
+      // /readyz answers 503 by design here: no worker process runs in this test.
+      assert.ok(res.statusCode < 500 || url === '/readyz', `${url}: ${res.statusCode}`);
       assertPagePolicy(res, `${url} (${res.statusCode})`);
       if (String(res.headers['content-type']).startsWith('text/html')) {
         // The policy forbids inline script and style: the pages must not need any.

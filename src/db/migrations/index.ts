@@ -10,6 +10,8 @@ import { incomingHardening } from './005-incoming-hardening.js';
 import { queueAndTokenLock } from './006-queue-and-token-lock.js';
 import { serverPoolAndRate } from './008-server-pool-and-rate.js';
 import { sentBy } from './011-sent-by.js';
+import { workerHeartbeatsAndJobs } from './014-worker-heartbeats-and-jobs.js';
+import { webhooks } from './015-webhooks.js';
 import { mailAttempts } from './017-mail-attempts.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
@@ -23,6 +25,8 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '006-queue-and-token-lock': queueAndTokenLock(ctx),
     '008-server-pool-and-rate': serverPoolAndRate(ctx),
     '011-sent-by': sentBy(ctx),
+    '014-worker-heartbeats-and-jobs': workerHeartbeatsAndJobs(ctx),
+    '015-webhooks': webhooks(ctx),
     '017-mail-attempts': mailAttempts(ctx),
   };
 }

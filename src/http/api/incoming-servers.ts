@@ -6,9 +6,10 @@ import { assertMayManageIncoming, incomingServerView } from '../../incoming/serv
 import { parseInput } from '../../lib/validate.js';
 import { assertMayChangeOwner } from '../../mail-servers/common.js';
 import { actorOf } from '../actor.js';
+import { answerFetch } from './jobs.js';
 
-const idParams = z.object({ id: z.coerce.number().int().positive() });
-const listQuery = z.object({ archived: z.enum(['true', 'false']).optional() });
+export const idParams = z.object({ id: z.coerce.number().int().positive() });
+export const listQuery = z.object({ archived: z.enum(['true', 'false']).optional() });
 
 export function incomingServerRoutes(services: Services): FastifyPluginAsync {
   const { incomingServers, incoming } = services;
@@ -57,11 +58,11 @@ export function incomingServerRoutes(services: Services): FastifyPluginAsync {
       return { ok: r.ok, message: r.message, stage: r.stage, state, ...(r.serverReply ? { serverReply: r.serverReply } : {}) };
     });
 
-    app.post('/api/v1/incoming-servers/:id/fetch', { config: { access: 'user' } }, async (request) => {
+    app.post('/api/v1/incoming-servers/:id/fetch', { config: { access: 'user' } }, async (request, reply) => {
       const { id } = parseInput(idParams, request.params, 'path');
       const server = await incomingServers.get(id);
       assertMayManageIncoming(request.principal!.user, server);
-      return incoming.fetchNow(server);
+      return answerFetch(services, request, reply, server);
     });
   };
 }

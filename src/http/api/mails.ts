@@ -8,15 +8,15 @@ import { MAX_BATCH } from '../../outgoing/outbox.js';
 import { mailView } from '../../outgoing/queue.js';
 import { actorOf } from '../actor.js';
 
-const idParams = z.object({ id: z.coerce.number().int().positive() });
-const listQuery = z.object({
+export const idParams = z.object({ id: z.coerce.number().int().positive() });
+export const listQuery = z.object({
   state: z.enum(['queued', 'sending', 'sent', 'failed', 'cancelled']).optional(),
   serverId: z.coerce.number().int().positive().optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
   before: z.coerce.number().int().positive().optional(),
 });
 
-const batchBody = z.object({ mails: z.array(z.unknown()).min(1, 'give at least one mail').max(MAX_BATCH, `a batch holds at most ${MAX_BATCH} mails: split it`) }).strict();
+export const batchBody = z.object({ mails: z.array(z.unknown()).min(1, 'give at least one mail').max(MAX_BATCH, `a batch holds at most ${MAX_BATCH} mails: split it`) }).strict();
 // A batch of small mails is larger than one mail; each mail's own size limit still applies.
 const BATCH_BODY_LIMIT = 64 * 1024 * 1024;
 

@@ -4,9 +4,9 @@ import type { Services } from '../../app.js';
 import { parseInput } from '../../lib/validate.js';
 import { messageSummary, type Viewer } from '../../mailbox/messages.js';
 
-const idParams = z.object({ id: z.coerce.number().int().positive() });
-const attachmentParams = idParams.extend({ attachmentId: z.coerce.number().int().positive() });
-const listQuery = z.object({
+export const idParams = z.object({ id: z.coerce.number().int().positive() });
+export const attachmentParams = idParams.extend({ attachmentId: z.coerce.number().int().positive() });
+export const listQuery = z.object({
   serverId: z.coerce.number().int().positive().optional(),
   threadId: z.coerce.number().int().positive().optional(),
   mailbox: z.string().trim().min(1).max(64).optional(),
@@ -14,7 +14,7 @@ const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).optional(),
   after: z.coerce.number().int().min(0).optional(),
 });
-const threadsQuery = z.object({
+export const threadsQuery = z.object({
   serverId: z.coerce.number().int().positive().optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
 });

@@ -8,9 +8,9 @@ import { createOutgoingServerSchema, patchOutgoingServerSchema } from '../../out
 import { assertMayManage, outgoingServerView } from '../../outgoing/servers.js';
 import { actorOf } from '../actor.js';
 
-const idParams = z.object({ id: z.coerce.number().int().positive() });
-const listQuery = z.object({ archived: z.enum(['true', 'false']).optional() });
-const routeQuery = z.object({ from: z.string().min(1), massMailing: z.enum(['true', 'false']).optional(), serverId: z.coerce.number().int().positive().optional() });
+export const idParams = z.object({ id: z.coerce.number().int().positive() });
+export const listQuery = z.object({ archived: z.enum(['true', 'false']).optional() });
+export const routeQuery = z.object({ from: z.string().min(1), massMailing: z.enum(['true', 'false']).optional(), serverId: z.coerce.number().int().positive().optional() });
 
 export function outgoingServerRoutes(services: Services): FastifyPluginAsync {
   const { outgoingServers } = services;

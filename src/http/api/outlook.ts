@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Services } from '../../app.js';
 import { parseInput } from '../../lib/validate.js';
 
-const idParams = z.object({ id: z.coerce.number().int().positive() });
+export const idParams = z.object({ id: z.coerce.number().int().positive() });
 
 export function outlookRoutes(services: Services): FastifyPluginAsync {
   return async (app) => {

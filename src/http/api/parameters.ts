@@ -7,10 +7,10 @@ import { actorOf } from '../actor.js';
 import { parseInput } from '../../lib/validate.js';
 
 // Numbers and booleans are taken as their text, so `{ "value": true }` works for a boolean parameter.
-const putSchema = z.strictObject({
+export const putSchema = z.strictObject({
   value: z.union([z.string(), z.number(), z.boolean()], { error: 'value is required: a string (numbers and booleans are accepted as text)' }),
 });
-const keyParams = z.object({ key: z.string() });
+export const keyParams = z.object({ key: z.string() });
 
 export function parameterRoutes(services: Services): FastifyPluginAsync {
   return async (app) => {

@@ -11,8 +11,8 @@ import { parseInput } from '../../lib/validate.js';
 import { toUserView } from '../../users/users.js';
 import { SESSION_TTL_MS } from '../../users/sessions.js';
 
-const signInSchema = z.object({ login: z.string().min(1).max(200), password: z.string().min(1).max(1024) });
-const setupSchema = z.object({
+export const signInSchema = z.object({ login: z.string().min(1).max(200), password: z.string().min(1).max(1024) });
+export const setupSchema = z.object({
   token: z.string().min(1),
   login: z.string(),
   email: z.string(),

@@ -5,7 +5,7 @@ import { actorOf } from '../actor.js';
 import { parseInput } from '../../lib/validate.js';
 import { newUserSchema } from '../../users/users.js';
 
-const apiKeySchema = z.object({ name: z.string().trim().max(100).default('api key') });
+export const apiKeySchema = z.object({ name: z.string().trim().max(100).default('api key') });
 
 export function userRoutes(services: Services): FastifyPluginAsync {
   return async (app) => {

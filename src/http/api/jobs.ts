@@ -1,0 +1,58 @@
+// Background jobs over HTTP: GET /api/v1/jobs/:id (state and progress; whoever may manage the job's target may
+// read it, so a second person who joined a fetch sees it too), the answer of a started fetch, and the small
+// script that animates a job's progress bar on a page (no inline script: the page policy is script-src 'self').
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Services } from '../../app.js';
+import type { IncomingServer } from '../../db/schema.js';
+import { assertMayManageIncoming } from '../../incoming/servers.js';
+import { AppError } from '../../lib/errors.js';
+import { parseInput } from '../../lib/validate.js';
+import { jobView, type Job } from '../../jobs/job-store.js';
+import { PROGRESS_JS } from '../../jobs/progress-html.js';
+
+export const jobIdParams = z.object({ id: z.coerce.number().int().positive() });
+export const fetchQuery = z.object({ wait: z.enum(['true', 'false']).optional() });
+
+async function assertMayRead(services: Services, request: FastifyRequest, job: Job): Promise<void> {
+  const user = request.principal!.user;
+  const [type, id] = job.target.split(':');
+  if (type === 'incoming_server') {
+    try {
+      assertMayManageIncoming(user, await services.incomingServers.get(Number(id)));
+      return;
+    } catch (e) {
+      if (!(e instanceof AppError)) throw e;
+    }
+  } else if (user.role === 'admin' || job.created_by_user_id === user.id) return;
+  // Someone else's job is not revealed to exist.
+  throw new AppError('JUNIPER_ERR_NOT_FOUND', `No job with id ${job.id}.`);
+}
+
+/**
+ * POST /api/v1/incoming-servers/:id/fetch: 202 with the job (`joined: true` when one was already running).
+ * `?wait=true` waits for it and answers the counts as before jobs existed, or the fetch's own error.
+ */
+export async function answerFetch(services: Services, request: FastifyRequest, reply: FastifyReply, server: IncomingServer) {
+  const { wait } = parseInput(fetchQuery, request.query, 'query');
+  const { job, joined } = await services.fetchJobs.start(server, request.principal!.user.id);
+  if (wait === 'true') {
+    const outcome = await services.fetchJobs.settled(job.id);
+    if (outcome?.ok) return outcome.counts;
+    if (outcome) throw outcome.error;
+    throw new AppError('JUNIPER_ERR_CONFLICT', `Incoming server "${server.name}" (id ${server.id}) is being fetched by another Juniper process (job ${job.id}); poll GET /api/v1/jobs/${job.id}.`);
+  }
+  return reply.status(202).send({ ...jobView(job), joined });
+}
+
+export function jobRoutes(services: Services): FastifyPluginAsync {
+  return async (app) => {
+    app.get('/api/v1/jobs/:id', { config: { access: 'user' }, logLevel: 'warn' }, async (request) => {
+      const { id } = parseInput(jobIdParams, request.params, 'path');
+      const job = await services.jobs.get(id);
+      await assertMayRead(services, request, job);
+      return jobView(job);
+    });
+    app.get('/jobs/progress.js', { config: { access: 'public' } }, async (_request, reply) => reply.type('text/javascript; charset=utf-8').send(PROGRESS_JS));
+  };
+}

@@ -1,0 +1,17 @@
+// One-line hooks for the fetcher (src/incoming/fetcher.ts).
+import { fetchDuration, fetchedMessages, fetchRuns } from './process-metrics.js';
+
+export function countFetchRun(serverId: number, counts: { stored: number; duplicates: number; quarantined: number }, ms: number): void {
+  const server_id = String(serverId);
+  fetchRuns.inc({ server_id, outcome: 'ok' });
+  fetchDuration.observe({ server_id }, ms / 1000);
+  if (counts.stored) fetchedMessages.inc({ server_id, result: 'stored' }, counts.stored);
+  if (counts.duplicates) fetchedMessages.inc({ server_id, result: 'duplicate' }, counts.duplicates);
+  if (counts.quarantined) fetchedMessages.inc({ server_id, result: 'quarantined' }, counts.quarantined);
+}
+
+export function countFetchFailure(serverId: number, ms: number): void {
+  const server_id = String(serverId);
+  fetchRuns.inc({ server_id, outcome: 'failed' });
+  fetchDuration.observe({ server_id }, ms / 1000);
+}

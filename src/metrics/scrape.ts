@@ -1,0 +1,59 @@
+// What GET /metrics (and a worker's metrics port) answers: this process's counters (process-metrics.ts)
+// plus gauges read from the shared database at scrape time. Every process that serves metrics reports the
+// same database gauges; aggregate them with max(), not sum() (docs/operations.md).
+import type { Kysely } from 'kysely';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { DB, MailState } from '../db/schema.js';
+import type { Settings } from '../settings/settings.js';
+import type { TokenStore } from '../oauth/token-store.js';
+import { aliveWorkers } from '../jobs/worker-heartbeat.js';
+import { enableProcessDefaults, processRegistry } from './process-metrics.js';
+
+const MAIL_STATES: readonly MailState[] = ['queued', 'sending', 'sent', 'failed', 'cancelled'];
+
+export interface ScrapeDeps {
+  db: Kysely<DB>;
+  settings: Settings;
+  tokenStore: TokenStore;
+}
+
+export class MetricsScraper {
+  constructor(private readonly deps: ScrapeDeps) {}
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    enableProcessDefaults();
+    const scraped = new Registry();
+    await this.collectDatabaseGauges(scraped);
+    const merged = Registry.merge([processRegistry, scraped]);
+    return { contentType: merged.contentType, body: await merged.metrics() };
+  }
+
+  private async collectDatabaseGauges(registry: Registry): Promise<void> {
+    const { db, settings, tokenStore } = this.deps;
+    const queue = new Gauge({ name: 'juniper_outgoing_mails', help: 'Outgoing mails in the database, by state (queued includes mails waiting for a retry or a reconnect).', labelNames: ['state'] as const, registers: [registry] });
+    const byState = await db.selectFrom('outgoing_mails').select(['state', db.fn.countAll<number>().as('n')]).groupBy('state').execute();
+    for (const state of MAIL_STATES) queue.set({ state }, Number(byState.find((r) => r.state === state)?.n ?? 0));
+
+    const quarantined = new Gauge({ name: 'juniper_incoming_messages_quarantined', help: 'Incoming messages kept in quarantine.', registers: [registry] });
+    const q = await db.selectFrom('messages').select(db.fn.countAll<number>().as('n')).where('quarantined', '=', 1).executeTakeFirst();
+    quarantined.set(Number(q?.n ?? 0));
+
+    const { outlook } = await settings.get();
+    // Registered only with an expiry date: an unlabelled gauge would otherwise report 0, i.e. "expired today".
+    if (outlook.clientSecretDaysLeft !== null) {
+      new Gauge({ name: 'juniper_outlook_client_secret_days_left', help: 'Days until the Outlook client secret expires (absent when its expiry date is not set).', registers: [registry] }).set(outlook.clientSecretDaysLeft);
+    }
+
+    // The token store counts since this process started; exposed as a counter so rate() works across restarts.
+    const refreshes = new Counter({ name: 'juniper_token_refreshes_total', help: 'Outlook token refreshes by this process, by outcome (refreshed, needs_reconnect, app_problem, transient).', labelNames: ['outcome'] as const, registers: [registry] });
+    for (const [outcome, n] of Object.entries(tokenStore.counts)) refreshes.inc({ outcome }, n);
+
+    const servers = new Gauge({ name: 'juniper_server_info', help: 'One sample per mail server, to join server_id to its name and kind.', labelNames: ['kind', 'server_id', 'name'] as const, registers: [registry] });
+    for (const [kind, table] of [['outgoing', 'outgoing_servers'], ['incoming', 'incoming_servers']] as const) {
+      for (const s of await db.selectFrom(table).select(['id', 'name']).where('archived_at', 'is', null).execute()) servers.set({ kind, server_id: String(s.id), name: s.name }, 1);
+    }
+
+    const workers = new Gauge({ name: 'juniper_workers_alive', help: 'Worker processes whose heartbeat is fresh (see /readyz).', registers: [registry] });
+    workers.set((await aliveWorkers(db)).length);
+  }
+}

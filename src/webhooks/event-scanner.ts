@@ -1,0 +1,106 @@
+// Turns what happened into delivery rows by reading the state the rest of Juniper already stores (a mail
+// sent, failed or bounced, a message stored, a server waiting for a reconnect), instead of hooks in the
+// dispatcher and fetcher: an event cannot be lost between its commit and a hook, and a webhook registered
+// later does not get the past (only what happened from its creation on). The unique (webhook, event,
+// subject) key makes a second scan, or a second worker process, queue nothing twice.
+import crypto from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import type { DB } from '../db/schema.js';
+import type { WebhookEvent } from './events.js';
+import type { Webhook } from './webhooks.js';
+
+/** Each scan queues at most this many deliveries per webhook and event; the next scan takes the rest. */
+const SCAN_LIMIT = 200;
+
+interface Found {
+  subject: string;
+  data: Record<string, unknown>;
+}
+
+const iso = (t: number | null | undefined) => (t === null || t === undefined ? null : new Date(t).toISOString());
+const list = (json: string) => JSON.parse(json) as string[];
+
+export class EventScanner {
+  constructor(private readonly db: Kysely<DB>) {}
+
+  /** Queues the deliveries of every active webhook; returns how many were queued. */
+  async scan(now = Date.now()): Promise<number> {
+    const hooks = await this.db.selectFrom('webhooks').selectAll().where('active', '=', 1).where('deleted_at', 'is', null).execute();
+    let queued = 0;
+    for (const hook of hooks) {
+      for (const event of JSON.parse(hook.events) as WebhookEvent[]) {
+        const found = await this.find(hook, event);
+        if (found.length === 0) continue;
+        const rows = found.map((f) => ({
+          webhook_id: hook.id,
+          event,
+          subject: f.subject,
+          payload: JSON.stringify({ event, webhookId: hook.id, subject: f.subject, occurredAt: new Date(now).toISOString(), data: f.data }),
+          state: 'pending' as const,
+          next_attempt_at: now,
+          created_at: now,
+        }));
+        const result = await this.db.insertInto('webhook_deliveries').values(rows).onConflict((oc) => oc.columns(['webhook_id', 'event', 'subject']).doNothing()).executeTakeFirst();
+        queued += Number(result.numInsertedOrUpdatedRows ?? 0);
+      }
+    }
+    return queued;
+  }
+
+  private notDelivered(hook: Webhook, event: WebhookEvent, subject: ReturnType<typeof sql<string>>) {
+    return sql<boolean>`not exists (select 1 from webhook_deliveries d where d.webhook_id = ${hook.id} and d.event = ${event} and d.subject = ${subject})`;
+  }
+
+  private async find(hook: Webhook, event: WebhookEvent): Promise<Found[]> {
+    const { db } = this;
+    const since = hook.created_at;
+    const mailSubject = sql<string>`'mail:' || cast(outgoing_mails.id as text)`;
+    const mails = () => db.selectFrom('outgoing_mails').select(['id', 'message_id', 'from_header', 'to_addrs', 'subject', 'server_id', 'smtp_response', 'sent_at', 'failure_type', 'failure_reason', 'bounced_at', 'bounce_reason', 'updated_at']).orderBy('id').limit(SCAN_LIMIT);
+    const mailData = (m: Awaited<ReturnType<ReturnType<typeof mails>['execute']>>[number]) => ({ id: m.id, messageId: m.message_id, from: m.from_header, to: list(m.to_addrs), subject: m.subject, serverId: m.server_id });
+    switch (event) {
+      case 'mail.sent':
+        return (await mails().where('state', '=', 'sent').where('sent_at', '>=', since).where(this.notDelivered(hook, event, mailSubject)).execute()).map((m) => ({
+          subject: `mail:${m.id}`,
+          data: { ...mailData(m), smtpResponse: m.smtp_response, sentAt: iso(m.sent_at) },
+        }));
+      case 'mail.failed':
+        return (await mails().where('state', '=', 'failed').where('updated_at', '>=', since).where(this.notDelivered(hook, event, mailSubject)).execute()).map((m) => ({
+          subject: `mail:${m.id}`,
+          data: { ...mailData(m), failureType: m.failure_type, reason: m.failure_reason, failedAt: iso(m.updated_at) },
+        }));
+      case 'mail.bounced':
+        return (await mails().where('bounced_at', '>=', since).where(this.notDelivered(hook, event, mailSubject)).execute()).map((m) => ({
+          subject: `mail:${m.id}`,
+          data: { ...mailData(m), bounceReason: m.bounce_reason, bouncedAt: iso(m.bounced_at) },
+        }));
+      case 'message.received': {
+        const subject = sql<string>`'message:' || cast(messages.id as text)`;
+        const rows = await db
+          .selectFrom('messages')
+          .select(['id', 'server_id', 'message_id', 'from_header', 'to_addrs', 'subject', 'quarantined', 'is_bounce', 'created_at'])
+          .where('created_at', '>=', since)
+          .where(this.notDelivered(hook, event, subject))
+          .orderBy('id')
+          .limit(SCAN_LIMIT)
+          .execute();
+        return rows.map((m) => ({
+          subject: `message:${m.id}`,
+          data: { id: m.id, serverId: m.server_id, messageId: m.message_id, from: m.from_header, to: list(m.to_addrs), subject: m.subject, quarantined: m.quarantined === 1, bounce: m.is_bounce === 1, receivedAt: iso(m.created_at) },
+        }));
+      }
+      case 'server.needs_reconnect': {
+        const found: Found[] = [];
+        for (const kind of ['outgoing', 'incoming'] as const) {
+          const table = kind === 'outgoing' ? 'outgoing_servers' : 'incoming_servers';
+          const rows = await db.selectFrom(table).select(['id', 'name', 'refresh_token_enc', 'token_error_code', 'token_error_message']).where('token_status', '=', 'needs_reconnect').where('archived_at', 'is', null).execute();
+          for (const s of rows) {
+            // Per refresh token: after a reconnect (a new token) the next refusal is a new event.
+            const subject = `${kind}_server:${s.id}:${crypto.createHash('sha256').update(s.refresh_token_enc ?? '').digest('hex').slice(0, 16)}`;
+            found.push({ subject, data: { kind, id: s.id, name: s.name, errorCode: s.token_error_code, message: s.token_error_message } });
+          }
+        }
+        return found;
+      }
+    }
+  }
+}

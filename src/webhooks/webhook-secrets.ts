@@ -1,0 +1,10 @@
+// The webhooks' signing secrets, for key rotation (`juniper vault status` / `vault rotate`).
+import type { Kysely } from 'kysely';
+import { columnSecretSource } from '../db/secret-column.js';
+import type { DB } from '../db/schema.js';
+import type { SecretSource } from '../vault/rotation.js';
+import { secretContext } from './webhooks.js';
+
+export function webhookSecretSources(db: Kysely<DB>): SecretSource[] {
+  return [columnSecretSource(db, 'webhooks', 'secret_enc', (id) => secretContext(Number(id)))];
+}

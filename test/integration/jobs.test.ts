@@ -1,0 +1,151 @@
+// Fetch Now as a background job (issue 11), against a real Dovecot on loopback: the API answers 202 at once
+// with the job; two clicks at once share one job; a job running in another process is joined and one whose
+// process stopped is reported failed and replaced; the job runs to the end with nobody polling (the page was
+// closed) and its progress and counts are readable; ?wait=true keeps the synchronous answer; the server page
+// shows the running job's progress bar; fetch metrics count the run. Both databases.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { fetchTarget } from '../../src/jobs/fetch-jobs.js';
+import { STALE_MS } from '../../src/jobs/job-store.js';
+import { dialects } from '../helpers/databases.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+import { corpus, deliverAll, incomingApi, type Json } from '../helpers/incoming.js';
+import { signIn } from '../helpers/outlook.js';
+import { until } from '../helpers/processes.js';
+import { startDovecot, type Dovecot } from '../peers/dovecot.js';
+import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
+
+const PASSWORD = 'imap-secret';
+const users = ['job', 'join', 'page'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
+
+let idp: IdentityServer;
+let dovecot: Dovecot;
+before(async () => {
+  idp = await startIdentityServer({});
+  dovecot = await startDovecot({ identityUrl: idp.url, users: Object.fromEntries(users.map((u) => [u, PASSWORD])) });
+});
+after(async () => {
+  await dovecot.stop();
+  await idp.stop();
+});
+
+interface JobBody {
+  id: number;
+  state: string;
+  joined?: boolean;
+  target: string;
+  progress: { done: number; total: number | null };
+  result: Json | null;
+  error: string | null;
+}
+
+for (const dialect of dialects) {
+  describe(`background fetch jobs (${dialect})`, () => {
+    let t: TestApp;
+    let http: FastifyInstance;
+    let key: string;
+    const mailbox = (name: string) => `${name}-${dialect}@example.test`;
+    const { api, confirmed } = incomingApi(() => ({ http, key }), () => dovecot, PASSWORD);
+    const job = async (id: number) => (await api('GET', `/api/v1/jobs/${id}`)).body as unknown as JobBody;
+    const finished = async (id: number) => {
+      let last: JobBody | undefined;
+      await until(async () => (last = await job(id)).state !== 'running', 30_000, () => `job ${id} to finish: ${JSON.stringify(last)}`);
+      return last!;
+    };
+
+    before(async () => {
+      t = await startTestApp(dialect);
+      http = await t.app.http();
+      key = (await t.createUser('admin', 'admin', 'admin-password-0123')).apiKey;
+    });
+    after(async () => t.close());
+
+    it('answers 202 with a job at once, shares one job between two clicks, and runs it to the end with nobody polling', async () => {
+      const user = mailbox('job');
+      const id = await confirmed(user);
+      await deliverAll(dovecot, user, corpus(60, user).map((m) => m.raw));
+      // Counters are per process and both databases' runs share it (and server ids): compare with before.
+      const metric = async (line: string) => Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec((await api('GET', '/metrics')).text)?.[1] ?? 0);
+      const runs = `juniper_fetch_runs_total{server_id="${id}",outcome="ok"}`;
+      const stored = `juniper_fetched_messages_total{server_id="${id}",result="stored"}`;
+      const durations = `juniper_fetch_duration_seconds_count{server_id="${id}"}`;
+      const before = { runs: await metric(runs), stored: await metric(stored), durations: await metric(durations) };
+      const [first, second] = await Promise.all([api('POST', `/api/v1/incoming-servers/${id}/fetch`), api('POST', `/api/v1/incoming-servers/${id}/fetch`)]);
+      assert.equal(first.status, 202, first.text);
+      assert.equal(second.status, 202, second.text);
+      const a = first.body as unknown as JobBody;
+      const b = second.body as unknown as JobBody;
+      assert.equal(a.id, b.id, 'the second click joined the first job');
+      assert.deepEqual([a.joined, b.joined].sort(), [false, true]);
+      assert.equal(a.target, `incoming_server:${id}`);
+
+      // Nobody polls: the job goes on by itself (as when the page is closed).
+      const count = async () => Number((await t.app.database.db.selectFrom('messages').select((eb) => eb.fn.countAll().as('n')).where('server_id', '=', id).executeTakeFirstOrThrow()).n);
+      await until(async () => (await count()) === 60, 30_000, () => 'the 60 messages to be stored');
+      const done = await finished(a.id);
+      assert.equal(done.state, 'succeeded', JSON.stringify(done));
+      assert.deepEqual(done.result, { fetched: 60, stored: 60, duplicates: 0, quarantined: 0 });
+      assert.deepEqual(done.progress, { done: 60, total: 60 });
+
+      // Finished jobs are not joined: the next click starts a new one.
+      const again = await api('POST', `/api/v1/incoming-servers/${id}/fetch?wait=true`);
+      assert.equal(again.status, 200, again.text);
+      assert.deepEqual(again.body, { fetched: 0, stored: 0, duplicates: 0, quarantined: 0 }, '?wait=true answers the counts as before');
+
+      assert.equal(await metric(runs), before.runs + 2);
+      assert.equal(await metric(stored), before.stored + 60);
+      assert.equal(await metric(durations), before.durations + 2);
+    });
+
+    it('joins a job another process is running, and replaces one whose process stopped with a new job', async () => {
+      const id = await confirmed(mailbox('join'));
+      const { jobs } = t.app.services;
+      const elsewhere = await jobs.create({ kind: 'incoming.fetch', target: fetchTarget(id), owner: 'other-host:1:jobs', createdByUserId: null });
+      const joined = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
+      assert.equal(joined.status, 202);
+      assert.equal(joined.body.id, elsewhere.id);
+      assert.equal(joined.body.joined, true);
+
+      await t.app.database.db.updateTable('jobs').set({ updated_at: Date.now() - STALE_MS - 1000 }).where('id', '=', elsewhere.id).execute();
+      const fresh = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
+      assert.equal(fresh.status, 202);
+      assert.notEqual(fresh.body.id, elsewhere.id);
+      assert.equal(fresh.body.joined, false);
+      const dead = await job(elsewhere.id);
+      assert.equal(dead.state, 'failed');
+      assert.match(dead.error!, /The process running this job \(other-host:1:jobs\) stopped before it finished.*Start it again/);
+      assert.equal((await finished(fresh.body.id as number)).state, 'succeeded');
+    });
+
+    it('refuses at once what cannot start (a draft: 409), and hides jobs of servers the caller may not manage (404)', async () => {
+      const draft = await api('POST', '/api/v1/incoming-servers', { name: 'draft', host: '127.0.0.1', port: dovecot.imapsPort, security: 'ssl', allowSelfSigned: true, auth: 'password', username: 'x@example.test', password: PASSWORD });
+      const refused = await api('POST', `/api/v1/incoming-servers/${String(draft.body.id)}/fetch`);
+      assert.equal(refused.status, 409);
+      assert.match(String((refused.body.error as Json).message), /is a draft: run Test & Confirm first/);
+      const adminsJob = await t.app.services.jobs.create({ kind: 'incoming.fetch', target: fetchTarget(draft.body.id as number), owner: 'x', createdByUserId: null });
+      const jane = await t.createUser(`jane-${dialect}`, 'user');
+      const res = await http.inject({ url: `/api/v1/jobs/${adminsJob.id}`, headers: { authorization: `Bearer ${jane.apiKey}` } });
+      assert.equal(res.statusCode, 404);
+      await t.app.services.jobs.finish(adminsJob.id, { ok: false, error: 'test' });
+    });
+
+    it('shows a running fetch job as a live progress bar on the server page, with its script', async () => {
+      const id = await confirmed(mailbox('page'));
+      const running = await t.app.services.jobs.create({ kind: 'incoming.fetch', target: fetchTarget(id), owner: 'other-host:2:jobs', createdByUserId: null });
+      await t.app.services.jobs.progress(running.id, 7, 20);
+      const session = await signIn(http, 'admin', 'admin-password-0123');
+      const page = await http.inject({ url: `/incoming-servers/${id}`, headers: { cookie: session.cookie } });
+      assert.equal(page.statusCode, 200);
+      assert.match(page.body, new RegExp(`data-job-url="/api/v1/jobs/${running.id}"`));
+      assert.match(page.body, /<progress data-job-bar max="20" value="7"><\/progress>/);
+      assert.match(page.body, /Fetching: 7 of 20 messages/);
+      assert.match(page.body, /<script src="\/jobs\/progress\.js" defer><\/script>/);
+      const js = await http.inject({ url: '/jobs/progress.js' });
+      assert.equal(js.statusCode, 200);
+      assert.match(js.body, /fetch\(url, \{ credentials: 'same-origin'/);
+      await t.app.services.jobs.finish(running.id, { ok: false, error: 'test' });
+      assert.doesNotMatch((await http.inject({ url: `/incoming-servers/${id}`, headers: { cookie: session.cookie } })).body, /data-job-url/);
+    });
+  });
+}

@@ -1,0 +1,100 @@
+// Retention (issue 11): the four system parameters (validated), and a housekeeping run that removes what is
+// older than they say and nothing else: finished outgoing mails (never a queued one), their bodies and
+// attachments, the original .eml of fetched messages, quarantined messages, and then only blobs that nothing
+// references; the counts reach the metrics. Both databases.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { cliActor } from '../../src/audit/audit-log.js';
+import { retentionDeleted } from '../../src/metrics/process-metrics.js';
+import { Retention, RETENTION_KEYS } from '../../src/retention/retention.js';
+import { dialects } from '../helpers/databases.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+
+const DAY = 86_400_000;
+
+for (const dialect of dialects) {
+  describe(`retention (${dialect})`, () => {
+    let t: TestApp;
+    before(async () => {
+      t = await startTestApp(dialect);
+    });
+    after(async () => t.close());
+
+    it('refuses a retention value that is not a whole number of days, naming the key', async () => {
+      await assert.rejects(t.app.services.parameters.set(RETENTION_KEYS.sentMails, 'forever', cliActor), /retention\.sent_mails\.days must be a whole number of days of at least 1/);
+      await assert.rejects(t.app.services.parameters.set(RETENTION_KEYS.quarantined, '0', cliActor), /at least 1/);
+    });
+
+    it('removes old finished mails, bodies, raw messages, quarantine and unreferenced blobs, and nothing newer or still queued', async () => {
+      const { db } = t.app.database;
+      const { outbox, blobs, parameters } = t.app.services;
+      const now = Date.now();
+      const mail = async (subject: string, content: string) =>
+        (await outbox.enqueue({ from: 'notifications@example.com', to: ['a@client.test'], subject, text: `body of ${subject}`, attachments: [{ filename: 'a.txt', contentType: 'text/plain', contentBase64: Buffer.from(content).toString('base64') }] }, null, cliActor)).id;
+      const ancient = await mail('ancient', 'ancient attachment');
+      const old = await mail('old', 'old attachment');
+      const fresh = await mail('fresh', 'fresh attachment');
+      const queuedOld = await mail('queued old', 'queued attachment');
+      await db.updateTable('outgoing_mails').set({ state: 'sent', sent_at: now - 100 * DAY, updated_at: now - 100 * DAY }).where('id', '=', ancient).execute();
+      await db.updateTable('outgoing_mails').set({ state: 'failed', updated_at: now - 40 * DAY }).where('id', '=', old).execute();
+      await db.updateTable('outgoing_mails').set({ state: 'sent', updated_at: now - DAY }).where('id', '=', fresh).execute();
+      await db.updateTable('outgoing_mails').set({ updated_at: now - 400 * DAY }).where('id', '=', queuedOld).execute();
+
+      const raw = async (text: string) => blobs.put(Buffer.from(text));
+      const message = async (subject: string, ageDays: number, quarantined: boolean, rawSha: string) =>
+        (
+          await db
+            .insertInto('messages')
+            .values({ direction: 'in', dedupe_key: `k:${subject}:${dialect}`, to_addrs: '[]', cc_addrs: '[]', subject, size: 10, quarantined: quarantined ? 1 : 0, raw_sha256: rawSha, created_at: now - ageDays * DAY, ...(subject === 'bounce' ? { bounced_mail_id: ancient } : {}) })
+            .returning('id')
+            .executeTakeFirstOrThrow()
+        ).id;
+      const oldMessage = await message('bounce', 60, false, await raw('old raw'));
+      const newMessage = await message('new', 1, false, await raw('new raw'));
+      await message('old quarantined', 60, true, await raw('quarantined raw'));
+      const newQuarantined = await message('new quarantined', 1, true, await raw('new quarantined raw'));
+      // Every blob is "old" for the grace period; the referenced ones must stay anyway.
+      await db.updateTable('blobs').set({ created_at: now - 2 * DAY }).execute();
+      const orphan = await raw('an orphan');
+      await db.updateTable('blobs').set({ created_at: now - 2 * DAY }).where('sha256', '=', orphan).execute();
+      const newOrphan = await blobs.put(Buffer.from('a new orphan'));
+
+      await parameters.set(RETENTION_KEYS.sentMails, '90', cliActor);
+      await parameters.set(RETENTION_KEYS.mailBodies, '30', cliActor);
+      await parameters.set(RETENTION_KEYS.incomingRaw, '30', cliActor);
+      await parameters.set(RETENTION_KEYS.quarantined, '30', cliActor);
+      // Numbers, not the metric's objects: prom-client hands back its live values.
+      const count = async (kind: string) => (await retentionDeleted.get()).values.find((v) => v.labels.kind === kind)?.value ?? 0;
+      const before = { sentMails: await count('sent_mails'), blobs: await count('blobs') };
+      const counts = await new Retention(db, parameters, t.app.logger).run(now);
+
+      const mails = await db.selectFrom('outgoing_mails').select(['id', 'text_body', 'raw_sha256']).orderBy('id').execute();
+      assert.deepEqual(mails.map((m) => m.id), [old, fresh, queuedOld], 'the sent mail past 90 days is gone; a queued one stays whatever its age');
+      assert.equal(mails.find((m) => m.id === old)!.text_body, null, 'the 40-day-old body is gone');
+      assert.equal(mails.find((m) => m.id === fresh)!.text_body, 'body of fresh');
+      assert.equal(mails.find((m) => m.id === queuedOld)!.text_body, 'body of queued old');
+      const attachments = await db.selectFrom('outgoing_attachments').select('mail_id').orderBy('mail_id').execute();
+      assert.deepEqual(attachments.map((a) => a.mail_id), [fresh, queuedOld]);
+
+      const messages = await db.selectFrom('messages').select(['id', 'raw_sha256', 'bounced_mail_id']).orderBy('id').execute();
+      assert.deepEqual(messages.map((m) => m.id), [oldMessage, newMessage, newQuarantined], 'the old quarantined message is gone');
+      assert.equal(messages[0]!.raw_sha256, null, 'the old raw .eml is gone, the message stays');
+      assert.equal(messages[0]!.bounced_mail_id, null, 'its link to the deleted mail is cleared');
+      assert.notEqual(messages[1]!.raw_sha256, null);
+
+      const left = new Set((await db.selectFrom('blobs').select('sha256').execute()).map((b) => b.sha256));
+      assert.ok(!left.has(orphan), 'an old unreferenced blob is gone');
+      assert.ok(left.has(newOrphan), 'a blob younger than an hour stays (it may be mid-enqueue)');
+      for (const id of [fresh, queuedOld]) {
+        const att = await db.selectFrom('outgoing_attachments').select('blob_sha256').where('mail_id', '=', id).executeTakeFirstOrThrow();
+        assert.ok(left.has(att.blob_sha256), 'attachments still referenced stay');
+      }
+      assert.ok(left.has(messages[1]!.raw_sha256!));
+      assert.deepEqual(counts, { sentMails: 1, mailBodies: 2, incomingRaw: 1, quarantined: 1, blobs: counts.blobs });
+      assert.ok(counts.blobs >= 4, `blobs ${counts.blobs}: the orphan, two attachments and two raw messages`);
+      assert.equal((await count('sent_mails')) - before.sentMails, 1);
+      assert.equal((await count('blobs')) - before.blobs, counts.blobs);
+      assert.deepEqual(await new Retention(db, parameters, t.app.logger).run(now), { sentMails: 0, mailBodies: 0, incomingRaw: 0, quarantined: 0, blobs: 0 }, 'a second run finds nothing');
+    });
+  });
+}

@@ -19,7 +19,6 @@ import { Outbox } from './outgoing/outbox.js';
 import { OutgoingQueue } from './outgoing/queue.js';
 import { OutgoingServers } from './outgoing/servers.js';
 import { HostGuard, type HostResolver } from './mail-servers/host-guard.js';
-import type { TokenProvider } from './oauth/token-provider.js';
 import { IncomingMail } from './incoming/incoming-mail.js';
 import { IncomingServers } from './incoming/servers.js';
 import { Ingest } from './mailbox/ingest.js';
@@ -27,30 +26,10 @@ import { MessageStore } from './mailbox/messages.js';
 import { OAuthAppStatus } from './oauth/app-status.js';
 import { OutlookConnect } from './oauth/outlook-connect.js';
 import { TokenStore } from './oauth/token-store.js';
+import type { Services } from './services.js';
 
-export interface Services {
-  audit: AuditLog;
-  users: Users;
-  sessions: Sessions;
-  apiKeys: ApiKeys;
-  signIn: SignIn;
-  firstRun: FirstRunSetup;
-  parameters: Parameters;
-  settings: Settings;
-  outgoingServers: OutgoingServers;
-  blobs: BlobStore;
-  queue: OutgoingQueue;
-  outbox: Outbox;
-  /** OAuth access tokens for Outlook servers (the SMTP and IMAP adapters ask it). */
-  tokens: TokenProvider;
-  tokenStore: TokenStore;
-  oauthAppStatus: OAuthAppStatus;
-  outlookConnect: OutlookConnect;
-  incomingServers: IncomingServers;
-  /** Test & Confirm and fetching (reads `tokens` when used). */
-  incoming: IncomingMail;
-  messages: MessageStore;
-}
+export type { Services };
+
 
 export interface App {
   config: Config;
@@ -120,7 +99,6 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     queue,
     outbox,
     tokens: tokenStore,
-    tokenStore,
     oauthAppStatus,
     outlookConnect,
     incomingServers,

@@ -2,14 +2,14 @@
 // signed-out browser goes to the sign-in page and comes back here with the same query). Success lands on
 // the server's form, which shows "Outlook Token Valid"; every problem is a page saying what to do.
 import type { FastifyPluginAsync } from 'fastify';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import { isAppError } from '../lib/errors.js';
 import { serverPath, type ConfirmQuery } from '../oauth/outlook-connect.js';
 import type { ServerKind } from '../oauth/token-provider.js';
 import { html } from '../ui/html.js';
 import { page } from '../ui/layout.js';
 
-export function oauthCallbackRoutes(services: Services): FastifyPluginAsync {
+export function oauthCallbackRoutes(services: Pick<Services, 'outlookConnect'>): FastifyPluginAsync {
   return async (app) => {
     app.get<{ Querystring: ConfirmQuery }>('/microsoft_outlook/confirm', { config: { access: 'user' } }, async (request, reply) => {
       const principal = request.principal!;

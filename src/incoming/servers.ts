@@ -5,7 +5,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Actor, AuditLog } from '../audit/audit-log.js';
 import type { DB, IncomingServer } from '../db/schema.js';
-import type { PrincipalUser } from '../http/access.js';
+import type { PrincipalUser } from '../users/principal.js';
 import { AppError } from '../lib/errors.js';
 import { HostGuard } from '../mail-servers/host-guard.js';
 import { assertMayChangeOwner, assertMayManageServer, forgetTokens, iso, lastTestView, noTokens, tokenView, type TokenView } from '../mail-servers/common.js';

@@ -1,7 +1,7 @@
 // What outgoing and incoming mail servers share: the OAuth token view and columns, the last test result,
 // and who may manage a server. Each kind keeps its own fields and rules in outgoing/ and incoming/.
 import type { OutgoingServer, TokenColumns } from '../db/schema.js';
-import type { PrincipalUser } from '../http/access.js';
+import type { PrincipalUser } from '../users/principal.js';
 import { AppError } from '../lib/errors.js';
 import type { AppProblem } from '../oauth/app-status.js';
 

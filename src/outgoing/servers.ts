@@ -4,7 +4,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Actor, AuditLog } from '../audit/audit-log.js';
 import type { DB, OutgoingServer, Role } from '../db/schema.js';
-import type { PrincipalUser } from '../http/access.js';
+import type { PrincipalUser } from '../users/principal.js';
 import { normaliseAddress } from '../lib/address.js';
 import { AppError } from '../lib/errors.js';
 import type { Vault } from '../vault/index.js';

@@ -2,7 +2,7 @@
 // write-only client secret and its expiry, cloud, tenant, and the Redirect URI to register in Azure), then
 // the link to the Outgoing Email Servers, as the Outlook procedure walks through them.
 import type { FastifyPluginAsync } from 'fastify';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import { actorOf } from '../http/actor.js';
 import type { Cloud, SettingsPatch, SettingsView } from '../settings/settings.js';
 import type { OutgoingServer } from '../db/schema.js';

@@ -48,7 +48,7 @@ export function housekeepingJobs(app: App): Job[] {
             .execute();
           for (const { id } of due) {
             try {
-              await app.services.tokenStore.keepAlive(kind, id);
+              await app.services.tokens.keepAlive(kind, id);
             } catch (err) {
               // Already classified and recorded on the server by the token store; one failure must not stop the others.
               if (!isAppError(err)) throw err;

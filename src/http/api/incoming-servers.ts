@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../../app.js';
+import type { Services } from '../../services.js';
 import { createIncomingServerSchema, patchIncomingServerSchema } from '../../incoming/server-rules.js';
 import { assertMayManageIncoming, incomingServerView } from '../../incoming/servers.js';
 import { parseInput } from '../../lib/validate.js';
@@ -10,7 +10,7 @@ import { actorOf } from '../actor.js';
 const idParams = z.object({ id: z.coerce.number().int().positive() });
 const listQuery = z.object({ archived: z.enum(['true', 'false']).optional() });
 
-export function incomingServerRoutes(services: Services): FastifyPluginAsync {
+export function incomingServerRoutes(services: Pick<Services, 'incomingServers' | 'incoming' | 'oauthAppStatus'>): FastifyPluginAsync {
   const { incomingServers, incoming } = services;
   return async (app) => {
     app.get('/api/v1/incoming-servers', { config: { access: 'user' } }, async (request) => {

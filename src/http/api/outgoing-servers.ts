@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../../app.js';
+import type { Services } from '../../services.js';
 import { parseInput } from '../../lib/validate.js';
 import { testOutgoingServer } from '../../outgoing/connection-test.js';
 import { explainRoute } from '../../outgoing/route-explainer.js';
@@ -12,7 +12,7 @@ const idParams = z.object({ id: z.coerce.number().int().positive() });
 const listQuery = z.object({ archived: z.enum(['true', 'false']).optional() });
 const routeQuery = z.object({ from: z.string().min(1), massMailing: z.enum(['true', 'false']).optional(), serverId: z.coerce.number().int().positive().optional() });
 
-export function outgoingServerRoutes(services: Services): FastifyPluginAsync {
+export function outgoingServerRoutes(services: Pick<Services, 'outgoingServers' | 'oauthAppStatus' | 'parameters' | 'tokens'>): FastifyPluginAsync {
   const { outgoingServers } = services;
   return async (app) => {
     app.get('/api/v1/outgoing-servers', { config: { access: 'user' } }, async (request) => {

@@ -20,6 +20,7 @@ import { OutgoingQueue } from './outgoing/queue.js';
 import { OutgoingServers } from './outgoing/servers.js';
 import { HostGuard, type HostResolver } from './mail-servers/host-guard.js';
 import { IncomingMail } from './incoming/incoming-mail.js';
+import { FetchState } from './incoming/fetch-state.js';
 import { IncomingServers } from './incoming/servers.js';
 import { Ingest } from './mailbox/ingest.js';
 import { MessageStore } from './mailbox/messages.js';
@@ -68,6 +69,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
   const queue = new OutgoingQueue(db, database.dialect, blobs);
   const hostGuard = new HostGuard(db, options.resolveHost);
   const incomingServers = new IncomingServers(db, vault, audit, hostGuard);
+  const fetchState = new FetchState(db, hostGuard);
   const outgoingServers = new OutgoingServers(db, vault, audit, hostGuard);
   const outbox = new Outbox(queue, parameters, outgoingServers);
   const settings = new Settings(db, vault, parameters, audit);
@@ -102,9 +104,11 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     oauthAppStatus,
     outlookConnect,
     incomingServers,
+    fetchState,
     incoming: new IncomingMail({
       db,
       servers: incomingServers,
+      fetchState,
       ingest: new Ingest(blobs),
       parameters,
       log: logger.child({ component: 'incoming' }),

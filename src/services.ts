@@ -2,6 +2,7 @@
 // can name the few services they use without importing app.ts (which builds them).
 import type { AuditLog } from './audit/audit-log.js';
 import type { IncomingMail } from './incoming/incoming-mail.js';
+import type { FetchState } from './incoming/fetch-state.js';
 import type { IncomingServers } from './incoming/servers.js';
 import type { BlobStore } from './mailbox/blob-store.js';
 import type { MessageStore } from './mailbox/messages.js';
@@ -37,6 +38,8 @@ export interface Services {
   oauthAppStatus: OAuthAppStatus;
   outlookConnect: OutlookConnect;
   incomingServers: IncomingServers;
+  /** Fetch lease, UID cursor and last outcome per incoming server. */
+  fetchState: FetchState;
   /** Test & Confirm and fetching (reads `tokens` when used). */
   incoming: IncomingMail;
   messages: MessageStore;

@@ -25,7 +25,7 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
     { ...defaultDispatcherOptions, leaseMs: app.config.send.leaseMs, batchSize: app.config.send.batchSize, ...options },
   );
   const jobs = new JobRunner(housekeepingJobs(app), app.logger);
-  const fetchScheduler = new FetchScheduler(services.incoming.fetcher(), services.incomingServers, app.logger.child({ worker: 'fetcher' }));
+  const fetchScheduler = new FetchScheduler(services.incoming.fetcher(), services.fetchState, app.logger.child({ worker: 'fetcher' }));
   let unsubscribe: (() => void) | undefined;
   return {
     dispatcher,

@@ -1,6 +1,7 @@
-// What outgoing and incoming mail servers share: the OAuth token view and columns, the last test result,
-// and who may manage a server. Each kind keeps its own fields and rules in outgoing/ and incoming/.
-import type { OutgoingServer, TokenColumns } from '../db/schema.js';
+// What outgoing and incoming mail servers share: the view of their common fields, the OAuth token view and
+// columns, the last test result, and who may manage a server. Each kind keeps its own fields and rules in
+// outgoing/ and incoming/.
+import type { IncomingServer, OutgoingServer, Security, TokenColumns } from '../db/schema.js';
 import type { PrincipalUser } from '../users/principal.js';
 import { AppError } from '../lib/errors.js';
 import type { AppProblem } from '../oauth/app-status.js';
@@ -12,6 +13,49 @@ export interface TokenView {
   error: { code: string | null; message: string } | null;
   /** An app-wide Outlook problem (client secret invalid or expired …): it stops every Outlook server. */
   appProblem: { code: string | null; message: string } | null;
+}
+
+/** The fields every kind's view has; each kind adds its own. */
+export interface ServerView<Auth extends string> {
+  id: number;
+  name: string;
+  host: string;
+  port: number;
+  security: Security;
+  auth: Auth;
+  username: string | null;
+  hasPassword: boolean;
+  priority: number;
+  active: boolean;
+  archived: boolean;
+  allowSelfSigned: boolean;
+  ownerUserId: number | null;
+  token: TokenView;
+  lastTest: { at: string; ok: boolean; message: string } | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export function serverView<S extends OutgoingServer | IncomingServer>(s: S, appProblem: AppProblem | null): ServerView<S['auth']> {
+  return {
+    id: s.id,
+    name: s.name,
+    host: s.host,
+    port: s.port,
+    security: s.security,
+    auth: s.auth,
+    username: s.username,
+    hasPassword: s.password_enc !== null,
+    priority: s.priority,
+    active: s.active === 1,
+    archived: s.archived_at !== null,
+    allowSelfSigned: s.allow_self_signed === 1,
+    ownerUserId: s.owner_user_id,
+    token: tokenView(s, appProblem),
+    lastTest: lastTestView(s),
+    createdAt: iso(s.created_at)!,
+    updatedAt: iso(s.updated_at)!,
+  };
 }
 
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());

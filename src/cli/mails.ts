@@ -100,6 +100,7 @@ export function mailsCommand(withApp: WithApp): Command {
     .command('show')
     .argument('<id>', 'mail id')
     .description('one mail with its state, server and the server\'s reply')
+    .option('--json', 'JSON output (the default: a mail has too many fields for one line)', true)
     .action(async (id: string) => {
       const m = await withApp(async (app) => mailView(await app.services.queue.get(Number(id))));
       process.stdout.write(JSON.stringify(m, null, 2) + '\n');

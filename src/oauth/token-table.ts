@@ -3,6 +3,7 @@
 import type { Kysely } from 'kysely';
 import type { DB, OutgoingServer } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
+import type { ServerTable } from '../mail-servers/mail-servers.js';
 import type { ServerKind } from './token-provider.js';
 
 /** The columns every OAuth-capable server row has. */
@@ -25,10 +26,8 @@ export type TokenRow = Pick<
   | 'token_refresh_lock_owner'
 >;
 
-export function tableOf(kind: ServerKind): 'outgoing_servers' {
-  // Both tables share these columns; naming the incoming table through the outgoing type keeps Kysely's
-  // column checks for the shared part without a second copy of every query.
-  return (kind === 'outgoing' ? 'outgoing_servers' : 'incoming_servers') as 'outgoing_servers';
+export function tableOf(kind: ServerKind): ServerTable {
+  return kind === 'outgoing' ? 'outgoing_servers' : 'incoming_servers';
 }
 
 export const kindLabel = (kind: ServerKind) => (kind === 'outgoing' ? 'Outgoing' : 'Incoming');
@@ -57,6 +56,23 @@ export async function loadTokenRow(db: Kysely<DB>, kind: ServerKind, id: number)
     .executeTakeFirst();
   if (!row) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No ${kind} mail server with id ${id}.`);
   return row;
+}
+
+/** Connected Outlook servers (not archived) whose token was last refreshed before `before`, every kind. */
+export async function tokensRefreshedBefore(db: Kysely<DB>, before: number): Promise<{ kind: ServerKind; id: number }[]> {
+  const out: { kind: ServerKind; id: number }[] = [];
+  for (const kind of ['outgoing', 'incoming'] as const) {
+    const rows = await db
+      .selectFrom(tableOf(kind))
+      .select('id')
+      .where('auth', '=', 'outlook')
+      .where('token_status', '=', 'valid')
+      .where('archived_at', 'is', null)
+      .where((eb) => eb.or([eb('token_refreshed_at', 'is', null), eb('token_refreshed_at', '<', before)]))
+      .execute();
+    out.push(...rows.map(({ id }) => ({ kind, id })));
+  }
+  return out;
 }
 
 /** Vault contexts bind each token to its server row, so a token copied to another row does not decrypt. */

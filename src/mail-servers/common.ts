@@ -1,19 +1,11 @@
-// What outgoing and incoming mail servers share: the view of their common fields, the OAuth token view and
-// columns, the last test result, and who may manage a server. Each kind keeps its own fields and rules in
-// outgoing/ and incoming/.
-import type { IncomingServer, OutgoingServer, Security, TokenColumns } from '../db/schema.js';
+// What outgoing and incoming mail servers share: the view of their common fields, the last test result, and
+// who may manage a server. Each kind keeps its own fields and rules in outgoing/ and incoming/; the OAuth
+// token columns are src/oauth's (oauth/token-columns.ts).
+import type { IncomingServer, OutgoingServer, Security } from '../db/schema.js';
 import type { PrincipalUser } from '../users/principal.js';
 import { AppError } from '../lib/errors.js';
 import type { AppProblem } from '../oauth/app-status.js';
-
-export interface TokenView {
-  status: 'missing' | 'valid' | 'needs_reconnect';
-  account: string | null;
-  expiresAt: string | null;
-  error: { code: string | null; message: string } | null;
-  /** An app-wide Outlook problem (client secret invalid or expired …): it stops every Outlook server. */
-  appProblem: { code: string | null; message: string } | null;
-}
+import { tokenView, type TokenView } from '../oauth/token-columns.js';
 
 /** The fields every kind's view has; each kind adds its own. */
 export interface ServerView<Auth extends string> {
@@ -60,42 +52,8 @@ export function serverView<S extends OutgoingServer | IncomingServer>(s: S, appP
 
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-export function tokenView(
-  s: Pick<OutgoingServer, 'token_status' | 'token_account' | 'access_token_expires_at' | 'token_error_code' | 'token_error_message'> & { auth: string },
-  appProblem: AppProblem | null = null,
-): TokenView {
-  const shared = s.auth === 'outlook' && appProblem ? { code: appProblem.code, message: appProblem.message } : null;
-  return {
-    status: s.token_status,
-    account: s.token_account,
-    expiresAt: iso(s.access_token_expires_at),
-    error: s.token_error_message ? { code: s.token_error_code, message: s.token_error_message } : shared,
-    appProblem: shared,
-  };
-}
-
 export function lastTestView(s: Pick<OutgoingServer, 'last_test_at' | 'last_test_ok' | 'last_test_message'>): { at: string; ok: boolean; message: string } | null {
   return s.last_test_at === null ? null : { at: iso(s.last_test_at)!, ok: s.last_test_ok === 1, message: s.last_test_message ?? '' };
-}
-
-/** A new server has no tokens yet (token_status defaults to 'missing'). */
-export const noTokens: Omit<TokenColumns, 'token_status'> = {
-  refresh_token_enc: null,
-  access_token_enc: null,
-  access_token_expires_at: null,
-  token_account: null,
-  token_error_code: null,
-  token_error_message: null,
-  token_refreshed_at: null,
-  token_refresh_lock_until: null,
-  token_refresh_lock_owner: null,
-};
-
-/** Forgets a server's Outlook tokens: after a change of mailbox or of auth method they belong to someone else. */
-export function forgetTokens(current: { token_status: string }, stale: boolean) {
-  return stale && current.token_status !== 'missing'
-    ? { ...noTokens, token_status: 'missing' as const }
-    : {};
 }
 
 /** Admins manage every server; a user only the personal servers they own (others do not exist for them). */

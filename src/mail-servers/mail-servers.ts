@@ -12,7 +12,8 @@ import { AppError } from '../lib/errors.js';
 import type { AppProblem } from '../oauth/app-status.js';
 import type { PrincipalUser } from '../users/principal.js';
 import type { Vault } from '../vault/index.js';
-import { assertMayChangeOwner, assertMayManageServer, forgetTokens, noTokens } from './common.js';
+import { forgetTokens, noTokens } from '../oauth/token-columns.js';
+import { assertMayChangeOwner, assertMayManageServer } from './common.js';
 import { HostGuard } from './host-guard.js';
 
 export interface ServerRows {

@@ -9,7 +9,8 @@ import { AppError } from '../lib/errors.js';
 import type { AppProblem } from '../oauth/app-status.js';
 import type { Vault } from '../vault/index.js';
 import type { HostGuard } from '../mail-servers/host-guard.js';
-import { assertMayManageServer, serverView, tokenView, type ServerView, type TokenView } from '../mail-servers/common.js';
+import { assertMayManageServer, serverView, type ServerView } from '../mail-servers/common.js';
+import { tokenView, type TokenView } from '../oauth/token-columns.js';
 import { MailServers, serverPasswordContext, type ServerKind } from '../mail-servers/mail-servers.js';
 import type { RoutableServer } from './routing.js';
 import {

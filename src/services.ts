@@ -1,46 +1,88 @@
-// The services the composition root (app.ts) builds. A type of its own, so the HTTP plugins and pages
-// can name the few services they use without importing app.ts (which builds them).
-import type { AuditLog } from './audit/audit-log.js';
-import type { IncomingMail } from './incoming/incoming-mail.js';
-import type { FetchState } from './incoming/fetch-state.js';
-import type { IncomingServers } from './incoming/servers.js';
-import type { BlobStore } from './mailbox/blob-store.js';
-import type { MessageStore } from './mailbox/messages.js';
-import type { OAuthAppStatus } from './oauth/app-status.js';
-import type { OutlookConnect } from './oauth/outlook-connect.js';
-import type { TokenStore } from './oauth/token-store.js';
-import type { Outbox } from './outgoing/outbox.js';
-import type { OutgoingQueue } from './outgoing/queue.js';
-import type { OutgoingServers } from './outgoing/servers.js';
-import type { Parameters } from './settings/parameters.js';
-import type { Settings } from './settings/settings.js';
-import type { ApiKeys } from './users/api-keys.js';
-import type { FirstRunSetup } from './users/first-run.js';
-import type { Sessions } from './users/sessions.js';
-import type { SignIn } from './users/sign-in.js';
-import type { Users } from './users/users.js';
+// The services of one app: every domain service, built once over one database and vault. `Services` is
+// their type: HTTP plugins and pages name the few they use (Pick<Services, …>) without importing app.ts.
+import type { Database } from './db/database.js';
+import { AuditLog } from './audit/audit-log.js';
+import type { Logger } from './lib/logger.js';
+import { ApiKeys } from './users/api-keys.js';
+import { FirstRunSetup } from './users/first-run.js';
+import { Sessions } from './users/sessions.js';
+import { SignIn } from './users/sign-in.js';
+import { Users } from './users/users.js';
+import type { Vault } from './vault/index.js';
+import { Parameters } from './settings/parameters.js';
+import { Settings } from './settings/settings.js';
+import { BlobStore } from './mailbox/blob-store.js';
+import { Outbox } from './outgoing/outbox.js';
+import { OutgoingQueue } from './outgoing/queue.js';
+import { OutgoingServers } from './outgoing/servers.js';
+import { HostGuard, type HostResolver } from './mail-servers/host-guard.js';
+import { IncomingMail } from './incoming/incoming-mail.js';
+import { FetchState } from './incoming/fetch-state.js';
+import { IncomingServers } from './incoming/servers.js';
+import { Ingest } from './mailbox/ingest.js';
+import { MessageStore } from './mailbox/messages.js';
+import { OAuthAppStatus } from './oauth/app-status.js';
+import { OutlookConnect } from './oauth/outlook-connect.js';
+import { TokenStore } from './oauth/token-store.js';
 
-export interface Services {
-  audit: AuditLog;
-  users: Users;
-  sessions: Sessions;
-  apiKeys: ApiKeys;
-  signIn: SignIn;
-  firstRun: FirstRunSetup;
-  parameters: Parameters;
-  settings: Settings;
-  outgoingServers: OutgoingServers;
-  blobs: BlobStore;
-  queue: OutgoingQueue;
-  outbox: Outbox;
-  /** OAuth access tokens for Outlook servers (the SMTP and IMAP adapters ask it as their TokenProvider). */
-  tokens: TokenStore;
-  oauthAppStatus: OAuthAppStatus;
-  outlookConnect: OutlookConnect;
-  incomingServers: IncomingServers;
-  /** Fetch lease, UID cursor and last outcome per incoming server. */
-  fetchState: FetchState;
-  /** Test & Confirm and fetching (reads `tokens` when used). */
-  incoming: IncomingMail;
-  messages: MessageStore;
+export type Services = ReturnType<typeof buildServices>;
+
+export function buildServices({ database, vault, logger, resolveHost, fetchLeaseMs }: { database: Database; vault: Vault; logger: Logger; resolveHost?: HostResolver | undefined; fetchLeaseMs: number }) {
+  const { db } = database;
+  const audit = new AuditLog(db);
+  const users = new Users(db, audit);
+  const parameters = new Parameters(db, audit);
+  const blobs = new BlobStore(db);
+  const queue = new OutgoingQueue(db, database.dialect, blobs);
+  const hostGuard = new HostGuard(db, resolveHost);
+  const incomingServers = new IncomingServers(db, vault, audit, hostGuard);
+  const fetchState = new FetchState(db, hostGuard);
+  const outgoingServers = new OutgoingServers(db, vault, audit, hostGuard);
+  const outbox = new Outbox(queue, parameters, outgoingServers);
+  const settings = new Settings(db, vault, parameters, audit);
+  const oauthAppStatus = new OAuthAppStatus(db);
+  const tokenStore = new TokenStore({ db, vault, settings, appStatus: oauthAppStatus, log: logger.child({ component: 'oauth' }) });
+  const outlookConnect = new OutlookConnect({
+    db,
+    vault,
+    settings,
+    appStatus: oauthAppStatus,
+    audit,
+    log: logger.child({ component: 'oauth' }),
+    onConnected: async (kind, serverId) => {
+      if (kind !== 'outgoing') return;
+      if ((await queue.wakeWaiting(serverId)) > 0) outbox.wake();
+    },
+  });
+  return {
+    audit,
+    users,
+    sessions: new Sessions(db),
+    apiKeys: new ApiKeys(db, audit),
+    signIn: new SignIn(users),
+    firstRun: new FirstRunSetup(users),
+    parameters,
+    settings,
+    outgoingServers,
+    blobs,
+    queue,
+    outbox,
+    /** OAuth access tokens for Outlook servers: the SMTP and IMAP adapters' TokenProvider. */
+    tokens: tokenStore,
+    oauthAppStatus,
+    outlookConnect,
+    incomingServers,
+    fetchState,
+    incoming: new IncomingMail({
+      db,
+      servers: incomingServers,
+      fetchState,
+      ingest: new Ingest(blobs),
+      parameters,
+      log: logger.child({ component: 'incoming' }),
+      tokens: () => tokenStore,
+      leaseMs: fetchLeaseMs,
+    }),
+    messages: new MessageStore(db, blobs),
+  };
 }

@@ -84,18 +84,14 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     return r as ServerRows[K];
   }
 
-  private passwordContext(id: number): string {
-    return serverPasswordContext(this.kind.table, id);
-  }
+  private passwordContext = (id: number) => serverPasswordContext(this.kind.table, id);
 
   /** Admins manage every server; a user only the personal servers they own (others do not exist for them). */
   assertMayManage(user: PrincipalUser, server: { owner_user_id: number | null; id: number }): void {
     assertMayManageServer(this.kind.kind, user, server);
   }
 
-  view(row: ServerRows[K], appProblem: AppProblem | null = null): View {
-    return this.kind.view(row, appProblem);
-  }
+  view = (row: ServerRows[K], appProblem: AppProblem | null = null): View => this.kind.view(row, appProblem);
 
   async list(options: { includeArchived?: boolean; ownerUserId?: number } = {}): Promise<ServerRows[K][]> {
     let q = this.db.selectFrom(this.kind.table).selectAll().orderBy('priority').orderBy('id');
@@ -138,10 +134,6 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
           owner_user_id: owner,
           ...d.columns,
           ...noTokens,
-          last_test_at: null,
-          last_test_ok: null,
-          last_test_message: null,
-          archived_at: null,
           created_at: now,
           updated_at: now,
         })

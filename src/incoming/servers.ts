@@ -6,7 +6,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { DB, IncomingServer } from '../db/schema.js';
 import type { PrincipalUser } from '../users/principal.js';
 import type { HostGuard } from '../mail-servers/host-guard.js';
-import { assertMayChangeOwner, assertMayManageServer, iso, serverView, type ServerView } from '../mail-servers/common.js';
+import { assertMayChangeOwner, assertMayManageServer, iso, serverView } from '../mail-servers/common.js';
 import { MailServers, serverPasswordContext, type ServerKind } from '../mail-servers/mail-servers.js';
 import type { AppProblem } from '../oauth/app-status.js';
 import type { Vault } from '../vault/index.js';
@@ -20,19 +20,9 @@ import {
   type PatchIncomingServer,
 } from './server-rules.js';
 
-export interface IncomingServerView extends ServerView<'password' | 'outlook'> {
-  protocol: 'imap';
-  folder: string;
-  keepOriginal: boolean;
-  keepAttachments: boolean;
-  intervalMinutes: number;
-  state: 'draft' | 'confirmed';
-  lastFetchAt: string | null;
-  lastError: string | null;
-  errorSince: string | null;
-}
+export type IncomingServerView = ReturnType<typeof incomingServerView>;
 
-export function incomingServerView(s: IncomingServer, appProblem: AppProblem | null = null): IncomingServerView {
+export function incomingServerView(s: IncomingServer, appProblem: AppProblem | null = null) {
   return {
     ...serverView(s, appProblem),
     protocol: s.protocol,

@@ -1,41 +1,21 @@
 // What outgoing and incoming mail servers share: the view of their common fields, the last test result, and
 // who may manage a server. Each kind keeps its own fields and rules in outgoing/ and incoming/; the OAuth
 // token columns are src/oauth's (oauth/token-columns.ts).
-import type { IncomingServer, OutgoingServer, Security } from '../db/schema.js';
+import type { IncomingServer, OutgoingServer } from '../db/schema.js';
 import type { PrincipalUser } from '../users/principal.js';
 import { AppError } from '../lib/errors.js';
 import type { AppProblem } from '../oauth/app-status.js';
-import { tokenView, type TokenView } from '../oauth/token-columns.js';
+import { tokenView } from '../oauth/token-columns.js';
 
 /** The fields every kind's view has; each kind adds its own. */
-export interface ServerView<Auth extends string> {
-  id: number;
-  name: string;
-  host: string;
-  port: number;
-  security: Security;
-  auth: Auth;
-  username: string | null;
-  hasPassword: boolean;
-  priority: number;
-  active: boolean;
-  archived: boolean;
-  allowSelfSigned: boolean;
-  ownerUserId: number | null;
-  token: TokenView;
-  lastTest: { at: string; ok: boolean; message: string } | null;
-  createdAt: string;
-  updatedAt: string;
-}
-
-export function serverView<S extends OutgoingServer | IncomingServer>(s: S, appProblem: AppProblem | null): ServerView<S['auth']> {
+export function serverView<S extends OutgoingServer | IncomingServer>(s: S, appProblem: AppProblem | null) {
   return {
     id: s.id,
     name: s.name,
     host: s.host,
     port: s.port,
     security: s.security,
-    auth: s.auth,
+    auth: s.auth as S['auth'],
     username: s.username,
     hasPassword: s.password_enc !== null,
     priority: s.priority,

@@ -7,24 +7,25 @@ import type { ServerTable } from '../mail-servers/mail-servers.js';
 import type { ServerKind } from './token-provider.js';
 
 /** The columns every OAuth-capable server row has. */
-export type TokenRow = Pick<
-  OutgoingServer,
-  | 'id'
-  | 'name'
-  | 'username'
-  | 'auth'
-  | 'owner_user_id'
-  | 'refresh_token_enc'
-  | 'access_token_enc'
-  | 'access_token_expires_at'
-  | 'token_account'
-  | 'token_status'
-  | 'token_error_code'
-  | 'token_error_message'
-  | 'token_refreshed_at'
-  | 'token_refresh_lock_until'
-  | 'token_refresh_lock_owner'
->;
+const TOKEN_ROW_COLUMNS = [
+  'id',
+  'name',
+  'username',
+  'auth',
+  'owner_user_id',
+  'refresh_token_enc',
+  'access_token_enc',
+  'access_token_expires_at',
+  'token_account',
+  'token_status',
+  'token_error_code',
+  'token_error_message',
+  'token_refreshed_at',
+  'token_refresh_lock_until',
+  'token_refresh_lock_owner',
+] as const;
+
+export type TokenRow = Pick<OutgoingServer, (typeof TOKEN_ROW_COLUMNS)[number]>;
 
 export function tableOf(kind: ServerKind): ServerTable {
   return kind === 'outgoing' ? 'outgoing_servers' : 'incoming_servers';
@@ -35,23 +36,7 @@ export const kindLabel = (kind: ServerKind) => (kind === 'outgoing' ? 'Outgoing'
 export async function loadTokenRow(db: Kysely<DB>, kind: ServerKind, id: number): Promise<TokenRow> {
   const row = await db
     .selectFrom(tableOf(kind))
-    .select([
-      'id',
-      'name',
-      'username',
-      'auth',
-      'owner_user_id',
-      'refresh_token_enc',
-      'access_token_enc',
-      'access_token_expires_at',
-      'token_account',
-      'token_status',
-      'token_error_code',
-      'token_error_message',
-      'token_refreshed_at',
-      'token_refresh_lock_until',
-      'token_refresh_lock_owner',
-    ])
+    .select(TOKEN_ROW_COLUMNS)
     .where('id', '=', id)
     .executeTakeFirst();
   if (!row) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No ${kind} mail server with id ${id}.`);

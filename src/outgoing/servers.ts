@@ -9,7 +9,7 @@ import { AppError } from '../lib/errors.js';
 import type { AppProblem } from '../oauth/app-status.js';
 import type { Vault } from '../vault/index.js';
 import type { HostGuard } from '../mail-servers/host-guard.js';
-import { assertMayManageServer, serverView, type ServerView } from '../mail-servers/common.js';
+import { assertMayManageServer, serverView } from '../mail-servers/common.js';
 import { tokenView, type TokenView } from '../oauth/token-columns.js';
 import { MailServers, serverPasswordContext, type ServerKind } from '../mail-servers/mail-servers.js';
 import type { RoutableServer } from './routing.js';
@@ -29,22 +29,16 @@ import {
 export type { TokenView };
 export { tokenView };
 
-export interface OutgoingServerView extends ServerView<'none' | 'password' | 'outlook'> {
-  fromFilter: string | null;
-  /** As set (null = the default for its kind) and in effect. */
-  poolSize: number | null;
-  effectivePoolSize: number;
-  /** Mails a minute at most, as set (null = the default for its kind; 0 = no limit) and in effect. */
-  ratePerMinute: number | null;
-  effectiveRatePerMinute: number;
-}
+export type OutgoingServerView = ReturnType<typeof outgoingServerView>;
 
-export function outgoingServerView(s: OutgoingServer, appProblem: AppProblem | null = null): OutgoingServerView {
+export function outgoingServerView(s: OutgoingServer, appProblem: AppProblem | null = null) {
   return {
     ...serverView(s, appProblem),
     fromFilter: s.from_filter,
+    /** As set (null = the default for its kind) and in effect. */
     poolSize: s.pool_size,
     effectivePoolSize: poolSizeOf(s),
+    /** Mails a minute at most, as set (null = the default for its kind; 0 = no limit) and in effect. */
     ratePerMinute: s.rate_per_minute,
     effectiveRatePerMinute: ratePerMinuteOf(s),
   };

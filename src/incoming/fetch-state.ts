@@ -5,6 +5,7 @@ import { sql, type Kysely } from 'kysely';
 import type { DB, IncomingServer } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import type { HostGuard } from '../mail-servers/host-guard.js';
+import type { IncomingServers } from './servers.js';
 
 /** The error setCursor throws when another worker took the server: never a reason to quarantine a message. */
 export function isLeaseLost(err: unknown): boolean {
@@ -14,16 +15,16 @@ export function isLeaseLost(err: unknown): boolean {
 export class FetchState {
   constructor(
     private readonly db: Kysely<DB>,
-    /** The address policy the fetcher checks at every connection (the same guard IncomingServers saves with). */
-    readonly hostGuard: HostGuard,
+    /** The settings' owner: the fetcher reads a server and its address policy through here. */
+    private readonly servers: Pick<IncomingServers, 'get' | 'hostGuard'>,
   ) {}
 
-  /** The server row as it stands now (who holds it, until when). */
-  async get(id: number): Promise<IncomingServer> {
-    const row = await this.db.selectFrom('incoming_servers').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No incoming mail server with id ${id}. List them with \`juniper incoming list\`.`);
-    return row;
+  get hostGuard(): HostGuard {
+    return this.servers.hostGuard;
   }
+
+  /** The server row as it stands now (who holds it, until when). */
+  get = (id: number): Promise<IncomingServer> => this.servers.get(id);
 
   /** Confirmed, active servers whose interval has passed and that no worker holds. */
   async due(now = Date.now()): Promise<IncomingServer[]> {

@@ -1,15 +1,11 @@
 // Incoming (IMAP) mail servers: the incoming ServerKind (IMAP presets and auth rules, folder, interval)
 // over the shared MailServers service (the fetch lease and cursor are in fetch-state.ts). A change to how
 // Juniper connects sends the server back to draft, so it is fetched again only after a Test & Confirm.
-import type { Kysely } from 'kysely';
-import type { AuditLog } from '../audit/audit-log.js';
-import type { DB, IncomingServer } from '../db/schema.js';
+import type { IncomingServer } from '../db/schema.js';
 import type { PrincipalUser } from '../users/principal.js';
-import type { HostGuard } from '../mail-servers/host-guard.js';
 import { assertMayChangeOwner, assertMayManageServer, iso, serverView } from '../mail-servers/common.js';
-import { MailServers, serverPasswordContext, type ServerKind } from '../mail-servers/mail-servers.js';
+import { serverPasswordContext, type MailServers, type ServerKind } from '../mail-servers/mail-servers.js';
 import type { AppProblem } from '../oauth/app-status.js';
-import type { Vault } from '../vault/index.js';
 import {
   applyIncomingAuthRules,
   checkIncomingConnection,
@@ -114,8 +110,5 @@ export const incomingKind: ServerKind<'incoming', CreateIncomingServer, PatchInc
   },
 };
 
-export class IncomingServers extends MailServers<'incoming', CreateIncomingServer, PatchIncomingServer, IncomingServerView> {
-  constructor(db: Kysely<DB>, vault: Vault, audit: AuditLog, hostGuard?: HostGuard) {
-    super(db, vault, audit, incomingKind, hostGuard);
-  }
-}
+/** Incoming servers have nothing of their own beyond the descriptor: `new MailServers(…, incomingKind)`. */
+export type IncomingServers = MailServers<'incoming', CreateIncomingServer, PatchIncomingServer, IncomingServerView>;

@@ -6,12 +6,13 @@
 //   from the token store;
 // - juniper (end to end): POST /api/v1/mails over real HTTP with 20 requests in flight while the workers send;
 //   then the same through POST /api/v1/mails/batch (100 mails a request, 4 in flight).
+import http from 'node:http';
 import nodemailer from 'nodemailer';
 import { cliActor } from '../src/audit/audit-log.js';
 import type { DialectName } from '../src/db/database.js';
 import { testDispatcher } from '../test/helpers/outgoing.js';
 import { createWorkers } from '../src/worker/workers.js';
-import { CONNECTIONS_PER_SERVER, percentile, secondsSince, startOutlookBench, until, type OutlookBench } from './outlook-setup.js';
+import { CONNECTIONS_PER_SERVER, percentile, profilePhase, secondsSince, startOutlookBench, until, type OutlookBench } from './outlook-setup.js';
 
 
 export interface OutboundFigures {
@@ -60,18 +61,20 @@ async function rawRun(b: OutlookBench, n: number): Promise<number> {
   return n / seconds;
 }
 
-async function juniperRun(b: OutlookBench, n: number): Promise<number> {
+async function juniperRun(b: OutlookBench, n: number, profileAs?: string): Promise<number> {
   const { outbox, queue } = b.t.app.services;
   for (let i = 0; i < n; i++) await outbox.enqueue(mailFor(b, i), null, cliActor);
   const before = b.sink.messages.length;
   const sentBefore = (await queue.countByState()).sent;
   const d = testDispatcher(b.t.app, 'bench');
+  const stopProfile = await profilePhase(profileAs);
   const start = process.hrtime.bigint();
   // The dispatcher's own loop, as `juniper worker` runs it (pipelined claiming), until every mail is recorded.
   d.dispatcher.start();
   await until(async () => b.sink.messages.length - before >= n, `${n} mails at the sink`, 600_000, 5);
   await until(async () => (await queue.countByState()).sent >= sentBefore + n, `${n} mails recorded as sent`, 600_000, 5);
   const seconds = secondsSince(start);
+  await stopProfile();
   await d.close();
   const sent = b.sink.messages.length - before;
   const states = await queue.countByState();
@@ -90,9 +93,10 @@ interface EndToEnd {
  * Enqueues n mails over real HTTP while the workers send them: `post(from, to)` sends mails [from, to) in
  * one request. Latencies are per request.
  */
-async function endToEndRun(b: OutlookBench, address: string, n: number, inFlight: number, perRequest: number, post: (url: string, from: number, to: number) => Promise<void>): Promise<EndToEnd> {
+async function endToEndRun(b: OutlookBench, address: string, n: number, inFlight: number, perRequest: number, post: (url: string, from: number, to: number) => Promise<void>, profileAs: string): Promise<EndToEnd> {
   const workers = createWorkers(b.t.app);
   workers.start();
+  const stopProfile = await profilePhase(profileAs);
   const latencies: number[] = [];
   const before = b.sink.messages.length;
   const start = process.hrtime.bigint();
@@ -111,26 +115,44 @@ async function endToEndRun(b: OutlookBench, address: string, n: number, inFlight
   const enqueueSeconds = secondsSince(start);
   await until(async () => b.sink.messages.length - before >= n, `${n} mails at the sink`);
   const seconds = secondsSince(start);
+  await stopProfile();
   await workers.stop();
   latencies.sort((x, y) => x - y);
   return { rate: n / seconds, enqueuePerSecond: n / enqueueSeconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
-const headers = (b: OutlookBench) => ({ authorization: `Bearer ${b.adminKey}`, 'content-type': 'application/json' });
+// The client runs in the same process as Juniper and the sink, so its CPU counts against Juniper: node:http
+// with kept-alive connections, as a script would use. (fetch, i.e. undici with web streams, was about a sixth of
+// the end-to-end profile on its own.)
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+/** POSTs JSON and resolves to the status and the body's text. */
+function postJson(url: string, key: string, body: unknown): Promise<{ status: number; text: string }> {
+  const payload = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
 
 /** POST /api/v1/mails, one mail a request. */
 const singlePost = (b: OutlookBench) => async (address: string, i: number) => {
-  const res = await fetch(`${address}/api/v1/mails`, { method: 'POST', headers: headers(b), body: JSON.stringify(mailFor(b, i)) });
-  if (res.status !== 202) throw new Error(`POST /api/v1/mails answered ${res.status}: ${await res.text()}`);
-  await res.arrayBuffer();
+  const res = await postJson(`${address}/api/v1/mails`, b.adminKey, mailFor(b, i));
+  if (res.status !== 202) throw new Error(`POST /api/v1/mails answered ${res.status}: ${res.text}`);
 };
 
 /** POST /api/v1/mails/batch, mails [from, to) in one request. */
 const batchPost = (b: OutlookBench) => async (address: string, from: number, to: number) => {
   const mails = Array.from({ length: to - from }, (_, k) => mailFor(b, from + k));
-  const res = await fetch(`${address}/api/v1/mails/batch`, { method: 'POST', headers: headers(b), body: JSON.stringify({ mails }) });
-  const body = (await res.json()) as { queued: number };
-  if (res.status !== 200 || body.queued !== mails.length) throw new Error(`POST /api/v1/mails/batch answered ${res.status}: ${JSON.stringify(body).slice(0, 500)}`);
+  const res = await postJson(`${address}/api/v1/mails/batch`, b.adminKey, { mails });
+  const body = JSON.parse(res.text) as { queued: number };
+  if (res.status !== 200 || body.queued !== mails.length) throw new Error(`POST /api/v1/mails/batch answered ${res.status}: ${res.text.slice(0, 500)}`);
 };
 
 /** Mails per batch request and batch requests in flight in the batch end-to-end run. */
@@ -144,10 +166,10 @@ export async function outbound(dialect: DialectName, n: number, servers = 4): Pr
     await rawRun(b, Math.min(200, n));
     await juniperRun(b, Math.min(200, n));
     const raw = await rawRun(b, n);
-    const juniper = await juniperRun(b, n);
+    const juniper = await juniperRun(b, n, `outbound-queue-${dialect}`);
     const address = await b.http.listen({ host: '127.0.0.1', port: 0 });
-    const e2e = await endToEndRun(b, address, n, 20, 1, singlePost(b));
-    const batch = await endToEndRun(b, address, n, BATCH_IN_FLIGHT, BATCH_SIZE, batchPost(b));
+    const e2e = await endToEndRun(b, address, n, 20, 1, singlePost(b), `outbound-single-${dialect}`);
+    const batch = await endToEndRun(b, address, n, BATCH_IN_FLIGHT, BATCH_SIZE, batchPost(b), `outbound-batch-${dialect}`);
     return {
       dialect, mails: n, servers, raw, juniper,
       endToEnd: e2e.rate, enqueuePerSecond: e2e.enqueuePerSecond, enqueueP50Ms: e2e.p50, enqueueP99Ms: e2e.p99,

@@ -2,6 +2,9 @@
 // the loopback identity server (the real connect flow) and pointing at one smtp-server sink that checks
 // every XOAUTH2 token at that identity server, as Microsoft 365 does.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { cliActor } from '../src/audit/audit-log.js';
 import type { DialectName } from '../src/db/database.js';
@@ -86,4 +89,21 @@ export async function until(done: () => Promise<boolean>, what: string, timeoutM
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** OUTBOUND_PROFILE=<dir>: a CPU profile of one phase alone (`<name>.cpuprofile`, for Chrome DevTools or speedscope). */
+export async function profilePhase(name: string | undefined): Promise<() => Promise<void>> {
+  const dir = process.env.OUTBOUND_PROFILE;
+  if (!dir || name === undefined) return async () => {};
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  };
 }

@@ -4,7 +4,10 @@
 //   npm run bench                 full size (10,000 mails and 5,000 incoming messages per database)
 //   npm run bench -- --quick      a small version of each, to prove the benchmark code works (npm test runs it)
 //   N=2000 INBOUND=1000 npm run bench   other numbers of outgoing mails and incoming messages
-//   ONLY=outbound npm run bench   one benchmark (routing, outbound or inbound; also `-- --only inbound`); DIALECTS=sqlite one database
+//   ONLY=outbound npm run bench   one benchmark (routing, outbound, memory, inbound, tokens, scale-out; also `-- --only inbound`); DIALECTS=sqlite one database
+//   MEMORY=2000 npm run bench     mails of the outbound memory run (10 % with a 1 MB attachment)
+//   TOKEN_ROUNDS=4 SCALE_N=1000 SCALE_BATCH=50 SCALE_CYCLES=3   expiries crossed (tokens); mails per run, the workers'
+//     batch size and the 1-2-4-worker cycles (scale-out, PostgreSQL only; SCALE_PROFILE=<dir> for workers' CPU profiles)
 // PostgreSQL: JUNIPER_TEST_PG_URL if set (npm test sets it), else a private throw-away cluster started here.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,13 +16,19 @@ import path from 'node:path';
 import { routeMail, type RoutableServer } from '../src/outgoing/routing.js';
 import { inbound, printInbound } from './inbound.js';
 import { outbound, printOutbound } from './outbound.js';
+import { outboundMemory, printOutboundMemory } from './outbound-memory.js';
+import { printScaleOut, scaleOut } from './scale-out.js';
+import { printTokens, tokens } from './tokens.js';
 
 const quick = process.argv.includes('--quick');
 const N = Number(process.env.N ?? (quick ? 100 : 10_000));
 const INBOUND = Number(process.env.INBOUND ?? (quick ? 100 : 5_000));
+const MEMORY = Number(process.env.MEMORY ?? (quick ? 100 : 2_000));
+const TOKEN_ROUNDS = Number(process.env.TOKEN_ROUNDS ?? (quick ? 1 : 4));
+const SCALE_N = Number(process.env.SCALE_N ?? (quick ? 60 : 1_000));
 const onlyAt = process.argv.indexOf('--only');
 const only = process.env.ONLY ?? (onlyAt === -1 ? undefined : process.argv[onlyAt + 1]);
-const PARTS = ['routing', 'outbound', 'inbound'];
+const PARTS = ['routing', 'outbound', 'memory', 'inbound', 'tokens', 'scale-out'];
 if (only !== undefined && !PARTS.includes(only)) throw new Error(`ONLY / --only takes one of ${PARTS.join(', ')}`);
 const dialects = (process.env.DIALECTS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
 const runs = (part: string) => only === undefined || only === part;
@@ -50,7 +59,11 @@ const stopPostgres = ensurePostgres();
 try {
   if (runs('routing')) console.log(`routing, 50 servers, fallback to the notifications server (worst case): ${routingRun().toFixed(0)} decisions/s`);
   if (runs('outbound')) for (const dialect of dialects) printOutbound(await outbound(dialect, N));
+  if (runs('memory')) for (const dialect of dialects) printOutboundMemory(await outboundMemory(dialect, MEMORY));
   if (runs('inbound')) for (const dialect of dialects) printInbound(await inbound(dialect, INBOUND, (quick ? 5 : 25) * 1024 * 1024));
+  if (runs('tokens')) for (const dialect of dialects) printTokens(await tokens(dialect, TOKEN_ROUNDS));
+  // PostgreSQL only: the database several sending workers share (README); SQLite has one writer at a time.
+  if (runs('scale-out')) printScaleOut(await scaleOut(SCALE_N, Number(process.env.SCALE_BATCH ?? (quick ? 5 : 50)), Number(process.env.SCALE_CYCLES ?? (quick ? 1 : 3))));
 } finally {
   stopPostgres();
 }

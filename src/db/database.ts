@@ -60,10 +60,11 @@ export function openDatabase(config: DatabaseConfig): Database {
 /**
  * Kysely's SQLite driver prepares every statement anew; the hot ones (claim, mark sent, enqueue) are the same
  * text every time, and preparing was a seventh of the dispatcher's CPU time (docs/benchmarks.md). Statements
- * are kept by their SQL text, a bounded number (texts with `in (?, ?, …)` lists vary with the list's length).
+ * are kept by their SQL text, a bounded number: texts with `in (?, ?, …)` lists, multi-row INSERTs and joint
+ * UPDATEs vary with their length (1 to 200 rows each), so a busy run has more than 256 texts in use.
  * Safe because Kysely runs one statement at a time on its single connection and nothing streams rows.
  */
-export function withStatementCache(sqlite: SQLite.Database, size = 256): SqliteDatabase {
+export function withStatementCache(sqlite: SQLite.Database, size = 1024): SqliteDatabase {
   const cache = new Map<string, SQLite.Statement>();
   const prepare = (source: string): SQLite.Statement => {
     let stmt = cache.get(source);

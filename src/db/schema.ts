@@ -164,6 +164,8 @@ export interface OutgoingMailsTable {
   /** JSON array of { address, response } for recipients the server refused while others were accepted. */
   rejected_recipients: string | null;
   sent_at: number | null;
+  /** The owner name (`host:pid:random`) of the worker that recorded the mail sent (migration 011). */
+  sent_by: string | null;
   created_by_user_id: number | null;
   /** Set when a delivery-status report or a mail to the bounce address names this mail; the state stays as it was. */
   bounced_at: number | null;
@@ -297,6 +299,17 @@ export interface MessageAttachmentsTable {
   blob_sha256: string | null;
 }
 
+/** An attempt that did not deliver (017): the mail page's history. */
+export interface MailAttemptsTable {
+  id: Generated<number>;
+  mail_id: number;
+  at: number;
+  outcome: 'retry' | 'failed';
+  server_id: number | null;
+  failure_type: string | null;
+  reason: string | null;
+}
+
 export interface DB {
   parameters: ParametersTable;
   settings: SettingsTable;
@@ -309,6 +322,7 @@ export interface DB {
   outgoing_mails: OutgoingMailsTable;
   outgoing_attachments: OutgoingAttachmentsTable;
   idempotency_keys: IdempotencyKeysTable;
+  mail_attempts: MailAttemptsTable;
   oauth_states: OAuthStatesTable;
   incoming_servers: IncomingServersTable;
   threads: ThreadsTable;
@@ -324,6 +338,7 @@ export type ApiKey = Selectable<ApiKeysTable>;
 export type AuditEntry = Selectable<AuditLogTable>;
 export type OutgoingServer = Selectable<OutgoingServersTable>;
 export type OutgoingMail = Selectable<OutgoingMailsTable>;
+export type MailAttempt = Selectable<MailAttemptsTable>;
 export type IncomingServer = Selectable<IncomingServersTable>;
 export type Message = Selectable<MessagesTable>;
 export type Thread = Selectable<ThreadsTable>;

@@ -16,6 +16,7 @@ import { sessionRoutes } from './api/session.js';
 import { userRoutes } from './api/users.js';
 import { parameterRoutes } from './api/parameters.js';
 import { settingsRoutes } from './api/settings.js';
+import { sendNotFoundPage, wantsHtml } from '../ui/error-page.js';
 import { pageRoutes } from '../ui/pages.js';
 import { outgoingServerRoutes } from './api/outgoing-servers.js';
 import { mailRoutes } from './api/mails.js';
@@ -90,7 +91,10 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
     return reply.status(appError.status).send({ error: { code: appError.code, message: appError.message } });
   });
   app.setNotFoundHandler((request, reply) =>
-    reply.status(404).send({ error: { code: 'JUNIPER_ERR_NOT_FOUND', message: `No route ${request.method} ${redactUrl(request.url)}.` } }),
+    // A browser gets the UI's not-found page; scripts and the API keep the JSON.
+    wantsHtml(request)
+      ? sendNotFoundPage(request, reply, `There is no page at ${redactUrl(request.url).split('?')[0]}. Check the address, or start again from the menu.`)
+      : reply.status(404).send({ error: { code: 'JUNIPER_ERR_NOT_FOUND', message: `No route ${request.method} ${redactUrl(request.url)}.` } }),
   );
 
   await app.register(healthRoutes);

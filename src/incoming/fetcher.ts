@@ -22,7 +22,8 @@ import { AppError, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { headerSection, oversizeKey, rawKey } from '../mailbox/dedupe.js';
 import type { Ingest, IngestOutcome, IngestResult, QuarantineInput } from '../mailbox/ingest.js';
-import { parseMessage, type ParseOutcome } from '../mailbox/parse.js';
+import type { ParseOutcome } from '../mailbox/parse.js';
+import { sharedParsePool, type Parse } from '../mailbox/parse-pool.js';
 import { knownParameters, normaliseParameter } from '../settings/parameter-rules.js';
 import type { MailParameters } from '../settings/parameter-rules.js';
 import type { Parameters } from '../settings/parameters.js';
@@ -71,6 +72,8 @@ export interface FetcherDeps extends ConnectDeps {
   now?: () => number;
   /** The lease when a run's options set none (default defaultFetchOptions.leaseMs). */
   leaseMs?: number;
+  /** How messages are parsed (default: the process's worker pool, sharedParsePool). */
+  parse?: Parse;
 }
 
 export const emptyCounts = (): FetchCounts => ({ fetched: 0, stored: 0, duplicates: 0, quarantined: 0 });
@@ -104,10 +107,14 @@ const failureText = (err: unknown) => (err instanceof Error ? err.message : Stri
 export class IncomingFetcher {
   readonly owner: string;
   private readonly now: () => number;
+  private readonly parse: Parse;
+  private readonly startParsers: () => void;
 
   constructor(private readonly deps: FetcherDeps) {
     this.owner = deps.owner ?? `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
     this.now = deps.now ?? Date.now;
+    this.parse = deps.parse ?? sharedParsePool().parse;
+    this.startParsers = deps.parse ? () => undefined : () => sharedParsePool().start();
   }
 
   /** Fetches one server now. Throws JUNIPER_ERR_CONFLICT when another worker holds it, or the failure (also recorded on the server). */
@@ -121,6 +128,8 @@ export class IncomingFetcher {
       throw new AppError('JUNIPER_ERR_CONFLICT', `Incoming server "${current.name}" (id ${id}) is being fetched by another worker (lease until ${until}); try again after that.`);
     }
     const started = this.now();
+    // The parse workers start while the connection is made.
+    this.startParsers();
     try {
       const reader = await connectServer(server, { ...this.deps, maxMessageBytes: await incomingSizeCap(this.deps.parameters) });
       let counts: FetchCounts;
@@ -279,8 +288,9 @@ export class IncomingFetcher {
   }
 
   private async *whole(reader: MailboxReader, uids: number[], cap: number): AsyncIterable<Fetched> {
-    // Parsing starts as the message arrives (parseMessage never rejects): it overlaps the writes before it.
-    for await (const m of reader.fetch(uids)) yield { uid: m.uid, bytes: m.source, size: m.source.length, headersOnly: false, parsed: m.source.length > cap ? undefined : parseMessage(m.source) };
+    // Parsing starts as the message arrives, on a parse worker where there are any (a parse never rejects): it
+    // overlaps the writes before it.
+    for await (const m of reader.fetch(uids)) yield { uid: m.uid, bytes: m.source, size: m.source.length, headersOnly: false, parsed: m.source.length > cap ? undefined : this.parse(m.source) };
   }
 
   private async *headersOnly(reader: MailboxReader, uids: number[], sizes: ReadonlyMap<number, number>): AsyncIterable<Fetched> {

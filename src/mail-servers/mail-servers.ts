@@ -209,6 +209,18 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     });
   }
 
+  /** Undoes archive(): the server is listed again, inactive until its admin makes it active. */
+  async restore(id: number, user: PrincipalUser, actor: Actor): Promise<ServerRows[K]> {
+    const current = await this.get(id);
+    this.assertMayManage(user, current);
+    const { table, kind } = this.kind;
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx.updateTable(table).set({ archived_at: null, updated_at: Date.now() }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
+      await this.audit.record(actor, `${kind}_server.restore`, `${kind}_server:${id}`, { name: row.name }, trx);
+      return this.row(row);
+    });
+  }
+
   /** Keeps a test result (Test Connection, Test & Confirm). */
   async recordTest(id: number, ok: boolean, message: string): Promise<ServerRows[K]> {
     const row = await this.db

@@ -11,6 +11,8 @@ export function sha256Of(content: Buffer): string {
 /** Bytes kept in memory by BlobStore.get, in all and per blob (larger ones are always read from the database). */
 export const BLOB_CACHE_BYTES = 32 * 1024 * 1024;
 export const BLOB_CACHE_MAX_ITEM = 8 * 1024 * 1024;
+/** putMany writes blobs larger than this one per statement. */
+export const LARGE_BLOB_BYTES = 1024 * 1024;
 
 export class BlobStore {
   // Content-addressed, so a cached blob can never be stale: a small LRU spares a mass mailing re-reading
@@ -43,11 +45,16 @@ export class BlobStore {
     contents.forEach((c, i) => unique.set(shas[i]!, c));
     const now = Date.now();
     const rows = [...unique].map(([sha256, content]) => ({ sha256, size: content.length, content, created_at: now }));
+    // A large blob is a statement of its own: the PostgreSQL driver copies a statement's parameters into one
+    // growing buffer, so a 25 MB original with its 19 MB attachment in one statement meant about 80 MB more.
+    const large = rows.filter((r) => r.size > LARGE_BLOB_BYTES);
+    const small = rows.filter((r) => r.size <= LARGE_BLOB_BYTES);
     // Slices keep a message with a thousand parts under the bind-parameter limit of either database.
-    for (let i = 0; i < rows.length; i += 500) {
+    const statements = [...large.map((r) => [r]), ...Array.from({ length: Math.ceil(small.length / 500) }, (_, i) => small.slice(i * 500, i * 500 + 500))];
+    for (const values of statements) {
       await db
         .insertInto('blobs')
-        .values(rows.slice(i, i + 500))
+        .values(values)
         .onConflict((oc) => oc.column('sha256').doNothing())
         .execute();
     }

@@ -65,6 +65,10 @@ export interface MessageFilter {
   threadId?: number;
   mailbox?: string;
   quarantined?: boolean;
+  /** Words the subject, the sender or the text body contains (case-insensitive). */
+  search?: string;
+  /** Only received ('in') or only sent ('out') messages; both when absent. */
+  direction?: 'in' | 'out';
   after?: number;
   /** Only ids below this (paging newest first). */
   before?: number;
@@ -126,6 +130,16 @@ export class MessageStore {
     if (filter.threadId !== undefined) q = q.where('m.thread_id', '=', filter.threadId);
     if (filter.mailbox !== undefined) q = q.where('m.mailbox', '=', filter.mailbox.toLowerCase());
     if (filter.quarantined !== undefined) q = q.where('m.quarantined', '=', filter.quarantined ? 1 : 0);
+    if (filter.direction !== undefined) q = q.where('m.direction', '=', filter.direction);
+    if (filter.search !== undefined && filter.search.trim() !== '') {
+      // LIKE with its wildcards escaped, on lower() of both sides: the same on SQLite and PostgreSQL.
+      const pattern = `%${filter.search.trim().toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      q = q.where((eb) =>
+        eb.or(
+          (['m.subject', 'm.from_header', 'm.text_body'] as const).map((col) => eb(eb.fn('lower', [col]), 'like', sql<string>`${pattern} escape '\\'`)),
+        ),
+      );
+    }
     if (filter.after !== undefined) q = q.where('m.id', '>', filter.after);
     if (filter.before !== undefined) q = q.where('m.id', '<', filter.before);
     return q.execute();

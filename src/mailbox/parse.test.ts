@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { bounceEvidence } from './inbound-rules.js';
-import { messageIdsIn, parseDeliveryStatus, parseMessage } from './parse.js';
+import { messageIdsIn, PARSE_SLICE_BYTES, parseDeliveryStatus, parseMessage } from './parse.js';
 
 const fixture = (name: string) => fs.readFileSync(path.resolve(import.meta.dirname, '../../test/fixtures/incoming', name));
 
@@ -62,6 +63,25 @@ describe('parsing inbound mail', () => {
     const e = bounceEvidence(m, 'bounce@example.com');
     assert.deepEqual(e?.candidates, ['<4f1c2d3e-0000-4000-8000-000000000003@example.com>']);
     assert.match(e?.reason ?? '', /gone@client\.test/);
+  });
+
+  it('reads a message larger than one parse slice whole: text and attachment bytes across the slice boundaries', async () => {
+    const pdf = crypto.randomBytes(5 * PARSE_SLICE_BYTES);
+    // A quoted-printable text longer than a slice, with a soft line break and an encoded é in every line.
+    const text = Array.from({ length: 2000 }, (_, i) => `line ${i} caf=C3=A9 and a long tail to fold over the limit of seventy-six=\r\n characters`).join('\r\n');
+    const raw = [
+      'From: a@client.test', 'Subject: big', 'Message-ID: <big@client.test>', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="b"', '',
+      '--b', 'Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: quoted-printable', '', text,
+      '--b', 'Content-Type: application/pdf; name="scan.pdf"', 'Content-Transfer-Encoding: base64', '', pdf.toString('base64').replace(/.{76}/g, '$&\r\n'),
+      '--b--', '',
+    ].join('\r\n');
+    assert.ok(raw.length > 6 * PARSE_SLICE_BYTES);
+    const m = await parsed(raw);
+    assert.equal(m.messageId, '<big@client.test>');
+    assert.equal(m.text?.split('\n').length, 2000);
+    assert.equal(m.text?.split('\n')[1999], 'line 1999 café and a long tail to fold over the limit of seventy-six characters');
+    assert.equal(m.attachments.length, 1);
+    assert.ok(m.attachments[0]!.content.equals(pdf), 'the attachment decodes to its exact bytes');
   });
 
   it('parses delivery-status fields: groups, folding, address types', () => {

@@ -39,6 +39,12 @@ export const MAX_PACING_WAIT_MS = 5000;
 /** How long a dispatcher with sends under way lets enqueued mails gather before claiming them. */
 const COALESCE_MS = 10;
 
+/**
+ * How often the loop looks for mails whose lease expired (a dead worker's). The look costs a statement per
+ * claim round, hundreds a second when busy, for something that turns up only after a whole lease (minutes).
+ */
+const EXPIRED_CHECK_MS = 1000;
+
 export const defaultDispatcherOptions: DispatcherOptions = {
   batchSize: 50,
   leaseMs: 2 * 60 * 1000,
@@ -80,6 +86,8 @@ export class Dispatcher {
   private renewTimer: NodeJS.Timeout | undefined;
   private slotFreed: (() => void) | undefined;
   private readonly sent: SentWriter;
+  /** When the loop last looked for expired leases (runOnce always looks). */
+  private expiredCheckedAt = -Infinity;
 
   constructor(
     private readonly deps: {
@@ -124,9 +132,12 @@ export class Dispatcher {
    * the mails claimed and those the claim failed as crashed; `setupError` is set when reading the servers or
    * parameters failed (the mails not started stay claimed until their lease ends).
    */
-  private async claimAndStart(limit: number): Promise<{ taken: number; sends: Promise<void>[]; setupError?: Error }> {
+  private async claimAndStart(limit: number, fromLoop = false): Promise<{ taken: number; sends: Promise<void>[]; setupError?: Error }> {
     const { queue, servers, parameters, log } = this.deps;
-    const { claimed, crashed } = await queue.claimBatch(this.owner, limit, this.options.leaseMs, this.now());
+    const now = this.now();
+    const expired = !fromLoop || now - this.expiredCheckedAt >= EXPIRED_CHECK_MS;
+    if (expired) this.expiredCheckedAt = now;
+    const { claimed, crashed } = await queue.claimBatch(this.owner, limit, this.options.leaseMs, now, { expired });
     for (const mail of crashed) log.error({ mail: mail.id, op: 'claim', failureType: 'crashed', attempts: mail.attempts }, mail.failure_reason ?? 'crashed');
     const sends: Promise<void>[] = [];
     if (claimed.length === 0) return { taken: crashed.length, sends };
@@ -289,7 +300,7 @@ export class Dispatcher {
         }
         let taken = 0;
         try {
-          const round = await this.claimAndStart(room);
+          const round = await this.claimAndStart(room, true);
           taken = round.taken;
           for (const p of round.sends) p.catch((err: unknown) => this.deps.log.error({ err, op: 'dispatch' }, lostWrites([err], 1).message));
           if (round.setupError) throw round.setupError;

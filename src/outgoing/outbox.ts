@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import { AppError, isAppError } from '../lib/errors.js';
 import type { Parameters } from '../settings/parameters.js';
 import { checkMail, checkRecipients, enqueueSchema, type CheckedMail, type EnqueueInput } from './enqueue-rules.js';
+import { EnqueueGatherer } from './enqueue-gatherer.js';
 import { newMessageId, type IdempotencyRecord, type OutgoingQueue } from './queue.js';
 import { parseInput } from '../lib/validate.js';
 import { assertMayManage, type OutgoingServers } from './servers.js';
@@ -51,12 +52,15 @@ export function requestHash(body: unknown): string {
 
 export class Outbox {
   private readonly listeners = new Set<() => void>();
+  private readonly gatherer: EnqueueGatherer;
 
   constructor(
     private readonly queue: OutgoingQueue,
     private readonly parameters: Parameters,
     private readonly servers: OutgoingServers,
-  ) {}
+  ) {
+    this.gatherer = new EnqueueGatherer(queue, () => this.notify());
+  }
 
   /**
    * A user other than an admin may force only a server they own (it holds someone's password or Outlook
@@ -80,7 +84,13 @@ export class Outbox {
   }
 
   private notify(): void {
-    for (const l of this.listeners) l();
+    for (const l of this.listeners) {
+      try {
+        l();
+      } catch {
+        // A listener's failure is its own: the mails are stored, and the dispatcher polls anyway.
+      }
+    }
   }
 
   private async checked(input: EnqueueInput, sender: PrincipalUser | null, maxMessageBytes: number): Promise<CheckedMail> {
@@ -106,6 +116,8 @@ export class Outbox {
     }
     const { maxMessageBytes } = await this.parameters.snapshot();
     const mail = await this.checked(input, sender, maxMessageBytes);
+    // The common request (no attachments, no key): written together with the ones arriving meanwhile.
+    if (!idempotency && mail.attachments.length === 0) return this.gatherer.enqueue(mail, actor);
     let result: { id: number; messageId: string };
     try {
       result = await this.queue.enqueue(mail, actor, idempotency ? { idempotency } : {});

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import { sql, type Insertable, type Kysely, type Selectable, type UpdateObject } from 'kysely';
 import type { Actor } from '../audit/audit-log.js';
 import type { DialectName } from '../db/database.js';
-import type { DB, MailState, OutgoingAttachmentsTable, OutgoingMail, OutgoingMailsTable } from '../db/schema.js';
+import type { DB, MailState, OutgoingAttachmentsTable, MailAttempt, OutgoingMail, OutgoingMailsTable } from '../db/schema.js';
 import { domainOf, parseMailbox } from '../lib/address.js';
 import { MAX_ATTEMPTS } from '../lib/backoff.js';
 import { AppError } from '../lib/errors.js';
@@ -36,6 +36,8 @@ export interface MailView {
   rejectedRecipients: { address: string; response: string }[];
   nextAttemptAt: string | null;
   sentAt: string | null;
+  /** The worker that sent it (`host:pid:random`, as it logs at start), when several share the database. */
+  sentBy: string | null;
   /** Set when a delivery-status report (or a mail to the bounce address) named this mail; the state stays. */
   bouncedAt: string | null;
   bounceReason: string | null;
@@ -66,6 +68,7 @@ export function mailView(m: OutgoingMail): MailView {
     rejectedRecipients: m.rejected_recipients ? (JSON.parse(m.rejected_recipients) as MailView['rejectedRecipients']) : [],
     nextAttemptAt: m.state === 'queued' ? iso(m.next_attempt_at) : null,
     sentAt: iso(m.sent_at),
+    sentBy: m.sent_by,
     bouncedAt: iso(m.bounced_at),
     bounceReason: m.bounce_reason,
     createdAt: iso(m.created_at)!,
@@ -106,7 +109,7 @@ export type SentItem = SendOutcome & { id: number; response: string; rejected: {
 const ID_CHUNK = 500;
 const SENT_CHUNK = 200;
 // Rows per multi-row INSERT of a batch enqueue (31 columns each).
-const INSERT_CHUNK = 100;
+export const INSERT_CHUNK = 100;
 
 export interface SendOutcome {
   serverId: number;
@@ -142,6 +145,25 @@ export class OutgoingQueue {
       if (options.idempotency) await this.keepAnswer(trx, options.idempotency, 202, answer);
       return answer;
     });
+  }
+
+  /**
+   * Up to INSERT_CHUNK mails without attachments or original bytes in one multi-row INSERT: one statement,
+   * atomic by itself (all rows or none), so no transaction. What the enqueue gatherer writes.
+   */
+  async insertMails(items: readonly { mail: CheckedMail; actor: Actor }[]): Promise<{ id: number; messageId: string }[]> {
+    if (items.length === 0) return [];
+    if (items.length > INSERT_CHUNK || items.some((it) => it.mail.attachments.length > 0)) throw new Error(`insertMails takes at most ${INSERT_CHUNK} mails without attachments`);
+    const now = Date.now();
+    const messageIds = items.map((it) => newMessageId(it.mail.from));
+    const rows = await this.db
+      .insertInto('outgoing_mails')
+      .values(items.map((it, k) => this.mailRow(it.mail, it.actor, messageIds[k]!, now, null)))
+      .returning(['id', 'message_id'])
+      .execute();
+    // RETURNING promises no order: match the rows back by their unique Message-IDs.
+    const ids = new Map(rows.map((r) => [r.message_id, r.id]));
+    return messageIds.map((messageId) => ({ id: ids.get(messageId)!, messageId }));
   }
 
   /**
@@ -319,11 +341,12 @@ export class OutgoingQueue {
    * same statement fails it as `crashed` (the mail itself may be what kills its worker), so it cannot loop
    * forever. Each of its statements is atomic, so no worker sees a half-done claim; the crashed mails come back in `crashed`.
    */
-  async claimBatch(owner: string, limit: number, leaseMs: number, now = Date.now()): Promise<{ claimed: OutgoingMail[]; crashed: OutgoingMail[] }> {
+  async claimBatch(owner: string, limit: number, leaseMs: number, now = Date.now(), options: { expired?: boolean } = {}): Promise<{ claimed: OutgoingMail[]; crashed: OutgoingMail[] }> {
     // Two statements, each atomic: mails whose lease expired (few: at most what dead workers held), then due
     // queued ones. One statement with `OR` read every due mail and sorted them to take the first `limit` (a
     // 10,000-mail queue made each claim read 10,000 rows); each half alone walks its index in order and stops.
-    const expired = await this.claimWhere(owner, limit, leaseMs, now, 'expired');
+    // `expired: false` skips the first (a busy loop looks for expired leases only now and then).
+    const expired = options.expired === false ? [] : await this.claimWhere(owner, limit, leaseMs, now, 'expired');
     const rows = expired.length < limit ? [...expired, ...(await this.claimWhere(owner, limit - expired.length, leaseMs, now, 'queued'))] : expired;
     rows.sort((a, b) => a.id - b.id);
     return { claimed: rows.filter((r) => r.state === 'sending'), crashed: rows.filter((r) => r.state === 'failed') };
@@ -451,6 +474,7 @@ export class OutgoingQueue {
       failure_reason: null,
       waiting_reason: null,
       sent_at: Date.now(),
+      sent_by: owner,
     });
   }
 
@@ -475,7 +499,7 @@ export class OutgoingQueue {
         update outgoing_mails set
           state = 'sent', server_id = v.column2, effective_from = v.column3, envelope_from = v.column4,
           smtp_response = v.column5, rejected_recipients = v.column6, failure_type = null, failure_reason = null,
-          waiting_reason = null, sent_at = ${now}, lease_owner = null, lease_expires_at = null, updated_at = ${now}
+          waiting_reason = null, sent_at = ${now}, sent_by = ${owner}, lease_owner = null, lease_expires_at = null, updated_at = ${now}
         from (values ${values}) as v
         where outgoing_mails.id = v.column1 and outgoing_mails.lease_owner = ${owner} and outgoing_mails.state = 'sending'
         returning outgoing_mails.id`.execute(this.db);
@@ -506,7 +530,7 @@ export class OutgoingQueue {
   }
 
   async markFailed(id: number, owner: string, failure: { failureType: string; reason: string }, outcome?: Partial<SendOutcome>): Promise<void> {
-    await this.finish(id, owner, {
+    const result = await this.finish(id, owner, {
       state: 'failed',
       failure_type: failure.failureType,
       failure_reason: failure.reason,
@@ -515,6 +539,7 @@ export class OutgoingQueue {
       effective_from: outcome?.effectiveFrom ?? null,
       envelope_from: outcome?.envelopeFrom ?? null,
     });
+    await this.logAttempt(result, id, 'failed', failure.failureType, failure.reason, outcome?.serverId);
   }
 
   /** Back to queued for a later attempt; `waiting` keeps the attempt from counting (the server, not the mail, is at fault). */
@@ -524,7 +549,7 @@ export class OutgoingQueue {
     retry: { at: number; failureType: string; reason: string; waiting: boolean },
     outcome?: Partial<SendOutcome>,
   ): Promise<void> {
-    await this.finish(id, owner, {
+    const result = await this.finish(id, owner, {
       state: 'queued',
       next_attempt_at: retry.at,
       failure_type: retry.failureType,
@@ -535,5 +560,18 @@ export class OutgoingQueue {
       effective_from: outcome?.effectiveFrom ?? null,
       envelope_from: outcome?.envelopeFrom ?? null,
     });
+    // A waiting mail's tries do not count (the server is at fault, the reason is on the mail): no history row.
+    if (!retry.waiting) await this.logAttempt(result, id, 'retry', retry.failureType, retry.reason, outcome?.serverId);
+  }
+
+  /** The mail page's history: one row per attempt that did not deliver, only when this worker's outcome counted. */
+  private async logAttempt(result: readonly { numUpdatedRows: bigint }[], id: number, outcome: 'retry' | 'failed', failureType: string, reason: string, serverId: number | undefined): Promise<void> {
+    if (Number(result[0]?.numUpdatedRows ?? 0) !== 1) return;
+    await this.db.insertInto('mail_attempts').values({ mail_id: id, at: Date.now(), outcome, server_id: serverId ?? null, failure_type: failureType, reason }).execute();
+  }
+
+  /** Attempts that did not deliver, oldest first. */
+  async attemptsOf(id: number): Promise<MailAttempt[]> {
+    return this.db.selectFrom('mail_attempts').selectAll().where('mail_id', '=', id).orderBy('id').execute();
   }
 }

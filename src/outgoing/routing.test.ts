@@ -388,11 +388,18 @@ describe('routeMail: forced and mass-mailing servers', () => {
       expected: { serverId: 3, rule: 'mass_mailing', from: '"Newsletter" <news@example.org>', envelopeFrom: 'news@example.org', sendAs: 'from' },
     },
     {
-      behaviour: 'a mass mail through a dedicated server whose filter does not admit the From keeps it, with a warning',
+      behaviour: 'a mass mail through a dedicated server whose filter admits neither the From nor the notifications address keeps it, with a warning',
       input: { from: 'news@example.org', massMailing: true },
       servers,
+      params: dedicated(2),
+      expected: { serverId: 2, rule: 'mass_mailing', from: 'news@example.org', envelopeFrom: 'news@example.org', sendAs: 'from', warnings: 1 },
+    },
+    {
+      behaviour: 'a mass mail through a dedicated server whose filter lists only the notifications address is sent as it, Reply-To the original',
+      input: { from: 'Newsletter <news@example.org>', massMailing: true },
+      servers: [server(1, 'notifications@example.com')],
       params: dedicated(1),
-      expected: { serverId: 1, rule: 'mass_mailing', from: 'news@example.org', envelopeFrom: 'news@example.org', sendAs: 'from', warnings: 1 },
+      expected: { serverId: 1, rule: 'mass_mailing', from: '"Newsletter" <notifications@example.com>', replyTo: '"Newsletter" <news@example.org>', envelopeFrom: 'notifications@example.com', sendAs: 'notifications' },
     },
     {
       behaviour: 'a mass mail is routed by the rules when the dedicated server setting is off',
@@ -474,7 +481,7 @@ describe('routeMail: explanation', () => {
       'notifications@example.com (id 3): matches only rule 3 (its filter lists the notifications address notifications@example.com); rule 1 takes precedence',
       'x.org (id 4): archived, not considered',
       'From kept: "Jane" <jane@example.com>',
-      'Envelope sender jane@example.com: no bounce address is configured (mail.bounce.alias and mail.catchall.domain)',
+      'Envelope sender jane@example.com: no bounce address is configured (mail.bounce.alias not set)',
     ]);
   });
 

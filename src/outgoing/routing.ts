@@ -35,6 +35,8 @@ export interface RouteParameters {
   bounceAddress: string | null;
   massMailingDedicated: boolean;
   massMailingServerId: number | null;
+  /** Why there is no bounce address, naming the parameter that is missing (for the explanation only). */
+  bounceMissing?: string;
 }
 
 export type RouteRule = 1 | 2 | 3 | 4 | 5 | 6 | 'forced' | 'mass_mailing';
@@ -117,6 +119,9 @@ export function routeParametersFrom(p: MailParameters): RouteParameters {
     bounceAddress: bounceAddress(p),
     massMailingDedicated: p.massMailingDedicatedServer,
     massMailingServerId: p.massMailingServerId,
+    ...(bounceAddress(p) === null
+      ? { bounceMissing: `${[p.bounceAlias ? null : 'mail.bounce.alias', p.catchallDomain ? null : 'mail.catchall.domain'].filter((k) => k !== null).join(' and ')} not set` }
+      : {}),
   };
 }
 
@@ -180,7 +185,7 @@ function whyNot(server: RoutableServer, parts: string[], own: 1 | 2 | 3 | 4 | 5 
  */
 function envelope(server: RoutableServer, parts: string[], fromAddress: string, params: RouteParameters): { envelopeFrom: string; why: string } {
   const bounce = params.bounceAddress;
-  if (bounce === null) return { envelopeFrom: fromAddress, why: 'no bounce address is configured (mail.bounce.alias and mail.catchall.domain)' };
+  if (bounce === null) return { envelopeFrom: fromAddress, why: `no bounce address is configured (${params.bounceMissing ?? 'mail.bounce.alias or mail.catchall.domain not set'})` };
   const match = filterMatches(parts, bounce);
   if (match === null) return { envelopeFrom: fromAddress, why: `the filter of ${label(server)} does not admit the bounce address ${bounce}` };
   const how = match === 'empty' ? 'its filter is empty' : match === 'address' ? 'its filter lists it' : 'its filter lists its domain';
@@ -246,13 +251,23 @@ function routeToNamed(
   }
   const parts = parseFromFilter(server.fromFilter);
   const warnings: string[] = [];
-  if (filterMatches(parts, ctx.from) === null) {
+  const n = ctx.notifications;
+  // A dedicated mass-mailing server whose filter leaves out the From but admits the notifications address
+  // sends as that address (Reply-To the original), as a shared server does by rules 3-4: sending as a From
+  // the server was told it does not carry would only be refused by it. A forced server keeps the From.
+  const rewrite = rule === 'mass_mailing' && filterMatches(parts, ctx.from) === null && n !== null && filterMatches(parts, n.normal) !== null;
+  if (filterMatches(parts, ctx.from) === null && !rewrite) {
     warnings.push(`The From ${ctx.from} is not admitted by the filter of ${label(server)} (${filterText(parts)}): the server may refuse to send as it.`);
   }
-  const { envelopeFrom, why: envelopeWhy } = envelope(server, parts, ctx.original.address, params);
+  const sent: Mailbox = rewrite ? { name: senderName(ctx.original), address: n.mailbox.address } : ctx.original;
+  const kept = existingReplyTo(input);
+  const replyTo = kept ?? (rewrite ? formatMailbox(ctx.original, { alwaysQuote: true }) : null);
+  const { envelopeFrom, why: envelopeWhy } = envelope(server, parts, sent.address, params);
   const explanation = [
     ...[...all].sort(byPriorityThenId).filter((s) => s !== server).map((s) => `${label(s)}: not considered, ${why}`),
-    `${label(server)}: chosen because ${why}; the From is kept`,
+    rewrite
+      ? `${label(server)}: chosen because ${why}; its filter (${filterText(parts)}) does not list the From ${ctx.from} but lists the notifications address ${n.normal}: From rewritten to ${formatMailbox(sent, { alwaysQuote: true })}, Reply-To ${kept === null ? `set to the original From ${replyTo}` : `kept as ${kept}`}`
+      : `${label(server)}: chosen because ${why}; the From is kept`,
     `Envelope sender ${envelopeFrom}: ${envelopeWhy}`,
   ];
   return {
@@ -260,10 +275,10 @@ function routeToNamed(
     serverId: server.id,
     serverName: server.name,
     rule,
-    from: formatMailbox(ctx.original, { alwaysQuote: true }),
-    replyTo: existingReplyTo(input),
+    from: formatMailbox(sent, { alwaysQuote: true }),
+    replyTo,
     envelopeFrom,
-    sendAs: 'from',
+    sendAs: rewrite ? 'notifications' : 'from',
     warnings,
     explanation,
   };

@@ -2,6 +2,7 @@
 // a server that refuses tokens the way Microsoft 365 does (a bare 535, no challenge) and Dovecot's submission
 // service. What arrives is read back from the servers, never assumed.
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { simpleParser } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
@@ -192,6 +193,19 @@ describe('smtp transport', () => {
     assert.equal(byName.get('report.pdf')?.contentType, 'application/pdf');
     assert.deepEqual(byName.get('logo.png')?.content, png);
     assert.equal(byName.get('logo.png')?.cid, 'logo@juniper.test');
+  });
+
+  it('sends a large attachment intact (given to nodemailer in slices), and again from the same message', async () => {
+    const before = passwordSink.messages.length;
+    // Not a multiple of the slice size nor of 3, so the last slice and base64 padding are exercised.
+    const big = crypto.randomBytes(300 * 1024 + 1);
+    const t = transport(endpoint(passwordSink.port), password);
+    const m = message({ attachments: [{ filename: 'big.bin', contentType: 'application/octet-stream', content: big }] });
+    await t.send(m, { from: 'bounce@example.test', to: [BOB] });
+    await t.send(m, { from: 'bounce@example.test', to: [BOB] });
+    const arrived = await newMessages(passwordSink, before, 2);
+    assert.equal(arrived.length, 2);
+    for (const a of arrived) assert.deepEqual((await simpleParser(a.raw)).attachments[0]?.content, big);
   });
 
   it('sends a raw .eml byte for byte with the given envelope', async () => {

@@ -117,6 +117,27 @@ for (const dialect of dialects) {
       assert.equal(snap.outlookEndpoint, null, 'unset: the settings derive the authority');
     });
 
+    it('answers snapshot from memory, but never with a value older than a write through the service', async () => {
+      await parameters.set('mail.default.from', 'first', admin);
+      assert.equal((await parameters.snapshot()).defaultFrom, 'first');
+      await parameters.set('mail.default.from', 'second', admin);
+      assert.equal((await parameters.snapshot()).defaultFrom, 'second', 'a set invalidates the kept snapshot');
+      await parameters.unset('mail.default.from', admin);
+      assert.equal((await parameters.snapshot()).defaultFrom, (await parameters.value('mail.default.from')) ?? null, 'an unset too');
+      // A write in a transaction that rolls back: the snapshot read inside it sees the write, the one after does not.
+      await parameters.set('mail.default.from', 'kept', admin);
+      await assert.rejects(
+        database.db.transaction().execute(async (trx) => {
+          const inTrx = parameters.withTransaction(trx);
+          await inTrx.set('mail.default.from', 'rolled-back', admin);
+          assert.equal((await inTrx.snapshot()).defaultFrom, 'rolled-back');
+          throw new Error('roll back');
+        }),
+        /roll back/,
+      );
+      assert.equal((await parameters.snapshot()).defaultFrom, 'kept');
+    });
+
     it('keeps free keys and values verbatim, tabs included', async () => {
       await parameters.set('my_app.greeting', '  Hello\tworld  ', admin);
       assert.equal(await parameters.value('my_app.greeting'), '  Hello\tworld  ');

@@ -30,15 +30,38 @@ function view(key: string, value: string, isDefault = false): ParameterView {
   return { key, value, ...(isDefault ? { isDefault: true } : {}), ...(rule ? { description: rule.description } : {}) };
 }
 
+/**
+ * How long snapshot() answers from memory: every enqueue and every dispatcher round read it (a SELECT per API
+ * request, docs/benchmarks.md). A write through this process's service takes effect at once; one by another
+ * process (`juniper params set` next to `juniper serve`) within this time.
+ */
+export const SNAPSHOT_TTL_MS = 1000;
+
+/** The snapshot kept between calls, shared by the service and its transaction copies (which invalidate it). */
+interface SnapshotCache {
+  value?: MailParameters;
+  until: number;
+  /** Moves on every write, so a read that raced with one is not kept. */
+  generation: number;
+}
+
 export class Parameters {
   constructor(
     private readonly db: Kysely<DB>,
     private readonly audit: AuditLog,
+    private readonly cache: SnapshotCache = { until: 0, generation: 0 },
   ) {}
 
   /** The same service on a transaction, for callers that change parameters together with other rows. */
   withTransaction(trx: Kysely<DB>): Parameters {
-    return new Parameters(trx, new AuditLog(trx));
+    return new Parameters(trx, new AuditLog(trx), this.cache);
+  }
+
+  /** The next snapshot() reads the database again (called on every write, before and after it). */
+  private invalidate(): void {
+    this.cache.value = undefined;
+    this.cache.until = 0;
+    this.cache.generation++;
   }
 
   /** Runs `fn` in a transaction, or in the caller's when this service already is on one (Kysely does not nest them). */
@@ -79,6 +102,7 @@ export class Parameters {
 
   async set(key: string, value: string, actor: Actor): Promise<ParameterView> {
     const normalised = normaliseParameter(key, value);
+    this.invalidate();
     await this.atomically(async (db) => {
       await db
         .insertInto('parameters')
@@ -87,36 +111,62 @@ export class Parameters {
         .execute();
       await this.audit.record(actor, 'parameter.set', `parameter:${key}`, { key, value: normalised }, db);
     });
+    this.invalidate();
     return view(key, normalised);
   }
 
   /** Removes a stored value; true when there was one. Known keys fall back to their default. */
   async unset(key: string, actor: Actor): Promise<boolean> {
-    return this.atomically(async (db) => {
-      const result = await db.deleteFrom('parameters').where('key', '=', key).executeTakeFirst();
-      const removed = Number(result.numDeletedRows) > 0;
-      if (removed) await this.audit.record(actor, 'parameter.unset', `parameter:${key}`, { key }, db);
-      return removed;
-    });
+    this.invalidate();
+    try {
+      return await this.atomically(async (db) => {
+        const result = await db.deleteFrom('parameters').where('key', '=', key).executeTakeFirst();
+        const removed = Number(result.numDeletedRows) > 0;
+        if (removed) await this.audit.record(actor, 'parameter.unset', `parameter:${key}`, { key }, db);
+        return removed;
+      });
+    } finally {
+      this.invalidate();
+    }
   }
 
   /** Stores a value only when the key has none (start-up seeding, e.g. web.base.url from JUNIPER_BASE_URL); true when stored. */
   async seedIfUnset(key: string, value: string): Promise<boolean> {
     const normalised = normaliseParameter(key, value);
-    return this.atomically(async (db) => {
-      const result = await db
-        .insertInto('parameters')
-        .values({ key, value: normalised, updated_at: Date.now() })
-        .onConflict((oc) => oc.column('key').doNothing())
-        .executeTakeFirst();
-      const seeded = Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
-      if (seeded) await this.audit.record({ userId: null, label: 'startup' }, 'parameter.seed', `parameter:${key}`, { key, value: normalised }, db);
-      return seeded;
-    });
+    this.invalidate();
+    try {
+      return await this.atomically(async (db) => {
+        const result = await db
+          .insertInto('parameters')
+          .values({ key, value: normalised, updated_at: Date.now() })
+          .onConflict((oc) => oc.column('key').doNothing())
+          .executeTakeFirst();
+        const seeded = Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
+        if (seeded) await this.audit.record({ userId: null, label: 'startup' }, 'parameter.seed', `parameter:${key}`, { key, value: normalised }, db);
+        return seeded;
+      });
+    } finally {
+      this.invalidate();
+    }
   }
 
   /** The known parameters, typed, read in one query: what routing and OAuth act on. */
   async snapshot(): Promise<MailParameters> {
+    // Inside a transaction the caller may have changed parameters not yet committed: read them, keep nothing.
+    if (this.db.isTransaction) return this.read();
+    const now = Date.now();
+    if (this.cache.value && this.cache.until > now) return this.cache.value;
+    const { generation } = this.cache;
+    const value = await this.read();
+    // Kept only if no write began meanwhile: it may have committed after this read.
+    if (this.cache.generation === generation) {
+      this.cache.value = value;
+      this.cache.until = now + SNAPSHOT_TTL_MS;
+    }
+    return value;
+  }
+
+  private async read(): Promise<MailParameters> {
     const rows = await this.db.selectFrom('parameters').select(['key', 'value']).where('key', 'in', knownKeys).execute();
     return toMailParameters(new Map(rows.map((r) => [r.key, r.value])));
   }

@@ -7,14 +7,22 @@ export const appCss = `
 [hidden] { display:none !important; }
 body { margin:0; font:15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:var(--fg); background:var(--bg); }
 a { color:var(--accent); }
-.topbar { display:flex; align-items:center; gap:2rem; padding:0 1.5rem; min-height:3.2rem; background:#1f3b2d; color:#fff; flex-wrap:wrap; }
+.topbar { display:flex; align-items:center; gap:1.25rem; padding:0 1.25rem; min-height:3.2rem; background:#1f3b2d; color:#fff; flex-wrap:wrap; }
 .topbar a.brand { color:#fff; font-weight:700; text-decoration:none; letter-spacing:.02em; font-size:1.1rem; }
-.mainnav { display:flex; gap:.25rem; flex:1; flex-wrap:wrap; }
-.mainnav a { color:#d7e6dc; text-decoration:none; padding:.9rem .7rem; border-bottom:3px solid transparent; }
-.mainnav a:hover { color:#fff; }
-.mainnav a.active { color:#fff; border-bottom-color:#8fd3a8; font-weight:600; }
-.account { display:flex; gap:1rem; align-items:center; margin-left:auto; }
-.account .who { opacity:.85; }
+.mainnav { display:flex; gap:.1rem; flex:1; flex-wrap:wrap; align-items:center; }
+.mainnav > a, .mainnav summary { color:#d7e6dc; text-decoration:none; padding:.9rem .6rem; border-bottom:3px solid transparent; white-space:nowrap; cursor:pointer; }
+.mainnav a:hover, .mainnav summary:hover { color:#fff; }
+.mainnav > a.active, .mainnav details.active > summary { color:#fff; border-bottom-color:#8fd3a8; font-weight:600; }
+.mainnav details.menu { position:relative; }
+.mainnav .menu-items { position:absolute; top:100%; left:0; z-index:10; background:#fff; border:1px solid var(--border); border-radius:6px; min-width:14rem; box-shadow:0 4px 14px rgba(0,0,0,.15); padding:.3rem 0; }
+.mainnav .menu-items a { display:block; color:var(--fg); padding:.5rem 1rem; text-decoration:none; white-space:nowrap; }
+.mainnav .menu-items a:hover, .mainnav .menu-items a.active { background:#eef6f1; }
+.account { display:flex; gap:1rem; align-items:center; margin-left:auto; white-space:nowrap; }
+.account .who { color:#fff; opacity:.85; text-decoration:none; }
+a:focus-visible, button:focus-visible, summary:focus-visible, input:focus-visible, select:focus-visible, textarea:focus-visible { outline:3px solid #f0b429; outline-offset:2px; }
+details.advanced { margin:.5rem 0; }
+details.advanced > summary { cursor:pointer; color:var(--accent); font-weight:600; margin:.75rem 0 0; }
+details.advanced > summary small { color:var(--muted); font-weight:400; }
 .devmode { background:#f0b429; color:#1d2330 !important; padding:.1rem .5rem; border-radius:4px; font-size:.8rem; font-weight:600; text-decoration:none; }
 main { max-width:1120px; margin:2rem auto; padding:0 1rem; }
 .card { background:var(--card); border:1px solid var(--border); border-radius:8px; padding:1.5rem; margin-bottom:1.5rem; }
@@ -53,6 +61,10 @@ form.inline { display:inline; }
 .flash-error, .error { background:var(--err-bg); color:var(--danger); border:1px solid var(--err-border); border-radius:6px; padding:.6rem .8rem; }
 .flash-warning { background:var(--warn-bg); color:var(--warn-fg); border-color:var(--warn-border); }
 .muted { color:var(--muted); }
+.skip-link { position:absolute; left:-999px; top:0; background:#fff; color:var(--accent); padding:.5rem 1rem; z-index:20; }
+.skip-link:focus { left:.5rem; top:.5rem; }
+main:focus { outline:none; }
+.visually-hidden { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); white-space:nowrap; }
 .error-text { color:var(--danger) !important; }
 .tag { display:inline-block; padding:.15rem .6rem; border-radius:999px; font-size:.82rem; font-weight:600; white-space:nowrap; }
 .tag-green { background:var(--ok-bg); color:var(--ok-fg); border:1px solid var(--ok-border); }
@@ -90,6 +102,10 @@ iframe.mail-html { width:100%; height:28rem; border:1px solid var(--border); bor
 ul.attachments { margin:0; padding-left:1.2rem; }
 ul.attachments li { margin:.3rem 0; }
 tr.current td { background:#eef6f1; }
+ul.explanation { margin:.5rem 0 0; padding-left:1.2rem; }
+ul.explanation li { margin:.25rem 0; }
+textarea { font:inherit; }
+form.reset input[type=password] { width:9rem; display:inline-block; padding:.2rem .4rem; }
 `;
 
 // Progressive enhancement only: every page works without it (the server renders what a save would show).
@@ -112,6 +128,49 @@ export const appJs = `
       el.addEventListener('change', syncAll);
     });
     syncAll();
+    // Outlook ticked: the host fields fold into a closed "Advanced" part holding Microsoft's defaults (filled
+    // in when a server becomes Outlook here); unticked, they are open for the relay's own.
+    document.querySelectorAll('[data-advanced]').forEach(function (box) {
+      var details = document.getElementById(box.getAttribute('data-advanced'));
+      if (!details) return;
+      box.addEventListener('change', function () {
+        details.open = !box.checked;
+        var summary = details.querySelector('summary');
+        if (summary) summary.hidden = !box.checked;
+        if (box.checked && !box.defaultChecked) {
+          ['host', 'port', 'security'].forEach(function (k) {
+            var field = details.querySelector('[name="' + k + '"]');
+            if (field) field.value = details.getAttribute('data-preset-' + k);
+          });
+        }
+      });
+    });
+    // Archive and other steps that stop something: asked first (the server refuses nothing without it).
+    document.querySelectorAll('[data-confirm]').forEach(function (button) {
+      button.addEventListener('click', function (event) {
+        if (!window.confirm(button.getAttribute('data-confirm'))) event.preventDefault();
+      });
+    });
+    // Compose: the chosen files travel as base64 in one hidden field (the form posts urlencoded, like the others).
+    document.querySelectorAll('form[data-attachments]').forEach(function (form) {
+      form.addEventListener('submit', function (event) {
+        var input = form.querySelector('input[type=file]');
+        var target = document.getElementById(form.getAttribute('data-attachments'));
+        if (!input || !target || !input.files || input.files.length === 0 || target.value) return;
+        event.preventDefault();
+        Promise.all(Array.prototype.map.call(input.files, function (file) {
+          return new Promise(function (resolve, reject) {
+            var reader = new FileReader();
+            reader.onload = function () { resolve({ filename: file.name, contentType: file.type || 'application/octet-stream', contentBase64: String(reader.result).split(',')[1] || '' }); };
+            reader.onerror = reject;
+            reader.readAsDataURL(file);
+          });
+        })).then(function (list) {
+          target.value = JSON.stringify(list);
+          form.submit();
+        });
+      });
+    });
     document.querySelectorAll('[data-copy]').forEach(function (button) {
       button.hidden = !navigator.clipboard;
       button.addEventListener('click', function () {
@@ -125,3 +184,6 @@ export const appJs = `
   });
 })();
 `;
+
+/** A juniper sprig on the brand green; served at /favicon.ico, where browsers look for it. */
+export const faviconSvg = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" fill="#1f3b2d"/><path d="M16 5 L24 20 H8 Z" fill="#8fd3a8"/><circle cx="16" cy="22" r="4" fill="#5b7fbf"/><rect x="15" y="24" width="2" height="4" fill="#d7e6dc"/></svg>`;

@@ -2,6 +2,7 @@
 // carried across the POST → 303 → GET redirect, developer mode, and HTML error pages.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, errorCatalogue, isAppError } from '../lib/errors.js';
+import { contextOf, errorPage } from './error-page.js';
 import { html, type SafeHtml } from './html.js';
 import { page, type Flash, type NavItem, type PageContext } from './layout.js';
 
@@ -84,11 +85,6 @@ export function formError(e: unknown): AppError {
   throw e;
 }
 
-const pageMessages: Partial<Record<AppError['code'], string>> = {
-  JUNIPER_ERR_CSRF: 'This form did not carry a valid security token (it may come from an expired session or another site). Go back, reload the page and submit it again.',
-  JUNIPER_ERR_UNAUTHENTICATED: 'Your session has ended. Sign in again.',
-};
-
 /**
  * Developer mode (`?debug=1` on any page, `?debug=0` to leave it) as in the procedure's "activating Developer
  * Mode (debug mode)"; and errors as HTML pages rather than the API's JSON, since a person is reading them.
@@ -115,13 +111,7 @@ export function installPageHooks(app: FastifyInstance): void {
         : new AppError('JUNIPER_ERR_INTERNAL', errorCatalogue.JUNIPER_ERR_INTERNAL.message, { cause: err });
     if (e.status >= 500) request.log.error({ err }, 'page failed');
     else request.log.info({ code: e.code, status: e.status }, e.message);
-    const ctx: PageContext = { user: request.principal?.user ?? null, csrfToken: request.principal?.session?.csrfToken ?? null, developerMode: developerMode(request) };
-    const heading = e.status === 403 ? 'Not allowed' : e.status === 404 ? 'Not found' : e.status >= 500 ? 'Something went wrong' : 'Request refused';
-    const body = html`<div class="card narrow">
-  <h1>${heading}</h1>
-  <p class="flash flash-error" role="alert">${pageMessages[e.code] ?? e.message}</p>
-  <p><a href="/">Back to the home page</a>${ctx.user ? null : html` · <a href="/login">Sign in</a>`}</p>
-</div>`;
-    return sendPage(reply, page(heading, body, ctx), e.status);
+    const ctx: PageContext = { ...contextOf(request), developerMode: developerMode(request) };
+    return sendPage(reply, errorPage(e, ctx), e.status);
   });
 }

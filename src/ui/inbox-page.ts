@@ -21,6 +21,8 @@ const listQuery = z.object({
   serverId: z.preprocess(emptyToUndefined, z.coerce.number().int().positive().optional()),
   threadId: z.preprocess(emptyToUndefined, z.coerce.number().int().positive().optional()),
   before: z.preprocess(emptyToUndefined, z.coerce.number().int().positive().optional()),
+  q: z.preprocess(emptyToUndefined, z.string().max(200).optional()),
+  mailbox: z.preprocess(emptyToUndefined, z.string().max(320).optional()),
 });
 type ListQuery = z.output<typeof listQuery>;
 
@@ -39,6 +41,8 @@ function queryString(q: ListQuery, before?: number): string {
   const p = new URLSearchParams();
   if (q.serverId !== undefined) p.set('serverId', String(q.serverId));
   if (q.threadId !== undefined) p.set('threadId', String(q.threadId));
+  if (q.q !== undefined) p.set('q', q.q);
+  if (q.mailbox !== undefined) p.set('mailbox', q.mailbox);
   if (before !== undefined) p.set('before', String(before));
   const s = p.toString();
   return s ? `?${s}` : '';
@@ -61,8 +65,14 @@ function serverCell(m: Message, names: Map<number, string>): SafeHtml | string {
 function listBody(rows: Message[], q: ListQuery, servers: IncomingServer[]): SafeHtml {
   const names = new Map(servers.map((s) => [s.id, s.name]));
   const last = rows[rows.length - 1];
+  const mailboxes = [...new Set(servers.map((s) => s.username?.toLowerCase()).filter((m): m is string => !!m))].sort();
   return html`<div class="page-head"><h1>Inbox</h1></div>
-<form method="get" action="/inbox" class="card filters">
+<form method="get" action="/inbox" class="card filters" role="search">
+  <div><label for="inbox-search">Search</label><input type="search" id="inbox-search" name="q" value="${q.q ?? ''}" placeholder="subject, sender or text"></div>
+  <div><label for="mailbox">Mailbox</label><select id="mailbox" name="mailbox">
+    <option value="">Any mailbox</option>
+    ${mailboxes.map((m) => html`<option value="${m}"${q.mailbox === m ? html` selected` : null}>${m}</option>`)}
+  </select></div>
   <div><label for="serverId">Server</label><select id="serverId" name="serverId">
     <option value="">Any server</option>
     ${servers.map((s) => html`<option value="${s.id}"${q.serverId === s.id ? html` selected` : null}>${s.name}</option>`)}
@@ -72,7 +82,7 @@ function listBody(rows: Message[], q: ListQuery, servers: IncomingServer[]): Saf
   ${q.threadId !== undefined ? html`<div><span class="tag tag-grey">Thread ${q.threadId}</span> <a href="/inbox">Show all</a></div>` : null}
 </form>
 ${rows.length === 0
-  ? html`<div class="card"><p class="muted">No messages${q.serverId !== undefined || q.threadId !== undefined ? ' match these filters' : html` yet. Messages arrive once an <a href="/incoming-servers">incoming mail server</a> is confirmed.`}</p></div>`
+  ? html`<div class="card"><p class="muted">No messages${q.serverId !== undefined || q.threadId !== undefined || q.q !== undefined || q.mailbox !== undefined ? ' match these filters' : html` yet. Messages arrive once an <a href="/incoming-servers">incoming mail server</a> is confirmed.`}</p></div>`
   : html`<div class="card table-card"><table>
   <thead><tr><th>From</th><th>Subject</th><th>Date</th><th>Server</th><th>Thread</th></tr></thead>
   <tbody>${rows.map(
@@ -94,7 +104,9 @@ const size = (n: number) => (n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${Math.rou
 
 function messageBody(d: MessageDetail, thread: Message[], serverName: string | undefined): SafeHtml {
   return html`<p class="muted"><a href="/inbox">Inbox</a> /</p>
-<div class="page-head"><h1>${d.subject || '(no subject)'}${d.quarantined ? html` <span class="tag tag-red">Quarantined</span>` : null}${d.isBounce ? html` <span class="tag tag-amber">Bounce</span>` : null}</h1></div>
+<div class="page-head"><h1>${d.subject || '(no subject)'}${d.quarantined ? html` <span class="tag tag-red">Quarantined</span>` : null}${d.isBounce ? html` <span class="tag tag-amber">Bounce</span>` : null}</h1>
+  <div class="actions"><a class="button" href="/compose?reply=${d.id}">Reply</a><a class="button secondary" href="/compose?forward=${d.id}">Forward</a></div>
+</div>
 <div class="card">
   <dl class="facts">
     <dt>From</dt><dd>${d.from ?? html`<span class="muted">(unknown)</span>`}</dd>
@@ -146,7 +158,17 @@ export function inboxPage(services: Services): FastifyPluginAsync {
     app.get('/inbox', { config: { access: 'user' } }, async (request, reply) => {
       const q = parseInput(listQuery, request.query, 'filter');
       const [rows, servers] = await Promise.all([
-        messages.list(viewerOf(request), { serverId: q.serverId, threadId: q.threadId, before: q.before, newestFirst: true, limit: PAGE_SIZE }),
+        // Received mail only: what Juniper sent is in the Outbox (a thread view still shows both).
+        messages.list(viewerOf(request), {
+          serverId: q.serverId,
+          threadId: q.threadId,
+          direction: q.threadId === undefined ? 'in' : undefined,
+          search: q.q,
+          mailbox: q.mailbox,
+          before: q.before,
+          newestFirst: true,
+          limit: PAGE_SIZE,
+        }),
         visibleServers(request),
       ]);
       const ctx = pageContext(request, reply, 'inbox');

@@ -12,9 +12,9 @@ import type { SettingsView } from '../settings/settings.js';
 import { checked, csrfField, flashHtml, text, type Flash, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
-import { tokenTag } from './outgoing-server-form.js';
+import { connectButton, connectionFields, connectionOfCreate, connectionOfPatch, credentialsWarning, numberOrUndefined, outlookStatus, when, type Security } from './server-form.js';
 
-type Security = 'none' | 'starttls' | 'ssl';
+export { when };
 
 /** What the form shows: the stored server, or what was entered when a save was refused (never a password). */
 export interface IncomingForm {
@@ -87,8 +87,6 @@ export function formOfPost(body: Form): IncomingForm {
   };
 }
 
-const numberOrUndefined = (v: string) => (v === '' ? undefined : Number(v));
-
 function common(f: IncomingForm) {
   return {
     name: f.name,
@@ -111,7 +109,7 @@ export function toCreate(f: IncomingForm, body: Form): CreateIncomingServer {
     createIncomingServerSchema,
     {
       ...common(f),
-      ...(f.outlook ? {} : { host: f.host || undefined, port: numberOrUndefined(f.port), security: f.security || undefined }),
+      ...connectionOfCreate(f),
       ...(!f.outlook && password !== '' ? { password } : {}),
     },
     'server',
@@ -121,17 +119,9 @@ export function toCreate(f: IncomingForm, body: Form): CreateIncomingServer {
 /** Changes from the form; an empty password field keeps the stored password. */
 export function toPatch(f: IncomingForm, body: Form, current: IncomingServer): PatchIncomingServer {
   const password = text(body, 'password');
-  // Hidden while Outlook is ticked, the host fields still post their old values: a server becoming Outlook
-  // takes the Microsoft 365 preset, one staying Outlook keeps its host (set by API for tests or proxies).
-  const connection = f.outlook
-    ? current.auth === 'outlook'
-      ? {}
-      : { ...OUTLOOK_IMAP_PRESET }
-    : { host: f.host, port: numberOrUndefined(f.port), security: f.security };
+  const connection = connectionOfPatch(f, current, OUTLOOK_IMAP_PRESET);
   return parseInput(patchIncomingServerSchema, { ...common(f), ...connection, ...(!f.outlook && password !== '' ? { password } : {}) }, 'server');
 }
-
-export const when = (iso: string) => `${iso.slice(0, 16).replace('T', ' ')} UTC`;
 
 export function stateTag(s: Pick<IncomingServerView, 'state'>): SafeHtml {
   return s.state === 'confirmed' ? html`<span class="tag tag-green">Confirmed</span>` : html`<span class="tag tag-amber">Draft</span>`;
@@ -164,24 +154,6 @@ export interface IncomingPage {
   result?: Flash;
 }
 
-function outlookStatus(s: IncomingServerView): SafeHtml {
-  const t = s.token;
-  const mismatch = t.account && s.username && t.account.toLowerCase() !== s.username.toLowerCase();
-  return html`<div class="actions">${tokenTag(t)}
-    <button type="submit" form="connect-form" class="secondary">Connect your Outlook account</button></div>
-  ${t.status === 'needs_reconnect' && t.error ? html`<p class="flash flash-error">${t.error.message}${t.error.code ? ` (${t.error.code})` : ''} Click Connect your Outlook account to sign in again.</p>` : null}
-  ${t.status === 'missing' ? html`<p class="help">Click Connect your Outlook account and sign in to Microsoft as ${s.username ?? 'the mailbox'}.</p>` : null}
-  ${t.account && !mismatch ? html`<p class="help">Connected as <strong>${t.account}</strong>.</p>` : null}
-  ${mismatch ? html`<p class="flash flash-warning">Connected as ${t.account}; this server's username is ${s.username} — fine for a shared mailbox the account has Full Access to.</p>` : null}`;
-}
-
-function credentialsWarning(p: IncomingPage): SafeHtml | null {
-  const o = p.settings.outlook;
-  if (o.clientId && o.hasClientSecret && p.settings.customEmailServers) return null;
-  const where = p.ctx.user?.role === 'admin' ? html`<a href="/settings">General Settings</a>` : html`General Settings (ask an admin)`;
-  return html`<p class="flash flash-warning">Outlook needs the Outlook Credentials (Client ID and Client Secret) in ${where} before an account can be connected.</p>`;
-}
-
 /** State, last test, last fetch and the failure run, so the person sees whether mail is arriving. */
 function statusCard(s: IncomingServerView): SafeHtml {
   return html`<div class="card" id="fetch-status">
@@ -210,7 +182,9 @@ export function incomingFormBody(p: IncomingPage): SafeHtml {
     ? html`<div class="actions">
     <button type="submit" form="test-form" class="secondary">Test and Confirm</button>
     ${s.state === 'confirmed' && !s.archived ? html`<button type="submit" form="fetch-form" class="secondary">Fetch Now</button>` : null}
-    ${s.archived ? null : html`<button type="submit" form="archive-form" class="danger">Archive</button>`}
+    ${s.archived
+      ? html`<button type="submit" form="unarchive-form" class="secondary">Restore</button>`
+      : html`<button type="submit" form="archive-form" class="danger" data-confirm="Archive ${s.name}? It stops fetching at once; you can restore it from the archived servers.">Archive</button>`}
   </div>`
     : null}
 </div>
@@ -223,26 +197,16 @@ ${flashHtml(p.result)}
     <div><label for="priority">Priority</label><input type="number" id="priority" name="priority" value="${f.priority}" min="0" max="10000">
       <p class="help">Lower is fetched first when several servers are due.</p></div>
   </div>
-  <label class="check"><input type="checkbox" id="outlook" name="outlook" value="on"${f.outlook ? html` checked` : null} data-reveal="outlook-fields" data-conceal="connection-fields password-field">
+  <label class="check"><input type="checkbox" id="outlook" name="outlook" value="on"${f.outlook ? html` checked` : null} data-reveal="outlook-fields" data-conceal="password-field" data-advanced="connection-fields">
     <span>Outlook Oauth Authentication<small>Microsoft 365 or Outlook.com, signing in with OAuth instead of a password (${OUTLOOK_IMAP_PRESET.host}:${OUTLOOK_IMAP_PRESET.port}, SSL/TLS).</small></span></label>
 
   <div id="outlook-fields"${f.outlook ? null : html` hidden`}>
-    ${credentialsWarning(p)}
+    ${credentialsWarning(ctx, p.settings)}
     ${s && s.auth === 'outlook'
-      ? html`${outlookStatus(s)}<p class="help">Reads ${s.host}:${s.port} (${s.security.toUpperCase()}).</p>`
-      : html`<p class="help">Save the server, then click Connect your Outlook account.</p>`}
+      ? html`${outlookStatus(s, 'fine for a shared mailbox the account has Full Access to.')}<p class="help">Reads ${s.host}:${s.port} (${s.security.toUpperCase()}).</p>`
+      : html`<div class="actions">${connectButton()}</div><p class="help">Connect your Outlook account saves the server first, then opens Microsoft's sign-in.</p>`}
   </div>
-
-  <div id="connection-fields"${f.outlook ? html` hidden` : null}>
-    <div class="grid">
-      <div><label for="host">Host</label><input type="text" id="host" name="host" value="${f.host}" placeholder="imap.example.com" spellcheck="false"></div>
-      <div><label for="port">Port</label><input type="number" id="port" name="port" value="${f.port}" min="1" max="65535"></div>
-      <div><label for="security">Security</label>
-        <select id="security" name="security">
-          ${(Object.keys(securityLabels) as Security[]).map((k) => html`<option value="${k}"${f.security === k ? html` selected` : null}>${securityLabels[k]}</option>`)}
-        </select></div>
-    </div>
-  </div>
+  ${connectionFields(f, OUTLOOK_IMAP_PRESET, securityLabels, 'imap.example.com')}
 
   <div class="grid">
     <div><label for="username">Username</label><input type="text" id="username" name="username" value="${f.username}" autocomplete="off" spellcheck="false" placeholder="orders@example.com">
@@ -270,7 +234,7 @@ ${s ? statusCard(s) : null}
 ${s
   ? html`<form id="test-form" method="post" action="/incoming-servers/${s.id}/test">${csrfField(ctx)}</form>
 <form id="fetch-form" method="post" action="/incoming-servers/${s.id}/fetch">${csrfField(ctx)}</form>
-<form id="connect-form" method="post" action="/incoming-servers/${s.id}/outlook/connect">${csrfField(ctx)}</form>
-<form id="archive-form" method="post" action="/incoming-servers/${s.id}/archive">${csrfField(ctx)}</form>`
+<form id="archive-form" method="post" action="/incoming-servers/${s.id}/archive">${csrfField(ctx)}</form>
+<form id="unarchive-form" method="post" action="/incoming-servers/${s.id}/unarchive">${csrfField(ctx)}</form>`
   : null}`;
 }

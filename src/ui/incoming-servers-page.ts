@@ -10,7 +10,7 @@ import { actorOf } from '../http/actor.js';
 import { assertMayManageIncoming, incomingServerView } from '../incoming/servers.js';
 import { isAppError } from '../lib/errors.js';
 import { parseInput } from '../lib/validate.js';
-import { formError, pageContext, redirectWithFlash, renderPage, type Flash, type Form } from './forms.js';
+import { checked, formError, pageContext, redirectWithFlash, renderPage, type Flash, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import {
   fetchFlash,
@@ -26,7 +26,7 @@ import {
   type IncomingForm,
 } from './incoming-server-form.js';
 import type { PageContext } from './layout.js';
-import { tokenTag } from './outgoing-server-form.js';
+import { tokenTag } from './server-form.js';
 
 const idParams = z.object({ id: z.coerce.number().int().positive() });
 
@@ -84,6 +84,18 @@ export function incomingServersPage(services: Services): FastifyPluginAsync {
     return renderPage(reply, view ? view.name : 'New Incoming Mail Server', body, ctx, opts.status ?? 200);
   }
 
+  /** Connect your Outlook account: to Microsoft's sign-in, or back to the form saying what to fix first. */
+  async function connect(request: FastifyRequest, reply: FastifyReply, server: IncomingServer) {
+    try {
+      const { authorizeUrl } = await services.outlookConnect.start('incoming', server.id, request.principal!);
+      return await reply.redirect(authorizeUrl, 303);
+    } catch (e) {
+      // Missing credentials or base URL are configuration errors the person at the form can fix.
+      if (!isAppError(e)) throw e;
+      return renderServer(request, reply, server, { error: e.message, status: e.status });
+    }
+  }
+
   return async (app) => {
     app.get<{ Querystring: { archived?: string } }>('/incoming-servers', { config: { access: 'user' } }, async (request, reply) => {
       const user = request.principal!.user;
@@ -105,6 +117,7 @@ export function incomingServersPage(services: Services): FastifyPluginAsync {
         const err = formError(e);
         return renderServer(request, reply, undefined, { form, error: err.message, status: err.status });
       }
+      if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row);
       const next = row.auth === 'outlook' ? ' Now click Connect your Outlook account, then Test and Confirm.' : ' Click Test and Confirm to start fetching.';
       return redirectWithFlash(reply, `/incoming-servers/${row.id}`, { kind: 'success', text: `Server ${row.name} created.${next}` });
     });
@@ -128,6 +141,8 @@ export function incomingServersPage(services: Services): FastifyPluginAsync {
         const err = formError(e);
         return renderServer(request, reply, current, { form, error: err.message, status: err.status });
       }
+      // Connect your Outlook account is a button of this form: what was typed is saved before leaving for Microsoft.
+      if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row);
       const draft = current.state === 'confirmed' && row.state === 'draft' ? ' It is a draft again: click Test and Confirm.' : '';
       return redirectWithFlash(reply, `/incoming-servers/${row.id}`, { kind: 'success', text: `Server ${row.name} saved.${draft}` });
     });
@@ -153,16 +168,14 @@ export function incomingServersPage(services: Services): FastifyPluginAsync {
       return renderServer(request, reply, await incomingServers.get(server.id), { result });
     });
 
-    app.post<{ Params: { id: string }; Body: Form }>('/incoming-servers/:id/outlook/connect', { config: { access: 'user' } }, async (request, reply) => {
+    app.post<{ Params: { id: string }; Body: Form }>('/incoming-servers/:id/outlook/connect', { config: { access: 'user' } }, async (request, reply) =>
+      connect(request, reply, await loadManaged(request)),
+    );
+
+    app.post<{ Params: { id: string }; Body: Form }>('/incoming-servers/:id/unarchive', { config: { access: 'user' } }, async (request, reply) => {
       const server = await loadManaged(request);
-      try {
-        const { authorizeUrl } = await services.outlookConnect.start('incoming', server.id, request.principal!);
-        return await reply.redirect(authorizeUrl, 303);
-      } catch (e) {
-        // Missing credentials or base URL are configuration errors the person at the form can fix.
-        if (!isAppError(e)) throw e;
-        return renderServer(request, reply, server, { error: e.message, status: e.status });
-      }
+      await incomingServers.restore(server.id, request.principal!.user, actorOf(request));
+      return redirectWithFlash(reply, `/incoming-servers/${server.id}`, { kind: 'success', text: `Server ${server.name} restored.` });
     });
 
     app.post<{ Params: { id: string }; Body: Form }>('/incoming-servers/:id/archive', { config: { access: 'user' } }, async (request, reply) => {

@@ -1,7 +1,7 @@
 import type { PrincipalUser } from '../http/access.js';
 import { html, type SafeHtml } from './html.js';
 
-export type NavItem = 'home' | 'settings' | 'outgoing' | 'outbox' | 'incoming' | 'inbox' | 'parameters';
+export type NavItem = 'home' | 'settings' | 'outgoing' | 'outbox' | 'incoming' | 'inbox' | 'parameters' | 'compose' | 'users' | 'account' | 'route';
 
 export interface Flash {
   kind: 'success' | 'error' | 'warning';
@@ -19,9 +19,20 @@ export interface PageContext {
 
 export function flashHtml(flash: Flash | null | undefined): SafeHtml | null {
   if (!flash) return null;
-  return html`<p class="flash flash-${flash.kind}" role="${flash.kind === 'error' ? 'alert' : 'status'}">${flash.text}</p>`;
+  // Messages are joined from parts that each end a sentence: never show "account.." for it.
+  const text = flash.text.replace(/(?<!\.)\.\.(?!\.)/g, '.');
+  return html`<p class="flash flash-${flash.kind}" role="${flash.kind === 'error' ? 'alert' : 'status'}">${text}</p>`;
 }
 
+function navLink(ctx: PageContext, id: NavItem, href: string, label: string): SafeHtml {
+  return html`<a href="${href}"${id === ctx.active ? html` class="active" aria-current="page"` : null}>${label}</a>`;
+}
+
+/**
+ * The daily pages in the bar; the technical ones (Incoming Mail Servers, and System Parameters in developer
+ * mode) under a Technical menu, where the Outlook procedure sends people for them. A <details> menu works
+ * by keyboard and without script.
+ */
 function navigation(ctx: PageContext, user: PrincipalUser): SafeHtml {
   const admin = user.role === 'admin';
   const items: [NavItem, string, string, boolean][] = [
@@ -29,14 +40,21 @@ function navigation(ctx: PageContext, user: PrincipalUser): SafeHtml {
     ['settings', '/settings', 'Settings', admin],
     ['outgoing', '/outgoing-servers', 'Outgoing Email Servers', true],
     ['outbox', '/outbox', 'Outbox', true],
-    ['incoming', '/incoming-servers', 'Incoming Mail Servers', true],
     ['inbox', '/inbox', 'Inbox', true],
+    ['users', '/users', 'Users', admin],
+  ];
+  const technical: [NavItem, string, string, boolean][] = [
+    ['incoming', '/incoming-servers', 'Incoming Mail Servers', true],
+    ['route', '/route', 'Route checker', true],
     ['parameters', '/parameters', 'System Parameters', admin && ctx.developerMode === true],
   ];
+  const shownTechnical = technical.filter(([, , , shown]) => shown);
+  const inTechnical = shownTechnical.some(([id]) => id === ctx.active);
   return html`<nav class="mainnav" aria-label="Main">
-    ${items
-      .filter(([, , , shown]) => shown)
-      .map(([id, href, label]) => html`<a href="${href}"${id === ctx.active ? html` class="active" aria-current="page"` : null}>${label}</a>`)}
+    ${items.filter(([, , , shown]) => shown).map(([id, href, label]) => navLink(ctx, id, href, label))}
+    <details class="menu${inTechnical ? ' active' : ''}"><summary>Technical</summary>
+      <div class="menu-items">${shownTechnical.map(([id, href, label]) => navLink(ctx, id, href, label))}</div>
+    </details>
   </nav>`;
 }
 
@@ -48,22 +66,24 @@ export function page(title: string, body: SafeHtml, ctx: PageContext = {}): stri
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · Juniper</title>
+<link rel="icon" href="/favicon.ico" type="image/svg+xml">
 <link rel="stylesheet" href="/assets/app.css">
 <script src="/assets/app.js" defer></script>
 </head>
 <body>
+<a class="skip-link" href="#main">Skip to content</a>
 <header class="topbar">
   <a class="brand" href="/">Juniper</a>
   ${user ? navigation(ctx, user) : null}
   ${user
     ? html`<div class="account">
     ${ctx.developerMode ? html`<a class="devmode" href="?debug=0" title="Leave developer mode">Developer mode</a>` : null}
-    <span class="who">${user.name || user.login}${user.role === 'admin' ? ' (admin)' : ''}</span>
+    <a class="who" href="/account" title="Your account: password, API keys, personal servers">${user.name || user.login}${user.role === 'admin' ? ' (admin)' : ''}</a>
     <form method="post" action="/logout" class="inline"><input type="hidden" name="_csrf" value="${ctx.csrfToken ?? ''}"><button class="link">Sign out</button></form>
   </div>`
     : null}
 </header>
-<main>
+<main id="main" tabindex="-1">
 ${flashHtml(ctx.flash)}
 ${body}
 </main>

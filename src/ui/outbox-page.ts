@@ -3,10 +3,11 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Services } from '../services.js';
-import type { MailState, OutgoingMail } from '../db/schema.js';
+import type { MailAttempt, MailState, OutgoingMail } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import { parseInput } from '../lib/validate.js';
 import { mailView, type MailView } from '../outgoing/queue.js';
+import { explainRoute, type RouteExplanation } from '../outgoing/route-explainer.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
@@ -36,12 +37,17 @@ function queryString(q: ListQuery, before?: number): string {
   return s ? `?${s}` : '';
 }
 
+/** The state as the counts above the table name it; why a queued mail waits goes to the Reason column. */
 function stateCell(m: MailView): SafeHtml {
-  const waiting = m.state === 'queued' && m.waitingReason;
-  return html`<span class="tag ${waiting ? 'tag-amber' : stateTag[m.state]}">${waiting ? 'waiting' : m.state}</span>
-    ${waiting ? html`<span class="sub">${m.waitingReason}</span>` : null}
+  return html`<span class="tag ${stateTag[m.state]}">${m.state}</span>
     ${m.state === 'queued' && m.nextAttemptAt && Date.parse(m.nextAttemptAt) > Date.now() ? html`<span class="sub">next attempt ${when(m.nextAttemptAt)}</span>` : null}
     ${m.sentAt ? html`<span class="sub">${when(m.sentAt)}</span>` : null}`;
+}
+
+function reasonCell(m: MailView): SafeHtml | null {
+  if (m.failureReason) return html`${m.failureType ? html`<strong>${m.failureType}</strong>: ` : null}${m.failureReason}`;
+  if (m.state === 'queued' && m.waitingReason) return html`<strong>waiting</strong>: ${m.waitingReason}`;
+  return null;
 }
 
 function row(ctx: PageContext, m: MailView, serverNames: Map<number, string>, back: string): SafeHtml {
@@ -49,13 +55,13 @@ function row(ctx: PageContext, m: MailView, serverNames: Map<number, string>, ba
   const actionForm = (verb: 'retry' | 'cancel', label: string, cls: string) =>
     html`<form method="post" action="/outbox/${m.id}/${verb}" class="inline">${csrfField(ctx)}<input type="hidden" name="back" value="${back}"><button type="submit" class="${cls} small">${label}</button></form>`;
   return html`<tr>
-  <td class="num">${m.id}</td>
+  <td class="num"><a href="/outbox/${m.id}" aria-label="Mail ${m.id}: details">${m.id}</a></td>
   <td>${stateCell(m)}</td>
   <td class="num">${m.attempts}</td>
   <td>${m.effectiveFrom ?? m.from}<span class="sub">→ ${recipients.slice(0, 3).join(', ')}${recipients.length > 3 ? ` +${recipients.length - 3} more` : ''}</span></td>
   <td>${m.subject || html`<span class="muted">(no subject)</span>`}</td>
   <td>${m.serverId === null ? html`<span class="muted">—</span>` : (serverNames.get(m.serverId) ?? `#${m.serverId}`)}</td>
-  <td>${m.failureReason ? html`${m.failureType ? html`<strong>${m.failureType}</strong>: ` : null}${m.failureReason}` : null}</td>
+  <td>${reasonCell(m)}</td>
   <td><div class="actions">
     ${m.state === 'failed' || m.state === 'cancelled' || m.state === 'queued' ? actionForm('retry', 'Retry', 'secondary') : null}
     ${m.state === 'queued' ? actionForm('cancel', 'Cancel', 'danger') : null}
@@ -63,11 +69,13 @@ function row(ctx: PageContext, m: MailView, serverNames: Map<number, string>, ba
 </tr>`;
 }
 
-function outboxBody(ctx: PageContext, mails: MailView[], q: ListQuery, servers: { id: number; name: string }[], counts: Record<MailState, number> | null): SafeHtml {
+function outboxBody(ctx: PageContext, mails: MailView[], q: ListQuery, servers: { id: number; name: string; archived: boolean }[], counts: Record<MailState, number> | null): SafeHtml {
+  // Archived servers still name the mails they sent, but are no longer offered as a filter.
   const names = new Map(servers.map((s) => [s.id, s.name]));
   const back = `/outbox${queryString(q, q.before)}`;
   const last = mails[mails.length - 1];
   return html`<div class="page-head"><h1>Outbox</h1>
+  <div class="actions"><a class="button" href="/compose">New mail</a></div>
   ${counts ? html`<div class="actions">${states.map((s) => html`<span class="tag ${stateTag[s]}">${s} ${counts[s]}</span>`)}</div>` : null}
 </div>
 <form method="get" action="/outbox" class="card filters">
@@ -77,14 +85,14 @@ function outboxBody(ctx: PageContext, mails: MailView[], q: ListQuery, servers: 
   </select></div>
   <div><label for="serverId">Server</label><select id="serverId" name="serverId">
     <option value="">Any server</option>
-    ${servers.map((s) => html`<option value="${s.id}"${q.serverId === s.id ? html` selected` : null}>${s.name}</option>`)}
+    ${servers.filter((s) => !s.archived || q.serverId === s.id).map((s) => html`<option value="${s.id}"${q.serverId === s.id ? html` selected` : null}>${s.name}</option>`)}
   </select></div>
   <div><button type="submit" class="secondary">Filter</button></div>
 </form>
 ${mails.length === 0
   ? html`<div class="card"><p class="muted">No mails${q.state || q.serverId !== undefined ? ' match these filters' : ' yet'}.</p></div>`
   : html`<div class="card table-card"><table>
-  <thead><tr><th>#</th><th>State</th><th>Attempts</th><th>From → To</th><th>Subject</th><th>Server</th><th>Failure</th><th></th></tr></thead>
+  <thead><tr><th>#</th><th>State</th><th>Attempts</th><th>From → To</th><th>Subject</th><th>Server</th><th>Reason</th><th><span class="visually-hidden">Actions</span></th></tr></thead>
   <tbody>${mails.map((m) => row(ctx, m, names, back))}</tbody></table></div>`}
 <p class="pager">
   ${q.before !== undefined ? html`<a href="/outbox${queryString(q)}">← Newest</a>` : null}
@@ -92,9 +100,67 @@ ${mails.length === 0
 </p>`;
 }
 
-/** Only back to the outbox itself: the field comes from the browser. */
+/** Only back to the outbox itself or one of its mails: the field comes from the browser. */
 function safeBack(back: string): string {
-  return /^\/outbox(\?[\w=&%.-]*)?$/.test(back) ? back : '/outbox';
+  return /^\/outbox(\/\d+)?(\?[\w=&%.-]*)?$/.test(back) ? back : '/outbox';
+}
+
+/**
+ * One mail: the headers as sent (From, Reply-To, envelope), the server used and why (the route explanation,
+ * computed as the dispatcher computes it), the attempts with the server's last reply, Retry and Cancel.
+ */
+function mailBody(ctx: PageContext, mail: OutgoingMail, m: MailView, serverName: string | null, route: RouteExplanation, attempts: MailAttempt[], names: Map<number, string>): SafeHtml {
+  const back = `/outbox/${m.id}`;
+  const actionForm = (verb: 'retry' | 'cancel', label: string, cls: string) =>
+    html`<form method="post" action="/outbox/${m.id}/${verb}" class="inline">${csrfField(ctx)}<input type="hidden" name="back" value="${back}"><button type="submit" class="${cls}">${label}</button></form>`;
+  return html`<p class="muted"><a href="/outbox">Outbox</a> /</p>
+<div class="page-head"><h1>Mail ${m.id}: ${m.subject || '(no subject)'}</h1>
+  <div class="actions">
+    ${m.state === 'failed' || m.state === 'cancelled' || m.state === 'queued' ? actionForm('retry', 'Retry', 'secondary') : null}
+    ${m.state === 'queued' ? actionForm('cancel', 'Cancel', 'danger') : null}
+  </div>
+</div>
+<div class="card">
+  <h2>Headers as sent</h2>
+  <dl class="facts">
+    <dt>State</dt><dd>${stateCell(m)}</dd>
+    <dt>From (given)</dt><dd>${m.from}</dd>
+    <dt>From (sent)</dt><dd>${m.effectiveFrom ?? html`<span class="muted">not sent yet; routing would send ${route.from ?? '—'}</span>`}</dd>
+    <dt>Reply-To</dt><dd>${mail.reply_to ?? route.replyTo ?? html`<span class="muted">none</span>`}</dd>
+    <dt>Envelope sender</dt><dd>${m.envelopeFrom ?? html`<span class="muted">not sent yet; routing would use ${route.envelopeFrom ?? '—'}</span>`}</dd>
+    <dt>To</dt><dd>${m.to.join(', ')}</dd>
+    ${m.cc.length ? html`<dt>Cc</dt><dd>${m.cc.join(', ')}</dd>` : null}
+    ${m.bcc.length ? html`<dt>Bcc</dt><dd>${m.bcc.join(', ')}</dd>` : null}
+    <dt>Message-ID</dt><dd><code>${m.messageId}</code></dd>
+    <dt>Queued</dt><dd>${when(m.createdAt)}</dd>
+  </dl>
+</div>
+<div class="card">
+  <h2>Server and why</h2>
+  <p>${serverName ? html`Sent through <strong>${serverName}</strong>.` : route.ok ? html`Routing chooses <strong>${route.serverName}</strong> (rule ${route.rule}).` : html`<span class="error-text">${route.reason}</span>`}</p>
+  <ul class="explanation">${route.explanation.map((line) => html`<li>${line}</li>`)}</ul>
+  ${route.warnings.map((w) => html`<p class="flash flash-warning">${w}</p>`)}
+</div>
+<div class="card">
+  <h2>Attempts</h2>
+  <dl class="facts">
+    <dt>Attempts</dt><dd>${m.attempts}</dd>
+    ${m.smtpResponse ? html`<dt>Server's reply</dt><dd><code>${m.smtpResponse}</code></dd>` : null}
+    ${m.failureReason ? html`<dt>Reason</dt><dd>${m.failureType ? html`<strong>${m.failureType}</strong>: ` : null}${m.failureReason}</dd>` : null}
+    ${m.waitingReason && m.state === 'queued' ? html`<dt>Waiting</dt><dd>${m.waitingReason}</dd>` : null}
+    ${m.rejectedRecipients.map((r) => html`<dt>Refused</dt><dd>${r.address}: <code>${r.response}</code></dd>`)}
+    ${m.sentAt ? html`<dt>Sent</dt><dd>${when(m.sentAt)}</dd>` : null}
+    ${m.bouncedAt ? html`<dt>Bounced</dt><dd>${when(m.bouncedAt)}${m.bounceReason ? `: ${m.bounceReason}` : ''}</dd>` : null}
+  </dl>
+  ${attempts.length
+    ? html`<table class="attempts"><thead><tr><th>When</th><th>Server</th><th>Outcome</th><th>Reply and reason</th></tr></thead><tbody>
+    ${attempts.map(
+      (a) => html`<tr><td class="nowrap">${when(new Date(a.at).toISOString())}</td><td>${a.server_id === null ? '—' : (names.get(a.server_id) ?? `#${a.server_id}`)}</td>
+      <td>${a.outcome === 'failed' ? html`<span class="tag tag-red">failed</span>` : html`<span class="tag tag-amber">retried</span>`}</td>
+      <td>${a.failure_type ? html`<strong>${a.failure_type}</strong>: ` : null}${a.reason ?? ''}</td></tr>`,
+    )}</tbody></table>`
+    : null}
+</div>`;
 }
 
 export function outboxPage(services: Services): FastifyPluginAsync {
@@ -119,7 +185,24 @@ export function outboxPage(services: Services): FastifyPluginAsync {
         admin ? queue.countByState() : null,
       ]);
       const ctx = pageContext(request, reply, 'outbox');
-      return renderPage(reply, 'Outbox', outboxBody(ctx, rows.map(mailView), q, servers, counts), ctx);
+      const choices = servers.map((s) => ({ id: s.id, name: s.name, archived: s.archived_at !== null }));
+      return renderPage(reply, 'Outbox', outboxBody(ctx, rows.map(mailView), q, choices, counts), ctx);
+    });
+
+    app.get<{ Params: { id: string } }>('/outbox/:id', { config: { access: 'user' } }, async (request, reply) => {
+      const mail = await loadReadable(request);
+      const [route, server, attempts, servers] = await Promise.all([
+        explainRoute(
+          { from: mail.from_header, massMailing: mail.mass_mailing === 1, forcedServerId: mail.forced_server_id, createdByUserId: mail.created_by_user_id },
+          { servers: outgoingServers, parameters: services.parameters },
+        ),
+        mail.server_id === null ? null : outgoingServers.get(mail.server_id),
+        queue.attemptsOf(mail.id),
+        outgoingServers.list({ includeArchived: true }),
+      ]);
+      const ctx = pageContext(request, reply, 'outbox');
+      const names = new Map(servers.map((s) => [s.id, s.name]));
+      return renderPage(reply, `Mail ${mail.id}`, mailBody(ctx, mail, mailView(mail), server?.name ?? null, route, attempts, names), ctx);
     });
 
     app.post<{ Params: { id: string }; Body: Form }>('/outbox/:id/retry', { config: { access: 'user' } }, async (request, reply) => {

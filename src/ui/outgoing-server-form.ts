@@ -4,13 +4,26 @@
 import type { OutgoingServer } from '../db/schema.js';
 import { parseInput } from '../lib/validate.js';
 import { OUTLOOK_SMTP_PRESET, createOutgoingServerSchema, patchOutgoingServerSchema, type CreateOutgoingServer, type PatchOutgoingServer } from '../outgoing/server-rules.js';
-import type { OutgoingServerView, TokenView } from '../outgoing/servers.js';
+import { filterMatches, parseFromFilter } from '../outgoing/routing.js';
+import type { OutgoingServerView } from '../outgoing/servers.js';
 import type { SettingsView } from '../settings/settings.js';
+import { sendAsWarning } from '../outgoing/connection-test.js';
 import { checked, csrfField, flashHtml, text, type Flash, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
+import {
+  connectButton,
+  connectionFields,
+  connectionOfCreate,
+  connectionOfPatch,
+  credentialsWarning,
+  numberOrNull,
+  numberOrUndefined,
+  outlookStatus,
+  type Security,
+} from './server-form.js';
 
-type Security = 'none' | 'starttls' | 'ssl';
+export { tokenTag } from './server-form.js';
 
 /** What the form shows: the stored server, or what was entered when a save was refused (never a password). */
 export interface ServerForm {
@@ -70,11 +83,7 @@ export function formOfPost(body: Form): ServerForm {
   };
 }
 
-const numberOrUndefined = (v: string) => (v === '' ? undefined : Number(v));
-/** An empty field means the default for the server's kind (stored as null). */
-const numberOrNull = (v: string) => (v === '' ? null : Number(v));
-
-/** A new server from the form; Outlook servers take the smtp.office365.com:587 STARTTLS preset. */
+/** A new server from the form; Outlook servers default to the smtp.office365.com:587 STARTTLS preset. */
 export function toCreate(f: ServerForm, body: Form): CreateOutgoingServer {
   const password = text(body, 'password');
   return parseInput(
@@ -82,11 +91,12 @@ export function toCreate(f: ServerForm, body: Form): CreateOutgoingServer {
     {
       name: f.name,
       auth: f.outlook ? 'outlook' : f.auth,
-      ...(f.outlook ? {} : { host: f.host || undefined, port: numberOrUndefined(f.port), security: f.security || undefined }),
+      ...connectionOfCreate(f),
       username: f.username || null,
       ...(f.auth === 'password' && !f.outlook && password !== '' ? { password } : {}),
-      // Left empty, an Outlook server's filter becomes its mailbox (the service's rule), so omit it then.
-      ...(f.fromFilter !== '' ? { fromFilter: f.fromFilter } : {}),
+      // Named even when empty: the procedure lets a server's From Filter stay empty (the dedicated mass-mailing
+      // server), so the form does not fill in the mailbox as the API does when the field is left out.
+      fromFilter: f.fromFilter || null,
       priority: numberOrUndefined(f.priority),
       active: f.active,
       allowSelfSigned: f.allowSelfSigned,
@@ -100,19 +110,12 @@ export function toCreate(f: ServerForm, body: Form): CreateOutgoingServer {
 /** Changes from the form; an empty password field keeps the stored password. */
 export function toPatch(f: ServerForm, body: Form, current: OutgoingServer): PatchOutgoingServer {
   const password = text(body, 'password');
-  // Hidden while "Outlook" is ticked, the host fields still post their old values: a server becoming
-  // Outlook takes the Microsoft 365 preset, one staying Outlook keeps its host (set by API for tests or relays).
-  const connection = f.outlook
-    ? current.auth === 'outlook'
-      ? {}
-      : { ...OUTLOOK_SMTP_PRESET }
-    : { host: f.host, port: numberOrUndefined(f.port), security: f.security };
   return parseInput(
     patchOutgoingServerSchema,
     {
       name: f.name,
       auth: f.outlook ? 'outlook' : f.auth,
-      ...connection,
+      ...connectionOfPatch(f, current, OUTLOOK_SMTP_PRESET),
       username: f.username || null,
       ...(f.auth === 'password' && !f.outlook && password !== '' ? { password } : {}),
       fromFilter: f.fromFilter || null,
@@ -124,14 +127,6 @@ export function toPatch(f: ServerForm, body: Form, current: OutgoingServer): Pat
     },
     'server',
   );
-}
-
-export function tokenTag(token: TokenView): SafeHtml {
-  // Green only while the token works: an app-wide problem (expired client secret …) stops every server.
-  if (token.appProblem) return html`<span class="tag tag-red">Outlook app credentials need attention</span>`;
-  if (token.status === 'valid') return html`<span class="tag tag-green">Outlook Token Valid</span>`;
-  if (token.status === 'needs_reconnect') return html`<span class="tag tag-red">Outlook Token: reconnect needed</span>`;
-  return html`<span class="tag tag-grey">Outlook Token Missing</span>`;
 }
 
 export function authLabel(auth: OutgoingServer['auth']): string {
@@ -146,39 +141,55 @@ export interface ServerPage {
   server?: OutgoingServerView;
   form: ServerForm;
   settings: SettingsView;
+  /** The notifications address ({mail.default.from}@{mail.catchall.domain}), when set. */
+  defaultFrom?: string | null;
   error?: string;
   result?: Flash;
 }
 
-function outlookStatus(p: ServerPage, s: OutgoingServerView): SafeHtml {
-  const t = s.token;
-  const mismatch = t.account && s.username && t.account.toLowerCase() !== s.username.toLowerCase();
-  return html`<div class="actions">${tokenTag(t)}
-    <button type="submit" form="connect-form" class="secondary">Connect your Outlook account</button></div>
-  ${t.status === 'needs_reconnect' && t.error ? html`<p class="flash flash-error">${t.error.message}${t.error.code ? ` (${t.error.code})` : ''} Click Connect your Outlook account to sign in again.</p>` : null}
-  ${t.status === 'missing' ? html`<p class="help">Click Connect your Outlook account and sign in to Microsoft as ${s.username ?? 'the mailbox'}.</p>` : null}
-  ${t.account && !mismatch ? html`<p class="help">Connected as <strong>${t.account}</strong>.</p>` : null}
-  ${mismatch ? html`<p class="flash flash-warning">Connected as ${t.account}; this server's username is ${s.username} — fine for shared mailboxes or send-as rights.</p>` : null}`;
+/**
+ * What a mass mailing's From becomes on the dedicated mass-mailing server (routing's rule: a From the filter
+ * admits is kept, an empty filter admits all; any other is sent as the notifications address when the filter
+ * admits that, else kept and the server may refuse it).
+ */
+export function massMailingFromNote(f: Pick<ServerForm, 'outlook' | 'username' | 'fromFilter'>, defaultFrom: string | null): string {
+  const lead = 'This is the dedicated server for mass mailings (General Settings → Mass mailing).';
+  if (f.fromFilter.trim() === '') {
+    const rights = f.outlook && f.username ? ` Microsoft sends them only if the mailbox ${f.username} holds Send As rights on those addresses.` : '';
+    return `${lead} Its From Filter is empty, so a mass mailing keeps its own From: one from news@… is sent as news@….${rights}`;
+  }
+  const parts = parseFromFilter(f.fromFilter);
+  const other =
+    defaultFrom && filterMatches(parts, defaultFrom) !== null
+      ? `any other is sent as the notifications address ${defaultFrom}, with Reply-To set to the original From`
+      : 'any other keeps its From, and the server may refuse it';
+  return `${lead} A mass mailing whose From the filter (${parts.join(', ')}) lists keeps it; ${other}.`;
 }
 
-function credentialsWarning(p: ServerPage): SafeHtml | null {
-  const o = p.settings.outlook;
-  if (o.clientId && o.hasClientSecret && p.settings.customEmailServers) return null;
-  const where = p.ctx.user?.role === 'admin' ? html`<a href="/settings">General Settings</a>` : html`General Settings (ask an admin)`;
-  return html`<p class="flash flash-warning">Outlook needs the Outlook Credentials (Client ID and Client Secret) in ${where} before an account can be connected.</p>`;
+function credentialsAndStatus(p: ServerPage): SafeHtml {
+  const s = p.server;
+  if (s && s.auth === 'outlook') {
+    return html`${outlookStatus(s, 'fine for shared mailboxes or send-as rights.')}<p class="help">Sends through ${s.host}:${s.port} (${s.security.toUpperCase()}).</p>`;
+  }
+  return html`<div class="actions">${connectButton()}</div><p class="help">Connect your Outlook account saves the server first, then opens Microsoft's sign-in.</p>`;
 }
 
 export function serverFormBody(p: ServerPage): SafeHtml {
   const { ctx, server: s, form: f } = p;
   const action = s ? `/outgoing-servers/${s.id}` : '/outgoing-servers/new';
   const isUser = ctx.user?.role !== 'admin';
+  const sendAs = f.outlook ? sendAsWarning({ auth: 'outlook', username: f.username || null, from_filter: f.fromFilter || null }) : null;
+  const mass = s && p.settings.massMailing.dedicatedServer && p.settings.massMailing.serverId === s.id ? massMailingFromNote(f, p.defaultFrom ?? null) : null;
   return html`<p class="muted"><a href="/outgoing-servers">Outgoing Email Servers</a> /</p>
 <div class="page-head">
   <h1>${s ? s.name : 'New Outgoing Email Server'} ${s?.archived ? html`<span class="tag tag-grey">Archived</span>` : null}</h1>
   ${s
     ? html`<div class="actions">
     <button type="submit" form="test-form" class="secondary">Test Connection</button>
-    ${s.archived ? null : html`<button type="submit" form="archive-form" class="danger">Archive</button>`}
+    ${s.archived ? null : html`<a class="button secondary" href="/compose?serverId=${s.id}">Send a test mail</a>`}
+    ${s.archived
+      ? html`<button type="submit" form="unarchive-form" class="secondary">Restore</button>`
+      : html`<button type="submit" form="archive-form" class="danger" data-confirm="Archive ${s.name}? It stops sending at once; you can restore it from the archived servers.">Archive</button>`}
   </div>`
     : null}
 </div>
@@ -188,63 +199,56 @@ ${flashHtml(p.result)}
   ${csrfField(ctx)}
   <div class="grid">
     <div><label for="name">Name</label><input type="text" id="name" name="name" value="${f.name}" required placeholder="Microsoft 365 notifications"></div>
-    <div><label for="priority">Priority</label><input type="number" id="priority" name="priority" value="${f.priority}" min="0" max="10000">
-      <p class="help">Lower is tried first when several servers match.</p></div>
+    <div><label for="priority">Priority</label><input type="number" id="priority" name="priority" value="${f.priority}" min="0" max="10000" aria-describedby="priority-help">
+      <p class="help" id="priority-help">Lower is tried first when several servers match.</p></div>
   </div>
-  <label class="check"><input type="checkbox" id="outlook" name="outlook" value="on"${f.outlook ? html` checked` : null} data-reveal="outlook-fields" data-conceal="connection-fields">
+  <label class="check"><input type="checkbox" id="outlook" name="outlook" value="on"${f.outlook ? html` checked` : null} data-reveal="outlook-fields" data-conceal="auth-field" data-advanced="connection-fields">
     <span>Outlook<small>Microsoft 365 or Outlook.com, signing in with OAuth instead of a password (${OUTLOOK_SMTP_PRESET.host}:${OUTLOOK_SMTP_PRESET.port}, STARTTLS).</small></span></label>
 
   <div id="outlook-fields"${f.outlook ? null : html` hidden`}>
-    ${credentialsWarning(p)}
-    ${s && s.auth === 'outlook'
-      ? html`${outlookStatus(p, s)}<p class="help">Sends through ${s.host}:${s.port} (${s.security.toUpperCase()}).</p>`
-      : html`<p class="help">Save the server, then click Connect your Outlook account.</p>`}
+    ${credentialsWarning(ctx, p.settings)}
+    ${credentialsAndStatus(p)}
   </div>
 
-  <div id="connection-fields"${f.outlook ? html` hidden` : null}>
-    <div class="grid">
-      <div><label for="auth">Authentication</label>
-        <select id="auth" name="auth" data-reveal="password-field" data-when="password">
-          <option value="password"${f.auth === 'password' ? html` selected` : null}>Username and password</option>
-          <option value="none"${f.auth === 'none' ? html` selected` : null}>None</option>
-        </select></div>
-      <div><label for="host">Host</label><input type="text" id="host" name="host" value="${f.host}" placeholder="smtp.example.com" spellcheck="false"></div>
-      <div><label for="port">Port</label><input type="number" id="port" name="port" value="${f.port}" min="1" max="65535"></div>
-      <div><label for="security">Security</label>
-        <select id="security" name="security">
-          ${(Object.keys(securityLabels) as Security[]).map((k) => html`<option value="${k}"${f.security === k ? html` selected` : null}>${securityLabels[k]}</option>`)}
-        </select></div>
-    </div>
+  <div id="auth-field"${f.outlook ? html` hidden` : null}>
+    <label for="auth">Authentication</label>
+    <select id="auth" name="auth" data-reveal="password-field" data-when="password">
+      <option value="password"${f.auth === 'password' ? html` selected` : null}>Username and password</option>
+      <option value="none"${f.auth === 'none' ? html` selected` : null}>None</option>
+    </select>
   </div>
+  ${connectionFields(f, OUTLOOK_SMTP_PRESET, securityLabels, 'smtp.example.com')}
 
   <div class="grid">
-    <div><label for="username">Username</label><input type="text" id="username" name="username" value="${f.username}" autocomplete="off" spellcheck="false" placeholder="notifications@example.com">
-      <p class="help">For Outlook, the Microsoft 365 mailbox address.</p></div>
+    <div><label for="username">Username</label><input type="text" id="username" name="username" value="${f.username}" autocomplete="off" spellcheck="false" placeholder="notifications@example.com" aria-describedby="username-help">
+      <p class="help" id="username-help">For Outlook, the Microsoft 365 mailbox address.</p></div>
     <div id="password-field"${!f.outlook && f.auth === 'password' ? null : html` hidden`}><label for="password">Password</label>
       <input type="password" id="password" name="password" value="" autocomplete="new-password" placeholder="${s?.hasPassword ? 'Leave empty to keep the stored password' : ''}">
       ${s?.hasPassword ? html`<p class="help"><span class="tag tag-green">a password is stored</span> Leave the field empty to keep it.</p>` : null}</div>
   </div>
   <label for="fromFilter">From Filter</label>
-  <input type="text" id="fromFilter" name="fromFilter" value="${f.fromFilter}" spellcheck="false" placeholder="notifications@example.com, example.com">
-  <p class="help">${isUser
+  <input type="text" id="fromFilter" name="fromFilter" value="${f.fromFilter}" spellcheck="false" placeholder="notifications@example.com, example.com" aria-describedby="fromFilter-help">
+  <p class="help" id="fromFilter-help">${isUser
     ? html`Your personal server sends only your own mail: enter your address, ${ctx.user?.email ?? ''}.`
-    : html`Addresses or domains, comma-separated, this server sends for. Empty: any sender. Left empty on an Outlook server, it becomes the mailbox.`}</p>
+    : html`Addresses or domains, comma-separated, this server sends for. Empty: any sender (the procedure leaves it empty on a dedicated mass-mailing server).`}</p>
+  ${sendAs ? html`<p class="flash flash-warning" id="send-as-warning">${sendAs}</p>` : null}
+  ${mass ? html`<p class="flash flash-warning" id="mass-mailing-from">${mass}</p>` : null}
   <label class="check"><input type="checkbox" name="active" value="on"${f.active ? html` checked` : null}><span>Active<small>Inactive servers are never used to send.</small></span></label>
   <label class="check"><input type="checkbox" name="allowSelfSigned" value="on"${f.allowSelfSigned ? html` checked` : null}>
     <span>Allow self-signed certificates<small>Only for test and private servers: the server's TLS certificate is not verified.</small></span></label>
   <div class="grid">
-    <div><label for="poolSize">Connections</label><input type="number" id="poolSize" name="poolSize" value="${f.poolSize}" min="1" max="50" placeholder="${s ? String(s.effectivePoolSize) : 'default'}">
-      <p class="help">Kept open to the server. Empty: 2 for Outlook, 5 for others.</p></div>
-    <div><label for="ratePerMinute">Mails per minute</label><input type="number" id="ratePerMinute" name="ratePerMinute" value="${f.ratePerMinute}" min="0" max="100000" placeholder="${s ? (s.effectiveRatePerMinute ? String(s.effectiveRatePerMinute) : 'no limit') : 'default'}">
-      <p class="help">Mails beyond it wait their turn instead of failing. Empty: 30 for Outlook (Microsoft's limit per mailbox), no limit for others; 0: no limit.</p></div>
+    <div><label for="poolSize">Connections</label><input type="number" id="poolSize" name="poolSize" value="${f.poolSize}" min="1" max="50" placeholder="${s ? String(s.effectivePoolSize) : 'default'}" aria-describedby="poolSize-help">
+      <p class="help" id="poolSize-help">Kept open to the server. Empty: 2 for Outlook, 5 for others.</p></div>
+    <div><label for="ratePerMinute">Mails per minute</label><input type="number" id="ratePerMinute" name="ratePerMinute" value="${f.ratePerMinute}" min="0" max="100000" placeholder="${s ? (s.effectiveRatePerMinute ? String(s.effectiveRatePerMinute) : 'no limit') : 'default'}" aria-describedby="rate-help">
+      <p class="help" id="rate-help">Mails beyond it wait their turn instead of failing. Empty: 30 for Outlook (Microsoft's limit per mailbox), no limit for others; 0: no limit.</p></div>
   </div>
   <div class="actions form-actions"><button type="submit">Save</button><a class="button secondary" href="/outgoing-servers">Cancel</a></div>
 </form>
 ${s ? lastTest(s) : null}
 ${s
   ? html`<form id="test-form" method="post" action="/outgoing-servers/${s.id}/test">${csrfField(ctx)}</form>
-<form id="connect-form" method="post" action="/outgoing-servers/${s.id}/outlook/connect">${csrfField(ctx)}</form>
-<form id="archive-form" method="post" action="/outgoing-servers/${s.id}/archive">${csrfField(ctx)}</form>`
+<form id="archive-form" method="post" action="/outgoing-servers/${s.id}/archive">${csrfField(ctx)}</form>
+<form id="unarchive-form" method="post" action="/outgoing-servers/${s.id}/unarchive">${csrfField(ctx)}</form>`
   : null}`;
 }
 
@@ -253,7 +257,9 @@ function lastTest(s: OutgoingServerView): SafeHtml | null {
   return html`<p class="muted">Last connection test ${s.lastTest.at.slice(0, 16).replace('T', ' ')} UTC: ${s.lastTest.ok ? 'succeeded' : 'failed'}.</p>`;
 }
 
-/** Test Connection's answer as the form shows it. */
-export function testResultFlash(ok: boolean, message: string): Flash {
-  return ok ? { kind: 'success', text: `Connection Test Successful! ${message}` } : { kind: 'error', text: `Connection Test Failed. ${message}` };
+/** Test Connection's answer as the form shows it (the message already says what succeeded or failed). */
+export function testResultFlash(ok: boolean, message: string, warnings: string[] = []): Flash {
+  const extra = warnings.length ? ` Warning: ${warnings.join(' ')}` : '';
+  if (ok) return { kind: warnings.length ? 'warning' : 'success', text: `Connection Test Successful! ${message.replace(/^Connection test succeeded: /, '')}${extra}` };
+  return { kind: 'error', text: `Connection Test Failed. ${message}${extra}` };
 }

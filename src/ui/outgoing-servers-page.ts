@@ -11,7 +11,8 @@ import { isAppError } from '../lib/errors.js';
 import { parseInput } from '../lib/validate.js';
 import { testOutgoingServer } from '../outgoing/connection-test.js';
 import { assertMayManage, outgoingServerView } from '../outgoing/servers.js';
-import { formError, pageContext, redirectWithFlash, renderPage, type Flash, type Form } from './forms.js';
+import { defaultFromAddress } from '../settings/parameter-rules.js';
+import { checked, formError, pageContext, redirectWithFlash, renderPage, type Flash, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
 import {
@@ -74,12 +75,28 @@ export function outgoingServersPage(services: Services): FastifyPluginAsync {
   ) {
     const ctx = pageContext(request, reply, 'outgoing');
     const form = opts.form ?? (server ? formOfServer(server) : newServerForm(ctx.user?.role === 'admin' ? '' : ctx.user?.email.toLowerCase()));
-    const [settings, appProblem] = await Promise.all([services.settings.get(), server?.auth === 'outlook' ? services.oauthAppStatus.get() : null]);
+    const [settings, appProblem, snapshot] = await Promise.all([
+      services.settings.get(),
+      server?.auth === 'outlook' ? services.oauthAppStatus.get() : null,
+      services.parameters.snapshot(),
+    ]);
     const view = server ? outgoingServerView(server, appProblem) : undefined;
     let result = opts.result;
     if (!result && appProblem) result = { kind: 'error', text: `The Outlook app has a problem: ${appProblem.message}` };
-    const body = serverFormBody({ ctx, server: view, form, settings, error: opts.error, result });
+    const body = serverFormBody({ ctx, server: view, form, settings, defaultFrom: defaultFromAddress(snapshot), error: opts.error, result });
     return renderPage(reply, view ? view.name : 'New Outgoing Email Server', body, ctx, opts.status ?? 200);
+  }
+
+  /** Connect your Outlook account: to Microsoft's sign-in, or back to the form saying what to fix first. */
+  async function connect(request: FastifyRequest, reply: FastifyReply, server: OutgoingServer) {
+    try {
+      const { authorizeUrl } = await services.outlookConnect.start('outgoing', server.id, request.principal!);
+      return await reply.redirect(authorizeUrl, 303);
+    } catch (e) {
+      // Missing credentials or base URL are configuration errors the person at the form can fix.
+      if (!isAppError(e)) throw e;
+      return renderServer(request, reply, server, { error: e.message, status: e.status });
+    }
   }
 
   return async (app) => {
@@ -103,6 +120,7 @@ export function outgoingServersPage(services: Services): FastifyPluginAsync {
         const err = formError(e);
         return renderServer(request, reply, undefined, { form, error: err.message, status: err.status });
       }
+      if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row);
       const next = row.auth === 'outlook' ? ' Now click Connect your Outlook account.' : ' Click Test Connection to check it.';
       return redirectWithFlash(reply, `/outgoing-servers/${row.id}`, { kind: 'success', text: `Server ${row.name} created.${next}` });
     });
@@ -129,6 +147,8 @@ export function outgoingServersPage(services: Services): FastifyPluginAsync {
         const err = formError(e);
         return renderServer(request, reply, current, { form, error: err.message, status: err.status });
       }
+      // Connect your Outlook account is a button of this form: what was typed is saved before leaving for Microsoft.
+      if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row);
       return redirectWithFlash(reply, `/outgoing-servers/${row.id}`, { kind: 'success', text: `Server ${row.name} saved.` });
     });
 
@@ -136,25 +156,26 @@ export function outgoingServersPage(services: Services): FastifyPluginAsync {
       const server = await loadManaged(request);
       const r = await testOutgoingServer(server, { servers: outgoingServers, parameters: services.parameters, tokens: services.tokens });
       // Rendered, not redirected: the answer belongs to this click, and the form shows the stored server.
-      return renderServer(request, reply, await outgoingServers.get(server.id), { result: testResultFlash(r.ok, r.message) });
+      return renderServer(request, reply, await outgoingServers.get(server.id), { result: testResultFlash(r.ok, r.message, r.warnings) });
     });
 
-    app.post<{ Params: { id: string }; Body: Form }>('/outgoing-servers/:id/outlook/connect', { config: { access: 'user' } }, async (request, reply) => {
-      const server = await loadManaged(request);
-      try {
-        const { authorizeUrl } = await services.outlookConnect.start('outgoing', server.id, request.principal!);
-        return await reply.redirect(authorizeUrl, 303);
-      } catch (e) {
-        // Missing credentials or base URL are configuration errors the person at the form can fix.
-        if (!isAppError(e)) throw e;
-        return renderServer(request, reply, server, { error: e.message, status: e.status });
-      }
-    });
+    app.post<{ Params: { id: string }; Body: Form }>('/outgoing-servers/:id/outlook/connect', { config: { access: 'user' } }, async (request, reply) =>
+      connect(request, reply, await loadManaged(request)),
+    );
 
     app.post<{ Params: { id: string }; Body: Form }>('/outgoing-servers/:id/archive', { config: { access: 'user' } }, async (request, reply) => {
       const server = await loadManaged(request);
       await outgoingServers.archive(server.id, request.principal!.user, actorOf(request));
-      return redirectWithFlash(reply, '/outgoing-servers', { kind: 'success', text: `Server ${server.name} archived. Mails already sent through it keep their history.` });
+      return redirectWithFlash(reply, '/outgoing-servers', {
+        kind: 'success',
+        text: `Server ${server.name} archived. Mails already sent through it keep their history; Show archived servers lists it to restore it.`,
+      });
+    });
+
+    app.post<{ Params: { id: string }; Body: Form }>('/outgoing-servers/:id/unarchive', { config: { access: 'user' } }, async (request, reply) => {
+      const server = await loadManaged(request);
+      await outgoingServers.restore(server.id, request.principal!.user, actorOf(request));
+      return redirectWithFlash(reply, `/outgoing-servers/${server.id}`, { kind: 'success', text: `Server ${server.name} restored. It stays inactive until you tick Active and save.` });
     });
   };
 }

@@ -8,7 +8,7 @@ import { setSessionCookie } from '../http/api/session.js';
 import { assertSameSite } from '../http/same-site.js';
 import { SESSION_COOKIE } from '../http/access.js';
 import { isAppError } from '../lib/errors.js';
-import { appCss, appJs } from './assets.js';
+import { appCss, appJs, faviconSvg } from './assets.js';
 import { installPageHooks, pageContext, renderPage, sendPage } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import { page, type PageContext } from './layout.js';
@@ -18,6 +18,9 @@ import { outboxPage } from './outbox-page.js';
 import { outgoingServersPage } from './outgoing-servers-page.js';
 import { parametersPage } from './parameters-page.js';
 import { settingsPage } from './settings-page.js';
+import { composePage } from './compose-page.js';
+import { routePage } from './route-page.js';
+import { usersPage } from './users-page.js';
 
 type Form = Record<string, string | undefined>;
 
@@ -28,11 +31,14 @@ export function safeNext(next: string | undefined): string {
   return next && /^\/(?![/\\])[^\x00-\x1f\x7f\\]*$/.test(next) ? next : '/';
 }
 
-function loginPage(next: string, error?: string, login = '') {
+function loginPage(next: string, error?: string, login = '', setupPending = false) {
   return page(
     'Sign in',
     html`<div class="card narrow">
   <h1>Sign in to Juniper</h1>
+  ${setupPending
+    ? html`<p class="flash flash-warning" role="status">Juniper has no admin yet. When it started, it printed a one-time setup link on its console (or in its service log, e.g. <code>journalctl -u juniper</code>): open that link to create the first admin. Restarting Juniper prints a new one.</p>`
+    : null}
   ${error ? html`<p class="error" role="alert">${error}</p>` : null}
   <form method="post" action="/login">
     <input type="hidden" name="next" value="${next}">
@@ -75,9 +81,14 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
       reply.header('content-type', 'text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(appCss),
     );
 
+    // Browsers ask for it on every first visit; an answer keeps the log free of 404s.
+    app.get('/favicon.ico', { config: { access: 'public' }, logLevel: 'warn' }, async (_req, reply) =>
+      reply.header('content-type', 'image/svg+xml').header('cache-control', 'public, max-age=86400').send(faviconSvg),
+    );
+
     app.get<{ Querystring: { next?: string } }>('/login', { config: { access: 'public' } }, async (request, reply) => {
       if (request.principal) return reply.redirect(safeNext(request.query.next));
-      return sendPage(reply, loginPage(safeNext(request.query.next)));
+      return sendPage(reply, loginPage(safeNext(request.query.next), undefined, '', services.firstRun.pending));
     });
 
     app.post<{ Body: Form }>('/login', { config: { access: 'public' } }, async (request, reply) => {
@@ -90,7 +101,7 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
         return reply.redirect(safeNext(next), 303);
       } catch (e) {
         if (!isAppError(e) || e.status >= 500) throw e;
-        return sendPage(reply, loginPage(safeNext(next), e.message, login), e.status);
+        return sendPage(reply, loginPage(safeNext(next), e.message, login, services.firstRun.pending), e.status);
       }
     });
 
@@ -144,6 +155,9 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
     await app.register(incomingServersPage(services));
     await app.register(inboxPage(services));
     await app.register(parametersPage(services));
+    await app.register(composePage(services));
+    await app.register(routePage(services));
+    await app.register(usersPage(services));
   };
 }
 

@@ -43,7 +43,7 @@ function parametersBody(ctx: PageContext, params: ParameterView[], refused?: Ref
 <p class="muted">Known parameters are checked before they are stored; Reset returns one to its default. Leave developer mode with <a href="?debug=0">?debug=0</a>.</p>
 ${refused && !refused.fromAddForm ? flashHtml({ kind: 'error', text: refused.message }) : null}
 <div class="card table-card"><table>
-  <thead><tr><th>Key</th><th class="value-col">Value</th><th></th></tr></thead>
+  <thead><tr><th>Key</th><th class="value-col">Value</th><th><span class="visually-hidden">Actions</span></th></tr></thead>
   <tbody>${params.map((p, i) => rowHtml(ctx, p, i, refused))}</tbody>
 </table></div>
 <form method="post" action="/parameters" class="card">

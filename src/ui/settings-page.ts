@@ -1,7 +1,8 @@
 // General Settings: the "Custom Email Servers" checkbox that reveals "Outlook Credentials" (client id, the
 // write-only client secret and its expiry, cloud, tenant, and the Redirect URI to register in Azure), then
 // the link to the Outgoing Email Servers, as the Outlook procedure walks through them.
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { microsoft } from '../oauth/microsoft.js';
 import type { Services } from '../services.js';
 import { actorOf } from '../http/actor.js';
 import type { Cloud, SettingsPatch, SettingsView } from '../settings/settings.js';
@@ -9,6 +10,8 @@ import type { OutgoingServer } from '../db/schema.js';
 import { checked, csrfField, flashHtml, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
+
+const REDIRECT_PATH = microsoft.redirectPath;
 
 const cloudLabels: Record<Cloud, string> = {
   global: 'Global',
@@ -88,19 +91,43 @@ function expiryNote(daysLeft: number | null): SafeHtml | null {
   return html`<p class="help">Expires ${when}.</p>`;
 }
 
-function redirectUriBlock(view: SettingsView): SafeHtml {
-  const uri = view.outlook.redirectUri;
-  if (uri === null) {
-    return html`<p class="flash flash-warning">The Redirect URI follows Juniper's public address, which is not set yet. Set the system parameter
-<code>web.base.url</code> to the address people use to reach Juniper (e.g. <code>https://juniper.example.com</code>): in
-<a href="/parameters?debug=1">System Parameters</a> (developer mode), with <code>juniper params set web.base.url https://…</code>,
-or by starting Juniper with <code>JUNIPER_BASE_URL</code>.</p>`;
+/**
+ * The Redirect URI is always shown: the stored web.base.url's, or (unset) the address this browser used,
+ * with a warning when it is not https or not the address the page was reached at, since Azure must hold it
+ * character for character and Microsoft sends the browser back only there.
+ */
+function redirectUriBlock(view: SettingsView, origin: string): SafeHtml {
+  const stored = view.outlook.redirectUri;
+  const uri = stored ?? `${origin}${REDIRECT_PATH}`;
+  const warnings: SafeHtml[] = [];
+  if (stored === null) {
+    warnings.push(html`Juniper's public address (the system parameter <code>web.base.url</code>) is not set, so this is the address you reached this page at. Set
+<code>web.base.url</code> to the address people use (e.g. <code>https://juniper.example.com</code>) in <a href="/parameters?debug=1">System Parameters</a>
+(developer mode), with <code>juniper params set web.base.url https://…</code> or by starting Juniper with <code>JUNIPER_BASE_URL</code>; until then Connect your Outlook account refuses to start.`);
+  } else if (!stored.startsWith(`${origin}/`)) {
+    warnings.push(html`This page was reached at <code>${origin}</code>, not at <code>web.base.url</code>: Microsoft will send the browser back to <code>${stored}</code>. If people use ${origin}, set web.base.url to it.`);
+  }
+  const loopback = /^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?\//.test(uri);
+  if (!uri.startsWith('https://') && !loopback) {
+    warnings.push(html`The address is not https: Microsoft accepts an http Redirect URI only for localhost. Serve Juniper over https (for example behind a TLS reverse proxy) and set web.base.url to the https address.`);
   }
   return html`<div class="copyable"><code id="redirect-uri">${uri}</code><button type="button" class="secondary small" data-copy="redirect-uri" hidden>Copy</button></div>
-<p class="help">Register exactly this address in Azure: App registration → Authentication → Web → Redirect URIs.</p>`;
+<p class="help">Register exactly this address in Azure: App registration → Authentication → Web → Redirect URIs.</p>
+${warnings.map((w) => html`<p class="flash flash-warning">${w}</p>`)}`;
 }
 
-function settingsBody(ctx: PageContext, view: SettingsView, f: SettingsForm, servers: OutgoingServer[], error?: string): SafeHtml {
+/** Settings errors name the fields as the page does, not the service's keys. */
+function pageWording(message: string): string {
+  return message
+    .replace(/\boutlook\.clientId\b/g, 'Client ID')
+    .replace(/\boutlook\.clientSecretExpiresAt\b/g, 'Client secret expiry date')
+    .replace(/\boutlook\.clientSecret\b/g, 'Client Secret')
+    .replace(/\boutlook\.tenant\b/g, 'Tenant')
+    .replace(/\boutlook\.cloud\b/g, 'Microsoft cloud')
+    .replace(/\bmassMailing\.serverId\b/g, 'Mass mailing server');
+}
+
+function settingsBody(ctx: PageContext, view: SettingsView, f: SettingsForm, servers: OutgoingServer[], origin: string, error?: string): SafeHtml {
   const o = view.outlook;
   return html`<div class="page-head"><h1>General Settings</h1></div>
 ${error ? flashHtml({ kind: 'error', text: error }) : null}
@@ -151,7 +178,7 @@ ${error ? flashHtml({ kind: 'error', text: error }) : null}
     <h3>Authority</h3>
     <p><code>${o.authority}</code></p>
     <h3>Redirect URI</h3>
-    ${redirectUriBlock(view)}
+    ${redirectUriBlock(view, origin)}
     <h3>Servers</h3>
     <p><a href="/outgoing-servers">Outgoing Email Servers</a> · <a href="/incoming-servers">Incoming Mail Servers</a></p>
   </fieldset>
@@ -163,12 +190,24 @@ ${error ? flashHtml({ kind: 'error', text: error }) : null}
     <label for="massMailingServerId">Mass mailing server</label>
     <select id="massMailingServerId" name="massMailingServerId">
       <option value="">Choose a server…</option>
-      ${servers.map((s) => html`<option value="${s.id}"${String(s.id) === f.massMailingServerId ? html` selected` : null}>${s.name}</option>`)}
+      ${servers.filter((s) => s.owner_user_id === null && s.archived_at === null).map((s) => html`<option value="${s.id}"${String(s.id) === f.massMailingServerId ? html` selected` : null}>${s.name}</option>`)}
     </select>
   </div>
 
   <div class="actions form-actions"><button type="submit">Save</button></div>
-</form>`;
+</form>
+<div class="card" id="developer-tools">
+  <h2>Developer Tools</h2>
+  ${ctx.developerMode
+    ? html`<p>Developer mode is on: the Technical menu shows System Parameters.</p><p><a class="button secondary" href="/parameters">System Parameters</a> <a class="button secondary" href="/settings?debug=0">Deactivate developer mode</a></p>`
+    : html`<p class="muted">Shows technical pages such as System Parameters (where the procedure sets mail.default.from and mail.catchall.domain) in the Technical menu.</p>
+  <p><a class="button secondary" href="/settings?debug=1">Activate developer mode</a></p>`}
+</div>`;
+}
+
+/** The address this request reached Juniper at (through the trusted proxy, if any). */
+export function originOf(request: FastifyRequest): string {
+  return `${request.protocol}://${request.host}`;
 }
 
 export function settingsPage(services: Services): FastifyPluginAsync {
@@ -177,7 +216,7 @@ export function settingsPage(services: Services): FastifyPluginAsync {
       const view = await services.settings.get();
       const servers = await services.outgoingServers.list();
       const ctx = pageContext(request, reply, 'settings');
-      return renderPage(reply, 'General Settings', settingsBody(ctx, view, fromView(view), servers), ctx);
+      return renderPage(reply, 'General Settings', settingsBody(ctx, view, fromView(view), servers, originOf(request)), ctx);
     });
 
     app.post<{ Body: Form }>('/settings', { config: { access: 'admin' } }, async (request, reply) => {
@@ -189,7 +228,9 @@ export function settingsPage(services: Services): FastifyPluginAsync {
         const err = formError(e);
         const ctx = pageContext(request, reply, 'settings');
         const [view, servers] = await Promise.all([services.settings.get(), services.outgoingServers.list()]);
-        return renderPage(reply, 'General Settings', settingsBody(ctx, view, entered, servers, err.message), ctx, err.status);
+        const typedSecret = text(body, 'clientSecret').trim() !== '';
+        const message = `${pageWording(err.message)}${typedSecret ? ' The Client Secret you typed was not saved (the page never shows it again): paste it again before saving.' : ''}`;
+        return renderPage(reply, 'General Settings', settingsBody(ctx, view, entered, servers, originOf(request), message), ctx, err.status);
       }
       return redirectWithFlash(reply, '/settings', { kind: 'success', text: 'Settings saved.' });
     });

@@ -18,7 +18,19 @@ export interface ApiKeyView {
 
 const KEY_PATTERN = /^jnp_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{43}$/;
 
+/**
+ * How long a verified key is trusted without asking the database again. A script sending one mail per request
+ * paid a SELECT per request for it (docs/benchmarks.md). A revoke in this process takes effect at once; one made
+ * by another process (the CLI next to `juniper serve`), or a user disabled there, within this time.
+ */
+export const VERIFIED_KEY_TTL_MS = 1000;
+/** Verified keys remembered at most (the oldest is forgotten first). */
+const VERIFIED_KEYS_MAX = 1000;
+
 export class ApiKeys {
+  /** Verified keys by SHA-256 of the key (never the key itself), with the key's id and when to ask again. */
+  private readonly verified = new Map<string, { user: User; keyId: number; until: number }>();
+
   constructor(
     private readonly db: Kysely<DB>,
     private readonly audit: AuditLog,
@@ -43,20 +55,31 @@ export class ApiKeys {
   /** The key's user, or undefined for an unknown, revoked or malformed key or a disabled user. */
   async resolve(key: string): Promise<User | undefined> {
     if (!KEY_PATTERN.test(key)) return undefined;
+    const hash = sha256Hex(key);
+    const now = Date.now();
+    const known = this.verified.get(hash);
+    if (known && known.until > now) return known.user;
+    this.verified.delete(hash);
     const row = await this.db
       .selectFrom('api_keys')
       .innerJoin('users', 'users.id', 'api_keys.user_id')
       .selectAll('users')
       .select(['api_keys.id as key_id', 'api_keys.revoked_at', 'api_keys.last_used_at'])
-      .where('api_keys.key_hash', '=', sha256Hex(key))
+      .where('api_keys.key_hash', '=', hash)
       .executeTakeFirst();
     if (!row || row.revoked_at !== null || row.active !== 1) return undefined;
-    const now = Date.now();
     if (row.last_used_at === null || now - row.last_used_at > 60_000) {
       await this.db.updateTable('api_keys').set({ last_used_at: now }).where('id', '=', row.key_id).execute();
     }
-    const { key_id: _k, revoked_at: _r, last_used_at: _l, ...user } = row;
+    const { key_id: keyId, revoked_at: _r, last_used_at: _l, ...user } = row;
+    if (this.verified.size >= VERIFIED_KEYS_MAX) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(hash, { user, keyId, until: now + VERIFIED_KEY_TTL_MS });
     return user;
+  }
+
+  /** Forgets every verified key, so the next request of each asks the database (a user changed or disabled). */
+  forgetVerified(): void {
+    this.verified.clear();
   }
 
   async list(userId?: number): Promise<ApiKeyView[]> {
@@ -71,6 +94,7 @@ export class ApiKeys {
       if (Number(r.numUpdatedRows) === 0) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No active API key with id ${id}.`);
       await this.audit.record(actor, 'api_key.revoke', `api_key:${id}`, undefined, trx);
     });
+    for (const [hash, v] of this.verified) if (v.keyId === id) this.verified.delete(hash);
   }
 
   private view(r: ApiKey): ApiKeyView {

@@ -131,4 +131,27 @@ export class Users {
       .executeTakeFirstOrThrow();
     return Number(row.n);
   }
+
+  /**
+   * Changes a user's role or disables / enables them (the Users page). Disabling ends their sessions; the
+   * last active admin can neither be disabled nor made a user, or nobody could manage Juniper any more.
+   */
+  async setAccess(login: string, change: { role?: Role; active?: boolean }, actor: Actor): Promise<UserView> {
+    const user = await this.requireByLogin(login);
+    const losesAdmin = user.role === 'admin' && user.active === 1 && (change.role === 'user' || change.active === false);
+    if (losesAdmin && (await this.countActiveAdmins()) <= 1) {
+      throw new AppError('JUNIPER_ERR_VALIDATION', `${user.login} is the last active admin: make another user an admin first.`);
+    }
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('users')
+        .set({ ...(change.role ? { role: change.role } : {}), ...(change.active !== undefined ? { active: change.active ? 1 : 0 } : {}), updated_at: Date.now() })
+        .where('id', '=', user.id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      if (change.active === false) await trx.deleteFrom('sessions').where('user_id', '=', user.id).execute();
+      await this.audit.record(actor, 'user.access', `user:${user.login}`, { role: row.role, active: row.active === 1 }, trx);
+      return toUserView(row);
+    });
+  }
 }

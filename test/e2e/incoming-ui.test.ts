@@ -103,6 +103,8 @@ describe('incoming mail in Chromium', () => {
     await page.goto(`${base}/`);
     await page.getByRole('heading', { name: 'Welcome, admin' }).waitFor();
 
+    // The procedure's "Incoming Mail Servers in the Technical Menu".
+    await page.getByRole('navigation', { name: 'Main' }).getByText('Technical').click();
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Incoming Mail Servers' }).click();
     await page.getByRole('heading', { name: 'Incoming Mail Servers' }).waitFor();
     await page.getByRole('link', { name: 'New server' }).click();

@@ -41,7 +41,7 @@ export async function startTestApp(dialect: DialectName, overrides: Partial<Conf
       done();
     },
   });
-  const app = await createApp(config, { ...options, logger: createLogger('debug', sink) });
+  const app = await createApp(config, { ...options, logger: createLogger(config.logLevel, sink) });
   return {
     app,
     config,

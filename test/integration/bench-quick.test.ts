@@ -18,6 +18,9 @@ describe('npm run bench -- --quick', () => {
     for (const dialect of ['sqlite', 'postgres']) {
       assert.match(stdout, new RegExp(`^ratio outbound ${dialect}: juniper/raw \\d+\\.\\d\\dx, end-to-end/raw \\d+\\.\\d\\dx, batch end-to-end/raw \\d+\\.\\d\\dx$`, 'm'), stdout);
       assert.match(stdout, new RegExp(`^ratio inbound ${dialect}: juniper/raw \\d+\\.\\d\\dx$`, 'm'), stdout);
+      assert.match(stdout, new RegExp(`^ratio outbound memory ${dialect}: peak \\d+ MB / target 200 MB = \\d+\\.\\d\\dx \\(target <= 1\\.00x\\)$`, 'm'), stdout);
+      assert.match(stdout, new RegExp(`^ratio tokens ${dialect}: refreshes seen/expected \\d+/2 \\(\\d+\\.\\d\\dx, target 1\\.00x\\), 8 senders in 2 processes across 1 expiry$`, 'm'), stdout);
     }
+    assert.match(stdout, /^ratio scale-out postgres: 2w\/1w \d+\.\d\dx \(target >= 1\.8x\), 4w\/1w \d+\.\d\dx \(target >= 3\.2x\); all workers active \S+, \S+; median of 1 cycle; raw nodemailer 2p\/1p \S+, 4p\/1p \S+; runs where a worker sent nothing \d; sent twice 0$/m, stdout);
   });
 });

@@ -162,6 +162,28 @@ for (const dialect of dialects) {
       await reset();
     });
 
+    it('writes concurrent single enqueues together, each answered with its own mail; a row that cannot be stored fails alone', async () => {
+      const { outbox, queue } = t.app.services;
+      const mailTo = (i: number) => ({ from: 'john@example.com', to: [`r${i}@client.test`], subject: `together ${i}`, text: 'body' });
+      const actor = { userId: null, label: 'test' };
+      const together = await Promise.all(Array.from({ length: 10 }, (_, i) => outbox.enqueue(mailTo(i), null, actor)));
+      assert.equal(new Set(together.map((r) => r.id)).size, 10, 'ten mails, ten ids');
+      const rows = await Promise.all(together.map((r) => queue.get(r.id)));
+      rows.forEach((row, i) => {
+        assert.equal(row.message_id, together[i]!.messageId, 'each request is answered with its own mail');
+        assert.equal(row.subject, `together ${i}`);
+      });
+      assert.equal(new Set(rows.map((r) => r.created_at)).size, 1, 'written by one statement');
+      // A user id that does not exist breaks the foreign key: only that mail is refused.
+      const mixed = await Promise.allSettled([0, 1, 2, 3, 4, 5].map((i) => outbox.enqueue(mailTo(i), null, i === 3 ? { userId: 999_999, label: 'gone' } : actor)));
+      assert.equal(mixed[3]!.status, 'rejected');
+      const stored = mixed.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      assert.equal(stored.length, 5);
+      for (const r of stored) assert.equal((await queue.get(r.id)).state, 'queued');
+      // Out of the queue before the next test counts what its rounds send.
+      await d.drain();
+    });
+
     it('stores a body with a NUL character (PostgreSQL text cannot hold it) instead of failing with a 500', async () => {
       const r = await api('POST', '/api/v1/mails', { from: 'notifications@example.com', to: ['customer@client.test'], subject: 'nul', text: 'a\u0000b' });
       assert.equal(r.status, 202, r.text);

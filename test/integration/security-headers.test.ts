@@ -31,11 +31,13 @@ describe('security headers on every page and API answer', () => {
   it('sends frame-ancestors none, X-Frame-Options DENY, nosniff and Referrer-Policy on every GET page of the route table', async () => {
     const pages = w.http.declaredRoutes.filter((r) => r.method === 'GET' && !r.url.startsWith('/api/') && r.url !== '/inbox/:id/html');
     assert.ok(pages.length >= 15, `${pages.length} pages`);
+    const mailId = await w.freshMail(w.jane);
     for (const route of pages) {
       const url = route.url
         .replace('/outgoing-servers/:id', `/outgoing-servers/${w.ids.outgoing}`)
         .replace('/incoming-servers/:id', `/incoming-servers/${w.ids.incoming}`)
-        .replace('/inbox/:id', `/inbox/${w.ids.message}`);
+        .replace('/inbox/:id', `/inbox/${w.ids.message}`)
+        .replace('/outbox/:id', `/outbox/${mailId}`);
       assert.doesNotMatch(url, /:/, `no fixture for ${route.url}`);
       const res = await get(url);
       assert.ok(res.statusCode < 500, `${url}: ${res.statusCode}`);

@@ -88,7 +88,8 @@ describe('admin pages (server-rendered forms)', () => {
     assert.doesNotMatch(saved.body, /id="outlook-credentials" hidden/);
     assert.ok(saved.body.includes(CLIENT_ID));
     assert.ok(!saved.body.includes(SECRET), 'the secret is not in the page');
-    assert.match(saved.body, /Set the system parameter\s+<code>web\.base\.url<\/code>/, 'says how to get a Redirect URI');
+    assert.match(saved.body, /<code>web\.base\.url<\/code>\) is not set/, 'says the Redirect URI shown is not yet the stored one');
+    assert.match(saved.body, /<code id="redirect-uri">http:\/\/localhost:80\/microsoft_outlook\/confirm<\/code>/, 'shows a Redirect URI all the same');
 
     // A refused save shows what was entered (not the secret) and keeps the stored secret.
     const refused = await admin.post('/settings', { customEmailServers: 'on', outlookEnabled: 'on', clientId: 'not-a-guid', clientSecret: `${SECRET}-new`, cloud: 'global', tenant: 'common' });
@@ -113,7 +114,7 @@ describe('admin pages (server-rendered forms)', () => {
     assert.equal(res.statusCode, 200, res.body);
     const [server] = await t.app.services.outgoingServers.list();
     assert.ok(server);
-    assert.deepEqual([server.auth, server.host, server.port, server.security, server.username, server.from_filter], ['outlook', 'smtp.office365.com', 587, 'starttls', 'Notifications@example.com', 'Notifications@example.com']);
+    assert.deepEqual([server.auth, server.host, server.port, server.security, server.username, server.from_filter], ['outlook', 'smtp.office365.com', 587, 'starttls', 'Notifications@example.com', null], 'an empty From Filter stays empty, as the procedure allows');
     assert.match(res.body, /Outlook Token Missing/);
     assert.match(res.body, /Connect your Outlook account/);
     assert.match(res.body, /Notifications &lt;M365&gt;/, 'the name is escaped');

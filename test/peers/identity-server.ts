@@ -63,6 +63,8 @@ export interface TokenRequestRecord {
   status: number;
   /** The `error` of a refused request (invalid_grant, invalid_client, ...). */
   error?: string;
+  /** The user a granted request was issued for (a refresh token's user), so refreshes can be counted per mailbox. */
+  user?: string;
 }
 
 export type TokenCheck = { ok: true; claims: Record<string, unknown> } | { ok: false; reason: string };
@@ -319,8 +321,8 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
 
   async function handleToken(req: IncomingMessage & { body?: Form }, res: ServerResponse, form: Form): Promise<void> {
     const grantType = form.grant_type ?? '';
-    const record = (status: number, error?: string): void => {
-      tokenRequests.push(error === undefined ? { grantType, status } : { grantType, status, error });
+    const record = (status: number, error?: string, user?: string): void => {
+      tokenRequests.push({ grantType, status, ...(error === undefined ? {} : { error }), ...(user === undefined ? {} : { user }) });
       log(`token ${grantType} -> ${status}${error ? ` ${error}` : ''}`);
     };
     if (tokenOutage === 'hang') {
@@ -356,7 +358,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
     grants.set(req, decision);
     // We checked PKCE ourselves; the mock would check again and answer its own invalid_request shapes.
     delete form.code_verifier;
-    res.on('finish', () => record(res.statusCode));
+    res.on('finish', () => record(res.statusCode, undefined, decision.user));
     service.requestHandler(req, res);
   }
 

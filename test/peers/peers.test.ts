@@ -115,8 +115,8 @@ describe('identity server', { concurrency: false }, () => {
     assertMicrosoftError(await postToken(idp, { grant_type: 'refresh_token', refresh_token: 'never-issued' }), 'invalid_grant');
     assert.equal((await postToken(idp, { grant_type: 'refresh_token', refresh_token: rotated })).status, 200);
     assert.deepEqual(
-      idp.tokenRequests.slice(before).map((r) => [r.grantType, r.status]),
-      [['refresh_token', 200], ['refresh_token', 400], ['refresh_token', 400], ['refresh_token', 200]],
+      idp.tokenRequests.slice(before).map((r) => [r.grantType, r.status, r.user]),
+      [['refresh_token', 200, ALICE], ['refresh_token', 400, undefined], ['refresh_token', 400, undefined], ['refresh_token', 200, ALICE]],
     );
   });
 
@@ -261,6 +261,34 @@ describe('smtp sink', { concurrency: false }, () => {
     assert.equal(sink.messages.length, before);
     assert.equal(sink.refusals.at(-1)?.stage, 'mail');
     sink.setBehaviour({});
+  });
+
+  it('dropConnections hangs up every open session, so a pooled client connects and authenticates again', async () => {
+    const t = transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) }, { pool: true, maxConnections: 1 });
+    try {
+      const before = sink.authAttempts.length;
+      await send(t);
+      assert.equal(sink.dropConnections(), 1);
+      await new Promise((r) => setTimeout(r, 100)); // the client reads the close before its next send
+      await send(t);
+      assert.deepEqual(sink.authAttempts.slice(before).map((a) => a.ok), [true, true]);
+    } finally {
+      t.close();
+    }
+  });
+
+  it('delayMs holds each DATA reply at least that long after the message arrived', async () => {
+    let arrivedAt = 0;
+    const slow = await startSmtpSink({ auth: 'password', passwords: { [ALICE]: 'secret' }, delayMs: 300, behaviour: { data: () => void (arrivedAt = Date.now()) } });
+    try {
+      const t = nodemailer.createTransport({ host: '127.0.0.1', port: slow.port, requireTLS: true, tls: { rejectUnauthorized: false }, auth: { user: ALICE, pass: 'secret' } });
+      await send(t);
+      // The reply, not the receipt, waits: the client got its 250 only after the delay.
+      assert.ok(Date.now() - arrivedAt >= 300, `answered ${Date.now() - arrivedAt} ms after the message arrived`);
+      assert.equal(slow.messages.length, 1);
+    } finally {
+      await slow.stop();
+    }
   });
 });
 

@@ -64,6 +64,11 @@ export interface SmtpSinkOptions {
   port?: number;
   /** Advertised and enforced SIZE limit in bytes (default 36 MB, as Microsoft 365's 35 MB message limit). */
   size?: number;
+  /**
+   * Milliseconds added before each reply to DATA (default 0): a server slower than Juniper, so that the number
+   * of connections in flight, not CPU, bounds the throughput (the scale-out benchmark uses 20).
+   */
+  delayMs?: number;
 }
 
 export interface SmtpSink {
@@ -78,6 +83,11 @@ export interface SmtpSink {
   waitFor(n: number, timeoutMs?: number): Promise<SinkMessage[]>;
   /** Replaces the behaviour for the following commands. */
   setBehaviour(behaviour: SinkBehaviour): void;
+  /**
+   * Closes every open session now, as a server's idle timeout does: clients must connect,
+   * and so authenticate with a token, again. Returns how many sessions it closed.
+   */
+  dropConnections(): number;
   stop(): Promise<void>;
 }
 
@@ -184,9 +194,13 @@ export async function startSmtpSink(opts: SmtpSinkOptions): Promise<SmtpSink> {
           callback(refuse('data', reply));
           return;
         }
-        messages.push(message);
-        for (const waiter of waiters) if (messages.length >= waiter.n) waiter.resolve();
-        callback(null, reply?.message ?? `2.6.0 queued as ${messages.length}`);
+        const accept = () => {
+          messages.push(message);
+          for (const waiter of waiters) if (messages.length >= waiter.n) waiter.resolve();
+          callback(null, reply?.message ?? `2.6.0 queued as ${messages.length}`);
+        };
+        if (opts.delayMs) setTimeout(accept, opts.delayMs);
+        else accept();
       });
     },
   };
@@ -229,6 +243,12 @@ export async function startSmtpSink(opts: SmtpSinkOptions): Promise<SmtpSink> {
     },
     setBehaviour(next) {
       behaviour = next;
+    },
+    dropConnections() {
+      // smtp-server keeps its sessions in `connections` (not in its typings); close() ends the socket.
+      const sessions = [...(server as unknown as { connections: Set<{ close(): void }> }).connections];
+      for (const session of sessions) session.close();
+      return sessions.length;
     },
     stop() {
       return new Promise<void>((resolve) => server.close(() => resolve()));

@@ -9,6 +9,8 @@ import { incoming } from './004-incoming.js';
 import { incomingHardening } from './005-incoming-hardening.js';
 import { queueAndTokenLock } from './006-queue-and-token-lock.js';
 import { serverPoolAndRate } from './008-server-pool-and-rate.js';
+import { sentBy } from './011-sent-by.js';
+import { mailAttempts } from './017-mail-attempts.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -20,5 +22,7 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '005-incoming-hardening': incomingHardening(ctx),
     '006-queue-and-token-lock': queueAndTokenLock(ctx),
     '008-server-pool-and-rate': serverPoolAndRate(ctx),
+    '011-sent-by': sentBy(ctx),
+    '017-mail-attempts': mailAttempts(ctx),
   };
 }

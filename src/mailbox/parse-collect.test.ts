@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { simpleParser } from 'mailparser';
+import { corpusMessage, type CorpusMessage } from '../../test/helpers/incoming.js';
+import { collectMail } from './parse-collect.js';
+import { PARSE_OPTIONS } from './parse.js';
+
+const fixtures = path.resolve(import.meta.dirname, '../../test/fixtures/incoming');
+const KINDS: CorpusMessage['kind'][] = ['plain', 'alternative', 'attachment', 'latin1', 'shift_jis', 'cp1252', 'no-message-id'];
+
+function withAttachments(count: number, bytes: number): Buffer {
+  const parts = Array.from({ length: count }, (_, i) => ['--b', `Content-Type: application/octet-stream; name="part-${i}.bin"`, 'Content-Transfer-Encoding: base64', '', crypto.randomBytes(bytes).toString('base64').replace(/.{76}/g, '$&\r\n')].join('\r\n'));
+  return Buffer.from(['From: a@client.test', 'Subject: parts', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="b"', '', '--b', 'Content-Type: text/plain', '', 'Parts.', ...parts, '--b--', ''].join('\r\n'));
+}
+
+describe('collecting a parsed message with its attachments in one buffer', () => {
+  it('gives what simpleParser gives, for every fixture and corpus shape, read in small slices', async () => {
+    const raws = [
+      ...KINDS.map((kind, i) => corpusMessage(kind, 'inbox@example.com', i).raw),
+      ...fs.readdirSync(fixtures).map((name) => fs.readFileSync(path.join(fixtures, name))),
+      withAttachments(3, 70_000),
+      withAttachments(1, 0),
+      // Not base64, and nearly the whole message: more than the buffer starts with.
+      Buffer.from(['From: a@client.test', 'Subject: log', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="b"', '', '--b', 'Content-Type: text/csv; name="log.csv"', 'Content-Disposition: attachment', 'Content-Transfer-Encoding: 8bit', '', 'a,b,c\r\n'.repeat(40_000), '--b--', ''].join('\r\n')),
+    ];
+    for (const raw of raws) {
+      const slices = Array.from({ length: Math.ceil(raw.length / 97) }, (_, i) => raw.subarray(i * 97, i * 97 + 97));
+      const collected = await collectMail(Readable.from(slices), raw.length, PARSE_OPTIONS);
+      const expected = await simpleParser(raw, PARSE_OPTIONS);
+      assert.deepEqual(collected, expected, raw.subarray(0, 200).toString('latin1'));
+    }
+  });
+
+  it('refuses what simpleParser refuses', async () => {
+    const raw = Buffer.from(`Content-Type: multipart/mixed; boundary="b"\r\n\r\n${'--b\r\n\r\nx\r\n'.repeat(1001)}--b--\r\n`);
+    await assert.rejects(simpleParser(raw, PARSE_OPTIONS), /Max allowed child nodes exceeded/);
+    await assert.rejects(collectMail(Readable.from([raw]), raw.length, PARSE_OPTIONS), /Max allowed child nodes exceeded/);
+  });
+});

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { corpusMessage, type CorpusMessage } from '../../test/helpers/incoming.js';
+import { ParsePool } from './parse-pool.js';
+import { parseMessage } from './parse.js';
+
+const fixtures = path.resolve(import.meta.dirname, '../../test/fixtures/incoming');
+const KINDS: CorpusMessage['kind'][] = ['plain', 'alternative', 'attachment', 'latin1', 'shift_jis', 'cp1252', 'no-message-id'];
+const samples = (): Buffer[] => [
+  ...KINDS.map((kind, i) => corpusMessage(kind, 'inbox@example.com', i).raw),
+  ...fs.readdirSync(fixtures).map((name) => fs.readFileSync(path.join(fixtures, name))),
+  Buffer.from('\r\njust a body\r\n'),
+];
+
+describe('parsing on worker threads', () => {
+  const pool = new ParsePool(2);
+  after(() => pool.close());
+
+  it('gives exactly what parseMessage gives on the calling thread, attachments as Buffers', async () => {
+    const raws = samples();
+    const [here, there] = await Promise.all([Promise.all(raws.map((r) => parseMessage(r))), Promise.all(raws.map((r) => pool.parse(r)))]);
+    assert.deepEqual(there, here);
+    assert.equal(pool.workerParses, raws.length, 'every message was parsed by a worker');
+    const attachments = there.flatMap((o) => (o.ok ? o.message.attachments : []));
+    assert.ok(attachments.length > 0, 'the samples carry attachments');
+    for (const a of attachments) assert.ok(Buffer.isBuffer(a.content), `${a.filename} arrives as a Buffer`);
+  });
+
+  it('still answers every message when its workers stop in the middle, on the calling thread', async () => {
+    const own = new ParsePool(1);
+    const raws = Array.from({ length: 200 }, (_, i) => corpusMessage(KINDS[i % KINDS.length]!, 'inbox@example.com', i).raw);
+    const pending = raws.map((r) => own.parse(r));
+    await own.close();
+    const outcomes = await Promise.all(pending);
+    assert.deepEqual(outcomes, await Promise.all(raws.map((r) => parseMessage(r))));
+  });
+});

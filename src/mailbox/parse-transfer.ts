@@ -1,0 +1,38 @@
+// What crosses between a fetch and its parse worker. A structured clone of a Buffer copies the whole
+// ArrayBuffer behind it (imapflow's sources and mailparser's small Buffers are slices of larger ones), so
+// every byte array is first copied to an ArrayBuffer of its own size and transferred, not cloned.
+import type { ParseOutcome } from './parse.js';
+
+export interface ParseRequest {
+  id: number;
+  raw: Uint8Array;
+}
+
+export interface ParseReply {
+  id: number;
+  outcome: ParseOutcome;
+}
+
+/** `bytes` in an ArrayBuffer of exactly its length, ready to transfer. */
+export function ownBytes(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
+}
+
+/** The outcome with its attachments' bytes in transferable ArrayBuffers of their own, and those buffers. */
+export function transferableOutcome(outcome: ParseOutcome): { outcome: ParseOutcome; transfer: ArrayBuffer[] } {
+  if (!outcome.ok) return { outcome, transfer: [] };
+  const transfer: ArrayBuffer[] = [];
+  const attachments = outcome.message.attachments.map((a) => {
+    const own = ownBytes(a.content);
+    transfer.push(own.buffer as ArrayBuffer);
+    return { ...a, content: own as Buffer };
+  });
+  return { outcome: { ok: true, message: { ...outcome.message, attachments } }, transfer };
+}
+
+/** The outcome as it arrived from a worker, attachment bytes made Buffers again (a clone delivers Uint8Arrays). */
+export function revivedOutcome(outcome: ParseOutcome): ParseOutcome {
+  if (!outcome.ok) return outcome;
+  const attachments = outcome.message.attachments.map((a) => ({ ...a, content: Buffer.from(a.content.buffer, a.content.byteOffset, a.content.byteLength) }));
+  return { ok: true, message: { ...outcome.message, attachments } };
+}

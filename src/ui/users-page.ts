@@ -1,0 +1,185 @@
+// Users (admins: create, role, reset password, disable) and Account (everyone: own password, own API keys,
+// own personal servers). Passwords and API keys are never shown back, except a new key once, at creation.
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { Services } from '../services.js';
+import { actorOf } from '../http/actor.js';
+import { AppError } from '../lib/errors.js';
+import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
+import { html, type SafeHtml } from './html.js';
+import { flashHtml, type PageContext } from './layout.js';
+
+function usersBody(ctx: PageContext, users: Awaited<ReturnType<Services['users']['list']>>, error?: string, entered: Form = {}): SafeHtml {
+  const rows = users.map(
+    (u) => html`<tr>
+  <td><strong>${u.login}</strong><span class="sub">${u.name}</span></td>
+  <td>${u.email}</td>
+  <td>${u.role}</td>
+  <td>${u.active ? html`<span class="tag tag-green">Active</span>` : html`<span class="tag tag-grey">Disabled</span>`}</td>
+  <td><div class="actions">
+    <form method="post" action="/users/access" class="inline">${csrfField(ctx)}<input type="hidden" name="login" value="${u.login}">
+      <input type="hidden" name="role" value="${u.role === 'admin' ? 'user' : 'admin'}"><button type="submit" class="secondary small">Make ${u.role === 'admin' ? 'user' : 'admin'}</button></form>
+    <form method="post" action="/users/access" class="inline">${csrfField(ctx)}<input type="hidden" name="login" value="${u.login}">
+      <input type="hidden" name="active" value="${u.active ? '0' : '1'}"><button type="submit" class="${u.active ? 'danger' : 'secondary'} small">${u.active ? 'Disable' : 'Enable'}</button></form>
+    <form method="post" action="/users/password" class="inline reset">${csrfField(ctx)}<input type="hidden" name="login" value="${u.login}">
+      <label class="visually-hidden" for="reset-${u.id}">New password for ${u.login}</label>
+      <input type="password" id="reset-${u.id}" name="password" autocomplete="new-password" placeholder="New password" required minlength="10">
+      <button type="submit" class="secondary small">Reset password</button></form>
+  </div></td>
+</tr>`,
+  );
+  return html`<div class="page-head"><h1>Users</h1></div>
+${error ? flashHtml({ kind: 'error', text: error }) : null}
+<div class="card table-card"><table>
+  <thead><tr><th>Login</th><th>Email</th><th>Role</th><th>Status</th><th><span class="visually-hidden">Actions</span></th></tr></thead>
+  <tbody>${rows}</tbody></table></div>
+<form method="post" action="/users" class="card">
+  ${csrfField(ctx)}
+  <h2>New user</h2>
+  <div class="grid">
+    <div><label for="new-login">Login</label><input type="text" id="new-login" name="login" value="${text(entered, 'login')}" required></div>
+    <div><label for="new-email">Email</label><input type="email" id="new-email" name="email" value="${text(entered, 'email')}" required></div>
+    <div><label for="new-name">Name</label><input type="text" id="new-name" name="name" value="${text(entered, 'name')}"></div>
+    <div><label for="new-password">Password (at least 10 characters)</label><input type="password" id="new-password" name="password" autocomplete="new-password" required></div>
+    <div><label for="new-role">Role</label><select id="new-role" name="role"><option value="user">User</option><option value="admin"${text(entered, 'role') === 'admin' ? html` selected` : null}>Admin</option></select></div>
+  </div>
+  <button type="submit">Create user</button>
+</form>`;
+}
+
+export function usersPage(services: Services): FastifyPluginAsync {
+  const { users, apiKeys } = services;
+
+  async function renderUsers(request: FastifyRequest, reply: FastifyReply, error?: string, entered?: Form, status = 200) {
+    const ctx = pageContext(request, reply, 'users');
+    return renderPage(reply, 'Users', usersBody(ctx, await users.list(), error, entered), ctx, status);
+  }
+
+  async function renderAccount(request: FastifyRequest, reply: FastifyReply, opts: { error?: string; newKey?: string; status?: number } = {}) {
+    const ctx = pageContext(request, reply, 'account');
+    const user = request.principal!.user;
+    const [keys, outgoing, incoming] = await Promise.all([
+      apiKeys.list(user.id),
+      services.outgoingServers.list({ ownerUserId: user.id }),
+      services.incomingServers.list({ ownerUserId: user.id }),
+    ]);
+    const mine = <T extends { owner_user_id: number | null }>(rows: T[]) => rows.filter((r) => r.owner_user_id === user.id);
+    const body = html`<div class="page-head"><h1>Your account</h1></div>
+<p class="muted">Signed in as <code>${user.login}</code> (${user.email}).</p>
+${opts.error ? flashHtml({ kind: 'error', text: opts.error }) : null}
+${opts.newKey
+  ? html`<div class="flash flash-success" role="status">New API key (shown only now, copy it): <code id="new-key">${opts.newKey}</code></div>`
+  : null}
+<form method="post" action="/account/password" class="card">
+  ${csrfField(ctx)}
+  <h2>Password</h2>
+  <div class="grid">
+    <div><label for="current-password">Current password</label><input type="password" id="current-password" name="current" autocomplete="current-password" required></div>
+    <div><label for="account-password">New password (at least 10 characters)</label><input type="password" id="account-password" name="password" autocomplete="new-password" required minlength="10"></div>
+  </div>
+  <p class="help">Changing it signs you out everywhere.</p>
+  <button type="submit">Change password</button>
+</form>
+<div class="card">
+  <h2>API keys</h2>
+  ${keys.length === 0
+    ? html`<p class="muted">No API key yet.</p>`
+    : html`<table><thead><tr><th>Name</th><th>Key</th><th>Last used</th><th><span class="visually-hidden">Actions</span></th></tr></thead><tbody>
+    ${keys.map(
+      (k) => html`<tr><td>${k.name}</td><td><code>${k.prefix}…</code></td><td>${k.lastUsedAt ?? 'never'}</td>
+      <td>${k.revoked ? html`<span class="tag tag-grey">Revoked</span>` : html`<form method="post" action="/account/api-keys/revoke" class="inline">${csrfField(ctx)}<input type="hidden" name="keyId" value="${k.id}"><button type="submit" class="danger small">Revoke ${k.name}</button></form>`}</td></tr>`,
+    )}</tbody></table>`}
+  <form method="post" action="/account/api-keys" class="filters">
+    ${csrfField(ctx)}
+    <div><label for="key-name">New key name</label><input type="text" id="key-name" name="name" required placeholder="ERP"></div>
+    <div><button type="submit">Create API key</button></div>
+  </form>
+</div>
+<div class="card">
+  <h2>Your personal servers</h2>
+  <ul>
+    ${mine(outgoing).map((s) => html`<li><a href="/outgoing-servers/${s.id}">${s.name}</a> <span class="muted">outgoing</span></li>`)}
+    ${mine(incoming).map((s) => html`<li><a href="/incoming-servers/${s.id}">${s.name}</a> <span class="muted">incoming</span></li>`)}
+  </ul>
+  <p><a class="button secondary" href="/outgoing-servers/new">New outgoing server</a> <a class="button secondary" href="/incoming-servers/new">New incoming server</a></p>
+</div>`;
+    return renderPage(reply, 'Your account', body, ctx, opts.status ?? 200);
+  }
+
+  return async (app) => {
+    app.get('/users', { config: { access: 'admin' } }, async (request, reply) => renderUsers(request, reply));
+
+    app.post<{ Body: Form }>('/users', { config: { access: 'admin' } }, async (request, reply) => {
+      const b = request.body ?? {};
+      try {
+        const role = text(b, 'role') === 'admin' ? 'admin' : 'user';
+        await users.create({ login: text(b, 'login'), email: text(b, 'email'), name: text(b, 'name'), password: text(b, 'password'), role }, actorOf(request));
+      } catch (e) {
+        const err = formError(e);
+        return renderUsers(request, reply, err.message, { ...b, password: '' }, err.status);
+      }
+      return redirectWithFlash(reply, '/users', { kind: 'success', text: `User ${text(b, 'login').trim().toLowerCase()} created.` });
+    });
+
+    app.post<{ Body: Form }>('/users/access', { config: { access: 'admin' } }, async (request, reply) => {
+      const b = request.body ?? {};
+      const login = text(b, 'login');
+      const role = text(b, 'role');
+      const active = text(b, 'active');
+      try {
+        await users.setAccess(login, { ...(role === 'admin' || role === 'user' ? { role } : {}), ...(active !== '' ? { active: active === '1' } : {}) }, actorOf(request));
+      } catch (e) {
+        return redirectWithFlash(reply, '/users', { kind: 'error', text: formError(e).message });
+      }
+      return redirectWithFlash(reply, '/users', { kind: 'success', text: `User ${login} changed.` });
+    });
+
+    app.post<{ Body: Form }>('/users/password', { config: { access: 'admin' } }, async (request, reply) => {
+      const login = text(request.body, 'login');
+      try {
+        await users.setPassword(login, text(request.body, 'password'), actorOf(request));
+      } catch (e) {
+        return redirectWithFlash(reply, '/users', { kind: 'error', text: formError(e).message });
+      }
+      return redirectWithFlash(reply, '/users', { kind: 'success', text: `Password of ${login} reset; their sessions ended.` });
+    });
+
+    app.get('/account', { config: { access: 'user' } }, async (request, reply) => renderAccount(request, reply));
+
+    app.post<{ Body: Form }>('/account/password', { config: { access: 'user' } }, async (request, reply) => {
+      const user = request.principal!.user;
+      try {
+        await users.authenticate(user.login, text(request.body, 'current'));
+      } catch {
+        return renderAccount(request, reply, { error: 'The current password is not right: nothing was changed.', status: 400 });
+      }
+      try {
+        await users.setPassword(user.login, text(request.body, 'password'), actorOf(request));
+      } catch (e) {
+        const err = formError(e);
+        return renderAccount(request, reply, { error: err.message, status: err.status });
+      }
+      // The change ended every session, this one too: sign in with the new password.
+      return redirectWithFlash(reply, '/login', { kind: 'success', text: 'Password changed. Sign in with the new one.' });
+    });
+
+    app.post<{ Body: Form }>('/account/api-keys', { config: { access: 'user' } }, async (request, reply) => {
+      const user = await users.findById(request.principal!.user.id);
+      if (!user) throw new AppError('JUNIPER_ERR_NOT_FOUND', 'Your user no longer exists.');
+      try {
+        const { key } = await apiKeys.create(user, text(request.body, 'name').trim() || 'key', actorOf(request));
+        return await renderAccount(request, reply, { newKey: key });
+      } catch (e) {
+        const err = formError(e);
+        return renderAccount(request, reply, { error: err.message, status: err.status });
+      }
+    });
+
+    app.post<{ Body: Form }>('/account/api-keys/revoke', { config: { access: 'user' } }, async (request, reply) => {
+      const id = Number(text(request.body, 'keyId'));
+      const own = (await apiKeys.list(request.principal!.user.id)).find((k) => k.id === id);
+      if (!own) throw new AppError('JUNIPER_ERR_NOT_FOUND', `You have no API key with id ${text(request.body, 'keyId')}.`);
+      await apiKeys.revoke(own.id, actorOf(request));
+      return redirectWithFlash(reply, '/account', { kind: 'success', text: `API key ${own.name} revoked.` });
+    });
+  };
+}

@@ -1,0 +1,114 @@
+// The new pages' server side on both databases (the browser tests run on SQLite): Inbox search through
+// the SQL it adds (case-insensitive, LIKE wildcards taken literally, visibility kept), compose through the
+// queue with a user's own From whatever was posted, the mail page's access rule, the Route checker, and
+// the Users page's role / disable with the last-admin guard.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { cliActor } from '../../src/audit/audit-log.js';
+import { dialects } from '../helpers/databases.js';
+import { FormBrowser } from '../helpers/form-browser.js';
+import { testDispatcher } from '../helpers/outgoing.js';
+import { startWorld, type World } from '../helpers/world.js';
+import { startSmtpSink } from '../peers/smtp-sink.js';
+
+for (const dialect of dialects) {
+  describe(`new UI pages (${dialect})`, () => {
+    let w: World;
+    let admin: FormBrowser;
+    let jane: FormBrowser;
+    let john: FormBrowser;
+
+    before(async () => {
+      w = await startWorld(dialect);
+      admin = new FormBrowser(w.http);
+      jane = new FormBrowser(w.http);
+      john = new FormBrowser(w.http);
+      await admin.signIn(w.admin.login, w.admin.password);
+      await jane.signIn(w.jane.login, w.jane.password);
+      await john.signIn(w.john.login, w.john.password);
+    });
+    after(async () => w?.close());
+
+    it('searches the Inbox by subject, sender and text, ignoring case and taking % and _ literally, within what each user may see', async () => {
+      for (const q of ['order 1234', 'ORDER', 'a customer']) {
+        const res = await admin.get(`/inbox?q=${encodeURIComponent(q)}`);
+        assert.equal(res.statusCode, 200, res.body);
+        assert.match(res.body, />Order 1234</, q);
+      }
+      for (const q of ['%', '_rder', 'no such words']) {
+        const res = await admin.get(`/inbox?q=${encodeURIComponent(q)}`);
+        assert.equal(res.statusCode, 200, res.body);
+        assert.doesNotMatch(res.body, />Order 1234</, q);
+        assert.match(res.body, /No messages match these filters/, q);
+      }
+      assert.match((await jane.get('/inbox?q=order')).body, />Order 1234</, 'jane owns the server');
+      assert.doesNotMatch((await john.get('/inbox?q=order')).body, />Order 1234</, 'john does not');
+    });
+
+    it("queues a composed mail as the user's own address whatever From was posted, and shows its page only to its sender and admins", async () => {
+      await jane.get('/compose');
+      const res = await jane.post('/compose', { from: 'admin@example.com', to: 'customer@client.test', subject: 'Hello <b>there</b>', text: 'Hi' }, { follow: false });
+      assert.equal(res.statusCode, 303, res.body);
+      const id = Number(/\/outbox\/(\d+)/.exec(String(res.headers.location))?.[1]);
+      const mail = await w.t.app.services.queue.get(id);
+      assert.equal(mail.from_header, 'jane <jane@example.com>', 'her name and address, not the posted From');
+      assert.equal(mail.created_by_user_id, w.jane.id);
+      const page = await jane.get(`/outbox/${id}`);
+      assert.equal(page.statusCode, 200);
+      assert.match(page.body, /Hello &lt;b&gt;there&lt;\/b&gt;/, 'the subject is shown as text');
+      assert.match(page.body, /Server and why/);
+      assert.equal((await admin.get(`/outbox/${id}`)).statusCode, 200);
+      const other = await john.get(`/outbox/${id}`);
+      assert.equal(other.statusCode, 404);
+      assert.match(String(other.headers['content-type']), /^text\/html/);
+    });
+
+    it("lists on the mail page the attempt that did not deliver, with the server's reply (migration 017)", async () => {
+      const refusing = await startSmtpSink({ auth: 'none', tls: 'none', behaviour: { mailFrom: () => ({ code: 550, message: '5.7.60 SendAsDenied; not allowed to send as this address' }) } });
+      const dispatch = testDispatcher(w.t.app);
+      try {
+        const server = await w.t.app.services.outgoingServers.create(
+          { name: 'Refusing relay', auth: 'none', host: '127.0.0.1', port: refusing.port, security: 'none', priority: 10, active: true, allowSelfSigned: false },
+          { id: w.admin.id, login: 'admin', email: 'admin@example.com', name: '', role: 'admin' },
+          cliActor,
+        );
+        const { id } = await w.t.app.services.outbox.enqueue({ from: 'news@example.com', to: ['x@example.org'], subject: 'refused', text: 'x', serverId: server.id }, null, cliActor);
+        await dispatch.drain();
+        const attempts = await w.t.app.services.queue.attemptsOf(id);
+        assert.deepEqual(attempts.map((a) => [a.outcome, a.server_id]), [['failed', server.id]]);
+        const page = await admin.get(`/outbox/${id}`);
+        assert.match(page.body, /<span class="tag tag-red">failed<\/span>/);
+        assert.match(page.body, /SendAsDenied/);
+        assert.match(page.body, /Refusing relay/);
+      } finally {
+        await dispatch.close();
+        await refusing.stop();
+      }
+    });
+
+    it('explains a route in the Route checker', async () => {
+      const res = await jane.get('/route?from=jane%40example.com');
+      assert.equal(res.statusCode, 200, res.body);
+      assert.match(res.body, /id="route-result"/);
+      assert.match(res.body, /Envelope sender/);
+    });
+
+    it('creates, disables and re-enables a user, and refuses to disable the last active admin', async () => {
+      await admin.get('/users');
+      let res = await admin.post('/users', { login: 'Bob', email: 'bob@example.com', name: '<i>Bob</i>', password: 'bob-password-123', role: 'user' });
+      assert.match(res.body, /User bob created\./);
+      assert.match(res.body, /&lt;i&gt;Bob&lt;\/i&gt;/);
+      res = await admin.post('/users/access', { login: 'bob', active: '0' });
+      assert.match(res.body, /User bob changed\./);
+      assert.equal((await w.t.app.services.users.requireByLogin('bob')).active, 0);
+      await admin.post('/users/access', { login: 'bob', active: '1', role: 'admin' });
+      const bob = await w.t.app.services.users.requireByLogin('bob');
+      assert.deepEqual([bob.active, bob.role], [1, 'admin']);
+      await admin.post('/users/access', { login: 'bob', role: 'user' });
+      res = await admin.post('/users/access', { login: 'admin', active: '0' });
+      assert.match(res.body, /last active admin/);
+      assert.equal((await w.t.app.services.users.requireByLogin('admin')).active, 1);
+      assert.equal((await jane.post('/users/access', { login: 'jane', role: 'admin' }, { follow: false })).statusCode, 403);
+    });
+  });
+}

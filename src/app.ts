@@ -1,70 +1,15 @@
-// Composition root: wires database, vault, services and the HTTP app. Starts nothing: no listening, no
-// timers (main.ts does that), so tests can build a whole app and drive it with inject().
+// Composition root: opens database and vault, builds the services (services.ts) and, lazily, the HTTP app.
+// Starts nothing: no listening, no timers (main.ts does that), so tests can build a whole app and inject().
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
-import { AuditLog } from './audit/audit-log.js';
 import { createLogger, type Logger } from './lib/logger.js';
-import { ApiKeys } from './users/api-keys.js';
-import { FirstRunSetup } from './users/first-run.js';
-import { Sessions } from './users/sessions.js';
-import { SignIn } from './users/sign-in.js';
-import { Users } from './users/users.js';
+import type { HostResolver } from './mail-servers/host-guard.js';
 import { openVault, type Vault } from './vault/index.js';
-import { Parameters } from './settings/parameters.js';
-import { Settings } from './settings/settings.js';
-import { BlobStore } from './mailbox/blob-store.js';
-import { Outbox } from './outgoing/outbox.js';
-import { OutgoingQueue } from './outgoing/queue.js';
-import { OutgoingServers } from './outgoing/servers.js';
-import { HostGuard, type HostResolver } from './mail-servers/host-guard.js';
-import type { TokenProvider } from './oauth/token-provider.js';
-import { IncomingMail } from './incoming/incoming-mail.js';
-import { IncomingServers } from './incoming/servers.js';
-import { Ingest } from './mailbox/ingest.js';
-import { MessageStore } from './mailbox/messages.js';
-import { OAuthAppStatus } from './oauth/app-status.js';
-import { OutlookConnect } from './oauth/outlook-connect.js';
-import { TokenStore } from './oauth/token-store.js';
-import { Readiness } from './jobs/readiness.js';
-import { MetricsScraper } from './metrics/scrape.js';
-import { JobStore } from './jobs/job-store.js';
-import { FetchJobs } from './jobs/fetch-jobs.js';
-import { Webhooks } from './webhooks/webhooks.js';
+import { buildServices, type Services } from './services.js';
 
-export interface Services {
-  audit: AuditLog;
-  users: Users;
-  sessions: Sessions;
-  apiKeys: ApiKeys;
-  signIn: SignIn;
-  firstRun: FirstRunSetup;
-  parameters: Parameters;
-  settings: Settings;
-  outgoingServers: OutgoingServers;
-  blobs: BlobStore;
-  queue: OutgoingQueue;
-  outbox: Outbox;
-  /** OAuth access tokens for Outlook servers (the SMTP and IMAP adapters ask it). */
-  tokens: TokenProvider;
-  tokenStore: TokenStore;
-  oauthAppStatus: OAuthAppStatus;
-  outlookConnect: OutlookConnect;
-  incomingServers: IncomingServers;
-  /** Test & Confirm and fetching (reads `tokens` when used). */
-  incoming: IncomingMail;
-  messages: MessageStore;
-  /** /readyz: database, migrations, worker heartbeats (issue 11). */
-  readiness: Readiness;
-  /** GET /metrics and a worker's metrics port (issue 11). */
-  metrics: MetricsScraper;
-  /** Background jobs with progress (issue 11): Fetch Now runs as one. */
-  jobs: JobStore;
-  fetchJobs: FetchJobs;
-  /** Webhook registrations and deliveries (issue 11); the worker posts them. */
-  webhooks: Webhooks;
-}
+export type { Services };
 
 export interface App {
   config: Config;
@@ -95,66 +40,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     await database.close();
     throw e;
   }
-  const db = database.db;
-  const audit = new AuditLog(db);
-  const users = new Users(db, audit);
-  const parameters = new Parameters(db, audit);
-  const blobs = new BlobStore(db);
-  const queue = new OutgoingQueue(db, database.dialect, blobs);
-  const hostGuard = new HostGuard(db, options.resolveHost);
-  const incomingServers = new IncomingServers(db, vault, audit, hostGuard);
-  const outgoingServers = new OutgoingServers(db, vault, audit, hostGuard);
-  const outbox = new Outbox(queue, parameters, outgoingServers);
-  const settings = new Settings(db, vault, parameters, audit);
-  const oauthAppStatus = new OAuthAppStatus(db);
-  const tokenStore = new TokenStore({ db, vault, settings, appStatus: oauthAppStatus, log: logger.child({ component: 'oauth' }) });
-  const outlookConnect = new OutlookConnect({
-    db,
-    vault,
-    settings,
-    appStatus: oauthAppStatus,
-    audit,
-    log: logger.child({ component: 'oauth' }),
-    onConnected: async (kind, serverId) => {
-      if (kind !== 'outgoing') return;
-      if ((await queue.wakeWaiting(serverId)) > 0) outbox.wake();
-    },
-  });
-  const jobs = new JobStore(db);
-  const services: Services = {
-    audit,
-    users,
-    sessions: new Sessions(db),
-    apiKeys: new ApiKeys(db, audit),
-    signIn: new SignIn(users),
-    firstRun: new FirstRunSetup(users),
-    parameters,
-    settings,
-    outgoingServers,
-    blobs,
-    queue,
-    outbox,
-    tokens: tokenStore,
-    tokenStore,
-    oauthAppStatus,
-    outlookConnect,
-    incomingServers,
-    incoming: new IncomingMail({
-      db,
-      servers: incomingServers,
-      ingest: new Ingest(blobs),
-      parameters,
-      log: logger.child({ component: 'incoming' }),
-      tokens: () => services.tokens,
-      leaseMs: config.fetch.leaseMs,
-    }),
-    messages: new MessageStore(db, blobs),
-    readiness: new Readiness(database),
-    metrics: new MetricsScraper({ db, settings, tokenStore }),
-    jobs,
-    fetchJobs: new FetchJobs(jobs, () => services.incoming, logger.child({ component: 'jobs' })),
-    webhooks: new Webhooks(db, vault, hostGuard),
-  };
+  const services = buildServices({ database, vault, logger, resolveHost: options.resolveHost, fetchLeaseMs: config.fetch.leaseMs });
   let http: Promise<FastifyInstance> | undefined;
   return {
     config,

@@ -100,25 +100,19 @@ export function mailsCommand(withApp: WithApp): Command {
     .command('show')
     .argument('<id>', 'mail id')
     .description('one mail with its state, server and the server\'s reply')
+    .option('--json', 'JSON output (the default: a mail has too many fields for one line)', true)
     .action(async (id: string) => {
       const m = await withApp(async (app) => mailView(await app.services.queue.get(Number(id))));
       process.stdout.write(JSON.stringify(m, null, 2) + '\n');
     });
-  mails
-    .command('retry')
-    .argument('<id>', 'mail id')
-    .description('queue a failed, cancelled or waiting mail again now')
-    .action(async (id: string) => {
-      const m = await withApp(async (app) => mailView(await app.services.queue.retry(Number(id))));
-      process.stdout.write(mailLine(m));
-    });
-  mails
-    .command('cancel')
-    .argument('<id>', 'mail id')
-    .description('cancel a queued mail')
-    .action(async (id: string) => {
-      const m = await withApp(async (app) => mailView(await app.services.queue.cancel(Number(id))));
-      process.stdout.write(mailLine(m));
-    });
+  for (const [op, description] of [['retry', 'queue a failed, cancelled or waiting mail again now'], ['cancel', 'cancel a queued mail']] as const) {
+    mails
+      .command(op)
+      .argument('<id>', 'mail id')
+      .description(description)
+      .action(async (id: string) => {
+        process.stdout.write(mailLine(await withApp(async (app) => mailView(await app.services.queue[op](Number(id))))));
+      });
+  }
   return mails;
 }

@@ -23,9 +23,10 @@ export function paramsCommand(withApp: WithApp): Command {
     .command('get')
     .description('print the value of one parameter (its default when unset)')
     .argument('<key>', 'parameter key, e.g. mail.catchall.domain')
-    .action(async (key: string) => {
+    .option('--json', 'JSON output (with description and default)', false)
+    .action(async (key: string, o: { json: boolean }) => {
       const p = await withApp((app) => app.services.parameters.get(key));
-      process.stdout.write(`${p.value}\n`);
+      process.stdout.write(o.json ? JSON.stringify(p, null, 2) + '\n' : `${p.value}\n`);
     });
 
   params

@@ -1,70 +1,26 @@
 // `juniper servers …` and `juniper route`: outgoing mail servers and the routing decision from the shell.
-import { Command, Option } from 'commander';
-import { cliActor } from '../audit/audit-log.js';
-import { parseInput } from '../lib/validate.js';
+import { Command } from 'commander';
 import { testOutgoingServer } from '../outgoing/connection-test.js';
 import { explainRoute } from '../outgoing/route-explainer.js';
-import { createOutgoingServerSchema, patchOutgoingServerSchema } from '../outgoing/server-rules.js';
-import { outgoingServerView, type OutgoingServerView } from '../outgoing/servers.js';
-import { cliPrincipal } from './principal.js';
-import { readHiddenLine } from './prompt.js';
+import { outgoingKind, type OutgoingServerView } from '../outgoing/servers.js';
 import type { WithApp } from './with-app.js';
 import { idArgument } from './args.js';
+import { addServerCommands, orDefault, serverFields, type CliField } from './server-commands.js';
 
-interface ServerOptions {
-  name?: string;
-  host?: string;
-  port?: string;
-  security?: string;
-  auth?: string;
-  username?: string;
-  passwordStdin?: boolean;
-  fromFilter?: string;
-  priority?: string;
-  allowSelfSigned?: boolean;
-  active?: boolean;
-  poolSize?: string;
-  rate?: string;
-}
-
-function withServerOptions(cmd: Command): Command {
-  return cmd
-    .option('--name <name>', 'a name to recognise the server by')
-    .option('--host <host>', 'SMTP host (Outlook: smtp.office365.com by default)')
-    .option('--port <port>', 'port (587 STARTTLS, 465 SSL, 25 none)')
-    .addOption(new Option('--security <security>', 'transport security').choices(['starttls', 'ssl', 'none']))
-    .addOption(new Option('--auth <auth>', 'authentication').choices(['none', 'password', 'outlook']))
-    .option('--username <username>', 'login (for Outlook: the mailbox address)')
-    .option('--password-stdin', 'read the password from stdin (prompted on a terminal)')
-    .option('--from-filter <filter>', 'comma-separated addresses and domains this server sends for')
-    .option('--priority <n>', 'lower is tried first')
-    .option('--allow-self-signed', 'accept a self-signed certificate (private servers only)')
-    .option('--active', 'use the server')
-    .option('--no-active', 'keep the server but do not use it')
-    .option('--pool-size <n>', 'connections kept open to the server, or "default" (Outlook 2, others 5)')
-    .option('--rate <n>', 'mails a minute at most (0 = no limit), or "default" (Outlook 30, as Microsoft allows; others none)');
-}
-
-/** A number option that may also be "default" (stored as null: the default for the server's kind). */
-const orDefault = (value: string): number | null => (value === 'default' ? null : Number(value));
-
-async function toBody(o: ServerOptions): Promise<Record<string, unknown>> {
-  const body: Record<string, unknown> = {};
-  if (o.name !== undefined) body.name = o.name;
-  if (o.host !== undefined) body.host = o.host;
-  if (o.port !== undefined) body.port = Number(o.port);
-  if (o.security !== undefined) body.security = o.security;
-  if (o.auth !== undefined) body.auth = o.auth;
-  if (o.username !== undefined) body.username = o.username;
-  if (o.passwordStdin) body.password = await readHiddenLine('SMTP password: ');
-  if (o.fromFilter !== undefined) body.fromFilter = o.fromFilter;
-  if (o.priority !== undefined) body.priority = Number(o.priority);
-  if (o.allowSelfSigned !== undefined) body.allowSelfSigned = o.allowSelfSigned;
-  if (o.active !== undefined) body.active = o.active;
-  if (o.poolSize !== undefined) body.poolSize = orDefault(o.poolSize);
-  if (o.rate !== undefined) body.ratePerMinute = orDefault(o.rate);
-  return body;
-}
+const fields: CliField[] = [
+  ...serverFields({
+    host: 'SMTP host (Outlook: smtp.office365.com by default)',
+    port: 'port (587 STARTTLS, 465 SSL, 25 none)',
+    security: ['starttls', 'ssl', 'none'],
+    auth: ['none', 'password', 'outlook'],
+  }),
+  { flags: '--from-filter <filter>', help: 'comma-separated addresses and domains this server sends for' },
+  { flags: '--priority <n>', help: 'lower is tried first', as: Number },
+  { flags: '--allow-self-signed', help: 'accept a self-signed certificate (private servers only)' },
+  { flags: '--active', help: 'use the server', no: 'keep the server but do not use it' },
+  { flags: '--pool-size <n>', help: 'connections kept open to the server, or "default" (Outlook 2, others 5)', as: orDefault },
+  { flags: '--rate <n>', help: 'mails a minute at most (0 = no limit), or "default" (Outlook 30, as Microsoft allows; others none)', body: 'ratePerMinute', as: orDefault },
+];
 
 function describe(s: OutgoingServerView): string {
   const token = s.auth === 'outlook' ? `  token ${s.token.status}${s.token.account ? ` (${s.token.account})` : ''}` : '';
@@ -72,56 +28,28 @@ function describe(s: OutgoingServerView): string {
   return `${s.id}\t${s.name}\t${s.host}:${s.port} ${s.security}\tauth ${s.auth}${s.username ? ` as ${s.username}` : ''}\tfilter ${s.fromFilter ?? '(any)'}\tpriority ${s.priority}\tpool ${s.effectivePoolSize}\trate ${s.effectiveRatePerMinute ? `${s.effectiveRatePerMinute}/min` : 'unlimited'}\t${state}${token}\n`;
 }
 
-const id = (value: string) => idArgument(value, 'juniper servers list');
+const id = (value: string) => idArgument(value, outgoingKind.listCommand);
 
 export function serversCommand(withApp: WithApp): Command {
-  const servers = new Command('servers').description('outgoing mail servers');
-
-  servers
-    .command('list')
-    .description('list outgoing mail servers in routing order')
-    .option('--archived', 'include archived servers', false)
-    .option('--json', 'JSON output', false)
-    .action(async (o: { archived: boolean; json: boolean }) => {
-      const rows = await withApp(async (app) => (await app.services.outgoingServers.list({ includeArchived: o.archived })).map((s) => outgoingServerView(s)));
-      process.stdout.write(o.json ? JSON.stringify(rows, null, 2) + '\n' : rows.map(describe).join('') || 'No outgoing mail servers yet: juniper servers create --help\n');
-    });
-
-  withServerOptions(servers.command('create').description('create an outgoing mail server')).action(async (o: ServerOptions) => {
-    const input = parseInput(createOutgoingServerSchema, await toBody(o), 'server');
-    const row = await withApp((app) => app.services.outgoingServers.create(input, cliPrincipal, cliActor));
-    process.stdout.write(describe(outgoingServerView(row)));
+  return addServerCommands(new Command('servers').description('outgoing mail servers'), withApp, {
+    kind: outgoingKind,
+    servers: (app) => app.services.outgoingServers,
+    protocol: 'SMTP',
+    fields,
+    describe,
+    help: {
+      list: 'list outgoing mail servers in routing order',
+      empty: 'No outgoing mail servers yet: juniper servers create --help\n',
+      create: 'create an outgoing mail server',
+      update: 'change an outgoing mail server',
+      archive: 'archive a server: it is kept for the record and never used again',
+      test: 'Test Connection: connect, TLS, sign in, MAIL FROM, RCPT TO, DATA — then abort, nothing is sent',
+    },
+    test: async (app, server) => {
+      const result = await testOutgoingServer(server, { servers: app.services.outgoingServers, parameters: app.services.parameters, tokens: app.services.tokens });
+      return { ok: result.ok, line: `${result.ok ? 'OK' : 'FAILED'}: ${result.message}\n` };
+    },
   });
-
-  withServerOptions(servers.command('update').description('change an outgoing mail server').argument('<id>', 'server id')).action(async (sid: string, o: ServerOptions) => {
-    const patch = parseInput(patchOutgoingServerSchema, await toBody(o), 'server');
-    const row = await withApp((app) => app.services.outgoingServers.update(id(sid), patch, cliPrincipal, cliActor));
-    process.stdout.write(describe(outgoingServerView(row)));
-  });
-
-  servers
-    .command('archive')
-    .description('archive a server: it is kept for the record and never used again')
-    .argument('<id>', 'server id')
-    .action(async (sid: string) => {
-      const row = await withApp((app) => app.services.outgoingServers.archive(id(sid), cliPrincipal, cliActor));
-      process.stdout.write(`Archived ${row.name} (id ${row.id}).\n`);
-    });
-
-  servers
-    .command('test')
-    .description('Test Connection: connect, TLS, sign in, MAIL FROM, RCPT TO, DATA — then abort, nothing is sent')
-    .argument('<id>', 'server id')
-    .action(async (sid: string) => {
-      const result = await withApp(async (app) => {
-        const server = await app.services.outgoingServers.get(id(sid));
-        return testOutgoingServer(server, { servers: app.services.outgoingServers, parameters: app.services.parameters, tokens: app.services.tokens });
-      });
-      process.stdout.write(`${result.ok ? 'OK' : 'FAILED'}: ${result.message}\n`);
-      if (!result.ok) process.exitCode = 1;
-    });
-
-  return servers;
 }
 
 export function routeCommand(withApp: WithApp): Command {

@@ -76,12 +76,14 @@ export function apiKeysCommand(withApp: WithApp): Command {
     .command('list')
     .description('list API keys (prefixes only)')
     .option('--user <login>', 'only this user')
-    .action(async (o: { user?: string }) => {
+    .option('--json', 'JSON output, as GET /api/v1/api-keys', false)
+    .action(async (o: { user?: string; json: boolean }) => {
       const list = await withApp(async (app) => {
         const user = o.user ? await app.services.users.requireByLogin(o.user) : undefined;
         return app.services.apiKeys.list(user?.id);
       });
-      for (const k of list) process.stdout.write(`${k.id}\t${k.prefix}…\tuser ${k.userId}\t${k.name}\t${k.revoked ? 'revoked' : k.lastUsedAt ? `last used ${k.lastUsedAt}` : 'never used'}\n`);
+      if (o.json) process.stdout.write(JSON.stringify(list, null, 2) + '\n');
+      else for (const k of list) process.stdout.write(`${k.id}\t${k.prefix}…\tuser ${k.userId}\t${k.name}\t${k.revoked ? 'revoked' : k.lastUsedAt ? `last used ${k.lastUsedAt}` : 'never used'}\n`);
     });
   keys
     .command('revoke')

@@ -2,13 +2,13 @@
 // signed-out browser goes to the sign-in page and comes back here with the same query). Success lands on
 // the server's form, which shows "Outlook Token Valid"; every problem is a page saying what to do.
 import type { FastifyPluginAsync } from 'fastify';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import { AppError, errorCatalogue, isAppError } from '../lib/errors.js';
 import { serverPath, type ConfirmQuery } from '../oauth/outlook-connect.js';
 import type { ServerKind } from '../oauth/token-provider.js';
 import { contextOf, errorPage } from '../ui/error-page.js';
 
-async function serverName(services: Services, kind: ServerKind, id: number): Promise<string | null> {
+async function serverName(services: Pick<Services, 'outgoingServers' | 'incomingServers'>, kind: ServerKind, id: number): Promise<string | null> {
   try {
     return (kind === 'outgoing' ? await services.outgoingServers.get(id) : await services.incomingServers.get(id)).name;
   } catch {
@@ -16,7 +16,7 @@ async function serverName(services: Services, kind: ServerKind, id: number): Pro
   }
 }
 
-export function oauthCallbackRoutes(services: Services): FastifyPluginAsync {
+export function oauthCallbackRoutes(services: Pick<Services, 'outlookConnect' | 'outgoingServers' | 'incomingServers'>): FastifyPluginAsync {
   return async (app) => {
     app.get<{ Querystring: ConfirmQuery }>('/microsoft_outlook/confirm', { config: { access: 'user' } }, async (request, reply) => {
       const principal = request.principal!;

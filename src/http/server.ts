@@ -5,7 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import { requestIdOf, type Logger } from '../lib/logger.js';
 import { AppError, errorCatalogue, isAppError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact-url.js';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import type { TrustProxy } from '../config.js';
 import type { Access } from './access.js';
 import { installSecurityHeaders } from './security-headers.js';

@@ -30,7 +30,7 @@ import type { Parameters } from '../settings/parameters.js';
 import { connectServer, type ConnectDeps } from './connect.js';
 import { batches, cursorStart, newStartUid } from './fetch-plan.js';
 import type { FolderStatus, MailboxReader } from './mailbox-reader.js';
-import { isLeaseLost, type IncomingServers } from './servers.js';
+import { isLeaseLost, type FetchState } from './fetch-state.js';
 import { readAhead } from './read-ahead.js';
 import { isDatabaseUnavailable } from './store-failure.js';
 import { countFetchFailure, countFetchRun } from '../metrics/fetch-metrics.js';
@@ -65,7 +65,7 @@ export const defaultFetchOptions: FetchOptions = { batchSize: 50, batchBytes: 50
 
 export interface FetcherDeps extends ConnectDeps {
   db: Kysely<DB>;
-  servers: IncomingServers;
+  servers: FetchState;
   ingest: Ingest;
   parameters: Parameters;
   log: Logger;

@@ -11,12 +11,14 @@ import type { ConnectDeps } from './connect.js';
 import { IncomingFetcher, type FetchCounts, type FetchOptions } from './fetcher.js';
 import { imapConnector, TEST_IMAP_TIMEOUTS } from './imap-reader.js';
 import type { ConnectReader } from './mailbox-reader.js';
+import type { FetchState } from './fetch-state.js';
 import type { IncomingServers } from './servers.js';
 import { testAndConfirm, type TestConfirmResult } from './test-confirm.js';
 
 export interface IncomingMailDeps {
   db: Kysely<DB>;
   servers: IncomingServers;
+  fetchState: FetchState;
   ingest: Ingest;
   parameters: Parameters;
   log: Logger;
@@ -40,11 +42,11 @@ export class IncomingMail {
   }
 
   fetcher(overrides: FetcherOverrides = {}): IncomingFetcher {
-    const { db, servers, ingest, parameters, log } = this.deps;
+    const { db, fetchState, ingest, parameters, log } = this.deps;
     return new IncomingFetcher({
       ...this.connectDeps(overrides.connect ?? imapConnector(), overrides.tokens),
       db,
-      servers,
+      servers: fetchState,
       ingest,
       parameters,
       log,

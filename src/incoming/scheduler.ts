@@ -4,7 +4,7 @@
 import { isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { IncomingFetcher } from './fetcher.js';
-import type { IncomingServers } from './servers.js';
+import type { FetchState } from './fetch-state.js';
 
 export interface SchedulerOptions {
   tickMs: number;
@@ -21,7 +21,7 @@ export class FetchScheduler {
 
   constructor(
     private readonly fetcher: IncomingFetcher,
-    private readonly servers: IncomingServers,
+    private readonly servers: Pick<FetchState, 'due'>,
     private readonly log: Logger,
     private readonly options: SchedulerOptions = defaultSchedulerOptions,
   ) {}

@@ -1,57 +1,39 @@
-// What outgoing and incoming mail servers share: the OAuth token view and columns, the last test result,
-// and who may manage a server. Each kind keeps its own fields and rules in outgoing/ and incoming/.
-import type { OutgoingServer, TokenColumns } from '../db/schema.js';
-import type { PrincipalUser } from '../http/access.js';
+// What outgoing and incoming mail servers share: the view of their common fields, the last test result, and
+// who may manage a server. Each kind keeps its own fields and rules in outgoing/ and incoming/; the OAuth
+// token columns are src/oauth's (oauth/token-columns.ts).
+import type { IncomingServer, OutgoingServer } from '../db/schema.js';
+import type { PrincipalUser } from '../users/principal.js';
 import { AppError } from '../lib/errors.js';
 import type { AppProblem } from '../oauth/app-status.js';
+import { tokenView } from '../oauth/token-columns.js';
 
-export interface TokenView {
-  status: 'missing' | 'valid' | 'needs_reconnect';
-  account: string | null;
-  expiresAt: string | null;
-  error: { code: string | null; message: string } | null;
-  /** An app-wide Outlook problem (client secret invalid or expired …): it stops every Outlook server. */
-  appProblem: { code: string | null; message: string } | null;
+/** The fields every kind's view has; each kind adds its own. */
+export function serverView<S extends OutgoingServer | IncomingServer>(s: S, appProblem: AppProblem | null) {
+  return {
+    id: s.id,
+    name: s.name,
+    host: s.host,
+    port: s.port,
+    security: s.security,
+    auth: s.auth as S['auth'],
+    username: s.username,
+    hasPassword: s.password_enc !== null,
+    priority: s.priority,
+    active: s.active === 1,
+    archived: s.archived_at !== null,
+    allowSelfSigned: s.allow_self_signed === 1,
+    ownerUserId: s.owner_user_id,
+    token: tokenView(s, appProblem),
+    lastTest: lastTestView(s),
+    createdAt: iso(s.created_at)!,
+    updatedAt: iso(s.updated_at)!,
+  };
 }
 
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-export function tokenView(
-  s: Pick<OutgoingServer, 'token_status' | 'token_account' | 'access_token_expires_at' | 'token_error_code' | 'token_error_message'> & { auth: string },
-  appProblem: AppProblem | null = null,
-): TokenView {
-  const shared = s.auth === 'outlook' && appProblem ? { code: appProblem.code, message: appProblem.message } : null;
-  return {
-    status: s.token_status,
-    account: s.token_account,
-    expiresAt: iso(s.access_token_expires_at),
-    error: s.token_error_message ? { code: s.token_error_code, message: s.token_error_message } : shared,
-    appProblem: shared,
-  };
-}
-
 export function lastTestView(s: Pick<OutgoingServer, 'last_test_at' | 'last_test_ok' | 'last_test_message'>): { at: string; ok: boolean; message: string } | null {
   return s.last_test_at === null ? null : { at: iso(s.last_test_at)!, ok: s.last_test_ok === 1, message: s.last_test_message ?? '' };
-}
-
-/** A new server has no tokens yet (token_status defaults to 'missing'). */
-export const noTokens: Omit<TokenColumns, 'token_status'> = {
-  refresh_token_enc: null,
-  access_token_enc: null,
-  access_token_expires_at: null,
-  token_account: null,
-  token_error_code: null,
-  token_error_message: null,
-  token_refreshed_at: null,
-  token_refresh_lock_until: null,
-  token_refresh_lock_owner: null,
-};
-
-/** Forgets a server's Outlook tokens: after a change of mailbox or of auth method they belong to someone else. */
-export function forgetTokens(current: { token_status: string }, stale: boolean) {
-  return stale && current.token_status !== 'missing'
-    ? { ...noTokens, token_status: 'missing' as const }
-    : {};
 }
 
 /** Admins manage every server; a user only the personal servers they own (others do not exist for them). */

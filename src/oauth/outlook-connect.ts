@@ -5,7 +5,7 @@
 import type { Kysely } from 'kysely';
 import type { Actor, AuditLog } from '../audit/audit-log.js';
 import type { DB } from '../db/schema.js';
-import type { Principal } from '../http/access.js';
+import type { Principal } from '../users/principal.js';
 import { AppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Settings } from '../settings/settings.js';

@@ -17,9 +17,9 @@ import type { OAuthAppStatus } from './app-status.js';
 import { scopeFor } from './microsoft.js';
 import { refreshAccessToken, type TokenSet } from './oauth-client.js';
 import { oauthErrorDetails, type OAuthErrorDetails } from './oauth-errors.js';
-import { tokenNeedsRefresh } from './token-freshness.js';
+import { KEEP_ALIVE_MS, tokenNeedsRefresh } from './token-freshness.js';
 import type { AccessToken, ServerKind, TokenProvider } from './token-provider.js';
-import { accessTokenContext, kindLabel, loadTokenRow, refreshTokenContext, tableOf, type TokenRow } from './token-table.js';
+import { accessTokenContext, kindLabel, loadTokenRow, refreshTokenContext, tableOf, tokensRefreshedBefore, type TokenRow } from './token-table.js';
 
 export interface TokenStoreOptions {
   /**
@@ -106,6 +106,11 @@ export class TokenStore implements TokenProvider {
   async keepAlive(kind: ServerKind, serverId: number): Promise<void> {
     const row = await loadTokenRow(this.deps.db, kind, serverId);
     await this.accessToken(kind, serverId, { renew: row.access_token_enc !== null });
+  }
+
+  /** The servers the daily keep-alive refreshes: connected, and not refreshed for KEEP_ALIVE_MS. */
+  dueForKeepAlive(): Promise<{ kind: ServerKind; id: number }[]> {
+    return tokensRefreshedBefore(this.deps.db, this.now() - KEEP_ALIVE_MS);
   }
 
   private decrypted(kind: ServerKind, row: TokenRow): AccessToken {

@@ -3,7 +3,7 @@
 // copied), so the description cannot drift from the validation. openapi.test.ts fails for a route of the
 // table missing here, and for an entry here that names no route.
 import type { z } from 'zod';
-import * as incomingApi from '../http/api/incoming-servers.js';
+import * as serversApi from '../http/api/mail-servers.js';
 import * as jobsApi from '../http/api/jobs.js';
 import * as webhooksApi from '../http/api/webhooks.js';
 import { createWebhookSchema } from '../webhooks/events.js';
@@ -58,12 +58,12 @@ export const operations: Record<string, Operation> = {
   'GET /api/v1/settings': { tag: 'settings', summary: 'Settings (the client secret shows as hasClientSecret)' },
   'PUT /api/v1/settings': { tag: 'settings', summary: 'Change settings (takes back what GET returned; read-only fields unchanged)', body: settingsPatchSchema },
 
-  'GET /api/v1/outgoing-servers': { tag: 'outgoing', summary: 'List outgoing servers', query: outgoingApi.listQuery },
+  'GET /api/v1/outgoing-servers': { tag: 'outgoing', summary: 'List outgoing servers', query: serversApi.listQuery },
   'POST /api/v1/outgoing-servers': { tag: 'outgoing', summary: 'Create an outgoing server', body: createOutgoingServerSchema, ok: json(201, 'The server') },
-  'GET /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Read an outgoing server', params: outgoingApi.idParams },
-  'PATCH /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Change an outgoing server', params: outgoingApi.idParams, body: patchOutgoingServerSchema },
-  'DELETE /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Archive an outgoing server', params: outgoingApi.idParams },
-  'POST /api/v1/outgoing-servers/{id}/test': { tag: 'outgoing', summary: 'Test Connection: { ok, message, stage }', params: outgoingApi.idParams },
+  'GET /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Read an outgoing server', params: serversApi.idParams },
+  'PATCH /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Change an outgoing server', params: serversApi.idParams, body: patchOutgoingServerSchema },
+  'DELETE /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Archive an outgoing server', params: serversApi.idParams },
+  'POST /api/v1/outgoing-servers/{id}/test': { tag: 'outgoing', summary: 'Test Connection: { ok, message, stage }', params: serversApi.idParams },
   'POST /api/v1/outgoing-servers/{id}/outlook/connect': { tag: 'outgoing', summary: 'Start connecting an Outlook account: { authorizeUrl }', params: outlookApi.idParams },
   'GET /api/v1/route': { tag: 'outgoing', summary: 'Which outgoing server a mail from an address takes, and why', query: outgoingApi.routeQuery },
 
@@ -80,20 +80,20 @@ export const operations: Record<string, Operation> = {
   'POST /api/v1/mails/{id}/retry': { tag: 'mails', summary: 'Send a failed or waiting mail again now', params: mailsApi.idParams },
   'POST /api/v1/mails/{id}/cancel': { tag: 'mails', summary: 'Cancel a queued mail', params: mailsApi.idParams },
 
-  'GET /api/v1/incoming-servers': { tag: 'incoming', summary: 'List incoming servers', query: incomingApi.listQuery },
+  'GET /api/v1/incoming-servers': { tag: 'incoming', summary: 'List incoming servers', query: serversApi.listQuery },
   'POST /api/v1/incoming-servers': { tag: 'incoming', summary: 'Create an incoming (IMAP) server', body: createIncomingServerSchema, ok: json(201, 'The server') },
-  'GET /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Read an incoming server', params: incomingApi.idParams },
-  'PATCH /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Change an incoming server', params: incomingApi.idParams, body: patchIncomingServerSchema },
-  'DELETE /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Archive an incoming server', params: incomingApi.idParams },
+  'GET /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Read an incoming server', params: serversApi.idParams },
+  'PATCH /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Change an incoming server', params: serversApi.idParams, body: patchIncomingServerSchema },
+  'DELETE /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Archive an incoming server', params: serversApi.idParams },
   'POST /api/v1/incoming-servers/{id}/fetch': {
     tag: 'incoming',
     summary: 'Fetch now as a background job: 202 with the job (joined: true when one was running); ?wait=true answers { fetched, stored, duplicates, quarantined } when it is done',
-    params: incomingApi.idParams,
+    params: serversApi.idParams,
     query: jobsApi.fetchQuery,
     ok: json(202, 'The job'),
   },
   'GET /api/v1/jobs/{id}': { tag: 'jobs', summary: 'A background job: state (running, succeeded, failed), progress { done, total }, result or error', params: jobsApi.jobIdParams },
-  'POST /api/v1/incoming-servers/{id}/test': { tag: 'incoming', summary: 'Test & Confirm: { ok, message, stage, state }', params: incomingApi.idParams },
+  'POST /api/v1/incoming-servers/{id}/test': { tag: 'incoming', summary: 'Test & Confirm: { ok, message, stage, state }', params: serversApi.idParams },
   'POST /api/v1/incoming-servers/{id}/outlook/connect': { tag: 'incoming', summary: 'Start connecting an Outlook account: { authorizeUrl }', params: outlookApi.idParams },
 
   'GET /api/v1/webhooks': { tag: 'webhooks', summary: 'List webhooks (the secret shows as hasSecret)' },

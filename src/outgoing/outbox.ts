@@ -2,7 +2,7 @@
 // return the id, then wake the dispatcher. Nothing is sent before it is stored.
 import { simpleParser, type AddressObject } from 'mailparser';
 import type { Actor } from '../audit/audit-log.js';
-import type { PrincipalUser } from '../http/access.js';
+import type { PrincipalUser } from '../users/principal.js';
 import { normaliseAddress } from '../lib/address.js';
 import crypto from 'node:crypto';
 import { AppError, isAppError } from '../lib/errors.js';

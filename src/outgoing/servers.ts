@@ -1,22 +1,25 @@
-// Outgoing mail servers: create, change, archive, list. Passwords are encrypted with the vault, bound to
-// the server's row; responses carry hasPassword, never the value. Archived servers stay for the record
-// (mails point at them) but are never used to send.
+// Outgoing mail servers: the outgoing ServerKind (SMTP presets and auth rules, From filter, pool and rate)
+// over the shared MailServers service, plus what routing needs (owners, usable servers).
 import { sql, type Kysely } from 'kysely';
-import type { Actor, AuditLog } from '../audit/audit-log.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { DB, OutgoingServer, Role } from '../db/schema.js';
-import type { PrincipalUser } from '../http/access.js';
+import type { PrincipalUser } from '../users/principal.js';
 import { normaliseAddress } from '../lib/address.js';
 import { AppError } from '../lib/errors.js';
-import type { Vault } from '../vault/index.js';
 import type { AppProblem } from '../oauth/app-status.js';
-import { HostGuard } from '../mail-servers/host-guard.js';
-import { assertMayChangeOwner, assertMayManageServer, forgetTokens, iso, lastTestView, noTokens, tokenView, type TokenView } from '../mail-servers/common.js';
+import type { Vault } from '../vault/index.js';
+import type { HostGuard } from '../mail-servers/host-guard.js';
+import { assertMayManageServer, serverView } from '../mail-servers/common.js';
+import { tokenView, type TokenView } from '../oauth/token-columns.js';
+import { MailServers, serverPasswordContext, type ServerKind } from '../mail-servers/mail-servers.js';
 import type { RoutableServer } from './routing.js';
 import {
   applyAuthRules,
   checkPortSecurity,
   connectionDefaults,
+  createOutgoingServerSchema,
   normaliseFromFilter,
+  patchOutgoingServerSchema,
   poolSizeOf,
   ratePerMinuteOf,
   type CreateOutgoingServer,
@@ -26,57 +29,18 @@ import {
 export type { TokenView };
 export { tokenView };
 
-export interface OutgoingServerView {
-  id: number;
-  name: string;
-  host: string;
-  port: number;
-  security: 'none' | 'starttls' | 'ssl';
-  auth: 'none' | 'password' | 'outlook';
-  username: string | null;
-  hasPassword: boolean;
-  fromFilter: string | null;
-  priority: number;
-  active: boolean;
-  archived: boolean;
-  allowSelfSigned: boolean;
-  ownerUserId: number | null;
-  /** As set (null = the default for its kind) and in effect. */
-  poolSize: number | null;
-  effectivePoolSize: number;
-  /** Mails a minute at most, as set (null = the default for its kind; 0 = no limit) and in effect. */
-  ratePerMinute: number | null;
-  effectiveRatePerMinute: number;
-  token: TokenView;
-  lastTest: { at: string; ok: boolean; message: string } | null;
-  createdAt: string;
-  updatedAt: string;
-}
+export type OutgoingServerView = ReturnType<typeof outgoingServerView>;
 
-export function outgoingServerView(s: OutgoingServer, appProblem: AppProblem | null = null): OutgoingServerView {
+export function outgoingServerView(s: OutgoingServer, appProblem: AppProblem | null = null) {
   return {
-    id: s.id,
-    name: s.name,
-    host: s.host,
-    port: s.port,
-    security: s.security,
-    auth: s.auth,
-    username: s.username,
-    hasPassword: s.password_enc !== null,
+    ...serverView(s, appProblem),
     fromFilter: s.from_filter,
-    priority: s.priority,
-    active: s.active === 1,
-    archived: s.archived_at !== null,
-    allowSelfSigned: s.allow_self_signed === 1,
-    ownerUserId: s.owner_user_id,
+    /** As set (null = the default for its kind) and in effect. */
     poolSize: s.pool_size,
     effectivePoolSize: poolSizeOf(s),
+    /** Mails a minute at most, as set (null = the default for its kind; 0 = no limit) and in effect. */
     ratePerMinute: s.rate_per_minute,
     effectiveRatePerMinute: ratePerMinuteOf(s),
-    token: tokenView(s, appProblem),
-    lastTest: lastTestView(s),
-    createdAt: iso(s.created_at)!,
-    updatedAt: iso(s.updated_at)!,
   };
 }
 
@@ -89,7 +53,7 @@ export function toRoutable(s: OutgoingServerWithOwner): RoutableServer {
   return { id: s.id, name: s.name, fromFilter: s.from_filter, priority: s.priority, active: s.active === 1 && s.archived_at === null, owner };
 }
 
-export const passwordContext = (id: number) => `outgoing_servers.password:${id}`;
+export const passwordContext = (id: number) => serverPasswordContext('outgoing_servers', id);
 
 /**
  * Who may see or change a server: admins any; a user only a personal server they own, whose From filter
@@ -106,14 +70,68 @@ function assertPersonalFilter(user: PrincipalUser, fromFilter: string | null): v
   }
 }
 
-export class OutgoingServers {
-  constructor(
-    private readonly db: Kysely<DB>,
-    private readonly vault: Vault,
-    private readonly audit: AuditLog,
-    /** The address policy for servers of users other than admins, at save and at every connection. */
-    readonly hostGuard: HostGuard = new HostGuard(db),
-  ) {}
+export const outgoingKind: ServerKind<'outgoing', CreateOutgoingServer, PatchOutgoingServer, OutgoingServerView> = {
+  kind: 'outgoing',
+  table: 'outgoing_servers',
+  noun: 'outgoing mail server',
+  listCommand: 'juniper servers list',
+  createSchema: createOutgoingServerSchema,
+  patchSchema: patchOutgoingServerSchema,
+  view: outgoingServerView,
+  create(input, user, owner) {
+    const conn = connectionDefaults(input.auth, input);
+    checkPortSecurity(conn.port, conn.security);
+    const cred = applyAuthRules({
+      auth: input.auth,
+      username: input.username ?? null,
+      password: input.password ?? null,
+      hasStoredPassword: false,
+      fromFilter: normaliseFromFilter(input.fromFilter),
+      fromFilterGiven: input.fromFilter !== undefined,
+    });
+    if (owner !== null && user.role !== 'admin') assertPersonalFilter(user, cred.fromFilter);
+    return {
+      ...conn,
+      auth: input.auth,
+      username: cred.username,
+      password: cred.password,
+      columns: { from_filter: cred.fromFilter, pool_size: input.poolSize ?? null, rate_per_minute: input.ratePerMinute ?? null },
+    };
+  },
+  update(current, patch, user) {
+    const auth = patch.auth ?? current.auth;
+    const port = patch.port ?? current.port;
+    const security = patch.security ?? current.security;
+    checkPortSecurity(port, security);
+    const cred = applyAuthRules({
+      auth,
+      username: patch.username !== undefined ? patch.username : current.username,
+      password: patch.password !== undefined ? patch.password : undefined,
+      hasStoredPassword: current.password_enc !== null && auth === 'password',
+      fromFilter: patch.fromFilter !== undefined ? normaliseFromFilter(patch.fromFilter) : current.from_filter,
+      fromFilterGiven: patch.fromFilter !== undefined || current.from_filter !== null,
+    });
+    if (current.owner_user_id !== null) assertPersonalFilter(user, cred.fromFilter);
+    return {
+      host: patch.host ?? current.host,
+      port,
+      security,
+      auth,
+      username: cred.username,
+      password: cred.password,
+      columns: {
+        from_filter: cred.fromFilter,
+        pool_size: patch.poolSize !== undefined ? patch.poolSize : current.pool_size,
+        rate_per_minute: patch.ratePerMinute !== undefined ? patch.ratePerMinute : current.rate_per_minute,
+      },
+    };
+  },
+};
+
+export class OutgoingServers extends MailServers<'outgoing', CreateOutgoingServer, PatchOutgoingServer, OutgoingServerView> {
+  constructor(db: Kysely<DB>, vault: Vault, audit: AuditLog, hostGuard?: HostGuard) {
+    super(db, vault, audit, outgoingKind, hostGuard);
+  }
 
   private withOwner() {
     return this.db
@@ -136,169 +154,8 @@ export class OutgoingServers {
     return row?.id ?? null;
   }
 
-  async list(options: { includeArchived?: boolean; ownerUserId?: number } = {}): Promise<OutgoingServer[]> {
-    let q = this.db.selectFrom('outgoing_servers').selectAll().orderBy('priority').orderBy('id');
-    if (!options.includeArchived) q = q.where('archived_at', 'is', null);
-    if (options.ownerUserId !== undefined) q = q.where('owner_user_id', '=', options.ownerUserId);
-    return q.execute();
-  }
-
   /** Servers the dispatcher may use: active and not archived, in routing order. */
   async usable(): Promise<OutgoingServerWithOwner[]> {
     return this.withOwner().where('outgoing_servers.archived_at', 'is', null).where('outgoing_servers.active', '=', 1).execute();
-  }
-
-  async get(id: number): Promise<OutgoingServer> {
-    const row = await this.db.selectFrom('outgoing_servers').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No outgoing mail server with id ${id}. List them with \`juniper servers list\`.`);
-    return row;
-  }
-
-  /** The server's password in clear, for the SMTP library only. */
-  password(server: OutgoingServer): string | null {
-    return server.password_enc === null ? null : this.vault.decrypt(server.password_enc, passwordContext(server.id));
-  }
-
-  async create(input: CreateOutgoingServer, user: PrincipalUser, actor: Actor): Promise<OutgoingServer> {
-    const conn = connectionDefaults(input.auth, input);
-    checkPortSecurity(conn.port, conn.security);
-    const cred = applyAuthRules({
-      auth: input.auth,
-      username: input.username ?? null,
-      password: input.password ?? null,
-      hasStoredPassword: false,
-      fromFilter: normaliseFromFilter(input.fromFilter),
-      fromFilterGiven: input.fromFilter !== undefined,
-    });
-    const owner = user.role === 'admin' ? (input.ownerUserId ?? null) : user.id;
-    if (owner !== null && user.role !== 'admin') assertPersonalFilter(user, cred.fromFilter);
-    await this.hostGuard.assertMaySave(conn.host, owner, 'outgoing mail server');
-    const now = Date.now();
-    const row = await this.db.transaction().execute(async (trx) => {
-      const inserted = await trx
-        .insertInto('outgoing_servers')
-        .values({
-          name: input.name,
-          host: conn.host,
-          port: conn.port,
-          security: conn.security,
-          auth: input.auth,
-          username: cred.username,
-          password_enc: null,
-          from_filter: cred.fromFilter,
-          priority: input.priority,
-          active: input.active ? 1 : 0,
-          allow_self_signed: input.allowSelfSigned ? 1 : 0,
-          owner_user_id: owner,
-          pool_size: input.poolSize ?? null,
-          rate_per_minute: input.ratePerMinute ?? null,
-          ...noTokens,
-          last_test_at: null,
-          last_test_ok: null,
-          last_test_message: null,
-          archived_at: null,
-          created_at: now,
-          updated_at: now,
-        })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      await this.audit.record(actor, 'outgoing_server.create', `outgoing_server:${inserted.id}`, { name: inserted.name, auth: inserted.auth, hasPassword: !!cred.password }, trx);
-      if (!cred.password) return inserted;
-      // The ciphertext is bound to the row id, so it is written once the id exists.
-      return trx
-        .updateTable('outgoing_servers')
-        .set({ password_enc: this.vault.encrypt(cred.password, passwordContext(inserted.id)) })
-        .where('id', '=', inserted.id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-    });
-    return row;
-  }
-
-  async update(id: number, patch: PatchOutgoingServer, user: PrincipalUser, actor: Actor): Promise<OutgoingServer> {
-    const current = await this.get(id);
-    assertMayManage(user, current);
-    assertMayChangeOwner(user, patch.ownerUserId);
-    const auth = patch.auth ?? current.auth;
-    const host = patch.host ?? current.host;
-    const port = patch.port ?? current.port;
-    const security = patch.security ?? current.security;
-    checkPortSecurity(port, security);
-    const cred = applyAuthRules({
-      auth,
-      username: patch.username !== undefined ? patch.username : current.username,
-      // Changing away from password auth drops the stored password.
-      password: patch.password !== undefined ? patch.password : undefined,
-      hasStoredPassword: current.password_enc !== null && auth === 'password',
-      fromFilter: patch.fromFilter !== undefined ? normaliseFromFilter(patch.fromFilter) : current.from_filter,
-      fromFilterGiven: patch.fromFilter !== undefined || current.from_filter !== null,
-    });
-    if (current.owner_user_id !== null) assertPersonalFilter(user, cred.fromFilter);
-    const owner = patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id;
-    // Checked on every save, not only when the host changes: a new owner, or an allow-list entry an admin removed, counts too.
-    await this.hostGuard.assertMaySave(host, owner, 'outgoing mail server');
-    const passwordEnc =
-      auth !== 'password' ? null : cred.password ? this.vault.encrypt(cred.password, passwordContext(id)) : current.password_enc;
-    // A new mailbox or auth method invalidates the Outlook tokens of the old one.
-    const tokensStale = auth !== 'outlook' || cred.username !== current.username;
-    const changed = Object.keys(patch);
-    return this.db.transaction().execute(async (trx) => {
-      const row = await trx
-        .updateTable('outgoing_servers')
-        .set({
-          name: patch.name ?? current.name,
-          host,
-          port,
-          security,
-          auth,
-          username: cred.username,
-          password_enc: passwordEnc,
-          from_filter: cred.fromFilter,
-          priority: patch.priority ?? current.priority,
-          active: patch.active === undefined ? current.active : patch.active ? 1 : 0,
-          allow_self_signed: patch.allowSelfSigned === undefined ? current.allow_self_signed : patch.allowSelfSigned ? 1 : 0,
-          owner_user_id: owner,
-          pool_size: patch.poolSize !== undefined ? patch.poolSize : current.pool_size,
-          rate_per_minute: patch.ratePerMinute !== undefined ? patch.ratePerMinute : current.rate_per_minute,
-          ...forgetTokens(current, tokensStale),
-          updated_at: Date.now(),
-        })
-        .where('id', '=', id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      await this.audit.record(actor, 'outgoing_server.update', `outgoing_server:${id}`, { changed }, trx);
-      return row;
-    });
-  }
-
-  /** Archives (never deletes): queued mails and history keep pointing at the server. */
-  async archive(id: number, user: PrincipalUser, actor: Actor): Promise<OutgoingServer> {
-    const current = await this.get(id);
-    assertMayManage(user, current);
-    return this.db.transaction().execute(async (trx) => {
-      const row = await trx
-        .updateTable('outgoing_servers')
-        .set({ archived_at: current.archived_at ?? Date.now(), active: 0, updated_at: Date.now() })
-        .where('id', '=', id)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      await this.audit.record(actor, 'outgoing_server.archive', `outgoing_server:${id}`, { name: row.name }, trx);
-      return row;
-    });
-  }
-
-  /** Undoes archive(): the server is listed again, inactive until its admin makes it active. */
-  async restore(id: number, user: PrincipalUser, actor: Actor): Promise<OutgoingServer> {
-    const current = await this.get(id);
-    assertMayManage(user, current);
-    return this.db.transaction().execute(async (trx) => {
-      const row = await trx.updateTable('outgoing_servers').set({ archived_at: null, updated_at: Date.now() }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
-      await this.audit.record(actor, 'outgoing_server.restore', `outgoing_server:${id}`, { name: row.name }, trx);
-      return row;
-    });
-  }
-
-  async recordTest(id: number, ok: boolean, message: string): Promise<void> {
-    await this.db.updateTable('outgoing_servers').set({ last_test_at: Date.now(), last_test_ok: ok ? 1 : 0, last_test_message: message }).where('id', '=', id).execute();
   }
 }

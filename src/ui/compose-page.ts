@@ -3,7 +3,7 @@
 // sends only as their own address), the queue, and routing (or the server a test mail names).
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import type { PrincipalUser } from '../http/access.js';
 import { actorOf } from '../http/actor.js';
 import { formatMailbox } from '../lib/address.js';

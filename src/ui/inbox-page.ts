@@ -5,7 +5,7 @@
 // <iframe sandbox>; the text body is escaped like every other value.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import type { IncomingServer, Message } from '../db/schema.js';
 import { parseInput } from '../lib/validate.js';
 import type { MessageDetail, Viewer } from '../mailbox/messages.js';

@@ -2,7 +2,7 @@
 // mail, users the mails they enqueued (the same rule as GET /api/v1/mails).
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import type { MailAttempt, MailState, OutgoingMail } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import { parseInput } from '../lib/validate.js';

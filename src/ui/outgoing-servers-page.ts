@@ -4,7 +4,7 @@
 import type { AppProblem } from '../oauth/app-status.js';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import type { OutgoingServer } from '../db/schema.js';
 import { actorOf } from '../http/actor.js';
 import { isAppError } from '../lib/errors.js';

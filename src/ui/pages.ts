@@ -3,7 +3,7 @@
 // here; state-changing forms of a signed-in user carry the session's CSRF token as a hidden field
 // (checked by the authenticate hook).
 import type { FastifyPluginAsync } from 'fastify';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import { setSessionCookie } from '../http/api/session.js';
 import { assertSameSite } from '../http/same-site.js';
 import { SESSION_COOKIE } from '../http/access.js';

@@ -1,7 +1,7 @@
 // System Parameters (admins, developer mode): the procedure sets mail.default.from and mail.catchall.domain
 // here. Known keys are validated by the service; the page shows each rule's description beside the value.
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import { actorOf } from '../http/actor.js';
 import { knownParameters, ruleOf } from '../settings/parameter-rules.js';
 import type { ParameterView } from '../settings/parameters.js';

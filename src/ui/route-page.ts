@@ -2,7 +2,7 @@
 // by the function the dispatcher uses (explainRoute), so what it says is what the queue will do.
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import { parseInput } from '../lib/validate.js';
 import { explainRoute, type RouteExplanation } from '../outgoing/route-explainer.js';
 import { pageContext, renderPage } from './forms.js';

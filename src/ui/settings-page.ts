@@ -3,7 +3,7 @@
 // the link to the Outgoing Email Servers, as the Outlook procedure walks through them.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { microsoft } from '../oauth/microsoft.js';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import { actorOf } from '../http/actor.js';
 import type { Cloud, SettingsPatch, SettingsView } from '../settings/settings.js';
 import type { OutgoingServer } from '../db/schema.js';

@@ -1,7 +1,7 @@
 // Users (admins: create, role, reset password, disable) and Account (everyone: own password, own API keys,
 // own personal servers). Passwords and API keys are never shown back, except a new key once, at creation.
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { Services } from '../app.js';
+import type { Services } from '../services.js';
 import { actorOf } from '../http/actor.js';
 import { AppError } from '../lib/errors.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';

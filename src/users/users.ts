@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import { z } from 'zod';
 import type { Actor, AuditLog } from '../audit/audit-log.js';
 import type { DB, Role, User } from '../db/schema.js';
-import type { PrincipalUser } from '../http/access.js';
+import type { PrincipalUser } from './principal.js';
 import { AppError } from '../lib/errors.js';
 import { checkPasswordPolicy, dummyVerifyPassword, hashPassword, verifyPassword } from '../vault/password.js';
 

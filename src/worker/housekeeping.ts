@@ -1,10 +1,9 @@
-// Periodic clean-up that every deployment needs: expired sessions. Later issues add the outgoing
-// dispatcher and the incoming fetcher next to it. Started only by main.ts.
+// Periodic clean-up that every deployment needs: expired sessions and idempotency keys, the Outlook token
+// keep-alive, the client-secret expiry warning. Each job asks the owner of its tables (sessions, queue,
+// token store, settings); none queries a table itself. Started only by main.ts.
 import type { App } from '../app.js';
-import { KEEP_ALIVE_MS } from '../oauth/token-freshness.js';
 import { isWarningDay, secretExpiryWarning } from '../oauth/secret-expiry.js';
 import { isAppError } from '../lib/errors.js';
-import { tableOf } from '../oauth/token-table.js';
 
 export interface Job {
   name: string;
@@ -36,23 +35,12 @@ export function housekeepingJobs(app: App): Job[] {
       everyMs: 60 * 60 * 1000,
       // Microsoft expires refresh tokens after 90 days without use; a daily refresh keeps quiet servers alive.
       run: async () => {
-        const { db } = app.database;
-        for (const kind of ['outgoing', 'incoming'] as const) {
-          const due = await db
-            .selectFrom(tableOf(kind))
-            .select('id')
-            .where('auth', '=', 'outlook')
-            .where('token_status', '=', 'valid')
-            .where('archived_at', 'is', null)
-            .where((eb) => eb.or([eb('token_refreshed_at', 'is', null), eb('token_refreshed_at', '<', Date.now() - KEEP_ALIVE_MS)]))
-            .execute();
-          for (const { id } of due) {
-            try {
-              await app.services.tokenStore.keepAlive(kind, id);
-            } catch (err) {
-              // Already classified and recorded on the server by the token store; one failure must not stop the others.
-              if (!isAppError(err)) throw err;
-            }
+        for (const { kind, id } of await app.services.tokens.dueForKeepAlive()) {
+          try {
+            await app.services.tokens.keepAlive(kind, id);
+          } catch (err) {
+            // Already classified and recorded on the server by the token store; one failure must not stop the others.
+            if (!isAppError(err)) throw err;
           }
         }
       },

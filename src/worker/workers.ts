@@ -28,7 +28,7 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
     { ...defaultDispatcherOptions, leaseMs: app.config.send.leaseMs, batchSize: app.config.send.batchSize, ...options },
   );
   const jobs = new JobRunner([...housekeepingJobs(app), retentionJob({ db: app.database.db, parameters: services.parameters, log: app.logger })], app.logger);
-  const fetchScheduler = new FetchScheduler(services.incoming.fetcher(), services.incomingServers, app.logger.child({ worker: 'fetcher' }));
+  const fetchScheduler = new FetchScheduler(services.incoming.fetcher(), services.fetchState, app.logger.child({ worker: 'fetcher' }));
   const heartbeat = new WorkerHeartbeat(app.database.db, dispatcher.owner, Date.now, (err) => app.logger.warn({ err, op: 'worker.heartbeat' }, 'could not write the worker heartbeat'));
   const webhooks = webhookWorker(app);
   let unsubscribe: (() => void) | undefined;

@@ -110,7 +110,7 @@ describe('Connect your Outlook account for an incoming server, then Test and Con
   it('after a forced renewal (the refresh token grant) the next Test and Confirm still signs in', async () => {
     const refreshes = () => idp.tokenRequests.filter((r) => r.grantType === 'refresh_token').length;
     const before = refreshes();
-    await t.app.services.tokenStore.accessToken('incoming', serverId, { renew: true });
+    await t.app.services.tokens.accessToken('incoming', serverId, { renew: true });
     assert.equal(refreshes(), before + 1);
     const server = await t.app.services.incomingServers.get(serverId);
     const r = await t.app.services.incoming.testAndConfirm(server);

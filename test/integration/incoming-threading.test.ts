@@ -187,7 +187,7 @@ for (const dialect of dialects) {
       assert.equal(draft.status, 201);
       await t.app.database.db.updateTable('incoming_servers').set({ last_fetch_at: Date.now() - 6 * 60_000 }).where('id', '=', serverId).execute();
       await deliverAll(dovecot, catchall, [['From: customer@client.test', `To: ${catchall}`, 'Subject: Scheduled', 'Message-ID: <scheduled-1@client.test>', '', 'Hello.', ''].join(CRLF)]);
-      const scheduler = new FetchScheduler(t.app.services.incoming.fetcher(), t.app.services.incomingServers, t.app.logger);
+      const scheduler = new FetchScheduler(t.app.services.incoming.fetcher(), t.app.services.fetchState, t.app.logger);
       assert.equal(await scheduler.runOnce(), 1, 'only the confirmed server is due');
       assert.ok(await bySubject('Scheduled'));
       assert.equal(await scheduler.runOnce(), 0, 'fetched a moment ago: not due for 5 minutes');

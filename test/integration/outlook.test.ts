@@ -212,21 +212,21 @@ for (const dialect of dialects) {
       for (let i = 0; i < 500; i++) await t.app.services.queue.enqueue({ from: MAILBOX, to: [`r${i}@client.test`], cc: [], bcc: [], replyTo: null, subject: `load ${i}`, text: 'x', html: null, headers: {}, attachments: [], serverId: null, massMailing: false }, cliActor);
       // A second token store on the same database stands for another worker process.
       const otherProcess = new TokenStore({ db: t.app.database.db, vault: t.app.vault, settings: t.app.services.settings, appStatus: t.app.services.oauthAppStatus, log: t.app.logger });
-      const senders = Array.from({ length: 8 }, (_, i) => (i % 2 ? otherProcess : t.app.services.tokenStore).accessToken('outgoing', serverId));
+      const senders = Array.from({ length: 8 }, (_, i) => (i % 2 ? otherProcess : t.app.services.tokens).accessToken('outgoing', serverId));
       const tokens = await Promise.all(senders);
       await Promise.all([d.drain(), testDispatcher(t.app, 'second-worker').drain()]);
       assert.equal(refreshCount() - refreshesBefore, 1, 'exactly one refresh');
       assert.equal(new Set(tokens.map((x) => x.accessToken)).size, 1, 'every sender got the same new token');
       assert.equal(sink.messages.length - sentBefore, 500);
       // The identity server refuses a refresh token once used: a renew now succeeds only with the rotated one.
-      await t.app.services.tokenStore.accessToken('outgoing', serverId, { renew: true });
+      await t.app.services.tokens.accessToken('outgoing', serverId, { renew: true });
       assert.equal((await server()).token.status, 'valid');
     });
 
     it('invalid_grant (AADSTS700082): the server needs reconnecting, mails wait with the reason, reconnecting sends them', async () => {
       idp.failNextToken({ status: 400, body: microsoftError('invalid_grant', 700082, 'The refresh token has expired due to inactivity.') });
       await expireAccessToken();
-      await assert.rejects(t.app.services.tokenStore.accessToken('outgoing', serverId));
+      await assert.rejects(t.app.services.tokens.accessToken('outgoing', serverId));
       const s = await server();
       assert.equal(s.token.status, 'needs_reconnect');
       assert.equal(s.token.error?.code, 'AADSTS700082');
@@ -248,7 +248,7 @@ for (const dialect of dialects) {
       const second = await api('POST', '/api/v1/outgoing-servers', { name: 'Outlook 2', auth: 'outlook', username: 'bob@example.test', host: '127.0.0.1', port: sink.port, allowSelfSigned: true });
       idp.failNextToken({ status: 401, body: microsoftError('invalid_client', 7000222, 'The provided client secret keys for app are expired.') });
       await expireAccessToken();
-      await assert.rejects(t.app.services.tokenStore.accessToken('outgoing', serverId));
+      await assert.rejects(t.app.services.tokens.accessToken('outgoing', serverId));
       const list = (await api('GET', '/api/v1/outgoing-servers')).body as unknown as { id: number; auth: string; token: { appProblem: { code: string; message: string } | null } }[];
       const outlook = list.filter((s) => s.auth === 'outlook');
       assert.ok(outlook.length >= 2 && outlook.some((s) => s.id === second.body.id));

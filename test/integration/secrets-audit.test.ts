@@ -119,7 +119,7 @@ for (const dialect of dialects) {
       assert.equal(oauthSink.messages.length, 1, 'the XOAUTH2 mail arrived');
       assert.equal(passwordSink.messages.length, 1, 'the password mail arrived');
       // Force a refresh, so a rotated refresh token and a second access token exist too.
-      await t.app.services.tokenStore.accessToken('outgoing', outlookId, { renew: true });
+      await t.app.services.tokens.accessToken('outgoing', outlookId, { renew: true });
 
       const row = await t.app.database.db.selectFrom('outgoing_servers').selectAll().where('id', '=', outlookId).executeTakeFirstOrThrow();
       remember('refresh token', t.app.vault.decrypt(row.refresh_token_enc!, refreshTokenContext('outgoing', outlookId)));

@@ -145,5 +145,19 @@ for (const dialect of dialects) {
       const incoming = await t.app.database.db.selectFrom('incoming_servers').select(['token_status', 'token_refresh_lock_owner', 'token_refresh_lock_until']).where('id', '=', incomingId).executeTakeFirstOrThrow();
       assert.deepEqual(incoming, { token_status: 'valid', token_refresh_lock_owner: null, token_refresh_lock_until: null });
     });
+
+    it('lists for the daily keep-alive the connected servers of both kinds not refreshed for a day, not others', async () => {
+      const { db } = t.app.database;
+      const now = Date.now();
+      const s = store({ now: () => now });
+      await db.updateTable('outgoing_servers').set({ token_status: 'valid', token_refreshed_at: now - 25 * 3600_000, archived_at: null }).where('id', '=', serverId).execute();
+      await db.updateTable('incoming_servers').set({ token_status: 'valid', token_refreshed_at: null }).where('id', '=', incomingId).execute();
+      assert.deepEqual(await s.dueForKeepAlive(), [{ kind: 'outgoing', id: serverId }, { kind: 'incoming', id: incomingId }]);
+      await db.updateTable('outgoing_servers').set({ token_refreshed_at: now - 3600_000 }).where('id', '=', serverId).execute();
+      await db.updateTable('incoming_servers').set({ token_status: 'needs_reconnect' }).where('id', '=', incomingId).execute();
+      assert.deepEqual(await s.dueForKeepAlive(), [], 'refreshed an hour ago, or waiting for a reconnect');
+      await db.updateTable('outgoing_servers').set({ token_refreshed_at: now - 25 * 3600_000, archived_at: now }).where('id', '=', serverId).execute();
+      assert.deepEqual(await s.dueForKeepAlive(), [], 'archived');
+    });
   });
 }

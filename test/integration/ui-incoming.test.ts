@@ -232,7 +232,7 @@ describe('Incoming Mail Servers and Inbox pages (real Dovecot)', () => {
   });
 
   it('shows the last fetch error with since when, refuses Fetch Now for a draft, and archives', async () => {
-    await t.app.services.incomingServers.recordFetch(serverId, { ok: false, error: 'Connection to 127.0.0.1 refused <ECONNREFUSED>' }, Date.parse('2025-03-04T11:00:00Z'));
+    await t.app.services.fetchState.recordFetch(serverId, { ok: false, error: 'Connection to 127.0.0.1 refused <ECONNREFUSED>' }, Date.parse('2025-03-04T11:00:00Z'));
     const page = await admin.get(`/incoming-servers/${serverId}`);
     assert.match(page.body, /<dt>Last error<\/dt><dd><span class="error-text">Connection to 127\.0\.0\.1 refused &lt;ECONNREFUSED&gt;<\/span><span class="help">Failing since 2025-03-04 11:00 UTC\.<\/span>/);
     assert.match((await admin.get('/incoming-servers')).body, /failing since 2025-03-04 11:00 UTC/);

@@ -3,7 +3,7 @@
 // script that animates a job's progress bar on a page (no inline script: the page policy is script-src 'self').
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../../app.js';
+import type { Services } from '../../services.js';
 import type { IncomingServer } from '../../db/schema.js';
 import { assertMayManageIncoming } from '../../incoming/servers.js';
 import { AppError } from '../../lib/errors.js';
@@ -14,7 +14,7 @@ import { PROGRESS_JS } from '../../jobs/progress-html.js';
 export const jobIdParams = z.object({ id: z.coerce.number().int().positive() });
 export const fetchQuery = z.object({ wait: z.enum(['true', 'false']).optional() });
 
-async function assertMayRead(services: Services, request: FastifyRequest, job: Job): Promise<void> {
+async function assertMayRead(services: Pick<Services, 'incomingServers'>, request: FastifyRequest, job: Job): Promise<void> {
   const user = request.principal!.user;
   const [type, id] = job.target.split(':');
   if (type === 'incoming_server') {
@@ -33,7 +33,7 @@ async function assertMayRead(services: Services, request: FastifyRequest, job: J
  * POST /api/v1/incoming-servers/:id/fetch: 202 with the job (`joined: true` when one was already running).
  * `?wait=true` waits for it and answers the counts as before jobs existed, or the fetch's own error.
  */
-export async function answerFetch(services: Services, request: FastifyRequest, reply: FastifyReply, server: IncomingServer) {
+export async function answerFetch(services: Pick<Services, 'fetchJobs'>, request: FastifyRequest, reply: FastifyReply, server: IncomingServer) {
   const { wait } = parseInput(fetchQuery, request.query, 'query');
   const { job, joined } = await services.fetchJobs.start(server, request.principal!.user.id);
   if (wait === 'true') {
@@ -45,7 +45,7 @@ export async function answerFetch(services: Services, request: FastifyRequest, r
   return reply.status(202).send({ ...jobView(job), joined });
 }
 
-export function jobRoutes(services: Services): FastifyPluginAsync {
+export function jobRoutes(services: Pick<Services, 'jobs' | 'incomingServers'>): FastifyPluginAsync {
   return async (app) => {
     app.get('/api/v1/jobs/:id', { config: { access: 'user' }, logLevel: 'warn' }, async (request) => {
       const { id } = parseInput(jobIdParams, request.params, 'path');

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../../app.js';
+import type { Services } from '../../services.js';
 import type { OutgoingMail } from '../../db/schema.js';
 import { AppError } from '../../lib/errors.js';
 import { parseInput } from '../../lib/validate.js';
@@ -26,7 +26,7 @@ function assertMayRead(request: FastifyRequest, mail: OutgoingMail): void {
   if (user.role !== 'admin' && mail.created_by_user_id !== user.id) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No outgoing mail with id ${mail.id}.`);
 }
 
-export function mailRoutes(services: Services): FastifyPluginAsync {
+export function mailRoutes(services: Pick<Services, 'queue' | 'outbox'>): FastifyPluginAsync {
   const { queue, outbox } = services;
   return async (app) => {
     app.post('/api/v1/mails', { config: { access: 'user' } }, async (request, reply) => {

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../../app.js';
+import type { Services } from '../../services.js';
 import { parseInput } from '../../lib/validate.js';
 import { messageSummary, type Viewer } from '../../mailbox/messages.js';
 
@@ -30,7 +30,7 @@ function contentDisposition(kind: 'attachment' | 'inline', filename: string): st
   return `${kind}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
 }
 
-export function messageRoutes(services: Services): FastifyPluginAsync {
+export function messageRoutes(services: Pick<Services, 'messages'>): FastifyPluginAsync {
   const { messages } = services;
   return async (app) => {
     app.get('/api/v1/messages', { config: { access: 'user' } }, async (request) => {

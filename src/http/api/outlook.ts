@@ -1,11 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../../app.js';
+import type { Services } from '../../services.js';
 import { parseInput } from '../../lib/validate.js';
 
 export const idParams = z.object({ id: z.coerce.number().int().positive() });
 
-export function outlookRoutes(services: Services): FastifyPluginAsync {
+export function outlookRoutes(services: Pick<Services, 'outlookConnect'>): FastifyPluginAsync {
   return async (app) => {
     for (const kind of ['outgoing', 'incoming'] as const) {
       // Admins, or a user for their own personal server (checked by the service).

@@ -2,7 +2,7 @@
 // file only shapes the request.
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../../app.js';
+import type { Services } from '../../services.js';
 import { actorOf } from '../actor.js';
 import { parseInput } from '../../lib/validate.js';
 
@@ -12,7 +12,7 @@ export const putSchema = z.strictObject({
 });
 export const keyParams = z.object({ key: z.string() });
 
-export function parameterRoutes(services: Services): FastifyPluginAsync {
+export function parameterRoutes(services: Pick<Services, 'parameters'>): FastifyPluginAsync {
   return async (app) => {
     app.get('/api/v1/parameters', { config: { access: 'admin' } }, async () => services.parameters.list());
 

@@ -3,7 +3,7 @@
 // still carry the session.
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../../app.js';
+import type { Services } from '../../services.js';
 import { AppError } from '../../lib/errors.js';
 import { SESSION_COOKIE } from '../access.js';
 import { assertSameSite } from '../same-site.js';
@@ -30,7 +30,7 @@ export function setSessionCookie(reply: FastifyReply, token: string): void {
   });
 }
 
-export function sessionRoutes(services: Services): FastifyPluginAsync {
+export function sessionRoutes(services: Pick<Services, 'parameters' | 'signIn' | 'sessions' | 'users' | 'firstRun'>): FastifyPluginAsync {
   return async (app) => {
     app.post('/api/v1/session', { config: { access: 'public' } }, async (request, reply) => {
       assertSameSite(request, await services.parameters.value('web.base.url'));

@@ -1,12 +1,12 @@
 // The settings page over HTTP (DESIGN §11). The client secret goes in, never out: responses carry
 // hasClientSecret only.
 import type { FastifyPluginAsync } from 'fastify';
-import type { Services } from '../../app.js';
+import type { Services } from '../../services.js';
 import { settingsPatchSchema, withoutUnchangedReadOnly } from '../../settings/settings.js';
 import { actorOf } from '../actor.js';
 import { parseInput } from '../../lib/validate.js';
 
-export function settingsRoutes(services: Services): FastifyPluginAsync {
+export function settingsRoutes(services: Pick<Services, 'settings'>): FastifyPluginAsync {
   return async (app) => {
     app.get('/api/v1/settings', { config: { access: 'admin' } }, async () => services.settings.get());
 

@@ -1,13 +1,13 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../../app.js';
+import type { Services } from '../../services.js';
 import { actorOf } from '../actor.js';
 import { parseInput } from '../../lib/validate.js';
 import { newUserSchema } from '../../users/users.js';
 
 export const apiKeySchema = z.object({ name: z.string().trim().max(100).default('api key') });
 
-export function userRoutes(services: Services): FastifyPluginAsync {
+export function userRoutes(services: Pick<Services, 'users' | 'apiKeys'>): FastifyPluginAsync {
   return async (app) => {
     app.get('/api/v1/users', { config: { access: 'admin' } }, async () => services.users.list());
 

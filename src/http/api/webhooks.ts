@@ -2,7 +2,7 @@
 // see deliveries with their last response, replay one.
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import type { Services } from '../../app.js';
+import type { Services } from '../../services.js';
 import { parseInput } from '../../lib/validate.js';
 import { createWebhookSchema } from '../../webhooks/events.js';
 import { deliveryView, webhookView } from '../../webhooks/webhooks.js';

@@ -1,0 +1,63 @@
+// The REST routes both kinds of mail server share (/api/v1/<kind>-servers): list, create, show, change,
+// archive and test, over the kind's MailServers service. Each kind's file adds what only it has.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { parseInput } from '../../lib/validate.js';
+import type { CommonInput, KindName, MailServers, ServerRows } from '../../mail-servers/mail-servers.js';
+import type { OAuthAppStatus } from '../../oauth/app-status.js';
+import type { PrincipalUser } from '../../users/principal.js';
+import { actorOf } from '../actor.js';
+
+export const idParams = z.object({ id: z.coerce.number().int().positive() });
+export const listQuery = z.object({ archived: z.enum(['true', 'false']).optional() });
+
+/** The server named by the path's :id, if the caller may manage it. */
+export async function managedServer<R extends { id: number; owner_user_id: number | null }>(
+  servers: { get(id: number): Promise<R>; assertMayManage(user: PrincipalUser, server: { id: number; owner_user_id: number | null }): void },
+  request: FastifyRequest,
+): Promise<R> {
+  const { id } = parseInput(idParams, request.params, 'path');
+  const server = await servers.get(id);
+  servers.assertMayManage(request.principal!.user, server);
+  return server;
+}
+
+export function mailServerRoutes<K extends KindName, C extends CommonInput, P extends Partial<CommonInput>, V>(
+  app: FastifyInstance,
+  servers: MailServers<K, C, P, V>,
+  appStatus: OAuthAppStatus,
+  /** Test Connection / Test & Confirm: a failure is an answer ({ ok: false, message }), not an HTTP error. */
+  test: (server: ServerRows[K]) => Promise<object>,
+): void {
+  const base = `/api/v1/${servers.kind.kind}-servers`;
+  const access = { config: { access: 'user' as const } };
+
+  app.get(base, access, async (request) => {
+    const user = request.principal!.user;
+    const { archived } = parseInput(listQuery, request.query, 'query');
+    const rows = await servers.list({ includeArchived: archived === 'true', ownerUserId: user.role === 'admin' ? undefined : user.id });
+    const problem = await appStatus.get();
+    return rows.map((r) => servers.view(r, problem));
+  });
+
+  app.post(base, access, async (request, reply) => {
+    const input = parseInput(servers.kind.createSchema, request.body);
+    const row = await servers.create(input, request.principal!.user, actorOf(request));
+    return reply.status(201).send(servers.view(row));
+  });
+
+  app.get(`${base}/:id`, access, async (request) => servers.view(await managedServer(servers, request), await appStatus.get()));
+
+  app.patch(`${base}/:id`, access, async (request) => {
+    const { id } = parseInput(idParams, request.params, 'path');
+    const patch = parseInput(servers.kind.patchSchema, request.body);
+    return servers.view(await servers.update(id, patch, request.principal!.user, actorOf(request)));
+  });
+
+  app.delete(`${base}/:id`, access, async (request) => {
+    const { id } = parseInput(idParams, request.params, 'path');
+    return servers.view(await servers.archive(id, request.principal!.user, actorOf(request)));
+  });
+
+  app.post(`${base}/:id/test`, access, async (request) => test(await managedServer(servers, request)));
+}

@@ -1,0 +1,100 @@
+// Where fetching stands for each incoming server: the lease that keeps a server to one worker at a time, the
+// UID cursor (moved in the transaction that stores the message) and the outcome of the last run. The server
+// settings themselves are IncomingServers' (servers.ts); these columns are written only by the fetcher.
+import { sql, type Kysely } from 'kysely';
+import type { DB, IncomingServer } from '../db/schema.js';
+import { AppError } from '../lib/errors.js';
+import type { HostGuard } from '../mail-servers/host-guard.js';
+import type { IncomingServers } from './servers.js';
+
+/** The error setCursor throws when another worker took the server: never a reason to quarantine a message. */
+export function isLeaseLost(err: unknown): boolean {
+  return err instanceof AppError && err.code === 'JUNIPER_ERR_CONFLICT' && err.details?.leaseLost === true;
+}
+
+export class FetchState {
+  constructor(
+    private readonly db: Kysely<DB>,
+    /** The settings' owner: the fetcher reads a server and its address policy through here. */
+    private readonly servers: Pick<IncomingServers, 'get' | 'hostGuard'>,
+  ) {}
+
+  get hostGuard(): HostGuard {
+    return this.servers.hostGuard;
+  }
+
+  /** The server row as it stands now (who holds it, until when). */
+  get = (id: number): Promise<IncomingServer> => this.servers.get(id);
+
+  /** Confirmed, active servers whose interval has passed and that no worker holds. */
+  async due(now = Date.now()): Promise<IncomingServer[]> {
+    return this.db
+      .selectFrom('incoming_servers')
+      .selectAll()
+      .where('state', '=', 'confirmed')
+      .where('active', '=', 1)
+      .where('archived_at', 'is', null)
+      .where((eb) => eb.or([eb('last_fetch_at', 'is', null), eb(sql<number>`last_fetch_at + interval_minutes * 60000`, '<=', now)]))
+      .where((eb) => eb.or([eb('fetch_lease_until', 'is', null), eb('fetch_lease_until', '<', now)]))
+      .orderBy('priority')
+      .orderBy('id')
+      .execute();
+  }
+
+  /**
+   * Takes the server for `owner` until now + leaseMs, if nobody else holds it: one conditional UPDATE, so
+   * two workers never both win. Returns the row, or undefined when another worker has it.
+   */
+  async acquireLease(id: number, owner: string, leaseMs: number, now = Date.now()): Promise<IncomingServer | undefined> {
+    return this.db
+      .updateTable('incoming_servers')
+      .set({ fetch_lease_owner: owner, fetch_lease_until: now + leaseMs })
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('fetch_lease_until', 'is', null), eb('fetch_lease_until', '<', now), eb('fetch_lease_owner', '=', owner)]))
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  async releaseLease(id: number, owner: string): Promise<void> {
+    await this.db.updateTable('incoming_servers').set({ fetch_lease_owner: null, fetch_lease_until: null }).where('id', '=', id).where('fetch_lease_owner', '=', owner).execute();
+  }
+
+  /**
+   * Moves the cursor, on `db` (the transaction that stored the message, so both happen or neither), and only
+   * for the lease holder: a worker that lost its lease must not move a cursor another one now owns.
+   */
+  async setCursor(db: Kysely<DB>, id: number, owner: string, cursor: { uidvalidity?: number; lastUid: number; seenUid?: number; leaseUntil: number }): Promise<void> {
+    const r = await db
+      .updateTable('incoming_servers')
+      .set({
+        cursor_last_uid: cursor.lastUid,
+        // Every stored message renews the lease: a long batch on a slow server keeps its worker.
+        fetch_lease_until: cursor.leaseUntil,
+        ...(cursor.uidvalidity !== undefined ? { cursor_uidvalidity: cursor.uidvalidity } : {}),
+        ...(cursor.seenUid !== undefined ? { cursor_seen_uid: cursor.seenUid } : {}),
+      })
+      .where('id', '=', id)
+      .where('fetch_lease_owner', '=', owner)
+      .executeTakeFirst();
+    if (Number(r.numUpdatedRows) !== 1) {
+      throw new AppError('JUNIPER_ERR_CONFLICT', `Lost the fetch lease of incoming server ${id} to another worker; it continues from here.`, { details: { leaseLost: true } });
+    }
+  }
+
+  async setSeenUid(id: number, owner: string, seenUid: number): Promise<void> {
+    await this.db.updateTable('incoming_servers').set({ cursor_seen_uid: seenUid }).where('id', '=', id).where('fetch_lease_owner', '=', owner).execute();
+  }
+
+  /** The outcome of a fetch attempt: the interval counts from here; a failure keeps the time its run of failures began. */
+  async recordFetch(id: number, outcome: { ok: true } | { ok: false; error: string }, now = Date.now()): Promise<void> {
+    await this.db
+      .updateTable('incoming_servers')
+      .set(
+        outcome.ok
+          ? { last_fetch_at: now, last_error: null, error_since: null }
+          : { last_fetch_at: now, last_error: outcome.error, error_since: sql<number>`coalesce(error_since, ${now})` },
+      )
+      .where('id', '=', id)
+      .execute();
+  }
+}

@@ -1,0 +1,234 @@
+// One service for every kind of mail server: list, get, password, create (the password encrypted once the
+// row id exists, since the ciphertext is bound to it), update, archive and the last test result. What truly
+// differs between kinds (table, presets and auth rules, the kind's own columns, its view) is a ServerKind
+// descriptor next to the kind (outgoing/servers.ts, incoming/servers.ts): a third kind is one more descriptor.
+// Passwords are encrypted with the vault; views carry hasPassword, never the value. Archived servers stay
+// for the record (mails and messages point at them) but are never used.
+import type { Kysely } from 'kysely';
+import type { z } from 'zod';
+import type { Actor, AuditLog } from '../audit/audit-log.js';
+import type { DB, IncomingServer, OutgoingServer, Security } from '../db/schema.js';
+import { AppError } from '../lib/errors.js';
+import type { AppProblem } from '../oauth/app-status.js';
+import type { PrincipalUser } from '../users/principal.js';
+import type { Vault } from '../vault/index.js';
+import { forgetTokens, noTokens } from '../oauth/token-columns.js';
+import { assertMayChangeOwner, assertMayManageServer } from './common.js';
+import { HostGuard } from './host-guard.js';
+
+export interface ServerRows {
+  outgoing: OutgoingServer;
+  incoming: IncomingServer;
+}
+export type KindName = keyof ServerRows;
+export type ServerTable = 'outgoing_servers' | 'incoming_servers';
+
+/** The fields every kind's create and patch bodies share (the rest is the kind's). */
+export interface CommonInput {
+  name: string;
+  priority: number;
+  active: boolean;
+  allowSelfSigned: boolean;
+  ownerUserId?: number | null;
+}
+
+/** Connection and credentials after the kind's rules, with the kind's own columns. */
+export interface ServerDraft {
+  host: string;
+  port: number;
+  security: Security;
+  auth: string;
+  username: string | null;
+  /** A password given in clear; undefined or null when none was given. */
+  password: string | null | undefined;
+  /** The kind's own columns (From filter, folder, back to draft …). */
+  columns: Record<string, unknown>;
+  /** What the audit entry of an update adds. */
+  audit?: Record<string, unknown>;
+}
+
+export interface ServerKind<K extends KindName, Create extends CommonInput, Patch extends Partial<CommonInput>, View> {
+  kind: K;
+  table: ServerTable;
+  /** How messages name it: "outgoing mail server". */
+  noun: string;
+  /** The command that lists valid ids. */
+  listCommand: string;
+  /** Request bodies (API, pages and CLI alike): create with its defaults, patch without. */
+  createSchema: z.ZodType<Create>;
+  patchSchema: z.ZodType<Patch>;
+  /** The kind's rules for a new server; `owner` is who will own it (null = shared). */
+  create(input: Create, user: PrincipalUser, owner: number | null): ServerDraft;
+  /** The kind's rules for a change. */
+  update(current: ServerRows[K], patch: Patch, user: PrincipalUser): ServerDraft;
+  /** Columns a passed test sets besides the result (incoming: confirmed). */
+  testPassed?: Record<string, unknown>;
+  view(row: ServerRows[K], appProblem?: AppProblem | null): View;
+}
+
+/** Vault context binding a server's password to its row, so a ciphertext copied to another row does not decrypt. */
+export const serverPasswordContext = (table: ServerTable, id: number) => `${table}.password:${id}`;
+
+export class MailServers<K extends KindName, Create extends CommonInput = CommonInput, Patch extends Partial<CommonInput> = Partial<CommonInput>, View = unknown> {
+  constructor(
+    protected readonly db: Kysely<DB>,
+    private readonly vault: Vault,
+    private readonly audit: AuditLog,
+    readonly kind: ServerKind<K, Create, Patch, View>,
+    /** The address policy for servers of users other than admins, at save and at every connection. */
+    readonly hostGuard: HostGuard = new HostGuard(db),
+  ) {}
+
+  // Both tables share the columns used here; the row is the kind's own (ServerRows[K]).
+  private row(r: unknown): ServerRows[K] {
+    return r as ServerRows[K];
+  }
+
+  private passwordContext = (id: number) => serverPasswordContext(this.kind.table, id);
+
+  /** Admins manage every server; a user only the personal servers they own (others do not exist for them). */
+  assertMayManage(user: PrincipalUser, server: { owner_user_id: number | null; id: number }): void {
+    assertMayManageServer(this.kind.kind, user, server);
+  }
+
+  view = (row: ServerRows[K], appProblem: AppProblem | null = null): View => this.kind.view(row, appProblem);
+
+  async list(options: { includeArchived?: boolean; ownerUserId?: number } = {}): Promise<ServerRows[K][]> {
+    let q = this.db.selectFrom(this.kind.table).selectAll().orderBy('priority').orderBy('id');
+    if (!options.includeArchived) q = q.where('archived_at', 'is', null);
+    if (options.ownerUserId !== undefined) q = q.where('owner_user_id', '=', options.ownerUserId);
+    return (await q.execute()).map((r) => this.row(r));
+  }
+
+  async get(id: number): Promise<ServerRows[K]> {
+    const row = await this.db.selectFrom(this.kind.table).selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No ${this.kind.noun} with id ${id}. List them with \`${this.kind.listCommand}\`.`);
+    return this.row(row);
+  }
+
+  /** The server's password in clear, for the protocol library only. */
+  password(server: ServerRows[K]): string | null {
+    return server.password_enc === null ? null : this.vault.decrypt(server.password_enc, this.passwordContext(server.id));
+  }
+
+  async create(input: Create, user: PrincipalUser, actor: Actor): Promise<ServerRows[K]> {
+    const owner = user.role === 'admin' ? (input.ownerUserId ?? null) : user.id;
+    const d = this.kind.create(input, user, owner);
+    await this.hostGuard.assertMaySave(d.host, owner, this.kind.noun);
+    const now = Date.now();
+    const { table, kind } = this.kind;
+    return this.db.transaction().execute(async (trx) => {
+      const inserted = await trx
+        .insertInto(table)
+        .values({
+          name: input.name,
+          host: d.host,
+          port: d.port,
+          security: d.security,
+          auth: d.auth as 'password',
+          username: d.username,
+          password_enc: null,
+          priority: input.priority,
+          active: input.active ? 1 : 0,
+          allow_self_signed: input.allowSelfSigned ? 1 : 0,
+          owner_user_id: owner,
+          ...d.columns,
+          ...noTokens,
+          created_at: now,
+          updated_at: now,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.audit.record(actor, `${kind}_server.create`, `${kind}_server:${inserted.id}`, { name: inserted.name, auth: inserted.auth, hasPassword: !!d.password }, trx);
+      if (!d.password) return this.row(inserted);
+      // The ciphertext is bound to the row id, so it is written once the id exists.
+      const withPassword = await trx
+        .updateTable(table)
+        .set({ password_enc: this.vault.encrypt(d.password, this.passwordContext(inserted.id)) })
+        .where('id', '=', inserted.id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return this.row(withPassword);
+    });
+  }
+
+  async update(id: number, patch: Patch, user: PrincipalUser, actor: Actor): Promise<ServerRows[K]> {
+    const current = await this.get(id);
+    this.assertMayManage(user, current);
+    assertMayChangeOwner(user, patch.ownerUserId);
+    const d = this.kind.update(current, patch, user);
+    const owner = patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id;
+    // Checked on every save, not only when the host changes: a new owner, or an allow-list entry an admin removed, counts too.
+    await this.hostGuard.assertMaySave(d.host, owner, this.kind.noun);
+    // Changing away from password auth drops the stored password.
+    const passwordEnc = d.auth !== 'password' ? null : d.password ? this.vault.encrypt(d.password, this.passwordContext(id)) : current.password_enc;
+    // A new mailbox or auth method invalidates the Outlook tokens of the old one.
+    const tokensStale = d.auth !== 'outlook' || d.username !== current.username;
+    const { table, kind } = this.kind;
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable(table)
+        .set({
+          name: patch.name ?? current.name,
+          host: d.host,
+          port: d.port,
+          security: d.security,
+          auth: d.auth as 'password',
+          username: d.username,
+          password_enc: passwordEnc,
+          priority: patch.priority ?? current.priority,
+          active: patch.active === undefined ? current.active : patch.active ? 1 : 0,
+          allow_self_signed: patch.allowSelfSigned === undefined ? current.allow_self_signed : patch.allowSelfSigned ? 1 : 0,
+          owner_user_id: owner,
+          ...d.columns,
+          ...forgetTokens(current, tokensStale),
+          updated_at: Date.now(),
+        })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.audit.record(actor, `${kind}_server.update`, `${kind}_server:${id}`, { changed: Object.keys(patch), ...d.audit }, trx);
+      return this.row(row);
+    });
+  }
+
+  /** Archives (never deletes): queued mails, messages and history keep pointing at the server. */
+  async archive(id: number, user: PrincipalUser, actor: Actor): Promise<ServerRows[K]> {
+    const current = await this.get(id);
+    this.assertMayManage(user, current);
+    const { table, kind } = this.kind;
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable(table)
+        .set({ archived_at: current.archived_at ?? Date.now(), active: 0, updated_at: Date.now() })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.audit.record(actor, `${kind}_server.archive`, `${kind}_server:${id}`, { name: row.name }, trx);
+      return this.row(row);
+    });
+  }
+
+  /** Undoes archive(): the server is listed again, inactive until its admin makes it active. */
+  async restore(id: number, user: PrincipalUser, actor: Actor): Promise<ServerRows[K]> {
+    const current = await this.get(id);
+    this.assertMayManage(user, current);
+    const { table, kind } = this.kind;
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx.updateTable(table).set({ archived_at: null, updated_at: Date.now() }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
+      await this.audit.record(actor, `${kind}_server.restore`, `${kind}_server:${id}`, { name: row.name }, trx);
+      return this.row(row);
+    });
+  }
+
+  /** Keeps a test result (Test Connection, Test & Confirm). */
+  async recordTest(id: number, ok: boolean, message: string): Promise<ServerRows[K]> {
+    const row = await this.db
+      .updateTable(this.kind.table)
+      .set({ last_test_at: Date.now(), last_test_ok: ok ? 1 : 0, last_test_message: message, ...(ok ? this.kind.testPassed : {}) })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return this.row(row);
+  }
+}

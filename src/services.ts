@@ -1,0 +1,105 @@
+// The services of one app: every domain service, built once over one database and vault. `Services` is
+// their type: HTTP plugins and pages name the few they use (Pick<Services, …>) without importing app.ts.
+import type { Database } from './db/database.js';
+import { AuditLog } from './audit/audit-log.js';
+import type { Logger } from './lib/logger.js';
+import { ApiKeys } from './users/api-keys.js';
+import { FirstRunSetup } from './users/first-run.js';
+import { Sessions } from './users/sessions.js';
+import { SignIn } from './users/sign-in.js';
+import { Users } from './users/users.js';
+import type { Vault } from './vault/index.js';
+import { Parameters } from './settings/parameters.js';
+import { Settings } from './settings/settings.js';
+import { BlobStore } from './mailbox/blob-store.js';
+import { Outbox } from './outgoing/outbox.js';
+import { OutgoingQueue } from './outgoing/queue.js';
+import { OutgoingServers } from './outgoing/servers.js';
+import { HostGuard, type HostResolver } from './mail-servers/host-guard.js';
+import { IncomingMail } from './incoming/incoming-mail.js';
+import { FetchState } from './incoming/fetch-state.js';
+import { incomingKind } from './incoming/servers.js';
+import { MailServers } from './mail-servers/mail-servers.js';
+import { Ingest } from './mailbox/ingest.js';
+import { MessageStore } from './mailbox/messages.js';
+import { OAuthAppStatus } from './oauth/app-status.js';
+import { OutlookConnect } from './oauth/outlook-connect.js';
+import { TokenStore } from './oauth/token-store.js';
+import { Readiness } from './jobs/readiness.js';
+import { MetricsScraper } from './metrics/scrape.js';
+import { JobStore } from './jobs/job-store.js';
+import { FetchJobs } from './jobs/fetch-jobs.js';
+import { Webhooks } from './webhooks/webhooks.js';
+
+export type Services = ReturnType<typeof buildServices>;
+
+export function buildServices({ database, vault, logger, resolveHost, fetchLeaseMs }: { database: Database; vault: Vault; logger: Logger; resolveHost?: HostResolver | undefined; fetchLeaseMs: number }) {
+  const { db } = database;
+  const audit = new AuditLog(db);
+  const users = new Users(db, audit);
+  const parameters = new Parameters(db, audit);
+  const blobs = new BlobStore(db);
+  const queue = new OutgoingQueue(db, database.dialect, blobs);
+  const hostGuard = new HostGuard(db, resolveHost);
+  const incomingServers = new MailServers(db, vault, audit, incomingKind, hostGuard);
+  const fetchState = new FetchState(db, incomingServers);
+  const outgoingServers = new OutgoingServers(db, vault, audit, hostGuard);
+  const outbox = new Outbox(queue, parameters, outgoingServers);
+  const settings = new Settings(db, vault, parameters, audit);
+  const oauthAppStatus = new OAuthAppStatus(db);
+  const tokenStore = new TokenStore({ db, vault, settings, appStatus: oauthAppStatus, log: logger.child({ component: 'oauth' }) });
+  const outlookConnect = new OutlookConnect({
+    db,
+    vault,
+    settings,
+    appStatus: oauthAppStatus,
+    audit,
+    log: logger.child({ component: 'oauth' }),
+    onConnected: async (kind, serverId) => {
+      if (kind !== 'outgoing') return;
+      if ((await queue.wakeWaiting(serverId)) > 0) outbox.wake();
+    },
+  });
+  const incoming = new IncomingMail({
+    db,
+    servers: incomingServers,
+    fetchState,
+    ingest: new Ingest(blobs),
+    parameters,
+    log: logger.child({ component: 'incoming' }),
+    tokens: () => tokenStore,
+    leaseMs: fetchLeaseMs,
+  });
+  const jobs = new JobStore(db);
+  return {
+    audit,
+    users,
+    sessions: new Sessions(db),
+    apiKeys: new ApiKeys(db, audit),
+    signIn: new SignIn(users),
+    firstRun: new FirstRunSetup(users),
+    parameters,
+    settings,
+    outgoingServers,
+    blobs,
+    queue,
+    outbox,
+    /** OAuth access tokens for Outlook servers: the SMTP and IMAP adapters' TokenProvider. */
+    tokens: tokenStore,
+    oauthAppStatus,
+    outlookConnect,
+    incomingServers,
+    fetchState,
+    incoming,
+    messages: new MessageStore(db, blobs),
+    /** /readyz: database, migrations, worker heartbeats (issue 11). */
+    readiness: new Readiness(database),
+    /** GET /metrics and a worker's metrics port (issue 11). */
+    metrics: new MetricsScraper({ db, settings, tokenStore }),
+    /** Background jobs with progress (issue 11): Fetch Now runs as one. */
+    jobs,
+    fetchJobs: new FetchJobs(jobs, () => incoming, logger.child({ component: 'jobs' })),
+    /** Webhook registrations and deliveries (issue 11); the worker posts them. */
+    webhooks: new Webhooks(db, vault, hostGuard),
+  };
+}

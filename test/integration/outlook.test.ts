@@ -191,7 +191,7 @@ for (const dialect of dialects) {
       const swapped = await confirm(http, admin, new URLSearchParams({ state: stateOfA, code: codeOfB.get('code')! }));
       // The identity server refuses the exchange (invalid_grant, AADSTS501481): Juniper reports the provider's refusal.
       assert.equal(swapped.statusCode, 502, swapped.body.slice(0, 300));
-      assert.match(swapped.body, /<h1>Outlook account not connected<\/h1>[\s\S]*PKCE/, 'a page, not JSON, for the browser');
+      assert.match(swapped.body, /<h1>Outlook account not connected for Outlook<\/h1>[\s\S]*PKCE/, 'a page, not JSON, for the browser');
       assert.deepEqual([await tokensOf(serverId), await tokensOf(personalId)], [beforeA, beforeB], 'neither server got tokens');
     });
 

@@ -182,7 +182,7 @@ for (const dialect of dialects) {
       assert.equal(confirm.body.serverReply, undefined, 'nothing the target said is echoed');
       // As if it had been confirmed while the name still answered public: the fetch is refused too.
       await t.app.database.db.updateTable('incoming_servers').set({ state: 'confirmed' }).where('id', '=', inc.body.id as number).execute();
-      const fetch = await api('alice', 'POST', `/api/v1/incoming-servers/${inc.body.id as number}/fetch`);
+      const fetch = await api('alice', 'POST', `/api/v1/incoming-servers/${inc.body.id as number}/fetch?wait=true`);
       assert.equal(fetch.error.code, 'JUNIPER_ERR_HOST_NOT_ALLOWED', fetch.text);
       assert.equal(tripwire.connections(), 0, 'neither test, send nor fetch connected');
 

@@ -30,6 +30,8 @@ interface ComposeForm {
   serverId: string;
   inReplyTo: string;
   references: string;
+  /** The received message whose attachments a forward carries ('' when none). */
+  forward: string;
 }
 
 const attachmentsSchema = z.array(z.object({ filename: z.string(), contentType: z.string(), contentBase64: z.string() })).max(100);
@@ -45,7 +47,7 @@ function quote(body: string | null): string {
   return (body ?? '').split(/\r?\n/).map((l) => `> ${l}`).join('\n');
 }
 
-function composeBody(ctx: PageContext, f: ComposeForm, opts: { heading: string; serverName?: string; error?: string }): SafeHtml {
+function composeBody(ctx: PageContext, f: ComposeForm, opts: { heading: string; serverName?: string; error?: string; forwarded?: string[] }): SafeHtml {
   const admin = ctx.user?.role === 'admin';
   return html`<p class="muted"><a href="/outbox">Outbox</a> /</p>
 <div class="page-head"><h1>${opts.heading}</h1></div>
@@ -55,6 +57,7 @@ ${opts.error ? flashHtml({ kind: 'error', text: opts.error }) : null}
   <input type="hidden" name="serverId" value="${f.serverId}">
   <input type="hidden" name="inReplyTo" value="${f.inReplyTo}">
   <input type="hidden" name="references" value="${f.references}">
+  <input type="hidden" name="forward" value="${f.forward}">
   <input type="hidden" name="attachments" id="attachments-json" value="">
   ${opts.serverName
     ? html`<p class="flash flash-warning" role="status">Sent through ${opts.serverName} whatever the routing rules say: this tests that server.</p>`
@@ -71,6 +74,7 @@ ${opts.error ? flashHtml({ kind: 'error', text: opts.error }) : null}
   <input type="text" id="subject" name="subject" value="${f.subject}">
   <label for="text">Message</label>
   <textarea id="text" name="text" rows="10">${f.text}</textarea>
+  ${opts.forwarded?.length ? html`<p class="help" id="forwarded">Forwarded with its attachments: ${opts.forwarded.join(', ')}</p>` : null}
   <label for="files">Attachments</label>
   <input type="file" id="files" multiple aria-describedby="files-help">
   <p class="help" id="files-help">Added to the mail when you click Send (needs JavaScript).</p>
@@ -78,23 +82,36 @@ ${opts.error ? flashHtml({ kind: 'error', text: opts.error }) : null}
 </form>`;
 }
 
+const viewerOf = (user: PrincipalUser) => ({ userId: user.id, admin: user.role === 'admin' });
+
 export function composePage(services: Services): FastifyPluginAsync {
   const { outbox, outgoingServers, messages } = services;
+
+  async function forwardedAttachments(messageId: number, viewer: { userId: number; admin: boolean }): Promise<z.output<typeof attachmentsSchema>> {
+    const kept = (await messages.detail(viewer, messageId)).attachments.filter((a) => a.url !== null);
+    return Promise.all(
+      kept.map(async (a) => {
+        const { filename, contentType, content } = await messages.attachment(viewer, messageId, a.id);
+        return { filename, contentType, contentBase64: content.toString('base64') };
+      }),
+    );
+  }
 
   async function render(request: FastifyRequest, reply: FastifyReply, f: ComposeForm, error?: string, status = 200) {
     const ctx = pageContext(request, reply, 'compose');
     let serverName: string | undefined;
     if (f.serverId !== '') serverName = (await outgoingServers.get(Number(f.serverId))).name;
-    const heading = serverName ? `Send a test mail through ${serverName}` : f.inReplyTo ? 'Reply' : 'New mail';
-    return renderPage(reply, heading, composeBody(ctx, f, { heading, serverName, error }), ctx, status);
+    const forwarded = f.forward === '' ? [] : (await messages.detail(viewerOf(request.principal!.user), Number(f.forward))).attachments.filter((a) => a.url !== null).map((a) => a.filename);
+    const heading = serverName ? `Send a test mail through ${serverName}` : f.inReplyTo ? 'Reply' : f.forward ? 'Forward' : 'New mail';
+    return renderPage(reply, heading, composeBody(ctx, f, { heading, serverName, error, forwarded }), ctx, status);
   }
 
   return async (app) => {
     app.get('/compose', { config: { access: 'user' } }, async (request, reply) => {
       const q = parseInput(composeQuery, request.query, 'query');
       const user = request.principal!.user;
-      const viewer = { userId: user.id, admin: user.role === 'admin' };
-      const f: ComposeForm = { from: ownAddress(user), to: '', cc: '', subject: '', text: '', serverId: '', inReplyTo: '', references: '' };
+      const viewer = viewerOf(user);
+      const f: ComposeForm = { from: ownAddress(user), to: '', cc: '', subject: '', text: '', serverId: '', inReplyTo: '', references: '', forward: '' };
       if (q.serverId !== undefined) {
         const server = await outgoingServers.get(q.serverId);
         assertMayManage(user, server);
@@ -124,6 +141,7 @@ export function composePage(services: Services): FastifyPluginAsync {
         } else {
           Object.assign(f, {
             subject: /^fwd?:/i.test(subject) ? subject : `Fwd: ${subject}`,
+            forward: String(m.id),
             text: `\n\n---------- Forwarded message ----------\nFrom: ${m.from ?? ''}\nSubject: ${subject}\nTo: ${m.to.join(', ')}\n\n${m.text ?? ''}`,
           });
         }
@@ -144,6 +162,7 @@ export function composePage(services: Services): FastifyPluginAsync {
         serverId: text(body, 'serverId'),
         inReplyTo: text(body, 'inReplyTo'),
         references: text(body, 'references'),
+        forward: /^\d+$/.test(text(body, 'forward')) ? text(body, 'forward') : '',
       };
       let id: number;
       try {
@@ -157,6 +176,8 @@ export function composePage(services: Services): FastifyPluginAsync {
             throw new AppError('JUNIPER_ERR_VALIDATION', 'The attachments could not be read: choose the files again.');
           }
         }
+        // A forward carries the received message's kept attachments, read as the sender may see them.
+        if (f.forward !== '') attachments = [...(await forwardedAttachments(Number(f.forward), viewerOf(user))), ...attachments];
         const headers: Record<string, string> = {};
         if (f.inReplyTo) headers['In-Reply-To'] = f.inReplyTo;
         if (f.references) headers.References = f.references;

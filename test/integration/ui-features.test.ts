@@ -63,6 +63,20 @@ for (const dialect of dialects) {
       assert.match(String(other.headers['content-type']), /^text\/html/);
     });
 
+    it("forwards a received message with its kept attachments, and only one the sender may see", async () => {
+      const form = await jane.get(`/compose?forward=${w.ids.message}`);
+      assert.equal(form.statusCode, 200, form.body);
+      assert.match(form.body, /Forwarded with its attachments: order\.txt/);
+      const res = await jane.post('/compose', { to: 'customer@client.test', subject: 'Fwd: Order 1234', text: 'See below', forward: String(w.ids.message) }, { follow: false });
+      assert.equal(res.statusCode, 303, res.body);
+      const id = Number(/\/outbox\/(\d+)/.exec(String(res.headers.location))?.[1]);
+      const attachments = await w.t.app.database.db.selectFrom('outgoing_attachments').select(['filename']).where('mail_id', '=', id).execute();
+      assert.deepEqual(attachments.map((a) => a.filename), ['order.txt']);
+      // john may not read the message, so he cannot forward it (nor learn that it exists).
+      const refused = await john.post('/compose', { to: 'customer@client.test', subject: 'x', text: 'y', forward: String(w.ids.message) }, { follow: false });
+      assert.equal(refused.statusCode, 404, refused.body);
+    });
+
     it("lists on the mail page the attempt that did not deliver, with the server's reply (migration 017)", async () => {
       const refusing = await startSmtpSink({ auth: 'none', tls: 'none', behaviour: { mailFrom: () => ({ code: 550, message: '5.7.60 SendAsDenied; not allowed to send as this address' }) } });
       const dispatch = testDispatcher(w.t.app);

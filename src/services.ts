@@ -36,7 +36,8 @@ export type Services = ReturnType<typeof buildServices>;
 export function buildServices({ database, vault, logger, resolveHost, fetchLeaseMs }: { database: Database; vault: Vault; logger: Logger; resolveHost?: HostResolver | undefined; fetchLeaseMs: number }) {
   const { db } = database;
   const audit = new AuditLog(db);
-  const users = new Users(db, audit);
+  const apiKeys = new ApiKeys(db, audit);
+  const users = new Users(db, audit, () => apiKeys.forgetVerified());
   const parameters = new Parameters(db, audit);
   const blobs = new BlobStore(db);
   const queue = new OutgoingQueue(db, database.dialect, blobs);
@@ -75,7 +76,7 @@ export function buildServices({ database, vault, logger, resolveHost, fetchLease
     audit,
     users,
     sessions: new Sessions(db),
-    apiKeys: new ApiKeys(db, audit),
+    apiKeys,
     signIn: new SignIn(users),
     firstRun: new FirstRunSetup(users),
     parameters,

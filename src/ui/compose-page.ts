@@ -100,7 +100,17 @@ export function composePage(services: Services): FastifyPluginAsync {
   async function render(request: FastifyRequest, reply: FastifyReply, f: ComposeForm, error?: string, status = 200) {
     const ctx = pageContext(request, reply, 'compose');
     let serverName: string | undefined;
-    if (f.serverId !== '') serverName = (await outgoingServers.get(Number(f.serverId))).name;
+    if (f.serverId !== '') {
+      // Named only when the user may manage it: an error page must not tell the name of someone else's server.
+      try {
+        const server = await outgoingServers.get(Number(f.serverId));
+        assertMayManage(request.principal!.user, server);
+        serverName = server.name;
+      } catch (e) {
+        if (!(e instanceof AppError)) throw e;
+        f.serverId = '';
+      }
+    }
     const forwarded = f.forward === '' ? [] : (await messages.detail(viewerOf(request.principal!.user), Number(f.forward))).attachments.filter((a) => a.url !== null).map((a) => a.filename);
     const heading = serverName ? `Send a test mail through ${serverName}` : f.inReplyTo ? 'Reply' : f.forward ? 'Forward' : 'New mail';
     return renderPage(reply, heading, composeBody(ctx, f, { heading, serverName, error, forwarded }), ctx, status);

@@ -45,7 +45,7 @@ function navigation(ctx: PageContext, user: PrincipalUser): SafeHtml {
   ];
   const technical: [NavItem, string, string, boolean][] = [
     ['incoming', '/incoming-servers', 'Incoming Mail Servers', true],
-    ['route', '/route', 'Route checker', true],
+    ['route', '/route', 'Route checker', admin],
     ['parameters', '/parameters', 'System Parameters', admin && ctx.developerMode === true],
   ];
   const shownTechnical = technical.filter(([, , , shown]) => shown);

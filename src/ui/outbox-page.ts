@@ -138,8 +138,10 @@ function mailBody(ctx: PageContext, mail: OutgoingMail, m: MailView, serverName:
 <div class="card">
   <h2>Server and why</h2>
   <p>${serverName ? html`Sent through <strong>${serverName}</strong>.` : route.ok ? html`Routing chooses <strong>${route.serverName}</strong> (rule ${route.rule}).` : html`<span class="error-text">${route.reason}</span>`}</p>
-  <ul class="explanation">${route.explanation.map((line) => html`<li>${line}</li>`)}</ul>
-  ${route.warnings.map((w) => html`<p class="flash flash-warning">${w}</p>`)}
+  ${ctx.user?.role === 'admin'
+    ? html`<ul class="explanation">${route.explanation.map((line) => html`<li>${line}</li>`)}</ul>
+  ${route.warnings.map((w) => html`<p class="flash flash-warning">${w}</p>`)}`
+    : null}
 </div>
 <div class="card">
   <h2>Attempts</h2>

@@ -29,17 +29,16 @@ function resultCard(from: string, r: RouteExplanation): SafeHtml {
 
 export function routePage(services: Services): FastifyPluginAsync {
   return async (app) => {
-    app.get('/route', { config: { access: 'user' } }, async (request, reply) => {
+    // Admins only, as GET /api/v1/route: the explanation names every server, its From Filter and its owner.
+    app.get('/route', { config: { access: 'admin' } }, async (request, reply) => {
       const q = parseInput(routeQuery, request.query, 'query');
-      const user = request.principal!.user;
       const from = (q.from ?? '').trim();
       const massMailing = q.massMailing !== undefined && q.massMailing !== '';
-      // A user's mail is explained as theirs (their personal servers count); an admin's as the From's owner's.
       const result =
         from === ''
           ? null
           : await explainRoute(
-              { from, massMailing, forcedServerId: null, ...(user.role === 'admin' ? {} : { createdByUserId: user.id }) },
+              { from, massMailing, forcedServerId: null },
               { servers: services.outgoingServers, parameters: services.parameters },
             );
       const ctx = pageContext(request, reply, 'route');

@@ -148,8 +148,10 @@ ${opts.newKey
     app.post<{ Body: Form }>('/account/password', { config: { access: 'user' } }, async (request, reply) => {
       const user = request.principal!.user;
       try {
-        await users.authenticate(user.login, text(request.body, 'current'));
-      } catch {
+        // Through the sign-in throttle: a stolen session must not become an unlimited password oracle.
+        await services.signIn.attempt(user.login, text(request.body, 'current'), request.ip);
+      } catch (e) {
+        if (e instanceof AppError && e.code === 'JUNIPER_ERR_RATE_LIMITED') return renderAccount(request, reply, { error: e.message, status: 429 });
         return renderAccount(request, reply, { error: 'The current password is not right: nothing was changed.', status: 400 });
       }
       try {

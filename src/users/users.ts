@@ -1,5 +1,5 @@
 // Users and their roles. Logins are case-insensitive (stored lower-case); passwords only as scrypt hashes.
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { z } from 'zod';
 import type { Actor, AuditLog } from '../audit/audit-log.js';
 import type { DB, Role, User } from '../db/schema.js';
@@ -52,6 +52,8 @@ export class Users {
   constructor(
     private readonly db: Kysely<DB>,
     private readonly audit: AuditLog,
+    /** Told after a role or active flag changed, so caches of verified credentials forget the old user. */
+    private readonly onAccessChanged: () => void = () => {},
   ) {}
 
   async create(input: NewUserInput, actor: Actor): Promise<UserView> {
@@ -139,19 +141,25 @@ export class Users {
   async setAccess(login: string, change: { role?: Role; active?: boolean }, actor: Actor): Promise<UserView> {
     const user = await this.requireByLogin(login);
     const losesAdmin = user.role === 'admin' && user.active === 1 && (change.role === 'user' || change.active === false);
-    if (losesAdmin && (await this.countActiveAdmins()) <= 1) {
-      throw new AppError('JUNIPER_ERR_VALIDATION', `${user.login} is the last active admin: make another user an admin first.`);
-    }
-    return this.db.transaction().execute(async (trx) => {
+    const view = await this.db.transaction().execute(async (trx) => {
+      // Touching every active admin's row first locks them (PostgreSQL), so two requests demoting the last two
+      // admins at once run one after the other and the second sees the first's change; SQLite serialises writes.
+      if (losesAdmin) await trx.updateTable('users').set({ updated_at: sql`updated_at` }).where('role', '=', 'admin').where('active', '=', 1).execute();
       const row = await trx
         .updateTable('users')
         .set({ ...(change.role ? { role: change.role } : {}), ...(change.active !== undefined ? { active: change.active ? 1 : 0 } : {}), updated_at: Date.now() })
         .where('id', '=', user.id)
         .returningAll()
         .executeTakeFirstOrThrow();
+      if (losesAdmin) {
+        const left = await trx.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).where('role', '=', 'admin').where('active', '=', 1).executeTakeFirstOrThrow();
+        if (Number(left.n) === 0) throw new AppError('JUNIPER_ERR_VALIDATION', `${user.login} is the last active admin: make another user an admin first.`);
+      }
       if (change.active === false) await trx.deleteFrom('sessions').where('user_id', '=', user.id).execute();
       await this.audit.record(actor, 'user.access', `user:${user.login}`, { role: row.role, active: row.active === 1 }, trx);
       return toUserView(row);
     });
+    this.onAccessChanged();
+    return view;
   }
 }

@@ -58,7 +58,7 @@ const expectedAccess: Record<string, 'public' | 'user' | 'admin'> = {
   'GET /outgoing-servers/:id': 'user',
   'GET /outgoing-servers/new': 'user',
   'GET /parameters': 'admin',
-  'GET /route': 'user',
+  'GET /route': 'admin',
   'GET /settings': 'admin',
   'GET /setup': 'public',
   'GET /users': 'admin',

@@ -101,7 +101,8 @@ for (const dialect of dialects) {
     });
 
     it('explains a route in the Route checker', async () => {
-      const res = await jane.get('/route?from=jane%40example.com');
+      assert.equal((await jane.get('/route?from=jane%40example.com')).statusCode, 403, 'users may not see every server');
+      const res = await admin.get('/route?from=jane%40example.com');
       assert.equal(res.statusCode, 200, res.body);
       assert.match(res.body, /id="route-result"/);
       assert.match(res.body, /Envelope sender/);
@@ -123,6 +124,29 @@ for (const dialect of dialects) {
       assert.match(res.body, /last active admin/);
       assert.equal((await w.t.app.services.users.requireByLogin('admin')).active, 1);
       assert.equal((await jane.post('/users/access', { login: 'jane', role: 'admin' }, { follow: false })).statusCode, 403);
+    });
+
+    it("stops a disabled user's API key at its very next request, though it was just verified", async () => {
+      const asJohn = () => w.http.inject({ method: 'GET', url: '/api/v1/session', headers: { authorization: `Bearer ${w.john.apiKey}` } });
+      assert.equal((await asJohn()).statusCode, 200);
+      await w.t.app.services.users.setAccess('john', { active: false }, cliActor);
+      assert.equal((await asJohn()).statusCode, 401, 'the cached verification is forgotten');
+      await w.t.app.services.users.setAccess('john', { active: true }, cliActor);
+      assert.equal((await asJohn()).statusCode, 200);
+    });
+
+    it('keeps one admin when the last two are demoted at the same moment', async () => {
+      const users = w.t.app.services.users;
+      await users.create({ login: 'second', email: 'second@example.com', name: 'Second', password: 'second-password-123', role: 'admin' }, cliActor);
+      const outcomes = await Promise.allSettled([users.setAccess('admin', { role: 'user' }, cliActor), users.setAccess('second', { role: 'user' }, cliActor)]);
+      assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 1, JSON.stringify(outcomes));
+      assert.equal(await users.countActiveAdmins(), 1);
+      // Put the fixtures back: admin stays an admin for the other tests.
+      if ((await users.requireByLogin('admin')).role !== 'admin') {
+        await users.setAccess('admin', { role: 'admin' }, cliActor);
+        await users.setAccess('second', { role: 'user' }, cliActor);
+      }
+      await users.setAccess('second', { active: false }, cliActor);
     });
   });
 }

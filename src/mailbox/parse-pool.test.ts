@@ -32,7 +32,12 @@ describe('parsing on worker threads', () => {
     const own = new ParsePool(1);
     const raws = Array.from({ length: 200 }, (_, i) => corpusMessage(KINDS[i % KINDS.length]!, 'inbox@example.com', i).raw);
     const pending = raws.map((r) => own.parse(r));
+    // Stop it once it is loaded and working: closing before its first answer would test a worker that never
+    // started (which makes the pool parse everything here from then on), not one that died holding messages.
+    while (own.workerParses === 0) await new Promise((resolve) => setImmediate(resolve));
     await own.close();
+    const byWorker = own.workerParses;
+    assert.ok(byWorker < raws.length, `the worker still held messages when it stopped (it had answered ${byWorker})`);
     const outcomes = await Promise.all(pending);
     assert.deepEqual(outcomes, await Promise.all(raws.map((r) => parseMessage(r))));
   });

@@ -3,9 +3,9 @@
 // and the Message-IDs of the original message a report carries). A message mailparser cannot read becomes
 // a parse error for quarantine, never an exception that stops a batch.
 import { Readable } from 'node:stream';
-import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
+import type { AddressObject } from 'mailparser';
 import { formatMailbox } from '../lib/address.js';
-import { collectMail } from './parse-collect.js';
+import { readMail, type StreamedMail } from './parse-stream.js';
 
 export interface ParsedAttachment {
   filename: string;
@@ -67,7 +67,7 @@ const addressList = (value: AddressObject | AddressObject[] | undefined): { form
   };
 };
 
-const headerText = (mail: ParsedMail, name: string): string | null => {
+const headerText = (mail: StreamedMail, name: string): string | null => {
   const v = mail.headers.get(name);
   if (v === undefined || v === null) return null;
   if (typeof v === 'string') return oneLine(v);
@@ -150,30 +150,37 @@ function* slices(raw: Buffer): Generator<Buffer> {
   for (let at = 0; at < raw.length; at += PARSE_SLICE_BYTES) yield raw.subarray(at, at + PARSE_SLICE_BYTES);
 }
 
-// Large ones through collectMail as well, which keeps their attachments' bytes in one buffer (parse-collect.ts).
-export const parse = (raw: Buffer) => (raw.length > PARSE_SLICE_BYTES ? collectMail(Readable.from(slices(raw)), raw.length, PARSE_OPTIONS) : simpleParser(raw, PARSE_OPTIONS));
+export const parse = (raw: Buffer): Promise<StreamedMail> => readMail(Readable.from(slices(raw)), raw.length, PARSE_OPTIONS);
+
+// The decoded forms mailparser gives these header fields (see its Headers type).
+const addresses = (mail: StreamedMail, name: string) => mail.headers.get(name) as AddressObject | AddressObject[] | undefined;
+const plain = (mail: StreamedMail, name: string) => mail.headers.get(name) as string | undefined;
 
 async function embeddedMessageId(content: Buffer): Promise<string | null> {
   try {
-    return (await parse(content)).messageId ?? null;
+    return plain(await parse(content), 'message-id') ?? null;
   } catch {
     return null;
   }
 }
 
 export async function parseMessage(raw: Buffer): Promise<ParseOutcome> {
-  let mail: ParsedMail;
+  let mail: StreamedMail;
   try {
     mail = await parse(raw);
   } catch (e) {
     return { ok: false, error: `mailparser: ${(e as Error).message}` };
   }
   // mailparser reads anything as a body; a "message" without a single header field is not mail.
-  if (mail.headerLines.length === 0 || mail.headerLines.every((h) => !/^[!-9;-~]+$/.test(h.key))) {
+  if (mail.headerKeys.length === 0 || mail.headerKeys.every((key) => !/^[!-9;-~]+$/.test(key))) {
     return { ok: false, error: 'no header section: the data does not start with header fields such as From: or Subject:' };
   }
-  const to = addressList(mail.to);
-  const cc = addressList(mail.cc);
+  const to = addressList(addresses(mail, 'to'));
+  const cc = addressList(addresses(mail, 'cc'));
+  const from = addresses(mail, 'from') as AddressObject | undefined;
+  const messageId = plain(mail, 'message-id');
+  const subject = plain(mail, 'subject');
+  const sent = mail.headers.get('date') as Date | undefined;
   const envelopeTo = ['x-original-to', 'delivered-to'].flatMap((h) => addressesIn(headerText(mail, h)));
   const contentType = mail.headers.get('content-type') as { value?: string; params?: Record<string, string> } | undefined;
   const isDsn = contentType?.value === 'multipart/report' && contentType.params?.['report-type']?.toLowerCase() === 'delivery-status';
@@ -184,18 +191,18 @@ export async function parseMessage(raw: Buffer): Promise<ParseOutcome> {
     const id = await embeddedMessageId(a.content);
     if (id) embeddedMessageIds.push(id);
   }
-  const date = mail.date && !Number.isNaN(mail.date.getTime()) ? mail.date.getTime() : null;
+  const date = sent && !Number.isNaN(sent.getTime()) ? sent.getTime() : null;
   return {
     ok: true,
     message: {
-      messageId: mail.messageId ? oneLine(mail.messageId) : null,
-      inReplyTo: messageIdsIn(mail.inReplyTo)[0] ?? null,
-      references: messageIdsIn(mail.references),
-      from: mail.from ? oneLine(mail.from.text) : null,
+      messageId: messageId ? oneLine(messageId) : null,
+      inReplyTo: messageIdsIn(plain(mail, 'in-reply-to'))[0] ?? null,
+      references: messageIdsIn(mail.headers.get('references') as string | string[] | undefined),
+      from: from ? oneLine(from.text) : null,
       to: to.formatted,
       cc: cc.formatted,
       recipientAddresses: [...to.bare, ...cc.bare, ...envelopeTo.map((a) => a.toLowerCase())],
-      subject: oneLine(mail.subject ?? ''),
+      subject: oneLine(subject ?? ''),
       date,
       // PostgreSQL text cannot hold NUL; one such body must not block the server's fetching for good.
       text: mail.text ? stripNul(mail.text) : null,

@@ -55,7 +55,8 @@ function ensurePostgres(): () => void {
   };
 }
 
-const stopPostgres = ensurePostgres();
+// PostgreSQL only when a run uses it (DIALECTS=sqlite needs none, scale-out always does).
+const stopPostgres = dialects.includes('postgres') || runs('scale-out') ? ensurePostgres() : () => {};
 try {
   if (runs('routing')) console.log(`routing, 50 servers, fallback to the notifications server (worst case): ${routingRun().toFixed(0)} decisions/s`);
   if (runs('outbound')) for (const dialect of dialects) printOutbound(await outbound(dialect, N));

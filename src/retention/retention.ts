@@ -1,6 +1,7 @@
 // Retention: how long what Juniper stores is kept, as system parameters in days (unset = kept for ever), and
 // the housekeeping run that applies them. Only finished outgoing mails (sent, failed, cancelled) are touched,
-// never one still queued; blobs go only when nothing references them and they are over an hour old (an
+// never one still queued, and bodies only of sent mails (a failed or cancelled one can still be retried, and a
+// retry of a stripped mail would send an empty one); blobs go only when nothing references them and they are over an hour old (an
 // enqueue or a fetch writes its blob and its row in one transaction, so a fresh blob is never mid-write).
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/schema.js';
@@ -48,12 +49,12 @@ export class Retention {
 
     const bodies = cutoff(await days(RETENTION_KEYS.mailBodies));
     if (bodies !== undefined) {
-      const old = db.selectFrom('outgoing_mails').select('id').where('state', 'in', FINISHED).where('updated_at', '<', bodies);
+      const old = db.selectFrom('outgoing_mails').select('id').where('state', '=', 'sent').where('updated_at', '<', bodies);
       await db.deleteFrom('outgoing_attachments').where('mail_id', 'in', old).execute();
       const r = await db
         .updateTable('outgoing_mails')
         .set({ text_body: null, html_body: null, raw_sha256: null })
-        .where('state', 'in', FINISHED)
+        .where('state', '=', 'sent')
         .where('updated_at', '<', bodies)
         .where((eb) => eb.or([eb('text_body', 'is not', null), eb('html_body', 'is not', null), eb('raw_sha256', 'is not', null)]))
         .executeTakeFirst();

@@ -86,6 +86,9 @@ export class Retention {
       counts.quarantined = Number(r.numDeletedRows);
     }
 
+    // One statement, unreferenced AND past the grace: a put of a blob that is about to be referenced again
+    // refreshes its created_at (blob-store.ts), and the row it locks is re-checked by the delete, so a
+    // concurrent enqueue or fetch that reuses an old blob never loses it.
     const r = await db
       .deleteFrom('blobs')
       .where('created_at', '<', now - BLOB_GRACE_MS)

@@ -58,6 +58,12 @@ for (const dialect of dialects) {
       const orphan = await raw('an orphan');
       await db.updateTable('blobs').set({ created_at: now - 2 * DAY }).where('sha256', '=', orphan).execute();
       const newOrphan = await blobs.put(Buffer.from('a new orphan'));
+      // Old blobs stored again (an attachment reused by a mail about to be committed) are young again.
+      const reused = await raw('reused by put');
+      const [reusedMany] = await blobs.putMany([Buffer.from('reused by putMany')]);
+      await db.updateTable('blobs').set({ created_at: now - 2 * DAY }).where('sha256', 'in', [reused, reusedMany!]).execute();
+      await blobs.put(Buffer.from('reused by put'));
+      await blobs.putMany([Buffer.from('reused by putMany'), Buffer.from('reused by putMany')]);
 
       await parameters.set(RETENTION_KEYS.sentMails, '90', cliActor);
       await parameters.set(RETENTION_KEYS.mailBodies, '30', cliActor);
@@ -85,6 +91,7 @@ for (const dialect of dialects) {
       const left = new Set((await db.selectFrom('blobs').select('sha256').execute()).map((b) => b.sha256));
       assert.ok(!left.has(orphan), 'an old unreferenced blob is gone');
       assert.ok(left.has(newOrphan), 'a blob younger than an hour stays (it may be mid-enqueue)');
+      assert.ok(left.has(reused) && left.has(reusedMany!), 'an old blob stored again stays: put and putMany refresh its time');
       for (const id of [old, fresh, queuedOld]) {
         const att = await db.selectFrom('outgoing_attachments').select('blob_sha256').where('mail_id', '=', id).executeTakeFirstOrThrow();
         assert.ok(left.has(att.blob_sha256), 'attachments still referenced stay');

@@ -246,5 +246,31 @@ for (const dialect of dialects) {
         await db.updateTable('outgoing_servers').set({ token_status: 'missing', token_error_code: null }).where('id', '=', serverId).execute();
       }
     });
+
+    it('reports a mail that fails again after a retry as a second mail.failed', async () => {
+      const receiver = await startReceiver();
+      try {
+        await t.app.database.db.updateTable('webhooks').set({ active: 0 }).execute();
+        await t.app.database.db.deleteFrom('webhook_deliveries').where('state', '=', 'pending').execute();
+        const hook = await api('POST', '/api/v1/webhooks', { url: `http://127.0.0.1:${receiver.port}/failed`, events: ['mail.failed'] });
+        assert.equal(hook.status, 201, hook.text);
+        await sendMails('refused@client.test');
+        const w = worker();
+        assert.equal(await w.runOnce(), 1);
+        const failed = JSON.parse(receiver.got[0]!.body) as { subject: string; data: Json };
+        await t.app.services.queue.retry(Number(failed.data.id));
+        const d = testDispatcher(t.app);
+        await d.drain();
+        await d.close();
+        assert.equal(await w.runOnce(), 1, 'the second failure is an event of its own');
+        const again = JSON.parse(receiver.got[1]!.body) as { subject: string; data: Json };
+        assert.equal(again.data.id, failed.data.id);
+        assert.notEqual(again.subject, failed.subject);
+        assert.equal(await w.runOnce(), 0, 'and is delivered once');
+        await api('DELETE', `/api/v1/webhooks/${String(hook.body.id)}`);
+      } finally {
+        await receiver.stop();
+      }
+    });
   });
 }

@@ -1,7 +1,7 @@
 // Content-addressed bytes (attachments, original messages): stored once however many mails carry them,
 // so a mass mailing with one PDF keeps one copy.
 import crypto from 'node:crypto';
-import type { Kysely } from 'kysely';
+import type { ExpressionBuilder, Kysely, OnConflictDatabase, OnConflictTables } from 'kysely';
 import type { DB } from '../db/schema.js';
 
 export function sha256Of(content: Buffer): string {
@@ -13,6 +13,11 @@ export const BLOB_CACHE_BYTES = 32 * 1024 * 1024;
 export const BLOB_CACHE_MAX_ITEM = 8 * 1024 * 1024;
 /** putMany writes blobs larger than this one per statement. */
 export const LARGE_BLOB_BYTES = 1024 * 1024;
+
+// A blob stored again (an old attachment reused) is as young as its new user: the sweep spares blobs younger
+// than its grace, and the mail or message that will reference it may not be committed yet. Only the time
+// changes; the bytes are the same by their hash. `excluded` is the proposed row on both dialects.
+const refreshCreatedAt = (eb: ExpressionBuilder<OnConflictDatabase<DB, 'blobs'>, OnConflictTables<'blobs'>>) => ({ created_at: eb.ref('excluded.created_at') });
 
 export class BlobStore {
   // Content-addressed, so a cached blob can never be stale: a small LRU spares a mass mailing re-reading
@@ -33,7 +38,7 @@ export class BlobStore {
     await db
       .insertInto('blobs')
       .values({ sha256, size: content.length, content, created_at: Date.now() })
-      .onConflict((oc) => oc.column('sha256').doNothing())
+      .onConflict((oc) => oc.column('sha256').doUpdateSet(refreshCreatedAt))
       .execute();
     return sha256;
   }
@@ -55,7 +60,7 @@ export class BlobStore {
       await db
         .insertInto('blobs')
         .values(values)
-        .onConflict((oc) => oc.column('sha256').doNothing())
+        .onConflict((oc) => oc.column('sha256').doUpdateSet(refreshCreatedAt))
         .execute();
     }
     return shas;

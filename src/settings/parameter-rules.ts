@@ -199,14 +199,16 @@ export const knownParameters = {
   },
   // Retention (issue 11, src/retention/retention.ts): unset keeps for ever.
   'retention.sent_mails.days': retentionRule('Days a finished outgoing mail (sent, failed, cancelled) is kept; unset: for ever.'),
-  'retention.mail_bodies.days': retentionRule('Days the body and attachments of a finished outgoing mail are kept (the record stays); unset: for ever.'),
+  'retention.mail_bodies.days': retentionRule('Days the body and attachments of a sent outgoing mail are kept (the record stays; failed and cancelled mails keep theirs for a retry); unset: for ever.'),
   'retention.incoming_raw.days': retentionRule('Days the original .eml of a fetched message is kept (the parsed message stays); unset: for ever.'),
   'retention.quarantined.days': retentionRule('Days a quarantined incoming message is kept; unset: for ever.'),
+  'retention.webhook_deliveries.days': retentionRule('Days a delivered or failed webhook delivery is kept (and how far back events are looked for); default 30.', '30'),
 } as const satisfies Record<string, ParameterRule>;
 
-function retentionRule(description: string): ParameterRule {
+function retentionRule(description: string, defaultValue?: string): ParameterRule {
   return {
     description,
+    ...(defaultValue === undefined ? {} : { defaultValue }),
     normalise(value, key) {
       if (!/^[1-9][0-9]{0,5}$/.test(value)) throw invalid(key, 'a whole number of days of at least 1, such as 90', value);
       return value;

@@ -41,7 +41,13 @@ export class WebhookWorker {
   constructor(
     private readonly deps: { db: Kysely<DB>; webhooks: Webhooks; scanner: EventScanner; log: Logger; now?: () => number },
     private readonly options: DeliveryOptions = defaultDeliveryOptions,
-  ) {}
+  ) {
+    // A post that outlived its lease would be claimed and posted again by another process: the deadline leaves
+    // half the lease for the host check and the result's update.
+    if (!(options.timeoutMs > 0 && options.timeoutMs * 2 <= options.leaseMs)) {
+      throw new Error(`Webhook delivery timeout ${options.timeoutMs} ms must be positive and at most half the lease (${options.leaseMs} ms), or a slow receiver gets the same delivery twice.`);
+    }
+  }
 
   private now(): number {
     return (this.deps.now ?? Date.now)();
@@ -148,11 +154,25 @@ export class WebhookWorker {
   }
 }
 
-/** One POST to the checked address (the URL's name stays the Host header and the TLS server name). */
+/**
+ * One POST to the checked address (the URL's name stays the Host header and the TLS server name). The whole
+ * exchange has a deadline: http's own `timeout` is only an idle timeout, so a receiver trickling a byte now and
+ * then would hold the post (and the worker's round) past the lease, and another process would post it again.
+ * Reading stops at the kept KB: the rest of the answer is never stored, so it is not waited for either.
+ */
 function post(url: string, address: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<PostResult> {
   const u = new URL(url);
   const client = u.protocol === 'https:' ? https : http;
   return new Promise((resolve) => {
+    let settled = false;
+    const done = (result: PostResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      resolve(result);
+    };
+    let status: number | undefined;
+    let text = '';
     const req = client.request(
       {
         method: 'POST',
@@ -164,17 +184,27 @@ function post(url: string, address: string, body: string, headers: Record<string
         timeout: timeoutMs,
       },
       (res) => {
-        let text = '';
+        status = res.statusCode;
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {
-          if (text.length < RESPONSE_KEEP) text += chunk;
+          text += chunk;
+          if (text.length >= RESPONSE_KEEP) {
+            done({ status, body: text.slice(0, RESPONSE_KEEP) });
+            res.destroy();
+          }
         });
-        res.on('end', () => resolve({ status: res.statusCode, body: text }));
-        res.on('error', (e) => resolve({ status: res.statusCode, error: e.message }));
+        res.on('end', () => done({ status, body: text }));
+        res.on('error', (e) => done({ status, error: e.message }));
       },
     );
+    // The status is the receiver's answer: once it came, a body still trickling at the deadline is cut, not
+    // a failure (its start is kept as usual).
+    const deadline = setTimeout(() => {
+      done(status === undefined ? { error: `${u.host} did not answer within ${timeoutMs / 1000} s; the post was abandoned and will be retried.` } : { status, body: text.slice(0, RESPONSE_KEEP) });
+      req.destroy();
+    }, timeoutMs);
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
-    req.on('error', (e) => resolve({ error: `Could not reach ${u.host}: ${e.message}` }));
+    req.on('error', (e) => done({ error: `Could not reach ${u.host}: ${e.message}` }));
     req.end(body);
   });
 }

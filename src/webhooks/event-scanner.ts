@@ -8,6 +8,8 @@ import { sql, type Kysely } from 'kysely';
 import type { DB } from '../db/schema.js';
 import type { WebhookEvent } from './events.js';
 import type { Webhook } from './webhooks.js';
+import { DAY_MS, RETENTION_KEYS, retentionDays } from '../retention/retention.js';
+import type { Parameters } from '../settings/parameters.js';
 
 /** Each scan queues at most this many deliveries per webhook and event; the next scan takes the rest. */
 const SCAN_LIMIT = 200;
@@ -21,15 +23,23 @@ const iso = (t: number | null | undefined) => (t === null || t === undefined ? n
 const list = (json: string) => JSON.parse(json) as string[];
 
 export class EventScanner {
-  constructor(private readonly db: Kysely<DB>) {}
+  /** `parameters`: where the delivery retention is read; without it, events are looked for back to each webhook's creation. */
+  constructor(
+    private readonly db: Kysely<DB>,
+    private readonly parameters?: Pick<Parameters, 'value'>,
+  ) {}
 
   /** Queues the deliveries of every active webhook; returns how many were queued. */
   async scan(now = Date.now()): Promise<number> {
     const hooks = await this.db.selectFrom('webhooks').selectAll().where('active', '=', 1).where('deleted_at', 'is', null).execute();
     let queued = 0;
+    // Retention prunes finished deliveries older than its window; looking further back would find their
+    // events again, with no row left to say they were delivered.
+    const days = this.parameters ? retentionDays(await this.parameters.value(RETENTION_KEYS.webhookDeliveries)) : undefined;
+    const window = days === undefined ? 0 : now - days * DAY_MS;
     for (const hook of hooks) {
       for (const event of JSON.parse(hook.events) as WebhookEvent[]) {
-        const found = await this.find(hook, event);
+        const found = await this.find(hook, event, Math.max(hook.created_at, window));
         if (found.length === 0) continue;
         const rows = found.map((f) => ({
           webhook_id: hook.id,
@@ -51,11 +61,13 @@ export class EventScanner {
     return sql<boolean>`not exists (select 1 from webhook_deliveries d where d.webhook_id = ${hook.id} and d.event = ${event} and d.subject = ${subject})`;
   }
 
-  private async find(hook: Webhook, event: WebhookEvent): Promise<Found[]> {
+  private async find(hook: Webhook, event: WebhookEvent, since: number): Promise<Found[]> {
     const { db } = this;
-    const since = hook.created_at;
     const mailSubject = sql<string>`'mail:' || cast(outgoing_mails.id as text)`;
-    const mails = () => db.selectFrom('outgoing_mails').select(['id', 'message_id', 'from_header', 'to_addrs', 'subject', 'server_id', 'smtp_response', 'sent_at', 'failure_type', 'failure_reason', 'bounced_at', 'bounce_reason', 'updated_at']).orderBy('id').limit(SCAN_LIMIT);
+    // A retried mail can fail again: each round of attempts (a manual retry sets retried_at) is its own
+    // failure. The first round keeps the plain key, so deliveries queued before this key existed still count.
+    const failedSubject = sql<string>`'mail:' || cast(outgoing_mails.id as text) || coalesce(':' || cast(outgoing_mails.retried_at as text), '')`;
+    const mails = () => db.selectFrom('outgoing_mails').select(['id', 'message_id', 'from_header', 'to_addrs', 'subject', 'server_id', 'smtp_response', 'sent_at', 'failure_type', 'failure_reason', 'bounced_at', 'bounce_reason', 'updated_at', 'retried_at']).orderBy('id').limit(SCAN_LIMIT);
     const mailData = (m: Awaited<ReturnType<ReturnType<typeof mails>['execute']>>[number]) => ({ id: m.id, messageId: m.message_id, from: m.from_header, to: list(m.to_addrs), subject: m.subject, serverId: m.server_id });
     switch (event) {
       case 'mail.sent':
@@ -64,8 +76,8 @@ export class EventScanner {
           data: { ...mailData(m), smtpResponse: m.smtp_response, sentAt: iso(m.sent_at) },
         }));
       case 'mail.failed':
-        return (await mails().where('state', '=', 'failed').where('updated_at', '>=', since).where(this.notDelivered(hook, event, mailSubject)).execute()).map((m) => ({
-          subject: `mail:${m.id}`,
+        return (await mails().where('state', '=', 'failed').where('updated_at', '>=', since).where(this.notDelivered(hook, event, failedSubject)).execute()).map((m) => ({
+          subject: m.retried_at === null ? `mail:${m.id}` : `mail:${m.id}:${m.retried_at}`,
           data: { ...mailData(m), failureType: m.failure_type, reason: m.failure_reason, failedAt: iso(m.updated_at) },
         }));
       case 'mail.bounced':

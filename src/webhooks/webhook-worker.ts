@@ -5,5 +5,5 @@ import { WebhookWorker, defaultDeliveryOptions, type DeliveryOptions } from './d
 
 export function webhookWorker(app: App, options: Partial<DeliveryOptions> = {}, now?: () => number): WebhookWorker {
   const { db } = app.database;
-  return new WebhookWorker({ db, webhooks: app.services.webhooks, scanner: new EventScanner(db), log: app.logger.child({ worker: 'webhooks' }), ...(now ? { now } : {}) }, { ...defaultDeliveryOptions, ...options });
+  return new WebhookWorker({ db, webhooks: app.services.webhooks, scanner: new EventScanner(db, app.services.parameters), log: app.logger.child({ worker: 'webhooks' }), ...(now ? { now } : {}) }, { ...defaultDeliveryOptions, ...options });
 }

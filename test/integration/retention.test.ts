@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { cliActor } from '../../src/audit/audit-log.js';
 import { retentionDeleted } from '../../src/metrics/process-metrics.js';
 import { Retention, RETENTION_KEYS } from '../../src/retention/retention.js';
+import { EventScanner } from '../../src/webhooks/event-scanner.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 
@@ -58,6 +59,12 @@ for (const dialect of dialects) {
       const orphan = await raw('an orphan');
       await db.updateTable('blobs').set({ created_at: now - 2 * DAY }).where('sha256', '=', orphan).execute();
       const newOrphan = await blobs.put(Buffer.from('a new orphan'));
+      // Old blobs stored again (an attachment reused by a mail about to be committed) are young again.
+      const reused = await raw('reused by put');
+      const [reusedMany] = await blobs.putMany([Buffer.from('reused by putMany')]);
+      await db.updateTable('blobs').set({ created_at: now - 2 * DAY }).where('sha256', 'in', [reused, reusedMany!]).execute();
+      await blobs.put(Buffer.from('reused by put'));
+      await blobs.putMany([Buffer.from('reused by putMany'), Buffer.from('reused by putMany')]);
 
       await parameters.set(RETENTION_KEYS.sentMails, '90', cliActor);
       await parameters.set(RETENTION_KEYS.mailBodies, '30', cliActor);
@@ -70,11 +77,11 @@ for (const dialect of dialects) {
 
       const mails = await db.selectFrom('outgoing_mails').select(['id', 'text_body', 'raw_sha256']).orderBy('id').execute();
       assert.deepEqual(mails.map((m) => m.id), [old, fresh, queuedOld], 'the sent mail past 90 days is gone; a queued one stays whatever its age');
-      assert.equal(mails.find((m) => m.id === old)!.text_body, null, 'the 40-day-old body is gone');
+      assert.equal(mails.find((m) => m.id === old)!.text_body, 'body of old', 'a failed mail keeps its body whatever its age: it can still be retried');
       assert.equal(mails.find((m) => m.id === fresh)!.text_body, 'body of fresh');
       assert.equal(mails.find((m) => m.id === queuedOld)!.text_body, 'body of queued old');
       const attachments = await db.selectFrom('outgoing_attachments').select('mail_id').orderBy('mail_id').execute();
-      assert.deepEqual(attachments.map((a) => a.mail_id), [fresh, queuedOld]);
+      assert.deepEqual(attachments.map((a) => a.mail_id), [old, fresh, queuedOld]);
 
       const messages = await db.selectFrom('messages').select(['id', 'raw_sha256', 'bounced_mail_id']).orderBy('id').execute();
       assert.deepEqual(messages.map((m) => m.id), [oldMessage, newMessage, newQuarantined], 'the old quarantined message is gone');
@@ -85,16 +92,41 @@ for (const dialect of dialects) {
       const left = new Set((await db.selectFrom('blobs').select('sha256').execute()).map((b) => b.sha256));
       assert.ok(!left.has(orphan), 'an old unreferenced blob is gone');
       assert.ok(left.has(newOrphan), 'a blob younger than an hour stays (it may be mid-enqueue)');
-      for (const id of [fresh, queuedOld]) {
+      assert.ok(left.has(reused) && left.has(reusedMany!), 'an old blob stored again stays: put and putMany refresh its time');
+      for (const id of [old, fresh, queuedOld]) {
         const att = await db.selectFrom('outgoing_attachments').select('blob_sha256').where('mail_id', '=', id).executeTakeFirstOrThrow();
         assert.ok(left.has(att.blob_sha256), 'attachments still referenced stay');
       }
       assert.ok(left.has(messages[1]!.raw_sha256!));
-      assert.deepEqual(counts, { sentMails: 1, mailBodies: 2, incomingRaw: 1, quarantined: 1, blobs: counts.blobs });
-      assert.ok(counts.blobs >= 4, `blobs ${counts.blobs}: the orphan, two attachments and two raw messages`);
+      assert.deepEqual(counts, { sentMails: 1, mailBodies: 1, incomingRaw: 1, quarantined: 1, webhookDeliveries: 0, blobs: counts.blobs });
+      assert.ok(counts.blobs >= 4, `blobs ${counts.blobs}: the orphan, the deleted mail's attachment and two raw messages`);
       assert.equal((await count('sent_mails')) - before.sentMails, 1);
       assert.equal((await count('blobs')) - before.blobs, counts.blobs);
-      assert.deepEqual(await new Retention(db, parameters, t.app.logger).run(now), { sentMails: 0, mailBodies: 0, incomingRaw: 0, quarantined: 0, blobs: 0 }, 'a second run finds nothing');
+      assert.deepEqual(await new Retention(db, parameters, t.app.logger).run(now), { sentMails: 0, mailBodies: 0, incomingRaw: 0, quarantined: 0, webhookDeliveries: 0, blobs: 0 }, 'a second run finds nothing');
+    });
+
+    it('prunes finished webhook deliveries after 30 days by default, and the scanner does not queue their events again', async () => {
+      const { db } = t.app.database;
+      const { parameters } = t.app.services;
+      const now = Date.now();
+      assert.equal(await parameters.value(RETENTION_KEYS.webhookDeliveries), '30');
+      const hook = (await db.insertInto('webhooks').values({ url: 'https://hooks.example.com/x', events: '["mail.sent"]', secret_enc: 'x', active: 1, created_by_user_id: null, created_at: now - 100 * DAY, updated_at: now, deleted_at: null }).returning('id').executeTakeFirstOrThrow()).id;
+      const sentMail = async (ageDays: number) => {
+        const { id } = await t.app.services.outbox.enqueue({ from: 'notifications@example.com', to: ['b@client.test'], subject: `sent ${ageDays} days ago`, text: 'x' }, null, cliActor);
+        await db.updateTable('outgoing_mails').set({ state: 'sent', sent_at: now - ageDays * DAY, updated_at: now - ageDays * DAY }).where('id', '=', id).execute();
+        return id;
+      };
+      const oldMail = await sentMail(40);
+      const newMail = await sentMail(2);
+      const delivery = (subject: string, state: 'pending' | 'delivered' | 'failed', ageDays: number) => ({ webhook_id: hook, event: 'mail.sent', subject, payload: '{}', state, next_attempt_at: 0, created_at: now - ageDays * DAY });
+      await db.insertInto('webhook_deliveries').values([delivery(`mail:${oldMail}`, 'delivered', 40), delivery('mail:failed-old', 'failed', 40), delivery('mail:pending-old', 'pending', 40), delivery(`mail:${newMail}`, 'delivered', 2)]).execute();
+
+      const counts = await new Retention(db, parameters, t.app.logger).run(now);
+      assert.equal(counts.webhookDeliveries, 2);
+      const left = await db.selectFrom('webhook_deliveries').select('subject').where('webhook_id', '=', hook).orderBy('id').execute();
+      assert.deepEqual(left.map((d) => d.subject), ['mail:pending-old', `mail:${newMail}`], 'pending ones stay whatever their age');
+      assert.equal(await new EventScanner(db, parameters).scan(now), 0, 'the pruned delivery\'s mail is older than the window: not queued again');
+      await db.deleteFrom('webhooks').where('id', '=', hook).execute();
     });
   });
 }

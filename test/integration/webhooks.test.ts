@@ -4,7 +4,7 @@
 // down and comes back (retried with backoff), the last response kept, replay, and the delivery metric. Both databases.
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { cliActor } from '../../src/audit/audit-log.js';
@@ -14,6 +14,8 @@ import { verify } from '../../src/webhooks/events.js';
 import { webhookSecretSources } from '../../src/webhooks/webhook-secrets.js';
 import { secretKeyCensus } from '../../src/vault/rotation.js';
 import { webhookWorker } from '../../src/webhooks/webhook-worker.js';
+import { WebhookWorker, defaultDeliveryOptions } from '../../src/webhooks/delivery-worker.js';
+import { EventScanner } from '../../src/webhooks/event-scanner.js';
 import { allText } from '../helpers/db-dump.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
@@ -38,6 +40,36 @@ async function startReceiver(port = 0, status = 200): Promise<{ port: number; go
   });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
   return { port: (server.address() as AddressInfo).port, got, stop: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+/** A real loopback receiver that never finishes: `head` is written at once, then one byte every 20 ms. */
+async function startTrickler(head: string): Promise<{ port: number; closed: Promise<void>; open(): boolean; stop(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let connections = 0;
+  let onClosed!: () => void;
+  const closed = new Promise<void>((r) => (onClosed = r));
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    connections++;
+    socket.on('error', () => undefined);
+    socket.write(head);
+    const timer = setInterval(() => socket.write('a'), 20);
+    socket.on('close', () => {
+      clearInterval(timer);
+      connections--;
+      onClosed();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    port: (server.address() as AddressInfo).port,
+    closed,
+    open: () => connections > 0,
+    stop: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
 }
 
 type Json = Record<string, unknown>;
@@ -180,6 +212,64 @@ for (const dialect of dialects) {
       } finally {
         await receiver.stop();
         await t.app.database.db.updateTable('outgoing_servers').set({ token_status: 'missing', token_error_code: null }).where('id', '=', serverId).execute();
+      }
+    });
+
+    it('abandons a receiver that trickles its answer at an overall deadline, and stops reading after the kept KB', { timeout: 20_000 }, async () => {
+      const { db } = t.app.database;
+      assert.throws(() => new WebhookWorker({ db, webhooks: t.app.services.webhooks, scanner: new EventScanner(db), log: t.app.logger }, { ...defaultDeliveryOptions, timeoutMs: 60_000 }), /at most half the lease/);
+      await db.updateTable('webhooks').set({ active: 0 }).execute();
+      // Headers that never end: the idle timeout never fires, only the deadline can end the post.
+      const slowHead = await startTrickler('HTTP/1.1 200 OK\r\nx-slow: ');
+      // A 200 with more than a KB at once and then no end: the KB is all that is kept, so all that is read.
+      const endless = await startTrickler(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n${'x'.repeat(2000)}`);
+      try {
+        const slowHook = await api('POST', '/api/v1/webhooks', { url: `http://127.0.0.1:${slowHead.port}/hook`, events: ['server.needs_reconnect'] });
+        const endlessHook = await api('POST', '/api/v1/webhooks', { url: `http://127.0.0.1:${endless.port}/hook`, events: ['server.needs_reconnect'] });
+        await db.updateTable('outgoing_servers').set({ token_status: 'needs_reconnect', token_error_code: 'AADSTS700082' }).where('id', '=', serverId).execute();
+        const deliveries = async (hook: typeof slowHook) => (await api('GET', `/api/v1/webhooks/${String(hook.body.id)}/deliveries`)).body as unknown as Json[];
+        // The endless answer is cut at its KB, while the slow head still waits for the deadline.
+        const cutFirst = endless.closed.then(() => slowHead.open());
+        assert.equal(await webhookWorker(t.app, { timeoutMs: 800 }).runOnce(), 2);
+        assert.equal(await cutFirst, true, 'the endless answer was dropped after its first KB, not at the deadline');
+        const [slow] = await deliveries(slowHook);
+        assert.equal(slow!.state, 'pending');
+        assert.equal(slow!.attempts, 1);
+        assert.match(String(slow!.lastError), /did not answer within 0\.8 s/);
+        const [cut] = await deliveries(endlessHook);
+        assert.equal(cut!.state, 'delivered');
+        assert.equal(cut!.lastStatus, 200);
+        assert.equal(cut!.lastResponse, 'x'.repeat(1024));
+        await Promise.all([slowHead.closed, endless.closed]);
+      } finally {
+        await Promise.all([slowHead.stop(), endless.stop()]);
+        await db.updateTable('outgoing_servers').set({ token_status: 'missing', token_error_code: null }).where('id', '=', serverId).execute();
+      }
+    });
+
+    it('reports a mail that fails again after a retry as a second mail.failed', async () => {
+      const receiver = await startReceiver();
+      try {
+        await t.app.database.db.updateTable('webhooks').set({ active: 0 }).execute();
+        await t.app.database.db.deleteFrom('webhook_deliveries').where('state', '=', 'pending').execute();
+        const hook = await api('POST', '/api/v1/webhooks', { url: `http://127.0.0.1:${receiver.port}/failed`, events: ['mail.failed'] });
+        assert.equal(hook.status, 201, hook.text);
+        await sendMails('refused@client.test');
+        const w = worker();
+        assert.equal(await w.runOnce(), 1);
+        const failed = JSON.parse(receiver.got[0]!.body) as { subject: string; data: Json };
+        await t.app.services.queue.retry(Number(failed.data.id));
+        const d = testDispatcher(t.app);
+        await d.drain();
+        await d.close();
+        assert.equal(await w.runOnce(), 1, 'the second failure is an event of its own');
+        const again = JSON.parse(receiver.got[1]!.body) as { subject: string; data: Json };
+        assert.equal(again.data.id, failed.data.id);
+        assert.notEqual(again.subject, failed.subject);
+        assert.equal(await w.runOnce(), 0, 'and is delivered once');
+        await api('DELETE', `/api/v1/webhooks/${String(hook.body.id)}`);
+      } finally {
+        await receiver.stop();
       }
     });
   });

@@ -13,6 +13,7 @@ import { sentBy } from './011-sent-by.js';
 import { workerHeartbeatsAndJobs } from './014-worker-heartbeats-and-jobs.js';
 import { webhooks } from './015-webhooks.js';
 import { mailAttempts } from './017-mail-attempts.js';
+import { sweepAndScanIndexes } from './018-sweep-and-scan-indexes.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -28,5 +29,6 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '014-worker-heartbeats-and-jobs': workerHeartbeatsAndJobs(ctx),
     '015-webhooks': webhooks(ctx),
     '017-mail-attempts': mailAttempts(ctx),
+    '018-sweep-and-scan-indexes': sweepAndScanIndexes(ctx),
   };
 }

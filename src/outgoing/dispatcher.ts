@@ -255,11 +255,13 @@ export class Dispatcher {
     const logCtx = { mail: mail.id, server: server.id, op: 'send' };
     const c = classifySendError(err, { auth: server.auth, endpoint: { host: server.host, port: server.port } });
     const facts = { ...logCtx, failureType: c.failureType, action: c.action, responseCode: c.responseCode };
+    let action: string = c.action;
     if (c.action === 'fail') {
       await queue.markFailed(mail.id, this.owner, c, outcome);
       log.warn(facts, c.reason);
     } else if (c.action === 'wait') {
-      await this.waitOrExpire(mail, c, outcome);
+      // A mail that waited too long fails here: count it as failed, not as one more wait.
+      if (await this.waitOrExpire(mail, c, outcome)) action = 'fail';
       log.warn(facts, c.reason);
     } else if (mail.attempts >= MAX_ATTEMPTS) {
       await queue.markFailed(mail.id, this.owner, { failureType: c.failureType, reason: `${c.reason} (gave up after ${mail.attempts} attempts)` }, outcome);
@@ -269,17 +271,19 @@ export class Dispatcher {
       log.info(facts, `will retry: ${c.reason}`);
     }
     if (!isAppError(err) && c.failureType === 'internal') log.error({ ...logCtx, err }, 'unexpected send error');
-    countSendFailure(server.id, c.action, mail.attempts >= MAX_ATTEMPTS, log, mail.id, c.reason);
+    countSendFailure(server.id, action, mail.attempts >= MAX_ATTEMPTS, log, mail.id, c.reason);
   }
 
-  private async waitOrExpire(mail: OutgoingMail, why: { failureType: string; reason: string }, outcome: SendOutcome): Promise<void> {
+  /** True when the mail waited longer than maxWaitAgeMs and was failed instead. */
+  private async waitOrExpire(mail: OutgoingMail, why: { failureType: string; reason: string }, outcome: SendOutcome): Promise<boolean> {
     // A manual retry restarts the clock: whoever retried a waiting mail wants it to wait again.
     if (this.now() - Math.max(mail.created_at, mail.retried_at ?? 0) > this.options.maxWaitAgeMs) {
       const days = Math.round(this.options.maxWaitAgeMs / 86_400_000);
       await this.deps.queue.markFailed(mail.id, this.owner, { failureType: why.failureType, reason: `${why.reason} Gave up after waiting ${days} days.` }, outcome);
-      return;
+      return true;
     }
     await this.deps.queue.markRetry(mail.id, this.owner, { at: this.now() + this.options.waitRecheckMs, ...why, waiting: true }, outcome);
+    return false;
   }
 
   /**

@@ -122,6 +122,28 @@ for (const dialect of dialects) {
       assert.ok([...trail(one), ...trail(two)].every((l) => l.level === 30), 'at info');
     });
 
+    it('counts a mail that waited too long (refused sign-in) as failed, after its waits', async () => {
+      const server = await t.app.services.outgoingServers.create({ ...serverInput(sink.port, 'wrong password'), password: 'not-the-password', fromFilter: 'waits@example.com' }, cliPrincipal, cliActor);
+      const sid = String(server.id);
+      const before = await scrape();
+      const base = (name: string, labels: Record<string, string>) => sample(before, name, labels) ?? 0;
+      const id = (await t.app.services.outbox.enqueue({ from: 'waits@example.com', to: ['a@client.test'], subject: 'waits', text: 'x' }, null, cliActor)).id;
+      const d = testDispatcher(t.app);
+      try {
+        await d.drain();
+        assert.equal((await t.app.services.queue.get(id)).state, 'queued', 'a refused sign-in waits');
+        d.advance(4 * 24 * 60 * 60_000);
+        await d.drain();
+      } finally {
+        await d.close();
+      }
+      assert.equal((await t.app.services.queue.get(id)).state, 'failed');
+      const text = await scrape();
+      assert.equal(sample(text, 'juniper_mails_retried_total', { server_id: sid, reason: 'wait' }), base('juniper_mails_retried_total', { server_id: sid, reason: 'wait' }) + 1, text);
+      assert.equal(sample(text, 'juniper_mails_failed_total', { server_id: sid }), base('juniper_mails_failed_total', { server_id: sid }) + 1, text);
+      await t.app.services.outgoingServers.archive(server.id, cliPrincipal, cliActor);
+    });
+
     it('shows the days left on the Outlook client secret once its expiry date is set', async () => {
       assert.equal(sample(await scrape(), 'juniper_outlook_client_secret_days_left'), undefined);
       const inTenDays = new Date(Date.now() + 10.5 * 86_400_000).toISOString().slice(0, 10);

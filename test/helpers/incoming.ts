@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { ImapFlow } from 'imapflow';
-import type { Dovecot } from '../peers/dovecot.js';
+import { after, before } from 'node:test';
+import { startDovecot, type Dovecot } from '../peers/dovecot.js';
+import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
 
 const CRLF = '\r\n';
 
@@ -184,4 +186,18 @@ export function incomingApi(session: () => { http: FastifyInstance; key: string 
   };
   const listed = async (query: string) => (await api('GET', `/api/v1/messages?limit=1000&${query}`)).body as unknown as Json[];
   return { api, createServer, confirmed, fetchNow, listed };
+}
+
+/** One identity server and one Dovecot (oauth2 passdb at it) for a whole test file, with these mailboxes, all with `password`. */
+export function imapPeersForFile(users: string[], password: string): { readonly idp: IdentityServer; readonly dovecot: Dovecot } {
+  const peers = {} as { idp: IdentityServer; dovecot: Dovecot };
+  before(async () => {
+    peers.idp = await startIdentityServer({});
+    peers.dovecot = await startDovecot({ identityUrl: peers.idp.url, users: Object.fromEntries(users.map((u) => [u, password])) });
+  });
+  after(async () => {
+    await peers.dovecot?.stop();
+    await peers.idp?.stop();
+  });
+  return peers;
 }

@@ -10,9 +10,7 @@ import { imapConnector } from '../../src/incoming/imap-reader.js';
 import { cliEnv, projectRoot } from '../helpers/cli.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { corpus, deliverAll, seenByUid, incomingApi } from '../helpers/incoming.js';
-import { startDovecot, type Dovecot } from '../peers/dovecot.js';
-import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
+import { corpus, deliverAll, seenByUid, incomingApi, imapPeersForFile } from '../helpers/incoming.js';
 
 const PASSWORD = 'imap-secret';
 const users = ['crash', 'sigkill', 'unreturned'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
@@ -33,16 +31,7 @@ function withFetch(fetch: (reader: MailboxReader, uids: number[]) => ReturnType<
   };
 }
 
-let idp: IdentityServer;
-let dovecot: Dovecot;
-before(async () => {
-  idp = await startIdentityServer({});
-  dovecot = await startDovecot({ identityUrl: idp.url, users: Object.fromEntries(users.map((u) => [u, PASSWORD])) });
-});
-after(async () => {
-  await dovecot.stop();
-  await idp.stop();
-});
+const peers = imapPeersForFile(users, PASSWORD);
 
 for (const dialect of dialects) {
   describe(`a fetcher killed mid-run (${dialect})`, () => {
@@ -51,12 +40,12 @@ for (const dialect of dialects) {
     let key: string;
     const mailbox = (name: string) => `${name}-${dialect}@example.test`;
 
-    const { api, confirmed, fetchNow, listed } = incomingApi(() => ({ http, key }), () => dovecot, PASSWORD);
+    const { api, confirmed, fetchNow, listed } = incomingApi(() => ({ http, key }), () => peers.dovecot, PASSWORD);
     /** Every \\Seen UID on the server is stored; and the counts, when given. */
     const assertNothingUnstoredSeen = async (id: number, user: string, expect: { stored: number; seen?: number }) => {
       const storedUids = new Set((await t.app.database.db.selectFrom('messages').select('uid').where('server_id', '=', id).execute()).map((r) => r.uid));
       assert.equal(storedUids.size, expect.stored);
-      const seen = [...(await seenByUid(dovecot, user, PASSWORD))].filter(([, isSeen]) => isSeen).map(([uid]) => uid);
+      const seen = [...(await seenByUid(peers.dovecot, user, PASSWORD))].filter(([, isSeen]) => isSeen).map(([uid]) => uid);
       for (const uid of seen) assert.ok(storedUids.has(uid), `UID ${uid} is \\Seen, so it must be stored`);
       if (expect.seen !== undefined) assert.equal(seen.length, expect.seen);
     };
@@ -71,7 +60,7 @@ for (const dialect of dialects) {
     it('a fetcher that dies mid-batch loses nothing stored and marks nothing unstored; the next run completes', async () => {
       const user = mailbox('crash');
       const id = await confirmed(user);
-      await deliverAll(dovecot, user, corpus(120, user).map((m) => m.raw));
+      await deliverAll(peers.dovecot, user, corpus(120, user).map((m) => m.raw));
       const server = await t.app.services.incomingServers.get(id);
       // Dies after the 70th message: the first batch of 50 is stored and marked, 20 of the second are stored only.
       const dying = (diesAfter: number) => {
@@ -89,7 +78,7 @@ for (const dialect of dialects) {
 
       assert.deepEqual(await fetchNow(id), { fetched: 50, stored: 50, duplicates: 0, quarantined: 0 });
       assert.equal((await listed(`serverId=${id}`)).length, 120);
-      assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean), 'the stored-but-unmarked ones are marked by the next run');
+      assert.ok([...(await seenByUid(peers.dovecot, user, PASSWORD)).values()].every(Boolean), 'the stored-but-unmarked ones are marked by the next run');
       assert.equal((await api('GET', `/api/v1/incoming-servers/${id}`)).body.lastError, null);
     });
 
@@ -97,7 +86,7 @@ for (const dialect of dialects) {
       const user = mailbox('sigkill');
       const id = await confirmed(user);
       const total = 200;
-      await deliverAll(dovecot, user, corpus(total, user).map((m) => m.raw));
+      await deliverAll(peers.dovecot, user, corpus(total, user).map((m) => m.raw));
       const db = t.config.database;
       const env = { ...cliEnv(t.config.dataDir, db.kind === 'postgres' ? db.url : `sqlite:${db.file}`), JUNIPER_LOG_LEVEL: 'warn' };
       const child = spawn(process.execPath, ['bin/juniper.js', 'fetch', String(id)], { cwd: projectRoot, env, stdio: 'ignore' });
@@ -116,13 +105,13 @@ for (const dialect of dialects) {
       assert.equal(counts.fetched, total - stored);
       assert.equal(counts.duplicates, 0);
       assert.equal(await count(), total);
-      assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean));
+      assert.ok([...(await seenByUid(peers.dovecot, user, PASSWORD)).values()].every(Boolean));
     });
 
     it('a UID the server lists but does not return stops the run before it, visibly: lastError says which and what to do', async () => {
       const user = mailbox('unreturned');
       const id = await confirmed(user);
-      await deliverAll(dovecot, user, corpus(10, user).map((m) => m.raw));
+      await deliverAll(peers.dovecot, user, corpus(10, user).map((m) => m.raw));
       const server = await t.app.services.incomingServers.get(id);
       // The 4th listed message never comes back (a damaged file on the server, say).
       const withholding = withFetch(async function* (reader, uids) {

@@ -15,10 +15,8 @@ import { isAppError } from '../../src/lib/errors.js';
 import { messageIdKey, rawKey } from '../../src/mailbox/dedupe.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { corpusMessage, deliverAll, incomingApi, seenByUid, type Json } from '../helpers/incoming.js';
+import { corpusMessage, deliverAll, incomingApi, seenByUid, type Json, imapPeersForFile } from '../helpers/incoming.js';
 import { deliverToMaildir, handMade, mutants, seeds } from '../helpers/incoming-poison.js';
-import { startDovecot, type Dovecot } from '../peers/dovecot.js';
-import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
 
 const PASSWORD = 'imap-secret';
 const MUTANTS = 1000;
@@ -26,16 +24,7 @@ const CAP = 3 * 1024 * 1024;
 const users = ['poison', 'refused'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
 const dsn = fs.readFileSync(path.resolve(import.meta.dirname, '../fixtures/incoming/postfix-dsn.eml'));
 
-let idp: IdentityServer;
-let dovecot: Dovecot;
-before(async () => {
-  idp = await startIdentityServer({});
-  dovecot = await startDovecot({ identityUrl: idp.url, users: Object.fromEntries(users.map((u) => [u, PASSWORD])) });
-});
-after(async () => {
-  await dovecot.stop();
-  await idp.stop();
-});
+const peers = imapPeersForFile(users, PASSWORD);
 
 for (const dialect of dialects) {
   describe(`poison input fetched from Dovecot (${dialect})`, () => {
@@ -43,7 +32,7 @@ for (const dialect of dialects) {
     let http: FastifyInstance;
     let key: string;
     const mailbox = (name: string) => `${name}-${dialect}@example.test`;
-    const { api, confirmed, fetchNow } = incomingApi(() => ({ http, key }), () => dovecot, PASSWORD);
+    const { api, confirmed, fetchNow } = incomingApi(() => ({ http, key }), () => peers.dovecot, PASSWORD);
 
     /** Every row of the server, paged through the API (quarantined ones included, as users see them). */
     const allListed = async (id: number, query = '') => {
@@ -106,8 +95,8 @@ for (const dialect of dialects) {
       const hostile = handMade(user, dialect, CAP);
       const corpus = [...mutants(MUTANTS, seeds(user, dsn), 20261202, dialect), ...hostile.map((h) => h.raw)];
       const named = new Map(hostile.map((h) => [h.name, h.raw]));
-      deliverToMaildir(dovecot, user, corpus);
-      const uids = [...(await seenByUid(dovecot, user, PASSWORD)).keys()];
+      deliverToMaildir(peers.dovecot, user, corpus);
+      const uids = [...(await seenByUid(peers.dovecot, user, PASSWORD)).keys()];
       assert.equal(uids.length, corpus.length, 'Dovecot took every message');
 
       const server = await t.app.services.incomingServers.get(id);
@@ -121,7 +110,7 @@ for (const dialect of dialects) {
       const byUid = await rowsByUid(id);
       for (const uid of uids) assert.equal(byUid.get(uid)?.length, 1, `UID ${uid} has exactly one row`);
       assert.equal(byUid.size, uids.length, 'and no row names a UID the mailbox does not have');
-      const seen = await seenByUid(dovecot, user, PASSWORD);
+      const seen = await seenByUid(peers.dovecot, user, PASSWORD);
       assert.deepEqual([...seen].filter(([, s]) => !s), [], 'every message is \\Seen');
       assert.deepEqual(watch.seenBeforeStored, [], '\\Seen was set only on UIDs already stored');
 
@@ -156,7 +145,7 @@ for (const dialect of dialects) {
       // Juniper is up and the mailbox flows: a normal message after the corpus is stored normally.
       assert.equal((await http.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
       const normal = corpusMessage('plain', user, 1);
-      await deliverAll(dovecot, user, [normal.raw]);
+      await deliverAll(peers.dovecot, user, [normal.raw]);
       assert.deepEqual(await fetchNow(id), { fetched: 1, stored: 1, duplicates: 0, quarantined: 0 });
       assert.equal((await allListed(id, '&quarantined=false')).filter((m) => m.messageId === normal.messageId).length, 1);
       assert.deepEqual(await fetchNow(id), { fetched: 0, stored: 0, duplicates: 0, quarantined: 0 }, 'a second fetch finds nothing new');
@@ -188,7 +177,7 @@ for (const dialect of dialects) {
         const m = corpusMessage('plain', user, n);
         return Buffer.from(m.raw.toString('latin1').replace(/^Subject: .*$/m, `Subject: ${subject}`), 'latin1');
       };
-      await deliverAll(dovecot, user, [withSubject('fine-1', 1), withSubject('store-fails', 2), withSubject('store-and-quarantine-fail', 3), withSubject('fine-2', 4)], 1);
+      await deliverAll(peers.dovecot, user, [withSubject('fine-1', 1), withSubject('store-fails', 2), withSubject('store-and-quarantine-fail', 3), withSubject('fine-2', 4)], 1);
       assert.deepEqual(await fetchNow(id), { fetched: 4, stored: 2, duplicates: 0, quarantined: 2 });
       const byUid = await rowsByUid(id);
       const [storeFailed] = byUid.get(2)!;
@@ -200,17 +189,17 @@ for (const dialect of dialects) {
       assert.equal(minimal!.raw_sha256, null);
       assert.match(minimal!.parse_error!, /Quarantine with the original failed too \(.*quarantine refused by the test trigger\)/);
       assert.match(minimal!.text_body!, /Subject: store-and-quarantine-fail/);
-      assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean));
+      assert.ok([...(await seenByUid(peers.dovecot, user, PASSWORD)).values()].every(Boolean));
       const listed = (await api('GET', `/api/v1/messages?serverId=${id}&quarantined=true`)).body as unknown as Json[];
       assert.deepEqual(listed.map((m) => m.id), [storeFailed!.id, minimal!.id]);
 
       // Nothing can be written for UID 5: the run stops before it, recorded on the server; UID 6 waits behind it.
-      await deliverAll(dovecot, user, [withSubject('everything-fails', 5), withSubject('fine-3', 6)], 1);
+      await deliverAll(peers.dovecot, user, [withSubject('everything-fails', 5), withSubject('fine-3', 6)], 1);
       const server = await t.app.services.incomingServers.get(id);
       await assert.rejects(t.app.services.incoming.fetchNow(server), (err: unknown) => isAppError(err) && err.code === 'JUNIPER_ERR_DATABASE' && /UID 5 .* could be neither stored nor quarantined .*next fetch tries this message again/.test(err.message));
       const failed = (await api('GET', `/api/v1/incoming-servers/${id}`)).body;
       assert.match(String(failed.lastError), new RegExp(`^Fetching "${user}" failed: Message UID 5 of incoming server "${user}" could be neither stored nor quarantined`));
-      const seen = await seenByUid(dovecot, user, PASSWORD);
+      const seen = await seenByUid(peers.dovecot, user, PASSWORD);
       assert.deepEqual([seen.get(5), seen.get(6)], [false, false], 'neither is marked');
       assert.equal((await rowsByUid(id)).has(5), false);
       assert.equal((await t.app.services.incomingServers.get(id)).cursor_last_uid, 4, 'the cursor stays before it');
@@ -218,7 +207,7 @@ for (const dialect of dialects) {
       if (dialect === 'postgres') await sql`DROP TRIGGER poison_refuse ON messages`.execute(db);
       else for (const name of ['poison_refuse_store', 'poison_refuse_quarantine', 'poison_refuse_minimal']) await sql`DROP TRIGGER ${sql.ref(name)}`.execute(db);
       assert.deepEqual(await fetchNow(id), { fetched: 2, stored: 2, duplicates: 0, quarantined: 0 }, 'once the database takes it, the next run stores both');
-      assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean));
+      assert.ok([...(await seenByUid(peers.dovecot, user, PASSWORD)).values()].every(Boolean));
       assert.equal((await api('GET', `/api/v1/incoming-servers/${id}`)).body.lastError, null);
     });
   });

@@ -7,23 +7,12 @@ import type { FastifyInstance } from 'fastify';
 import { FetchScheduler } from '../../src/incoming/scheduler.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { deliverAll } from '../helpers/incoming.js';
-import { startDovecot, type Dovecot } from '../peers/dovecot.js';
-import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
+import { deliverAll, imapPeersForFile } from '../helpers/incoming.js';
 
 const PASSWORD = 'imap-secret';
 const users = ['catchall', 'carol'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
 
-let idp: IdentityServer;
-let dovecot: Dovecot;
-before(async () => {
-  idp = await startIdentityServer({});
-  dovecot = await startDovecot({ identityUrl: idp.url, users: Object.fromEntries(users.map((u) => [u, PASSWORD])) });
-});
-after(async () => {
-  await dovecot.stop();
-  await idp.stop();
-});
+const peers = imapPeersForFile(users, PASSWORD);
 
 type Json = Record<string, unknown>;
 const CRLF = '\r\n';
@@ -94,7 +83,7 @@ for (const dialect of dialects) {
       return r.body as { id: number; messageId: string };
     };
     const server = async (user: string, key: string) => {
-      const r = await api('POST', '/api/v1/incoming-servers', { name: user, host: '127.0.0.1', port: dovecot.imapsPort, security: 'ssl', allowSelfSigned: true, username: user, password: PASSWORD }, key);
+      const r = await api('POST', '/api/v1/incoming-servers', { name: user, host: '127.0.0.1', port: peers.dovecot.imapsPort, security: 'ssl', allowSelfSigned: true, username: user, password: PASSWORD }, key);
       assert.equal(r.status, 201, r.text);
       const id = r.body.id as number;
       assert.equal((await api('POST', `/api/v1/incoming-servers/${id}/test`, undefined, key)).body.ok, true);
@@ -122,14 +111,14 @@ for (const dialect of dialects) {
     it('a reply to a mail Juniper sent lands in that mail\'s thread, and a reply to the reply too', async () => {
       const sent = await send({ subject: 'Quote 42' });
       const first = reply(catchall, sent.messageId, 'Re: Quote 42');
-      await deliverAll(dovecot, catchall, [first.raw]);
+      await deliverAll(peers.dovecot, catchall, [first.raw]);
       assert.equal((await fetchNow(serverId)).stored, 1);
       const received = await bySubject('Re: Quote 42');
       assert.ok(received.threadId);
       const thread = await list(`threadId=${received.threadId as number}`);
       assert.deepEqual(thread.map((m) => [m.direction, m.outgoingMailId ?? null, m.subject]), [['out', sent.id, 'Quote 42'], ['in', null, 'Re: Quote 42']]);
 
-      await deliverAll(dovecot, catchall, [reply(catchall, first.messageId, 'Re: Re: Quote 42').raw]);
+      await deliverAll(peers.dovecot, catchall, [reply(catchall, first.messageId, 'Re: Re: Quote 42').raw]);
       await fetchNow(serverId);
       assert.equal((await bySubject('Re: Re: Quote 42')).threadId, received.threadId);
       const threads = (await api('GET', '/api/v1/threads')).body as unknown as Json[];
@@ -139,7 +128,7 @@ for (const dialect of dialects) {
 
     it('a copy of a sent mail arriving in a fetched mailbox (e.g. Bcc) joins that mail\'s thread', async () => {
       const sent = await send({ subject: 'Copied' });
-      await deliverAll(dovecot, catchall, [['From: notifications@example.test', 'To: nobody@client.test', 'Subject: Copied', `Message-ID: ${sent.messageId}`, '', 'Invoice attached.', ''].join(CRLF)]);
+      await deliverAll(peers.dovecot, catchall, [['From: notifications@example.test', 'To: nobody@client.test', 'Subject: Copied', `Message-ID: ${sent.messageId}`, '', 'Invoice attached.', ''].join(CRLF)]);
       await fetchNow(serverId);
       const copy = await bySubject('Copied');
       const thread = await list(`threadId=${copy.threadId as number}`);
@@ -149,7 +138,7 @@ for (const dialect of dialects) {
     it('a delivery-status report to the bounce address marks the original bounced; a "delayed" report does not', async () => {
       const failed = await send({ subject: 'Bounces' });
       const delayed = await send({ subject: 'Only delayed' });
-      await deliverAll(dovecot, catchall, [dsn('bounce@example.test', failed.messageId, 'failed'), dsn('bounce@example.test', delayed.messageId, 'delayed')], 1);
+      await deliverAll(peers.dovecot, catchall, [dsn('bounce@example.test', failed.messageId, 'failed'), dsn('bounce@example.test', delayed.messageId, 'delayed')], 1);
       assert.equal((await fetchNow(serverId)).stored, 2);
 
       const bounced = (await api('GET', `/api/v1/mails/${failed.id}`)).body;
@@ -169,24 +158,24 @@ for (const dialect of dialects) {
       const ooo = await send({ subject: 'Out of office' });
       const oldStyle = [`From: MAILER-DAEMON@old.client.test`, 'To: bounce@example.test', 'Subject: Mail delivery failed', 'X-Failed-Recipients: nobody@client.test', `In-Reply-To: ${failed.messageId}`, '', 'A message could not be delivered.', ''].join(CRLF);
       const autoReply = [`From: Away <away@client.test>`, 'To: bounce@example.test', 'Subject: Out of office: Out of office', 'Auto-Submitted: auto-replied', `In-Reply-To: ${ooo.messageId}`, '', 'I am away until Monday.', ''].join(CRLF);
-      await deliverAll(dovecot, catchall, [oldStyle, autoReply], 1);
+      await deliverAll(peers.dovecot, catchall, [oldStyle, autoReply], 1);
       await fetchNow(serverId);
       assert.match(String((await api('GET', `/api/v1/mails/${failed.id}`)).body.bounceReason), /Delivery failed for nobody@client\.test/);
       assert.equal((await api('GET', `/api/v1/mails/${ooo.id}`)).body.bouncedAt, null);
     });
 
     it('records <alias>@<catch-all domain> as the mailbox and filters by it', async () => {
-      await deliverAll(dovecot, catchall, [['From: customer@client.test', 'To: Orders <Orders@example.test>', 'Subject: New order', 'Message-ID: <order-1@client.test>', '', 'Two boxes, please.', ''].join(CRLF)]);
+      await deliverAll(peers.dovecot, catchall, [['From: customer@client.test', 'To: Orders <Orders@example.test>', 'Subject: New order', 'Message-ID: <order-1@client.test>', '', 'Two boxes, please.', ''].join(CRLF)]);
       await fetchNow(serverId);
       const orders = await list('mailbox=orders');
       assert.deepEqual(orders.map((m) => m.subject), ['New order']);
     });
 
     it('the scheduler fetches confirmed, active servers whose interval has passed, and not again before the next one', async () => {
-      const draft = await api('POST', '/api/v1/incoming-servers', { name: 'draft', host: '127.0.0.1', port: dovecot.imapsPort, security: 'ssl', allowSelfSigned: true, username: catchall, password: PASSWORD });
+      const draft = await api('POST', '/api/v1/incoming-servers', { name: 'draft', host: '127.0.0.1', port: peers.dovecot.imapsPort, security: 'ssl', allowSelfSigned: true, username: catchall, password: PASSWORD });
       assert.equal(draft.status, 201);
       await t.app.database.db.updateTable('incoming_servers').set({ last_fetch_at: Date.now() - 6 * 60_000 }).where('id', '=', serverId).execute();
-      await deliverAll(dovecot, catchall, [['From: customer@client.test', `To: ${catchall}`, 'Subject: Scheduled', 'Message-ID: <scheduled-1@client.test>', '', 'Hello.', ''].join(CRLF)]);
+      await deliverAll(peers.dovecot, catchall, [['From: customer@client.test', `To: ${catchall}`, 'Subject: Scheduled', 'Message-ID: <scheduled-1@client.test>', '', 'Hello.', ''].join(CRLF)]);
       const scheduler = new FetchScheduler(t.app.services.incoming.fetcher(), t.app.services.fetchState, t.app.logger);
       assert.equal(await scheduler.runOnce(), 1, 'only the confirmed server is due');
       assert.ok(await bySubject('Scheduled'));
@@ -200,7 +189,7 @@ for (const dialect of dialects) {
       assert.equal((await api('PUT', '/api/v1/parameters/mail.server.allowed_private_hosts', { value: '127.0.0.1' })).status, 200);
       const carolServer = await server(carolMailbox, carol);
       const sent = await send({ from: 'carol@example.com', subject: 'From Carol' }, carol);
-      await deliverAll(dovecot, carolMailbox, [reply(carolMailbox, sent.messageId, 'Re: From Carol').raw]);
+      await deliverAll(peers.dovecot, carolMailbox, [reply(carolMailbox, sent.messageId, 'Re: From Carol').raw]);
       assert.equal((await fetchNow(carolServer, carol)).stored, 1);
 
       const mine = () => list('', carol);
@@ -211,13 +200,13 @@ for (const dialect of dialects) {
       assert.equal((await api('POST', `/api/v1/incoming-servers/${serverId}/fetch`, undefined, carol)).status, 404);
       // A report in Carol's mailbox about a mail someone else sent must not touch that mail.
       const others = await send({ subject: 'Not Carol\'s' });
-      await deliverAll(dovecot, carolMailbox, [dsn('bounce@example.test', others.messageId, 'failed')]);
+      await deliverAll(peers.dovecot, carolMailbox, [dsn('bounce@example.test', others.messageId, 'failed')]);
       await fetchNow(carolServer, carol);
       assert.equal((await api('GET', `/api/v1/mails/${others.id}`)).body.bouncedAt, null);
 
       // A reply in Carol's mailbox to a message only the admin's mailbox holds starts a thread of her own.
       const adminOnly = (await list(`serverId=${serverId}`)).find((m) => m.direction === 'in')!;
-      await deliverAll(dovecot, carolMailbox, [reply(carolMailbox, adminOnly.messageId as string, 'Re: admin only').raw]);
+      await deliverAll(peers.dovecot, carolMailbox, [reply(carolMailbox, adminOnly.messageId as string, 'Re: admin only').raw]);
       await fetchNow(carolServer, carol);
       const joined = (await mine()).find((m) => m.subject === 'Re: admin only')!;
       assert.notEqual(joined.threadId, adminOnly.threadId, "Carol's message does not join a thread she cannot see");

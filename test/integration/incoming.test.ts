@@ -6,23 +6,12 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { corpus, corpusMessage, deliverAll, malformedMessage, seenByUid, withMailbox, incomingApi, type Json } from '../helpers/incoming.js';
-import { startDovecot, type Dovecot } from '../peers/dovecot.js';
-import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
+import { corpus, corpusMessage, deliverAll, malformedMessage, seenByUid, withMailbox, incomingApi, type Json, imapPeersForFile } from '../helpers/incoming.js';
 
 const PASSWORD = 'imap-secret';
 const users = ['confirm', 'bulk', 'seen', 'quarantine', 'uidvalidity'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
 
-let idp: IdentityServer;
-let dovecot: Dovecot;
-before(async () => {
-  idp = await startIdentityServer({});
-  dovecot = await startDovecot({ identityUrl: idp.url, users: Object.fromEntries(users.map((u) => [u, PASSWORD])) });
-});
-after(async () => {
-  await dovecot.stop();
-  await idp.stop();
-});
+const peers = imapPeersForFile(users, PASSWORD);
 
 for (const dialect of dialects) {
   describe(`incoming mail from Dovecot with password logins (${dialect})`, () => {
@@ -31,7 +20,7 @@ for (const dialect of dialects) {
     let key: string;
     const mailbox = (name: string) => `${name}-${dialect}@example.test`;
 
-    const { api, createServer, confirmed, fetchNow, listed } = incomingApi(() => ({ http, key }), () => dovecot, PASSWORD);
+    const { api, createServer, confirmed, fetchNow, listed } = incomingApi(() => ({ http, key }), () => peers.dovecot, PASSWORD);
 
     before(async () => {
       t = await startTestApp(dialect);
@@ -54,7 +43,7 @@ for (const dialect of dialects) {
       assert.equal(noFolder.body.stage, 'folder', noFolder.text);
       assert.match(String(noFolder.body.message), /The folder "Orders" could not be opened: "NO Mailbox doesn't exist/);
 
-      const wrongTls = await createServer(user, { port: dovecot.imapPort, security: 'ssl' });
+      const wrongTls = await createServer(user, { port: peers.dovecot.imapPort, security: 'ssl' });
       const tls = await api('POST', `/api/v1/incoming-servers/${wrongTls}/test`);
       assert.equal(tls.body.stage, 'tls', tls.text);
       assert.match(String(tls.body.message), /STARTTLS/);
@@ -70,7 +59,7 @@ for (const dialect of dialects) {
       assert.ok(!JSON.stringify(view).includes(PASSWORD), 'the password never leaves the vault');
       assert.ok(!t.logs().includes(PASSWORD), 'nor reaches the logs');
 
-      assert.equal((await api('PATCH', `/api/v1/incoming-servers/${id}`, { port: dovecot.imapPort, security: 'starttls' })).body.state, 'draft', 'a connection change needs a new Test & Confirm');
+      assert.equal((await api('PATCH', `/api/v1/incoming-servers/${id}`, { port: peers.dovecot.imapPort, security: 'starttls' })).body.state, 'draft', 'a connection change needs a new Test & Confirm');
       assert.equal((await api('POST', `/api/v1/incoming-servers/${id}/test`)).body.ok, true, 'STARTTLS works too');
     });
 
@@ -78,11 +67,11 @@ for (const dialect of dialects) {
       const user = mailbox('bulk');
       const id = await confirmed(user, { keepOriginal: true });
       const messages = corpus(200, user);
-      await deliverAll(dovecot, user, messages.map((m) => m.raw));
+      await deliverAll(peers.dovecot, user, messages.map((m) => m.raw));
 
       const counts = await fetchNow(id);
       assert.deepEqual(counts, { fetched: 200, stored: 200, duplicates: 0, quarantined: 0 });
-      const seen = await seenByUid(dovecot, user, PASSWORD);
+      const seen = await seenByUid(peers.dovecot, user, PASSWORD);
       assert.equal(seen.size, 200);
       assert.ok([...seen.values()].every(Boolean), 'every fetched message is \\Seen');
 
@@ -118,7 +107,7 @@ for (const dialect of dialects) {
 
       assert.deepEqual(await fetchNow(id), { fetched: 0, stored: 0, duplicates: 0, quarantined: 0 }, 'a second fetch finds nothing new');
       // The same mail arriving again (a resent message) is recognised by its Message-ID.
-      await deliverAll(dovecot, user, messages.slice(0, 5).map((m) => m.raw));
+      await deliverAll(peers.dovecot, user, messages.slice(0, 5).map((m) => m.raw));
       assert.deepEqual(await fetchNow(id), { fetched: 5, stored: 0, duplicates: 5, quarantined: 0 });
       assert.equal((await listed(`serverId=${id}`)).length, 200);
     });
@@ -126,22 +115,22 @@ for (const dialect of dialects) {
     it('fetches mail that another client already read (the UID cursor decides, not \\Seen)', async () => {
       const user = mailbox('seen');
       const id = await confirmed(user);
-      await deliverAll(dovecot, user, [corpusMessage('plain', user, 1).raw]);
+      await deliverAll(peers.dovecot, user, [corpusMessage('plain', user, 1).raw]);
       assert.equal((await fetchNow(id)).stored, 1);
       const later = [2, 3, 4].map((n) => corpusMessage('plain', user, n));
-      await deliverAll(dovecot, user, later.map((m) => m.raw));
-      await withMailbox(dovecot, user, PASSWORD, 'INBOX', (client) => client.messageFlagsAdd('2:3', ['\\Seen']));
+      await deliverAll(peers.dovecot, user, later.map((m) => m.raw));
+      await withMailbox(peers.dovecot, user, PASSWORD, 'INBOX', (client) => client.messageFlagsAdd('2:3', ['\\Seen']));
       assert.deepEqual(await fetchNow(id), { fetched: 3, stored: 3, duplicates: 0, quarantined: 0 });
-      assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean));
+      assert.ok([...(await seenByUid(peers.dovecot, user, PASSWORD)).values()].every(Boolean));
     });
 
     it('quarantines a message mailparser refuses, with its raw bytes and the error, and goes on with the batch', async () => {
       const user = mailbox('quarantine');
       const id = await confirmed(user);
       const bad = malformedMessage(user);
-      await deliverAll(dovecot, user, [corpusMessage('plain', user, 1).raw], 1);
-      await deliverAll(dovecot, user, [bad], 1);
-      await deliverAll(dovecot, user, [corpusMessage('plain', user, 2).raw], 1);
+      await deliverAll(peers.dovecot, user, [corpusMessage('plain', user, 1).raw], 1);
+      await deliverAll(peers.dovecot, user, [bad], 1);
+      await deliverAll(peers.dovecot, user, [corpusMessage('plain', user, 2).raw], 1);
       assert.deepEqual(await fetchNow(id), { fetched: 3, stored: 2, duplicates: 0, quarantined: 1 });
       const [q] = await listed(`serverId=${id}&quarantined=true`);
       assert.ok(q);
@@ -150,21 +139,21 @@ for (const dialect of dialects) {
       assert.match(String(detail.parseError), /Max allowed child nodes exceeded/);
       const raw = await api('GET', String(detail.rawUrl));
       assert.ok(raw.raw.includes(bad.subarray(bad.indexOf('Content-Type'))), 'the quarantined bytes are the delivered ones (after the headers Dovecot adds)');
-      assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean), 'quarantined counts as stored');
+      assert.ok([...(await seenByUid(peers.dovecot, user, PASSWORD)).values()].every(Boolean), 'quarantined counts as stored');
       assert.deepEqual(await fetchNow(id), { fetched: 0, stored: 0, duplicates: 0, quarantined: 0 });
     });
 
     it('after a UIDVALIDITY change starts again from the oldest unseen message, like a first fetch, recognising what it already stored', async () => {
       const user = mailbox('uidvalidity');
       const first = [1, 2, 3].map((n) => corpusMessage('plain', user, n));
-      await withMailbox(dovecot, user, PASSWORD, 'INBOX', async (client) => {
+      await withMailbox(peers.dovecot, user, PASSWORD, 'INBOX', async (client) => {
         await client.mailboxCreate('Orders');
         for (const m of first) await client.append('Orders', m.raw);
       });
       const id = await confirmed(user, { folder: 'Orders' });
       assert.equal((await fetchNow(id)).stored, 3);
       const before = await t.app.services.incomingServers.get(id);
-      await withMailbox(dovecot, user, PASSWORD, 'INBOX', async (client) => {
+      await withMailbox(peers.dovecot, user, PASSWORD, 'INBOX', async (client) => {
         await client.mailboxDelete('Orders');
         await client.mailboxCreate('Orders');
         // A folder restored from a backup: old mail read, one of the old ones unread, then new mail (read or not).

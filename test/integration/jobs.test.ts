@@ -10,25 +10,14 @@ import { fetchTarget } from '../../src/jobs/fetch-jobs.js';
 import { STALE_MS } from '../../src/jobs/job-store.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { corpus, deliverAll, incomingApi, type Json } from '../helpers/incoming.js';
+import { corpus, deliverAll, incomingApi, type Json, imapPeersForFile } from '../helpers/incoming.js';
 import { signIn } from '../helpers/outlook.js';
 import { until } from '../helpers/processes.js';
-import { startDovecot, type Dovecot } from '../peers/dovecot.js';
-import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
 
 const PASSWORD = 'imap-secret';
 const users = ['job', 'join', 'page'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
 
-let idp: IdentityServer;
-let dovecot: Dovecot;
-before(async () => {
-  idp = await startIdentityServer({});
-  dovecot = await startDovecot({ identityUrl: idp.url, users: Object.fromEntries(users.map((u) => [u, PASSWORD])) });
-});
-after(async () => {
-  await dovecot.stop();
-  await idp.stop();
-});
+const peers = imapPeersForFile(users, PASSWORD);
 
 interface JobBody {
   id: number;
@@ -46,7 +35,7 @@ for (const dialect of dialects) {
     let http: FastifyInstance;
     let key: string;
     const mailbox = (name: string) => `${name}-${dialect}@example.test`;
-    const { api, confirmed } = incomingApi(() => ({ http, key }), () => dovecot, PASSWORD);
+    const { api, confirmed } = incomingApi(() => ({ http, key }), () => peers.dovecot, PASSWORD);
     const job = async (id: number) => (await api('GET', `/api/v1/jobs/${id}`)).body as unknown as JobBody;
     const finished = async (id: number) => {
       let last: JobBody | undefined;
@@ -64,7 +53,7 @@ for (const dialect of dialects) {
     it('answers 202 with a job at once, shares one job between two clicks, and runs it to the end with nobody polling', async () => {
       const user = mailbox('job');
       const id = await confirmed(user);
-      await deliverAll(dovecot, user, corpus(60, user).map((m) => m.raw));
+      await deliverAll(peers.dovecot, user, corpus(60, user).map((m) => m.raw));
       // Counters are per process and both databases' runs share it (and server ids): compare with before.
       const metric = async (line: string) => Number(new RegExp(`^${line.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec((await api('GET', '/metrics')).text)?.[1] ?? 0);
       const runs = `juniper_fetch_runs_total{server_id="${id}",outcome="ok"}`;
@@ -119,7 +108,7 @@ for (const dialect of dialects) {
     });
 
     it('refuses at once what cannot start (a draft: 409), and hides jobs of servers the caller may not manage (404)', async () => {
-      const draft = await api('POST', '/api/v1/incoming-servers', { name: 'draft', host: '127.0.0.1', port: dovecot.imapsPort, security: 'ssl', allowSelfSigned: true, auth: 'password', username: 'x@example.test', password: PASSWORD });
+      const draft = await api('POST', '/api/v1/incoming-servers', { name: 'draft', host: '127.0.0.1', port: peers.dovecot.imapsPort, security: 'ssl', allowSelfSigned: true, auth: 'password', username: 'x@example.test', password: PASSWORD });
       const refused = await api('POST', `/api/v1/incoming-servers/${String(draft.body.id)}/fetch`);
       assert.equal(refused.status, 409);
       assert.match(String((refused.body.error as Json).message), /is a draft: run Test & Confirm first/);

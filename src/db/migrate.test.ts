@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { sql } from 'kysely';
-import { dialects, freshDatabase } from '../../test/helpers/databases.js';
+import { randomBytes } from 'node:crypto';
+import { Migrator, sql } from 'kysely';
+import { dialects, freshDatabase, freshDatabaseConfig } from '../../test/helpers/databases.js';
+import { accessTokenContext, refreshTokenContext, withTokenSummary } from '../oauth/connections.js';
+import { createVault } from '../vault/index.js';
+import { openDatabase } from './database.js';
 import { migrateToLatest } from './migrate.js';
+import { migrationSet } from './migrations/index.js';
 import { SWEEP_AND_SCAN_INDEXES } from './migrations/018-sweep-and-scan-indexes.js';
 
 for (const dialect of dialects) {
@@ -31,6 +36,57 @@ for (const dialect of dialects) {
         const have = new Set(rows.map((r) => `${r.tbl}.${r.name}`));
         for (const [name, table] of SWEEP_AND_SCAN_INDEXES) assert.ok(have.has(`${table}.${name}`), `index ${name} on ${table}`);
         assert.ok(SWEEP_AND_SCAN_INDEXES.some(([, t, c]) => t === 'message_attachments' && c[0] === 'blob_sha256'));
+      } finally {
+        await database.close();
+      }
+    });
+
+    it("021 moves every server's tokens into oauth_connections without losing a connection: they still decrypt", async () => {
+      const database = openDatabase(await freshDatabaseConfig(dialect));
+      try {
+        const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => migrationSet(dialect) } });
+        assert.equal((await migrator.migrateTo('018-sweep-and-scan-indexes')).error, undefined);
+        const vault = createVault([randomBytes(32)], 'test');
+        const now = Date.now();
+        const insert = async (table: 'outgoing_servers' | 'incoming_servers', name: string, tokens: Record<string, unknown>) => {
+          const base = { name, host: 'smtp.office365.com', port: 587, security: 'starttls', auth: 'outlook', username: `${name}@example.com`, created_at: now, updated_at: now };
+          const { rows } = await sql<{ id: number }>`INSERT INTO ${sql.table(table)} (${sql.join(Object.keys({ ...base, ...tokens }).map((k) => sql.ref(k)))}) VALUES (${sql.join(Object.values({ ...base, ...tokens }))}) RETURNING id`.execute(database.db);
+          return rows[0]!.id;
+        };
+        // Ids chosen so that both kinds have a server 1: the connection is per kind.
+        const sending = await insert('outgoing_servers', 'sending', {});
+        const fetching = await insert('incoming_servers', 'fetching', {});
+        await sql`UPDATE outgoing_servers SET refresh_token_enc = ${vault.encrypt('rt-out', refreshTokenContext('outgoing', sending))}, access_token_enc = ${vault.encrypt('at-out', accessTokenContext('outgoing', sending))}, access_token_expires_at = ${now + 3_600_000}, token_account = 'sending@example.com', token_status = 'valid', token_refreshed_at = ${now - 1000} WHERE id = ${sending}`.execute(database.db);
+        await sql`UPDATE incoming_servers SET refresh_token_enc = ${vault.encrypt('rt-in', refreshTokenContext('incoming', fetching))}, token_status = 'valid' WHERE id = ${fetching}`.execute(database.db);
+        const broken = await insert('outgoing_servers', 'broken', { token_status: 'needs_reconnect', token_error_code: 'AADSTS700082', token_error_message: 'expired', refresh_token_enc: vault.encrypt('rt-old', 'outgoing_servers.refresh_token:999') });
+        const never = await insert('outgoing_servers', 'never', {});
+
+        await migrateToLatest(database);
+        const db = database.db;
+        const connections = await db.selectFrom('oauth_connections').selectAll().orderBy('id').execute();
+        assert.deepEqual(
+          connections.map((c) => [c.server_kind, c.server_id, c.status, c.account, c.error_code]),
+          [
+            ['outgoing', sending, 'valid', 'sending@example.com', null],
+            ['outgoing', broken, 'needs_reconnect', null, 'AADSTS700082'],
+            ['incoming', fetching, 'valid', null, null],
+          ],
+          'the server that never connected has none',
+        );
+        const out = connections[0]!;
+        assert.equal(vault.decrypt(out.refresh_token_enc!, refreshTokenContext('outgoing', sending)), 'rt-out');
+        const [access] = await db.selectFrom('oauth_access_tokens').selectAll().execute();
+        assert.deepEqual([access!.connection_id, access!.resource, access!.expires_at], [out.id, 'outlook', now + 3_600_000]);
+        assert.equal(vault.decrypt(access!.access_token_enc, accessTokenContext('outgoing', sending)), 'at-out');
+        assert.equal(vault.decrypt(connections[2]!.refresh_token_enc!, refreshTokenContext('incoming', fetching)), 'rt-in');
+        const rows = await withTokenSummary(db, 'outgoing', await db.selectFrom('outgoing_servers').select(['id', 'name']).orderBy('id').execute());
+        assert.deepEqual(
+          rows.map((r) => [r.name, r.token_status, r.token_error_message]),
+          [['sending', 'valid', null], ['broken', 'needs_reconnect', 'expired'], ['never', 'missing', null]],
+        );
+        assert.ok(never > 0);
+        const columns = (await db.introspection.getTables()).find((t) => t.name === 'outgoing_servers')!.columns.map((c) => c.name);
+        assert.ok(!columns.some((c) => c.includes('token')), `no token column is left on the server table: ${columns.join(', ')}`);
       } finally {
         await database.close();
       }

@@ -70,23 +70,47 @@ export type Security = 'none' | 'starttls' | 'ssl';
 export type OutgoingAuth = 'none' | 'password' | 'outlook';
 export type TokenStatus = 'missing' | 'valid' | 'needs_reconnect';
 
-/** OAuth token state kept per server (outgoing and incoming alike). */
-export interface TokenColumns {
+/** One consent of one server (src/oauth/connections.ts): its refresh token, account, status and refresh lease. */
+export interface OAuthConnectionsTable {
+  id: Generated<number>;
+  server_kind: 'outgoing' | 'incoming';
+  server_id: number;
+  provider: Generated<string>;
+  account: string | null;
   refresh_token_enc: string | null;
-  access_token_enc: string | null;
-  access_token_expires_at: number | null;
-  token_account: string | null;
-  token_status: Generated<TokenStatus>;
-  token_error_code: string | null;
-  token_error_message: string | null;
-  token_refreshed_at: number | null;
+  status: 'valid' | 'needs_reconnect';
+  error_code: string | null;
+  error_message: string | null;
+  refreshed_at: number | null;
   /** Database-level single-flight guard for refreshes across worker processes. */
-  token_refresh_lock_until: number | null;
+  lock_until: number | null;
   /** Who holds that guard: only the holder may release it (a late release must not free another's lock). */
-  token_refresh_lock_owner: string | null;
+  lock_owner: string | null;
+  created_at: number;
 }
 
-export interface OutgoingServersTable extends TokenColumns {
+/** A connection's access token for one resource (Entra ID issues one resource per token). */
+export interface OAuthAccessTokensTable {
+  id: Generated<number>;
+  connection_id: number;
+  resource: 'outlook' | 'graph';
+  access_token_enc: string;
+  expires_at: number;
+}
+
+/**
+ * A server's OAuth connection as the server services read it with the server (oauth/connections.ts
+ * withTokenSummary): 'missing' when there is none; the expiry is the Outlook resource's token's.
+ */
+export interface TokenSummary {
+  token_status: TokenStatus;
+  token_account: string | null;
+  token_error_code: string | null;
+  token_error_message: string | null;
+  access_token_expires_at: number | null;
+}
+
+export interface OutgoingServersTable {
   id: Generated<number>;
   name: string;
   host: string;
@@ -205,7 +229,7 @@ export interface OAuthStatesTable {
 export type IncomingAuth = 'password' | 'outlook';
 export type IncomingState = 'draft' | 'confirmed';
 
-export interface IncomingServersTable extends TokenColumns {
+export interface IncomingServersTable {
   id: Generated<number>;
   name: string;
   protocol: Generated<'imap'>;
@@ -324,6 +348,8 @@ export interface DB {
   idempotency_keys: IdempotencyKeysTable;
   mail_attempts: MailAttemptsTable;
   oauth_states: OAuthStatesTable;
+  oauth_connections: OAuthConnectionsTable;
+  oauth_access_tokens: OAuthAccessTokensTable;
   incoming_servers: IncomingServersTable;
   threads: ThreadsTable;
   messages: MessagesTable;
@@ -336,10 +362,12 @@ export type UserUpdate = Updateable<UsersTable>;
 export type Session = Selectable<SessionsTable>;
 export type ApiKey = Selectable<ApiKeysTable>;
 export type AuditEntry = Selectable<AuditLogTable>;
-export type OutgoingServer = Selectable<OutgoingServersTable>;
+export type OutgoingServerRow = Selectable<OutgoingServersTable>;
+export type OutgoingServer = OutgoingServerRow & TokenSummary;
 export type OutgoingMail = Selectable<OutgoingMailsTable>;
 export type MailAttempt = Selectable<MailAttemptsTable>;
-export type IncomingServer = Selectable<IncomingServersTable>;
+export type IncomingServerRow = Selectable<IncomingServersTable>;
+export type IncomingServer = IncomingServerRow & TokenSummary;
 export type Message = Selectable<MessagesTable>;
 export type Thread = Selectable<ThreadsTable>;
 export type MessageAttachment = Selectable<MessageAttachmentsTable>;

@@ -1,7 +1,7 @@
 // Opens a stored server's mailbox: its endpoint, its decrypted password or an OAuth access token, and for
 // Outlook one retry with a renewed token when the server refuses the first (it may have been revoked or
 // expired early; the token store cannot know until the server says so).
-import type { IncomingServer } from '../db/schema.js';
+import type { IncomingServerRow } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import { HostLookupError, type HostGuard } from '../mail-servers/host-guard.js';
 import type { TokenProvider } from '../oauth/token-provider.js';
@@ -9,14 +9,14 @@ import { ImapFailure } from './imap-errors.js';
 import type { ConnectReader, ImapEndpoint, MailboxReader } from './mailbox-reader.js';
 
 export interface ConnectDeps {
-  password: (server: IncomingServer) => string | null;
+  password: (server: IncomingServerRow) => string | null;
   tokens: TokenProvider | undefined;
   connect: ConnectReader;
   /** The incoming size cap, for the IMAP parser's limits (fetching passes it; Test & Confirm reads no message). */
   maxMessageBytes?: number;
 }
 
-export function imapEndpoint(server: IncomingServer): ImapEndpoint {
+export function imapEndpoint(server: IncomingServerRow): ImapEndpoint {
   return { serverId: server.id, name: server.name, host: server.host, port: server.port, security: server.security, allowSelfSigned: server.allow_self_signed === 1 };
 }
 
@@ -24,7 +24,7 @@ export function imapEndpoint(server: IncomingServer): ImapEndpoint {
  * `servers.hostGuard` checks a server of a user other than an admin against the address policy on every
  * connection, and the socket goes to the address it checked.
  */
-export async function connectServer(server: IncomingServer, deps: ConnectDeps & { servers: { hostGuard: HostGuard } }): Promise<MailboxReader> {
+export async function connectServer(server: IncomingServerRow, deps: ConnectDeps & { servers: { hostGuard: HostGuard } }): Promise<MailboxReader> {
   let target;
   try {
     target = await deps.servers.hostGuard.connectTarget(server, `incoming mail server "${server.name}" (id ${server.id})`);

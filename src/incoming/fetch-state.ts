@@ -2,7 +2,7 @@
 // UID cursor (moved in the transaction that stores the message) and the outcome of the last run. The server
 // settings themselves are IncomingServers' (servers.ts); these columns are written only by the fetcher.
 import { sql, type Kysely } from 'kysely';
-import type { DB, IncomingServer } from '../db/schema.js';
+import type { DB, IncomingServer, IncomingServerRow } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import type { HostGuard } from '../mail-servers/host-guard.js';
 import type { IncomingServers } from './servers.js';
@@ -27,7 +27,7 @@ export class FetchState {
   get = (id: number): Promise<IncomingServer> => this.servers.get(id);
 
   /** Confirmed, active servers whose interval has passed and that no worker holds. */
-  async due(now = Date.now()): Promise<IncomingServer[]> {
+  async due(now = Date.now()): Promise<IncomingServerRow[]> {
     return this.db
       .selectFrom('incoming_servers')
       .selectAll()
@@ -45,7 +45,7 @@ export class FetchState {
    * Takes the server for `owner` until now + leaseMs, if nobody else holds it: one conditional UPDATE, so
    * two workers never both win. Returns the row, or undefined when another worker has it.
    */
-  async acquireLease(id: number, owner: string, leaseMs: number, now = Date.now()): Promise<IncomingServer | undefined> {
+  async acquireLease(id: number, owner: string, leaseMs: number, now = Date.now()): Promise<IncomingServerRow | undefined> {
     return this.db
       .updateTable('incoming_servers')
       .set({ fetch_lease_owner: owner, fetch_lease_until: now + leaseMs })

@@ -17,7 +17,7 @@
 import crypto from 'node:crypto';
 import os from 'node:os';
 import type { Kysely } from 'kysely';
-import type { DB, IncomingServer } from '../db/schema.js';
+import type { DB, IncomingServerRow } from '../db/schema.js';
 import { AppError, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { headerSection, oversizeKey, rawKey } from '../mailbox/dedupe.js';
@@ -164,7 +164,7 @@ export class IncomingFetcher {
     }
   }
 
-  private async drain(server: IncomingServer, reader: MailboxReader, status: FolderStatus, opts: FetchOptions): Promise<{ counts: FetchCounts; stoppedBefore?: number }> {
+  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions): Promise<{ counts: FetchCounts; stoppedBefore?: number }> {
     const { servers, db, log } = this.deps;
     const counts = emptyCounts();
     let lastUid: number;
@@ -259,7 +259,7 @@ export class IncomingFetcher {
    * fails for any reason, they are stored one by one as before, so only a message that fails by itself is
    * quarantined and a database that is away stops the run before the first message it refuses.
    */
-  private async storeGroup(group: Fetched[], run: { server: IncomingServer; uidvalidity: number; params: MailParameters; cap: number; leaseMs: number }): Promise<(IngestResult & { reason?: string })[]> {
+  private async storeGroup(group: Fetched[], run: { server: IncomingServerRow; uidvalidity: number; params: MailParameters; cap: number; leaseMs: number }): Promise<(IngestResult & { reason?: string })[]> {
     const { server, uidvalidity, params, cap, leaseMs } = run;
     const one = async (msg: Fetched) => {
       const ctx = { server, uid: msg.uid, uidvalidity, leaseMs };
@@ -365,7 +365,7 @@ interface Fetched {
 }
 
 interface MessageContext {
-  server: IncomingServer;
+  server: IncomingServerRow;
   uid: number;
   uidvalidity: number;
   leaseMs: number;

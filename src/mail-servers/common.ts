@@ -1,11 +1,11 @@
 // What outgoing and incoming mail servers share: the view of their common fields, the last test result, and
 // who may manage a server. Each kind keeps its own fields and rules in outgoing/ and incoming/; the OAuth
-// token columns are src/oauth's (oauth/token-columns.ts).
+// connections are src/oauth's (oauth/connections.ts).
 import type { IncomingServer, OutgoingServer } from '../db/schema.js';
 import type { PrincipalUser } from '../users/principal.js';
 import { AppError } from '../lib/errors.js';
 import type { AppProblem } from '../oauth/app-status.js';
-import { tokenView } from '../oauth/token-columns.js';
+import { tokenView } from '../oauth/connections.js';
 
 /** The fields every kind's view has; each kind adds its own. */
 export function serverView<S extends OutgoingServer | IncomingServer>(s: S, appProblem: AppProblem | null) {

@@ -4,7 +4,7 @@
 // descriptor next to the kind (outgoing/servers.ts, incoming/servers.ts): a third kind is one more descriptor.
 // Passwords are encrypted with the vault; views carry hasPassword, never the value. Archived servers stay
 // for the record (mails and messages point at them) but are never used.
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { z } from 'zod';
 import type { Actor, AuditLog } from '../audit/audit-log.js';
 import type { DB, IncomingServer, OutgoingServer, Security } from '../db/schema.js';
@@ -12,7 +12,7 @@ import { AppError } from '../lib/errors.js';
 import type { AppProblem } from '../oauth/app-status.js';
 import type { PrincipalUser } from '../users/principal.js';
 import type { Vault } from '../vault/index.js';
-import { forgetTokens, noTokens } from '../oauth/token-columns.js';
+import { forgetConnection, withTokenSummary, withTokenSummaryOne } from '../oauth/connections.js';
 import { assertMayChangeOwner, assertMayManageServer } from './common.js';
 import { HostGuard } from './host-guard.js';
 
@@ -79,9 +79,10 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     readonly hostGuard: HostGuard = new HostGuard(db),
   ) {}
 
-  // Both tables share the columns used here; the row is the kind's own (ServerRows[K]).
-  private row(r: unknown): ServerRows[K] {
-    return r as ServerRows[K];
+  // Both tables share the columns used here; the row is the kind's own (ServerRows[K]) with its OAuth
+  // connection's state, which src/oauth keeps (connections.ts).
+  private async row(db: Kysely<DB> | Transaction<DB>, r: { id: number }): Promise<ServerRows[K]> {
+    return (await withTokenSummaryOne(db, this.kind.kind, r)) as unknown as ServerRows[K];
   }
 
   private passwordContext = (id: number) => serverPasswordContext(this.kind.table, id);
@@ -97,17 +98,17 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     let q = this.db.selectFrom(this.kind.table).selectAll().orderBy('priority').orderBy('id');
     if (!options.includeArchived) q = q.where('archived_at', 'is', null);
     if (options.ownerUserId !== undefined) q = q.where('owner_user_id', '=', options.ownerUserId);
-    return (await q.execute()).map((r) => this.row(r));
+    return (await withTokenSummary(this.db, this.kind.kind, await q.execute())) as unknown as ServerRows[K][];
   }
 
   async get(id: number): Promise<ServerRows[K]> {
     const row = await this.db.selectFrom(this.kind.table).selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No ${this.kind.noun} with id ${id}. List them with \`${this.kind.listCommand}\`.`);
-    return this.row(row);
+    return this.row(this.db, row);
   }
 
   /** The server's password in clear, for the protocol library only. */
-  password(server: ServerRows[K]): string | null {
+  password(server: Pick<ServerRows[K], 'id' | 'password_enc'>): string | null {
     return server.password_enc === null ? null : this.vault.decrypt(server.password_enc, this.passwordContext(server.id));
   }
 
@@ -133,14 +134,13 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
           allow_self_signed: input.allowSelfSigned ? 1 : 0,
           owner_user_id: owner,
           ...d.columns,
-          ...noTokens,
           created_at: now,
           updated_at: now,
         })
         .returningAll()
         .executeTakeFirstOrThrow();
       await this.audit.record(actor, `${kind}_server.create`, `${kind}_server:${inserted.id}`, { name: inserted.name, auth: inserted.auth, hasPassword: !!d.password }, trx);
-      if (!d.password) return this.row(inserted);
+      if (!d.password) return this.row(trx, inserted);
       // The ciphertext is bound to the row id, so it is written once the id exists.
       const withPassword = await trx
         .updateTable(table)
@@ -148,7 +148,7 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
         .where('id', '=', inserted.id)
         .returningAll()
         .executeTakeFirstOrThrow();
-      return this.row(withPassword);
+      return this.row(trx, withPassword);
     });
   }
 
@@ -181,14 +181,14 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
           allow_self_signed: patch.allowSelfSigned === undefined ? current.allow_self_signed : patch.allowSelfSigned ? 1 : 0,
           owner_user_id: owner,
           ...d.columns,
-          ...forgetTokens(current, tokensStale),
           updated_at: Date.now(),
         })
         .where('id', '=', id)
         .returningAll()
         .executeTakeFirstOrThrow();
+      if (tokensStale) await forgetConnection(trx, kind, id);
       await this.audit.record(actor, `${kind}_server.update`, `${kind}_server:${id}`, { changed: Object.keys(patch), ...d.audit }, trx);
-      return this.row(row);
+      return this.row(trx, row);
     });
   }
 
@@ -205,7 +205,7 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
         .returningAll()
         .executeTakeFirstOrThrow();
       await this.audit.record(actor, `${kind}_server.archive`, `${kind}_server:${id}`, { name: row.name }, trx);
-      return this.row(row);
+      return this.row(trx, row);
     });
   }
 
@@ -217,7 +217,7 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     return this.db.transaction().execute(async (trx) => {
       const row = await trx.updateTable(table).set({ archived_at: null, updated_at: Date.now() }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
       await this.audit.record(actor, `${kind}_server.restore`, `${kind}_server:${id}`, { name: row.name }, trx);
-      return this.row(row);
+      return this.row(trx, row);
     });
   }
 
@@ -229,6 +229,6 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
       .where('id', '=', id)
       .returningAll()
       .executeTakeFirstOrThrow();
-    return this.row(row);
+    return this.row(this.db, row);
   }
 }

@@ -1,7 +1,8 @@
 // Microsoft (Entra ID, v2.0 endpoints) as an OAuth provider, described as data: what each server kind asks
 // for, where the endpoints sit under an authority, and where the account name is in the id_token. The
 // authority (`https://<login host>/<tenant>/oauth2/v2.0/`) comes from Settings or microsoft_outlook.endpoint.
-import type { ServerKind } from './token-provider.js';
+import type { Cloud } from '../settings/settings.js';
+import type { ServerKind, TokenResource } from './token-provider.js';
 
 /** Appended to web.base.url; registered in Azure as a Web redirect URI, character for character. */
 export const redirectPath = '/microsoft_outlook/confirm';
@@ -19,8 +20,35 @@ export const scopes: Readonly<Record<ServerKind, string>> = {
 /** Where the id_token names the signed-in account, best first: personal accounts may lack `upn`. */
 export const accountClaims = ['preferred_username', 'email', 'upn'] as const;
 
-export function scopeFor(kind: ServerKind): string {
-  return scopes[kind];
+/** Microsoft Graph's resource in each cloud (US Gov: GCC High; a DoD tenant overrides the Graph endpoint). */
+export const graphResources: Readonly<Record<Cloud, string>> = {
+  global: 'https://graph.microsoft.com',
+  usgov: 'https://graph.microsoft.us',
+  china: 'https://microsoftgraph.chinacloudapi.cn',
+};
+
+/**
+ * Graph sending (issue 13): Mail.Send for sendMail, User.Read for Test Connection's GET /me. Asked for by
+ * redeeming the Outlook consent's refresh token, so the consent must have listed them (consentScope).
+ */
+export function graphScope(cloud: Cloud): string {
+  const graph = graphResources[cloud];
+  return `offline_access ${graph}/Mail.Send ${graph}/User.Read`;
+}
+
+/** The scope of a token request: one resource only. */
+export function scopeFor(kind: ServerKind, resource: TokenResource = 'outlook', cloud: Cloud = 'global'): string {
+  return resource === 'graph' ? graphScope(cloud) : scopes[kind];
+}
+
+/**
+ * The scope of the authorize request: the consent. Unlike a token request it may span resources, so one
+ * consent covers SMTP and, for a server that may send through Graph, Graph's permissions as well.
+ */
+export function consentScope(kind: ServerKind, withGraph: boolean, cloud: Cloud = 'global'): string {
+  if (!withGraph) return scopes[kind];
+  const graph = graphResources[cloud];
+  return `${scopes[kind]} ${graph}/Mail.Send ${graph}/User.Read`;
 }
 
 export function authorizeUrl(authority: string): string {
@@ -36,4 +64,4 @@ function base(authority: string): string {
   return authority.endsWith('/') ? authority : `${authority}/`;
 }
 
-export const microsoft = { redirectPath, scopes, accountClaims, scopeFor, authorizeUrl, tokenUrl } as const;
+export const microsoft = { redirectPath, scopes, accountClaims, scopeFor, consentScope, authorizeUrl, tokenUrl } as const;

@@ -1,7 +1,7 @@
 // "Connect your Outlook account": start builds Microsoft's authorize URL and remembers the request;
 // confirm checks Microsoft's answer against it (state random, single-use, 10 minutes, same user and
 // session, same server), exchanges the code with the same redirect_uri and PKCE verifier, and stores the
-// tokens encrypted on the server.
+// tokens encrypted as the server's connection (connections.ts).
 import type { Kysely } from 'kysely';
 import type { Actor, AuditLog } from '../audit/audit-log.js';
 import type { DB } from '../db/schema.js';
@@ -17,7 +17,7 @@ import { buildAuthorizeUrl, exchangeCode, newPkce, newState } from './oauth-clie
 import { explainAadsts, oauthErrorDetails, parseAadsts } from './oauth-errors.js';
 import { errorCodeOf } from './token-store.js';
 import type { ServerKind } from './token-provider.js';
-import { accessTokenContext, kindLabel, loadTokenRow, refreshTokenContext, tableOf } from './token-table.js';
+import { accessTokenContext, forgetConnection, kindLabel, loadTokenRow, putAccessToken, refreshTokenContext, tableOf } from './connections.js';
 
 export const STATE_TTL_MS = 10 * 60 * 1000;
 export const VERIFIER_CONTEXT = 'oauth_states.code_verifier';
@@ -155,21 +155,24 @@ export class OutlookConnect {
     }
     const now = this.now();
     await db.transaction().execute(async (trx) => {
-      await trx
-        .updateTable(tableOf(kind))
-        .set({
+      // A new consent is a new connection: a refresh of the old one still running finds it gone and stores nothing.
+      await forgetConnection(trx, kind, server.id);
+      const connection = await trx
+        .insertInto('oauth_connections')
+        .values({
+          server_kind: kind,
+          server_id: server.id,
+          account: tokens.account,
           refresh_token_enc: tokens.refreshToken ? vault.encrypt(tokens.refreshToken, refreshTokenContext(kind, server.id)) : null,
-          access_token_enc: vault.encrypt(tokens.accessToken, accessTokenContext(kind, server.id)),
-          access_token_expires_at: tokens.expiresAt,
-          token_account: tokens.account,
-          token_status: tokens.refreshToken ? 'valid' : 'needs_reconnect',
-          token_error_code: tokens.refreshToken ? null : 'no_refresh_token',
-          token_error_message: tokens.refreshToken ? null : 'Microsoft returned no refresh token: the offline_access permission is missing. Add it to the app registration and connect again.',
-          token_refreshed_at: now,
-          token_refresh_lock_until: null,
+          status: tokens.refreshToken ? 'valid' : 'needs_reconnect',
+          error_code: tokens.refreshToken ? null : 'no_refresh_token',
+          error_message: tokens.refreshToken ? null : 'Microsoft returned no refresh token: the offline_access permission is missing. Add it to the app registration and connect again.',
+          refreshed_at: now,
+          created_at: now,
         })
-        .where('id', '=', server.id)
-        .execute();
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      await putAccessToken(trx, connection.id, 'outlook', vault.encrypt(tokens.accessToken, accessTokenContext(kind, server.id)), tokens.expiresAt);
       await this.deps.audit.record(actorOf(principal), 'outlook.connect', `${tableOf(kind)}:${server.id}`, { account: tokens.account }, trx);
     });
     await appStatus.clear();

@@ -1,18 +1,36 @@
-// The encrypted values the OAuth module owns, for key rotation: both server kinds' refresh and access
-// tokens, and the PKCE verifiers of sign-ins in progress.
+// The encrypted values the OAuth module owns, for key rotation: each connection's refresh token, its access
+// tokens (one per resource), and the PKCE verifiers of sign-ins in progress. Their vault contexts name the
+// server a token serves (connections.ts), so the sources read the connection's server with each value.
 import type { Kysely } from 'kysely';
 import { columnSecretSource } from '../db/secret-column.js';
 import type { DB } from '../db/schema.js';
-import type { SecretSource } from '../vault/rotation.js';
+import type { SecretSource, StoredSecret } from '../vault/rotation.js';
+import { accessTokenContext, refreshTokenContext } from './connections.js';
 import { VERIFIER_CONTEXT } from './outlook-connect.js';
-import { accessTokenContext, refreshTokenContext } from './token-table.js';
 
 export function oauthSecretSources(db: Kysely<DB>): SecretSource[] {
-  return (['outgoing', 'incoming'] as const).flatMap((kind) => {
-    const table = kind === 'outgoing' ? 'outgoing_servers' : 'incoming_servers';
-    return [
-      columnSecretSource(db, table, 'refresh_token_enc', (id) => refreshTokenContext(kind, Number(id))),
-      columnSecretSource(db, table, 'access_token_enc', (id) => accessTokenContext(kind, Number(id))),
-    ];
-  }).concat(columnSecretSource(db, 'oauth_states', 'code_verifier_enc', () => VERIFIER_CONTEXT));
+  return [
+    {
+      // The column's own source writes (compare-and-set); its contexts come from the connection's server.
+      ...columnSecretSource(db, 'oauth_connections', 'refresh_token_enc', () => ''),
+      async list(): Promise<StoredSecret[]> {
+        const rows = await db.selectFrom('oauth_connections').select(['id', 'server_kind', 'server_id', 'refresh_token_enc']).where('refresh_token_enc', 'is not', null).orderBy('id').execute();
+        return rows.map((r) => ({ id: r.id, cipher: r.refresh_token_enc!, context: refreshTokenContext(r.server_kind, r.server_id) }));
+      },
+    },
+    {
+      ...columnSecretSource(db, 'oauth_access_tokens', 'access_token_enc', () => ''),
+      async list(): Promise<StoredSecret[]> {
+        const rows = await db
+          .selectFrom('oauth_access_tokens as t')
+          .innerJoin('oauth_connections as c', 'c.id', 't.connection_id')
+          .select(['t.id', 't.resource', 't.access_token_enc', 'c.server_kind', 'c.server_id'])
+          .orderBy('t.id')
+          .execute();
+        return rows.map((r) => ({ id: r.id, cipher: r.access_token_enc, context: accessTokenContext(r.server_kind, r.server_id, r.resource) }));
+      },
+    },
+    columnSecretSource(db, 'oauth_states', 'code_verifier_enc', () => VERIFIER_CONTEXT),
+  ];
 }
+

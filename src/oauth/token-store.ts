@@ -1,6 +1,7 @@
-// Access tokens for Outlook servers. A token is reused until 5 minutes before it expires; then exactly one
-// refresh runs per server: concurrent sends in this process share one promise, and other processes wait on
-// a database lease (token_refresh_lock_until, held by token_refresh_lock_owner) and then read the new token.
+// Access tokens for Outlook servers, one per resource (Outlook's SMTP/IMAP, Graph) from the connection's one
+// refresh token (connections.ts). A token is reused until 5 minutes before it expires; then exactly one
+// refresh runs per connection: concurrent sends in this process share one promise per (server, resource), and
+// other processes wait on the connection's database lease (lock_until, held by lock_owner) and then read the new token.
 // Only the holder releases the lease: a holder whose lease expired (a paused process, a clock behind) must
 // not free the lease another process took over, or a third would refresh with the same refresh token. The refresh token Microsoft
 // rotates is always stored. Failures are classified once, here: per-server problems mark the server
@@ -18,8 +19,8 @@ import { scopeFor } from './microsoft.js';
 import { refreshAccessToken, type TokenSet } from './oauth-client.js';
 import { oauthErrorDetails, type OAuthErrorDetails } from './oauth-errors.js';
 import { KEEP_ALIVE_MS, tokenNeedsRefresh } from './token-freshness.js';
-import type { AccessToken, ServerKind, TokenProvider } from './token-provider.js';
-import { accessTokenContext, kindLabel, loadTokenRow, refreshTokenContext, tableOf, tokensRefreshedBefore, type TokenRow } from './token-table.js';
+import type { AccessToken, ServerKind, TokenProvider, TokenResource } from './token-provider.js';
+import { accessTokenContext, kindLabel, loadTokenRow, putAccessToken, refreshTokenContext, tokensRefreshedBefore, type TokenRow } from './connections.js';
 
 export interface TokenStoreOptions {
   /**
@@ -43,6 +44,7 @@ export const defaultTokenStoreOptions: TokenStoreOptions = { lockMs: 30_000, pol
 export interface RefreshEvent {
   kind: ServerKind;
   serverId: number;
+  resource: TokenResource;
   outcome: 'refreshed' | 'needs_reconnect' | 'app_problem' | 'transient';
 }
 
@@ -87,17 +89,18 @@ export class TokenStore implements TokenProvider {
     return this.deps.now?.() ?? Date.now();
   }
 
-  async accessToken(kind: ServerKind, serverId: number, options: { renew?: boolean } = {}): Promise<AccessToken> {
-    const row = await loadTokenRow(this.deps.db, kind, serverId);
+  async accessToken(kind: ServerKind, serverId: number, options: { renew?: boolean; resource?: TokenResource } = {}): Promise<AccessToken> {
+    const resource = options.resource ?? 'outlook';
+    const row = await loadTokenRow(this.deps.db, kind, serverId, resource);
     assertUsable(kind, row);
     if (!options.renew && !tokenNeedsRefresh({ expiresAt: row.access_token_expires_at, hasAccessToken: row.access_token_enc !== null }, this.now(), false)) {
-      return this.decrypted(kind, row);
+      return this.decrypted(kind, resource, row);
     }
-    const key = `${kind}:${serverId}`;
+    const key = `${kind}:${serverId}:${resource}`;
     const running = this.inflight.get(key);
     if (running) return running;
     const stale = options.renew ? row.access_token_enc : null;
-    const p = this.refreshOnce(kind, serverId, stale).finally(() => this.inflight.delete(key));
+    const p = this.refreshOnce(kind, serverId, resource, stale).finally(() => this.inflight.delete(key));
     this.inflight.set(key, p);
     return p;
   }
@@ -113,40 +116,41 @@ export class TokenStore implements TokenProvider {
     return tokensRefreshedBefore(this.deps.db, this.now() - KEEP_ALIVE_MS);
   }
 
-  private decrypted(kind: ServerKind, row: TokenRow): AccessToken {
-    return { accessToken: this.deps.vault.decrypt(row.access_token_enc!, accessTokenContext(kind, row.id)), expiresAt: row.access_token_expires_at ?? 0 };
+  private decrypted(kind: ServerKind, resource: TokenResource, row: TokenRow): AccessToken {
+    return { accessToken: this.deps.vault.decrypt(row.access_token_enc!, accessTokenContext(kind, row.id, resource)), expiresAt: row.access_token_expires_at ?? 0 };
   }
 
   /**
    * One refresh across processes. `stale` is the access token the caller saw refused: a token that differs
    * from it was refreshed by someone else meanwhile and is used as it is.
    */
-  private async refreshOnce(kind: ServerKind, id: number, stale: string | null): Promise<AccessToken> {
+  private async refreshOnce(kind: ServerKind, id: number, resource: TokenResource, stale: string | null): Promise<AccessToken> {
     const { db } = this.deps;
-    const table = tableOf(kind);
     const giveUpAt = this.now() + this.options.lockMs + 5_000;
     for (;;) {
       const now = this.now();
       const owner = `${this.instanceId}:${crypto.randomBytes(4).toString('hex')}`;
       const lease = await db
-        .updateTable(table)
-        .set({ token_refresh_lock_until: now + this.options.lockMs, token_refresh_lock_owner: owner })
-        .where('id', '=', id)
-        .where((eb) => eb.or([eb('token_refresh_lock_until', 'is', null), eb('token_refresh_lock_until', '<', now)]))
+        .updateTable('oauth_connections')
+        .set({ lock_until: now + this.options.lockMs, lock_owner: owner })
+        .where('server_kind', '=', kind)
+        .where('server_id', '=', id)
+        .where((eb) => eb.or([eb('lock_until', 'is', null), eb('lock_until', '<', now)]))
         .executeTakeFirst();
-      const row = await loadTokenRow(db, kind, id);
+      const row = await loadTokenRow(db, kind, id, resource);
       if (Number(lease.numUpdatedRows) === 1) {
         try {
           assertUsable(kind, row);
-          if (this.refreshedMeanwhile(row, stale)) return this.decrypted(kind, row);
-          return await this.refreshNow(kind, row);
+          if (this.refreshedMeanwhile(row, stale)) return this.decrypted(kind, resource, row);
+          return await this.refreshNow(kind, resource, row);
         } finally {
           // Compare-and-set on the owner: if the lease expired and another process took it over, it is theirs.
           const released = await db
-            .updateTable(table)
-            .set({ token_refresh_lock_until: null, token_refresh_lock_owner: null })
-            .where('id', '=', id)
-            .where('token_refresh_lock_owner', '=', owner)
+            .updateTable('oauth_connections')
+            .set({ lock_until: null, lock_owner: null })
+            .where('server_kind', '=', kind)
+            .where('server_id', '=', id)
+            .where('lock_owner', '=', owner)
             .executeTakeFirst();
           if (Number(released.numUpdatedRows) === 0) {
             this.deps.log.warn({ server: id, kind, op: 'oauth.refresh' }, 'the token refresh outlasted its lease and another process took it over');
@@ -154,7 +158,7 @@ export class TokenStore implements TokenProvider {
         }
       }
       assertUsable(kind, row);
-      if (this.refreshedMeanwhile(row, stale)) return this.decrypted(kind, row);
+      if (this.refreshedMeanwhile(row, stale)) return this.decrypted(kind, resource, row);
       if (this.now() > giveUpAt) {
         throw new AppError('JUNIPER_ERR_OAUTH', `${kindLabel(kind)} server "${row.name}": another process has been refreshing its Outlook token for too long; trying again shortly.`, {
           details: { errorClass: 'transient', transient: true },
@@ -169,62 +173,66 @@ export class TokenStore implements TokenProvider {
     return !tokenNeedsRefresh({ expiresAt: row.access_token_expires_at, hasAccessToken: true }, this.now(), false);
   }
 
-  private async refreshNow(kind: ServerKind, row: TokenRow): Promise<AccessToken> {
+  private async refreshNow(kind: ServerKind, resource: TokenResource, row: TokenRow): Promise<AccessToken> {
     const { db, vault, settings, appStatus, log } = this.deps;
     const credentials = await settings.outlookCredentials();
     if (!credentials) throw new AppError('JUNIPER_ERR_OUTLOOK_CREDENTIALS');
     const refreshToken = vault.decrypt(row.refresh_token_enc!, refreshTokenContext(kind, row.id));
     let tokens: TokenSet;
     try {
-      tokens = await (this.deps.refresh ?? refreshAccessToken)(credentials, { refreshToken, scope: scopeFor(kind) }, { timeoutMs: this.options.refreshTimeoutMs });
+      tokens = await (this.deps.refresh ?? refreshAccessToken)(credentials, { refreshToken, scope: scopeFor(kind, resource, credentials.cloud) }, { timeoutMs: this.options.refreshTimeoutMs });
     } catch (e) {
-      await this.recordFailure(kind, row, e);
+      await this.recordFailure(kind, resource, row, e);
       throw e;
     }
     const now = this.now();
-    await db
-      .updateTable(tableOf(kind))
-      .set({
-        access_token_enc: vault.encrypt(tokens.accessToken, accessTokenContext(kind, row.id)),
-        access_token_expires_at: tokens.expiresAt,
-        // Microsoft rotates refresh tokens: the new one must replace the old, or the next refresh fails.
-        ...(tokens.refreshToken ? { refresh_token_enc: vault.encrypt(tokens.refreshToken, refreshTokenContext(kind, row.id)) } : {}),
-        token_status: 'valid',
-        token_error_code: null,
-        token_error_message: null,
-        token_refreshed_at: now,
-      })
-      .where('id', '=', row.id)
-      // Only over the tokens this refresh started from: a reconnect or a change of mailbox meanwhile wins.
-      .where('refresh_token_enc', '=', row.refresh_token_enc)
-      .execute();
+    await db.transaction().execute(async (trx) => {
+      const updated = await trx
+        .updateTable('oauth_connections')
+        .set({
+          // Microsoft rotates refresh tokens: the new one must replace the old, or the next refresh fails.
+          ...(tokens.refreshToken ? { refresh_token_enc: vault.encrypt(tokens.refreshToken, refreshTokenContext(kind, row.id)) } : {}),
+          status: 'valid',
+          error_code: null,
+          error_message: null,
+          refreshed_at: now,
+        })
+        .where('id', '=', row.connectionId!)
+        // Only over the tokens this refresh started from: a reconnect or a change of mailbox meanwhile wins.
+        .where('refresh_token_enc', '=', row.refresh_token_enc)
+        .executeTakeFirst();
+      if (Number(updated.numUpdatedRows) === 1) {
+        await putAccessToken(trx, row.connectionId!, resource, vault.encrypt(tokens.accessToken, accessTokenContext(kind, row.id, resource)), tokens.expiresAt);
+      }
+    });
     await appStatus.clear();
-    this.record({ kind, serverId: row.id, outcome: 'refreshed' });
-    log.info({ server: row.id, kind, op: 'oauth.refresh' }, 'Outlook access token refreshed');
+    this.record({ kind, serverId: row.id, resource, outcome: 'refreshed' });
+    log.info({ server: row.id, kind, resource, op: 'oauth.refresh' }, resource === 'graph' ? 'Microsoft Graph access token refreshed' : 'Outlook access token refreshed');
     return { accessToken: tokens.accessToken, expiresAt: tokens.expiresAt };
   }
 
-  private async recordFailure(kind: ServerKind, row: TokenRow, e: unknown): Promise<void> {
+  private async recordFailure(kind: ServerKind, resource: TokenResource, row: TokenRow, e: unknown): Promise<void> {
     const { db, appStatus, log } = this.deps;
     const details = oauthErrorDetails(e);
     if (!details || !isAppError(e)) return;
     const code = errorCodeOf(details);
+    const event = { kind, serverId: row.id, resource };
     if (details.errorClass === 'server') {
       await db
-        .updateTable(tableOf(kind))
-        .set({ token_status: 'needs_reconnect', token_error_code: code, token_error_message: e.message })
-        .where('id', '=', row.id)
+        .updateTable('oauth_connections')
+        .set({ status: 'needs_reconnect', error_code: code, error_message: e.message })
+        .where('id', '=', row.connectionId!)
         .where('refresh_token_enc', '=', row.refresh_token_enc)
         .execute();
-      this.record({ kind, serverId: row.id, outcome: 'needs_reconnect' });
-      log.warn({ server: row.id, kind, op: 'oauth.refresh', code }, e.message);
+      this.record({ ...event, outcome: 'needs_reconnect' });
+      log.warn({ server: row.id, kind, resource, op: 'oauth.refresh', code }, e.message);
     } else if (details.errorClass === 'app') {
       await appStatus.set(code, e.message);
-      this.record({ kind, serverId: row.id, outcome: 'app_problem' });
-      log.error({ server: row.id, kind, op: 'oauth.refresh', code }, e.message);
+      this.record({ ...event, outcome: 'app_problem' });
+      log.error({ server: row.id, kind, resource, op: 'oauth.refresh', code }, e.message);
     } else {
-      this.record({ kind, serverId: row.id, outcome: 'transient' });
-      log.warn({ server: row.id, kind, op: 'oauth.refresh', code }, e.message);
+      this.record({ ...event, outcome: 'transient' });
+      log.warn({ server: row.id, kind, resource, op: 'oauth.refresh', code }, e.message);
     }
   }
 }
@@ -235,10 +243,10 @@ export function errorCodeOf(details: Pick<OAuthErrorDetails, 'aadsts' | 'oauthEr
 }
 
 function assertUsable(kind: ServerKind, row: TokenRow): void {
-  if (row.token_status === 'needs_reconnect') {
+  if (row.status === 'needs_reconnect') {
     throw new AppError(
       'JUNIPER_ERR_OUTLOOK_NEEDS_RECONNECT',
-      `${kindLabel(kind)} server "${row.name}" must be reconnected to Outlook${row.token_error_message ? ` (${row.token_error_message})` : ''}: click Connect your Outlook account.`,
+      `${kindLabel(kind)} server "${row.name}" must be reconnected to Outlook${row.error_message ? ` (${row.error_message})` : ''}: click Connect your Outlook account.`,
     );
   }
   if (row.refresh_token_enc === null) {

@@ -2,7 +2,7 @@
 // over the shared MailServers service, plus what routing needs (owners, usable servers).
 import { sql, type Kysely } from 'kysely';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { DB, OutgoingServer, Role } from '../db/schema.js';
+import type { DB, OutgoingServer, OutgoingServerRow, Role } from '../db/schema.js';
 import type { PrincipalUser } from '../users/principal.js';
 import { normaliseAddress } from '../lib/address.js';
 import { AppError } from '../lib/errors.js';
@@ -10,7 +10,7 @@ import type { AppProblem } from '../oauth/app-status.js';
 import type { Vault } from '../vault/index.js';
 import type { HostGuard } from '../mail-servers/host-guard.js';
 import { assertMayManageServer, serverView } from '../mail-servers/common.js';
-import { tokenView, type TokenView } from '../oauth/token-columns.js';
+import { tokenView, withTokenSummary, type TokenView } from '../oauth/connections.js';
 import { MailServers, serverPasswordContext, type ServerKind } from '../mail-servers/mail-servers.js';
 import type { RoutableServer } from './routing.js';
 import {
@@ -47,7 +47,7 @@ export function outgoingServerView(s: OutgoingServer, appProblem: AppProblem | n
 /** A server row with its owner's address and role, as routing needs them (null for a shared server). */
 export type OutgoingServerWithOwner = OutgoingServer & { owner_email: string | null; owner_role: Role | null };
 
-export function toRoutable(s: OutgoingServerWithOwner): RoutableServer {
+export function toRoutable(s: OutgoingServerRow & Pick<OutgoingServerWithOwner, 'owner_email' | 'owner_role'>): RoutableServer {
   // A personal server whose owner is gone keeps its owner id and no address: it then carries nothing.
   const owner = s.owner_user_id === null ? null : { userId: s.owner_user_id, address: s.owner_email === null ? null : (normaliseAddress(s.owner_email) ?? s.owner_email.toLowerCase()), isAdmin: s.owner_role === 'admin' };
   return { id: s.id, name: s.name, fromFilter: s.from_filter, priority: s.priority, active: s.active === 1 && s.archived_at === null, owner };
@@ -156,6 +156,7 @@ export class OutgoingServers extends MailServers<'outgoing', CreateOutgoingServe
 
   /** Servers the dispatcher may use: active and not archived, in routing order. */
   async usable(): Promise<OutgoingServerWithOwner[]> {
-    return this.withOwner().where('outgoing_servers.archived_at', 'is', null).where('outgoing_servers.active', '=', 1).execute();
+    // With each connection's state: the dispatcher holds mails for a server that must be reconnected.
+    return withTokenSummary(this.db, 'outgoing', await this.withOwner().where('outgoing_servers.archived_at', 'is', null).where('outgoing_servers.active', '=', 1).execute());
   }
 }

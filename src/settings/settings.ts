@@ -56,6 +56,8 @@ export interface OutlookCredentials {
   clientSecret: string;
   authority: string;
   redirectUri: string | null;
+  /** Names the resources of token requests (Graph's differs per cloud). */
+  cloud: Cloud;
 }
 
 // null or an empty string clears a field, as an emptied form field does.
@@ -257,6 +259,7 @@ export class Settings {
       clientSecret: this.vault.decrypt(stored.clientSecret, CLIENT_SECRET_CONTEXT),
       authority: view.outlook.authority,
       redirectUri: view.outlook.redirectUri,
+      cloud: view.outlook.cloud,
     };
   }
 

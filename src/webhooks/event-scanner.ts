@@ -6,6 +6,7 @@
 import crypto from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { DB } from '../db/schema.js';
+import { connectionsNeedingReconnect } from '../oauth/connections.js';
 import type { WebhookEvent } from './events.js';
 import type { Webhook } from './webhooks.js';
 import { DAY_MS, RETENTION_KEYS, retentionDays } from '../retention/retention.js';
@@ -103,12 +104,10 @@ export class EventScanner {
       case 'server.needs_reconnect': {
         const found: Found[] = [];
         for (const kind of ['outgoing', 'incoming'] as const) {
-          const table = kind === 'outgoing' ? 'outgoing_servers' : 'incoming_servers';
-          const rows = await db.selectFrom(table).select(['id', 'name', 'refresh_token_enc', 'token_error_code', 'token_error_message']).where('token_status', '=', 'needs_reconnect').where('archived_at', 'is', null).execute();
-          for (const s of rows) {
+          for (const s of await connectionsNeedingReconnect(db, kind)) {
             // Per refresh token: after a reconnect (a new token) the next refusal is a new event.
             const subject = `${kind}_server:${s.id}:${crypto.createHash('sha256').update(s.refresh_token_enc ?? '').digest('hex').slice(0, 16)}`;
-            found.push({ subject, data: { kind, id: s.id, name: s.name, errorCode: s.token_error_code, message: s.token_error_message } });
+            found.push({ subject, data: { kind, id: s.id, name: s.name, errorCode: s.error_code, message: s.error_message } });
           }
         }
         return found;

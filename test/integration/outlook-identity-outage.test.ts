@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { cliActor } from '../../src/audit/audit-log.js';
 import { TokenStore, defaultTokenStoreOptions } from '../../src/oauth/token-store.js';
-import { refreshTokenContext } from '../../src/oauth/token-table.js';
+import { seedConnection } from '../helpers/oauth-connections.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { testDispatcher, type TestDispatcher } from '../helpers/outgoing.js';
@@ -48,11 +48,7 @@ for (const dialect of dialects) {
       assert.equal(created.status, 201, created.text);
       serverId = created.body.id as number;
       // As after "Connect your Outlook account": a refresh token the identity server knows, no access token yet.
-      await t.app.database.db
-        .updateTable('outgoing_servers')
-        .set({ refresh_token_enc: t.app.vault.encrypt(idp.issueRefreshToken(MAILBOX), refreshTokenContext('outgoing', serverId)), token_status: 'valid', token_account: MAILBOX })
-        .where('id', '=', serverId)
-        .execute();
+      await seedConnection(t.app.database.db, t.app.vault, 'outgoing', serverId, idp.issueRefreshToken(MAILBOX), { account: MAILBOX });
       // The app's own store waits 15 s for Microsoft; this one gives up after 1 s so the hang stays short.
       const tokens = new TokenStore(
         { db: t.app.database.db, vault: t.app.vault, settings: t.app.services.settings, appStatus: t.app.services.oauthAppStatus, log: t.app.logger },

@@ -8,7 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { cliActor } from '../../src/audit/audit-log.js';
 import { TokenStore } from '../../src/oauth/token-store.js';
-import { accessTokenContext, refreshTokenContext } from '../../src/oauth/token-table.js';
+import { accessTokenContext, refreshTokenContext } from '../../src/oauth/connections.js';
+import { connectionOf } from '../helpers/oauth-connections.js';
 import { dialects } from '../helpers/databases.js';
 import { dumpDatabase } from '../helpers/db-dump.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
@@ -39,7 +40,7 @@ for (const dialect of dialects) {
     const server = async () => (await api('GET', `/api/v1/outgoing-servers/${serverId}`)).body as { token: { status: string; account: string | null; error: { code: string; message: string } | null; appProblem: { message: string } | null } };
     const refreshCount = () => idp.tokenRequests.filter((r) => r.grantType === 'refresh_token').length;
     const expireAccessToken = () =>
-      t.app.database.db.updateTable('outgoing_servers').set({ access_token_expires_at: Date.now() + 60_000 }).where('id', '=', serverId).execute();
+      t.app.database.db.updateTable('oauth_access_tokens').set({ expires_at: Date.now() + 60_000 }).where('connection_id', 'in', (eb) => eb.selectFrom('oauth_connections').select('id').where('server_kind', '=', 'outgoing').where('server_id', '=', serverId)).execute();
 
     before(async () => {
       idp = await startIdentityServer();
@@ -97,11 +98,11 @@ for (const dialect of dialects) {
       assert.equal(s.token.status, 'valid');
       assert.equal(s.token.account, MAILBOX);
 
-      const row = await t.app.database.db.selectFrom('outgoing_servers').selectAll().where('id', '=', serverId).executeTakeFirstOrThrow();
+      const row = await connectionOf(t.app.database.db, 'outgoing', serverId);
       const refresh = t.app.vault.decrypt(row.refresh_token_enc!, refreshTokenContext('outgoing', serverId));
       const access = t.app.vault.decrypt(row.access_token_enc!, accessTokenContext('outgoing', serverId));
       assert.ok(refresh.length > 10 && access.length > 100);
-      const dump = JSON.stringify(await t.app.database.db.selectFrom('outgoing_servers').selectAll().execute());
+      const dump = JSON.stringify([await t.app.database.db.selectFrom('oauth_connections').selectAll().execute(), await t.app.database.db.selectFrom('oauth_access_tokens').selectAll().execute()]);
       assert.ok(!dump.includes(refresh) && !dump.includes(access), 'tokens are stored only encrypted');
       if (t.config.database.kind === 'sqlite') {
         for (const f of [t.config.database.file, `${t.config.database.file}-wal`].filter((p) => fs.existsSync(p))) {
@@ -142,7 +143,7 @@ for (const dialect of dialects) {
       assert.match(stolen.body, /another Juniper user/);
       assert.deepEqual(await dumpDatabase(t.app.database.db), beforeStolen, "another user's state wrote nothing");
 
-      const tokenBefore = (await t.app.database.db.selectFrom('outgoing_servers').select('refresh_token_enc').where('id', '=', serverId).executeTakeFirstOrThrow()).refresh_token_enc;
+      const tokenBefore = (await connectionOf(t.app.database.db, 'outgoing', serverId)).refresh_token_enc;
       assert.equal((await confirm(http, admin, okQuery)).statusCode, 303, 'the rightful user can still use it');
       const beforeReplay = await dumpDatabase(t.app.database.db);
       const replay = await confirm(http, admin, okQuery);
@@ -157,15 +158,14 @@ for (const dialect of dialects) {
       assert.equal(expired.statusCode, 403);
       assert.match(expired.body, /expired/);
       assert.deepEqual(await dumpDatabase(t.app.database.db), beforeExpired, 'an expired state wrote nothing');
-      const tokenAfter = (await t.app.database.db.selectFrom('outgoing_servers').select('refresh_token_enc').where('id', '=', serverId).executeTakeFirstOrThrow()).refresh_token_enc;
+      const tokenAfter = (await connectionOf(t.app.database.db, 'outgoing', serverId)).refresh_token_enc;
       assert.notEqual(tokenAfter, null);
       assert.notEqual(tokenBefore, null);
       assert.equal((await server()).token.status, 'valid', 'refused answers changed nothing');
     });
 
     it("refuses other-server states: a server that changed hands since the sign-in began, and one server's state with another's code", async () => {
-      const tokensOf = async (id: number) =>
-        t.app.database.db.selectFrom('outgoing_servers').select(['refresh_token_enc', 'access_token_enc', 'token_status', 'token_account', 'owner_user_id']).where('id', '=', id).executeTakeFirstOrThrow();
+      const tokensOf = (id: number) => connectionOf(t.app.database.db, 'outgoing', id);
       const jane = await t.createUser('jane-outlook', 'user');
       const john = await t.createUser('john-outlook', 'user');
       const janeSession = await signIn(http, 'jane-outlook', jane.password);
@@ -182,7 +182,7 @@ for (const dialect of dialects) {
       const handedOver = await confirm(http, janeSession, janeQuery);
       assert.equal(handedOver.statusCode, 403, handedOver.body);
       assert.deepEqual(await tokensOf(personalId), before, 'no token was written to the server jane no longer owns');
-      assert.equal(before.token_status, 'missing');
+      assert.equal(before.status, 'missing');
 
       // The state of one server with the code Microsoft issued for another: the PKCE verifier does not match.
       const stateOfA = (await authorize(await startConnect(http, admin, 'outgoing', serverId))).get('state')!;

@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { cliActor } from '../../src/audit/audit-log.js';
-import { accessTokenContext, refreshTokenContext } from '../../src/oauth/token-table.js';
+import { accessTokenContext, refreshTokenContext } from '../../src/oauth/connections.js';
+import { connectionOf } from '../helpers/oauth-connections.js';
 import { dialects } from '../helpers/databases.js';
 import { allText } from '../helpers/db-dump.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
@@ -121,7 +122,7 @@ for (const dialect of dialects) {
       // Force a refresh, so a rotated refresh token and a second access token exist too.
       await t.app.services.tokens.accessToken('outgoing', outlookId, { renew: true });
 
-      const row = await t.app.database.db.selectFrom('outgoing_servers').selectAll().where('id', '=', outlookId).executeTakeFirstOrThrow();
+      const row = await connectionOf(t.app.database.db, 'outgoing', outlookId);
       remember('refresh token', t.app.vault.decrypt(row.refresh_token_enc!, refreshTokenContext('outgoing', outlookId)));
       remember('access token', t.app.vault.decrypt(row.access_token_enc!, accessTokenContext('outgoing', outlookId)), MAILBOX);
       for (const auth of oauthSink.authAttempts) if (auth.method === 'XOAUTH2') assert.ok(auth.ok);

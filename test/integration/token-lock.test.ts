@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { cliActor } from '../../src/audit/audit-log.js';
 import { TokenStore, defaultTokenStoreOptions, type TokenStoreOptions } from '../../src/oauth/token-store.js';
-import { refreshTokenContext } from '../../src/oauth/token-table.js';
+import { connectionOf, seedConnection, updateConnection } from '../helpers/oauth-connections.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
@@ -38,15 +38,10 @@ for (const dialect of dialects) {
         { ...defaultTokenStoreOptions, lockMs: 5000, pollMs: 20, refreshTimeoutMs: 1500, ...rest },
       );
     };
-    const row = () => t.app.database.db.selectFrom('outgoing_servers').selectAll().where('id', '=', serverId).executeTakeFirstOrThrow();
+    const row = () => connectionOf(t.app.database.db, 'outgoing', serverId);
     /** A fresh refresh token at the identity server and no access token: the next use must refresh. */
     const seed = async () => {
-      const refreshToken = idp.issueRefreshToken(MAILBOX);
-      await t.app.database.db
-        .updateTable('outgoing_servers')
-        .set({ refresh_token_enc: t.app.vault.encrypt(refreshToken, refreshTokenContext('outgoing', serverId)), access_token_enc: null, access_token_expires_at: null, token_status: 'valid', token_account: MAILBOX })
-        .where('id', '=', serverId)
-        .execute();
+      await seedConnection(t.app.database.db, t.app.vault, 'outgoing', serverId, idp.issueRefreshToken(MAILBOX), { account: MAILBOX });
     };
 
     before(async () => {
@@ -88,23 +83,23 @@ for (const dialect of dialects) {
         (err: unknown) => err,
       );
       await until(() => idp.heldTokenRequests === 1, "A's refresh to reach the identity server");
-      const aOwner = (await row()).token_refresh_lock_owner;
+      const aOwner = (await row()).lock_owner;
       assert.ok(aOwner, 'A holds the lease');
 
       const bDone = b.accessToken('outgoing', serverId);
       await until(async () => {
         const r = await row();
-        return r.token_refresh_lock_owner !== null && r.token_refresh_lock_owner !== aOwner;
+        return r.lock_owner !== null && r.lock_owner !== aOwner;
       }, 'B to take the expired lease over');
-      const bOwner = (await row()).token_refresh_lock_owner;
+      const bOwner = (await row()).lock_owner;
 
       // A's refresh times out; it then releases "its" lease, which is B's by now.
       const aError = await aDone;
       assert.ok(aError instanceof Error, 'A gave up');
       assert.match(aError.message, /did not answer within 1\.5 s/);
       const afterA = await row();
-      assert.equal(afterA.token_refresh_lock_owner, bOwner, "A's late release left B's lease alone");
-      assert.ok(afterA.token_refresh_lock_until !== null && afterA.token_refresh_lock_until > Date.now());
+      assert.equal(afterA.lock_owner, bOwner, "A's late release left B's lease alone");
+      assert.ok(afterA.lock_until !== null && afterA.lock_until > Date.now());
 
       // C arrives while B's refresh still hangs: it must wait for B, not refresh with the same token.
       const cDone = c.accessToken('outgoing', serverId);
@@ -119,44 +114,41 @@ for (const dialect of dialects) {
       assert.equal(refreshes.filter((r) => r.status === 200).length - redeemedBefore, 1, 'the refresh token was redeemed once');
       assert.ok(!refreshes.some((r) => r.error === 'invalid_grant'), 'nobody used a refresh token twice');
       const final = await row();
-      assert.equal(final.token_status, 'valid');
-      assert.equal(final.token_refresh_lock_owner, null, 'B released its own lease');
-      assert.equal(final.token_refresh_lock_until, null);
+      assert.equal(final.status, 'valid');
+      assert.equal(final.lock_owner, null, 'B released its own lease');
+      assert.equal(final.lock_until, null);
       assert.deepEqual(a.events.map((e) => e.outcome), ['transient']);
       assert.deepEqual(b.events.map((e) => e.outcome), ['refreshed']);
       assert.deepEqual(c.events, [], 'C did not refresh');
       assert.match(t.logs(), /outlasted its lease and another process took it over/);
     });
 
-    it('keeps only the most recent refresh events and counts every one; the incoming table has the lease owner too', async () => {
+    it("keeps only the most recent refresh events and counts every one; an incoming server's connection has its own lease", async () => {
       await seed();
-      await t.app.database.db
-        .updateTable('incoming_servers')
-        .set({ refresh_token_enc: t.app.vault.encrypt(idp.issueRefreshToken(MAILBOX), refreshTokenContext('incoming', incomingId)), token_status: 'valid' })
-        .where('id', '=', incomingId)
-        .execute();
+      await seedConnection(t.app.database.db, t.app.vault, 'incoming', incomingId, idp.issueRefreshToken(MAILBOX));
       const s = store({ keepEvents: 3 });
       for (let i = 0; i < 3; i++) await s.accessToken('outgoing', serverId, { renew: true });
       for (let i = 0; i < 2; i++) await s.accessToken('incoming', incomingId, { renew: true });
       assert.equal(s.events.length, 3);
       assert.deepEqual(s.events.map((e) => e.kind), ['outgoing', 'incoming', 'incoming'], 'the oldest were dropped');
       assert.equal(s.counts.refreshed, 5);
-      assert.equal((await row()).token_status, 'valid', 'each rotated refresh token was stored and used');
-      const incoming = await t.app.database.db.selectFrom('incoming_servers').select(['token_status', 'token_refresh_lock_owner', 'token_refresh_lock_until']).where('id', '=', incomingId).executeTakeFirstOrThrow();
-      assert.deepEqual(incoming, { token_status: 'valid', token_refresh_lock_owner: null, token_refresh_lock_until: null });
+      assert.equal((await row()).status, 'valid', 'each rotated refresh token was stored and used');
+      const incoming = await connectionOf(t.app.database.db, 'incoming', incomingId);
+      assert.deepEqual([incoming.status, incoming.lock_owner, incoming.lock_until], ['valid', null, null]);
     });
 
     it('lists for the daily keep-alive the connected servers of both kinds not refreshed for a day, not others', async () => {
       const { db } = t.app.database;
       const now = Date.now();
       const s = store({ now: () => now });
-      await db.updateTable('outgoing_servers').set({ token_status: 'valid', token_refreshed_at: now - 25 * 3600_000, archived_at: null }).where('id', '=', serverId).execute();
-      await db.updateTable('incoming_servers').set({ token_status: 'valid', token_refreshed_at: null }).where('id', '=', incomingId).execute();
+      await updateConnection(db, 'outgoing', serverId, { status: 'valid', refreshed_at: now - 25 * 3600_000 });
+      await updateConnection(db, 'incoming', incomingId, { status: 'valid', refreshed_at: null });
       assert.deepEqual(await s.dueForKeepAlive(), [{ kind: 'outgoing', id: serverId }, { kind: 'incoming', id: incomingId }]);
-      await db.updateTable('outgoing_servers').set({ token_refreshed_at: now - 3600_000 }).where('id', '=', serverId).execute();
-      await db.updateTable('incoming_servers').set({ token_status: 'needs_reconnect' }).where('id', '=', incomingId).execute();
+      await updateConnection(db, 'outgoing', serverId, { refreshed_at: now - 3600_000 });
+      await updateConnection(db, 'incoming', incomingId, { status: 'needs_reconnect' });
       assert.deepEqual(await s.dueForKeepAlive(), [], 'refreshed an hour ago, or waiting for a reconnect');
-      await db.updateTable('outgoing_servers').set({ token_refreshed_at: now - 25 * 3600_000, archived_at: now }).where('id', '=', serverId).execute();
+      await updateConnection(db, 'outgoing', serverId, { refreshed_at: now - 25 * 3600_000 });
+      await db.updateTable('outgoing_servers').set({ archived_at: now }).where('id', '=', serverId).execute();
       assert.deepEqual(await s.dueForKeepAlive(), [], 'archived');
     });
   });

@@ -69,7 +69,7 @@ for (const dialect of dialects) {
       assert.deepEqual(bySource['settings.outlook.client_secret'], { [idA]: 1 });
       assert.deepEqual(bySource['outgoing_servers.password_enc'], { [idA]: 1 });
       assert.deepEqual(bySource['incoming_servers.password_enc'], { [idA]: 1 });
-      assert.deepEqual(bySource['outgoing_servers.refresh_token_enc'], { [idA]: 1 });
+      assert.deepEqual(bySource['oauth_connections.refresh_token_enc'], { [idA]: 1 });
 
       const rotated = runJuniper(env(`${KEY_B},${KEY_A}`), ['vault', 'rotate']);
       assert.equal(rotated.code, 0, rotated.stderr);

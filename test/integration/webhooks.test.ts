@@ -19,6 +19,7 @@ import { EventScanner } from '../../src/webhooks/event-scanner.js';
 import { allText } from '../helpers/db-dump.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
+import { seedConnection } from '../helpers/oauth-connections.js';
 import { testDispatcher } from '../helpers/outgoing.js';
 import { freePort } from '../peers/free-port.js';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink.js';
@@ -187,7 +188,7 @@ for (const dialect of dialects) {
       const metric = async (outcome: string) => Number(new RegExp(`^juniper_webhook_deliveries_total\\{event="mail.sent",outcome="${outcome}"\\} (\\S+)$`, 'm').exec((await api('GET', '/metrics')).text)?.[1] ?? 0);
       const before = { retry: await metric('retry'), delivered: await metric('delivered') };
       await sendMails('later@client.test');
-      await t.app.database.db.updateTable('outgoing_servers').set({ token_status: 'needs_reconnect', token_error_code: 'AADSTS700082' }).where('id', '=', serverId).execute();
+      await seedConnection(t.app.database.db, t.app.vault, 'outgoing', serverId, null, { status: 'needs_reconnect', error_code: 'AADSTS700082' });
       const w = worker();
       assert.equal(await w.runOnce(), 2);
       let [first, second] = (await api('GET', `/api/v1/webhooks/${String(hook.body.id)}/deliveries`)).body as unknown as Json[];
@@ -211,7 +212,7 @@ for (const dialect of dialects) {
         assert.equal(await metric('delivered'), before.delivered + 1);
       } finally {
         await receiver.stop();
-        await t.app.database.db.updateTable('outgoing_servers').set({ token_status: 'missing', token_error_code: null }).where('id', '=', serverId).execute();
+        await t.app.database.db.deleteFrom('oauth_connections').where('server_id', '=', serverId).execute();
       }
     });
 
@@ -226,7 +227,7 @@ for (const dialect of dialects) {
       try {
         const slowHook = await api('POST', '/api/v1/webhooks', { url: `http://127.0.0.1:${slowHead.port}/hook`, events: ['server.needs_reconnect'] });
         const endlessHook = await api('POST', '/api/v1/webhooks', { url: `http://127.0.0.1:${endless.port}/hook`, events: ['server.needs_reconnect'] });
-        await db.updateTable('outgoing_servers').set({ token_status: 'needs_reconnect', token_error_code: 'AADSTS700082' }).where('id', '=', serverId).execute();
+        await seedConnection(db, t.app.vault, 'outgoing', serverId, null, { status: 'needs_reconnect', error_code: 'AADSTS700082' });
         const deliveries = async (hook: typeof slowHook) => (await api('GET', `/api/v1/webhooks/${String(hook.body.id)}/deliveries`)).body as unknown as Json[];
         // The endless answer is cut at its KB, while the slow head still waits for the deadline.
         const cutFirst = endless.closed.then(() => slowHead.open());
@@ -243,7 +244,7 @@ for (const dialect of dialects) {
         await Promise.all([slowHead.closed, endless.closed]);
       } finally {
         await Promise.all([slowHead.stop(), endless.stop()]);
-        await db.updateTable('outgoing_servers').set({ token_status: 'missing', token_error_code: null }).where('id', '=', serverId).execute();
+        await db.deleteFrom('oauth_connections').where('server_id', '=', serverId).execute();
       }
     });
 

@@ -20,10 +20,12 @@ const fields: CliField[] = [
   { flags: '--active', help: 'use the server', no: 'keep the server but do not use it' },
   { flags: '--pool-size <n>', help: 'connections kept open to the server, or "default" (Outlook 2, others 5)', as: orDefault },
   { flags: '--rate <n>', help: 'mails a minute at most (0 = no limit), or "default" (Outlook 30, as Microsoft allows; others none)', body: 'ratePerMinute', as: orDefault },
+  { flags: '--transport <transport>', help: 'Outlook: smtp, graph (Microsoft Graph sendMail), or auto (SMTP until Microsoft refuses SMTP AUTH; naming it again tries SMTP again)', choices: ['auto', 'smtp', 'graph'] },
+  { flags: '--save-to-sent-items', help: 'through Graph, keep a copy in Sent Items', no: 'through Graph, keep no copy in Sent Items' },
 ];
 
 function describe(s: OutgoingServerView): string {
-  const token = s.auth === 'outlook' ? `  token ${s.token.status}${s.token.account ? ` (${s.token.account})` : ''}` : '';
+  const token = s.auth === 'outlook' ? `  token ${s.token.status}${s.token.account ? ` (${s.token.account})` : ''}  transport ${s.transport}${s.transport === 'auto' ? ` (now ${s.activeTransport})` : ''}` : '';
   const state = s.archived ? 'archived' : s.active ? 'active' : 'inactive';
   return `${s.id}\t${s.name}\t${s.host}:${s.port} ${s.security}\tauth ${s.auth}${s.username ? ` as ${s.username}` : ''}\tfilter ${s.fromFilter ?? '(any)'}\tpriority ${s.priority}\tpool ${s.effectivePoolSize}\trate ${s.effectiveRatePerMinute ? `${s.effectiveRatePerMinute}/min` : 'unlimited'}\t${state}${token}\n`;
 }

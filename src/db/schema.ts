@@ -132,6 +132,13 @@ export interface OutgoingServersTable {
   pool_size: number | null;
   /** Mails a minute at most; 0 = no limit, null = the default for its kind (30 for Outlook, none else). */
   rate_per_minute: number | null;
+  /** How mail leaves an Outlook server: SMTP, Microsoft Graph, or SMTP until Microsoft refuses SMTP AUTH (auto). */
+  transport: Generated<'smtp' | 'graph' | 'auto'>;
+  /** When an auto server moved to Graph, and Microsoft's words that made it (null while it uses SMTP). */
+  transport_switched_at: number | null;
+  transport_switch_reason: string | null;
+  /** Graph only: keep a copy in the mailbox's Sent Items. */
+  save_to_sent_items: Generated<number>;
   created_at: number;
   updated_at: number;
 }

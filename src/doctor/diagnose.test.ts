@@ -29,7 +29,7 @@ const tested = { at: '2026-12-01T10:00:00.000Z', ok: true, message: 'Connection 
 const outgoing = (o: Partial<OutgoingServerView> = {}): OutgoingServerView => ({
   id: 1, name: 'Outlook', host: 'smtp.office365.com', port: 587, security: 'starttls', auth: 'outlook', username: 'n@example.com', hasPassword: false,
   fromFilter: 'n@example.com', priority: 10, active: true, archived: false, allowSelfSigned: false, ownerUserId: null, token: token('valid'), lastTest: tested,
-  poolSize: null, effectivePoolSize: 2, ratePerMinute: null, effectiveRatePerMinute: 30, createdAt: '', updatedAt: '', ...o,
+  poolSize: null, effectivePoolSize: 2, ratePerMinute: null, effectiveRatePerMinute: 30, transport: 'auto', activeTransport: 'smtp', transportSwitch: null, saveToSentItems: true, createdAt: '', updatedAt: '', ...o,
 });
 const incoming = (o: Partial<IncomingServerView> = {}): IncomingServerView => ({
   ...(outgoing() as unknown as IncomingServerView), id: 2, name: 'Inbox', protocol: 'imap', folder: 'INBOX', keepOriginal: false, keepAttachments: true, intervalMinutes: 5,

@@ -12,7 +12,7 @@ import type { Settings } from '../settings/settings.js';
 import { sha256Hex } from '../vault/hmac.js';
 import type { Vault } from '../vault/index.js';
 import type { OAuthAppStatus } from './app-status.js';
-import { scopeFor } from './microsoft.js';
+import { consentScope, scopeFor } from './microsoft.js';
 import { buildAuthorizeUrl, exchangeCode, newPkce, newState } from './oauth-client.js';
 import { explainAadsts, oauthErrorDetails, parseAadsts } from './oauth-errors.js';
 import { errorCodeOf } from './token-store.js';
@@ -98,12 +98,19 @@ export class OutlookConnect {
     await db.deleteFrom('oauth_states').where('expires_at', '<', now - STATE_TTL_MS).execute();
     const authorizeUrl = buildAuthorizeUrl(credentials, {
       redirectUri: credentials.redirectUri,
-      scope: scopeFor(kind),
+      scope: consentScope(kind, await this.mayUseGraph(kind, serverId), credentials.cloud),
       state,
       codeChallenge: pkce.challenge,
       loginHint: server.username,
     });
     return { authorizeUrl };
+  }
+
+  /** An outgoing server that may send through Graph (transport graph or auto) asks consent for Graph's permissions too. */
+  private async mayUseGraph(kind: ServerKind, serverId: number): Promise<boolean> {
+    if (kind !== 'outgoing') return false;
+    const server = await this.deps.db.selectFrom('outgoing_servers').select('transport').where('id', '=', serverId).executeTakeFirst();
+    return server !== undefined && server.transport !== 'smtp';
   }
 
   /** Checks and completes Microsoft's answer. Throws JUNIPER_ERR_OAUTH_STATE (403) for any state problem. */

@@ -59,6 +59,8 @@ const hostSchema = z
   .refine(isHost, { message: 'must be a host name or IP address such as smtp.office365.com (without smtp:// and without a port)' });
 
 export const securitySchema = z.enum(['starttls', 'ssl', 'none']);
+export const transportSchema = z.enum(['smtp', 'graph', 'auto']);
+export type Transport = z.infer<typeof transportSchema>;
 export const outgoingAuthSchema = z.enum(['none', 'password', 'outlook']);
 
 /** The fields a client may send; server-computed fields are refused so a GET-edit-PUT mistake is visible. */
@@ -79,6 +81,10 @@ export const outgoingServerFields = {
   poolSize: z.number().int().min(1).max(MAX_POOL_SIZE, `must be from 1 to ${MAX_POOL_SIZE} connections`).nullable(),
   /** Mails a minute at most; 0 = no limit; null = the default for the server's kind (ratePerMinuteOf). */
   ratePerMinute: z.number().int().min(0).max(100_000, 'must be from 0 (no limit) to 100000 mails a minute').nullable(),
+  /** Outlook only: smtp, graph, or auto (SMTP until Microsoft refuses SMTP AUTH, then Graph). */
+  transport: transportSchema,
+  /** Graph only: keep a copy in the mailbox's Sent Items. */
+  saveToSentItems: z.boolean(),
 };
 
 export const createOutgoingServerSchema = z
@@ -97,6 +103,8 @@ export const createOutgoingServerSchema = z
     ownerUserId: outgoingServerFields.ownerUserId.optional(),
     poolSize: outgoingServerFields.poolSize.optional(),
     ratePerMinute: outgoingServerFields.ratePerMinute.optional(),
+    transport: transportSchema.optional(),
+    saveToSentItems: outgoingServerFields.saveToSentItems.optional(),
   })
   .strict();
 
@@ -104,6 +112,26 @@ export const patchOutgoingServerSchema = z.object(outgoingServerFields).partial(
 
 export type CreateOutgoingServer = z.output<typeof createOutgoingServerSchema>;
 export type PatchOutgoingServer = z.output<typeof patchOutgoingServerSchema>;
+
+/**
+ * The transport a server is stored with. Graph needs the Outlook connection, so other servers send by SMTP;
+ * an Outlook server keeps what it was given, else what it had, else (new, or newly Outlook) auto.
+ */
+export function transportFor(auth: string, given: Transport | undefined, current: { auth: string; transport: Transport } | null): Transport {
+  if (auth !== 'outlook') {
+    if (given && given !== 'smtp') {
+      throw new AppError('JUNIPER_ERR_VALIDATION', `Transport ${given} sends through Microsoft Graph with the Outlook connection: choose Outlook authentication, or transport smtp.`, { details: { field: 'transport' } });
+    }
+    return 'smtp';
+  }
+  return given ?? (current?.auth === 'outlook' ? current.transport : 'auto');
+}
+
+/** How the server sends now: an auto server uses Graph once Microsoft refused SMTP AUTH (transport_switched_at). */
+export function activeTransport(server: { transport: Transport; transport_switched_at: number | null }): 'smtp' | 'graph' {
+  if (server.transport === 'auto') return server.transport_switched_at === null ? 'smtp' : 'graph';
+  return server.transport;
+}
 
 /** The credential fields of a server after a create or patch, before it is stored. */
 export interface CredentialDraft {

@@ -20,8 +20,10 @@ import {
   createOutgoingServerSchema,
   normaliseFromFilter,
   patchOutgoingServerSchema,
+  activeTransport,
   poolSizeOf,
   ratePerMinuteOf,
+  transportFor,
   type CreateOutgoingServer,
   type PatchOutgoingServer,
 } from './server-rules.js';
@@ -41,6 +43,11 @@ export function outgoingServerView(s: OutgoingServer, appProblem: AppProblem | n
     /** Mails a minute at most, as set (null = the default for its kind; 0 = no limit) and in effect. */
     ratePerMinute: s.rate_per_minute,
     effectiveRatePerMinute: ratePerMinuteOf(s),
+    /** As set, and in effect: an auto server moves to Graph when Microsoft refuses SMTP AUTH. */
+    transport: s.transport,
+    activeTransport: activeTransport(s),
+    transportSwitch: s.transport_switched_at === null ? null : { at: new Date(s.transport_switched_at).toISOString(), reason: s.transport_switch_reason ?? '' },
+    saveToSentItems: s.save_to_sent_items === 1,
   };
 }
 
@@ -95,7 +102,13 @@ export const outgoingKind: ServerKind<'outgoing', CreateOutgoingServer, PatchOut
       auth: input.auth,
       username: cred.username,
       password: cred.password,
-      columns: { from_filter: cred.fromFilter, pool_size: input.poolSize ?? null, rate_per_minute: input.ratePerMinute ?? null },
+      columns: {
+        from_filter: cred.fromFilter,
+        pool_size: input.poolSize ?? null,
+        rate_per_minute: input.ratePerMinute ?? null,
+        transport: transportFor(input.auth, input.transport, null),
+        save_to_sent_items: input.saveToSentItems === false ? 0 : 1,
+      },
     };
   },
   update(current, patch, user) {
@@ -123,6 +136,10 @@ export const outgoingKind: ServerKind<'outgoing', CreateOutgoingServer, PatchOut
         from_filter: cred.fromFilter,
         pool_size: patch.poolSize !== undefined ? patch.poolSize : current.pool_size,
         rate_per_minute: patch.ratePerMinute !== undefined ? patch.ratePerMinute : current.rate_per_minute,
+        transport: transportFor(auth, patch.transport, current),
+        // Naming the transport, or a new mailbox or auth method, tries SMTP again on an auto server.
+        ...(patch.transport !== undefined || auth !== current.auth || cred.username !== current.username ? { transport_switched_at: null, transport_switch_reason: null } : {}),
+        ...(patch.saveToSentItems !== undefined ? { save_to_sent_items: patch.saveToSentItems ? 1 : 0 } : {}),
       },
     };
   },

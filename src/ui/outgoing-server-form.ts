@@ -3,7 +3,15 @@
 // form ↔ service mapping only; the routes are in outgoing-servers-page.ts.
 import type { OutgoingServer } from '../db/schema.js';
 import { parseInput } from '../lib/validate.js';
-import { OUTLOOK_SMTP_PRESET, createOutgoingServerSchema, patchOutgoingServerSchema, type CreateOutgoingServer, type PatchOutgoingServer } from '../outgoing/server-rules.js';
+import {
+  OUTLOOK_SMTP_PRESET,
+  createOutgoingServerSchema,
+  patchOutgoingServerSchema,
+  transportSchema,
+  type CreateOutgoingServer,
+  type PatchOutgoingServer,
+  type Transport,
+} from '../outgoing/server-rules.js';
 import { filterMatches, parseFromFilter } from '../outgoing/routing.js';
 import type { OutgoingServerView } from '../outgoing/servers.js';
 import type { SettingsView } from '../settings/settings.js';
@@ -41,10 +49,13 @@ export interface ServerForm {
   /** Empty = the default for the server's kind. */
   poolSize: string;
   ratePerMinute: string;
+  /** Outlook only. */
+  transport: Transport;
+  saveToSentItems: boolean;
 }
 
 export function newServerForm(fromFilter = ''): ServerForm {
-  return { name: '', outlook: false, auth: 'password', host: '', port: '587', security: 'starttls', username: '', fromFilter, priority: '10', active: true, allowSelfSigned: false, poolSize: '', ratePerMinute: '' };
+  return { name: '', outlook: false, auth: 'password', host: '', port: '587', security: 'starttls', username: '', fromFilter, priority: '10', active: true, allowSelfSigned: false, poolSize: '', ratePerMinute: '', transport: 'auto', saveToSentItems: true };
 }
 
 export function formOfServer(s: OutgoingServer): ServerForm {
@@ -62,6 +73,8 @@ export function formOfServer(s: OutgoingServer): ServerForm {
     allowSelfSigned: s.allow_self_signed === 1,
     poolSize: s.pool_size === null ? '' : String(s.pool_size),
     ratePerMinute: s.rate_per_minute === null ? '' : String(s.rate_per_minute),
+    transport: s.auth === 'outlook' ? s.transport : 'auto',
+    saveToSentItems: s.save_to_sent_items === 1,
   };
 }
 
@@ -80,8 +93,13 @@ export function formOfPost(body: Form): ServerForm {
     allowSelfSigned: checked(body, 'allowSelfSigned'),
     poolSize: text(body, 'poolSize').trim(),
     ratePerMinute: text(body, 'ratePerMinute').trim(),
+    transport: transportSchema.catch('auto').parse(text(body, 'transport')),
+    saveToSentItems: checked(body, 'saveToSentItems'),
   };
 }
+
+/** The Outlook-only fields: a server without Outlook sends by SMTP and has no Sent Items to keep. */
+const graphFields = (f: ServerForm) => (f.outlook ? { transport: f.transport, saveToSentItems: f.saveToSentItems } : {});
 
 /** A new server from the form; Outlook servers default to the smtp.office365.com:587 STARTTLS preset. */
 export function toCreate(f: ServerForm, body: Form): CreateOutgoingServer {
@@ -102,6 +120,7 @@ export function toCreate(f: ServerForm, body: Form): CreateOutgoingServer {
       allowSelfSigned: f.allowSelfSigned,
       poolSize: numberOrNull(f.poolSize),
       ratePerMinute: numberOrNull(f.ratePerMinute),
+      ...graphFields(f),
     },
     'server',
   );
@@ -124,6 +143,7 @@ export function toPatch(f: ServerForm, body: Form, current: OutgoingServer): Pat
       allowSelfSigned: f.allowSelfSigned,
       poolSize: numberOrNull(f.poolSize),
       ratePerMinute: numberOrNull(f.ratePerMinute),
+      ...graphFields(f),
     },
     'server',
   );
@@ -174,6 +194,28 @@ function credentialsAndStatus(p: ServerPage): SafeHtml {
   return html`<div class="actions">${connectButton()}</div><p class="help">Connect your Outlook account saves the server first, then opens Microsoft's sign-in.</p>`;
 }
 
+const transportLabels: Record<Transport, string> = {
+  auto: 'Automatic: SMTP, and Microsoft Graph once Microsoft turns SMTP AUTH off',
+  smtp: 'SMTP only',
+  graph: 'Microsoft Graph only',
+};
+
+/** How an Outlook server sends, and where an automatic one stands. */
+function transportFields(p: ServerPage): SafeHtml {
+  const { server: s, form: f } = p;
+  const switched = s?.transportSwitch && s.transport === 'auto'
+    ? html`<p class="flash flash-warning" id="transport-switch">Sending through Microsoft Graph since ${s.transportSwitch.at.slice(0, 16).replace('T', ' ')} UTC: ${s.transportSwitch.reason} Save the server with Transport Automatic to try SMTP again.</p>`
+    : null;
+  return html`<label for="transport">Transport</label>
+    <select id="transport" name="transport" aria-describedby="transport-help">
+      ${(['auto', 'smtp', 'graph'] as const).map((t) => html`<option value="${t}"${f.transport === t ? html` selected` : null}>${transportLabels[t]}</option>`)}
+    </select>
+    <p class="help" id="transport-help">Graph sends the same message through the same Outlook connection, without SMTP AUTH; it needs the Mail.Send permission (connect again after changing from SMTP only).</p>
+    ${switched}
+    <label class="check"><input type="checkbox" name="saveToSentItems" value="on"${f.saveToSentItems ? html` checked` : null}>
+      <span>Save to Sent Items<small>Through Graph, keep a copy in the mailbox's Sent Items folder.</small></span></label>`;
+}
+
 export function serverFormBody(p: ServerPage): SafeHtml {
   const { ctx, server: s, form: f } = p;
   const action = s ? `/outgoing-servers/${s.id}` : '/outgoing-servers/new';
@@ -208,6 +250,7 @@ ${flashHtml(p.result)}
   <div id="outlook-fields"${f.outlook ? null : html` hidden`}>
     ${credentialsWarning(ctx, p.settings)}
     ${credentialsAndStatus(p)}
+    ${transportFields(p)}
   </div>
 
   <div id="auth-field"${f.outlook ? html` hidden` : null}>

@@ -74,6 +74,10 @@ for (const dialect of dialects) {
       const preset = await api('POST', '/api/v1/outgoing-servers', { name: 'preset', auth: 'outlook', username: 'bob@example.test' });
       assert.equal(preset.body.host, 'smtp.office365.com');
       assert.equal(preset.body.port, 587);
+      assert.deepEqual([s.transport, s.activeTransport, s.transportSwitch], ['auto', 'smtp', null], 'a new Outlook server is auto');
+      const graphWithPassword = await api('POST', '/api/v1/outgoing-servers', { name: 'bad', auth: 'password', host: 'smtp.example.com', username: 'bob', password: 'x', transport: 'graph' });
+      assert.equal(graphWithPassword.status, 400);
+      assert.match(String((graphWithPassword.body.error as { message: string }).message), /Transport graph sends through Microsoft Graph with the Outlook connection/);
       const withPassword = await api('POST', '/api/v1/outgoing-servers', { name: 'bad', auth: 'outlook', username: 'bob@example.test', password: 'x' });
       assert.equal(withPassword.status, 400);
       assert.match(String((withPassword.body.error as { message: string }).message), /password empty/);
@@ -90,7 +94,13 @@ for (const dialect of dialects) {
       assert.ok((q.get('code_challenge') ?? '').length >= 43);
       assert.equal(q.get('login_hint'), MAILBOX);
       assert.equal(q.get('prompt'), 'select_account');
-      assert.equal(q.get('scope'), 'offline_access openid email https://outlook.office.com/SMTP.Send');
+      // A new Outlook server sends by SMTP until Microsoft refuses SMTP AUTH (transport auto): one consent covers Graph too.
+      assert.equal(q.get('scope'), 'offline_access openid email https://outlook.office.com/SMTP.Send https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/User.Read');
+      const smtpOnly = await api('POST', '/api/v1/outgoing-servers', { name: 'smtp only', auth: 'outlook', username: 'bob@example.test', transport: 'smtp' });
+      assert.equal(smtpOnly.status, 201, smtpOnly.text);
+      assert.deepEqual([smtpOnly.body.transport, smtpOnly.body.activeTransport, smtpOnly.body.saveToSentItems], ['smtp', 'smtp', true]);
+      const smtpScope = new URL(await startConnect(http, admin, 'outgoing', smtpOnly.body.id as number)).searchParams.get('scope');
+      assert.equal(smtpScope, 'offline_access openid email https://outlook.office.com/SMTP.Send', 'an SMTP-only server asks for SMTP alone');
       const res = await confirm(http, admin, await authorize(url.toString()));
       assert.equal(res.statusCode, 303, res.body);
       assert.equal(res.headers.location, `/outgoing-servers/${serverId}?connected=1`);

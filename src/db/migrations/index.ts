@@ -14,6 +14,7 @@ import { workerHeartbeatsAndJobs } from './014-worker-heartbeats-and-jobs.js';
 import { webhooks } from './015-webhooks.js';
 import { mailAttempts } from './017-mail-attempts.js';
 import { sweepAndScanIndexes } from './018-sweep-and-scan-indexes.js';
+import { graphTransport } from './019-graph-transport.js';
 import { oauthConnections } from './021-oauth-connections.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
@@ -31,6 +32,7 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '015-webhooks': webhooks(ctx),
     '017-mail-attempts': mailAttempts(ctx),
     '018-sweep-and-scan-indexes': sweepAndScanIndexes(ctx),
+    '019-graph-transport': graphTransport(ctx),
     '021-oauth-connections': oauthConnections(ctx),
   };
 }

@@ -19,6 +19,42 @@ export interface MicrosoftErrorBody {
 export const DEFAULT_SCOPE = 'https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access';
 export const TENANT_ID = '7e1a4c0e-5f3b-4d2a-9c61-0d5b8a3f2e11';
 
+/** The `aud` of Exchange Online tokens (SMTP AUTH, IMAP) and of Microsoft Graph tokens (`/me/sendMail`). */
+export const OUTLOOK_AUDIENCE = 'https://outlook.office.com';
+export const GRAPH_AUDIENCE = 'https://graph.microsoft.com';
+
+const OPENID_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access']);
+
+/**
+ * The resource one scope belongs to, as Entra ID reads it: `https://outlook.office.com/SMTP.Send` ->
+ * `https://outlook.office.com` (the URI up to the last slash); a bare name (`Mail.Send`, `User.Read`) is a
+ * Microsoft Graph permission; the OpenID scopes belong to no resource (undefined).
+ */
+export function scopeResource(scope: string): string | undefined {
+  if (OPENID_SCOPES.has(scope)) return undefined;
+  if (!scope.includes('://')) return GRAPH_AUDIENCE;
+  const slash = scope.indexOf('/', scope.indexOf('://') + 3);
+  return slash < 0 ? scope : scope.slice(0, scope.lastIndexOf('/'));
+}
+
+/** The resources a space-separated scope string names, in order of first appearance. */
+export function scopeResources(scope: string): string[] {
+  const resources: string[] = [];
+  for (const s of scope.split(' ')) {
+    const resource = s ? scopeResource(s) : undefined;
+    if (resource !== undefined && !resources.includes(resource)) resources.push(resource);
+  }
+  return resources;
+}
+
+/**
+ * The `aud` of an access token issued for scope: its (first) resource. A request of OpenID scopes only gets a
+ * Microsoft Graph token from Entra ID (the userinfo endpoint is Graph's), so that is the audience then too.
+ */
+export function audienceOf(scope: string): string {
+  return scopeResources(scope)[0] ?? GRAPH_AUDIENCE;
+}
+
 /** A Microsoft-shaped error body: `microsoftError('invalid_grant', 700082, 'The refresh token has expired ...')`. */
 export function microsoftError(error: string, code: number, message: string): MicrosoftErrorBody {
   const traceId = crypto.randomUUID();
@@ -49,10 +85,9 @@ export function userClaims(user: string): Record<string, string> {
  * Keeping that shape also keeps ES256 tokens under Dovecot submission's 1 KB AUTH line.
  */
 export function scpClaim(scope: string): string {
-  const openid = new Set(['openid', 'profile', 'email', 'offline_access']);
   return scope
     .split(' ')
-    .filter((s) => s && !openid.has(s))
+    .filter((s) => s && !OPENID_SCOPES.has(s))
     .map((s) => s.replace(/^https?:\/\/[^/]+\//, ''))
     .join(' ');
 }

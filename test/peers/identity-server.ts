@@ -15,12 +15,16 @@
 // Entra-style paths work too: /{tenant}/oauth2/v2.0/{authorize,token,logout},
 // /{tenant}/v2.0/.well-known/openid-configuration and /{tenant}/discovery/v2.0/keys.
 // Tokens are JWTs signed with a key generated at start (kid "k1"); the checks are signature, exp, revocation.
+// Access tokens carry `aud` as Entra ID sets it, from the resource of the requested scopes
+// (https://outlook.office.com for IMAP/SMTP, https://graph.microsoft.com for Graph names such as Mail.Send), and
+// `scp` with the short permission names; checking the audience is the relying peer's job (sink, Dovecot).
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { OAuth2Issuer, OAuth2Service } from 'oauth2-mock-server';
 import type { MutableRedirectUri, MutableResponse, MutableToken } from 'oauth2-mock-server';
 import {
+  audienceOf,
   DEFAULT_SCOPE,
   microsoftError,
   mockPath,
@@ -35,7 +39,17 @@ import {
   type MicrosoftErrorBody,
 } from './identity-protocol.js';
 
-export { DEFAULT_SCOPE, microsoftError, scpClaim, TENANT_ID, type MicrosoftErrorBody } from './identity-protocol.js';
+export {
+  audienceOf,
+  DEFAULT_SCOPE,
+  GRAPH_AUDIENCE,
+  microsoftError,
+  OUTLOOK_AUDIENCE,
+  scopeResources,
+  scpClaim,
+  TENANT_ID,
+  type MicrosoftErrorBody,
+} from './identity-protocol.js';
 
 export type SigningAlgorithm = 'RS256' | 'ES256';
 
@@ -175,7 +189,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
   }
   function publicClaims(claims: Record<string, unknown>): Record<string, unknown> {
     const user = typeof claims.email === 'string' ? claims.email : String(claims.sub);
-    return { ...userClaims(user), scope: claims.scp, exp: claims.exp };
+    return { ...userClaims(user), aud: claims.aud, scp: claims.scp, scope: claims.scp, exp: claims.exp };
   }
 
   /** The checks Entra ID makes before issuing tokens; consumes the code or refresh token at once (single use). */
@@ -263,7 +277,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
     if (grant.user) Object.assign(token.payload, userClaims(grant.user));
     if (isAccessToken) {
       delete token.payload.scope;
-      if (grant.scope !== undefined) token.payload.scp = scpClaim(grant.scope);
+      if (grant.scope !== undefined) Object.assign(token.payload, { aud: audienceOf(grant.scope), scp: scpClaim(grant.scope) });
     }
     token.payload.jti = crypto.randomUUID(); // tokens minted in the same second must still differ
     token.payload.exp = token.payload.iat + ttl;
@@ -315,7 +329,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
   async function mint(user: string, ttlSeconds = ttl, scope = DEFAULT_SCOPE): Promise<string> {
     return issuer.buildToken({
       expiresIn: ttlSeconds,
-      scopesOrTransform: (_header, payload) => Object.assign(payload, userClaims(user), { scp: scpClaim(scope), jti: crypto.randomUUID() }),
+      scopesOrTransform: (_header, payload) => Object.assign(payload, userClaims(user), { aud: audienceOf(scope), scp: scpClaim(scope), jti: crypto.randomUUID() }),
     });
   }
 

@@ -9,7 +9,14 @@ import nodemailer from 'nodemailer';
 import pg from 'pg';
 import { postgresUrl } from '../helpers/databases.js';
 import { startDovecot, type Dovecot } from './dovecot.js';
-import { microsoftError, startIdentityServer, type IdentityServer } from './identity-server.js';
+import {
+  DEFAULT_SCOPE,
+  GRAPH_AUDIENCE,
+  microsoftError,
+  OUTLOOK_AUDIENCE,
+  startIdentityServer,
+  type IdentityServer,
+} from './identity-server.js';
 import { replySequence, startSmtpSink, type SinkReply, type SmtpSink } from './smtp-sink.js';
 
 const ALICE = 'alice@example.test';
@@ -178,6 +185,31 @@ describe('identity server', { concurrency: false }, () => {
     } finally {
       await other.stop();
     }
+  });
+
+  it('sets aud from the resource of the scopes, as Entra ID: Outlook for IMAP/SMTP, Graph for Mail.Send and bare names', async () => {
+    const cases: [string, string][] = [
+      [DEFAULT_SCOPE, OUTLOOK_AUDIENCE],
+      ['offline_access https://outlook.office.com/SMTP.Send', OUTLOOK_AUDIENCE],
+      ['https://graph.microsoft.com/Mail.Send offline_access', GRAPH_AUDIENCE],
+      ['Mail.Send User.Read', GRAPH_AUDIENCE],
+      ['Mail.ReadWrite', GRAPH_AUDIENCE],
+    ];
+    for (const [scope, aud] of cases) {
+      const minted = jwtClaims(await idp.mint(ALICE, 60, scope));
+      assert.equal(minted.aud, aud, `mint for ${scope}`);
+      const refreshed = await postToken(idp, { grant_type: 'refresh_token', refresh_token: idp.issueRefreshToken(ALICE, scope) });
+      assert.equal(refreshed.status, 200);
+      assert.equal(jwtClaims(String(refreshed.body.access_token)).aud, aud, `refresh for ${scope}`);
+    }
+    assert.equal(jwtClaims(await idp.mint(ALICE, 60)).aud, OUTLOOK_AUDIENCE, 'the default scope is Outlook\'s');
+    assert.equal(jwtClaims(await idp.mint(ALICE, 60, 'Mail.Send')).scp, 'Mail.Send');
+
+    const graphToken = await idp.mint(ALICE, 60, 'https://graph.microsoft.com/Mail.Send');
+    const userinfo = (await (await fetch(`${idp.url}/userinfo`, { headers: { authorization: `Bearer ${graphToken}` } })).json()) as Json;
+    assert.deepEqual([userinfo.aud, userinfo.scp], [GRAPH_AUDIENCE, 'Mail.Send']);
+    const introspected = (await (await fetch(`${idp.url}/introspect`, { method: 'POST', body: new URLSearchParams({ token: await idp.mint(ALICE, 60) }) })).json()) as Json;
+    assert.deepEqual([introspected.active, introspected.aud, introspected.scp], [true, OUTLOOK_AUDIENCE, 'IMAP.AccessAsUser.All SMTP.Send']);
   });
 });
 

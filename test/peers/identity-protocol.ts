@@ -47,6 +47,56 @@ export function scopeResources(scope: string): string[] {
   return resources;
 }
 
+/** Entra ID compares permissions case-insensitively, by resource and name. */
+function permissionKey(scope: string): string | undefined {
+  const resource = scopeResource(scope);
+  if (resource === undefined) return undefined;
+  const name = scope.includes('://') ? scope.slice(scope.lastIndexOf('/') + 1) : scope;
+  return `${resource}/${name}`.toLowerCase();
+}
+
+export type IssuedScope = { ok: true; scope: string } | { ok: false; resource: string };
+
+/**
+ * What Entra ID issues for a /token request's `requested` scope when the user consented to `consented` (the
+ * scopes of the /authorize request, which may span several resources: one consent covers SMTP.Send and Graph's
+ * Mail.Send). A token is for one resource only; Microsoft documents the /token `scope` parameter of the code
+ * and of the refresh grant as: "If the scopes specified in this request span multiple resource servers, then
+ * the Microsoft identity platform returns a token for the resource specified in the first scope"
+ * (learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow, "Redeem a code for an access token"
+ * and "Refresh the access token"), so the scopes of later resources are dropped (real tenants have also been
+ * seen refusing such requests with AADSTS28000; we follow the documentation). Each kept permission must have
+ * been consented (`.default` stands for every consented permission of its resource), otherwise `ok: false`
+ * names the resource (Entra's AADSTS65001).
+ */
+export function issuedScope(requested: string, consented: string): IssuedScope {
+  const first = scopeResources(requested)[0];
+  const consentedScopes = consented.split(' ').filter((s) => s && scopeResource(s) !== undefined);
+  const ofResource = (resource: string) => consentedScopes.filter((s) => scopeResource(s)?.toLowerCase() === resource.toLowerCase());
+  const consentedKeys = new Set(consentedScopes.map(permissionKey));
+  const issued: string[] = [];
+  for (const s of requested.split(' ')) {
+    const resource = s ? scopeResource(s) : undefined;
+    if (!s || (resource !== undefined && resource !== first)) continue;
+    if (resource === undefined) {
+      issued.push(s);
+      continue;
+    }
+    const wholeResource = ofResource(resource);
+    const resourceDefault = wholeResource.some((c) => c.endsWith('/.default'));
+    if (s.endsWith('/.default')) {
+      if (wholeResource.length === 0) return { ok: false, resource };
+      issued.push(...wholeResource.filter((c) => !c.endsWith('/.default') && !issued.includes(c)));
+      if (resourceDefault && !issued.includes(s)) issued.push(s);
+    } else if (consentedKeys.has(permissionKey(s)) || resourceDefault) {
+      issued.push(s);
+    } else {
+      return { ok: false, resource };
+    }
+  }
+  return { ok: true, scope: issued.join(' ') };
+}
+
 /**
  * The `aud` of an access token issued for scope: its (first) resource. A request of OpenID scopes only gets a
  * Microsoft Graph token from Entra ID (the userinfo endpoint is Graph's), so that is the audience then too.

@@ -211,6 +211,52 @@ describe('identity server', { concurrency: false }, () => {
     const introspected = (await (await fetch(`${idp.url}/introspect`, { method: 'POST', body: new URLSearchParams({ token: await idp.mint(ALICE, 60) }) })).json()) as Json;
     assert.deepEqual([introspected.active, introspected.aud, introspected.scp], [true, OUTLOOK_AUDIENCE, 'IMAP.AccessAsUser.All SMTP.Send']);
   });
+
+  it('one consent at /authorize covers Outlook and Graph; a refresh token of it is redeemed for either, and rotates', async () => {
+    const consent = 'offline_access openid https://outlook.office.com/SMTP.Send https://graph.microsoft.com/Mail.Send';
+    const { code } = await authorize(idp, { login_hint: BOB, scope: consent });
+    const before = idp.tokenRequests.length;
+    const first = await postToken(idp, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, scope: consent });
+    assert.equal(first.status, 200);
+    assert.deepEqual([jwtClaims(String(first.body.access_token)).aud, jwtClaims(String(first.body.access_token)).scp], [OUTLOOK_AUDIENCE, 'SMTP.Send']);
+    assert.equal(first.body.scope, 'offline_access openid https://outlook.office.com/SMTP.Send', 'a token is for the first resource only');
+
+    const graph = await postToken(idp, { grant_type: 'refresh_token', refresh_token: String(first.body.refresh_token), scope: 'https://graph.microsoft.com/Mail.Send offline_access' });
+    assert.equal(graph.status, 200);
+    const graphClaims = jwtClaims(String(graph.body.access_token));
+    assert.deepEqual([graphClaims.aud, graphClaims.scp, graphClaims.email], [GRAPH_AUDIENCE, 'Mail.Send', BOB]);
+    assertMicrosoftError(await postToken(idp, { grant_type: 'refresh_token', refresh_token: String(first.body.refresh_token) }), 'invalid_grant');
+
+    const outlook = await postToken(idp, { grant_type: 'refresh_token', refresh_token: String(graph.body.refresh_token), scope: 'offline_access https://outlook.office.com/SMTP.Send' });
+    assert.equal(jwtClaims(String(outlook.body.access_token)).aud, OUTLOOK_AUDIENCE, 'the rotated token keeps the whole consent');
+    assert.deepEqual(
+      idp.tokenRequests.slice(before).map((r) => [r.grantType, r.status, r.scope?.includes('graph') ?? false, r.aud]),
+      [['authorization_code', 200, true, OUTLOOK_AUDIENCE], ['refresh_token', 200, true, GRAPH_AUDIENCE], ['refresh_token', 400, false, undefined], ['refresh_token', 200, false, OUTLOOK_AUDIENCE]],
+    );
+  });
+
+  it('answers a request spanning two resources with a token for the first one (Microsoft documents it so)', async () => {
+    const consent = 'offline_access https://outlook.office.com/SMTP.Send Mail.Send';
+    const refreshToken = idp.issueRefreshToken(ALICE, consent);
+    const graphFirst = await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken, scope: 'Mail.Send https://outlook.office.com/SMTP.Send offline_access' });
+    assert.equal(graphFirst.status, 200);
+    assert.deepEqual([jwtClaims(String(graphFirst.body.access_token)).aud, graphFirst.body.scope], [GRAPH_AUDIENCE, 'Mail.Send offline_access']);
+    assert.equal(idp.tokenRequests.at(-1)?.aud, GRAPH_AUDIENCE);
+  });
+
+  it('refuses a refresh for a resource never consented with invalid_grant AADSTS65001, and the refresh token stays valid', async () => {
+    const refreshToken = idp.issueRefreshToken(ALICE); // DEFAULT_SCOPE: Outlook only
+    const refused = await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken, scope: 'https://graph.microsoft.com/Mail.Send offline_access' });
+    assertMicrosoftError(refused, 'invalid_grant');
+    assert.match(String(refused.body.error_description), /^AADSTS65001: The user or administrator has not consented to use the application .*Send an interactive authorization request for this user and resource\./);
+    assert.deepEqual(refused.body.error_codes, [65001]);
+    assert.deepEqual([idp.tokenRequests.at(-1)?.status, idp.tokenRequests.at(-1)?.error, idp.tokenRequests.at(-1)?.aud], [400, 'invalid_grant', undefined]);
+    assertMicrosoftError(await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken, scope: 'Mail.Send' }), 'invalid_grant');
+
+    const outlook = await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken, scope: 'offline_access https://outlook.office.com/SMTP.Send' });
+    assert.equal(outlook.status, 200);
+    assert.equal(jwtClaims(String(outlook.body.access_token)).aud, OUTLOOK_AUDIENCE);
+  });
 });
 
 describe('smtp sink', { concurrency: false }, () => {

@@ -298,6 +298,44 @@ describe('smtp sink', { concurrency: false }, () => {
     }
   });
 
+  it('refuses XOAUTH2 with a Microsoft Graph token of the SMTP user (wrong aud) like a bad token, and takes an Outlook one', async () => {
+    const attempts = sink.authAttempts.length;
+    for (const scope of ['https://graph.microsoft.com/Mail.Send', 'Mail.Send User.Read']) {
+      await assert.rejects(send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60, scope) })), { code: 'EAUTH', responseCode: 535 });
+    }
+    await send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60, 'https://outlook.office.com/SMTP.Send') }));
+    const oks = sink.authAttempts.slice(attempts).map((a) => a.ok); // nodemailer tries a refused token twice
+    assert.deepEqual([oks.filter(Boolean).length, oks.at(-1)], [1, true]);
+  });
+
+  it('setAuthDisabled answers AUTH with Microsoft\'s 535 5.7.139 for the tenant or listed mailboxes until switched back', async () => {
+    const disabledFor = (where: 'Tenant' | 'Mailbox') =>
+      new RegExp(`^535 5\\.7\\.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the ${where}\\. Visit https://aka\\.ms/smtp_auth_disabled for more information\\.$`);
+    const refusals = sink.refusals.length;
+    try {
+      sink.setAuthDisabled(true);
+      await assert.rejects(send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) })), { code: 'EAUTH', responseCode: 535, response: disabledFor('Tenant') });
+      passwordSink.setAuthDisabled(true);
+      await assert.rejects(send(transport({ user: ALICE, pass: 'secret' })), { code: 'EAUTH', responseCode: 535, response: disabledFor('Tenant') });
+      passwordSink.setAuthDisabled(false);
+
+      sink.setAuthDisabled([ALICE.toUpperCase()]);
+      await assert.rejects(send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) })), { responseCode: 535, response: disabledFor('Mailbox') });
+      const before = sink.messages.length;
+      await send(transport({ user: BOB, accessToken: await idp.mint(BOB, 60) }));
+      assert.equal(sink.messages.length, before + 1, 'a mailbox not listed still sends');
+    } finally {
+      sink.setAuthDisabled(false);
+    }
+    await send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) }));
+    assert.deepEqual(
+      sink.refusals.slice(refusals).map((r) => [r.stage, r.code, r.address]),
+      [['auth', 535, ALICE], ['auth', 535, ALICE]],
+      'the password sink keeps its own refusals',
+    );
+    assert.equal(passwordSink.refusals.at(-1)?.stage, 'auth');
+  });
+
   it('refuses AUTH before STARTTLS, as Microsoft 365 does', async () => {
     const t = transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) }, { requireTLS: false, ignoreTLS: true });
     await assert.rejects(send(t), { code: 'EAUTH', responseCode: 538 });

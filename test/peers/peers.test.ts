@@ -456,6 +456,27 @@ describe('dovecot', { concurrency: false }, () => {
       idp.revoke(token);
       await assertLoginRefused({ user: ALICE, accessToken: token });
     });
+    it('with a Microsoft Graph token of the user (aud https://graph.microsoft.com)', async () => {
+      await assertLoginRefused({ user: ALICE, accessToken: await idp.mint(ALICE, 60, 'https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/Mail.ReadWrite') });
+      // Dovecot 2.3's words for a failed active_attribute (aud) check: the audience refused it, nothing else.
+      assert.match(dovecot.logTail(200), /oauth2 failed: Token validation failed: Provided token is not valid/);
+    });
+    it('in introspect mode too: a Graph token is refused, an Outlook one logs in', async () => {
+      const introspecting = await startDovecot({ identityUrl: idp.url, users: {}, oauthMode: 'introspect' });
+      const login = (accessToken: string) => {
+        const client = new ImapFlow({ host: '127.0.0.1', port: introspecting.imapsPort, secure: true, auth: { user: ALICE, accessToken }, logger: false, tls: { rejectUnauthorized: false } });
+        client.on('error', () => undefined);
+        return client;
+      };
+      try {
+        await assert.rejects(login(await idp.mint(ALICE, 60, 'Mail.Send')).connect(), { authenticationFailed: true });
+        const client = login(await idp.mint(ALICE, 60, 'offline_access https://outlook.office.com/IMAP.AccessAsUser.All'));
+        await client.connect();
+        await client.logout();
+      } finally {
+        await introspecting.stop();
+      }
+    });
   });
 
   it('delivers over LMTP into the INBOX, fetched byte-identical over IMAP with STARTTLS and a password', async () => {

@@ -256,6 +256,11 @@ describe('identity server', { concurrency: false }, () => {
     const outlook = await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken, scope: 'offline_access https://outlook.office.com/SMTP.Send' });
     assert.equal(outlook.status, 200);
     assert.equal(jwtClaims(String(outlook.body.access_token)).aud, OUTLOOK_AUDIENCE);
+
+    const { code } = await authorize(idp, { scope: 'offline_access https://outlook.office.com/SMTP.Send' });
+    const redeemed = await postToken(idp, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, scope: 'offline_access Mail.Send' });
+    assertMicrosoftError(redeemed, 'invalid_grant');
+    assert.deepEqual(redeemed.body.error_codes, [65001], 'a code is redeemed only for what its /authorize consented to');
   });
 });
 

@@ -272,8 +272,8 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
         rotatedRefreshTokens.add(token);
         return issued;
       }
-      case 'password':
-        return { user: form.username || defaultUser, scope: form.scope ?? DEFAULT_SCOPE, signed: 0 };
+      case 'password': // consents to what it asks; a token is still for one resource
+        return consentedGrant(form.username || defaultUser, form.scope ?? DEFAULT_SCOPE, form.scope ?? DEFAULT_SCOPE, form.client_id);
       case 'client_credentials':
         return { user: undefined, scope: form.scope, signed: 0 };
       default:

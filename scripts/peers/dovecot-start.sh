@@ -9,6 +9,10 @@
 #        IDP_URL=http://127.0.0.1:14080             identity server that validates tokens
 #        OAUTH2_MODE=tokeninfo|introspect           tokeninfo: GET IDP/userinfo?access_token=, 4xx = invalid;
 #                                                   introspect: RFC 7662 POST IDP/introspect, {"active":false} = invalid
+#        OAUTH2_AUDIENCE=https://outlook.office.com tokeninfo: the token's aud must be this (a Microsoft Graph
+#                                                   token is refused); introspect: its scope must hold every
+#                                                   word of OAUTH2_SCOPES instead. Empty: no such check
+#        OAUTH2_SCOPES=IMAP.AccessAsUser.All
 #        OAUTH_MECHS="xoauth2"                      Microsoft 365 advertises only XOAUTH2 (imapflow prefers
 #                                                   OAUTHBEARER whenever offered: add it only to test that)
 #        USERS="alice@example.test:secret bob@example.test:secret"   (no spaces in passwords)
@@ -22,6 +26,7 @@ SUBMISSION_PORT=${SUBMISSION_PORT:-14587} LMTP_PORT=${LMTP_PORT:-14024}
 RELAY_HOST=${RELAY_HOST:-127.0.0.1} RELAY_PORT=${RELAY_PORT:-14026}
 IDP_URL=${IDP_URL:-http://127.0.0.1:14080} IDP_URL=${IDP_URL%/}
 OAUTH2_MODE=${OAUTH2_MODE:-tokeninfo} OAUTH_MECHS=${OAUTH_MECHS:-xoauth2}
+OAUTH2_AUDIENCE=${OAUTH2_AUDIENCE-https://outlook.office.com} OAUTH2_SCOPES=${OAUTH2_SCOPES:-IMAP.AccessAsUser.All}
 AUTH_DEBUG=${AUTH_DEBUG:-no} AUTH_FAILURE_DELAY=${AUTH_FAILURE_DELAY:-0} AUTH_PENALTY=${AUTH_PENALTY:-no}
 USERS=${USERS:-alice@example.test:secret bob@example.test:secret}
 
@@ -55,17 +60,28 @@ fi
 : >"$W/users"
 for u in $USERS; do echo "${u%%:*}:{PLAIN}${u#*:}" >>"$W/users"; done
 
+# Exchange Online takes only tokens issued to it. Dovecot 2.3 has one attribute check (active_attribute/
+# active_value: a present attribute must equal the value; an absent one passes) and a scope check (`scope`:
+# the answer's `scope`, or `aud` when it has none, must hold every word: 2.3.19 refuses a token with only
+# some of them, "Token is not valid for scope").
 if [ "$OAUTH2_MODE" = introspect ]; then
   # In this mode Dovecot ignores the HTTP status: an invalid token must be answered 200 {"active":false}
-  # (the identity server does), anything else ends as an internal "No username returned" failure.
+  # (the identity server does), anything else ends as an internal "No username returned" failure. So the
+  # attribute check stays on `active`, and the audience is checked through the permission: a Graph token
+  # carries Mail.Send etc., never Exchange's IMAP.AccessAsUser.All (so here submission needs it too).
   OAUTH2_CONF="introspection_url = $IDP_URL/introspect
 introspection_mode = post
 active_attribute = active
 active_value = true"
+  [ -z "$OAUTH2_AUDIENCE" ] || OAUTH2_CONF="$OAUTH2_CONF
+scope = $OAUTH2_SCOPES"
 else
   # GET URL+token (plus a Bearer header); a 4xx answer is a clean NO [AUTHENTICATIONFAILED].
   OAUTH2_CONF="tokeninfo_url = $IDP_URL/userinfo?access_token=
 introspection_mode = auth"
+  [ -z "$OAUTH2_AUDIENCE" ] || OAUTH2_CONF="$OAUTH2_CONF
+active_attribute = aud
+active_value = $OAUTH2_AUDIENCE"
 fi
 # username_attribute: the token's email must equal the SASL user. Dovecot never checks expiry itself (it only
 # reads expires_in) and caches nothing: every login costs one HTTP call, and the identity server checks exp.

@@ -1,7 +1,8 @@
 // Runs the test identity server (test/peers/identity-server.ts) on its own, e.g. for a Dovecot started from
 // the shell with scripts/peers/dovecot-start.sh:
 //   IDP_PORT=14080 node --import tsx scripts/peers/identity-server.ts &     (stop: kill $!)
-//   curl "http://127.0.0.1:14080/mock/mint?user=alice@example.test&ttl=600"
+//   curl "http://127.0.0.1:14080/mock/mint?user=alice@example.test&ttl=600"     (aud https://outlook.office.com;
+//   add &scope=Mail.Send for a Microsoft Graph token, which Dovecot refuses)
 // Env: IDP_PORT (14080; 0 = any free port), IDP_TOKEN_TTL (3600 s), IDP_ALG (RS256 | ES256),
 //      IDP_DEFAULT_USER (alice@example.test), IDP_QUIET=1 (no line per token check)
 import { startIdentityServer } from '../../test/peers/identity-server.js';

@@ -1,6 +1,7 @@
 // A private Dovecot (Debian package) per test file, started by scripts/peers/dovecot-start.sh on free ports:
 // IMAP (+STARTTLS), IMAPS, submission (relaying to relayPort) and LMTP, users with passwords and XOAUTH2
-// tokens checked at the identity server. Start ~0.2 s, stop ~1 s (the master waits for its log process).
+// tokens checked at the identity server (tokens for Exchange Online only: a Microsoft Graph token is refused).
+// Start ~0.2 s, stop ~1 s (the master waits for its log process).
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -9,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
 import { freePort } from './free-port.js';
+import { OUTLOOK_AUDIENCE } from './identity-protocol.js';
 import { testCertificate } from './tls-certificate.js';
 
 const run = promisify(execFile);
@@ -25,6 +27,12 @@ export interface DovecotOptions {
   oauthMode?: 'tokeninfo' | 'introspect';
   /** SASL mechanisms for tokens (default ['xoauth2'], as Microsoft 365; imapflow prefers OAUTHBEARER when offered). */
   oauthMechanisms?: ('xoauth2' | 'oauthbearer')[];
+  /**
+   * The `aud` a token must have, as Exchange Online checks it (default OUTLOOK_AUDIENCE; null: no check). In
+   * introspect mode Dovecot 2.3 cannot check it besides `active`: the token must hold Exchange's
+   * IMAP.AccessAsUser.All instead (for submission too), which refuses Graph tokens all the same.
+   */
+  audience?: string | null;
 }
 
 export interface Dovecot {
@@ -107,6 +115,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
       IDP_URL: opts.identityUrl,
       OAUTH2_MODE: opts.oauthMode ?? 'tokeninfo',
       OAUTH_MECHS: (opts.oauthMechanisms ?? ['xoauth2']).join(' '),
+      OAUTH2_AUDIENCE: opts.audience === null ? '' : (opts.audience ?? OUTLOOK_AUDIENCE),
       USERS: users.map(([u, p]) => `${u}:${p}`).join(' '),
       SSL_CERT: path.join(dir, 'cert.pem'),
       SSL_KEY: path.join(dir, 'key.pem'),

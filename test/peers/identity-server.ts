@@ -6,6 +6,8 @@
 //        -> 302 redirect_uri?code&state; login_hint becomes sub/email/preferred_username/upn of the tokens
 //   POST /token  authorization_code (single-use code; same redirect_uri as at /authorize; PKCE checked),
 //        refresh_token (rotating: each refresh returns a new refresh token, the old one is then invalid),
+//        both for the scopes consented at /authorize (which may span resources; the token is for the first
+//        resource of the request; an unconsented one is AADSTS65001, see issuedScope),
 //        password (any password: a mock), client_credentials. Errors are Microsoft-shaped:
 //        {error, error_description: "AADSTSnnnn: ...", error_codes: [nnnn], timestamp, trace_id, correlation_id}
 //   GET  /userinfo (Bearer header or ?access_token=) -> 200 claims | 401 invalid_token  (Dovecot tokeninfo mode)
@@ -15,13 +17,18 @@
 // Entra-style paths work too: /{tenant}/oauth2/v2.0/{authorize,token,logout},
 // /{tenant}/v2.0/.well-known/openid-configuration and /{tenant}/discovery/v2.0/keys.
 // Tokens are JWTs signed with a key generated at start (kid "k1"); the checks are signature, exp, revocation.
+// Access tokens carry `aud` as Entra ID sets it, from the resource of the requested scopes
+// (https://outlook.office.com for IMAP/SMTP, https://graph.microsoft.com for Graph names such as Mail.Send), and
+// `scp` with the short permission names; checking the audience is the relying peer's job (sink, Dovecot).
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { OAuth2Issuer, OAuth2Service } from 'oauth2-mock-server';
 import type { MutableRedirectUri, MutableResponse, MutableToken } from 'oauth2-mock-server';
 import {
+  audienceOf,
   DEFAULT_SCOPE,
+  issuedScope,
   microsoftError,
   mockPath,
   opaqueRefreshToken,
@@ -35,7 +42,17 @@ import {
   type MicrosoftErrorBody,
 } from './identity-protocol.js';
 
-export { DEFAULT_SCOPE, microsoftError, scpClaim, TENANT_ID, type MicrosoftErrorBody } from './identity-protocol.js';
+export {
+  audienceOf,
+  DEFAULT_SCOPE,
+  GRAPH_AUDIENCE,
+  microsoftError,
+  OUTLOOK_AUDIENCE,
+  scopeResources,
+  scpClaim,
+  TENANT_ID,
+  type MicrosoftErrorBody,
+} from './identity-protocol.js';
 
 export type SigningAlgorithm = 'RS256' | 'ES256';
 
@@ -65,6 +82,10 @@ export interface TokenRequestRecord {
   error?: string;
   /** The user a granted request was issued for (a refresh token's user), so refreshes can be counted per mailbox. */
   user?: string;
+  /** The `scope` the request sent (absent when it sent none). */
+  scope?: string;
+  /** The `aud` of the access token a granted request was issued (https://outlook.office.com, https://graph.microsoft.com). */
+  aud?: string;
 }
 
 export type TokenCheck = { ok: true; claims: Record<string, unknown> } | { ok: false; reason: string };
@@ -83,7 +104,10 @@ export interface IdentityServer {
   readonly lastAuthorizeQuery: Readonly<Record<string, string>> | undefined;
   /** An access token for user, signed like the issued ones; ttlSeconds < 0 gives an expired token. */
   mint(user: string, ttlSeconds?: number, scope?: string): Promise<string>;
-  /** A valid refresh token for user, as if the user had consented (to seed a token store without a browser). */
+  /**
+   * A valid refresh token for user, as if the user had consented to scope (default DEFAULT_SCOPE; several
+   * resources allowed) in a browser: it can be redeemed for any consented resource (to seed a token store).
+   */
   issueRefreshToken(user: string, scope?: string): string;
   /** Makes an access or refresh token invalid from now on. */
   revoke(token: string): void;
@@ -114,6 +138,7 @@ interface PendingCode {
   clientId: string | undefined;
   challenge: { value: string; method: string } | undefined;
 }
+/** A refresh token's user and the scopes they consented to at /authorize (possibly several resources). */
 interface RefreshGrant {
   user: string;
   scope: string;
@@ -121,7 +146,10 @@ interface RefreshGrant {
 /** What a /token request that passed our checks is issuing, looked up by the mock's event hooks. */
 interface Grant {
   user: string | undefined;
+  /** The scopes of the access token: one resource's. */
   scope: string | undefined;
+  /** What a refresh token issued now may be redeemed for (the grant's consent); defaults to scope. */
+  consented?: string;
   signed: number;
 }
 type Refusal = { status: number; body: MicrosoftErrorBody };
@@ -175,7 +203,23 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
   }
   function publicClaims(claims: Record<string, unknown>): Record<string, unknown> {
     const user = typeof claims.email === 'string' ? claims.email : String(claims.sub);
-    return { ...userClaims(user), scope: claims.scp, exp: claims.exp };
+    return { ...userClaims(user), aud: claims.aud, scp: claims.scp, scope: claims.scp, exp: claims.exp };
+  }
+
+  /** The token a consent allows for requested: the first resource's scopes, or AADSTS65001 for an unconsented one. */
+  function consentedGrant(user: string, requested: string, consented: string, clientId: string | undefined): Refusal | Grant {
+    const issued = issuedScope(requested, consented);
+    if (!issued.ok) {
+      return {
+        status: 400,
+        body: microsoftError(
+          'invalid_grant',
+          65001,
+          `The user or administrator has not consented to use the application with ID '${clientId ?? ''}' named '${clientId ?? ''}'. Send an interactive authorization request for this user and resource.`,
+        ),
+      };
+    }
+    return { user, scope: issued.scope, consented, signed: 0 };
   }
 
   /** The checks Entra ID makes before issuing tokens; consumes the code or refresh token at once (single use). */
@@ -209,7 +253,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
         } else if (form.code_verifier) {
           return refuse('invalid_grant', 501481, 'A code_verifier was sent, but the authorization request carried no code_challenge.');
         }
-        return { user: pending.user, scope: form.scope ?? pending.scope, signed: 0 };
+        return consentedGrant(pending.user, form.scope ?? pending.scope, pending.scope, form.client_id);
       }
       case 'refresh_token': {
         const token = form.refresh_token ?? '';
@@ -221,12 +265,15 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
               ? refuse('invalid_grant', 50173, 'The provided grant has expired due to it being revoked, a fresh auth token is needed.')
               : refuse('invalid_grant', 9002313, 'Invalid request. Request is malformed or invalid.');
         }
+        // A refusal for consent leaves the refresh token valid: Entra ID redeems nothing then.
+        const issued = consentedGrant(grant.user, form.scope ?? grant.scope, grant.scope, form.client_id);
+        if ('body' in issued) return issued;
         refreshTokens.delete(token);
         rotatedRefreshTokens.add(token);
-        return { user: grant.user, scope: form.scope ?? grant.scope, signed: 0 };
+        return issued;
       }
-      case 'password':
-        return { user: form.username || defaultUser, scope: form.scope ?? DEFAULT_SCOPE, signed: 0 };
+      case 'password': // consents to what it asks; a token is still for one resource
+        return consentedGrant(form.username || defaultUser, form.scope ?? DEFAULT_SCOPE, form.scope ?? DEFAULT_SCOPE, form.client_id);
       case 'client_credentials':
         return { user: undefined, scope: form.scope, signed: 0 };
       default:
@@ -263,7 +310,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
     if (grant.user) Object.assign(token.payload, userClaims(grant.user));
     if (isAccessToken) {
       delete token.payload.scope;
-      if (grant.scope !== undefined) token.payload.scp = scpClaim(grant.scope);
+      if (grant.scope !== undefined) Object.assign(token.payload, { aud: audienceOf(grant.scope), scp: scpClaim(grant.scope) });
     }
     token.payload.jti = crypto.randomUUID(); // tokens minted in the same second must still differ
     token.payload.exp = token.payload.iat + ttl;
@@ -277,7 +324,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
     if (grant.scope !== undefined) resp.body.scope = grant.scope;
     if (resp.body.refresh_token !== undefined && grant.user) {
       const refreshToken = opaqueRefreshToken();
-      refreshTokens.set(refreshToken, { user: grant.user, scope: grant.scope ?? DEFAULT_SCOPE });
+      refreshTokens.set(refreshToken, { user: grant.user, scope: grant.consented ?? grant.scope ?? DEFAULT_SCOPE });
       resp.body.refresh_token = refreshToken;
     }
   });
@@ -315,14 +362,22 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
   async function mint(user: string, ttlSeconds = ttl, scope = DEFAULT_SCOPE): Promise<string> {
     return issuer.buildToken({
       expiresIn: ttlSeconds,
-      scopesOrTransform: (_header, payload) => Object.assign(payload, userClaims(user), { scp: scpClaim(scope), jti: crypto.randomUUID() }),
+      scopesOrTransform: (_header, payload) => Object.assign(payload, userClaims(user), { aud: audienceOf(scope), scp: scpClaim(scope), jti: crypto.randomUUID() }),
     });
   }
 
   async function handleToken(req: IncomingMessage & { body?: Form }, res: ServerResponse, form: Form): Promise<void> {
     const grantType = form.grant_type ?? '';
-    const record = (status: number, error?: string, user?: string): void => {
-      tokenRequests.push({ grantType, status, ...(error === undefined ? {} : { error }), ...(user === undefined ? {} : { user }) });
+    const record = (status: number, error?: string, grant?: Grant): void => {
+      const granted = grant && status === 200 ? grant : undefined;
+      tokenRequests.push({
+        grantType,
+        status,
+        ...(error === undefined ? {} : { error }),
+        ...(granted?.user === undefined ? {} : { user: granted.user }),
+        ...(form.scope === undefined ? {} : { scope: form.scope }),
+        ...(granted?.scope === undefined ? {} : { aud: audienceOf(granted.scope) }),
+      });
       log(`token ${grantType} -> ${status}${error ? ` ${error}` : ''}`);
     };
     if (tokenOutage === 'hang') {
@@ -358,7 +413,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
     grants.set(req, decision);
     // We checked PKCE ourselves; the mock would check again and answer its own invalid_request shapes.
     delete form.code_verifier;
-    res.on('finish', () => record(res.statusCode, undefined, decision.user));
+    res.on('finish', () => record(res.statusCode, undefined, decision));
     service.requestHandler(req, res);
   }
 

@@ -9,7 +9,14 @@ import nodemailer from 'nodemailer';
 import pg from 'pg';
 import { postgresUrl } from '../helpers/databases.js';
 import { startDovecot, type Dovecot } from './dovecot.js';
-import { microsoftError, startIdentityServer, type IdentityServer } from './identity-server.js';
+import {
+  DEFAULT_SCOPE,
+  GRAPH_AUDIENCE,
+  microsoftError,
+  OUTLOOK_AUDIENCE,
+  startIdentityServer,
+  type IdentityServer,
+} from './identity-server.js';
 import { replySequence, startSmtpSink, type SinkReply, type SmtpSink } from './smtp-sink.js';
 
 const ALICE = 'alice@example.test';
@@ -179,6 +186,82 @@ describe('identity server', { concurrency: false }, () => {
       await other.stop();
     }
   });
+
+  it('sets aud from the resource of the scopes, as Entra ID: Outlook for IMAP/SMTP, Graph for Mail.Send and bare names', async () => {
+    const cases: [string, string][] = [
+      [DEFAULT_SCOPE, OUTLOOK_AUDIENCE],
+      ['offline_access https://outlook.office.com/SMTP.Send', OUTLOOK_AUDIENCE],
+      ['https://graph.microsoft.com/Mail.Send offline_access', GRAPH_AUDIENCE],
+      ['Mail.Send User.Read', GRAPH_AUDIENCE],
+      ['Mail.ReadWrite', GRAPH_AUDIENCE],
+    ];
+    for (const [scope, aud] of cases) {
+      const minted = jwtClaims(await idp.mint(ALICE, 60, scope));
+      assert.equal(minted.aud, aud, `mint for ${scope}`);
+      const refreshed = await postToken(idp, { grant_type: 'refresh_token', refresh_token: idp.issueRefreshToken(ALICE, scope) });
+      assert.equal(refreshed.status, 200);
+      assert.equal(jwtClaims(String(refreshed.body.access_token)).aud, aud, `refresh for ${scope}`);
+    }
+    assert.equal(jwtClaims(await idp.mint(ALICE, 60)).aud, OUTLOOK_AUDIENCE, 'the default scope is Outlook\'s');
+    assert.equal(jwtClaims(await idp.mint(ALICE, 60, 'Mail.Send')).scp, 'Mail.Send');
+
+    const graphToken = await idp.mint(ALICE, 60, 'https://graph.microsoft.com/Mail.Send');
+    const userinfo = (await (await fetch(`${idp.url}/userinfo`, { headers: { authorization: `Bearer ${graphToken}` } })).json()) as Json;
+    assert.deepEqual([userinfo.aud, userinfo.scp], [GRAPH_AUDIENCE, 'Mail.Send']);
+    const introspected = (await (await fetch(`${idp.url}/introspect`, { method: 'POST', body: new URLSearchParams({ token: await idp.mint(ALICE, 60) }) })).json()) as Json;
+    assert.deepEqual([introspected.active, introspected.aud, introspected.scp], [true, OUTLOOK_AUDIENCE, 'IMAP.AccessAsUser.All SMTP.Send']);
+  });
+
+  it('one consent at /authorize covers Outlook and Graph; a refresh token of it is redeemed for either, and rotates', async () => {
+    const consent = 'offline_access openid https://outlook.office.com/SMTP.Send https://graph.microsoft.com/Mail.Send';
+    const { code } = await authorize(idp, { login_hint: BOB, scope: consent });
+    const before = idp.tokenRequests.length;
+    const first = await postToken(idp, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, scope: consent });
+    assert.equal(first.status, 200);
+    assert.deepEqual([jwtClaims(String(first.body.access_token)).aud, jwtClaims(String(first.body.access_token)).scp], [OUTLOOK_AUDIENCE, 'SMTP.Send']);
+    assert.equal(first.body.scope, 'offline_access openid https://outlook.office.com/SMTP.Send', 'a token is for the first resource only');
+
+    const graph = await postToken(idp, { grant_type: 'refresh_token', refresh_token: String(first.body.refresh_token), scope: 'https://graph.microsoft.com/Mail.Send offline_access' });
+    assert.equal(graph.status, 200);
+    const graphClaims = jwtClaims(String(graph.body.access_token));
+    assert.deepEqual([graphClaims.aud, graphClaims.scp, graphClaims.email], [GRAPH_AUDIENCE, 'Mail.Send', BOB]);
+    assertMicrosoftError(await postToken(idp, { grant_type: 'refresh_token', refresh_token: String(first.body.refresh_token) }), 'invalid_grant');
+
+    const outlook = await postToken(idp, { grant_type: 'refresh_token', refresh_token: String(graph.body.refresh_token), scope: 'offline_access https://outlook.office.com/SMTP.Send' });
+    assert.equal(jwtClaims(String(outlook.body.access_token)).aud, OUTLOOK_AUDIENCE, 'the rotated token keeps the whole consent');
+    assert.deepEqual(
+      idp.tokenRequests.slice(before).map((r) => [r.grantType, r.status, r.scope?.includes('graph') ?? false, r.aud]),
+      [['authorization_code', 200, true, OUTLOOK_AUDIENCE], ['refresh_token', 200, true, GRAPH_AUDIENCE], ['refresh_token', 400, false, undefined], ['refresh_token', 200, false, OUTLOOK_AUDIENCE]],
+    );
+  });
+
+  it('answers a request spanning two resources with a token for the first one (Microsoft documents it so)', async () => {
+    const consent = 'offline_access https://outlook.office.com/SMTP.Send Mail.Send';
+    const refreshToken = idp.issueRefreshToken(ALICE, consent);
+    const graphFirst = await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken, scope: 'Mail.Send https://outlook.office.com/SMTP.Send offline_access' });
+    assert.equal(graphFirst.status, 200);
+    assert.deepEqual([jwtClaims(String(graphFirst.body.access_token)).aud, graphFirst.body.scope], [GRAPH_AUDIENCE, 'Mail.Send offline_access']);
+    assert.equal(idp.tokenRequests.at(-1)?.aud, GRAPH_AUDIENCE);
+  });
+
+  it('refuses a refresh for a resource never consented with invalid_grant AADSTS65001, and the refresh token stays valid', async () => {
+    const refreshToken = idp.issueRefreshToken(ALICE); // DEFAULT_SCOPE: Outlook only
+    const refused = await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken, scope: 'https://graph.microsoft.com/Mail.Send offline_access' });
+    assertMicrosoftError(refused, 'invalid_grant');
+    assert.match(String(refused.body.error_description), /^AADSTS65001: The user or administrator has not consented to use the application .*Send an interactive authorization request for this user and resource\./);
+    assert.deepEqual(refused.body.error_codes, [65001]);
+    assert.deepEqual([idp.tokenRequests.at(-1)?.status, idp.tokenRequests.at(-1)?.error, idp.tokenRequests.at(-1)?.aud], [400, 'invalid_grant', undefined]);
+    assertMicrosoftError(await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken, scope: 'Mail.Send' }), 'invalid_grant');
+
+    const outlook = await postToken(idp, { grant_type: 'refresh_token', refresh_token: refreshToken, scope: 'offline_access https://outlook.office.com/SMTP.Send' });
+    assert.equal(outlook.status, 200);
+    assert.equal(jwtClaims(String(outlook.body.access_token)).aud, OUTLOOK_AUDIENCE);
+
+    const { code } = await authorize(idp, { scope: 'offline_access https://outlook.office.com/SMTP.Send' });
+    const redeemed = await postToken(idp, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, scope: 'offline_access Mail.Send' });
+    assertMicrosoftError(redeemed, 'invalid_grant');
+    assert.deepEqual(redeemed.body.error_codes, [65001], 'a code is redeemed only for what its /authorize consented to');
+  });
 });
 
 describe('smtp sink', { concurrency: false }, () => {
@@ -218,6 +301,44 @@ describe('smtp sink', { concurrency: false }, () => {
     for (const token of ['garbage', await idp.mint(ALICE, -60), await idp.mint(BOB, 60)]) {
       await assert.rejects(send(transport({ user: ALICE, accessToken: token })), { code: 'EAUTH', responseCode: 535 });
     }
+  });
+
+  it('refuses XOAUTH2 with a Microsoft Graph token of the SMTP user (wrong aud) like a bad token, and takes an Outlook one', async () => {
+    const attempts = sink.authAttempts.length;
+    for (const scope of ['https://graph.microsoft.com/Mail.Send', 'Mail.Send User.Read']) {
+      await assert.rejects(send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60, scope) })), { code: 'EAUTH', responseCode: 535 });
+    }
+    await send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60, 'https://outlook.office.com/SMTP.Send') }));
+    const oks = sink.authAttempts.slice(attempts).map((a) => a.ok); // nodemailer tries a refused token twice
+    assert.deepEqual([oks.filter(Boolean).length, oks.at(-1)], [1, true]);
+  });
+
+  it('setAuthDisabled answers AUTH with Microsoft\'s 535 5.7.139 for the tenant or listed mailboxes until switched back', async () => {
+    const disabledFor = (where: 'Tenant' | 'Mailbox') =>
+      new RegExp(`^535 5\\.7\\.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the ${where}\\. Visit https://aka\\.ms/smtp_auth_disabled for more information\\.$`);
+    const refusals = sink.refusals.length;
+    try {
+      sink.setAuthDisabled(true);
+      await assert.rejects(send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) })), { code: 'EAUTH', responseCode: 535, response: disabledFor('Tenant') });
+      passwordSink.setAuthDisabled(true);
+      await assert.rejects(send(transport({ user: ALICE, pass: 'secret' })), { code: 'EAUTH', responseCode: 535, response: disabledFor('Tenant') });
+      passwordSink.setAuthDisabled(false);
+
+      sink.setAuthDisabled([ALICE.toUpperCase()]);
+      await assert.rejects(send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) })), { responseCode: 535, response: disabledFor('Mailbox') });
+      const before = sink.messages.length;
+      await send(transport({ user: BOB, accessToken: await idp.mint(BOB, 60) }));
+      assert.equal(sink.messages.length, before + 1, 'a mailbox not listed still sends');
+    } finally {
+      sink.setAuthDisabled(false);
+    }
+    await send(transport({ user: ALICE, accessToken: await idp.mint(ALICE, 60) }));
+    assert.deepEqual(
+      sink.refusals.slice(refusals).map((r) => [r.stage, r.code, r.address]),
+      [['auth', 535, ALICE], ['auth', 535, ALICE]],
+      'the password sink keeps its own refusals',
+    );
+    assert.equal(passwordSink.refusals.at(-1)?.stage, 'auth');
   });
 
   it('refuses AUTH before STARTTLS, as Microsoft 365 does', async () => {
@@ -339,6 +460,27 @@ describe('dovecot', { concurrency: false }, () => {
       const token = await idp.mint(ALICE, 60);
       idp.revoke(token);
       await assertLoginRefused({ user: ALICE, accessToken: token });
+    });
+    it('with a Microsoft Graph token of the user (aud https://graph.microsoft.com)', async () => {
+      await assertLoginRefused({ user: ALICE, accessToken: await idp.mint(ALICE, 60, 'https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/Mail.ReadWrite') });
+      // Dovecot 2.3's words for a failed active_attribute (aud) check: the audience refused it, nothing else.
+      assert.match(dovecot.logTail(200), /oauth2 failed: Token validation failed: Provided token is not valid/);
+    });
+    it('in introspect mode too: a Graph token is refused, an Outlook one logs in', async () => {
+      const introspecting = await startDovecot({ identityUrl: idp.url, users: {}, oauthMode: 'introspect' });
+      const login = (accessToken: string) => {
+        const client = new ImapFlow({ host: '127.0.0.1', port: introspecting.imapsPort, secure: true, auth: { user: ALICE, accessToken }, logger: false, tls: { rejectUnauthorized: false } });
+        client.on('error', () => undefined);
+        return client;
+      };
+      try {
+        await assert.rejects(login(await idp.mint(ALICE, 60, 'Mail.Send')).connect(), { authenticationFailed: true });
+        const client = login(await idp.mint(ALICE, 60, 'offline_access https://outlook.office.com/IMAP.AccessAsUser.All'));
+        await client.connect();
+        await client.logout();
+      } finally {
+        await introspecting.stop();
+      }
     });
   });
 

@@ -1,12 +1,15 @@
 // An in-process SMTP server (npm smtp-server) that keeps every accepted message, for tests of sending.
 // Shaped like Microsoft 365's smtp.office365.com:587 by default: STARTTLS, then AUTH XOAUTH2 (AUTH before
 // STARTTLS is refused with 538), each token checked at the identity server's /userinfo, whose email must
-// equal the SMTP user. Tests script its answers (451 twice then 250, 550 for one recipient, a refused
+// equal the SMTP user and whose aud must be Exchange Online's (a Microsoft Graph token is refused like a bad
+// one). `setAuthDisabled` turns SMTP AUTH off for the tenant or some mailboxes, as an Exchange admin does
+// (SmtpClientAuthenticationDisabled): AUTH then gets Microsoft's 535 5.7.139. Tests script its answers (451 twice then 250, 550 for one recipient, a refused
 // sender) with a behaviour, and read what arrived from `messages`.
 // Two fixed delays to know: smtp-server waits 100 ms before its greeting on every connection (early-talker
 // check), and nodemailer's pool waits 100 ms after retiring a connection.
 import { SMTPServer } from 'smtp-server';
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
+import { OUTLOOK_AUDIENCE } from './identity-protocol.js';
 import { testCertificate } from './tls-certificate.js';
 
 export type SinkAuth = 'xoauth2' | 'password' | 'none';
@@ -38,8 +41,25 @@ export interface SinkBehaviour {
   data?: (message: SinkMessage) => SinkReply | undefined;
 }
 
+/**
+ * Exchange Online's answers to AUTH when SMTP AUTH is off (Set-TransportConfig / Set-CASMailbox
+ * -SmtpClientAuthenticationDisabled $true), word for word as smtp.office365.com sends them (without the
+ * trailing `[server timestamp id]`), for the tenant and for one mailbox.
+ */
+export const SMTP_AUTH_DISABLED_FOR_TENANT: SinkReply = {
+  code: 535,
+  message: '5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.',
+};
+export const SMTP_AUTH_DISABLED_FOR_MAILBOX: SinkReply = {
+  code: 535,
+  message: '5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox. Visit https://aka.ms/smtp_auth_disabled for more information.',
+};
+
+/** SMTP AUTH off: `true` for the whole tenant, a list for those mailboxes only, `false` on. */
+export type SinkAuthDisabled = boolean | readonly string[];
+
 export interface SinkRefusal {
-  stage: 'mail' | 'rcpt' | 'data';
+  stage: 'auth' | 'mail' | 'rcpt' | 'data';
   address?: string;
   code: number;
   message: string;
@@ -62,6 +82,8 @@ export interface SmtpSinkOptions {
   behaviour?: SinkBehaviour;
   /** Listen port on 127.0.0.1 (default 0: the OS picks one). */
   port?: number;
+  /** SMTP AUTH turned off from the start (default false); see setAuthDisabled. */
+  authDisabled?: SinkAuthDisabled;
   /** Advertised and enforced SIZE limit in bytes (default 36 MB, as Microsoft 365's 35 MB message limit). */
   size?: number;
   /**
@@ -83,6 +105,12 @@ export interface SmtpSink {
   waitFor(n: number, timeoutMs?: number): Promise<SinkMessage[]>;
   /** Replaces the behaviour for the following commands. */
   setBehaviour(behaviour: SinkBehaviour): void;
+  /**
+   * Turns SMTP AUTH off (true: the tenant, a list: those mailboxes, case-insensitive) or on again (false) for
+   * the following AUTH commands: any mechanism then gets SMTP_AUTH_DISABLED_FOR_TENANT or _FOR_MAILBOX, before
+   * the token is looked at, logged in `refusals` with stage 'auth' (and in authAttempts as not ok).
+   */
+  setAuthDisabled(disabled: SinkAuthDisabled): void;
   /**
    * Closes every open session now, as a server's idle timeout does: clients must connect,
    * and so authenticate with a token, again. Returns how many sessions it closed.
@@ -113,11 +141,12 @@ function envelopeOf(session: SMTPServerSession): SinkEnvelope {
   };
 }
 
+/** Exchange Online accepts a token issued to it (aud) for the mailbox it authenticates (email). */
 async function tokenBelongsTo(identityUrl: string, user: string, token: string): Promise<boolean> {
   const response = await fetch(`${identityUrl.replace(/\/$/, '')}/userinfo`, { headers: { authorization: `Bearer ${token}` } });
   if (!response.ok) return false;
-  const claims = (await response.json()) as { email?: unknown };
-  return typeof claims.email === 'string' && claims.email.toLowerCase() === user.toLowerCase();
+  const claims = (await response.json()) as { email?: unknown; aud?: unknown };
+  return typeof claims.email === 'string' && claims.email.toLowerCase() === user.toLowerCase() && claims.aud === OUTLOOK_AUDIENCE;
 }
 
 export async function startSmtpSink(opts: SmtpSinkOptions): Promise<SmtpSink> {
@@ -126,6 +155,12 @@ export async function startSmtpSink(opts: SmtpSinkOptions): Promise<SmtpSink> {
   if (opts.auth === 'password' && !opts.passwords) throw new Error('startSmtpSink: auth password needs passwords');
 
   let behaviour: SinkBehaviour = opts.behaviour ?? {};
+  let authDisabled: SinkAuthDisabled = opts.authDisabled ?? false;
+  const disabledReply = (user: string): SinkReply | undefined => {
+    if (authDisabled === true) return SMTP_AUTH_DISABLED_FOR_TENANT;
+    if (authDisabled === false) return undefined;
+    return authDisabled.some((m) => m.toLowerCase() === user.toLowerCase()) ? SMTP_AUTH_DISABLED_FOR_MAILBOX : undefined;
+  };
   const messages: SinkMessage[] = [];
   const refusals: SinkRefusal[] = [];
   const authAttempts: SinkAuthAttempt[] = [];
@@ -138,6 +173,12 @@ export async function startSmtpSink(opts: SmtpSinkOptions): Promise<SmtpSink> {
 
   const onAuth = (auth: SMTPServerAuthentication, _session: SMTPServerSession, callback: (err: Error | null | undefined, response?: SMTPServerAuthenticationResponse) => void): void => {
     const user = auth.username ?? '';
+    const disabled = disabledReply(user);
+    if (disabled) {
+      authAttempts.push({ method: auth.method, user, ok: false });
+      callback(refuse('auth', disabled, user));
+      return;
+    }
     const settle = (ok: boolean): void => {
       authAttempts.push({ method: auth.method, user, ok });
       if (ok) {
@@ -243,6 +284,9 @@ export async function startSmtpSink(opts: SmtpSinkOptions): Promise<SmtpSink> {
     },
     setBehaviour(next) {
       behaviour = next;
+    },
+    setAuthDisabled(disabled) {
+      authDisabled = disabled;
     },
     dropConnections() {
       // smtp-server keeps its sessions in `connections` (not in its typings); close() ends the socket.

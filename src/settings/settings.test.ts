@@ -132,6 +132,7 @@ for (const dialect of dialects) {
         clientSecret: SECRET,
         authority: 'https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/',
         redirectUri: null,
+        cloud: 'usgov',
       });
     });
 

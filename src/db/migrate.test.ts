@@ -59,7 +59,7 @@ for (const dialect of dialects) {
         await sql`UPDATE outgoing_servers SET refresh_token_enc = ${vault.encrypt('rt-out', refreshTokenContext('outgoing', sending))}, access_token_enc = ${vault.encrypt('at-out', accessTokenContext('outgoing', sending))}, access_token_expires_at = ${now + 3_600_000}, token_account = 'sending@example.com', token_status = 'valid', token_refreshed_at = ${now - 1000} WHERE id = ${sending}`.execute(database.db);
         await sql`UPDATE incoming_servers SET refresh_token_enc = ${vault.encrypt('rt-in', refreshTokenContext('incoming', fetching))}, token_status = 'valid' WHERE id = ${fetching}`.execute(database.db);
         const broken = await insert('outgoing_servers', 'broken', { token_status: 'needs_reconnect', token_error_code: 'AADSTS700082', token_error_message: 'expired', refresh_token_enc: vault.encrypt('rt-old', 'outgoing_servers.refresh_token:999') });
-        const never = await insert('outgoing_servers', 'never', {});
+        await insert('outgoing_servers', 'never', {});
 
         await migrateToLatest(database);
         const db = database.db;
@@ -84,7 +84,6 @@ for (const dialect of dialects) {
           rows.map((r) => [r.name, r.token_status, r.token_error_message]),
           [['sending', 'valid', null], ['broken', 'needs_reconnect', 'expired'], ['never', 'missing', null]],
         );
-        assert.ok(never > 0);
         const columns = (await db.introspection.getTables()).find((t) => t.name === 'outgoing_servers')!.columns.map((c) => c.name);
         assert.ok(!columns.some((c) => c.includes('token')), `no token column is left on the server table: ${columns.join(', ')}`);
       } finally {

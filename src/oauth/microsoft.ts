@@ -32,9 +32,10 @@ export const graphResources: Readonly<Record<Cloud, string>> = {
  * redeeming the Outlook consent's refresh token, so the consent must have listed them (consentScope).
  */
 export function graphScope(cloud: Cloud): string {
-  const graph = graphResources[cloud];
-  return `offline_access ${graph}/Mail.Send ${graph}/User.Read`;
+  return `offline_access ${graphPermissions(cloud)}`;
 }
+
+const graphPermissions = (cloud: Cloud) => `${graphResources[cloud]}/Mail.Send ${graphResources[cloud]}/User.Read`;
 
 /** The scope of a token request: one resource only. */
 export function scopeFor(kind: ServerKind, resource: TokenResource = 'outlook', cloud: Cloud = 'global'): string {
@@ -46,9 +47,7 @@ export function scopeFor(kind: ServerKind, resource: TokenResource = 'outlook', 
  * consent covers SMTP and, for a server that may send through Graph, Graph's permissions as well.
  */
 export function consentScope(kind: ServerKind, withGraph: boolean, cloud: Cloud = 'global'): string {
-  if (!withGraph) return scopes[kind];
-  const graph = graphResources[cloud];
-  return `${scopes[kind]} ${graph}/Mail.Send ${graph}/User.Read`;
+  return withGraph ? `${scopes[kind]} ${graphPermissions(cloud)}` : scopes[kind];
 }
 
 export function authorizeUrl(authority: string): string {

@@ -48,7 +48,7 @@ export function serversCommand(withApp: WithApp): Command {
       test: 'Test Connection: connect, TLS, sign in, MAIL FROM, RCPT TO, DATA — then abort, nothing is sent',
     },
     test: async (app, server) => {
-      const result = await testOutgoingServer(server, { servers: app.services.outgoingServers, parameters: app.services.parameters, tokens: app.services.tokens });
+      const result = await testOutgoingServer(server, { servers: app.services.outgoingServers, parameters: app.services.parameters, tokens: app.services.tokens, graphEndpoint: () => app.services.settings.graphEndpoint() });
       return { ok: result.ok, line: `${result.ok ? 'OK' : 'FAILED'}: ${result.message}\n` };
     },
   });

@@ -73,7 +73,7 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
   constructor(
     protected readonly db: Kysely<DB>,
     private readonly vault: Vault,
-    private readonly audit: AuditLog,
+    protected readonly audit: AuditLog,
     readonly kind: ServerKind<K, Create, Patch, View>,
     /** The address policy for servers of users other than admins, at save and at every connection. */
     readonly hostGuard: HostGuard = new HostGuard(db),

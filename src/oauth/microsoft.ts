@@ -28,14 +28,14 @@ export const graphResources: Readonly<Record<Cloud, string>> = {
 };
 
 /**
- * Graph sending (issue 13): Mail.Send for sendMail, User.Read for Test Connection's GET /me. Asked for by
+ * Graph sending (issue 13): Mail.Send for sendMail, Mail.Send.Shared for sending as another mailbox (/users/{address}/sendMail, with Send As rights in Exchange), User.Read for Test Connection's GET /me. Asked for by
  * redeeming the Outlook consent's refresh token, so the consent must have listed them (consentScope).
  */
 export function graphScope(cloud: Cloud): string {
   return `offline_access ${graphPermissions(cloud)}`;
 }
 
-const graphPermissions = (cloud: Cloud) => `${graphResources[cloud]}/Mail.Send ${graphResources[cloud]}/User.Read`;
+const graphPermissions = (cloud: Cloud) => ['Mail.Send', 'Mail.Send.Shared', 'User.Read'].map((p) => `${graphResources[cloud]}/${p}`).join(' ');
 
 /** The scope of a token request: one resource only. */
 export function scopeFor(kind: ServerKind, resource: TokenResource = 'outlook', cloud: Cloud = 'global'): string {

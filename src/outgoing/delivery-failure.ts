@@ -6,11 +6,13 @@
 import type { OutgoingAuth } from '../db/schema.js';
 import { MAX_ATTEMPTS } from '../lib/backoff.js';
 import { isAppError } from '../lib/errors.js';
+import { classifyGraphError, GraphRequestError } from './graph-failure.js';
 
 export type DeliveryAction = 'retry' | 'fail' | 'wait';
 
 export type FailureType =
   | 'smtp_temporary'
+  | 'graph_temporary'
   | 'connection'
   | 'dns'
   | 'tls'
@@ -34,6 +36,8 @@ export interface DeliveryDecision {
   failureType: FailureType;
   reason: string;
   responseCode?: number;
+  /** When the server said how long to wait (Graph's Retry-After): the next try is not before that. */
+  retryAfterMs?: number;
 }
 
 export interface ClassifyContext {
@@ -223,6 +227,8 @@ function isTokenUnavailable(err: unknown): boolean {
 }
 
 export function classifySendError(err: unknown, context: ClassifyContext): DeliveryDecision {
+  if (err instanceof GraphRequestError) return classifyGraphError(err);
+  if (isAppError(err) && err.details?.graphUnsendable === true) return { action: 'fail', failureType: 'rejected', reason: err.message };
   if (isTokenUnavailable(err) && isAppError(err)) {
     return err.details?.transient === true
       ? { action: 'retry', failureType: 'oauth_transient', reason: `${err.message} It is retried later.` }

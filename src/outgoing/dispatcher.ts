@@ -10,13 +10,14 @@ import { isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { parseMailbox } from '../lib/address.js';
 import type { Parameters } from '../settings/parameters.js';
-import { classifySendError } from './delivery-failure.js';
+import { classifySendError, smtpErrorFacts } from './delivery-failure.js';
+import { isSmtpAuthDisabled } from './smtp-transport.js';
 import type { Envelope, MailTransport } from './mail-transport.js';
 import type { OutgoingAttachmentRow, OutgoingQueue, SendOutcome } from './queue.js';
 import { SentWriter } from './sent-writer.js';
 import { countSendFailure, countSent, timedSend, trailRouted } from '../metrics/send-metrics.js';
 import { routeMail, routeParametersFrom } from './routing.js';
-import { ratePerMinuteOf } from './server-rules.js';
+import { activeTransport, ratePerMinuteOf } from './server-rules.js';
 import { toRoutable, type OutgoingServers } from './servers.js';
 import { PACED } from './queue.js';
 import type { TransportPool } from './transport-pool.js';
@@ -238,6 +239,10 @@ export class Dispatcher {
       const envelope: Envelope = { from: route.envelopeFrom, to: envelopeRecipients(mail) };
       result = await timedSend(server.id, () => transport.send(message, envelope));
     } catch (err) {
+      // An auto server whose tenant refused SMTP AUTH moves to Graph, and this mail goes again through Graph
+      // at once (the switched server's transport is graph, so this happens once per mail).
+      const switched = await this.switchToGraph(server, err);
+      if (switched) return this.sendOne(switched, mail, route, attachments);
       await this.recordSendFailure(server, mail, err, outcome);
       return;
     }
@@ -248,6 +253,20 @@ export class Dispatcher {
     countSent(server.id, log, mail.id, result.response);
     if (result.rejected.length) log.warn({ ...logCtx, rejected: result.rejected.length }, 'sent, but the server refused some recipients');
     else log.debug(logCtx, 'sent');
+  }
+
+  /**
+   * The server as it is after moving to Graph, when it is an auto server and the error is Microsoft's 535
+   * 5.7.139 (SMTP AUTH disabled); undefined otherwise. Every mail of a batch that meets the refusal gets here:
+   * the first one switches the server (a conditional write), the others find it switched.
+   */
+  private async switchToGraph(server: OutgoingServer, err: unknown): Promise<OutgoingServer | undefined> {
+    if (server.auth !== 'outlook' || server.transport !== 'auto' || activeTransport(server) !== 'smtp' || !isSmtpAuthDisabled(err)) return undefined;
+    const { servers, log } = this.deps;
+    const reason = `Microsoft refused SMTP AUTH for ${server.username ?? 'the mailbox'}: ${smtpErrorFacts(err).response ?? smtpErrorFacts(err).message}`;
+    const switched = await servers.switchToGraph(server.id, reason, this.now());
+    if (switched.changed) log.warn({ server: server.id, op: 'send', failureType: 'smtp_auth_disabled' }, `outgoing server "${server.name}" now sends through Microsoft Graph: ${reason}`);
+    return { ...server, transport_switched_at: switched.at, transport_switch_reason: switched.reason };
   }
 
   private async recordSendFailure(server: OutgoingServer, mail: OutgoingMail, err: unknown, outcome: SendOutcome): Promise<void> {
@@ -267,7 +286,7 @@ export class Dispatcher {
       await queue.markFailed(mail.id, this.owner, { failureType: c.failureType, reason: `${c.reason} (gave up after ${mail.attempts} attempts)` }, outcome);
       log.warn(facts, `giving up: ${c.reason}`);
     } else {
-      await queue.markRetry(mail.id, this.owner, { at: this.now() + retryDelayMs(mail.attempts), failureType: c.failureType, reason: c.reason, waiting: false }, outcome);
+      await queue.markRetry(mail.id, this.owner, { at: this.now() + (c.retryAfterMs ?? retryDelayMs(mail.attempts)), failureType: c.failureType, reason: c.reason, waiting: false }, outcome);
       log.info(facts, `will retry: ${c.reason}`);
     }
     if (!isAppError(err) && c.failureType === 'internal') log.error({ ...logCtx, err }, 'unexpected send error');

@@ -171,6 +171,29 @@ export class OutgoingServers extends MailServers<'outgoing', CreateOutgoingServe
     return row?.id ?? null;
   }
 
+  /**
+   * Moves an auto server to Graph after Microsoft refused SMTP AUTH (issue 13). Conditional, so concurrent
+   * senders that met the same refusal switch it once; `changed` says whether this call did. The row's
+   * updated_at stays: the admin's settings did not change, and an edit open in a form is still current.
+   */
+  async switchToGraph(id: number, reason: string, now: number): Promise<{ changed: boolean; at: number; reason: string }> {
+    return this.db.transaction().execute(async (trx) => {
+      const result = await trx
+        .updateTable('outgoing_servers')
+        .set({ transport_switched_at: now, transport_switch_reason: reason })
+        .where('id', '=', id)
+        .where('transport', '=', 'auto')
+        .where('transport_switched_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(result.numUpdatedRows) > 0) {
+        await this.audit.record({ userId: null, label: 'dispatcher' }, 'outgoing_server.transport_switch', `outgoing_server:${id}`, { to: 'graph', reason }, trx);
+        return { changed: true, at: now, reason };
+      }
+      const row = await trx.selectFrom('outgoing_servers').select(['transport_switched_at', 'transport_switch_reason']).where('id', '=', id).executeTakeFirst();
+      return { changed: false, at: row?.transport_switched_at ?? now, reason: row?.transport_switch_reason ?? reason };
+    });
+  }
+
   /** Servers the dispatcher may use: active and not archived, in routing order. */
   async usable(): Promise<OutgoingServerWithOwner[]> {
     // With each connection's state: the dispatcher holds mails for a server that must be reconnected.

@@ -10,14 +10,13 @@
 //   535 nodemailer asks the hook again with renew=true and retries AUTH once on the same connection;
 // - Microsoft 365 answers a refused token with a plain "535 5.7.3 Authentication unsuccessful", no challenge,
 //   so nodemailer does not renew: send() then renews once itself and sends again on a new connection.
-import { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { SendMailOptions, SMTPPoolOptions, SMTPSentMessageInfo } from 'nodemailer';
 import { AppError } from '../lib/errors.js';
 import type { ConnectTarget } from '../mail-servers/host-guard.js';
 import { enhancedStatus, smtpErrorFacts } from './delivery-failure.js';
-import { isStructuralHeader } from './header-rules.js';
-import type { AccessTokenSource, Envelope, MailTransport, OutgoingMessage, SendResult, SmtpCredentials, SmtpEndpoint } from './mail-transport.js';
+import type { AccessTokenSource, MailTransport, SendResult, SmtpCredentials, SmtpEndpoint } from './mail-transport.js';
+import { mailOptions } from './mime.js';
 
 export interface SmtpTransportOptions {
   /** Connections kept open to the server (default 2; the dispatcher passes the server's pool size, server-rules.ts poolSizeOf). */
@@ -65,54 +64,16 @@ export function tokenUnavailable(cause: unknown): AppError {
   return new AppError('JUNIPER_ERR_OAUTH_TOKEN_UNAVAILABLE', `No OAuth2 access token could be obtained: ${facts.message.replace(/\.+$/, '')}.`, { cause, details: { transient } });
 }
 
+/** Microsoft's "SMTP AUTH is disabled" for the tenant or the mailbox: 535 5.7.139 at AUTH (not the password variant, which OAuth fixes). */
+export function isSmtpAuthDisabled(err: unknown): boolean {
+  const facts = smtpErrorFacts(err);
+  return facts.responseCode === 535 && enhancedStatus(facts.response) === '5.7.139' && !/basic authentication is disabled/i.test(facts.response ?? '');
+}
+
 /** A 535 that a fresh token may fix: not Microsoft's "SMTP AUTH disabled" (5.7.139), which no token changes. */
 export function isRefusedToken(err: unknown): boolean {
   const facts = smtpErrorFacts(err);
   return facts.code === 'EAUTH' && facts.responseCode === 535 && enhancedStatus(facts.response) !== '5.7.139';
-}
-
-function mailOptions(message: OutgoingMessage, envelope: Envelope): SendMailOptions {
-  const smtpEnvelope = { from: envelope.from, to: envelope.to };
-  if (message.raw) return { envelope: smtpEnvelope, raw: message.raw };
-  // Enqueueing refused these already (header-rules.ts); dropping them here too keeps a row written by an older
-  // version, or by hand, from duplicating the message's own fields (a "Bcc" header would show the hidden recipients).
-  const headers = Object.fromEntries(Object.entries(message.headers ?? {}).filter(([key]) => !isStructuralHeader(key)));
-  return {
-    envelope: smtpEnvelope,
-    messageId: message.messageId,
-    from: message.from,
-    to: message.to,
-    cc: message.cc,
-    // Bcc is deliberately absent: its recipients are in the envelope, and the header must not exist.
-    ...(message.replyTo ? { replyTo: message.replyTo } : {}),
-    subject: message.subject,
-    ...(message.text != null ? { text: message.text } : {}),
-    ...(message.html != null ? { html: message.html } : {}),
-    headers,
-    attachments: message.attachments.map((a) => ({
-      filename: a.filename,
-      contentType: a.contentType,
-      content: a.content.length > SLICE_BYTES ? slices(a.content) : a.content,
-      ...(a.contentId ? { cid: a.contentId } : {}),
-    })),
-  };
-}
-
-/**
- * Attachments larger than this reach nodemailer as a stream of slices of their bytes (views, no copies). Given
- * one Buffer, nodemailer base64-encodes it in one piece: a string of 1.4 times its size per mail in flight, on
- * V8's large-object heap, which only a full collection frees (the outbound memory benchmark's peak).
- * A multiple of 3, so that no base64 group straddles two slices.
- */
-const SLICE_BYTES = 48 * 1024;
-
-function slices(content: Buffer): Readable {
-  return Readable.from(
-    (function* () {
-      for (let i = 0; i < content.length; i += SLICE_BYTES) yield content.subarray(i, i + SLICE_BYTES);
-    })(),
-    { objectMode: false },
-  );
 }
 
 function sendResult(info: SMTPSentMessageInfo): SendResult {

@@ -1,12 +1,20 @@
-// One pooled SMTP transport per server, rebuilt when the server's settings change (its updated_at moves),
-// so an admin's fix takes effect on the next batch without a restart.
+// One transport per server, rebuilt when the server's settings change (its updated_at moves) or it moves to
+// Graph, so an admin's fix takes effect on the next batch without a restart: a pooled SMTP transport, or for
+// an Outlook server whose active transport is Graph, Graph's sendMail with the connection's Graph token.
 import type { OutgoingServer } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import type { HostGuard } from '../mail-servers/host-guard.js';
 import type { TokenProvider } from '../oauth/token-provider.js';
 import type { MailTransport, SmtpCredentials, SmtpEndpoint, AccessTokenSource } from './mail-transport.js';
-import { poolSizeOf, ratePerMinuteOf } from './server-rules.js';
+import { createGraphTransport } from './graph-transport.js';
+import { activeTransport, poolSizeOf, ratePerMinuteOf } from './server-rules.js';
 import { createSmtpTransport } from './smtp-transport.js';
+
+export interface GraphOptions {
+  /** Graph's base URL now (it follows the Outlook cloud or the microsoft_outlook.graph_endpoint parameter). */
+  endpoint: () => Promise<string>;
+  timeoutMs?: number;
+}
 
 export function smtpEndpoint(server: OutgoingServer): SmtpEndpoint {
   return { serverId: server.id, name: server.name, host: server.host, port: server.port, security: server.security, allowSelfSigned: server.allow_self_signed === 1 };
@@ -39,7 +47,7 @@ export function smtpCredentials(
 }
 
 export class TransportPool {
-  private readonly transports = new Map<number, { stamp: number; address: string | undefined; transport: MailTransport }>();
+  private readonly transports = new Map<number, { stamp: number; address: string | undefined; via: 'smtp' | 'graph'; transport: MailTransport }>();
   /** Per server, the earliest time the next mail may start (its rate limit, in this process). */
   private readonly nextSlot = new Map<number, number>();
 
@@ -48,6 +56,7 @@ export class TransportPool {
     private readonly tokens: TokenProvider | undefined,
     private readonly guard: HostGuard,
     private readonly create: typeof createSmtpTransport = createSmtpTransport,
+    private readonly graph?: GraphOptions,
   ) {}
 
   /**
@@ -77,14 +86,35 @@ export class TransportPool {
   }
 
   private async transportFor(server: OutgoingServer): Promise<MailTransport> {
+    if (activeTransport(server) === 'graph') return this.graphTransportFor(server);
     const target = await this.guard.connectTarget(server, `outgoing mail server "${server.name}" (id ${server.id})`);
     // Read after the await: a concurrent send may have built the same transport meanwhile.
     const cached = this.transports.get(server.id);
-    if (cached && cached.stamp === server.updated_at && cached.address === target?.address) return cached.transport;
+    if (cached && cached.via === 'smtp' && cached.stamp === server.updated_at && cached.address === target?.address) return cached.transport;
     cached?.transport.close();
     const { credentials, tokenSource } = smtpCredentials(server, this.password, this.tokens);
     const transport = this.create(smtpEndpoint(server), credentials, tokenSource, { maxConnections: poolSizeOf(server), ...(target ? { target } : {}) });
-    this.transports.set(server.id, { stamp: server.updated_at, address: target?.address, transport });
+    this.transports.set(server.id, { stamp: server.updated_at, address: target?.address, via: 'smtp', transport });
+    return transport;
+  }
+
+  // Graph's endpoint is a system parameter only admins set, not the server's host: the address policy for
+  // users' servers has nothing to check here.
+  private graphTransportFor(server: OutgoingServer): MailTransport {
+    const cached = this.transports.get(server.id);
+    if (cached && cached.via === 'graph' && cached.stamp === server.updated_at) return cached.transport;
+    cached?.transport.close();
+    const tokens = this.tokens;
+    if (!tokens || !this.graph || !server.username) {
+      throw new AppError('JUNIPER_ERR_OUTLOOK_NOT_CONNECTED', `Outgoing server "${server.name}" (id ${server.id}) sends through Microsoft Graph but has no Outlook connection: click Connect your Outlook account.`);
+    }
+    const transport = createGraphTransport(
+      // /me is the connected account, which may differ from the username (an account with Send As rights).
+      { serverId: server.id, name: server.name, mailbox: server.token_account ?? server.username, baseUrl: this.graph.endpoint },
+      (renew) => tokens.accessToken('outgoing', server.id, { renew, resource: 'graph' }),
+      { maxConcurrent: poolSizeOf(server), ...(this.graph.timeoutMs ? { timeoutMs: this.graph.timeoutMs } : {}) },
+    );
+    this.transports.set(server.id, { stamp: server.updated_at, address: undefined, via: 'graph', transport });
     return transport;
   }
 

@@ -181,6 +181,7 @@ describe('typed mail parameters', () => {
       massMailingServerId: 3,
       maxMessageBytes: 25 * 1024 * 1024,
       outlookEndpoint: null,
+      graphEndpoint: null,
     });
   });
 

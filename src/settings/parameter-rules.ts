@@ -197,6 +197,16 @@ export const knownParameters = {
       return `${url.origin}${url.pathname}`.replace(/\/+$/, '') + '/';
     },
   },
+  'microsoft_outlook.graph_endpoint': {
+    // No default here either: unset, Graph's host follows the cloud (graph.microsoft.com, graph.microsoft.us,
+    // microsoftgraph.chinacloudapi.cn). A US Government DoD tenant sets https://dod-graph.microsoft.us.
+    description: 'Microsoft Graph endpoint Outlook servers send through when their transport is Graph; unset, it follows the cloud in Settings.',
+    normalise(value, key) {
+      // Plain http only for a test Graph server on this machine: access tokens cross it.
+      const url = httpUrl(value, key, 'an https:// URL such as https://graph.microsoft.com (http:// only on 127.0.0.1, localhost or [::1])', (host) => LOOPBACK_HOSTS.has(host));
+      return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
+    },
+  },
   // Retention (issue 11, src/retention/retention.ts): unset keeps for ever.
   'retention.sent_mails.days': retentionRule('Days a finished outgoing mail (sent, failed, cancelled) is kept; unset: for ever.'),
   'retention.mail_bodies.days': retentionRule('Days the body and attachments of a sent outgoing mail are kept (the record stays; failed and cancelled mails keep theirs for a retry); unset: for ever.'),
@@ -271,6 +281,8 @@ export interface MailParameters {
   massMailingServerId: number | null;
   /** Only when set: unset means "derive the authority from the Outlook cloud and tenant settings". */
   outlookEndpoint: string | null;
+  /** Only when set: unset means "Graph's host of the Outlook cloud". */
+  graphEndpoint: string | null;
   maxMessageBytes: number;
 }
 
@@ -298,6 +310,7 @@ export function toMailParameters(stored: ReadonlyMap<string, string>): MailParam
     massMailingDedicatedServer: read('mass_mailing.outgoing_mail_server') === 'true',
     massMailingServerId: serverId === null ? null : Number(serverId),
     outlookEndpoint: read('microsoft_outlook.endpoint'),
+    graphEndpoint: read('microsoft_outlook.graph_endpoint'),
     maxMessageBytes: Number(read('mail.message.max_bytes') ?? knownParameters['mail.message.max_bytes'].defaultValue),
   };
 }

@@ -2,6 +2,7 @@
 // mass-mailing server. The client secret is write-only: stored as vault ciphertext, never returned
 // (hasClientSecret instead) and never audited. Mass mailing has no rows of its own here: it reads and
 // writes the mass_mailing.* parameters, so `juniper params` and this page cannot disagree.
+import { graphResources } from '../oauth/microsoft.js';
 import { secretExpiryWarning, type SecretExpiryWarning } from '../oauth/secret-expiry.js';
 import { isDeepStrictEqual } from 'node:util';
 import type { Kysely } from 'kysely';
@@ -246,6 +247,12 @@ export class Settings {
       if (changed.length > 0) await this.audit.record(actor, 'settings.update', 'settings', { changed }, trx);
     });
     return this.get();
+  }
+
+  /** Microsoft Graph's base URL for sending: the parameter microsoft_outlook.graph_endpoint, else the cloud's Graph host. */
+  async graphEndpoint(): Promise<string> {
+    const [stored, p] = await Promise.all([load(this.db), this.parameters.snapshot()]);
+    return p.graphEndpoint ?? graphResources[stored.cloud];
   }
 
   /** Decrypted Outlook app credentials for the OAuth flow; null until both client id and secret are set. */

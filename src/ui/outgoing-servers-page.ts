@@ -154,7 +154,7 @@ export function outgoingServersPage(services: Services): FastifyPluginAsync {
 
     app.post<{ Params: { id: string }; Body: Form }>('/outgoing-servers/:id/test', { config: { access: 'user' } }, async (request, reply) => {
       const server = await loadManaged(request);
-      const r = await testOutgoingServer(server, { servers: outgoingServers, parameters: services.parameters, tokens: services.tokens });
+      const r = await testOutgoingServer(server, { servers: outgoingServers, parameters: services.parameters, tokens: services.tokens, graphEndpoint: () => services.settings.graphEndpoint() });
       // Rendered, not redirected: the answer belongs to this click, and the form shows the stored server.
       return renderServer(request, reply, await outgoingServers.get(server.id), { result: testResultFlash(r.ok, r.message, r.warnings) });
     });

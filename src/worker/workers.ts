@@ -2,6 +2,8 @@
 import type { App } from '../app.js';
 import { Dispatcher, defaultDispatcherOptions, type DispatcherOptions } from '../outgoing/dispatcher.js';
 import { TransportPool } from '../outgoing/transport-pool.js';
+import { createSmtpTransport } from '../outgoing/smtp-transport.js';
+import type { TokenProvider } from '../oauth/token-provider.js';
 import { FetchScheduler } from '../incoming/scheduler.js';
 import { housekeepingJobs, JobRunner } from './housekeeping.js';
 import { WorkerHeartbeat } from '../jobs/worker-heartbeat.js';
@@ -15,6 +17,12 @@ export interface Workers {
   stop(): Promise<void>;
 }
 
+/** The dispatcher's transports: SMTP pools, and Graph at the endpoint Settings name. `tokens` replaces the app's (tests). */
+export function transportPool(app: App, tokens: TokenProvider = app.services.tokens): TransportPool {
+  const { services } = app;
+  return new TransportPool((s) => services.outgoingServers.password(s), tokens, services.outgoingServers.hostGuard, createSmtpTransport, { endpoint: () => services.settings.graphEndpoint() });
+}
+
 export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}): Workers {
   const { services } = app;
   const dispatcher = new Dispatcher(
@@ -22,7 +30,7 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
       queue: services.queue,
       servers: services.outgoingServers,
       parameters: services.parameters,
-      transports: new TransportPool((s) => services.outgoingServers.password(s), services.tokens, services.outgoingServers.hostGuard),
+      transports: transportPool(app),
       log: app.logger.child({ worker: 'dispatcher' }),
     },
     { ...defaultDispatcherOptions, leaseMs: app.config.send.leaseMs, batchSize: app.config.send.batchSize, ...options },

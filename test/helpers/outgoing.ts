@@ -3,7 +3,7 @@ import { simpleParser } from 'mailparser';
 import type { App } from '../../src/app.js';
 import type { TokenProvider } from '../../src/oauth/token-provider.js';
 import { Dispatcher, defaultDispatcherOptions } from '../../src/outgoing/dispatcher.js';
-import { TransportPool } from '../../src/outgoing/transport-pool.js';
+import { transportPool } from '../../src/worker/workers.js';
 
 export interface TestDispatcher {
   dispatcher: Dispatcher;
@@ -22,7 +22,7 @@ export function testDispatcher(app: App, owner = 'test-worker', options: { token
       queue: app.services.queue,
       servers: app.services.outgoingServers,
       parameters: app.services.parameters,
-      transports: new TransportPool((s) => app.services.outgoingServers.password(s), options.tokens ?? app.services.tokens, app.services.outgoingServers.hostGuard),
+      transports: transportPool(app, options.tokens),
       log: app.logger,
       owner,
       now: () => Date.now() + offset,

@@ -8,11 +8,11 @@ import { mailServerRoutes } from './mail-servers.js';
 
 export const routeQuery = z.object({ from: z.string().min(1), massMailing: z.enum(['true', 'false']).optional(), serverId: z.coerce.number().int().positive().optional() });
 
-export function outgoingServerRoutes(services: Pick<Services, 'outgoingServers' | 'oauthAppStatus' | 'parameters' | 'tokens'>): FastifyPluginAsync {
+export function outgoingServerRoutes(services: Pick<Services, 'outgoingServers' | 'oauthAppStatus' | 'parameters' | 'tokens' | 'settings'>): FastifyPluginAsync {
   const { outgoingServers } = services;
   return async (app) => {
     mailServerRoutes(app, outgoingServers, services.oauthAppStatus, async (server) => {
-      const result = await testOutgoingServer(server, { servers: outgoingServers, parameters: services.parameters, tokens: services.tokens });
+      const result = await testOutgoingServer(server, { servers: outgoingServers, parameters: services.parameters, tokens: services.tokens, graphEndpoint: () => services.settings.graphEndpoint() });
       return { ok: result.ok, message: result.message, stage: result.stage };
     });
 

@@ -1,0 +1,110 @@
+// One message builder for both transports: SMTP hands nodemailer the options, Graph needs the finished MIME
+// bytes. Graph's sendMail has no envelope, it reads the recipients from the message's own To, Cc and Bcc
+// headers, so the Graph copy keeps a Bcc header (Exchange strips it on delivery) where SMTP must not have one.
+import { Readable } from 'node:stream';
+import nodemailer from 'nodemailer';
+import type { SendMailOptions } from 'nodemailer';
+import addressparser from 'nodemailer/lib/addressparser';
+import { AppError } from '../lib/errors.js';
+import { isStructuralHeader } from './header-rules.js';
+import type { Envelope, OutgoingMessage } from './mail-transport.js';
+
+/** nodemailer's options for one message; `withBcc` writes the Bcc header (Graph only). */
+export function mailOptions(message: OutgoingMessage, envelope: Envelope, withBcc = false): SendMailOptions {
+  const smtpEnvelope = { from: envelope.from, to: envelope.to };
+  if (message.raw) return { envelope: smtpEnvelope, raw: message.raw };
+  // Enqueueing refused these already (header-rules.ts); dropping them here too keeps a row written by an older
+  // version, or by hand, from duplicating the message's own fields (a "Bcc" header would show the hidden recipients).
+  const headers = Object.fromEntries(Object.entries(message.headers ?? {}).filter(([key]) => !isStructuralHeader(key)));
+  return {
+    envelope: smtpEnvelope,
+    messageId: message.messageId,
+    from: message.from,
+    to: message.to,
+    cc: message.cc,
+    // Over SMTP Bcc is absent: its recipients are in the envelope, and the header must not exist.
+    ...(withBcc && message.bcc.length ? { bcc: message.bcc } : {}),
+    ...(message.replyTo ? { replyTo: message.replyTo } : {}),
+    subject: message.subject,
+    ...(message.text != null ? { text: message.text } : {}),
+    ...(message.html != null ? { html: message.html } : {}),
+    headers,
+    attachments: message.attachments.map((a) => ({
+      filename: a.filename,
+      contentType: a.contentType,
+      content: a.content.length > SLICE_BYTES ? slices(a.content) : a.content,
+      ...(a.contentId ? { cid: a.contentId } : {}),
+    })),
+  };
+}
+
+/**
+ * Attachments larger than this reach nodemailer as a stream of slices of their bytes (views, no copies). Given
+ * one Buffer, nodemailer base64-encodes it in one piece: a string of 1.4 times its size per mail in flight, on
+ * V8's large-object heap, which only a full collection frees (the outbound memory benchmark's peak).
+ * A multiple of 3, so that no base64 group straddles two slices.
+ */
+const SLICE_BYTES = 48 * 1024;
+
+function slices(content: Buffer): Readable {
+  return Readable.from(
+    (function* () {
+      for (let i = 0; i < content.length; i += SLICE_BYTES) yield content.subarray(i, i + SLICE_BYTES);
+    })(),
+    { objectMode: false },
+  );
+}
+
+// Builds without sending: the same composer, headers and encodings as the SMTP pool, so a mail sent through
+// Graph is byte for byte the message SMTP would have sent, plus its Bcc header.
+const composer = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'windows', disableFileAccess: true, disableUrlAccess: true });
+
+/**
+ * The complete message for Graph's sendMail. A raw message (.eml) goes as it is, with a Bcc header added for
+ * envelope recipients its headers do not name. One whose headers name recipients the mail was not queued for
+ * (an .eml queued with `--to` overrides) cannot go through Graph: Graph would deliver to the headers.
+ */
+export async function graphMime(message: OutgoingMessage, envelope: Envelope): Promise<Buffer> {
+  if (!message.raw) {
+    const info = await composer.sendMail(mailOptions(message, envelope, true));
+    return info.message as Buffer;
+  }
+  const named = headerRecipients(message.raw);
+  const wanted = new Set(envelope.to.map((a) => a.toLowerCase()));
+  const unwanted = [...named].filter((a) => !wanted.has(a));
+  if (unwanted.length > 0) {
+    throw new AppError(
+      'JUNIPER_ERR_VALIDATION',
+      `This message was queued for other recipients than its To/Cc/Bcc headers name (${unwanted.slice(0, 3).join(', ')}${unwanted.length > 3 ? ', …' : ''} would receive it too): Microsoft Graph sends to the headers' recipients only. Send it through an SMTP server, or queue the .eml without recipient overrides.`,
+      { details: { graphUnsendable: true } },
+    );
+  }
+  const hidden = [...wanted].filter((a) => !named.has(a));
+  return hidden.length ? Buffer.concat([Buffer.from(`Bcc: ${hidden.join(', ')}\r\n`), message.raw]) : message.raw;
+}
+
+/** The lower-cased addresses of a message's To, Cc and Bcc headers (groups flattened). */
+export function headerRecipients(raw: Buffer): Set<string> {
+  return new Set(headerAddresses(raw, /^(to|cc|bcc)$/i));
+}
+
+/** The lower-cased addresses in the header fields whose names match, in order (groups flattened). */
+export function headerAddresses(raw: Buffer, fields: RegExp): string[] {
+  const text = raw.subarray(0, headerEnd(raw)).toString('latin1');
+  const out: string[] = [];
+  for (const line of text.replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon <= 0 || !fields.test(line.slice(0, colon).trim())) continue;
+    for (const entry of addressparser(line.slice(colon + 1), { flatten: true })) {
+      if (entry.address) out.push(entry.address.toLowerCase());
+    }
+  }
+  return out;
+}
+
+function headerEnd(raw: Buffer): number {
+  const crlf = raw.indexOf('\r\n\r\n');
+  const lf = raw.indexOf('\n\n');
+  const ends = [crlf, lf].filter((i) => i >= 0);
+  return ends.length ? Math.min(...ends) : raw.length;
+}

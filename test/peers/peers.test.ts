@@ -1,6 +1,7 @@
 // Proves each loopback test peer behaves as the gateway's tests rely on: the identity server's OAuth rules
 // (PKCE, single-use codes, rotating refresh tokens, injected failures), Dovecot's token and password logins,
-// LMTP delivery and submission relay, the SMTP sink's AUTH and scripted replies, and PostgreSQL.
+// LMTP delivery and submission relay, the SMTP sink's AUTH and scripted replies, the Graph server's sendMail
+// (token audience and permissions, Send As, MIME checks, scripted failures), and PostgreSQL.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +18,7 @@ import {
   startIdentityServer,
   type IdentityServer,
 } from './identity-server.js';
+import { GRAPH_MAX_REQUEST_BYTES, graphError, startGraphServer, type GraphServer } from './graph-server.js';
 import { replySequence, startSmtpSink, type SinkReply, type SmtpSink } from './smtp-sink.js';
 
 const ALICE = 'alice@example.test';
@@ -60,7 +62,7 @@ function assertMicrosoftError(result: { status: number; body: Json }, error: str
   assert.ok(Array.isArray(result.body.error_codes) && typeof result.body.error_codes[0] === 'number');
 }
 
-// The four peers are independent: their groups run side by side (tests inside a group run in order).
+// The peers are independent: their groups run side by side (tests inside a group run in order).
 describe('loopback test peers', { concurrency: true }, () => {
 describe('identity server', { concurrency: false }, () => {
   let idp: IdentityServer;
@@ -524,6 +526,190 @@ describe('dovecot', { concurrency: false }, () => {
       auth: { type: 'OAuth2', user: ALICE, accessToken: await idp.mint(ALICE, -60) },
     });
     await assert.rejects(expired.sendMail({ envelope: { from: ALICE, to: [BOB] }, raw: rawMessage('refused') }), { code: 'EAUTH', responseCode: 535 });
+  });
+});
+
+describe('graph server', { concurrency: false }, () => {
+  const GRAPH_SCOPE = 'https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/User.Read';
+  const SHARED = 'shared@example.test';
+  let idp: IdentityServer;
+  let graph: GraphServer;
+  before(async () => {
+    idp = await startIdentityServer({ alg: 'ES256' }); // an EC key is made in a millisecond
+    graph = await startGraphServer({ identityUrl: idp.url });
+  });
+  after(() => Promise.all([graph.stop(), idp.stop()]));
+
+  type GraphErrorBody = { error: { code: string; message: string; innerError: Record<string, string> } };
+  const post = (token: string | undefined, body: string, opts: { path?: string; type?: string; signal?: AbortSignal } = {}) =>
+    fetch(`${graph.url}${opts.path ?? '/v1.0/me/sendMail'}`, {
+      method: 'POST',
+      headers: { ...(token === undefined ? {} : { authorization: `Bearer ${token}` }), 'content-type': opts.type ?? 'text/plain' },
+      body,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+  const mime = (raw: string) => Buffer.from(raw).toString('base64');
+  const graphToken = (user = ALICE, scope = GRAPH_SCOPE) => idp.mint(user, 60, scope);
+  /** Asserts a Graph error answer: status, code, message (string or pattern), and an innerError naming the request-id header. */
+  const assertGraphError = async (response: Response, status: number, code: string, message?: string | RegExp): Promise<GraphErrorBody['error']> => {
+    assert.equal(response.status, status);
+    const { error } = (await response.json()) as GraphErrorBody;
+    assert.equal(error.code, code);
+    if (typeof message === 'string') assert.equal(error.message, message);
+    else if (message) assert.match(error.message, message);
+    assert.equal(error.innerError['request-id'], response.headers.get('request-id'));
+    assert.match(error.innerError.date ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$/);
+    return error;
+  };
+
+  it('accepts a base64 MIME sendMail with a Graph token: 202, empty body, request-id; the message is stored decoded', async () => {
+    const raw = rawMessage('graph send');
+    const response = await post(await graphToken(), mime(raw));
+    assert.equal(response.status, 202);
+    assert.equal(await response.text(), '');
+    assert.match(response.headers.get('request-id') ?? '', /^[0-9a-f-]{36}$/);
+    const [message] = (await graph.waitFor(1)).slice(-1);
+    assert.deepEqual([message?.mailbox, message?.path, message?.sendAs, message?.raw.toString('utf8')], [ALICE, '/v1.0/me/sendMail', null, raw]);
+    assert.deepEqual(graph.requests.at(-1), { method: 'POST', path: '/v1.0/me/sendMail', status: 202, aud: GRAPH_AUDIENCE });
+
+    // Base64 wrapped at 76 characters (as the Graph docs' example is), and a path in other case: Graph takes both.
+    const wrapped = mime(rawMessage('wrapped')).replace(/.{76}/g, '$&\r\n');
+    assert.equal((await post(await graphToken(), wrapped, { path: '/v1.0/ME/SENDMAIL' })).status, 202);
+    assert.match(graph.messages.at(-1)?.raw.toString('utf8') ?? '', /Subject: wrapped/);
+  });
+
+  it('refuses an Outlook token, an expired, a garbage and a missing token with 401 InvalidAuthenticationToken in Graph\'s words', async () => {
+    const before = graph.messages.length;
+    const outlook = await post(await idp.mint(ALICE, 60, 'https://outlook.office.com/SMTP.Send'), mime(rawMessage('x')));
+    await assertGraphError(outlook, 401, 'InvalidAuthenticationToken', 'Access token validation failure. Invalid audience.');
+    assert.match(outlook.headers.get('www-authenticate') ?? '', /^Bearer realm="", authorization_uri="https:\/\/login\.microsoftonline\.com\/common\/oauth2\/authorize", client_id="00000003-0000-0000-c000-000000000000"$/);
+    assert.deepEqual([graph.requests.at(-1)?.status, graph.requests.at(-1)?.aud], [401, OUTLOOK_AUDIENCE]);
+    await assertGraphError(await post(await idp.mint(ALICE, -60, GRAPH_SCOPE), mime(rawMessage('x'))), 401, 'InvalidAuthenticationToken', 'Lifetime validation failed, the token is expired.');
+    await assertGraphError(await post('not-a-token', mime(rawMessage('x'))), 401, 'InvalidAuthenticationToken', /^IDX14100: JWT is not well formed/);
+    await assertGraphError(await post(undefined, mime(rawMessage('x'))), 401, 'InvalidAuthenticationToken', 'Access token is empty.');
+    const revoked = await graphToken();
+    idp.revoke(revoked);
+    await assertGraphError(await post(revoked, mime(rawMessage('x'))), 401, 'InvalidAuthenticationToken', 'Access token validation failure.');
+    assert.equal(graph.messages.length, before);
+  });
+
+  it('refuses a Graph token without Mail.Send with 403 ErrorAccessDenied', async () => {
+    for (const scope of ['https://graph.microsoft.com/User.Read', 'Mail.Send.Shared', 'openid']) {
+      await assertGraphError(await post(await graphToken(ALICE, scope), mime(rawMessage('x'))), 403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.');
+    }
+  });
+
+  it('send as: /users/{other}/sendMail and a From of another address get 403 ErrorSendAsDenied until grantSendAs', async () => {
+    const denied = /^The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account\. Cannot submit message\.$/;
+    const token = await graphToken();
+    const sharedPath = `/v1.0/users/${encodeURIComponent(SHARED)}/sendMail`;
+    await assertGraphError(await post(token, mime(rawMessage('as shared')), { path: sharedPath }), 403, 'ErrorSendAsDenied', denied);
+    const fromShared = rawMessage('from shared').replace(`From: ${ALICE}`, `From: Shared <${SHARED}>`);
+    await assertGraphError(await post(token, mime(fromShared)), 403, 'ErrorSendAsDenied', denied);
+
+    // Its own address is always allowed, in any case, URL-encoded or not.
+    assert.equal((await post(token, mime(rawMessage('own')), { path: `/v1.0/users/${encodeURIComponent(ALICE.toUpperCase())}/sendMail` })).status, 202);
+    assert.equal(graph.messages.at(-1)?.sendAs, ALICE);
+
+    graph.grantSendAs(ALICE.toUpperCase(), 'Shared@Example.test');
+    assert.equal((await post(token, mime(rawMessage('as shared')), { path: sharedPath.replace('sendMail', 'sendmail') })).status, 202);
+    assert.deepEqual([graph.messages.at(-1)?.mailbox, graph.messages.at(-1)?.sendAs], [ALICE, SHARED]);
+    assert.equal((await post(token, mime(fromShared))).status, 202);
+    await assertGraphError(await post(await graphToken(BOB), mime(rawMessage('bob as shared')), { path: sharedPath }), 403, 'ErrorSendAsDenied');
+  });
+
+  it('refuses bad base64, a body that is not MIME and a message without recipients with 400 and Graph\'s codes', async () => {
+    const token = await graphToken();
+    for (const body of ['not base64!', 'QUJD=', '', mime(rawMessage('x')).replace(/\+|\//g, '-')]) {
+      await assertGraphError(await post(token, body), 400, 'ErrorMimeContentInvalidBase64String', 'Invalid base64 string for MIME content.');
+    }
+    await assertGraphError(await post(token, mime('just some text, no header block\r\n')), 400, 'ErrorMimeContentInvalid');
+    await assertGraphError(await post(token, mime(`From: ${ALICE}\r\nSubject: nobody\r\n\r\nNo recipients.\r\n`)), 400, 'ErrorInvalidRecipients', /contains no recipients/);
+    assert.equal((await post(token, mime(`From: ${ALICE}\r\nBcc: ${BOB}\r\nSubject: bcc only\r\n\r\nHi.\r\n`))).status, 202, 'a Bcc header is a recipient');
+  });
+
+  it('failNext answers the next sendMail requests (429 with Retry-After, then 503), then Graph answers normally again', async () => {
+    const token = await graphToken();
+    graph.failNext(
+      { status: 429, headers: { 'Retry-After': '3' }, body: graphError('ApplicationThrottled', 'Application is over its MailboxConcurrency limit.') },
+      { status: 503, body: graphError('ServiceNotAvailable', 'Service is temporarily unavailable.') },
+    );
+    const before = graph.messages.length;
+    const throttled = await post(token, mime(rawMessage('x')));
+    assert.equal(throttled.headers.get('retry-after'), '3');
+    await assertGraphError(throttled, 429, 'ApplicationThrottled', 'Application is over its MailboxConcurrency limit.');
+    await assertGraphError(await post(token, mime(rawMessage('x'))), 503, 'ServiceNotAvailable');
+    assert.equal((await post(token, mime(rawMessage('after the failures')))).status, 202);
+    assert.equal(graph.messages.length, before + 1);
+    assert.deepEqual(graph.requests.slice(-3).map((r) => r.status), [429, 503, 202]);
+  });
+
+  it('answers a request body over 4 MB with 413 and Graph\'s message; one just under is sent', async () => {
+    const token = await graphToken();
+    const withBody = (bytes: number) => `${rawMessage('big').trimEnd()}\r\n${'a'.repeat(bytes)}\r\n`;
+    const over = mime(withBody(3 * 1024 * 1024 + 16 * 1024));
+    assert.ok(over.length > GRAPH_MAX_REQUEST_BYTES);
+    await assertGraphError(await post(token, over), 413, 'BadRequest', 'The maximum request length supported is 4MB.');
+    const under = mime(withBody(3 * 1024 * 1024 - 16 * 1024));
+    assert.ok(under.length < GRAPH_MAX_REQUEST_BYTES);
+    assert.equal((await post(token, under)).status, 202);
+  });
+
+  it('stores a JSON sendMail as json with saveToSentItems (a boolean or Graph\'s "false" string); a foreign from is ErrorSendAsDenied', async () => {
+    const token = await graphToken();
+    const message = { subject: 'json send', body: { contentType: 'Text', content: 'Hi.' }, toRecipients: [{ emailAddress: { address: BOB } }] };
+    for (const [saveToSentItems, expected] of [[false, false], ['false', false], [undefined, undefined]] as const) {
+      const response = await post(token, JSON.stringify({ message, saveToSentItems }), { type: 'application/json' });
+      assert.equal(response.status, 202);
+      const stored = graph.messages.at(-1);
+      assert.deepEqual([stored?.json, stored?.saveToSentItems, stored?.raw.length], [message, expected, 0]);
+    }
+    await assertGraphError(await post(token, '{"message":', { type: 'application/json' }), 400, 'BadRequest', /^Unable to read JSON request payload/);
+    await assertGraphError(await post(token, JSON.stringify({ message: { subject: 'x' } }), { type: 'application/json' }), 400, 'ErrorInvalidRecipients');
+    await assertGraphError(await post(token, JSON.stringify({ message: { ...message, from: { emailAddress: { address: 'pattif@example.test' } } } }), { type: 'application/json' }), 403, 'ErrorSendAsDenied');
+  });
+
+  it('GET /v1.0/me answers the token\'s user with User.Read, and 403 Authorization_RequestDenied without it', async () => {
+    const token = await graphToken(BOB);
+    const response = await fetch(`${graph.url}/v1.0/me`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(response.status, 200);
+    const me = (await response.json()) as Json;
+    assert.deepEqual(
+      [me['@odata.context'], me.mail, me.userPrincipalName, me.displayName, me.id],
+      [`${graph.url}/v1.0/$metadata#users/$entity`, BOB, BOB, 'bob', jwtClaims(token).oid],
+    );
+    const mailOnly = await fetch(`${graph.url}/v1.0/me`, { headers: { authorization: `Bearer ${await graphToken(BOB, 'Mail.Send')}` } });
+    await assertGraphError(mailOnly, 403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
+  });
+
+  it('answers an unknown segment or method with 400 BadRequest "Resource not found for the segment"', async () => {
+    const token = await graphToken();
+    const get = (path: string) => fetch(`${graph.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
+    await assertGraphError(await get('/v1.0/me/sendMailz'), 400, 'BadRequest', "Resource not found for the segment 'sendMailz'.");
+    await assertGraphError(await get('/v1.0/me/sendMail'), 400, 'BadRequest', "Resource not found for the segment 'sendMail'.");
+    await assertGraphError(await get('/v1.0/nothing'), 400, 'BadRequest', "Resource not found for the segment 'nothing'.");
+  });
+
+  it('setHang holds sendMail requests; one whose client gave up is dropped unprocessed, a waiting one is sent when it ends', async () => {
+    const token = await graphToken();
+    const before = graph.messages.length;
+    const requestsBefore = graph.requests.length;
+    graph.setHang(true);
+    try {
+      await assert.rejects(post(token, mime(rawMessage('abandoned')), { signal: AbortSignal.timeout(200) }), { name: 'TimeoutError' });
+      // The server learns that a client gave up when its connection closes, a moment after the client's abort.
+      for (let i = 0; i < 100 && graph.heldRequests > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(graph.heldRequests, 0, 'an abandoned request no longer counts');
+      const waiting = post(token, mime(rawMessage('waited')));
+      for (let i = 0; i < 100 && graph.heldRequests < 1; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(graph.heldRequests, 1);
+      graph.setHang(false);
+      assert.equal((await waiting).status, 202);
+    } finally {
+      graph.setHang(false);
+    }
+    assert.deepEqual(graph.messages.slice(before).map((m) => /Subject: (\w+)/.exec(m.raw.toString('utf8'))?.[1]), ['waited']);
+    assert.deepEqual(graph.requests.slice(requestsBefore).map((r) => r.status), [0, 202]);
   });
 });
 

@@ -47,7 +47,9 @@ export function smtpCredentials(
 }
 
 export class TransportPool {
-  private readonly transports = new Map<number, { stamp: number; address: string | undefined; via: 'smtp' | 'graph'; transport: MailTransport }>();
+  /** Per server, its SMTP pool and its Graph transport apart: sends still under way on the pool when the server
+   * moves to Graph must end on it, so building the Graph transport does not close the pool. */
+  private readonly transports = new Map<`${number}:${'smtp' | 'graph'}`, { stamp: number; address: string | undefined; transport: MailTransport }>();
   /** Per server, the earliest time the next mail may start (its rate limit, in this process). */
   private readonly nextSlot = new Map<number, number>();
 
@@ -67,7 +69,10 @@ export class TransportPool {
   get(server: OutgoingServer): MailTransport {
     return {
       send: async (message, envelope) => (await this.transportFor(server)).send(message, envelope),
-      close: () => this.transports.get(server.id)?.transport.close(),
+      close: () => {
+        this.transports.get(`${server.id}:smtp`)?.transport.close();
+        this.transports.get(`${server.id}:graph`)?.transport.close();
+      },
     };
   }
 
@@ -89,20 +94,20 @@ export class TransportPool {
     if (activeTransport(server) === 'graph') return this.graphTransportFor(server);
     const target = await this.guard.connectTarget(server, `outgoing mail server "${server.name}" (id ${server.id})`);
     // Read after the await: a concurrent send may have built the same transport meanwhile.
-    const cached = this.transports.get(server.id);
-    if (cached && cached.via === 'smtp' && cached.stamp === server.updated_at && cached.address === target?.address) return cached.transport;
+    const cached = this.transports.get(`${server.id}:smtp`);
+    if (cached && cached.stamp === server.updated_at && cached.address === target?.address) return cached.transport;
     cached?.transport.close();
     const { credentials, tokenSource } = smtpCredentials(server, this.password, this.tokens);
     const transport = this.create(smtpEndpoint(server), credentials, tokenSource, { maxConnections: poolSizeOf(server), ...(target ? { target } : {}) });
-    this.transports.set(server.id, { stamp: server.updated_at, address: target?.address, via: 'smtp', transport });
+    this.transports.set(`${server.id}:smtp`, { stamp: server.updated_at, address: target?.address, transport });
     return transport;
   }
 
   // Graph's endpoint is a system parameter only admins set, not the server's host: the address policy for
   // users' servers has nothing to check here.
   private graphTransportFor(server: OutgoingServer): MailTransport {
-    const cached = this.transports.get(server.id);
-    if (cached && cached.via === 'graph' && cached.stamp === server.updated_at) return cached.transport;
+    const cached = this.transports.get(`${server.id}:graph`);
+    if (cached && cached.stamp === server.updated_at) return cached.transport;
     cached?.transport.close();
     const tokens = this.tokens;
     if (!tokens || !this.graph || !server.username) {
@@ -114,7 +119,7 @@ export class TransportPool {
       (renew) => tokens.accessToken('outgoing', server.id, { renew, resource: 'graph' }),
       { maxConcurrent: poolSizeOf(server), ...(this.graph.timeoutMs ? { timeoutMs: this.graph.timeoutMs } : {}) },
     );
-    this.transports.set(server.id, { stamp: server.updated_at, address: undefined, via: 'graph', transport });
+    this.transports.set(`${server.id}:graph`, { stamp: server.updated_at, address: undefined, transport });
     return transport;
   }
 

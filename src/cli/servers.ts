@@ -21,7 +21,6 @@ const fields: CliField[] = [
   { flags: '--pool-size <n>', help: 'connections kept open to the server, or "default" (Outlook 2, others 5)', as: orDefault },
   { flags: '--rate <n>', help: 'mails a minute at most (0 = no limit), or "default" (Outlook 30, as Microsoft allows; others none)', body: 'ratePerMinute', as: orDefault },
   { flags: '--transport <transport>', help: 'Outlook: smtp, graph (Microsoft Graph sendMail), or auto (SMTP until Microsoft refuses SMTP AUTH; naming it again tries SMTP again)', choices: ['auto', 'smtp', 'graph'] },
-  { flags: '--save-to-sent-items', help: 'through Graph, keep a copy in Sent Items', no: 'through Graph, keep no copy in Sent Items' },
 ];
 
 function describe(s: OutgoingServerView): string {

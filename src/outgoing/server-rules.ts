@@ -83,8 +83,14 @@ export const outgoingServerFields = {
   ratePerMinute: z.number().int().min(0).max(100_000, 'must be from 0 (no limit) to 100000 mails a minute').nullable(),
   /** Outlook only: smtp, graph, or auto (SMTP until Microsoft refuses SMTP AUTH, then Graph). */
   transport: transportSchema,
-  /** Graph only: keep a copy in the mailbox's Sent Items. */
-  saveToSentItems: z.boolean(),
+  /**
+   * Graph keeps a copy in Sent Items of every MIME message, and Juniper sends MIME so that a mail is byte for byte
+   * what SMTP would send (Graph's JSON form, which could skip the copy, drops In-Reply-To, References and other
+   * headers). So the field only reads true; false is refused with the reason rather than stored and ignored.
+   */
+  saveToSentItems: z.boolean().refine((v) => v, {
+    message: 'cannot be turned off: Microsoft Graph keeps a copy in Sent Items of every message sent as MIME, which Juniper does so that a mail is exactly what SMTP would send. Use transport smtp to keep no copy.',
+  }),
 };
 
 export const createOutgoingServerSchema = z

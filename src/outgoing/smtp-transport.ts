@@ -11,7 +11,7 @@
 // - Microsoft 365 answers a refused token with a plain "535 5.7.3 Authentication unsuccessful", no challenge,
 //   so nodemailer does not renew: send() then renews once itself and sends again on a new connection.
 import nodemailer from 'nodemailer';
-import type { SendMailOptions, SMTPPoolOptions, SMTPSentMessageInfo } from 'nodemailer';
+import type { SMTPPoolOptions, SMTPSentMessageInfo } from 'nodemailer';
 import { AppError } from '../lib/errors.js';
 import type { ConnectTarget } from '../mail-servers/host-guard.js';
 import { enhancedStatus, smtpErrorFacts } from './delivery-failure.js';

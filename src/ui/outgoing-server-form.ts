@@ -51,11 +51,10 @@ export interface ServerForm {
   ratePerMinute: string;
   /** Outlook only. */
   transport: Transport;
-  saveToSentItems: boolean;
 }
 
 export function newServerForm(fromFilter = ''): ServerForm {
-  return { name: '', outlook: false, auth: 'password', host: '', port: '587', security: 'starttls', username: '', fromFilter, priority: '10', active: true, allowSelfSigned: false, poolSize: '', ratePerMinute: '', transport: 'auto', saveToSentItems: true };
+  return { name: '', outlook: false, auth: 'password', host: '', port: '587', security: 'starttls', username: '', fromFilter, priority: '10', active: true, allowSelfSigned: false, poolSize: '', ratePerMinute: '', transport: 'auto' };
 }
 
 export function formOfServer(s: OutgoingServer): ServerForm {
@@ -74,7 +73,6 @@ export function formOfServer(s: OutgoingServer): ServerForm {
     poolSize: s.pool_size === null ? '' : String(s.pool_size),
     ratePerMinute: s.rate_per_minute === null ? '' : String(s.rate_per_minute),
     transport: s.auth === 'outlook' ? s.transport : 'auto',
-    saveToSentItems: s.save_to_sent_items === 1,
   };
 }
 
@@ -94,12 +92,11 @@ export function formOfPost(body: Form): ServerForm {
     poolSize: text(body, 'poolSize').trim(),
     ratePerMinute: text(body, 'ratePerMinute').trim(),
     transport: transportSchema.catch('auto').parse(text(body, 'transport')),
-    saveToSentItems: checked(body, 'saveToSentItems'),
   };
 }
 
 /** The Outlook-only fields: a server without Outlook sends by SMTP and has no Sent Items to keep. */
-const graphFields = (f: ServerForm) => (f.outlook ? { transport: f.transport, saveToSentItems: f.saveToSentItems } : {});
+const graphFields = (f: ServerForm) => (f.outlook ? { transport: f.transport } : {});
 
 /** A new server from the form; Outlook servers default to the smtp.office365.com:587 STARTTLS preset. */
 export function toCreate(f: ServerForm, body: Form): CreateOutgoingServer {
@@ -212,8 +209,7 @@ function transportFields(p: ServerPage): SafeHtml {
     </select>
     <p class="help" id="transport-help">Graph sends the same message through the same Outlook connection, without SMTP AUTH; it needs the Mail.Send permission (connect again after changing from SMTP only).</p>
     ${switched}
-    <label class="check"><input type="checkbox" name="saveToSentItems" value="on"${f.saveToSentItems ? html` checked` : null}>
-      <span>Save to Sent Items<small>Through Graph, keep a copy in the mailbox's Sent Items folder.</small></span></label>`;
+    <p class="help" id="sent-items-help">Through Graph, Microsoft keeps a copy of each mail in the mailbox's Sent Items folder (it does for every message sent as MIME, as Juniper sends them); SMTP keeps none.</p>`;
 }
 
 export function serverFormBody(p: ServerPage): SafeHtml {

@@ -236,6 +236,13 @@ for (const dialect of dialects) {
       assert.equal(sink.messages.length, smtpCount);
     });
 
+    it('Save to Sent Items cannot be turned off over Graph, and says why instead of storing a setting it would ignore', async () => {
+      const res = await api('PATCH', `/api/v1/outgoing-servers/${serverId}`, { saveToSentItems: false });
+      assert.equal(res.status, 400, res.text);
+      assert.match(res.text, /keeps a copy in Sent Items of every message sent as MIME/);
+      assert.equal((await api('GET', `/api/v1/outgoing-servers/${serverId}`)).body.saveToSentItems, true);
+    });
+
     it('no token or secret reaches the log', () => {
       const logs = t.logs();
       assert.doesNotMatch(logs, /eyJ[A-Za-z0-9_-]{20,}\./, 'no JWT in the log');

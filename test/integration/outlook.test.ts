@@ -95,7 +95,7 @@ for (const dialect of dialects) {
       assert.equal(q.get('login_hint'), MAILBOX);
       assert.equal(q.get('prompt'), 'select_account');
       // A new Outlook server sends by SMTP until Microsoft refuses SMTP AUTH (transport auto): one consent covers Graph too.
-      assert.equal(q.get('scope'), 'offline_access openid email https://outlook.office.com/SMTP.Send https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/User.Read');
+      assert.equal(q.get('scope'), 'offline_access openid email https://outlook.office.com/SMTP.Send https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/Mail.Send.Shared https://graph.microsoft.com/User.Read');
       const smtpOnly = await api('POST', '/api/v1/outgoing-servers', { name: 'smtp only', auth: 'outlook', username: 'bob@example.test', transport: 'smtp' });
       assert.equal(smtpOnly.status, 201, smtpOnly.text);
       assert.deepEqual([smtpOnly.body.transport, smtpOnly.body.activeTransport, smtpOnly.body.saveToSentItems], ['smtp', 'smtp', true]);

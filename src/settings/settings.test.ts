@@ -149,6 +149,17 @@ for (const dialect of dialects) {
       assert.equal((await settings.outlookCredentials())?.clientSecret, SECRET);
     });
 
+    it('sends through the Graph host of the cloud, unless microsoft_outlook.graph_endpoint overrides it', async () => {
+      assert.equal(await settings.graphEndpoint(), 'https://graph.microsoft.com');
+      await settings.update({ outlook: { cloud: 'usgov' } }, admin);
+      assert.equal(await settings.graphEndpoint(), 'https://graph.microsoft.us');
+      await settings.update({ outlook: { cloud: 'china' } }, admin);
+      assert.equal(await settings.graphEndpoint(), 'https://microsoftgraph.chinacloudapi.cn');
+      await parameters.set('microsoft_outlook.graph_endpoint', 'https://dod-graph.microsoft.us/', admin);
+      assert.equal(await settings.graphEndpoint(), 'https://dod-graph.microsoft.us');
+      await assert.rejects(parameters.set('microsoft_outlook.graph_endpoint', 'http://graph.example.com', admin), /https:\/\/ URL/);
+    });
+
     it('records nothing when a patch changes nothing', async () => {
       await settings.update({ outlook: { tenant: 'organizations' } }, admin);
       const last = (await audit.recent(1))[0]!.id;

@@ -217,6 +217,22 @@ for (const dialect of dialects) {
       assert.ok(graph.requests.some((r) => r.method === 'GET' && r.path === '/v1.0/me'));
     });
 
+    it('Test Connection on an auto server whose tenant refuses SMTP AUTH tests Graph and moves the server to it', async () => {
+      const created = await api('POST', '/api/v1/outgoing-servers', { name: 'Sales 2', auth: 'outlook', username: MAILBOX, host: '127.0.0.1', port: sink.port, allowSelfSigned: true, ratePerMinute: 0, priority: 50 });
+      assert.equal(created.status, 201, created.text);
+      const id = created.body.id as number;
+      assert.equal((await connectOutlook(http, admin, 'outgoing', id)).statusCode, 303);
+      sink.setAuthDisabled([MAILBOX]);
+      const res = await api('POST', `/api/v1/outgoing-servers/${id}/test`);
+      assert.equal(res.body.ok, true, res.text);
+      assert.match(String(res.body.message), /SMTP AUTH is disabled for this mailbox \(535 5\.7\.139 .*disabled for the Mailbox.*now sends through Microsoft Graph/);
+      const view = (await api('GET', `/api/v1/outgoing-servers/${id}`)).body as { activeTransport: string; transportSwitch: { reason: string } | null };
+      assert.equal(view.activeTransport, 'graph');
+      assert.match(view.transportSwitch?.reason ?? '', /at Test Connection/);
+      sink.setAuthDisabled(false);
+      assert.equal((await api('PATCH', `/api/v1/outgoing-servers/${id}`, { active: false })).status, 200);
+    });
+
     it('naming the transport again tries SMTP again; transport graph sends through Graph whatever SMTP says', async () => {
       sink.setAuthDisabled(false);
       assert.equal((await api('PATCH', `/api/v1/outgoing-servers/${serverId}`, { transport: 'auto' })).status, 200);

@@ -84,7 +84,7 @@ ${opts.error ? flashHtml({ kind: 'error', text: opts.error }) : null}
 
 const viewerOf = (user: PrincipalUser) => ({ userId: user.id, admin: user.role === 'admin' });
 
-export function composePage(services: Services): FastifyPluginAsync {
+export function composePage(services: Pick<Services, 'messages' | 'outbox' | 'outgoingServers'>): FastifyPluginAsync {
   const { outbox, outgoingServers, messages } = services;
 
   async function forwardedAttachments(messageId: number, viewer: { userId: number; admin: boolean }): Promise<z.output<typeof attachmentsSchema>> {

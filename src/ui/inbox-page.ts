@@ -147,7 +147,7 @@ ${thread.length > 1
   : null}`;
 }
 
-export function inboxPage(services: Services): FastifyPluginAsync {
+export function inboxPage(services: Pick<Services, 'incomingServers' | 'messages'>): FastifyPluginAsync {
   const { messages, incomingServers } = services;
   const visibleServers = (request: FastifyRequest) => {
     const user = request.principal!.user;

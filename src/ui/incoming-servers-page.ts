@@ -62,7 +62,7 @@ ${servers.length === 0
 <p>${showArchived ? html`<a href="/incoming-servers">Hide archived servers</a>` : html`<a href="/incoming-servers?archived=1">Show archived servers</a>`}</p>`;
 }
 
-export function incomingServersPage(services: Services): FastifyPluginAsync {
+export function incomingServersPage(services: Pick<Services, 'fetchJobs' | 'incoming' | 'incomingServers' | 'jobs' | 'oauthAppStatus' | 'outlookConnect' | 'settings'>): FastifyPluginAsync {
   const { incomingServers, incoming } = services;
 
   async function loadManaged(request: Pick<FastifyRequest, 'params' | 'principal'>): Promise<IncomingServer> {

@@ -165,7 +165,7 @@ function mailBody(ctx: PageContext, mail: OutgoingMail, m: MailView, serverName:
 </div>`;
 }
 
-export function outboxPage(services: Services): FastifyPluginAsync {
+export function outboxPage(services: Pick<Services, 'outbox' | 'outgoingServers' | 'parameters' | 'queue'>): FastifyPluginAsync {
   const { queue, outbox, outgoingServers } = services;
 
   async function loadReadable(request: FastifyRequest<{ Params: { id: string } }>): Promise<OutgoingMail> {

@@ -57,7 +57,7 @@ ${servers.length === 0
 <p>${showArchived ? html`<a href="/outgoing-servers">Hide archived servers</a>` : html`<a href="/outgoing-servers?archived=1">Show archived servers</a>`}</p>`;
 }
 
-export function outgoingServersPage(services: Services): FastifyPluginAsync {
+export function outgoingServersPage(services: Pick<Services, 'oauthAppStatus' | 'outgoingServers' | 'outlookConnect' | 'parameters' | 'settings' | 'tokens'>): FastifyPluginAsync {
   const { outgoingServers } = services;
 
   async function loadManaged(request: Pick<FastifyRequest, 'params' | 'principal'>): Promise<OutgoingServer> {

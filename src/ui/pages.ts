@@ -162,7 +162,7 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
 }
 
 /** Where the Outlook procedure starts, with what is done so far. */
-async function homeBody(services: Services, user: NonNullable<PageContext['user']>): Promise<SafeHtml> {
+async function homeBody(services: Pick<Services, 'settings' | 'outgoingServers' | 'queue' | 'incomingServers'>, user: NonNullable<PageContext['user']>): Promise<SafeHtml> {
   const admin = user.role === 'admin';
   const [settings, servers, counts, incoming] = await Promise.all([
     admin ? services.settings.get() : null,

@@ -69,7 +69,7 @@ function developerModeHint(): SafeHtml {
 </div>`;
 }
 
-export function parametersPage(services: Services): FastifyPluginAsync {
+export function parametersPage(services: Pick<Services, 'parameters'>): FastifyPluginAsync {
   const { parameters } = services;
 
   async function render(request: FastifyRequest, reply: FastifyReply, refused?: Refused, status = 200) {

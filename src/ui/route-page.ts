@@ -27,7 +27,7 @@ function resultCard(from: string, r: RouteExplanation): SafeHtml {
 </div>`;
 }
 
-export function routePage(services: Services): FastifyPluginAsync {
+export function routePage(services: Pick<Services, 'outgoingServers' | 'parameters'>): FastifyPluginAsync {
   return async (app) => {
     // Admins only, as GET /api/v1/route: the explanation names every server, its From Filter and its owner.
     app.get('/route', { config: { access: 'admin' } }, async (request, reply) => {

@@ -210,7 +210,7 @@ export function originOf(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
 }
 
-export function settingsPage(services: Services): FastifyPluginAsync {
+export function settingsPage(services: Pick<Services, 'outgoingServers' | 'settings'>): FastifyPluginAsync {
   return async (app) => {
     app.get('/settings', { config: { access: 'admin' } }, async (request, reply) => {
       const view = await services.settings.get();

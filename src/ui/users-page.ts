@@ -46,7 +46,7 @@ ${error ? flashHtml({ kind: 'error', text: error }) : null}
 </form>`;
 }
 
-export function usersPage(services: Services): FastifyPluginAsync {
+export function usersPage(services: Pick<Services, 'apiKeys' | 'incomingServers' | 'outgoingServers' | 'signIn' | 'users'>): FastifyPluginAsync {
   const { users, apiKeys } = services;
 
   async function renderUsers(request: FastifyRequest, reply: FastifyReply, error?: string, entered?: Form, status = 200) {

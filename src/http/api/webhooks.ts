@@ -11,7 +11,7 @@ export const webhookIdParams = z.object({ id: z.coerce.number().int().positive()
 export const deliveryParams = webhookIdParams.extend({ deliveryId: z.coerce.number().int().positive() });
 export const deliveriesQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).optional() });
 
-export function webhookRoutes(services: Services): FastifyPluginAsync {
+export function webhookRoutes(services: Pick<Services, 'webhooks'>): FastifyPluginAsync {
   const { webhooks } = services;
   return async (app) => {
     app.get('/api/v1/webhooks', { config: { access: 'admin' } }, async () => (await webhooks.list()).map(webhookView));

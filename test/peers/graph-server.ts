@@ -13,6 +13,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { messageWaiters } from './message-waiters.js';
 import { GRAPH_AUDIENCE } from './identity-protocol.js';
 
 export interface GraphServerOptions {
@@ -189,7 +190,7 @@ export async function startGraphServer(opts: GraphServerOptions): Promise<GraphS
   const requests: GraphRequestRecord[] = [];
   const failures: GraphReply[] = [];
   const grants = new Map<string, Set<string>>();
-  const waiters = new Set<{ n: number; resolve: () => void }>();
+  const waiting = messageWaiters(messages, 'graph server');
   const held: { gone: () => boolean; resume: () => void }[] = [];
   let hang = false;
   let stopped = false;
@@ -342,7 +343,7 @@ export async function startGraphServer(opts: GraphServerOptions): Promise<GraphS
     }
     message.at = Date.now();
     messages.push(message);
-    for (const waiter of waiters) if (messages.length >= waiter.n) waiter.resolve();
+    waiting.arrived();
     answer({ status: 202 });
   }
 
@@ -370,24 +371,7 @@ export async function startGraphServer(opts: GraphServerOptions): Promise<GraphS
     url,
     messages,
     requests,
-    waitFor(n, timeoutMs = 5000) {
-      if (messages.length >= n) return Promise.resolve(messages.slice());
-      return new Promise((resolve, reject) => {
-        const waiter = {
-          n,
-          resolve: () => {
-            clearTimeout(timer);
-            waiters.delete(waiter);
-            resolve(messages.slice());
-          },
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(waiter);
-          reject(new Error(`graph server: expected ${n} message(s) within ${timeoutMs} ms, got ${messages.length}`));
-        }, timeoutMs);
-        waiters.add(waiter);
-      });
-    },
+    waitFor: waiting.waitFor,
     failNext(...replies) {
       failures.push(...replies);
     },

@@ -9,6 +9,7 @@
 // check), and nodemailer's pool waits 100 ms after retiring a connection.
 import { SMTPServer } from 'smtp-server';
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
+import { messageWaiters } from './message-waiters.js';
 import { OUTLOOK_AUDIENCE } from './identity-protocol.js';
 import { testCertificate } from './tls-certificate.js';
 
@@ -164,7 +165,7 @@ export async function startSmtpSink(opts: SmtpSinkOptions): Promise<SmtpSink> {
   const messages: SinkMessage[] = [];
   const refusals: SinkRefusal[] = [];
   const authAttempts: SinkAuthAttempt[] = [];
-  const waiters = new Set<{ n: number; resolve: () => void }>();
+  const waiting = messageWaiters(messages, 'smtp sink');
 
   const refuse = (stage: SinkRefusal['stage'], reply: SinkReply, address?: string): Error => {
     refusals.push(address === undefined ? { stage, code: reply.code, message: reply.message } : { stage, address, code: reply.code, message: reply.message });
@@ -237,7 +238,7 @@ export async function startSmtpSink(opts: SmtpSinkOptions): Promise<SmtpSink> {
         }
         const accept = () => {
           messages.push(message);
-          for (const waiter of waiters) if (messages.length >= waiter.n) waiter.resolve();
+          waiting.arrived();
           callback(null, reply?.message ?? `2.6.0 queued as ${messages.length}`);
         };
         if (opts.delayMs) setTimeout(accept, opts.delayMs);
@@ -264,24 +265,7 @@ export async function startSmtpSink(opts: SmtpSinkOptions): Promise<SmtpSink> {
     messages,
     refusals,
     authAttempts,
-    waitFor(n, timeoutMs = 5000) {
-      if (messages.length >= n) return Promise.resolve(messages.slice());
-      return new Promise((resolve, reject) => {
-        const waiter = {
-          n,
-          resolve: () => {
-            clearTimeout(timer);
-            waiters.delete(waiter);
-            resolve(messages.slice());
-          },
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(waiter);
-          reject(new Error(`smtp sink: expected ${n} message(s) within ${timeoutMs} ms, got ${messages.length}`));
-        }, timeoutMs);
-        waiters.add(waiter);
-      });
-    },
+    waitFor: waiting.waitFor,
     setBehaviour(next) {
       behaviour = next;
     },

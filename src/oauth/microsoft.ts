@@ -27,27 +27,46 @@ export const graphResources: Readonly<Record<Cloud, string>> = {
   china: 'https://microsoftgraph.chinacloudapi.cn',
 };
 
+/** Microsoft Graph's hosts, the only https hosts a Graph token is issued for and sent to (DoD has its own). */
+export const graphHosts: ReadonlySet<string> = new Set(['graph.microsoft.com', 'graph.microsoft.us', 'dod-graph.microsoft.us', 'microsoftgraph.chinacloudapi.cn']);
+
 /**
- * Graph sending (issue 13): Mail.Send for sendMail, Mail.Send.Shared for sending as another mailbox (/users/{address}/sendMail, with Send As rights in Exchange), User.Read for Test Connection's GET /me. Asked for by
- * redeeming the Outlook consent's refresh token, so the consent must have listed them (consentScope).
+ * The Graph resource tokens are asked for: the endpoint's own when microsoft_outlook.graph_endpoint names a
+ * Graph host (a DoD tenant's dod-graph.microsoft.us is an audience of its own), else the cloud's. A loopback
+ * endpoint (tests) keeps the cloud's resource.
  */
-export function graphScope(cloud: Cloud): string {
-  return `offline_access ${graphPermissions(cloud)}`;
+export function graphResourceFor(cloud: Cloud, endpoint: string | null): string {
+  if (endpoint) {
+    const url = new URL(endpoint);
+    if (url.protocol === 'https:' && graphHosts.has(url.hostname)) return url.origin;
+  }
+  return graphResources[cloud];
 }
 
-const graphPermissions = (cloud: Cloud) => ['Mail.Send', 'Mail.Send.Shared', 'User.Read'].map((p) => `${graphResources[cloud]}/${p}`).join(' ');
+const permissions = (graph: string, names: readonly string[]) => names.map((p) => `${graph}/${p}`).join(' ');
+
+/**
+ * Graph sending (issue 13): Mail.Send for sendMail, User.Read for Test Connection's GET /me. Redeemed from the
+ * Outlook consent's refresh token, so the consent must have listed them (consentScope). Mail.Send.Shared is not
+ * asked for here: Entra ID puts every permission consented for the resource in the token anyway, and asking for
+ * it would fail (AADSTS65001) every connection whose consent lacks it, even for sending as the mailbox itself.
+ */
+export function graphScope(graph: string = graphResources.global): string {
+  return `offline_access ${permissions(graph, ['Mail.Send', 'User.Read'])}`;
+}
 
 /** The scope of a token request: one resource only. */
-export function scopeFor(kind: ServerKind, resource: TokenResource = 'outlook', cloud: Cloud = 'global'): string {
-  return resource === 'graph' ? graphScope(cloud) : scopes[kind];
+export function scopeFor(kind: ServerKind, resource: TokenResource = 'outlook', graph: string = graphResources.global): string {
+  return resource === 'graph' ? graphScope(graph) : scopes[kind];
 }
 
 /**
  * The scope of the authorize request: the consent. Unlike a token request it may span resources, so one
- * consent covers SMTP and, for a server that may send through Graph, Graph's permissions as well.
+ * consent covers SMTP and, for a server that may send through Graph, Graph's permissions as well, with
+ * Mail.Send.Shared for sending as another mailbox (/users/{address}/sendMail, with Send As rights in Exchange).
  */
-export function consentScope(kind: ServerKind, withGraph: boolean, cloud: Cloud = 'global'): string {
-  return withGraph ? `${scopes[kind]} ${graphPermissions(cloud)}` : scopes[kind];
+export function consentScope(kind: ServerKind, withGraph: boolean, graph: string = graphResources.global): string {
+  return withGraph ? `${scopes[kind]} ${permissions(graph, ['Mail.Send', 'Mail.Send.Shared', 'User.Read'])}` : scopes[kind];
 }
 
 export function authorizeUrl(authority: string): string {

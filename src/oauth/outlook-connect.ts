@@ -98,7 +98,7 @@ export class OutlookConnect {
     await db.deleteFrom('oauth_states').where('expires_at', '<', now - STATE_TTL_MS).execute();
     const authorizeUrl = buildAuthorizeUrl(credentials, {
       redirectUri: credentials.redirectUri,
-      scope: consentScope(kind, await this.mayUseGraph(kind, serverId), credentials.cloud),
+      scope: consentScope(kind, await this.mayUseGraph(kind, serverId), credentials.graphResource),
       state,
       codeChallenge: pkce.challenge,
       loginHint: server.username,

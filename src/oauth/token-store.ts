@@ -180,7 +180,7 @@ export class TokenStore implements TokenProvider {
     const refreshToken = vault.decrypt(row.refresh_token_enc!, refreshTokenContext(kind, row.id));
     let tokens: TokenSet;
     try {
-      tokens = await (this.deps.refresh ?? refreshAccessToken)(credentials, { refreshToken, scope: scopeFor(kind, resource, credentials.cloud) }, { timeoutMs: this.options.refreshTimeoutMs });
+      tokens = await (this.deps.refresh ?? refreshAccessToken)(credentials, { refreshToken, scope: scopeFor(kind, resource, credentials.graphResource) }, { timeoutMs: this.options.refreshTimeoutMs });
     } catch (e) {
       await this.recordFailure(kind, resource, row, e);
       throw e;

@@ -81,7 +81,7 @@ async function attempt(server: OutgoingServer, deps: TestDeps): Promise<Connecti
   if (!r.ok && r.stage === 'auth' && server.auth === 'outlook' && server.transport === 'auto' && deps.tokens && enhancedStatus(r.serverReply) === '5.7.139') {
     const graph = await testGraph(server, deps.tokens, deps.graphEndpoint);
     if (!graph.ok) return { ...result, message: `${r.message} Microsoft Graph, which this server (transport auto) would switch to, does not work either: ${graph.message}` };
-    await deps.servers.switchToGraph(server.id, `Microsoft refused SMTP AUTH for ${server.username ?? 'the mailbox'} at Test Connection: ${r.serverReply ?? r.message}`, Date.now());
+    await deps.servers.switchToGraph(server.id, `Microsoft refused SMTP AUTH for ${server.username ?? 'the mailbox'} at Test Connection: ${r.serverReply ?? r.message}`, Date.now(), { userId: null, label: 'test connection' });
     return { ok: true, stage: 'done', warnings: [], message: `SMTP AUTH is disabled for this mailbox (${r.serverReply ?? 'Microsoft answered 535 5.7.139'}), so this server (transport auto) now sends through Microsoft Graph. ${graph.message}` };
   }
   return result;

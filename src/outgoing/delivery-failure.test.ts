@@ -70,7 +70,7 @@ const cases: Case[] = [
   { name: 'invalid envelope before sending', err: Object.assign(new Error('Invalid recipient "bob@example.com>"'), { code: 'EENVELOPE', command: 'API' }), action: 'fail', failureType: 'invalid_address' },
 
   // Authentication: mails wait for an admin, they are never lost.
-  { name: '535 5.7.139 SMTP AUTH disabled for the tenant (Outlook)', err: replyError('EAUTH', 'AUTH XOAUTH2', MS_AUTH_DISABLED, 'Invalid login'), context: outlook, action: 'wait', failureType: 'smtp_auth_disabled', says: [/Manage email apps/, /Authenticated SMTP/, /Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled \$false/, /Security defaults/] },
+  { name: '535 5.7.139 SMTP AUTH disabled for the tenant (Outlook)', err: replyError('EAUTH', 'AUTH XOAUTH2', MS_AUTH_DISABLED, 'Invalid login'), context: outlook, action: 'wait', failureType: 'smtp_auth_disabled', says: [/Manage email apps/, /Authenticated SMTP/, /Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled \$false/, /Security defaults/, /Transport to Automatic or Microsoft Graph/] },
   { name: '535 5.7.139 SMTP AUTH disabled (password)', err: replyError('EAUTH', 'AUTH LOGIN', MS_AUTH_DISABLED, 'Invalid login'), context: password, action: 'wait', failureType: 'smtp_auth_disabled', says: [/Set-CASMailbox/] },
   { name: '535 5.7.139 basic authentication disabled', err: replyError('EAUTH', 'AUTH LOGIN', MS_BASIC_DISABLED, 'Invalid login'), context: password, action: 'wait', failureType: 'smtp_auth_disabled', says: [/Outlook \(OAuth2\)/] },
   { name: 'Microsoft refuses the token: 535 5.7.3', err: replyError('EAUTH', 'AUTH XOAUTH2', MS_BAD_TOKEN, 'Invalid login'), context: outlook, action: 'wait', failureType: 'auth', says: [/reconnect the Outlook account/] },

@@ -199,7 +199,7 @@ function authRefusal(facts: SmtpErrorFacts, context: ClassifyContext): DeliveryD
     return withCode({
       action: 'wait',
       failureType: 'smtp_auth_disabled',
-      reason: `Microsoft 365 refused the login because SMTP AUTH is disabled for the tenant or the mailbox, or blocked by a security policy. ${replied(facts)} Mails wait until it is allowed. ${SMTP_AUTH_HOWTO}`,
+      reason: `Microsoft 365 refused the login because SMTP AUTH is disabled for the tenant or the mailbox, or blocked by a security policy. ${replied(facts)} Mails wait until it is allowed${context.auth === 'outlook' ? ", or set the server's Transport to Automatic or Microsoft Graph, which sends without SMTP AUTH through the same Outlook connection" : ''}. ${SMTP_AUTH_HOWTO}`,
     });
   }
   if (responseCode === 538 || /encryption required/i.test(facts.response ?? '')) {

@@ -227,7 +227,11 @@ export class Dispatcher {
       if (mail.failure_type !== PACED) {
         const slot = this.deps.transports.reserveSlot(server, this.now(), MAX_PACING_WAIT_MS);
         if (slot > this.now() + MAX_PACING_WAIT_MS) {
-          await queue.defer(mail.id, this.owner, this.deps.transports.reserveSlot(server, this.now()), `Paced: outgoing server "${server.name}" sends at most ${ratePerMinuteOf(server)} mails a minute.`);
+          const paused = this.deps.transports.pausedAt(server.id, this.now());
+          const why = paused !== undefined
+            ? `Throttled: Microsoft asked outgoing server "${server.name}" to send nothing until ${new Date(paused).toISOString()} (429 Retry-After); the mail goes then.`
+            : `Paced: outgoing server "${server.name}" sends at most ${ratePerMinuteOf(server)} mails a minute.`;
+          await queue.defer(mail.id, this.owner, this.deps.transports.reserveSlot(server, this.now()), why);
           log.debug(logCtx, 'paced by the server\'s rate limit');
           return;
         }
@@ -286,7 +290,10 @@ export class Dispatcher {
       await queue.markFailed(mail.id, this.owner, { failureType: c.failureType, reason: `${c.reason} (gave up after ${mail.attempts} attempts)` }, outcome);
       log.warn(facts, `giving up: ${c.reason}`);
     } else {
-      await queue.markRetry(mail.id, this.owner, { at: this.now() + (c.retryAfterMs ?? retryDelayMs(mail.attempts)), failureType: c.failureType, reason: c.reason, waiting: false }, outcome);
+      // A Retry-After lengthens the backoff, never shortens it: throttling that lasts must not use up the
+      // attempts in minutes. The server pauses too, so the mails behind this one wait without trying.
+      if (c.retryAfterMs !== undefined) this.deps.transports.pause(server.id, this.now() + c.retryAfterMs);
+      await queue.markRetry(mail.id, this.owner, { at: this.now() + Math.max(c.retryAfterMs ?? 0, retryDelayMs(mail.attempts)), failureType: c.failureType, reason: c.reason, waiting: false }, outcome);
       log.info(facts, `will retry: ${c.reason}`);
     }
     if (!isAppError(err) && c.failureType === 'internal') log.error({ ...logCtx, err }, 'unexpected send error');

@@ -74,6 +74,7 @@ export function classifyGraphError(e: GraphRequestError): DeliveryDecision {
   };
   if (status === 429 || /Throttl|QuotaExceeded|ExceededMessageLimit|SubmissionQuota/i.test(code)) return retryLater('quota', DEFAULT_THROTTLE_MS);
   if (status >= 500) return retryLater('graph_temporary');
+  if (status === 408) return retryLater('timeout');
   if (status === 401) {
     return withStatus({
       action: 'wait',
@@ -81,21 +82,30 @@ export function classifyGraphError(e: GraphRequestError): DeliveryDecision {
       reason: `${said(e)} Microsoft Graph refused the Outlook connection's token even after a fresh one. Mails wait: reconnect the Outlook account on the server form (the consent must include Mail.Send).`,
     });
   }
+  if (status === 413 || code === 'ErrorMessageSizeExceeded') {
+    return withStatus({ action: 'fail', failureType: 'too_large', reason: `${said(e)} The message is too large for the mailbox's send limit. Send smaller attachments (or links to them).` });
+  }
+  if (code === 'ErrorMessageSubmissionBlocked') {
+    return withStatus({
+      action: 'wait',
+      failureType: 'auth',
+      reason: `${said(e)} Exchange has blocked ${mailbox} from sending, usually after it sent what looked like spam: an admin can release it in the Microsoft Defender portal (Email & collaboration → Review → Restricted entities). Mails wait until then.`,
+    });
+  }
+  // The codes of the account's own rights come before send-as: a consent without Mail.Send fails every mail, sent
+  // as anyone, and must make them wait for a reconnect rather than fail them as refused senders.
+  if (code === 'ErrorAccessDenied' || code === 'MailboxNotEnabledForRESTAPI' || (status === 403 && !sendAs && code !== 'ErrorSendAsDenied')) {
+    return withStatus({
+      action: 'wait',
+      failureType: 'auth',
+      reason: `${said(e)} Microsoft Graph does not let ${mailbox} send${sendAs ? ` as ${sendAs}` : ''}: the consent may lack Mail.Send${sendAs ? ' or Mail.Send.Shared (sending as another mailbox also needs Send As rights on it in Exchange)' : ''} (add it to the app registration's API permissions and reconnect the Outlook account), or the mailbox is not an Exchange Online mailbox with a licence. Mails wait until it is fixed.`,
+    });
+  }
   if (code === 'ErrorSendAsDenied' || (sendAs && (status === 403 || status === 404))) {
     return withStatus({
       action: 'fail',
       failureType: 'sender_refused',
       reason: `${said(e)} The connected mailbox ${mailbox} may not send as ${sendAs ?? 'this From address'}: in Exchange, grant ${mailbox} Send As (or Full Access) on ${sendAs ?? 'that address'} and make sure the consent includes Mail.Send.Shared (reconnect the Outlook account), or send from ${mailbox} itself.`,
-    });
-  }
-  if (status === 413 || code === 'ErrorMessageSizeExceeded') {
-    return withStatus({ action: 'fail', failureType: 'too_large', reason: `${said(e)} The message is too large for the mailbox's send limit. Send smaller attachments (or links to them).` });
-  }
-  if (status === 403 || code === 'MailboxNotEnabledForRESTAPI' || code === 'ErrorAccessDenied') {
-    return withStatus({
-      action: 'wait',
-      failureType: 'auth',
-      reason: `${said(e)} Microsoft Graph does not let ${mailbox} send: the consent may lack Mail.Send (add it to the app registration's API permissions and reconnect the Outlook account), or the mailbox is not an Exchange Online mailbox with a licence. Mails wait until it is fixed.`,
     });
   }
   if (/InvalidRecipient|InvalidAddress|ErrorInvalidUser/i.test(code)) {

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { simpleParser } from 'mailparser';
 import { isAppError } from '../lib/errors.js';
 import type { OutgoingMessage } from './mail-transport.js';
-import { graphMime, headerAddresses, headerRecipients } from './mime.js';
+import { graphMime, headerAddresses, headerRecipients, withoutBccHeader } from './mime.js';
 
 const base: OutgoingMessage = {
   messageId: '<m1@example.com>',
@@ -63,5 +63,27 @@ describe('headerAddresses', () => {
   });
   it('works with bare LF line ends', () => {
     assert.deepEqual([...headerRecipients(Buffer.from('To: x@a.test\n\nTo: y@a.test\n'))], ['x@a.test']);
+  });
+});
+
+describe('withoutBccHeader', () => {
+  it('drops a folded Bcc header and keeps everything else byte for byte', () => {
+    const raw = Buffer.from('From: a@x.test\r\nBcc: h1@x.test,\r\n h2@x.test\r\nTo: b@x.test\r\n\r\nBcc: body@x.test\r\n');
+    assert.equal(withoutBccHeader(raw).toString(), 'From: a@x.test\r\nTo: b@x.test\r\n\r\nBcc: body@x.test\r\n');
+  });
+  it('drops a Bcc header that is the last one, without adding a line to the body', () => {
+    assert.equal(withoutBccHeader(Buffer.from('To: b@x.test\r\nBCC: h@x.test\r\n\r\nbody')).toString(), 'To: b@x.test\r\n\r\nbody');
+    assert.equal(withoutBccHeader(Buffer.from('To: b@x.test\nbcc : h@x.test\n\nbody')).toString(), 'To: b@x.test\n\nbody');
+  });
+  it('returns a message without Bcc unchanged (the same buffer)', () => {
+    const raw = Buffer.from('To: b@x.test\r\n\r\nbody');
+    assert.equal(withoutBccHeader(raw), raw);
+  });
+});
+
+describe('graphMime for internationalised addresses', () => {
+  it('matches an IDN header address with the queue\'s Unicode form instead of refusing the message', async () => {
+    const raw = Buffer.from('From: s@example.com\r\nTo: j@xn--bcher-kva.example\r\n\r\nhi');
+    assert.deepEqual(await graphMime({ ...base, raw }, { from: 's@example.com', to: ['j@bücher.example'] }), raw);
   });
 });

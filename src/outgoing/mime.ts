@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { SendMailOptions } from 'nodemailer';
 import addressparser from 'nodemailer/lib/addressparser';
+import { normaliseAddress } from '../lib/address.js';
 import { AppError } from '../lib/errors.js';
 import { isStructuralHeader } from './header-rules.js';
 import type { Envelope, OutgoingMessage } from './mail-transport.js';
@@ -69,8 +70,10 @@ export async function graphMime(message: OutgoingMessage, envelope: Envelope): P
     const info = await composer.sendMail(mailOptions(message, envelope, true));
     return info.message as Buffer;
   }
-  const named = headerRecipients(message.raw);
-  const wanted = new Set(envelope.to.map((a) => a.toLowerCase()));
+  // Compared normalised (lower-cased, IDN domains in ASCII): the queue keeps recipients as mailparser decoded
+  // them (xn-- domains in Unicode), the headers as they were written.
+  const named = new Set([...headerRecipients(message.raw)].map(normalised));
+  const wanted = new Map(envelope.to.map((a) => [normalised(a), a]));
   const unwanted = [...named].filter((a) => !wanted.has(a));
   if (unwanted.length > 0) {
     throw new AppError(
@@ -79,8 +82,30 @@ export async function graphMime(message: OutgoingMessage, envelope: Envelope): P
       { details: { graphUnsendable: true } },
     );
   }
-  const hidden = [...wanted].filter((a) => !named.has(a));
+  const hidden = [...wanted].filter(([key]) => !named.has(key)).map(([key]) => key);
   return hidden.length ? Buffer.concat([Buffer.from(`Bcc: ${hidden.join(', ')}\r\n`), message.raw]) : message.raw;
+}
+
+const normalised = (address: string): string => normaliseAddress(address) ?? address.toLowerCase();
+
+/**
+ * The message without its Bcc header (folded lines included), for a raw .eml at enqueue: sent byte for byte
+ * over SMTP, the header would show every recipient the hidden ones; they stay in the mail's bcc list.
+ */
+export function withoutBccHeader(raw: Buffer): Buffer {
+  // Up to and with the last header line's own line end: what follows starts with the blank line.
+  const blank = headerEnd(raw);
+  const end = blank >= raw.length ? raw.length : blank + (raw[blank] === 0x0d ? 2 : 1);
+  const head = raw.subarray(0, end).toString('latin1');
+  const lines = head.split(/(?<=\n)/);
+  let dropping = false;
+  const kept = lines.filter((line) => {
+    if (/^[ \t]/.test(line)) return !dropping;
+    dropping = /^bcc[ \t]*:/i.test(line);
+    return !dropping;
+  });
+  if (kept.length === lines.length) return raw;
+  return Buffer.concat([Buffer.from(kept.join(''), 'latin1'), raw.subarray(end)]);
 }
 
 /** The lower-cased addresses of a message's To, Cc and Bcc headers (groups flattened). */
@@ -90,7 +115,8 @@ export function headerRecipients(raw: Buffer): Set<string> {
 
 /** The lower-cased addresses in the header fields whose names match, in order (groups flattened). */
 export function headerAddresses(raw: Buffer, fields: RegExp): string[] {
-  const text = raw.subarray(0, headerEnd(raw)).toString('latin1');
+  // UTF-8: an internationalised address (RFC 6532) is UTF-8 in the header; ASCII reads the same either way.
+  const text = raw.subarray(0, headerEnd(raw)).toString('utf8');
   const out: string[] = [];
   for (const line of text.replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/)) {
     const colon = line.indexOf(':');

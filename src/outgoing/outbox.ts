@@ -10,6 +10,7 @@ import type { Parameters } from '../settings/parameters.js';
 import { checkMail, checkRecipients, enqueueSchema, type CheckedMail, type EnqueueInput } from './enqueue-rules.js';
 import { EnqueueGatherer } from './enqueue-gatherer.js';
 import { newMessageId, type IdempotencyRecord, type OutgoingQueue } from './queue.js';
+import { withoutBccHeader } from './mime.js';
 import { parseInput } from '../lib/validate.js';
 import { assertMayManage, type OutgoingServers } from './servers.js';
 
@@ -196,12 +197,13 @@ export class Outbox {
     const bcc = overrides.to ? [] : checkRecipients(addresses(parsed.bcc), 'bcc');
     if (to.length + cc.length + bcc.length === 0) throw new AppError('JUNIPER_ERR_VALIDATION', 'The message has no recipients (To, Cc, Bcc) and none were given.', { details: { field: 'to' } });
     let messageId = parsed.messageId;
-    let bytes = raw;
+    // Its Bcc recipients are kept apart (bcc above); over SMTP the message goes byte for byte, header and all.
+    let bytes = withoutBccHeader(raw);
     if (messageId) await this.assertNewMessageId(messageId);
     else {
       // Every mail keeps one Message-ID across retries: give the message one now, stored with it.
       messageId = newMessageId(from);
-      bytes = Buffer.concat([Buffer.from(`Message-ID: ${messageId}\r\n`), raw]);
+      bytes = Buffer.concat([Buffer.from(`Message-ID: ${messageId}\r\n`), bytes]);
     }
     const result = await this.queue.enqueue(
       { from, to, cc, bcc, replyTo: null, subject: parsed.subject ?? '', text: null, html: null, headers: {}, attachments: [], serverId: overrides.serverId ?? null, massMailing: overrides.massMailing ?? false },

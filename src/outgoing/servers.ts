@@ -1,7 +1,7 @@
 // Outgoing mail servers: the outgoing ServerKind (SMTP presets and auth rules, From filter, pool and rate)
 // over the shared MailServers service, plus what routing needs (owners, usable servers).
 import { sql, type Kysely } from 'kysely';
-import type { AuditLog } from '../audit/audit-log.js';
+import type { Actor, AuditLog } from '../audit/audit-log.js';
 import type { DB, OutgoingServer, OutgoingServerRow, Role } from '../db/schema.js';
 import type { PrincipalUser } from '../users/principal.js';
 import { normaliseAddress } from '../lib/address.js';
@@ -176,7 +176,7 @@ export class OutgoingServers extends MailServers<'outgoing', CreateOutgoingServe
    * senders that met the same refusal switch it once; `changed` says whether this call did. The row's
    * updated_at stays: the admin's settings did not change, and an edit open in a form is still current.
    */
-  async switchToGraph(id: number, reason: string, now: number): Promise<{ changed: boolean; at: number; reason: string }> {
+  async switchToGraph(id: number, reason: string, now: number, actor: Actor = { userId: null, label: 'dispatcher' }): Promise<{ changed: boolean; at: number; reason: string }> {
     return this.db.transaction().execute(async (trx) => {
       const result = await trx
         .updateTable('outgoing_servers')
@@ -186,7 +186,7 @@ export class OutgoingServers extends MailServers<'outgoing', CreateOutgoingServe
         .where('transport_switched_at', 'is', null)
         .executeTakeFirst();
       if (Number(result.numUpdatedRows) > 0) {
-        await this.audit.record({ userId: null, label: 'dispatcher' }, 'outgoing_server.transport_switch', `outgoing_server:${id}`, { to: 'graph', reason }, trx);
+        await this.audit.record(actor, 'outgoing_server.transport_switch', `outgoing_server:${id}`, { to: 'graph', reason }, trx);
         return { changed: true, at: now, reason };
       }
       const row = await trx.selectFrom('outgoing_servers').select(['transport_switched_at', 'transport_switch_reason']).where('id', '=', id).executeTakeFirst();

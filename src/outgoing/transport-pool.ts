@@ -49,9 +49,11 @@ export function smtpCredentials(
 export class TransportPool {
   /** Per server, its SMTP pool and its Graph transport apart: sends still under way on the pool when the server
    * moves to Graph must end on it, so building the Graph transport does not close the pool. */
-  private readonly transports = new Map<`${number}:${'smtp' | 'graph'}`, { stamp: number; address: string | undefined; transport: MailTransport }>();
+  private readonly transports = new Map<`${number}:${'smtp' | 'graph'}`, { stamp: number; address: string | null | undefined; transport: MailTransport }>();
   /** Per server, the earliest time the next mail may start (its rate limit, in this process). */
   private readonly nextSlot = new Map<number, number>();
+  /** Per server, until when the provider asked this process to send nothing (Graph's 429 Retry-After). */
+  private readonly pausedUntil = new Map<number, number>();
 
   constructor(
     private readonly password: (server: OutgoingServer) => string | null,
@@ -84,10 +86,25 @@ export class TransportPool {
    */
   reserveSlot(server: OutgoingServer, now: number, reserveWithinMs = Infinity): number {
     const rate = ratePerMinuteOf(server);
-    if (rate <= 0) return now;
-    const slot = Math.max(now, this.nextSlot.get(server.id) ?? now);
+    const paused = this.pausedUntil.get(server.id) ?? 0;
+    if (rate <= 0) return Math.max(now, paused);
+    const slot = Math.max(now, paused, this.nextSlot.get(server.id) ?? now);
     if (slot - now <= reserveWithinMs) this.nextSlot.set(server.id, slot + 60_000 / rate);
     return slot;
+  }
+
+  /**
+   * The provider throttled the server (429 with Retry-After): no mail of it starts before `until`, so the mails
+   * behind the throttled one go back to the queue (no attempt counted) instead of each meeting the same 429.
+   */
+  pause(serverId: number, until: number): void {
+    if (until > (this.pausedUntil.get(serverId) ?? 0)) this.pausedUntil.set(serverId, until);
+  }
+
+  /** Until when the server is paused, if it is at `now`. */
+  pausedAt(serverId: number, now: number): number | undefined {
+    const until = this.pausedUntil.get(serverId);
+    return until !== undefined && until > now ? until : undefined;
   }
 
   private async transportFor(server: OutgoingServer): Promise<MailTransport> {
@@ -106,8 +123,9 @@ export class TransportPool {
   // Graph's endpoint is a system parameter only admins set, not the server's host: the address policy for
   // users' servers has nothing to check here.
   private graphTransportFor(server: OutgoingServer): MailTransport {
+    // A reconnect changes the account (whose /me Graph sends from) without touching the server row.
     const cached = this.transports.get(`${server.id}:graph`);
-    if (cached && cached.stamp === server.updated_at) return cached.transport;
+    if (cached && cached.stamp === server.updated_at && cached.address === server.token_account) return cached.transport;
     cached?.transport.close();
     const tokens = this.tokens;
     if (!tokens || !this.graph || !server.username) {
@@ -119,7 +137,7 @@ export class TransportPool {
       (renew) => tokens.accessToken('outgoing', server.id, { renew, resource: 'graph' }),
       { maxConcurrent: poolSizeOf(server), ...(this.graph.timeoutMs ? { timeoutMs: this.graph.timeoutMs } : {}) },
     );
-    this.transports.set(`${server.id}:graph`, { stamp: server.updated_at, address: undefined, transport });
+    this.transports.set(`${server.id}:graph`, { stamp: server.updated_at, address: server.token_account ?? undefined, transport });
     return transport;
   }
 

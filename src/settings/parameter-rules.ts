@@ -6,6 +6,7 @@
 import { domainToASCII } from 'node:url';
 import { AppError } from '../lib/errors.js';
 import { parseAllowList } from '../mail-servers/host-policy.js';
+import { graphHosts } from '../oauth/microsoft.js';
 
 export const KEY_PATTERN = /^[a-z0-9._-]{1,128}$/;
 export const MAX_VALUE_LENGTH = 10_000;
@@ -202,9 +203,12 @@ export const knownParameters = {
     // microsoftgraph.chinacloudapi.cn). A US Government DoD tenant sets https://dod-graph.microsoft.us.
     description: 'Microsoft Graph endpoint Outlook servers send through when their transport is Graph; unset, it follows the cloud in Settings.',
     normalise(value, key) {
-      // Plain http only for a test Graph server on this machine: access tokens cross it.
-      const url = httpUrl(value, key, 'an https:// URL such as https://graph.microsoft.com (http:// only on 127.0.0.1, localhost or [::1])', (host) => LOOPBACK_HOSTS.has(host));
-      return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
+      // Access tokens are sent there: only Microsoft's Graph hosts over https, or a test Graph server on this
+      // machine over http. Only the origin: Juniper appends /v1.0/..., so a service root with a path would double it.
+      const url = httpUrl(value, key, `https://${[...graphHosts].join(', https://')} (http:// only on 127.0.0.1, localhost or [::1])`, (host) => LOOPBACK_HOSTS.has(host));
+      if (url.protocol === 'https:' && !graphHosts.has(url.hostname)) throw invalid(key, `one of Microsoft Graph's endpoints: https://${[...graphHosts].join(', https://')}`, value);
+      if (url.pathname !== '/') throw invalid(key, `the endpoint alone, without a path such as ${url.pathname} (Juniper adds /v1.0/...): ${url.origin}`, value);
+      return url.origin;
     },
   },
   // Retention (issue 11, src/retention/retention.ts): unset keeps for ever.

@@ -133,6 +133,7 @@ for (const dialect of dialects) {
         authority: 'https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/',
         redirectUri: null,
         cloud: 'usgov',
+        graphResource: 'https://graph.microsoft.us',
       });
     });
 
@@ -157,7 +158,17 @@ for (const dialect of dialects) {
       assert.equal(await settings.graphEndpoint(), 'https://microsoftgraph.chinacloudapi.cn');
       await parameters.set('microsoft_outlook.graph_endpoint', 'https://dod-graph.microsoft.us/', admin);
       assert.equal(await settings.graphEndpoint(), 'https://dod-graph.microsoft.us');
-      await assert.rejects(parameters.set('microsoft_outlook.graph_endpoint', 'http://graph.example.com', admin), /https:\/\/ URL/);
+      // A DoD tenant's Graph is an audience of its own: tokens are asked for it, not for the cloud's.
+      await settings.update({ outlook: { clientId: CLIENT_ID, clientSecret: SECRET, cloud: 'usgov' } }, admin);
+      assert.equal((await settings.outlookCredentials())?.graphResource, 'https://dod-graph.microsoft.us');
+      await parameters.unset('microsoft_outlook.graph_endpoint', admin);
+      assert.equal((await settings.outlookCredentials())?.graphResource, 'https://graph.microsoft.us');
+      // Graph tokens go only to Microsoft's Graph hosts (or a loopback test server), and the endpoint has no path.
+      await parameters.set('microsoft_outlook.graph_endpoint', 'http://127.0.0.1:4567', admin);
+      assert.equal((await settings.outlookCredentials())?.graphResource, 'https://graph.microsoft.us', 'a loopback endpoint keeps the cloud\'s resource');
+      await assert.rejects(parameters.set('microsoft_outlook.graph_endpoint', 'http://graph.example.com', admin), /http:\/\/ only on 127\.0\.0\.1/);
+      await assert.rejects(parameters.set('microsoft_outlook.graph_endpoint', 'https://graph.example.com', admin), /one of Microsoft Graph's endpoints/);
+      await assert.rejects(parameters.set('microsoft_outlook.graph_endpoint', 'https://graph.microsoft.com/v1.0', admin), /without a path such as \/v1\.0.*https:\/\/graph\.microsoft\.com/);
     });
 
     it('records nothing when a patch changes nothing', async () => {

@@ -2,7 +2,7 @@
 // mass-mailing server. The client secret is write-only: stored as vault ciphertext, never returned
 // (hasClientSecret instead) and never audited. Mass mailing has no rows of its own here: it reads and
 // writes the mass_mailing.* parameters, so `juniper params` and this page cannot disagree.
-import { graphResources } from '../oauth/microsoft.js';
+import { graphResourceFor, graphResources } from '../oauth/microsoft.js';
 import { secretExpiryWarning, type SecretExpiryWarning } from '../oauth/secret-expiry.js';
 import { isDeepStrictEqual } from 'node:util';
 import type { Kysely } from 'kysely';
@@ -57,8 +57,9 @@ export interface OutlookCredentials {
   clientSecret: string;
   authority: string;
   redirectUri: string | null;
-  /** Names the resources of token requests (Graph's differs per cloud). */
   cloud: Cloud;
+  /** Graph's resource for token requests and consent: per cloud, or the graph_endpoint's Graph host (DoD). */
+  graphResource: string;
 }
 
 // null or an empty string clears a field, as an emptied form field does.
@@ -267,6 +268,7 @@ export class Settings {
       authority: view.outlook.authority,
       redirectUri: view.outlook.redirectUri,
       cloud: view.outlook.cloud,
+      graphResource: graphResourceFor(stored.cloud, (await this.parameters.snapshot()).graphEndpoint),
     };
   }
 

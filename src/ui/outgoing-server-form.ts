@@ -98,6 +98,13 @@ export function formOfPost(body: Form): ServerForm {
 /** The Outlook-only fields: a server without Outlook sends by SMTP and has no Sent Items to keep. */
 const graphFields = (f: ServerForm) => (f.outlook ? { transport: f.transport } : {});
 
+/**
+ * The transport of a change: only when it changed or "Try SMTP again" is ticked, since naming it in a patch
+ * ends an automatic switch to Graph; renaming a switched server must not send it back into SMTP's refusals.
+ */
+const graphPatch = (f: ServerForm, body: Form, current: OutgoingServer) =>
+  f.outlook && (f.transport !== current.transport || current.auth !== 'outlook' || checked(body, 'retrySmtp')) ? { transport: f.transport } : {};
+
 /** A new server from the form; Outlook servers default to the smtp.office365.com:587 STARTTLS preset. */
 export function toCreate(f: ServerForm, body: Form): CreateOutgoingServer {
   const password = text(body, 'password');
@@ -140,7 +147,7 @@ export function toPatch(f: ServerForm, body: Form, current: OutgoingServer): Pat
       allowSelfSigned: f.allowSelfSigned,
       poolSize: numberOrNull(f.poolSize),
       ratePerMinute: numberOrNull(f.ratePerMinute),
-      ...graphFields(f),
+      ...graphPatch(f, body, current),
     },
     'server',
   );
@@ -201,7 +208,8 @@ const transportLabels: Record<Transport, string> = {
 function transportFields(p: ServerPage): SafeHtml {
   const { server: s, form: f } = p;
   const switched = s?.transportSwitch && s.transport === 'auto'
-    ? html`<p class="flash flash-warning" id="transport-switch">Sending through Microsoft Graph since ${s.transportSwitch.at.slice(0, 16).replace('T', ' ')} UTC: ${s.transportSwitch.reason} Save the server with Transport Automatic to try SMTP again.</p>`
+    ? html`<p class="flash flash-warning" id="transport-switch">Sending through Microsoft Graph since ${s.transportSwitch.at.slice(0, 16).replace('T', ' ')} UTC: ${s.transportSwitch.reason}</p>
+      <label class="check"><input type="checkbox" name="retrySmtp" value="on"><span>Try SMTP again<small>When saving, send by SMTP again until Microsoft refuses SMTP AUTH once more.</small></span></label>`
     : null;
   return html`<label for="transport">Transport</label>
     <select id="transport" name="transport" aria-describedby="transport-help">

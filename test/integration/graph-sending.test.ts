@@ -146,8 +146,8 @@ for (const dialect of dialects) {
       assert.ok(granted.some((r) => r.aud === GRAPH_AUDIENCE), `a Graph token was redeemed from the Outlook consent: ${JSON.stringify(idp.tokenRequests)}`);
     });
 
-    it('429 with Retry-After is retried after that wait, not failed', async () => {
-      graph.failNext({ status: 429, headers: { 'retry-after': '30' }, body: { error: { code: 'ApplicationThrottled', message: 'Application is over its MailboxConcurrency limit.' } } });
+    it('429 with Retry-After is retried after that wait, and the server sends nothing else until then', async () => {
+      graph.failNext({ status: 429, headers: { 'retry-after': '40' }, body: { error: { code: 'ApplicationThrottled', message: 'Application is over its MailboxConcurrency limit.' } } });
       const id = await send({ subject: 'throttled' });
       await d.drain();
       const waiting = await mail(id);
@@ -155,10 +155,38 @@ for (const dialect of dialects) {
       assert.equal(waiting.failureType, 'quota');
       assert.match(waiting.failureReason ?? '', /ApplicationThrottled/);
       const wait = Date.parse(waiting.nextAttemptAt ?? '') - Date.now();
-      assert.ok(wait > 25_000 && wait <= 31_000, `next attempt in ${wait} ms`);
-      d.advance(31_000);
+      assert.ok(wait > 38_000 && wait <= 41_000, `next attempt in ${wait} ms`);
+      // A mail queued meanwhile waits for the same moment instead of meeting the same 429 (no attempt used).
+      const before = graph.requests.length;
+      const next = await send({ subject: 'behind the throttled one' });
+      await d.drain();
+      const behind = (await api('GET', `/api/v1/mails/${next}`)).body as { state: string; attempts: number; waitingReason: string | null };
+      assert.equal(behind.state, 'queued');
+      assert.match(behind.waitingReason ?? '', /Throttled: Microsoft asked outgoing server "Sales" to send nothing until/);
+      assert.equal(graph.requests.length, before, 'nothing was sent while paused');
+      d.advance(41_000);
       await d.drain();
       assert.equal((await mail(id)).state, 'sent');
+      assert.equal((await mail(next)).state, 'sent');
+    });
+
+    it('a token Graph refuses before its expiry is renewed once and the mail sent with the new one', async () => {
+      const refreshes = () => idp.tokenRequests.filter((r) => r.grantType === 'refresh_token' && r.aud === GRAPH_AUDIENCE).length;
+      const before = refreshes();
+      graph.failNext({ status: 401, body: { error: { code: 'InvalidAuthenticationToken', message: 'Access token validation failure.' } } });
+      const id = await send({ subject: 'renewed' });
+      await d.drain();
+      assert.equal((await mail(id)).state, 'sent');
+      assert.equal(refreshes(), before + 1, 'one fresh Graph token');
+    });
+
+    it('a raw .eml goes through Graph as it is, with a Bcc header for its hidden recipients, and its own Bcc header never over SMTP', async () => {
+      const eml = ['From: Sales <sales@example.test>', 'To: customer@client.test', 'Bcc: secret@client.test', 'Subject: raw one', 'Message-ID: <raw-graph-1@example.test>', '', 'Raw body', ''].join('\r\n');
+      const { id } = await t.app.services.outbox.enqueueRaw(Buffer.from(eml), {}, null, cliActor);
+      await d.drain();
+      assert.equal((await mail(id)).state, 'sent');
+      const sent = graph.messages.at(-1)!;
+      assert.equal(sent.raw.toString(), ['Bcc: secret@client.test', 'From: Sales <sales@example.test>', 'To: customer@client.test', 'Subject: raw one', 'Message-ID: <raw-graph-1@example.test>', '', 'Raw body', ''].join('\r\n'));
     });
 
     it('5xx is transient; a 4xx fails with Graph\'s code and message kept on the mail', async () => {

@@ -1,8 +1,9 @@
 // Content-addressed bytes (attachments, original messages): stored once however many mails carry them,
 // so a mass mailing with one PDF keeps one copy.
 import crypto from 'node:crypto';
-import type { ExpressionBuilder, Kysely, OnConflictDatabase, OnConflictTables } from 'kysely';
+import { PostgresAdapter, sql, type ExpressionBuilder, type Kysely, type OnConflictDatabase, type OnConflictTables } from 'kysely';
 import type { DB } from '../db/schema.js';
+import { AppError } from '../lib/errors.js';
 
 export function sha256Of(content: Buffer): string {
   return crypto.createHash('sha256').update(content).digest('hex');
@@ -11,6 +12,17 @@ export function sha256Of(content: Buffer): string {
 /** Bytes kept in memory by BlobStore.get, in all and per blob (larger ones are always read from the database). */
 export const BLOB_CACHE_BYTES = 32 * 1024 * 1024;
 export const BLOB_CACHE_MAX_ITEM = 8 * 1024 * 1024;
+/** Blobs read once so far, kept in bytes up to this much in all (the rest by their hash only, see get). */
+export const BLOB_PROBATION_BYTES = 1024 * 1024;
+/** Hashes of blobs read once that are remembered, so their second read is kept. */
+const SEEN_HASHES = 4096;
+/** On PostgreSQL, BlobStore.get reads a blob larger than this in pieces of at least this size... */
+export const BLOB_PIECE_BYTES = 256 * 1024;
+/**
+ * ...and in at most this many more: a 25 MB blob is not a hundred round trips, and PostgreSQL decompresses a
+ * compressed value from its start for each piece, so the work grows with the square of the pieces.
+ */
+const MAX_MORE_PIECES = 8;
 /** putMany writes blobs larger than this one per statement. */
 export const LARGE_BLOB_BYTES = 1024 * 1024;
 
@@ -21,17 +33,33 @@ const refreshCreatedAt = (eb: ExpressionBuilder<OnConflictDatabase<DB, 'blobs'>,
 
 export class BlobStore {
   // Content-addressed, so a cached blob can never be stale: a small LRU spares a mass mailing re-reading
-  // its PDF for every recipient.
+  // its PDF for every recipient. Most blobs are read once, though (an attachment of one mail), and keeping
+  // those only pushed the shared ones out and held up to 32 MB of a worker for nothing: a blob enters the
+  // cache when it is read a second time, or by two callers at once. A blob read once waits in a small
+  // probation (BLOB_PROBATION_BYTES, so a small shared logo is not read twice), else only its hash is kept.
   private readonly cache = new Map<string, Buffer>();
   private cachedBytes = 0;
-  private readonly reading = new Map<string, Promise<Buffer>>();
+  private readonly probation = new Map<string, Buffer>();
+  private probationBytes = 0;
+  private readonly seen = new Set<string>();
+  private readonly reading = new Map<string, { read: Promise<Buffer>; shared: boolean }>();
   /** Reads that went to the database (a test reads it to prove the cache is used). */
   reads = 0;
+
+  // PostgreSQL reads a large blob in pieces, so that no read makes one large string: it sends a bytea as hex
+  // text, which pg gathers in a buffer doubled as it grows and turns into a string before decoding it, so a
+  // 1 MB blob read whole cost a 2 MB string, buffers of up to 4 MB and the bytes; that was most of what a
+  // worker on PostgreSQL held beyond one on SQLite. SQLite gives the bytes as they are, and its `substr` of
+  // a blob loads the whole blob each time, so it reads whole. Asked of the Kysely instance because that is
+  // all the services give a store.
+  private readonly inPieces: boolean;
 
   constructor(
     private readonly db: Kysely<DB>,
     private readonly cacheBytes = BLOB_CACHE_BYTES,
-  ) {}
+  ) {
+    this.inPieces = db.getExecutor().adapter instanceof PostgresAdapter;
+  }
 
   /** Stores the bytes unless already there; returns their SHA-256 (`sha256` when the caller hashed them already). */
   async put(content: Buffer, db: Kysely<DB> = this.db, sha256 = sha256Of(content)): Promise<string> {
@@ -74,29 +102,105 @@ export class BlobStore {
       this.cache.set(sha256, hit);
       return hit;
     }
+    const waiting = this.probation.get(sha256);
+    if (waiting) {
+      this.forget(sha256);
+      this.keep(sha256, waiting);
+      return waiting;
+    }
     // Concurrent sends of one mass mailing ask at once: they share one read.
     const reading = this.reading.get(sha256);
-    if (reading) return reading;
-    const read = this.read(sha256).finally(() => this.reading.delete(sha256));
-    this.reading.set(sha256, read);
-    return read;
+    if (reading) {
+      reading.shared = true;
+      return reading.read;
+    }
+    const entry = { read: this.read(sha256), shared: false };
+    this.reading.set(sha256, entry);
+    try {
+      const content = await entry.read;
+      if (entry.shared || this.seen.has(sha256)) this.keep(sha256, content);
+      else this.onProbation(sha256, content);
+      return content;
+    } finally {
+      this.reading.delete(sha256);
+    }
+  }
+
+  private keep(sha256: string, content: Buffer): void {
+    this.seen.delete(sha256);
+    if (content.length > Math.min(BLOB_CACHE_MAX_ITEM, this.cacheBytes) || this.cache.has(sha256)) return;
+    this.cache.set(sha256, content);
+    this.cachedBytes += content.length;
+    for (const [key, value] of this.cache) {
+      if (this.cachedBytes <= this.cacheBytes) break;
+      this.cache.delete(key);
+      this.cachedBytes -= value.length;
+    }
+  }
+
+  private onProbation(sha256: string, content: Buffer): void {
+    if (content.length <= BLOB_PROBATION_BYTES) {
+      this.probation.set(sha256, content);
+      this.probationBytes += content.length;
+    } else this.remember(sha256);
+    for (const [key] of this.probation) {
+      if (this.probationBytes <= BLOB_PROBATION_BYTES) break;
+      this.forget(key);
+      this.remember(key);
+    }
+  }
+
+  private forget(sha256: string): void {
+    const content = this.probation.get(sha256);
+    if (!content) return;
+    this.probation.delete(sha256);
+    this.probationBytes -= content.length;
+  }
+
+  private remember(sha256: string): void {
+    this.seen.add(sha256);
+    for (const key of this.seen) {
+      if (this.seen.size <= SEEN_HASHES) break;
+      this.seen.delete(key);
+    }
   }
 
   private async read(sha256: string): Promise<Buffer> {
     this.reads++;
-    const row = await this.db.selectFrom('blobs').select('content').where('sha256', '=', sha256).executeTakeFirstOrThrow();
-    const content = Buffer.from(row.content);
-    if (content.length <= Math.min(BLOB_CACHE_MAX_ITEM, this.cacheBytes)) {
-      if (!this.cache.has(sha256)) {
-        this.cache.set(sha256, content);
-        this.cachedBytes += content.length;
-      }
-      for (const [key, value] of this.cache) {
-        if (this.cachedBytes <= this.cacheBytes) break;
-        this.cache.delete(key);
-        this.cachedBytes -= value.length;
-      }
+    if (!this.inPieces) {
+      const row = await this.db.selectFrom('blobs').select('content').where('sha256', '=', sha256).executeTakeFirstOrThrow();
+      return ownBuffer(row.content);
+    }
+    // The first piece brings the size too; a blob up to BLOB_PIECE_BYTES is that one statement.
+    const head = await this.db
+      .selectFrom('blobs')
+      .select((eb) => ['size', this.piece(eb, 1, BLOB_PIECE_BYTES)])
+      .where('sha256', '=', sha256)
+      .executeTakeFirstOrThrow();
+    if (head.size <= BLOB_PIECE_BYTES) return ownBuffer(head.piece);
+    const content = Buffer.allocUnsafe(head.size);
+    let at = ownBuffer(head.piece).copy(content, 0);
+    const step = Math.max(BLOB_PIECE_BYTES, Math.ceil((head.size - at) / MAX_MORE_PIECES));
+    while (at < head.size) {
+      const row = await this.db
+        .selectFrom('blobs')
+        .select((eb) => [this.piece(eb, at + 1, step)])
+        .where('sha256', '=', sha256)
+        .executeTakeFirstOrThrow();
+      const piece = ownBuffer(row.piece);
+      // Content-addressed bytes never change; a short piece means the row is not what its size says.
+      if (piece.length !== Math.min(step, head.size - at)) throw new AppError('JUNIPER_ERR_DATABASE', `The stored blob ${sha256} is shorter than its recorded size (${head.size} bytes): its row was changed outside Juniper.`);
+      at += piece.copy(content, at);
     }
     return content;
   }
+
+  private piece(eb: ExpressionBuilder<DB, 'blobs'>, from: number, length: number) {
+    return sql<Buffer>`substr(${eb.ref('content')}, ${from}, ${length})`.as('piece');
+  }
+}
+
+/** Both drivers give a Buffer of its own; copy only what is not one (an Uint8Array view). */
+function ownBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes);
 }

@@ -10,6 +10,9 @@ import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { connectOutlook, signIn, type BrowserSession } from '../helpers/outlook.js';
 import { testDispatcher, type TestDispatcher } from '../helpers/outgoing.js';
+import { Dispatcher, defaultDispatcherOptions } from '../../src/outgoing/dispatcher.js';
+import { createSmtpTransport } from '../../src/outgoing/smtp-transport.js';
+import { TransportPool } from '../../src/outgoing/transport-pool.js';
 import { startGraphServer, type GraphServer } from '../peers/graph-server.js';
 import { GRAPH_AUDIENCE } from '../peers/identity-protocol.js';
 import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
@@ -178,6 +181,26 @@ for (const dialect of dialects) {
       await d.drain();
       assert.equal((await mail(id)).state, 'sent');
       assert.equal(refreshes(), before + 1, 'one fresh Graph token');
+    });
+
+    it('a Graph that hangs is given up after the timeout and the mail retried, not lost', async () => {
+      const pool = new TransportPool((x) => t.app.services.outgoingServers.password(x), t.app.services.tokens, t.app.services.outgoingServers.hostGuard, createSmtpTransport, { endpoint: () => t.app.services.settings.graphEndpoint(), timeoutMs: 300 });
+      const hurried = new Dispatcher({ queue: t.app.services.queue, servers: t.app.services.outgoingServers, parameters: t.app.services.parameters, transports: pool, log: t.app.logger, owner: 'hurried-worker' }, { ...defaultDispatcherOptions, pollMs: 50 });
+      graph.setHang(true);
+      try {
+        const id = await send({ subject: 'hung' });
+        await hurried.runOnce();
+        const m = await mail(id);
+        assert.equal(m.state, 'queued');
+        assert.equal(m.failureType, 'timeout');
+        assert.match(m.failureReason ?? '', /did not answer within 0\.3 s.*may arrive twice/);
+      } finally {
+        graph.setHang(false);
+        await hurried.stop();
+      }
+      d.advance(10 * 60_000);
+      await d.drain();
+      assert.equal(graph.messages.filter((m) => m.raw.includes('Subject: hung')).length, 1, 'sent once Graph answers again, and once only');
     });
 
     it('a raw .eml goes through Graph as it is, with a Bcc header for its hidden recipients, and its own Bcc header never over SMTP', async () => {

@@ -12,6 +12,7 @@
 // the two agree on every message this reader accepts, over the corpus, the fixtures and poison mutants.
 import { Buffer } from 'node:buffer';
 import mailsplit from '@zone-eu/mailsplit';
+import libbase64 from 'libbase64';
 import libmime from 'libmime';
 import charsets from 'libmime/lib/charset.js';
 import { MailParser, type Headers } from 'mailparser';
@@ -25,7 +26,6 @@ const SIMPLE_MAX_HEADER_BYTES = 64 * 1024;
 /** mailparser refuses more than 1,000 parts; a simple message has a handful. */
 const SIMPLE_MAX_PARTS = 50;
 
-const CRLF = Buffer.from('\r\n');
 // One header field (name, colon) or the continuation of the one before it; printable ASCII and tabs only.
 const FIELD_LINE = /^[!-9;-~]+:[\t\x20-\x7e]*$/;
 const CONTINUATION_LINE = /^[\t ][\t\x20-\x7e]*$/;
@@ -34,10 +34,11 @@ const PASS_THROUGH = new Set(['', '7bit', '8bit', 'binary']);
 
 // The slice of postal-mime's parse tree (its MimeNode, not part of its typed API) read here.
 interface PostalNode {
+  state: 'header' | 'body' | 'finished';
   headerLines: string[];
   contentType: { parsed: { value: string; params: Record<string, string> }; multipart: string | false };
   childNodes: PostalNode[];
-  content: ArrayBuffer | null;
+  contentDecoder: unknown;
 }
 
 // MailParser's header decoding (not part of its typed API): header lines in, the `headers` Map it emits out.
@@ -45,12 +46,58 @@ interface HeaderDecoder {
   processHeaders(lines: { key: string; line: string }[]): Headers;
 }
 
+// PostalMime's line loop (not part of its typed API): what parse() does before it decodes and assembles.
+interface PostalLines {
+  started: boolean;
+  buf: ArrayBuffer;
+  av: Uint8Array;
+  readPos: number;
+  root: PostalNode;
+  currentNode: PostalNode;
+  readLine(): { bytes: Uint8Array; done: boolean };
+  processLine(line: Uint8Array, isFinal: boolean): Promise<void>;
+}
+
+/** Where a part's body lines lie in the message: from the first one's start to the last one's line end. */
+type Bodies = Map<PostalNode, { start: number; end: number }>;
+
+/**
+ * The parts of the message by postal-mime's line loop (its boundaries, its header blocks), with where each
+ * part's body lies in the message. Its decoders are dropped as each part's body begins: the bodies are taken
+ * from the message's bytes and decoded as mailsplit decodes them, and parse()'s own results (text through
+ * TextDecoder, header fields by its own rules) are not used, so they are not made.
+ */
+async function splitParts(raw: Buffer): Promise<{ root: PostalNode; bodies: Bodies }> {
+  const parser = new PostalMime({ attachmentEncoding: 'arraybuffer' }) as unknown as PostalLines;
+  parser.started = true;
+  parser.buf = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length) as ArrayBuffer;
+  parser.av = new Uint8Array(parser.buf);
+  parser.readPos = 0;
+  const bodies: Bodies = new Map();
+  // The last line comes with done: processLine then finalizes every part (plainBytes: the message is not empty).
+  while (parser.readPos < parser.av.length) {
+    const start = parser.readPos;
+    const line = parser.readLine();
+    const node = parser.currentNode;
+    const inBody = node.state === 'body';
+    await parser.processLine(line.bytes, line.done);
+    // A boundary line moves the parser to another part; any other line in a body belongs to it.
+    if (inBody && parser.currentNode === node) {
+      const body = bodies.get(node);
+      if (body) body.end = parser.readPos;
+      else bodies.set(node, { start, end: parser.readPos });
+    }
+    if (parser.currentNode.state === 'body') parser.currentNode.contentDecoder = null;
+  }
+  return { root: parser.root, bodies };
+}
+
 let headerDecoder: HeaderDecoder | undefined;
 // One MailParser serves for its header decoding only: processHeaders keeps no state between calls.
 const decodeHeaders = (lines: { key: string; line: string }[]): Headers =>
   (headerDecoder ??= new MailParser() as unknown as HeaderDecoder).processHeaders(lines);
 
-/** A part as mailparser's tree holds it (mail-parser.js createNode), with postal-mime's decoded body. */
+/** A part as mailparser's tree holds it (mail-parser.js createNode), its body as mailsplit hands it on. */
 interface Part {
   root: boolean;
   contentType: string;
@@ -81,20 +128,22 @@ function cleanHeaderLines(lines: string[]): boolean {
   return lines.every((line) => FIELD_LINE.test(line) || CONTINUATION_LINE.test(line));
 }
 
-/** The part's body bytes as mailsplit would pass them to its decoder, or undefined when not sure. */
-function bodyOf(node: PostalNode, encoding: string, root: boolean): Buffer | undefined {
-  if (!node.content) return undefined;
-  const decoded = Buffer.from(node.content);
-  if (encoding === 'base64') return decoded;
-  // postal-mime ends every body line with LF and drops its CR; the message has CRLF throughout (plainBytes).
-  // mailsplit keeps the CRLF, and the one before a boundary belongs to the boundary.
-  const lines = decoded.toString('latin1').split('\n');
-  if (lines.at(-1) === '') lines.pop();
-  const body = Buffer.from(lines.join('\r\n'), 'latin1');
-  return root && lines.length > 0 ? Buffer.concat([body, CRLF]) : body;
+/**
+ * The part's body after its transfer encoding, as mailsplit hands it to mailparser: the bytes between its
+ * header block and the CRLF before the next boundary (the root's: to the end), base64 decoded as libbase64's
+ * Decoder does (characters outside the alphabet dropped first). Undefined for a part that ends otherwise.
+ */
+function bodyOf(raw: Buffer, span: { start: number; end: number } | undefined, encoding: string, root: boolean): Buffer | undefined {
+  let body = span ? raw.subarray(span.start, span.end) : raw.subarray(0, 0);
+  if (!root && span) {
+    // Its last line end belongs to the boundary line that must follow (never the end of the message).
+    if (raw[span.end] !== 0x2d || raw[span.end + 1] !== 0x2d) return undefined;
+    body = body.subarray(0, body.length - 2);
+  }
+  return encoding === 'base64' ? libbase64.decode(body.toString('latin1').replace(/[^a-zA-Z0-9+/=]+/g, '')) : body;
 }
 
-function readPart(node: PostalNode, parent: InstanceType<typeof mailsplit.MimeNode> | false, raw: Buffer, count: { parts: number }): Part | undefined {
+function readPart(node: PostalNode, parent: InstanceType<typeof mailsplit.MimeNode> | false, raw: Buffer, bodies: Bodies, count: { parts: number }): Part | undefined {
   if (++count.parts > SIMPLE_MAX_PARTS) return undefined;
   const root = parent === false;
   if (!cleanHeaderLines(node.headerLines)) return undefined;
@@ -113,7 +162,7 @@ function readPart(node: PostalNode, parent: InstanceType<typeof mailsplit.MimeNo
     if (raw.indexOf(`\r\n--${boundary}--\r\n`) === -1) return undefined;
     const children: Part[] = [];
     for (const child of node.childNodes) {
-      const part = readPart(child, split, raw, count);
+      const part = readPart(child, split, raw, bodies, count);
       if (!part) return undefined;
       children.push(part);
     }
@@ -128,7 +177,7 @@ function readPart(node: PostalNode, parent: InstanceType<typeof mailsplit.MimeNo
   if (split.flowed) return undefined;
   const encoding = split.encoding || '';
   if (encoding !== 'base64' && !PASS_THROUGH.has(encoding)) return undefined;
-  const body = bodyOf(node, encoding, root);
+  const body = bodyOf(raw, bodies.get(node), encoding, root);
   if (!body) return undefined;
 
   // mail-parser.js createNode: what is an attachment and what is inline text.
@@ -211,14 +260,13 @@ function dateIsValid(lines: { key: string; line: string }[]): boolean {
 /** The message as parse-stream.ts readMail gives it, or undefined when the message is not one this reader is sure of. */
 export async function readSimple(raw: Buffer): Promise<StreamedMail | undefined> {
   if (!plainBytes(raw)) return undefined;
-  const parser = new PostalMime({ attachmentEncoding: 'arraybuffer' });
+  let split: Awaited<ReturnType<typeof splitParts>>;
   try {
-    await parser.parse(raw);
+    split = await splitParts(raw);
   } catch {
     return undefined;
   }
-  const root = (parser as unknown as { root: PostalNode }).root;
-  const tree = readPart(root, false, raw, { parts: 0 });
+  const tree = readPart(split.root, false, raw, split.bodies, { parts: 0 });
   if (!tree) return undefined;
   const body = texts(tree);
   if (!body) return undefined;

@@ -30,7 +30,9 @@ describe('parsing on worker threads', () => {
 
   it('still answers every message when its workers stop in the middle, on the calling thread', async () => {
     const own = new ParsePool(1);
-    const raws = Array.from({ length: 200 }, (_, i) => corpusMessage(KINDS[i % KINDS.length]!, 'inbox@example.com', i).raw);
+    // Enough that the worker cannot answer them all before close() reaches it (the everyday shapes take the
+    // fast reader, parse-simple.ts: 200 of them were done in the time close() took).
+    const raws = Array.from({ length: 2000 }, (_, i) => corpusMessage(KINDS[i % KINDS.length]!, 'inbox@example.com', i).raw);
     const pending = raws.map((r) => own.parse(r));
     // Stop it once it is loaded and working: closing before its first answer would test a worker that never
     // started (which makes the pool parse everything here from then on), not one that died holding messages.

@@ -1,34 +1,16 @@
-// Outgoing Email Servers: the list (admins see all, users their personal servers), the form, and its
-// buttons: Save, Connect your Outlook account, Test Connection, Archive. Access rules are the service's
-// (assertMayManage), so these pages and the API cannot disagree.
+// Outgoing Email Servers: the list's columns, the form with its default From, and Test Connection. The
+// pages every kind shares (list, form, Save, Connect your Outlook account, Archive) are server-pages.ts.
 import type { AppProblem } from '../oauth/app-status.js';
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { z } from 'zod';
+import type { FastifyPluginAsync } from 'fastify';
 import type { Services } from '../services.js';
 import type { OutgoingServer } from '../db/schema.js';
-import { actorOf } from '../http/actor.js';
-import { isAppError } from '../lib/errors.js';
-import { parseInput } from '../lib/validate.js';
 import { testOutgoingServer } from '../outgoing/connection-test.js';
-import { assertMayManage, outgoingServerView } from '../outgoing/servers.js';
+import { outgoingServerView } from '../outgoing/servers.js';
 import { defaultFromAddress } from '../settings/parameter-rules.js';
-import { checked, formError, pageContext, redirectWithFlash, renderPage, type Flash, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
-import {
-  authLabel,
-  formOfPost,
-  formOfServer,
-  newServerForm,
-  serverFormBody,
-  testResultFlash,
-  toCreate,
-  toPatch,
-  tokenTag,
-  type ServerForm,
-} from './outgoing-server-form.js';
-
-const idParams = z.object({ id: z.coerce.number().int().positive() });
+import { authLabel, formOfPost, formOfServer, newServerForm, serverFormBody, testResultFlash, toCreate, toPatch, tokenTag } from './outgoing-server-form.js';
+import { serverPages } from './server-pages.js';
 
 function listBody(ctx: PageContext, servers: OutgoingServer[], showArchived: boolean, appProblem: AppProblem | null): SafeHtml {
   const rows = servers.map((row) => {
@@ -59,123 +41,26 @@ ${servers.length === 0
 
 export function outgoingServersPage(services: Pick<Services, 'oauthAppStatus' | 'outgoingServers' | 'outlookConnect' | 'parameters' | 'settings' | 'tokens'>): FastifyPluginAsync {
   const { outgoingServers } = services;
-
-  async function loadManaged(request: Pick<FastifyRequest, 'params' | 'principal'>): Promise<OutgoingServer> {
-    const { id } = parseInput(idParams, request.params, 'path');
-    const server = await outgoingServers.get(id);
-    assertMayManage(request.principal!.user, server);
-    return server;
-  }
-
-  async function renderServer(
-    request: FastifyRequest,
-    reply: FastifyReply,
-    server: OutgoingServer | undefined,
-    opts: { form?: ServerForm; error?: string; result?: Flash; status?: number } = {},
-  ) {
-    const ctx = pageContext(request, reply, 'outgoing');
-    const form = opts.form ?? (server ? formOfServer(server) : newServerForm(ctx.user?.role === 'admin' ? '' : ctx.user?.email.toLowerCase()));
-    const [settings, appProblem, snapshot] = await Promise.all([
-      services.settings.get(),
-      server?.auth === 'outlook' ? services.oauthAppStatus.get() : null,
-      services.parameters.snapshot(),
-    ]);
-    const view = server ? outgoingServerView(server, appProblem) : undefined;
-    let result = opts.result;
-    if (!result && appProblem) result = { kind: 'error', text: `The Outlook app has a problem: ${appProblem.message}` };
-    const body = serverFormBody({ ctx, server: view, form, settings, defaultFrom: defaultFromAddress(snapshot), error: opts.error, result });
-    return renderPage(reply, view ? view.name : 'New Outgoing Email Server', body, ctx, opts.status ?? 200);
-  }
-
-  /** Connect your Outlook account: to Microsoft's sign-in, or back to the form saying what to fix first. */
-  async function connect(request: FastifyRequest, reply: FastifyReply, server: OutgoingServer) {
-    try {
-      const { authorizeUrl } = await services.outlookConnect.start('outgoing', server.id, request.principal!);
-      return await reply.redirect(authorizeUrl, 303);
-    } catch (e) {
-      // Missing credentials or base URL are configuration errors the person at the form can fix.
-      if (!isAppError(e)) throw e;
-      return renderServer(request, reply, server, { error: e.message, status: e.status });
-    }
-  }
-
-  return async (app) => {
-    app.get<{ Querystring: { archived?: string } }>('/outgoing-servers', { config: { access: 'user' } }, async (request, reply) => {
-      const user = request.principal!.user;
-      const showArchived = request.query.archived === '1';
-      const servers = await outgoingServers.list({ includeArchived: showArchived, ownerUserId: user.role === 'admin' ? undefined : user.id });
-      const ctx = pageContext(request, reply, 'outgoing');
-      return renderPage(reply, 'Outgoing Email Servers', listBody(ctx, servers, showArchived, await services.oauthAppStatus.get()), ctx);
-    });
-
-    app.get('/outgoing-servers/new', { config: { access: 'user' } }, async (request, reply) => renderServer(request, reply, undefined));
-
-    app.post<{ Body: Form }>('/outgoing-servers/new', { config: { access: 'user' } }, async (request, reply) => {
-      const body = request.body ?? {};
-      const form = formOfPost(body);
-      let row: OutgoingServer;
-      try {
-        row = await outgoingServers.create(toCreate(form, body), request.principal!.user, actorOf(request));
-      } catch (e) {
-        const err = formError(e);
-        return renderServer(request, reply, undefined, { form, error: err.message, status: err.status });
-      }
-      if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row);
-      const next = row.auth === 'outlook' ? ' Now click Connect your Outlook account.' : ' Click Test Connection to check it.';
-      return redirectWithFlash(reply, `/outgoing-servers/${row.id}`, { kind: 'success', text: `Server ${row.name} created.${next}` });
-    });
-
-    app.get<{ Params: { id: string }; Querystring: { connected?: string } }>(
-      '/outgoing-servers/:id',
-      { config: { access: 'user' } },
-      async (request, reply) => {
-        const server = await loadManaged(request);
-        // Where the Microsoft sign-in lands (GET /microsoft_outlook/confirm redirects here).
-        const result: Flash | undefined = request.query.connected === '1' ? { kind: 'success', text: 'Outlook account connected.' } : undefined;
-        return renderServer(request, reply, server, { result });
-      },
-    );
-
-    app.post<{ Params: { id: string }; Body: Form }>('/outgoing-servers/:id', { config: { access: 'user' } }, async (request, reply) => {
-      const current = await loadManaged(request);
-      const body = request.body ?? {};
-      const form = formOfPost(body);
-      let row: OutgoingServer;
-      try {
-        row = await outgoingServers.update(current.id, toPatch(form, body, current), request.principal!.user, actorOf(request));
-      } catch (e) {
-        const err = formError(e);
-        return renderServer(request, reply, current, { form, error: err.message, status: err.status });
-      }
-      // Connect your Outlook account is a button of this form: what was typed is saved before leaving for Microsoft.
-      if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row);
-      return redirectWithFlash(reply, `/outgoing-servers/${row.id}`, { kind: 'success', text: `Server ${row.name} saved.` });
-    });
-
-    app.post<{ Params: { id: string }; Body: Form }>('/outgoing-servers/:id/test', { config: { access: 'user' } }, async (request, reply) => {
-      const server = await loadManaged(request);
+  return serverPages(services, {
+    servers: outgoingServers,
+    listTitle: 'Outgoing Email Servers',
+    newTitle: 'New Outgoing Email Server',
+    listBody,
+    newForm: newServerForm,
+    formOfServer,
+    formOfPost,
+    toCreate,
+    toPatch,
+    formBody: async (page) => serverFormBody({ ...page, defaultFrom: defaultFromAddress(await services.parameters.snapshot()) }),
+    test: async (server) => {
       const r = await testOutgoingServer(server, { servers: outgoingServers, parameters: services.parameters, tokens: services.tokens, graphEndpoint: () => services.settings.graphEndpoint() });
-      // Rendered, not redirected: the answer belongs to this click, and the form shows the stored server.
-      return renderServer(request, reply, await outgoingServers.get(server.id), { result: testResultFlash(r.ok, r.message, r.warnings) });
-    });
-
-    app.post<{ Params: { id: string }; Body: Form }>('/outgoing-servers/:id/outlook/connect', { config: { access: 'user' } }, async (request, reply) =>
-      connect(request, reply, await loadManaged(request)),
-    );
-
-    app.post<{ Params: { id: string }; Body: Form }>('/outgoing-servers/:id/archive', { config: { access: 'user' } }, async (request, reply) => {
-      const server = await loadManaged(request);
-      await outgoingServers.archive(server.id, request.principal!.user, actorOf(request));
-      return redirectWithFlash(reply, '/outgoing-servers', {
-        kind: 'success',
-        text: `Server ${server.name} archived. Mails already sent through it keep their history; Show archived servers lists it to restore it.`,
-      });
-    });
-
-    app.post<{ Params: { id: string }; Body: Form }>('/outgoing-servers/:id/unarchive', { config: { access: 'user' } }, async (request, reply) => {
-      const server = await loadManaged(request);
-      await outgoingServers.restore(server.id, request.principal!.user, actorOf(request));
-      return redirectWithFlash(reply, `/outgoing-servers/${server.id}`, { kind: 'success', text: `Server ${server.name} restored. It stays inactive until you tick Active and save.` });
-    });
-  };
+      return testResultFlash(r.ok, r.message, r.warnings);
+    },
+    next: {
+      created: { outlook: ' Now click Connect your Outlook account.', password: ' Click Test Connection to check it.' },
+      connected: 'Outlook account connected.',
+      archived: 'Mails already sent through it keep their history; Show archived servers lists it to restore it.',
+      restored: ' It stays inactive until you tick Active and save.',
+    },
+  });
 }

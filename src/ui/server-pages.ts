@@ -1,0 +1,174 @@
+// The web pages every kind of mail server shares (/<kind>-servers): the list, the new and edit forms, and
+// the buttons Save, Connect your Outlook account, Test, Archive and Restore, over the kind's MailServers
+// service. What truly differs (titles, the list's columns, the form, the test, the flashes' advice, extra
+// buttons such as Fetch Now) is a ServerPageKind in the kind's page file: a third kind is one more of them.
+// Access rules are the service's (assertMayManage), so these pages and the API cannot disagree.
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { Services } from '../services.js';
+import { actorOf } from '../http/actor.js';
+import { managedServer } from '../http/api/mail-servers.js';
+import { isAppError } from '../lib/errors.js';
+import type { CommonInput, KindName, MailServers, ServerRows } from '../mail-servers/mail-servers.js';
+import type { AppProblem } from '../oauth/app-status.js';
+import type { SettingsView } from '../settings/settings.js';
+import { checked, formError, pageContext, redirectWithFlash, renderPage, type Flash, type Form } from './forms.js';
+import type { SafeHtml } from './html.js';
+import type { PageContext } from './layout.js';
+
+/** What every kind's form body is given; the kind's formBody adds its own (a default From, a progress bar). */
+export interface FormPage<V, F> {
+  ctx: PageContext;
+  /** Undefined for a new server. */
+  server?: V | undefined;
+  form: F;
+  settings: SettingsView;
+  error?: string | undefined;
+  result?: Flash | undefined;
+}
+
+type RenderOptions<F> = { form?: F; error?: string; result?: Flash; status?: number };
+/** The shared helpers a kind's own routes use. */
+export interface ServerPageTools<R, F> {
+  /** The server named by the path's :id, if the caller may manage it. */
+  loadManaged: (request: FastifyRequest) => Promise<R>;
+  /** The server's form page (a new server's when `server` is undefined). */
+  renderServer: (request: FastifyRequest, reply: FastifyReply, server: R | undefined, opts?: RenderOptions<F>) => Promise<FastifyReply>;
+}
+
+export interface ServerPageKind<K extends KindName, F, C extends CommonInput, P extends Partial<CommonInput>, V> {
+  servers: MailServers<K, C, P, V>;
+  listTitle: string;
+  /** The form's title for a new server (a stored one's is its name). */
+  newTitle: string;
+  listBody(ctx: PageContext, servers: ServerRows[K][], showArchived: boolean, appProblem: AppProblem | null): SafeHtml;
+  /** A new server's form, prefilled with the user's address (undefined or '' for admins). */
+  newForm(address: string | undefined): F;
+  formOfServer(server: ServerRows[K]): F;
+  formOfPost(body: Form): F;
+  toCreate(form: F, body: Form): C;
+  toPatch(form: F, body: Form, current: ServerRows[K]): P;
+  /** `server` is the stored row, `given` the flash the caller asked for (undefined: none, the page may add its own). */
+  formBody(page: FormPage<V, F>, server: ServerRows[K] | undefined, given: Flash | undefined): SafeHtml | Promise<SafeHtml>;
+  /** Test Connection / Test and Confirm: the answer to the click, as a flash. */
+  test(server: ServerRows[K]): Promise<Flash>;
+  /** What the flashes add after "Server <name> created." / "... archived." etc., saying what to do next. */
+  next: {
+    created: { outlook: string; password: string };
+    connected: string;
+    saved?: (current: ServerRows[K], saved: ServerRows[K]) => string;
+    archived: string;
+    restored: string;
+  };
+  /** Routes only this kind has (incoming: Fetch Now). */
+  routes?(app: FastifyInstance, tools: ServerPageTools<ServerRows[K], F>): void;
+}
+
+export function serverPages<K extends KindName, F, C extends CommonInput, P extends Partial<CommonInput>, V>(
+  services: Pick<Services, 'oauthAppStatus' | 'outlookConnect' | 'settings'>,
+  kind: ServerPageKind<K, F, C, P, V>,
+): FastifyPluginAsync {
+  const { servers, next } = kind;
+  const name = servers.kind.kind;
+  const base = `/${name}-servers`;
+  type Row = ServerRows[K];
+
+  const loadManaged = (request: FastifyRequest): Promise<Row> => managedServer(servers, request);
+
+  async function renderServer(request: FastifyRequest, reply: FastifyReply, server: Row | undefined, opts: RenderOptions<F> = {}) {
+    const ctx = pageContext(request, reply, name);
+    const form = opts.form ?? (server ? kind.formOfServer(server) : kind.newForm(ctx.user?.role === 'admin' ? '' : ctx.user?.email.toLowerCase()));
+    const [settings, appProblem] = await Promise.all([services.settings.get(), server?.auth === 'outlook' ? services.oauthAppStatus.get() : null]);
+    const view = server ? servers.view(server, appProblem) : undefined;
+    let result = opts.result;
+    if (!result && appProblem) result = { kind: 'error', text: `The Outlook app has a problem: ${appProblem.message}` };
+    const body = await kind.formBody({ ctx, server: view, form, settings, error: opts.error, result }, server, opts.result);
+    return renderPage(reply, server ? server.name : kind.newTitle, body, ctx, opts.status ?? 200);
+  }
+
+  /** Connect your Outlook account: to Microsoft's sign-in, or back to the form saying what to fix first. */
+  async function connect(request: FastifyRequest, reply: FastifyReply, server: Row) {
+    try {
+      const { authorizeUrl } = await services.outlookConnect.start(name, server.id, request.principal!);
+      return await reply.redirect(authorizeUrl, 303);
+    } catch (e) {
+      // Missing credentials or base URL are configuration errors the person at the form can fix.
+      if (!isAppError(e)) throw e;
+      return renderServer(request, reply, server, { error: e.message, status: e.status });
+    }
+  }
+
+  return async (app) => {
+    const access = { config: { access: 'user' as const } };
+
+    app.get<{ Querystring: { archived?: string } }>(base, access, async (request, reply) => {
+      const user = request.principal!.user;
+      const showArchived = request.query.archived === '1';
+      const rows = await servers.list({ includeArchived: showArchived, ownerUserId: user.role === 'admin' ? undefined : user.id });
+      const ctx = pageContext(request, reply, name);
+      return renderPage(reply, kind.listTitle, kind.listBody(ctx, rows, showArchived, await services.oauthAppStatus.get()), ctx);
+    });
+
+    app.get(`${base}/new`, access, async (request, reply) => renderServer(request, reply, undefined));
+
+    app.post<{ Body: Form }>(`${base}/new`, access, async (request, reply) => {
+      const body = request.body ?? {};
+      const form = kind.formOfPost(body);
+      let row: Row;
+      try {
+        row = await servers.create(kind.toCreate(form, body), request.principal!.user, actorOf(request));
+      } catch (e) {
+        const err = formError(e);
+        return renderServer(request, reply, undefined, { form, error: err.message, status: err.status });
+      }
+      if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row);
+      const then = row.auth === 'outlook' ? next.created.outlook : next.created.password;
+      return redirectWithFlash(reply, `${base}/${row.id}`, { kind: 'success', text: `Server ${row.name} created.${then}` });
+    });
+
+    app.get<{ Querystring: { connected?: string } }>(`${base}/:id`, access, async (request, reply) => {
+      const server = await loadManaged(request);
+      // Where the Microsoft sign-in lands (GET /microsoft_outlook/confirm redirects here).
+      const result: Flash | undefined = request.query.connected === '1' ? { kind: 'success', text: next.connected } : undefined;
+      return renderServer(request, reply, server, { result });
+    });
+
+    app.post<{ Body: Form }>(`${base}/:id`, access, async (request, reply) => {
+      const current = await loadManaged(request);
+      const body = request.body ?? {};
+      const form = kind.formOfPost(body);
+      let row: Row;
+      try {
+        row = await servers.update(current.id, kind.toPatch(form, body, current), request.principal!.user, actorOf(request));
+      } catch (e) {
+        const err = formError(e);
+        return renderServer(request, reply, current, { form, error: err.message, status: err.status });
+      }
+      // Connect your Outlook account is a button of this form: what was typed is saved before leaving for Microsoft.
+      if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row);
+      return redirectWithFlash(reply, `${base}/${row.id}`, { kind: 'success', text: `Server ${row.name} saved.${next.saved?.(current, row) ?? ''}` });
+    });
+
+    app.post(`${base}/:id/test`, access, async (request, reply) => {
+      const server = await loadManaged(request);
+      const result = await kind.test(server);
+      // Rendered, not redirected: the answer belongs to this click, and the form shows the stored server.
+      return renderServer(request, reply, await servers.get(server.id), { result });
+    });
+
+    kind.routes?.(app, { loadManaged, renderServer });
+
+    app.post(`${base}/:id/outlook/connect`, access, async (request, reply) => connect(request, reply, await loadManaged(request)));
+
+    app.post(`${base}/:id/archive`, access, async (request, reply) => {
+      const server = await loadManaged(request);
+      await servers.archive(server.id, request.principal!.user, actorOf(request));
+      return redirectWithFlash(reply, base, { kind: 'success', text: `Server ${server.name} archived. ${next.archived}` });
+    });
+
+    app.post(`${base}/:id/unarchive`, access, async (request, reply) => {
+      const server = await loadManaged(request);
+      await servers.restore(server.id, request.principal!.user, actorOf(request));
+      return redirectWithFlash(reply, `${base}/${server.id}`, { kind: 'success', text: `Server ${server.name} restored.${next.restored}` });
+    });
+  };
+}

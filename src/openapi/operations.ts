@@ -4,6 +4,7 @@
 // table missing here, and for an entry here that names no route.
 import type { z } from 'zod';
 import * as serversApi from '../http/api/mail-servers.js';
+import { idParams } from '../http/managed-server.js';
 import * as jobsApi from '../http/api/jobs.js';
 import * as webhooksApi from '../http/api/webhooks.js';
 import { createWebhookSchema } from '../webhooks/events.js';
@@ -60,10 +61,10 @@ export const operations: Record<string, Operation> = {
 
   'GET /api/v1/outgoing-servers': { tag: 'outgoing', summary: 'List outgoing servers', query: serversApi.listQuery },
   'POST /api/v1/outgoing-servers': { tag: 'outgoing', summary: 'Create an outgoing server', body: createOutgoingServerSchema, ok: json(201, 'The server') },
-  'GET /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Read an outgoing server', params: serversApi.idParams },
-  'PATCH /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Change an outgoing server', params: serversApi.idParams, body: patchOutgoingServerSchema },
-  'DELETE /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Archive an outgoing server', params: serversApi.idParams },
-  'POST /api/v1/outgoing-servers/{id}/test': { tag: 'outgoing', summary: 'Test Connection: { ok, message, stage }', params: serversApi.idParams },
+  'GET /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Read an outgoing server', params: idParams },
+  'PATCH /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Change an outgoing server', params: idParams, body: patchOutgoingServerSchema },
+  'DELETE /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Archive an outgoing server', params: idParams },
+  'POST /api/v1/outgoing-servers/{id}/test': { tag: 'outgoing', summary: 'Test Connection: { ok, message, stage }', params: idParams },
   'POST /api/v1/outgoing-servers/{id}/outlook/connect': { tag: 'outgoing', summary: 'Start connecting an Outlook account: { authorizeUrl }', params: outlookApi.idParams },
   'GET /api/v1/route': { tag: 'outgoing', summary: 'Which outgoing server a mail from an address takes, and why', query: outgoingApi.routeQuery },
 
@@ -82,18 +83,18 @@ export const operations: Record<string, Operation> = {
 
   'GET /api/v1/incoming-servers': { tag: 'incoming', summary: 'List incoming servers', query: serversApi.listQuery },
   'POST /api/v1/incoming-servers': { tag: 'incoming', summary: 'Create an incoming (IMAP) server', body: createIncomingServerSchema, ok: json(201, 'The server') },
-  'GET /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Read an incoming server', params: serversApi.idParams },
-  'PATCH /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Change an incoming server', params: serversApi.idParams, body: patchIncomingServerSchema },
-  'DELETE /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Archive an incoming server', params: serversApi.idParams },
+  'GET /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Read an incoming server', params: idParams },
+  'PATCH /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Change an incoming server', params: idParams, body: patchIncomingServerSchema },
+  'DELETE /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Archive an incoming server', params: idParams },
   'POST /api/v1/incoming-servers/{id}/fetch': {
     tag: 'incoming',
     summary: 'Fetch now as a background job: 202 with the job (joined: true when one was running); ?wait=true answers { fetched, stored, duplicates, quarantined } when it is done',
-    params: serversApi.idParams,
+    params: idParams,
     query: jobsApi.fetchQuery,
     ok: json(202, 'The job'),
   },
   'GET /api/v1/jobs/{id}': { tag: 'jobs', summary: 'A background job: state (running, succeeded, failed), progress { done, total }, result or error', params: jobsApi.jobIdParams },
-  'POST /api/v1/incoming-servers/{id}/test': { tag: 'incoming', summary: 'Test & Confirm: { ok, message, stage, state }', params: serversApi.idParams },
+  'POST /api/v1/incoming-servers/{id}/test': { tag: 'incoming', summary: 'Test & Confirm: { ok, message, stage, state }', params: idParams },
   'POST /api/v1/incoming-servers/{id}/outlook/connect': { tag: 'incoming', summary: 'Start connecting an Outlook account: { authorizeUrl }', params: outlookApi.idParams },
 
   'GET /api/v1/webhooks': { tag: 'webhooks', summary: 'List webhooks (the secret shows as hasSecret)' },

@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Services } from '../services.js';
 import { actorOf } from '../http/actor.js';
-import { managedServer } from '../http/api/mail-servers.js';
+import { managedServer } from '../http/managed-server.js';
 import { isAppError } from '../lib/errors.js';
 import type { CommonInput, KindName, MailServers, ServerRows } from '../mail-servers/mail-servers.js';
 import type { AppProblem } from '../oauth/app-status.js';

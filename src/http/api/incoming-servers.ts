@@ -1,7 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Services } from '../../services.js';
 import { answerFetch } from './jobs.js';
-import { mailServerRoutes, managedServer } from './mail-servers.js';
+import { managedServer } from '../managed-server.js';
+import { mailServerRoutes } from './mail-servers.js';
 
 export function incomingServerRoutes(services: Pick<Services, 'incomingServers' | 'incoming' | 'oauthAppStatus' | 'fetchJobs'>): FastifyPluginAsync {
   const { incomingServers, incoming } = services;

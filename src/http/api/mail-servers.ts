@@ -1,26 +1,14 @@
 // The REST routes both kinds of mail server share (/api/v1/<kind>-servers): list, create, show, change,
 // archive and test, over the kind's MailServers service. Each kind's file adds what only it has.
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { parseInput } from '../../lib/validate.js';
 import type { CommonInput, KindName, MailServers, ServerRows } from '../../mail-servers/mail-servers.js';
 import type { OAuthAppStatus } from '../../oauth/app-status.js';
-import type { PrincipalUser } from '../../users/principal.js';
 import { actorOf } from '../actor.js';
+import { idParams, managedServer } from '../managed-server.js';
 
-export const idParams = z.object({ id: z.coerce.number().int().positive() });
 export const listQuery = z.object({ archived: z.enum(['true', 'false']).optional() });
-
-/** The server named by the path's :id, if the caller may manage it. */
-export async function managedServer<R extends { id: number; owner_user_id: number | null }>(
-  servers: { get(id: number): Promise<R>; assertMayManage(user: PrincipalUser, server: { id: number; owner_user_id: number | null }): void },
-  request: FastifyRequest,
-): Promise<R> {
-  const { id } = parseInput(idParams, request.params, 'path');
-  const server = await servers.get(id);
-  servers.assertMayManage(request.principal!.user, server);
-  return server;
-}
 
 export function mailServerRoutes<K extends KindName, C extends CommonInput, P extends Partial<CommonInput>, V>(
   app: FastifyInstance,

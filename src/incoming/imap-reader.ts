@@ -123,11 +123,15 @@ class ImapReader implements MailboxReader {
 
   async markSeen(uids: number[]): Promise<void> {
     if (uids.length === 0) return;
+    let stored: boolean;
     try {
-      await this.client.messageFlagsAdd(uidSet(uids), ['\\Seen'], { uid: true });
+      stored = await this.client.messageFlagsAdd(uidSet(uids), ['\\Seen'], { uid: true });
     } catch (err) {
       this.fail(err, 'fetch');
     }
+    // imapflow answers a failed STORE (a dropped connection, a NO) with false, not an error: taken as done, the
+    // cursor of the marked messages would move and they would stay unread in the mailbox for good.
+    if (!stored) this.fail(Object.assign(new Error(this.client.usable ? 'the server did not accept STORE \\Seen' : 'Connection not available'), { code: this.client.usable ? 'StoreFailed' : 'NoConnection' }), 'fetch');
   }
 
   async close(): Promise<void> {

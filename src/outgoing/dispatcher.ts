@@ -224,7 +224,9 @@ export class Dispatcher {
       // The server's rate limit: a slot soon is waited for here; a later one puts the mail back until then,
       // so a paced server does not hold this worker's in-flight slots (nor counts an attempt). A mail put
       // back so comes again at its slot and then goes at once.
-      if (mail.failure_type !== PACED) {
+      // A mail put back for its slot goes at once when it comes (its turn was reserved), unless the server was
+      // throttled meanwhile: then it waits for the pause's end like the others, again without an attempt.
+      if (mail.failure_type !== PACED || this.deps.transports.pausedAt(server.id, this.now()) !== undefined) {
         const slot = this.deps.transports.reserveSlot(server, this.now(), MAX_PACING_WAIT_MS);
         if (slot > this.now() + MAX_PACING_WAIT_MS) {
           const paused = this.deps.transports.pausedAt(server.id, this.now());
@@ -279,6 +281,9 @@ export class Dispatcher {
     const c = classifySendError(err, { auth: server.auth, endpoint: { host: server.host, port: server.port } });
     const facts = { ...logCtx, failureType: c.failureType, action: c.action, responseCode: c.responseCode };
     let action: string = c.action;
+    // Throttled (Retry-After): whatever becomes of this mail, the server pauses, so the mails behind it wait
+    // without meeting the same refusal.
+    if (c.retryAfterMs !== undefined) this.deps.transports.pause(server.id, this.now() + c.retryAfterMs);
     if (c.action === 'fail') {
       await queue.markFailed(mail.id, this.owner, c, outcome);
       log.warn(facts, c.reason);
@@ -292,7 +297,6 @@ export class Dispatcher {
     } else {
       // A Retry-After lengthens the backoff, never shortens it: throttling that lasts must not use up the
       // attempts in minutes. The server pauses too, so the mails behind this one wait without trying.
-      if (c.retryAfterMs !== undefined) this.deps.transports.pause(server.id, this.now() + c.retryAfterMs);
       await queue.markRetry(mail.id, this.owner, { at: this.now() + Math.max(c.retryAfterMs ?? 0, retryDelayMs(mail.attempts)), failureType: c.failureType, reason: c.reason, waiting: false }, outcome);
       log.info(facts, `will retry: ${c.reason}`);
     }

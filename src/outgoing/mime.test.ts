@@ -87,3 +87,17 @@ describe('graphMime for internationalised addresses', () => {
     assert.deepEqual(await graphMime({ ...base, raw }, { from: 's@example.com', to: ['j@bücher.example'] }), raw);
   });
 });
+
+describe('withoutBccHeader and line ends', () => {
+  it('finds a Bcc header behind a bare CR, as mailparser does', () => {
+    const raw = Buffer.from('From: a@x.test\r\nTo: d@x.test\r\n\rBcc: hidden@x.test\r\n\r\nbody\r\n');
+    assert.equal(withoutBccHeader(raw).includes('hidden'), false);
+  });
+  it('ends the header at the first blank line whatever its line end, and keeps the body whole', () => {
+    const raw = Buffer.from('From: a@x.test\nBcc: b@x.test\nTo: d@x.test\n\r\nHello\r\nBcc: keep me\r\n  indented quote\r\n');
+    assert.equal(withoutBccHeader(raw).toString(), 'From: a@x.test\nTo: d@x.test\n\r\nHello\r\nBcc: keep me\r\n  indented quote\r\n');
+  });
+  it('drops Resent-Bcc too', () => {
+    assert.equal(withoutBccHeader(Buffer.from('Resent-Bcc: r@x.test\r\nTo: d@x.test\r\n\r\nb')).toString(), 'To: d@x.test\r\n\r\nb');
+  });
+});

@@ -93,19 +93,17 @@ const normalised = (address: string): string => normaliseAddress(address) ?? add
  * over SMTP, the header would show every recipient the hidden ones; they stay in the mail's bcc list.
  */
 export function withoutBccHeader(raw: Buffer): Buffer {
-  // Up to and with the last header line's own line end: what follows starts with the blank line.
-  const blank = headerEnd(raw);
-  const end = blank >= raw.length ? raw.length : blank + (raw[blank] === 0x0d ? 2 : 1);
-  const head = raw.subarray(0, end).toString('latin1');
-  const lines = head.split(/(?<=\n)/);
+  const { lines, bodyStart } = headerLines(raw);
   let dropping = false;
   const kept = lines.filter((line) => {
     if (/^[ \t]/.test(line)) return !dropping;
-    dropping = /^bcc[ \t]*:/i.test(line);
+    // The field name as mailsplit keys it: what precedes the first colon, trimmed (a leading CR included).
+    const colon = line.indexOf(':');
+    dropping = colon > 0 && /^(resent-)?bcc$/i.test(line.slice(0, colon).trim());
     return !dropping;
   });
   if (kept.length === lines.length) return raw;
-  return Buffer.concat([Buffer.from(kept.join(''), 'latin1'), raw.subarray(end)]);
+  return Buffer.concat([Buffer.from(kept.join(''), 'latin1'), raw.subarray(bodyStart)]);
 }
 
 /** The lower-cased addresses of a message's To, Cc and Bcc headers (groups flattened). */
@@ -116,7 +114,7 @@ export function headerRecipients(raw: Buffer): Set<string> {
 /** The lower-cased addresses in the header fields whose names match, in order (groups flattened). */
 export function headerAddresses(raw: Buffer, fields: RegExp): string[] {
   // UTF-8: an internationalised address (RFC 6532) is UTF-8 in the header; ASCII reads the same either way.
-  const text = raw.subarray(0, headerEnd(raw)).toString('utf8');
+  const text = raw.subarray(0, headerLines(raw).bodyStart).toString('utf8');
   const out: string[] = [];
   for (const line of text.replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/)) {
     const colon = line.indexOf(':');
@@ -128,9 +126,22 @@ export function headerAddresses(raw: Buffer, fields: RegExp): string[] {
   return out;
 }
 
-function headerEnd(raw: Buffer): number {
-  const crlf = raw.indexOf('\r\n\r\n');
-  const lf = raw.indexOf('\n\n');
-  const ends = [crlf, lf].filter((i) => i >= 0);
-  return ends.length ? Math.min(...ends) : raw.length;
+/**
+ * The header block's lines, each with its own line end, and where the body starts (at the blank line), read as
+ * mailparser's splitter (mailsplit) reads them: lines end at LF, and a line of nothing but CRs before its LF is
+ * the blank line. A reader that differed would miss a header the parser sees.
+ */
+function headerLines(raw: Buffer): { lines: string[]; bodyStart: number } {
+  const text = raw.toString('latin1');
+  const lines: string[] = [];
+  let at = 0;
+  while (at < text.length) {
+    const lf = text.indexOf('\n', at);
+    const next = lf < 0 ? text.length : lf + 1;
+    const line = text.slice(at, next);
+    if (/^\r*\n$/.test(line)) return { lines, bodyStart: at };
+    lines.push(line);
+    at = next;
+  }
+  return { lines, bodyStart: text.length };
 }

@@ -199,6 +199,10 @@ export class Outbox {
     let messageId = parsed.messageId;
     // Its Bcc recipients are kept apart (bcc above); over SMTP the message goes byte for byte, header and all.
     let bytes = withoutBccHeader(raw);
+    // Read again as the parser reads it: a Bcc the stripping missed would go to every recipient over SMTP.
+    if (parsed.bcc && bytes !== raw && (await simpleParser(bytes, { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true })).bcc) {
+      throw new AppError('JUNIPER_ERR_VALIDATION', 'The message has a Bcc header Juniper cannot remove safely (malformed line ends around it): remove the Bcc header and give its recipients with --to.', { details: { field: 'Bcc' } });
+    }
     if (messageId) await this.assertNewMessageId(messageId);
     else {
       // Every mail keeps one Message-ID across retries: give the message one now, stored with it.

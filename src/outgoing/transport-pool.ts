@@ -125,7 +125,7 @@ export class TransportPool {
   private graphTransportFor(server: OutgoingServer): MailTransport {
     // A reconnect changes the account (whose /me Graph sends from) without touching the server row.
     const cached = this.transports.get(`${server.id}:graph`);
-    if (cached && cached.stamp === server.updated_at && cached.address === server.token_account) return cached.transport;
+    if (cached && cached.stamp === server.updated_at && cached.address === (server.token_account ?? null)) return cached.transport;
     cached?.transport.close();
     const tokens = this.tokens;
     if (!tokens || !this.graph || !server.username) {
@@ -137,7 +137,7 @@ export class TransportPool {
       (renew) => tokens.accessToken('outgoing', server.id, { renew, resource: 'graph' }),
       { maxConcurrent: poolSizeOf(server), ...(this.graph.timeoutMs ? { timeoutMs: this.graph.timeoutMs } : {}) },
     );
-    this.transports.set(`${server.id}:graph`, { stamp: server.updated_at, address: server.token_account ?? undefined, transport });
+    this.transports.set(`${server.id}:graph`, { stamp: server.updated_at, address: server.token_account ?? null, transport });
     return transport;
   }
 

@@ -269,7 +269,8 @@ export class Dispatcher {
   private async switchToGraph(server: OutgoingServer, err: unknown): Promise<OutgoingServer | undefined> {
     if (server.auth !== 'outlook' || server.transport !== 'auto' || activeTransport(server) !== 'smtp' || !isSmtpAuthDisabled(err)) return undefined;
     const { servers, log } = this.deps;
-    const reason = `Microsoft refused SMTP AUTH for ${server.username ?? 'the mailbox'}: ${smtpErrorFacts(err).response ?? smtpErrorFacts(err).message}`;
+    const facts = smtpErrorFacts(err);
+    const reason = `Microsoft refused SMTP AUTH for ${server.username ?? 'the mailbox'}: ${facts.response ?? facts.message}`;
     const switched = await servers.switchToGraph(server.id, reason, this.now());
     if (switched.changed) log.warn({ server: server.id, op: 'send', failureType: 'smtp_auth_disabled' }, `outgoing server "${server.name}" now sends through Microsoft Graph: ${reason}`);
     return { ...server, transport_switched_at: switched.at, transport_switch_reason: switched.reason };

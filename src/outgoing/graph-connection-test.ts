@@ -2,8 +2,7 @@
 // then GET /v1.0/me (User.Read), which names the account mails would be sent as. Nothing is sent: Graph has
 // no dry-run sendMail, so Mail.Send is read from the token's own scopes when the token says (a JWT's `scp`).
 import type { AccessTokenSource } from './mail-transport.js';
-import { tokenUnavailable } from './smtp-transport.js';
-import { GRAPH_TIMEOUT_MS } from './graph-transport.js';
+import { GRAPH_TIMEOUT_MS, graphError, graphToken } from './graph-transport.js';
 
 export interface GraphTestOutcome {
   ok: boolean;
@@ -32,14 +31,10 @@ export async function testGraphConnection(
   timeoutMs = 20_000,
 ): Promise<GraphTestOutcome> {
   const url = `${baseUrl.replace(/\/+$/, '')}/v1.0/me`;
+  const waitMs = Math.min(timeoutMs, GRAPH_TIMEOUT_MS);
   const get = async (renew: boolean): Promise<{ response: Response; token: string }> => {
-    let token: string;
-    try {
-      token = (await tokenSource(renew)).accessToken;
-    } catch (err) {
-      throw tokenUnavailable(err);
-    }
-    return { response: await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(Math.min(timeoutMs, GRAPH_TIMEOUT_MS)), redirect: 'error' }), token };
+    const token = await graphToken(tokenSource, renew);
+    return { response: await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(waitMs), redirect: 'error' }), token };
   };
   let answer: { response: Response; token: string };
   try {
@@ -50,25 +45,20 @@ export async function testGraphConnection(
     if (e.code === 'JUNIPER_ERR_OAUTH_TOKEN_UNAVAILABLE') {
       return { ok: false, stage: 'credentials', message: `No Microsoft Graph token for "${server.name}": ${String(e.message)} Reconnect the Outlook account (the consent must include Mail.Send and User.Read), then test again.` };
     }
-    const why = e.name === 'TimeoutError' ? `no answer within ${Math.round(timeoutMs / 1000)} s` : typeof e.cause?.code === 'string' ? e.cause.code : String(e.message);
+    const why = e.name === 'TimeoutError' ? `no answer within ${Math.round(waitMs / 1000)} s` : typeof e.cause?.code === 'string' ? e.cause.code : String(e.message);
     return { ok: false, stage: 'connect', message: `Microsoft Graph at ${url} could not be reached (${why}). Check this machine's network and the microsoft_outlook.graph_endpoint parameter.` };
   }
   const { response, token } = answer;
-  const text = await response.text().catch(() => '');
-  let body: { mail?: unknown; userPrincipalName?: unknown; error?: { code?: unknown; message?: unknown } } = {};
-  try {
-    body = JSON.parse(text) as typeof body;
-  } catch {
-    // Not JSON: said below with the status.
-  }
   if (response.status !== 200) {
-    const said = [body.error?.code, body.error?.message].filter((v) => typeof v === 'string').join(': ');
+    const { code, message } = await graphError(response);
+    const said = [code, message].filter(Boolean).join(': ');
     return {
       ok: false,
       stage: 'auth',
       message: `Microsoft Graph refused GET /me for "${server.name}" with ${response.status}${said ? ` (${said})` : ''}. Reconnect the Outlook account; the app registration needs the delegated Graph permissions Mail.Send and User.Read.`,
     };
   }
+  const body = (await response.json().catch(() => ({}))) as { mail?: unknown; userPrincipalName?: unknown };
   const account = [body.userPrincipalName, body.mail].find((v): v is string => typeof v === 'string' && v !== '') ?? '';
   const scopes = tokenScopes(token);
   if (scopes && !scopes.some((s) => s.toLowerCase() === 'mail.send')) {

@@ -23,9 +23,7 @@ export const GRAPH_MAX_CONCURRENT = 4;
 export const GRAPH_TIMEOUT_MS = 60_000;
 
 export interface GraphEndpoint {
-  serverId: number;
-  name: string;
-  /** The connected mailbox (the server's username): whose /me the token is. */
+  /** The connected account (the connection's, else the server's username): whose /me the token is. */
   mailbox: string;
   /** Graph's base URL (https://graph.microsoft.com, per cloud or the microsoft_outlook.graph_endpoint parameter). */
   baseUrl: () => Promise<string>;
@@ -40,7 +38,7 @@ export function retryAfterMs(value: string | null, now = Date.now()): number | u
 }
 
 /** Graph's error body `{ error: { code, message } }`, read defensively. */
-async function graphError(response: Response): Promise<{ code?: string; message?: string }> {
+export async function graphError(response: Response): Promise<{ code?: string; message?: string }> {
   const text = await response.text().catch(() => '');
   try {
     const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
@@ -58,6 +56,15 @@ function senderOf(message: OutgoingMessage): string | undefined {
   return parseMailbox(message.from)?.address.toLowerCase();
 }
 
+/** A Graph access token, or the token source's failure as JUNIPER_ERR_OAUTH_TOKEN_UNAVAILABLE (transient or not). */
+export async function graphToken(tokenSource: AccessTokenSource, renew: boolean): Promise<string> {
+  try {
+    return (await tokenSource(renew)).accessToken;
+  } catch (err) {
+    throw tokenUnavailable(err);
+  }
+}
+
 export function createGraphTransport(endpoint: GraphEndpoint, tokenSource: AccessTokenSource, options: { maxConcurrent?: number; timeoutMs?: number } = {}): MailTransport {
   const limit = Math.max(1, Math.min(options.maxConcurrent ?? GRAPH_MAX_CONCURRENT, GRAPH_MAX_CONCURRENT));
   const timeoutMs = options.timeoutMs ?? GRAPH_TIMEOUT_MS;
@@ -72,14 +79,6 @@ export function createGraphTransport(endpoint: GraphEndpoint, tokenSource: Acces
     waiting.shift()?.();
   };
   const mailbox = endpoint.mailbox.toLowerCase();
-
-  async function token(renew: boolean): Promise<string> {
-    try {
-      return (await tokenSource(renew)).accessToken;
-    } catch (err) {
-      throw tokenUnavailable(err);
-    }
-  }
 
   async function post(url: string, body: string, accessToken: string, facts: { mailbox: string; sendAs?: string }): Promise<Response> {
     try {
@@ -109,11 +108,11 @@ export function createGraphTransport(endpoint: GraphEndpoint, tokenSource: Acces
     if (body.length > GRAPH_MAX_REQUEST_BYTES) {
       throw new GraphRequestError('message over Graph\'s request limit', { status: 0, code: 'JuniperMessageTooLarge', tooLarge: { bytes: mime.length }, ...facts });
     }
-    let response = await post(url, body, await token(false), facts);
+    let response = await post(url, body, await graphToken(tokenSource, false), facts);
     // A token refused before its expiry (revoked, or consent changed): one fresh token, one more try.
     if (response.status === 401) {
       await response.body?.cancel();
-      response = await post(url, body, await token(true), facts);
+      response = await post(url, body, await graphToken(tokenSource, true), facts);
     }
     const requestId = response.headers.get('request-id') ?? undefined;
     if (response.status === 202 || response.status === 200) {

@@ -133,7 +133,7 @@ export class TransportPool {
     }
     const transport = createGraphTransport(
       // /me is the connected account, which may differ from the username (an account with Send As rights).
-      { serverId: server.id, name: server.name, mailbox: server.token_account ?? server.username, baseUrl: this.graph.endpoint },
+      { mailbox: server.token_account ?? server.username, baseUrl: this.graph.endpoint },
       (renew) => tokens.accessToken('outgoing', server.id, { renew, resource: 'graph' }),
       { maxConcurrent: poolSizeOf(server), ...(this.graph.timeoutMs ? { timeoutMs: this.graph.timeoutMs } : {}) },
     );

@@ -7,6 +7,7 @@ import { migrateToLatest } from './db/migrate.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import type { HostResolver } from './mail-servers/host-guard.js';
 import { openVault, type Vault } from './vault/index.js';
+import { openWakeChannel } from './db/wake-channel.js';
 import { buildServices, type Services } from './services.js';
 
 export type { Services };
@@ -40,7 +41,9 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     await database.close();
     throw e;
   }
-  const services = buildServices({ database, vault, logger, resolveHost: options.resolveHost, fetchLeaseMs: config.fetch.leaseMs });
+  // PostgreSQL: wakes the dispatchers of the other processes when mail becomes due (LISTEN/NOTIFY).
+  const wake = openWakeChannel(config.database, database.db, logger);
+  const services = buildServices({ database, vault, logger, wake, resolveHost: options.resolveHost, fetchLeaseMs: config.fetch.leaseMs });
   let http: Promise<FastifyInstance> | undefined;
   return {
     config,
@@ -53,6 +56,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     async close() {
       if (http) await (await http).close();
       await services.fetchJobs.stop();
+      await wake.close();
       await database.close();
     },
   };

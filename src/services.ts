@@ -1,6 +1,7 @@
 // The services of one app: every domain service, built once over one database and vault. `Services` is
 // their type: HTTP plugins and pages name the few they use (Pick<Services, …>) without importing app.ts.
 import type { Database } from './db/database.js';
+import type { WakeChannel } from './db/wake-channel.js';
 import { AuditLog } from './audit/audit-log.js';
 import type { Logger } from './lib/logger.js';
 import { ApiKeys } from './users/api-keys.js';
@@ -33,7 +34,7 @@ import { Webhooks } from './webhooks/webhooks.js';
 
 export type Services = ReturnType<typeof buildServices>;
 
-export function buildServices({ database, vault, logger, resolveHost, fetchLeaseMs }: { database: Database; vault: Vault; logger: Logger; resolveHost?: HostResolver | undefined; fetchLeaseMs: number }) {
+export function buildServices({ database, vault, logger, wake, resolveHost, fetchLeaseMs }: { database: Database; vault: Vault; logger: Logger; wake: WakeChannel; resolveHost?: HostResolver | undefined; fetchLeaseMs: number }) {
   const { db } = database;
   const audit = new AuditLog(db);
   const apiKeys = new ApiKeys(db, audit);
@@ -45,7 +46,7 @@ export function buildServices({ database, vault, logger, resolveHost, fetchLease
   const incomingServers = new MailServers(db, vault, audit, incomingKind, hostGuard);
   const fetchState = new FetchState(db, incomingServers);
   const outgoingServers = new OutgoingServers(db, vault, audit, hostGuard);
-  const outbox = new Outbox(queue, parameters, outgoingServers);
+  const outbox = new Outbox(queue, parameters, outgoingServers, () => wake.notify());
   const settings = new Settings(db, vault, parameters, audit);
   const oauthAppStatus = new OAuthAppStatus(db);
   const tokenStore = new TokenStore({ db, vault, settings, appStatus: oauthAppStatus, log: logger.child({ component: 'oauth' }) });
@@ -85,6 +86,8 @@ export function buildServices({ database, vault, logger, resolveHost, fetchLease
     blobs,
     queue,
     outbox,
+    /** PostgreSQL: the other processes' dispatchers hear of due mail through it (the workers listen). */
+    wake,
     /** OAuth access tokens for Outlook servers: the SMTP and IMAP adapters' TokenProvider. */
     tokens: tokenStore,
     oauthAppStatus,

@@ -59,6 +59,8 @@ export class Outbox {
     private readonly queue: OutgoingQueue,
     private readonly parameters: Parameters,
     private readonly servers: OutgoingServers,
+    /** Tells the dispatchers of other processes (PostgreSQL NOTIFY); called after the write committed. */
+    private readonly notifyOthers: () => void = () => {},
   ) {
     this.gatherer = new EnqueueGatherer(queue, () => this.notify());
   }
@@ -79,7 +81,7 @@ export class Outbox {
     return () => this.listeners.delete(listener);
   }
 
-  /** Wakes the dispatcher (e.g. after a retry). */
+  /** Wakes the dispatchers, this process's and the others' (e.g. after a retry). */
   wake(): void {
     this.notify();
   }
@@ -92,6 +94,7 @@ export class Outbox {
         // A listener's failure is its own: the mails are stored, and the dispatcher polls anyway.
       }
     }
+    this.notifyOthers();
   }
 
   private async checked(input: EnqueueInput, sender: PrincipalUser | null, maxMessageBytes: number): Promise<CheckedMail> {

@@ -40,11 +40,14 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
   const heartbeat = new WorkerHeartbeat(app.database.db, dispatcher.owner, Date.now, (err) => app.logger.warn({ err, op: 'worker.heartbeat' }, 'could not write the worker heartbeat'));
   const webhooks = webhookWorker(app);
   let unsubscribe: (() => void) | undefined;
+  let stopListening: (() => Promise<void>) | undefined;
   return {
     dispatcher,
     fetchScheduler,
     start() {
       unsubscribe = services.outbox.onEnqueued(() => dispatcher.nudge());
+      // Mail made due by another process (`serve`'s API, another worker, the CLI): PostgreSQL tells us at once.
+      stopListening = services.wake.listen(() => dispatcher.nudge());
       dispatcher.start();
       jobs.start();
       fetchScheduler.start();
@@ -53,6 +56,7 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
     },
     async stop() {
       unsubscribe?.();
+      await stopListening?.();
       await Promise.all([dispatcher.stop(), jobs.stop(), fetchScheduler.stop()]);
       await webhooks.stop();
       await heartbeat.stop();

@@ -2,13 +2,18 @@
 // 20 ms per message, so each worker's throughput is bounded by its connections, not by the CPU: adding workers
 // should add throughput. Each run:
 // - N mails are enqueued (not timed) and held back (due in a day), then the workers missing for W start (the
-//   previous run's stay); once every worker has logged that it started, one UPDATE makes the mails due (t0);
+//   previous run's stay); once every worker has logged that it started and listens for notifications (its
+//   LISTEN connection shows in pg_stat_activity), one UPDATE makes the mails due (t0),
+//   followed by what Juniper itself sends when mail becomes due by an enqueue or a retry: Outbox.wake(), whose
+//   PostgreSQL NOTIFY wakes the workers (src/db/wake-channel.ts). Nothing a real enqueue would not get;
 // - throughput = N / (last sent_at − t0); "all active" = the mails recorded between the moment the last worker
 //   recorded its first mail and the moment the first worker recorded its last, over that window (the rate
-//   while every worker takes part: the workers' poll phases, up to 1 s, and the tail of the last batches
-//   fall outside it);
+//   while every worker takes part: the start, until each worker sent its first mail, and the tail of the
+//   last batches fall outside it; both are printed);
 // - each worker's share comes from sent_by; the sink counts the Message-IDs it received (no mail twice).
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
+import type { DB } from '../src/db/schema.js';
+import { LISTENER_APPLICATION_NAME, WAKE_CHANNEL } from '../src/db/wake-channel.js';
 import { cliActor } from '../src/audit/audit-log.js';
 import { cliPrincipal } from '../src/cli/principal.js';
 import { startTestApp } from '../test/helpers/app.js';
@@ -47,6 +52,12 @@ export interface ScaleOutRun {
   loopP99: number;
   /** Claims per mail (its attempts): 1.00 when no lease expired and no mail was claimed twice. */
   claimsPerMail: number;
+  /** Seconds from t0 until the last worker recorded its first mail (every worker had started sending). */
+  startSeconds: number;
+  /** Seconds from t0 until the bench saw every worker hold a lease (its first claim; seen every few ms). */
+  claimedSeconds: number;
+  /** Seconds from the first worker's last mail to the run's last mail (the uneven end of the last batches). */
+  tailSeconds: number;
 }
 
 export interface RawRun {
@@ -84,6 +95,12 @@ async function rawRun(port: number, n: number, processes: number): Promise<RawRu
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   await Promise.all(children.map((c) => new Promise((resolve) => (c.exitCode !== null ? resolve(null) : c.once('exit', resolve)))));
   return { processes, rate: n / seconds, cpu };
+}
+
+/** The processes LISTENing for due mail on the bench's database (src/db/wake-channel.ts): the workers' dispatchers. */
+async function listeningWorkers(db: Kysely<DB>): Promise<number> {
+  const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where datname = current_database() and application_name = ${LISTENER_APPLICATION_NAME} and query = ${`LISTEN ${WAKE_CHANNEL}`}`.execute(db);
+  return rows[0]!.n;
 }
 
 /** The Message-ID header of a raw message (the sink keeps raw bytes; parsing thousands with mailparser would cost more than the run). */
@@ -132,6 +149,9 @@ export async function scaleOut(n: number, batchSize: number, cycles: number): Pr
       // and the extra ones stop (a new cycle starts again at one worker).
       await stopWorkers(workers.splice(w));
       workers.push(...(await Promise.all(Array.from({ length: w - workers.length }, () => startWorker(env, nodeArgs)))));
+      // A worker logs that it started before its dispatcher runs and its LISTEN connection is open: wait until
+      // every worker listens (as a worker that has been running does), or t0 could find one still connecting.
+      await until(async () => (await listeningWorkers(db)) === workers.length, `${workers.length} workers listening for due mail`, 30_000, 10);
       const sinkBefore = sink.messages.length;
       const cpuBefore = workers.map((wp) => cpuSecondsOf(wp.child.pid));
       const benchCpuBefore = process.cpuUsage();
@@ -139,6 +159,20 @@ export async function scaleOut(n: number, batchSize: number, cycles: number): Pr
       loopDelay.enable();
       const t0 = Date.now();
       await db.updateTable('outgoing_mails').set({ next_attempt_at: t0 }).where('id', '>=', firstId).where('id', '<=', lastId).execute();
+      // What an enqueue, a batch or Retry Now does once its write committed: wake the dispatchers, this
+      // process's (none here) and, through PostgreSQL's NOTIFY, the workers'.
+      t.app.services.outbox.wake();
+      // When each worker first claimed (held a lease on, or sent) a mail of this run: how long waking it took,
+      // apart from its first send (a new worker opens its SMTP connections then).
+      const firstClaim = new Map<string, number>();
+      const claimProbe = (async () => {
+        while (firstClaim.size < workers.length && Date.now() - t0 < 10_000) {
+          const owners = await db.selectFrom('outgoing_mails').select(sql<string | null>`coalesce(lease_owner, sent_by)`.as('o')).distinct().where('id', '>=', firstId).where('id', '<=', lastId).execute();
+          const at = Date.now();
+          for (const { o } of owners) if (o && !firstClaim.has(o)) firstClaim.set(o, at);
+          await new Promise((res) => setTimeout(res, 5));
+        }
+      })();
       // What one database round trip costs meanwhile: on a shared machine it grows with the load, and every
       // claim and every joint write of sent mails pays it.
       const roundTrips: number[] = [];
@@ -154,6 +188,7 @@ export async function scaleOut(n: number, batchSize: number, cycles: number): Pr
       const sentOfRun = async () =>
         Number((await db.selectFrom('outgoing_mails').select(sql<number>`count(*)`.as('n')).where('id', '>=', firstId).where('id', '<=', lastId).where('state', '=', 'sent').executeTakeFirstOrThrow()).n);
       await until(async () => (await sentOfRun()) >= n, `${n} mails sent by ${w} worker(s)`, 600_000, 20);
+      await claimProbe;
       const workerCpu = workers.reduce((a, wp, i) => a + cpuSecondsOf(wp.child.pid) - cpuBefore[i]!, 0);
       const benchCpu = process.cpuUsage(benchCpuBefore);
       const load = os.loadavg()[0]!;
@@ -194,6 +229,9 @@ export async function scaleOut(n: number, batchSize: number, cycles: number): Pr
         loopP50: loopDelay.percentile(50) / 1e6,
         loopP99: loopDelay.percentile(99) / 1e6,
         claimsPerMail: rows.reduce((a, r) => a + r.attempts, 0) / rows.length,
+        startSeconds: (joined - t0) / 1000,
+        claimedSeconds: firstClaim.size === workers.length ? (Math.max(...firstClaim.values()) - t0) / 1000 : NaN,
+        tailSeconds: (last - firstDone) / 1000,
       });
       // The cycle's baseline once its 4-worker run is done (the workers idle meanwhile, polling once a second).
       if (w === WORKER_COUNTS[WORKER_COUNTS.length - 1]) {
@@ -218,7 +256,7 @@ export function printScaleOut(f: ScaleOutFigures): void {
     const shares = r.shares.map((s) => `${((100 * s) / r.mails).toFixed(0)}%`).join(' / ');
     console.log(
       `scale-out postgres, ${r.workers} worker${r.workers > 1 ? 's' : ''} (${POOL} connections each, sink ${SINK_DELAY_MS} ms a message): ${r.mails} mails in ${r.seconds.toFixed(2)} s = ${r.rate.toFixed(0)} mails/s` +
-        ` (all workers active: ${Number.isFinite(r.allActiveRate) ? `${r.allActiveRate.toFixed(0)} mails/s` : 'no common window'}); shares ${shares}; sink: ${r.atSink} messages, ${r.distinctAtSink} distinct Message-IDs, ${r.atSink - r.distinctAtSink} sent twice; ${r.claimsPerMail.toFixed(2)} claims a mail;` +
+        ` (all workers active: ${Number.isFinite(r.allActiveRate) ? `${r.allActiveRate.toFixed(0)} mails/s` : 'no common window'}; every worker claimed within ${r.claimedSeconds.toFixed(2)} s, sent within ${r.startSeconds.toFixed(2)} s, tail ${r.tailSeconds.toFixed(2)} s); shares ${shares}; sink: ${r.atSink} messages, ${r.distinctAtSink} distinct Message-IDs, ${r.atSink - r.distinctAtSink} sent twice; ${r.claimsPerMail.toFixed(2)} claims a mail;` +
         ` ${perConnectionMs.toFixed(0)} ms a message per connection; database round trip p50 ${r.dbP50.toFixed(1)} ms, p95 ${r.dbP95.toFixed(1)} ms;` +
         ` sink's event-loop delay p50 ${r.loopP50.toFixed(1)} ms, p99 ${r.loopP99.toFixed(1)} ms;` +
         ` CPU ${((1000 * r.cpu.workers) / r.mails).toFixed(2)} ms a mail in the workers: ${r.cpu.workers.toFixed(1)} s workers + ${r.cpu.bench.toFixed(1)} s sink process (${((r.cpu.workers + r.cpu.bench) / r.seconds).toFixed(2)} cores), load ${r.load.toFixed(1)}`,

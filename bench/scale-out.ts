@@ -5,7 +5,8 @@
 //   previous run's stay); once every worker has logged that it started and listens for notifications (its
 //   LISTEN connection shows in pg_stat_activity), one UPDATE makes the mails due (t0),
 //   followed by what Juniper itself sends when mail becomes due by an enqueue or a retry: Outbox.wake(), whose
-//   PostgreSQL NOTIFY wakes the workers (src/db/wake-channel.ts). Nothing a real enqueue would not get;
+//   PostgreSQL NOTIFY wakes the workers (src/db/wake-channel.ts). Nothing a real enqueue would not get.
+//   Before that, workers that have not yet sent POOL warm-up mails are warmed up (warmUp; SCALE_WARMUP=0: not);
 // - throughput = N / (last sent_at − t0); "all active" = the mails recorded between the moment the last worker
 //   recorded its first mail and the moment the first worker recorded its last, over that window (the rate
 //   while every worker takes part: the start, until each worker sent its first mail, and the tail of the
@@ -16,6 +17,7 @@ import type { DB } from '../src/db/schema.js';
 import { LISTENER_APPLICATION_NAME, WAKE_CHANNEL } from '../src/db/wake-channel.js';
 import { cliActor } from '../src/audit/audit-log.js';
 import { cliPrincipal } from '../src/cli/principal.js';
+import type { App } from '../src/app.js';
 import { startTestApp } from '../test/helpers/app.js';
 import { startSmtpSink, type SinkMessage } from '../test/peers/smtp-sink.js';
 import { percentile, until } from './outlook-setup.js';
@@ -97,6 +99,33 @@ async function rawRun(port: number, n: number, processes: number): Promise<RawRu
   return { processes, rate: n / seconds, cpu };
 }
 
+/**
+ * Until every worker has sent POOL warm-up mails (so each has opened its SMTP connections and run its sending
+ * code, as a worker that has been running has): rounds of a batch of fresh mails a worker, queued as a client queues
+ * them (enqueueMany, whose NOTIFY wakes the workers), each round waited for. They are not part of any run (their
+ * ids follow every run's). A worker that started just before its run otherwise spends its first second opening
+ * connections under load (`SCALE_WARMUP=0` measures that).
+ */
+async function warmUp(app: App, workers: readonly WorkerProcess[], batchSize: number): Promise<void> {
+  const { db } = app.database;
+  for (let round = 0; round < 10; round++) {
+    const counts = await db.selectFrom('outgoing_mails').select(['sent_by', sql<number>`count(*)`.as('n')]).where('subject', 'like', 'warm-up %').where('state', '=', 'sent').groupBy('sent_by').execute();
+    const sent = new Map(counts.map((r) => [r.sent_by, Number(r.n)]));
+    if (workers.every((w) => (sent.get(w.owner) ?? 0) >= POOL)) return;
+    const mails = Array.from({ length: batchSize * workers.length }, (_, i) => ({ from: MAILBOX, to: [`warm${i}@client.test`], subject: `warm-up ${round} ${i}`, text: 'hello\n' }));
+    const ids = (await app.services.outbox.enqueueMany(mails, null, cliActor)).flatMap((r) => (r.status === 202 && 'id' in r ? [r.id] : []));
+    if (ids.length !== mails.length) throw new Error('scale-out: a warm-up mail was refused');
+    const [first, last] = [Math.min(...ids), Math.max(...ids)];
+    await until(
+      async () => Number((await db.selectFrom('outgoing_mails').select(sql<number>`count(*)`.as('n')).where('id', '>=', first).where('id', '<=', last).where('state', '=', 'sent').executeTakeFirstOrThrow()).n) === ids.length,
+      'the warm-up mails sent',
+      120_000,
+      20,
+    );
+  }
+  throw new Error('scale-out: after 10 warm-up rounds some worker had still sent no warm-up mail');
+}
+
 /** The processes LISTENing for due mail on the bench's database (src/db/wake-channel.ts): the workers' dispatchers. */
 async function listeningWorkers(db: Kysely<DB>): Promise<number> {
   const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity where datname = current_database() and application_name = ${LISTENER_APPLICATION_NAME} and query = ${`LISTEN ${WAKE_CHANNEL}`}`.execute(db);
@@ -109,7 +138,7 @@ export function messageIdOf(m: SinkMessage): string {
   return /^message-id:\s*(<[^>\r\n]*>)/im.exec(head)?.[1] ?? '';
 }
 
-export async function scaleOut(n: number, batchSize: number, cycles: number): Promise<ScaleOutFigures> {
+export async function scaleOut(n: number, batchSize: number, cycles: number, warm = process.env.SCALE_WARMUP !== '0'): Promise<ScaleOutFigures> {
   const t = await startTestApp('postgres', { logLevel: 'warn' });
   const sink = await startSmtpSink({ auth: 'password', passwords: { [MAILBOX]: 'pw' }, delayMs: SINK_DELAY_MS });
   const runs: ScaleOutRun[] = [];
@@ -152,6 +181,7 @@ export async function scaleOut(n: number, batchSize: number, cycles: number): Pr
       // A worker logs that it started before its dispatcher runs and its LISTEN connection is open: wait until
       // every worker listens (as a worker that has been running does), or t0 could find one still connecting.
       await until(async () => (await listeningWorkers(db)) === workers.length, `${workers.length} workers listening for due mail`, 30_000, 10);
+      if (warm) await warmUp(t.app, workers, batchSize);
       const sinkBefore = sink.messages.length;
       const cpuBefore = workers.map((wp) => cpuSecondsOf(wp.child.pid));
       const benchCpuBefore = process.cpuUsage();

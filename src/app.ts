@@ -40,7 +40,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     await database.close();
     throw e;
   }
-  const services = buildServices({ database, vault, logger, resolveHost: options.resolveHost, fetchLeaseMs: config.fetch.leaseMs });
+  const services = buildServices({ database, vault, logger, resolveHost: options.resolveHost, fetchLeaseMs: config.fetch.leaseMs, fetchBatchSize: config.fetch.batchSize });
   let http: Promise<FastifyInstance> | undefined;
   return {
     config,

@@ -33,7 +33,7 @@ import { Webhooks } from './webhooks/webhooks.js';
 
 export type Services = ReturnType<typeof buildServices>;
 
-export function buildServices({ database, vault, logger, resolveHost, fetchLeaseMs }: { database: Database; vault: Vault; logger: Logger; resolveHost?: HostResolver | undefined; fetchLeaseMs: number }) {
+export function buildServices({ database, vault, logger, resolveHost, fetchLeaseMs, fetchBatchSize }: { database: Database; vault: Vault; logger: Logger; resolveHost?: HostResolver | undefined; fetchLeaseMs: number; fetchBatchSize?: number }) {
   const { db } = database;
   const audit = new AuditLog(db);
   const apiKeys = new ApiKeys(db, audit);
@@ -70,6 +70,7 @@ export function buildServices({ database, vault, logger, resolveHost, fetchLease
     log: logger.child({ component: 'incoming' }),
     tokens: () => tokenStore,
     leaseMs: fetchLeaseMs,
+    ...(fetchBatchSize !== undefined ? { batchSize: fetchBatchSize } : {}),
   });
   const jobs = new JobStore(db);
   return {

@@ -193,16 +193,18 @@ export class IncomingFetcher {
       await servers.setCursor(db, server.id, this.owner, { uidvalidity: status.uidValidity, lastUid, seenUid, leaseUntil: this.now() + opts.leaseMs });
     }
 
+    const cap = await incomingSizeCap(this.deps.parameters);
+    // Sizes up to this are not asked for one by one: a whole batch of such messages stays within its bytes.
+    const exactAbove = Math.min(cap, Math.max(1, Math.floor(opts.batchBytes / opts.batchSize)));
     if (seenUid < lastUid) {
-      const gap = (await reader.listAfter(seenUid)).filter((m) => m.uid <= lastUid).map((m) => m.uid);
+      const gap = (await reader.listAfter(seenUid, exactAbove)).filter((m) => m.uid <= lastUid).map((m) => m.uid);
       await reader.markSeen(gap);
       await servers.setSeenUid(server.id, this.owner, lastUid);
     }
 
-    const pending = await reader.listAfter(lastUid);
+    const pending = await reader.listAfter(lastUid, exactAbove);
     const sizes = new Map(pending.map((m) => [m.uid, m.size]));
     const params = await this.deps.parameters.snapshot();
-    const cap = await incomingSizeCap(this.deps.parameters);
     const progress = () => opts.onProgress?.({ serverId: server.id, serverName: server.name, total: pending.length, ...counts });
     progress();
     for (const batch of batches(pending, opts.batchSize, opts.batchBytes, cap)) {

@@ -16,7 +16,7 @@ import type { Envelope, MailTransport } from './mail-transport.js';
 import type { OutgoingAttachmentRow, OutgoingQueue, SendOutcome } from './queue.js';
 import { SentWriter } from './sent-writer.js';
 import { countSendFailure, countSent, timedSend, trailRouted } from '../metrics/send-metrics.js';
-import { routeMail, routeParametersFrom } from './routing.js';
+import { routeMail, routeParametersFrom, type RouteDecision } from './routing.js';
 import { activeTransport, ratePerMinuteOf } from './server-rules.js';
 import { toRoutable, type OutgoingServers } from './servers.js';
 import { PACED } from './queue.js';
@@ -165,12 +165,15 @@ export class Dispatcher {
       const routable = usable.map(toRoutable);
       // One SELECT for the whole batch's attachments instead of one per mail.
       const attachments = await queue.attachmentsOf(claimed.map((m) => m.id));
+      // routeMail is pure and its servers and parameters are fixed for the round, so mails with the same routing
+      // input (a batch is mostly a few senders) share one decision: parsing the From, normalising the
+      // notifications and bounce addresses and writing the explanation was a tenth of the dispatcher's own CPU.
+      const decisions = new Map<string, RouteDecision>();
       for (const mail of claimed) {
-        const decision = routeMail(
-          { from: mail.from_header, replyTo: mail.reply_to, forcedServerId: mail.forced_server_id, massMailing: mail.mass_mailing === 1, createdByUserId: mail.created_by_user_id },
-          routable,
-          routeParams,
-        );
+        const input = { from: mail.from_header, replyTo: mail.reply_to, forcedServerId: mail.forced_server_id, massMailing: mail.mass_mailing === 1, createdByUserId: mail.created_by_user_id };
+        const key = JSON.stringify([input.from, input.replyTo, input.forcedServerId, input.massMailing, input.createdByUserId]);
+        let decision = decisions.get(key);
+        if (decision === undefined) decisions.set(key, (decision = routeMail(input, routable, routeParams)));
         if (!decision.ok) {
           settle(mail.id, async () => {
             await queue.markFailed(mail.id, this.owner, { failureType: decision.failureType, reason: decision.reason });

@@ -20,6 +20,8 @@ import { startIdentityServer } from '../test/peers/identity-server.js';
 import { secondsSince } from './outlook-setup.js';
 
 const MAILBOX = 'inbound@example.test';
+/** Messages each side fetches once before the measured run (fewer when the run itself is smaller). */
+const WARMUP = 500;
 const PASSWORD = 'bench-append-only';
 
 export interface InboundFigures {
@@ -28,6 +30,8 @@ export interface InboundFigures {
   bytes: number;
   raw: number;
   juniper: number;
+  /** CPU of this process (user + system) per message in each run, µs: less at the mercy of the machine's load than throughput. */
+  cpu: { raw: number; juniper: number };
   /** One large message fetched and stored after the run: its size and the peak heap growth meanwhile. */
   big: { bytes: number; growth: number };
 }
@@ -68,9 +72,12 @@ export async function inbound(dialect: DialectName, n: number, bigBytes = 25 * 1
     const messages = corpus(n, MAILBOX);
     const bytes = messages.reduce((sum, m) => sum + m.raw.length, 0);
     // APPEND over one connection fills the mailbox far faster than n LMTP sessions.
-    await withMailbox(dovecot, MAILBOX, PASSWORD, 'INBOX', async (client) => {
-      for (let i = 0; i < messages.length; i += 100) await Promise.all(messages.slice(i, i + 100).map((m) => client.append('INBOX', m.raw)));
-    });
+    const append = (raws: Buffer[]) =>
+      withMailbox(dovecot, MAILBOX, PASSWORD, 'INBOX', async (client) => {
+        for (let i = 0; i < raws.length; i += 100) await Promise.all(raws.slice(i, i + 100).map((raw) => client.append('INBOX', raw)));
+      });
+    const warmup = corpus(Math.min(WARMUP, n), MAILBOX).map((m) => m.raw);
+    await append(warmup);
 
     const http = await t.app.http();
     const admin = await t.createUser('admin', 'admin');
@@ -93,21 +100,36 @@ export async function inbound(dialect: DialectName, n: number, bigBytes = 25 * 1
 
     const { accessToken } = await tokens.accessToken('incoming', id);
     const client = new ImapFlow({ host: '127.0.0.1', port: dovecot.imapsPort, secure: true, tls: { rejectUnauthorized: false }, auth: { user: MAILBOX, accessToken }, logger: false });
-    let rawStart = process.hrtime.bigint();
     await client.connect();
     await client.mailboxOpen('INBOX');
-    let seen = 0;
-    rawStart = process.hrtime.bigint();
-    for await (const m of client.fetch('1:*', { uid: true, source: true })) if (m.source) seen++;
+    const rawFetch = async (range: string) => {
+      let seen = 0;
+      for await (const m of client.fetch(range, { uid: true, source: true })) if (m.source) seen++;
+      return seen;
+    };
+    // Warm-up, not measured: both sides fetch the first messages once, so the figures below are a running
+    // worker's, not the JIT compiling the parsers and imapflow's response handling in a fresh process.
+    if ((await rawFetch('1:*')) !== warmup.length) throw new Error('raw imapflow: the warm-up messages are not all there');
+    const warm = await incoming.fetchNow(await incomingServers.get(id));
+    if (warm.stored !== warmup.length) throw new Error(`juniper: the warm-up stored ${JSON.stringify(warm)}`);
+    await append(messages.map((m) => m.raw));
+    await client.noop();
+
+    const rawStart = process.hrtime.bigint();
+    const rawCpu = process.cpuUsage();
+    const seen = await rawFetch(`${warmup.length + 1}:*`);
     const rawSeconds = secondsSince(rawStart);
+    const rawCpuUs = cpuSince(rawCpu) / n;
     await client.logout();
     if (seen !== n) throw new Error(`raw imapflow: expected ${n} messages, got ${seen}`);
 
     const server = await incomingServers.get(id);
     const stopProfile = await profile(`inbound-${dialect}`);
     const start = process.hrtime.bigint();
+    const cpu = process.cpuUsage();
     const counts = await incoming.fetchNow(server);
     const seconds = secondsSince(start);
+    const juniperCpuUs = cpuSince(cpu) / n;
     await stopProfile();
     if (counts.stored + counts.duplicates + counts.quarantined !== n) throw new Error(`juniper: expected ${n} messages handled, got ${JSON.stringify(counts)}`);
 
@@ -116,12 +138,18 @@ export async function inbound(dialect: DialectName, n: number, bigBytes = 25 * 1
     let bigCounts: Awaited<ReturnType<typeof incoming.fetchNow>> | undefined;
     const growth = await peakGrowth(async () => (bigCounts = await incoming.fetchNow(await incomingServers.get(id))));
     if (bigCounts?.stored !== 1) throw new Error(`juniper: the large message was not stored: ${JSON.stringify(bigCounts)}`);
-    return { dialect, messages: n, bytes, raw: n / rawSeconds, juniper: n / seconds, big: { bytes: big.length, growth } };
+    return { dialect, messages: n, bytes, raw: n / rawSeconds, juniper: n / seconds, cpu: { raw: rawCpuUs, juniper: juniperCpuUs }, big: { bytes: big.length, growth } };
   } finally {
     await t.close();
     await dovecot.stop();
     await idp.stop();
   }
+}
+
+/** Microseconds of this process's CPU since `start` (process.cpuUsage: the raw client, or Juniper and its database driver). */
+function cpuSince(start: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(start);
+  return d.user + d.system;
 }
 
 /** INBOUND_PROFILE=<dir>: a CPU profile of Juniper's fetch alone (open it in Chrome DevTools or speedscope). */
@@ -150,6 +178,7 @@ export function printInbound(f: InboundFigures): void {
   console.log(`inbound, ${f.dialect}, ${f.messages} messages (${(f.bytes / 1048576).toFixed(1)} MB) in Dovecot over XOAUTH2 (IMAPS):`);
   console.log(`  raw imapflow, source in one FETCH: ${f.raw.toFixed(0)} msgs/s`);
   console.log(`  juniper fetch (parse, store, \\Seen): ${f.juniper.toFixed(0)} msgs/s (parse workers: ${defaultParseWorkers() || 'none, parsed on the main thread'})`);
+  console.log(`  CPU of this process a message: raw ${f.cpu.raw.toFixed(0)} µs, juniper ${f.cpu.juniper.toFixed(0)} µs (${(f.cpu.juniper / f.cpu.raw).toFixed(1)}x; Dovecot's and PostgreSQL's are not in it)`);
   console.log(`  memory: one ${mbs(f.big.bytes)} message fetched and stored: heap growth ${mbs(f.big.growth)}, ${(f.big.growth / f.big.bytes).toFixed(1)}x its size`);
   console.log(`ratio inbound ${f.dialect}: juniper/raw ${(f.juniper / f.raw).toFixed(2)}x`);
 }

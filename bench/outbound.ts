@@ -26,6 +26,14 @@ export interface OutboundFigures {
   enqueueP50Ms: number;
   enqueueP99Ms: number;
   batch: { rate: number; enqueuePerSecond: number; p50: number; p99: number; size: number; inFlight: number };
+  /** CPU time of this process (user + system) per mail in the raw and the queue → sent phases, in µs. */
+  cpuPerMail: { raw: number; juniper: number };
+}
+
+/** A diagnostic, not a figure of the issue: this process's CPU per mail in the timed phase (PostgreSQL's own is not in it). */
+function cpuMicros(since: NodeJS.CpuUsage, n: number): number {
+  const d = process.cpuUsage(since);
+  return (d.user + d.system) / n;
 }
 
 const mailFor = (b: OutlookBench, i: number) => ({
@@ -35,7 +43,7 @@ const mailFor = (b: OutlookBench, i: number) => ({
   text: `hello ${i}\n`,
 });
 
-async function rawRun(b: OutlookBench, n: number): Promise<number> {
+async function rawRun(b: OutlookBench, n: number, profileAs?: string): Promise<{ rate: number; cpu: number }> {
   const transports = await Promise.all(
     b.serverIds.map(async (id, i) => {
       const token = await b.t.app.services.tokens.accessToken('outgoing', id);
@@ -53,33 +61,39 @@ async function rawRun(b: OutlookBench, n: number): Promise<number> {
     }),
   );
   const before = b.sink.messages.length;
+  const stopProfile = await profilePhase(profileAs);
+  const cpu = process.cpuUsage();
   const start = process.hrtime.bigint();
   await Promise.all(Array.from({ length: n }, (_, i) => transports[i % transports.length]!.sendMail(mailFor(b, i))));
   const seconds = secondsSince(start);
+  const cpuPerMail = cpuMicros(cpu, n);
+  await stopProfile();
   for (const t of transports) t.close();
   if (b.sink.messages.length - before !== n) throw new Error(`raw: expected ${n} mails at the sink, got ${b.sink.messages.length - before}`);
-  return n / seconds;
+  return { rate: n / seconds, cpu: cpuPerMail };
 }
 
-async function juniperRun(b: OutlookBench, n: number, profileAs?: string): Promise<number> {
+async function juniperRun(b: OutlookBench, n: number, profileAs?: string): Promise<{ rate: number; cpu: number }> {
   const { outbox, queue } = b.t.app.services;
   for (let i = 0; i < n; i++) await outbox.enqueue(mailFor(b, i), null, cliActor);
   const before = b.sink.messages.length;
   const sentBefore = (await queue.countByState()).sent;
   const d = testDispatcher(b.t.app, 'bench');
   const stopProfile = await profilePhase(profileAs);
+  const cpu = process.cpuUsage();
   const start = process.hrtime.bigint();
   // The dispatcher's own loop, as `juniper worker` runs it (pipelined claiming), until every mail is recorded.
   d.dispatcher.start();
   await until(async () => b.sink.messages.length - before >= n, `${n} mails at the sink`, 600_000, 5);
   await until(async () => (await queue.countByState()).sent >= sentBefore + n, `${n} mails recorded as sent`, 600_000, 5);
   const seconds = secondsSince(start);
+  const cpuPerMail = cpuMicros(cpu, n);
   await stopProfile();
   await d.close();
   const sent = b.sink.messages.length - before;
   const states = await queue.countByState();
   if (sent !== n || states.queued + states.sending + states.failed > 0) throw new Error(`juniper: expected ${n} mails sent, got ${sent} (${JSON.stringify(states)})`);
-  return n / seconds;
+  return { rate: n / seconds, cpu: cpuPerMail };
 }
 
 interface EndToEnd {
@@ -165,13 +179,13 @@ export async function outbound(dialect: DialectName, n: number, servers = 4): Pr
     // A short warm-up on both sides, so TLS, JIT and token fetching are not counted against either.
     await rawRun(b, Math.min(200, n));
     await juniperRun(b, Math.min(200, n));
-    const raw = await rawRun(b, n);
+    const raw = await rawRun(b, n, `outbound-raw-${dialect}`);
     const juniper = await juniperRun(b, n, `outbound-queue-${dialect}`);
     const address = await b.http.listen({ host: '127.0.0.1', port: 0 });
     const e2e = await endToEndRun(b, address, n, 20, 1, singlePost(b), `outbound-single-${dialect}`);
     const batch = await endToEndRun(b, address, n, BATCH_IN_FLIGHT, BATCH_SIZE, batchPost(b), `outbound-batch-${dialect}`);
     return {
-      dialect, mails: n, servers, raw, juniper,
+      dialect, mails: n, servers, raw: raw.rate, juniper: juniper.rate, cpuPerMail: { raw: raw.cpu, juniper: juniper.cpu },
       endToEnd: e2e.rate, enqueuePerSecond: e2e.enqueuePerSecond, enqueueP50Ms: e2e.p50, enqueueP99Ms: e2e.p99,
       batch: { ...batch, size: BATCH_SIZE, inFlight: BATCH_IN_FLIGHT },
     };
@@ -184,6 +198,7 @@ export function printOutbound(f: OutboundFigures): void {
   console.log(`outbound, ${f.dialect}, ${f.mails} mails over ${f.servers} Outlook servers (XOAUTH2, STARTTLS) → smtp-server sink:`);
   console.log(`  raw nodemailer pools (${f.servers} × ${CONNECTIONS_PER_SERVER} connections): ${f.raw.toFixed(0)} mails/s`);
   console.log(`  juniper queue → sent:             ${f.juniper.toFixed(0)} mails/s`);
+  console.log(`  CPU of this process per mail (sink and client included, PostgreSQL's own not): raw ${f.cpuPerMail.raw.toFixed(0)} µs, queue → sent ${f.cpuPerMail.juniper.toFixed(0)} µs`);
   console.log(`  juniper end to end (POST /api/v1/mails, 20 in flight, sending meanwhile): ${f.endToEnd.toFixed(0)} mails/s; enqueue ${f.enqueuePerSecond.toFixed(0)} req/s, p50 ${f.enqueueP50Ms.toFixed(1)} ms, p99 ${f.enqueueP99Ms.toFixed(1)} ms`);
   console.log(`  juniper end to end (POST /api/v1/mails/batch, ${f.batch.size} mails a request, ${f.batch.inFlight} in flight): ${f.batch.rate.toFixed(0)} mails/s; enqueue ${f.batch.enqueuePerSecond.toFixed(0)} mails/s, p50 ${f.batch.p50.toFixed(1)} ms, p99 ${f.batch.p99.toFixed(1)} ms a request`);
   console.log(`ratio outbound ${f.dialect}: juniper/raw ${(f.juniper / f.raw).toFixed(2)}x, end-to-end/raw ${(f.endToEnd / f.raw).toFixed(2)}x, batch end-to-end/raw ${(f.batch.rate / f.raw).toFixed(2)}x`);

@@ -21,6 +21,7 @@ const envSchema = z.object({
   JUNIPER_SEND_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(120),
   JUNIPER_SEND_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(50),
   JUNIPER_FETCH_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
+  JUNIPER_FETCH_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(200),
   JUNIPER_TRUST_PROXY: z
     .string()
     .transform((v, ctx) => {
@@ -84,8 +85,8 @@ export interface Config {
   readonly logLevel: (typeof logLevels)[number];
   /** Outgoing dispatcher: how long a claimed mail stays with its worker, and how many it claims at once. */
   readonly send: { readonly leaseMs: number; readonly batchSize: number };
-  /** Incoming fetcher: how long a server stays with the worker fetching it after its last stored message. */
-  readonly fetch: { readonly leaseMs: number };
+  /** Incoming fetcher: how long a server stays with the worker fetching it after its last stored message, and messages per FETCH. */
+  readonly fetch: { readonly leaseMs: number; readonly batchSize: number };
   /** Peers whose X-Forwarded-For/-Proto are believed (JUNIPER_TRUST_PROXY); absent = none. */
   readonly trustProxy?: TrustProxy;
 }
@@ -112,7 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     baseUrl: e.JUNIPER_BASE_URL?.replace(/\/+$/, ''),
     logLevel: e.JUNIPER_LOG_LEVEL,
     send: Object.freeze({ leaseMs: e.JUNIPER_SEND_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_SEND_BATCH_SIZE }),
-    fetch: Object.freeze({ leaseMs: e.JUNIPER_FETCH_LEASE_SECONDS * 1000 }),
+    fetch: Object.freeze({ leaseMs: e.JUNIPER_FETCH_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_FETCH_BATCH_SIZE }),
     trustProxy: e.JUNIPER_TRUST_PROXY ?? false,
   });
 }

@@ -34,7 +34,7 @@ import { Webhooks } from './webhooks/webhooks.js';
 
 export type Services = ReturnType<typeof buildServices>;
 
-export function buildServices({ database, vault, logger, wake, resolveHost, fetchLeaseMs }: { database: Database; vault: Vault; logger: Logger; wake: WakeChannel; resolveHost?: HostResolver | undefined; fetchLeaseMs: number }) {
+export function buildServices({ database, vault, logger, wake, resolveHost, fetchLeaseMs, fetchBatchSize }: { database: Database; vault: Vault; logger: Logger; wake: WakeChannel; resolveHost?: HostResolver | undefined; fetchLeaseMs: number; fetchBatchSize?: number }) {
   const { db } = database;
   const audit = new AuditLog(db);
   const apiKeys = new ApiKeys(db, audit);
@@ -71,6 +71,7 @@ export function buildServices({ database, vault, logger, wake, resolveHost, fetc
     log: logger.child({ component: 'incoming' }),
     tokens: () => tokenStore,
     leaseMs: fetchLeaseMs,
+    ...(fetchBatchSize !== undefined ? { batchSize: fetchBatchSize } : {}),
   });
   const jobs = new JobStore(db);
   return {

@@ -39,6 +39,12 @@ export function openDatabase(config: DatabaseConfig): Database {
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('synchronous = NORMAL');
+    // A checkpoint every 4,000 WAL pages (16 MB) instead of SQLite's 1,000: under NORMAL the checkpoint is where
+    // the fsyncs are (two, milliseconds each on the test machines), run inside whichever commit crosses the
+    // mark, on the event loop. A busy dispatcher commits ~14 pages per statement, the same hot index pages
+    // again and again, so four times fewer checkpoints copy about the same pages and skip three in four pairs
+    // of fsyncs. A crash of Juniper still loses nothing (the WAL is in the OS's cache, as before).
+    sqlite.pragma('wal_autocheckpoint = 4000');
     const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     return { db, dialect: 'sqlite', close: () => db.destroy() };
   }

@@ -25,6 +25,8 @@ export interface IncomingMailDeps {
   tokens: () => TokenProvider | undefined;
   /** The fetch lease (JUNIPER_FETCH_LEASE_SECONDS); a run's own options may still set another. */
   leaseMs?: number;
+  /** Messages per FETCH (JUNIPER_FETCH_BATCH_SIZE); a run's own options may still set another. */
+  batchSize?: number;
 }
 
 export interface FetcherOverrides {
@@ -51,6 +53,7 @@ export class IncomingMail {
       parameters,
       log,
       ...(this.deps.leaseMs !== undefined ? { leaseMs: this.deps.leaseMs } : {}),
+      ...(this.deps.batchSize !== undefined ? { batchSize: this.deps.batchSize } : {}),
       ...(overrides.owner ? { owner: overrides.owner } : {}),
       ...(overrides.now ? { now: overrides.now } : {}),
     });

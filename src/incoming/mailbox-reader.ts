@@ -40,8 +40,11 @@ export interface FetchedHeaders {
 export interface MailboxReader {
   /** Selects the folder (read-write: Juniper sets \Seen). */
   open(folder: string): Promise<FolderStatus>;
-  /** UIDs above `afterUid` with their sizes, ascending. */
-  listAfter(afterUid: number): Promise<{ uid: number; size: number }[]>;
+  /**
+   * UIDs above `afterUid`, ascending, each with its size: exact for a message larger than `exactAbove`; a
+   * smaller one's is given as `exactAbove` (a bound, which is all batching needs).
+   */
+  listAfter(afterUid: number, exactAbove: number): Promise<{ uid: number; size: number }[]>;
   /** The lowest UID without \Seen, if any. */
   firstUnseen(): Promise<number | undefined>;
   /** The messages' bytes, ascending by UID, without setting \Seen (BODY.PEEK). Expunged ones are left out. */

@@ -41,6 +41,31 @@ function everyday(): { name: string; raw: Buffer }[] {
     },
     { name: 'two text parts', raw: crlf(...head, 'Content-Type: multipart/mixed; boundary="t"', '', '--t', 'Content-Type: text/plain', '', 'first', '--t', 'Content-Type: text/plain; charset=iso-8859-15', '', 'second \xa4', '--t--', '') },
     { name: 'empty body', raw: crlf('From: a@client.test', 'Subject: nothing', '', '') },
+    {
+      // Fields the reader does not decode (describe() never reads them) around the ones it does, some of the
+      // same decoded kinds (addresses, dates, priority that mailparser renames): the stored fields stay the same.
+      name: 'Outlook-style header section',
+      raw: crlf(
+        'Received: from EX1.prod.outlook.com (2603:10a6::1) by EX2.prod.outlook.com with HTTPS; Tue, 4 Mar 2025 09:00:01 +0000',
+        'ARC-Seal: i=1; a=rsa-sha256; s=arcselector; d=microsoft.com; cv=none; b=abc',
+        'DKIM-Signature: v=1; a=rsa-sha256; d=client.test; s=s1; h=From:To:Subject; bh=x(y)=; b=z',
+        ...head,
+        'Reply-To: =?UTF-8?Q?Support_=C3=BC?= <help@client.test>',
+        'Sender: bounces@client.test',
+        'Return-Path: <bounces@client.test>',
+        'Resent-Date: not a date at all',
+        'X-Priority: 1 (Highest)',
+        'Importance: high',
+        'List-Unsubscribe: <mailto:u@client.test>, <https://client.test/u>',
+        'Thread-Topic: =?UTF-8?B?R3LDvMOfZQ==?=',
+        'X-MS-Exchange-Organization-SCL: -1',
+        'X-MS-Has-Attach: ',
+        'Content-Type: text/plain; charset=utf-8',
+        '',
+        'Hello',
+        '',
+      ),
+    },
     { name: 'html in an alternative without text', raw: crlf('From: a@client.test', 'Content-Type: multipart/alternative; boundary="a"', '', '--a', 'Content-Type: text/html', '', '<b>only html</b>', '--a--', '') },
   ];
 }

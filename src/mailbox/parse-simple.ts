@@ -92,6 +92,14 @@ async function splitParts(raw: Buffer): Promise<{ root: PostalNode; bodies: Bodi
   return { root: parser.root, bodies };
 }
 
+/**
+ * The message's header fields that parse.ts describe() reads. Only these are decoded: mailparser decodes
+ * every field (addresses as text and HTML, dates, encoded words), and Outlook's mail carries dozens it never
+ * reads (Received, ARC, DKIM, X-MS-Exchange-*). Each field is decoded on its own, so leaving others out
+ * changes nothing in these; parse-simple.test.ts compares every stored field with mailparser's.
+ */
+const DESCRIBED = new Set(['from', 'to', 'cc', 'subject', 'date', 'message-id', 'in-reply-to', 'references', 'content-type', 'x-original-to', 'delivered-to', 'auto-submitted', 'x-failed-recipients']);
+
 let headerDecoder: HeaderDecoder | undefined;
 // One MailParser serves for its header decoding only: processHeaders keeps no state between calls.
 const decodeHeaders = (lines: { key: string; line: string }[]): Headers =>
@@ -271,5 +279,5 @@ export async function readSimple(raw: Buffer): Promise<StreamedMail | undefined>
   const body = texts(tree);
   if (!body) return undefined;
   if (!dateIsValid(tree.lines)) return undefined;
-  return { headers: decodeHeaders(tree.lines), headerKeys: tree.lines.map((l) => l.key), text: body.text, html: body.html, attachments: attachments(tree) };
+  return { headers: decodeHeaders(tree.lines.filter((l) => DESCRIBED.has(l.key))), headerKeys: tree.lines.map((l) => l.key), text: body.text, html: body.html, attachments: attachments(tree) };
 }

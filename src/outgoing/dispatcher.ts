@@ -16,7 +16,7 @@ import type { Envelope, MailTransport } from './mail-transport.js';
 import type { OutgoingAttachmentRow, OutgoingQueue, SendOutcome } from './queue.js';
 import { SentWriter } from './sent-writer.js';
 import { countSendFailure, countSent, timedSend, trailRouted } from '../metrics/send-metrics.js';
-import { routeMail, routeParametersFrom } from './routing.js';
+import { routeMail, routeParametersFrom, type RouteDecision } from './routing.js';
 import { activeTransport, ratePerMinuteOf } from './server-rules.js';
 import { toRoutable, type OutgoingServers } from './servers.js';
 import { PACED } from './queue.js';
@@ -139,6 +139,13 @@ export class Dispatcher {
     const now = this.now();
     const expired = !fromLoop || now - this.expiredCheckedAt >= EXPIRED_CHECK_MS;
     if (expired) this.expiredCheckedAt = now;
+    const setupReads = () => Promise.all([servers.usable(), parameters.snapshot()]);
+    // Busy (sends under way), the claim almost surely finds mails: the servers and parameters are read while it
+    // runs, not after it. On PostgreSQL that is two round trips fewer between a claim and its first send, time
+    // in which the pooled connections ran dry (a quarter of the queue → sent phase was idle). Idle, the claim
+    // goes first, so an empty poll stays one statement.
+    const prefetched = fromLoop && this.inFlight.size > 0 ? setupReads() : undefined;
+    prefetched?.catch(() => undefined);
     const { claimed, crashed } = await queue.claimBatch(this.owner, limit, this.options.leaseMs, now, { expired });
     for (const mail of crashed) log.error({ mail: mail.id, op: 'claim', failureType: 'crashed', attempts: mail.attempts }, mail.failure_reason ?? 'crashed');
     const sends: Promise<void>[] = [];
@@ -159,18 +166,23 @@ export class Dispatcher {
     };
     let setupError: Error | undefined;
     try {
-      const usable = await servers.usable();
+      // One SELECT for the whole batch's attachments instead of one per mail, under way while the servers are read.
+      const attachmentsRead = queue.attachmentsOf(claimed.map((m) => m.id));
+      attachmentsRead.catch(() => undefined);
+      const [usable, snapshot] = await (prefetched ?? setupReads());
       const byId = new Map(usable.map((s) => [s.id, s]));
-      const routeParams = routeParametersFrom(await parameters.snapshot());
+      const routeParams = routeParametersFrom(snapshot);
       const routable = usable.map(toRoutable);
-      // One SELECT for the whole batch's attachments instead of one per mail.
-      const attachments = await queue.attachmentsOf(claimed.map((m) => m.id));
+      const attachments = await attachmentsRead;
+      // routeMail is pure and its servers and parameters are fixed for the round, so mails with the same routing
+      // input (a batch is mostly a few senders) share one decision: parsing the From, normalising the
+      // notifications and bounce addresses and writing the explanation was a tenth of the dispatcher's own CPU.
+      const decisions = new Map<string, RouteDecision>();
       for (const mail of claimed) {
-        const decision = routeMail(
-          { from: mail.from_header, replyTo: mail.reply_to, forcedServerId: mail.forced_server_id, massMailing: mail.mass_mailing === 1, createdByUserId: mail.created_by_user_id },
-          routable,
-          routeParams,
-        );
+        const input = { from: mail.from_header, replyTo: mail.reply_to, forcedServerId: mail.forced_server_id, massMailing: mail.mass_mailing === 1, createdByUserId: mail.created_by_user_id };
+        const key = JSON.stringify([input.from, input.replyTo, input.forcedServerId, input.massMailing, input.createdByUserId]);
+        let decision = decisions.get(key);
+        if (decision === undefined) decisions.set(key, (decision = routeMail(input, routable, routeParams)));
         if (!decision.ok) {
           settle(mail.id, async () => {
             await queue.markFailed(mail.id, this.owner, { failureType: decision.failureType, reason: decision.reason });

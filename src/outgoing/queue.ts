@@ -4,7 +4,7 @@
 // SKIP LOCKED on PostgreSQL, so two workers never claim the same mail and a dead worker's mails come back
 // when its lease expires.
 import crypto from 'node:crypto';
-import { sql, type Insertable, type Kysely, type Selectable, type UpdateObject } from 'kysely';
+import { CompiledQuery, sql, type Insertable, type Kysely, type Selectable, type UpdateObject } from 'kysely';
 import type { Actor } from '../audit/audit-log.js';
 import type { DialectName } from '../db/database.js';
 import type { DB, MailState, OutgoingAttachmentsTable, MailAttempt, OutgoingMail, OutgoingMailsTable } from '../db/schema.js';
@@ -115,6 +115,27 @@ export interface SendOutcome {
   serverId: number;
   effectiveFrom: string;
   envelopeFrom: string;
+}
+
+const markSentTexts = new Map<string, string>();
+
+/**
+ * markSentMany's statement for `rows` mails: one UPDATE … FROM (VALUES …), each row changed only while `owner`
+ * holds its lease. Parameters in order: now, owner, now, then per row id, server id, effective From, envelope
+ * From, response, rejected recipients (JSON or null), then owner. VALUES names its columns column1…columnN on
+ * both dialects; the casts give PostgreSQL their types.
+ */
+export function markSentSql(dialect: DialectName, rows: number): string {
+  const key = `${dialect}:${rows}`;
+  let text = markSentTexts.get(key);
+  if (text !== undefined) return text;
+  let n = 0;
+  const p = () => (dialect === 'postgres' ? `$${++n}` : '?');
+  const head = `update outgoing_mails set state = 'sent', server_id = v.column2, effective_from = v.column3, envelope_from = v.column4, smtp_response = v.column5, rejected_recipients = v.column6, failure_type = null, failure_reason = null, waiting_reason = null, sent_at = ${p()}, sent_by = ${p()}, lease_owner = null, lease_expires_at = null, updated_at = ${p()}`;
+  const values = Array.from({ length: rows }, () => `(cast(${p()} as bigint), cast(${p()} as bigint), cast(${p()} as text), cast(${p()} as text), cast(${p()} as text), cast(${p()} as text))`).join(', ');
+  text = `${head} from (values ${values}) as v where outgoing_mails.id = v.column1 and outgoing_mails.lease_owner = ${p()} and outgoing_mails.state = 'sending' returning outgoing_mails.id`;
+  markSentTexts.set(key, text);
+  return text;
 }
 
 export class OutgoingQueue {
@@ -488,21 +509,13 @@ export class OutgoingQueue {
     const now = Date.now();
     for (let i = 0; i < items.length; i += SENT_CHUNK) {
       const chunk = items.slice(i, i + SENT_CHUNK);
-      // VALUES names its columns column1…columnN on both dialects; the casts give PostgreSQL their types.
-      const values = sql.join(
-        chunk.map(
-          (it) =>
-            sql`(cast(${it.id} as bigint), cast(${it.serverId} as bigint), cast(${it.effectiveFrom} as text), cast(${it.envelopeFrom} as text), cast(${it.response} as text), cast(${it.rejected.length ? JSON.stringify(it.rejected) : null} as text))`,
-        ),
-      );
-      const rows = await sql<{ id: number }>`
-        update outgoing_mails set
-          state = 'sent', server_id = v.column2, effective_from = v.column3, envelope_from = v.column4,
-          smtp_response = v.column5, rejected_recipients = v.column6, failure_type = null, failure_reason = null,
-          waiting_reason = null, sent_at = ${now}, sent_by = ${owner}, lease_owner = null, lease_expires_at = null, updated_at = ${now}
-        from (values ${values}) as v
-        where outgoing_mails.id = v.column1 and outgoing_mails.lease_owner = ${owner} and outgoing_mails.state = 'sending'
-        returning outgoing_mails.id`.execute(this.db);
+      // The statement's text depends only on the dialect and the number of rows: written once per length and
+      // handed to the driver with fresh parameters, so Kysely builds and compiles nothing for the statement the
+      // dispatcher runs most (one per few mails sent).
+      const parameters: unknown[] = [now, owner, now];
+      for (const it of chunk) parameters.push(it.id, it.serverId, it.effectiveFrom, it.envelopeFrom, it.response, it.rejected.length ? JSON.stringify(it.rejected) : null);
+      parameters.push(owner);
+      const rows = await this.db.executeQuery<{ id: number }>(CompiledQuery.raw(markSentSql(this.dialect, chunk.length), parameters));
       for (const r of rows.rows) done.add(Number(r.id));
     }
     return done;

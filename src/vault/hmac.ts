@@ -4,7 +4,7 @@
 // SHA-256 is a safe lookup key, and that hash survives a vault key rotation. A keyed HMAC is for values an
 // attacker with a copy of the database could otherwise guess and confirm; it changes when the vault key
 // rotates, so do not use it for lookups that must outlive a rotation.
-import { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, hash, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 import { AppError } from '../lib/errors.js';
 
@@ -24,9 +24,9 @@ export function hmac(key: Uint8Array, data: string): string {
 }
 
 export function sha256Hex(data: string | Uint8Array): string {
-  return typeof data === 'string'
-    ? createHash('sha256').update(data, 'utf8').digest('hex')
-    : createHash('sha256').update(data).digest('hex');
+  // crypto.hash: one call, about a quarter of createHash's cost for short inputs (API keys on every request).
+  // A string is hashed as its UTF-8 bytes, as before.
+  return hash('sha256', data, 'hex');
 }
 
 /** `bytes` random bytes as base64url (43 characters for the default 32): safe in URLs, cookies, headers. */

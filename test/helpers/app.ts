@@ -31,7 +31,7 @@ export async function startTestApp(dialect: DialectName, overrides: Partial<Conf
     baseUrl: undefined,
     logLevel: 'debug' as const,
     send: { leaseMs: 120_000, batchSize: 50 },
-    fetch: { leaseMs: 300_000 },
+    fetch: { leaseMs: 300_000, batchSize: 200 },
     ...overrides,
   });
   let captured = '';

@@ -14,8 +14,9 @@ import { startDovecot, type Dovecot } from '../peers/dovecot.js';
 import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
 
 const PASSWORD = 'imap-secret';
-// Messages are stored in groups of up to 25 per transaction, so a run stores at least one group before its
-// kill: 1,000 leave the tenth kill still mid-fetch.
+// The runs fetch batches of 50 (JUNIPER_FETCH_BATCH_SIZE), stored in groups of 25 per transaction, so a run
+// stores at least one group before its kill and 1,000 messages leave the tenth kill still mid-fetch (the
+// default batches of 200 would need several times the messages for the same number of kills).
 const MESSAGES = 1000;
 const KILLS = 10;
 const mailbox = (dialect: string) => `crash-fetch-${dialect}@example.test`;
@@ -59,7 +60,7 @@ describe('crash safety of fetching', { concurrency: true }, () => {
         await deliverAll(dovecot, user, corpus(MESSAGES, user).map((m) => m.raw), 16);
         const delivered = Date.now();
         const db = t.config.database;
-        const env = { ...cliEnv(t.config.dataDir, db.kind === 'postgres' ? db.url : `sqlite:${db.file}`), JUNIPER_LOG_LEVEL: 'warn', JUNIPER_FETCH_LEASE_SECONDS: '1' };
+        const env = { ...cliEnv(t.config.dataDir, db.kind === 'postgres' ? db.url : `sqlite:${db.file}`), JUNIPER_LOG_LEVEL: 'warn', JUNIPER_FETCH_LEASE_SECONDS: '1', JUNIPER_FETCH_BATCH_SIZE: '50' };
         const { db: kdb } = t.app.database;
         const storedUids = async () => (await kdb.selectFrom('messages').select('uid').where('server_id', '=', id).execute()).map((r) => r.uid);
         const fetch = () => {

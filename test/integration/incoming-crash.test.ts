@@ -21,7 +21,7 @@ function withFetch(fetch: (reader: MailboxReader, uids: number[]) => ReturnType<
     const reader = await imapConnector()(...args);
     return {
       open: (f) => reader.open(f),
-      listAfter: (u) => reader.listAfter(u),
+      listAfter: (u, exactAbove) => reader.listAfter(u, exactAbove),
       firstUnseen: () => reader.firstUnseen(),
       markSeen: (uids) => reader.markSeen(uids),
       fetchHeaders: (uids, max) => reader.fetchHeaders(uids, max),

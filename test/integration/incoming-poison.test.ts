@@ -60,7 +60,7 @@ for (const dialect of dialects) {
         const reader = await imapConnector()(...args);
         return {
           open: (f) => reader.open(f),
-          listAfter: (u) => reader.listAfter(u),
+          listAfter: (u, exactAbove) => reader.listAfter(u, exactAbove),
           firstUnseen: () => reader.firstUnseen(),
           close: () => reader.close(),
           fetch: (uids) => {

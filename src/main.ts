@@ -76,8 +76,8 @@ async function serve(config: Config): Promise<void> {
 async function worker(config: Config): Promise<void> {
   const app = await createApp(config);
   const workers = createWorkers(app);
-  app.logger.info({ database: describeDatabase(config.database), owner: workers.dispatcher.owner }, 'Juniper worker started');
   workers.start();
+  app.logger.info({ database: describeDatabase(config.database), owner: workers.dispatcher.owner }, 'Juniper worker started');
   const metricsServer = await startMetricsServerFromEnv(app);
   const sig = await untilSignal();
   app.logger.info(`${sig} received, shutting down`);

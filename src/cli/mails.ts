@@ -111,7 +111,16 @@ export function mailsCommand(withApp: WithApp): Command {
       .argument('<id>', 'mail id')
       .description(description)
       .action(async (id: string) => {
-        process.stdout.write(mailLine(await withApp(async (app) => mailView(await app.services.queue[op](Number(id))))));
+        process.stdout.write(
+          mailLine(
+            await withApp(async (app) => {
+              const mail = mailView(await app.services.queue[op](Number(id)));
+              // A retried mail is due now: the workers (on PostgreSQL, by notification) take it without waiting for their poll.
+              if (op === 'retry') app.services.outbox.wake();
+              return mail;
+            }),
+          ),
+        );
       });
   }
   return mails;

@@ -81,6 +81,8 @@ export class Dispatcher {
   private running = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  /** A nudge came while the loop was not asleep (see nudge). */
+  private nudged = false;
   /** Every send under way, of any round: the loop claims more while they run, stop() waits for them all. */
   private readonly inFlight = new Set<Promise<void>>();
   /** Mails this worker holds a lease on while their send runs; one timer renews them all. */
@@ -351,6 +353,8 @@ export class Dispatcher {
           continue;
         }
         let taken = 0;
+        // A nudge from here on may be for a mail this claim does not see yet: it must cut the next sleep short.
+        this.nudged = false;
         try {
           const round = await this.claimAndStart(room, true);
           taken = round.taken;
@@ -375,9 +379,13 @@ export class Dispatcher {
     })();
   }
 
-  /** Wakes a sleeping loop (a mail was just enqueued in this process). */
+  /**
+   * Wakes a sleeping loop (a mail was just enqueued, here or in another process). One that arrives while the
+   * loop is claiming is kept, so the loop does not then sleep a whole poll with that mail due.
+   */
   nudge(): void {
-    this.wake?.();
+    if (this.wake) this.wake();
+    else this.nudged = true;
   }
 
   /** Stops claiming, waits for every send under way to be recorded, then closes the connections. */
@@ -391,12 +399,17 @@ export class Dispatcher {
   }
 
   private sleep(ms: number): Promise<void> {
+    if (this.nudged) {
+      this.nudged = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
+      const done = () => {
         clearTimeout(t);
+        this.wake = undefined;
         resolve();
-      }
+      };
+      const t = setTimeout(done, ms);
       this.wake = done;
     });
   }

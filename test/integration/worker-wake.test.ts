@@ -101,6 +101,36 @@ describe('workers woken by PostgreSQL notifications', () => {
     await sendThroughApi();
   });
 
+  it('keeps a wake-up that comes while the dispatcher is claiming: the mail is not left for the next poll', async () => {
+    const http = await worker.app.http();
+    const { queue } = worker.app.services;
+    const claim = queue.claimBatch.bind(queue);
+    let queuedDuringClaim: number | undefined;
+    // The next claim round, after its statement ran: a mail is queued in this process (its outbox nudges the
+    // dispatcher at once, while the round is still under way), so only a kept nudge gets it sent within the minute.
+    queue.claimBatch = async (...args) => {
+      const round = await claim(...args);
+      if (queuedDuringClaim === undefined) {
+        queuedDuringClaim = -1;
+        const res = await http.inject({ method: 'POST', url: '/api/v1/mails', headers: { authorization: `Bearer ${key}` }, payload: { from: 'notifications@example.com', to: ['r@client.test'], subject: 'during a claim', text: 'hello' } });
+        assert.equal(res.statusCode, 202, res.body);
+        queuedDuringClaim = res.json<{ id: number }>().id;
+      }
+      return round;
+    };
+    try {
+      // A mail from the API app starts a claim round (by its notification); the mail queued during it must follow.
+      const res = await (await api.app.http()).inject({ method: 'POST', url: '/api/v1/mails', headers: { authorization: `Bearer ${key}` }, payload: { from: 'notifications@example.com', to: ['r@client.test'], subject: 'starts a claim', text: 'hello' } });
+      assert.equal(res.statusCode, 202, res.body);
+      await until(() => queuedDuringClaim !== undefined && queuedDuringClaim > 0, 'a mail queued during a claim');
+      for (const id of [res.json<{ id: number }>().id, queuedDuringClaim!]) await until(async () => (await api.app.services.queue.get(id)).state === 'sent', `mail ${id} to be sent`);
+      sent += 2;
+      assert.equal(sink.messages.length, sent);
+    } finally {
+      queue.claimBatch = claim;
+    }
+  });
+
   it('stops listening when the app closes', async () => {
     await closeWorker();
     await until(async () => (await listeners()).length === 0, 'the listening connection to end');

@@ -229,5 +229,36 @@ for (const dialect of dialects) {
       assert.deepEqual((await Promise.all(got.map(async (m) => (await headersOf(m.raw)).subject))).sort(), Array.from({ length: 6 }, (_, i) => `mass ${i}`));
       await api('DELETE', `/api/v1/outgoing-servers/${s.id}`);
     });
+
+    it('a claimed mail reads its attachment only once one of its server\'s connections is free for it', async () => {
+      await settleQueue();
+      const s = await server({ poolSize: 2 });
+      const { blobs, outbox } = t.app.services;
+      const n = 8;
+      for (let i = 0; i < n; i++) {
+        // Each its own bytes, so that every mail's attachment is a read of the database.
+        const content = Buffer.alloc(300_000, `${dialect} ${Date.now()} ${i} `).toString('base64');
+        await outbox.enqueue({ from: 'john@example.com', to: [`slot${i}@client.test`], subject: `slot ${i}`, text: 'x', attachments: [{ filename: `r${i}.bin`, contentType: 'application/octet-stream', contentBase64: content }] }, null, cliActor);
+      }
+      const atSink = sink.messages.length;
+      const readsBefore = blobs.reads;
+      // When the sink has the k-th message's bytes, at most k - 1 sends have settled (freeing their connection),
+      // so at most k - 1 + poolSize mails may have read their attachment.
+      const readsAt: number[] = [];
+      sink.setBehaviour({ data: () => void readsAt.push(blobs.reads - readsBefore) });
+      const d = testDispatcher(t.app, 'slot-worker');
+      try {
+        assert.equal(await d.dispatcher.runOnce(), n, 'one round claims them all');
+      } finally {
+        await d.close();
+        sink.setBehaviour({});
+        await api('DELETE', `/api/v1/outgoing-servers/${s.id}`);
+      }
+      assert.equal(sink.messages.length - atSink, n);
+      assert.equal(blobs.reads - readsBefore, n, 'every attachment read once');
+      assert.equal(readsAt.length, n);
+      readsAt.forEach((reads, k) => assert.ok(reads <= k + 2, `message ${k + 1} arrived after ${reads} attachment reads (at most ${k + 2})`));
+      assert.ok(readsAt[0]! <= 2, 'the first message arrives before the mails beyond the two connections are built');
+    });
   });
 }

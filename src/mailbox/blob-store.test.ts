@@ -83,9 +83,11 @@ for (const dialect of dialects) {
         for (const attempt of [1, 2]) {
           const pieces: Buffer[] = [];
           for await (const piece of source.pieces()) pieces.push(piece);
-          assert.ok(pieces.length >= (sizes[i]! > 2 * BLOB_PIECE_BYTES ? 2 : 1) && pieces.length <= 9, `${pieces.length} pieces`);
+          assert.ok(pieces.length >= (sizes[i]! > 2 * BLOB_PIECE_BYTES ? 2 : 1) && pieces.length <= (dialect === 'postgres' ? 64 : 9), `${pieces.length} pieces`);
           assert.ok(pieces.slice(0, -1).every((p) => p.length % 3 === 0 && p.length <= Math.max(BLOB_PIECE_BYTES + 2, sizes[i]! / 9 + 3)), 'pieces of a bounded size, whole base64 groups');
           assert.ok(Buffer.concat(pieces).equals(contents[i]!), `bytes of size ${sizes[i]}, attempt ${attempt}`);
+          // Random bytes are stored uncompressed: PostgreSQL fetches just a piece's part, so pieces are small.
+          if (dialect === 'postgres' && sizes[i]! > 1024 * 1024) assert.ok(pieces.length > 9, `${pieces.length} pieces of uncompressed bytes`);
         }
       }
       assert.equal(store.reads, sizes.length);
@@ -94,6 +96,17 @@ for (const dialect of dialects) {
       assert.equal(store.reads, sizes.length + 1);
       await store.source(shas[0]!);
       assert.equal(store.reads, sizes.length + 1, 'and kept');
+    });
+
+    it('hands a large compressible blob over in at most 9 pieces (PostgreSQL decompresses it from its start for each)', async () => {
+      const text = Buffer.from(Array.from({ length: 60_000 }, (_, i) => `line ${i % 977};${'x'.repeat(i % 50)}\n`).join(''));
+      const store = new BlobStore(database.db);
+      const source = await store.source(await store.put(text));
+      assert.ok(!Buffer.isBuffer(source));
+      const pieces: Buffer[] = [];
+      for await (const piece of source.pieces()) pieces.push(piece);
+      assert.ok(pieces.length > 1 && pieces.length <= 9, `${pieces.length} pieces`);
+      assert.ok(Buffer.concat(pieces).equals(text));
     });
 
     it('hands a small blob over whole, through the cache', async () => {

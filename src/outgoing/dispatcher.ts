@@ -239,8 +239,8 @@ export class Dispatcher {
         }
         if (slot > this.now()) await new Promise((r) => setTimeout(r, slot - this.now()));
       }
-      // Built only once a connection is free for it (send-slots.ts): the other claimed mails wait as rows, and
-      // this one's attachment bytes live only while it is being written, short enough to die young.
+      // Built only once its server has room for it (a connection free or about to be, send-slots.ts): the other
+      // claimed mails wait as rows instead of as messages holding their attachments.
       const freeSlot = await this.deps.transports.sendSlot(server);
       try {
         result = await this.buildAndSend(server, transport, mail, route, attachments);

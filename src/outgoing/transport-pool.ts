@@ -47,6 +47,14 @@ export function smtpCredentials(
   return { credentials: { kind: 'none' } };
 }
 
+/**
+ * Mails built per connection: the one being written and the next, waiting in nodemailer's pool so that the
+ * connection takes it the moment it is free. With one, each connection idled while the next mail was built and
+ * handed over, on every mail. A large attachment is read only as it is written (BlobStore.source), so the mail
+ * waiting holds no more than its small parts.
+ */
+export const SLOTS_PER_CONNECTION = 2;
+
 /** Sends the server's transport runs at once: its pool's connections, or Graph's requests (at most Outlook's 4). */
 export function concurrencyOf(server: OutgoingServer): number {
   const pool = poolSizeOf(server);
@@ -88,13 +96,13 @@ export class TransportPool {
   }
 
   /**
-   * Waits until one of the server's connections (Graph: concurrent requests) is free for another mail in this
-   * process, and resolves with the function that frees it again. The dispatcher takes it before it reads the
-   * mail's attachments and frees it when the send has settled, so that at most that many mails of a server
-   * hold their bytes at once.
+   * Waits until the server has room in this process for another mail to be built and sent, and resolves with
+   * the function that gives the room back. The dispatcher takes it before it reads the mail's attachments and
+   * gives it back when the send has settled, so that at most SLOTS_PER_CONNECTION mails per connection (Graph:
+   * per concurrent request) hold their bytes at once, instead of every mail claimed.
    */
   sendSlot(server: OutgoingServer): Promise<() => void> {
-    return this.slots.acquire(server.id, concurrencyOf(server));
+    return this.slots.acquire(server.id, SLOTS_PER_CONNECTION * concurrencyOf(server));
   }
 
   /** The server's sends holding a slot and mails waiting for one, in this process. */

@@ -25,14 +25,6 @@ export const BLOB_PIECE_BYTES = 256 * 1024;
 const MAX_MORE_PIECES = 8;
 /** BlobStore.source hands a blob larger than this to a transport in pieces, on its first read. */
 export const BLOB_STREAM_BYTES = BLOB_PIECE_BYTES;
-/**
- * Those pieces are BLOB_PIECE_BYTES or more, in at most MAX_MORE_PIECES + 1 statements, as `read` reads; but a
- * blob PostgreSQL stores uncompressed comes in pieces of this size or more, in at most STREAM_MAX_PIECES:
- * PostgreSQL then fetches only the piece's part of the value, and pg gathers each piece's hex text in buffers
- * that grow with it, so a smaller piece leaves less behind (a run with 256 KB pieces peaked ~15 MB higher).
- */
-const STREAM_PIECE_BYTES = 64 * 1024;
-const STREAM_MAX_PIECES = 64;
 /** putMany writes blobs larger than this one per statement. */
 export const LARGE_BLOB_BYTES = 1024 * 1024;
 
@@ -152,20 +144,17 @@ export class BlobStore {
    */
   async source(sha256: string): Promise<Buffer | BlobPieces> {
     if (this.cache.has(sha256) || this.probation.has(sha256) || this.reading.has(sha256) || this.seen.has(sha256)) return this.get(sha256);
-    // pg_column_size is the stored size: smaller than the bytes when PostgreSQL compressed them.
-    const stored = this.inPieces ? sql<number>`pg_column_size(content)` : sql<number>`size`;
-    const row = await this.db.selectFrom('blobs').select(['size', stored.as('stored')]).where('sha256', '=', sha256).executeTakeFirstOrThrow();
+    const row = await this.db.selectFrom('blobs').select('size').where('sha256', '=', sha256).executeTakeFirstOrThrow();
     if (row.size <= BLOB_STREAM_BYTES) return this.get(sha256);
     this.remember(sha256);
     this.reads++;
-    // SQLite loads the whole blob for every piece, and PostgreSQL decompresses a compressed one from its start:
-    // there the count of pieces bounds the work.
-    const step = this.inPieces && Number(row.stored) >= row.size ? Math.max(STREAM_PIECE_BYTES, Math.ceil(row.size / STREAM_MAX_PIECES)) : Math.max(BLOB_PIECE_BYTES, Math.ceil(row.size / (MAX_MORE_PIECES + 1)));
-    // A multiple of 3 bytes, so that no base64 group straddles two pieces.
-    return { size: row.size, pieces: () => this.pieces(sha256, row.size, 3 * Math.ceil(step / 3)) };
+    return { size: row.size, pieces: () => this.pieces(sha256, row.size) };
   }
 
-  private async *pieces(sha256: string, size: number, step: number): AsyncGenerator<Buffer> {
+  // At most MAX_MORE_PIECES + 1 statements, as read() (on SQLite each piece loads the whole blob, so the count
+  // bounds that work too); a multiple of 3 bytes each, so that no base64 group straddles two pieces.
+  private async *pieces(sha256: string, size: number): AsyncGenerator<Buffer> {
+    const step = 3 * Math.ceil(Math.max(BLOB_PIECE_BYTES, Math.ceil(size / (MAX_MORE_PIECES + 1))) / 3);
     for (let at = 0; at < size; at += step) {
       const row = await this.db
         .selectFrom('blobs')

@@ -1,12 +1,13 @@
 // The blob store on both databases: bytes come back whole at every size around the piece boundaries (PostgreSQL
-// reads large blobs in pieces), compressible bytes too, and the cache keeps a blob from its second read on.
+// reads large blobs in pieces), compressible bytes too, the cache keeps a blob from its second read on, and a
+// large blob's first read for a send comes in pieces.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { freshDatabase, dialects } from '../../test/helpers/databases.js';
 import type { Database } from '../db/database.js';
-import { BLOB_PIECE_BYTES, BLOB_PROBATION_BYTES, BlobStore, sha256Of } from './blob-store.js';
+import { BLOB_PIECE_BYTES, BLOB_PROBATION_BYTES, BLOB_STREAM_BYTES, BlobStore, sha256Of } from './blob-store.js';
 
 for (const dialect of dialects) {
   describe(`blob store on ${dialect}`, () => {
@@ -70,7 +71,65 @@ for (const dialect of dialects) {
       assert.equal(store.reads, 1);
     });
 
+    it('hands a large blob read for the first time over in pieces, again at each call; its second reader gets it whole and kept', async () => {
+      const store = new BlobStore(database.db);
+      const sizes = [BLOB_STREAM_BYTES + 1, 3 * BLOB_PIECE_BYTES + 7, 10 * 1024 * 1024 + 3];
+      const contents = sizes.map((n) => crypto.randomBytes(n));
+      const shas = await store.putMany(contents);
+      for (const [i, sha] of shas.entries()) {
+        const source = await store.source(sha);
+        assert.ok(!Buffer.isBuffer(source), `size ${sizes[i]} comes in pieces`);
+        assert.equal(source.size, sizes[i]);
+        for (const attempt of [1, 2]) {
+          const pieces: Buffer[] = [];
+          for await (const piece of source.pieces()) pieces.push(piece);
+          assert.ok(pieces.length >= (sizes[i]! > 2 * BLOB_PIECE_BYTES ? 2 : 1) && pieces.length <= 9, `${pieces.length} pieces`);
+          assert.ok(pieces.slice(0, -1).every((p) => p.length % 3 === 0 && p.length <= Math.max(BLOB_PIECE_BYTES + 2, sizes[i]! / 9 + 3)), 'pieces of a bounded size, whole base64 groups');
+          assert.ok(Buffer.concat(pieces).equals(contents[i]!), `bytes of size ${sizes[i]}, attempt ${attempt}`);
+        }
+      }
+      assert.equal(store.reads, sizes.length);
+      const again = await store.source(shas[0]!);
+      assert.ok(Buffer.isBuffer(again) && again.equals(contents[0]!), 'the second read is whole');
+      assert.equal(store.reads, sizes.length + 1);
+      await store.source(shas[0]!);
+      assert.equal(store.reads, sizes.length + 1, 'and kept');
+    });
+
+    it('hands a large compressible blob over in at most 9 pieces (PostgreSQL decompresses it from its start for each)', async () => {
+      const text = Buffer.from(Array.from({ length: 60_000 }, (_, i) => `line ${i % 977};${'x'.repeat(i % 50)}\n`).join(''));
+      const store = new BlobStore(database.db);
+      const source = await store.source(await store.put(text));
+      assert.ok(!Buffer.isBuffer(source));
+      const pieces: Buffer[] = [];
+      for await (const piece of source.pieces()) pieces.push(piece);
+      assert.ok(pieces.length > 1 && pieces.length <= 9, `${pieces.length} pieces`);
+      assert.ok(Buffer.concat(pieces).equals(text));
+    });
+
+    it('hands a small blob over whole, through the cache', async () => {
+      const store = new BlobStore(database.db);
+      const content = crypto.randomBytes(BLOB_STREAM_BYTES);
+      const sha = await store.put(content);
+      const got = await store.source(sha);
+      assert.ok(Buffer.isBuffer(got) && got.equals(content));
+      await store.source(sha);
+      assert.equal(store.reads, 1);
+    });
+
+    it('fails the pieces of a blob whose row is shorter than its recorded size', async () => {
+      const store = new BlobStore(database.db);
+      const sha = await store.put(crypto.randomBytes(2 * BLOB_PIECE_BYTES));
+      const source = await store.source(sha);
+      assert.ok(!Buffer.isBuffer(source));
+      await database.db.updateTable('blobs').set({ content: crypto.randomBytes(BLOB_PIECE_BYTES) }).where('sha256', '=', sha).execute();
+      await assert.rejects(async () => {
+        for await (const piece of source.pieces()) assert.ok(piece.length > 0);
+      }, /shorter than its recorded size/);
+    });
+
     it('rejects a blob that is not stored', async () => {
+      await assert.rejects(new BlobStore(database.db).source('0'.repeat(64)));
       await assert.rejects(new BlobStore(database.db).get('0'.repeat(64)));
     });
   });

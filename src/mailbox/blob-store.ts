@@ -23,6 +23,8 @@ export const BLOB_PIECE_BYTES = 256 * 1024;
  * compressed value from its start for each piece, so the work grows with the square of the pieces.
  */
 const MAX_MORE_PIECES = 8;
+/** BlobStore.source hands a blob larger than this to a transport in pieces, on its first read. */
+export const BLOB_STREAM_BYTES = BLOB_PIECE_BYTES;
 /** putMany writes blobs larger than this one per statement. */
 export const LARGE_BLOB_BYTES = 1024 * 1024;
 
@@ -30,6 +32,12 @@ export const LARGE_BLOB_BYTES = 1024 * 1024;
 // than its grace, and the mail or message that will reference it may not be committed yet. Only the time
 // changes; the bytes are the same by their hash. `excluded` is the proposed row on both dialects.
 const refreshCreatedAt = (eb: ExpressionBuilder<OnConflictDatabase<DB, 'blobs'>, OnConflictTables<'blobs'>>) => ({ created_at: eb.ref('excluded.created_at') });
+
+/** A large blob's bytes in order, read piece by piece at each call of `pieces()` (BlobStore.source). */
+export interface BlobPieces {
+  readonly size: number;
+  pieces(): AsyncIterable<Buffer>;
+}
 
 export class BlobStore {
   // Content-addressed, so a cached blob can never be stale: a small LRU spares a mass mailing re-reading
@@ -126,6 +134,39 @@ export class BlobStore {
     }
   }
 
+  /**
+   * The bytes for a send, as `get` gives them, but for a blob over BLOB_STREAM_BYTES read for the first time
+   * (an attachment of its own, most of them): that comes as a reader of its pieces, read from the database as
+   * the transport writes them. Read whole, a 1 MB attachment was one buffer alive for the whole send, long
+   * enough to reach V8's old generation, where only a full collection frees it (the external memory of a
+   * worker sending such mails grew by ~60 MB before the first one); a piece lives while it is written. The
+   * blob is remembered, so a second mail with the same bytes (a mass mailing) reads it whole into the cache.
+   */
+  async source(sha256: string): Promise<Buffer | BlobPieces> {
+    if (this.cache.has(sha256) || this.probation.has(sha256) || this.reading.has(sha256) || this.seen.has(sha256)) return this.get(sha256);
+    const row = await this.db.selectFrom('blobs').select('size').where('sha256', '=', sha256).executeTakeFirstOrThrow();
+    if (row.size <= BLOB_STREAM_BYTES) return this.get(sha256);
+    this.remember(sha256);
+    this.reads++;
+    return { size: row.size, pieces: () => this.pieces(sha256, row.size) };
+  }
+
+  // At most MAX_MORE_PIECES + 1 statements, as read() (on SQLite each piece loads the whole blob, so the count
+  // bounds that work too); a multiple of 3 bytes each, so that no base64 group straddles two pieces.
+  private async *pieces(sha256: string, size: number): AsyncGenerator<Buffer> {
+    const step = 3 * Math.ceil(Math.max(BLOB_PIECE_BYTES, Math.ceil(size / (MAX_MORE_PIECES + 1))) / 3);
+    for (let at = 0; at < size; at += step) {
+      const row = await this.db
+        .selectFrom('blobs')
+        .select((eb) => [this.piece(eb, at + 1, step)])
+        .where('sha256', '=', sha256)
+        .executeTakeFirstOrThrow();
+      const piece = ownBuffer(row.piece);
+      if (piece.length !== Math.min(step, size - at)) throw shorterThanRecorded(sha256, size);
+      yield piece;
+    }
+  }
+
   private keep(sha256: string, content: Buffer): void {
     this.seen.delete(sha256);
     if (content.length > Math.min(BLOB_CACHE_MAX_ITEM, this.cacheBytes) || this.cache.has(sha256)) return;
@@ -189,7 +230,7 @@ export class BlobStore {
         .executeTakeFirstOrThrow();
       const piece = ownBuffer(row.piece);
       // Content-addressed bytes never change; a short piece means the row is not what its size says.
-      if (piece.length !== Math.min(step, head.size - at)) throw new AppError('JUNIPER_ERR_DATABASE', `The stored blob ${sha256} is shorter than its recorded size (${head.size} bytes): its row was changed outside Juniper.`);
+      if (piece.length !== Math.min(step, head.size - at)) throw shorterThanRecorded(sha256, head.size);
       at += piece.copy(content, at);
     }
     return content;
@@ -198,6 +239,10 @@ export class BlobStore {
   private piece(eb: ExpressionBuilder<DB, 'blobs'>, from: number, length: number) {
     return sql<Buffer>`substr(${eb.ref('content')}, ${from}, ${length})`.as('piece');
   }
+}
+
+function shorterThanRecorded(sha256: string, size: number): AppError {
+  return new AppError('JUNIPER_ERR_DATABASE', `The stored blob ${sha256} is shorter than its recorded size (${size} bytes): its row was changed outside Juniper.`);
 }
 
 /** Both drivers give a Buffer of its own; copy only what is not one (an Uint8Array view). */

@@ -22,10 +22,20 @@ export type SmtpCredentials = { kind: 'none' } | { kind: 'password'; user: strin
  */
 export type AccessTokenSource = (renew: boolean) => Promise<{ accessToken: string; expiresAt: number }>;
 
+/**
+ * Bytes read in pieces while the transport writes them (a large attachment), so that no buffer of the whole
+ * stays in memory for the length of a send. `pieces()` reads them again from the start at each call (a send
+ * tried again on a new connection).
+ */
+export interface ByteSource {
+  readonly size: number;
+  pieces(): AsyncIterable<Buffer>;
+}
+
 export interface OutgoingAttachment {
   filename: string;
   contentType: string;
-  content: Buffer;
+  content: Buffer | ByteSource;
   /** Set for inline parts that the HTML refers to as cid:… */
   contentId?: string | null;
 }

@@ -8,7 +8,7 @@ import addressparser from 'nodemailer/lib/addressparser';
 import { normaliseAddress } from '../lib/address.js';
 import { AppError } from '../lib/errors.js';
 import { isStructuralHeader } from './header-rules.js';
-import type { Envelope, OutgoingMessage } from './mail-transport.js';
+import type { ByteSource, Envelope, OutgoingMessage } from './mail-transport.js';
 
 /** nodemailer's options for one message; `withBcc` writes the Bcc header (Graph only). */
 export function mailOptions(message: OutgoingMessage, envelope: Envelope, withBcc = false): SendMailOptions {
@@ -33,7 +33,7 @@ export function mailOptions(message: OutgoingMessage, envelope: Envelope, withBc
     attachments: message.attachments.map((a) => ({
       filename: a.filename,
       contentType: a.contentType,
-      content: a.content.length > SLICE_BYTES ? slices(a.content) : a.content,
+      content: Buffer.isBuffer(a.content) ? (a.content.length > SLICE_BYTES ? slices(a.content) : a.content) : streamed(a.content),
       ...(a.contentId ? { cid: a.contentId } : {}),
     })),
   };
@@ -47,10 +47,38 @@ export function mailOptions(message: OutgoingMessage, envelope: Envelope, withBc
  */
 const SLICE_BYTES = 48 * 1024;
 
+function* slicesOf(content: Buffer): Generator<Buffer> {
+  for (let i = 0; i < content.length; i += SLICE_BYTES) yield content.subarray(i, i + SLICE_BYTES);
+}
+
 function slices(content: Buffer): Readable {
+  return Readable.from(slicesOf(content), { objectMode: false });
+}
+
+/**
+ * The errors of reading an attachment's pieces, by the error the transport was given instead: nodemailer takes
+ * a failed content stream's error as its own (it sets its `code` to ESTREAM), and the dispatcher must classify
+ * the read failure, not nodemailer's label. The connection the message was being written on is closed, so a
+ * part of a message is never delivered.
+ */
+const readFailures = new WeakMap<object, unknown>();
+
+/** The read failure behind a transport's error, when the message's bytes could not be read; else the error. */
+export function attachmentReadFailure(err: unknown): unknown {
+  return typeof err === 'object' && err !== null && readFailures.has(err) ? readFailures.get(err) : err;
+}
+
+/** A fresh stream of the source's pieces for each call (each send attempt reads them again). */
+function streamed(source: ByteSource): Readable {
   return Readable.from(
-    (function* () {
-      for (let i = 0; i < content.length; i += SLICE_BYTES) yield content.subarray(i, i + SLICE_BYTES);
+    (async function* () {
+      try {
+        for await (const piece of source.pieces()) yield* slicesOf(piece);
+      } catch (cause) {
+        const wrapper = new Error('the attachment could not be read');
+        readFailures.set(wrapper, cause);
+        throw wrapper;
+      }
     })(),
     { objectMode: false },
   );
@@ -67,8 +95,12 @@ const composer = nodemailer.createTransport({ streamTransport: true, buffer: tru
  */
 export async function graphMime(message: OutgoingMessage, envelope: Envelope): Promise<Buffer> {
   if (!message.raw) {
-    const info = await composer.sendMail(mailOptions(message, envelope, true));
-    return info.message as Buffer;
+    try {
+      const info = await composer.sendMail(mailOptions(message, envelope, true));
+      return info.message as Buffer;
+    } catch (err) {
+      throw attachmentReadFailure(err);
+    }
   }
   // Compared normalised (lower-cased, IDN domains in ASCII): the queue keeps recipients as mailparser decoded
   // them (xn-- domains in Unicode), the headers as they were written.

@@ -455,7 +455,8 @@ export class OutgoingQueue {
   async message(mail: OutgoingMail, attachments?: readonly OutgoingAttachmentRow[]): Promise<OutgoingMessage> {
     const rows = attachments ?? (await this.db.selectFrom('outgoing_attachments').selectAll().where('mail_id', '=', mail.id).orderBy('position').execute());
     const parts: OutgoingAttachment[] = [];
-    for (const a of rows) parts.push({ filename: a.filename, contentType: a.content_type, contentId: a.content_id, content: await this.blobs.get(a.blob_sha256) });
+    // A large attachment comes as a reader of its pieces, read as the transport writes them (BlobStore.source).
+    for (const a of rows) parts.push({ filename: a.filename, contentType: a.content_type, contentId: a.content_id, content: await this.blobs.source(a.blob_sha256) });
     return {
       messageId: mail.message_id,
       from: mail.from_header,

@@ -14,7 +14,7 @@ import { replySequence, startSmtpSink } from '../../test/peers/smtp-sink.js';
 import type { SinkMessage, SmtpSink } from '../../test/peers/smtp-sink.js';
 import { isAppError } from '../lib/errors.js';
 import { classifySendError } from './delivery-failure.js';
-import type { AccessTokenSource, MailTransport, OutgoingMessage, SmtpCredentials, SmtpEndpoint } from './mail-transport.js';
+import type { AccessTokenSource, ByteSource, MailTransport, OutgoingMessage, SmtpCredentials, SmtpEndpoint } from './mail-transport.js';
 import { createSmtpTransport } from './smtp-transport.js';
 
 const ALICE = 'alice@example.test';
@@ -206,6 +206,40 @@ describe('smtp transport', () => {
     const arrived = await newMessages(passwordSink, before, 2);
     assert.equal(arrived.length, 2);
     for (const a of arrived) assert.deepEqual((await simpleParser(a.raw)).attachments[0]?.content, big);
+  });
+
+  it('sends an attachment given as pieces intact, reading them again for each send; a piece that cannot be read fails the send with its own error and delivers nothing', async () => {
+    const before = passwordSink.messages.length;
+    const big = crypto.randomBytes(700 * 1024 + 5);
+    let reads = 0;
+    // Uneven pieces (not whole base64 groups), as a source may give them.
+    const source: ByteSource = {
+      size: big.length,
+      async *pieces() {
+        reads++;
+        for (let at = 0; at < big.length; at += 100_001) yield big.subarray(at, at + 100_001);
+      },
+    };
+    const t = transport(endpoint(passwordSink.port), password);
+    const m = message({ attachments: [{ filename: 'big.bin', contentType: 'application/octet-stream', content: source }] });
+    await t.send(m, { from: 'bounce@example.test', to: [BOB] });
+    await t.send(m, { from: 'bounce@example.test', to: [BOB] });
+    assert.equal(reads, 2);
+    const arrived = await newMessages(passwordSink, before, 2);
+    for (const a of arrived) assert.deepEqual((await simpleParser(a.raw)).attachments[0]?.content, big);
+
+    const boom = Object.assign(new Error('the database went away'), { code: 'JUNIPER_ERR_DATABASE' });
+    const failing: ByteSource = {
+      size: big.length,
+      async *pieces() {
+        yield big.subarray(0, 200_000);
+        throw boom;
+      },
+    };
+    await assert.rejects(t.send(message({ attachments: [{ filename: 'big.bin', contentType: 'application/octet-stream', content: failing }] }), { from: 'bounce@example.test', to: [BOB] }), (err) => err === boom && boom.code === 'JUNIPER_ERR_DATABASE');
+    await t.send(message({ subject: 'after the failure' }), { from: 'bounce@example.test', to: [BOB] });
+    const later = await newMessages(passwordSink, before + 2, 1);
+    assert.deepEqual(later.map((a) => a.raw.toString().match(/^Subject: (.*)\r$/m)?.[1]), ['after the failure'], 'the part of the failed message was not delivered');
   });
 
   it('sends a raw .eml byte for byte with the given envelope', async () => {

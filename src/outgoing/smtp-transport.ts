@@ -16,7 +16,7 @@ import { AppError } from '../lib/errors.js';
 import type { ConnectTarget } from '../mail-servers/host-guard.js';
 import { enhancedStatus, smtpErrorFacts } from './delivery-failure.js';
 import type { AccessTokenSource, MailTransport, SendResult, SmtpCredentials, SmtpEndpoint } from './mail-transport.js';
-import { mailOptions } from './mime.js';
+import { attachmentReadFailure, mailOptions } from './mime.js';
 
 export interface SmtpTransportOptions {
   /** Connections kept open to the server (default 2; the dispatcher passes the server's pool size, server-rules.ts poolSizeOf). */
@@ -141,7 +141,7 @@ export function createSmtpTransport(
 
   const surface = (err: unknown): unknown => {
     const cause = typeof err === 'object' && err !== null ? tokenFailures.get(err) : undefined;
-    return cause === undefined ? err : tokenUnavailable(cause);
+    return cause === undefined ? attachmentReadFailure(err) : tokenUnavailable(cause);
   };
 
   return {

@@ -6,7 +6,8 @@ import { AppError } from '../lib/errors.js';
 import type { HostGuard } from '../mail-servers/host-guard.js';
 import type { TokenProvider } from '../oauth/token-provider.js';
 import type { MailTransport, SmtpCredentials, SmtpEndpoint, AccessTokenSource } from './mail-transport.js';
-import { createGraphTransport } from './graph-transport.js';
+import { createGraphTransport, GRAPH_MAX_CONCURRENT } from './graph-transport.js';
+import { SendSlots } from './send-slots.js';
 import { activeTransport, poolSizeOf, ratePerMinuteOf } from './server-rules.js';
 import { createSmtpTransport } from './smtp-transport.js';
 
@@ -46,6 +47,20 @@ export function smtpCredentials(
   return { credentials: { kind: 'none' } };
 }
 
+/**
+ * Mails built per connection: the one being written and the next, waiting in nodemailer's pool so that the
+ * connection takes it the moment it is free. With one, each connection idled while the next mail was built and
+ * handed over, on every mail. A large attachment is read only as it is written (BlobStore.source), so the mail
+ * waiting holds no more than its small parts.
+ */
+export const SLOTS_PER_CONNECTION = 2;
+
+/** Sends the server's transport runs at once: its pool's connections, or Graph's requests (at most Outlook's 4). */
+export function concurrencyOf(server: OutgoingServer): number {
+  const pool = poolSizeOf(server);
+  return activeTransport(server) === 'graph' ? Math.max(1, Math.min(pool, GRAPH_MAX_CONCURRENT)) : pool;
+}
+
 export class TransportPool {
   /** Per server, its SMTP pool and its Graph transport apart: sends still under way on the pool when the server
    * moves to Graph must end on it, so building the Graph transport does not close the pool. */
@@ -54,6 +69,8 @@ export class TransportPool {
   private readonly nextSlot = new Map<number, number>();
   /** Per server, until when the provider asked this process to send nothing (Graph's 429 Retry-After). */
   private readonly pausedUntil = new Map<number, number>();
+  /** Per server, the mails being built and sent now (send-slots.ts). */
+  private readonly slots = new SendSlots();
 
   constructor(
     private readonly password: (server: OutgoingServer) => string | null,
@@ -76,6 +93,21 @@ export class TransportPool {
         this.transports.get(`${server.id}:graph`)?.transport.close();
       },
     };
+  }
+
+  /**
+   * Waits until the server has room in this process for another mail to be built and sent, and resolves with
+   * the function that gives the room back. The dispatcher takes it before it reads the mail's attachments and
+   * gives it back when the send has settled, so that at most SLOTS_PER_CONNECTION mails per connection (Graph:
+   * per concurrent request) hold their bytes at once, instead of every mail claimed.
+   */
+  sendSlot(server: OutgoingServer): Promise<() => void> {
+    return this.slots.acquire(server.id, SLOTS_PER_CONNECTION * concurrencyOf(server));
+  }
+
+  /** The server's sends holding a slot and mails waiting for one, in this process. */
+  slotUsage(serverId: number): { running: number; waiting: number } {
+    return this.slots.usage(serverId);
   }
 
   /**
@@ -135,7 +167,7 @@ export class TransportPool {
       // /me is the connected account, which may differ from the username (an account with Send As rights).
       { mailbox: server.token_account ?? server.username, baseUrl: this.graph.endpoint },
       (renew) => tokens.accessToken('outgoing', server.id, { renew, resource: 'graph' }),
-      { maxConcurrent: poolSizeOf(server), ...(this.graph.timeoutMs ? { timeoutMs: this.graph.timeoutMs } : {}) },
+      { maxConcurrent: concurrencyOf(server), ...(this.graph.timeoutMs ? { timeoutMs: this.graph.timeoutMs } : {}) },
     );
     this.transports.set(`${server.id}:graph`, { stamp: server.updated_at, address: server.token_account ?? null, transport });
     return transport;

@@ -11,6 +11,7 @@ import { startTestApp, type TestApp } from '../helpers/app.js';
 import { cliEnv, runJuniper } from '../helpers/cli.js';
 import { FormBrowser } from '../helpers/form-browser.js';
 import { headersOf, testDispatcher } from '../helpers/outgoing.js';
+import { SLOTS_PER_CONNECTION } from '../../src/outgoing/transport-pool.js';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink.js';
 
 const passwords = { 'john@example.com': 'john-pw' };
@@ -228,6 +229,38 @@ for (const dialect of dialects) {
       for (const m of got) assert.ok(m.raw.toString().includes('offer.pdf'), 'each mail carries the attachment');
       assert.deepEqual((await Promise.all(got.map(async (m) => (await headersOf(m.raw)).subject))).sort(), Array.from({ length: 6 }, (_, i) => `mass ${i}`));
       await api('DELETE', `/api/v1/outgoing-servers/${s.id}`);
+    });
+
+    it('a claimed mail reads its attachment only once its server has room for it (two mails per connection)', async () => {
+      await settleQueue();
+      const s = await server({ poolSize: 2 });
+      const { blobs, outbox } = t.app.services;
+      const n = 8;
+      for (let i = 0; i < n; i++) {
+        // Each its own bytes, so that every mail's attachment is a read of the database.
+        const content = Buffer.alloc(300_000, `${dialect} ${Date.now()} ${i} `).toString('base64');
+        await outbox.enqueue({ from: 'john@example.com', to: [`slot${i}@client.test`], subject: `slot ${i}`, text: 'x', attachments: [{ filename: `r${i}.bin`, contentType: 'application/octet-stream', contentBase64: content }] }, null, cliActor);
+      }
+      const atSink = sink.messages.length;
+      const readsBefore = blobs.reads;
+      // When the sink has the k-th message's bytes, at most k - 1 sends have settled (freeing their room), so at
+      // most k - 1 + 2 × poolSize mails may have read their attachment (one written and one ready per connection).
+      const readsAt: number[] = [];
+      sink.setBehaviour({ data: () => void readsAt.push(blobs.reads - readsBefore) });
+      const d = testDispatcher(t.app, 'slot-worker');
+      try {
+        assert.equal(await d.dispatcher.runOnce(), n, 'one round claims them all');
+      } finally {
+        await d.close();
+        sink.setBehaviour({});
+        await api('DELETE', `/api/v1/outgoing-servers/${s.id}`);
+      }
+      assert.equal(sink.messages.length - atSink, n);
+      assert.equal(blobs.reads - readsBefore, n, 'every attachment read once');
+      assert.equal(readsAt.length, n);
+      const room = SLOTS_PER_CONNECTION * 2;
+      readsAt.forEach((reads, k) => assert.ok(reads <= k + room, `message ${k + 1} arrived after ${reads} attachment reads (at most ${k + room})`));
+      assert.ok(readsAt[0]! <= room && room < n, 'the first message arrives before the other mails claimed are built');
     });
   });
 }

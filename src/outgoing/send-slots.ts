@@ -1,0 +1,55 @@
+// Per server, how many of its mails this process builds and sends at once: as many as it has connections
+// (Graph: concurrent requests). A mail takes a slot before its attachments are read and gives it back when its
+// send has settled, so the mails claimed beyond that wait as rows (a few hundred bytes) instead of as built
+// messages: without this, every mail of a claimed batch read its attachments at once and held them while it
+// waited inside nodemailer's pool for a connection, long enough for V8 to move the bytes' owners to the old
+// generation, which only a full collection frees (docs/benchmarks.md, outbound memory). Waiters go in turn.
+
+interface ServerSlots {
+  running: number;
+  limit: number;
+  waiting: (() => void)[];
+}
+
+export class SendSlots {
+  private readonly servers = new Map<number, ServerSlots>();
+
+  /**
+   * Resolves with the function that gives the slot back (once; later calls do nothing) when fewer than `limit`
+   * of the server's sends hold one. The latest limit asked for applies (a server's pool size may be edited
+   * while mails wait).
+   */
+  acquire(serverId: number, limit: number): Promise<() => void> {
+    let slots = this.servers.get(serverId);
+    if (!slots) this.servers.set(serverId, (slots = { running: 0, limit: 1, waiting: [] }));
+    slots.limit = Math.max(1, limit);
+    const s = slots;
+    const taken = new Promise<() => void>((resolve) => s.waiting.push(() => resolve(this.releaser(serverId, s))));
+    this.admit(s);
+    return taken;
+  }
+
+  /** Sends of the server holding a slot, and mails waiting for one (for tests and diagnostics). */
+  usage(serverId: number): { running: number; waiting: number } {
+    const s = this.servers.get(serverId);
+    return { running: s?.running ?? 0, waiting: s?.waiting.length ?? 0 };
+  }
+
+  private admit(s: ServerSlots): void {
+    while (s.running < s.limit && s.waiting.length > 0) {
+      s.running++;
+      s.waiting.shift()!();
+    }
+  }
+
+  private releaser(serverId: number, s: ServerSlots): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      s.running--;
+      this.admit(s);
+      if (s.running === 0 && s.waiting.length === 0) this.servers.delete(serverId);
+    };
+  }
+}

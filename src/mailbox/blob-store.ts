@@ -6,7 +6,9 @@ import type { DB } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 
 export function sha256Of(content: Buffer): string {
-  return crypto.createHash('sha256').update(content).digest('hex');
+  // crypto.hash: one call, about a quarter of createHash's cost for the small bodies of most mail (every
+  // fetched message's dedupe key and blobs go through here).
+  return crypto.hash('sha256', content, 'hex');
 }
 
 /** Bytes kept in memory by BlobStore.get, in all and per blob (larger ones are always read from the database). */

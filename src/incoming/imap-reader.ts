@@ -76,24 +76,40 @@ class ImapReader implements MailboxReader {
       // Two SEARCHes (every UID, then those larger than the bound) and the sizes of the large ones only: a FETCH
       // of every message's RFC822.SIZE is one response to parse per message, which cost imapflow about three
       // quarters of what fetching the whole of a small message costs (docs/benchmarks.md).
-      const all = ((await this.client.search({ uid: range }, { uid: true })) || []).filter((uid) => uid > afterUid).sort((a, b) => a - b);
+      const all = (await this.searched({ uid: range })).filter((uid) => uid > afterUid).sort((a, b) => a - b);
       if (all.length === 0) return [];
       const listed = new Set(all);
       // A message that came or went between the two SEARCHes is taken as the first one saw it.
-      const large = ((await this.client.search({ uid: range, larger: exactAbove }, { uid: true })) || []).filter((uid) => listed.has(uid));
+      const large = (await this.searched({ uid: range, larger: exactAbove })).filter((uid) => listed.has(uid));
       const sizes = new Map<number, number>();
-      if (large.length) for (const m of await this.client.fetchAll(uidSet(large), { uid: true, size: true }, { uid: true })) sizes.set(m.uid, m.size ?? exactAbove);
+      if (large.length) for (const m of await this.client.fetchAll(uidSet(large), { uid: true, size: true }, { uid: true })) if (m.size !== undefined) sizes.set(m.uid, m.size);
+      // Taken as small, a message over the size cap would be downloaded whole: one the server calls large
+      // without saying how large stops the run (an expunged one is gone by the next run).
+      const unsized = large.find((uid) => !sizes.has(uid));
+      if (unsized !== undefined) this.fail(Object.assign(new Error(`the server listed message UID ${unsized} as larger than ${exactAbove} bytes but gave no RFC822.SIZE for it`), { code: 'SizeMissing' }), 'fetch');
       return all.map((uid) => ({ uid, size: sizes.get(uid) ?? exactAbove }));
     } catch (err) {
       this.fail(err, 'fetch');
     }
   }
 
+  /**
+   * UIDs of a UID SEARCH. imapflow answers a refused one (NO, BAD: a busy or throttled server) with false, not
+   * an error; read as "none", it would end a run as healthy with nothing fetched, mark nothing of a gap while
+   * the cursor moves on, or take every message as small and download one over the cap whole.
+   */
+  private async searched(query: Parameters<ImapFlow['search']>[0]): Promise<number[]> {
+    const uids = await this.client.search(query, { uid: true });
+    if (!Array.isArray(uids)) this.fail(Object.assign(new Error(this.client.usable ? 'the server did not accept UID SEARCH' : 'Connection not available'), { code: this.client.usable ? 'SearchFailed' : 'NoConnection' }), 'fetch');
+    return uids;
+  }
+
   async firstUnseen(): Promise<number | undefined> {
     if (this.status?.exists === 0) return undefined;
     try {
-      const uids = await this.client.search({ seen: false }, { uid: true });
-      return uids && uids.length ? Math.min(...uids) : undefined;
+      // A refused SEARCH read as "all read" would start a first fetch at UIDNEXT, past every unseen message.
+      const uids = await this.searched({ seen: false });
+      return uids.length ? Math.min(...uids) : undefined;
     } catch (err) {
       this.fail(err, 'fetch');
     }

@@ -408,7 +408,8 @@ export class Dispatcher {
   /** Stops claiming, waits for every send under way to be recorded, then closes the connections. */
   async stop(): Promise<void> {
     this.running = false;
-    this.wake?.();
+    // Also when the loop is mid-round: a failing round's backoff (up to 30 s) must not delay the stop.
+    this.nudge();
     this.slotFreed?.();
     await this.loop;
     await Promise.allSettled([...this.inFlight]);

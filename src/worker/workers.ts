@@ -56,8 +56,9 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
     },
     async stop() {
       unsubscribe?.();
-      await stopListening?.();
-      await Promise.all([dispatcher.stop(), jobs.stop(), fetchScheduler.stop()]);
+      // Side by side: a listener still connecting to an unreachable database must not hold up recording the
+      // sends under way (a stop that takes too long ends in a SIGKILL, and unrecorded sends go again).
+      await Promise.all([stopListening?.(), dispatcher.stop(), jobs.stop(), fetchScheduler.stop()]);
       await webhooks.stop();
       await heartbeat.stop();
     },

@@ -134,8 +134,9 @@ describe('workers woken by PostgreSQL notifications', () => {
   it('stops listening when the app closes', async () => {
     await closeWorker();
     await until(async () => (await listeners()).length === 0, 'the listening connection to end');
-    // Closed: a notification reaches nobody and no reconnection is attempted (the test would not end otherwise).
-    api.app.services.wake.notify();
+    // Closed for good: no reconnection after the first reconnect delay (1 s) has passed either.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.deepEqual(await listeners(), [], 'a closed listener does not come back');
   });
 });
 

@@ -157,16 +157,20 @@ export class BlobStore {
   // bounds that work too); a multiple of 3 bytes each, so that no base64 group straddles two pieces.
   private async *pieces(sha256: string, size: number): AsyncGenerator<Buffer> {
     const step = 3 * Math.ceil(Math.max(BLOB_PIECE_BYTES, Math.ceil(size / (MAX_MORE_PIECES + 1))) / 3);
-    for (let at = 0; at < size; at += step) {
-      const row = await this.db
-        .selectFrom('blobs')
-        .select((eb) => [this.piece(eb, at + 1, step)])
-        .where('sha256', '=', sha256)
-        .executeTakeFirstOrThrow();
-      const piece = ownBuffer(row.piece);
-      if (piece.length !== Math.min(step, size - at)) throw shorterThanRecorded(sha256, size);
-      yield piece;
-    }
+    for (let at = 0; at < size; at += step) yield this.readPiece(sha256, at, step, size);
+  }
+
+  /** `step` bytes of the blob from offset `at` (fewer at its end); a short piece means the row is not what its size says. */
+  private async readPiece(sha256: string, at: number, step: number, size: number): Promise<Buffer> {
+    const row = await this.db
+      .selectFrom('blobs')
+      .select((eb) => [this.piece(eb, at + 1, step)])
+      .where('sha256', '=', sha256)
+      .executeTakeFirstOrThrow();
+    const piece = ownBuffer(row.piece);
+    // Content-addressed bytes never change.
+    if (piece.length !== Math.min(step, size - at)) throw shorterThanRecorded(sha256, size);
+    return piece;
   }
 
   private keep(sha256: string, content: Buffer): void {
@@ -224,17 +228,7 @@ export class BlobStore {
     const content = Buffer.allocUnsafe(head.size);
     let at = ownBuffer(head.piece).copy(content, 0);
     const step = Math.max(BLOB_PIECE_BYTES, Math.ceil((head.size - at) / MAX_MORE_PIECES));
-    while (at < head.size) {
-      const row = await this.db
-        .selectFrom('blobs')
-        .select((eb) => [this.piece(eb, at + 1, step)])
-        .where('sha256', '=', sha256)
-        .executeTakeFirstOrThrow();
-      const piece = ownBuffer(row.piece);
-      // Content-addressed bytes never change; a short piece means the row is not what its size says.
-      if (piece.length !== Math.min(step, head.size - at)) throw shorterThanRecorded(sha256, head.size);
-      at += piece.copy(content, at);
-    }
+    while (at < head.size) at += (await this.readPiece(sha256, at, step, head.size)).copy(content, at);
     return content;
   }
 

@@ -137,10 +137,12 @@ class Listener {
       return;
     }
     if (this.client !== client || this.closed) return;
-    if (this.failures > 0) this.log.info({ op: 'wake.listen' }, 'listening again for PostgreSQL notifications of due mail');
-    // Mail made due while no connection listened: look now rather than at the next poll.
-    if (this.failures > 0) this.onWake();
-    this.failures = 0;
+    if (this.failures > 0) {
+      this.log.info({ op: 'wake.listen' }, 'listening again for PostgreSQL notifications of due mail');
+      // Mail made due while no connection listened: look now rather than at the next poll.
+      this.onWake();
+      this.failures = 0;
+    }
   }
 
   private lost(client: pg.Client, err?: unknown): void {

@@ -69,7 +69,7 @@ export const defaultFetchOptions: FetchOptions = { batchSize: 200, batchBytes: 5
 /** A run's options: a batch size given without a group size stores groups of half a batch, as the default does. */
 export function fetchOptions(base: Partial<FetchOptions>, options: Partial<FetchOptions>): FetchOptions {
   const batchSize = options.batchSize ?? base.batchSize ?? defaultFetchOptions.batchSize;
-  const groupSize = options.groupSize ?? (options.batchSize !== undefined || base.batchSize !== undefined ? Math.max(1, Math.ceil(batchSize / 2)) : defaultFetchOptions.groupSize);
+  const groupSize = options.groupSize ?? Math.max(1, Math.ceil(batchSize / 2));
   return { ...defaultFetchOptions, ...base, ...options, batchSize, groupSize };
 }
 

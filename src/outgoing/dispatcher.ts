@@ -13,7 +13,7 @@ import type { Parameters } from '../settings/parameters.js';
 import { classifySendError, smtpErrorFacts } from './delivery-failure.js';
 import { isSmtpAuthDisabled } from './smtp-transport.js';
 import type { Envelope, MailTransport, SendResult } from './mail-transport.js';
-import type { OutgoingAttachmentRow, OutgoingQueue, SendOutcome } from './queue.js';
+import type { ClaimedMail, OutgoingAttachmentRow, OutgoingQueue, SendOutcome } from './queue.js';
 import { SentWriter } from './sent-writer.js';
 import { countSendFailure, countSent, timedSend, trailRouted } from '../metrics/send-metrics.js';
 import { routeMail, routeParametersFrom, type RouteDecision } from './routing.js';
@@ -223,7 +223,7 @@ export class Dispatcher {
     }
   }
 
-  private async sendOne(server: OutgoingServer, mail: OutgoingMail, route: { from: string; replyTo: string | null; envelopeFrom: string }, attachments: readonly OutgoingAttachmentRow[]): Promise<void> {
+  private async sendOne(server: OutgoingServer, mail: ClaimedMail, route: { from: string; replyTo: string | null; envelopeFrom: string }, attachments: readonly OutgoingAttachmentRow[]): Promise<void> {
     const { queue, log } = this.deps;
     const outcome = { serverId: server.id, effectiveFrom: route.from, envelopeFrom: route.envelopeFrom };
     const logCtx = { mail: mail.id, server: server.id, op: 'send' };
@@ -284,7 +284,7 @@ export class Dispatcher {
    * Reads the mail's message (its attachments' bytes) and sends it. A function of its own so that nothing in
    * sendOne keeps the message, and so its bytes, reachable while the `sent` write waits for its statement.
    */
-  private async buildAndSend(server: OutgoingServer, transport: MailTransport, mail: OutgoingMail, route: { from: string; replyTo: string | null; envelopeFrom: string }, attachments: readonly OutgoingAttachmentRow[]): Promise<SendResult> {
+  private async buildAndSend(server: OutgoingServer, transport: MailTransport, mail: ClaimedMail, route: { from: string; replyTo: string | null; envelopeFrom: string }, attachments: readonly OutgoingAttachmentRow[]): Promise<SendResult> {
     const message = await this.deps.queue.message(mail, attachments);
     message.from = route.from;
     message.replyTo = route.replyTo;
@@ -307,7 +307,7 @@ export class Dispatcher {
     return { ...server, transport_switched_at: switched.at, transport_switch_reason: switched.reason };
   }
 
-  private async recordSendFailure(server: OutgoingServer, mail: OutgoingMail, err: unknown, outcome: SendOutcome): Promise<void> {
+  private async recordSendFailure(server: OutgoingServer, mail: ClaimedMail, err: unknown, outcome: SendOutcome): Promise<void> {
     const { queue, log } = this.deps;
     const logCtx = { mail: mail.id, server: server.id, op: 'send' };
     const c = classifySendError(err, { auth: server.auth, endpoint: { host: server.host, port: server.port } });
@@ -337,7 +337,7 @@ export class Dispatcher {
   }
 
   /** True when the mail waited longer than maxWaitAgeMs and was failed instead. */
-  private async waitOrExpire(mail: OutgoingMail, why: { failureType: string; reason: string }, outcome: SendOutcome): Promise<boolean> {
+  private async waitOrExpire(mail: ClaimedMail, why: { failureType: string; reason: string }, outcome: SendOutcome): Promise<boolean> {
     // A manual retry restarts the clock: whoever retried a waiting mail wants it to wait again.
     if (this.now() - Math.max(mail.created_at, mail.retried_at ?? 0) > this.options.maxWaitAgeMs) {
       const days = Math.round(this.options.maxWaitAgeMs / 86_400_000);

@@ -16,6 +16,7 @@ import { mailAttempts } from './017-mail-attempts.js';
 import { sweepAndScanIndexes } from './018-sweep-and-scan-indexes.js';
 import { graphTransport } from './019-graph-transport.js';
 import { oauthConnections } from './021-oauth-connections.js';
+import { partialOutgoingIndexes } from './022-partial-outgoing-indexes.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -34,5 +35,6 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '018-sweep-and-scan-indexes': sweepAndScanIndexes(ctx),
     '019-graph-transport': graphTransport(ctx),
     '021-oauth-connections': oauthConnections(ctx),
+    '022-partial-outgoing-indexes': partialOutgoingIndexes(ctx),
   };
 }

@@ -68,14 +68,9 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
   });
   app.addHook('onRequest', async (request, reply) => void reply.header('x-request-id', request.id));
   // Fastify's default request serializer logs the full URL; ours drops one-time secrets from query strings.
-  app.setChildLoggerFactory((parent, bindings, opts) =>
-    parent.child(bindings, {
-      ...opts,
-      serializers: {
-        req: (req: { method: string; url: string; ip?: string }) => ({ method: req.method, url: redactUrl(req.url), ip: req.ip }),
-      },
-    }),
-  );
+  // Set once on the logger every request's child comes from: given to each child, pino rebuilt its serializer
+  // chain per request (1.3 % of the end-to-end benchmark's CPU).
+  app.setChildLoggerFactory((parent, bindings, opts) => requestLoggerBase(parent).child(bindings, opts));
 
   app.decorateRequest('principal', null);
   const routes: DeclaredRoute[] = [];
@@ -120,6 +115,17 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
   await app.register(oauthCallbackRoutes(services));
   await app.register(pageRoutes(services));
   return app;
+}
+
+const requestSerializers = {
+  req: (req: { method: string; url: string; ip?: string }) => ({ method: req.method, url: redactUrl(req.url), ip: req.ip }),
+};
+const requestBases = new WeakMap<FastifyBaseLogger, FastifyBaseLogger>();
+/** The parent's child that carries the request serializer (one per parent logger). */
+function requestLoggerBase(parent: FastifyBaseLogger): FastifyBaseLogger {
+  let base = requestBases.get(parent);
+  if (!base) requestBases.set(parent, (base = parent.child({}, { serializers: requestSerializers })));
+  return base;
 }
 
 function fastifyTrustProxy(trust: TrustProxy): false | string[] {

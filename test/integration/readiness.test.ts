@@ -115,6 +115,10 @@ describe('request ids in answers and logs', () => {
       const forged = await http.inject({ url: '/healthz', headers: { 'x-request-id': 'evil"id with spaces' } });
       assert.match(String(forged.headers['x-request-id']), /^[0-9a-f-]{36}$/);
       assert.doesNotMatch(t.logs(), /evil/);
+      // The request line of a URL with a one-time secret in its query keeps the name, never the value.
+      await http.inject({ url: '/api/v1/nothing-here?code=one-time-c0de&page=2', headers: { 'x-request-id': 'lb-43' } });
+      assert.match(t.logs(), /"reqId":"lb-43","req":\{"method":"GET","url":"\/api\/v1\/nothing-here\?code=\[redacted\]&page=2"/);
+      assert.doesNotMatch(t.logs(), /one-time-c0de/);
     } finally {
       await t.close();
     }

@@ -26,6 +26,7 @@ const INBOUND = Number(process.env.INBOUND ?? (quick ? 100 : 5_000));
 const MEMORY = Number(process.env.MEMORY ?? (quick ? 100 : 2_000));
 const TOKEN_ROUNDS = Number(process.env.TOKEN_ROUNDS ?? (quick ? 1 : 4));
 const SCALE_N = Number(process.env.SCALE_N ?? (quick ? 60 : 1_000));
+const OUTBOUND_ROUNDS = Number(process.env.OUTBOUND_ROUNDS ?? (quick ? 2 : 3));
 const onlyAt = process.argv.indexOf('--only');
 const only = process.env.ONLY ?? (onlyAt === -1 ? undefined : process.argv[onlyAt + 1]);
 const PARTS = ['routing', 'outbound', 'memory', 'inbound', 'tokens', 'scale-out'];
@@ -59,7 +60,7 @@ function ensurePostgres(): () => void {
 const stopPostgres = dialects.includes('postgres') || runs('scale-out') ? ensurePostgres() : () => {};
 try {
   if (runs('routing')) console.log(`routing, 50 servers, fallback to the notifications server (worst case): ${routingRun().toFixed(0)} decisions/s`);
-  if (runs('outbound')) for (const dialect of dialects) printOutbound(await outbound(dialect, N));
+  if (runs('outbound')) for (const dialect of dialects) printOutbound(await outbound(dialect, N, 4, OUTBOUND_ROUNDS));
   if (runs('memory')) for (const dialect of dialects) printOutboundMemory(await outboundMemory(dialect, MEMORY));
   if (runs('inbound')) for (const dialect of dialects) printInbound(await inbound(dialect, INBOUND, (quick ? 5 : 25) * 1024 * 1024));
   if (runs('tokens')) for (const dialect of dialects) printTokens(await tokens(dialect, TOKEN_ROUNDS));

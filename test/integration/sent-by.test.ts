@@ -64,6 +64,30 @@ for (const dialect of dialects) {
       assert.deepEqual(arrived.sort(), ['a1', 'a2', 'b1']);
     });
 
+    it("shows the worker's name (host and process) to admins only: a user sees null for own mail", async () => {
+      const ann = await t.createUser('ann', 'user');
+      const http = await t.app.http();
+      const posted = await http.inject({ method: 'POST', url: '/api/v1/mails', headers: { authorization: `Bearer ${ann.apiKey}` }, payload: { from: 'ann@example.com', to: ['customer@client.test'], subject: 'ann1', text: 'body' } });
+      assert.equal(posted.statusCode, 202, posted.body);
+      const id = posted.json<{ id: number }>().id;
+      const d = testDispatcher(t.app, 'host-7:4242:abc');
+      try {
+        assert.equal(await d.drain(), 1);
+      } finally {
+        await d.close();
+      }
+      const as = async (key: string, url: string) => (await http.inject({ method: 'GET', url, headers: { authorization: `Bearer ${key}` } })).json<unknown>();
+      const seen = (await as(adminKey, `/api/v1/mails/${id}`)) as { state: string; sentBy: unknown };
+      assert.equal(seen.state, 'sent');
+      assert.equal(seen.sentBy, 'host-7:4242:abc', 'an admin sees which worker sent it');
+      const own = (await as(ann.apiKey, `/api/v1/mails/${id}`)) as { state: string; sentBy: unknown };
+      assert.equal(own.state, 'sent');
+      assert.equal(own.sentBy, null);
+      const listed = (await as(ann.apiKey, '/api/v1/mails')) as { id: number; sentBy: unknown }[];
+      assert.deepEqual(listed.map((m) => [m.id, m.sentBy]), [[id, null]]);
+      assert.ok(!JSON.stringify(listed).includes('host-7'), 'nowhere in what the user gets');
+    });
+
     it('is written by the one-mail path too, and only by the lease holder', async () => {
       const { queue } = t.app.services;
       const id = await enqueue('single');

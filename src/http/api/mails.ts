@@ -5,7 +5,7 @@ import type { OutgoingMail } from '../../db/schema.js';
 import { AppError } from '../../lib/errors.js';
 import { parseInput } from '../../lib/validate.js';
 import { MAX_BATCH } from '../../outgoing/outbox.js';
-import { mailView } from '../../outgoing/queue.js';
+import { mailView, type MailView } from '../../outgoing/queue.js';
 import { actorOf } from '../actor.js';
 
 export const idParams = z.object({ id: z.coerce.number().int().positive() });
@@ -24,6 +24,15 @@ const BATCH_BODY_LIMIT = 64 * 1024 * 1024;
 function assertMayRead(request: FastifyRequest, mail: OutgoingMail): void {
   const user = request.principal!.user;
   if (user.role !== 'admin' && mail.created_by_user_id !== user.id) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No outgoing mail with id ${mail.id}.`);
+}
+
+/**
+ * The mail as this caller may see it: `sentBy` names a worker by host and process (`host:pid:random`), which is
+ * the operators' business, so only admins see it; a user sees null.
+ */
+function viewFor(request: FastifyRequest): (mail: OutgoingMail) => MailView {
+  const admin = request.principal!.user.role === 'admin';
+  return (mail) => (admin ? mailView(mail) : { ...mailView(mail), sentBy: null });
 }
 
 export function mailRoutes(services: Pick<Services, 'queue' | 'outbox'>): FastifyPluginAsync {
@@ -47,20 +56,20 @@ export function mailRoutes(services: Pick<Services, 'queue' | 'outbox'>): Fastif
       const q = parseInput(listQuery, request.query, 'query');
       const user = request.principal!.user;
       const rows = await queue.list({ state: q.state, serverId: q.serverId, limit: q.limit, beforeId: q.before, createdByUserId: user.role === 'admin' ? undefined : user.id });
-      return rows.map(mailView);
+      return rows.map(viewFor(request));
     });
 
     app.get('/api/v1/mails/:id', { config: { access: 'user' } }, async (request) => {
       const { id } = parseInput(idParams, request.params, 'path');
       const mail = await queue.get(id);
       assertMayRead(request, mail);
-      return mailView(mail);
+      return viewFor(request)(mail);
     });
 
     app.post('/api/v1/mails/:id/retry', { config: { access: 'user' } }, async (request) => {
       const { id } = parseInput(idParams, request.params, 'path');
       assertMayRead(request, await queue.get(id));
-      const mail = mailView(await queue.retry(id));
+      const mail = viewFor(request)(await queue.retry(id));
       outbox.wake();
       return mail;
     });
@@ -68,7 +77,7 @@ export function mailRoutes(services: Pick<Services, 'queue' | 'outbox'>): Fastif
     app.post('/api/v1/mails/:id/cancel', { config: { access: 'user' } }, async (request) => {
       const { id } = parseInput(idParams, request.params, 'path');
       assertMayRead(request, await queue.get(id));
-      return mailView(await queue.cancel(id));
+      return viewFor(request)(await queue.cancel(id));
     });
   };
 }

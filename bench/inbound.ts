@@ -10,7 +10,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { ImapFlow } from 'imapflow';
 import { cliActor } from '../src/audit/audit-log.js';
-import { defaultParseWorkers } from '../src/mailbox/parse-pool.js';
+import { sharedParseWorkers } from '../src/mailbox/parse-pool.js';
 import type { DialectName } from '../src/db/database.js';
 import { startTestApp } from '../test/helpers/app.js';
 import { corpus, withMailbox } from '../test/helpers/incoming.js';
@@ -192,7 +192,7 @@ v8.setFlagsFromString('--expose-gc');
 export function printInbound(f: InboundFigures): void {
   console.log(`inbound, ${f.dialect}, ${f.messages} messages (${(f.bytes / 1048576).toFixed(1)} MB) in Dovecot over XOAUTH2 (IMAPS):`);
   console.log(`  raw imapflow, source in one FETCH: ${f.raw.toFixed(0)} msgs/s`);
-  console.log(`  juniper fetch (parse, store, \\Seen): ${f.juniper.toFixed(0)} msgs/s (parse workers: ${defaultParseWorkers() || 'none, parsed on the main thread'})`);
+  console.log(`  juniper fetch (parse, store, \\Seen): ${f.juniper.toFixed(0)} msgs/s (parse workers: ${sharedParseWorkers() || 'none, parsed on the main thread'})`);
   console.log(`  CPU of this process a message: raw ${f.cpu.raw.toFixed(0)} µs, juniper ${f.cpu.juniper.toFixed(0)} µs (${(f.cpu.juniper / f.cpu.raw).toFixed(1)}x; Dovecot's and PostgreSQL's are not in it)`);
   console.log(`  memory: one ${mbs(f.big.bytes)} message fetched and stored: heap growth ${mbs(f.big.growth)}, ${(f.big.growth / f.big.bytes).toFixed(1)}x its size`);
   console.log(`ratio inbound ${f.dialect}: juniper/raw ${(f.juniper / f.raw).toFixed(2)}x`);

@@ -8,6 +8,7 @@ import { createLogger, type Logger } from './lib/logger.js';
 import type { HostResolver } from './mail-servers/host-guard.js';
 import { openVault, type Vault } from './vault/index.js';
 import { openWakeChannel } from './db/wake-channel.js';
+import { setSharedParseWorkers } from './mailbox/parse-pool.js';
 import { buildServices, type Services } from './services.js';
 
 export type { Services };
@@ -43,6 +44,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
   }
   // PostgreSQL: wakes the dispatchers of the other processes when mail becomes due (LISTEN/NOTIFY).
   const wake = openWakeChannel(config.database, database.db, logger);
+  setSharedParseWorkers(config.fetch.parseWorkers);
   const services = buildServices({ database, vault, logger, wake, resolveHost: options.resolveHost, fetchLeaseMs: config.fetch.leaseMs, fetchBatchSize: config.fetch.batchSize });
   let http: Promise<FastifyInstance> | undefined;
   return {

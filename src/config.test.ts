@@ -25,3 +25,12 @@ describe('JUNIPER_TRUST_PROXY', () => {
     assert.throws(() => loadConfig({ JUNIPER_TRUST_PROXY: 'true' }), /JUNIPER_TRUST_PROXY/);
   });
 });
+
+describe('JUNIPER_PARSE_WORKERS', () => {
+  it('is absent unless set (the pool then sizes itself by the cores), takes 0 to 16, and refuses anything else', () => {
+    assert.equal(loadConfig({}).fetch.parseWorkers, undefined);
+    assert.equal(loadConfig({ JUNIPER_PARSE_WORKERS: '0' }).fetch.parseWorkers, 0);
+    assert.equal(loadConfig({ JUNIPER_PARSE_WORKERS: '3' }).fetch.parseWorkers, 3);
+    for (const bad of ['-1', '17', '1.5', 'many']) assert.throws(() => loadConfig({ JUNIPER_PARSE_WORKERS: bad }), /JUNIPER_PARSE_WORKERS/, bad);
+  });
+});

@@ -22,6 +22,7 @@ const envSchema = z.object({
   JUNIPER_SEND_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(50),
   JUNIPER_FETCH_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
   JUNIPER_FETCH_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(200),
+  JUNIPER_PARSE_WORKERS: z.coerce.number().int().min(0).max(16).optional(),
   JUNIPER_TRUST_PROXY: z
     .string()
     .transform((v, ctx) => {
@@ -85,8 +86,11 @@ export interface Config {
   readonly logLevel: (typeof logLevels)[number];
   /** Outgoing dispatcher: how long a claimed mail stays with its worker, and how many it claims at once. */
   readonly send: { readonly leaseMs: number; readonly batchSize: number };
-  /** Incoming fetcher: how long a server stays with the worker fetching it after its last stored message, and messages per FETCH. */
-  readonly fetch: { readonly leaseMs: number; readonly batchSize: number };
+  /**
+   * Incoming fetcher: how long a server stays with the worker fetching it after its last stored message, messages
+   * per FETCH, and the threads that parse incoming mail (JUNIPER_PARSE_WORKERS; absent: the cores but two, at most 4).
+   */
+  readonly fetch: { readonly leaseMs: number; readonly batchSize: number; readonly parseWorkers?: number };
   /** Peers whose X-Forwarded-For/-Proto are believed (JUNIPER_TRUST_PROXY); absent = none. */
   readonly trustProxy?: TrustProxy;
 }
@@ -113,7 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     baseUrl: e.JUNIPER_BASE_URL?.replace(/\/+$/, ''),
     logLevel: e.JUNIPER_LOG_LEVEL,
     send: Object.freeze({ leaseMs: e.JUNIPER_SEND_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_SEND_BATCH_SIZE }),
-    fetch: Object.freeze({ leaseMs: e.JUNIPER_FETCH_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_FETCH_BATCH_SIZE }),
+    fetch: Object.freeze({ leaseMs: e.JUNIPER_FETCH_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_FETCH_BATCH_SIZE, ...(e.JUNIPER_PARSE_WORKERS === undefined ? {} : { parseWorkers: e.JUNIPER_PARSE_WORKERS }) }),
     trustProxy: e.JUNIPER_TRUST_PROXY ?? false,
   });
 }

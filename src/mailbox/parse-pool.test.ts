@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { corpusMessage, type CorpusMessage } from '../../test/helpers/incoming.js';
-import { ParsePool } from './parse-pool.js';
+import { defaultParseWorkers, ParsePool, setSharedParseWorkers, sharedParsePool, sharedParseWorkers } from './parse-pool.js';
 import { parseMessage } from './parse.js';
 
 const fixtures = path.resolve(import.meta.dirname, '../../test/fixtures/incoming');
@@ -42,5 +42,25 @@ describe('parsing on worker threads', () => {
     assert.ok(byWorker < raws.length, `the worker still held messages when it stopped (it had answered ${byWorker})`);
     const outcomes = await Promise.all(pending);
     assert.deepEqual(outcomes, await Promise.all(raws.map((r) => parseMessage(r))));
+  });
+});
+
+describe("the process's pool (JUNIPER_PARSE_WORKERS)", () => {
+  after(() => setSharedParseWorkers(undefined));
+
+  it('takes the configured size, parses there, and goes back to the default when the setting is gone', async () => {
+    setSharedParseWorkers(1);
+    const pool = sharedParsePool();
+    assert.equal(pool.size, 1);
+    assert.equal(sharedParseWorkers(), 1);
+    const raw = corpusMessage('plain', 'inbox@example.com', 1).raw;
+    assert.deepEqual(await pool.parse(raw), await parseMessage(raw));
+    assert.equal(pool.workerParses, 1, 'parsed by its worker, not on this thread');
+    setSharedParseWorkers(1);
+    assert.equal(sharedParsePool(), pool, 'the same size keeps the running pool');
+    setSharedParseWorkers(0);
+    assert.equal(sharedParsePool().size, 0, 'another size replaces it: 0 parses on the calling thread');
+    setSharedParseWorkers(undefined);
+    assert.equal(sharedParsePool().size, defaultParseWorkers());
   });
 });

@@ -69,7 +69,7 @@ export class ParsePool {
   workerParses = 0;
 
   /** `size` workers at most (started when first needed); 0 parses everything on the calling thread. */
-  constructor(private readonly size: number) {}
+  constructor(readonly size: number) {}
 
   /** Like parseMessage (never rejects), on the least busy worker. */
   parse: Parse = (raw) => {
@@ -121,7 +121,24 @@ export class ParsePool {
 export const defaultParseWorkers = (): number => Math.min(4, Math.max(0, os.availableParallelism() - 2));
 
 let shared: ParsePool | undefined;
+let configured: number | undefined;
+
+/** The workers the process's pool has: JUNIPER_PARSE_WORKERS when set, else defaultParseWorkers(). */
+export const sharedParseWorkers = (): number => configured ?? defaultParseWorkers();
+
+/**
+ * Sets the process's pool size (JUNIPER_PARSE_WORKERS; undefined: the default). A pool of another size already
+ * running is stopped: messages it held are parsed on the calling thread, the next ones by the new pool.
+ */
+export function setSharedParseWorkers(size: number | undefined): void {
+  configured = size;
+  if (shared && shared.size !== sharedParseWorkers()) {
+    void shared.close();
+    shared = undefined;
+  }
+}
+
 /** The process's pool (started lazily; idle workers never keep the process alive). */
 export function sharedParsePool(): ParsePool {
-  return (shared ??= new ParsePool(defaultParseWorkers()));
+  return (shared ??= new ParsePool(sharedParseWorkers()));
 }

@@ -10,6 +10,7 @@ import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { Database as DatabaseConfig } from '../config.js';
 import type { Logger } from '../lib/logger.js';
+import { describeDatabase } from './database.js';
 import type { DB } from './schema.js';
 
 /** The one channel: its notifications carry no data (the dispatcher claims what is due, whatever it is). */
@@ -24,8 +25,9 @@ export interface WakeChannel {
   /**
    * Calls `onWake` on each notification from another process (this process's own are skipped: its dispatcher
    * was nudged directly) and once after each reconnection (mail may have become due meanwhile). Returns stop.
+   * `pollMs`: how often the caller polls anyway, for the warning when listening fails (the first caller's).
    */
-  listen(onWake: () => void): () => Promise<void>;
+  listen(onWake: () => void, options?: { pollMs?: number }): () => Promise<void>;
   /** Stops listening and waits for a notification being sent; the database may close afterwards. */
   close(): Promise<void>;
 }
@@ -77,9 +79,9 @@ export function openWakeChannel(config: DatabaseConfig, db: Kysely<DB>, log: Log
       if (sending) owed = true;
       else sending = send();
     },
-    listen(onWake) {
+    listen(onWake, options = {}) {
       listeners.add(onWake);
-      listener ??= new Listener(config.url, token, wakeAll, log);
+      listener ??= new Listener(config.url, token, wakeAll, log, describeDatabase(config), options.pollMs);
       return async () => {
         listeners.delete(onWake);
         if (listeners.size === 0 && listener) {
@@ -100,12 +102,30 @@ export function openWakeChannel(config: DatabaseConfig, db: Kysely<DB>, log: Log
   };
 }
 
+/**
+ * The warning for the first failure of an outage: a listener that never listened could not start (say so,
+ * rather than "lost"); one that did lost its connection. Both say that sending goes on by polling.
+ */
+export function listenFailureMessage(listenedBefore: boolean, database: string, pollMs: number | undefined): string {
+  const polling = pollMs === undefined ? 'the dispatcher polls for due mail' : `the dispatcher polls for due mail every ${formatSeconds(pollMs)}`;
+  return listenedBefore
+    ? `lost the PostgreSQL connection that listens for due mail on ${database}; reconnecting, and meanwhile ${polling}`
+    : `could not start listening for notifications of due mail on ${database}; sending still works: ${polling}; retrying`;
+}
+
+function formatSeconds(ms: number): string {
+  const s = ms / 1000;
+  return `${Number.isInteger(s) ? s : s.toFixed(1)} s`;
+}
+
 /** One dedicated connection LISTENing on the channel, connected again with backoff whenever it drops. */
 class Listener {
   private client: pg.Client | undefined;
   private connecting: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
+  /** Whether a connection ever listened: a failure before that is a start that failed, not a connection lost. */
+  private listened = false;
   private closed = false;
 
   constructor(
@@ -113,6 +133,9 @@ class Listener {
     private readonly token: string,
     private readonly onWake: () => void,
     private readonly log: Logger,
+    /** Which database, as describeDatabase says it (host, port, name; never the password). */
+    private readonly database: string,
+    private readonly pollMs: number | undefined,
   ) {
     this.connecting = this.connect();
   }
@@ -137,8 +160,10 @@ class Listener {
       return;
     }
     if (this.client !== client || this.closed) return;
+    const first = !this.listened;
+    this.listened = true;
     if (this.failures > 0) {
-      this.log.info({ op: 'wake.listen' }, 'listening again for PostgreSQL notifications of due mail');
+      this.log.info({ op: 'wake.listen' }, `${first ? 'listening now' : 'listening again'} for notifications of due mail on ${this.database}`);
       // Mail made due while no connection listened: look now rather than at the next poll.
       this.onWake();
       this.failures = 0;
@@ -152,9 +177,7 @@ class Listener {
     client.end().catch(() => undefined);
     if (this.closed) return;
     // One line per outage (the first failure), not one per reconnection attempt.
-    if (this.failures === 0) {
-      this.log.warn({ err, op: 'wake.listen' }, 'lost the PostgreSQL connection that listens for due mail; reconnecting, and the dispatcher polls meanwhile');
-    }
+    if (this.failures === 0) this.log.warn({ err, op: 'wake.listen' }, listenFailureMessage(this.listened, this.database, this.pollMs));
     this.failures++;
     this.timer = setTimeout(() => {
       this.connecting = this.connect();

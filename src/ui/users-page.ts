@@ -4,6 +4,8 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Services } from '../services.js';
 import { actorOf } from '../http/actor.js';
 import { AppError } from '../lib/errors.js';
+import { newKeyPrefix } from '../users/api-keys.js';
+import { hmac, timingSafeEqualStr } from '../vault/hmac.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import { flashHtml, type PageContext } from './layout.js';
@@ -46,6 +48,22 @@ ${error ? flashHtml({ kind: 'error', text: error }) : null}
 </form>`;
 }
 
+/**
+ * The Create API key form's one-time nonce: the prefix its key will get, signed with the session's CSRF token
+ * (so it is bound to this session and user, and the prefix is one Juniper chose). The first post with it
+ * creates the key; a resubmission finds that key by its prefix and creates nothing. No table needed: the
+ * api_keys row is the record that the nonce was used.
+ */
+function keyFormNonce(ctx: PageContext, prefix = newKeyPrefix()): string {
+  return `${prefix}.${hmac(Buffer.from(ctx.csrfToken ?? `user:${ctx.user?.id}`), `account-api-key:${ctx.user?.id}:${prefix}`)}`;
+}
+
+/** The prefix a nonce from keyFormNonce carries, or undefined for a missing, altered or foreign one. */
+function prefixOfNonce(ctx: PageContext, nonce: string): string | undefined {
+  const prefix = nonce.split('.')[0] ?? '';
+  return /^[A-Za-z0-9]{8}$/.test(prefix) && timingSafeEqualStr(nonce, keyFormNonce(ctx, prefix)) ? prefix : undefined;
+}
+
 export function usersPage(services: Pick<Services, 'apiKeys' | 'incomingServers' | 'outgoingServers' | 'signIn' | 'users'>): FastifyPluginAsync {
   const { users, apiKeys } = services;
 
@@ -54,8 +72,12 @@ export function usersPage(services: Pick<Services, 'apiKeys' | 'incomingServers'
     return renderPage(reply, 'Users', usersBody(ctx, await users.list(), error, entered), ctx, status);
   }
 
-  async function renderAccount(request: FastifyRequest, reply: FastifyReply, opts: { error?: string; newKey?: string; status?: number } = {}) {
-    const ctx = pageContext(request, reply, 'account');
+  async function renderAccount(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    opts: { error?: string; warning?: string; newKey?: string; status?: number } = {},
+    ctx = pageContext(request, reply, 'account'),
+  ) {
     const user = request.principal!.user;
     const [keys, outgoing, incoming] = await Promise.all([
       apiKeys.list(user.id),
@@ -66,6 +88,7 @@ export function usersPage(services: Pick<Services, 'apiKeys' | 'incomingServers'
     const body = html`<div class="page-head"><h1>Your account</h1></div>
 <p class="muted">Signed in as <code>${user.login}</code> (${user.email}).</p>
 ${opts.error ? flashHtml({ kind: 'error', text: opts.error }) : null}
+${opts.warning ? flashHtml({ kind: 'warning', text: opts.warning }) : null}
 ${opts.newKey
   ? html`<div class="flash flash-success" role="status">New API key (shown only now, copy it): <code id="new-key">${opts.newKey}</code></div>`
   : null}
@@ -89,7 +112,7 @@ ${opts.newKey
       <td>${k.revoked ? html`<span class="tag tag-grey">Revoked</span>` : html`<form method="post" action="/account/api-keys/revoke" class="inline">${csrfField(ctx)}<input type="hidden" name="keyId" value="${k.id}"><button type="submit" class="danger small">Revoke ${k.name}</button></form>`}</td></tr>`,
     )}</tbody></table>`}
   <form method="post" action="/account/api-keys" class="filters">
-    ${csrfField(ctx)}
+    ${csrfField(ctx)}<input type="hidden" name="nonce" value="${keyFormNonce(ctx)}">
     <div><label for="key-name">New key name</label><input type="text" id="key-name" name="name" required placeholder="ERP"></div>
     <div><button type="submit">Create API key</button></div>
   </form>
@@ -167,12 +190,21 @@ ${opts.newKey
     app.post<{ Body: Form }>('/account/api-keys', { config: { access: 'user' } }, async (request, reply) => {
       const user = await users.findById(request.principal!.user.id);
       if (!user) throw new AppError('JUNIPER_ERR_NOT_FOUND', 'Your user no longer exists.');
+      const ctx = pageContext(request, reply, 'account');
+      const prefix = prefixOfNonce(ctx, text(request.body, 'nonce'));
+      if (!prefix) {
+        return renderAccount(request, reply, { error: 'This form is out of date or was not shown by this session: no key was created. Create the key again below.', status: 400 }, ctx);
+      }
       try {
-        const { key } = await apiKeys.create(user, text(request.body, 'name').trim() || 'key', actorOf(request));
-        return await renderAccount(request, reply, { newKey: key });
+        // Rendered in this answer, not redirected: the key must not travel in a cookie or URL. A reload posts
+        // the same nonce again and gets the message below instead of a second key.
+        const result = await apiKeys.createOnce(user, text(request.body, 'name').trim() || 'key', actorOf(request), prefix);
+        if (result.created) return await renderAccount(request, reply, { newKey: result.key }, ctx);
+        const warning = `This form was already submitted: key ${result.view.name} (${result.view.prefix}…) was created and shown once; revoke it if you did not copy it.`;
+        return await renderAccount(request, reply, { warning, status: 409 }, ctx);
       } catch (e) {
         const err = formError(e);
-        return renderAccount(request, reply, { error: err.message, status: err.status });
+        return renderAccount(request, reply, { error: err.message, status: err.status }, ctx);
       }
     });
 

@@ -27,6 +27,16 @@ export const VERIFIED_KEY_TTL_MS = 1000;
 /** Verified keys remembered at most (the oldest is forgotten first). */
 const VERIFIED_KEYS_MAX = 1000;
 
+/** A fresh display prefix: 8 letters and digits, not secret (lists and the audit log show it). */
+export function newKeyPrefix(): string {
+  return randomToken(12).replace(/[^A-Za-z0-9]/g, '').slice(0, 8).padEnd(8, '0');
+}
+
+const PREFIX_PATTERN = /^[A-Za-z0-9]{8}$/;
+
+/** What createOnce did: made the key (shown now, the only time), or found the one an earlier submission made. */
+export type CreateOnceResult = { created: true; key: string; view: ApiKeyView } | { created: false; view: ApiKeyView };
+
 export class ApiKeys {
   /** Verified keys by SHA-256 of the key (never the key itself), with the key's id and when to ask again. */
   private readonly verified = new Map<string, { user: User; keyId: number; until: number }>();
@@ -36,9 +46,42 @@ export class ApiKeys {
     private readonly audit: AuditLog,
   ) {}
 
+  /** createOnce calls in flight, by user and prefix: a double click's second post waits for the first. */
+  private readonly creating = new Map<string, Promise<CreateOnceResult>>();
+
   /** Creates a key and returns it in clear: the only time it is ever shown. */
   async create(user: User, name: string, actor: Actor): Promise<{ key: string; view: ApiKeyView }> {
-    const prefix = randomToken(12).replace(/[^A-Za-z0-9]/g, '').slice(0, 8).padEnd(8, '0');
+    return this.insert(user, name, actor, newKeyPrefix());
+  }
+
+  /**
+   * Creates the user's key with this prefix unless they already have one: the prefix was chosen when a form
+   * was shown, so a resubmission of that form (reload, back and forward, double click) finds the key the first
+   * submission made instead of making a second live key nobody saw. Waiting on the in-flight call covers two
+   * posts in this process; two processes posting the same form at the same instant are not covered.
+   */
+  async createOnce(user: User, name: string, actor: Actor, prefix: string): Promise<CreateOnceResult> {
+    if (!PREFIX_PATTERN.test(prefix)) throw new AppError('JUNIPER_ERR_VALIDATION', `An API key prefix is 8 letters or digits; got ${JSON.stringify(prefix)}.`);
+    const slot = `${user.id}:${prefix}`;
+    const pending = this.creating.get(slot);
+    if (pending) {
+      const first = await pending.catch(() => undefined);
+      if (first) return { created: false, view: first.view };
+    }
+    const run = (async (): Promise<CreateOnceResult> => {
+      const existing = await this.db.selectFrom('api_keys').selectAll().where('user_id', '=', user.id).where('prefix', '=', prefix).executeTakeFirst();
+      if (existing) return { created: false, view: this.view(existing) };
+      return { created: true, ...(await this.insert(user, name, actor, prefix)) };
+    })();
+    this.creating.set(slot, run);
+    try {
+      return await run;
+    } finally {
+      if (this.creating.get(slot) === run) this.creating.delete(slot);
+    }
+  }
+
+  private async insert(user: User, name: string, actor: Actor, prefix: string): Promise<{ key: string; view: ApiKeyView }> {
     const key = `jnp_${prefix}_${randomToken(32)}`;
     const row = await this.db.transaction().execute(async (trx) => {
       const inserted = await trx

@@ -25,6 +25,7 @@ export function transportPool(app: App, tokens: TokenProvider = app.services.tok
 
 export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}): Workers {
   const { services } = app;
+  const dispatcherOptions = { ...defaultDispatcherOptions, leaseMs: app.config.send.leaseMs, batchSize: app.config.send.batchSize, ...options };
   const dispatcher = new Dispatcher(
     {
       queue: services.queue,
@@ -33,7 +34,7 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
       transports: transportPool(app),
       log: app.logger.child({ worker: 'dispatcher' }),
     },
-    { ...defaultDispatcherOptions, leaseMs: app.config.send.leaseMs, batchSize: app.config.send.batchSize, ...options },
+    dispatcherOptions,
   );
   const jobs = new JobRunner([...housekeepingJobs(app), retentionJob({ db: app.database.db, parameters: services.parameters, log: app.logger })], app.logger);
   const fetchScheduler = new FetchScheduler(services.incoming.fetcher(), services.fetchState, app.logger.child({ worker: 'fetcher' }));
@@ -47,7 +48,7 @@ export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}
     start() {
       unsubscribe = services.outbox.onEnqueued(() => dispatcher.nudge());
       // Mail made due by another process (`serve`'s API, another worker, the CLI): PostgreSQL tells us at once.
-      stopListening = services.wake.listen(() => dispatcher.nudge());
+      stopListening = services.wake.listen(() => dispatcher.nudge(), { pollMs: dispatcherOptions.pollMs });
       dispatcher.start();
       jobs.start();
       fetchScheduler.start();

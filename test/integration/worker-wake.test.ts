@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { cliActor } from '../../src/audit/audit-log.js';
 import { cliPrincipal } from '../../src/cli/principal.js';
+import { describeDatabase } from '../../src/db/database.js';
 import { LISTENER_APPLICATION_NAME, openWakeChannel, WAKE_CHANNEL } from '../../src/db/wake-channel.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { createWorkers, type Workers } from '../../src/worker/workers.js';
@@ -96,6 +97,12 @@ describe('workers woken by PostgreSQL notifications', () => {
       return now.length === 1 && now[0] !== old;
     }, 'a new listening connection');
     assert.equal((worker.logs().match(/lost the PostgreSQL connection that listens for due mail/g) ?? []).length, 1, 'one warning for the outage');
+    const where = describeDatabase(worker.config.database);
+    assert.ok(
+      worker.logs().includes(`lost the PostgreSQL connection that listens for due mail on ${where}; reconnecting, and meanwhile the dispatcher polls for due mail every 60 s`),
+      `names the database and the poll: ${worker.logs()}`,
+    );
+    assert.doesNotMatch(worker.logs(), /could not start listening/, 'it had been listening: this is a lost connection');
     // The first may be the catch-up look after reconnecting; the second only a notification can explain.
     await sendThroughApi();
     await sendThroughApi();
@@ -137,6 +144,37 @@ describe('workers woken by PostgreSQL notifications', () => {
     // Closed for good: no reconnection after the first reconnect delay (1 s) has passed either.
     await new Promise((r) => setTimeout(r, 1500));
     assert.deepEqual(await listeners(), [], 'a closed listener does not come back');
+  });
+});
+
+describe('a wake listener that cannot start', () => {
+  it('says it could not start listening, on which database, that sending polls meanwhile, and warns once while it retries', async () => {
+    const t = await startTestApp('postgres');
+    let captured = '';
+    const log = createLogger('info', { write: (line: string) => void (captured += line) });
+    // The same real PostgreSQL, a database it does not have: every connection is refused after the startup packet.
+    const url = new URL(t.config.database.kind === 'postgres' ? t.config.database.url : '');
+    url.password = 'wake-listener-secret-pw';
+    url.pathname = '/juniper_no_such_database';
+    const config = { kind: 'postgres' as const, url: url.toString() };
+    const channel = openWakeChannel(config, t.app.database.db, log);
+    try {
+      const stop = channel.listen(() => undefined, { pollMs: 2500 });
+      await until(() => captured.includes('could not start listening'), 'the warning', 10_000);
+      // The reconnection attempts after 1 s and 2 s fail too: still the one warning.
+      await new Promise((r) => setTimeout(r, 3500));
+      await stop();
+      const warnings = captured.split('\n').filter((l) => l.includes('"op":"wake.listen"'));
+      assert.equal(warnings.length, 1, captured);
+      const expected = `could not start listening for notifications of due mail on ${describeDatabase(config)}; sending still works: the dispatcher polls for due mail every 2.5 s; retrying`;
+      assert.ok(warnings[0]!.includes(expected), warnings[0]);
+      assert.match(warnings[0]!, /PostgreSQL 127\.0\.0\.1:\d+\/juniper_no_such_database/);
+      assert.doesNotMatch(captured, /lost the PostgreSQL connection/);
+      assert.doesNotMatch(captured, /wake-listener-secret-pw/, 'never the password');
+    } finally {
+      await channel.close();
+      await t.close();
+    }
   });
 });
 

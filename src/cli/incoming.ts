@@ -71,7 +71,7 @@ export function fetchCommand(withApp: WithApp): Command {
     .action(async (sid: string | undefined) => {
       const tty = process.stderr.isTTY === true;
       await withApp(async (app) => {
-        const { incomingServers, fetchJobs } = app.services;
+        const { incomingServers, incoming } = app.services;
         const servers = sid
           ? [await incomingServers.get(id(sid))]
           : (await incomingServers.list()).filter((s) => s.state === 'confirmed' && s.active === 1);
@@ -79,17 +79,7 @@ export function fetchCommand(withApp: WithApp): Command {
         for (const server of servers) {
           const onProgress = tty ? (p: FetchProgress) => process.stderr.write(progressBar(p)) : undefined;
           try {
-            // As Fetch Now in the UI and API: a job row in the jobs history, and a fetch of this server already
-            // running (here or in another process) is reported rather than started again.
-            const { job, joined } = await fetchJobs.start(server, null, onProgress ? { onProgress } : {});
-            if (joined) {
-              process.stdout.write(`${server.id}\t${server.name}\tALREADY RUNNING: job ${job.id} (${job.owner}) is fetching this server; not fetched again\n`);
-              process.exitCode = 1;
-              continue;
-            }
-            const outcome = (await fetchJobs.settled(job.id))!;
-            if (!outcome.ok) throw outcome.error;
-            const counts = outcome.counts;
+            const counts = await incoming.fetchNow(server, onProgress ? { onProgress } : {});
             if (tty) process.stderr.write('\n');
             process.stdout.write(`${server.id}\t${server.name}\t${summary(counts)}\n`);
           } catch (err) {

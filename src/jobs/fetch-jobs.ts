@@ -7,7 +7,7 @@ import os from 'node:os';
 import type { IncomingServer } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import type { FetchCounts, FetchProgress } from '../incoming/fetcher.js';
+import type { FetchCounts } from '../incoming/fetcher.js';
 import type { IncomingMail } from '../incoming/incoming-mail.js';
 import { TOUCH_MS, type Job, type JobStore } from './job-store.js';
 
@@ -32,15 +32,12 @@ export class FetchJobs {
     private readonly log: Logger,
   ) {}
 
-  /**
-   * Starts a fetch of the server, or joins the one running. `onProgress` (the CLI's progress bar) hears every
-   * step of a fetch this call starts, besides the job row's throttled progress.
-   */
-  async start(server: IncomingServer, userId: number | null, options: { onProgress?: (p: FetchProgress) => void } = {}): Promise<{ job: Job; joined: boolean }> {
+  /** Starts a fetch of the server, or joins the one running. */
+  async start(server: IncomingServer, userId: number | null): Promise<{ job: Job; joined: boolean }> {
     const target = fetchTarget(server.id);
     const mine = this.active.get(target);
     if (mine) return { job: await mine, joined: true };
-    const starting = this.startNew(server, userId, target, options.onProgress);
+    const starting = this.startNew(server, userId, target);
     const shared = starting.then((r) => r.job);
     // Handled where it is awaited (start's own catch, or a joining click); never an unhandled rejection.
     shared.catch(() => undefined);
@@ -53,7 +50,7 @@ export class FetchJobs {
     }
   }
 
-  private async startNew(server: IncomingServer, userId: number | null, target: string, onProgress?: (p: FetchProgress) => void): Promise<{ job: Job; joined: boolean }> {
+  private async startNew(server: IncomingServer, userId: number | null, target: string): Promise<{ job: Job; joined: boolean }> {
     const elsewhere = await this.store.running(target);
     if (elsewhere) {
       this.active.delete(target);
@@ -61,11 +58,11 @@ export class FetchJobs {
     }
     assertFetchable(server);
     const job = await this.store.create({ kind: FETCH_JOB, target, owner: this.owner, createdByUserId: userId });
-    this.runs.set(job.id, this.run(job, server, target, onProgress));
+    this.runs.set(job.id, this.run(job, server, target));
     return { job, joined: false };
   }
 
-  private async run(job: Job, server: IncomingServer, target: string, listener?: (p: FetchProgress) => void): Promise<FetchOutcome> {
+  private async run(job: Job, server: IncomingServer, target: string): Promise<FetchOutcome> {
     let lastWrite = 0;
     let pending: Promise<void> = Promise.resolve();
     const touch = setInterval(() => void this.store.touch(job.id).catch(() => undefined), TOUCH_MS);
@@ -74,7 +71,6 @@ export class FetchJobs {
       const counts: FetchCounts = await this.incoming().fetchNow(server, {
         signal: this.stopping.signal,
         onProgress: (p) => {
-          listener?.(p);
           const now = Date.now();
           if (now - lastWrite < PROGRESS_WRITE_MS) return;
           lastWrite = now;

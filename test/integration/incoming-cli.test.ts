@@ -5,10 +5,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createApp } from '../../src/app.js';
-import { loadConfig } from '../../src/config.js';
-import { fetchTarget, FETCH_JOB } from '../../src/jobs/fetch-jobs.js';
-import { createLogger } from '../../src/lib/logger.js';
 import { cliEnv, runJuniper } from '../helpers/cli.js';
 import { freshDatabaseConfig } from '../helpers/databases.js';
 import { corpus, deliverAll } from '../helpers/incoming.js';
@@ -57,32 +53,6 @@ describe('juniper incoming and juniper fetch', () => {
     assert.equal(fetched.code, 0, fetched.stderr);
     assert.equal(fetched.stdout, `${id}\tOrders\tfetched 7, stored 7, duplicates 0, quarantined 0\n`);
     assert.ok(!fetched.stderr.includes('['), 'no progress bar when stderr is not a terminal');
-
-    // The fetch ran as a job, as Fetch Now in the UI and API: the jobs history shows it with its counts.
-    const app = await createApp(loadConfig(env), { logger: createLogger('silent') });
-    try {
-      const jobs = await app.database.db.selectFrom('jobs').selectAll().where('target', '=', fetchTarget(Number(id))).execute();
-      assert.equal(jobs.length, 1, JSON.stringify(jobs));
-      assert.equal(jobs[0]!.kind, FETCH_JOB);
-      assert.equal(jobs[0]!.state, 'succeeded');
-      assert.equal(jobs[0]!.created_by_user_id, null);
-      assert.deepEqual(JSON.parse(jobs[0]!.result!), { fetched: 7, stored: 7, duplicates: 0, quarantined: 0 });
-
-      // A fetch of this server running in another process (its job row, touched just now): the CLI does not
-      // start a second one beside it, says so, and exits 1.
-      await deliverAll(dovecot, USER, corpus(2, USER).map((m) => m.raw));
-      const elsewhere = await app.services.jobs.create({ kind: FETCH_JOB, target: fetchTarget(Number(id)), owner: 'other-host:4242:jobs:abcdef', createdByUserId: null });
-      const refused = juniper(env, ['fetch', id]);
-      assert.equal(refused.code, 1, refused.stdout + refused.stderr);
-      assert.equal(refused.stdout, `${id}\tOrders\tALREADY RUNNING: job ${elsewhere.id} (other-host:4242:jobs:abcdef) is fetching this server; not fetched again\n`);
-      assert.equal((await app.database.db.selectFrom('jobs').select('id').where('target', '=', fetchTarget(Number(id))).execute()).length, 2, 'no job of its own');
-      await app.services.jobs.finish(elsewhere.id, { ok: false, error: 'test' });
-      const after = juniper(env, ['fetch', id]);
-      assert.equal(after.code, 0, after.stdout + after.stderr);
-      assert.equal(after.stdout, `${id}\tOrders\tfetched 2, stored 2, duplicates 0, quarantined 0\n`, 'the two left were not fetched by the refused run');
-    } finally {
-      await app.close();
-    }
 
     const listed = juniper(env, ['incoming', 'list']);
     assert.match(listed.stdout, new RegExp(`^${id}\\tOrders\\t127\\.0\\.0\\.1:\\d+ ssl\\tauth password as cli@example\\.test\\tfolder INBOX\\tevery 5 min\\tconfirmed\\n$`));

@@ -53,7 +53,7 @@ for (const dialect of dialects) {
           const def = defs.find((d) => d.name === name)?.def ?? '';
           assert.match(def, new RegExp(`where\\W+${columns[0]}\\W+is not null`, 'i'), `${name} is partial: ${def}`);
         }
-        // The look-ups each index is for (the blob sweep, the webhook scanner, retention, waking a server's
+        // The look-ups each index is for (the blob sweep, the webhook scanner's times, waking a server's
         // mails): a plan that scans the table instead would make them as slow as before 018.
         const lookups: [string, string][] = [
           ['outgoing_mails_raw_sha_idx', `select count(*) from blobs where not exists (select id from outgoing_mails where outgoing_mails.raw_sha256 = blobs.sha256)`],
@@ -72,6 +72,24 @@ for (const dialect of dialects) {
           }
           if (dialect === 'postgres') await sql`reset enable_seqscan`.execute(c);
         });
+      } finally {
+        await database.close();
+      }
+    });
+
+    it('022 completes on a database an interrupted run left with an index dropped and the migration unrecorded', async () => {
+      const database = openDatabase(await freshDatabaseConfig(dialect));
+      try {
+        const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => migrationSet(dialect) } });
+        assert.equal((await migrator.migrateTo('021-oauth-connections')).error, undefined);
+        await database.db.schema.dropIndex('outgoing_mails_sent_at_idx').execute();
+        const result = await migrateToLatest(database);
+        assert.ok(result.applied.includes('022-partial-outgoing-indexes'), `applied: ${result.applied.join(', ')}`);
+        const names =
+          dialect === 'sqlite'
+            ? (await sql<{ name: string }>`select name from sqlite_master where type = 'index' and tbl_name = 'outgoing_mails'`.execute(database.db)).rows
+            : (await sql<{ name: string }>`select indexname as name from pg_indexes where schemaname = current_schema() and tablename = 'outgoing_mails'`.execute(database.db)).rows;
+        for (const [name] of PARTIAL_OUTGOING_INDEXES) assert.ok(names.some((n) => n.name === name), `${name} exists again`);
       } finally {
         await database.close();
       }

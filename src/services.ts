@@ -75,6 +75,9 @@ export function buildServices({ database, vault, logger, wake, resolveHost, fetc
   });
   const jobs = new JobStore(db);
   return {
+    // HMAC under the vault's key, for values a page hands out and takes back (the API-key form's nonce); the
+    // pages get this function, never the vault.
+    sign: (data: string) => vault.hmac(data),
     audit,
     users,
     sessions: new Sessions(db),

@@ -5,7 +5,7 @@ import type { Services } from '../services.js';
 import { actorOf } from '../http/actor.js';
 import { AppError } from '../lib/errors.js';
 import { newKeyPrefix } from '../users/api-keys.js';
-import { hmac, timingSafeEqualStr } from '../vault/hmac.js';
+import { timingSafeEqualStr } from '../vault/hmac.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import { flashHtml, type PageContext } from './layout.js';
@@ -49,22 +49,23 @@ ${error ? flashHtml({ kind: 'error', text: error }) : null}
 }
 
 /**
- * The Create API key form's one-time nonce: the prefix its key will get, signed with the session's CSRF token
- * (so it is bound to this session and user, and the prefix is one Juniper chose). The first post with it
- * creates the key; a resubmission finds that key by its prefix and creates nothing. No table needed: the
- * api_keys row is the record that the nonce was used.
+ * The Create API key form's one-time nonce: the prefix its key will get, with an HMAC under the vault's key
+ * (secret to the server, the same in every process) over the user, the session's CSRF token and the prefix.
+ * So only Juniper can choose a prefix, and a nonce is good for this session and user only. The first post
+ * with it creates the key; a resubmission finds that key by its prefix and creates nothing. No table needed:
+ * the api_keys row is the record that the nonce was used.
  */
-function keyFormNonce(ctx: PageContext, prefix = newKeyPrefix()): string {
-  return `${prefix}.${hmac(Buffer.from(ctx.csrfToken ?? `user:${ctx.user?.id}`), `account-api-key:${ctx.user?.id}:${prefix}`)}`;
+function keyFormNonce(sign: (data: string) => string, ctx: PageContext, prefix = newKeyPrefix()): string {
+  return `${prefix}.${sign(`account-api-key:${ctx.user?.id}:${ctx.csrfToken ?? ''}:${prefix}`)}`;
 }
 
 /** The prefix a nonce from keyFormNonce carries, or undefined for a missing, altered or foreign one. */
-function prefixOfNonce(ctx: PageContext, nonce: string): string | undefined {
+function prefixOfNonce(sign: (data: string) => string, ctx: PageContext, nonce: string): string | undefined {
   const prefix = nonce.split('.')[0] ?? '';
-  return /^[A-Za-z0-9]{8}$/.test(prefix) && timingSafeEqualStr(nonce, keyFormNonce(ctx, prefix)) ? prefix : undefined;
+  return /^[A-Za-z0-9]{8}$/.test(prefix) && timingSafeEqualStr(nonce, keyFormNonce(sign, ctx, prefix)) ? prefix : undefined;
 }
 
-export function usersPage(services: Pick<Services, 'apiKeys' | 'incomingServers' | 'outgoingServers' | 'signIn' | 'users'>): FastifyPluginAsync {
+export function usersPage(services: Pick<Services, 'apiKeys' | 'incomingServers' | 'outgoingServers' | 'signIn' | 'users' | 'sign'>): FastifyPluginAsync {
   const { users, apiKeys } = services;
 
   async function renderUsers(request: FastifyRequest, reply: FastifyReply, error?: string, entered?: Form, status = 200) {
@@ -112,7 +113,7 @@ ${opts.newKey
       <td>${k.revoked ? html`<span class="tag tag-grey">Revoked</span>` : html`<form method="post" action="/account/api-keys/revoke" class="inline">${csrfField(ctx)}<input type="hidden" name="keyId" value="${k.id}"><button type="submit" class="danger small">Revoke ${k.name}</button></form>`}</td></tr>`,
     )}</tbody></table>`}
   <form method="post" action="/account/api-keys" class="filters">
-    ${csrfField(ctx)}<input type="hidden" name="nonce" value="${keyFormNonce(ctx)}">
+    ${csrfField(ctx)}<input type="hidden" name="nonce" value="${keyFormNonce(services.sign, ctx)}">
     <div><label for="key-name">New key name</label><input type="text" id="key-name" name="name" required placeholder="ERP"></div>
     <div><button type="submit">Create API key</button></div>
   </form>
@@ -191,7 +192,7 @@ ${opts.newKey
       const user = await users.findById(request.principal!.user.id);
       if (!user) throw new AppError('JUNIPER_ERR_NOT_FOUND', 'Your user no longer exists.');
       const ctx = pageContext(request, reply, 'account');
-      const prefix = prefixOfNonce(ctx, text(request.body, 'nonce'));
+      const prefix = prefixOfNonce(services.sign, ctx, text(request.body, 'nonce'));
       if (!prefix) {
         return renderAccount(request, reply, { error: 'This form is out of date or was not shown by this session: no key was created. Create the key again below.', status: 400 }, ctx);
       }
@@ -200,7 +201,7 @@ ${opts.newKey
         // the same nonce again and gets the message below instead of a second key.
         const result = await apiKeys.createOnce(user, text(request.body, 'name').trim() || 'key', actorOf(request), prefix);
         if (result.created) return await renderAccount(request, reply, { newKey: result.key }, ctx);
-        const warning = `This form was already submitted: key ${result.view.name} (${result.view.prefix}…) was created and shown once; revoke it if you did not copy it.`;
+        const warning = `This form was already submitted: key ${result.view.name} (${result.view.prefix}…) was created by the first one, and a reload or second click shows this page instead of the key. If you did not copy it, revoke it and create another.`;
         return await renderAccount(request, reply, { warning, status: 409 }, ctx);
       } catch (e) {
         const err = formError(e);

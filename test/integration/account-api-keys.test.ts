@@ -2,6 +2,7 @@
 // shown once, in the POST's own answer (never a cookie or a URL), and a resubmission of that form (a reload,
 // back and forward, a double click) creates no second key but says which key the first one made. Both databases.
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { dialects } from '../helpers/databases.js';
 import { FormBrowser } from '../helpers/form-browser.js';
@@ -46,7 +47,7 @@ for (const dialect of dialects) {
       assert.equal(again.statusCode, 409, again.body);
       assert.doesNotMatch(again.body, /id="new-key"/);
       assert.ok(!again.body.includes(key.slice(14)), 'the key is not shown a second time');
-      assert.match(again.body, /This form was already submitted: key ERP \(jnp_[A-Za-z0-9]{8}…\) was created and shown once; revoke it if you did not copy it\./);
+      assert.match(again.body, /This form was already submitted: key ERP \(jnp_[A-Za-z0-9]{8}…\) was created by the first one, and a reload or second click shows this page instead of the key\. If you did not copy it, revoke it and create another\./);
       const keys = await janesKeys();
       assert.equal(keys.length, before + 1, 'one key, not two');
       assert.equal(keys.filter((k) => k.name === 'ERP' && !k.revoked).length, 1);
@@ -70,12 +71,20 @@ for (const dialect of dialects) {
       assert.equal((await janesKeys()).length, before + 2);
     });
 
-    it("refuses a post without a nonce, with an altered one, or with another session's, and creates nothing", async () => {
+    it("refuses a post without a nonce, with an altered one, another session's, or one minted from the page, and creates nothing", async () => {
       const before = (await janesKeys()).length;
       const mine = nonceOf((await jane.get('/account')).body);
       const johns = nonceOf((await john.get('/account')).body);
       const altered = `${mine.slice(0, 7)}${mine[7] === 'A' ? 'B' : 'A'}${mine.slice(8)}`;
-      for (const nonce of ['', 'x', altered, johns]) {
+      // A nonce for a prefix the page's holder chose, signed with what the page shows (its CSRF token): a
+      // prefix must be Juniper's, or a user could make a key whose shown prefix is another user's.
+      const page = (await jane.get('/account')).body;
+      const csrf = /name="_csrf" value="([^"]+)"/.exec(page)?.[1] ?? '';
+      assert.ok(csrf, 'the page carries a CSRF token');
+      const chosen = 'AAAAAAAA';
+      const minted = `${chosen}.${createHmac('sha256', csrf).update(`account-api-key:${w.jane.id}:${chosen}`).digest('hex')}`;
+      const mintedNew = `${chosen}.${createHmac('sha256', csrf).update(`account-api-key:${w.jane.id}:${csrf}:${chosen}`).digest('hex')}`;
+      for (const nonce of ['', 'x', altered, johns, minted, mintedNew]) {
         const res = await jane.post('/account/api-keys', { name: 'forged', nonce }, { follow: false });
         assert.equal(res.statusCode, 400, `${nonce}: ${res.body.slice(0, 200)}`);
         assert.match(res.body, /This form is out of date or was not shown by this session: no key was created/);

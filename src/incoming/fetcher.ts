@@ -126,7 +126,9 @@ export class IncomingFetcher {
   constructor(private readonly deps: FetcherDeps) {
     this.owner = deps.owner ?? `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
     this.now = deps.now ?? Date.now;
-    this.parse = deps.parse ?? sharedParsePool().parse;
+    // Looked up per message, not once: setSharedParseWorkers (a second app in one process) replaces the pool,
+    // and a fetcher holding the old, closed one would quietly parse on the main thread.
+    this.parse = deps.parse ?? ((...args) => sharedParsePool().parse(...args));
     this.startParsers = deps.parse ? () => undefined : () => sharedParsePool().start();
   }
 

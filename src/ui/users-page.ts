@@ -4,7 +4,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Services } from '../services.js';
 import { actorOf } from '../http/actor.js';
 import { AppError } from '../lib/errors.js';
-import { newKeyPrefix } from '../users/api-keys.js';
+import { KEY_PREFIX_PATTERN, newKeyPrefix } from '../users/api-keys.js';
 import { timingSafeEqualStr } from '../vault/hmac.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
@@ -62,7 +62,7 @@ function keyFormNonce(sign: (data: string) => string, ctx: PageContext, prefix =
 /** The prefix a nonce from keyFormNonce carries, or undefined for a missing, altered or foreign one. */
 function prefixOfNonce(sign: (data: string) => string, ctx: PageContext, nonce: string): string | undefined {
   const prefix = nonce.split('.')[0] ?? '';
-  return /^[A-Za-z0-9]{8}$/.test(prefix) && timingSafeEqualStr(nonce, keyFormNonce(sign, ctx, prefix)) ? prefix : undefined;
+  return KEY_PREFIX_PATTERN.test(prefix) && timingSafeEqualStr(nonce, keyFormNonce(sign, ctx, prefix)) ? prefix : undefined;
 }
 
 export function usersPage(services: Pick<Services, 'apiKeys' | 'incomingServers' | 'outgoingServers' | 'signIn' | 'users' | 'sign'>): FastifyPluginAsync {

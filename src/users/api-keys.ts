@@ -32,7 +32,8 @@ export function newKeyPrefix(): string {
   return randomToken(12).replace(/[^A-Za-z0-9]/g, '').slice(0, 8).padEnd(8, '0');
 }
 
-const PREFIX_PATTERN = /^[A-Za-z0-9]{8}$/;
+/** What a key's display prefix looks like (newKeyPrefix makes them; a form nonce carries one). */
+export const KEY_PREFIX_PATTERN = /^[A-Za-z0-9]{8}$/;
 
 /** What createOnce did: made the key (shown now, the only time), or found the one an earlier submission made. */
 export type CreateOnceResult = { created: true; key: string; view: ApiKeyView } | { created: false; view: ApiKeyView };
@@ -61,7 +62,7 @@ export class ApiKeys {
    * posts in this process; two processes posting the same form at the same instant are not covered.
    */
   async createOnce(user: User, name: string, actor: Actor, prefix: string): Promise<CreateOnceResult> {
-    if (!PREFIX_PATTERN.test(prefix)) throw new AppError('JUNIPER_ERR_VALIDATION', `An API key prefix is 8 letters or digits; got ${JSON.stringify(prefix)}.`);
+    if (!KEY_PREFIX_PATTERN.test(prefix)) throw new AppError('JUNIPER_ERR_VALIDATION', `An API key prefix is 8 letters or digits; got ${JSON.stringify(prefix)}.`);
     const slot = `${user.id}:${prefix}`;
     const pending = this.creating.get(slot);
     if (pending) {

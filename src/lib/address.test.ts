@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { domainOf, formatMailbox, localPartOf, normaliseAddress, parseMailbox, toHeaderLine } from './address.js';
+import addressparser from 'nodemailer/lib/addressparser';
+import { domainOf, formatMailbox, isPlainAddrSpec, localPartOf, normaliseAddress, parseMailbox, parseWithAddressparser, toHeaderLine } from './address.js';
 import type { Mailbox } from './address.js';
 
 describe('parseMailbox', () => {
@@ -40,6 +41,42 @@ describe('parseMailbox', () => {
   for (const [behaviour, input] of invalid) {
     it(behaviour, () => assert.equal(parseMailbox(input), undefined));
   }
+});
+
+describe('parseMailbox, the short way for plain addresses', () => {
+  // A seeded generator, so a failure names an input that fails again.
+  let seed = 20261203;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const pick = (chars: string, max: number, min = 1) => Array.from({ length: min + Math.floor(random() * (max - min + 1)) }, () => chars[Math.floor(random() * chars.length)]).join('');
+  const ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-";
+  // Dots where they are allowed and where they are not (first, last, doubled); labels too long, empty, with
+  // hyphens at their ends, an all-digit top level: the short way must refuse what addressparser's way refuses.
+  const local = () => (random() < 0.8 ? Array.from({ length: 1 + Math.floor(random() * 3) }, () => pick(ATEXT, 12)).join('.') : pick(ATEXT + '..', 70));
+  const domain = () => (random() < 0.8 ? Array.from({ length: 2 + Math.floor(random() * 3) }, () => pick('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-', random() < 0.05 ? 70 : 10)).join('.') : pick('abc0123456789-..', 20));
+  const samples = [
+    'john@example.com', 'JOHN@Example.COM', "o'neil@example.ie", 'a.b.c@d.e.f', '.a@b.com', 'a.@b.com', 'a..b@c.com', 'a@b', 'a@-b.com', 'a@b-.com',
+    'a@b..com', 'a@b.123', 'a@.b.com', 'a@b.com.', "{x}|~#$%&'*+/=?^_`@q.io", `${'l'.repeat(65)}@x.com`, `a@${'d'.repeat(64)}.com`, `a@${'d.'.repeat(130)}com`,
+    ...Array.from({ length: 20_000 }, () => `${local()}@${domain()}`),
+  ];
+
+  it('reads every generated plain address exactly as addressparser does', () => {
+    let taken = 0;
+    for (const value of samples) {
+      assert.ok(isPlainAddrSpec(value), value);
+      assert.deepEqual(parseMailbox(value), parseWithAddressparser(value), value);
+      // checkRecipients reads a plain value as this one entry instead of asking addressparser for the list.
+      assert.deepEqual(addressparser(value, { flatten: true }), [{ name: '', address: value }], value);
+      if (parseMailbox(value)) taken++;
+    }
+    // Both kinds are in the sample: addresses taken, and addresses both ways refuse.
+    assert.ok(taken > 10_000 && taken < samples.length, `${taken} of ${samples.length} taken`);
+  });
+
+  it('leaves everything with a name, brackets, quotes, comments, spaces, lists or non-ASCII to addressparser', () => {
+    for (const value of ['John <j@x.com>', '<j@x.com>', '"j"@x.com', 'j@x.com (J)', 'j @x.com', 'a@x.com,b@x.com', 'a@x.com;', 'g:a@x.com;', 'j@[1.2.3.4]', 'jö@x.com', 'j@exämple.com', 'a\b@x.com']) {
+      assert.equal(isPlainAddrSpec(value), false, value);
+    }
+  });
 });
 
 describe('normaliseAddress', () => {

@@ -3,6 +3,7 @@
 // original bytes, and the bounce mark on the outgoing mail a delivery report names. A message that could
 // not be parsed, or not stored, or that is over the size cap, is kept in quarantine with the error, never dropped.
 import type { Kysely } from 'kysely';
+import { insertRows } from '../db/insert-rows.js';
 import type { DB, IncomingServer, OutgoingMail } from '../db/schema.js';
 import { bounceAddress, type MailParameters } from '../settings/parameter-rules.js';
 import type { BlobStore } from './blob-store.js';
@@ -123,11 +124,7 @@ export class Ingest {
     }
 
     const threadIds = await this.insertIds(newThreads, (chunk) =>
-      trx
-        .insertInto('threads')
-        .values(chunk.map((t) => ({ subject: threadSubject(t.subject), last_message_at: now, created_at: now })))
-        .returning('id')
-        .execute(),
+      insertRows<{ id: number }>(trx as never, 'threads', chunk.map((t) => ({ subject: threadSubject(t.subject), last_message_at: now, created_at: now })), ['id']),
     );
     newThreads.forEach((t, i) => (t.ref.id = threadIds[i]));
 
@@ -140,10 +137,10 @@ export class Ingest {
     const messageIds = await this.insertIds(
       rows,
       (chunk) =>
-        trx
-          .insertInto('messages')
-          .values(
-            chunk.map(({ p, m, thread, bounced }) => ({
+        insertRows<{ id: number }>(
+          trx as never,
+          'messages',
+          chunk.map(({ p, m, thread, bounced }) => ({
               server_id: server.id,
               direction: 'in' as const,
               dedupe_key: p.dedupeKey,
@@ -170,16 +167,15 @@ export class Ingest {
               is_bounce: p.bounce ? 1 : 0,
               bounced_mail_id: bounced?.id ?? null,
             })),
-          )
-          .returning('id')
-          .execute(),
+          ['id'],
+        ),
       100,
     );
     rows.forEach((r, i) => (r.ref.id = messageIds[i]));
     const attachments = rows.flatMap((r) =>
       r.m.attachments.map((a, position) => ({ message_id: r.ref.id!, position, filename: a.filename, content_type: a.contentType, content_id: a.contentId, size: a.content.length, blob_sha256: server.keep_attachments === 1 ? shas.get(a.content)! : null })),
     );
-    await this.inChunks(attachments, (chunk) => trx.insertInto('message_attachments').values(chunk).execute(), 500);
+    await this.inChunks(attachments, (chunk) => insertRows(trx as never, 'message_attachments', chunk), 500);
     if (group.touched.size) {
       await trx
         .updateTable('threads')

@@ -4,7 +4,7 @@
 // size under the configured limit.
 import { z } from 'zod';
 import { AppError } from '../lib/errors.js';
-import { parseMailbox, toHeaderLine, formatMailbox } from '../lib/address.js';
+import { isPlainAddrSpec, parseMailbox, toHeaderLine, formatMailbox } from '../lib/address.js';
 import addressparser from 'nodemailer/lib/addressparser';
 import { hasLineBreak, refusedHeader, type HeaderPolicy } from './header-rules.js';
 
@@ -62,7 +62,8 @@ function invalid(message: string, field: string): AppError {
 export function checkRecipients(values: readonly string[], field: string): string[] {
   const out: string[] = [];
   for (const value of values) {
-    for (const entry of addressparser(toHeaderLine(value), { flatten: true })) {
+    const line = toHeaderLine(value);
+    for (const entry of isPlainAddrSpec(line) ? [{ name: '', address: line }] : addressparser(line, { flatten: true })) {
       const mailbox = parseMailbox(entry.name ? `"${entry.name.replace(/["\\]/g, '\\$&')}" <${entry.address}>` : entry.address);
       if (!mailbox) throw invalid(`${field}: ${JSON.stringify(value)} is not an email address.`, field);
       out.push(formatMailbox(mailbox));

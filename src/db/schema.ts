@@ -261,6 +261,10 @@ export interface IncomingServersTable {
   cursor_last_uid: number | null;
   /** Highest UID marked \Seen; below cursor_last_uid after a crash between commit and STORE. */
   cursor_seen_uid: number | null;
+  /** The UID the last runs stopped before: listed by the server but not returned (null when none). */
+  unreturned_uid: number | null;
+  /** How many runs in a row stopped before unreturned_uid; at UNRETURNED_SKIP_AFTER_RUNS it is skipped. */
+  unreturned_runs: Generated<number>;
   last_fetch_at: number | null;
   last_error: string | null;
   /** When the current run of failures started (null while fetching works). */

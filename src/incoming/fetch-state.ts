@@ -85,6 +85,26 @@ export class FetchState {
     await this.db.updateTable('incoming_servers').set({ cursor_seen_uid: seenUid }).where('id', '=', id).where('fetch_lease_owner', '=', owner).execute();
   }
 
+  /**
+   * Counts a run that stopped before `uid` (listed, not returned): one more when the last runs stopped there
+   * too, else the first. Returns the count; only the lease holder counts.
+   */
+  async noteUnreturned(id: number, owner: string, uid: number): Promise<number> {
+    const row = await this.db
+      .updateTable('incoming_servers')
+      .set({ unreturned_runs: sql<number>`case when unreturned_uid = ${uid} then unreturned_runs + 1 else 1 end`, unreturned_uid: uid })
+      .where('id', '=', id)
+      .where('fetch_lease_owner', '=', owner)
+      .returning('unreturned_runs')
+      .executeTakeFirst();
+    return row ? Number(row.unreturned_runs) : 1;
+  }
+
+  /** Forgets the count: a run went past the UID, skipped it, or the folder's UIDs changed meaning. */
+  async clearUnreturned(id: number): Promise<void> {
+    await this.db.updateTable('incoming_servers').set({ unreturned_uid: null, unreturned_runs: 0 }).where('id', '=', id).where('unreturned_uid', 'is not', null).execute();
+  }
+
   /** The outcome of a fetch attempt: the interval counts from here; a failure keeps the time its run of failures began. */
   async recordFetch(id: number, outcome: { ok: true } | { ok: false; error: string }, now = Date.now()): Promise<void> {
     await this.db

@@ -97,6 +97,13 @@ const SIZE_CAP_KEY = 'mail.incoming.max_message_bytes';
 /** The most of an oversize message's header section that is downloaded and kept. */
 export const OVERSIZE_HEADER_BYTES = 1024 * 1024;
 
+/**
+ * Runs in a row that stop before the same listed-but-never-returned UID before it is skipped: a placeholder
+ * is quarantined in its place and the mail after it flows again. Once could be a message expunged between
+ * the listing and the FETCH (the next listing no longer has it); three times in a row is the server's fault.
+ */
+export const UNRETURNED_SKIP_AFTER_RUNS = 3;
+
 const mb = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 
 /** The size cap in bytes; a stored value that no longer fits its rule counts as unset. */
@@ -113,6 +120,21 @@ export async function incomingSizeCap(parameters: Parameters): Promise<number> {
 
 export function oversizeReason(size: number, cap: number): string {
   return `This message is ${size} bytes (${mb(size)}), over the incoming size cap of ${cap} bytes (${mb(cap)}, system parameter ${SIZE_CAP_KEY}): only its header section was downloaded and is kept here. The whole message stays in the mailbox on the server; raise ${SIZE_CAP_KEY} to fetch messages this large from now on.`;
+}
+
+function unreturnedReason(uid: number): string {
+  return `The server listed message UID ${uid} but did not return it in ${UNRETURNED_SKIP_AFTER_RUNS} fetches in a row, so Juniper skipped it to let the mail after it through: this is a placeholder, with the message's header section when the server gave that. The message stays in the mailbox on the server; open it in another mail client (it may be damaged there), and forward or move it if it matters.`;
+}
+
+/** What a run that drained the folder records on the server: healthy, stopped before a UID, or past a skipped one. */
+export function drainOutcome(serverName: string, r: { stoppedBefore?: number; skipped?: number }): { ok: true } | { ok: false; error: string } {
+  if (r.stoppedBefore !== undefined) {
+    return { ok: false, error: `Fetching "${serverName}" stopped before message UID ${r.stoppedBefore}: the server listed it but did not return it, so the messages after it wait. Juniper tries again at the next fetch and skips it (keeping a placeholder in quarantine) after ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row; to release the mail sooner, open the message in another mail client (it may be damaged on the server) and move or delete it.` };
+  }
+  if (r.skipped !== undefined) {
+    return { ok: false, error: `Fetching "${serverName}" skipped message UID ${r.skipped}: the server listed it but did not return it in ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row. A placeholder is in quarantine, the message stays on the server, and the next fetch goes on with the messages after it.` };
+  }
+  return { ok: true };
 }
 
 const failureText = (err: unknown) => (err instanceof Error ? err.message : String(err)) || 'unknown error';
@@ -149,19 +171,15 @@ export class IncomingFetcher {
       const reader = await connectServer(server, { ...this.deps, maxMessageBytes: await incomingSizeCap(this.deps.parameters) });
       let counts: FetchCounts;
       let stoppedBefore: number | undefined;
+      let skipped: number | undefined;
       try {
-        ({ counts, stoppedBefore } = await this.drain(server, reader, await reader.open(server.folder), opts));
+        ({ counts, stoppedBefore, skipped } = await this.drain(server, reader, await reader.open(server.folder), opts));
       } finally {
         await reader.close();
       }
-      // A UID the server lists but does not return stops every run before it: that must not look healthy.
-      await servers.recordFetch(
-        id,
-        stoppedBefore === undefined
-          ? { ok: true }
-          : { ok: false, error: `Fetching "${server.name}" stopped before message UID ${stoppedBefore}: the server listed it but did not return it, so the messages after it wait. If this repeats, open the message in another mail client (it may be damaged on the server) and move or delete it.` },
-        this.now(),
-      );
+      // A UID the server lists but does not return stops the runs before it, and is skipped after a few: neither
+      // may look healthy.
+      await servers.recordFetch(id, drainOutcome(server.name, { stoppedBefore, skipped }), this.now());
       log.info({ op: 'incoming.fetch', server: id, ...counts, ms: this.now() - started }, `fetched ${server.name}`);
       countFetchRun(id, counts, this.now() - started);
       return counts;
@@ -178,7 +196,7 @@ export class IncomingFetcher {
     }
   }
 
-  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions): Promise<{ counts: FetchCounts; stoppedBefore?: number }> {
+  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions): Promise<{ counts: FetchCounts; stoppedBefore?: number; skipped?: number }> {
     const { servers, db, log } = this.deps;
     const counts = emptyCounts();
     let lastUid: number;
@@ -188,6 +206,8 @@ export class IncomingFetcher {
       ({ lastUid, seenUid } = start);
     } else {
       lastUid = newStartUid(await reader.firstUnseen(), status.uidNext);
+      // UIDs of another UIDVALIDITY (or a first run) say nothing about the one earlier runs stopped before.
+      if (server.unreturned_uid !== null) await servers.clearUnreturned(server.id);
       if (start.kind === 'reset') {
         log.warn({ op: 'incoming.uidvalidity', server: server.id, was: server.cursor_uidvalidity, now: status.uidValidity, from: lastUid + 1 }, `UIDVALIDITY of ${server.name}/${server.folder} changed: fetching again from the oldest unseen message`);
       }
@@ -263,11 +283,43 @@ export class IncomingFetcher {
       }
       if (missing === undefined && received < expected.length && !opts.signal?.aborted) missing = expected[received];
       if (missing !== undefined) {
-        log.warn({ op: 'incoming.fetch', server: server.id, uid: missing }, `the server did not return message UID ${missing}; stopping before it, the next fetch tries again`);
-        return { counts, stoppedBefore: missing };
+        const runs = await servers.noteUnreturned(server.id, this.owner, missing);
+        if (runs < UNRETURNED_SKIP_AFTER_RUNS) {
+          log.warn({ op: 'incoming.fetch', server: server.id, uid: missing, runs }, `the server did not return message UID ${missing} (${runs} of ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row before it is skipped); stopping before it, the next fetch tries again`);
+          return { counts, stoppedBefore: missing };
+        }
+        const result = await this.skipUnreturned(reader, { server, uid: missing, uidvalidity: status.uidValidity, leaseMs: opts.leaseMs }, sizes.get(missing));
+        counts.fetched++;
+        counts[COUNTER[result.outcome]]++;
+        // Marked like every quarantined message: its placeholder is stored, and the cursor is past it.
+        await reader.markSeen([missing]);
+        await servers.setSeenUid(server.id, this.owner, missing);
+        await servers.clearUnreturned(server.id);
+        progress();
+        log.warn({ op: 'incoming.quarantine', server: server.id, uid: missing, message: result.messageId }, `message UID ${missing} skipped: ${result.reason}`);
+        return { counts, skipped: missing };
       }
     }
+    if (server.unreturned_uid !== null) await servers.clearUnreturned(server.id);
     return { counts };
+  }
+
+  /**
+   * Quarantines a placeholder for a message the server lists but never returns, with the cursor move: its
+   * header section when the server gives that much (a FETCH of the header alone), else an empty one, and the
+   * reason with what to do. The message itself stays on the server.
+   */
+  private async skipUnreturned(reader: MailboxReader, ctx: MessageContext, listedSize: number | undefined): Promise<IngestResult & { reason: string }> {
+    const error = unreturnedReason(ctx.uid);
+    let headers: Buffer | undefined;
+    try {
+      for await (const h of reader.fetchHeaders([ctx.uid], OVERSIZE_HEADER_BYTES)) if (h.uid === ctx.uid) headers = h.headers;
+    } catch {
+      // A server that cannot give the message cannot always give its header either: the placeholder goes without.
+    }
+    if (headers && headers.length > 0) return this.quarantined(ctx, { raw: headers, size: listedSize ?? headers.length, error, oversize: true });
+    const input = { server: ctx.server, uid: ctx.uid, uidvalidity: ctx.uidvalidity, raw: Buffer.alloc(0), error, key: `unreturned:${ctx.uidvalidity}:${ctx.uid}`, ...(listedSize !== undefined ? { size: listedSize } : {}) };
+    return { ...(await this.withCursor(ctx, (trx) => this.deps.ingest.quarantineMinimal(trx, input))), reason: error };
   }
 
   /**

@@ -6,6 +6,8 @@ import crypto from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { ImapFlow } from 'imapflow';
 import { after, before } from 'node:test';
+import { imapConnector } from '../../src/incoming/imap-reader.js';
+import type { ConnectReader, MailboxReader } from '../../src/incoming/mailbox-reader.js';
 import { startDovecot, type Dovecot } from '../peers/dovecot.js';
 import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
 
@@ -200,4 +202,21 @@ export function imapPeersForFile(users: string[], password: string): { readonly 
     await peers.idp?.stop();
   });
   return peers;
+}
+
+/** The real IMAP reader, with some of its calls replaced (to die, or to withhold a message as a faulty server does). */
+export function readerWith(replace: (real: MailboxReader) => Partial<MailboxReader>): ConnectReader {
+  return async (...args) => {
+    const real = await imapConnector()(...args);
+    return {
+      open: (f) => real.open(f),
+      listAfter: (u, exactAbove) => real.listAfter(u, exactAbove),
+      firstUnseen: () => real.firstUnseen(),
+      markSeen: (uids) => real.markSeen(uids),
+      fetch: (uids) => real.fetch(uids),
+      fetchHeaders: (uids, max) => real.fetchHeaders(uids, max),
+      close: () => real.close(),
+      ...replace(real),
+    };
+  };
 }

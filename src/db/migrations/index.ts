@@ -17,6 +17,7 @@ import { sweepAndScanIndexes } from './018-sweep-and-scan-indexes.js';
 import { graphTransport } from './019-graph-transport.js';
 import { oauthConnections } from './021-oauth-connections.js';
 import { partialOutgoingIndexes } from './022-partial-outgoing-indexes.js';
+import { unreturnedUid } from './023-unreturned-uid.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -36,5 +37,6 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '019-graph-transport': graphTransport(ctx),
     '021-oauth-connections': oauthConnections(ctx),
     '022-partial-outgoing-indexes': partialOutgoingIndexes(ctx),
+    '023-unreturned-uid': unreturnedUid(ctx),
   };
 }

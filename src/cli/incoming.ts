@@ -1,9 +1,11 @@
 // `juniper incoming …` (incoming mail servers) and `juniper fetch [ID]` (fetch now, with a progress bar on a
-// terminal and one plain line per server otherwise, so logs and cron mails stay readable).
+// terminal and one plain line per server otherwise, so logs and cron mails stay readable). Each fetch runs as
+// a Fetch Now job (src/jobs/fetch-jobs.ts), so the API and the UI see it running and its counts afterwards.
 import { Command } from 'commander';
 import type { FetchCounts, FetchProgress } from '../incoming/fetcher.js';
 import { incomingKind, type IncomingServerView } from '../incoming/servers.js';
-import { isAppError } from '../lib/errors.js';
+import { isAppError, type AppError } from '../lib/errors.js';
+import { isRunningElsewhere, isStopped } from '../jobs/fetch-jobs.js';
 import type { WithApp } from './with-app.js';
 import { idArgument } from './args.js';
 import { addServerCommands, serverFields, type CliField } from './server-commands.js';
@@ -64,31 +66,65 @@ function progressBar(p: FetchProgress, width = 30): string {
   return `\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(p.fetched).padStart(String(p.total).length)}/${p.total}  ${p.serverName}\x1b[K`;
 }
 
+/** The exit code of a process stopped by a signal, as shells report it (130 for SIGINT, 143 for SIGTERM). */
+const signalExitCode = (sig: NodeJS.Signals) => 128 + (sig === 'SIGINT' ? 2 : 15);
+
 export function fetchCommand(withApp: WithApp): Command {
   return new Command('fetch')
-    .description('fetch incoming mail now: one server, or every confirmed active server')
+    .description('fetch incoming mail now: one server, or every confirmed active server (each fetch is a job, as Fetch Now)')
     .argument('[id]', 'server id (default: all confirmed, active servers)')
     .action(async (sid: string | undefined) => {
       const tty = process.stderr.isTTY === true;
       await withApp(async (app) => {
-        const { incomingServers, incoming } = app.services;
+        const { incomingServers, fetchJobs } = app.services;
         const servers = sid
           ? [await incomingServers.get(id(sid))]
           : (await incomingServers.list()).filter((s) => s.state === 'confirmed' && s.active === 1);
         if (servers.length === 0) process.stdout.write('No confirmed, active incoming servers: juniper incoming test ID confirms one.\n');
-        for (const server of servers) {
-          const onProgress = tty ? (p: FetchProgress) => process.stderr.write(progressBar(p)) : undefined;
-          try {
-            const counts = await incoming.fetchNow(server, onProgress ? { onProgress } : {});
-            if (tty) process.stderr.write('\n');
-            process.stdout.write(`${server.id}\t${server.name}\t${summary(counts)}\n`);
-          } catch (err) {
-            if (tty) process.stderr.write('\n');
-            if (!isAppError(err)) throw err;
-            process.stdout.write(`${server.id}\t${server.name}\tFAILED: ${err.message}\n`);
-            process.exitCode = 1;
+        // Ctrl-C or a service manager's SIGTERM: the fetch stops after the message in hand and its job is
+        // recorded as stopped (a second signal is not caught: it ends the process at once, and the server's
+        // fetch lease then frees the server).
+        let stoppedBy: NodeJS.Signals | undefined;
+        const onSignal = (sig: NodeJS.Signals) => {
+          stoppedBy = sig;
+          process.stderr.write(`${tty ? '\n' : ''}juniper fetch: ${sig} received, stopping after the message in hand (${sig} again stops at once)\n`);
+          void fetchJobs.stop(`juniper fetch received ${sig}`);
+        };
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        try {
+          for (const server of servers) {
+            if (stoppedBy) break;
+            const onProgress = tty ? (p: FetchProgress) => process.stderr.write(progressBar(p)) : undefined;
+            try {
+              // As Fetch Now in the UI and API: a job row in the jobs history; a server another process's job
+              // holds (its fetch lease) is reported, not fetched beside it.
+              const { job } = await fetchJobs.start(server, null, onProgress ? { onProgress } : {});
+              const outcome = (await fetchJobs.settled(job.id))!;
+              if (!outcome.ok) throw outcome.error;
+              if (tty) process.stderr.write('\n');
+              process.stdout.write(`${server.id}\t${server.name}\t${summary(outcome.counts)}\n`);
+            } catch (err) {
+              if (tty) process.stderr.write('\n');
+              if (!isAppError(err)) throw err;
+              process.stdout.write(`${server.id}\t${server.name}\t${failureLine(server.id, err)}\n`);
+              process.exitCode = isStopped(err) && stoppedBy ? signalExitCode(stoppedBy) : 1;
+            }
           }
+        } finally {
+          process.removeListener('SIGINT', onSignal);
+          process.removeListener('SIGTERM', onSignal);
         }
       });
     });
+}
+
+function failureLine(serverId: number, err: AppError): string {
+  if (isRunningElsewhere(err)) {
+    const { runningJob, owner, leaseUntil } = err.details;
+    const until = new Date(leaseUntil).toISOString();
+    return `ALREADY RUNNING: job ${runningJob} (${owner}) is fetching this server, its fetch lease until ${until}; not fetched again. If that process was stopped, run juniper fetch ${serverId} again after ${until}.`;
+  }
+  if (isStopped(err)) return `STOPPED: ${err.message}`;
+  return `FAILED: ${err.message}`;
 }

@@ -63,13 +63,36 @@ export class JobStore {
     await this.db.updateTable('jobs').set({ updated_at: this.now() }).where('id', '=', id).where('state', '=', 'running').execute();
   }
 
-  async finish(id: number, outcome: { ok: true; result: unknown; done: number } | { ok: false; error: string }): Promise<void> {
+  /**
+   * Records the end, whatever the row says: the process that ran the job knows best, even when another one
+   * judged it dead meanwhile. A failed job may keep what it did before it stopped (`done`, `result`).
+   */
+  async finish(id: number, outcome: { ok: true; result: unknown; done: number } | { ok: false; error: string; result?: unknown; done?: number }): Promise<void> {
     const at = this.now();
+    const failed = (o: { error: string; result?: unknown; done?: number }) => ({
+      state: 'failed' as const,
+      error: o.error,
+      updated_at: at,
+      finished_at: at,
+      ...(o.result !== undefined ? { result: JSON.stringify(o.result) } : {}),
+      ...(o.done !== undefined ? { done: o.done } : {}),
+    });
     await this.db
       .updateTable('jobs')
-      .set(outcome.ok ? { state: 'succeeded', result: JSON.stringify(outcome.result), done: outcome.done, updated_at: at, finished_at: at } : { state: 'failed', error: outcome.error, updated_at: at, finished_at: at })
+      .set(outcome.ok ? { state: 'succeeded', result: JSON.stringify(outcome.result), done: outcome.done, updated_at: at, finished_at: at } : failed(outcome))
       .where('id', '=', id)
       .execute();
+  }
+
+  /**
+   * Records a running job that another process judged dead as failed, with why; a row that has ended
+   * meanwhile is left as it is. Returns the row as it now stands.
+   */
+  async interrupt(job: Job, error: string): Promise<Job> {
+    const at = this.now();
+    const r = await this.db.updateTable('jobs').set({ state: 'failed', error, updated_at: at, finished_at: at }).where('id', '=', job.id).where('state', '=', 'running').executeTakeFirst();
+    if (Number(r.numUpdatedRows) === 1) return { ...job, state: 'failed', error, updated_at: at, finished_at: at };
+    return this.get(job.id);
   }
 
   /** The job, with a running one whose process stopped touching it recorded as failed first. */

@@ -12,7 +12,6 @@ import { fetchFlash, formOfPost, formOfServer, incomingFormBody, newIncomingForm
 import type { PageContext } from './layout.js';
 import { tokenTag } from './server-form.js';
 import { serverPages } from './server-pages.js';
-import { fetchTarget } from '../jobs/fetch-jobs.js';
 import { jobProgressHtml } from '../jobs/progress-html.js';
 
 /** How long Fetch Now waits for its job before answering with the progress bar instead of the counts. */
@@ -46,7 +45,7 @@ ${servers.length === 0
 <p>${showArchived ? html`<a href="/incoming-servers">Hide archived servers</a>` : html`<a href="/incoming-servers?archived=1">Show archived servers</a>`}</p>`;
 }
 
-export function incomingServersPage(services: Pick<Services, 'fetchJobs' | 'incoming' | 'incomingServers' | 'jobs' | 'oauthAppStatus' | 'outlookConnect' | 'settings'>): FastifyPluginAsync {
+export function incomingServersPage(services: Pick<Services, 'fetchJobs' | 'incoming' | 'incomingServers' | 'oauthAppStatus' | 'outlookConnect' | 'settings'>): FastifyPluginAsync {
   return serverPages(services, {
     servers: services.incomingServers,
     listTitle: 'Incoming Mail Servers',
@@ -59,7 +58,7 @@ export function incomingServersPage(services: Pick<Services, 'fetchJobs' | 'inco
     toPatch,
     formBody: async (page, server, given) => {
       // A fetch running in the background (this click's, or one started earlier) shows its live progress bar.
-      const job = server && !given ? await services.jobs.running(fetchTarget(server.id)) : undefined;
+      const job = server && !given ? await services.fetchJobs.running(server.id) : undefined;
       return incomingFormBody({ ...page, progress: job ? jobProgressHtml(job, 'Fetching') : undefined });
     },
     test: async (server) => testConfirmFlash(await services.incoming.testAndConfirm(server)),

@@ -1,8 +1,9 @@
 // Fetch Now as a background job (issue 11), against a real Dovecot on loopback: the API answers 202 at once
-// with the job; two clicks at once share one job; a job running in another process is joined and one whose
-// process stopped is reported failed and replaced; the job runs to the end with nobody polling (the page was
-// closed) and its progress and counts are readable; ?wait=true keeps the synchronous answer; the server page
-// shows the running job's progress bar; fetch metrics count the run. Both databases.
+// with the job; two clicks at once share one job; a job of another process holding the server's fetch lease
+// is refused with 409 naming it, and one whose lease is gone (or whose process stopped touching it) is recorded
+// failed and replaced; the job runs to the end with nobody polling (the page was closed) and its progress and
+// counts are readable; ?wait=true keeps the synchronous answer; the server page shows the running job's
+// progress bar; fetch metrics count the run. Both databases.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
@@ -87,24 +88,51 @@ for (const dialect of dialects) {
       assert.equal(await metric(durations), before.durations + 2);
     });
 
-    it('joins a job another process is running, and replaces one whose process stopped with a new job', async () => {
+    it('refuses (409, naming it) a Fetch Now while another process\'s job holds the server\'s lease, and takes over one whose lease is gone or whose process stopped touching it', async () => {
       const id = await confirmed(mailbox('join'));
       const { jobs } = t.app.services;
+      const servers = () => t.app.database.db.updateTable('incoming_servers').where('id', '=', id);
       const elsewhere = await jobs.create({ kind: 'incoming.fetch', target: fetchTarget(id), owner: 'other-host:1:jobs', createdByUserId: null });
-      const joined = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
-      assert.equal(joined.status, 202);
-      assert.equal(joined.body.id, elsewhere.id);
-      assert.equal(joined.body.joined, true);
+      const leaseUntil = Date.now() + 60_000;
+      await servers().set({ fetch_lease_owner: 'other-host:1:jobs', fetch_lease_until: leaseUntil }).execute();
+      const refused = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
+      assert.equal(refused.status, 409, refused.text);
+      assert.equal(
+        (refused.body.error as Json).message,
+        `Incoming server "${mailbox('join')}" (id ${id}) is already being fetched by job ${elsewhere.id} of another Juniper process (other-host:1:jobs); its progress is at GET /api/v1/jobs/${elsewhere.id} and on the server's page. If that process was stopped, its fetch lease frees the server at ${new Date(leaseUntil).toISOString()}: fetch again then.`,
+      );
+      assert.equal((await job(elsewhere.id)).state, 'running', 'a job holding its lease is left running');
 
-      await t.app.database.db.updateTable('jobs').set({ updated_at: Date.now() - STALE_MS - 1000 }).where('id', '=', elsewhere.id).execute();
-      const fresh = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
-      assert.equal(fresh.status, 202);
-      assert.notEqual(fresh.body.id, elsewhere.id);
-      assert.equal(fresh.body.joined, false);
+      // Its lease ran out: the row (touched just now) is a dead run's; the next click records it and starts anew.
+      const expired = Date.now() - 1;
+      await servers().set({ fetch_lease_until: expired }).execute();
+      assert.equal((await job(elsewhere.id)).state, 'failed', 'polling the job shows it failed as soon as its lease is free');
       const dead = await job(elsewhere.id);
-      assert.equal(dead.state, 'failed');
-      assert.match(dead.error!, /The process running this job \(other-host:1:jobs\) stopped before it finished.*Start it again/);
+      assert.equal(dead.error, `Interrupted: the process running this job (other-host:1:jobs) stopped before it finished (its fetch lease on the server ran out at ${new Date(expired).toISOString()}, and a live run renews that lease with every message it stores). Everything it stored is kept; the next fetch goes on from there.`);
+      const fresh = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
+      assert.equal(fresh.status, 202, fresh.text);
+      assert.equal(fresh.body.joined, false);
       assert.equal((await finished(fresh.body.id as number)).state, 'succeeded');
+
+      // A running row whose process never held the lease (or released it without recording its end) is dead at once.
+      const unleased = await jobs.create({ kind: 'incoming.fetch', target: fetchTarget(id), owner: 'other-host:2:jobs', createdByUserId: null });
+      const next = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
+      assert.equal(next.status, 202, next.text);
+      assert.notEqual(next.body.id, unleased.id);
+      assert.match((await job(unleased.id)).error!, /^Interrupted: the process running this job \(other-host:2:jobs\) stopped before it finished \(it no longer holds the server's fetch lease, /);
+      assert.equal((await finished(next.body.id as number)).state, 'succeeded');
+
+      // A row not touched for STALE_MS, its lease held: its process stopped; recorded failed, and the lease still refuses.
+      const stale = await jobs.create({ kind: 'incoming.fetch', target: fetchTarget(id), owner: 'other-host:3:jobs', createdByUserId: null });
+      await servers().set({ fetch_lease_owner: 'other-host:3:jobs', fetch_lease_until: leaseUntil }).execute();
+      await t.app.database.db.updateTable('jobs').set({ updated_at: Date.now() - STALE_MS - 1000 }).where('id', '=', stale.id).execute();
+      const held = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
+      assert.equal(held.status, 409, held.text);
+      assert.match(String((held.body.error as Json).message), /is being fetched by another worker \(lease until .*\); try again after that/);
+      const staleNow = await job(stale.id);
+      assert.equal(staleNow.state, 'failed');
+      assert.match(staleNow.error!, /The process running this job \(other-host:3:jobs\) stopped before it finished.*Start it again/);
+      await servers().set({ fetch_lease_owner: null, fetch_lease_until: null }).execute();
     });
 
     it('refuses at once what cannot start (a draft: 409), and hides jobs of servers the caller may not manage (404)', async () => {
@@ -121,7 +149,9 @@ for (const dialect of dialects) {
 
     it('shows a running fetch job as a live progress bar on the server page, with its script', async () => {
       const id = await confirmed(mailbox('page'));
+      // Another process's job, alive as far as anyone can tell: it holds the server's fetch lease.
       const running = await t.app.services.jobs.create({ kind: 'incoming.fetch', target: fetchTarget(id), owner: 'other-host:2:jobs', createdByUserId: null });
+      await t.app.database.db.updateTable('incoming_servers').set({ fetch_lease_owner: 'other-host:2:jobs', fetch_lease_until: Date.now() + 60_000 }).where('id', '=', id).execute();
       await t.app.services.jobs.progress(running.id, 7, 20);
       const session = await signIn(http, 'admin', 'admin-password-0123');
       const page = await http.inject({ url: `/incoming-servers/${id}`, headers: { cookie: session.cookie } });
@@ -135,6 +165,12 @@ for (const dialect of dialects) {
       assert.match(js.body, /fetch\(url, \{ credentials: 'same-origin'/);
       await t.app.services.jobs.finish(running.id, { ok: false, error: 'test' });
       assert.doesNotMatch((await http.inject({ url: `/incoming-servers/${id}`, headers: { cookie: session.cookie } })).body, /data-job-url/);
+
+      // A running row whose lease is gone (its process was killed) shows no progress bar, and is recorded failed.
+      const dead = await t.app.services.jobs.create({ kind: 'incoming.fetch', target: fetchTarget(id), owner: 'other-host:2:jobs', createdByUserId: null });
+      await t.app.database.db.updateTable('incoming_servers').set({ fetch_lease_until: Date.now() - 1 }).where('id', '=', id).execute();
+      assert.doesNotMatch((await http.inject({ url: `/incoming-servers/${id}`, headers: { cookie: session.cookie } })).body, /data-job-url/);
+      assert.equal((await job(dead.id)).state, 'failed');
     });
   });
 }

@@ -45,13 +45,14 @@ export async function answerFetch(services: Pick<Services, 'fetchJobs'>, request
   return reply.status(202).send({ ...jobView(job), joined });
 }
 
-export function jobRoutes(services: Pick<Services, 'jobs' | 'incomingServers'>): FastifyPluginAsync {
+export function jobRoutes(services: Pick<Services, 'jobs' | 'incomingServers' | 'fetchJobs'>): FastifyPluginAsync {
   return async (app) => {
     app.get('/api/v1/jobs/:id', { config: { access: 'user' }, logLevel: 'warn' }, async (request) => {
       const { id } = parseInput(jobIdParams, request.params, 'path');
       const job = await services.jobs.get(id);
       await assertMayRead(services, request, job);
-      return jobView(job);
+      // A fetch job whose process was killed reads as failed as soon as its server's lease says so.
+      return jobView(await services.fetchJobs.checked(job));
     });
     app.get('/jobs/progress.js', { config: { access: 'public' } }, async (_request, reply) => reply.type('text/javascript; charset=utf-8').send(PROGRESS_JS));
   };

@@ -13,6 +13,7 @@ import type { PageContext } from './layout.js';
 import { tokenTag } from './server-form.js';
 import { serverPages } from './server-pages.js';
 import { jobProgressHtml } from '../jobs/progress-html.js';
+import { isRunningElsewhere } from '../jobs/fetch-jobs.js';
 
 /** How long Fetch Now waits for its job before answering with the progress bar instead of the counts. */
 const FETCH_INLINE_WAIT_MS = 3000;
@@ -57,8 +58,9 @@ export function incomingServersPage(services: Pick<Services, 'fetchJobs' | 'inco
     toCreate,
     toPatch,
     formBody: async (page, server, given) => {
-      // A fetch running in the background (this click's, or one started earlier) shows its live progress bar.
-      const job = server && !given ? await services.fetchJobs.running(server.id) : undefined;
+      // A fetch running in the background (this click's, one started earlier, or another process's that this
+      // click was not started beside: a warning) shows its live progress bar; not under a click's error.
+      const job = server && (!given || given.kind === 'warning') ? await services.fetchJobs.running(server.id) : undefined;
       return incomingFormBody({ ...page, progress: job ? jobProgressHtml(job, 'Fetching') : undefined });
     },
     test: async (server) => testConfirmFlash(await services.incoming.testAndConfirm(server)),
@@ -83,7 +85,8 @@ export function incomingServersPage(services: Pick<Services, 'fetchJobs' | 'inco
           // The mail server's refusals (502/503) and "still a draft" (409) are answers for this form; only
           // Juniper's own failures (500) go to the error page.
           if (!isAppError(e) || e.status === 500) throw e;
-          result = { kind: 'error', text: `Fetch failed: ${e.message}` };
+          // Another process's job holds the server: nothing failed, and the page shows that job's progress bar.
+          result = isRunningElsewhere(e) ? { kind: 'warning', text: `Not started: ${e.message}` } : { kind: 'error', text: `Fetch failed: ${e.message}` };
         }
         return renderServer(request, reply, await services.incomingServers.get(server.id), { result });
       });

@@ -12,6 +12,7 @@ import { STALE_MS } from '../../src/jobs/job-store.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { corpus, deliverAll, incomingApi, type Json, imapPeersForFile } from '../helpers/incoming.js';
+import { FormBrowser } from '../helpers/form-browser.js';
 import { signIn } from '../helpers/outlook.js';
 import { until } from '../helpers/processes.js';
 
@@ -160,6 +161,14 @@ for (const dialect of dialects) {
       assert.match(page.body, /<progress data-job-bar max="20" value="7"><\/progress>/);
       assert.match(page.body, /Fetching: 7 of 20 messages/);
       assert.match(page.body, /<script src="\/jobs\/progress\.js" defer><\/script>/);
+      // Fetch Now on that page: not started beside it, said as a warning (nothing failed), its bar still shown.
+      const form = new FormBrowser(http);
+      await form.signIn('admin', 'admin-password-0123');
+      await form.get(`/incoming-servers/${id}`);
+      const clicked = await form.post(`/incoming-servers/${id}/fetch`, {});
+      assert.equal(clicked.statusCode, 200);
+      assert.match(clicked.body, new RegExp(`class="flash flash-warning"[^>]*>Not started: Incoming server &quot;${mailbox('page').replace(/\./g, '\\.')}&quot; \\(id ${id}\\) is already being fetched by job ${running.id} of another Juniper process \\(other-host:2:jobs\\)`));
+      assert.match(clicked.body, new RegExp(`data-job-url="/api/v1/jobs/${running.id}"`));
       const js = await http.inject({ url: '/jobs/progress.js' });
       assert.equal(js.statusCode, 200);
       assert.match(js.body, /fetch\(url, \{ credentials: 'same-origin'/);

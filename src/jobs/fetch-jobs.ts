@@ -207,6 +207,8 @@ export class FetchJobs {
   /** The job as it stands: a running fetch job of another process whose lease is gone is recorded failed first. */
   async checked(job: Job): Promise<Job> {
     if (job.kind !== FETCH_JOB || job.state !== 'running' || this.runs.has(job.id)) return job;
+    // Being started here right now (its row written, its run not yet registered): alive.
+    if (job.owner === this.owner && this.active.has(job.target)) return job;
     const serverId = serverOfTarget(job.target);
     if (serverId === undefined) return job;
     let server: IncomingServer;

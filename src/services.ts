@@ -106,7 +106,7 @@ export function buildServices({ database, vault, logger, wake, resolveHost, fetc
     metrics: new MetricsScraper({ db, settings, tokenStore }),
     /** Background jobs with progress (issue 11): Fetch Now runs as one. */
     jobs,
-    fetchJobs: new FetchJobs(jobs, () => incoming, logger.child({ component: 'jobs' }), { leases: fetchState, leaseMs: fetchLeaseMs }),
+    fetchJobs: new FetchJobs(jobs, () => incoming, logger.child({ component: 'jobs' }), { state: fetchState, ms: fetchLeaseMs }),
     /** Webhook registrations and deliveries (issue 11); the worker posts them. */
     webhooks: new Webhooks(db, vault, hostGuard),
   };

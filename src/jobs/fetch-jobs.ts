@@ -82,7 +82,8 @@ export class FetchJobs {
     private readonly store: JobStore,
     private readonly incoming: () => IncomingMail,
     private readonly log: Logger,
-    private readonly leases: { leases: FetchLeases; leaseMs: number },
+    /** The servers' fetch leases (FetchState) and how long a job takes one for (JUNIPER_FETCH_LEASE_SECONDS). */
+    private readonly lease: { state: FetchLeases; ms: number },
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -110,7 +111,7 @@ export class FetchJobs {
   }
 
   private async startNew(server: IncomingServer, userId: number | null, target: string, onProgress?: (p: FetchProgress) => void): Promise<{ job: Job; joined: boolean }> {
-    const { leases, leaseMs } = this.leases;
+    const { state: leases, ms: leaseMs } = this.lease;
     const current = await leases.get(server.id);
     const now = this.now();
     // Running rows of other processes: refused while their lease holds, recorded failed (taken over) when not.
@@ -186,7 +187,7 @@ export class FetchJobs {
     } finally {
       clearInterval(touch);
       // Normally released by the fetch already; not when it failed before taking it over (then this frees it).
-      await this.leases.leases.releaseLease(server.id, this.owner).catch(() => undefined);
+      await this.lease.state.releaseLease(server.id, this.owner).catch(() => undefined);
       this.active.delete(target);
       this.runs.delete(job.id);
     }
@@ -213,7 +214,7 @@ export class FetchJobs {
     if (serverId === undefined) return job;
     let server: IncomingServer;
     try {
-      server = await this.leases.leases.get(serverId);
+      server = await this.lease.state.get(serverId);
     } catch (e) {
       if (!isAppError(e) || e.code !== 'JUNIPER_ERR_NOT_FOUND') throw e;
       return this.interrupt(job, `Interrupted: its incoming server (id ${serverId}) no longer exists.`);

@@ -8,32 +8,18 @@ import { spawn } from 'node:child_process';
 import { FETCH_JOB, fetchTarget } from '../../src/jobs/fetch-jobs.js';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import type { ConnectReader, MailboxReader } from '../../src/incoming/mailbox-reader.js';
-import { imapConnector } from '../../src/incoming/imap-reader.js';
+import type { MailboxReader } from '../../src/incoming/mailbox-reader.js';
 import { cliEnv, projectRoot, runJuniper } from '../helpers/cli.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { corpus, deliverAll, seenByUid, incomingApi, imapPeersForFile, type Json } from '../helpers/incoming.js';
+import { corpus, deliverAll, seenByUid, incomingApi, imapPeersForFile, readerWith, type Json } from '../helpers/incoming.js';
 import { startJuniper, until } from '../helpers/processes.js';
 
 const PASSWORD = 'imap-secret';
 const users = ['crash', 'sigkill', 'unreturned', 'killedapi', 'killedcli'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
 
 /** The real IMAP reader on Dovecot, with its message fetch replaced (to die or to withhold a message). */
-function withFetch(fetch: (reader: MailboxReader, uids: number[]) => ReturnType<MailboxReader['fetch']>): ConnectReader {
-  return async (...args) => {
-    const reader = await imapConnector()(...args);
-    return {
-      open: (f) => reader.open(f),
-      listAfter: (u, exactAbove) => reader.listAfter(u, exactAbove),
-      firstUnseen: () => reader.firstUnseen(),
-      markSeen: (uids) => reader.markSeen(uids),
-      fetchHeaders: (uids, max) => reader.fetchHeaders(uids, max),
-      close: () => reader.close(),
-      fetch: (uids) => fetch(reader, uids),
-    };
-  };
-}
+const withFetch = (fetch: (reader: MailboxReader, uids: number[]) => ReturnType<MailboxReader['fetch']>) => readerWith((real) => ({ fetch: (uids) => fetch(real, uids) }));
 
 const peers = imapPeersForFile(users, PASSWORD);
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -9,7 +9,6 @@ import type { TokenProvider } from '../oauth/token-provider.js';
 import type { Parameters } from '../settings/parameters.js';
 import type { ConnectDeps } from './connect.js';
 import { IncomingFetcher, type FetchCounts, type FetchOptions } from './fetcher.js';
-import { imapConnector, TEST_IMAP_TIMEOUTS } from './imap-reader.js';
 import type { ConnectReader } from './mailbox-reader.js';
 import type { FetchState } from './fetch-state.js';
 import type { IncomingServers } from './servers.js';
@@ -36,6 +35,18 @@ export interface FetcherOverrides {
   tokens?: TokenProvider;
 }
 
+/**
+ * imap-reader.ts's connector, loaded on the first connection: imapflow and the encodings it brings keep 2-4 MB
+ * of heap and add 6-8 MB to a process's resident size, which a `juniper worker` without incoming servers (a
+ * sending-only worker) or a CLI command that never connects does not need. Each connection is imapConnector's own.
+ */
+function imapConnectorOnDemand(timeouts: 'default' | 'test'): ConnectReader {
+  return async (endpoint, credentials) => {
+    const reader = await import('./imap-reader.js');
+    return reader.imapConnector(timeouts === 'test' ? reader.TEST_IMAP_TIMEOUTS : reader.DEFAULT_IMAP_TIMEOUTS)(endpoint, credentials);
+  };
+}
+
 export class IncomingMail {
   constructor(private readonly deps: IncomingMailDeps) {}
 
@@ -46,7 +57,7 @@ export class IncomingMail {
   fetcher(overrides: FetcherOverrides = {}): IncomingFetcher {
     const { db, fetchState, ingest, parameters, log } = this.deps;
     return new IncomingFetcher({
-      ...this.connectDeps(overrides.connect ?? imapConnector(), overrides.tokens),
+      ...this.connectDeps(overrides.connect ?? imapConnectorOnDemand('default'), overrides.tokens),
       db,
       servers: fetchState,
       ingest,
@@ -69,6 +80,6 @@ export class IncomingMail {
   }
 
   async testAndConfirm(server: IncomingServer, overrides: { connect?: ConnectReader; tokens?: TokenProvider } = {}): Promise<TestConfirmResult> {
-    return testAndConfirm(server, { ...this.connectDeps(overrides.connect ?? imapConnector(TEST_IMAP_TIMEOUTS), overrides.tokens), servers: this.deps.servers });
+    return testAndConfirm(server, { ...this.connectDeps(overrides.connect ?? imapConnectorOnDemand('test'), overrides.tokens), servers: this.deps.servers });
   }
 }

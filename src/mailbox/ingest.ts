@@ -9,7 +9,8 @@ import { bounceAddress, type MailParameters } from '../settings/parameter-rules.
 import type { BlobStore } from './blob-store.js';
 import { dedupeKeyOf, headerSection, messageIdKey, rawKey, storableText } from './dedupe.js';
 import { bounceEvidence, mailboxAlias, threadCandidates, threadSubject } from './inbound-rules.js';
-import { parseMessage, type ParseOutcome, type ParsedMessage } from './parse.js';
+import type { ParseOutcome, ParsedMessage } from './parse.js';
+import { parseMessage } from './parse-on-demand.js';
 
 export type IngestOutcome = 'stored' | 'duplicate' | 'quarantined';
 

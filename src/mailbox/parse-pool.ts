@@ -7,7 +7,8 @@
 // starts a new worker.
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { parseMessage, type ParseOutcome } from './parse.js';
+import type { ParseOutcome } from './parse.js';
+import { parseMessage } from './parse-on-demand.js';
 import { ownBytes, revivedOutcome, type ParseReply } from './parse-transfer.js';
 
 /** Messages up to this size go to a worker; larger ones are parsed where they are (see above). */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Kysely } from 'kysely';
+import type { DB } from './schema.js';
 import { dialects, freshDatabase } from '../../test/helpers/databases.js';
 import type { Database } from './database.js';
 import { compileInsert, insertRows } from './insert-rows.js';
@@ -10,10 +11,10 @@ const threadRow = (k: number) => ({ subject: `subject ${k}`, last_message_at: 1_
 for (const dialect of dialects) {
   describe(`insertRows on ${dialect}: INSERTs compiled once per shape`, () => {
     let database: Database;
-    let db: Kysely<never>;
+    let db: Kysely<DB>;
     before(async () => {
       database = await freshDatabase(dialect);
-      db = database.db as unknown as Kysely<never>;
+      db = database.db;
     });
     after(() => database.close());
 
@@ -25,7 +26,7 @@ for (const dialect of dialects) {
         built.length = 0;
         for (const n of [1, 2, 7, 100]) {
           const rows = Array.from({ length: n }, (_, k) => threadRow(round * 1000 + n * 10 + k));
-          const returned = await insertRows<{ id: number; subject: string }>(counted, 'threads', rows, ['id', 'subject']);
+          const returned = await insertRows(counted, 'threads', rows, ['id', 'subject']);
           assert.deepEqual(returned.map((r) => r.subject).sort(), rows.map((r) => r.subject).sort());
           const stored = await database.db.selectFrom('threads').select(['subject', 'last_message_at', 'created_at']).where('id', 'in', returned.map((r) => r.id)).execute();
           assert.deepEqual(stored.map((r) => ({ ...r, last_message_at: Number(r.last_message_at), created_at: Number(r.created_at) })).sort((a, b) => a.subject.localeCompare(b.subject)), [...rows].sort((a, b) => a.subject.localeCompare(b.subject)));
@@ -35,10 +36,18 @@ for (const dialect of dialects) {
     });
 
     it("lays out the parameters as Kysely's own compilation does: the same SQL, the same values in the same order", () => {
-      const rows = [threadRow(1), { subject: null, last_message_at: 5, created_at: 6 }, threadRow(3)];
-      const reference = compileInsert(db, 'threads', rows, ['id']);
+      const rows = [1, 2, 3].map((k) => ({ at: k, actor_user_id: null, actor: 'cli', action: `test.${k}`, target: 't', details: k === 2 ? null : 'd' }));
+      const reference = compileInsert(db, 'audit_log', rows, ['id']);
       assert.deepEqual(reference.parameters, rows.flatMap((r) => Object.values(r)));
-      assert.equal((reference.sql.match(dialect === 'postgres' ? /\$\d+/g : /\?/g) ?? []).length, 9);
+      assert.equal((reference.sql.match(dialect === 'postgres' ? /\$\d+/g : /\?/g) ?? []).length, 18);
+    });
+
+    it('leaves a Kysely with plugins (withSchema, withPlugin) to Kysely: they rewrite the query a kept text would skip', async () => {
+      const built: string[] = [];
+      const plugin = { transformQuery: (args: { node: { kind: string } }) => (built.push(args.node.kind), args.node), transformResult: async (args: { result: never }) => args.result };
+      await insertRows(db, 'threads', [threadRow(90), threadRow(91)], ['id']);
+      await insertRows(db.withPlugin(plugin as never), 'threads', [threadRow(92), threadRow(93)], ['id']);
+      assert.deepEqual(built, ['InsertQueryNode'], 'built by Kysely although the shape is kept');
     });
 
     it('sends rows with other keys, a missing value or a non-plain value through Kysely, which handles them', async () => {
@@ -46,8 +55,8 @@ for (const dialect of dialects) {
       // reuse a kept text. audit_log.details has no NOT NULL, so DEFAULT stores null.
       const entry = (k: number, details: string | undefined) => ({ at: k, actor_user_id: null, actor: 'cli', action: `test.${k}`, target: 't', details });
       await insertRows(db, 'audit_log', [entry(1, 'a'), entry(2, 'b')], ['id']);
-      const mixed = await insertRows<{ id: number }>(db, 'audit_log', [entry(3, 'c'), entry(4, undefined)], ['id']);
-      const reordered = await insertRows<{ id: number }>(db, 'audit_log', [entry(5, 'e'), { details: 'f', target: 't', action: 'test.6', actor: 'cli', actor_user_id: null, at: 6 }], ['id']);
+      const mixed = await insertRows(db, 'audit_log', [entry(3, 'c'), entry(4, undefined)], ['id']);
+      const reordered = await insertRows(db, 'audit_log', [entry(5, 'e'), { details: 'f', target: 't', action: 'test.6', actor: 'cli', actor_user_id: null, at: 6 }], ['id']);
       const stored = await database.db.selectFrom('audit_log').select(['action', 'details']).where('id', 'in', [...mixed, ...reordered].map((r) => r.id)).orderBy('id').execute();
       assert.deepEqual(stored, [{ action: 'test.3', details: 'c' }, { action: 'test.4', details: null }, { action: 'test.5', details: 'e' }, { action: 'test.6', details: 'f' }]);
     });

@@ -2,9 +2,10 @@
 // node and compiles the whole tree on each call: for a batch of outgoing_mails rows (29 columns) that cost about
 // 30 µs a row, more than SQLite's own work for the row (about 20 µs; docs/benchmarks.md). The text depends only
 // on the dialect, the table, the columns, the number of rows and the RETURNING list, so it is compiled by
-// Kysely the first time a shape is seen and kept; later calls only lay out the parameters.
-import { CompiledQuery, type Kysely } from 'kysely';
-import type { DialectAdapter } from 'kysely';
+// Kysely the first time a shape is seen and kept; later calls only lay out the parameters. A Kysely instance with
+// plugins (withPlugin, withSchema: they rewrite the query before it is compiled) always goes through Kysely.
+import { CompiledQuery, type DialectAdapter, type Insertable, type Kysely, type Selectable } from 'kysely';
+import type { DB } from './schema.js';
 
 type Row = Readonly<Record<string, unknown>>;
 
@@ -40,16 +41,23 @@ function valuesOf(row: Row, columns: readonly string[], into: unknown[]): boolea
  * order with plain values (strings, numbers, null, bytes): what Kysely's `insertInto(table).values(rows)
  * .returning(returning)` sends, byte for byte (a test compares both). Rows of another kind go through Kysely.
  */
-export async function insertRows<R = Record<string, unknown>>(db: Kysely<never>, table: string, rows: readonly Row[], returning: readonly string[] = []): Promise<R[]> {
+export async function insertRows<T extends keyof DB, K extends keyof Selectable<DB[T]> & string = never>(
+  db: Kysely<DB>,
+  table: T,
+  rows: readonly Insertable<DB[T]>[],
+  returning: readonly K[] = [],
+): Promise<Pick<Selectable<DB[T]>, K>[]> {
+  type R = Pick<Selectable<DB[T]>, K>;
   if (rows.length === 0) return [];
-  const columns = Object.keys(rows[0]!);
-  const key = `${table}\u0000${columns.join(',')}\u0000${rows.length}\u0000${returning.join(',')}`;
-  const adapter = db.getExecutor().adapter;
-  let byKey = shapes.get(adapter);
-  if (!byKey) shapes.set(adapter, (byKey = new Map<string, Shape>()));
+  const plainRows = rows as readonly Row[];
+  const executor = db.getExecutor();
+  const columns = Object.keys(plainRows[0]!);
+  const key = `${table}\u0000${columns.join('\u0000')}\u0000${rows.length}\u0000${returning.join('\u0000')}`;
+  let byKey = shapes.get(executor.adapter);
+  if (!byKey) shapes.set(executor.adapter, (byKey = new Map<string, Shape>()));
   const shape = byKey.get(key);
   const parameters: unknown[] = [];
-  const plain = rows.every((row) => valuesOf(row, columns, parameters));
+  const plain = executor.plugins.length === 0 && plainRows.every((row) => valuesOf(row, columns, parameters));
   if (shape && plain && parameters.length === shape.parameters) {
     return (await db.executeQuery<R>(CompiledQuery.raw(shape.sql, parameters))).rows;
   }
@@ -63,8 +71,9 @@ export async function insertRows<R = Record<string, unknown>>(db: Kysely<never>,
 }
 
 /** Kysely's own compilation of the same INSERT (the reference the cached shapes are checked against). */
-export function compileInsert(db: Kysely<never>, table: string, rows: readonly Row[], returning: readonly string[] = []): CompiledQuery {
-  // Kysely's types know every table and column; this helper takes them as strings, so it goes untyped here.
+export function compileInsert<T extends keyof DB>(db: Kysely<DB>, table: T, rows: readonly Insertable<DB[T]>[], returning: readonly string[] = []): CompiledQuery {
+  // Kysely's types cannot follow a table chosen by a type parameter through values() and returning(); the
+  // signature above keeps callers checked, so the query is built untyped here.
   const q = (db as unknown as Kysely<Record<string, Record<string, unknown>>>).insertInto(table).values(rows);
   return (returning.length ? q.returning(returning as never) : q).compile();
 }

@@ -125,7 +125,7 @@ export class Ingest {
     }
 
     const threadIds = await this.insertIds(newThreads, (chunk) =>
-      insertRows<{ id: number }>(trx as never, 'threads', chunk.map((t) => ({ subject: threadSubject(t.subject), last_message_at: now, created_at: now })), ['id']),
+      insertRows(trx, 'threads', chunk.map((t) => ({ subject: threadSubject(t.subject), last_message_at: now, created_at: now })), ['id']),
     );
     newThreads.forEach((t, i) => (t.ref.id = threadIds[i]));
 
@@ -138,8 +138,8 @@ export class Ingest {
     const messageIds = await this.insertIds(
       rows,
       (chunk) =>
-        insertRows<{ id: number }>(
-          trx as never,
+        insertRows(
+          trx,
           'messages',
           chunk.map(({ p, m, thread, bounced }) => ({
               server_id: server.id,
@@ -176,7 +176,7 @@ export class Ingest {
     const attachments = rows.flatMap((r) =>
       r.m.attachments.map((a, position) => ({ message_id: r.ref.id!, position, filename: a.filename, content_type: a.contentType, content_id: a.contentId, size: a.content.length, blob_sha256: server.keep_attachments === 1 ? shas.get(a.content)! : null })),
     );
-    await this.inChunks(attachments, (chunk) => insertRows(trx as never, 'message_attachments', chunk), 500);
+    await this.inChunks(attachments, (chunk) => insertRows(trx, 'message_attachments', chunk), 500);
     if (group.touched.size) {
       await trx
         .updateTable('threads')

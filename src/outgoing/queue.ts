@@ -191,7 +191,7 @@ export class OutgoingQueue {
     if (items.length > INSERT_CHUNK || items.some((it) => it.mail.attachments.length > 0)) throw new Error(`insertMails takes at most ${INSERT_CHUNK} mails without attachments`);
     const now = Date.now();
     const messageIds = items.map((it) => newMessageId(it.mail.from));
-    const rows = await insertRows<{ id: number; message_id: string }>(this.db as never, 'outgoing_mails', items.map((it, k) => this.mailRow(it.mail, it.actor, messageIds[k]!, now, null)), ['id', 'message_id']);
+    const rows = await insertRows(this.db, 'outgoing_mails', items.map((it, k) => this.mailRow(it.mail, it.actor, messageIds[k]!, now, null)), ['id', 'message_id']);
     // RETURNING promises no order: match the rows back by their unique Message-IDs.
     const ids = new Map(rows.map((r) => [r.message_id, r.id]));
     return messageIds.map((messageId) => ({ id: ids.get(messageId)!, messageId }));
@@ -209,7 +209,7 @@ export class OutgoingQueue {
       const ids = new Map<string, number>();
       for (let i = 0; i < mails.length; i += INSERT_CHUNK) {
         const rows = mails.slice(i, i + INSERT_CHUNK).map((mail, k) => this.mailRow(mail, actor, messageIds[i + k]!, now, null));
-        for (const r of await insertRows<{ id: number; message_id: string }>(trx as never, 'outgoing_mails', rows, ['id', 'message_id'])) ids.set(r.message_id, r.id);
+        for (const r of await insertRows(trx, 'outgoing_mails', rows, ['id', 'message_id'])) ids.set(r.message_id, r.id);
       }
       const attachments: Insertable<OutgoingAttachmentsTable>[] = [];
       // A mass mailing's PDF is written once, not once per recipient.

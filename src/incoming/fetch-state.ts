@@ -12,6 +12,10 @@ export function isLeaseLost(err: unknown): boolean {
   return err instanceof AppError && err.code === 'JUNIPER_ERR_CONFLICT' && err.details?.leaseLost === true;
 }
 
+function leaseLost(id: number): AppError {
+  return new AppError('JUNIPER_ERR_CONFLICT', `Lost the fetch lease of incoming server ${id} to another worker; it continues from here.`, { details: { leaseLost: true } });
+}
+
 export class FetchState {
   constructor(
     private readonly db: Kysely<DB>,
@@ -76,9 +80,7 @@ export class FetchState {
       .where('id', '=', id)
       .where('fetch_lease_owner', '=', owner)
       .executeTakeFirst();
-    if (Number(r.numUpdatedRows) !== 1) {
-      throw new AppError('JUNIPER_ERR_CONFLICT', `Lost the fetch lease of incoming server ${id} to another worker; it continues from here.`, { details: { leaseLost: true } });
-    }
+    if (Number(r.numUpdatedRows) !== 1) throw leaseLost(id);
   }
 
   async setSeenUid(id: number, owner: string, seenUid: number): Promise<void> {
@@ -87,22 +89,24 @@ export class FetchState {
 
   /**
    * Counts a run that stopped before `uid` (listed, not returned): one more when the last runs stopped there
-   * too, else the first. Returns the count; only the lease holder counts.
+   * too, else the first. Returns the count. Only the lease holder counts, and it renews the lease as a stored
+   * message does (what follows may wait on the server); a worker that lost it gets the lease-lost error.
    */
-  async noteUnreturned(id: number, owner: string, uid: number): Promise<number> {
+  async noteUnreturned(id: number, owner: string, uid: number, leaseUntil: number): Promise<number> {
     const row = await this.db
       .updateTable('incoming_servers')
-      .set({ unreturned_runs: sql<number>`case when unreturned_uid = ${uid} then unreturned_runs + 1 else 1 end`, unreturned_uid: uid })
+      .set({ unreturned_runs: sql<number>`case when unreturned_uid = ${uid} then unreturned_runs + 1 else 1 end`, unreturned_uid: uid, fetch_lease_until: leaseUntil })
       .where('id', '=', id)
       .where('fetch_lease_owner', '=', owner)
       .returning('unreturned_runs')
       .executeTakeFirst();
-    return row ? Number(row.unreturned_runs) : 1;
+    if (!row) throw leaseLost(id);
+    return Number(row.unreturned_runs);
   }
 
-  /** Forgets the count: a run went past the UID, skipped it, or the folder's UIDs changed meaning. */
-  async clearUnreturned(id: number): Promise<void> {
-    await this.db.updateTable('incoming_servers').set({ unreturned_uid: null, unreturned_runs: 0 }).where('id', '=', id).where('unreturned_uid', 'is not', null).execute();
+  /** Forgets the count (the lease holder only): a run went past the UID, skipped it, or the folder's UIDs changed meaning. */
+  async clearUnreturned(id: number, owner: string): Promise<void> {
+    await this.db.updateTable('incoming_servers').set({ unreturned_uid: null, unreturned_runs: 0 }).where('id', '=', id).where('fetch_lease_owner', '=', owner).where('unreturned_uid', 'is not', null).execute();
   }
 
   /** The outcome of a fetch attempt: the interval counts from here; a failure keeps the time its run of failures began. */

@@ -127,12 +127,13 @@ function unreturnedReason(uid: number): string {
 }
 
 /** What a run that drained the folder records on the server: healthy, stopped before a UID, or past a skipped one. */
-export function drainOutcome(serverName: string, r: { stoppedBefore?: number; skipped?: number }): { ok: true } | { ok: false; error: string } {
+export function drainOutcome(serverName: string, r: { stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean } }): { ok: true } | { ok: false; error: string } {
   if (r.stoppedBefore !== undefined) {
     return { ok: false, error: `Fetching "${serverName}" stopped before message UID ${r.stoppedBefore}: the server listed it but did not return it, so the messages after it wait. Juniper tries again at the next fetch and skips it (keeping a placeholder in quarantine) after ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row; to release the mail sooner, open the message in another mail client (it may be damaged on the server) and move or delete it.` };
   }
   if (r.skipped !== undefined) {
-    return { ok: false, error: `Fetching "${serverName}" skipped message UID ${r.skipped}: the server listed it but did not return it in ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row. A placeholder is in quarantine, the message stays on the server, and the next fetch goes on with the messages after it.` };
+    const kept = r.skipped.duplicate ? 'A message with the same Message-ID is already stored' : 'A placeholder is in quarantine';
+    return { ok: false, error: `Fetching "${serverName}" skipped message UID ${r.skipped.uid}: the server listed it but did not return it in ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row. ${kept}, the message stays on the server, and the next fetch goes on with the messages after it.` };
   }
   return { ok: true };
 }
@@ -171,7 +172,7 @@ export class IncomingFetcher {
       const reader = await connectServer(server, { ...this.deps, maxMessageBytes: await incomingSizeCap(this.deps.parameters) });
       let counts: FetchCounts;
       let stoppedBefore: number | undefined;
-      let skipped: number | undefined;
+      let skipped: { uid: number; duplicate: boolean } | undefined;
       try {
         ({ counts, stoppedBefore, skipped } = await this.drain(server, reader, await reader.open(server.folder), opts));
       } finally {
@@ -196,7 +197,7 @@ export class IncomingFetcher {
     }
   }
 
-  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions): Promise<{ counts: FetchCounts; stoppedBefore?: number; skipped?: number }> {
+  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions): Promise<{ counts: FetchCounts; stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean } }> {
     const { servers, db, log } = this.deps;
     const counts = emptyCounts();
     let lastUid: number;
@@ -207,7 +208,7 @@ export class IncomingFetcher {
     } else {
       lastUid = newStartUid(await reader.firstUnseen(), status.uidNext);
       // UIDs of another UIDVALIDITY (or a first run) say nothing about the one earlier runs stopped before.
-      if (server.unreturned_uid !== null) await servers.clearUnreturned(server.id);
+      if (server.unreturned_uid !== null) await servers.clearUnreturned(server.id, this.owner);
       if (start.kind === 'reset') {
         log.warn({ op: 'incoming.uidvalidity', server: server.id, was: server.cursor_uidvalidity, now: status.uidValidity, from: lastUid + 1 }, `UIDVALIDITY of ${server.name}/${server.folder} changed: fetching again from the oldest unseen message`);
       }
@@ -282,26 +283,50 @@ export class IncomingFetcher {
         await servers.setSeenUid(server.id, this.owner, Math.max(...done));
       }
       if (missing === undefined && received < expected.length && !opts.signal?.aborted) missing = expected[received];
-      if (missing !== undefined) {
-        const runs = await servers.noteUnreturned(server.id, this.owner, missing);
-        if (runs < UNRETURNED_SKIP_AFTER_RUNS) {
-          log.warn({ op: 'incoming.fetch', server: server.id, uid: missing, runs }, `the server did not return message UID ${missing} (${runs} of ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row before it is skipped); stopping before it, the next fetch tries again`);
-          return { counts, stoppedBefore: missing };
-        }
-        const result = await this.skipUnreturned(reader, { server, uid: missing, uidvalidity: status.uidValidity, leaseMs: opts.leaseMs }, sizes.get(missing));
-        counts.fetched++;
-        counts[COUNTER[result.outcome]]++;
-        // Marked like every quarantined message: its placeholder is stored, and the cursor is past it.
-        await reader.markSeen([missing]);
-        await servers.setSeenUid(server.id, this.owner, missing);
-        await servers.clearUnreturned(server.id);
-        progress();
-        log.warn({ op: 'incoming.quarantine', server: server.id, uid: missing, message: result.messageId }, `message UID ${missing} skipped: ${result.reason}`);
-        return { counts, skipped: missing };
+      if (missing !== undefined) return { counts, ...(await this.unreturned(reader, { server, uid: missing, uidvalidity: status.uidValidity, leaseMs: opts.leaseMs }, { sizes, cap, params, counts, progress })) };
+    }
+    // A run stopped by a signal or a shutdown may not have reached the UID the count is about.
+    if (server.unreturned_uid !== null && !opts.signal?.aborted) await servers.clearUnreturned(server.id, this.owner);
+    return { counts };
+  }
+
+  /**
+   * A UID the server listed but did not return in the batch. Asked for alone first (a server may answer a set
+   * out of order, or fail on a large one): if it comes, it is stored as usual. Otherwise the run stops before
+   * it, and the third run in a row to do so skips it with a placeholder in quarantine.
+   */
+  private async unreturned(
+    reader: MailboxReader,
+    ctx: MessageContext,
+    run: { sizes: ReadonlyMap<number, number>; cap: number; params: MailParameters; counts: FetchCounts; progress: () => void },
+  ): Promise<{ stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean } }> {
+    const { servers, log } = this.deps;
+    const { server, uid } = ctx;
+    let alone: IngestResult | undefined;
+    for await (const msg of this.whole(reader, [uid], run.cap)) {
+      if (msg.uid === uid) [alone] = await this.storeGroup([msg], { server, uidvalidity: ctx.uidvalidity, params: run.params, cap: run.cap, leaseMs: ctx.leaseMs });
+    }
+    if (!alone) {
+      const runs = await servers.noteUnreturned(server.id, this.owner, uid, this.now() + ctx.leaseMs);
+      if (runs < UNRETURNED_SKIP_AFTER_RUNS) {
+        log.warn({ op: 'incoming.fetch', server: server.id, uid, runs }, `the server did not return message UID ${uid} (${runs} of ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row before it is skipped); stopping before it, the next fetch tries again`);
+        return { stoppedBefore: uid };
       }
     }
-    if (server.unreturned_uid !== null) await servers.clearUnreturned(server.id);
-    return { counts };
+    const result = alone ?? (await this.skipUnreturned(reader, ctx, run.sizes.get(uid)));
+    run.counts.fetched++;
+    run.counts[COUNTER[result.outcome]]++;
+    // Marked like every stored or quarantined message: its row is committed, and the cursor is past it.
+    await reader.markSeen([uid]);
+    await servers.setSeenUid(server.id, this.owner, uid);
+    await servers.clearUnreturned(server.id, this.owner);
+    run.progress();
+    if (alone) {
+      log.info({ op: 'incoming.fetch', server: server.id, uid }, `message UID ${uid} came only when asked for alone; the next fetch goes on after it`);
+      return {};
+    }
+    log.warn({ op: 'incoming.quarantine', server: server.id, uid, message: result.messageId, outcome: result.outcome }, `message UID ${uid} skipped after ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row without it: ${result.outcome === 'duplicate' ? 'a message with its Message-ID is already stored' : 'a placeholder is in quarantine'}`);
+    return { skipped: { uid, duplicate: result.outcome === 'duplicate' } };
   }
 
   /**
@@ -309,17 +334,22 @@ export class IncomingFetcher {
    * header section when the server gives that much (a FETCH of the header alone), else an empty one, and the
    * reason with what to do. The message itself stays on the server.
    */
-  private async skipUnreturned(reader: MailboxReader, ctx: MessageContext, listedSize: number | undefined): Promise<IngestResult & { reason: string }> {
+  private async skipUnreturned(reader: MailboxReader, ctx: MessageContext, listedSize: number | undefined): Promise<IngestResult> {
     const error = unreturnedReason(ctx.uid);
     let headers: Buffer | undefined;
     try {
       for await (const h of reader.fetchHeaders([ctx.uid], OVERSIZE_HEADER_BYTES)) if (h.uid === ctx.uid) headers = h.headers;
-    } catch {
+    } catch (err) {
       // A server that cannot give the message cannot always give its header either: the placeholder goes without.
+      // The code only: library errors carry protocol text. A lost connection fails the STORE that follows.
+      this.deps.log.warn({ op: 'incoming.fetch', server: ctx.server.id, uid: ctx.uid, code: (err as { code?: unknown }).code }, `the header section of message UID ${ctx.uid} could not be fetched either; the placeholder goes without it`);
     }
     if (headers && headers.length > 0) return this.quarantined(ctx, { raw: headers, size: listedSize ?? headers.length, error, oversize: true });
-    const input = { server: ctx.server, uid: ctx.uid, uidvalidity: ctx.uidvalidity, raw: Buffer.alloc(0), error, key: `unreturned:${ctx.uidvalidity}:${ctx.uid}`, ...(listedSize !== undefined ? { size: listedSize } : {}) };
-    return { ...(await this.withCursor(ctx, (trx) => this.deps.ingest.quarantineMinimal(trx, input))), reason: error };
+    // The cursor moves in the same transaction, so the key only has to be new: a mailbox changed under the same
+    // server can bring the same UIDVALIDITY and UID again.
+    const key = `unreturned:${ctx.uidvalidity}:${ctx.uid}:${crypto.randomBytes(6).toString('hex')}`;
+    const input = { server: ctx.server, uid: ctx.uid, uidvalidity: ctx.uidvalidity, raw: Buffer.alloc(0), error, key, ...(listedSize !== undefined ? { size: listedSize } : {}) };
+    return this.withCursor(ctx, (trx) => this.deps.ingest.quarantineMinimal(trx, input));
   }
 
   /**

@@ -10,7 +10,7 @@ import { startTestApp, type TestApp } from '../helpers/app.js';
 import { corpus, deliverAll, imapPeersForFile, incomingApi, readerWith, seenByUid } from '../helpers/incoming.js';
 
 const PASSWORD = 'imap-secret';
-const users = ['headers', 'nothing', 'returns'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
+const users = ['headers', 'nothing', 'returns', 'alone'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
 const peers = imapPeersForFile(users, PASSWORD);
 
 for (const dialect of dialects) {
@@ -96,6 +96,22 @@ for (const dialect of dialects) {
       assert.match(String(row.parse_error), /did not return it in \d+ fetches in a row/);
       assert.equal((await s.fetch()).stored, 6);
       assert.equal(await storedCount(s.id), 10);
+    });
+
+    it('stores a message that comes only when asked for alone (a server that fails it in a set) as usual, with no placeholder', async () => {
+      const s = await setUp('alone', true);
+      const inSetsOnly = readerWith((real) => ({
+        fetch: async function* (list) {
+          for await (const m of real.fetch(list)) if (m.uid !== s.withheld || list.length === 1) yield m;
+        },
+      }));
+      const first = await t.app.services.incoming.fetchNow(await t.app.services.incomingServers.get(s.id), { batchSize: 50 }, { connect: inSetsOnly });
+      assert.deepEqual(first, { fetched: 4, stored: 4, duplicates: 0, quarantined: 0 });
+      assert.equal((await rowOf(s.id, s.withheld))?.quarantined, 0, 'stored whole');
+      assert.equal((await api('GET', `/api/v1/incoming-servers/${s.id}`)).body.lastError, null);
+      assert.equal((await t.app.services.incoming.fetchNow(await t.app.services.incomingServers.get(s.id), { batchSize: 50 }, { connect: inSetsOnly })).stored, 6);
+      assert.equal(await storedCount(s.id), 10);
+      assert.ok([...(await seenByUid(peers.dovecot, s.user, PASSWORD)).values()].every(Boolean));
     });
 
     it('counts only runs in a row: a run that gets the message stores it whole and forgets the count', async () => {

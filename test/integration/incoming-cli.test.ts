@@ -132,7 +132,7 @@ for (const dialect of dialects) {
         const now = await stored();
         const n = now - storedBefore;
         assert.ok(now < total, `stopped mid-run (${now} of ${total})`);
-        assert.match(run.output(), new RegExp(`juniper fetch: ${signal} received, stopping after the message in hand \\(${signal} again stops at once\\)`));
+        assert.match(run.output(), new RegExp(`juniper fetch: ${signal} received, stopping after the message in hand \\(a second Ctrl-C or SIGTERM stops at once\\)`));
         const line = `${id}\tStops\tSTOPPED: Stopped after ${n} of ${total - storedBefore} messages because juniper fetch received ${signal} (fetched ${n}, stored ${n}, duplicates 0, quarantined 0). Everything fetched so far is kept; fetch again to get the other ${total - now}.`;
         assert.ok(run.output().split('\n').includes(line), `${line}\nin:\n${run.output()}`);
 

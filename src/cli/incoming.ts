@@ -8,6 +8,7 @@ import { isAppError, type AppError } from '../lib/errors.js';
 import { isRunningElsewhere, isStopped } from '../jobs/fetch-jobs.js';
 import type { WithApp } from './with-app.js';
 import { idArgument } from './args.js';
+import { onFirstStopSignal, signalExitCode, type StopSignal } from './stop-signals.js';
 import { addServerCommands, serverFields, type CliField } from './server-commands.js';
 
 const fields: CliField[] = [
@@ -66,8 +67,6 @@ function progressBar(p: FetchProgress, width = 30): string {
   return `\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(p.fetched).padStart(String(p.total).length)}/${p.total}  ${p.serverName}\x1b[K`;
 }
 
-/** The exit code of a process stopped by a signal, as shells report it (130 for SIGINT, 143 for SIGTERM). */
-const signalExitCode = (sig: NodeJS.Signals) => 128 + (sig === 'SIGINT' ? 2 : 15);
 
 export function fetchCommand(withApp: WithApp): Command {
   return new Command('fetch')
@@ -85,16 +84,12 @@ export function fetchCommand(withApp: WithApp): Command {
         // recorded as stopped, and the servers not reached yet are listed as not started. A second signal of
         // either kind is not caught (both listeners go at the first): it ends the process at once, and the
         // server's fetch lease then frees the server.
-        let stoppedBy: NodeJS.Signals | undefined;
-        const onSignal = (sig: NodeJS.Signals) => {
-          process.removeListener('SIGINT', onSignal);
-          process.removeListener('SIGTERM', onSignal);
+        let stoppedBy: StopSignal | undefined;
+        const removeSignals = onFirstStopSignal((sig) => {
           stoppedBy = sig;
           process.stderr.write(`${tty ? '\n' : ''}juniper fetch: ${sig} received, stopping after the message in hand (a second Ctrl-C or SIGTERM stops at once)\n`);
           void fetchJobs.stop(`juniper fetch received ${sig}`);
-        };
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
+        });
         let reached = 0;
         try {
           for (const server of servers) {
@@ -123,8 +118,7 @@ export function fetchCommand(withApp: WithApp): Command {
             process.exitCode = signalExitCode(stoppedBy);
           }
         } finally {
-          process.removeListener('SIGINT', onSignal);
-          process.removeListener('SIGTERM', onSignal);
+          removeSignals();
         }
       });
     });

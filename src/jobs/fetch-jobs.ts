@@ -134,7 +134,12 @@ export class FetchJobs {
     // The lease first, then the row: a running row always has its lease, so a row without one is dead.
     const leased = await leases.acquireLease(server.id, this.owner, leaseMs, now);
     if (!leased) {
-      assertFetchable(await leases.get(server.id), this.now());
+      // Taken since the reads above: by another process's job (named, as above, once its row is written) or a worker.
+      const holder = await leases.get(server.id);
+      const row = await this.store.running(target);
+      const state = row && runningJobState(row, holder, this.now());
+      if (row && state?.live) throw runningElsewhere(holder, row, state.leaseUntil);
+      assertFetchable(holder, this.now());
       throw new AppError('JUNIPER_ERR_CONFLICT', `Incoming server "${server.name}" (id ${server.id}) was just taken by another worker; try again in a moment.`);
     }
     let job: Job;

@@ -123,9 +123,9 @@ export class FetchJobs {
       const after = await this.interrupt(job, state.error, ownedHere);
       if (after.state === 'running') {
         // Its owner holds the lease after all (taken since the read above): alive, refused as such.
-        const now = await leases.get(server.id);
-        const again = runningJobState(job, now, this.now());
-        if (again.live) throw runningElsewhere(now, job, again.leaseUntil);
+        const fresh = await leases.get(server.id);
+        const again = runningJobState(job, fresh, this.now());
+        if (again.live) throw runningElsewhere(fresh, job, again.leaseUntil);
       }
     }
     const current = await leases.get(server.id);

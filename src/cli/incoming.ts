@@ -8,6 +8,7 @@ import { isAppError, type AppError } from '../lib/errors.js';
 import { isRunningElsewhere, isStopped } from '../jobs/fetch-jobs.js';
 import type { WithApp } from './with-app.js';
 import { idArgument } from './args.js';
+import { onFirstStopSignal, signalExitCode, type StopSignal } from './stop-signals.js';
 import { addServerCommands, serverFields, type CliField } from './server-commands.js';
 
 const fields: CliField[] = [
@@ -66,8 +67,6 @@ function progressBar(p: FetchProgress, width = 30): string {
   return `\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(p.fetched).padStart(String(p.total).length)}/${p.total}  ${p.serverName}\x1b[K`;
 }
 
-/** The exit code of a process stopped by a signal, as shells report it (130 for SIGINT, 143 for SIGTERM). */
-const signalExitCode = (sig: NodeJS.Signals) => 128 + (sig === 'SIGINT' ? 2 : 15);
 
 export function fetchCommand(withApp: WithApp): Command {
   return new Command('fetch')
@@ -82,19 +81,20 @@ export function fetchCommand(withApp: WithApp): Command {
           : (await incomingServers.list()).filter((s) => s.state === 'confirmed' && s.active === 1);
         if (servers.length === 0) process.stdout.write('No confirmed, active incoming servers: juniper incoming test ID confirms one.\n');
         // Ctrl-C or a service manager's SIGTERM: the fetch stops after the message in hand and its job is
-        // recorded as stopped (a second signal is not caught: it ends the process at once, and the server's
-        // fetch lease then frees the server).
-        let stoppedBy: NodeJS.Signals | undefined;
-        const onSignal = (sig: NodeJS.Signals) => {
+        // recorded as stopped, and the servers not reached yet are listed as not started. A second signal of
+        // either kind is not caught (both listeners go at the first): it ends the process at once, and the
+        // server's fetch lease then frees the server.
+        let stoppedBy: StopSignal | undefined;
+        const removeSignals = onFirstStopSignal((sig) => {
           stoppedBy = sig;
-          process.stderr.write(`${tty ? '\n' : ''}juniper fetch: ${sig} received, stopping after the message in hand (${sig} again stops at once)\n`);
+          process.stderr.write(`${tty ? '\n' : ''}juniper fetch: ${sig} received, stopping after the message in hand (a second Ctrl-C or SIGTERM stops at once)\n`);
           void fetchJobs.stop(`juniper fetch received ${sig}`);
-        };
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
+        });
+        let reached = 0;
         try {
           for (const server of servers) {
             if (stoppedBy) break;
+            reached++;
             const onProgress = tty ? (p: FetchProgress) => process.stderr.write(progressBar(p)) : undefined;
             try {
               // As Fetch Now in the UI and API: a job row in the jobs history; a server another process's job
@@ -111,9 +111,14 @@ export function fetchCommand(withApp: WithApp): Command {
               process.exitCode = isStopped(err) && stoppedBy ? signalExitCode(stoppedBy) : 1;
             }
           }
+          // Stopped between servers, before the first, or while one finished by itself: the rest are said, and
+          // the exit code is the signal's whatever the fetches before it did (a cron mail must not read "all done").
+          if (stoppedBy) {
+            for (const server of servers.slice(reached)) process.stdout.write(`${server.id}\t${server.name}\tSTOPPED: not started (juniper fetch received ${stoppedBy}); run juniper fetch ${server.id} to fetch it.\n`);
+            process.exitCode = signalExitCode(stoppedBy);
+          }
         } finally {
-          process.removeListener('SIGINT', onSignal);
-          process.removeListener('SIGTERM', onSignal);
+          removeSignals();
         }
       });
     });

@@ -155,8 +155,12 @@ export class IncomingFetcher {
     this.startParsers = deps.parse ? () => undefined : () => sharedParsePool().start();
   }
 
-  /** Fetches one server now. Throws JUNIPER_ERR_CONFLICT when another worker holds it, or the failure (also recorded on the server). */
-  async fetchServer(id: number, options: Partial<FetchOptions> = {}): Promise<FetchCounts> {
+  /**
+   * Fetches one server now. Throws JUNIPER_ERR_CONFLICT when another worker holds it, or the failure (also
+   * recorded on the server). `keepLease`: the lease is left held at the end, for the caller to release once it
+   * has recorded the run (a fetch job: its row must end before its lease does, see src/jobs/fetch-jobs.ts).
+   */
+  async fetchServer(id: number, options: Partial<FetchOptions> & { keepLease?: boolean } = {}): Promise<FetchCounts> {
     const opts = fetchOptions({ ...(this.deps.leaseMs !== undefined ? { leaseMs: this.deps.leaseMs } : {}), ...(this.deps.batchSize !== undefined ? { batchSize: this.deps.batchSize } : {}) }, options);
     const { servers, log } = this.deps;
     const server = await servers.acquireLease(id, this.owner, opts.leaseMs, this.now());
@@ -193,7 +197,7 @@ export class IncomingFetcher {
       countFetchFailure(id, this.now() - started);
       throw err;
     } finally {
-      await servers.releaseLease(id, this.owner);
+      if (!options.keepLease) await servers.releaseLease(id, this.owner);
     }
   }
 

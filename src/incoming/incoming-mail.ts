@@ -71,7 +71,7 @@ export class IncomingMail {
   }
 
   /** Fetches one server now (API, CLI): confirmed servers only, like the scheduler. */
-  async fetchNow(server: IncomingServer, options: Partial<FetchOptions> = {}, overrides: FetcherOverrides = {}): Promise<FetchCounts> {
+  async fetchNow(server: IncomingServer, options: Partial<FetchOptions> & { keepLease?: boolean } = {}, overrides: FetcherOverrides = {}): Promise<FetchCounts> {
     if (server.archived_at !== null) throw new AppError('JUNIPER_ERR_CONFLICT', `Incoming server "${server.name}" (id ${server.id}) is archived.`);
     if (server.state !== 'confirmed') {
       throw new AppError('JUNIPER_ERR_CONFLICT', `Incoming server "${server.name}" (id ${server.id}) is a draft: run Test & Confirm first.`);

@@ -17,9 +17,9 @@ import type { Logger } from '../lib/logger.js';
 import type { FetchCounts, FetchProgress } from '../incoming/fetcher.js';
 import type { FetchState } from '../incoming/fetch-state.js';
 import type { IncomingMail } from '../incoming/incoming-mail.js';
-import { TOUCH_MS, type Job, type JobStore } from './job-store.js';
+import { FETCH_JOB, TOUCH_MS, type Job, type JobStore } from './job-store.js';
 
-export const FETCH_JOB = 'incoming.fetch';
+export { FETCH_JOB };
 /** Progress is written at most this often: a fast fetch of 10,000 messages must not write 10,000 rows. */
 export const PROGRESS_WRITE_MS = 500;
 
@@ -112,19 +112,34 @@ export class FetchJobs {
 
   private async startNew(server: IncomingServer, userId: number | null, target: string, onProgress?: (p: FetchProgress) => void): Promise<{ job: Job; joined: boolean }> {
     const { state: leases, ms: leaseMs } = this.lease;
+    // Running rows of other processes: refused while their lease holds, recorded failed (taken over) when not.
+    // The lease is read after the row (a job takes its lease before it writes its row, so a row seen here has
+    // its lease by now if it is alive), and the interrupt itself checks the lease again in one statement.
+    for (let job = await this.store.running(target); job; job = await this.store.running(target)) {
+      const ownedHere = job.owner === this.owner && !this.runs.has(job.id);
+      const current = await leases.get(server.id);
+      const state = runningJobState(job, current, this.now(), ownedHere);
+      if (state.live) throw runningElsewhere(current, job, state.leaseUntil);
+      const after = await this.interrupt(job, state.error, ownedHere);
+      if (after.state === 'running') {
+        // Its owner holds the lease after all (taken since the read above): alive, refused as such.
+        const fresh = await leases.get(server.id);
+        const again = runningJobState(job, fresh, this.now());
+        if (again.live) throw runningElsewhere(fresh, job, again.leaseUntil);
+      }
+    }
     const current = await leases.get(server.id);
     const now = this.now();
-    // Running rows of other processes: refused while their lease holds, recorded failed (taken over) when not.
-    for (let job = await this.store.running(target); job; job = await this.store.running(target)) {
-      const state = runningJobState(job, current, now, job.owner === this.owner && !this.runs.has(job.id));
-      if (state.live) throw runningElsewhere(current, job, state.leaseUntil);
-      await this.interrupt(job, state.error);
-    }
     assertFetchable(current, now);
     // The lease first, then the row: a running row always has its lease, so a row without one is dead.
     const leased = await leases.acquireLease(server.id, this.owner, leaseMs, now);
     if (!leased) {
-      assertFetchable(await leases.get(server.id), this.now());
+      // Taken since the reads above: by another process's job (named, as above, once its row is written) or a worker.
+      const holder = await leases.get(server.id);
+      const row = await this.store.running(target);
+      const state = row && runningJobState(row, holder, this.now());
+      if (row && state?.live) throw runningElsewhere(holder, row, state.leaseUntil);
+      assertFetchable(holder, this.now());
       throw new AppError('JUNIPER_ERR_CONFLICT', `Incoming server "${server.name}" (id ${server.id}) was just taken by another worker; try again in a moment.`);
     }
     let job: Job;
@@ -138,9 +153,16 @@ export class FetchJobs {
     return { job, joined: false };
   }
 
-  private async interrupt(job: Job, error: string): Promise<Job> {
-    this.log.warn({ job: job.id, target: job.target, owner: job.owner }, `job ${job.id} recorded failed: ${error}`);
-    return this.store.interrupt(job, error);
+  /**
+   * Records a running job judged dead as failed, unless its owner holds its server's lease at that moment
+   * (one statement: never a live run recorded dead). A row of this process that it no longer runs (`ownedHere`)
+   * is dead whatever the lease says: this process knows its own runs.
+   */
+  private async interrupt(job: Job, error: string, ownedHere: boolean): Promise<Job> {
+    const serverId = serverOfTarget(job.target);
+    const after = await this.store.interrupt(job, error, ownedHere || serverId === undefined ? undefined : { serverId });
+    if (after.state === 'failed' && after.error === error) this.log.warn({ job: job.id, target: job.target, owner: job.owner }, `job ${job.id} recorded failed: ${error}`);
+    return after;
   }
 
   private async run(job: Job, server: IncomingServer, target: string, listener?: (p: FetchProgress) => void): Promise<FetchOutcome> {
@@ -150,10 +172,13 @@ export class FetchJobs {
     const touch = setInterval(() => void this.store.touch(job.id).catch(() => undefined), TOUCH_MS);
     touch.unref();
     try {
-      // Under this job's owner: the lease taken in startNew is the one the fetch renews and releases.
+      // Under this job's owner: the lease taken in startNew is the one the fetch renews. The fetch keeps it
+      // when it ends (`keepLease`): it is released below, after the job's end is recorded, so no poller in
+      // another process sees a running row without its lease and records a finished run dead.
       const counts: FetchCounts = await this.incoming().fetchNow(
         server,
         {
+          keepLease: true,
           signal: this.stopping.signal,
           onProgress: (p) => {
             last = p;
@@ -186,7 +211,7 @@ export class FetchJobs {
       return { ok: false, error };
     } finally {
       clearInterval(touch);
-      // Normally released by the fetch already; not when it failed before taking it over (then this frees it).
+      // Held until here (the fetch keeps it): released only once the job's end is in its row.
       await this.lease.state.releaseLease(server.id, this.owner).catch(() => undefined);
       this.active.delete(target);
       this.runs.delete(job.id);
@@ -217,10 +242,11 @@ export class FetchJobs {
       server = await this.lease.state.get(serverId);
     } catch (e) {
       if (!isAppError(e) || e.code !== 'JUNIPER_ERR_NOT_FOUND') throw e;
-      return this.interrupt(job, `Interrupted: its incoming server (id ${serverId}) no longer exists.`);
+      return this.interrupt(job, `Interrupted: its incoming server (id ${serverId}) no longer exists.`, true);
     }
-    const state = runningJobState(job, server, this.now(), job.owner === this.owner);
-    return state.live ? job : this.interrupt(job, state.error);
+    const ownedHere = job.owner === this.owner;
+    const state = runningJobState(job, server, this.now(), ownedHere);
+    return state.live ? job : this.interrupt(job, state.error, ownedHere);
   }
 
   /**

@@ -21,6 +21,8 @@ import { startIdentityServer, type IdentityServer } from '../peers/identity-serv
 const USER = 'cli@example.test';
 const PASSWORD = 'cli-secret';
 const stopUser = (dialect: string) => `cli-stop-${dialect}@example.test`;
+const laterUser = (dialect: string) => `cli-later-${dialect}@example.test`;
+const busyUser = (dialect: string) => `cli-busy-${dialect}@example.test`;
 
 const juniper = runJuniper;
 
@@ -28,7 +30,7 @@ let idp: IdentityServer;
 let dovecot: Dovecot;
 before(async () => {
   idp = await startIdentityServer({});
-  dovecot = await startDovecot({ identityUrl: idp.url, users: { [USER]: PASSWORD, ...Object.fromEntries(dialects.map((d) => [stopUser(d), PASSWORD])) } });
+  dovecot = await startDovecot({ identityUrl: idp.url, users: { [USER]: PASSWORD, ...Object.fromEntries(dialects.flatMap((d) => [[stopUser(d), PASSWORD], [laterUser(d), PASSWORD], [busyUser(d), PASSWORD]])) } });
 });
 after(async () => {
   await dovecot.stop();
@@ -132,7 +134,7 @@ for (const dialect of dialects) {
         const now = await stored();
         const n = now - storedBefore;
         assert.ok(now < total, `stopped mid-run (${now} of ${total})`);
-        assert.match(run.output(), new RegExp(`juniper fetch: ${signal} received, stopping after the message in hand \\(${signal} again stops at once\\)`));
+        assert.match(run.output(), new RegExp(`juniper fetch: ${signal} received, stopping after the message in hand \\(a second Ctrl-C or SIGTERM stops at once\\)`));
         const line = `${id}\tStops\tSTOPPED: Stopped after ${n} of ${total - storedBefore} messages because juniper fetch received ${signal} (fetched ${n}, stored ${n}, duplicates 0, quarantined 0). Everything fetched so far is kept; fetch again to get the other ${total - now}.`;
         assert.ok(run.output().split('\n').includes(line), `${line}\nin:\n${run.output()}`);
 
@@ -155,6 +157,26 @@ for (const dialect of dialects) {
       assert.equal(await stored(), total);
       assert.deepEqual((await jobs()).map((j) => j.state), ['failed', 'failed', 'succeeded']);
       assert.ok([...(await seenByUid(dovecot, user, PASSWORD)).values()].every(Boolean));
+    });
+
+    it('says which servers a signal kept from being fetched at all, and exits with the signal\'s code', async () => {
+      const user = laterUser(dialect);
+      const first = confirmedServer(env, 'Busy', busyUser(dialect));
+      const later = confirmedServer(env, 'Later', user);
+      await deliverAll(dovecot, busyUser(dialect), corpus(400, busyUser(dialect)).map((m) => m.raw));
+      await deliverAll(dovecot, user, corpus(3, user).map((m) => m.raw));
+      const { db } = app.database;
+      const stored = async (sid: string) => Number((await db.selectFrom('messages').select((eb) => eb.fn.countAll().as('n')).where('server_id', '=', Number(sid)).executeTakeFirstOrThrow()).n);
+      // Every confirmed server, in order: the signal comes while "Busy" is being fetched, before "Later" starts.
+      const run = startJuniper(env, ['fetch']);
+      await until(async () => (await stored(first)) >= 30 || run.child.exitCode !== null, 30_000, () => `30 stored messages; ${run.output()}`);
+      const exit = await run.kill('SIGTERM');
+      assert.equal(exit.code, 143, run.output());
+      const lines = run.output().split('\n');
+      assert.ok(lines.some((l) => l.startsWith(`${first}\tBusy\tSTOPPED: Stopped after `)), run.output());
+      assert.ok(lines.includes(`${later}\tLater\tSTOPPED: not started (juniper fetch received SIGTERM); run juniper fetch ${later} to fetch it.`), run.output());
+      assert.equal(await stored(later), 0);
+      assert.equal((await db.selectFrom('jobs').selectAll().where('target', '=', fetchTarget(Number(later))).execute()).length, 0, 'no job for a server not reached');
     });
   });
 }

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { FETCH_JOB, fetchTarget } from '../../src/jobs/fetch-jobs.js';
+import { STALE_MS } from '../../src/jobs/job-store.js';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import type { MailboxReader } from '../../src/incoming/mailbox-reader.js';
@@ -175,14 +176,17 @@ for (const dialect of dialects) {
       const { job: dead, stored, leaseUntil } = await killedMidRun(id, total, 40, env);
       const leaseEnd = new Date(leaseUntil).toISOString();
 
-      // The job row is fresh (touched < 60 s ago) and the dead run's lease (300 s) holds: refused, not fetched.
+      // As a minute or more after the kill: the job row is no longer touched, but the dead run's lease (300 s)
+      // holds, and the lease alone judges a fetch job: refused, naming the job, not fetched.
+      await t.app.database.db.updateTable('jobs').set({ updated_at: Date.now() - STALE_MS - 1000 }).where('id', '=', dead.id).execute();
+      assert.equal((await api('GET', `/api/v1/jobs/${dead.id}`)).body.state, 'running', 'a quiet row whose lease holds is not recorded dead');
       const refused = runJuniper(env, ['fetch', String(id)]);
       assert.equal(refused.code, 1, refused.stdout + refused.stderr);
       assert.equal(refused.stdout, `${id}\t${user}\tALREADY RUNNING: job ${dead.id} (${dead.owner}) is fetching this server, its fetch lease until ${leaseEnd}; not fetched again. If that process was stopped, run juniper fetch ${id} again after ${leaseEnd}.\n`);
       assert.equal(await storedCount(id), stored);
       assert.equal((await fetchJobsOf(id)).length, 1, 'the refused run made no job');
 
-      // The lease runs out (as 300 s later); the job row is still fresh, and is not what decides.
+      // The lease runs out (as 300 s later): now the run is dead, and the next fetch records it and takes over.
       await t.app.database.db.updateTable('incoming_servers').set({ fetch_lease_until: Date.now() - 1 }).where('id', '=', id).execute();
       const rerun = runJuniper(env, ['fetch', String(id)]);
       assert.equal(rerun.code, 0, rerun.stdout + rerun.stderr);

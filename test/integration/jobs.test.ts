@@ -7,8 +7,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { fetchTarget } from '../../src/jobs/fetch-jobs.js';
-import { STALE_MS } from '../../src/jobs/job-store.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { answerFetch } from '../../src/http/api/jobs.js';
+import { FetchJobs, fetchTarget, type FetchLeases } from '../../src/jobs/fetch-jobs.js';
+import { JobStore, STALE_MS, type Job } from '../../src/jobs/job-store.js';
+import { createLogger } from '../../src/lib/logger.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { corpus, deliverAll, incomingApi, type Json, imapPeersForFile } from '../helpers/incoming.js';
@@ -17,7 +20,7 @@ import { signIn } from '../helpers/outlook.js';
 import { until } from '../helpers/processes.js';
 
 const PASSWORD = 'imap-secret';
-const users = ['job', 'join', 'page'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
+const users = ['job', 'join', 'page', 'race', 'window', 'wait'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
 
 const peers = imapPeersForFile(users, PASSWORD);
 
@@ -123,17 +126,108 @@ for (const dialect of dialects) {
       assert.match((await job(unleased.id)).error!, /^Interrupted: the process running this job \(other-host:2:jobs\) stopped before it finished \(it no longer holds the server's fetch lease, /);
       assert.equal((await finished(next.body.id as number)).state, 'succeeded');
 
-      // A row not touched for STALE_MS, its lease held: its process stopped; recorded failed, and the lease still refuses.
-      const stale = await jobs.create({ kind: 'incoming.fetch', target: fetchTarget(id), owner: 'other-host:3:jobs', createdByUserId: null });
+      // A row not touched for STALE_MS (its process cannot reach the database, or was killed less than a lease
+      // ago): a fetch job is judged by its lease alone, so it is still running and the refusal names it.
+      const quiet = await jobs.create({ kind: 'incoming.fetch', target: fetchTarget(id), owner: 'other-host:3:jobs', createdByUserId: null });
       await servers().set({ fetch_lease_owner: 'other-host:3:jobs', fetch_lease_until: leaseUntil }).execute();
-      await t.app.database.db.updateTable('jobs').set({ updated_at: Date.now() - STALE_MS - 1000 }).where('id', '=', stale.id).execute();
+      await t.app.database.db.updateTable('jobs').set({ updated_at: Date.now() - STALE_MS - 1000 }).where('id', '=', quiet.id).execute();
       const held = await api('POST', `/api/v1/incoming-servers/${id}/fetch`);
       assert.equal(held.status, 409, held.text);
-      assert.match(String((held.body.error as Json).message), /is being fetched by another worker \(lease until .*\); try again after that/);
-      const staleNow = await job(stale.id);
-      assert.equal(staleNow.state, 'failed');
-      assert.match(staleNow.error!, /The process running this job \(other-host:3:jobs\) stopped before it finished.*Start it again/);
+      assert.match(String((held.body.error as Json).message), new RegExp(`is already being fetched by job ${quiet.id} of another Juniper process \\(other-host:3:jobs\\)`));
+      const quietNow = await job(quiet.id);
+      assert.equal(quietNow.state, 'running', JSON.stringify(quietNow));
+      assert.equal(quietNow.error, null);
+      // Its lease ran out: now it is dead, with the lease's reason.
+      await servers().set({ fetch_lease_until: Date.now() - 1 }).execute();
+      const quietDead = await job(quiet.id);
+      assert.equal(quietDead.state, 'failed');
+      assert.match(quietDead.error!, /^Interrupted: the process running this job \(other-host:3:jobs\) stopped before it finished \(its fetch lease on the server ran out at /);
       await servers().set({ fetch_lease_owner: null, fetch_lease_until: null }).execute();
+    });
+
+    it('never records a live job dead: not when it starts between another process\'s reads, not while its lease is held, not between its fetch\'s end and its row\'s', async () => {
+      const { jobs, fetchState, incoming, fetchJobs } = t.app.services;
+      const silent = createLogger('silent');
+      const id = await confirmed(mailbox('race'));
+      await deliverAll(peers.dovecot, mailbox('race'), corpus(30, mailbox('race')).map((m) => m.raw));
+      const server = await t.app.services.incomingServers.get(id);
+
+      // The interrupt is one statement that checks the lease: a row whose owner holds its server's lease stays.
+      const leased = await jobs.create({ kind: 'incoming.fetch', target: fetchTarget(id), owner: 'other-host:4:jobs', createdByUserId: null });
+      const servers = () => t.app.database.db.updateTable('incoming_servers').where('id', '=', id);
+      await servers().set({ fetch_lease_owner: 'other-host:4:jobs', fetch_lease_until: Date.now() + 60_000 }).execute();
+      assert.equal((await jobs.interrupt(leased, 'judged from a stale read', { serverId: id })).state, 'running');
+      assert.equal((await jobs.get(leased.id)).state, 'running', 'a job whose owner holds the lease is never recorded dead');
+      await servers().set({ fetch_lease_until: Date.now() - 1 }).execute();
+      assert.equal((await jobs.interrupt(leased, 'its lease ran out', { serverId: id })).state, 'failed');
+      await servers().set({ fetch_lease_owner: null, fetch_lease_until: null }).execute();
+
+      // Process B (a FetchJobs of its own over the same database) reads the server's lease; process A (this
+      // app's) starts its job right after that read (lease, then row), before B goes on. The hook only orders
+      // the two; the leases are the real FetchState's.
+      let between: (() => Promise<void>) | undefined;
+      const stateB: FetchLeases = {
+        get: async (sid) => {
+          const read = await fetchState.get(sid);
+          const hook = between;
+          between = undefined;
+          await hook?.();
+          return read;
+        },
+        acquireLease: (...args) => fetchState.acquireLease(...args),
+        releaseLease: (...args) => fetchState.releaseLease(...args),
+      };
+      const b = new FetchJobs(jobs, () => incoming, silent, { state: stateB, ms: 300_000 });
+      let started: Job | undefined;
+      between = async () => void (started = (await fetchJobs.start(server, null)).job);
+      await assert.rejects(b.start(server, null), (err: Error & { details?: Json }) => {
+        assert.ok(started, 'A started in the window');
+        assert.match(err.message, new RegExp(`is already being fetched by job ${started.id} of another Juniper process`));
+        return true;
+      });
+      const raced = await finished(started!.id);
+      assert.equal(raced.state, 'succeeded', JSON.stringify(raced));
+      assert.equal(raced.error, null, 'A\'s job was never recorded Interrupted');
+      assert.deepEqual(raced.result, { fetched: 30, stored: 30, duplicates: 0, quarantined: 0 });
+
+      // A's fetch has ended (its counts are in hand) and its row is about to say so: a poller in another process
+      // (this app's FetchJobs, as the web page's GET /api/v1/jobs/:id) looks in just that window.
+      await deliverAll(peers.dovecot, mailbox('race'), corpus(5, mailbox('race')).map((m) => m.raw));
+      let polled: Job | undefined;
+      class WatchedStore extends JobStore {
+        override async finish(jobId: number, outcome: Parameters<JobStore['finish']>[1]): Promise<void> {
+          polled = await fetchJobs.checked(await jobs.get(jobId));
+          return super.finish(jobId, outcome);
+        }
+      }
+      const a = new FetchJobs(new WatchedStore(t.app.database.db), () => incoming, silent, { state: fetchState, ms: 300_000 });
+      const run = await a.start(server, null);
+      assert.equal((await a.settled(run.job.id))?.ok, true);
+      assert.equal(polled?.state, 'running', `seen running until its end is recorded: ${JSON.stringify(polled)}`);
+      const ended = await job(run.job.id);
+      assert.equal(ended.state, 'succeeded');
+      assert.equal(ended.error, null);
+      assert.deepEqual(ended.result, { fetched: 5, stored: 5, duplicates: 0, quarantined: 0 });
+      assert.equal((await fetchState.get(id)).fetch_lease_owner, null, 'the lease is released once the row says so');
+    });
+
+    it('?wait=true answers a joined run that ended before it could wait from the job\'s row', async () => {
+      const { fetchJobs, jobs } = t.app.services;
+      const id = await confirmed(mailbox('wait'));
+      await deliverAll(peers.dovecot, mailbox('wait'), corpus(3, mailbox('wait')).map((m) => m.raw));
+      const server = await t.app.services.incomingServers.get(id);
+      // The join came back just as the run ended: start answers the job, its run is over before settled looks.
+      const late: Pick<FetchJobs, 'start' | 'settled'> = {
+        start: async (s, userId) => {
+          const { job } = await fetchJobs.start(s, userId);
+          await fetchJobs.settled(job.id);
+          return { job, joined: true };
+        },
+        settled: (jobId, timeoutMs) => fetchJobs.settled(jobId, timeoutMs),
+      };
+      const request = { query: { wait: 'true' }, principal: { user: { id: null } } } as unknown as FastifyRequest;
+      const answer = await answerFetch({ fetchJobs: late as FetchJobs, jobs }, request, {} as FastifyReply, server);
+      assert.deepEqual(answer, { fetched: 3, stored: 3, duplicates: 0, quarantined: 0 });
     });
 
     it('refuses at once what cannot start (a draft: 409), and hides jobs of servers the caller may not manage (404)', async () => {

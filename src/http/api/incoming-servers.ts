@@ -4,7 +4,7 @@ import { answerFetch } from './jobs.js';
 import { managedServer } from '../managed-server.js';
 import { mailServerRoutes } from './mail-servers.js';
 
-export function incomingServerRoutes(services: Pick<Services, 'incomingServers' | 'incoming' | 'oauthAppStatus' | 'fetchJobs'>): FastifyPluginAsync {
+export function incomingServerRoutes(services: Pick<Services, 'incomingServers' | 'incoming' | 'oauthAppStatus' | 'fetchJobs' | 'jobs'>): FastifyPluginAsync {
   const { incomingServers, incoming } = services;
   return async (app) => {
     mailServerRoutes(app, incomingServers, services.oauthAppStatus, async (server) => {

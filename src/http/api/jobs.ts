@@ -33,14 +33,19 @@ async function assertMayRead(services: Pick<Services, 'incomingServers'>, reques
  * POST /api/v1/incoming-servers/:id/fetch: 202 with the job (`joined: true` when one was already running).
  * `?wait=true` waits for it and answers the counts as before jobs existed, or the fetch's own error.
  */
-export async function answerFetch(services: Pick<Services, 'fetchJobs'>, request: FastifyRequest, reply: FastifyReply, server: IncomingServer) {
+export async function answerFetch(services: Pick<Services, 'fetchJobs' | 'jobs'>, request: FastifyRequest, reply: FastifyReply, server: IncomingServer) {
   const { wait } = parseInput(fetchQuery, request.query, 'query');
   const { job, joined } = await services.fetchJobs.start(server, request.principal!.user.id);
   if (wait === 'true') {
     const outcome = await services.fetchJobs.settled(job.id);
     if (outcome?.ok) return outcome.counts;
     if (outcome) throw outcome.error;
-    throw new AppError('JUNIPER_ERR_CONFLICT', `Incoming server "${server.name}" (id ${server.id}) is being fetched by another Juniper process (job ${job.id}); poll GET /api/v1/jobs/${job.id}.`);
+    // A joined run that ended between start and settled: its row has the outcome (start never joins another
+    // process's job, so there is nothing else this can be).
+    const ended = await services.jobs.get(job.id);
+    if (ended.state === 'succeeded') return JSON.parse(ended.result ?? 'null') as unknown;
+    if (ended.state === 'failed') throw new AppError('JUNIPER_ERR_CONFLICT', `Fetching incoming server "${server.name}" (id ${server.id}) failed (job ${job.id}): ${ended.error ?? 'no reason recorded'}`, { details: { job: job.id } });
+    throw new AppError('JUNIPER_ERR_CONFLICT', `Incoming server "${server.name}" (id ${server.id}) is still being fetched by job ${job.id}; poll GET /api/v1/jobs/${job.id}.`);
   }
   return reply.status(202).send({ ...jobView(job), joined });
 }

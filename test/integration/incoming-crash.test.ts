@@ -80,7 +80,9 @@ for (const dialect of dialects) {
       const total = 200;
       await deliverAll(peers.dovecot, user, corpus(total, user).map((m) => m.raw));
       const db = t.config.database;
-      const env = { ...cliEnv(t.config.dataDir, db.kind === 'postgres' ? db.url : `sqlite:${db.file}`), JUNIPER_LOG_LEVEL: 'warn' };
+      // Batches of 50 (groups of 25) as in the tests below: with 200 a run is two commits, and under load the kill
+      // after the first could land after the second, with nothing left unstored to prove anything about.
+      const env = { ...cliEnv(t.config.dataDir, db.kind === 'postgres' ? db.url : `sqlite:${db.file}`), JUNIPER_LOG_LEVEL: 'warn', JUNIPER_FETCH_BATCH_SIZE: '50' };
       const child = spawn(process.execPath, ['bin/juniper.js', 'fetch', String(id)], { cwd: projectRoot, env, stdio: 'ignore' });
       const exited = new Promise((resolve) => child.once('exit', resolve));
       const count = async () => Number((await t.app.database.db.selectFrom('messages').select((eb) => eb.fn.countAll().as('n')).where('server_id', '=', id).executeTakeFirstOrThrow()).n);

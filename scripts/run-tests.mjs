@@ -30,8 +30,9 @@ const child = spawn(
   process.execPath,
   // --test-force-exit: a test file whose before hook failed can leave a peer (a server, a timer) holding its
   // event loop; without it that file never ends and the whole run hangs instead of reporting the failure.
-  // test-drain-exit.mjs keeps that forced exit from losing the file's last verdicts on the way to this report.
-  ['--import', 'tsx', '--import', path.join(root, 'scripts/test-drain-exit.mjs'), '--test', '--test-force-exit', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
+  // test-drain-exit.mjs keeps that forced exit from losing the file's last verdicts on the way to this report, and
+  // the runner's own forced exit from losing the end of the report (--require: the runner loads no --import).
+  ['--import', 'tsx', '--require', path.join(root, 'scripts/test-drain-exit.mjs'), '--test', '--test-force-exit', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
   { cwd: root, stdio: 'inherit' },
 );
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -3,7 +3,8 @@
 // Node 20's `--test` takes no glob patterns, hence this list. Extra arguments narrow the set:
 //   node scripts/run-tests.mjs vault      -> only files whose path contains "vault"
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -26,13 +27,33 @@ if (files.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.JUNIPER_TEST_CONCURRENCY ?? '2';
+// Each file's process writes its wall time here (scripts/test-times.mjs); the slowest are printed at the end.
+const timesDir = mkdtempSync(path.join(os.tmpdir(), 'juniper-test-times-'));
+const times = path.join(timesDir, 'times.tsv');
 const child = spawn(
   process.execPath,
   // --test-force-exit: a test file whose before hook failed can leave a peer (a server, a timer) holding its
   // event loop; without it that file never ends and the whole run hangs instead of reporting the failure.
   // test-drain-exit.mjs keeps that forced exit from losing the file's last verdicts on the way to this report, and
   // the runner's own forced exit from losing the end of the report (--require: the runner loads no --import).
-  ['--import', 'tsx', '--require', path.join(root, 'scripts/test-drain-exit.mjs'), '--test', '--test-force-exit', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
-  { cwd: root, stdio: 'inherit' },
+  ['--import', 'tsx', '--require', path.join(root, 'scripts/test-drain-exit.mjs'), '--require', path.join(root, 'scripts/test-times.mjs'), '--test', '--test-force-exit', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
+  { cwd: root, stdio: 'inherit', env: { ...process.env, JUNIPER_TEST_TIMES: times } },
 );
-child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+child.on('exit', (code, signal) => {
+  printSlowest();
+  rmSync(timesDir, { recursive: true, force: true });
+  process.exit(code ?? (signal ? 1 : 0));
+});
+
+function printSlowest() {
+  let rows;
+  try {
+    rows = readFileSync(times, 'utf8').trim().split('\n').map((l) => l.split('\t')).map(([ms, f]) => ({ ms: Number(ms), f }));
+  } catch {
+    return; // no file ended normally
+  }
+  rows.sort((a, b) => b.ms - a.ms);
+  const total = rows.reduce((s, r) => s + r.ms, 0);
+  console.log(`\nslowest test files (wall time of each file's process; ${rows.length} files, ${(total / 1000).toFixed(0)} s in all, concurrency ${concurrency}):`);
+  for (const r of rows.slice(0, 12)) console.log(`${(r.ms / 1000).toFixed(1).padStart(7)} s  ${r.f}`);
+}

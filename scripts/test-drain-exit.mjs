@@ -2,13 +2,14 @@
 // process.exit as soon as a file's tests end, while the last test verdicts can still be on their way to the
 // parent over the stdout pipe: the parent then reports fewer tests than ran (nodejs/node#64833; a lost failure
 // still fails the run by the exit code, but its name and error vanish). So in a file's process the exit waits
-// until the report has reached the pipe (at most 5 s, so a stuck pipe cannot hang the run).
+// until the report has reached the pipe (at most 30 s, so a stuck pipe cannot hang the run; not much less: a
+// report cut mid-message makes Node 20's parent loop forever, at full CPU).
 //
 // Waiting for stdout to take what was written before the exit is not enough: the report reaches stdout through
 // a stream pipeline that pauses while the pipe is full (the parent reads slowly under load, or one verdict is
 // large: a failing assertion carries its whole input), so more of the report is written only after stdout has
 // drained. Hence the loop: exit only once stdout has flushed and a turn of the event loop later nothing new was
-// written. (A report cut short mid-message is worse than a lost verdict: Node 20's parent then loops forever.)
+// written.
 // The runner's own process (started with --test; it loads this through --require, which it passes on to the
 // files' processes) force-exits the same way once every file has ended, its report going to its stdout.
 if (process.env.NODE_TEST_CONTEXT?.startsWith('child') || process.execArgv.includes('--test')) {
@@ -25,7 +26,7 @@ if (process.env.NODE_TEST_CONTEXT?.startsWith('child') || process.execArgv.inclu
     if (code !== undefined) process.exitCode = code;
     if (exiting) return;
     exiting = true;
-    setTimeout(() => exit(), 5000);
+    setTimeout(() => exit(), 30_000);
     const settle = () => {
       const before = writes;
       // Flushed: every chunk written so far has been taken by the pipe (the empty write's callback comes last).

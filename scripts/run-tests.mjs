@@ -3,7 +3,8 @@
 // Node 20's `--test` takes no glob patterns, hence this list. Extra arguments narrow the set:
 //   node scripts/run-tests.mjs vault      -> only files whose path contains "vault"
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,23 +16,62 @@ function walk(dir) {
     return statSync(p).isDirectory() ? walk(p) : name.endsWith('.test.ts') ? [p] : [];
   });
 }
+// The longest files start first (wall time measured in a full run, longest first): started last, one of them
+// would run on alone at the end while the other slots sit idle. The rest follow in path order.
+const LONGEST = [
+  'test/integration/crash-safety-outgoing.test.ts',
+  'test/integration/bench-quick.test.ts',
+  'test/integration/crash-safety-incoming.test.ts',
+  'test/integration/csrf.test.ts',
+  'test/integration/doctor-cli.test.ts',
+  'test/integration/outlook-identity-outage.test.ts',
+  'test/integration/outages.test.ts',
+  'test/e2e/ui-walkthrough.test.ts',
+  'test/integration/access-matrix.test.ts',
+  'test/integration/outgoing-throughput.test.ts',
+  'test/integration/graph-sending.test.ts',
+  'test/integration/incoming-poison.test.ts',
+];
+const rank = (f) => (LONGEST.includes(f) ? LONGEST.indexOf(f) : LONGEST.length);
 const filters = process.argv.slice(2);
 const files = ['src', 'test']
   .flatMap((d) => walk(path.join(root, d)))
   .map((f) => path.relative(root, f))
   .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
-  .sort();
+  .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 if (files.length === 0) {
   console.error(`No test files match ${filters.join(' ')}`);
   process.exit(1);
 }
-const concurrency = process.env.JUNIPER_TEST_CONCURRENCY ?? '2';
+// Files at once. Most of a file's time is spent waiting on its peers, processes, leases and timers, not on CPU.
+const concurrency = process.env.JUNIPER_TEST_CONCURRENCY ?? '3';
+// Each file's process writes its wall time here (scripts/test-times.mjs); the slowest are printed at the end.
+const timesDir = mkdtempSync(path.join(os.tmpdir(), 'juniper-test-times-'));
+const times = path.join(timesDir, 'times.tsv');
 const child = spawn(
   process.execPath,
   // --test-force-exit: a test file whose before hook failed can leave a peer (a server, a timer) holding its
   // event loop; without it that file never ends and the whole run hangs instead of reporting the failure.
-  // test-drain-exit.mjs keeps that forced exit from losing the file's last verdicts on the way to this report.
-  ['--import', 'tsx', '--import', path.join(root, 'scripts/test-drain-exit.mjs'), '--test', '--test-force-exit', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
-  { cwd: root, stdio: 'inherit' },
+  // test-drain-exit.mjs keeps that forced exit from losing the file's last verdicts on the way to this report, and
+  // the runner's own forced exit from losing the end of the report (--require: the runner loads no --import).
+  ['--import', 'tsx', '--require', path.join(root, 'scripts/test-drain-exit.mjs'), '--require', path.join(root, 'scripts/test-times.mjs'), '--test', '--test-force-exit', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
+  { cwd: root, stdio: 'inherit', env: { ...process.env, JUNIPER_TEST_TIMES: times } },
 );
-child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+child.on('exit', (code, signal) => {
+  printSlowest();
+  rmSync(timesDir, { recursive: true, force: true });
+  process.exit(code ?? (signal ? 1 : 0));
+});
+
+function printSlowest() {
+  let rows;
+  try {
+    rows = readFileSync(times, 'utf8').trim().split('\n').map((l) => l.split('\t')).map(([ms, cpu, f]) => ({ ms: Number(ms), cpu: Number(cpu), f }));
+  } catch {
+    return; // no file ended normally
+  }
+  rows.sort((a, b) => b.ms - a.ms);
+  const sum = (k) => (rows.reduce((s, r) => s + r[k], 0) / 1000).toFixed(0);
+  console.log(`\nslowest test files (wall time of each file's process, and its own CPU time; ${rows.length} files, ${sum('ms')} s in all, ${sum('cpu')} s CPU, concurrency ${concurrency}):`);
+  for (const r of rows.slice(0, 12)) console.log(`${(r.ms / 1000).toFixed(1).padStart(7)} s ${(r.cpu / 1000).toFixed(1).padStart(6)} s CPU  ${r.f}`);
+}

@@ -5,15 +5,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-test-deps.sh
-echo "== build"; npm run build >/dev/null
-
-echo "== typecheck"; npx tsc -p tsconfig.json --noEmit
-echo "== lint"; npx eslint --max-warnings 0 .
-
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/juniper-test.XXXXXX"); chmod 755 "$WORK"
-cleanup() { bash scripts/peers/postgres-stop.sh "$WORK/pg" || true; rm -rf "$WORK"; }
+cleanup() { [ -d "$WORK/pg" ] && { bash scripts/peers/postgres-stop.sh "$WORK/pg" || true; }; rm -rf "$WORK"; }
 trap cleanup EXIT
+
+# The checks do not depend on each other (the build emits dist/ for the processes the tests start; type-checking
+# and linting read the sources), and each is one single-threaded process: side by side they take the time of
+# the longest (lint) instead of the sum, on two cores. Each one's output is printed in order once all have ended.
+echo "== peers' Debian packages, build, typecheck and lint (side by side)"
+checks=(deps build typecheck lint)
+bash scripts/install-test-deps.sh >"$WORK/deps.log" 2>&1 & pids=($!)
+npm run build >"$WORK/build.log" 2>&1 & pids+=($!)
+npx tsc -p tsconfig.json --noEmit >"$WORK/typecheck.log" 2>&1 & pids+=($!)
+npx eslint --max-warnings 0 . >"$WORK/lint.log" 2>&1 & pids+=($!)
+failed=()
+for i in "${!checks[@]}"; do
+  status=0; wait "${pids[$i]}" || status=$?
+  echo "== ${checks[$i]}$([ "$status" = 0 ] || echo " FAILED (exit $status)")"
+  # The build's own output is npm's banner: shown only when it failed.
+  if [ "${checks[$i]}" != build ] || [ "$status" != 0 ]; then cat "$WORK/${checks[$i]}.log"; fi
+  [ "$status" = 0 ] || failed+=("${checks[$i]}")
+done
+[ ${#failed[@]} -eq 0 ] || { echo "Failed: ${failed[*]}" >&2; exit 1; }
 
 echo "== starting PostgreSQL"
 export JUNIPER_TEST_PG_URL

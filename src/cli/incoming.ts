@@ -2,7 +2,7 @@
 // terminal and one plain line per server otherwise, so logs and cron mails stay readable). Each fetch runs as
 // a Fetch Now job (src/jobs/fetch-jobs.ts), so the API and the UI see it running and its counts afterwards.
 import { Command } from 'commander';
-import type { FetchCounts, FetchProgress } from '../incoming/fetcher.js';
+import { countsSummary, type FetchProgress } from '../incoming/fetcher.js';
 import { incomingKind, type IncomingServerView } from '../incoming/servers.js';
 import { isAppError, type AppError } from '../lib/errors.js';
 import { isRunningElsewhere, isStopped } from '../jobs/fetch-jobs.js';
@@ -58,7 +58,6 @@ export function incomingCommand(withApp: WithApp): Command {
   });
 }
 
-const summary = (c: FetchCounts) => `fetched ${c.fetched}, stored ${c.stored}, duplicates ${c.duplicates}, quarantined ${c.quarantined}`;
 
 /** A one-line bar redrawn in place: `[#######-------]  70/200  Orders`. */
 function progressBar(p: FetchProgress, width = 30): string {
@@ -66,7 +65,6 @@ function progressBar(p: FetchProgress, width = 30): string {
   const filled = Math.round(ratio * width);
   return `\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(p.fetched).padStart(String(p.total).length)}/${p.total}  ${p.serverName}\x1b[K`;
 }
-
 
 export function fetchCommand(withApp: WithApp): Command {
   return new Command('fetch')
@@ -103,7 +101,7 @@ export function fetchCommand(withApp: WithApp): Command {
               const outcome = (await fetchJobs.settled(job.id))!;
               if (!outcome.ok) throw outcome.error;
               if (tty) process.stderr.write('\n');
-              process.stdout.write(`${server.id}\t${server.name}\t${summary(outcome.counts)}\n`);
+              process.stdout.write(`${server.id}\t${server.name}\t${countsSummary(outcome.counts)}\n`);
             } catch (err) {
               if (tty) process.stderr.write('\n');
               if (!isAppError(err)) throw err;

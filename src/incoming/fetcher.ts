@@ -91,6 +91,9 @@ export interface FetcherDeps extends ConnectDeps {
 
 export const emptyCounts = (): FetchCounts => ({ fetched: 0, stored: 0, duplicates: 0, quarantined: 0 });
 
+/** The counts as one line, for the CLI and a job's messages. */
+export const countsSummary = (c: FetchCounts) => `fetched ${c.fetched}, stored ${c.stored}, duplicates ${c.duplicates}, quarantined ${c.quarantined}`;
+
 const COUNTER: Record<IngestOutcome, keyof FetchCounts> = { stored: 'stored', duplicate: 'duplicates', quarantined: 'quarantined' };
 
 const SIZE_CAP_KEY = 'mail.incoming.max_message_bytes';
@@ -127,7 +130,7 @@ function unreturnedReason(uid: number): string {
 }
 
 /** What a run that drained the folder records on the server: healthy, stopped before a UID, or past a skipped one. */
-export function drainOutcome(serverName: string, r: { stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean } }): { ok: true } | { ok: false; error: string } {
+function drainOutcome(serverName: string, r: { stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean } }): { ok: true } | { ok: false; error: string } {
   if (r.stoppedBefore !== undefined) {
     return { ok: false, error: `Fetching "${serverName}" stopped before message UID ${r.stoppedBefore}: the server listed it but did not return it, so the messages after it wait. Juniper tries again at the next fetch and skips it (keeping a placeholder in quarantine) after ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row; to release the mail sooner, open the message in another mail client (it may be damaged on the server) and move or delete it.` };
   }

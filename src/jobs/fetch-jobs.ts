@@ -14,7 +14,7 @@ import os from 'node:os';
 import type { IncomingServer } from '../db/schema.js';
 import { AppError, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import type { FetchCounts, FetchProgress } from '../incoming/fetcher.js';
+import { countsSummary, type FetchCounts, type FetchProgress } from '../incoming/fetcher.js';
 import type { FetchState } from '../incoming/fetch-state.js';
 import type { IncomingMail } from '../incoming/incoming-mail.js';
 import { FETCH_JOB, TOUCH_MS, type Job, type JobStore } from './job-store.js';
@@ -32,7 +32,6 @@ const serverOfTarget = (target: string) => (target.startsWith('incoming_server:'
 export type FetchLeases = Pick<FetchState, 'get' | 'acquireLease' | 'releaseLease'>;
 
 const iso = (ms: number) => new Date(ms).toISOString();
-const summary = (c: FetchCounts) => `fetched ${c.fetched}, stored ${c.stored}, duplicates ${c.duplicates}, quarantined ${c.quarantined}`;
 
 /**
  * What a `running` fetch job row found in the database is, judged by its server's fetch lease alone: alive
@@ -196,7 +195,7 @@ export class FetchJobs {
         // Stopped on purpose before the end: not a success, and not lost either.
         const error = new AppError(
           'JUNIPER_ERR_CONFLICT',
-          `Stopped after ${counts.fetched} of ${last.total} messages because ${this.stopReason} (${summary(counts)}). Everything fetched so far is kept; fetch again to get the other ${last.total - counts.fetched}.`,
+          `Stopped after ${counts.fetched} of ${last.total} messages because ${this.stopReason} (${countsSummary(counts)}). Everything fetched so far is kept; fetch again to get the other ${last.total - counts.fetched}.`,
           { details: { stopped: true, counts } },
         );
         await this.store.finish(job.id, { ok: false, error: error.message, result: counts, done: counts.fetched });

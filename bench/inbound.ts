@@ -82,7 +82,10 @@ async function peakGrowth(run: () => Promise<unknown>): Promise<number> {
 export async function inbound(dialect: DialectName, n: number, bigBytes = 25 * 1024 * 1024): Promise<InboundFigures> {
   const idp = await startIdentityServer();
   const dovecot = await startDovecot({ identityUrl: idp.url, users: { [MAILBOX]: PASSWORD } });
-  const t = await startTestApp(dialect, { logLevel: 'warn' });
+  // JUNIPER_PARSE_WORKERS and JUNIPER_FETCH_BATCH_SIZE, as a deployment sets them (absent: the product's defaults).
+  const env = process.env;
+  const fetch = { leaseMs: 300_000, batchSize: Number(env.JUNIPER_FETCH_BATCH_SIZE ?? 200), ...(env.JUNIPER_PARSE_WORKERS === undefined ? {} : { parseWorkers: Number(env.JUNIPER_PARSE_WORKERS) }) };
+  const t = await startTestApp(dialect, { logLevel: 'warn', fetch });
   try {
     const messages = corpus(n, MAILBOX);
     const bytes = messages.reduce((sum, m) => sum + m.raw.length, 0);

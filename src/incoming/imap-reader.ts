@@ -148,7 +148,9 @@ class ImapReader implements MailboxReader {
     if (uids.length === 0) return;
     let stored: boolean;
     try {
-      stored = await this.client.messageFlagsAdd(uidSet(uids), ['\\Seen'], { uid: true });
+      // .SILENT: the server would otherwise answer with every message's new flags, one FETCH line each, which
+      // nobody reads here and imapflow parses all the same.
+      stored = await this.client.messageFlagsAdd(uidSet(uids), ['\\Seen'], { uid: true, silent: true });
     } catch (err) {
       this.fail(err, 'fetch');
     }

@@ -26,6 +26,14 @@ export interface OutboundRound {
   batch: { rate: number; enqueuePerSecond: number; p50: number; p99: number };
   /** CPU time of this process (user + system) per mail in the raw and the queue → sent phases, in µs. */
   cpuPerMail: { raw: number; juniper: number };
+  /** SINK=process only: the sink process's CPU per mail in the same phases, µs. */
+  sinkCpuPerMail?: { raw: number; juniper: number };
+}
+
+interface PhaseRun {
+  rate: number;
+  cpu: number;
+  sinkCpu?: number;
 }
 
 export interface OutboundFigures {
@@ -43,6 +51,11 @@ function cpuMicros(since: NodeJS.CpuUsage, n: number): number {
   return (d.user + d.system) / n;
 }
 
+/** SINK=process: the sink process's CPU per mail since `since` (its reading at the phase's start). */
+async function sinkMicros(b: OutlookBench, since: number | undefined, n: number): Promise<number | undefined> {
+  return since === undefined || !b.sinkCpu ? undefined : ((await b.sinkCpu()) - since) / n;
+}
+
 const mailFor = (b: OutlookBench, i: number) => ({
   from: b.mailboxes[i % b.mailboxes.length]!,
   to: [`r${i}@client.test`],
@@ -50,7 +63,7 @@ const mailFor = (b: OutlookBench, i: number) => ({
   text: `hello ${i}\n`,
 });
 
-async function rawRun(b: OutlookBench, n: number, profileAs?: string): Promise<{ rate: number; cpu: number }> {
+async function rawRun(b: OutlookBench, n: number, profileAs?: string): Promise<PhaseRun> {
   const transports = await Promise.all(
     b.serverIds.map(async (id, i) => {
       const token = await b.t.app.services.tokens.accessToken('outgoing', id);
@@ -69,24 +82,29 @@ async function rawRun(b: OutlookBench, n: number, profileAs?: string): Promise<{
   );
   const before = b.sink.messages.length;
   const stopProfile = await profilePhase(profileAs);
+  const sinkCpu = await b.sinkCpu?.();
   const cpu = process.cpuUsage();
   const start = process.hrtime.bigint();
   await Promise.all(Array.from({ length: n }, (_, i) => transports[i % transports.length]!.sendMail(mailFor(b, i))));
   const seconds = secondsSince(start);
   const cpuPerMail = cpuMicros(cpu, n);
+  const sinkPerMail = await sinkMicros(b, sinkCpu, n);
   await stopProfile();
   for (const t of transports) t.close();
+  // A sink in its own process reports its count a moment after its replies (SINK=process).
+  await until(async () => b.sink.messages.length - before >= n, `${n} raw mails counted at the sink`, 5_000, 1);
   if (b.sink.messages.length - before !== n) throw new Error(`raw: expected ${n} mails at the sink, got ${b.sink.messages.length - before}`);
-  return { rate: n / seconds, cpu: cpuPerMail };
+  return { rate: n / seconds, cpu: cpuPerMail, ...(sinkPerMail === undefined ? {} : { sinkCpu: sinkPerMail }) };
 }
 
-async function juniperRun(b: OutlookBench, n: number, profileAs?: string): Promise<{ rate: number; cpu: number }> {
+async function juniperRun(b: OutlookBench, n: number, profileAs?: string): Promise<PhaseRun> {
   const { outbox, queue } = b.t.app.services;
   for (let i = 0; i < n; i++) await outbox.enqueue(mailFor(b, i), null, cliActor);
   const before = b.sink.messages.length;
   const sentBefore = (await queue.countByState()).sent;
   const d = testDispatcher(b.t.app, 'bench');
   const stopProfile = await profilePhase(profileAs);
+  const sinkCpu = await b.sinkCpu?.();
   const cpu = process.cpuUsage();
   const start = process.hrtime.bigint();
   // The dispatcher's own loop, as `juniper worker` runs it (pipelined claiming), until every mail is recorded.
@@ -95,12 +113,13 @@ async function juniperRun(b: OutlookBench, n: number, profileAs?: string): Promi
   await until(async () => (await queue.countByState()).sent >= sentBefore + n, `${n} mails recorded as sent`, 600_000, 5);
   const seconds = secondsSince(start);
   const cpuPerMail = cpuMicros(cpu, n);
+  const sinkPerMail = await sinkMicros(b, sinkCpu, n);
   await stopProfile();
   await d.close();
   const sent = b.sink.messages.length - before;
   const states = await queue.countByState();
   if (sent !== n || states.queued + states.sending + states.failed > 0) throw new Error(`juniper: expected ${n} mails sent, got ${sent} (${JSON.stringify(states)})`);
-  return { rate: n / seconds, cpu: cpuPerMail };
+  return { rate: n / seconds, cpu: cpuPerMail, ...(sinkPerMail === undefined ? {} : { sinkCpu: sinkPerMail }) };
 }
 
 interface EndToEnd {
@@ -203,6 +222,7 @@ export async function outbound(dialect: DialectName, n: number, servers = 4, rou
       const batch = await endToEndRun(b, address, n, BATCH_IN_FLIGHT, BATCH_SIZE, batchPost(b), as('batch'));
       figures.push({
         raw: raw.rate, juniper: juniper.rate, cpuPerMail: { raw: raw.cpu, juniper: juniper.cpu },
+        ...(raw.sinkCpu !== undefined && juniper.sinkCpu !== undefined ? { sinkCpuPerMail: { raw: raw.sinkCpu, juniper: juniper.sinkCpu } } : {}),
         endToEnd: e2e.rate, enqueuePerSecond: e2e.enqueuePerSecond, enqueueP50Ms: e2e.p50, enqueueP99Ms: e2e.p99, batch,
       });
     }
@@ -231,7 +251,10 @@ export function printOutbound(f: OutboundFigures): void {
     console.log(`  round ${i + 1}:`);
     console.log(`    raw nodemailer pools (${f.servers} × ${CONNECTIONS_PER_SERVER} connections): ${r.raw.toFixed(0)} mails/s`);
     console.log(`    juniper queue → sent:             ${r.juniper.toFixed(0)} mails/s`);
-    console.log(`    CPU of this process per mail (sink and client included, PostgreSQL's own not): raw ${r.cpuPerMail.raw.toFixed(0)} µs, queue → sent ${r.cpuPerMail.juniper.toFixed(0)} µs`);
+    if (r.sinkCpuPerMail) {
+      console.log(`    CPU per mail of this process (the sink apart: SINK=process; PostgreSQL's own not in it): raw ${r.cpuPerMail.raw.toFixed(0)} µs, queue → sent ${r.cpuPerMail.juniper.toFixed(0)} µs`);
+      console.log(`    CPU per mail of the sink process: raw ${r.sinkCpuPerMail.raw.toFixed(0)} µs, queue → sent ${r.sinkCpuPerMail.juniper.toFixed(0)} µs`);
+    } else console.log(`    CPU of this process per mail (sink and client included, PostgreSQL's own not): raw ${r.cpuPerMail.raw.toFixed(0)} µs, queue → sent ${r.cpuPerMail.juniper.toFixed(0)} µs`);
     console.log(`    juniper end to end (POST /api/v1/mails, 20 in flight, sending meanwhile): ${r.endToEnd.toFixed(0)} mails/s; enqueue ${r.enqueuePerSecond.toFixed(0)} req/s, p50 ${r.enqueueP50Ms.toFixed(1)} ms, p99 ${r.enqueueP99Ms.toFixed(1)} ms`);
     console.log(`    juniper end to end (POST /api/v1/mails/batch, ${f.batchSize} mails a request, ${f.batchInFlight} in flight): ${r.batch.rate.toFixed(0)} mails/s; enqueue ${r.batch.enqueuePerSecond.toFixed(0)} mails/s, p50 ${r.batch.p50.toFixed(1)} ms, p99 ${r.batch.p99.toFixed(1)} ms a request`);
   });

@@ -12,12 +12,15 @@ import { startTestApp, type TestApp } from '../test/helpers/app.js';
 import { connectOutlook, signIn, type BrowserSession } from '../test/helpers/outlook.js';
 import { startIdentityServer, type IdentityServer } from '../test/peers/identity-server.js';
 import { startSmtpSink, type SmtpSink } from '../test/peers/smtp-sink.js';
+import { startSinkProcess } from './sink-process.js';
 
 export interface OutlookBench {
   t: TestApp;
   http: FastifyInstance;
   idp: IdentityServer;
   sink: SmtpSink;
+  /** SINK=process only: the sink process's CPU time so far, µs (see sink-process.ts). */
+  sinkCpu?: () => Promise<number>;
   admin: BrowserSession;
   adminKey: string;
   /** One mailbox per server; each server's From filter is its mailbox. */
@@ -32,7 +35,8 @@ export const CONNECTIONS_PER_SERVER = 2;
 export async function startOutlookBench(dialect: DialectName, servers: number): Promise<OutlookBench> {
   const idp = await startIdentityServer();
   // Each connection checks its token once at the identity server; the sink keeps no more than counts and ids.
-  const sink = await startSmtpSink({ auth: 'xoauth2', identityUrl: idp.url, tls: 'starttls' });
+  const apart = process.env.SINK === 'process' ? await startSinkProcess(idp.url) : undefined;
+  const sink = apart?.sink ?? (await startSmtpSink({ auth: 'xoauth2', identityUrl: idp.url, tls: 'starttls' }));
   const t = await startTestApp(dialect, { logLevel: 'warn' });
   const http = await t.app.http();
   const user = await t.createUser('admin', 'admin');
@@ -62,6 +66,7 @@ export async function startOutlookBench(dialect: DialectName, servers: number): 
     http,
     idp,
     sink,
+    ...(apart ? { sinkCpu: apart.cpu } : {}),
     admin,
     adminKey: user.apiKey,
     mailboxes,

@@ -17,12 +17,13 @@ const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const HEADER_BYTES = SIGNATURE.length + 8;
 
 /**
- * Runs `select` (a SELECT of one bytea column) through a binary COPY on a client of `pool`; its value's bytes,
- * `null` for SQL NULL, `undefined` when it gave no row. More than one row or column is an error.
+ * Runs `select` (a SELECT of one bytea column, in any number of rows) through a binary COPY on a client of
+ * `pool`; the rows' values joined in their order, in a Buffer allocated once at `expected` bytes (fewer if the
+ * rows had fewer; more is an error, as is a NULL or a second column).
  */
-export async function copyOneBytea(pool: pg.Pool, select: string): Promise<Buffer | null | undefined> {
+export async function copyBytea(pool: pg.Pool, select: string, expected: number): Promise<Buffer> {
   const client = await pool.connect();
-  const reader = new ByteaCopyReader();
+  const reader = new ByteaCopyReader(expected);
   let broken: unknown;
   try {
     const query = new pg.Query(`COPY (${select}) TO STDOUT (FORMAT binary)`);
@@ -53,7 +54,7 @@ export async function copyOneBytea(pool: pg.Pool, select: string): Promise<Buffe
 
 type State = 'header' | 'extension' | 'count' | 'length' | 'data' | 'end';
 
-/** Parses the binary COPY format of a result with one column and at most one row, fed in arbitrary chunks. */
+/** Parses the binary COPY format of a result with one bytea column, fed in arbitrary chunks, joining its rows. */
 export class ByteaCopyReader {
   failure: Error | undefined;
   private state: State = 'header';
@@ -61,9 +62,14 @@ export class ByteaCopyReader {
   private readonly field = Buffer.alloc(HEADER_BYTES);
   private fieldBytes = 0;
   private skip = 0;
-  private rows = 0;
-  private value: Buffer | null | undefined;
+  private readonly value: Buffer;
   private filled = 0;
+  /** Where the current row's value ends in `value`. */
+  private rowEnd = 0;
+
+  constructor(expected: number) {
+    this.value = Buffer.allocUnsafe(expected);
+  }
 
   push(chunk: Buffer): void {
     let at = 0;
@@ -77,12 +83,11 @@ export class ByteaCopyReader {
         continue;
       }
       if (this.state === 'data') {
-        const value = this.value!;
-        const n = Math.min(value.length - this.filled, chunk.length - at);
-        chunk.copy(value, this.filled, at, at + n);
+        const n = Math.min(this.rowEnd - this.filled, chunk.length - at);
+        chunk.copy(this.value, this.filled, at, at + n);
         at += n;
         this.filled += n;
-        if (this.filled === value.length) this.state = 'count';
+        if (this.filled === this.rowEnd) this.state = 'count';
         continue;
       }
       const need = this.state === 'header' ? HEADER_BYTES : this.state === 'count' ? 2 : 4;
@@ -96,12 +101,12 @@ export class ByteaCopyReader {
     }
   }
 
-  /** The value once the data has ended. */
-  result(): Buffer | null | undefined {
+  /** The joined values once the data has ended. */
+  result(): Buffer {
     if (this.failure) throw this.failure;
     // A value that ends early, or no trailer: the server ended the COPY before its data did.
     if (this.state !== 'end') throw protocolError('the data ended early');
-    return this.value;
+    return this.filled === this.value.length ? this.value : this.value.subarray(0, this.filled);
   }
 
   private onField(): void {
@@ -120,19 +125,14 @@ export class ByteaCopyReader {
           return;
         }
         if (columns !== 1) throw protocolError(`a row of ${columns} columns, not one`);
-        if (++this.rows > 1) throw protocolError('more than one row');
         this.state = 'length';
         return;
       }
       case 'length': {
         const length = f.readInt32BE(0);
-        if (length === -1) {
-          this.value = null;
-          this.state = 'count';
-          return;
-        }
-        this.value = Buffer.allocUnsafe(length);
-        this.filled = 0;
+        if (length === -1) throw protocolError('a NULL value');
+        if (this.filled + length > this.value.length) throw protocolError(`more than the ${this.value.length} bytes expected`);
+        this.rowEnd = this.filled + length;
         this.state = length === 0 ? 'count' : 'data';
         return;
       }

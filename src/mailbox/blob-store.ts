@@ -4,7 +4,7 @@ import crypto from 'node:crypto';
 import { PostgresAdapter, sql, type ExpressionBuilder, type Kysely, type OnConflictDatabase, type OnConflictTables } from 'kysely';
 import type pg from 'pg';
 import { pgPoolOf } from '../db/database.js';
-import { copyOneBytea } from '../db/pg-bytea-copy.js';
+import { copyBytea } from '../db/pg-bytea-copy.js';
 import type { DB } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 
@@ -28,6 +28,8 @@ export const BLOB_PIECE_BYTES = 256 * 1024;
  * compressed value from its start for each piece, so the work grows with the square of the pieces.
  */
 const MAX_MORE_PIECES = 8;
+/** A blob read through a COPY comes in rows of this many bytes (see BlobStore.copyPiece). */
+const COPY_ROW_BYTES = 16 * 1024;
 /** BlobStore.source hands a blob larger than this to a transport in pieces, on its first read. */
 export const BLOB_STREAM_BYTES = BLOB_PIECE_BYTES;
 /** putMany writes blobs larger than this one per statement. */
@@ -171,7 +173,7 @@ export class BlobStore {
   /** `step` bytes of the blob from offset `at` (fewer at its end); a short piece means the row is not what its size says. */
   private async readPiece(sha256: string, at: number, step: number, size: number): Promise<Buffer> {
     let piece: Buffer;
-    if (this.copies(sha256)) piece = await this.copyPiece(sha256, at, step);
+    if (this.copies(sha256)) piece = await this.copyPiece(sha256, at, Math.min(step, size - at));
     else {
       const row = await this.db
         .selectFrom('blobs')
@@ -258,22 +260,26 @@ export class BlobStore {
     return this.pool !== undefined && /^[0-9a-f]{64}$/.test(sha256);
   }
 
-  /** `step` bytes from offset `at` through a binary COPY (see `pool`); the SQL holds only the checked hash and integers. */
-  private async copyPiece(sha256: string, at: number, step: number): Promise<Buffer> {
-    if (!Number.isSafeInteger(at) || !Number.isSafeInteger(step)) throw new Error(`blob piece ${at}+${step} is not integral`);
-    const bytes = await copyOneBytea(this.pool!, `select substring(content from ${at + 1} for ${step}) from blobs where sha256 = '${sha256}'`);
-    if (bytes === undefined) throw notStored(sha256);
-    if (bytes === null) throw shorterThanRecorded(sha256, 0);
-    return bytes;
+  /**
+   * `length` bytes from offset `at` through a binary COPY (see `pool`), sent as rows of COPY_ROW_BYTES: pg
+   * gathers a message larger than its read buffer in new buffers doubled as it grows (128 KB, 256 KB, 512 KB
+   * for one 256 KB piece), and keeps and reuses one buffer for messages that fit. The piece is cut once (the
+   * materialized CTE: inlined, each row would detoast, and decompress, the blob again) and then sliced. The SQL
+   * holds only the checked hash and integers.
+   */
+  private async copyPiece(sha256: string, at: number, length: number): Promise<Buffer> {
+    if (!Number.isSafeInteger(at) || !Number.isSafeInteger(length)) throw new Error(`blob piece ${at}+${length} is not integral`);
+    return copyBytea(
+      this.pool!,
+      `with p as materialized (select substring(content from ${at + 1} for ${length}) as b from blobs where sha256 = '${sha256}') ` +
+        `select substring(p.b from g for ${COPY_ROW_BYTES}) from p, generate_series(1, length(p.b), ${COPY_ROW_BYTES}) as g order by g`,
+      length,
+    );
   }
 
   private piece(eb: ExpressionBuilder<DB, 'blobs'>, from: number, length: number) {
     return sql<Buffer>`substr(${eb.ref('content')}, ${from}, ${length})`.as('piece');
   }
-}
-
-function notStored(sha256: string): AppError {
-  return new AppError('JUNIPER_ERR_DATABASE', `The blob ${sha256} is not stored.`);
 }
 
 function shorterThanRecorded(sha256: string, size: number): AppError {

@@ -60,7 +60,18 @@ export function openDatabase(config: DatabaseConfig): Database {
   pool.on('error', () => undefined);
   pool.on('connect', (client) => client.on('error', () => undefined));
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+  pgPools.set(db, pool);
   return { db, dialect: 'postgres', close: () => db.destroy() };
+}
+
+// The pool under each PostgreSQL Kysely instance, for the one read Kysely cannot express: a blob's bytes
+// through a binary COPY (BlobStore, src/db/pg-bytea-copy.ts). Kept beside the instance rather than in Database
+// because the services hand stores a Kysely instance only.
+const pgPools = new WeakMap<Kysely<DB>, pg.Pool>();
+
+/** The pg pool of a Kysely instance made by openDatabase on PostgreSQL; undefined for SQLite or a transaction. */
+export function pgPoolOf(db: Kysely<DB>): pg.Pool | undefined {
+  return pgPools.get(db);
 }
 
 /**

@@ -150,7 +150,8 @@ function failingAloneError(serverName: string, uid: number, runs: number, cause?
 }
 
 /** What a run that drained the folder records on the server: healthy, stopped before a UID, or past a skipped one. */
-function drainOutcome(serverName: string, r: { stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean }; skippedFailing?: { uid: number; duplicate: boolean } }): { ok: true } | { ok: false; error: string } {
+function drainOutcome(serverName: string, r: { stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean }; skippedFailing?: { uid: number; duplicate: boolean }; stillFailing?: { uid: number; runs: number } }): { ok: true } | { ok: false; error: string } {
+  if (r.stillFailing !== undefined) return { ok: false, error: failingAloneError(serverName, r.stillFailing.uid, r.stillFailing.runs) };
   if (r.stoppedBefore !== undefined) {
     return { ok: false, error: `Fetching "${serverName}" stopped before message UID ${r.stoppedBefore}: the server listed it but did not return it, so the messages after it wait. Juniper tries again at the next fetch and skips it (keeping a placeholder in quarantine) after ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row; to release the mail sooner, open the message in another mail client (it may be damaged on the server) and move or delete it.` };
   }
@@ -207,14 +208,15 @@ export class IncomingFetcher {
       let stoppedBefore: number | undefined;
       let skipped: { uid: number; duplicate: boolean } | undefined;
       let skippedFailing: { uid: number; duplicate: boolean } | undefined;
+      let stillFailing: { uid: number; runs: number } | undefined;
       try {
-        ({ counts, stoppedBefore, skipped, skippedFailing } = await this.drain(server, reader, await reader.open(server.folder), opts, inFlight));
+        ({ counts, stoppedBefore, skipped, skippedFailing, stillFailing } = await this.drain(server, reader, await reader.open(server.folder), opts, inFlight));
       } finally {
         await reader.close();
       }
       // A UID the server lists but does not return stops the runs before it, and is skipped after a few: neither
       // may look healthy.
-      await servers.recordFetch(id, drainOutcome(server.name, { stoppedBefore, skipped, skippedFailing }), this.now());
+      await servers.recordFetch(id, drainOutcome(server.name, { stoppedBefore, skipped, skippedFailing, stillFailing }), this.now());
       log.info({ op: 'incoming.fetch', server: id, ...counts, ms: this.now() - started }, `fetched ${server.name}`);
       countFetchRun(id, counts, this.now() - started);
       return counts;
@@ -235,7 +237,7 @@ export class IncomingFetcher {
     }
   }
 
-  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions, inFlight: InFlight): Promise<{ counts: FetchCounts; stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean }; skippedFailing?: { uid: number; duplicate: boolean } }> {
+  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions, inFlight: InFlight): Promise<{ counts: FetchCounts; stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean }; skippedFailing?: { uid: number; duplicate: boolean }; stillFailing?: { uid: number; runs: number } }> {
     const { servers, db, log } = this.deps;
     const counts = emptyCounts();
     let lastUid: number;
@@ -359,7 +361,9 @@ export class IncomingFetcher {
     // The last FETCH noted finished; a note left by an earlier run is forgotten only by a run that went to the
     // end (one stopped by a signal before its first FETCH has not tried that message again).
     if (noted || (failed && !opts.signal?.aborted)) await servers.clearAttempt(server.id, this.owner);
-    return { counts, ...(skippedFailing ? { skippedFailing } : {}) };
+    // Stopped before it tried the failing message again: the count stands, and so does what lastError said.
+    const stillFailing = !noted && opts.signal?.aborted && failed && failed.runs > 0 && pending.some((m) => m.uid === failed.first) ? { uid: failed.first, runs: failed.runs } : undefined;
+    return { counts, ...(skippedFailing ? { skippedFailing } : {}), ...(stillFailing ? { stillFailing } : {}) };
   }
 
   /**

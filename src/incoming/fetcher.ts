@@ -12,7 +12,11 @@
 // Whatever fails for one message (parse, store, a database limit) quarantines it, with the error, in a
 // transaction that moves the cursor the same way; a message over mail.incoming.max_message_bytes is
 // quarantined from its header section, its body never downloaded. Only a failure of the connection or of the
-// database as a whole stops the run, before the message, so the next run tries it again.
+// database as a whole stops the run, before the message, so the next run tries it again. A message whose FETCH
+// itself breaks the run (a dropped connection, a crash, the process killed in it) cannot be caught: every FETCH
+// is noted on the server before it is sent, and the run after one that never finished fetches what is left of it
+// one message at a time, counting the runs in a row that fail on one alone; after FAILED_FETCH_SKIP_AFTER_RUNS
+// that message is skipped with a placeholder in quarantine, as a UID the server lists but never returns is.
 // UIDs, not \Seen, decide what is new: mail somebody already read in Outlook is still fetched.
 import crypto from 'node:crypto';
 import os from 'node:os';

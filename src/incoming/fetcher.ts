@@ -230,7 +230,7 @@ export class IncomingFetcher {
       const { alone, batch } = inFlight;
       const error = alone
         ? failingAloneError(server.name, alone.uid, alone.runs, message)
-        : `Fetching "${server.name}" failed: ${message}${batch ? ` The messages from UID ${batch.first} to ${batch.last} not stored yet are fetched one at a time by the next fetch, to find the one that fails.` : ''}`;
+        : `Fetching "${server.name}" failed: ${message}${batch ? `${/[.!?]$/.test(message) ? '' : '.'} The messages from UID ${batch.first} to ${batch.last} not stored yet are fetched one at a time by the next fetch, to find the one that fails.` : ''}`;
       await servers.recordFetch(id, { ok: false, error }, this.now());
       // The message only: library errors carry protocol internals (commands, responses) that have no place in a log.
       log.warn({ op: 'incoming.fetch', server: id, code: isAppError(err) ? err.code : undefined, ...(alone ? { uid: alone.uid, runs: alone.runs } : {}) }, `fetching ${server.name} failed: ${message}`);

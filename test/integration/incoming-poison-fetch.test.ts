@@ -88,7 +88,7 @@ for (const dialect of dialects) {
       const s = await setUp('throws');
       await assert.rejects(s.fetch(failingAt(s.bad)), /Connection not available/);
       assert.deepEqual(await storedUids(s.id), s.uids.slice(0, 3), 'the messages before it in its batch are stored');
-      assert.match(await lastError(s.id), new RegExp(`failed: Unexpected error: Connection not available The messages from UID ${s.uids[0]} to ${s.uids[9]} not stored yet are fetched one at a time by the next fetch`));
+      assert.match(await lastError(s.id), new RegExp(`failed: Unexpected error: Connection not available\\. The messages from UID ${s.uids[0]} to ${s.uids[9]} not stored yet are fetched one at a time by the next fetch`));
       for (let runs = 1; runs <= N; runs++) {
         await assert.rejects(s.fetch(failingAt(s.bad)), /Connection not available/);
         assert.match(await lastError(s.id), failedAlone(s.bad, runs), `run ${runs + 1}`);

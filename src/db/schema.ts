@@ -265,6 +265,18 @@ export interface IncomingServersTable {
   unreturned_uid: number | null;
   /** How many runs in a row stopped before unreturned_uid; at UNRETURNED_SKIP_AFTER_RUNS it is skipped. */
   unreturned_runs: Generated<number>;
+  /**
+   * The first UID of the FETCH in flight or of the last one that never finished (noted before it is sent;
+   * null when none): a run that died with its process leaves it behind for the next run to find.
+   */
+  attempt_first_uid: number | null;
+  /** The last UID of that FETCH: up to here the next run fetches one message at a time. */
+  attempt_last_uid: number | null;
+  /**
+   * How many runs in a row failed with attempt_first_uid fetched alone (0 for a FETCH of several); at
+   * FAILED_FETCH_SKIP_AFTER_RUNS it is skipped with a placeholder in quarantine.
+   */
+  attempt_failed_runs: Generated<number>;
   last_fetch_at: number | null;
   last_error: string | null;
   /** When the current run of failures started (null while fetching works). */

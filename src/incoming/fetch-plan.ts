@@ -61,3 +61,14 @@ export function batches(pending: readonly { uid: number; size: number }[], size:
   if (current) out.push(current);
   return out;
 }
+
+/**
+ * The batches of a run after one that never finished a FETCH of UIDs up to `aloneThrough`: those messages
+ * one FETCH each, so the one that breaks the run (a dropped connection, a crash) is found and fails alone, and
+ * the good ones of its batch are stored; the rest in batches as usual.
+ */
+export function batchesAfterFailure(pending: readonly { uid: number; size: number }[], aloneThrough: number | null, size: number, bytes: number, maxMessageBytes = Infinity): Batch[] {
+  if (aloneThrough === null) return batches(pending, size, bytes, maxMessageBytes);
+  const alone = pending.filter((m) => m.uid <= aloneThrough);
+  return [...alone.map((m) => ({ uids: [m.uid], oversize: m.size > maxMessageBytes })), ...batches(pending.slice(alone.length), size, bytes, maxMessageBytes)];
+}

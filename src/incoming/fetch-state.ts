@@ -109,6 +109,35 @@ export class FetchState {
     await this.db.updateTable('incoming_servers').set({ unreturned_uid: null, unreturned_runs: 0 }).where('id', '=', id).where('fetch_lease_owner', '=', owner).where('unreturned_uid', 'is not', null).execute();
   }
 
+  /**
+   * Notes a FETCH before it is sent, so a run that dies in it (with its process) is known to the next one:
+   * its first and last UID, and for a message fetched alone, one more run in a row that tried it (the count
+   * starts again at 1 for another UID; a FETCH of several counts 0, it accuses none of them). `lastError`, for
+   * one fetched alone, says what the count means should this run never record its outcome. Only the lease
+   * holder notes (renewing the lease as a stored message does); another worker gets the lease-lost error.
+   */
+  async noteAttempt(id: number, owner: string, attempt: { first: number; last: number; alone: boolean; lastError?: (runs: number) => string }, now: number, leaseUntil: number): Promise<number> {
+    const runs = attempt.alone ? sql<number>`case when attempt_first_uid = ${attempt.first} then attempt_failed_runs + 1 else 1 end` : sql<number>`0`;
+    const row = await this.db
+      .updateTable('incoming_servers')
+      .set({ attempt_first_uid: attempt.first, attempt_last_uid: sql<number>`case when attempt_last_uid > ${attempt.last} then attempt_last_uid else ${attempt.last} end`, attempt_failed_runs: runs, fetch_lease_until: leaseUntil })
+      .where('id', '=', id)
+      .where('fetch_lease_owner', '=', owner)
+      .returning('attempt_failed_runs')
+      .executeTakeFirst();
+    if (!row) throw leaseLost(id);
+    const n = Number(row.attempt_failed_runs);
+    if (attempt.lastError && n > 0) {
+      await this.db.updateTable('incoming_servers').set({ last_error: attempt.lastError(n), error_since: sql<number>`coalesce(error_since, ${now})` }).where('id', '=', id).where('fetch_lease_owner', '=', owner).execute();
+    }
+    return n;
+  }
+
+  /** Forgets the noted FETCH (the lease holder only): it finished, the run got past it, or the folder's UIDs changed meaning. */
+  async clearAttempt(id: number, owner: string): Promise<void> {
+    await this.db.updateTable('incoming_servers').set({ attempt_first_uid: null, attempt_last_uid: null, attempt_failed_runs: 0 }).where('id', '=', id).where('fetch_lease_owner', '=', owner).where('attempt_first_uid', 'is not', null).execute();
+  }
+
   /** The outcome of a fetch attempt: the interval counts from here; a failure keeps the time its run of failures began. */
   async recordFetch(id: number, outcome: { ok: true } | { ok: false; error: string }, now = Date.now()): Promise<void> {
     await this.db

@@ -12,7 +12,11 @@
 // Whatever fails for one message (parse, store, a database limit) quarantines it, with the error, in a
 // transaction that moves the cursor the same way; a message over mail.incoming.max_message_bytes is
 // quarantined from its header section, its body never downloaded. Only a failure of the connection or of the
-// database as a whole stops the run, before the message, so the next run tries it again.
+// database as a whole stops the run, before the message, so the next run tries it again. A message whose FETCH
+// itself breaks the run (a dropped connection, a crash, the process killed in it) cannot be caught: every FETCH
+// is noted on the server before it is sent, and the run after one that never finished fetches what is left of it
+// one message at a time, counting the runs in a row that fail on one alone; after FAILED_FETCH_SKIP_AFTER_RUNS
+// that message is skipped with a placeholder in quarantine, as a UID the server lists but never returns is.
 // UIDs, not \Seen, decide what is new: mail somebody already read in Outlook is still fetched.
 import crypto from 'node:crypto';
 import os from 'node:os';
@@ -28,7 +32,7 @@ import { knownParameters, normaliseParameter } from '../settings/parameter-rules
 import type { MailParameters } from '../settings/parameter-rules.js';
 import type { Parameters } from '../settings/parameters.js';
 import { connectServer, type ConnectDeps } from './connect.js';
-import { batches, cursorStart, newStartUid } from './fetch-plan.js';
+import { batchesAfterFailure, cursorStart, newStartUid } from './fetch-plan.js';
 import type { FolderStatus, MailboxReader } from './mailbox-reader.js';
 import { isLeaseLost, type FetchState } from './fetch-state.js';
 import { readAhead } from './read-ahead.js';
@@ -107,6 +111,14 @@ export const OVERSIZE_HEADER_BYTES = 1024 * 1024;
  */
 export const UNRETURNED_SKIP_AFTER_RUNS = 3;
 
+/**
+ * Runs in a row that fail with the same message fetched alone (an error, a dropped connection, the process
+ * dying in the FETCH) before it is skipped with a placeholder in quarantine. A FETCH of several that fails
+ * accuses none of them: the next run fetches them one at a time, so only a message that fails by itself counts.
+ * Three as for unreturned: once or twice can be the network or a restart; three times alone is the message.
+ */
+export const FAILED_FETCH_SKIP_AFTER_RUNS = 3;
+
 const mb = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 
 /** The size cap in bytes; a stored value that no longer fits its rule counts as unset. */
@@ -129,14 +141,31 @@ function unreturnedReason(uid: number): string {
   return `The server listed message UID ${uid} but did not return it in ${UNRETURNED_SKIP_AFTER_RUNS} fetches in a row, so Juniper skipped it to let the mail after it through: this is a placeholder, with the message's header section when the server gave that. The message stays in the mailbox on the server; open it in another mail client (it may be damaged there), and forward or move it if it matters.`;
 }
 
+function failedFetchReason(uid: number): string {
+  return `Fetching message UID ${uid} failed ${FAILED_FETCH_SKIP_AFTER_RUNS} runs in a row with it fetched alone (an error, a dropped connection or the fetching process ending while it came), so Juniper skipped it to let the mail after it through: this is a placeholder, with the message's header section when the server gave that. The message stays in the mailbox on the server; open it in another mail client (it may be damaged or too large there), and forward or move it if it matters.`;
+}
+
+/** lastError while message `uid` fails alone: which message, how many runs so far, what happens next. */
+function failingAloneError(serverName: string, uid: number, runs: number, cause?: string): string {
+  const next = runs >= FAILED_FETCH_SKIP_AFTER_RUNS
+    ? 'the next fetch skips it, keeping a placeholder in quarantine'
+    : `Juniper tries it again at the next fetch and skips it (keeping a placeholder in quarantine) after ${FAILED_FETCH_SKIP_AFTER_RUNS} runs in a row`;
+  return `Fetching "${serverName}" failed at message UID ${uid}, fetched alone, in ${runs} run${runs === 1 ? '' : 's'} in a row${cause ? ` (${cause})` : ' (the run ended without recording why: the connection or the process ended while it came)'}, so the messages after it wait; ${next}. The message stays in the mailbox on the server; to release the mail sooner, open it in another mail client and move or delete it.`;
+}
+
 /** What a run that drained the folder records on the server: healthy, stopped before a UID, or past a skipped one. */
-function drainOutcome(serverName: string, r: { stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean } }): { ok: true } | { ok: false; error: string } {
+function drainOutcome(serverName: string, r: { stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean }; skippedFailing?: { uid: number; duplicate: boolean }; stillFailing?: { uid: number; runs: number } }): { ok: true } | { ok: false; error: string } {
+  if (r.stillFailing !== undefined) return { ok: false, error: failingAloneError(serverName, r.stillFailing.uid, r.stillFailing.runs) };
   if (r.stoppedBefore !== undefined) {
     return { ok: false, error: `Fetching "${serverName}" stopped before message UID ${r.stoppedBefore}: the server listed it but did not return it, so the messages after it wait. Juniper tries again at the next fetch and skips it (keeping a placeholder in quarantine) after ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row; to release the mail sooner, open the message in another mail client (it may be damaged on the server) and move or delete it.` };
   }
   if (r.skipped !== undefined) {
     const kept = r.skipped.duplicate ? 'A message with the same Message-ID is already stored' : 'A placeholder is in quarantine';
     return { ok: false, error: `Fetching "${serverName}" skipped message UID ${r.skipped.uid}: the server listed it but did not return it in ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row. ${kept}, the message stays on the server, and the next fetch goes on with the messages after it.` };
+  }
+  if (r.skippedFailing !== undefined) {
+    const kept = r.skippedFailing.duplicate ? 'A message with the same Message-ID is already stored' : 'A placeholder is in quarantine';
+    return { ok: false, error: `Fetching "${serverName}" skipped message UID ${r.skippedFailing.uid}: fetching it alone failed ${FAILED_FETCH_SKIP_AFTER_RUNS} runs in a row. ${kept}, the message stays on the server, and the mail after it was fetched.` };
   }
   return { ok: true };
 }
@@ -173,6 +202,8 @@ export class IncomingFetcher {
       throw new AppError('JUNIPER_ERR_CONFLICT', `Incoming server "${current.name}" (id ${id}) is being fetched by another worker (lease until ${until}); try again after that.`);
     }
     const started = this.now();
+    // The message fetched alone when the run fails, if one was: lastError then names it and its count.
+    const inFlight: InFlight = {};
     // The parse workers start while the connection is made.
     this.startParsers();
     try {
@@ -180,23 +211,29 @@ export class IncomingFetcher {
       let counts: FetchCounts;
       let stoppedBefore: number | undefined;
       let skipped: { uid: number; duplicate: boolean } | undefined;
+      let skippedFailing: { uid: number; duplicate: boolean } | undefined;
+      let stillFailing: { uid: number; runs: number } | undefined;
       try {
-        ({ counts, stoppedBefore, skipped } = await this.drain(server, reader, await reader.open(server.folder), opts));
+        ({ counts, stoppedBefore, skipped, skippedFailing, stillFailing } = await this.drain(server, reader, await reader.open(server.folder), opts, inFlight));
       } finally {
         await reader.close();
       }
       // A UID the server lists but does not return stops the runs before it, and is skipped after a few: neither
       // may look healthy.
-      await servers.recordFetch(id, drainOutcome(server.name, { stoppedBefore, skipped }), this.now());
+      await servers.recordFetch(id, drainOutcome(server.name, { stoppedBefore, skipped, skippedFailing, stillFailing }), this.now());
       log.info({ op: 'incoming.fetch', server: id, ...counts, ms: this.now() - started }, `fetched ${server.name}`);
       countFetchRun(id, counts, this.now() - started);
       return counts;
     } catch (err) {
       const message = isAppError(err) ? err.message : `Unexpected error: ${(err as Error).message}`;
       // lastError is read on lists of servers and in alerts, so it says which server as well as what to do.
-      await servers.recordFetch(id, { ok: false, error: `Fetching "${server.name}" failed: ${message}` }, this.now());
+      const { alone, batch } = inFlight;
+      const error = alone
+        ? failingAloneError(server.name, alone.uid, alone.runs, message)
+        : `Fetching "${server.name}" failed: ${message}${batch ? `${/[.!?]$/.test(message) ? '' : '.'} The messages from UID ${batch.first} to ${batch.last} not stored yet are fetched one at a time by the next fetch, to find the one that fails.` : ''}`;
+      await servers.recordFetch(id, { ok: false, error }, this.now());
       // The message only: library errors carry protocol internals (commands, responses) that have no place in a log.
-      log.warn({ op: 'incoming.fetch', server: id, code: isAppError(err) ? err.code : undefined }, `fetching ${server.name} failed: ${message}`);
+      log.warn({ op: 'incoming.fetch', server: id, code: isAppError(err) ? err.code : undefined, ...(alone ? { uid: alone.uid, runs: alone.runs } : {}) }, `fetching ${server.name} failed: ${message}`);
       countFetchFailure(id, this.now() - started);
       throw err;
     } finally {
@@ -204,7 +241,7 @@ export class IncomingFetcher {
     }
   }
 
-  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions): Promise<{ counts: FetchCounts; stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean } }> {
+  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions, inFlight: InFlight): Promise<{ counts: FetchCounts; stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean }; skippedFailing?: { uid: number; duplicate: boolean }; stillFailing?: { uid: number; runs: number } }> {
     const { servers, db, log } = this.deps;
     const counts = emptyCounts();
     let lastUid: number;
@@ -216,6 +253,8 @@ export class IncomingFetcher {
       lastUid = newStartUid(await reader.firstUnseen(), status.uidNext);
       // UIDs of another UIDVALIDITY (or a first run) say nothing about the one earlier runs stopped before.
       if (server.unreturned_uid !== null) await servers.clearUnreturned(server.id, this.owner);
+      if (server.attempt_first_uid !== null) await servers.clearAttempt(server.id, this.owner);
+      server = { ...server, attempt_first_uid: null, attempt_last_uid: null, attempt_failed_runs: 0 };
       if (start.kind === 'reset') {
         log.warn({ op: 'incoming.uidvalidity', server: server.id, was: server.cursor_uidvalidity, now: status.uidValidity, from: lastUid + 1 }, `UIDVALIDITY of ${server.name}/${server.folder} changed: fetching again from the oldest unseen message`);
       }
@@ -237,10 +276,32 @@ export class IncomingFetcher {
     const params = await this.deps.parameters.snapshot();
     const progress = () => opts.onProgress?.({ serverId: server.id, serverName: server.name, total: pending.length, ...counts });
     progress();
-    for (const batch of batches(pending, opts.batchSize, opts.batchBytes, cap)) {
+    // A FETCH noted and never finished: the last run failed in it, maybe with its process (nothing else may
+    // have recorded it). Its messages not stored yet are fetched one at a time to find the one that breaks it.
+    const failed = server.attempt_first_uid !== null ? { first: server.attempt_first_uid, last: server.attempt_last_uid ?? server.attempt_first_uid, runs: server.attempt_failed_runs } : undefined;
+    if (failed && pending.some((m) => m.uid <= failed.last)) {
+      log.warn({ op: 'incoming.fetch', server: server.id, first: failed.first, last: failed.last, runs: failed.runs }, `the last fetch of ${server.name} did not finish its FETCH of UIDs ${failed.first}–${failed.last}: fetching those messages one at a time`);
+    }
+    // Whether this run noted a FETCH of its own (so the note it leaves is about a FETCH that finished).
+    let noted = false;
+    let skippedFailing: { uid: number; duplicate: boolean } | undefined;
+    const batchCtx = (uid: number) => ({ server, uid, uidvalidity: status.uidValidity, leaseMs: opts.leaseMs });
+    for (const batch of batchesAfterFailure(pending, failed?.last ?? null, opts.batchSize, opts.batchBytes, cap)) {
       if (opts.signal?.aborted) break;
       const done: number[] = [];
       const expected = batch.uids;
+      const first = expected[0]!;
+      const alone = failed !== undefined && expected.length === 1 && first <= failed.last;
+      if (alone && first === failed.first && failed.runs >= FAILED_FETCH_SKIP_AFTER_RUNS) {
+        skippedFailing = await this.skipFailed(reader, batchCtx(first), failed.runs, { sizes, counts, progress });
+        noted = false;
+        continue;
+      }
+      // Noted before the FETCH is sent, so a run that dies in it (with its process) is counted all the same.
+      const runs = await servers.noteAttempt(server.id, this.owner, { first, last: expected[expected.length - 1]!, alone, lastError: (n) => failingAloneError(server.name, first, n) }, this.now(), this.now() + opts.leaseMs);
+      noted = true;
+      inFlight.alone = alone ? { uid: first, runs } : undefined;
+      inFlight.batch = alone ? undefined : { first, last: expected[expected.length - 1]! };
       let received = 0;
       let missing: number | undefined;
       let group: Fetched[] = [];
@@ -281,20 +342,32 @@ export class IncomingFetcher {
         }
       } catch (err) {
         // The messages that arrived whole before the connection failed are stored (not marked: the next run does).
+        // The FETCH's note stays: the next run fetches what is left of it one message at a time.
         if (group.length) await flush();
         throw err;
       }
+      inFlight.alone = undefined;
+      inFlight.batch = undefined;
       await flush();
       if (done.length) {
         await reader.markSeen(done);
         await servers.setSeenUid(server.id, this.owner, Math.max(...done));
       }
       if (missing === undefined && received < expected.length && !opts.signal?.aborted) missing = expected[received];
-      if (missing !== undefined) return { counts, ...(await this.unreturned(reader, { server, uid: missing, uidvalidity: status.uidValidity, leaseMs: opts.leaseMs }, { sizes, cap, params, counts, progress })) };
+      if (missing !== undefined) {
+        // The FETCH finished (without the message): what follows is unreturned's, counted its own way.
+        await servers.clearAttempt(server.id, this.owner);
+        return { counts, ...(await this.unreturned(reader, { server, uid: missing, uidvalidity: status.uidValidity, leaseMs: opts.leaseMs }, { sizes, cap, params, counts, progress })), ...(skippedFailing ? { skippedFailing } : {}) };
+      }
     }
     // A run stopped by a signal or a shutdown may not have reached the UID the count is about.
     if (server.unreturned_uid !== null && !opts.signal?.aborted) await servers.clearUnreturned(server.id, this.owner);
-    return { counts };
+    // The last FETCH noted finished; a note left by an earlier run is forgotten only by a run that went to the
+    // end (one stopped by a signal before its first FETCH has not tried that message again).
+    if (noted || (failed && !opts.signal?.aborted)) await servers.clearAttempt(server.id, this.owner);
+    // Stopped before it tried the failing message again: the count stands, and so does what lastError said.
+    const stillFailing = !noted && opts.signal?.aborted && failed && failed.runs > 0 && pending.some((m) => m.uid === failed.first) ? { uid: failed.first, runs: failed.runs } : undefined;
+    return { counts, ...(skippedFailing ? { skippedFailing } : {}), ...(stillFailing ? { stillFailing } : {}) };
   }
 
   /**
@@ -337,15 +410,36 @@ export class IncomingFetcher {
   }
 
   /**
+   * Skips a message that failed the last runs fetched alone: a placeholder in quarantine with the cursor move,
+   * as for one the server never returns (skipUnreturned). Its header section is asked for once: the FETCH is
+   * noted first (one more run), so if that breaks the run too, the next one keeps the placeholder without it.
+   */
+  private async skipFailed(reader: MailboxReader, ctx: MessageContext, runs: number, run: { sizes: ReadonlyMap<number, number>; counts: FetchCounts; progress: () => void }): Promise<{ uid: number; duplicate: boolean }> {
+    const { servers, log } = this.deps;
+    const { server, uid } = ctx;
+    const headers = runs === FAILED_FETCH_SKIP_AFTER_RUNS;
+    if (headers) await servers.noteAttempt(server.id, this.owner, { first: uid, last: uid, alone: true }, this.now(), this.now() + ctx.leaseMs);
+    const result = await this.skipUnreturned(reader, ctx, run.sizes.get(uid), { error: failedFetchReason(uid), headers, key: 'failed-fetch' });
+    run.counts.fetched++;
+    run.counts[COUNTER[result.outcome]]++;
+    await reader.markSeen([uid]);
+    await servers.setSeenUid(server.id, this.owner, uid);
+    await servers.clearAttempt(server.id, this.owner);
+    run.progress();
+    log.warn({ op: 'incoming.quarantine', server: server.id, uid, message: result.messageId, outcome: result.outcome }, `message UID ${uid} skipped after ${FAILED_FETCH_SKIP_AFTER_RUNS} runs in a row that failed fetching it alone: ${result.outcome === 'duplicate' ? 'a message with its Message-ID is already stored' : 'a placeholder is in quarantine'}`);
+    return { uid, duplicate: result.outcome === 'duplicate' };
+  }
+
+  /**
    * Quarantines a placeholder for a message the server lists but never returns, with the cursor move: its
    * header section when the server gives that much (a FETCH of the header alone), else an empty one, and the
    * reason with what to do. The message itself stays on the server.
    */
-  private async skipUnreturned(reader: MailboxReader, ctx: MessageContext, listedSize: number | undefined): Promise<IngestResult> {
-    const error = unreturnedReason(ctx.uid);
+  private async skipUnreturned(reader: MailboxReader, ctx: MessageContext, listedSize: number | undefined, skip: { error: string; headers: boolean; key: string } = { error: unreturnedReason(ctx.uid), headers: true, key: 'unreturned' }): Promise<IngestResult> {
+    const { error } = skip;
     let headers: Buffer | undefined;
     try {
-      for await (const h of reader.fetchHeaders([ctx.uid], OVERSIZE_HEADER_BYTES)) if (h.uid === ctx.uid) headers = h.headers;
+      if (skip.headers) for await (const h of reader.fetchHeaders([ctx.uid], OVERSIZE_HEADER_BYTES)) if (h.uid === ctx.uid) headers = h.headers;
     } catch (err) {
       // A server that cannot give the message cannot always give its header either: the placeholder goes without.
       // The code only: library errors carry protocol text. A lost connection fails the STORE that follows.
@@ -354,7 +448,7 @@ export class IncomingFetcher {
     if (headers && headers.length > 0) return this.quarantined(ctx, { raw: headers, size: listedSize ?? headers.length, error, oversize: true });
     // The cursor moves in the same transaction, so the key only has to be new: a mailbox changed under the same
     // server can bring the same UIDVALIDITY and UID again.
-    const key = `unreturned:${ctx.uidvalidity}:${ctx.uid}:${crypto.randomBytes(6).toString('hex')}`;
+    const key = `${skip.key}:${ctx.uidvalidity}:${ctx.uid}:${crypto.randomBytes(6).toString('hex')}`;
     const input = { server: ctx.server, uid: ctx.uid, uidvalidity: ctx.uidvalidity, raw: Buffer.alloc(0), error, key, ...(listedSize !== undefined ? { size: listedSize } : {}) };
     return this.withCursor(ctx, (trx) => this.deps.ingest.quarantineMinimal(trx, input));
   }
@@ -467,6 +561,12 @@ interface Fetched {
   headersOnly: boolean;
   /** Started on arrival, for a whole message under the cap. */
   parsed?: Promise<ParseOutcome>;
+}
+
+/** What the run is fetching when it fails: a message alone (after an earlier run failed in its FETCH) and its count. */
+interface InFlight {
+  alone?: { uid: number; runs: number };
+  batch?: { first: number; last: number };
 }
 
 interface MessageContext {

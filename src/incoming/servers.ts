@@ -103,7 +103,7 @@ export const incomingKind: ServerKind<'incoming', CreateIncomingServer, PatchInc
         keep_attachments: bit(patch.keepAttachments, current.keep_attachments),
         interval_minutes: patch.intervalMinutes ?? current.interval_minutes,
         ...(connectionChanged ? { state: 'draft' } : {}),
-        ...(otherMailbox ? { cursor_uidvalidity: null, cursor_last_uid: null, cursor_seen_uid: null, unreturned_uid: null, unreturned_runs: 0 } : {}),
+        ...(otherMailbox ? { cursor_uidvalidity: null, cursor_last_uid: null, cursor_seen_uid: null, unreturned_uid: null, unreturned_runs: 0, attempt_first_uid: null, attempt_last_uid: null, attempt_failed_runs: 0 } : {}),
       },
       audit: { backToDraft: connectionChanged },
     };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { batches, cursorStart, newStartUid, type CursorStart, type StoredCursor } from './fetch-plan.js';
+import { batches, batchesAfterFailure, cursorStart, newStartUid, type CursorStart, type StoredCursor } from './fetch-plan.js';
 import { uidSet } from './mailbox-reader.js';
 
 describe('UID sets, batches and cursor starts', () => {
@@ -54,5 +54,20 @@ describe('UID sets, batches and cursor starts', () => {
     assert.equal(newStartUid(undefined, 100), 99, 'everything read: only what arrives from now on');
     assert.equal(newStartUid(undefined, 1), 0, 'an empty new folder');
     assert.equal(newStartUid(1, 2), 0);
+  });
+
+  it('after a FETCH that never finished, fetches its messages one at a time and the rest in batches as usual', () => {
+    const m = (uid: number, size = 10) => ({ uid, size });
+    const pending = [m(4), m(5), m(6, 5000), m(7), m(8), m(9), m(10)];
+    assert.deepEqual(batchesAfterFailure(pending, null, 3, 1000), batches(pending, 3, 1000), 'no failed FETCH: the usual batches');
+    assert.deepEqual(batchesAfterFailure(pending, 7, 3, 1000, 1000), [
+      { uids: [4], oversize: false },
+      { uids: [5], oversize: false },
+      { uids: [6], oversize: true },
+      { uids: [7], oversize: false },
+      { uids: [8, 9, 10], oversize: false },
+    ]);
+    assert.deepEqual(batchesAfterFailure(pending, 3, 3, 1000), batches(pending, 3, 1000), 'the run got past the failed FETCH already');
+    assert.deepEqual(batchesAfterFailure([], 7, 3, 1000), []);
   });
 });

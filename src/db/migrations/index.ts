@@ -18,6 +18,7 @@ import { graphTransport } from './019-graph-transport.js';
 import { oauthConnections } from './021-oauth-connections.js';
 import { partialOutgoingIndexes } from './022-partial-outgoing-indexes.js';
 import { unreturnedUid } from './023-unreturned-uid.js';
+import { fetchAttempt } from './024-fetch-attempt.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -38,5 +39,6 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '021-oauth-connections': oauthConnections(ctx),
     '022-partial-outgoing-indexes': partialOutgoingIndexes(ctx),
     '023-unreturned-uid': unreturnedUid(ctx),
+    '024-fetch-attempt': fetchAttempt(ctx),
   };
 }

@@ -44,7 +44,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 // Files at once. Most of a file's time is spent waiting on its peers, processes, leases and timers, not on CPU.
-const concurrency = process.env.JUNIPER_TEST_CONCURRENCY ?? '3';
+const concurrency = process.env.JUNIPER_TEST_CONCURRENCY ?? '4';
 // Each file's process writes its wall time here (scripts/test-times.mjs); the slowest are printed at the end.
 const timesDir = mkdtempSync(path.join(os.tmpdir(), 'juniper-test-times-'));
 const times = path.join(timesDir, 'times.tsv');
@@ -66,12 +66,15 @@ child.on('exit', (code, signal) => {
 function printSlowest() {
   let rows;
   try {
-    rows = readFileSync(times, 'utf8').trim().split('\n').map((l) => l.split('\t')).map(([ms, cpu, f]) => ({ ms: Number(ms), cpu: Number(cpu), f }));
+    rows = readFileSync(times, 'utf8').trim().split('\n').map((l) => l.split('\t')).map(([ms, cpu, kids, f]) => ({ ms: Number(ms), cpu: Number(cpu), kids: Number(kids), f }));
   } catch {
     return; // no file ended normally
   }
   rows.sort((a, b) => b.ms - a.ms);
   const sum = (k) => (rows.reduce((s, r) => s + r[k], 0) / 1000).toFixed(0);
-  console.log(`\nslowest test files (wall time of each file's process, and its own CPU time; ${rows.length} files, ${sum('ms')} s in all, ${sum('cpu')} s CPU, concurrency ${concurrency}):`);
-  for (const r of rows.slice(0, 12)) console.log(`${(r.ms / 1000).toFixed(1).padStart(7)} s ${(r.cpu / 1000).toFixed(1).padStart(6)} s CPU  ${r.f}`);
+  console.log(
+    `\nslowest test files (wall time of each file's process, its own CPU time and that of the processes it started; ${rows.length} files, ${sum('ms')} s in all, ${sum('cpu')} s CPU, ${sum('kids')} s their processes' CPU, concurrency ${concurrency}):`,
+  );
+  const s = (ms) => (ms / 1000).toFixed(1).padStart(6);
+  for (const r of rows.slice(0, 12)) console.log(`${s(r.ms)} s ${s(r.cpu)} s CPU ${s(r.kids)} s processes' CPU  ${r.f}`);
 }

@@ -12,9 +12,11 @@ trap cleanup EXIT
 # The checks do not depend on each other (the build emits dist/ for the processes the tests start; type-checking
 # and linting read the sources), and each is one single-threaded process: side by side they take the time of
 # the longest (lint) instead of the sum, on two cores. Each one's output is printed in order once all have ended.
-echo "== peers' Debian packages, build, typecheck and lint (side by side)"
+# The build is incremental (package.json): right after `npm install` (whose prepare step built dist/) it only
+# confirms that nothing changed. PostgreSQL starts as soon as its package is there, not after the checks.
+echo "== peers' Debian packages and PostgreSQL, build, typecheck and lint (side by side)"
 checks=(deps build typecheck lint)
-bash scripts/install-test-deps.sh >"$WORK/deps.log" 2>&1 & pids=($!)
+{ bash scripts/install-test-deps.sh && bash scripts/peers/postgres-start.sh "$WORK/pg" "$(node scripts/free-port.mjs)" >"$WORK/pg.url"; } >"$WORK/deps.log" 2>&1 & pids=($!)
 npm run build >"$WORK/build.log" 2>&1 & pids+=($!)
 npx tsc -p tsconfig.json --noEmit >"$WORK/typecheck.log" 2>&1 & pids+=($!)
 npx eslint --max-warnings 0 . >"$WORK/lint.log" 2>&1 & pids+=($!)
@@ -28,11 +30,10 @@ for i in "${!checks[@]}"; do
 done
 [ ${#failed[@]} -eq 0 ] || { echo "Failed: ${failed[*]}" >&2; exit 1; }
 
-echo "== starting PostgreSQL"
 export JUNIPER_TEST_PG_URL
-JUNIPER_TEST_PG_URL=$(bash scripts/peers/postgres-start.sh "$WORK/pg" "$(node scripts/free-port.mjs)")
+JUNIPER_TEST_PG_URL=$(cat "$WORK/pg.url")
 export JUNIPER_TEST_WORK="$WORK"
 echo "PostgreSQL for tests: $JUNIPER_TEST_PG_URL"
 
-echo "== tests"
+echo "== tests (checks took ${SECONDS} s)"
 node scripts/run-tests.mjs "$@"

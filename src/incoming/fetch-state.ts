@@ -133,6 +133,14 @@ export class FetchState {
     return n;
   }
 
+  /**
+   * The failures counted so far were the server's, not the message's (another message could not be fetched
+   * either): the count starts again, the noted messages are still fetched one at a time (the lease holder only).
+   */
+  async forgiveAttempt(id: number, owner: string): Promise<void> {
+    await this.db.updateTable('incoming_servers').set({ attempt_failed_runs: 0 }).where('id', '=', id).where('fetch_lease_owner', '=', owner).execute();
+  }
+
   /** Forgets the noted FETCH (the lease holder only): it finished, the run got past it, or the folder's UIDs changed meaning. */
   async clearAttempt(id: number, owner: string): Promise<void> {
     await this.db.updateTable('incoming_servers').set({ attempt_first_uid: null, attempt_last_uid: null, attempt_failed_runs: 0 }).where('id', '=', id).where('fetch_lease_owner', '=', owner).where('attempt_first_uid', 'is not', null).execute();

@@ -146,16 +146,18 @@ function failedFetchReason(uid: number): string {
 }
 
 /** lastError while message `uid` fails alone: which message, how many runs so far, what happens next. */
-function failingAloneError(serverName: string, uid: number, runs: number, cause?: string): string {
+function failingAloneError(serverName: string, uid: number, runs: number, cause?: string, nothingBehind = false): string {
   const next = runs >= FAILED_FETCH_SKIP_AFTER_RUNS
-    ? 'the next fetch skips it, keeping a placeholder in quarantine'
+    ? nothingBehind
+      ? 'no mail waits behind it yet: the first fetch that finds a later message skips it, keeping a placeholder in quarantine'
+      : 'the next fetch skips it, keeping a placeholder in quarantine'
     : `Juniper tries it again at the next fetch and skips it (keeping a placeholder in quarantine) after ${FAILED_FETCH_SKIP_AFTER_RUNS} runs in a row`;
   return `Fetching "${serverName}" failed at message UID ${uid}, fetched alone, in ${runs} run${runs === 1 ? '' : 's'} in a row${cause ? ` (${cause})` : ' (the run ended without recording why: the connection or the process ended while it came)'}, so the messages after it wait; ${next}. The message stays in the mailbox on the server; to release the mail sooner, open it in another mail client and move or delete it.`;
 }
 
 /** What a run that drained the folder records on the server: healthy, stopped before a UID, or past a skipped one. */
-function drainOutcome(serverName: string, r: { stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean }; skippedFailing?: { uid: number; duplicate: boolean }; stillFailing?: { uid: number; runs: number } }): { ok: true } | { ok: false; error: string } {
-  if (r.stillFailing !== undefined) return { ok: false, error: failingAloneError(serverName, r.stillFailing.uid, r.stillFailing.runs) };
+function drainOutcome(serverName: string, r: { stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean }; skippedFailing?: { uid: number; duplicate: boolean }; stillFailing?: { uid: number; runs: number; nothingBehind?: boolean } }): { ok: true } | { ok: false; error: string } {
+  if (r.stillFailing !== undefined) return { ok: false, error: failingAloneError(serverName, r.stillFailing.uid, r.stillFailing.runs, undefined, r.stillFailing.nothingBehind) };
   if (r.stoppedBefore !== undefined) {
     return { ok: false, error: `Fetching "${serverName}" stopped before message UID ${r.stoppedBefore}: the server listed it but did not return it, so the messages after it wait. Juniper tries again at the next fetch and skips it (keeping a placeholder in quarantine) after ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row; to release the mail sooner, open the message in another mail client (it may be damaged on the server) and move or delete it.` };
   }
@@ -212,7 +214,7 @@ export class IncomingFetcher {
       let stoppedBefore: number | undefined;
       let skipped: { uid: number; duplicate: boolean } | undefined;
       let skippedFailing: { uid: number; duplicate: boolean } | undefined;
-      let stillFailing: { uid: number; runs: number } | undefined;
+      let stillFailing: { uid: number; runs: number; nothingBehind?: boolean } | undefined;
       try {
         ({ counts, stoppedBefore, skipped, skippedFailing, stillFailing } = await this.drain(server, reader, await reader.open(server.folder), opts, inFlight));
       } finally {
@@ -241,7 +243,7 @@ export class IncomingFetcher {
     }
   }
 
-  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions, inFlight: InFlight): Promise<{ counts: FetchCounts; stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean }; skippedFailing?: { uid: number; duplicate: boolean }; stillFailing?: { uid: number; runs: number } }> {
+  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions, inFlight: InFlight): Promise<{ counts: FetchCounts; stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean }; skippedFailing?: { uid: number; duplicate: boolean }; stillFailing?: { uid: number; runs: number; nothingBehind?: boolean } }> {
     const { servers, db, log } = this.deps;
     const counts = emptyCounts();
     let lastUid: number;
@@ -293,6 +295,17 @@ export class IncomingFetcher {
       const first = expected[0]!;
       const alone = failed !== undefined && expected.length === 1 && first <= failed.last;
       if (alone && first === failed.first && failed.runs >= FAILED_FETCH_SKIP_AFTER_RUNS) {
+        // Skipped only while mail waits behind it, and only once the server gives another message: a server that
+        // fails every FETCH after SELECT (throttled, read-only, shutting down) must not send good messages to
+        // quarantine one after another. Its failures so far then count for nothing.
+        const behind = pending.find((m) => m.uid > first)?.uid;
+        if (behind === undefined) return { counts, ...(skippedFailing ? { skippedFailing } : {}), stillFailing: { uid: first, runs: failed.runs, nothingBehind: true } };
+        try {
+          for await (const h of reader.fetchHeaders([behind], OVERSIZE_HEADER_BYTES)) void h;
+        } catch (err) {
+          await servers.forgiveAttempt(server.id, this.owner);
+          throw err;
+        }
         skippedFailing = await this.skipFailed(reader, batchCtx(first), failed.runs, { sizes, counts, progress });
         noted = false;
         continue;

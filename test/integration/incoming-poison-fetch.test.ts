@@ -16,7 +16,7 @@ import { startTestApp, type TestApp } from '../helpers/app.js';
 import { corpus, deliverAll, imapPeersForFile, incomingApi, readerWith, seenByUid } from '../helpers/incoming.js';
 
 const PASSWORD = 'imap-secret';
-const users = ['throws', 'killed', 'transient', 'stopped'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
+const users = ['throws', 'killed', 'transient', 'stopped', 'outage', 'last'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
 const peers = imapPeersForFile(users, PASSWORD);
 const N = FAILED_FETCH_SKIP_AFTER_RUNS;
 
@@ -154,6 +154,52 @@ for (const dialect of dialects) {
       assert.deepEqual([after.attempt_first_uid, after.attempt_last_uid, after.attempt_failed_runs], [null, null, 0]);
       assert.equal((await api('GET', `/api/v1/incoming-servers/${s.id}`)).body.lastError, null);
       assert.deepEqual(await storedUids(s.id), s.uids);
+    });
+
+    it('a server that fails every FETCH (throttled, read-only) sends no good message to quarantine: its failures are forgiven once another message cannot be fetched either', async () => {
+      const s = await setUp('outage');
+      let down = true;
+      const outage = (): Error => Object.assign(new Error('Connection not available'), { code: 'NoConnection' });
+      // From the 4th message on, every FETCH fails while the server is down, the header-only ones too.
+      const faulty = readerWith((real) => ({
+        fetch: async function* (list) {
+          for await (const m of real.fetch(list)) {
+            if (down && m.uid >= s.bad) throw outage();
+            yield m;
+          }
+        },
+        fetchHeaders: async function* (list, max) {
+          if (down) throw outage();
+          yield* real.fetchHeaders(list, max);
+        },
+      }));
+      for (let run = 0; run <= N; run++) await assert.rejects(s.fetch(faulty), /Connection not available/);
+      assert.equal((await server(s.id)).attempt_failed_runs, N, 'three runs failed with it alone');
+      // The run that would skip it first asks for the next message's header: that fails too, so nothing is skipped.
+      await assert.rejects(s.fetch(faulty), /Connection not available/);
+      assert.equal(await rowOf(s.id, s.bad), undefined, 'no placeholder');
+      assert.equal((await server(s.id)).attempt_failed_runs, 0, 'the failures were the server\'s: forgiven');
+      assert.equal((await seenByUid(peers.dovecot, s.user, PASSWORD)).get(s.bad), false);
+      // The server recovers: the message is stored whole, with the rest.
+      down = false;
+      assert.deepEqual(await s.fetch(faulty), { fetched: 7, stored: 7, duplicates: 0, quarantined: 0 });
+      assert.equal((await rowOf(s.id, s.bad))?.quarantined, 0);
+      assert.deepEqual(await storedUids(s.id), s.uids);
+    });
+
+    it('the last message of the mailbox is not skipped while no mail waits behind it; it is once a later one arrives', async () => {
+      const s = await setUp('last');
+      const last = s.uids[9]!;
+      for (let run = 0; run <= N; run++) await assert.rejects(s.fetch(failingAt(last)), /Connection not available/);
+      assert.equal((await server(s.id)).attempt_failed_runs, N);
+      // Nothing behind it: the run ends without trying it or skipping it, and says what will happen.
+      assert.deepEqual(await s.fetch(failingAt(last)), { fetched: 0, stored: 0, duplicates: 0, quarantined: 0 });
+      assert.equal(await rowOf(s.id, last), undefined);
+      assert.match(await lastError(s.id), new RegExp(`failed at message UID ${last}, fetched alone, in ${N} runs in a row.*no mail waits behind it yet: the first fetch that finds a later message skips it`));
+      assert.equal((await server(s.id)).attempt_failed_runs, N, 'the count stands');
+      await deliverAll(peers.dovecot, s.user, corpus(1, s.user).map((m) => m.raw), 1);
+      assert.deepEqual(await s.fetch(failingAt(last)), { fetched: 2, stored: 1, duplicates: 0, quarantined: 1 });
+      assert.equal((await rowOf(s.id, last))?.quarantined, 1);
     });
 
     it('a run stopped by a signal counts nothing: not before the failing message, not in a healthy batch', async () => {

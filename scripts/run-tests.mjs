@@ -19,18 +19,22 @@ function walk(dir) {
 // The longest files start first (wall time measured in a full run, longest first): started last, one of them
 // would run on alone at the end while the other slots sit idle. The rest follow in path order.
 const LONGEST = [
-  'test/integration/crash-safety-outgoing.test.ts',
+  'test/integration/incoming-cli.test.ts',
   'test/integration/bench-quick.test.ts',
+  'test/integration/crash-safety-outgoing.test.ts',
+  'test/integration/incoming-poison-fetch.test.ts',
   'test/integration/crash-safety-incoming.test.ts',
-  'test/integration/csrf.test.ts',
+  'test/integration/incoming-poison.test.ts',
+  'test/integration/incoming-crash.test.ts',
+  'test/integration/access-matrix.test.ts',
+  'test/integration/outages.test.ts',
   'test/integration/doctor-cli.test.ts',
   'test/integration/outlook-identity-outage.test.ts',
-  'test/integration/outages.test.ts',
+  'test/integration/settings-cli.test.ts',
   'test/e2e/ui-walkthrough.test.ts',
-  'test/integration/access-matrix.test.ts',
+  'test/integration/csrf.test.ts',
   'test/integration/outgoing-throughput.test.ts',
   'test/integration/graph-sending.test.ts',
-  'test/integration/incoming-poison.test.ts',
 ];
 const rank = (f) => (LONGEST.includes(f) ? LONGEST.indexOf(f) : LONGEST.length);
 const filters = process.argv.slice(2);
@@ -44,7 +48,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 // Files at once. Most of a file's time is spent waiting on its peers, processes, leases and timers, not on CPU.
-const concurrency = process.env.JUNIPER_TEST_CONCURRENCY ?? '4';
+const concurrency = process.env.JUNIPER_TEST_CONCURRENCY ?? '3';
 // Each file's process writes its wall time here (scripts/test-times.mjs); the slowest are printed at the end.
 const timesDir = mkdtempSync(path.join(os.tmpdir(), 'juniper-test-times-'));
 const times = path.join(timesDir, 'times.tsv');

@@ -10,6 +10,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { ImapFlow } from 'imapflow';
 import { cliActor } from '../src/audit/audit-log.js';
+import { loadConfig } from '../src/config.js';
 import { sharedParseWorkers } from '../src/mailbox/parse-pool.js';
 import type { DialectName } from '../src/db/database.js';
 import { startTestApp } from '../test/helpers/app.js';
@@ -82,9 +83,8 @@ async function peakGrowth(run: () => Promise<unknown>): Promise<number> {
 export async function inbound(dialect: DialectName, n: number, bigBytes = 25 * 1024 * 1024): Promise<InboundFigures> {
   const idp = await startIdentityServer();
   const dovecot = await startDovecot({ identityUrl: idp.url, users: { [MAILBOX]: PASSWORD } });
-  // JUNIPER_PARSE_WORKERS and JUNIPER_FETCH_BATCH_SIZE, as a deployment sets them (absent: the product's defaults).
-  const env = process.env;
-  const fetch = { leaseMs: 300_000, batchSize: Number(env.JUNIPER_FETCH_BATCH_SIZE ?? 200), ...(env.JUNIPER_PARSE_WORKERS === undefined ? {} : { parseWorkers: Number(env.JUNIPER_PARSE_WORKERS) }) };
+  // JUNIPER_PARSE_WORKERS and JUNIPER_FETCH_BATCH_SIZE read and checked as a deployment's are (absent: the defaults).
+  const { fetch } = loadConfig({ JUNIPER_PARSE_WORKERS: process.env.JUNIPER_PARSE_WORKERS, JUNIPER_FETCH_BATCH_SIZE: process.env.JUNIPER_FETCH_BATCH_SIZE });
   const t = await startTestApp(dialect, { logLevel: 'warn', fetch });
   try {
     const messages = corpus(n, MAILBOX);

@@ -232,26 +232,27 @@ export class BlobStore {
       const row = await this.db.selectFrom('blobs').select('content').where('sha256', '=', sha256).executeTakeFirstOrThrow();
       return ownBuffer(row.content);
     }
+    // The first piece brings the size too, so a blob up to BLOB_PIECE_BYTES is one statement; a COPY gives one
+    // column only, so there the size comes first.
+    let size: number;
+    let first: Buffer;
     if (this.copies(sha256)) {
-      // A COPY gives one column: the size first (then a blob up to BLOB_PIECE_BYTES is one more statement).
-      const { size } = await this.db.selectFrom('blobs').select('size').where('sha256', '=', sha256).executeTakeFirstOrThrow();
-      if (size <= BLOB_PIECE_BYTES) return this.readPiece(sha256, 0, BLOB_PIECE_BYTES, size);
-      const content = Buffer.allocUnsafe(size);
-      const step = Math.max(BLOB_PIECE_BYTES, Math.ceil(size / (MAX_MORE_PIECES + 1)));
-      for (let at = 0; at < size; ) at += (await this.readPiece(sha256, at, step, size)).copy(content, at);
-      return content;
+      ({ size } = await this.db.selectFrom('blobs').select('size').where('sha256', '=', sha256).executeTakeFirstOrThrow());
+      first = await this.readPiece(sha256, 0, BLOB_PIECE_BYTES, size);
+    } else {
+      const head = await this.db
+        .selectFrom('blobs')
+        .select((eb) => ['size', this.piece(eb, 1, BLOB_PIECE_BYTES)])
+        .where('sha256', '=', sha256)
+        .executeTakeFirstOrThrow();
+      size = head.size;
+      first = ownBuffer(head.piece);
     }
-    // The first piece brings the size too; a blob up to BLOB_PIECE_BYTES is that one statement.
-    const head = await this.db
-      .selectFrom('blobs')
-      .select((eb) => ['size', this.piece(eb, 1, BLOB_PIECE_BYTES)])
-      .where('sha256', '=', sha256)
-      .executeTakeFirstOrThrow();
-    if (head.size <= BLOB_PIECE_BYTES) return ownBuffer(head.piece);
-    const content = Buffer.allocUnsafe(head.size);
-    let at = ownBuffer(head.piece).copy(content, 0);
-    const step = Math.max(BLOB_PIECE_BYTES, Math.ceil((head.size - at) / MAX_MORE_PIECES));
-    while (at < head.size) at += (await this.readPiece(sha256, at, step, head.size)).copy(content, at);
+    if (size <= BLOB_PIECE_BYTES) return first;
+    const content = Buffer.allocUnsafe(size);
+    let at = first.copy(content, 0);
+    const step = Math.max(BLOB_PIECE_BYTES, Math.ceil((size - at) / MAX_MORE_PIECES));
+    while (at < size) at += (await this.readPiece(sha256, at, step, size)).copy(content, at);
     return content;
   }
 

@@ -407,11 +407,7 @@ export class IncomingFetcher {
       }
     }
     const result = alone ?? (await this.skipUnreturned(reader, ctx, run.sizes.get(uid)));
-    run.counts.fetched++;
-    run.counts[COUNTER[result.outcome]]++;
-    // Marked like every stored or quarantined message: its row is committed, and the cursor is past it.
-    await reader.markSeen([uid]);
-    await servers.setSeenUid(server.id, this.owner, uid);
+    await this.passed(reader, ctx, result, run.counts);
     await servers.clearUnreturned(server.id, this.owner);
     run.progress();
     if (alone) {
@@ -420,6 +416,17 @@ export class IncomingFetcher {
     }
     log.warn({ op: 'incoming.quarantine', server: server.id, uid, message: result.messageId, outcome: result.outcome }, `message UID ${uid} skipped after ${UNRETURNED_SKIP_AFTER_RUNS} runs in a row without it: ${result.outcome === 'duplicate' ? 'a message with its Message-ID is already stored' : 'a placeholder is in quarantine'}`);
     return { skipped: { uid, duplicate: result.outcome === 'duplicate' } };
+  }
+
+  /**
+   * One message the run got past on its own (stored when asked for alone, or skipped with a placeholder): counted,
+   * and marked like every stored or quarantined message, since its row is committed and the cursor is past it.
+   */
+  private async passed(reader: MailboxReader, ctx: MessageContext, result: IngestResult, counts: FetchCounts): Promise<void> {
+    counts.fetched++;
+    counts[COUNTER[result.outcome]]++;
+    await reader.markSeen([ctx.uid]);
+    await this.deps.servers.setSeenUid(ctx.server.id, this.owner, ctx.uid);
   }
 
   /**
@@ -433,10 +440,7 @@ export class IncomingFetcher {
     const headers = runs === FAILED_FETCH_SKIP_AFTER_RUNS;
     if (headers) await servers.noteAttempt(server.id, this.owner, { first: uid, last: uid, alone: true }, this.now(), this.now() + ctx.leaseMs);
     const result = await this.skipUnreturned(reader, ctx, run.sizes.get(uid), { error: failedFetchReason(uid), headers, key: 'failed-fetch' });
-    run.counts.fetched++;
-    run.counts[COUNTER[result.outcome]]++;
-    await reader.markSeen([uid]);
-    await servers.setSeenUid(server.id, this.owner, uid);
+    await this.passed(reader, ctx, result, run.counts);
     await servers.clearAttempt(server.id, this.owner);
     run.progress();
     log.warn({ op: 'incoming.quarantine', server: server.id, uid, message: result.messageId, outcome: result.outcome }, `message UID ${uid} skipped after ${FAILED_FETCH_SKIP_AFTER_RUNS} runs in a row that failed fetching it alone: ${result.outcome === 'duplicate' ? 'a message with its Message-ID is already stored' : 'a placeholder is in quarantine'}`);

@@ -30,13 +30,18 @@ export interface MemoryFigures {
 
 const root = path.resolve(import.meta.dirname, '..');
 
-/** Builds dist/ when any source file is newer than it: the worker runs the compiled CLI. */
+/**
+ * Builds dist/ when any source file is newer than its last build: the worker runs the compiled CLI. The build is
+ * the project's own (`npm run build`, incremental), and its build info is what says when it last ran: it writes
+ * only the files that changed, so dist/src/main.js can be older than a current build, and a full rebuild then,
+ * in the middle of `npm test`, rewrote every file under the processes other test files were starting.
+ */
 function ensureBuilt(): void {
-  const entry = path.join(root, 'dist/src/main.js');
-  const built = fs.existsSync(entry) ? fs.statSync(entry).mtimeMs : 0;
+  const info = path.join(root, 'dist/tsconfig.build.tsbuildinfo');
+  const built = fs.existsSync(info) ? fs.statSync(info).mtimeMs : 0;
   const newest = (dir: string): number =>
     fs.readdirSync(dir, { withFileTypes: true }).reduce((m, e) => Math.max(m, e.isDirectory() ? newest(path.join(dir, e.name)) : fs.statSync(path.join(dir, e.name)).mtimeMs), 0);
-  if (newest(path.join(root, 'src')) > built) execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+  if (newest(path.join(root, 'src')) > built) execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
 }
 
 /** A kernel memory figure of a live process in MB (VmRSS, VmHWM); NaN where /proc does not exist. */

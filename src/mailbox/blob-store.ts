@@ -173,8 +173,9 @@ export class BlobStore {
 
   /**
    * `step` bytes of the blob from offset `at` (fewer at its end). Each piece is a statement of its own, after the
-   * one that read the size (for a send, maybe minutes after: pieces() reads them as the transport writes), so the
-   * row may have gone meanwhile: retention deletes a blob once nothing refers to it any more (the mail or message
+   * one that read the size (for a send, maybe minutes after: pieces() reads them as the transport writes, so no
+   * one snapshot could hold them short of a transaction open for the whole send), and the row may have gone
+   * meanwhile: retention deletes a blob once nothing refers to it any more (the mail or message
    * that did went meanwhile, or gave up its original). That is the error of a blob not stored, as if it had gone
    * before the first statement; only a row still there but shorter than its size is one changed outside Juniper
    * (content-addressed bytes never change).

@@ -2,11 +2,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from 'kysely';
+import { Kysely, PostgresDialect, type SqliteDatabase } from 'kysely';
 import pg from 'pg';
 import type { Database as DatabaseConfig } from '../config.js';
 import { AppError } from '../lib/errors.js';
 import type { DB } from './schema.js';
+import { JuniperSqliteDialect } from './sqlite-dialect.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -45,7 +46,7 @@ export function openDatabase(config: DatabaseConfig): Database {
     // again and again, so four times fewer checkpoints copy about the same pages and skip three in four pairs
     // of fsyncs. A crash of Juniper still loses nothing (the WAL is in the OS's cache, as before).
     sqlite.pragma('wal_autocheckpoint = 4000');
-    const db = new Kysely<DB>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+    const db = new Kysely<DB>({ dialect: new JuniperSqliteDialect({ database: withStatementCache(sqlite) }) });
     return { db, dialect: 'sqlite', close: () => db.destroy() };
   }
   const pool = new pg.Pool({

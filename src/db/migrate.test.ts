@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { Migrator, sql } from 'kysely';
+import { projectRoot } from '../../test/helpers/cli.js';
 import { dialects, freshDatabase, freshDatabaseConfig } from '../../test/helpers/databases.js';
 import { accessTokenContext, refreshTokenContext, withTokenSummary } from '../oauth/connections.js';
 import { createVault } from '../vault/index.js';
-import { openDatabase } from './database.js';
-import { migrateToLatest } from './migrate.js';
+import type { Database as DatabaseConfig } from '../config.js';
+import { openDatabase, type Database } from './database.js';
+import { migrateToLatest, pendingMigrations } from './migrate.js';
 import { migrationSet } from './migrations/index.js';
 import { SWEEP_AND_SCAN_INDEXES } from './migrations/018-sweep-and-scan-indexes.js';
 import { PARTIAL_OUTGOING_INDEXES } from './migrations/022-partial-outgoing-indexes.js';
@@ -95,6 +98,54 @@ for (const dialect of dialects) {
       }
     });
 
+    // A start killed right after a migration ran, before the Migrator recorded it: on SQLite the migration's
+    // changes stayed and the next start ran it again, failing on the table or column it had made. 004 creates
+    // several tables; 023 adds two columns in a transaction of its own, committed before the kill.
+    for (const [from, dies] of [[undefined, '004-incoming'], ['022-partial-outgoing-indexes', '023-unreturned-uid']] as const) {
+      it(`a start killed right after ${dies} ran (${from ? `upgrading from ${from}` : 'a new database'}) leaves nothing applied, and the next start migrates to the full schema`, async () => {
+        const config = await freshDatabaseConfig(dialect);
+        if (from) {
+          const database = openDatabase(config);
+          const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => migrationSet(dialect) } });
+          assert.equal((await migrator.migrateTo(from)).error, undefined);
+          await database.close();
+        }
+        const child = haltAfter(config, dies, 'kill');
+        assert.equal((await child.exit).signal, 'SIGKILL', child.output());
+
+        const database = openDatabase(config);
+        const reference = await freshDatabase(dialect);
+        try {
+          const names = Object.keys(migrationSet(dialect));
+          const begun = names.slice(from ? names.indexOf(from) + 1 : 0);
+          assert.deepEqual(await pendingMigrations(database), begun, 'juniper doctor sees every migration the killed start began as not applied');
+          assert.deepEqual((await migrateToLatest(database)).applied, begun);
+          assert.deepEqual(await pendingMigrations(database), []);
+          assert.deepEqual(await schemaOf(database), await schemaOf(reference), 'the same schema as a database migrated in one go');
+        } finally {
+          await reference.close();
+          await database.close();
+        }
+      });
+    }
+
+    // `juniper serve` and `juniper worker` starting together on one new database: the second waits for the
+    // first's migrations (on SQLite its BEGIN IMMEDIATE waits for the write lock) and finds nothing to do.
+    it('a second start while the first is migrating waits for it and applies nothing', async () => {
+      const config = await freshDatabaseConfig(dialect);
+      const first = haltAfter(config, '004-incoming', 'pause');
+      await first.said('paused');
+      const database = openDatabase(config);
+      try {
+        assert.deepEqual((await migrateToLatest(database)).applied, []);
+        assert.deepEqual(await pendingMigrations(database), []);
+      } finally {
+        await database.close();
+      }
+      assert.equal((await first.exit).code, 0, first.output());
+      assert.deepEqual(JSON.parse(first.output().trim().split('\n').pop()!), Object.keys(migrationSet(dialect)), 'the first applied them all');
+    });
+
     it("021 moves every server's tokens into oauth_connections without losing a connection: they still decrypt", async () => {
       const database = openDatabase(await freshDatabaseConfig(dialect));
       try {
@@ -163,4 +214,41 @@ for (const dialect of dialects) {
       }
     });
   });
+}
+
+/** Every table's columns and every index, as the database describes them. */
+async function schemaOf(database: Database): Promise<unknown[]> {
+  if (database.dialect === 'sqlite') {
+    return (await sql`select type, name, tbl_name, sql from sqlite_master where name not like 'sqlite_%' order by type, name`.execute(database.db)).rows;
+  }
+  const columns = await sql`select table_name, column_name, data_type, is_nullable, column_default from information_schema.columns where table_schema = current_schema() order by table_name, column_name`.execute(database.db);
+  const indexes = await sql`select indexname, indexdef from pg_indexes where schemaname = current_schema() order by indexname`.execute(database.db);
+  const checks = await sql`select conrelid::regclass::text as tbl, conname, pg_get_constraintdef(oid) as def from pg_constraint where connamespace = current_schema()::regnamespace order by tbl, conname`.execute(database.db);
+  return [...columns.rows, ...indexes.rows, ...checks.rows];
+}
+
+/** test/helpers/migrate-halts-after.ts in a child process: it migrates `config` and halts right after `name` ran. */
+function haltAfter(config: DatabaseConfig, name: string, how: 'kill' | 'pause') {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/migrate-halts-after.ts', JSON.stringify(config), name, how], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const listeners = new Set<() => void>();
+  const keep = (d: Buffer) => {
+    output += d.toString();
+    for (const l of listeners) l();
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  return {
+    exit,
+    output: () => output,
+    /** Resolves once the child wrote `line`; rejects if it exits first. */
+    said: (line: string) =>
+      new Promise<void>((resolve, reject) => {
+        const check = () => output.split('\n').includes(line) && resolve();
+        listeners.add(check);
+        check();
+        void exit.then(() => reject(new Error(`the child exited without saying ${line}: ${output}`)));
+      }),
+  };
 }

@@ -7,9 +7,13 @@ export interface MigrationReport {
   applied: string[];
 }
 
-/** Brings the schema up to date. Safe to run from several processes: Kysely takes a lock. */
-export async function migrateToLatest(database: Database): Promise<MigrationReport> {
-  const migrations = migrationSet(database.dialect);
+/**
+ * Brings the schema up to date, in one transaction on both databases (on SQLite through JuniperSqliteDialect):
+ * a run that fails or is killed part-way leaves the schema and its record as they were, and the next start
+ * applies the same migrations again. Safe to run from several processes: a lock lets one at a time in.
+ * `migrations` is the set to apply (a test gives one that dies part-way).
+ */
+export async function migrateToLatest(database: Database, migrations = migrationSet(database.dialect)): Promise<MigrationReport> {
   const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => migrations } });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {

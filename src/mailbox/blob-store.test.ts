@@ -5,9 +5,13 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
+import type pg from 'pg';
 import { freshDatabase, dialects } from '../../test/helpers/databases.js';
-import type { Database } from '../db/database.js';
+import { pgPoolOf, type Database } from '../db/database.js';
+import { isAppError } from '../lib/errors.js';
 import { BLOB_PIECE_BYTES, BLOB_PROBATION_BYTES, BLOB_STREAM_BYTES, BlobStore, sha256Of } from './blob-store.js';
+
+const notStored = (e: unknown) => isAppError(e) && e.code === 'JUNIPER_ERR_NOT_FOUND' && /^Blob [0-9a-f]{64} is not stored \(any more\)/.test(e.message);
 
 for (const dialect of dialects) {
   describe(`blob store on ${dialect}`, () => {
@@ -129,8 +133,42 @@ for (const dialect of dialects) {
     });
 
     it('rejects a blob that is not stored', async () => {
-      await assert.rejects(new BlobStore(database.db).source('0'.repeat(64)));
-      await assert.rejects(new BlobStore(database.db).get('0'.repeat(64)));
+      await assert.rejects(new BlobStore(database.db).source('0'.repeat(64)), notStored);
+      await assert.rejects(new BlobStore(database.db).get('0'.repeat(64)), notStored);
     });
+
+    // Retention deletes a blob once nothing refers to it (its message went, or gave up its original): a read
+    // under way meanwhile is a read of a blob not stored, not of a row changed outside Juniper.
+    it("fails the pieces of a blob deleted after its size was read as a blob not stored", async () => {
+      const store = new BlobStore(database.db);
+      const sha = await store.put(crypto.randomBytes(2 * BLOB_PIECE_BYTES));
+      const source = await store.source(sha);
+      assert.ok(!Buffer.isBuffer(source));
+      await database.db.deleteFrom('blobs').where('sha256', '=', sha).execute();
+      await assert.rejects(async () => {
+        for await (const piece of source.pieces()) assert.ok(piece.length > 0);
+      }, notStored);
+    });
+
+    if (dialect === 'postgres') {
+      it('fails a whole read of a blob deleted between its size and its first piece as a blob not stored', async () => {
+        const sha = await new BlobStore(database.db).put(crypto.randomBytes(2 * BLOB_PIECE_BYTES + 1));
+        // Each statement takes a client from the pool: the size query the first, the COPY of the first piece the
+        // second. The row goes just before the COPY.
+        const pool = pgPoolOf(database.db)!;
+        const connect = pool.connect.bind(pool) as () => Promise<pg.PoolClient>;
+        let clients = 0;
+        pool.connect = (async () => {
+          if (++clients === 2) await database.db.deleteFrom('blobs').where('sha256', '=', sha).execute();
+          return connect();
+        }) as typeof pool.connect;
+        try {
+          await assert.rejects(new BlobStore(database.db).get(sha), notStored);
+        } finally {
+          pool.connect = connect as typeof pool.connect;
+        }
+        assert.ok(clients >= 2, `the read took ${clients} clients`);
+      });
+    }
   });
 }

@@ -156,7 +156,8 @@ export class BlobStore {
    */
   async source(sha256: string): Promise<Buffer | BlobPieces> {
     if (this.cache.has(sha256) || this.probation.has(sha256) || this.reading.has(sha256) || this.seen.has(sha256)) return this.get(sha256);
-    const row = await this.db.selectFrom('blobs').select('size').where('sha256', '=', sha256).executeTakeFirstOrThrow();
+    const row = await this.db.selectFrom('blobs').select('size').where('sha256', '=', sha256).executeTakeFirst();
+    if (!row) throw blobMissing(sha256);
     if (row.size <= BLOB_STREAM_BYTES) return this.get(sha256);
     this.remember(sha256);
     this.reads++;
@@ -170,7 +171,15 @@ export class BlobStore {
     for (let at = 0; at < size; at += step) yield this.readPiece(sha256, at, step, size);
   }
 
-  /** `step` bytes of the blob from offset `at` (fewer at its end); a short piece means the row is not what its size says. */
+  /**
+   * `step` bytes of the blob from offset `at` (fewer at its end). Each piece is a statement of its own, after the
+   * one that read the size (for a send, maybe minutes after: pieces() reads them as the transport writes, so no
+   * one snapshot could hold them short of a transaction open for the whole send), and the row may have gone
+   * meanwhile: retention deletes a blob once nothing refers to it any more (the mail or message
+   * that did went meanwhile, or gave up its original). That is the error of a blob not stored, as if it had gone
+   * before the first statement; only a row still there but shorter than its size is one changed outside Juniper
+   * (content-addressed bytes never change).
+   */
   private async readPiece(sha256: string, at: number, step: number, size: number): Promise<Buffer> {
     let piece: Buffer;
     if (this.copies(sha256)) piece = await this.copyPiece(sha256, at, Math.min(step, size - at));
@@ -179,12 +188,14 @@ export class BlobStore {
         .selectFrom('blobs')
         .select((eb) => [this.piece(eb, at + 1, step)])
         .where('sha256', '=', sha256)
-        .executeTakeFirstOrThrow();
+        .executeTakeFirst();
+      if (!row) throw blobMissing(sha256);
       piece = ownBuffer(row.piece);
     }
-    // Content-addressed bytes never change.
-    if (piece.length !== Math.min(step, size - at)) throw shorterThanRecorded(sha256, size);
-    return piece;
+    if (piece.length === Math.min(step, size - at)) return piece;
+    // A COPY of no row is no bytes: ask whether the row is there at all.
+    const stored = await this.db.selectFrom('blobs').select('sha256').where('sha256', '=', sha256).executeTakeFirst();
+    throw stored ? shorterThanRecorded(sha256, size) : blobMissing(sha256);
   }
 
   private keep(sha256: string, content: Buffer): void {
@@ -229,7 +240,8 @@ export class BlobStore {
   private async read(sha256: string): Promise<Buffer> {
     this.reads++;
     if (!this.inPieces) {
-      const row = await this.db.selectFrom('blobs').select('content').where('sha256', '=', sha256).executeTakeFirstOrThrow();
+      const row = await this.db.selectFrom('blobs').select('content').where('sha256', '=', sha256).executeTakeFirst();
+      if (!row) throw blobMissing(sha256);
       return ownBuffer(row.content);
     }
     // The first piece brings the size too, so a blob up to BLOB_PIECE_BYTES is one statement; a COPY gives one
@@ -237,14 +249,17 @@ export class BlobStore {
     let size: number;
     let first: Buffer;
     if (this.copies(sha256)) {
-      ({ size } = await this.db.selectFrom('blobs').select('size').where('sha256', '=', sha256).executeTakeFirstOrThrow());
+      const row = await this.db.selectFrom('blobs').select('size').where('sha256', '=', sha256).executeTakeFirst();
+      if (!row) throw blobMissing(sha256);
+      size = row.size;
       first = await this.readPiece(sha256, 0, BLOB_PIECE_BYTES, size);
     } else {
       const head = await this.db
         .selectFrom('blobs')
         .select((eb) => ['size', this.piece(eb, 1, BLOB_PIECE_BYTES)])
         .where('sha256', '=', sha256)
-        .executeTakeFirstOrThrow();
+        .executeTakeFirst();
+      if (!head) throw blobMissing(sha256);
       size = head.size;
       first = ownBuffer(head.piece);
     }
@@ -281,6 +296,11 @@ export class BlobStore {
   private piece(eb: ExpressionBuilder<DB, 'blobs'>, from: number, length: number) {
     return sql<Buffer>`substr(${eb.ref('content')}, ${from}, ${length})`.as('piece');
   }
+}
+
+/** A blob that is not stored: never was, or retention deleted it (before or while it was read). */
+function blobMissing(sha256: string): AppError {
+  return new AppError('JUNIPER_ERR_NOT_FOUND', `Blob ${sha256} is not stored (any more): retention deletes a blob once no mail or message refers to it.`);
 }
 
 function shorterThanRecorded(sha256: string, size: number): AppError {

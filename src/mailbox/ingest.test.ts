@@ -178,7 +178,7 @@ for (const dialect of dialects) {
         const again = mail('<old@client.test>');
         const r = await database.db.transaction().execute(async (trx) => ingest.store(trx, { server, uid: 9, uidvalidity: 1, raw: again, parsed: await parseMessage(again), params }));
         assert.deepEqual(r, { outcome: 'duplicate', messageId: withId.id });
-        // A run that died part-way (SQLite runs migrations outside a transaction) must be safe to run again.
+        // A run that died part-way (older builds ran SQLite migrations outside a transaction) must be safe to run again.
         await migrations['005-incoming-hardening']!.up(database.db as never);
         const rerun = new Map((await database.db.selectFrom('messages').select(['id', 'dedupe_key']).execute()).map((x) => [x.id, x.dedupe_key]));
         assert.equal(rerun.get(withId.id), messageIdKey('<old@client.test>'), 'an already hashed key is not hashed again');

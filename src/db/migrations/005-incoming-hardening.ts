@@ -23,24 +23,21 @@ export function incomingHardening({ dialect }: MigrationContext) {
       // practice, as both came through the same normalisation) keep their own row under a suffixed key, so the
       // unique index holds and the first still dedupes what comes next.
       const taken = new Set<string>();
-      // Kysely runs SQLite migrations outside a transaction: each page gets its own (one commit per page, not per
-      // row), and keys already hashed are skipped, so a run that died part-way can simply run again. PostgreSQL
-      // runs the whole migration in one transaction already.
-      const inPage = <T>(fn: (trx: typeof messages) => Promise<T>): Promise<T> => (messages.isTransaction ? fn(messages) : messages.transaction().execute(fn));
+      // Keys already hashed are skipped: older builds ran SQLite migrations outside a transaction, one commit per
+      // page, and one that died part-way left the first pages hashed. Now the migrations run in one transaction
+      // on both databases.
       for (let after = 0; ; ) {
         const rows = await messages.selectFrom('messages').select(['id', 'server_id', 'dedupe_key']).where('id', '>', after).orderBy('id').limit(PAGE).execute();
         if (rows.length === 0) break;
         after = rows[rows.length - 1]!.id;
-        await inPage(async (trx) => {
-          for (const row of rows) {
-            if (row.dedupe_key.startsWith('sha256:') || row.dedupe_key.startsWith('mid:')) continue;
-            let key = messageIdKey(row.dedupe_key);
-            const scope = `${row.server_id ?? 'out'}|${key}`;
-            if (taken.has(scope)) key = `${key}:${row.id}`;
-            taken.add(scope);
-            await trx.updateTable('messages').set({ dedupe_key: key }).where('id', '=', row.id).execute();
-          }
-        });
+        for (const row of rows) {
+          if (row.dedupe_key.startsWith('sha256:') || row.dedupe_key.startsWith('mid:')) continue;
+          let key = messageIdKey(row.dedupe_key);
+          const scope = `${row.server_id ?? 'out'}|${key}`;
+          if (taken.has(scope)) key = `${key}:${row.id}`;
+          taken.add(scope);
+          await messages.updateTable('messages').set({ dedupe_key: key }).where('id', '=', row.id).execute();
+        }
       }
       if (dialect === 'postgres') {
         await db.schema.dropIndex('messages_message_id_idx').execute();

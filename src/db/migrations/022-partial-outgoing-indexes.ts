@@ -20,22 +20,19 @@ export const PARTIAL_OUTGOING_INDEXES: readonly (readonly [string, readonly stri
 export function partialOutgoingIndexes(_ctx: MigrationContext) {
   return {
     async up(db: Kysely<unknown>): Promise<void> {
-      // Kysely runs SQLite migrations outside a transaction, so without one a process killed between a drop and
-      // its create left an index missing and the migration unrecorded: every later start failed on the drop.
-      // SQLite's DDL is transactional; PostgreSQL's migration already runs in one. ifExists covers a database
-      // that an older build of this migration left half done.
-      const rebuild = async (trx: Kysely<unknown>) => {
-        for (const [name, columns] of PARTIAL_OUTGOING_INDEXES) {
-          await trx.schema.dropIndex(name).ifExists().execute();
-          await trx.schema
-            .createIndex(name)
-            .on('outgoing_mails')
-            .columns([...columns])
-            .where(sql<boolean>`${sql.ref(columns[0]!)} is not null`)
-            .execute();
-        }
-      };
-      await (db.isTransaction ? rebuild(db) : db.transaction().execute(rebuild));
+      // In the migrations' transaction on both databases (src/db/sqlite-dialect.ts), so a process killed between
+      // a drop and its create leaves the old indexes. ifExists covers a database that an older build left half
+      // done: it ran SQLite migrations outside a transaction, and a kill there left an index dropped and the
+      // migration unrecorded.
+      for (const [name, columns] of PARTIAL_OUTGOING_INDEXES) {
+        await db.schema.dropIndex(name).ifExists().execute();
+        await db.schema
+          .createIndex(name)
+          .on('outgoing_mails')
+          .columns([...columns])
+          .where(sql<boolean>`${sql.ref(columns[0]!)} is not null`)
+          .execute();
+      }
     },
   };
 }

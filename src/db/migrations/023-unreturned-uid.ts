@@ -7,13 +7,9 @@ import type { MigrationContext } from './helpers.js';
 export function unreturnedUid(_ctx: MigrationContext) {
   return {
     async up(db: Kysely<unknown>): Promise<void> {
-      // Both columns or neither: Kysely runs SQLite migrations outside a transaction, and a process killed
-      // between two ALTERs would leave the first column added and the migration unrecorded (see 022).
-      const add = async (trx: Kysely<unknown>) => {
-        await trx.schema.alterTable('incoming_servers').addColumn('unreturned_uid', 'bigint').execute();
-        await trx.schema.alterTable('incoming_servers').addColumn('unreturned_runs', 'integer', (c) => c.notNull().defaultTo(0)).execute();
-      };
-      await (db.isTransaction ? add(db) : db.transaction().execute(add));
+      // Both columns or neither, and recorded with them: the migrations run in one transaction on both databases.
+      await db.schema.alterTable('incoming_servers').addColumn('unreturned_uid', 'bigint').execute();
+      await db.schema.alterTable('incoming_servers').addColumn('unreturned_runs', 'integer', (c) => c.notNull().defaultTo(0)).execute();
     },
   };
 }

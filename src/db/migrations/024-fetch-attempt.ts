@@ -11,13 +11,10 @@ import type { MigrationContext } from './helpers.js';
 export function fetchAttempt(_ctx: MigrationContext) {
   return {
     async up(db: Kysely<unknown>): Promise<void> {
-      // All three columns or none: Kysely runs SQLite migrations outside a transaction (see 022, 023).
-      const add = async (trx: Kysely<unknown>) => {
-        await trx.schema.alterTable('incoming_servers').addColumn('attempt_first_uid', 'bigint').execute();
-        await trx.schema.alterTable('incoming_servers').addColumn('attempt_last_uid', 'bigint').execute();
-        await trx.schema.alterTable('incoming_servers').addColumn('attempt_failed_runs', 'integer', (c) => c.notNull().defaultTo(0)).execute();
-      };
-      await (db.isTransaction ? add(db) : db.transaction().execute(add));
+      // All three columns or none, and recorded with them (see 023).
+      await db.schema.alterTable('incoming_servers').addColumn('attempt_first_uid', 'bigint').execute();
+      await db.schema.alterTable('incoming_servers').addColumn('attempt_last_uid', 'bigint').execute();
+      await db.schema.alterTable('incoming_servers').addColumn('attempt_failed_runs', 'integer', (c) => c.notNull().defaultTo(0)).execute();
     },
   };
 }

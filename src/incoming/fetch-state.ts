@@ -134,6 +134,14 @@ export class FetchState {
   }
 
   /**
+   * Clears `lastError` when it is still the text noteAttempt wrote for a run dying in its FETCH (the lease
+   * holder only): that FETCH finished. Anything written since (another message's note, a failure) stays.
+   */
+  async withdrawNotedError(id: number, owner: string, text: string): Promise<void> {
+    await this.db.updateTable('incoming_servers').set({ last_error: null, error_since: null }).where('id', '=', id).where('fetch_lease_owner', '=', owner).where('last_error', '=', text).execute();
+  }
+
+  /**
    * The failures counted so far were the server's, not the message's (another message could not be fetched
    * either): the count starts again, the noted messages are still fetched one at a time (the lease holder only).
    */

@@ -311,7 +311,8 @@ export class IncomingFetcher {
         continue;
       }
       // Noted before the FETCH is sent, so a run that dies in it (with its process) is counted all the same.
-      const runs = await servers.noteAttempt(server.id, this.owner, { first, last: expected[expected.length - 1]!, alone, lastError: (n) => failingAloneError(server.name, first, n) }, this.now(), this.now() + opts.leaseMs);
+      const dyingWords = (n: number) => failingAloneError(server.name, first, n);
+      const runs = await servers.noteAttempt(server.id, this.owner, { first, last: expected[expected.length - 1]!, alone, lastError: dyingWords }, this.now(), this.now() + opts.leaseMs);
       noted = true;
       inFlight.alone = alone ? { uid: first, runs } : undefined;
       inFlight.batch = alone ? undefined : { first, last: expected[expected.length - 1]! };
@@ -362,6 +363,9 @@ export class IncomingFetcher {
       inFlight.alone = undefined;
       inFlight.batch = undefined;
       await flush();
+      // What the note said in case this run died in the FETCH is not so: the FETCH finished (and what came is
+      // stored). Left, it would blame a message that got through for the rest of the run.
+      if (alone && runs > 0) await servers.withdrawNotedError(server.id, this.owner, dyingWords(runs));
       if (done.length) {
         await reader.markSeen(done);
         await servers.setSeenUid(server.id, this.owner, Math.max(...done));

@@ -129,6 +129,26 @@ for (const dialect of dialects) {
       });
     }
 
+    // What an older build left when killed between a migration's own commit and its record (it ran SQLite
+    // migrations outside the migrations' transaction): the columns of 023 and 024 there, neither recorded.
+    it('a database with the columns of 023 and 024 added but the migrations unrecorded starts: they are recorded, nothing is added twice', async () => {
+      const database = openDatabase(await freshDatabaseConfig(dialect));
+      const reference = await freshDatabase(dialect);
+      try {
+        const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => migrationSet(dialect) } });
+        assert.equal((await migrator.migrateTo('022-partial-outgoing-indexes')).error, undefined);
+        const unrecorded = migrationSet(dialect);
+        await unrecorded['023-unreturned-uid']!.up(database.db as never);
+        await unrecorded['024-fetch-attempt']!.up(database.db as never);
+        assert.deepEqual(await pendingMigrations(database), ['023-unreturned-uid', '024-fetch-attempt']);
+        assert.deepEqual((await migrateToLatest(database)).applied, ['023-unreturned-uid', '024-fetch-attempt']);
+        assert.deepEqual(await schemaOf(database), await schemaOf(reference), 'the same schema as a database migrated in one go');
+      } finally {
+        await reference.close();
+        await database.close();
+      }
+    });
+
     // `juniper serve` and `juniper worker` starting together on one new database: the second waits for the
     // first's migrations (on SQLite its BEGIN IMMEDIATE waits for the write lock) and finds nothing to do.
     it('a second start while the first is migrating waits for it and applies nothing', async () => {

@@ -6,15 +6,18 @@
 // it and goes on (src/incoming/fetcher.ts). Separate from unreturned_* (023): a run that stopped cleanly before
 // a UID the server did not return is not one that died at it, and each says something different to the admin.
 import type { Kysely } from 'kysely';
-import type { MigrationContext } from './helpers.js';
+import { addMissingColumns, type MigrationContext } from './helpers.js';
 
-export function fetchAttempt(_ctx: MigrationContext) {
+export function fetchAttempt({ dialect }: MigrationContext) {
   return {
     async up(db: Kysely<unknown>): Promise<void> {
       // All three columns or none, and recorded with them (see 023).
-      await db.schema.alterTable('incoming_servers').addColumn('attempt_first_uid', 'bigint').execute();
-      await db.schema.alterTable('incoming_servers').addColumn('attempt_last_uid', 'bigint').execute();
-      await db.schema.alterTable('incoming_servers').addColumn('attempt_failed_runs', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      const table = 'incoming_servers';
+      await addMissingColumns(db, dialect, table, [
+        { name: 'attempt_first_uid', add: (d) => d.schema.alterTable(table).addColumn('attempt_first_uid', 'bigint').execute() },
+        { name: 'attempt_last_uid', add: (d) => d.schema.alterTable(table).addColumn('attempt_last_uid', 'bigint').execute() },
+        { name: 'attempt_failed_runs', add: (d) => d.schema.alterTable(table).addColumn('attempt_failed_runs', 'integer', (c) => c.notNull().defaultTo(0)).execute() },
+      ]);
     },
   };
 }

@@ -9,7 +9,7 @@ import { assertSameSite } from '../http/same-site.js';
 import { SESSION_COOKIE } from '../http/access.js';
 import { isAppError } from '../lib/errors.js';
 import { appCss, appJs, faviconSvg } from './assets.js';
-import { installPageHooks, pageContext, renderPage, sendPage } from './forms.js';
+import { installPageHooks, pageContext, renderPage, sendPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import { page, type PageContext } from './layout.js';
 import { inboxPage } from './inbox-page.js';
@@ -22,13 +22,18 @@ import { composePage } from './compose-page.js';
 import { routePage } from './route-page.js';
 import { usersPage } from './users-page.js';
 
-type Form = Record<string, string | undefined>;
+/**
+ * The sign-in and setup forms hold a few short fields; the app's 30 MB limit is for mail. Anyone may post
+ * them, so a large body is refused before it is read.
+ */
+const PUBLIC_FORM_BODY_LIMIT = 64 * 1024;
 
 /** Only same-site relative paths: an open redirect after sign-in would be a phishing aid. */
-export function safeNext(next: string | undefined): string {
+export function safeNext(next: unknown): string {
+  // A repeated `next` comes as an array: never a path (sent on, it made two Location headers).
   // Browsers drop tabs and newlines and read \ as /, so "/\t/evil" or "/\\evil" would leave the site.
   // eslint-disable-next-line no-control-regex -- control characters are exactly what must be refused
-  return next && /^\/(?![/\\])[^\x00-\x1f\x7f\\]*$/.test(next) ? next : '/';
+  return typeof next === 'string' && /^\/(?![/\\])[^\x00-\x1f\x7f\\]*$/.test(next) ? next : '/';
 }
 
 function loginPage(next: string, error?: string, login = '', setupPending = false) {
@@ -61,9 +66,9 @@ function setupPage(token: string, error?: string, form: Form = {}) {
   ${error ? html`<p class="error" role="alert">${error}</p>` : null}
   <form method="post" action="/setup">
     <input type="hidden" name="token" value="${token}">
-    <label for="login">Login</label><input type="text" id="login" name="login" value="${form.login ?? ''}" required>
-    <label for="email">Email</label><input type="email" id="email" name="email" value="${form.email ?? ''}" required>
-    <label for="name">Name</label><input type="text" id="name" name="name" value="${form.name ?? ''}">
+    <label for="login">Login</label><input type="text" id="login" name="login" value="${text(form, 'login')}" required>
+    <label for="email">Email</label><input type="email" id="email" name="email" value="${text(form, 'email')}" required>
+    <label for="name">Name</label><input type="text" id="name" name="name" value="${text(form, 'name')}">
     <label for="password">Password (at least 10 characters)</label><input type="password" id="password" name="password" autocomplete="new-password" required>
     <button type="submit">Create admin</button>
   </form>
@@ -91,9 +96,10 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
       return sendPage(reply, loginPage(safeNext(request.query.next), undefined, '', services.firstRun.pending));
     });
 
-    app.post<{ Body: Form }>('/login', { config: { access: 'public' } }, async (request, reply) => {
+    app.post<{ Body: Form }>('/login', { config: { access: 'public' }, bodyLimit: PUBLIC_FORM_BODY_LIMIT }, async (request, reply) => {
       assertSameSite(request, await services.parameters.value('web.base.url'));
-      const { login = '', password = '', next } = request.body ?? {};
+      const form = request.body;
+      const [login, password, next] = [text(form, 'login'), text(form, 'password'), text(form, 'next')];
       try {
         const user = await services.signIn.attempt(login, password, request.ip);
         const session = await services.sessions.create(user.id);
@@ -123,16 +129,16 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
       return sendPage(reply, setupPage(token));
     });
 
-    app.post<{ Body: Form }>('/setup', { config: { access: 'public' } }, async (request, reply) => {
+    app.post<{ Body: Form }>('/setup', { config: { access: 'public' }, bodyLimit: PUBLIC_FORM_BODY_LIMIT }, async (request, reply) => {
       assertSameSite(request, await services.parameters.value('web.base.url'));
       const form = request.body ?? {};
-      const token = form.token ?? '';
+      const token = text(form, 'token');
       try {
         const view = await services.firstRun.complete(token, {
-          login: form.login ?? '',
-          email: form.email ?? '',
-          name: form.name,
-          password: form.password ?? '',
+          login: text(form, 'login'),
+          email: text(form, 'email'),
+          name: text(form, 'name') || undefined,
+          password: text(form, 'password'),
         });
         const session = await services.sessions.create(view.id);
         setSessionCookie(reply, session.token);

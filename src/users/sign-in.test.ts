@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AppError, isAppError } from '../lib/errors.js';
-import { SignIn } from './sign-in.js';
+import { MAX_LOGIN_CHARS, MAX_PASSWORD_CHARS, SignIn } from './sign-in.js';
 import { MAX_PAIR_FAILURES, SignInThrottle } from './sign-in-throttle.js';
 import type { Users } from './users.js';
 
@@ -21,5 +21,38 @@ describe('SignIn under a burst of parallel attempts', () => {
     const refused = results.filter((r) => r.status === 'rejected' && isAppError(r.reason) && r.reason.code === 'JUNIPER_ERR_RATE_LIMITED').length;
     assert.equal(checked, MAX_PAIR_FAILURES);
     assert.equal(refused, 200 - MAX_PAIR_FAILURES);
+  });
+});
+
+describe('SignIn counts a login as it is looked up', () => {
+  const wrongEveryTime = () => {
+    const tried: string[] = [];
+    const users = {
+      async authenticate(login: string) {
+        tried.push(login);
+        throw new AppError('JUNIPER_ERR_BAD_CREDENTIALS');
+      },
+    } as unknown as Users;
+    return { tried, signIn: new SignIn(users, new SignInThrottle(), async () => undefined) };
+  };
+  const codeOf = async (p: Promise<unknown>) => p.then(() => 'signed in', (e: unknown) => (isAppError(e) ? e.code : String(e)));
+
+  it('spaces, tabs, no-break spaces and capitals around a login are the same login to the throttle, as to the lookup', async () => {
+    const { tried, signIn } = wrongEveryTime();
+    for (let i = 0; i < MAX_PAIR_FAILURES; i++) assert.equal(await codeOf(signIn.attempt('admin', 'guess', '203.0.113.5')), 'JUNIPER_ERR_BAD_CREDENTIALS');
+    for (const variant of [' admin', 'admin\t', '\u00a0admin', 'ADMIN', '  Admin \n']) {
+      assert.equal(await codeOf(signIn.attempt(variant, 'guess', '203.0.113.5')), 'JUNIPER_ERR_RATE_LIMITED', JSON.stringify(variant));
+    }
+    assert.equal(tried.length, MAX_PAIR_FAILURES, 'no password was checked once the login was refused');
+  });
+
+  it('refuses a login or password longer than any a user can have before it keeps anything for it', async () => {
+    const throttle = new SignInThrottle();
+    const users = { authenticate: async () => assert.fail('no password is checked') } as unknown as Users;
+    const signIn = new SignIn(users, throttle, async () => undefined);
+    assert.equal(await codeOf(signIn.attempt('a'.repeat(MAX_LOGIN_CHARS + 1), 'x', '203.0.113.5')), 'JUNIPER_ERR_BAD_CREDENTIALS');
+    assert.equal(await codeOf(signIn.attempt('admin', 'x'.repeat(MAX_PASSWORD_CHARS + 1), '203.0.113.5')), 'JUNIPER_ERR_BAD_CREDENTIALS');
+    assert.equal(await codeOf(signIn.attempt('   ', 'x', '203.0.113.5')), 'JUNIPER_ERR_BAD_CREDENTIALS');
+    assert.equal(throttle.size, 0, 'no counter was kept for them');
   });
 });

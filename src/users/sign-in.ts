@@ -6,6 +6,11 @@ import { AppError } from '../lib/errors.js';
 import { SignInThrottle } from './sign-in-throttle.js';
 import type { Users } from './users.js';
 
+/** Longer than any login loginSchema lets be made (64), with room; the API's sign-in schema allows 200. */
+export const MAX_LOGIN_CHARS = 200;
+/** The API's sign-in schema's limit for a password. */
+export const MAX_PASSWORD_CHARS = 1024;
+
 export class SignIn {
   constructor(
     private readonly users: Users,
@@ -14,7 +19,13 @@ export class SignIn {
   ) {}
 
   /** `address` is the client's address as Fastify reports it (request.ip: behind a trusted proxy, the client's). */
-  async attempt(login: string, password: string, address: string): Promise<User> {
+  async attempt(rawLogin: string, password: string, address: string): Promise<User> {
+    // Counted under the login as it is looked up (users.ts): " admin" and "ADMIN\t" are admin's attempts too,
+    // not counters of their own that let a guesser go on after admin's were used up.
+    const login = rawLogin.trim().toLowerCase();
+    // No user has such a login or password (users.ts, passwords): refused before anything is kept for it, so
+    // a stream of huge logins cannot fill the throttle's memory.
+    if (login.length === 0 || login.length > MAX_LOGIN_CHARS || password.length > MAX_PASSWORD_CHARS) throw new AppError('JUNIPER_ERR_BAD_CREDENTIALS');
     const verdict = this.throttle.check(login, address);
     if (verdict.refused) {
       throw new AppError(

@@ -301,6 +301,19 @@ describe('review fixes: redirects, cross-site sign-in, forced servers', () => {
     assert.equal(safeNext('/outgoing-servers/3?connected=1'), '/outgoing-servers/3?connected=1');
   });
 
+  it('the sign-in form: a repeated next redirects once, to the first, repeated fields are the first, and a huge body is refused (whitespace around a login: sign-in.test.ts)', async () => {
+    const user = await t.createUser('dora', 'user');
+    const form = (body: string) => http.inject({ method: 'POST', url: '/login', payload: body, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const twice = await form(`login=dora&password=${encodeURIComponent(user.password)}&next=/inbox&next=//evil.example/phish`);
+    assert.equal(twice.statusCode, 303);
+    assert.equal(twice.headers.location, '/inbox', 'one Location, the first next (before, both went out as two Location headers)');
+    assert.equal((await form('login=dora&login=other&password=x')).statusCode, 401, 'a repeated login is the first one, refused as a wrong password, not a 500');
+    const huge = await form(`login=${'a'.repeat(200_000)}&password=x`);
+    // The page's error handler answers a refused request as a form error (400), with Fastify's reason.
+    assert.equal(huge.statusCode, 400, 'a body far larger than the form is refused before it is read');
+    assert.match(huge.body, /Request body is too large/);
+  });
+
   it('refuses a sign-in posted from another site (login CSRF) and accepts one from Juniper itself', async () => {
     const user = await t.createUser('carol', 'user');
     const payload = { login: 'carol', password: user.password };

@@ -10,8 +10,9 @@ import { assertSameSite } from '../same-site.js';
 import { parseInput } from '../../lib/validate.js';
 import { toUserView } from '../../users/users.js';
 import { SESSION_TTL_MS } from '../../users/sessions.js';
+import { MAX_LOGIN_CHARS, MAX_PASSWORD_CHARS } from '../../users/sign-in.js';
 
-export const signInSchema = z.object({ login: z.string().min(1).max(200), password: z.string().min(1).max(1024) });
+export const signInSchema = z.object({ login: z.string().min(1).max(MAX_LOGIN_CHARS), password: z.string().min(1).max(MAX_PASSWORD_CHARS) });
 export const setupSchema = z.object({
   token: z.string().min(1),
   login: z.string(),

@@ -71,7 +71,7 @@ export class HostGuard {
     const decision = decideHost(host, await this.lookup(host), await this.allowList(), what);
     if (!decision.ok) {
       throw new AppError('JUNIPER_ERR_HOST_NOT_ALLOWED', decision.reason, {
-        details: { field: 'host', host: host.trim(), address: decision.address, parameter: ALLOW_LIST_PARAMETER },
+        details: { field: 'host', host: host.trim(), ...(parseIp(bareHost(host)) ? { address: decision.address } : {}), parameter: ALLOW_LIST_PARAMETER },
       });
     }
     const name = bareHost(host);

@@ -183,7 +183,9 @@ export function decideHost(host: string, addresses: readonly string[], list: rea
   for (const address of addresses) {
     const kind = refusedKind(address);
     if (kind === null || allowedBy(host, address, list)) continue;
-    const resolved = parseIp(host) ? `${shown} is not a public address (${kind})` : `${shown} resolves to ${address}, which is not a public address (${kind})`;
+    // For a name, neither the address nor its kind: the user saving it would learn what internal names resolve
+    // to (split-horizon DNS), one refusal at a time. An address typed in is theirs already.
+    const resolved = parseIp(host) ? `${shown} is not a public address (${kind})` : `${shown} resolves to an address that is not public`;
     return {
       ok: false,
       address,

@@ -117,7 +117,7 @@ for (const dialect of dialects) {
       assert.equal(r.body.ok, true, r.text);
     });
 
-    it('refuses a user\'s server at every private form of address, naming host, address and parameter, and connects nowhere', async () => {
+    it('refuses a user\'s server at every private form of address, naming host and parameter (the address only when typed in), and connects nowhere', async () => {
       const cases: [string, string][] = [
         ['127.0.0.1', '127.0.0.1'],
         ['localhost', '127.0.0.1'],
@@ -135,7 +135,10 @@ for (const dialect of dialects) {
           const r = await api('alice', 'POST', `/api/v1/${kind}-servers`, body);
           assert.equal(r.status, 400, `${kind} ${host}: ${r.text}`);
           assert.equal(r.error.code, 'JUNIPER_ERR_HOST_NOT_ALLOWED', r.text);
-          assert.ok(r.error.message!.includes(host) && r.error.message!.includes(address) && r.error.message!.includes(ALLOW), r.error.message);
+          assert.ok(r.error.message!.includes(host) && r.error.message!.includes(ALLOW), r.error.message);
+          // The address only when it was typed in: for a name it would tell what internal names resolve to.
+          const literal = host.replace(/^\[|\]$/g, '') === address;
+          assert.equal(r.error.message!.includes(address), literal, r.error.message);
         }
       }
       // An admin making the server for alice is held to alice's policy: the owner decides, not who typed it.
@@ -162,7 +165,7 @@ for (const dialect of dialects) {
       const test = await api('alice', 'POST', `/api/v1/outgoing-servers/${out.body.id as number}/test`);
       assert.equal(test.body.ok, false, test.text);
       assert.equal(test.body.stage, 'connect');
-      assert.match(test.body.message as string, /rebind-smtp\.juniper\.test resolves to 127\.0\.0\.1.*mail\.server\.allowed_private_hosts/);
+      assert.match(test.body.message as string, /rebind-smtp\.juniper\.test resolves to an address that is not public.*mail\.server\.allowed_private_hosts/);
 
       // Her own mail, forced through it: the dispatcher checks again and does not connect.
       const id = await send('alice', { from: 'alice@example.com', serverId: out.body.id });
@@ -171,7 +174,7 @@ for (const dialect of dialects) {
       // Refused by the address policy: the mail waits for an admin's decision instead of retrying.
       assert.equal(m.state, 'queued', JSON.stringify(m));
       assert.equal(m.failureType, 'host_not_allowed', JSON.stringify(m));
-      assert.match(String(m.waitingReason), /not a public address \(loopback\).*Mails wait until an admin allows the host/);
+      assert.match(String(m.waitingReason), /resolves to an address that is not public.*Mails wait until an admin allows the host/);
 
       const inc = await api('alice', 'POST', '/api/v1/incoming-servers', incoming('rebind-imap.juniper.test', tripwire.port));
       assert.equal(inc.status, 201, inc.text);

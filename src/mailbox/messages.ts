@@ -183,7 +183,9 @@ export class MessageStore {
   /** Threads with at least one message the viewer may see, most recent first; counts only what they may see. */
   async threads(viewer: Viewer, filter: { limit?: number; serverId?: number } = {}): Promise<ThreadView[]> {
     let visible = this.scoped(viewer).select(['m.thread_id', sql<number>`count(*)`.as('n')]).where('m.thread_id', 'is not', null).groupBy('m.thread_id');
-    if (filter.serverId !== undefined) visible = visible.where('m.thread_id', 'in', this.db.selectFrom('messages').select('thread_id').where('server_id', '=', filter.serverId));
+    // Threads with a message of that server the viewer may see: not one of anyone's (that would tell whether a
+    // server they cannot see holds messages of their threads).
+    if (filter.serverId !== undefined) visible = visible.where('m.thread_id', 'in', this.scoped(viewer).select('m.thread_id').where('m.server_id', '=', filter.serverId));
     const rows = await this.db
       .selectFrom('threads as t')
       .innerJoin(visible.as('v'), 'v.thread_id', 't.id')

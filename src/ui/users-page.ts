@@ -100,7 +100,7 @@ ${opts.newKey
     <div><label for="current-password">Current password</label><input type="password" id="current-password" name="current" autocomplete="current-password" required></div>
     <div><label for="account-password">New password (at least 10 characters)</label><input type="password" id="account-password" name="password" autocomplete="new-password" required minlength="10"></div>
   </div>
-  <p class="help">Changing it signs you out everywhere.</p>
+  <p class="help">Changing it signs you out of every browser. Your API keys below stay valid: revoke any you no longer trust.</p>
   <button type="submit">Change password</button>
 </form>
 <div class="card">

@@ -195,7 +195,7 @@ for (const dialect of dialects) {
         await refusedAndUnchanged(w.john, { method: 'PATCH', url: `/api/v1/${kind}-servers/${id}`, payload: { ownerUserId: w.john.id } }, NOT_YOURS);
         await refusedAndUnchanged(w.john, { method: 'PATCH', url: `/api/v1/${kind}-servers/${id}`, payload: { username: 'john@example.com', password: 'johns-password-123' } }, NOT_YOURS);
         const outlookId = kind === 'incoming' ? w.ids.incomingOutlook : w.ids.outgoingOutlook;
-        await refusedAndUnchanged(w.john, { method: 'POST', url: `/api/v1/${kind}-servers/${outlookId}/outlook/connect` }, NOT_YOURS);
+        await refusedAndUnchanged(w.john, { method: 'POST', url: `/api/v1/${kind}-servers/${outlookId}/outlook/connect` }, [404]);
       }
     });
 

@@ -211,6 +211,13 @@ for (const dialect of dialects) {
       const joined = (await mine()).find((m) => m.subject === 'Re: admin only')!;
       assert.notEqual(joined.threadId, adminOnly.threadId, "Carol's message does not join a thread she cannot see");
 
+      // A reply to Carol's mail that reaches the admin's mailbox joins her thread (the admin may see it): her
+      // thread list filtered by that server says nothing of it, since she cannot see that message.
+      await deliverAll(peers.dovecot, catchall, [reply(catchall, sent.messageId, 'Re: From Carol, to the catch-all').raw]);
+      assert.equal((await fetchNow(serverId)).stored, 1);
+      assert.deepEqual((await api('GET', `/api/v1/threads?serverId=${serverId}`, undefined, carol)).body, [], "a server she cannot see is no filter that tells her what it holds");
+      assert.equal(((await api('GET', `/api/v1/threads?serverId=${serverId}`)).body as unknown as Json[]).filter((x) => x.subject === 'From Carol').length, 1, 'the admin finds the thread by that server');
+
       const carolThreads = (await api('GET', '/api/v1/threads', undefined, carol)).body as unknown as Json[];
       assert.deepEqual(carolThreads.map((x) => [x.subject, x.messageCount]).sort(), [['From Carol', 2], ['Undelivered Mail Returned to Sender', 1], ['admin only', 1]]);
       assert.ok((await list('')).length > (await mine()).length, 'the admin sees every mailbox');

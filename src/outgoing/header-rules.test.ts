@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { hasLineBreak, isStructuralHeader, refusedHeader } from './header-rules.js';
+import { hasLineBreak, isStructuralHeader, MAX_HEADER_VALUE_CHARS, refusedHeader, replyReferences } from './header-rules.js';
 
 describe('free header allow-list', () => {
   it('lets users set only the allowed headers and admins everything but structural ones', () => {
@@ -61,5 +61,20 @@ describe('free header allow-list', () => {
     assert.ok(isStructuralHeader('Content-Disposition') && isStructuralHeader('DKIM-Signature') && !isStructuralHeader('X-Campaign'));
     for (const v of ['a\rb', 'a\nb', 'a\r\nb', 'a\u0000b']) assert.ok(hasLineBreak(v), JSON.stringify(v));
     for (const v of ['a b', 'a\tb', '=?utf-8?Q?a=0D=0Ab?=']) assert.ok(!hasLineBreak(v), JSON.stringify(v));
+  });
+});
+
+describe('replyReferences', () => {
+  const ids = Array.from({ length: 40 }, (_, i) => `<message-${i}.${'x'.repeat(30)}@mail.gmail.com>`);
+  it('keeps a short thread whole', () => assert.equal(replyReferences(ids.slice(0, 3)), ids.slice(0, 3).join(' ')));
+  it("fits a long thread's References in one header value: the first ID and as many of the latest as fit, in order", () => {
+    const value = replyReferences(ids);
+    assert.ok(ids.join(' ').length > MAX_HEADER_VALUE_CHARS, 'the whole list is over the limit');
+    assert.ok(value.length <= MAX_HEADER_VALUE_CHARS, `${value.length} characters`);
+    const kept = value.split(' ');
+    assert.equal(kept[0], ids[0], "the thread's first message stays");
+    assert.deepEqual(kept.slice(1), ids.slice(ids.length - (kept.length - 1)), 'then the latest, none skipped between them');
+    assert.equal(kept.at(-1), ids.at(-1), 'the replied-to message is last');
+    assert.ok(value.length + 1 + ids[ids.length - kept.length]!.length > MAX_HEADER_VALUE_CHARS, 'as many as fit');
   });
 });

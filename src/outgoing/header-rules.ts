@@ -7,8 +7,9 @@
 //   Authentication-Results, Resent-*: a forged one makes a receiver trust what no server checked);
 // - a user other than an admin sets only what describes their own mail to its readers: custom X- headers
 //   (apart from those Microsoft 365 and spam filters use as their verdicts), the List-* and auto-reply
-//   headers bulk mail needs, threading, importance and keywords;
-// - an admin (or the CLI) sets any other syntactically valid header (Organization, Disposition-Notification-To,
+//   headers bulk mail needs, threading, importance, keywords and Organization (which any mail client lets its
+//   user set);
+// - an admin (or the CLI) sets any other syntactically valid header (Disposition-Notification-To, Errors-To,
 //   an X-MS-Exchange-Organization-* header for a connector that expects one …).
 export type HeaderPolicy = 'user' | 'admin';
 
@@ -58,4 +59,25 @@ const LINE_BREAK_OR_NUL = /[\r\n\u0000]/;
 /** True when a value would end its header line (CR, LF) or be cut short (NUL): refused where it enters. */
 export function hasLineBreak(value: string): boolean {
   return LINE_BREAK_OR_NUL.test(value);
+}
+
+/** The longest value a free header may have (enqueue-rules.ts): RFC 5322's line limit. */
+export const MAX_HEADER_VALUE_CHARS = 998;
+
+/**
+ * A reply's References: the thread's IDs and the replied-to message's, trimmed to fit one header value. RFC 5322
+ * §3.6.4 lets a reply drop IDs from the middle: the first (the thread's start) and the latest are kept, as many of
+ * the latest as fit. A long thread's every ID, kept whole, made a value over the limit, and the reply was refused.
+ */
+export function replyReferences(ids: readonly string[], max = MAX_HEADER_VALUE_CHARS): string {
+  const all = ids.join(' ');
+  if (all.length <= max || ids.length < 2) return all;
+  const [first, ...rest] = ids;
+  const kept: string[] = [];
+  let length = first!.length;
+  for (let i = rest.length - 1; i >= 0 && length + 1 + rest[i]!.length <= max; i--) {
+    kept.unshift(rest[i]!);
+    length += 1 + rest[i]!.length;
+  }
+  return [first, ...kept].join(' ');
 }

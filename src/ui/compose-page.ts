@@ -10,6 +10,7 @@ import { formatMailbox } from '../lib/address.js';
 import { AppError } from '../lib/errors.js';
 import { parseInput } from '../lib/validate.js';
 import type { EnqueueInput } from '../outgoing/enqueue-rules.js';
+import { replyReferences } from '../outgoing/header-rules.js';
 import { assertMayManage } from '../outgoing/servers.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
@@ -146,7 +147,7 @@ export function composePage(services: Pick<Services, 'messages' | 'outbox' | 'ou
             subject: /^re:/i.test(subject) ? subject : `Re: ${subject}`,
             text: `\n\n${m.from ?? 'The sender'} wrote:\n${quote(m.text)}`,
             inReplyTo: m.messageId ?? '',
-            references: [...m.references, ...(m.messageId ? [m.messageId] : [])].join(' '),
+            references: replyReferences([...m.references, ...(m.messageId ? [m.messageId] : [])]),
           });
         } else {
           Object.assign(f, {

@@ -7,7 +7,7 @@ import type { MailTransport } from '../outgoing/mail-transport.js';
 import type { SmtpTransportOptions } from '../outgoing/smtp-transport.js';
 import { TransportPool } from '../outgoing/transport-pool.js';
 import { dialects, freshDatabase } from '../../test/helpers/databases.js';
-import { HostGuard, HostLookupError } from './host-guard.js';
+import { HostGuard, HostLookupError, machineAddresses } from './host-guard.js';
 
 /** DNS as a script: each name answers its lists in turn, the last repeating; unknown names do not exist. */
 function script(answers: Record<string, string[][]>) {
@@ -53,6 +53,15 @@ for (const dialect of dialects) {
       await database.db.deleteFrom('parameters').where('key', '=', 'mail.server.allowed_private_hosts').execute();
       if (value !== null) await database.db.insertInto('parameters').values({ key: 'mail.server.allowed_private_hosts', value, updated_at: 0 }).execute();
     };
+
+    it("refuses a user's server at one of this machine's own public addresses, read from its interfaces", async () => {
+      assert.ok(machineAddresses().has('127.0.0.1'), "this machine's interfaces are read (loopback among them)");
+      const dns = script({ 'vps.example.test': [['93.184.216.34']] });
+      const guard = new HostGuard(database.db, dns.resolve, () => new Set(['93.184.216.34']));
+      await assert.rejects(guard.connectTarget({ host: 'vps.example.test', owner_user_id: userId }, 'x'), (err) => code(err) === 'JUNIPER_ERR_HOST_NOT_ALLOWED');
+      await assert.rejects(guard.assertMaySave('93.184.216.34', userId, 'x'), /an address of this machine/);
+      assert.equal(await guard.connectTarget({ host: 'vps.example.test', owner_user_id: adminId }, 'x'), undefined, "an admin's server is not checked");
+    });
 
     it('leaves shared and admin-owned servers alone: no lookup, no target', async () => {
       const dns = script({});

@@ -3,15 +3,20 @@
 // to, so a DNS answer that changes between the check and the connection (rebinding) cannot reach inside.
 // Admin-owned and shared servers are not checked: admins may point them anywhere.
 import dns from 'node:dns/promises';
+import os from 'node:os';
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
-import { ALLOW_LIST_PARAMETER, bareHost, decideHost, parseAllowList, parseIp, type AllowEntry } from './host-policy.js';
+import { ALLOW_LIST_PARAMETER, bareHost, decideHost, ownAddressKey, parseAllowList, parseIp, type AllowEntry } from './host-policy.js';
 
 /** Every address a host name resolves to (tests give their own, to simulate rebinding without DNS). */
 export type HostResolver = (host: string) => Promise<string[]>;
 
 export const systemResolver: HostResolver = async (host) => (await dns.lookup(host, { all: true, verbatim: true })).map((a) => a.address);
+
+/** The addresses of this machine's interfaces, read at each check (they change with DHCP, a VPN, a failover IP). */
+export const machineAddresses = (): ReadonlySet<string> =>
+  new Set(Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((i) => ownAddressKey(i.address))));
 
 /** Where to open the socket, and the name TLS must verify (SNI and certificate) when it differs. */
 export interface ConnectTarget {
@@ -35,6 +40,7 @@ export class HostGuard {
   constructor(
     private readonly db: Kysely<DB>,
     private readonly resolver: HostResolver = systemResolver,
+    private readonly ownAddresses: () => ReadonlySet<string> = machineAddresses,
   ) {}
 
   /** True when the owner is a user other than an admin: only their servers are held to the policy. */
@@ -68,7 +74,7 @@ export class HostGuard {
 
   /** The checked address for `host`, or JUNIPER_ERR_HOST_NOT_ALLOWED naming host, address and parameter. */
   async check(host: string, what: string): Promise<ConnectTarget> {
-    const decision = decideHost(host, await this.lookup(host), await this.allowList(), what);
+    const decision = decideHost(host, await this.lookup(host), await this.allowList(), what, this.ownAddresses());
     if (!decision.ok) {
       throw new AppError('JUNIPER_ERR_HOST_NOT_ALLOWED', decision.reason, {
         details: { field: 'host', host: host.trim(), ...(parseIp(bareHost(host)) ? { address: decision.address } : {}), parameter: ALLOW_LIST_PARAMETER },

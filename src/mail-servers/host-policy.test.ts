@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { allowedBy, decideHost, parseAllowList, parseIp, refusedKind } from './host-policy.js';
+import { allowedBy, decideHost, ownAddressKey, parseAllowList, parseIp, refusedKind } from './host-policy.js';
 
 describe('refusedKind: which addresses a non-admin server may not reach', () => {
   const table: [string, string | null][] = [
@@ -104,6 +104,17 @@ describe('decideHost', () => {
     const d = decideHost('169.254.169.254', ['169.254.169.254'], []);
     assert.ok(!d.ok);
     assert.match(d.reason, /host 169\.254\.169\.254 is not a public address \(link-local/);
+  });
+  it("refuses a public address of this machine's own interfaces (a VPS's), by name, typed in or IPv4-mapped; the allow-list admits it", () => {
+    const own = new Set([ownAddressKey('93.184.216.34'), ownAddressKey('2606:2800:220:1::5')]);
+    const what = 'mail server';
+    assert.equal(decideHost('93.184.216.34', ['93.184.216.34'], [], what, own).ok, false);
+    assert.match((decideHost('93.184.216.34', ['93.184.216.34'], [], what, own) as { reason: string }).reason, /is not a public address \(an address of this machine\)/);
+    assert.equal(decideHost('vps.example.com', ['93.184.216.34'], [], what, own).ok, false);
+    assert.equal(decideHost('::ffff:93.184.216.34', ['::ffff:93.184.216.34'], [], what, own).ok, false);
+    assert.equal(decideHost('v6.example.com', ['2606:2800:220:1::5'], [], what, own).ok, false);
+    assert.deepEqual(decideHost('other.example.com', ['93.184.216.35'], [], what, own), { ok: true, address: '93.184.216.35' });
+    assert.deepEqual(decideHost('vps.example.com', ['93.184.216.34'], parseAllowList('93.184.216.34'), what, own), { ok: true, address: '93.184.216.34' });
   });
   it('admits a private address the allow-list names', () => {
     assert.deepEqual(decideHost('localhost', ['127.0.0.1'], parseAllowList('127.0.0.0/8')), { ok: true, address: '127.0.0.1' });

@@ -112,6 +112,12 @@ const EMBEDDING: [bigint, number, (bits: bigint) => bigint, string][] = [
 
 const v4Text = (bits: bigint): string => [24n, 16n, 8n, 0n].map((s) => Number((bits >> s) & 0xffn)).join('.');
 
+/** How an address is compared with this machine's own (machineAddresses): lower-case, IPv4-mapped as IPv4. */
+export function ownAddressKey(address: string): string {
+  const a = address.toLowerCase().replace(/%.*$/, '');
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice('::ffff:'.length) : a;
+}
+
 /** Why an address is not a public unicast one (e.g. 'loopback'), or null when it is public. */
 export function refusedKind(address: string): string | null {
   const ip = parseIp(address);
@@ -175,13 +181,15 @@ export type HostDecision = { ok: true; address: string } | { ok: false; address:
  * admitted by the allow-list (a name that answers one public and one private address is refused, as the
  * connection could go to either). The first address is the one to connect to.
  */
-export function decideHost(host: string, addresses: readonly string[], list: readonly AllowEntry[], what = 'mail server'): HostDecision {
+export function decideHost(host: string, addresses: readonly string[], list: readonly AllowEntry[], what = 'mail server', own: ReadonlySet<string> = new Set()): HostDecision {
   const shown = host.trim();
   if (addresses.length === 0) {
     return { ok: false, address: '', kind: 'unresolved', reason: `The ${what} host ${shown} did not resolve to any address: check the host name.` };
   }
   for (const address of addresses) {
-    const kind = refusedKind(address);
+    // A public address of this machine's own interfaces (a VPS's) reaches whatever listens on all interfaces
+    // here (the database, an admin port) as loopback would.
+    const kind = refusedKind(address) ?? (own.has(ownAddressKey(address)) ? 'an address of this machine' : null);
     if (kind === null || allowedBy(host, address, list)) continue;
     // For a name, neither the address nor its kind: the user saving it would learn what internal names resolve
     // to (split-horizon DNS), one refusal at a time. An address typed in is theirs already.

@@ -2,7 +2,8 @@
 // row id exists, since the ciphertext is bound to it), update, archive and the last test result. What truly
 // differs between kinds (table, presets and auth rules, the kind's own columns, its view) is a ServerKind
 // descriptor next to the kind (outgoing/servers.ts, incoming/servers.ts): a third kind is one more descriptor.
-// Passwords are encrypted with the vault; views carry hasPassword, never the value. Archived servers stay
+// Passwords are encrypted with the vault; views carry hasPassword, never the value; a stored password or
+// Outlook connection is only used at the endpoint it was given for (secret-binding.ts). Archived servers stay
 // for the record (mails and messages point at them) but are never used.
 import type { Kysely, Transaction } from 'kysely';
 import type { z } from 'zod';
@@ -15,6 +16,7 @@ import type { Vault } from '../vault/index.js';
 import { forgetConnection, withTokenSummary, withTokenSummaryOne } from '../oauth/connections.js';
 import { assertMayChangeOwner, assertMayManageServer } from './common.js';
 import { HostGuard } from './host-guard.js';
+import { assertPasswordMayMove, endpointMoves } from './secret-binding.js';
 
 export interface ServerRows {
   outgoing: OutgoingServer;
@@ -160,10 +162,15 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     const owner = patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id;
     // Checked on every save, not only when the host changes: a new owner, or an allow-list entry an admin removed, counts too.
     await this.hostGuard.assertMaySave(d.host, owner, this.kind.noun);
+    const allowSelfSigned = patch.allowSelfSigned === undefined ? current.allow_self_signed === 1 : patch.allowSelfSigned;
+    // A stored secret is only sent to the endpoint it was given for (secret-binding.ts): a stored password
+    // moves only with a new one, and the Outlook tokens are forgotten below.
+    const moves = endpointMoves({ ...current, allowSelfSigned: current.allow_self_signed === 1 }, { ...d, allowSelfSigned });
+    assertPasswordMayMove({ auth: d.auth, storedPassword: current.password_enc !== null, newPassword: !!d.password, moves });
     // Changing away from password auth drops the stored password.
     const passwordEnc = d.auth !== 'password' ? null : d.password ? this.vault.encrypt(d.password, this.passwordContext(id)) : current.password_enc;
-    // A new mailbox or auth method invalidates the Outlook tokens of the old one.
-    const tokensStale = d.auth !== 'outlook' || d.username !== current.username;
+    // A new mailbox, auth method or endpoint invalidates the Outlook tokens of the old one.
+    const tokensStale = d.auth !== 'outlook' || d.username !== current.username || moves.length > 0;
     const { table, kind } = this.kind;
     return this.db.transaction().execute(async (trx) => {
       const row = await trx
@@ -178,7 +185,7 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
           password_enc: passwordEnc,
           priority: patch.priority ?? current.priority,
           active: patch.active === undefined ? current.active : patch.active ? 1 : 0,
-          allow_self_signed: patch.allowSelfSigned === undefined ? current.allow_self_signed : patch.allowSelfSigned ? 1 : 0,
+          allow_self_signed: allowSelfSigned ? 1 : 0,
           owner_user_id: owner,
           ...d.columns,
           updated_at: Date.now(),

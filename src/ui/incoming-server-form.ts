@@ -12,7 +12,7 @@ import type { SettingsView } from '../settings/settings.js';
 import { checked, csrfField, flashHtml, text, type Flash, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
-import { connectButton, connectionFields, connectionOfCreate, connectionOfPatch, credentialsWarning, numberOrUndefined, outlookStatus, when, type Security } from './server-form.js';
+import { connectButton, connectionFields, connectionOfCreate, connectionOfPatch, credentialsWarning, numberOrUndefined, outlookStatus, passwordInput, when, type Security } from './server-form.js';
 
 export { when };
 
@@ -151,6 +151,8 @@ export interface IncomingPage {
   form: IncomingForm;
   settings: SettingsView;
   error?: string;
+  /** The field the error names: the password's is shown beside its input. */
+  errorField?: string | undefined;
   result?: Flash;
   /** A background job's progress bar (src/jobs/progress-html.ts). */
   progress?: SafeHtml | undefined;
@@ -177,6 +179,7 @@ function statusCard(s: IncomingServerView): SafeHtml {
 export function incomingFormBody(p: IncomingPage): SafeHtml {
   const { ctx, server: s, form: f } = p;
   const action = s ? `/incoming-servers/${s.id}` : '/incoming-servers/new';
+  const passwordError = p.errorField === 'password' && !f.outlook ? p.error : undefined;
   return html`<p class="muted"><a href="/incoming-servers">Incoming Mail Servers</a> /</p>
 <div class="page-head">
   <h1>${s ? s.name : 'New Incoming Mail Server'} ${s ? stateTag(s) : null} ${s?.archived ? html`<span class="tag tag-grey">Archived</span>` : null}</h1>
@@ -190,7 +193,7 @@ export function incomingFormBody(p: IncomingPage): SafeHtml {
   </div>`
     : null}
 </div>
-${p.error ? flashHtml({ kind: 'error', text: p.error }) : null}
+${p.error && !passwordError ? flashHtml({ kind: 'error', text: p.error }) : null}
 ${flashHtml(p.result)}${p.progress ?? ''}
 <form method="post" action="${action}" class="card" id="server-form">
   ${csrfField(ctx)}
@@ -214,8 +217,7 @@ ${flashHtml(p.result)}${p.progress ?? ''}
     <div><label for="username">Username</label><input type="text" id="username" name="username" value="${f.username}" autocomplete="off" spellcheck="false" placeholder="orders@example.com">
       <p class="help">For Outlook, the Microsoft Outlook username: the mailbox's email address.</p></div>
     <div id="password-field"${f.outlook ? html` hidden` : null}><label for="password">Password</label>
-      <input type="password" id="password" name="password" value="" autocomplete="new-password" placeholder="${s?.hasPassword ? 'Leave empty to keep the stored password' : ''}">
-      ${s?.hasPassword ? html`<p class="help"><span class="tag tag-green">a password is stored</span> Leave the field empty to keep it.</p>` : null}</div>
+      ${passwordInput(!!s?.hasPassword, passwordError)}</div>
   </div>
   <div class="grid">
     <div><label for="folder">Folder</label><input type="text" id="folder" name="folder" value="${f.folder}" spellcheck="false" placeholder="INBOX">

@@ -28,6 +28,7 @@ import {
   numberOrNull,
   numberOrUndefined,
   outlookStatus,
+  passwordInput,
   type Security,
 } from './server-form.js';
 
@@ -168,6 +169,8 @@ export interface ServerPage {
   /** The notifications address ({mail.default.from}@{mail.catchall.domain}), when set. */
   defaultFrom?: string | null;
   error?: string;
+  /** The field the error names: the password's is shown beside its input. */
+  errorField?: string | undefined;
   result?: Flash;
 }
 
@@ -225,6 +228,7 @@ export function serverFormBody(p: ServerPage): SafeHtml {
   const action = s ? `/outgoing-servers/${s.id}` : '/outgoing-servers/new';
   const isUser = ctx.user?.role !== 'admin';
   const sendAs = f.outlook ? sendAsWarning({ auth: 'outlook', username: f.username || null, from_filter: f.fromFilter || null }) : null;
+  const passwordError = p.errorField === 'password' && !f.outlook && f.auth === 'password' ? p.error : undefined;
   const mass = s && p.settings.massMailing.dedicatedServer && p.settings.massMailing.serverId === s.id ? massMailingFromNote(f, p.defaultFrom ?? null) : null;
   return html`<p class="muted"><a href="/outgoing-servers">Outgoing Email Servers</a> /</p>
 <div class="page-head">
@@ -239,7 +243,7 @@ export function serverFormBody(p: ServerPage): SafeHtml {
   </div>`
     : null}
 </div>
-${p.error ? flashHtml({ kind: 'error', text: p.error }) : null}
+${p.error && !passwordError ? flashHtml({ kind: 'error', text: p.error }) : null}
 ${flashHtml(p.result)}
 <form method="post" action="${action}" class="card" id="server-form">
   ${csrfField(ctx)}
@@ -270,8 +274,7 @@ ${flashHtml(p.result)}
     <div><label for="username">Username</label><input type="text" id="username" name="username" value="${f.username}" autocomplete="off" spellcheck="false" placeholder="notifications@example.com" aria-describedby="username-help">
       <p class="help" id="username-help">For Outlook, the Microsoft 365 mailbox address.</p></div>
     <div id="password-field"${!f.outlook && f.auth === 'password' ? null : html` hidden`}><label for="password">Password</label>
-      <input type="password" id="password" name="password" value="" autocomplete="new-password" placeholder="${s?.hasPassword ? 'Leave empty to keep the stored password' : ''}">
-      ${s?.hasPassword ? html`<p class="help"><span class="tag tag-green">a password is stored</span> Leave the field empty to keep it.</p>` : null}</div>
+      ${passwordInput(!!s?.hasPassword, passwordError)}</div>
   </div>
   <label for="fromFilter">From Filter</label>
   <input type="text" id="fromFilter" name="fromFilter" value="${f.fromFilter}" spellcheck="false" placeholder="notifications@example.com, example.com" aria-describedby="fromFilter-help">

@@ -81,6 +81,25 @@ export function connectionFields(f: ConnectionForm, preset: Endpoint, labels: Re
   </details>`;
 }
 
+/**
+ * The password input. A refusal that names the password field (details.field, e.g. "Enter the password
+ * again" after a change of host) is shown beside it instead of at the top of the form, and the field takes
+ * the focus; the form never echoes a password, so the person types it again there.
+ */
+export function passwordInput(hasPassword: boolean, error: string | undefined): SafeHtml {
+  if (error) {
+    return html`<input type="password" id="password" name="password" value="" autocomplete="new-password" aria-invalid="true" aria-describedby="password-error" autofocus>
+      <p class="help error-text" id="password-error" role="alert">${error}</p>`;
+  }
+  return html`<input type="password" id="password" name="password" value="" autocomplete="new-password" placeholder="${hasPassword ? 'Leave empty to keep the stored password' : ''}">
+      ${hasPassword ? html`<p class="help"><span class="tag tag-green">a password is stored</span> Leave the field empty to keep it.</p>` : null}`;
+}
+
+/** The field a refused save names (AppError details.field), for the form to show the message beside it. */
+export function errorFieldOf(details: Record<string, unknown> | undefined): string | undefined {
+  return typeof details?.field === 'string' ? details.field : undefined;
+}
+
 /** The connection a new server asks for: empty fields take the service's default (Microsoft's for Outlook). */
 export function connectionOfCreate(f: ConnectionForm): { host?: string; port?: number; security?: string } {
   return { host: f.host || undefined, port: numberOrUndefined(f.port), security: f.security || undefined };

@@ -14,6 +14,7 @@ import type { SettingsView } from '../settings/settings.js';
 import { checked, formError, pageContext, redirectWithFlash, renderPage, type Flash, type Form } from './forms.js';
 import type { SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
+import { errorFieldOf } from './server-form.js';
 
 /** What every kind's form body is given; the kind's formBody adds its own (a default From, a progress bar). */
 export interface FormPage<V, F> {
@@ -23,10 +24,12 @@ export interface FormPage<V, F> {
   form: F;
   settings: SettingsView;
   error?: string | undefined;
+  /** The field the error names, when the form shows it beside that field (the password). */
+  errorField?: string | undefined;
   result?: Flash | undefined;
 }
 
-type RenderOptions<F> = { form?: F; error?: string; result?: Flash; status?: number };
+type RenderOptions<F> = { form?: F; error?: string; errorField?: string | undefined; result?: Flash; status?: number };
 /** The shared helpers a kind's own routes use. */
 export interface ServerPageTools<R, F> {
   /** The server named by the path's :id, if the caller may manage it. */
@@ -81,7 +84,7 @@ export function serverPages<K extends KindName, F, C extends CommonInput, P exte
     const view = server ? servers.view(server, appProblem) : undefined;
     let result = opts.result;
     if (!result && appProblem) result = { kind: 'error', text: `The Outlook app has a problem: ${appProblem.message}` };
-    const body = await kind.formBody({ ctx, server: view, form, settings, error: opts.error, result }, server, opts.result);
+    const body = await kind.formBody({ ctx, server: view, form, settings, error: opts.error, errorField: opts.errorField, result }, server, opts.result);
     return renderPage(reply, server ? server.name : kind.newTitle, body, ctx, opts.status ?? 200);
   }
 
@@ -118,7 +121,7 @@ export function serverPages<K extends KindName, F, C extends CommonInput, P exte
         row = await servers.create(kind.toCreate(form, body), request.principal!.user, actorOf(request));
       } catch (e) {
         const err = formError(e);
-        return renderServer(request, reply, undefined, { form, error: err.message, status: err.status });
+        return renderServer(request, reply, undefined, { form, error: err.message, errorField: errorFieldOf(err.details), status: err.status });
       }
       if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row);
       const then = row.auth === 'outlook' ? next.created.outlook : next.created.password;
@@ -141,7 +144,7 @@ export function serverPages<K extends KindName, F, C extends CommonInput, P exte
         row = await servers.update(current.id, kind.toPatch(form, body, current), request.principal!.user, actorOf(request));
       } catch (e) {
         const err = formError(e);
-        return renderServer(request, reply, current, { form, error: err.message, status: err.status });
+        return renderServer(request, reply, current, { form, error: err.message, errorField: errorFieldOf(err.details), status: err.status });
       }
       // Connect your Outlook account is a button of this form: what was typed is saved before leaving for Microsoft.
       if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row);

@@ -136,6 +136,13 @@ describe('admin UI in Chromium', () => {
     await page.getByRole('button', { name: 'Save' }).click();
     await page.getByText('Outlook Token Missing').waitFor();
     await screenshot('outlook-server-saved');
+    // The Outlook preset points at smtp.office365.com; this server is moved to the loopback sink for the test,
+    // before it is connected (a move forgets the connection: a token goes only to the endpoint it was made for).
+    const server = (await t.app.services.outgoingServers.list()).find((s) => s.auth === 'outlook');
+    assert.ok(server);
+    await t.app.services.outgoingServers.update(server.id, { host: '127.0.0.1', port: outlookSink.port, allowSelfSigned: true }, { id: 1, login: 'admin', email: 'admin@example.com', name: '', role: 'admin' }, cliActor);
+    // Reloaded, so Connect (which saves the form first) posts the moved endpoint, not the preset.
+    await page.reload();
 
     // The test identity server signs in at once and sends the browser back to /microsoft_outlook/confirm.
     await page.getByRole('button', { name: 'Connect your Outlook account' }).click();
@@ -144,11 +151,6 @@ describe('admin UI in Chromium', () => {
     await screenshot('outlook-token-valid');
     assert.equal(identity.lastAuthorizeQuery?.login_hint, 'notifications@example.com');
 
-    // The Outlook preset points at smtp.office365.com; this server is moved to the loopback sink for the test.
-    const server = (await t.app.services.outgoingServers.list()).find((s) => s.auth === 'outlook');
-    assert.ok(server);
-    await t.app.services.outgoingServers.update(server.id, { host: '127.0.0.1', port: outlookSink.port, allowSelfSigned: true }, { id: 1, login: 'admin', email: 'admin@example.com', name: '', role: 'admin' }, cliActor);
-    await page.reload();
     await page.getByRole('button', { name: 'Test Connection' }).click();
     await page.getByText('Connection Test Successful!').waitFor();
     await screenshot('outlook-test-successful');

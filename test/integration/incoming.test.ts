@@ -2,6 +2,7 @@
 // servers through the API, Test & Confirm, fetches of mail delivered over LMTP, what a second IMAP client
 // (a person in Outlook) sees of the \Seen flags, quarantine and UIDVALIDITY. Crashes: incoming-crash.test.ts.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { dialects } from '../helpers/databases.js';
@@ -9,7 +10,7 @@ import { startTestApp, type TestApp } from '../helpers/app.js';
 import { corpus, corpusMessage, deliverAll, malformedMessage, seenByUid, withMailbox, incomingApi, type Json, imapPeersForFile } from '../helpers/incoming.js';
 
 const PASSWORD = 'imap-secret';
-const users = ['confirm', 'bulk', 'seen', 'quarantine', 'uidvalidity'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
+const users = ['confirm', 'bulk', 'seen', 'quarantine', 'uidvalidity', 'moved'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
 
 const peers = imapPeersForFile(users, PASSWORD);
 
@@ -59,8 +60,58 @@ for (const dialect of dialects) {
       assert.ok(!JSON.stringify(view).includes(PASSWORD), 'the password never leaves the vault');
       assert.ok(!t.logs().includes(PASSWORD), 'nor reaches the logs');
 
-      assert.equal((await api('PATCH', `/api/v1/incoming-servers/${id}`, { port: peers.dovecot.imapPort, security: 'starttls' })).body.state, 'draft', 'a connection change needs a new Test & Confirm');
+      // A new endpoint takes the password again (a stored one goes only where it was entered for).
+      assert.equal((await api('PATCH', `/api/v1/incoming-servers/${id}`, { port: peers.dovecot.imapPort, security: 'starttls', password: PASSWORD })).body.state, 'draft', 'a connection change needs a new Test & Confirm');
       assert.equal((await api('POST', `/api/v1/incoming-servers/${id}/test`)).body.ok, true, 'STARTTLS works too');
+    });
+
+    it("sends a stored password only where it was entered for: the owner's move to another port, host or security is refused and nothing connects there; a new password moves with it", async () => {
+      // A listener standing for a host of the owner's own: it counts connections and says nothing.
+      let connections = 0;
+      const trap = net.createServer((socket) => {
+        connections++;
+        socket.destroy();
+      });
+      await new Promise<void>((resolve) => trap.listen(0, '127.0.0.1', resolve));
+      const trapPort = (trap.address() as net.AddressInfo).port;
+      try {
+        assert.equal((await api('PUT', '/api/v1/parameters/mail.server.allowed_private_hosts', { value: '127.0.0.1' })).status, 200);
+        const owner = await t.createUser(`imap-owner-${dialect}`, 'user');
+        const asOwner = async (method: 'GET' | 'POST' | 'PATCH', url: string, payload?: object) => {
+          const res = await http.inject({ method, url, payload, headers: { authorization: `Bearer ${owner.apiKey}` } });
+          return { status: res.statusCode, body: res.json<Json>(), text: res.body };
+        };
+        // The admin typed the password in; the owner sees hasPassword: true.
+        const id = await createServer(mailbox('moved'), { ownerUserId: owner.id });
+        const url = `/api/v1/incoming-servers/${id}`;
+        assert.equal((await asOwner('GET', url)).body.hasPassword, true);
+        for (const move of [{ port: trapPort, security: 'none' }, { host: 'localhost' }, { port: trapPort }]) {
+          const refused = await asOwner('PATCH', url, move);
+          assert.equal(refused.status, 400, `${JSON.stringify(move)}: ${refused.text}`);
+          const error = refused.body.error as { code: string; message: string };
+          assert.equal(error.code, 'JUNIPER_ERR_VALIDATION');
+          assert.match(error.message, /^Enter the password again to change the (port and security|host|port): a stored password is only sent to the host, port and security it was entered for\.$/);
+        }
+        assert.equal((await asOwner('PATCH', url, { allowSelfSigned: false })).status, 200, 'certificate checks on: nothing moves');
+        assert.equal((await asOwner('PATCH', url, { allowSelfSigned: true })).status, 400, 'certificate checks off again takes the password');
+        assert.equal((await asOwner('PATCH', url, { allowSelfSigned: true, password: PASSWORD })).status, 200);
+        const test = await asOwner('POST', `${url}/test`);
+        assert.equal(test.body.ok, true, test.text);
+        assert.equal(test.body.state, 'confirmed');
+        assert.equal(connections, 0, 'nothing connected to the new port');
+
+        // Unchanged endpoint: saved as before, still confirmed.
+        const renamed = await asOwner('PATCH', url, { name: 'moved mailbox', port: peers.dovecot.imapsPort, security: 'ssl' });
+        assert.equal(renamed.status, 200, renamed.text);
+        assert.equal(renamed.body.state, 'confirmed');
+        // With the password given again, the move is the owner's to make (here to Dovecot's STARTTLS port).
+        const moved = await asOwner('PATCH', url, { port: peers.dovecot.imapPort, security: 'starttls', password: PASSWORD });
+        assert.equal(moved.status, 200, moved.text);
+        assert.equal(moved.body.state, 'draft');
+        assert.equal((await asOwner('POST', `${url}/test`)).body.ok, true);
+      } finally {
+        await new Promise<void>((resolve) => trap.close(() => resolve()));
+      }
     });
 
     it('fetches 200 messages of every shape, marks them \\Seen only once stored, and stores none twice', async () => {

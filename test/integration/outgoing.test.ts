@@ -231,6 +231,62 @@ for (const dialect of dialects) {
       await reset();
     });
 
+    it("sends a stored password only where it was entered for: the owner's (or an admin's) move to another host, port or security is refused and no AUTH reaches it; a new password moves with it", async () => {
+      // The review's attack: a user owns a server whose password an admin typed in (the user sees hasPassword: true only),
+      // points it at a listener of their own and presses Test.
+      const trap = await startSmtpSink({ auth: 'password', passwords: { 'relay-svc': 'users-own-pw' }, tls: 'none' });
+      try {
+        assert.equal((await api('PUT', '/api/v1/parameters/mail.server.allowed_private_hosts', { value: '127.0.0.1' })).status, 200);
+        const owner = await t.createUser('relay-owner', 'user');
+        const asOwner = async (method: 'GET' | 'POST' | 'PATCH', url: string, payload?: object) => {
+          const res = await http.inject({ method, url, payload, headers: { authorization: `Bearer ${owner.apiKey}` } });
+          return { status: res.statusCode, body: res.json<Record<string, unknown>>(), text: res.body };
+        };
+        const id = await server('notifications@example.com', 'relay-owner@example.com', { ownerUserId: owner.id });
+        const url = `/api/v1/outgoing-servers/${id}`;
+        const stored = (await asOwner('GET', url)).body;
+        assert.equal(stored.hasPassword, true);
+
+        for (const [who, call] of [['owner', asOwner], ['admin', api]] as const) {
+          for (const move of [{ host: 'localhost' }, { port: trap.port, security: 'none' }, { port: trap.port }, { security: 'none' }]) {
+            const refused = await call('PATCH', url, move);
+            assert.equal(refused.status, 400, `${who} ${JSON.stringify(move)}: ${refused.text}`);
+            const error = refused.body.error as { code: string; message: string };
+            assert.equal(error.code, 'JUNIPER_ERR_VALIDATION');
+            assert.match(error.message, /^Enter the password again to change the (host|port|security|port and security): a stored password is only sent to the host, port and security it was entered for\.$/);
+          }
+        }
+        // Certificate checks: turning them off is a move too; turning them on narrows where the password can go.
+        assert.equal((await asOwner('PATCH', url, { allowSelfSigned: false })).status, 200);
+        const selfSigned = await asOwner('PATCH', url, { allowSelfSigned: true });
+        assert.equal(selfSigned.status, 400, selfSigned.text);
+        assert.match((selfSigned.body.error as { message: string }).message, /^Enter the password again to allow self-signed certificates: .* with the certificate check it was entered with\.$/);
+        assert.equal((await asOwner('PATCH', url, { allowSelfSigned: true, password: 'notif-pw' })).status, 200);
+
+        const unchanged = (await asOwner('GET', url)).body;
+        assert.deepEqual([unchanged.host, unchanged.port, unchanged.security, unchanged.allowSelfSigned], ['127.0.0.1', sink.port, 'starttls', true], 'nothing of a refused move was stored');
+        const test = await asOwner('POST', `${url}/test`);
+        assert.equal(test.body.ok, true, test.text);
+        assert.equal(trap.authAttempts.length, 0, 'no AUTH reached the new host');
+
+        // An update that leaves the endpoint as it is works as before, the stored password kept.
+        const renamed = await asOwner('PATCH', url, { name: 'relay renamed', host: '127.0.0.1', port: sink.port, security: 'starttls', priority: 5 });
+        assert.equal(renamed.status, 200, renamed.text);
+        assert.equal(renamed.body.hasPassword, true);
+
+        // A move with a new password (the owner's own account at their own server) is theirs to make.
+        const moved = await asOwner('PATCH', url, { port: trap.port, security: 'none', username: 'relay-svc', password: 'users-own-pw' });
+        assert.equal(moved.status, 200, moved.text);
+        const before = sink.authAttempts.length;
+        assert.equal((await asOwner('POST', `${url}/test`)).body.ok, true);
+        assert.deepEqual(trap.authAttempts.map((a) => [a.method, a.user, a.ok]), [['PLAIN', 'relay-svc', true]], 'the new password, to the new host');
+        assert.equal(sink.authAttempts.length, before);
+      } finally {
+        await trap.stop();
+        await reset();
+      }
+    });
+
     it('keeps server passwords out of API responses and logs', async () => {
       await server('john@example.com', 'john@example.com');
       const list = await api('GET', '/api/v1/outgoing-servers');

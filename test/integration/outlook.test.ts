@@ -254,6 +254,45 @@ for (const dialect of dialects) {
       assert.equal(sink.messages.length, before + 1);
     });
 
+    it("forgets the Outlook connection when the server moves to another host, port or security, so its token goes to no endpoint it was not connected for", async () => {
+      const trap = await startSmtpSink({ auth: 'xoauth2', identityUrl: idp.url, tls: 'starttls' });
+      try {
+        const created = await api('POST', '/api/v1/outgoing-servers', { name: 'Outlook moved', auth: 'outlook', username: 'carol@example.test', host: '127.0.0.1', port: sink.port, allowSelfSigned: true, ratePerMinute: 0 });
+        assert.equal(created.status, 201, created.text);
+        const id = created.body.id as number;
+        const url = `/api/v1/outgoing-servers/${id}`;
+        const token = async () => ((await api('GET', url)).body as { token: { status: string } }).token.status;
+        assert.equal((await connectOutlook(http, admin, 'outgoing', id)).statusCode, 303);
+        assert.equal(await token(), 'valid');
+        // A change that leaves the endpoint as it is keeps the connection.
+        assert.equal((await api('PATCH', url, { name: 'Outlook still here', host: '127.0.0.1', port: sink.port, priority: 7 })).status, 200);
+        assert.equal(await token(), 'valid');
+
+        const moved = await api('PATCH', url, { port: trap.port });
+        assert.equal(moved.status, 200, moved.text);
+        assert.equal((moved.body.token as { status: string }).status, 'missing', 'the server needs Connect again');
+        assert.equal((await connectionOf(t.app.database.db, 'outgoing', id)).status, 'missing');
+        const test = await api('POST', `${url}/test`);
+        assert.equal(test.body.ok, false, test.text);
+        assert.equal(trap.authAttempts.length, 0, 'no XOAUTH2 token reached the new port');
+
+        // Connected again, for the new endpoint, it sends there.
+        assert.equal((await connectOutlook(http, admin, 'outgoing', id)).statusCode, 303);
+        assert.equal((await api('POST', `${url}/test`)).body.ok, true);
+        assert.deepEqual(trap.authAttempts.map((a) => [a.method, a.user, a.ok]), [['XOAUTH2', 'carol@example.test', true]]);
+        for (const move of [{ host: 'localhost' }, { security: 'ssl', port: 465 }, { allowSelfSigned: false }, { allowSelfSigned: true }]) {
+          assert.equal((await connectOutlook(http, admin, 'outgoing', id)).statusCode, 303);
+          const r = await api('PATCH', url, move);
+          assert.equal(r.status, 200, r.text);
+          const expected = move.allowSelfSigned === false ? 'valid' : 'missing';
+          assert.equal((r.body.token as { status: string }).status, expected, `${JSON.stringify(move)}: turning certificate checks on keeps it, every other move forgets it`);
+          if (move.host || move.security) assert.equal((await api('PATCH', url, { host: '127.0.0.1', port: trap.port, security: 'starttls' })).status, 200);
+        }
+      } finally {
+        await trap.stop();
+      }
+    });
+
     it('an expired client secret (AADSTS7000222) shows the app-level problem on every Outlook server until the secret changes', async () => {
       const second = await api('POST', '/api/v1/outgoing-servers', { name: 'Outlook 2', auth: 'outlook', username: 'bob@example.test', host: '127.0.0.1', port: sink.port, allowSelfSigned: true });
       idp.failNextToken({ status: 401, body: microsoftError('invalid_client', 7000222, 'The provided client secret keys for app are expired.') });

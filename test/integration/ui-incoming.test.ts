@@ -174,6 +174,13 @@ describe('Incoming Mail Servers and Inbox pages (real Dovecot)', () => {
     const kept = await admin.post(`/incoming-servers/${serverId}`, passwordServer({ password: '' }));
     assert.match(kept.body, /Server Orders saved\./);
     assert.equal((await t.app.services.incomingServers.get(serverId)).state, 'confirmed');
+
+    // Another port with the field empty: the form asks for the password beside it and keeps what was typed.
+    const moved = await admin.post(`/incoming-servers/${serverId}`, passwordServer({ password: '', port: String(dovecot.imapPort), security: 'starttls' }));
+    assert.equal(moved.statusCode, 400, moved.body);
+    assert.match(moved.body, /aria-describedby="password-error" autofocus>\s*<p class="help error-text" id="password-error" role="alert">Enter the password again to change the port and security: /);
+    assert.match(moved.body, new RegExp(`id="port" name="port" value="${dovecot.imapPort}"`));
+    assert.equal((await t.app.services.incomingServers.get(serverId)).port, dovecot.imapsPort, 'nothing was saved');
   });
 
   it('Fetch Now stores a delivered message and the Inbox shows it with its HTML escaped or sandboxed', async () => {

@@ -160,6 +160,34 @@ describe('admin pages (server-rendered forms)', () => {
     assert.ok(!res.body.includes('pw-not-shown'));
   });
 
+  it('asks for the password again beside its field when an edit moves the server to another port, keeping what was typed', async () => {
+    const relay = { name: 'Moving relay', auth: 'password', host: '127.0.0.1', port: String(sink.port), security: 'starttls', username: 'relay@example.com', fromFilter: 'example.com', priority: '20', active: 'on', allowSelfSigned: 'on' };
+    await admin.get('/outgoing-servers/new');
+    const created = await admin.post('/outgoing-servers/new', { ...relay, password: SINK_PASSWORD });
+    const id = /action="\/outgoing-servers\/(\d+)\/test"/.exec(created.body)?.[1];
+    assert.ok(id, created.body);
+
+    const refused = await admin.post(`/outgoing-servers/${id}`, { ...relay, name: 'Moved relay', port: '2525', security: 'none', password: '' });
+    assert.equal(refused.statusCode, 400, refused.body);
+    assert.match(
+      refused.body,
+      /<input type="password" id="password" name="password" value="" autocomplete="new-password" aria-invalid="true" aria-describedby="password-error" autofocus>\s*<p class="help error-text" id="password-error" role="alert">Enter the password again to change the port and security: a stored password is only sent to the host, port and security it was entered for\.<\/p>/,
+      'the message stands beside the password input, which takes the focus',
+    );
+    assert.doesNotMatch(refused.body, /class="flash flash-error"/, 'not a second time at the top');
+    assert.doesNotMatch(refused.body, /Leave the field empty to keep it/, 'nor the advice it contradicts');
+    assert.match(refused.body, /id="name" name="name" value="Moved relay"/, 'what was typed stays');
+    assert.match(refused.body, /id="port" name="port" value="2525"/);
+    assert.match(refused.body, /<option value="none" selected>/);
+    const stored = await t.app.services.outgoingServers.get(Number(id));
+    assert.deepEqual([stored.name, stored.port, stored.security], ['Moving relay', sink.port, 'starttls'], 'nothing was saved');
+
+    // Typed again with the move, it is saved.
+    const saved = await admin.post(`/outgoing-servers/${id}`, { ...relay, port: '2525', security: 'none', password: SINK_PASSWORD });
+    assert.match(saved.body, /Server Moving relay saved\./);
+    assert.equal((await t.app.services.outgoingServers.get(Number(id))).port, 2525);
+  });
+
   it('lists mails in the Outbox and cancels one', async () => {
     const { id } = await t.app.services.outbox.enqueue({ from: 'admin@example.com', to: ['bob@example.org'], subject: 'Quarterly <report>', text: 'hi' }, null, cliActor);
     const page = await admin.get('/outbox?state=queued');

@@ -679,6 +679,11 @@ export class OutgoingQueue {
     await this.db.insertInto('mail_attempts').values({ mail_id: id, at: Date.now(), outcome, server_id: serverId ?? null, failure_type: failureType, reason }).execute();
   }
 
+  /** The follow-ups of a mail (deliveries to recipients its server deferred), oldest first. */
+  async followUpsOf(id: number): Promise<Pick<OutgoingMail, 'id' | 'state' | 'envelope_to'>[]> {
+    return this.db.selectFrom('outgoing_mails').select(['id', 'state', 'envelope_to']).where('follow_up_of', '=', id).orderBy('id').execute();
+  }
+
   /** Attempts that did not deliver, oldest first. */
   async attemptsOf(id: number): Promise<MailAttempt[]> {
     return this.db.selectFrom('mail_attempts').selectAll().where('mail_id', '=', id).orderBy('id').execute();

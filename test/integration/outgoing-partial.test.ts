@@ -141,5 +141,36 @@ for (const dialect of dialects) {
       assert.equal((await mail(id)).state, 'sent');
       sink.setBehaviour({});
     });
+
+    it('sends the follow-up of a mail with an attachment, and of a raw .eml, as the same message: the same bytes, the attachment, the Message-ID', async () => {
+      const seen = new Set<string>();
+      sink.setBehaviour({ rcptTo: (to) => (to.startsWith('later') && !seen.has(to) ? (seen.add(to), TOO_MANY) : undefined) });
+      const start = sink.messages.length;
+      const pdf = Buffer.alloc(70_000, 7);
+      const built = await api('POST', '/api/v1/mails', { from: 'notifications@example.com', to: ['customer@client.test', 'later-a@client.test'], subject: 'with attachment', text: 'body', attachments: [{ filename: 'a.pdf', contentType: 'application/pdf', contentBase64: pdf.toString('base64') }] });
+      assert.equal(built.status, 202, built.text);
+      const eml = Buffer.from('Message-ID: <raw-partial@example.com>\r\nFrom: notifications@example.com\r\nTo: customer@client.test, later-b@client.test\r\nSubject: raw partly\r\n\r\nraw body\r\n');
+      const raw = await t.app.services.outbox.enqueueRaw(eml, {}, null, { userId: null, label: 'test' });
+      assert.equal(await d.drain(), 2);
+      const followUps = [...(await followUpOf((built.body as { id: number }).id)), ...(await followUpOf(raw.id))];
+      assert.equal(followUps.length, 2);
+      assert.deepEqual(followUps.map((f) => f.envelopeTo), [['later-a@client.test'], ['later-b@client.test']]);
+      // The Message-ID is still the original's: a second copy of the .eml is refused as the same mail.
+      assert.equal(await t.app.services.queue.findByMessageId('<raw-partial@example.com>'), raw.id);
+      d.advance(60 * 60 * 1000);
+      assert.equal(await d.drain(), 2);
+      assert.deepEqual(deliveries(start), { 'customer@client.test': 2, 'later-a@client.test': 1, 'later-b@client.test': 1 });
+      const byRecipient = new Map(sink.messages.slice(start).map((m) => [m.to.join(','), m]));
+      const laterA = byRecipient.get('later-a@client.test')!;
+      const { simpleParser } = await import('mailparser');
+      const parsedA = await simpleParser(laterA.raw);
+      assert.equal(parsedA.messageId, (built.body as { messageId: string }).messageId);
+      assert.deepEqual(parsedA.attachments[0]?.content, pdf, 'the follow-up carries the attachment');
+      const laterB = byRecipient.get('later-b@client.test')!;
+      assert.match(laterB.raw.toString('latin1'), /^Message-ID: <raw-partial@example\.com>\r\nFrom: notifications@example\.com\r\n/);
+      assert.match(laterB.raw.toString('latin1'), /raw body/);
+      for (const f of followUps) assert.equal((await mail(f.id)).state, 'sent');
+      sink.setBehaviour({});
+    });
   });
 }

@@ -3,7 +3,7 @@
 // mail (src/outgoing/partial-delivery.ts): a row of its own whose envelope is those recipients only
 // (envelope_to, a JSON array of addresses; null on every other mail: all of to, cc and bcc) and which names
 // the mail it follows (follow_up_of; kept when that mail is deleted by retention, set null).
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { addMissingColumns, type MigrationContext } from './helpers.js';
 
 export function followUpMails({ dialect }: MigrationContext) {
@@ -14,6 +14,8 @@ export function followUpMails({ dialect }: MigrationContext) {
         { name: 'envelope_to', add: (d) => d.schema.alterTable(table).addColumn('envelope_to', 'text').execute() },
         { name: 'follow_up_of', add: (d) => d.schema.alterTable(table).addColumn('follow_up_of', 'integer', (c) => c.references('outgoing_mails.id').onDelete('set null')).execute() },
       ]);
+      // A mail's page lists its follow-ups; partial, so the mails that have none (nearly all) are not in it.
+      await db.schema.createIndex('outgoing_mails_follow_up_of_idx').ifNotExists().on(table).column('follow_up_of').where(sql<boolean>`follow_up_of is not null`).execute();
     },
   };
 }

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { MAX_ATTEMPTS } from '../../src/lib/backoff.js';
 import { dialects } from '../helpers/databases.js';
+import { FormBrowser } from '../helpers/form-browser.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { headersOf, testDispatcher, type TestDispatcher } from '../helpers/outgoing.js';
 import { startSmtpSink, type SinkReply, type SmtpSink } from '../peers/smtp-sink.js';
@@ -33,6 +34,7 @@ for (const dialect of dialects) {
     let t: TestApp;
     let http: FastifyInstance;
     let key: string;
+    let browser: FormBrowser;
     let sink: SmtpSink;
     let d: TestDispatcher;
 
@@ -52,7 +54,10 @@ for (const dialect of dialects) {
     before(async () => {
       t = await startTestApp(dialect);
       http = await t.app.http();
-      key = (await t.createUser('admin', 'admin')).apiKey;
+      const admin = await t.createUser('admin', 'admin');
+      key = admin.apiKey;
+      browser = new FormBrowser(http);
+      await browser.signIn('admin', admin.password);
       sink = await startSmtpSink({ auth: 'password', passwords, tls: 'starttls' });
       d = testDispatcher(t.app);
       const r = await api('POST', '/api/v1/outgoing-servers', { name: 'postfix', host: '127.0.0.1', port: sink.port, security: 'starttls', allowSelfSigned: true, auth: 'password', username: 'notifications@example.com', password: 'notif-pw', fromFilter: null });
@@ -98,6 +103,10 @@ for (const dialect of dialects) {
       assert.deepEqual(followUp.bcc, ['later-hidden@client.test']);
       assert.equal(followUp.attempts, 1, 'the mail\'s attempts carry on');
       assert.match(String(followUp.failureReason), /452 4\.5\.3 Too many recipients/);
+      // The outbox links the two: the original names its deferred recipients and where they are retried.
+      const page = (await browser.get(`/outbox/${id}`)).body;
+      assert.match(page, new RegExp(`later@client\\.test, later-hidden@client\\.test: retried in <a href="/outbox/${followUp.id}">mail ${followUp.id}</a> \\(queued\\)`));
+      assert.match((await browser.get(`/outbox/${followUp.id}`)).body, new RegExp(`Sent only to</dt><dd>later@client\\.test, later-hidden@client\\.test .*<a href="/outbox/${id}">mail ${id}</a>`));
 
       assert.equal(await d.drain(), 0, 'not due before its backoff');
       d.advance(60 * 60 * 1000);
@@ -139,6 +148,33 @@ for (const dialect of dialects) {
       assert.match(String(failed.failureReason), /gave up/);
       assert.deepEqual(deliveries(start), { 'customer@client.test': 1 });
       assert.equal((await mail(id)).state, 'sent');
+      sink.setBehaviour({});
+    });
+
+    it("a server's recipient limit (Postfix's smtpd_recipient_limit, 452 past it): each transaction's excess goes in a follow-up, a follow-up's too, until every recipient has it once", async () => {
+      // Two recipients per transaction, as Postfix's 1,000 scaled down: the third RCPT TO and later get 452.
+      sink.setBehaviour({ rcptTo: (_to, envelope) => (envelope.to.length >= 2 ? TOO_MANY : undefined) });
+      const start = sink.messages.length;
+      const to = ['r1@client.test', 'r2@client.test', 'r3@client.test'];
+      const cc = ['r4@client.test'];
+      const bcc = ['r5@client.test'];
+      const sent = await api('POST', '/api/v1/mails', { from: 'notifications@example.com', to, cc, bcc, subject: 'many', text: 'body' });
+      const { id, messageId } = sent.body as { id: number; messageId: string };
+      const chain = [id];
+      for (let round = 0; round < 4; round++) {
+        await d.drain();
+        d.advance(60 * 60 * 1000);
+        const next = await followUpOf(chain[chain.length - 1]!);
+        if (next.length) chain.push(next[0]!.id);
+      }
+      assert.equal(chain.length, 3, 'the mail, its follow-up and the follow-up\'s follow-up');
+      assert.deepEqual(sink.messages.slice(start).map((m) => m.to), [['r1@client.test', 'r2@client.test'], ['r3@client.test', 'r4@client.test'], ['r5@client.test']]);
+      for (const m of sink.messages.slice(start)) assert.equal((await headersOf(m.raw)).messageId, messageId);
+      const views = await Promise.all(chain.map(mail));
+      assert.deepEqual(views.map((v) => v.state), ['sent', 'sent', 'sent']);
+      assert.deepEqual(views.map((v) => v.envelopeTo), [null, ['r3@client.test', 'r4@client.test', 'r5@client.test'], ['r5@client.test']]);
+      assert.deepEqual(views.map((v) => v.followUpOf), [null, chain[0], chain[1]]);
+      for (const v of views) assert.deepEqual(v.rejectedRecipients, []);
       sink.setBehaviour({});
     });
 

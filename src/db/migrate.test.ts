@@ -140,8 +140,10 @@ for (const dialect of dialects) {
         const unrecorded = migrationSet(dialect);
         await unrecorded['023-unreturned-uid']!.up(database.db as never);
         await unrecorded['024-fetch-attempt']!.up(database.db as never);
-        assert.deepEqual(await pendingMigrations(database), ['023-unreturned-uid', '024-fetch-attempt']);
-        assert.deepEqual((await migrateToLatest(database)).applied, ['023-unreturned-uid', '024-fetch-attempt']);
+        // The migrations after 024 are simply pending: they run after the two it records.
+        const later = Object.keys(migrationSet(dialect)).filter((name) => name > '024-fetch-attempt');
+        assert.deepEqual(await pendingMigrations(database), ['023-unreturned-uid', '024-fetch-attempt', ...later]);
+        assert.deepEqual((await migrateToLatest(database)).applied, ['023-unreturned-uid', '024-fetch-attempt', ...later]);
         assert.deepEqual(await schemaOf(database), await schemaOf(reference), 'the same schema as a database migrated in one go');
       } finally {
         await reference.close();

@@ -205,6 +205,13 @@ export interface OutgoingMailsTable {
   lost_leases: Generated<number>;
   /** The last manual retry: a waiting mail's maximum age counts from here (else from created_at). */
   retried_at: number | null;
+  /**
+   * A follow-up mail's recipients (JSON array of addresses): those its original deferred with a 4xx at RCPT TO
+   * (partial-delivery.ts). Null on every other mail: the envelope is all of to, cc and bcc. Migration 025.
+   */
+  envelope_to: string | null;
+  /** The mail a follow-up delivers the rest of (set null when retention deletes that one). Migration 025. */
+  follow_up_of: number | null;
   created_at: number;
   updated_at: number;
 }

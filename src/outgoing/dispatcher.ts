@@ -20,6 +20,7 @@ import { routeMail, routeParametersFrom, type RouteDecision } from './routing.js
 import { activeTransport, ratePerMinuteOf } from './server-rules.js';
 import { toRoutable, type OutgoingServers } from './servers.js';
 import { PACED } from './queue.js';
+import { splitRefusals } from './partial-delivery.js';
 import type { TransportPool } from './transport-pool.js';
 
 export interface DispatcherOptions {
@@ -70,8 +71,9 @@ export function workerId(): string {
   return `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
 }
 
-/** Every recipient address (to, cc, bcc) for the SMTP envelope. */
-export function envelopeRecipients(mail: Pick<OutgoingMail, 'to_addrs' | 'cc_addrs' | 'bcc_addrs'>): string[] {
+/** Every recipient address (to, cc, bcc) for the SMTP envelope; a follow-up's deferred recipients only. */
+export function envelopeRecipients(mail: Pick<OutgoingMail, 'to_addrs' | 'cc_addrs' | 'bcc_addrs'> & Partial<Pick<OutgoingMail, 'envelope_to'>>): string[] {
+  if (mail.envelope_to) return JSON.parse(mail.envelope_to) as string[];
   const all = [mail.to_addrs, mail.cc_addrs, mail.bcc_addrs].flatMap((j) => JSON.parse(j) as string[]);
   return all.map((a) => parseMailbox(a)?.address ?? a);
 }
@@ -274,10 +276,22 @@ export class Dispatcher {
     // Outside the try: a failed write of an accepted mail is not a send failure (re-queuing it would send it
     // twice at once); it rejects, and the mail's lease decides. Written together with the other mails sent
     // meanwhile (one statement, one commit).
-    await this.sent.record({ id: mail.id, ...outcome, response: result.response, rejected: result.rejected });
+    const { refused, deferred } = splitRefusals(result.rejected);
+    if (deferred.length) await this.recordPartlySent(server, mail, outcome, result.response, refused, deferred);
+    else await this.sent.record({ id: mail.id, ...outcome, response: result.response, rejected: refused });
     countSent(server.id, log, mail.id, result.response);
-    if (result.rejected.length) log.warn({ ...logCtx, rejected: result.rejected.length }, 'sent, but the server refused some recipients');
-    else log.debug(logCtx, 'sent');
+    if (refused.length) log.warn({ ...logCtx, rejected: refused.length }, 'sent, but the server refused some recipients');
+    else if (!deferred.length) log.debug(logCtx, 'sent');
+  }
+
+  /**
+   * Some recipients deferred (4xx at RCPT TO) while others were accepted: sent to the accepted ones, and the
+   * deferred ones become a follow-up mail due after the usual backoff, in one transaction (queue.markPartlySent).
+   */
+  private async recordPartlySent(server: OutgoingServer, mail: ClaimedMail, outcome: SendOutcome, response: string, refused: { address: string; response: string }[], deferred: { address: string; response: string }[]): Promise<void> {
+    const at = this.now() + retryDelayMs(mail.attempts);
+    const followUp = await this.deps.queue.markPartlySent(mail, this.owner, { ...outcome, response, refused, deferred }, { at, serverName: server.name });
+    if (followUp !== undefined) this.deps.log.warn({ mail: mail.id, server: server.id, op: 'send', deferred: deferred.length, followUp }, `sent, but the server deferred ${deferred.length} recipient(s); they are retried in mail ${followUp}`);
   }
 
   /**

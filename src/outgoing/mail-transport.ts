@@ -66,8 +66,11 @@ export interface Envelope {
 
 export interface SendResult {
   accepted: string[];
-  /** Recipients refused at RCPT TO while others were accepted, with the server's reply for each. */
-  rejected: { address: string; response: string }[];
+  /**
+   * Recipients refused at RCPT TO while others were accepted, with the server's reply (and its code) for each:
+   * 5xx refused for good, 4xx deferred, to be tried again (partial-delivery.ts splitRefusals).
+   */
+  rejected: { address: string; response: string; responseCode?: number }[];
   /** The server's reply to the end of DATA (e.g. "250 2.0.0 OK <id> [Hostname=…]"). */
   response: string;
 }

@@ -55,6 +55,18 @@ describe('graphMime', () => {
   });
 });
 
+describe('graphMime of a follow-up (an envelope narrower than the headers)', () => {
+  it('refuses a built message whose headers name recipients the envelope leaves out: Graph would send it to them again', async () => {
+    await assert.rejects(graphMime({ ...base, to: ['"A" <A@client.test>'] }, { ...envelope, to: ['b@client.test', 'hidden@client.test'] }), (err) => isAppError(err) && err.details?.graphUnsendable === true && /a@client\.test/i.test(err.message));
+    await assert.rejects(graphMime(base, { ...envelope, to: ['a@client.test', 'b@client.test'] }), (err) => isAppError(err) && err.details?.graphUnsendable === true && /hidden@client\.test/.test(err.message));
+  });
+
+  it('builds one whose envelope is every recipient it names, display names and case aside', async () => {
+    const parsed = await simpleParser(await graphMime({ ...base, to: ['"A" <A@Client.test>'] }, envelope));
+    assert.equal(parsed.messageId, '<m1@example.com>');
+  });
+});
+
 describe('headerAddresses', () => {
   it('reads folded To/Cc/Bcc and groups from the header block only', () => {
     const r = Buffer.from('To: team: x@a.test, y@a.test;\r\nCC: z@a.test\r\nFrom: me@a.test\r\n\r\nTo: body@a.test\r\n');

@@ -95,6 +95,17 @@ const composer = nodemailer.createTransport({ streamTransport: true, buffer: tru
  */
 export async function graphMime(message: OutgoingMessage, envelope: Envelope): Promise<Buffer> {
   if (!message.raw) {
+    // A follow-up mail goes to the recipients its original's server deferred only (partial-delivery.ts), while
+    // its headers name them all: through Graph, those who have it already would get it again.
+    const wanted = new Set(envelope.to.map(normalised));
+    const unwanted = [...message.to, ...message.cc, ...message.bcc].flatMap((entry) => addressparser(entry, { flatten: true })).flatMap((a) => (a.address ? [a.address] : [])).filter((a) => !wanted.has(normalised(a)));
+    if (unwanted.length > 0) {
+      throw new AppError(
+        'JUNIPER_ERR_VALIDATION',
+        `This mail goes to only some of the recipients its headers name (a follow-up for recipients another server deferred); Microsoft Graph sends to all of the headers' recipients, so ${unwanted.slice(0, 3).join(', ')}${unwanted.length > 3 ? ', …' : ''} would receive it twice. Send it through an SMTP server.`,
+        { details: { graphUnsendable: true } },
+      );
+    }
     try {
       const info = await composer.sendMail(mailOptions(message, envelope, true));
       return info.message as Buffer;

@@ -16,6 +16,7 @@ import { sha256Of, type BlobStore } from '../mailbox/blob-store.js';
 import type { CheckedMail } from './enqueue-rules.js';
 import { crashedReasonParts } from './delivery-failure.js';
 import type { OutgoingAttachment, OutgoingMessage } from './mail-transport.js';
+import { followUpKey, headerMessageId, planFollowUp, type RefusalSplit } from './partial-delivery.js';
 
 export interface MailView {
   id: number;
@@ -42,6 +43,10 @@ export interface MailView {
   /** Set when a delivery-status report (or a mail to the bounce address) named this mail; the state stays. */
   bouncedAt: string | null;
   bounceReason: string | null;
+  /** Set on a follow-up: the mail whose deferred recipients (4xx at RCPT TO) this one delivers to. */
+  followUpOf: number | null;
+  /** A follow-up's SMTP recipients (those deferred), null when the mail goes to all of to, cc and bcc. */
+  envelopeTo: string[] | null;
   createdAt: string;
 }
 
@@ -51,7 +56,7 @@ const list = (json: string) => JSON.parse(json) as string[];
 export function mailView(m: OutgoingMail): MailView {
   return {
     id: m.id,
-    messageId: m.message_id,
+    messageId: headerMessageId(m.message_id),
     state: m.state,
     attempts: m.attempts,
     from: m.from_header,
@@ -72,6 +77,8 @@ export function mailView(m: OutgoingMail): MailView {
     sentBy: m.sent_by,
     bouncedAt: iso(m.bounced_at),
     bounceReason: m.bounce_reason,
+    followUpOf: m.follow_up_of,
+    envelopeTo: m.envelope_to ? list(m.envelope_to) : null,
     createdAt: iso(m.created_at)!,
   };
 }
@@ -112,6 +119,7 @@ export type OutgoingAttachmentRow = Selectable<OutgoingAttachmentsTable>;
 export const CLAIMED_COLUMNS = [
   'id', 'message_id', 'from_header', 'to_addrs', 'cc_addrs', 'bcc_addrs', 'reply_to', 'subject', 'text_body', 'html_body', 'headers',
   'raw_sha256', 'forced_server_id', 'mass_mailing', 'created_by_user_id', 'state', 'attempts', 'failure_type', 'failure_reason', 'created_at', 'retried_at',
+  'envelope_to',
 ] as const satisfies readonly (keyof OutgoingMail)[];
 export type ClaimedMail = Pick<OutgoingMail, (typeof CLAIMED_COLUMNS)[number]>;
 /** What building a mail's message reads of its row. */
@@ -468,7 +476,7 @@ export class OutgoingQueue {
     // A large attachment comes as a reader of its pieces, read as the transport writes them (BlobStore.source).
     for (const a of rows) parts.push({ filename: a.filename, contentType: a.content_type, contentId: a.content_id, content: await this.blobs.source(a.blob_sha256) });
     return {
-      messageId: mail.message_id,
+      messageId: headerMessageId(mail.message_id),
       from: mail.from_header,
       to: list(mail.to_addrs),
       cc: list(mail.cc_addrs),
@@ -483,9 +491,9 @@ export class OutgoingQueue {
     };
   }
 
-  private finish(id: number, owner: string, values: UpdateObject<DB, 'outgoing_mails'>) {
+  private finish(id: number, owner: string, values: UpdateObject<DB, 'outgoing_mails'>, db: Kysely<DB> = this.db) {
     // Only the lease holder records an outcome: a worker that lost its lease must not overwrite a newer one.
-    return this.db
+    return db
       .updateTable('outgoing_mails')
       .set({ ...values, lease_owner: null, lease_expires_at: null, updated_at: Date.now() })
       .where('id', '=', id)
@@ -530,6 +538,83 @@ export class OutgoingQueue {
       for (const r of rows.rows) done.add(Number(r.id));
     }
     return done;
+  }
+
+  /**
+   * Records a mail whose server accepted some recipients and deferred others (4xx at RCPT TO): sent, to the
+   * accepted ones (`rejected`: the 5xx ones only), and in the same transaction a follow-up mail for the
+   * deferred ones, so that no crash between the two can record them as served or lose them. The follow-up is
+   * the same message (columns, attachment rows and original bytes copied, the blobs shared) with the envelope
+   * narrowed to the deferred addresses and the parent's attempts carried on; it is due at `at` (the usual
+   * backoff), or failed at once when the mail used its attempts (partial-delivery.ts planFollowUp). Nothing
+   * happens when this owner no longer holds the lease (another worker's outcome stands). Resolves to the
+   * follow-up's id, or undefined then.
+   */
+  async markPartlySent(
+    mail: ClaimedMail,
+    owner: string,
+    outcome: SendOutcome & { response: string; refused: RefusalSplit['refused']; deferred: RefusalSplit['deferred'] },
+    followUp: { at: number; serverName: string },
+  ): Promise<number | undefined> {
+    const plan = planFollowUp(outcome.deferred, mail.attempts, followUp.serverName);
+    return this.db.transaction().execute(async (trx) => {
+      const now = Date.now();
+      const sent = await this.finish(mail.id, owner, {
+        state: 'sent',
+        server_id: outcome.serverId,
+        effective_from: outcome.effectiveFrom,
+        envelope_from: outcome.envelopeFrom,
+        smtp_response: outcome.response,
+        rejected_recipients: outcome.refused.length ? JSON.stringify(outcome.refused) : null,
+        failure_type: null,
+        failure_reason: null,
+        waiting_reason: null,
+        sent_at: now,
+        sent_by: owner,
+      }, trx);
+      if (Number(sent[0]?.numUpdatedRows ?? 0) !== 1) return undefined;
+      const row = await trx
+        .insertInto('outgoing_mails')
+        .values({
+          message_id: followUpKey(mail.message_id, mail.id),
+          from_header: mail.from_header,
+          to_addrs: mail.to_addrs,
+          cc_addrs: mail.cc_addrs,
+          bcc_addrs: mail.bcc_addrs,
+          reply_to: mail.reply_to,
+          subject: mail.subject,
+          text_body: mail.text_body,
+          html_body: mail.html_body,
+          headers: mail.headers,
+          raw_sha256: mail.raw_sha256,
+          forced_server_id: mail.forced_server_id,
+          mass_mailing: mail.mass_mailing,
+          state: plan.state,
+          attempts: mail.attempts,
+          next_attempt_at: followUp.at,
+          failure_type: plan.failureType,
+          failure_reason: plan.reason,
+          server_id: outcome.serverId,
+          effective_from: outcome.effectiveFrom,
+          envelope_from: outcome.envelopeFrom,
+          envelope_to: JSON.stringify(outcome.deferred.map((d) => d.address)),
+          follow_up_of: mail.id,
+          created_by_user_id: mail.created_by_user_id,
+          // The mail's own age and manual retry: a follow-up waits no longer than the mail would have.
+          created_at: mail.created_at,
+          retried_at: mail.retried_at,
+          updated_at: now,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      await trx
+        .insertInto('outgoing_attachments')
+        .columns(['mail_id', 'position', 'filename', 'content_type', 'content_id', 'blob_sha256'])
+        .expression((eb) => eb.selectFrom('outgoing_attachments').select([sql<number>`cast(${row.id} as integer)`.as('mail_id'), 'position', 'filename', 'content_type', 'content_id', 'blob_sha256']).where('mail_id', '=', mail.id))
+        .execute();
+      await trx.insertInto('mail_attempts').values({ mail_id: row.id, at: now, outcome: plan.state === 'failed' ? 'failed' : 'retry', server_id: outcome.serverId, failure_type: plan.failureType, reason: plan.reason }).execute();
+      return row.id;
+    });
   }
 
   /**
@@ -592,6 +677,11 @@ export class OutgoingQueue {
   private async logAttempt(result: readonly { numUpdatedRows: bigint }[], id: number, outcome: 'retry' | 'failed', failureType: string, reason: string, serverId: number | undefined): Promise<void> {
     if (Number(result[0]?.numUpdatedRows ?? 0) !== 1) return;
     await this.db.insertInto('mail_attempts').values({ mail_id: id, at: Date.now(), outcome, server_id: serverId ?? null, failure_type: failureType, reason }).execute();
+  }
+
+  /** The follow-ups of a mail (deliveries to recipients its server deferred), oldest first. */
+  async followUpsOf(id: number): Promise<Pick<OutgoingMail, 'id' | 'state' | 'envelope_to'>[]> {
+    return this.db.selectFrom('outgoing_mails').select(['id', 'state', 'envelope_to']).where('follow_up_of', '=', id).orderBy('id').execute();
   }
 
   /** Attempts that did not deliver, oldest first. */

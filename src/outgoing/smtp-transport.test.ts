@@ -273,7 +273,7 @@ describe('smtp transport', () => {
     const before = passwordSink.messages.length;
     const result = await transport(endpoint(passwordSink.port), password).send(message({ to: [BOB, CAROL, DAVE] }), { from: ALICE, to: [BOB, CAROL, DAVE] });
     assert.deepEqual(result.accepted, [BOB, DAVE]);
-    assert.deepEqual(result.rejected, [{ address: CAROL, response: `550 ${refusal}` }]);
+    assert.deepEqual(result.rejected, [{ address: CAROL, response: `550 ${refusal}`, responseCode: 550 }], 'with the reply code, which decides whether the recipient is tried again');
     const [arrived] = await newMessages(passwordSink, before);
     assert.deepEqual(arrived?.to, [BOB, DAVE]);
   });

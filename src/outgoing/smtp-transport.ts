@@ -77,10 +77,15 @@ export function isRefusedToken(err: unknown): boolean {
 }
 
 function sendResult(info: SMTPSentMessageInfo): SendResult {
-  const replies = new Map((info.rejectedErrors ?? []).map((e) => [e.recipient ?? '', e.response ?? e.message]));
+  // nodemailer keeps each refused RCPT TO's reply and code (smtp-connection _actionRCPT): whether the code is 4xx
+  // or 5xx decides whether the recipient is tried again.
+  const replies = new Map((info.rejectedErrors ?? []).map((e) => [e.recipient ?? '', e]));
   return {
     accepted: info.accepted.map(String),
-    rejected: info.rejected.map((address) => ({ address: String(address), response: replies.get(String(address)) ?? '' })),
+    rejected: info.rejected.map((address) => {
+      const e = replies.get(String(address));
+      return { address: String(address), response: e ? (e.response ?? e.message) : '', ...(typeof e?.responseCode === 'number' ? { responseCode: e.responseCode } : {}) };
+    }),
     response: info.response,
   };
 }

@@ -109,7 +109,7 @@ function safeBack(back: string): string {
  * One mail: the headers as sent (From, Reply-To, envelope), the server used and why (the route explanation,
  * computed as the dispatcher computes it), the attempts with the server's last reply, Retry and Cancel.
  */
-function mailBody(ctx: PageContext, mail: OutgoingMail, m: MailView, serverName: string | null, route: RouteExplanation, attempts: MailAttempt[], names: Map<number, string>): SafeHtml {
+function mailBody(ctx: PageContext, mail: OutgoingMail, m: MailView, serverName: string | null, route: RouteExplanation, attempts: MailAttempt[], names: Map<number, string>, followUps: readonly Pick<OutgoingMail, 'id' | 'state' | 'envelope_to'>[] = []): SafeHtml {
   const back = `/outbox/${m.id}`;
   const actionForm = (verb: 'retry' | 'cancel', label: string, cls: string) =>
     html`<form method="post" action="/outbox/${m.id}/${verb}" class="inline">${csrfField(ctx)}<input type="hidden" name="back" value="${back}"><button type="submit" class="${cls}">${label}</button></form>`;
@@ -131,6 +131,8 @@ function mailBody(ctx: PageContext, mail: OutgoingMail, m: MailView, serverName:
     <dt>To</dt><dd>${m.to.join(', ')}</dd>
     ${m.cc.length ? html`<dt>Cc</dt><dd>${m.cc.join(', ')}</dd>` : null}
     ${m.bcc.length ? html`<dt>Bcc</dt><dd>${m.bcc.join(', ')}</dd>` : null}
+    ${m.envelopeTo ? html`<dt>Sent only to</dt><dd>${m.envelopeTo.join(', ')} <span class="muted">(the recipients ${m.followUpOf === null ? 'its original mail' : html`<a href="/outbox/${m.followUpOf}">mail ${m.followUpOf}</a>`} could not deliver to yet: its server deferred them)</span></dd>` : null}
+    ${followUps.map((f) => html`<dt>Deferred</dt><dd>${(JSON.parse(f.envelope_to ?? '[]') as string[]).join(', ')}: retried in <a href="/outbox/${f.id}">mail ${f.id}</a> (${f.state})</dd>`)}
     <dt>Message-ID</dt><dd><code>${m.messageId}</code></dd>
     <dt>Queued</dt><dd>${when(m.createdAt)}</dd>
   </dl>
@@ -193,7 +195,7 @@ export function outboxPage(services: Pick<Services, 'outbox' | 'outgoingServers'
 
     app.get<{ Params: { id: string } }>('/outbox/:id', { config: { access: 'user' } }, async (request, reply) => {
       const mail = await loadReadable(request);
-      const [route, server, attempts, servers] = await Promise.all([
+      const [route, server, attempts, servers, followUps] = await Promise.all([
         explainRoute(
           { from: mail.from_header, massMailing: mail.mass_mailing === 1, forcedServerId: mail.forced_server_id, createdByUserId: mail.created_by_user_id },
           { servers: outgoingServers, parameters: services.parameters },
@@ -201,10 +203,11 @@ export function outboxPage(services: Pick<Services, 'outbox' | 'outgoingServers'
         mail.server_id === null ? null : outgoingServers.get(mail.server_id),
         queue.attemptsOf(mail.id),
         outgoingServers.list({ includeArchived: true }),
+        queue.followUpsOf(mail.id),
       ]);
       const ctx = pageContext(request, reply, 'outbox');
       const names = new Map(servers.map((s) => [s.id, s.name]));
-      return renderPage(reply, `Mail ${mail.id}`, mailBody(ctx, mail, mailView(mail), server?.name ?? null, route, attempts, names), ctx);
+      return renderPage(reply, `Mail ${mail.id}`, mailBody(ctx, mail, mailView(mail), server?.name ?? null, route, attempts, names, followUps), ctx);
     });
 
     app.post<{ Params: { id: string }; Body: Form }>('/outbox/:id/retry', { config: { access: 'user' } }, async (request, reply) => {

@@ -6,6 +6,7 @@
 import crypto from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import type { DB } from '../db/schema.js';
+import { headerMessageId } from '../outgoing/partial-delivery.js';
 import { connectionsNeedingReconnect } from '../oauth/connections.js';
 import type { WebhookEvent } from './events.js';
 import type { Webhook } from './webhooks.js';
@@ -68,8 +69,12 @@ export class EventScanner {
     // A retried mail can fail again: each round of attempts (a manual retry sets retried_at) is its own
     // failure. The first round keeps the plain key, so deliveries queued before this key existed still count.
     const failedSubject = sql<string>`'mail:' || cast(outgoing_mails.id as text) || coalesce(':' || cast(outgoing_mails.retried_at as text), '')`;
-    const mails = () => db.selectFrom('outgoing_mails').select(['id', 'message_id', 'from_header', 'to_addrs', 'subject', 'server_id', 'smtp_response', 'sent_at', 'failure_type', 'failure_reason', 'bounced_at', 'bounce_reason', 'updated_at', 'retried_at']).orderBy('id').limit(SCAN_LIMIT);
-    const mailData = (m: Awaited<ReturnType<ReturnType<typeof mails>['execute']>>[number]) => ({ id: m.id, messageId: m.message_id, from: m.from_header, to: list(m.to_addrs), subject: m.subject, serverId: m.server_id });
+    const mails = () => db.selectFrom('outgoing_mails').select(['id', 'message_id', 'from_header', 'to_addrs', 'subject', 'server_id', 'smtp_response', 'sent_at', 'failure_type', 'failure_reason', 'bounced_at', 'bounce_reason', 'updated_at', 'retried_at', 'envelope_to', 'follow_up_of']).orderBy('id').limit(SCAN_LIMIT);
+    const mailData = (m: Awaited<ReturnType<ReturnType<typeof mails>['execute']>>[number]) => ({
+      id: m.id, messageId: headerMessageId(m.message_id), from: m.from_header, to: list(m.to_addrs), subject: m.subject, serverId: m.server_id,
+      // A follow-up (recipients its original's server deferred): its event is about those recipients only.
+      ...(m.envelope_to ? { followUpOf: m.follow_up_of, envelopeTo: list(m.envelope_to) } : {}),
+    });
     switch (event) {
       case 'mail.sent':
         return (await mails().where('state', '=', 'sent').where('sent_at', '>=', since).where(this.notDelivered(hook, event, mailSubject)).execute()).map((m) => ({

@@ -19,6 +19,7 @@ import { oauthConnections } from './021-oauth-connections.js';
 import { partialOutgoingIndexes } from './022-partial-outgoing-indexes.js';
 import { unreturnedUid } from './023-unreturned-uid.js';
 import { fetchAttempt } from './024-fetch-attempt.js';
+import { followUpMails } from './025-follow-up-mails.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -40,5 +41,6 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '022-partial-outgoing-indexes': partialOutgoingIndexes(ctx),
     '023-unreturned-uid': unreturnedUid(ctx),
     '024-fetch-attempt': fetchAttempt(ctx),
+    '025-follow-up-mails': followUpMails(ctx),
   };
 }

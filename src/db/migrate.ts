@@ -15,6 +15,10 @@ export interface MigrationReport {
  */
 export async function migrateToLatest(database: Database, migrations = migrationSet(database.dialect)): Promise<MigrationReport> {
   const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => migrations } });
+  // An up-to-date database is left without taking the migrations' lock, which on SQLite is the write lock: every
+  // start and CLI command migrates, and one would otherwise wait for (and, past busy_timeout, fail on) any long
+  // write of another process. The Migrator reads what is pending again under the lock.
+  if ((await migrator.getMigrations()).every((m) => m.executedAt !== undefined)) return { applied: [] };
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';

@@ -11,7 +11,8 @@ import { openDatabase } from './database.js';
 const OTHER_PROCESS = `
 const db = new (require('better-sqlite3'))(process.argv[1]);
 db.pragma('busy_timeout = 5000');
-db.prepare('update counter set n = n + 10').run();
+const update = db.prepare('update counter set n = n + 10');
+process.stdout.write('ready\\n', () => update.run());
 `;
 
 describe('SQLite transactions (JuniperSqliteDialect)', () => {
@@ -25,8 +26,13 @@ describe('SQLite transactions (JuniperSqliteDialect)', () => {
       let other: Promise<number | null> | undefined;
       await database.db.transaction().execute(async (trx) => {
         const { rows } = await sql<{ n: number }>`select n from counter`.execute(trx);
-        const child = spawn(process.execPath, ['-e', OTHER_PROCESS, config.file], { cwd: process.cwd(), stdio: ['ignore', 'inherit', 'inherit'] });
+        const child = spawn(process.execPath, ['-e', OTHER_PROCESS, config.file], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
         other = new Promise((resolve) => child.once('exit', resolve));
+        // Timed from the moment it writes: its start-up (node, better-sqlite3) is not in the race below.
+        await new Promise<void>((resolve, reject) => {
+          child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+          void other!.then(() => reject(new Error('the other process ended before it was ready')));
+        });
         // Begun DEFERRED, this transaction held no lock after its read: the other process committed at once and
         // the write below failed ("database is locked"), however long busy_timeout was.
         const first = await Promise.race([other.then(() => 'the other process wrote first'), sleep(500).then(() => 'waiting')]);

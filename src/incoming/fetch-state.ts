@@ -138,7 +138,8 @@ export class FetchState {
    * holder only): that FETCH finished. Anything written since (another message's note, a failure) stays.
    */
   async withdrawNotedError(id: number, owner: string, text: string): Promise<void> {
-    await this.db.updateTable('incoming_servers').set({ last_error: null, error_since: null }).where('id', '=', id).where('fetch_lease_owner', '=', owner).where('last_error', '=', text).execute();
+    // error_since stays: a failure later in the run keeps the time the server's run of failures began.
+    await this.db.updateTable('incoming_servers').set({ last_error: null }).where('id', '=', id).where('fetch_lease_owner', '=', owner).where('last_error', '=', text).execute();
   }
 
   /**

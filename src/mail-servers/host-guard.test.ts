@@ -8,6 +8,7 @@ import type { SmtpTransportOptions } from '../outgoing/smtp-transport.js';
 import { TransportPool } from '../outgoing/transport-pool.js';
 import { dialects, freshDatabase } from '../../test/helpers/databases.js';
 import { HostGuard, HostLookupError, machineAddresses } from './host-guard.js';
+import { ownAddressKey } from './host-policy.js';
 
 /** DNS as a script: each name answers its lists in turn, the last repeating; unknown names do not exist. */
 function script(answers: Record<string, string[][]>) {
@@ -55,12 +56,13 @@ for (const dialect of dialects) {
     };
 
     it("refuses a user's server at one of this machine's own public addresses, read from its interfaces", async () => {
-      assert.ok(machineAddresses().has('127.0.0.1'), "this machine's interfaces are read (loopback among them)");
+      assert.ok(machineAddresses().has(ownAddressKey('127.0.0.1')), "this machine's interfaces are read (loopback among them)");
       const dns = script({ 'vps.example.test': [['93.184.216.34']] });
-      const guard = new HostGuard(database.db, dns.resolve, () => new Set(['93.184.216.34']));
+      const guard = new HostGuard(database.db, dns.resolve, () => new Set([ownAddressKey('93.184.216.34')]));
       await assert.rejects(guard.connectTarget({ host: 'vps.example.test', owner_user_id: userId }, 'x'), (err) => code(err) === 'JUNIPER_ERR_HOST_NOT_ALLOWED');
       await assert.rejects(guard.assertMaySave('93.184.216.34', userId, 'x'), /an address of this machine/);
       assert.equal(await guard.connectTarget({ host: 'vps.example.test', owner_user_id: adminId }, 'x'), undefined, "an admin's server is not checked");
+      assert.deepEqual(await guard.check('vps.example.test', 'webhook'), { address: '93.184.216.34', servername: 'vps.example.test' }, 'a webhook may call an app on this machine by its public name');
     });
 
     it('leaves shared and admin-owned servers alone: no lookup, no target', async () => {

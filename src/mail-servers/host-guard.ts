@@ -72,9 +72,13 @@ export class HostGuard {
     }
   }
 
-  /** The checked address for `host`, or JUNIPER_ERR_HOST_NOT_ALLOWED naming host, address and parameter. */
-  async check(host: string, what: string): Promise<ConnectTarget> {
-    const decision = decideHost(host, await this.lookup(host), await this.allowList(), what, this.ownAddresses());
+  /**
+   * The checked address for `host`, or JUNIPER_ERR_HOST_NOT_ALLOWED naming host and parameter. `ownRefused`: this
+   * machine's own public addresses count as private too (a user's mail server); a webhook, whoever made it, may
+   * call an app on the same machine by its public name.
+   */
+  async check(host: string, what: string, ownRefused = false): Promise<ConnectTarget> {
+    const decision = decideHost(host, await this.lookup(host), await this.allowList(), what, ownRefused ? this.ownAddresses() : undefined);
     if (!decision.ok) {
       throw new AppError('JUNIPER_ERR_HOST_NOT_ALLOWED', decision.reason, {
         details: { field: 'host', host: host.trim(), ...(parseIp(bareHost(host)) ? { address: decision.address } : {}), parameter: ALLOW_LIST_PARAMETER },
@@ -91,7 +95,7 @@ export class HostGuard {
   async assertMaySave(host: string, ownerUserId: number | null, what: string): Promise<void> {
     if (!(await this.applies(ownerUserId))) return;
     try {
-      await this.check(host, what);
+      await this.check(host, what, true);
     } catch (err) {
       if (!(err instanceof HostLookupError)) throw err;
       throw new AppError('JUNIPER_ERR_VALIDATION', `${err.message} Check the host name: a server of a user other than an admin must resolve to a public address.`, {
@@ -103,6 +107,6 @@ export class HostGuard {
   /** At every connection: the address to connect to, checked now; undefined when the server is not held to the policy. */
   async connectTarget(server: { host: string; owner_user_id: number | null }, what: string): Promise<ConnectTarget | undefined> {
     if (!(await this.applies(server.owner_user_id))) return undefined;
-    return this.check(server.host, what);
+    return this.check(server.host, what, true);
   }
 }

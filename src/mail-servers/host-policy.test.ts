@@ -111,7 +111,10 @@ describe('decideHost', () => {
     assert.equal(decideHost('93.184.216.34', ['93.184.216.34'], [], what, own).ok, false);
     assert.match((decideHost('93.184.216.34', ['93.184.216.34'], [], what, own) as { reason: string }).reason, /is not a public address \(an address of this machine\)/);
     assert.equal(decideHost('vps.example.com', ['93.184.216.34'], [], what, own).ok, false);
-    assert.equal(decideHost('::ffff:93.184.216.34', ['::ffff:93.184.216.34'], [], what, own).ok, false);
+    for (const written of ['::ffff:93.184.216.34', '::ffff:5db8:d822', '0:0:0:0:0:ffff:5db8:d822', '::FFFF:5DB8:D822', '::93.184.216.34']) {
+      assert.equal(decideHost(written, [written], [], what, own).ok, false, written);
+    }
+    assert.equal(decideHost('2606:2800:0220:0001:0000:0000:0000:0005', ['2606:2800:0220:0001:0000:0000:0000:0005'], [], what, own).ok, false, 'an own IPv6 address written out in full');
     assert.equal(decideHost('v6.example.com', ['2606:2800:220:1::5'], [], what, own).ok, false);
     assert.deepEqual(decideHost('other.example.com', ['93.184.216.35'], [], what, own), { ok: true, address: '93.184.216.35' });
     assert.deepEqual(decideHost('vps.example.com', ['93.184.216.34'], parseAllowList('93.184.216.34'), what, own), { ok: true, address: '93.184.216.34' });

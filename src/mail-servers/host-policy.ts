@@ -112,10 +112,18 @@ const EMBEDDING: [bigint, number, (bits: bigint) => bigint, string][] = [
 
 const v4Text = (bits: bigint): string => [24n, 16n, 8n, 0n].map((s) => Number((bits >> s) & 0xffn)).join('.');
 
-/** How an address is compared with this machine's own (machineAddresses): lower-case, IPv4-mapped as IPv4. */
+/**
+ * How an address is compared with this machine's own (machineAddresses): by its bits, so that every way of
+ * writing it (expanded, upper-case hex, IPv4-mapped or IPv4-compatible in dotted or hex form) is the same key.
+ */
 export function ownAddressKey(address: string): string {
-  const a = address.toLowerCase().replace(/%.*$/, '');
-  return a.startsWith('::ffff:') && a.includes('.') ? a.slice('::ffff:'.length) : a;
+  const ip = parseIp(address.replace(/%.*$/, ''));
+  if (!ip) return address.toLowerCase();
+  if (ip.version === 4) return `4:${ip.bits.toString(16)}`;
+  // ::ffff:a.b.c.d and ::a.b.c.d reach the IPv4 address a.b.c.d.
+  const high = ip.bits >> 32n;
+  if (high === 0xffffn || (high === 0n && ip.bits > 1n)) return `4:${(ip.bits & 0xffffffffn).toString(16)}`;
+  return `6:${ip.bits.toString(16)}`;
 }
 
 /** Why an address is not a public unicast one (e.g. 'loopback'), or null when it is public. */

@@ -77,4 +77,9 @@ describe('replyReferences', () => {
     assert.equal(kept.at(-1), ids.at(-1), 'the replied-to message is last');
     assert.ok(value.length + 1 + ids[ids.length - kept.length]!.length > MAX_HEADER_VALUE_CHARS, 'as many as fit');
   });
+  it("keeps the replied-to message's ID when it and the thread's first do not fit together", () => {
+    const first = `<${'f'.repeat(600)}@example.com>`;
+    const parent = `<${'p'.repeat(450)}@example.com>`;
+    assert.equal(replyReferences([first, '<middle@example.com>', parent]), `<middle@example.com> ${parent}`);
+  });
 });

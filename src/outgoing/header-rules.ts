@@ -61,23 +61,26 @@ export function hasLineBreak(value: string): boolean {
   return LINE_BREAK_OR_NUL.test(value);
 }
 
-/** The longest value a free header may have (enqueue-rules.ts): RFC 5322's line limit. */
+/** The longest value a free header may have: RFC 5322's line limit, as enqueue-rules.ts allows a header value. */
 export const MAX_HEADER_VALUE_CHARS = 998;
 
 /**
- * A reply's References: the thread's IDs and the replied-to message's, trimmed to fit one header value. RFC 5322
- * §3.6.4 lets a reply drop IDs from the middle: the first (the thread's start) and the latest are kept, as many of
- * the latest as fit. A long thread's every ID, kept whole, made a value over the limit, and the reply was refused.
+ * A reply's References: the thread's IDs and the replied-to message's (last), trimmed to fit one header value.
+ * RFC 5322 §3.6.4 lets a reply drop IDs from the middle: the replied-to message's is always kept, the thread's
+ * first when it fits beside it, then as many of the latest as fit. A long thread's every ID, kept whole, made a
+ * value over the limit, and the reply was refused.
  */
 export function replyReferences(ids: readonly string[], max = MAX_HEADER_VALUE_CHARS): string {
   const all = ids.join(' ');
   if (all.length <= max || ids.length < 2) return all;
-  const [first, ...rest] = ids;
-  const kept: string[] = [];
-  let length = first!.length;
-  for (let i = rest.length - 1; i >= 0 && length + 1 + rest[i]!.length <= max; i--) {
-    kept.unshift(rest[i]!);
-    length += 1 + rest[i]!.length;
+  const last = ids[ids.length - 1]!;
+  const first = ids[0]!;
+  const withFirst = first.length + 1 + last.length <= max;
+  let length = withFirst ? first.length + 1 + last.length : last.length;
+  const middle: string[] = [];
+  for (let i = ids.length - 2; i >= 1 && length + 1 + ids[i]!.length <= max; i--) {
+    middle.unshift(ids[i]!);
+    length += 1 + ids[i]!.length;
   }
-  return [first, ...kept].join(' ');
+  return [...(withFirst ? [first] : []), ...middle, last].join(' ');
 }

@@ -3,13 +3,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { User } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
+import { PASSWORD_MAX_LENGTH } from '../vault/password.js';
 import { SignInThrottle } from './sign-in-throttle.js';
 import type { Users } from './users.js';
 
 /** Longer than any login loginSchema lets be made (64), with room; the API's sign-in schema allows 200. */
 export const MAX_LOGIN_CHARS = 200;
-/** The API's sign-in schema's limit for a password. */
-export const MAX_PASSWORD_CHARS = 1024;
+/**
+ * Above any password the policy lets be set (PASSWORD_MAX_LENGTH code points after NFKC), counted in UTF-16
+ * units as `length` does: a code point is at most 2 units, and NFKC can expand, hence the room.
+ */
+export const MAX_PASSWORD_CHARS = 4 * PASSWORD_MAX_LENGTH;
 
 export class SignIn {
   constructor(

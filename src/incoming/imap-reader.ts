@@ -265,7 +265,10 @@ export function imapConnector(timeouts: ImapTimeouts = DEFAULT_IMAP_TIMEOUTS): C
     // response over the limits) is kept, as the command only learns that the connection closed.
     let streamError: unknown;
     client.on('error', (err: unknown) => {
-      streamError ??= isParserLimit(err) ? err : undefined;
+      if (!isParserLimit(err)) return;
+      streamError ??= err;
+      // imapflow stops parsing but leaves the socket open (and the server writing into it).
+      client.close();
     });
     const ctx = { host: endpoint.host, port: endpoint.port, security: endpoint.security, auth: credentials.kind === 'oauth2' ? ('outlook' as const) : ('password' as const), user: credentials.user };
     const what = 'connecting and logging in';

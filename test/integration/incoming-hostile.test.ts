@@ -85,6 +85,48 @@ describe('the IMAP reader against a hostile server', () => {
       hostile.select = 'normal';
     }
   });
+
+  it('gives up a FETCH batch that only gets "* OK" lines after its allowance (the deadline plus its bytes at the slowest rate)', { timeout: 30_000 }, async () => {
+    hostile.select = 'normal';
+    hostile.unseen = [5];
+    hostile.fetch = 'trickle';
+    try {
+      const reader = await imapConnector(timeouts)(endpoint(), credentials);
+      try {
+        await reader.open('INBOX');
+        // 64 KB expected at 32 KB/s: two seconds more than the step's own deadline.
+        const expected = 2 * timeouts.minBytesPerSecond;
+        const t0 = Date.now();
+        await assert.rejects(
+          (async () => {
+            for await (const m of reader.fetch([5], expected)) void m;
+          })(),
+          (err: Error) => {
+            assert.equal(err.message, `The IMAP server 127.0.0.1:${hostile.port} did not finish FETCH of 1 message within 6 s: the server kept the connection open without answering, so Juniper closed it; the next fetch tries again.`);
+            return true;
+          },
+        );
+        const took = Date.now() - t0;
+        assert.ok(took >= DEADLINE_MS + 2000 - 50 && took < DEADLINE_MS + 4000, `failed after ${took} ms`);
+      } finally {
+        await reader.close();
+      }
+      // The same server answering FETCH: the message comes well within it.
+      hostile.fetch = 'normal';
+      const again = await imapConnector(timeouts)(endpoint(), credentials);
+      try {
+        await again.open('INBOX');
+        const got = [];
+        for await (const m of again.fetch([5], 100)) got.push(m.uid);
+        assert.deepEqual(got, [5]);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      hostile.fetch = 'normal';
+      hostile.unseen = [];
+    }
+  });
 });
 
 for (const dialect of dialects) {

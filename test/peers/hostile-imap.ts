@@ -12,6 +12,8 @@ export interface HostileImap {
   select: SelectMode;
   /** Interval of the "* OK" lines in trickle mode. */
   trickleMs: number;
+  /** What UID FETCH does: answer with the message (a few bytes) or trickle "* OK" lines and never finish. */
+  fetch: 'normal' | 'trickle';
   /** The UIDs SEARCH UNSEEN answers with (in this order). */
   unseen: number[];
   /** Literal bytes written after SELECT in literal mode, over every connection. */
@@ -31,6 +33,7 @@ export async function startHostileImap(options: { literalSize?: number; literalS
   const peer = {
     select: 'normal' as SelectMode,
     trickleMs: 200,
+    fetch: 'normal' as 'normal' | 'trickle',
     unseen: [] as number[],
   };
   const server = net.createServer((s) => {
@@ -77,6 +80,11 @@ export async function startHostileImap(options: { literalSize?: number; literalS
             for (const u of peer.unseen) if (u > max) max = u;
             s.write(`* ${exists} EXISTS\r\n* 0 RECENT\r\n* FLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft)\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT ${max + 1}] ok\r\n${tag} OK [READ-WRITE] SELECT done\r\n`);
           }
+        } else if (verb === 'UID' && rest[0]?.toUpperCase() === 'FETCH') {
+          const uid = Number.parseInt(rest[1] ?? '1', 10);
+          const body = `Subject: ${uid}\r\n\r\nbody\r\n`;
+          if (peer.fetch === 'trickle') timers.push(setInterval(() => s.write('* OK still fetching\r\n'), peer.trickleMs));
+          else s.write(`* 1 FETCH (UID ${uid} BODY[] {${body.length}}\r\n${body})\r\n${tag} OK fetch done\r\n`);
         } else if (verb === 'UID' && rest[0]?.toUpperCase() === 'SEARCH') s.write(`* SEARCH ${peer.unseen.join(' ')}\r\n${tag} OK search done\r\n`);
         else s.write(`${tag} OK\r\n`);
       }
@@ -98,6 +106,12 @@ export async function startHostileImap(options: { literalSize?: number; literalS
     },
     set trickleMs(ms: number) {
       peer.trickleMs = ms;
+    },
+    get fetch() {
+      return peer.fetch;
+    },
+    set fetch(mode: 'normal' | 'trickle') {
+      peer.fetch = mode;
     },
     get unseen() {
       return peer.unseen;

@@ -70,6 +70,7 @@ export class FetchScheduler {
     const free = this.options.concurrency - this.active.size;
     if (free <= 0 || this.abort.signal.aborted) return;
     const now = Date.now();
+    // Every start goes through here, one look at a time: the slots free now are still free after the query.
     // A server whose lease ran out while this process still fetches it is due again: it stays in its slot.
     const due = (await this.servers.due()).filter((s) => !this.active.has(s.id) && now - (this.startedAt.get(s.id) ?? -Infinity) >= this.options.tickMs);
     if (this.abort.signal.aborted) return;

@@ -12,7 +12,10 @@ export interface ConnectDeps {
   password: (server: IncomingServerRow) => string | null;
   tokens: TokenProvider | undefined;
   connect: ConnectReader;
-  /** The incoming size cap, for the IMAP parser's limits (fetching passes it; Test & Confirm reads no message). */
+  /**
+   * The incoming size cap, for the IMAP parser's limits (fetching passes it). Without it (Test & Confirm, which reads
+   * no message) the parser accepts 1 MB literals and 2 MB responses (imap-reader.ts imapClientOptions).
+   */
   maxMessageBytes?: number;
 }
 

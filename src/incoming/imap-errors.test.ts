@@ -22,7 +22,9 @@ describe('IMAP failures in words', () => {
     ['connection dropped mid-fetch', { message: 'Connection not available', code: 'NoConnection' }, 'fetch', {}, 'fetch', /connection to imap\.example\.com:993 was lost while fetching \(Connection not available\).*next fetch resumes/],
     ['connection reset mid-fetch', { message: 'read ECONNRESET', code: 'ECONNRESET' }, 'fetch', {}, 'fetch', /was lost while fetching/],
     ['reset while connecting', { message: 'read ECONNRESET', code: 'ECONNRESET' }, 'connect', {}, 'connect', /No working connection/],
-    ['anything else', { message: 'Command failed', responseText: 'Internal error' }, 'fetch', {}, 'fetch', /failed at fetch: "Internal error"/],
+    ['a SELECT answered with a literal over the limit', { message: 'Literal size 1048576000 exceeds maximum allowed size of 1048576 bytes', code: 'LiteralTooLarge' }, 'folder', {}, 'folder', /^imap\.example\.com:993 sent a response larger than Juniper accepts \(Literal size 1048576000 exceeds .*\), so the connection was closed without reading it\.(?!.*case-sensitive)/],
+    ['a FETCH response over the limit', { message: 'Response size 99 exceeds maximum allowed size of 9 bytes', code: 'ResponseTooLarge' }, 'fetch', {}, 'fetch', /sent a response larger than Juniper accepts .*incoming size cap/],
+        ['anything else', { message: 'Command failed', responseText: 'Internal error' }, 'fetch', {}, 'fetch', /failed at fetch: "Internal error"/],
   ];
   for (const [name, err, attempted, over, stage, message] of cases) {
     it(`${name} → ${stage}`, () => {

@@ -49,6 +49,11 @@ const UNREACHABLE_CODES = new Set(['CONNECT_TIMEOUT', 'ETIMEDOUT', 'EHOSTUNREACH
 /** imapflow's codes for a connection that was there and went away (server restart, idle kill, network cut). */
 const DROPPED_CODES = new Set(['NoConnection', 'EConnectionClosed', 'ECONNRESET', 'EPIPE', 'ETIMEOUT', 'SOCKET_TIMEOUT']);
 
+/** imapflow's parser limits (imap-reader.ts parserLimits): one response beyond them closes the connection unread. */
+const PARSER_LIMIT_CODES = new Set(['LiteralTooLarge', 'ResponseTooLarge', 'LineTooLarge', 'TooManyTokens']);
+
+export const isParserLimit = (err: unknown): boolean => PARSER_LIMIT_CODES.has(String((err as { code?: unknown } | undefined)?.code));
+
 /** The step that failed and a message saying what to check. `attempted` is the step that was running. */
 export function describeImapFailure(facts: ImapErrorFacts, attempted: ImapStage, ctx: ImapContext): { stage: ImapStage; message: string } {
   const where = `${ctx.host}:${ctx.port}`;
@@ -63,6 +68,13 @@ export function describeImapFailure(facts: ImapErrorFacts, attempted: ImapStage,
     };
   }
   const code = facts.code ?? '';
+  if (PARSER_LIMIT_CODES.has(code)) {
+    // Before the folder branch: a SELECT answered with a huge response says nothing about the folder's name.
+    return {
+      stage: attempted,
+      message: `${where} sent a response larger than Juniper accepts (${facts.message}), so the connection was closed without reading it. While fetching, the limit is the incoming size cap (system parameter mail.incoming.max_message_bytes) plus 2 MB of framing; Test & Confirm, which reads no message, accepts 2 MB. An ordinary server never answers ${attempted === 'fetch' ? 'a FETCH within the cap' : 'a login or SELECT'} like this: check that the host and port are those of the mail provider's IMAP server.`,
+    };
+  }
   if (CERTIFICATE_CODES.has(code)) {
     return {
       stage: 'tls',

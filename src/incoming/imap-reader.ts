@@ -3,18 +3,28 @@
 // is still found by its UID. Every failure leaves as an ImapFailure naming the step and the server's reply.
 import net from 'node:net';
 import { ImapFlow } from 'imapflow';
-import { toImapFailure, type ImapContext, type ImapStage } from './imap-errors.js';
+import { ImapFailure, isParserLimit, toImapFailure, type ImapContext, type ImapStage } from './imap-errors.js';
 import { uidSet, type ConnectReader, type FetchedHeaders, type FetchedMessage, type FolderStatus, type ImapCredentials, type ImapEndpoint, type MailboxReader } from './mailbox-reader.js';
 
 export interface ImapTimeouts {
   connectionMs: number;
   greetingMs: number;
+  /** Idle only: any byte resets it, so a server sending a line now and then never trips it (commandMs does). */
   socketMs: number;
+  /**
+   * The most one step may take, however busy the server keeps the socket: connecting with login, SELECT, a
+   * SEARCH, a STORE, LOGOUT. A FETCH batch gets this plus the time its bytes take at `minBytesPerSecond`.
+   */
+  commandMs: number;
+  /** The slowest transfer a FETCH batch is allowed time for, per byte it is expected to (or does) carry. */
+  minBytesPerSecond: number;
 }
 
-export const DEFAULT_IMAP_TIMEOUTS: ImapTimeouts = { connectionMs: 30_000, greetingMs: 16_000, socketMs: 5 * 60_000 };
+// commandMs below the fetch lease (5 minutes): a stuck step fails and is recorded before another worker may
+// take the server, instead of every worker getting stuck on it in turn.
+export const DEFAULT_IMAP_TIMEOUTS: ImapTimeouts = { connectionMs: 30_000, greetingMs: 16_000, socketMs: 5 * 60_000, commandMs: 2 * 60_000, minBytesPerSecond: 32 * 1024 };
 /** Someone is waiting in front of the form. */
-export const TEST_IMAP_TIMEOUTS: ImapTimeouts = { connectionMs: 10_000, greetingMs: 10_000, socketMs: 30_000 };
+export const TEST_IMAP_TIMEOUTS: ImapTimeouts = { connectionMs: 10_000, greetingMs: 10_000, socketMs: 30_000, commandMs: 30_000, minBytesPerSecond: 32 * 1024 };
 
 export function imapClientOptions(endpoint: ImapEndpoint, credentials: ImapCredentials, timeouts: ImapTimeouts): ConstructorParameters<typeof ImapFlow>[0] {
   return {
@@ -32,16 +42,48 @@ export function imapClientOptions(endpoint: ImapEndpoint, credentials: ImapCrede
     greetingTimeout: timeouts.greetingMs,
     socketTimeout: timeouts.socketMs,
     clientInfo: { name: 'Juniper' },
-    ...(endpoint.maxMessageBytes ? parserLimits(endpoint.maxMessageBytes) : {}),
+    // Always: without them imapflow accepts 1 GB literals and 2 GB responses. A connection that reads no
+    // message (Test & Confirm) gets the framing alone, 1 MB literals and 2 MB responses.
+    ...parserLimits(endpoint.maxMessageBytes ?? 0),
   };
 }
 
 /** Room for the response framing (FETCH line, flags, UID) around a message of the largest allowed size. */
 const FRAMING_BYTES = 1024 * 1024;
 
-/** imapflow's parser limits for a size cap: its defaults (1 GB literals, 2 GB responses) let one reply fill memory. */
+/** imapflow's parser limits for a size cap (0: no message is read): its defaults (1 GB literals, 2 GB responses) let one reply fill memory. */
 export function parserLimits(maxMessageBytes: number): { maxLiteralSize: number; maxResponseSize: number } {
   return { maxLiteralSize: maxMessageBytes + FRAMING_BYTES, maxResponseSize: maxMessageBytes + 2 * FRAMING_BYTES };
+}
+
+/**
+ * Runs `op` for at most `ms`: past that the connection is closed (imapflow's idle socket timeout never trips on a
+ * server that sends an untagged line now and then) and the step fails, naming the server, the step and the time.
+ */
+async function withDeadline<T>(client: ImapFlow, ms: number, failure: () => ImapFailure, op: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      client.close();
+      reject(failure());
+    }, Math.max(0, ms));
+  });
+  try {
+    return await Promise.race([op(), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const STAGE_OF: Record<string, ImapStage> = { 'connecting and logging in': 'connect', SELECT: 'folder' };
+
+/** What a step stuck past its deadline says; pure, for the message to be checked on its own. */
+export function deadlineMessage(ctx: Pick<ImapContext, 'host' | 'port'>, what: string, ms: number): string {
+  return `The IMAP server ${ctx.host}:${ctx.port} did not finish ${what} within ${Math.ceil(ms / 1000)} s: the server kept the connection open without answering, so Juniper closed it; the next fetch tries again.`;
+}
+
+function deadlineFailure(ctx: Pick<ImapContext, 'host' | 'port'>, what: string, ms: number): ImapFailure {
+  return new ImapFailure(STAGE_OF[what] ?? 'fetch', deadlineMessage(ctx, what, ms), { cause: Object.assign(new Error(`${what} past its deadline`), { code: 'StepDeadline' }) });
 }
 
 class ImapReader implements MailboxReader {
@@ -51,16 +93,56 @@ class ImapReader implements MailboxReader {
   constructor(
     private readonly client: ImapFlow,
     private readonly ctx: Omit<ImapContext, 'folder'>,
+    private readonly timeouts: ImapTimeouts,
+    /** The error that broke the parser stream (a response over its limits), if one did. */
+    private readonly streamError: () => unknown,
   ) {}
 
   private fail(err: unknown, stage: ImapStage): never {
-    throw toImapFailure(err, stage, { ...this.ctx, folder: this.folder });
+    // A response over the parser's limits destroys the stream: the command in progress may only learn that the
+    // connection is gone, while the reason is the stream's error.
+    const broke = this.streamError();
+    throw toImapFailure(broke !== undefined && !(err instanceof ImapFailure) ? broke : err, stage, { ...this.ctx, folder: this.folder });
+  }
+
+  private within<T>(what: string, op: () => Promise<T>, ms = this.timeouts.commandMs): Promise<T> {
+    return withDeadline(this.client, ms, () => deadlineFailure(this.ctx, what, ms), op);
+  }
+
+  /**
+   * A FETCH's responses as they come, within commandMs plus the transfer time of max(expected, received) bytes
+   * at minBytesPerSecond. Only the time spent waiting for the server counts: while the caller stores what came,
+   * the clock stands.
+   */
+  private async *streamed<T>(what: string, source: AsyncIterable<T>, expectedBytes: number, bytes: (item: T) => number): AsyncGenerator<T> {
+    const { commandMs, minBytesPerSecond } = this.timeouts;
+    const it = source[Symbol.asyncIterator]();
+    let waited = 0;
+    let received = 0;
+    let settled = false;
+    try {
+      for (;;) {
+        const allowed = commandMs + (Math.max(expectedBytes, received) * 1000) / minBytesPerSecond;
+        const t0 = Date.now();
+        settled = false;
+        const next = await withDeadline(this.client, allowed - waited, () => deadlineFailure(this.ctx, what, allowed), () => it.next());
+        settled = true;
+        waited += Date.now() - t0;
+        if (next.done) return;
+        received += bytes(next.value);
+        yield next.value;
+      }
+    } finally {
+      // The caller stopped early (as for await would, end the FETCH); not after a deadline: the connection is
+      // closed and a pending next() may never settle.
+      if (settled) await it.return?.();
+    }
   }
 
   async open(folder: string): Promise<FolderStatus> {
     this.folder = folder;
     try {
-      const box = await this.client.mailboxOpen(folder);
+      const box = await this.within('SELECT', () => this.client.mailboxOpen(folder));
       this.status = { uidValidity: Number(box.uidValidity), uidNext: box.uidNext, exists: box.exists };
       return this.status;
     } catch (err) {
@@ -82,7 +164,7 @@ class ImapReader implements MailboxReader {
       // A message that came or went between the two SEARCHes is taken as the first one saw it.
       const large = (await this.searched({ uid: range, larger: exactAbove })).filter((uid) => listed.has(uid));
       const sizes = new Map<number, number>();
-      if (large.length) for (const m of await this.client.fetchAll(uidSet(large), { uid: true, size: true }, { uid: true })) if (m.size !== undefined) sizes.set(m.uid, m.size);
+      if (large.length) for (const m of await this.within('FETCH of message sizes', () => this.client.fetchAll(uidSet(large), { uid: true, size: true }, { uid: true }))) if (m.size !== undefined) sizes.set(m.uid, m.size);
       // Taken as small, a message over the size cap would be downloaded whole: one the server calls large
       // without saying how large stops the run (an expunged one is gone by the next run).
       const unsized = large.find((uid) => !sizes.has(uid));
@@ -99,7 +181,7 @@ class ImapReader implements MailboxReader {
    * the cursor moves on, or take every message as small and download one over the cap whole.
    */
   private async searched(query: Parameters<ImapFlow['search']>[0]): Promise<number[]> {
-    const uids = await this.client.search(query, { uid: true });
+    const uids = await this.within('SEARCH', () => this.client.search(query, { uid: true }));
     if (!Array.isArray(uids)) this.fail(Object.assign(new Error(this.client.usable ? 'the server did not accept UID SEARCH' : 'Connection not available'), { code: this.client.usable ? 'SearchFailed' : 'NoConnection' }), 'fetch');
     return uids;
   }
@@ -108,20 +190,20 @@ class ImapReader implements MailboxReader {
     if (this.status?.exists === 0) return undefined;
     try {
       // A refused SEARCH read as "all read" would start a first fetch at UIDNEXT, past every unseen message.
-      const uids = await this.searched({ seen: false });
-      return uids.length ? Math.min(...uids) : undefined;
+      return lowest(await this.searched({ seen: false }));
     } catch (err) {
       this.fail(err, 'fetch');
     }
   }
 
-  async *fetch(uids: number[]): AsyncIterable<FetchedMessage> {
+  async *fetch(uids: number[], expectedBytes = 0): AsyncIterable<FetchedMessage> {
     if (uids.length === 0) return;
     // Streamed: the caller stores each message as it arrives. No other IMAP command may run until this
     // generator is done (imapflow queues it behind the FETCH), so the caller marks \Seen after the batch.
     // Responses come in sequence order, which is UID order.
     try {
-      for await (const m of this.client.fetch(uidSet(uids), { uid: true, source: true }, { uid: true })) if (m.source) yield { uid: m.uid, source: m.source };
+      const source = this.client.fetch(uidSet(uids), { uid: true, source: true }, { uid: true });
+      for await (const m of this.streamed(`FETCH of ${uids.length} message${uids.length === 1 ? '' : 's'}`, source, expectedBytes, (r) => r.source?.length ?? 0)) if (m.source) yield { uid: m.uid, source: m.source };
     } catch (err) {
       this.fail(err, 'fetch');
     }
@@ -129,11 +211,12 @@ class ImapReader implements MailboxReader {
 
   async *fetchHeaders(uids: number[], maxBytes: number): AsyncIterable<FetchedHeaders> {
     if (uids.length === 0) return;
-    let rows;
+    const rows = [];
     try {
       // BODY.PEEK[HEADER]<0.maxBytes>: a partial fetch, so a message over the cap with a huge header section
-      // still costs at most maxBytes.
-      rows = await this.client.fetchAll(uidSet(uids), { uid: true, bodyParts: [{ key: 'header', start: 0, maxLength: maxBytes }] }, { uid: true });
+      // still costs at most maxBytes. Its time grows with what arrives (one header at a time fits in commandMs).
+      const source = this.client.fetch(uidSet(uids), { uid: true, bodyParts: [{ key: 'header', start: 0, maxLength: maxBytes }] }, { uid: true });
+      for await (const m of this.streamed(`FETCH of ${uids.length} header section${uids.length === 1 ? '' : 's'}`, source, 0, (r) => r.bodyParts?.get('header')?.length ?? 0)) rows.push(m);
     } catch (err) {
       this.fail(err, 'fetch');
     }
@@ -150,7 +233,7 @@ class ImapReader implements MailboxReader {
     try {
       // .SILENT: the server would otherwise answer with every message's new flags, one FETCH line each, which
       // nobody reads here and imapflow parses all the same.
-      stored = await this.client.messageFlagsAdd(uidSet(uids), ['\\Seen'], { uid: true, silent: true });
+      stored = await this.within('STORE \\Seen', () => this.client.messageFlagsAdd(uidSet(uids), ['\\Seen'], { uid: true, silent: true }));
     } catch (err) {
       this.fail(err, 'fetch');
     }
@@ -161,25 +244,40 @@ class ImapReader implements MailboxReader {
 
   async close(): Promise<void> {
     try {
-      await this.client.logout();
+      await this.within('LOGOUT', () => this.client.logout());
     } catch {
       this.client.close();
     }
   }
 }
 
+/** The smallest of the numbers, by a loop: Math.min(...list) throws a RangeError past ~125,000 arguments. */
+export function lowest(list: readonly number[]): number | undefined {
+  let min: number | undefined;
+  for (const n of list) if (min === undefined || n < min) min = n;
+  return min;
+}
+
 export function imapConnector(timeouts: ImapTimeouts = DEFAULT_IMAP_TIMEOUTS): ConnectReader {
   return async (endpoint, credentials) => {
     const client = new ImapFlow(imapClientOptions(endpoint, credentials, timeouts));
-    // Socket errors after connect also surface as rejections of the command in progress.
-    client.on('error', () => undefined);
+    // Socket errors after connect also surface as rejections of the command in progress; a parser error (a
+    // response over the limits) is kept, as the command only learns that the connection closed.
+    let streamError: unknown;
+    client.on('error', (err: unknown) => {
+      if (!isParserLimit(err)) return;
+      streamError ??= err;
+      // imapflow stops parsing but leaves the socket open (and the server writing into it).
+      client.close();
+    });
     const ctx = { host: endpoint.host, port: endpoint.port, security: endpoint.security, auth: credentials.kind === 'oauth2' ? ('outlook' as const) : ('password' as const), user: credentials.user };
+    const what = 'connecting and logging in';
     try {
-      await client.connect();
+      await withDeadline(client, timeouts.commandMs, () => deadlineFailure(ctx, what, timeouts.commandMs), () => client.connect());
     } catch (err) {
       client.close();
-      throw toImapFailure(err, 'connect', { ...ctx, folder: '' });
+      throw toImapFailure(!(err instanceof ImapFailure) && streamError !== undefined ? streamError : err, 'connect', { ...ctx, folder: '' });
     }
-    return new ImapReader(client, ctx);
+    return new ImapReader(client, ctx, timeouts, () => streamError);
   };
 }

@@ -1,0 +1,219 @@
+// A user's own IMAP server that is hostile or broken, against the real reader, Test & Confirm and the scheduler,
+// on both databases, with Dovecot as the well-behaved server beside it: a server that keeps the connection busy
+// with "* OK" lines and never answers SELECT fails at the step's deadline with a message saying so, without
+// keeping its lease and while the same scheduler goes on fetching Dovecot; a SELECT answered with a 1 GB
+// literal is refused at Test & Confirm before its bytes are read; 200,000 unseen messages are no RangeError.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { DEFAULT_IMAP_TIMEOUTS, imapConnector } from '../../src/incoming/imap-reader.js';
+import { FetchScheduler } from '../../src/incoming/scheduler.js';
+import { dialects } from '../helpers/databases.js';
+import { startTestApp, type TestApp } from '../helpers/app.js';
+import { corpusMessage, deliverAll, incomingApi } from '../helpers/incoming.js';
+import { startDovecot, type Dovecot } from '../peers/dovecot.js';
+import { startHostileImap, type HostileImap } from '../peers/hostile-imap.js';
+import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
+
+const PASSWORD = 'imap-secret';
+const users = dialects.map((d) => `slots-${d}@example.test`);
+/** The deadline of one step in these tests (2 minutes by default). */
+const DEADLINE_MS = 4000;
+const timeouts = { ...DEFAULT_IMAP_TIMEOUTS, commandMs: DEADLINE_MS };
+
+async function until(what: string, check: () => Promise<boolean>, withinMs: number): Promise<void> {
+  const end = Date.now() + withinMs;
+  while (!(await check())) {
+    if (Date.now() > end) assert.fail(`not within ${withinMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+let idp: IdentityServer;
+let dovecot: Dovecot;
+let hostile: HostileImap;
+before(async () => {
+  idp = await startIdentityServer({});
+  dovecot = await startDovecot({ identityUrl: idp.url, users: Object.fromEntries(users.map((u) => [u, PASSWORD])) });
+  hostile = await startHostileImap();
+});
+after(async () => {
+  await hostile.stop();
+  await dovecot.stop();
+  await idp.stop();
+});
+
+describe('the IMAP reader against a hostile server', () => {
+  const endpoint = () => ({ serverId: 1, name: 'hostile', host: '127.0.0.1', port: hostile.port, security: 'none' as const, allowSelfSigned: false, maxMessageBytes: 25 * 1024 * 1024 });
+  const credentials = { kind: 'password' as const, user: 'u', pass: 'p' };
+
+  it('finds the lowest of 200,000 unseen UIDs (a first fetch of a big mailbox)', { timeout: 30_000 }, async () => {
+    hostile.select = 'normal';
+    // Highest first, so the lowest is the last one listed.
+    hostile.unseen = Array.from({ length: 200_000 }, (_, i) => 200_010 - i);
+    try {
+      const reader = await imapConnector(timeouts)(endpoint(), credentials);
+      try {
+        await reader.open('INBOX');
+        assert.equal(await reader.firstUnseen(), 11);
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      hostile.unseen = [];
+    }
+  });
+
+  it('gives up a SELECT the server answers only with "* OK" lines at the deadline, closing the connection', { timeout: 30_000 }, async () => {
+    hostile.select = 'trickle';
+    hostile.trickleMs = 200;
+    try {
+      const reader = await imapConnector(timeouts)(endpoint(), credentials);
+      const closedBefore = hostile.closed;
+      const t0 = Date.now();
+      await assert.rejects(reader.open('INBOX'), (err: Error & { code?: string; stage?: string }) => {
+        assert.equal(err.code, 'JUNIPER_ERR_IMAP');
+        assert.equal(err.stage, 'folder');
+        assert.equal(err.message, `The IMAP server 127.0.0.1:${hostile.port} did not finish SELECT within 4 s: the server kept the connection open without answering, so Juniper closed it; the next fetch tries again.`);
+        return true;
+      });
+      const took = Date.now() - t0;
+      assert.ok(took >= DEADLINE_MS - 50 && took < DEADLINE_MS + 2000, `failed after ${took} ms`);
+      await reader.close();
+      await until('the server sees the connection closed', async () => hostile.closed > closedBefore, 2000);
+    } finally {
+      hostile.select = 'normal';
+    }
+  });
+
+  it('gives up a FETCH batch that only gets "* OK" lines after its allowance (the deadline plus its bytes at the slowest rate)', { timeout: 30_000 }, async () => {
+    hostile.select = 'normal';
+    hostile.unseen = [5];
+    hostile.fetch = 'trickle';
+    try {
+      const reader = await imapConnector(timeouts)(endpoint(), credentials);
+      try {
+        await reader.open('INBOX');
+        // 64 KB expected at 32 KB/s: two seconds more than the step's own deadline.
+        const expected = 2 * timeouts.minBytesPerSecond;
+        const t0 = Date.now();
+        await assert.rejects(
+          (async () => {
+            for await (const m of reader.fetch([5], expected)) void m;
+          })(),
+          (err: Error) => {
+            assert.equal(err.message, `The IMAP server 127.0.0.1:${hostile.port} did not finish FETCH of 1 message within 6 s: the server kept the connection open without answering, so Juniper closed it; the next fetch tries again.`);
+            return true;
+          },
+        );
+        const took = Date.now() - t0;
+        assert.ok(took >= DEADLINE_MS + 2000 - 50 && took < DEADLINE_MS + 4000, `failed after ${took} ms`);
+      } finally {
+        await reader.close();
+      }
+      // The same server answering FETCH: the message comes well within it.
+      hostile.fetch = 'normal';
+      const again = await imapConnector(timeouts)(endpoint(), credentials);
+      try {
+        await again.open('INBOX');
+        const got = [];
+        for await (const m of again.fetch([5], 100)) got.push(m.uid);
+        assert.deepEqual(got, [5]);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      hostile.fetch = 'normal';
+      hostile.unseen = [];
+    }
+  });
+});
+
+for (const dialect of dialects) {
+  describe(`hostile incoming servers beside Dovecot (${dialect})`, () => {
+    let t: TestApp;
+    let http: FastifyInstance;
+    let key: string;
+    const { api, confirmed, createServer } = incomingApi(() => ({ http, key }), () => dovecot, PASSWORD);
+    const storedOf = async (id: number) => (await t.app.database.db.selectFrom('messages').select('uid').where('server_id', '=', id).execute()).length;
+    const row = (id: number) => t.app.database.db.selectFrom('incoming_servers').select(['last_error', 'fetch_lease_until', 'fetch_lease_owner']).where('id', '=', id).executeTakeFirstOrThrow();
+
+    before(async () => {
+      t = await startTestApp(dialect);
+      http = await t.app.http();
+      key = (await t.createUser('admin', 'admin')).apiKey;
+    });
+    after(async () => t.close());
+
+    it('a server stuck in SELECT fails at the deadline without renewing its lease, and the same scheduler fetches Dovecot meanwhile', { timeout: 60_000 }, async () => {
+      hostile.select = 'normal';
+      const slowName = `slow-${dialect}`;
+      const slow = await confirmed(slowName, { port: hostile.port, security: 'none', allowSelfSigned: false });
+      const user = `slots-${dialect}@example.test`;
+      const fast = await confirmed(user);
+      await deliverAll(dovecot, user, [corpusMessage('plain', user, 1).raw]);
+      hostile.select = 'trickle';
+      const closedBefore = hostile.closed;
+
+      // Two slots: the slow server takes one for the whole deadline; Dovecot must get the other one each time it is due.
+      const scheduler = new FetchScheduler(t.app.services.incoming.fetcher({ connect: imapConnector(timeouts) }), t.app.services.fetchState, t.app.logger, { tickMs: 100, concurrency: 2 });
+      const t0 = Date.now();
+      scheduler.start();
+      try {
+        await until('Dovecot\'s first message is stored', async () => (await storedOf(fast)) === 1, 3000);
+        await until('the slow server is in its fetch', async () => hostile.selects > 0 && (await row(slow)).fetch_lease_owner !== null, 3000);
+        const lease = String((await row(slow)).fetch_lease_until);
+
+        // Dovecot has new mail and is due again (its interval made to have passed) while the slow fetch hangs.
+        await deliverAll(dovecot, user, [corpusMessage('plain', user, 2).raw]);
+        await t.app.database.db.updateTable('incoming_servers').set({ last_fetch_at: 0 }).where('id', '=', fast).execute();
+        await until('Dovecot\'s second message is stored', async () => (await storedOf(fast)) === 2, DEADLINE_MS);
+        const during = await row(slow);
+        assert.ok(Date.now() - t0 < DEADLINE_MS, 'Dovecot was fetched again before the slow fetch ended');
+        assert.equal(during.last_error, null, 'the slow fetch is still in SELECT');
+        assert.equal(String(during.fetch_lease_until), lease, 'the "* OK" lines did not renew the lease');
+
+        await until('the slow fetch fails', async () => (await row(slow)).last_error !== null, DEADLINE_MS + 3000);
+        const took = Date.now() - t0;
+        assert.ok(took >= DEADLINE_MS - 50 && took < DEADLINE_MS + 3000, `the slow fetch failed after ${took} ms`);
+        const failed = await row(slow);
+        assert.equal(failed.last_error, `Fetching "${slowName}" failed: The IMAP server 127.0.0.1:${hostile.port} did not finish SELECT within 4 s: the server kept the connection open without answering, so Juniper closed it; the next fetch tries again.`);
+        assert.equal(failed.fetch_lease_owner, null, 'the lease is released');
+        assert.ok(hostile.closed > closedBefore, 'the connection was closed');
+        const shown = (await api('GET', `/api/v1/incoming-servers/${slow}`)).body;
+        assert.equal(shown.lastError, failed.last_error);
+      } finally {
+        await scheduler.stop();
+        hostile.select = 'normal';
+      }
+    });
+
+    it('Test & Confirm against a server answering SELECT with a 1 GB literal refuses it at once, unread, saying why', { timeout: 60_000 }, async () => {
+      hostile.select = 'normal';
+      const id = await createServer(`big-${dialect}`, { port: hostile.port, security: 'none', allowSelfSigned: false });
+      hostile.select = 'literal';
+      const writtenBefore = hostile.literalBytesWritten;
+      const closedBefore = hostile.closed;
+      const t0 = Date.now();
+      try {
+        const test = await api('POST', `/api/v1/incoming-servers/${id}/test`);
+        assert.equal(test.status, 200, test.text);
+        assert.equal(test.body.ok, false, test.text);
+        assert.equal(test.body.stage, 'folder');
+        const message = String(test.body.message);
+        assert.match(message, new RegExp(`^127\\.0\\.0\\.1:${hostile.port} sent a response larger than Juniper accepts \\(Literal size 1048576000 exceeds maximum allowed size of 1048576 bytes\\), so the connection was closed without reading it\\.`));
+        assert.match(message, /Test & Confirm, which reads no message, accepts 2 MB/);
+        assert.doesNotMatch(message, /Folder names are case-sensitive/);
+        assert.ok(Date.now() - t0 < 5000, `answered after ${Date.now() - t0} ms`);
+        await until('the server sees the connection closed', async () => hostile.closed > closedBefore, 3000);
+        // What the kernel's socket buffers took, not the 64 MB the server had to send (nor the 1 GB announced).
+        const written = hostile.literalBytesWritten - writtenBefore;
+        assert.ok(written < 16 * 1024 * 1024, `${written} bytes of the literal were written`);
+        const server = (await api('GET', `/api/v1/incoming-servers/${id}`)).body;
+        assert.equal(server.state, 'draft', 'not confirmed');
+      } finally {
+        hostile.select = 'normal';
+      }
+    });
+  });
+}

@@ -283,7 +283,7 @@ export class Dispatcher {
    */
   private async giveBack(server: OutgoingServer, mail: ClaimedMail): Promise<void> {
     const sends = this.byServer.get(server.id)?.sends.length ?? 0;
-    const reason = `Outgoing server "${server.name}" has ${sends} sends under way of which none finished for ${Math.round(this.stallMs / 1000)} s or more; the mail waits its turn in the queue (no attempt counted).`;
+    const reason = `Outgoing server "${server.name}" has ${sends} sends under way of which none finished for ${Math.round(this.stallMs / 100) / 10} s or more; the mail waits its turn in the queue (no attempt counted).`;
     await this.deps.queue.markRetry(mail.id, this.owner, { at: this.now() + this.stallMs, failureType: 'server_stalled', reason, waiting: true });
     this.deps.log.info({ mail: mail.id, server: server.id, op: 'send', failureType: 'server_stalled' }, reason);
   }

@@ -37,15 +37,16 @@ export function messageBytes(message: OutgoingMessage): number {
 }
 
 /**
- * How far the attempt got when it was stopped: `waiting` for one of the pool's connections (all busy), in the
- * `session` (connecting, EHLO, AUTH, MAIL FROM, RCPT, DATA) before the whole message was written, or `written`:
- * every byte and the final dot were sent and the server's reply never came, so it may have delivered the mail.
+ * How far the attempt got when it was stopped: `connecting` (waiting for one of the pool's connections, or a new
+ * connection's greeting, EHLO, STARTTLS, AUTH: nodemailer tells no more), in the `session` (MAIL FROM, RCPT,
+ * DATA, the message being written), or `written`: every byte and the final dot were sent and the server's reply
+ * never came, so it may have delivered the mail (as when a connection drops before the "250").
  */
-export type SendStage = 'waiting' | 'session' | 'written';
+export type SendStage = 'connecting' | 'session' | 'written';
 
 const what: Record<SendStage, string> = {
-  waiting: 'no connection to it became free: its connections were all held by sends it did not finish',
-  session: 'the server stopped answering mid-session, before the message was written',
+  connecting: 'the session never reached the message: the server stopped answering while Juniper connected or signed in, or every connection to it was held by sends it did not finish',
+  session: 'the server stopped answering mid-session, before the whole message was written',
   written: 'the whole message was written, but the server never gave its final reply, so it may have delivered it and the mail may arrive twice',
 };
 

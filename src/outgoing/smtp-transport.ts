@@ -188,7 +188,7 @@ export function createSmtpTransport(
       const deadline = new AbortController();
       const timer = setTimeout(() => deadline.abort(), deadlineMs);
       const signal = sendOptions.signal ? AbortSignal.any([deadline.signal, sendOptions.signal]) : deadline.signal;
-      const tracked: { stage: SendStage } = { stage: 'waiting' };
+      const tracked: { stage: SendStage } = { stage: 'connecting' };
       stages.set(signal, tracked);
       try {
         return await attempt(message, envelope, signal);

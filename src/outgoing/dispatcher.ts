@@ -113,6 +113,8 @@ export class Dispatcher {
   private expiredCheckedAt = -Infinity;
   /** Per server, this worker's sends under way and when one last settled (server-stall.ts). */
   private readonly byServer = new Map<number, ServerSends>();
+  /** Mails whose last attempt ended at its deadline (no answer: no progress of their server). */
+  private readonly unanswered = new Set<number>();
 
   constructor(
     private readonly deps: {
@@ -258,9 +260,11 @@ export class Dispatcher {
 
   private untrack(serverId: number, tracked: TrackedSend): void {
     const entry = this.byServer.get(serverId);
+    // Progress is an answer from the server: not a send given back, nor one its deadline ended.
+    const answered = !tracked.giveBack.signal.aborted && !this.unanswered.delete(tracked.mailId);
     if (!entry) return;
     entry.sends = entry.sends.filter((t) => t !== tracked);
-    entry.progressAt = this.now();
+    if (answered) entry.progressAt = this.now();
     if (entry.sends.length === 0) this.byServer.delete(serverId);
   }
 
@@ -343,6 +347,7 @@ export class Dispatcher {
       if (giveBack?.aborted && (err === giveBack.reason || (isAppError(err) && err.code === 'JUNIPER_ERR_SEND_CANCELLED' && err.details?.stage !== 'written'))) return this.giveBack(server, mail);
       // An auto server whose tenant refused SMTP AUTH moves to Graph, and this mail goes again through Graph
       // at once (the switched server's transport is graph, so this happens once per mail).
+      if (isAppError(err) && err.code === 'JUNIPER_ERR_SEND_DEADLINE') this.unanswered.add(mail.id);
       const switched = await this.switchToGraph(server, err);
       if (switched) return this.sendOne(switched, mail, route, attachments, giveBack);
       await this.recordSendFailure(server, mail, err, outcome);

@@ -185,19 +185,31 @@ export function createSmtpTransport(
   return {
     async send(message, envelope, sendOptions = {}) {
       const deadlineMs = sendDeadlineMs(messageBytes(message), options.deadline);
-      const deadline = new AbortController();
-      const timer = setTimeout(() => deadline.abort(), deadlineMs);
-      const signal = sendOptions.signal ? AbortSignal.any([deadline.signal, sendOptions.signal]) : deadline.signal;
+      // One controller for the deadline and the caller's signal (a listener, not AbortSignal.any, whose dependent
+      // signals Node 20 keeps until a collection).
+      const stop = new AbortController();
+      let cause: 'deadline' | 'cancelled' | undefined;
+      const timer = setTimeout(() => {
+        cause ??= 'deadline';
+        stop.abort();
+      }, deadlineMs);
+      const cancel = () => {
+        cause ??= 'cancelled';
+        stop.abort();
+      };
+      if (sendOptions.signal?.aborted) cancel();
+      else sendOptions.signal?.addEventListener('abort', cancel, { once: true });
       const tracked: { stage: SendStage } = { stage: 'connecting' };
-      stages.set(signal, tracked);
+      stages.set(stop.signal, tracked);
       try {
-        return await attempt(message, envelope, signal);
+        return await attempt(message, envelope, stop.signal);
       } catch (err) {
-        if (deadline.signal.aborted) throw deadlineExceeded(endpoint.name, at, deadlineMs, tracked.stage);
-        if (sendOptions.signal?.aborted) throw sendCancelled(endpoint.name, tracked.stage);
+        if (cause === 'deadline') throw deadlineExceeded(endpoint.name, at, deadlineMs, tracked.stage);
+        if (cause === 'cancelled') throw sendCancelled(endpoint.name, tracked.stage);
         throw surface(err);
       } finally {
         clearTimeout(timer);
+        sendOptions.signal?.removeEventListener('abort', cancel);
       }
     },
     close() {

@@ -185,8 +185,8 @@ export function createSmtpTransport(
   return {
     async send(message, envelope, sendOptions = {}) {
       const deadlineMs = sendDeadlineMs(messageBytes(message), options.deadline);
-      // One controller for the deadline and the caller's signal (a listener, not AbortSignal.any, whose dependent
-      // signals Node 20 keeps until a collection).
+      // One controller for the deadline and the caller's signal; the listener on the caller's signal is removed
+      // when the send ends, so a long-lived signal keeps nothing of the sends it watched.
       const stop = new AbortController();
       let cause: 'deadline' | 'cancelled' | undefined;
       const timer = setTimeout(() => {

@@ -69,6 +69,14 @@ export const errorCatalogue = {
     status: 502,
     message: 'Microsoft refused the OAuth request or could not be reached; the details name the error and what to do.',
   },
+  JUNIPER_ERR_SEND_DEADLINE: {
+    status: 504,
+    message: 'The outgoing mail server did not finish a send within its deadline; the mail is retried later.',
+  },
+  JUNIPER_ERR_SEND_CANCELLED: {
+    status: 503,
+    message: 'Juniper stopped a send to a stalled outgoing mail server; the mail goes back to the queue.',
+  },
   JUNIPER_ERR_RATE_LIMITED: { status: 429, message: 'Too many attempts; wait a minute and try again.' },
   JUNIPER_ERR_INTERNAL: { status: 500, message: 'Internal error; the log has the details.' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AppError } from '../lib/errors.js';
 import { classifySendError, crashedReason, crashedReasonParts, enhancedStatus } from './delivery-failure.js';
+import { deadlineExceeded } from './send-deadline.js';
 import type { ClassifyContext, DeliveryAction, FailureType } from './delivery-failure.js';
 
 /** An error shaped as nodemailer's SMTPConnection._formatError makes it for a server reply. */
@@ -102,6 +103,8 @@ const cases: Case[] = [
   { name: 'not an SMTP server', err: Object.assign(new Error('Invalid greeting. response=HTTP/1.1 400 Bad Request'), { code: 'EPROTOCOL', command: 'CONN' }), action: 'retry', failureType: 'connection' },
 
   // The address policy refused the host (a user's server at a private address): an admin must decide, retrying cannot help.
+  { name: 'a send stopped at its deadline mid-session', err: deadlineExceeded('mine', 'smtp.example.com:2525', 120_000, 'session'), action: 'retry', failureType: 'timeout', says: [/"mine" \(smtp\.example\.com:2525\) did not finish sending the mail within 120 s/, /stopped answering mid-session/, /Juniper retries later/] },
+  { name: 'a send stopped at its deadline after the whole message was written', err: deadlineExceeded('mine', 'smtp.example.com:2525', 300_000, 'written'), action: 'retry', failureType: 'timeout', says: [/within 300 s/, /may arrive twice/] },
   { name: 'host refused by the address policy', err: new AppError('JUNIPER_ERR_HOST_NOT_ALLOWED', 'Outgoing server "mine" (id 3): smtp.example.com resolves to 10.0.0.5, a private address; an admin may allow it with the system parameter mail.server.allowed_private_hosts.'), action: 'wait', failureType: 'host_not_allowed', says: [/mail\.server\.allowed_private_hosts/, /Mails wait/] },
 
   // No facts at all.

@@ -234,6 +234,11 @@ export function classifySendError(err: unknown, context: ClassifyContext): Deliv
       ? { action: 'retry', failureType: 'oauth_transient', reason: `${err.message} It is retried later.` }
       : { action: 'wait', failureType: 'oauth_token', reason: `${err.message} Mails wait until the Outlook account is reconnected on the server form.` };
   }
+  if (isAppError(err) && (err.code === 'JUNIPER_ERR_SEND_DEADLINE' || err.code === 'JUNIPER_ERR_SEND_CANCELLED')) {
+    // The server held the attempt past its deadline (send-deadline.ts): retried like a timeout. When the whole
+    // message was written the server may have delivered it, as with a lost "250": at least once, the reason says so.
+    return { action: 'retry', failureType: 'timeout', reason: err.message };
+  }
   if (isAppError(err) && err.code === 'JUNIPER_ERR_HOST_NOT_ALLOWED') {
     // The address policy refused the host before any connection: retrying cannot help, an admin's decision can.
     return { action: 'wait', failureType: 'host_not_allowed', reason: `${err.message} Mails wait until an admin allows the host or the server is changed.` };

@@ -21,7 +21,8 @@ import { activeTransport, ratePerMinuteOf } from './server-rules.js';
 import { toRoutable, type OutgoingServers } from './servers.js';
 import { PACED } from './queue.js';
 import { splitRefusals } from './partial-delivery.js';
-import type { TransportPool } from './transport-pool.js';
+import { concurrencyOf, type TransportPool } from './transport-pool.js';
+import { admits, excessOf, STALL_MS, STALLED_SENDS_PER_CONNECTION } from './server-stall.js';
 
 export interface DispatcherOptions {
   batchSize: number;
@@ -34,6 +35,21 @@ export interface DispatcherOptions {
   waitRecheckMs: number;
   /** Leases held (sends under way) at most, across pipelined claims (default: batchSize, the bound a kill can repeat). */
   maxInFlight?: number;
+  /** A server none of whose sends settled for this long keeps only its oldest sends (server-stall.ts; default STALL_MS). */
+  stallMs?: number;
+}
+
+/** A worker's sends of one server, oldest first; when one last settled; how many it keeps once stalled. */
+interface ServerSends {
+  sends: TrackedSend[];
+  progressAt: number;
+  cap: number;
+}
+
+/** A send under way, in its server's list (oldest first), with the switch that gives it back to the queue. */
+interface TrackedSend {
+  mailId: number;
+  giveBack: AbortController;
 }
 
 /** A rate-limit slot further away than this puts the mail back in the queue instead of holding it. */
@@ -47,6 +63,9 @@ const COALESCE_MS = 10;
  * claim round, hundreds a second when busy, for something that turns up only after a whole lease (minutes).
  */
 const EXPIRED_CHECK_MS = 1000;
+
+/** How often a loop waiting for room looks for stalled servers whose sends to give back. */
+const STALL_CHECK_MS = 1000;
 
 export const defaultDispatcherOptions: DispatcherOptions = {
   batchSize: 50,
@@ -94,6 +113,10 @@ export class Dispatcher {
   private readonly sent: SentWriter;
   /** When the loop last looked for expired leases (runOnce always looks). */
   private expiredCheckedAt = -Infinity;
+  /** Per server, this worker's sends under way and when one last settled (server-stall.ts). */
+  private readonly byServer = new Map<number, ServerSends>();
+  /** Mails whose last attempt ended at its deadline (no answer: no progress of their server). */
+  private readonly unanswered = new Set<number>();
 
   constructor(
     private readonly deps: {
@@ -198,7 +221,15 @@ export class Dispatcher {
         for (const w of decision.warnings) log.warn({ mail: mail.id, server: decision.serverId, op: 'route' }, w);
         const server = byId.get(decision.serverId)!;
         trailRouted(log, mail.id, server.id, decision.rule);
-        settle(mail.id, () => this.sendOne(server, mail, { from: decision.from, replyTo: decision.replyTo, envelopeFrom: decision.envelopeFrom }, attachments.get(mail.id) ?? []));
+        const route = { from: decision.from, replyTo: decision.replyTo, envelopeFrom: decision.envelopeFrom };
+        const sends = this.sendsOf(server);
+        if (!admits({ inFlight: sends.sends.length, progressAt: sends.progressAt }, sends.cap, now, this.stallMs)) {
+          settle(mail.id, () => this.giveBack(server, mail));
+          continue;
+        }
+        const tracked: TrackedSend = { mailId: mail.id, giveBack: new AbortController() };
+        sends.sends.push(tracked);
+        settle(mail.id, () => this.sendOne(server, mail, route, attachments.get(mail.id) ?? [], tracked.giveBack.signal).finally(() => this.untrack(server.id, tracked)));
       }
     } catch (err) {
       setupError = err instanceof Error ? err : new Error(String(err));
@@ -217,6 +248,52 @@ export class Dispatcher {
     }, Math.max(1000, this.options.leaseMs / 3));
   }
 
+  private get stallMs(): number {
+    return this.options.stallMs ?? STALL_MS;
+  }
+
+  private sendsOf(server: OutgoingServer): ServerSends {
+    let entry = this.byServer.get(server.id);
+    if (!entry) this.byServer.set(server.id, (entry = { sends: [], progressAt: this.now(), cap: 1 }));
+    // The latest pool size applies (it may be edited while mails are under way).
+    entry.cap = STALLED_SENDS_PER_CONNECTION * concurrencyOf(server);
+    return entry;
+  }
+
+  private untrack(serverId: number, tracked: TrackedSend): void {
+    const entry = this.byServer.get(serverId);
+    // Progress is an answer from the server: not a send given back, nor one its deadline ended.
+    const answered = !tracked.giveBack.signal.aborted && !this.unanswered.delete(tracked.mailId);
+    if (!entry) return;
+    entry.sends = entry.sends.filter((t) => t !== tracked);
+    if (answered) entry.progressAt = this.now();
+    if (entry.sends.length === 0) this.byServer.delete(serverId);
+  }
+
+  /**
+   * Gives back the newest sends of every stalled server over its cap (server-stall.ts): each leaves the send
+   * slot line or nodemailer's queue (closing its connection if it had one) and goes back to the queue. Called by
+   * the loop while it waits for room, so a stalled server's mails do not keep the others from being claimed.
+   */
+  private giveBackStalled(): void {
+    const now = this.now();
+    for (const entry of this.byServer.values()) {
+      const excess = excessOf({ inFlight: entry.sends.length, progressAt: entry.progressAt }, entry.cap, now, this.stallMs);
+      if (excess > 0) for (const t of entry.sends.slice(-excess)) t.giveBack.abort();
+    }
+  }
+
+  /**
+   * Back to the queue without an attempt (a stalled server's, not the mail's, fault), due again after stallMs; the
+   * mails so given back keep their order among themselves (the claim takes them by due time, then id).
+   */
+  private async giveBack(server: OutgoingServer, mail: ClaimedMail): Promise<void> {
+    const sends = this.byServer.get(server.id)?.sends.length ?? 0;
+    const reason = `Outgoing server "${server.name}" has ${sends} sends under way of which none finished for ${Math.round(this.stallMs / 100) / 10} s or more; the mail waits its turn in the queue (no attempt counted).`;
+    await this.deps.queue.markRetry(mail.id, this.owner, { at: this.now() + this.stallMs, failureType: 'server_stalled', reason, waiting: true });
+    this.deps.log.info({ mail: mail.id, server: server.id, op: 'send', failureType: 'server_stalled' }, reason);
+  }
+
   private release(id: number): void {
     this.held.delete(id);
     if (this.held.size === 0 && this.renewTimer) {
@@ -225,7 +302,7 @@ export class Dispatcher {
     }
   }
 
-  private async sendOne(server: OutgoingServer, mail: ClaimedMail, route: { from: string; replyTo: string | null; envelopeFrom: string }, attachments: readonly OutgoingAttachmentRow[]): Promise<void> {
+  private async sendOne(server: OutgoingServer, mail: ClaimedMail, route: { from: string; replyTo: string | null; envelopeFrom: string }, attachments: readonly OutgoingAttachmentRow[], giveBack?: AbortSignal): Promise<void> {
     const { queue, log } = this.deps;
     const outcome = { serverId: server.id, effectiveFrom: route.from, envelopeFrom: route.envelopeFrom };
     const logCtx = { mail: mail.id, server: server.id, op: 'send' };
@@ -259,17 +336,22 @@ export class Dispatcher {
       // connection free or about to be, send-slots.ts): the other claimed ones wait as rows instead of as
       // messages holding their bytes. A mail without is built from its row alone and goes at once: making it wait
       // too left connections idle between mails (queue → sent 0.68x of raw against 0.92x, three pairs of runs).
-      const freeSlot = attachments.length > 0 || mail.raw_sha256 ? await this.deps.transports.sendSlot(server) : undefined;
+      const freeSlot = attachments.length > 0 || mail.raw_sha256 ? await this.deps.transports.sendSlot(server, giveBack) : undefined;
       try {
-        result = await this.buildAndSend(server, transport, mail, route, attachments);
+        result = await this.buildAndSend(server, transport, mail, route, attachments, giveBack);
       } finally {
         freeSlot?.();
       }
     } catch (err) {
+      // Given back (its server stalled): to the queue without an attempt, unless the server may have received the
+      // whole message; that is recorded as the failed attempt it was (retried, may arrive twice).
+      // (A Graph send does not watch the switch: it ends within its own timeout and is recorded as it ended.)
+      if (giveBack?.aborted && (err === giveBack.reason || (isAppError(err) && err.code === 'JUNIPER_ERR_SEND_CANCELLED' && err.details?.stage !== 'written'))) return this.giveBack(server, mail);
       // An auto server whose tenant refused SMTP AUTH moves to Graph, and this mail goes again through Graph
       // at once (the switched server's transport is graph, so this happens once per mail).
+      if (isAppError(err) && err.code === 'JUNIPER_ERR_SEND_DEADLINE') this.unanswered.add(mail.id);
       const switched = await this.switchToGraph(server, err);
-      if (switched) return this.sendOne(switched, mail, route, attachments);
+      if (switched) return this.sendOne(switched, mail, route, attachments, giveBack);
       await this.recordSendFailure(server, mail, err, outcome);
       return;
     }
@@ -298,12 +380,12 @@ export class Dispatcher {
    * Reads the mail's message (its attachments' bytes) and sends it. A function of its own so that nothing in
    * sendOne keeps the message, and so its bytes, reachable while the `sent` write waits for its statement.
    */
-  private async buildAndSend(server: OutgoingServer, transport: MailTransport, mail: ClaimedMail, route: { from: string; replyTo: string | null; envelopeFrom: string }, attachments: readonly OutgoingAttachmentRow[]): Promise<SendResult> {
+  private async buildAndSend(server: OutgoingServer, transport: MailTransport, mail: ClaimedMail, route: { from: string; replyTo: string | null; envelopeFrom: string }, attachments: readonly OutgoingAttachmentRow[], giveBack?: AbortSignal): Promise<SendResult> {
     const message = await this.deps.queue.message(mail, attachments);
     message.from = route.from;
     message.replyTo = route.replyTo;
     const envelope: Envelope = { from: route.envelopeFrom, to: envelopeRecipients(mail) };
-    return timedSend(server.id, () => transport.send(message, envelope));
+    return timedSend(server.id, () => transport.send(message, envelope, giveBack ? { signal: giveBack } : {}));
   }
 
   /**
@@ -379,8 +461,16 @@ export class Dispatcher {
         // dry, and this process never holds more than maxInFlight leases (one batch: what a kill can repeat).
         const room = this.maxInFlight - this.inFlight.size;
         if (room < Math.ceil(this.maxInFlight / 2)) {
-          await new Promise<void>((resolve) => (this.slotFreed = resolve));
+          // Also woken every so often to give back a stalled server's newest sends (server-stall.ts): without
+          // that, a server that holds its sends until their deadline would hold this loop as long.
+          let timer: NodeJS.Timeout | undefined;
+          await new Promise<void>((resolve) => {
+            this.slotFreed = resolve;
+            timer = setTimeout(resolve, Math.min(this.stallMs, STALL_CHECK_MS));
+          });
+          clearTimeout(timer);
           this.slotFreed = undefined;
+          this.giveBackStalled();
           continue;
         }
         let taken = 0;

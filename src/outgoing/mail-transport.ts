@@ -75,12 +75,21 @@ export interface SendResult {
   response: string;
 }
 
+export interface SendOptions {
+  /**
+   * Stops the send when it aborts (the dispatcher giving a stalled server's mail back to the queue): the SMTP
+   * transport then closes the connection delivering it and throws JUNIPER_ERR_SEND_CANCELLED. Graph's requests
+   * end within their own timeout and do not watch it.
+   */
+  signal?: AbortSignal;
+}
+
 export interface MailTransport {
   /**
    * Sends one message. Throws the library's error with its SMTP facts (code, responseCode, response, command)
    * when the server refused the message or every recipient; classifySendError() turns it into a decision.
    */
-  send(message: OutgoingMessage, envelope: Envelope): Promise<SendResult>;
+  send(message: OutgoingMessage, envelope: Envelope, options?: SendOptions): Promise<SendResult>;
   /** Closes idle connections at once and busy ones after their message. */
   close(): void;
 }

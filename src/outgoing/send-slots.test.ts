@@ -29,6 +29,22 @@ describe('SendSlots: per server, at most its limit of sends at once, the rest in
     assert.deepEqual(slots.usage(7), { running: 0, waiting: 0 });
   });
 
+  it('a waiter whose signal aborts leaves the line with the reason; the others keep their turn', async () => {
+    const slots = new SendSlots();
+    const free = await slots.acquire(4, 1);
+    const cancel = new AbortController();
+    const reason = new Error('given back');
+    const cancelled = slots.acquire(4, 1, cancel.signal);
+    let next = false;
+    void slots.acquire(4, 1).then(() => (next = true));
+    cancel.abort(reason);
+    await assert.rejects(cancelled, (err) => err === reason);
+    assert.deepEqual(slots.usage(4), { running: 1, waiting: 1 });
+    free();
+    await flush();
+    assert.equal(next, true, 'the slot went to the next waiter, not the one that left');
+  });
+
   it('servers do not share slots', async () => {
     const slots = new SendSlots();
     await slots.acquire(1, 1);

@@ -17,14 +17,30 @@ export class SendSlots {
   /**
    * Resolves with the function that gives the slot back (once; later calls do nothing) when fewer than `limit`
    * of the server's sends hold one. The latest limit asked for applies (a server's pool size may be edited
-   * while mails wait).
+   * while mails wait). An abort of `signal` before the slot is given rejects with its reason.
    */
-  acquire(serverId: number, limit: number): Promise<() => void> {
+  acquire(serverId: number, limit: number, signal?: AbortSignal): Promise<() => void> {
     let slots = this.servers.get(serverId);
     if (!slots) this.servers.set(serverId, (slots = { running: 0, limit: 1, waiting: [] }));
     slots.limit = Math.max(1, limit);
     const s = slots;
-    const taken = new Promise<() => void>((resolve) => s.waiting.push(() => resolve(this.releaser(serverId, s))));
+    const taken = new Promise<() => void>((resolve, reject) => {
+      const admitted = () => {
+        signal?.removeEventListener('abort', cancel);
+        resolve(this.releaser(serverId, s));
+      };
+      // A waiter whose send is called off (the dispatcher gives a stalled server's mails back) leaves the line.
+      const cancel = () => {
+        const i = s.waiting.indexOf(admitted);
+        if (i < 0) return;
+        s.waiting.splice(i, 1);
+        if (s.running === 0 && s.waiting.length === 0) this.servers.delete(serverId);
+        // The signal's own reason, so that the caller knows its abort (a DOMException unless it gave one).
+        reject(signal?.reason as Error);
+      };
+      s.waiting.push(admitted);
+      signal?.addEventListener('abort', cancel, { once: true });
+    });
     this.admit(s);
     return taken;
   }

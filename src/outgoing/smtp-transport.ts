@@ -15,8 +15,9 @@ import type { SMTPPoolOptions, SMTPSentMessageInfo } from 'nodemailer';
 import { AppError } from '../lib/errors.js';
 import type { ConnectTarget } from '../mail-servers/host-guard.js';
 import { enhancedStatus, smtpErrorFacts } from './delivery-failure.js';
-import type { AccessTokenSource, MailTransport, SendResult, SmtpCredentials, SmtpEndpoint } from './mail-transport.js';
+import type { AccessTokenSource, Envelope, MailTransport, OutgoingMessage, SendResult, SmtpCredentials, SmtpEndpoint } from './mail-transport.js';
 import { attachmentReadFailure, mailOptions } from './mime.js';
+import { deadlineExceeded, messageBytes, sendCancelled, sendDeadlineMs, type SendDeadlineOptions, type SendStage } from './send-deadline.js';
 
 export interface SmtpTransportOptions {
   /** Connections kept open to the server (default 2; the dispatcher passes the server's pool size, server-rules.ts poolSizeOf). */
@@ -26,6 +27,8 @@ export interface SmtpTransportOptions {
   name?: string;
   /** The checked address to connect to instead of resolving the host again (host-guard.ts); TLS still verifies the host name. */
   target?: ConnectTarget;
+  /** The overall deadline of one send (send-deadline.ts; tests make it small). */
+  deadline?: SendDeadlineOptions;
 }
 
 export const DEFAULT_TIMEOUTS_MS = { connection: 15_000, greeting: 15_000, socket: 60_000 } as const;
@@ -144,28 +147,74 @@ export function createSmtpTransport(
     });
   }
 
+  // How far each send got (send-deadline.ts SendStage), found by its signal. nodemailer calls a message's process
+  // functions when a connection, connected and signed in, starts the message (pool-resource send →
+  // createReadStream), and the stream ends once its last byte went to the connection: with the input given back
+  // unchanged, this costs no stream stage.
+  const stages = new WeakMap<AbortSignal, { stage: SendStage }>();
+  transporter.use('stream', (mail, done) => {
+    const signal = mail.data.signal;
+    const tracked = signal ? stages.get(signal) : undefined;
+    if (tracked) {
+      mail.message.processFunc((input) => {
+        tracked.stage = 'session';
+        input.once('end', () => (tracked.stage = 'written'));
+        return input;
+      });
+    }
+    done();
+  });
+
   const surface = (err: unknown): unknown => {
     const cause = typeof err === 'object' && err !== null ? tokenFailures.get(err) : undefined;
     return cause === undefined ? attachmentReadFailure(err) : tokenUnavailable(cause);
   };
 
+  const at = `${endpoint.host}:${endpoint.port}`;
+
+  async function attempt(message: OutgoingMessage, envelope: Envelope, signal: AbortSignal): Promise<SendResult> {
+    const before = { ownRenewals, renewals };
+    try {
+      return sendResult(await transporter.sendMail({ ...mailOptions(message, envelope), signal }));
+    } catch (err) {
+      // When nodemailer renewed during this send, a challenging server refused a fresh token: that is final.
+      if (signal.aborted || !(tokenSource && isRefusedToken(err) && ownRenewals === before.ownRenewals)) throw err;
+      // The pool dropped the refused connection and opens a new one for the retry. It asks for a renewed
+      // token, unless another send's connection already renewed it meanwhile (concurrent sends on a token
+      // that went stale all fail at once; one renewal serves them all).
+      if (renewals === before.renewals) forcedRenewals++;
+      return sendResult(await transporter.sendMail({ ...mailOptions(message, envelope), signal }));
+    }
+  }
+
   return {
-    async send(message, envelope) {
-      const before = { ownRenewals, renewals };
+    async send(message, envelope, sendOptions = {}) {
+      const deadlineMs = sendDeadlineMs(messageBytes(message), options.deadline);
+      // One controller for the deadline and the caller's signal; the listener on the caller's signal is removed
+      // when the send ends, so a long-lived signal keeps nothing of the sends it watched.
+      const stop = new AbortController();
+      let cause: 'deadline' | 'cancelled' | undefined;
+      const timer = setTimeout(() => {
+        cause ??= 'deadline';
+        stop.abort();
+      }, deadlineMs);
+      const cancel = () => {
+        cause ??= 'cancelled';
+        stop.abort();
+      };
+      if (sendOptions.signal?.aborted) cancel();
+      else sendOptions.signal?.addEventListener('abort', cancel, { once: true });
+      const tracked: { stage: SendStage } = { stage: 'connecting' };
+      stages.set(stop.signal, tracked);
       try {
-        return sendResult(await transporter.sendMail(mailOptions(message, envelope)));
+        return await attempt(message, envelope, stop.signal);
       } catch (err) {
-        // When nodemailer renewed during this send, a challenging server refused a fresh token: that is final.
-        if (!(tokenSource && isRefusedToken(err) && ownRenewals === before.ownRenewals)) throw surface(err);
-        // The pool dropped the refused connection and opens a new one for the retry. It asks for a renewed
-        // token, unless another send's connection already renewed it meanwhile (concurrent sends on a token
-        // that went stale all fail at once; one renewal serves them all).
-        if (renewals === before.renewals) forcedRenewals++;
-        try {
-          return sendResult(await transporter.sendMail(mailOptions(message, envelope)));
-        } catch (retryErr) {
-          throw surface(retryErr);
-        }
+        if (cause === 'deadline') throw deadlineExceeded(endpoint.name, at, deadlineMs, tracked.stage);
+        if (cause === 'cancelled') throw sendCancelled(endpoint.name, tracked.stage);
+        throw surface(err);
+      } finally {
+        clearTimeout(timer);
+        sendOptions.signal?.removeEventListener('abort', cancel);
       }
     },
     close() {

@@ -87,7 +87,7 @@ export class TransportPool {
    */
   get(server: OutgoingServer): MailTransport {
     return {
-      send: async (message, envelope) => (await this.transportFor(server)).send(message, envelope),
+      send: async (message, envelope, options) => (await this.transportFor(server)).send(message, envelope, options),
       close: () => {
         this.transports.get(`${server.id}:smtp`)?.transport.close();
         this.transports.get(`${server.id}:graph`)?.transport.close();
@@ -101,8 +101,8 @@ export class TransportPool {
    * gives it back when the send has settled, so that at most SLOTS_PER_CONNECTION mails per connection (Graph:
    * per concurrent request) hold their bytes at once, instead of every mail claimed.
    */
-  sendSlot(server: OutgoingServer): Promise<() => void> {
-    return this.slots.acquire(server.id, SLOTS_PER_CONNECTION * concurrencyOf(server));
+  sendSlot(server: OutgoingServer, signal?: AbortSignal): Promise<() => void> {
+    return this.slots.acquire(server.id, SLOTS_PER_CONNECTION * concurrencyOf(server), signal);
   }
 
   /** The server's sends holding a slot and mails waiting for one, in this process. */

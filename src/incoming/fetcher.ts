@@ -332,7 +332,7 @@ export class IncomingFetcher {
         });
         if (results.length) progress();
       };
-      const source = batch.oversize ? this.headersOnly(reader, expected, sizes) : this.whole(reader, expected, cap, sizes);
+      const source = batch.oversize ? this.headersOnly(reader, expected, sizes) : this.whole(reader, expected, cap);
       // Read ahead (and parse) while earlier messages are written, bounded like the batch itself.
       try {
         for await (const msg of readAhead(source, (m) => m.bytes.length, opts.groupSize * 2, opts.batchBytes)) {
@@ -403,7 +403,7 @@ export class IncomingFetcher {
     const { servers, log } = this.deps;
     const { server, uid } = ctx;
     let alone: IngestResult | undefined;
-    for await (const msg of this.whole(reader, [uid], run.cap, run.sizes)) {
+    for await (const msg of this.whole(reader, [uid], run.cap)) {
       if (msg.uid === uid) [alone] = await this.storeGroup([msg], { server, uidvalidity: ctx.uidvalidity, params: run.params, cap: run.cap, leaseMs: ctx.leaseMs });
     }
     if (!alone) {
@@ -513,13 +513,10 @@ export class IncomingFetcher {
     }
   }
 
-  private async *whole(reader: MailboxReader, uids: number[], cap: number, sizes: ReadonlyMap<number, number>): AsyncIterable<Fetched> {
-    // The listed sizes (a bound for small ones) give the batch its time to arrive.
-    let expected = 0;
-    for (const uid of uids) expected += sizes.get(uid) ?? 0;
+  private async *whole(reader: MailboxReader, uids: number[], cap: number): AsyncIterable<Fetched> {
     // Parsing starts as the message arrives, on a parse worker where there are any (a parse never rejects): it
     // overlaps the writes before it.
-    for await (const m of reader.fetch(uids, expected)) yield { uid: m.uid, bytes: m.source, size: m.source.length, headersOnly: false, parsed: m.source.length > cap ? undefined : this.parse(m.source) };
+    for await (const m of reader.fetch(uids)) yield { uid: m.uid, bytes: m.source, size: m.source.length, headersOnly: false, parsed: m.source.length > cap ? undefined : this.parse(m.source) };
   }
 
   private async *headersOnly(reader: MailboxReader, uids: number[], sizes: ReadonlyMap<number, number>): AsyncIterable<Fetched> {

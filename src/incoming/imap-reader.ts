@@ -13,7 +13,7 @@ export interface ImapTimeouts {
   socketMs: number;
   /**
    * The most one step may take, however busy the server keeps the socket: connecting with login, SELECT, a
-   * SEARCH, a STORE, LOGOUT. A FETCH batch gets this plus the time its bytes take at `minBytesPerSecond`.
+   * SEARCH, a STORE, LOGOUT; a FETCH may take longer while at least `minBytesPerSecond` keep arriving.
    */
   commandMs: number;
   /** The slowest transfer a FETCH batch is allowed time for, per byte it is expected to (or does) carry. */
@@ -75,6 +75,38 @@ async function withDeadline<T>(client: ImapFlow, ms: number, failure: () => Imap
   }
 }
 
+/**
+ * Runs `op` while the server keeps sending: it fails, closing the connection, once `ms` pass without
+ * `bytesPerSecond` bytes a second arriving on the socket (checked a few times within `ms`). Unlike a fixed
+ * deadline it lets a large message over a slow but working link take what it takes, and unlike the socket's idle
+ * timeout an untagged line now and then does not keep it going.
+ */
+async function whileArriving<T>(client: ImapFlow, ms: number, bytesPerSecond: number, failure: () => ImapFailure, op: () => Promise<T>): Promise<T> {
+  const read = () => (client as unknown as { socket?: { bytesRead?: number } }).socket?.bytesRead ?? 0;
+  const tickMs = Math.min(1000, Math.max(25, ms / 8));
+  let markBytes = read();
+  let markAt = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setInterval(() => {
+      const now = Date.now();
+      const bytes = read();
+      if (bytes - markBytes >= (bytesPerSecond * tickMs) / 1000) {
+        markBytes = bytes;
+        markAt = now;
+      } else if (now - markAt >= ms) {
+        client.close();
+        reject(failure());
+      }
+    }, tickMs);
+  });
+  try {
+    return await Promise.race([op(), expired]);
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 const STAGE_OF: Record<string, ImapStage> = { 'connecting and logging in': 'connect', SELECT: 'folder' };
 
 /** What a step stuck past its deadline says; pure, for the message to be checked on its own. */
@@ -110,26 +142,22 @@ class ImapReader implements MailboxReader {
   }
 
   /**
-   * A FETCH's responses as they come, within commandMs plus the transfer time of max(expected, received) bytes
-   * at minBytesPerSecond. Only the time spent waiting for the server counts: while the caller stores what came,
-   * the clock stands.
+   * A FETCH's responses as they come, for as long as they keep coming: a wait for the next one fails once
+   * commandMs pass without minBytesPerSecond arriving on the socket (whileArriving). A large message over a slow
+   * but working link is never cut; a server that sends an untagged line now and then is, after commandMs,
+   * well within the fetch lease. Only the time spent waiting for the server counts: while the caller stores what
+   * came, the clock stands.
    */
-  private async *streamed<T>(what: string, source: AsyncIterable<T>, expectedBytes: number, bytes: (item: T) => number): AsyncGenerator<T> {
+  private async *streamed<T>(what: string, source: AsyncIterable<T>): AsyncGenerator<T> {
     const { commandMs, minBytesPerSecond } = this.timeouts;
     const it = source[Symbol.asyncIterator]();
-    let waited = 0;
-    let received = 0;
     let settled = false;
     try {
       for (;;) {
-        const allowed = commandMs + (Math.max(expectedBytes, received) * 1000) / minBytesPerSecond;
-        const t0 = Date.now();
         settled = false;
-        const next = await withDeadline(this.client, allowed - waited, () => deadlineFailure(this.ctx, what, allowed), () => it.next());
+        const next = await whileArriving(this.client, commandMs, minBytesPerSecond, () => deadlineFailure(this.ctx, what, commandMs), () => it.next());
         settled = true;
-        waited += Date.now() - t0;
         if (next.done) return;
-        received += bytes(next.value);
         yield next.value;
       }
     } finally {
@@ -196,14 +224,14 @@ class ImapReader implements MailboxReader {
     }
   }
 
-  async *fetch(uids: number[], expectedBytes = 0): AsyncIterable<FetchedMessage> {
+  async *fetch(uids: number[]): AsyncIterable<FetchedMessage> {
     if (uids.length === 0) return;
     // Streamed: the caller stores each message as it arrives. No other IMAP command may run until this
     // generator is done (imapflow queues it behind the FETCH), so the caller marks \Seen after the batch.
     // Responses come in sequence order, which is UID order.
     try {
       const source = this.client.fetch(uidSet(uids), { uid: true, source: true }, { uid: true });
-      for await (const m of this.streamed(`FETCH of ${uids.length} message${uids.length === 1 ? '' : 's'}`, source, expectedBytes, (r) => r.source?.length ?? 0)) if (m.source) yield { uid: m.uid, source: m.source };
+      for await (const m of this.streamed(`FETCH of ${uids.length} message${uids.length === 1 ? '' : 's'}`, source)) if (m.source) yield { uid: m.uid, source: m.source };
     } catch (err) {
       this.fail(err, 'fetch');
     }
@@ -214,9 +242,9 @@ class ImapReader implements MailboxReader {
     const rows = [];
     try {
       // BODY.PEEK[HEADER]<0.maxBytes>: a partial fetch, so a message over the cap with a huge header section
-      // still costs at most maxBytes. Its time grows with what arrives (one header at a time fits in commandMs).
+      // still costs at most maxBytes.
       const source = this.client.fetch(uidSet(uids), { uid: true, bodyParts: [{ key: 'header', start: 0, maxLength: maxBytes }] }, { uid: true });
-      for await (const m of this.streamed(`FETCH of ${uids.length} header section${uids.length === 1 ? '' : 's'}`, source, 0, (r) => r.bodyParts?.get('header')?.length ?? 0)) rows.push(m);
+      for await (const m of this.streamed(`FETCH of ${uids.length} header section${uids.length === 1 ? '' : 's'}`, source)) rows.push(m);
     } catch (err) {
       this.fail(err, 'fetch');
     }

@@ -49,9 +49,8 @@ export interface MailboxReader {
   firstUnseen(): Promise<number | undefined>;
   /**
    * The messages' bytes, ascending by UID, without setting \Seen (BODY.PEEK). Expunged ones are left out.
-   * `expectedBytes` (their listed sizes) gives a large batch the time its transfer takes before it is given up.
    */
-  fetch(uids: number[], expectedBytes?: number): AsyncIterable<FetchedMessage>;
+  fetch(uids: number[]): AsyncIterable<FetchedMessage>;
   /** Only the header sections (messages over the size cap), at most `maxBytes` each, without setting \Seen. */
   fetchHeaders(uids: number[], maxBytes: number): AsyncIterable<FetchedHeaders>;
   markSeen(uids: number[]): Promise<void>;

@@ -62,7 +62,7 @@ export class OutlookConnect {
   async start(kind: ServerKind, serverId: number, principal: Principal): Promise<{ authorizeUrl: string }> {
     const { db, vault, settings } = this.deps;
     const server = await loadTokenRow(db, kind, serverId);
-    assertMayConnect(principal, kind, server);
+    assertMayConnect(principal, kind, server, 'missing');
     if (server.auth !== 'outlook') {
       throw new AppError('JUNIPER_ERR_VALIDATION', `${kindLabel(kind)} server "${server.name}" does not use Outlook: tick Outlook on the server and save it first.`);
     }
@@ -137,7 +137,7 @@ export class OutlookConnect {
     const kind = request.server_kind;
     const server = await loadTokenRow(db, kind, request.server_id);
     // Ownership may have changed in the minutes since the sign-in started.
-    assertMayConnect(principal, kind, server);
+    assertMayConnect(principal, kind, server, 'forbidden');
     if (query.error) {
       const parsed = parseAadsts(query.error, query.error_description);
       const explanation = explainAadsts(parsed.aadsts, parsed.oauthError, { description: parsed.description, redirectUri: request.redirect_uri });
@@ -198,9 +198,10 @@ function actorOf(p: Principal): Actor {
 }
 
 /** Admins, or a user connecting their own personal server. */
-function assertMayConnect(p: Principal, kind: ServerKind, server: { id: number; owner_user_id: number | null }): void {
+function assertMayConnect(p: Principal, kind: ServerKind, server: { id: number; owner_user_id: number | null }, unseen: 'missing' | 'forbidden'): void {
   if (p.user.role === 'admin' || server.owner_user_id === p.user.id) return;
-  // Another user's personal server is one this user cannot see: answered as a missing one, as everywhere else.
-  if (server.owner_user_id !== null) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No ${kind} mail server with id ${server.id}.`);
+  // Another user's personal server is one this user cannot see: answered as a missing one, as everywhere else;
+  // a sign-in answer for a server given to someone else meanwhile is refused as such (the user knew it).
+  if (unseen === 'missing' && server.owner_user_id !== null) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No ${kind} mail server with id ${server.id}.`);
   throw new AppError('JUNIPER_ERR_FORBIDDEN', 'Only an admin, or the owner of a personal server, may connect its Outlook account.');
 }

@@ -20,7 +20,7 @@ import { routeMail, routeParametersFrom, type RouteDecision } from './routing.js
 import { activeTransport, ratePerMinuteOf } from './server-rules.js';
 import { toRoutable, type OutgoingServers } from './servers.js';
 import { PACED } from './queue.js';
-import { splitRefusals } from './partial-delivery.js';
+import { isRecipientLimit, splitRefusals } from './partial-delivery.js';
 import { concurrencyOf, type TransportPool } from './transport-pool.js';
 import { admits, excessOf, STALL_MS, STALLED_SENDS_PER_CONNECTION } from './server-stall.js';
 
@@ -371,8 +371,10 @@ export class Dispatcher {
    * deferred ones become a follow-up mail due after the usual backoff, in one transaction (queue.markPartlySent).
    */
   private async recordPartlySent(server: OutgoingServer, mail: ClaimedMail, outcome: SendOutcome, response: string, refused: { address: string; response: string }[], deferred: { address: string; response: string }[]): Promise<void> {
-    const at = this.now() + retryDelayMs(mail.attempts);
-    const followUp = await this.deps.queue.markPartlySent(mail, this.owner, { ...outcome, response, refused, deferred }, { at, serverName: server.name });
+    // Past the server's recipient limit the rest is due at once, without an attempt; other deferrals wait.
+    const limit = isRecipientLimit(deferred);
+    const at = limit ? this.now() : this.now() + retryDelayMs(mail.attempts);
+    const followUp = await this.deps.queue.markPartlySent(mail, this.owner, { ...outcome, response, refused, deferred }, { at, serverName: server.name, countsAttempt: !limit });
     if (followUp !== undefined) this.deps.log.warn({ mail: mail.id, server: server.id, op: 'send', deferred: deferred.length, followUp }, `sent, but the server deferred ${deferred.length} recipient(s); they are retried in mail ${followUp}`);
   }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MAX_ATTEMPTS } from '../lib/backoff.js';
-import { followUpKey, headerMessageId, planFollowUp, replyCodeOf, splitRefusals, type RecipientRefusal } from './partial-delivery.js';
+import { followUpKey, headerMessageId, isRecipientLimit, planFollowUp, replyCodeOf, splitRefusals, type RecipientRefusal } from './partial-delivery.js';
 
 describe('splitRefusals: which refused recipients are tried again', () => {
   const cases: { name: string; refusal: RecipientRefusal; deferred: boolean }[] = [
@@ -64,5 +64,18 @@ describe('planFollowUp', () => {
     assert.match(plan.reason, /deferred 1200 recipients/);
     assert.match(plan.reason, /\(and 1197 more\)/);
     assert.ok(plan.reason.length < 400);
+  });
+});
+
+describe('isRecipientLimit', () => {
+  it("is a server's limit of recipients a transaction only when every deferral says so", () => {
+    const d = (response: string) => ({ address: 'a@x.test', response });
+    assert.equal(isRecipientLimit([d('452 4.5.3 Too many recipients')]), true);
+    assert.equal(isRecipientLimit([d('452 Too many recipients received this hour')]), true);
+    assert.equal(isRecipientLimit([d('452 4.5.3 Error: too many recipients'), d('452 4.5.3 Error: too many recipients')]), true);
+    assert.equal(isRecipientLimit([d('450 4.2.0 Greylisted, try again later')]), false, 'greylisting waits its backoff');
+    assert.equal(isRecipientLimit([d('452 4.2.2 Mailbox full')]), false);
+    assert.equal(isRecipientLimit([d('452 4.5.3 Too many recipients'), d('450 4.2.0 Greylisted')]), false);
+    assert.equal(isRecipientLimit([]), false);
   });
 });

@@ -57,6 +57,16 @@ export function headerMessageId(storedMessageId: string): string {
   return space === -1 ? storedMessageId : storedMessageId.slice(0, space);
 }
 
+/**
+ * Whether every deferral is the server's limit of recipients a transaction ("452 4.5.3 Too many recipients":
+ * Postfix past smtpd_recipient_limit, Exchange past its own). Then the transaction delivered what it could and
+ * the rest wants another transaction now, not a retry: a chain of such follow-ups must not use up the mail's
+ * attempts (with a limit of 100, a mail to 3,000 recipients needs 30 transactions) nor wait their backoff.
+ */
+export function isRecipientLimit(deferred: RefusalSplit['deferred']): boolean {
+  return deferred.length > 0 && deferred.every((d) => /^\s*452\b/.test(d.response) && (/\b4\.5\.3\b/.test(d.response) || /too many recipients/i.test(d.response)));
+}
+
 export interface FollowUpPlan {
   state: 'queued' | 'failed';
   failureType: 'smtp_temporary';

@@ -554,9 +554,11 @@ export class OutgoingQueue {
     mail: ClaimedMail,
     owner: string,
     outcome: SendOutcome & { response: string; refused: RefusalSplit['refused']; deferred: RefusalSplit['deferred'] },
-    followUp: { at: number; serverName: string },
+    followUp: { at: number; serverName: string; countsAttempt: boolean },
   ): Promise<number | undefined> {
-    const plan = planFollowUp(outcome.deferred, mail.attempts, followUp.serverName);
+    // An attempt that delivered what the server's recipient limit let through is not one the follow-up used.
+    const attempts = followUp.countsAttempt ? mail.attempts : mail.attempts - 1;
+    const plan = planFollowUp(outcome.deferred, attempts, followUp.serverName);
     return this.db.transaction().execute(async (trx) => {
       const now = Date.now();
       const sent = await this.finish(mail.id, owner, {
@@ -590,7 +592,7 @@ export class OutgoingQueue {
           forced_server_id: mail.forced_server_id,
           mass_mailing: mail.mass_mailing,
           state: plan.state,
-          attempts: mail.attempts,
+          attempts,
           next_attempt_at: followUp.at,
           failure_type: plan.failureType,
           failure_reason: plan.reason,

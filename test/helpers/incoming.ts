@@ -213,7 +213,7 @@ export function readerWith(replace: (real: MailboxReader) => Partial<MailboxRead
       listAfter: (u, exactAbove) => real.listAfter(u, exactAbove),
       firstUnseen: () => real.firstUnseen(),
       markSeen: (uids) => real.markSeen(uids),
-      fetch: (uids, expectedBytes) => real.fetch(uids, expectedBytes),
+      fetch: (uids) => real.fetch(uids),
       fetchHeaders: (uids, max) => real.fetchHeaders(uids, max),
       close: () => real.close(),
       ...replace(real),

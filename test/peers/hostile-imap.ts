@@ -12,8 +12,12 @@ export interface HostileImap {
   select: SelectMode;
   /** Interval of the "* OK" lines in trickle mode. */
   trickleMs: number;
-  /** What UID FETCH does: answer with the message (a few bytes) or trickle "* OK" lines and never finish. */
-  fetch: 'normal' | 'trickle';
+  /**
+   * What UID FETCH does: answer with the message (a few bytes), trickle "* OK" lines and never finish, or send a
+   * message of `slowBytes` in 64 KB pieces every `trickleMs` (a slow but working link).
+   */
+  fetch: 'normal' | 'trickle' | 'slow';
+  slowBytes: number;
   /** The UIDs SEARCH UNSEEN answers with (in this order). */
   unseen: number[];
   /** Literal bytes written after SELECT in literal mode, over every connection. */
@@ -33,7 +37,8 @@ export async function startHostileImap(options: { literalSize?: number; literalS
   const peer = {
     select: 'normal' as SelectMode,
     trickleMs: 200,
-    fetch: 'normal' as 'normal' | 'trickle',
+    fetch: 'normal' as 'normal' | 'trickle' | 'slow',
+    slowBytes: 0,
     unseen: [] as number[],
   };
   const server = net.createServer((s) => {
@@ -84,7 +89,20 @@ export async function startHostileImap(options: { literalSize?: number; literalS
           const uid = Number.parseInt(rest[1] ?? '1', 10);
           const body = `Subject: ${uid}\r\n\r\nbody\r\n`;
           if (peer.fetch === 'trickle') timers.push(setInterval(() => s.write('* OK still fetching\r\n'), peer.trickleMs));
-          else s.write(`* 1 FETCH (UID ${uid} BODY[] {${body.length}}\r\n${body})\r\n${tag} OK fetch done\r\n`);
+          else if (peer.fetch === 'slow') {
+            const slow = Buffer.concat([Buffer.from(`Subject: ${uid}\r\n\r\n`), Buffer.alloc(peer.slowBytes, 'a')]);
+            s.write(`* 1 FETCH (UID ${uid} BODY[] {${slow.length}}\r\n`);
+            let at = 0;
+            const piece = setInterval(() => {
+              s.write(slow.subarray(at, at + 64 * 1024));
+              at += 64 * 1024;
+              if (at >= slow.length) {
+                clearInterval(piece);
+                s.write(`)\r\n${tag} OK fetch done\r\n`);
+              }
+            }, peer.trickleMs);
+            timers.push(piece);
+          } else s.write(`* 1 FETCH (UID ${uid} BODY[] {${body.length}}\r\n${body})\r\n${tag} OK fetch done\r\n`);
         } else if (verb === 'UID' && rest[0]?.toUpperCase() === 'SEARCH') s.write(`* SEARCH ${peer.unseen.join(' ')}\r\n${tag} OK search done\r\n`);
         else s.write(`${tag} OK\r\n`);
       }
@@ -107,10 +125,16 @@ export async function startHostileImap(options: { literalSize?: number; literalS
     set trickleMs(ms: number) {
       peer.trickleMs = ms;
     },
+    get slowBytes() {
+      return peer.slowBytes;
+    },
+    set slowBytes(n: number) {
+      peer.slowBytes = n;
+    },
     get fetch() {
       return peer.fetch;
     },
-    set fetch(mode: 'normal' | 'trickle') {
+    set fetch(mode: 'normal' | 'trickle' | 'slow') {
       peer.fetch = mode;
     },
     get unseen() {

@@ -126,5 +126,50 @@ for (const dialect of dialects) {
       pool.closeAll();
       await allow(null);
     });
+
+    it('keeps the pool while its address is still among rotating answers, and lets a replaced pool finish its mails before it closes', async () => {
+      const dns = script({ 'smtp.rotating.test': [['10.0.1.1', '10.0.1.2'], ['10.0.1.2', '10.0.1.1'], ['10.0.1.2', '10.0.1.1'], ['10.0.1.3']] });
+      await allow('10.0.0.0/8');
+      const made: { address?: string; closedWith: number; open: number }[] = [];
+      const pending: (() => void)[] = [];
+      const fake = (_e: unknown, _c: unknown, _t: unknown, options: SmtpTransportOptions = {}): MailTransport => {
+        const me = { address: options.target?.address, closedWith: -1, open: 0 };
+        made.push(me);
+        return {
+          send: async () => {
+            me.open++;
+            await new Promise<void>((resolve) => pending.push(resolve));
+            me.open--;
+            return { accepted: ['x@client.test'], rejected: [], response: '250 ok' };
+          },
+          close: () => {
+            me.closedWith = me.open;
+          },
+        };
+      };
+      const pool = new TransportPool(() => null, undefined, new HostGuard(database.db, dns.resolve), fake);
+      const server = { id: 3, name: 's3', host: 'smtp.rotating.test', port: 25, security: 'none', auth: 'none', allow_self_signed: 0, owner_user_id: userId, updated_at: 1 } as OutgoingServer;
+      const send = () => pool.get(server).send({ messageId: '<m@x>', from: 'a@b', to: ['x@client.test'], cc: [], bcc: [], subject: '', attachments: [] }, { from: 'a@b', to: ['x@client.test'] });
+      const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+      const first = send();
+      await settle();
+      const second = send();
+      await settle();
+      const third = send();
+      await settle();
+      assert.equal(made.length, 1, 'the same pool while its address is among the answers, in whatever order they come');
+      assert.equal(made[0]!.address, '10.0.1.1');
+      // The name now answers another address only: a new pool, and the old one is not closed under its mails.
+      const fourth = send();
+      await settle();
+      assert.equal(made.length, 2);
+      assert.equal(made[1]!.address, '10.0.1.3');
+      assert.equal(made[0]!.closedWith, -1, 'the replaced pool is not closed while mails handed to it are under way');
+      for (const release of pending.splice(0)) release();
+      await Promise.all([first, second, third, fourth]);
+      assert.equal(made[0]!.closedWith, 0, 'closed once its last mail was done');
+      pool.closeAll();
+      await allow(null);
+    });
   });
 }

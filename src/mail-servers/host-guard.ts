@@ -77,15 +77,18 @@ export class HostGuard {
    * machine's own public addresses count as private too (a user's mail server); a webhook, whoever made it, may
    * call an app on the same machine by its public name.
    */
-  async check(host: string, what: string, ownRefused = false): Promise<ConnectTarget> {
-    const decision = decideHost(host, await this.lookup(host), await this.allowList(), what, ownRefused ? this.ownAddresses() : undefined);
+  async check(host: string, what: string, ownRefused = false, prefer?: string): Promise<ConnectTarget> {
+    const addresses = await this.lookup(host);
+    const decision = decideHost(host, addresses, await this.allowList(), what, ownRefused ? this.ownAddresses() : undefined);
     if (!decision.ok) {
       throw new AppError('JUNIPER_ERR_HOST_NOT_ALLOWED', decision.reason, {
         details: { field: 'host', host: host.trim(), ...(parseIp(bareHost(host)) ? { address: decision.address } : {}), parameter: ALLOW_LIST_PARAMETER },
       });
     }
     const name = bareHost(host);
-    return parseIp(name) ? { address: decision.address } : { address: decision.address, servername: name };
+    // Every answer passed the check: the one in use stays while it is still among them (rotating answers).
+    const address = prefer !== undefined && addresses.includes(prefer) ? prefer : decision.address;
+    return parseIp(name) ? { address } : { address, servername: name };
   }
 
   /**
@@ -104,9 +107,13 @@ export class HostGuard {
     }
   }
 
-  /** At every connection: the address to connect to, checked now; undefined when the server is not held to the policy. */
-  async connectTarget(server: { host: string; owner_user_id: number | null }, what: string): Promise<ConnectTarget | undefined> {
+  /**
+   * At every connection: the address to connect to, checked now; undefined when the server is not held to the
+   * policy. `prefer` (the address a pool already connects to) is kept while the name still answers it: a name
+   * whose answers rotate (smtp.office365.com) would otherwise rebuild the pool at every send.
+   */
+  async connectTarget(server: { host: string; owner_user_id: number | null }, what: string, prefer?: string): Promise<ConnectTarget | undefined> {
     if (!(await this.applies(server.owner_user_id))) return undefined;
-    return this.check(server.host, what, true);
+    return this.check(server.host, what, true, prefer);
   }
 }

@@ -61,6 +61,41 @@ export function concurrencyOf(server: OutgoingServer): number {
   return activeTransport(server) === 'graph' ? Math.max(1, Math.min(pool, GRAPH_MAX_CONCURRENT)) : pool;
 }
 
+/** A transport that knows its sends under way, so that a replaced one can be closed once they are done. */
+interface Counted extends MailTransport {
+  inFlight: number;
+  retired: boolean;
+}
+
+function counted(inner: MailTransport): Counted {
+  const t: Counted = {
+    inFlight: 0,
+    retired: false,
+    async send(message, envelope, options) {
+      t.inFlight++;
+      try {
+        return await inner.send(message, envelope, options);
+      } finally {
+        t.inFlight--;
+        if (t.retired && t.inFlight === 0) inner.close();
+      }
+    },
+    close: () => inner.close(),
+  };
+  return t;
+}
+
+/**
+ * A pool replaced by a new one (the server's address or settings changed) takes no new mail and is closed once
+ * the mails handed to it are done: closed at once, nodemailer failed every mail still waiting in it ("Connection
+ * pool was closed"), each an attempt wasted.
+ */
+function retire(transport: MailTransport): void {
+  const t = transport as Partial<Counted>;
+  if (t.inFlight === undefined || t.inFlight === 0) transport.close();
+  else t.retired = true;
+}
+
 export class TransportPool {
   /** Per server, its SMTP pool and its Graph transport apart: sends still under way on the pool when the server
    * moves to Graph must end on it, so building the Graph transport does not close the pool. */
@@ -141,13 +176,14 @@ export class TransportPool {
 
   private async transportFor(server: OutgoingServer): Promise<MailTransport> {
     if (activeTransport(server) === 'graph') return this.graphTransportFor(server);
-    const target = await this.guard.connectTarget(server, `outgoing mail server "${server.name}" (id ${server.id})`);
+    const inUse = this.transports.get(`${server.id}:smtp`)?.address ?? undefined;
+    const target = await this.guard.connectTarget(server, `outgoing mail server "${server.name}" (id ${server.id})`, inUse);
     // Read after the await: a concurrent send may have built the same transport meanwhile.
     const cached = this.transports.get(`${server.id}:smtp`);
     if (cached && cached.stamp === server.updated_at && cached.address === target?.address) return cached.transport;
-    cached?.transport.close();
+    if (cached) retire(cached.transport);
     const { credentials, tokenSource } = smtpCredentials(server, this.password, this.tokens);
-    const transport = this.create(smtpEndpoint(server), credentials, tokenSource, { maxConnections: poolSizeOf(server), ...(target ? { target } : {}) });
+    const transport = counted(this.create(smtpEndpoint(server), credentials, tokenSource, { maxConnections: poolSizeOf(server), ...(target ? { target } : {}) }));
     this.transports.set(`${server.id}:smtp`, { stamp: server.updated_at, address: target?.address, transport });
     return transport;
   }

@@ -51,9 +51,20 @@ export function imapClientOptions(endpoint: ImapEndpoint, credentials: ImapCrede
 /** Room for the response framing (FETCH line, flags, UID) around a message of the largest allowed size. */
 const FRAMING_BYTES = 1024 * 1024;
 
-/** imapflow's parser limits for a size cap (0: no message is read): its defaults (1 GB literals, 2 GB responses) let one reply fill memory. */
+/**
+ * Room for the longest response that is no message: a UID SEARCH of a large mailbox (about 7 bytes a UID, so
+ * 32 MB is over 4 million messages). Tied to a low size cap, 300,000 UIDs broke every fetch of the mailbox.
+ */
+const LIST_RESPONSE_BYTES = 32 * 1024 * 1024;
+
+/**
+ * imapflow's parser limits for a size cap (0: no message is read, as in Test & Confirm): its defaults (1 GB
+ * literals, 2 GB responses) let one reply fill memory. A literal (a message) is held to the cap; a response to
+ * the larger of the cap and what a SEARCH of a large mailbox needs.
+ */
 export function parserLimits(maxMessageBytes: number): { maxLiteralSize: number; maxResponseSize: number } {
-  return { maxLiteralSize: maxMessageBytes + FRAMING_BYTES, maxResponseSize: maxMessageBytes + 2 * FRAMING_BYTES };
+  const longest = maxMessageBytes === 0 ? 0 : Math.max(maxMessageBytes, LIST_RESPONSE_BYTES);
+  return { maxLiteralSize: maxMessageBytes + FRAMING_BYTES, maxResponseSize: longest + 2 * FRAMING_BYTES };
 }
 
 /**

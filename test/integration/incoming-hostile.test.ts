@@ -189,7 +189,11 @@ for (const dialect of dialects) {
         assert.equal(during.last_error, null, 'the slow fetch is still in SELECT');
         assert.equal(String(during.fetch_lease_until), lease, 'the "* OK" lines did not renew the lease');
 
-        await until('the slow fetch fails', async () => (await row(slow)).last_error !== null, DEADLINE_MS + 3000);
+        // The failure is recorded, then the lease released: two statements, so both are waited for.
+        await until('the slow fetch fails and gives its lease back', async () => {
+          const r = await row(slow);
+          return r.last_error !== null && r.fetch_lease_owner === null;
+        }, DEADLINE_MS + 3000);
         const took = Date.now() - t0;
         assert.ok(took >= DEADLINE_MS - 50 && took < DEADLINE_MS + 3000, `the slow fetch failed after ${took} ms`);
         const failed = await row(slow);

@@ -347,9 +347,10 @@ export class Dispatcher {
       // whole message; that is recorded as the failed attempt it was (retried, may arrive twice).
       // (A Graph send does not watch the switch: it ends within its own timeout and is recorded as it ended.)
       if (giveBack?.aborted && (err === giveBack.reason || (isAppError(err) && err.code === 'JUNIPER_ERR_SEND_CANCELLED' && err.details?.stage !== 'written'))) return this.giveBack(server, mail);
+      // Ended at its deadline: no answer, so no progress of its server (untrack reads it).
+      if (isAppError(err) && err.code === 'JUNIPER_ERR_SEND_DEADLINE') this.unanswered.add(mail.id);
       // An auto server whose tenant refused SMTP AUTH moves to Graph, and this mail goes again through Graph
       // at once (the switched server's transport is graph, so this happens once per mail).
-      if (isAppError(err) && err.code === 'JUNIPER_ERR_SEND_DEADLINE') this.unanswered.add(mail.id);
       const switched = await this.switchToGraph(server, err);
       if (switched) return this.sendOne(switched, mail, route, attachments, giveBack);
       await this.recordSendFailure(server, mail, err, outcome);
@@ -368,7 +369,8 @@ export class Dispatcher {
 
   /**
    * Some recipients deferred (4xx at RCPT TO) while others were accepted: sent to the accepted ones, and the
-   * deferred ones become a follow-up mail due after the usual backoff, in one transaction (queue.markPartlySent).
+   * deferred ones become a follow-up mail in the same transaction (queue.markPartlySent), due after the usual
+   * backoff, or at once past the server's recipient limit.
    */
   private async recordPartlySent(server: OutgoingServer, mail: ClaimedMail, outcome: SendOutcome, response: string, refused: { address: string; response: string }[], deferred: { address: string; response: string }[]): Promise<void> {
     // Past the server's recipient limit the rest is due at once, without an attempt; other deferrals wait.

@@ -160,6 +160,23 @@ export function markSentSql(dialect: DialectName, rows: number): string {
   return text;
 }
 
+/** The columns of a mail recorded sent by `owner` (markSent, and markPartlySent for the accepted recipients). */
+function sentValues(owner: string, outcome: SendOutcome & { response: string; rejected: { address: string; response: string }[] }, at: number): UpdateObject<DB, 'outgoing_mails'> {
+  return {
+    state: 'sent',
+    server_id: outcome.serverId,
+    effective_from: outcome.effectiveFrom,
+    envelope_from: outcome.envelopeFrom,
+    smtp_response: outcome.response,
+    rejected_recipients: outcome.rejected.length ? JSON.stringify(outcome.rejected) : null,
+    failure_type: null,
+    failure_reason: null,
+    waiting_reason: null,
+    sent_at: at,
+    sent_by: owner,
+  };
+}
+
 export class OutgoingQueue {
   constructor(
     private readonly db: Kysely<DB>,
@@ -503,19 +520,7 @@ export class OutgoingQueue {
   }
 
   async markSent(id: number, owner: string, outcome: SendOutcome & { response: string; rejected: { address: string; response: string }[] }): Promise<void> {
-    await this.finish(id, owner, {
-      state: 'sent',
-      server_id: outcome.serverId,
-      effective_from: outcome.effectiveFrom,
-      envelope_from: outcome.envelopeFrom,
-      smtp_response: outcome.response,
-      rejected_recipients: outcome.rejected.length ? JSON.stringify(outcome.rejected) : null,
-      failure_type: null,
-      failure_reason: null,
-      waiting_reason: null,
-      sent_at: Date.now(),
-      sent_by: owner,
-    });
+    await this.finish(id, owner, sentValues(owner, outcome, Date.now()));
   }
 
   /**
@@ -545,8 +550,9 @@ export class OutgoingQueue {
    * accepted ones (`rejected`: the 5xx ones only), and in the same transaction a follow-up mail for the
    * deferred ones, so that no crash between the two can record them as served or lose them. The follow-up is
    * the same message (columns, attachment rows and original bytes copied, the blobs shared) with the envelope
-   * narrowed to the deferred addresses and the parent's attempts carried on; it is due at `at` (the usual
-   * backoff), or failed at once when the mail used its attempts (partial-delivery.ts planFollowUp). Nothing
+   * narrowed to the deferred addresses and the parent's attempts carried on (all but this one when
+   * `countsAttempt` is false: past the server's recipient limit); it is due at `at`, or failed at once when the
+   * mail used its attempts (partial-delivery.ts planFollowUp). Nothing
    * happens when this owner no longer holds the lease (another worker's outcome stands). Resolves to the
    * follow-up's id, or undefined then.
    */
@@ -561,19 +567,7 @@ export class OutgoingQueue {
     const plan = planFollowUp(outcome.deferred, attempts, followUp.serverName);
     return this.db.transaction().execute(async (trx) => {
       const now = Date.now();
-      const sent = await this.finish(mail.id, owner, {
-        state: 'sent',
-        server_id: outcome.serverId,
-        effective_from: outcome.effectiveFrom,
-        envelope_from: outcome.envelopeFrom,
-        smtp_response: outcome.response,
-        rejected_recipients: outcome.refused.length ? JSON.stringify(outcome.refused) : null,
-        failure_type: null,
-        failure_reason: null,
-        waiting_reason: null,
-        sent_at: now,
-        sent_by: owner,
-      }, trx);
+      const sent = await this.finish(mail.id, owner, sentValues(owner, { ...outcome, rejected: outcome.refused }, now), trx);
       if (Number(sent[0]?.numUpdatedRows ?? 0) !== 1) return undefined;
       const row = await trx
         .insertInto('outgoing_mails')

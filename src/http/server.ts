@@ -3,7 +3,7 @@ import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { requestIdOf, type Logger } from '../lib/logger.js';
-import { AppError, errorCatalogue, isAppError } from '../lib/errors.js';
+import { AppError, errorBody, errorCatalogue, isAppError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact-url.js';
 import type { Services } from '../services.js';
 import type { TrustProxy } from '../config.js';
@@ -89,7 +89,7 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
     const appError = toAppError(err);
     if (appError.status >= 500) request.log.error({ err }, 'request failed');
     else request.log.info({ code: appError.code, status: appError.status }, appError.message);
-    return reply.status(appError.status).send({ error: { code: appError.code, message: appError.message } });
+    return reply.status(appError.status).send({ error: errorBody(appError) });
   });
   app.setNotFoundHandler((request, reply) =>
     // A browser gets the UI's not-found page; scripts and the API keep the JSON.

@@ -101,3 +101,25 @@ export class AppError extends Error {
 export function isAppError(e: unknown): e is AppError {
   return e instanceof AppError;
 }
+
+/** What an API error body says: `{ error: errorBody(err) }`. */
+export interface ErrorBody {
+  code: string;
+  message: string;
+  /** The input that failed (a body field such as `to` or `mails.3.subject`, or a header such as `Idempotency-Key`), when one did. */
+  field?: string;
+}
+
+/**
+ * The error as the API answers it. The message says what failed in words; `field` lets a script or a form put
+ * it beside the input at fault: the field an error names, else the first path zod found wrong.
+ */
+export function errorBody(err: AppError): ErrorBody {
+  const body: ErrorBody = { code: err.code, message: err.message };
+  const field = err.details?.field;
+  const issues = err.details?.issues;
+  const firstPath = Array.isArray(issues) ? (issues[0] as { path?: unknown } | undefined)?.path : undefined;
+  if (typeof field === 'string' && field) body.field = field;
+  else if (typeof firstPath === 'string' && firstPath) body.field = firstPath;
+  return body;
+}

@@ -27,7 +27,7 @@ function parametersOf(where: 'path' | 'query', schema: z.ZodObject | undefined):
   return Object.entries(json.properties ?? {}).map(([name, s]) => ({ name, in: where, required: where === 'path' || (json.required ?? []).includes(name), schema: s }));
 }
 
-const errorResponse = { description: 'An error: { error: { code, message } } (codes in docs/errors.md)', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+const errorResponse = { description: 'An error: { error: { code, message, field? } } (codes in docs/errors.md; field names the input at fault, when one is)', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
 
 const accessNote: Record<Access, string> = { public: 'Anyone.', user: 'Signed-in users (their own objects; admins all).', admin: 'Admins only.' };
 
@@ -78,7 +78,7 @@ export function buildOpenApi(routes: readonly RouteEntry[], catalogue: Record<st
   const stale = Object.keys(catalogue).filter((k) => !seen.has(k));
   const document = {
     openapi: '3.0.3',
-    info: { title: 'Juniper API', version, description: 'The Juniper mail gateway REST API. JSON in and out; errors are { error: { code, message } }.' },
+    info: { title: 'Juniper API', version, description: 'The Juniper mail gateway REST API. JSON in and out; errors are { error: { code, message, field? } }.' },
     servers: [{ url: '/' }],
     components: {
       securitySchemes: {
@@ -86,7 +86,7 @@ export function buildOpenApi(routes: readonly RouteEntry[], catalogue: Record<st
         sessionCookie: { type: 'apiKey', in: 'cookie', name: 'juniper_session', description: 'The browser session (POST /api/v1/session); state-changing requests also send x-csrf-token' },
       },
       schemas: {
-        Error: { type: 'object', required: ['error'], properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } } } },
+        Error: { type: 'object', required: ['error'], properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' }, field: { type: 'string', description: 'The body field (a dotted path such as mails.3.to) or header at fault, when the error is about one input' } } } } },
       },
     },
     paths,

@@ -5,7 +5,7 @@ import type { Actor } from '../audit/audit-log.js';
 import type { PrincipalUser } from '../users/principal.js';
 import { normaliseAddress } from '../lib/address.js';
 import crypto from 'node:crypto';
-import { AppError, isAppError } from '../lib/errors.js';
+import { AppError, errorBody, isAppError, type ErrorBody } from '../lib/errors.js';
 import type { Parameters } from '../settings/parameters.js';
 import { checkMail, checkRecipients, enqueueSchema, type CheckedMail, type EnqueueInput } from './enqueue-rules.js';
 import { EnqueueGatherer } from './enqueue-gatherer.js';
@@ -34,7 +34,7 @@ export const MAX_BATCH = 1000;
 
 export type BatchItemResult =
   | { index: number; status: 202; id: number; messageId: string }
-  | { index: number; status: number; error: { code: string; message: string } };
+  | { index: number; status: number; error: ErrorBody };
 
 /** An Idempotency-Key as clients send them (a UUID, usually): 1 to 255 visible ASCII characters. */
 export function checkIdempotencyKey(key: string): string {
@@ -161,7 +161,7 @@ export class Outbox {
         accepted.push({ index, mail: await this.checked(input, sender, maxMessageBytes) });
       } catch (err) {
         if (!isAppError(err)) throw err;
-        results[index] = { index, status: err.status, error: { code: err.code, message: err.message } };
+        results[index] = { index, status: err.status, error: errorBody(err) };
       }
     }
     const stored = await this.queue.enqueueMany(accepted.map((a) => a.mail), actor);

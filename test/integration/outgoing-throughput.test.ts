@@ -75,6 +75,7 @@ for (const dialect of dialects) {
       assert.deepEqual(rows.map((r) => r.subject), ['once', 'race', 'once'], 'three mails queued in all');
       const bad = await api('POST', '/api/v1/mails', body, { 'idempotency-key': 'with space' }, john);
       assert.equal(bad.status, 400, bad.text);
+      assert.equal((bad.body.error as { field?: string }).field, 'Idempotency-Key', 'the error names the header at fault');
       // A key older than 24 hours is free again: its first answer is forgotten.
       await t.app.database.db.updateTable('idempotency_keys').set({ created_at: Date.now() - 25 * 3600_000 }).where('key', '=', 'k-1').execute();
       const later = await api('POST', '/api/v1/mails', { ...body, subject: 'a day later' }, { 'idempotency-key': 'k-1' }, john);
@@ -104,6 +105,7 @@ for (const dialect of dialects) {
       const results = res.body.results as { index: number; status: number; id?: number; error?: { code: string } }[];
       assert.deepEqual(results.map((r) => [r.index, r.status]), [[0, 202], [1, 400], [2, 403], [3, 202]]);
       assert.equal(results[1]!.error!.code, 'JUNIPER_ERR_VALIDATION');
+      assert.equal((results[1]!.error as { field?: string }).field, 'to', 'a refused mail of a batch names its field at fault');
       assert.equal(results[2]!.error!.code, 'JUNIPER_ERR_FORBIDDEN');
       assert.equal(res.body.queued, 2);
       assert.equal(res.body.refused, 2);
@@ -112,9 +114,21 @@ for (const dialect of dialects) {
       const attachments = await t.app.database.db.selectFrom('outgoing_attachments').select('mail_id').where('mail_id', '=', results[3]!.id!).execute();
       assert.equal(attachments.length, 1);
 
-      assert.equal((await api('POST', '/api/v1/mails/batch', { mails: [] })).status, 400);
+      const empty = await api('POST', '/api/v1/mails/batch', { mails: [] });
+      assert.equal(empty.status, 400, empty.text);
+      assert.equal((empty.body.error as { field?: string }).field, 'mails');
+      // A mail the schema refuses names the first path it found wrong, in a batch within the mail.
+      const wrongType = { from: 'john@example.com', to: ['a@client.test'], subject: 5, text: 'x' };
+      const single = await api('POST', '/api/v1/mails', wrongType);
+      assert.equal(single.status, 400, single.text);
+      assert.deepEqual(single.body.error, { code: 'JUNIPER_ERR_VALIDATION', message: (single.body.error as { message: string }).message, field: 'subject' });
+      const inBatch = await api('POST', '/api/v1/mails/batch', { mails: [wrongType] });
+      assert.equal((inBatch.body.results as { error?: { field?: string } }[])[0]!.error?.field, 'subject', inBatch.text);
+      const nested = await api('POST', '/api/v1/mails/batch', { mails: {} });
+      assert.equal((nested.body.error as { field?: string }).field, 'mails', nested.text);
       const tooMany = await api('POST', '/api/v1/mails/batch', { mails: Array.from({ length: 1001 }, () => ({ from: 'john@example.com', to: ['a@client.test'], subject: 's', text: 'x' })) });
       assert.equal(tooMany.status, 400, tooMany.text);
+      assert.equal((tooMany.body.error as { field?: string }).field, 'mails');
       assert.equal((await mails()).length, before + 2, 'a refused batch queues nothing');
       await settleQueue();
     });

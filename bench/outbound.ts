@@ -5,13 +5,14 @@
 //   loop as `juniper worker` does, sends them all, routing each by its From filter over XOAUTH2 with tokens
 //   from the token store;
 // - juniper (end to end): POST /api/v1/mails over real HTTP with 20 requests in flight while the workers send;
-//   then the same through POST /api/v1/mails/batch (100 mails a request, 4 in flight).
-import http from 'node:http';
+//   then the same through POST /api/v1/mails/batch (100 mails a request, 4 in flight). The API client runs in a
+//   process of its own (http-client.ts; CLIENT=inprocess puts it on the benchmark's thread).
 import nodemailer from 'nodemailer';
 import { cliActor } from '../src/audit/audit-log.js';
 import type { DialectName } from '../src/db/database.js';
 import { testDispatcher } from '../test/helpers/outgoing.js';
 import { createWorkers } from '../src/worker/workers.js';
+import { benchMail, startHttpClient, type HttpClient } from './http-client.js';
 import { CONNECTIONS_PER_SERVER, percentile, profilePhase, secondsSince, startOutlookBench, until, type OutlookBench } from './outlook-setup.js';
 
 
@@ -56,12 +57,7 @@ async function sinkMicros(b: OutlookBench, since: number | undefined, n: number)
   return since === undefined || !b.sinkCpu ? undefined : ((await b.sinkCpu()) - since) / n;
 }
 
-const mailFor = (b: OutlookBench, i: number) => ({
-  from: b.mailboxes[i % b.mailboxes.length]!,
-  to: [`r${i}@client.test`],
-  subject: `bench ${i}`,
-  text: `hello ${i}\n`,
-});
+const mailFor = (b: OutlookBench, i: number) => benchMail(b.mailboxes, i);
 
 async function rawRun(b: OutlookBench, n: number, profileAs?: string): Promise<PhaseRun> {
   const transports = await Promise.all(
@@ -130,70 +126,22 @@ interface EndToEnd {
 }
 
 /**
- * Enqueues n mails over real HTTP while the workers send them: `post(from, to)` sends mails [from, to) in
- * one request. Latencies are per request.
+ * Enqueues n mails over real HTTP while the workers send them: the API client (http-client.ts) sends mails
+ * in requests of `perRequest`, `inFlight` at a time. Latencies are per request.
  */
-async function endToEndRun(b: OutlookBench, address: string, n: number, inFlight: number, perRequest: number, post: (url: string, from: number, to: number) => Promise<void>, profileAs?: string): Promise<EndToEnd> {
+async function endToEndRun(b: OutlookBench, client: HttpClient, address: string, n: number, inFlight: number, perRequest: number, profileAs?: string): Promise<EndToEnd> {
   const workers = createWorkers(b.t.app);
   workers.start();
   const stopProfile = await profilePhase(profileAs);
-  const latencies: number[] = [];
   const before = b.sink.messages.length;
   const start = process.hrtime.bigint();
-  let next = 0;
-  const client = async () => {
-    while (next < n) {
-      const from = next;
-      const to = Math.min(n, from + perRequest);
-      next = to;
-      const t0 = process.hrtime.bigint();
-      await post(address, from, to);
-      latencies.push(secondsSince(t0) * 1000);
-    }
-  };
-  await Promise.all(Array.from({ length: inFlight }, client));
-  const enqueueSeconds = secondsSince(start);
+  const { seconds: enqueueSeconds, latencies } = await client.run({ address, apiKey: b.adminKey, mailboxes: b.mailboxes, n, inFlight, perRequest, batch: perRequest > 1 });
   await until(async () => b.sink.messages.length - before >= n, `${n} mails at the sink`);
   const seconds = secondsSince(start);
   await stopProfile();
   await workers.stop();
-  latencies.sort((x, y) => x - y);
   return { rate: n / seconds, enqueuePerSecond: n / enqueueSeconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
-
-// The client runs in the same process as Juniper and the sink, so its CPU counts against Juniper: node:http
-// with kept-alive connections, as a script would use. (fetch, i.e. undici with web streams, was about a sixth of
-// the end-to-end profile on its own.)
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-
-/** POSTs JSON and resolves to the status and the body's text. */
-function postJson(url: string, key: string, body: unknown): Promise<{ status: number; text: string }> {
-  const payload = Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
-/** POST /api/v1/mails, one mail a request. */
-const singlePost = (b: OutlookBench) => async (address: string, i: number) => {
-  const res = await postJson(`${address}/api/v1/mails`, b.adminKey, mailFor(b, i));
-  if (res.status !== 202) throw new Error(`POST /api/v1/mails answered ${res.status}: ${res.text}`);
-};
-
-/** POST /api/v1/mails/batch, mails [from, to) in one request. */
-const batchPost = (b: OutlookBench) => async (address: string, from: number, to: number) => {
-  const mails = Array.from({ length: to - from }, (_, k) => mailFor(b, from + k));
-  const res = await postJson(`${address}/api/v1/mails/batch`, b.adminKey, { mails });
-  const body = JSON.parse(res.text) as { queued: number };
-  if (res.status !== 200 || body.queued !== mails.length) throw new Error(`POST /api/v1/mails/batch answered ${res.status}: ${res.text.slice(0, 500)}`);
-};
 
 /** Mails per batch request and batch requests in flight in the batch end-to-end run. */
 const BATCH_SIZE = 100;
@@ -207,6 +155,7 @@ const BATCH_IN_FLIGHT = 4;
  */
 export async function outbound(dialect: DialectName, n: number, servers = 4, rounds = 1): Promise<OutboundFigures> {
   const b = await startOutlookBench(dialect, servers);
+  const client = await startHttpClient();
   try {
     // A short warm-up on both sides, so TLS, JIT and token fetching are not counted against either.
     await rawRun(b, Math.min(200, n));
@@ -218,8 +167,8 @@ export async function outbound(dialect: DialectName, n: number, servers = 4, rou
       const as = (phase: string) => (r === 0 ? `outbound-${phase}-${dialect}` : undefined);
       const raw = await rawRun(b, n, as('raw'));
       const juniper = await juniperRun(b, n, as('queue'));
-      const e2e = await endToEndRun(b, address, n, 20, 1, singlePost(b), as('single'));
-      const batch = await endToEndRun(b, address, n, BATCH_IN_FLIGHT, BATCH_SIZE, batchPost(b), as('batch'));
+      const e2e = await endToEndRun(b, client, address, n, 20, 1, as('single'));
+      const batch = await endToEndRun(b, client, address, n, BATCH_IN_FLIGHT, BATCH_SIZE, as('batch'));
       figures.push({
         raw: raw.rate, juniper: juniper.rate, cpuPerMail: { raw: raw.cpu, juniper: juniper.cpu },
         ...(raw.sinkCpu !== undefined && juniper.sinkCpu !== undefined ? { sinkCpuPerMail: { raw: raw.sinkCpu, juniper: juniper.sinkCpu } } : {}),
@@ -228,6 +177,7 @@ export async function outbound(dialect: DialectName, n: number, servers = 4, rou
     }
     return { dialect, mails: n, servers, batchSize: BATCH_SIZE, batchInFlight: BATCH_IN_FLIGHT, rounds: figures };
   } finally {
+    await client.close();
     await b.close();
   }
 }

@@ -7,6 +7,7 @@
 //   ONLY=outbound npm run bench   one benchmark (routing, outbound, memory, inbound, tokens, scale-out; also `-- --only inbound`); DIALECTS=sqlite one database
 //   MEMORY=2000 npm run bench     mails of the outbound memory run (10 % with a 1 MB attachment)
 //   SINK=process                  the outbound SMTP sink in its own process, its CPU a mail printed apart (bench/sink-process.ts)
+//   CLIENT=inprocess              the end-to-end phases' API client on the benchmark's thread, not in its own process (bench/http-client.ts)
 //   TOKEN_ROUNDS=4 SCALE_N=1000 SCALE_BATCH=50 SCALE_CYCLES=3   expiries crossed (tokens); mails per run, the workers'
 //     batch size and the 1-2-4-worker cycles (scale-out, PostgreSQL only; SCALE_PROFILE=<dir> for workers' CPU profiles)
 // PostgreSQL: JUNIPER_TEST_PG_URL if set (npm test sets it), else a private throw-away cluster started here.

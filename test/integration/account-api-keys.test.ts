@@ -2,7 +2,7 @@
 // shown once, in the POST's own answer (never a cookie or a URL), and a resubmission of that form (a reload,
 // back and forward, a double click) creates no second key but says which key the first one made. The form asks
 // for the current password (a key outlives sign-out and password changes, so a session alone must not mint
-// one), through the sign-in throttle. Both databases.
+// one), through the sign-in throttle; so does POST /api/v1/api-keys from a session. Both databases.
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -126,6 +126,41 @@ for (const dialect of dialects) {
       assert.equal(login.statusCode, 429, login.body.slice(0, 300));
       // Her session still works (the throttle refuses passwords, not sessions).
       assert.equal((await jane.get('/account')).statusCode, 200);
+    });
+
+    it('POST /api/v1/api-keys with a session asks for the password as the form does; with an API key it does not', async () => {
+      const session = w.jane.session;
+      const post = (payload: object, headers: Record<string, string> = { cookie: session.cookie, 'x-csrf-token': session.csrfToken }) =>
+        w.http.inject({ method: 'POST', url: '/api/v1/api-keys', headers, payload });
+      const before = await keyRows();
+      const refusals = [
+        { payload: { name: 'script' }, status: 400, code: 'JUNIPER_ERR_VALIDATION', says: /send your current password as "password".*No key was created/ },
+        { payload: { name: 'script', password: '' }, status: 400, code: 'JUNIPER_ERR_VALIDATION', says: /send your current password as "password"/ },
+        { payload: { name: 'script', password: `${w.jane.password}-typo` }, status: 403, code: 'JUNIPER_ERR_FORBIDDEN', says: /"password" is not your current password: no key was created/ },
+      ];
+      for (const r of refusals) {
+        const res = await post(r.payload);
+        assert.equal(res.statusCode, r.status, res.body);
+        const { error } = res.json<{ error: { code: string; message: string } }>();
+        assert.equal(error.code, r.code);
+        assert.match(error.message, r.says);
+        assert.ok(!res.body.includes(w.jane.password), 'no password in the answer');
+      }
+      assert.deepEqual(await keyRows(), before, 'no api_keys row was added or changed');
+
+      const ok = await post({ name: 'script', password: w.jane.password });
+      assert.equal(ok.statusCode, 201, ok.body);
+      assert.equal(await w.t.app.services.apiKeys.resolve(ok.json<{ key: string }>().key).then((u) => u?.id), w.jane.id);
+      const byKey = await post({ name: 'by key' }, { authorization: `Bearer ${w.jane.apiKey}` });
+      assert.equal(byKey.statusCode, 201, byKey.body);
+      assert.equal((await keyRows()).length, before.length + 2);
+
+      // The same throttle: once the pair is used up, even the right password is refused (429) and makes nothing.
+      for (let i = 0; i < MAX_PAIR_FAILURES; i++) assert.equal((await post({ name: 'guess', password: `guess-${i}` })).statusCode, 403);
+      const throttled = await post({ name: 'guess', password: w.jane.password });
+      assert.equal(throttled.statusCode, 429, throttled.body);
+      assert.match(throttled.json<{ error: { message: string } }>().error.message, /^No key was created\. Too many failed sign-ins for this login from your address/);
+      assert.equal((await keyRows()).length, before.length + 2);
     });
 
     it('makes one key when the same form is posted twice at once (a double click)', async () => {

@@ -2,7 +2,8 @@
 // shown once, in the POST's own answer (never a cookie or a URL), and a resubmission of that form (a reload,
 // back and forward, a double click) creates no second key but says which key the first one made. The form asks
 // for the current password (a key outlives sign-out and password changes, so a session alone must not mint
-// one), through the sign-in throttle; so does POST /api/v1/api-keys from a session. Both databases.
+// one), through the sign-in throttle, as Change password does; so does POST /api/v1/api-keys from a session.
+// Both databases.
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -126,6 +127,20 @@ for (const dialect of dialects) {
       assert.equal(login.statusCode, 429, login.body.slice(0, 300));
       // Her session still works (the throttle refuses passwords, not sessions).
       assert.equal((await jane.get('/account')).statusCode, 200);
+    });
+
+    it('Change password, which asks the same way (SignIn.confirm), changes nothing for a wrong current password and is refused by the same throttle', async () => {
+      const hash = async () => (await w.t.app.services.users.findById(w.jane.id))?.password_hash;
+      const before = await hash();
+      const change = (current: string) => jane.post('/account/password', { current, password: 'jane-new-password-123' }, { follow: false });
+      const wrong = await change('not-janes-password');
+      assert.equal(wrong.statusCode, 400, wrong.body);
+      assert.match(wrong.body, /The current password is not right: nothing was changed\./);
+      for (let i = 1; i < MAX_PAIR_FAILURES; i++) assert.equal((await change(`guess-${i}`)).statusCode, 400);
+      const throttled = await change(w.jane.password);
+      assert.equal(throttled.statusCode, 429, throttled.body);
+      assert.match(throttled.body, /Too many failed sign-ins for this login from your address/);
+      assert.equal(await hash(), before, 'the password is unchanged');
     });
 
     it('POST /api/v1/api-keys with a session asks for the password as the form does; with an API key it does not', async () => {

@@ -5,6 +5,7 @@ import type { Services } from '../services.js';
 import { actorOf } from '../http/actor.js';
 import { AppError } from '../lib/errors.js';
 import { KEY_PREFIX_PATTERN, newKeyPrefix } from '../users/api-keys.js';
+import type { PasswordRefusal } from '../users/sign-in.js';
 import { timingSafeEqualStr } from '../vault/hmac.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
@@ -65,6 +66,35 @@ function prefixOfNonce(sign: (data: string) => string, ctx: PageContext, nonce: 
   return KEY_PREFIX_PATTERN.test(prefix) && timingSafeEqualStr(nonce, keyFormNonce(sign, ctx, prefix)) ? prefix : undefined;
 }
 
+/** What the Create API key form shows again after a refusal: the name typed, the reason beside the password. */
+interface KeyForm {
+  name: string;
+  passwordError?: string;
+}
+
+/**
+ * The Create API key form's password field. A refusal is shown beside it and the field takes the focus; the
+ * password typed is never echoed, so it is typed again there.
+ */
+function keyPasswordInput(error: string | undefined): SafeHtml {
+  const label = html`<label for="key-password">Current password</label>`;
+  if (!error) return html`${label}<input type="password" id="key-password" name="password" autocomplete="current-password" required>`;
+  return html`${label}<input type="password" id="key-password" name="password" autocomplete="current-password" required aria-invalid="true" aria-describedby="key-password-error" autofocus>
+      <p class="help error-text" id="key-password-error" role="alert">${error}</p>`;
+}
+
+/** The refusal of the Create API key form's password, worded for it, with the status the answer gets. */
+function keyPasswordRefusal(refusal: PasswordRefusal): { message: string; status: number } {
+  switch (refusal.reason) {
+    case 'missing':
+      return { message: 'Enter your current password to create an API key: no key was created.', status: 400 };
+    case 'wrong':
+      return { message: 'That is not your current password: no key was created. Type the password you sign in with and create the key again.', status: 400 };
+    case 'throttled':
+      return { message: `No key was created. ${refusal.message}`, status: 429 };
+  }
+}
+
 export function usersPage(services: Pick<Services, 'apiKeys' | 'incomingServers' | 'outgoingServers' | 'signIn' | 'users' | 'sign'>): FastifyPluginAsync {
   const { users, apiKeys } = services;
 
@@ -76,7 +106,7 @@ export function usersPage(services: Pick<Services, 'apiKeys' | 'incomingServers'
   async function renderAccount(
     request: FastifyRequest,
     reply: FastifyReply,
-    opts: { error?: string; warning?: string; newKey?: string; status?: number } = {},
+    opts: { error?: string; warning?: string; newKey?: string; status?: number; keyForm?: KeyForm } = {},
     ctx = pageContext(request, reply, 'account'),
   ) {
     const user = request.principal!.user;
@@ -112,10 +142,14 @@ ${opts.newKey
       (k) => html`<tr><td>${k.name}</td><td><code>${k.prefix}…</code></td><td>${k.lastUsedAt ?? 'never'}</td>
       <td>${k.revoked ? html`<span class="tag tag-grey">Revoked</span>` : html`<form method="post" action="/account/api-keys/revoke" class="inline">${csrfField(ctx)}<input type="hidden" name="keyId" value="${k.id}"><button type="submit" class="danger small">Revoke ${k.name}</button></form>`}</td></tr>`,
     )}</tbody></table>`}
-  <form method="post" action="/account/api-keys" class="filters">
+  <form method="post" action="/account/api-keys">
     ${csrfField(ctx)}<input type="hidden" name="nonce" value="${keyFormNonce(services.sign, ctx)}">
-    <div><label for="key-name">New key name</label><input type="text" id="key-name" name="name" required placeholder="ERP"></div>
-    <div><button type="submit">Create API key</button></div>
+    <div class="grid">
+      <div><label for="key-name">New key name</label><input type="text" id="key-name" name="name" value="${opts.keyForm?.name ?? ''}" required placeholder="ERP"></div>
+      <div>${keyPasswordInput(opts.keyForm?.passwordError)}</div>
+    </div>
+    <p class="help">A key stays valid after you sign out or change your password, so creating one asks for your password again.</p>
+    <button type="submit">Create API key</button>
   </form>
 </div>
 <div class="card">
@@ -171,13 +205,10 @@ ${opts.newKey
 
     app.post<{ Body: Form }>('/account/password', { config: { access: 'user' } }, async (request, reply) => {
       const user = request.principal!.user;
-      try {
-        // Through the sign-in throttle: a stolen session must not become an unlimited password oracle.
-        await services.signIn.attempt(user.login, text(request.body, 'current'), request.ip);
-      } catch (e) {
-        if (e instanceof AppError && e.code === 'JUNIPER_ERR_RATE_LIMITED') return renderAccount(request, reply, { error: e.message, status: 429 });
-        return renderAccount(request, reply, { error: 'The current password is not right: nothing was changed.', status: 400 });
-      }
+      // Through the sign-in throttle: a stolen session must not become an unlimited password oracle.
+      const refused = await services.signIn.confirm(user.login, text(request.body, 'current'), request.ip);
+      if (refused?.reason === 'throttled') return renderAccount(request, reply, { error: refused.message, status: 429 });
+      if (refused) return renderAccount(request, reply, { error: 'The current password is not right: nothing was changed.', status: 400 });
       try {
         await users.setPassword(user.login, text(request.body, 'password'), actorOf(request));
       } catch (e) {
@@ -192,20 +223,29 @@ ${opts.newKey
       const user = await users.findById(request.principal!.user.id);
       if (!user) throw new AppError('JUNIPER_ERR_NOT_FOUND', 'Your user no longer exists.');
       const ctx = pageContext(request, reply, 'account');
+      const name = text(request.body, 'name');
       const prefix = prefixOfNonce(services.sign, ctx, text(request.body, 'nonce'));
       if (!prefix) {
-        return renderAccount(request, reply, { error: 'This form is out of date or was not shown by this session: no key was created. Create the key again below.', status: 400 }, ctx);
+        return renderAccount(request, reply, { error: 'This form is out of date or was not shown by this session: no key was created. Create the key again below.', status: 400, keyForm: { name } }, ctx);
+      }
+      // A key outlives sign-out and password changes: whoever holds the session for a moment (an unlocked
+      // laptop, a stolen cookie) must not turn it into a lasting credential without the password. Checked
+      // before createOnce looks for the key a used nonce made, so a replay without it learns nothing of that key.
+      const refused = await services.signIn.confirm(user.login, text(request.body, 'password'), request.ip);
+      if (refused) {
+        const { message, status } = keyPasswordRefusal(refused);
+        return renderAccount(request, reply, { status, keyForm: { name, passwordError: message } }, ctx);
       }
       try {
         // Rendered in this answer, not redirected: the key must not travel in a cookie or URL. A reload posts
         // the same nonce again and gets the message below instead of a second key.
-        const result = await apiKeys.createOnce(user, text(request.body, 'name').trim() || 'key', actorOf(request), prefix);
+        const result = await apiKeys.createOnce(user, name.trim() || 'key', actorOf(request), prefix);
         if (result.created) return await renderAccount(request, reply, { newKey: result.key }, ctx);
         const warning = `This form was already submitted: key ${result.view.name} (${result.view.prefix}…) was created by the first one, and a reload or second click shows this page instead of the key. If you did not copy it, revoke it and create another.`;
         return await renderAccount(request, reply, { warning, status: 409 }, ctx);
       } catch (e) {
         const err = formError(e);
-        return renderAccount(request, reply, { error: err.message, status: err.status }, ctx);
+        return renderAccount(request, reply, { error: err.message, status: err.status, keyForm: { name } }, ctx);
       }
     });
 

@@ -56,3 +56,43 @@ describe('SignIn counts a login as it is looked up', () => {
     assert.equal(throttle.size, 0, 'no counter was kept for them');
   });
 });
+
+describe('SignIn.confirm: the signed-in user types the password again', () => {
+  const withPassword = (right: string, fails?: Error) => {
+    const tried: string[] = [];
+    const users = {
+      async authenticate(_login: string, password: string) {
+        tried.push(password);
+        if (fails) throw fails;
+        if (password !== right) throw new AppError('JUNIPER_ERR_BAD_CREDENTIALS');
+        return { id: 1 };
+      },
+    } as unknown as Users;
+    const throttle = new SignInThrottle();
+    return { tried, throttle, signIn: new SignIn(users, throttle, async () => undefined) };
+  };
+
+  it('is undefined for the right password, "wrong" for another, and "throttled" with the sign-in message once the pair is used up', async () => {
+    const { signIn, tried } = withPassword('right-password');
+    assert.equal(await signIn.confirm('jane', 'right-password', '203.0.113.5'), undefined);
+    for (let i = 0; i < MAX_PAIR_FAILURES; i++) assert.deepEqual(await signIn.confirm('jane', `guess-${i}`, '203.0.113.5'), { reason: 'wrong' });
+    const refused = await signIn.confirm('jane', 'right-password', '203.0.113.5');
+    assert.equal(refused?.reason, 'throttled');
+    assert.match(refused.reason === 'throttled' ? refused.message : '', /Too many failed sign-ins for this login from your address; wait 15 minutes/);
+    assert.equal(tried.length, 1 + MAX_PAIR_FAILURES, 'the refused one checked no password');
+    await assert.rejects(signIn.attempt('jane', 'right-password', '203.0.113.5'), /Too many failed sign-ins/, 'a sign-in from that address is refused too: the same counters');
+  });
+
+  it('refuses an empty field without an attempt: nothing is counted and no password is checked', async () => {
+    const { signIn, tried, throttle } = withPassword('right-password');
+    for (let i = 0; i < MAX_PAIR_FAILURES * 2; i++) assert.deepEqual(await signIn.confirm('jane', '', '203.0.113.5'), { reason: 'missing' });
+    assert.equal(throttle.size, 0);
+    assert.deepEqual(tried, []);
+    assert.equal(await signIn.confirm('jane', 'right-password', '203.0.113.5'), undefined);
+  });
+
+  it('lets a failure that is no refusal (the database) propagate instead of calling it a wrong password', async () => {
+    const { signIn } = withPassword('right-password', new AppError('JUNIPER_ERR_DATABASE', 'The database failed.'));
+    await assert.rejects(signIn.confirm('jane', 'right-password', '203.0.113.5'), (e: unknown) => isAppError(e) && e.code === 'JUNIPER_ERR_DATABASE');
+  });
+});

@@ -15,6 +15,9 @@ export const MAX_LOGIN_CHARS = 200;
  */
 export const MAX_PASSWORD_CHARS = 4 * PASSWORD_MAX_LENGTH;
 
+/** Why a re-entered password was refused (SignIn.confirm); the form or route words it for what it guards. */
+export type PasswordRefusal = { reason: 'missing' } | { reason: 'wrong' } | { reason: 'throttled'; message: string };
+
 export class SignIn {
   constructor(
     private readonly users: Users,
@@ -46,5 +49,25 @@ export class SignIn {
     const user = await this.users.authenticate(login, password);
     this.throttle.succeed(login, address);
     return user;
+  }
+
+  /**
+   * The signed-in user's password asked again before something a session alone must not do (a new password; an
+   * API key, which outlives sign-out and password changes). The same attempt as a sign-in, so its failures
+   * count against that login and address and the throttle refuses a session holder who guesses: no
+   * unthrottled password oracle behind a session. An empty field is refused without an attempt (nothing was
+   * guessed). Resolves to the refusal, or undefined when the password was right; other failures propagate.
+   */
+  async confirm(login: string, password: string, address: string): Promise<PasswordRefusal | undefined> {
+    if (password === '') return { reason: 'missing' };
+    try {
+      await this.attempt(login, password, address);
+      return undefined;
+    } catch (e) {
+      if (!(e instanceof AppError)) throw e;
+      if (e.code === 'JUNIPER_ERR_RATE_LIMITED') return { reason: 'throttled', message: e.message };
+      if (e.code === 'JUNIPER_ERR_BAD_CREDENTIALS') return { reason: 'wrong' };
+      throw e;
+    }
   }
 }

@@ -301,7 +301,16 @@ describe('the Outlook procedure end to end in the browser (acceptance)', () => {
     await audit('users');
 
     await page.getByRole('link', { name: 'Ada Admin (admin)' }).click();
+    // A key outlives sign-out, so the form asks for the password: a wrong one makes none and says so beside it.
+    const keyPassword = page.locator('form[action="/account/api-keys"]').getByLabel('Current password');
     await page.getByLabel('New key name').fill('ERP');
+    await keyPassword.fill('not-the-admin-password');
+    await page.getByRole('button', { name: 'Create API key' }).click();
+    await page.getByText('That is not your current password: no key was created.').waitFor();
+    assert.equal(await page.getByLabel('New key name').inputValue(), 'ERP', 'the name typed is kept');
+    assert.equal(await keyPassword.inputValue(), '', 'the password is not filled in again');
+    await audit('account-key-refused');
+    await keyPassword.fill(ADMIN_PASSWORD);
     await page.getByRole('button', { name: 'Create API key' }).click();
     const key = (await page.locator('#new-key').textContent()) ?? '';
     assert.ok(key.length > 20);

@@ -92,7 +92,7 @@ for (const dialect of dialects) {
 
     it('accepts the same requests from Juniper’s own pages with the session’s token (the refusals above are the CSRF rules, not something else)', async () => {
       const admin = w.admin.session;
-      const ok = await w.http.inject({ ...request('POST', '/api/v1/api-keys', admin.csrfToken, admin.cookie, { origin: 'http://localhost', 'sec-fetch-site': 'same-origin' }), payload: { name: 'ok' } });
+      const ok = await w.http.inject({ ...request('POST', '/api/v1/api-keys', admin.csrfToken, admin.cookie, { origin: 'http://localhost', 'sec-fetch-site': 'same-origin' }), payload: { name: 'ok', password: w.admin.password } });
       assert.equal(ok.statusCode, 201, ok.body);
       const form = await w.http.inject(request('POST', `/outbox/${await w.freshMail(w.jane)}/cancel`, admin.csrfToken, admin.cookie, { origin: 'http://localhost' }));
       assert.equal(form.statusCode, 303, form.body);

@@ -1,9 +1,10 @@
-// The secrets audit (issue 8): runs every flow that handles a secret (sign-in, the client secret, servers with
-// passwords, Connect Outlook through the loopback identity server, mail over XOAUTH2 and over a password),
-// then scans what Juniper wrote or answered: its logs, every API response body of the run, every HTML page (all
-// GET page routes of the route table, as the admin), and the database (the SQLite file bytes with its WAL, and
-// every value of every table on both databases). No secret may appear in plain text, nor base64-encoded (as
-// PLAIN and XOAUTH2 put them on the wire). Self-contained, so it can run in any order. Both databases.
+// The secrets audit (issue 8): runs every flow that handles a secret (sign-in, the password asked again to
+// create an API key, the client secret, servers with passwords, Connect Outlook through the loopback identity
+// server, mail over XOAUTH2 and over a password), then scans what Juniper wrote or answered: its logs, every
+// API response body of the run, every HTML page (all GET page routes of the route table, as the admin), and the
+// database (the SQLite file bytes with its WAL, and every value of every table on both databases). No secret
+// may appear in plain text, nor base64-encoded (as PLAIN and XOAUTH2 put them on the wire). Self-contained, so
+// it can run in any order. Both databases.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe, it } from 'node:test';
@@ -86,6 +87,24 @@ for (const dialect of dialects) {
       assert.equal(wrong.statusCode, 401);
       remember('a mistyped password', `${jane.password}-wrong`);
       const api = (method: InjectOptions['method'], url: string, payload?: object) => record({ method, url, payload, headers: { cookie: session.cookie, 'x-csrf-token': session.csrfToken } });
+
+      // Create API key asks for the password: on the Account page a mistyped one, then the right one; the same
+      // over the API with the session.
+      const nonceOf = (body: string) => /name="nonce" value="([^"]+)"/.exec(body)?.[1] ?? '';
+      const keyForm = (password: string, nonce: string) =>
+        record({
+          method: 'POST',
+          url: '/account/api-keys',
+          headers: { cookie: session.cookie, accept: 'text/html', 'content-type': 'application/x-www-form-urlencoded' },
+          payload: new URLSearchParams({ _csrf: session.csrfToken, nonce, name: 'audit', password }).toString(),
+        });
+      const account = await record({ method: 'GET', url: '/account', headers: { cookie: session.cookie, accept: 'text/html' } });
+      const refusedKey = await keyForm(`${admin.password}-typo`, nonceOf(account.body));
+      assert.equal(refusedKey.statusCode, 400, refusedKey.body);
+      remember('a mistyped password for an API key', `${admin.password}-typo`);
+      assert.equal((await keyForm(admin.password, nonceOf(refusedKey.body))).statusCode, 200);
+      assert.equal((await api('POST', '/api/v1/api-keys', { name: 'audit api', password: `${admin.password}-typo` })).statusCode, 403);
+      assert.equal((await api('POST', '/api/v1/api-keys', { name: 'audit api', password: admin.password })).statusCode, 201);
 
       await t.app.services.parameters.set('web.base.url', 'https://juniper.example.com', cliActor);
       await t.app.services.parameters.set('microsoft_outlook.endpoint', `${idp.url}/common/oauth2/v2.0/`, cliActor);

@@ -156,8 +156,9 @@ for (const dialect of dialects) {
       for (const r of refusals) {
         const res = await post(r.payload);
         assert.equal(res.statusCode, r.status, res.body);
-        const { error } = res.json<{ error: { code: string; message: string } }>();
+        const { error } = res.json<{ error: { code: string; message: string; field?: string } }>();
         assert.equal(error.code, r.code);
+        assert.equal(error.field, 'password');
         assert.match(error.message, r.says);
         assert.ok(!res.body.includes(w.jane.password), 'no password in the answer');
       }

@@ -16,9 +16,9 @@ export const apiKeySchema = z.object({
 function refusalError(refusal: PasswordRefusal): AppError {
   switch (refusal.reason) {
     case 'missing':
-      return new AppError('JUNIPER_ERR_VALIDATION', 'With a browser session, send your current password as "password": a key outlives sign-out and password changes. No key was created.');
+      return new AppError('JUNIPER_ERR_VALIDATION', 'With a browser session, send your current password as "password": a key outlives sign-out and password changes. No key was created.', { details: { field: 'password' } });
     case 'wrong':
-      return new AppError('JUNIPER_ERR_FORBIDDEN', '"password" is not your current password: no key was created.');
+      return new AppError('JUNIPER_ERR_FORBIDDEN', '"password" is not your current password: no key was created.', { details: { field: 'password' } });
     case 'throttled':
       return new AppError('JUNIPER_ERR_RATE_LIMITED', `No key was created. ${refusal.message}`);
   }

@@ -198,6 +198,8 @@ ${opts.newKey
       } catch (e) {
         return redirectWithFlash(reply, '/users', { kind: 'error', text: formError(e).message });
       }
+      // The sign-in refusal for too many failures points here: the new password works at once.
+      services.signIn.passwordReset(login);
       return redirectWithFlash(reply, '/users', { kind: 'success', text: `Password of ${login} reset; their sessions ended.` });
     });
 

@@ -62,6 +62,17 @@ export class SignInThrottle {
     else this.failures.delete(addressKey(address));
   }
 
+  /**
+   * A new password set by an admin: the guesses counted against the old one, from every address, no longer
+   * matter. The addresses' own counters stay (a guesser's address stays slowed for its other logins).
+   */
+  forgetLogin(login: string): void {
+    const name = login.toLowerCase();
+    this.failures.delete(loginKey(name));
+    const pairEnd = `\u0000${name}`;
+    for (const key of [...this.failures.keys()]) if (key.startsWith('p:') && key.endsWith(pairEnd)) this.failures.delete(key);
+  }
+
   /** Counters kept (for the bound's test). */
   get size(): number {
     return this.failures.size;

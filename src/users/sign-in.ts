@@ -38,7 +38,7 @@ export class SignIn {
       throw new AppError(
         'JUNIPER_ERR_RATE_LIMITED',
         verdict.reason === 'pair'
-          ? 'Too many failed sign-ins for this login from your address; wait 15 minutes, or ask an admin to reset the password with `juniper users password --login LOGIN`.'
+          ? 'Too many failed sign-ins for this login from your address; wait 15 minutes and try again, or ask an admin to set a new password on the Users page, which lifts this at once.'
           : 'Too many failed sign-ins from your address; wait 15 minutes and try again.',
       );
     }
@@ -49,6 +49,11 @@ export class SignIn {
     const user = await this.users.authenticate(login, password);
     this.throttle.succeed(login, address);
     return user;
+  }
+
+  /** An admin set the login a new password (the Users page): the failures counted against the old one are forgotten. */
+  passwordReset(login: string): void {
+    this.throttle.forgetLogin(login.trim());
   }
 
   /**

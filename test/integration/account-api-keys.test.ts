@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { cliActor } from '../../src/audit/audit-log.js';
 import { SignIn } from '../../src/users/sign-in.js';
 import { MAX_PAIR_FAILURES, SignInThrottle } from '../../src/users/sign-in-throttle.js';
 import { dialects } from '../helpers/databases.js';
@@ -118,7 +119,7 @@ for (const dialect of dialects) {
       assert.equal(right.statusCode, 429, right.body);
       assert.equal(
         passwordError(right.body),
-        'No key was created. Too many failed sign-ins for this login from your address; wait 15 minutes, or ask an admin to reset the password with `juniper users password --login LOGIN`.',
+        'No key was created. Too many failed sign-ins for this login from your address; wait 15 minutes and try again, or ask an admin to set a new password on the Users page, which lifts this at once.',
       );
       assert.match(right.body, /id="key-name" name="name" value="guess"/);
       assert.deepEqual(await keyRows(), before, 'no key was made, not even with the right password');
@@ -216,6 +217,27 @@ for (const dialect of dialects) {
         assert.match(res.body, /This form is out of date or was not shown by this session: no key was created/);
       }
       assert.equal((await janesKeys()).length, before);
+    });
+
+    it('a new password an admin sets on the Users page lifts the refusal at once, as its message says; the old one stays refused', async () => {
+      const address = new FormBrowser(w.http);
+      for (let i = 0; i < MAX_PAIR_FAILURES; i++) await address.post('/login', { login: w.jane.login, password: `guess-${i}`, next: '/' }, { csrf: false, follow: false });
+      const refused = await address.post('/login', { login: w.jane.login, password: w.jane.password, next: '/' }, { csrf: false, follow: false });
+      assert.equal(refused.statusCode, 429, refused.body.slice(0, 300));
+      assert.match(refused.body, /ask an admin to set a new password on the Users page, which lifts this at once/);
+      const admin = new FormBrowser(w.http);
+      await admin.signIn(w.admin.login, w.admin.password);
+      const newPassword = 'jane-reset-password-456';
+      const reset = await admin.post('/users/password', { login: w.jane.login, password: newPassword }, { follow: false });
+      assert.equal(reset.statusCode, 303, reset.body.slice(0, 300));
+      const old = await address.post('/login', { login: w.jane.login, password: w.jane.password, next: '/' }, { csrf: false, follow: false });
+      assert.equal(old.statusCode, 401, 'the old password is just wrong now');
+      const signedIn = await address.post('/login', { login: w.jane.login, password: newPassword, next: '/' }, { csrf: false, follow: false });
+      assert.equal(signedIn.statusCode, 303, signedIn.body.slice(0, 300));
+      // Back to the world's password, and a fresh session for jane (the reset ended hers).
+      await w.t.app.services.users.setPassword(w.jane.login, w.jane.password, cliActor);
+      jane = new FormBrowser(w.http);
+      await jane.signIn(w.jane.login, w.jane.password);
     });
   });
 }

@@ -83,7 +83,10 @@ const clientSecretSchema = z
   .trim()
   .max(1024, 'must be at most 1024 characters: paste the Value of the client secret, not its description')
   // eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
-  .refine((v) => !/[\x00-\x1f\x7f]/.test(v), 'must not contain line breaks or control characters');
+  .refine((v) => !/[\x00-\x1f\x7f]/.test(v), 'must not contain line breaks or control characters')
+  // Azure shows a new secret as a Value (about 40 characters, such as "Abc8Q~…") beside its Secret ID, a GUID;
+  // the seed warns to copy the Value, and the GUID is the mix-up it warns of. No secret Value is a GUID.
+  .refine((v) => !GUID.test(v), 'looks like the Secret ID (a GUID), not the secret: paste the Value column of the client secret from Certificates & secrets in the Azure portal (Azure shows it only right after the secret is created; if it is gone, create a new client secret)');
 
 const dateSchema = z.string().trim().superRefine((v, ctx) => {
   if (v !== '' && !isCalendarDate(v)) ctx.addIssue({ code: 'custom', message: `must be a date written YYYY-MM-DD, such as 2027-06-30 ${got(v)}` });

@@ -229,7 +229,8 @@ export function settingsPage(services: Pick<Services, 'outgoingServers' | 'setti
         const ctx = pageContext(request, reply, 'settings');
         const [view, servers] = await Promise.all([services.settings.get(), services.outgoingServers.list()]);
         const typedSecret = text(body, 'clientSecret').trim() !== '';
-        const message = `${pageWording(err.message)}${typedSecret ? ' The Client Secret you typed was not saved (the page never shows it again): paste it again before saving.' : ''}`;
+        const said = pageWording(err.message);
+        const message = typedSecret ? `${said}${/[.!?]$/.test(said) ? '' : '.'} The Client Secret you typed was not saved (the page never shows it again): paste it again before saving.` : said;
         return renderPage(reply, 'General Settings', settingsBody(ctx, view, entered, servers, originOf(request), message), ctx, err.status);
       }
       return redirectWithFlash(reply, '/settings', { kind: 'success', text: 'Settings saved.' });

@@ -115,8 +115,13 @@ describe('issue 12 defects in Chromium', () => {
     await error.waitFor();
     const text = (await error.textContent()) ?? '';
     assert.doesNotMatch(text, /outlook\.clientId/);
-    assert.match(text, /Client Secret you typed was not saved/);
+    assert.match(text, /pasted into the wrong field\)\. The Client Secret you typed was not saved/, 'one sentence ends before the next begins');
     assert.ok(!(await page.content()).includes(SECRET));
+    // The Secret ID (a GUID) pasted where the Value belongs: refused, naming the mix-up the procedure warns of.
+    await page.getByLabel('Client ID').fill(CLIENT_ID);
+    await page.getByLabel('Client Secret', { exact: true }).fill('7d6f3c2a-91b4-4e0f-8c5d-2b1a0e9f8d7c');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('.flash-error').first().getByText('looks like the Secret ID (a GUID), not the secret: paste the Value column').waitFor();
     await screenshot('settings-error');
     await page.getByLabel('Client ID').fill(CLIENT_ID);
     await page.getByLabel('Client Secret', { exact: true }).fill(SECRET);

@@ -67,6 +67,14 @@ for (const dialect of dialects) {
       const badId = await call('PUT', '/api/v1/settings', adminKey, { outlook: { clientId: 'juniper' } });
       assert.equal(badId.statusCode, 400);
       assert.match(badId.json<{ error: { message: string } }>().error.message, /outlook\.clientId: .*GUID/);
+      // The Secret ID where the secret's Value belongs (the mix-up the procedure warns of): refused, nothing stored.
+      const stored = (await t.app.services.settings.outlookCredentials())?.clientSecret;
+      const secretId = await call('PUT', '/api/v1/settings', adminKey, { outlook: { clientSecret: '7d6f3c2a-91b4-4e0f-8c5d-2b1a0e9f8d7c' } });
+      assert.equal(secretId.statusCode, 400, secretId.body);
+      const refused = secretId.json<{ error: { message: string; field?: string } }>().error;
+      assert.match(refused.message, /outlook\.clientSecret: looks like the Secret ID \(a GUID\), not the secret: paste the Value column/);
+      assert.equal(refused.field, 'outlook.clientSecret');
+      assert.equal((await t.app.services.settings.outlookCredentials())?.clientSecret, stored, 'the stored secret is unchanged');
     });
 
     it('accepts back the body GET returned: unchanged read-only fields are ignored, a changed one is refused', async () => {

@@ -23,6 +23,8 @@ const listQuery = z.object({
   before: z.preprocess(emptyToUndefined, z.coerce.number().int().positive().optional()),
   q: z.preprocess(emptyToUndefined, z.string().max(200).optional()),
   mailbox: z.preprocess(emptyToUndefined, z.string().max(320).optional()),
+  // Messages stored with a parse error, raw (docs/troubleshooting.md sends admins here to find them).
+  quarantined: z.preprocess(emptyToUndefined, z.enum(['1']).optional()),
 });
 type ListQuery = z.output<typeof listQuery>;
 
@@ -43,6 +45,7 @@ function queryString(q: ListQuery, before?: number): string {
   if (q.threadId !== undefined) p.set('threadId', String(q.threadId));
   if (q.q !== undefined) p.set('q', q.q);
   if (q.mailbox !== undefined) p.set('mailbox', q.mailbox);
+  if (q.quarantined !== undefined) p.set('quarantined', q.quarantined);
   if (before !== undefined) p.set('before', String(before));
   const s = p.toString();
   return s ? `?${s}` : '';
@@ -77,12 +80,16 @@ function listBody(rows: Message[], q: ListQuery, servers: IncomingServer[]): Saf
     <option value="">Any server</option>
     ${servers.map((s) => html`<option value="${s.id}"${q.serverId === s.id ? html` selected` : null}>${s.name}</option>`)}
   </select></div>
+  <div><label for="quarantined">Show</label><select id="quarantined" name="quarantined">
+    <option value="">All messages</option>
+    <option value="1"${q.quarantined ? html` selected` : null}>Quarantined only</option>
+  </select></div>
   ${q.threadId !== undefined ? html`<input type="hidden" name="threadId" value="${q.threadId}">` : null}
   <div><button type="submit" class="secondary">Filter</button></div>
   ${q.threadId !== undefined ? html`<div><span class="tag tag-grey">Thread ${q.threadId}</span> <a href="/inbox">Show all</a></div>` : null}
 </form>
 ${rows.length === 0
-  ? html`<div class="card"><p class="muted">No messages${q.serverId !== undefined || q.threadId !== undefined || q.q !== undefined || q.mailbox !== undefined ? ' match these filters' : html` yet. Messages arrive once an <a href="/incoming-servers">incoming mail server</a> is confirmed.`}</p></div>`
+  ? html`<div class="card"><p class="muted">No messages${q.serverId !== undefined || q.threadId !== undefined || q.q !== undefined || q.mailbox !== undefined || q.quarantined !== undefined ? ' match these filters' : html` yet. Messages arrive once an <a href="/incoming-servers">incoming mail server</a> is confirmed.`}</p></div>`
   : html`<div class="card table-card"><table>
   <thead><tr><th>From</th><th>Subject</th><th>Date</th><th>Server</th><th>Thread</th></tr></thead>
   <tbody>${rows.map(
@@ -165,6 +172,7 @@ export function inboxPage(services: Pick<Services, 'incomingServers' | 'messages
           direction: q.threadId === undefined ? 'in' : undefined,
           search: q.q,
           mailbox: q.mailbox,
+          quarantined: q.quarantined ? true : undefined,
           before: q.before,
           newestFirst: true,
           limit: PAGE_SIZE,

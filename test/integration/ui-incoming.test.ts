@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { cliActor } from '../../src/audit/audit-log.js';
+import { Ingest } from '../../src/mailbox/ingest.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { FormBrowser } from '../helpers/form-browser.js';
 import { startDovecot, type Dovecot } from '../peers/dovecot.js';
@@ -224,6 +225,22 @@ describe('Incoming Mail Servers and Inbox pages (real Dovecot)', () => {
     assert.equal(download.statusCode, 200);
     assert.equal(download.body.trim(), 'attached notes');
     assert.match(String(download.headers['content-disposition']), /^attachment; filename="notes\.txt"/);
+  });
+
+  it('the Inbox shows quarantined messages alone with Show: Quarantined only (where docs/troubleshooting.md sends admins)', async () => {
+    const server = await t.app.database.db.selectFrom('incoming_servers').selectAll().where('id', '=', serverId).executeTakeFirstOrThrow();
+    const raw = Buffer.from('Message-ID: <held@client.test>\r\nFrom: a@client.test\r\nSubject: Held back\r\n\r\nbody\r\n');
+    await t.app.database.db.transaction().execute((trx) => new Ingest(t.app.services.blobs).quarantine(trx, { server, uid: 9001, uidvalidity: 1, raw, error: 'could not store: test' }));
+    const all = await admin.get('/inbox');
+    assert.match(all.body, /<option value="1">Quarantined only<\/option>/);
+    assert.match(all.body, /Held back<\/a> <span class="tag tag-red">Quarantined<\/span>/);
+    assert.match(all.body, /Invoice &lt;b&gt;overdue/);
+    const held = await admin.get('/inbox?quarantined=1');
+    assert.equal(held.statusCode, 200);
+    assert.match(held.body, /<option value="1" selected>Quarantined only<\/option>/);
+    assert.match(held.body, /Held back/);
+    assert.doesNotMatch(held.body, /Invoice &lt;b&gt;overdue/, 'only quarantined messages');
+    assert.match((await admin.get(`/inbox?quarantined=1&serverId=${serverId + 1000}`)).body, /No messages match these filters/);
   });
 
   it("keeps a user out of the admin's server and its messages (404, not 403)", async () => {

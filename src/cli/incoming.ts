@@ -23,7 +23,7 @@ const fields: CliField[] = [
   { flags: '--keep-attachments', help: 'keep attachments (default)', no: 'record attachments by name and size only' },
   { flags: '--priority <n>', help: 'lower is fetched first', as: Number },
   { flags: '--interval <minutes>', help: 'fetch every N minutes (default 5)', body: 'intervalMinutes', as: Number },
-  { flags: '--allow-self-signed', help: 'accept a self-signed certificate (private servers only)' },
+  { flags: '--allow-self-signed', help: 'accept a self-signed certificate (private servers only)', no: 'check the certificate again (the default)' },
   { flags: '--active', help: 'fetch the server', no: 'keep the server but do not fetch it' },
 ];
 
@@ -48,7 +48,7 @@ export function incomingCommand(withApp: WithApp): Command {
       empty: 'No incoming mail servers yet: juniper incoming create --help\n',
       create: 'create an incoming mail server (a draft until `juniper incoming test ID`)',
       update: 'change an incoming mail server',
-      archive: 'archive a server: its messages stay, it is never fetched again',
+      archive: 'archive a server: it stops fetching at once and its messages stay; `restore ID` brings it back',
       test: 'Test & Confirm: connect, sign in, open the folder; on success the server is confirmed and fetched on its interval',
     },
     test: async (app, server) => {

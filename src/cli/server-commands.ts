@@ -1,6 +1,6 @@
 // What `juniper servers …` and `juniper incoming …` share: the options of create and update, as data
-// mapped to the same request body the REST API takes, and the list, show, create, update, archive and
-// test commands over the kind's MailServers service.
+// mapped to the same request body the REST API takes, and the list, show, create, update, archive, restore
+// and test commands over the kind's MailServers service.
 import { Option, type Command } from 'commander';
 import { cliActor } from '../audit/audit-log.js';
 import { parseInput } from '../lib/validate.js';
@@ -123,6 +123,15 @@ export function addServerCommands<K extends KindName, C extends CommonInput, P e
     .action(async (sid: string) => {
       const row = await withApp((app) => spec.servers(app).archive(id(sid), cliPrincipal, cliActor));
       process.stdout.write(`Archived ${row.name} (id ${row.id}).\n`);
+    });
+
+  group
+    .command('restore')
+    .description('bring an archived server back, inactive until it is activated (update ID --active), as the UI does')
+    .argument('<id>', 'server id')
+    .action(async (sid: string) => {
+      const row = await withApp((app) => spec.servers(app).restore(id(sid), cliPrincipal, cliActor));
+      process.stdout.write(`Restored ${row.name} (id ${row.id}); ${row.active ? 'active' : 'inactive until update ' + row.id + ' --active'}.\n`);
     });
 
   group

@@ -16,7 +16,7 @@ const fields: CliField[] = [
   }),
   { flags: '--from-filter <filter>', help: 'comma-separated addresses and domains this server sends for' },
   { flags: '--priority <n>', help: 'lower is tried first', as: Number },
-  { flags: '--allow-self-signed', help: 'accept a self-signed certificate (private servers only)' },
+  { flags: '--allow-self-signed', help: 'accept a self-signed certificate (private servers only)', no: 'check the certificate again (the default)' },
   { flags: '--active', help: 'use the server', no: 'keep the server but do not use it' },
   { flags: '--pool-size <n>', help: 'connections kept open to the server, or "default" (Outlook 2, others 5)', as: orDefault },
   { flags: '--rate <n>', help: 'mails a minute at most (0 = no limit), or "default" (Outlook 30, as Microsoft allows; others none)', body: 'ratePerMinute', as: orDefault },
@@ -43,7 +43,7 @@ export function serversCommand(withApp: WithApp): Command {
       empty: 'No outgoing mail servers yet: juniper servers create --help\n',
       create: 'create an outgoing mail server',
       update: 'change an outgoing mail server',
-      archive: 'archive a server: it is kept for the record and never used again',
+      archive: 'archive a server: it stops sending at once and is kept for the record; `restore ID` brings it back',
       test: 'Test Connection: connect, TLS, sign in, MAIL FROM, RCPT TO, DATA — then abort, nothing is sent',
     },
     test: async (app, server) => {

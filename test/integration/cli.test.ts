@@ -49,6 +49,23 @@ for (const dialect of dialects) {
       }
       const mode = fs.statSync(path.join(dataDir, 'vault.key')).mode & 0o777;
       assert.equal(mode, 0o600, `vault key mode ${mode.toString(8)}`);
+
+      // A server's certificate check turned off and on again, and an archived server brought back, from the shell.
+      const server = juniper(env, ['servers', 'create', '--name', 'Relay', '--host', '192.0.2.25', '--port', '587', '--security', 'starttls', '--auth', 'none', '--allow-self-signed']);
+      assert.equal(server.code, 0, server.stderr);
+      const sid = /^(\d+)\t/.exec(server.stdout)?.[1] ?? '';
+      const shown = () => JSON.parse(juniper(env, ['servers', 'show', sid, '--json']).stdout) as { allowSelfSigned: boolean; archived: boolean; active: boolean };
+      assert.equal(shown().allowSelfSigned, true);
+      const checked = juniper(env, ['servers', 'update', sid, '--no-allow-self-signed']);
+      assert.equal(checked.code, 0, checked.stderr);
+      assert.equal(shown().allowSelfSigned, false);
+      assert.equal(juniper(env, ['servers', 'archive', sid]).code, 0);
+      assert.equal(shown().archived, true);
+      const restored = juniper(env, ['servers', 'restore', sid]);
+      assert.equal(restored.code, 0, restored.stderr);
+      assert.match(restored.stdout, new RegExp(`^Restored Relay \\(id ${sid}\\); (active|inactive until update ${sid} --active)\\.\\n$`));
+      assert.equal(shown().archived, false);
+      assert.match(juniper(env, ['servers', 'list']).stdout, /\tRelay\t/, 'listed again');
     });
   });
 }

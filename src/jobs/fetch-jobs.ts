@@ -191,11 +191,15 @@ export class FetchJobs {
         { owner: this.owner },
       );
       await pending;
-      if (this.stopping.signal.aborted && last !== undefined && counts.fetched < last.total) {
+      // No progress at all: stopped before the mailbox was listed (connecting, in SELECT), since every run that
+      // lists it says so, even with nothing new.
+      if (this.stopping.signal.aborted && (last === undefined || counts.fetched < last.total)) {
         // Stopped on purpose before the end: not a success, and not lost either.
         const error = new AppError(
           'JUNIPER_ERR_CONFLICT',
-          `Stopped after ${counts.fetched} of ${last.total} messages because ${this.stopReason} (${countsSummary(counts)}). Everything fetched so far is kept; fetch again to get the other ${last.total - counts.fetched}.`,
+          last === undefined
+            ? `Stopped before any message was fetched because ${this.stopReason}; fetch again to get them.`
+            : `Stopped after ${counts.fetched} of ${last.total} messages because ${this.stopReason} (${countsSummary(counts)}). Everything fetched so far is kept; fetch again to get the other ${last.total - counts.fetched}.`,
           { details: { stopped: true, counts } },
         );
         await this.store.finish(job.id, { ok: false, error: error.message, result: counts, done: counts.fetched });

@@ -267,8 +267,9 @@ export class FetchJobs {
   }
 
   /**
-   * Shutdown (or `juniper fetch` interrupted): running fetches stop after the message in hand, everything so
-   * far kept, and their jobs are recorded: failed with `reason` and what is left when they stopped short.
+   * Shutdown (or `juniper fetch` interrupted): running fetches stop at once, whatever their IMAP server does
+   * (the messages that arrived whole are kept), and their jobs are recorded: failed with `reason` and what is left
+   * when they stopped short.
    */
   async stop(reason?: string): Promise<void> {
     if (!this.stopping.signal.aborted && reason) this.stopReason = reason;

@@ -17,6 +17,8 @@ export interface ConnectDeps {
    * no message) the parser accepts 1 MB literals and 2 MB responses (imap-reader.ts imapClientOptions).
    */
   maxMessageBytes?: number;
+  /** The run's stop, for the connection (ConnectOptions.signal): a stop while connecting ends the connect. */
+  signal?: AbortSignal;
 }
 
 export function imapEndpoint(server: IncomingServerRow): ImapEndpoint {
@@ -44,16 +46,17 @@ export async function connectServer(server: IncomingServerRow, deps: ConnectDeps
     throw new AppError('JUNIPER_ERR_SERVER_CREDENTIALS', `Incoming server "${server.name}" (id ${server.id}) has no username: set the mailbox address.`);
   }
   const user = server.username;
+  const options = deps.signal ? { signal: deps.signal } : {};
   if (server.auth === 'password') {
     const pass = deps.password(server);
     if (pass === null) throw new AppError('JUNIPER_ERR_SERVER_CREDENTIALS', `Incoming server "${server.name}" (id ${server.id}) uses password authentication but has no password: set it on the server.`);
-    return deps.connect(endpoint, { kind: 'password', user, pass });
+    return deps.connect(endpoint, { kind: 'password', user, pass }, options);
   }
   const tokens = deps.tokens;
   if (!tokens) {
     throw new AppError('JUNIPER_ERR_OUTLOOK_NOT_CONNECTED', `Incoming server "${server.name}" (id ${server.id}) has no Outlook token: click Connect your Outlook account.`);
   }
-  const login = async (renew: boolean) => deps.connect(endpoint, { kind: 'oauth2', user, accessToken: (await tokens.accessToken('incoming', server.id, { renew })).accessToken });
+  const login = async (renew: boolean) => deps.connect(endpoint, { kind: 'oauth2', user, accessToken: (await tokens.accessToken('incoming', server.id, { renew })).accessToken }, options);
   try {
     return await login(false);
   } catch (err) {

@@ -16,6 +16,19 @@ function leaseLost(id: number): AppError {
   return new AppError('JUNIPER_ERR_CONFLICT', `Lost the fetch lease of incoming server ${id} to another worker; it continues from here.`, { details: { leaseLost: true } });
 }
 
+/** The columns a FETCH's note may change: withdrawAttempt puts them back as they were. */
+type NoteColumns = Pick<IncomingServerRow, 'attempt_first_uid' | 'attempt_last_uid' | 'attempt_failed_runs' | 'last_error' | 'error_since'>;
+
+/** A FETCH as noteAttempt noted it, with what the note replaced. */
+export interface NotedAttempt {
+  /** Runs in a row that fetched `first` alone, this one included (0 for a FETCH of several). */
+  runs: number;
+  first: number;
+  /** The lastError the note wrote (a message fetched alone), if it wrote one. */
+  lastError?: string;
+  replaced: NoteColumns;
+}
+
 export class FetchState {
   constructor(
     private readonly db: Kysely<DB>,
@@ -116,7 +129,13 @@ export class FetchState {
    * one fetched alone, says what the count means should this run never record its outcome. Only the lease
    * holder notes (renewing the lease as a stored message does); another worker gets the lease-lost error.
    */
-  async noteAttempt(id: number, owner: string, attempt: { first: number; last: number; alone: boolean; lastError?: (runs: number) => string }, now: number, leaseUntil: number): Promise<number> {
+  async noteAttempt(id: number, owner: string, attempt: { first: number; last: number; alone: boolean; lastError?: (runs: number) => string }, now: number, leaseUntil: number): Promise<NotedAttempt> {
+    // Read first (only the lease holder writes these columns): a run stopped in the FETCH puts them back.
+    const replaced: NoteColumns = await this.db
+      .selectFrom('incoming_servers')
+      .select(['attempt_first_uid', 'attempt_last_uid', 'attempt_failed_runs', 'last_error', 'error_since'])
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
     const runs = attempt.alone ? sql<number>`case when attempt_first_uid = ${attempt.first} then attempt_failed_runs + 1 else 1 end` : sql<number>`0`;
     const row = await this.db
       .updateTable('incoming_servers')
@@ -127,10 +146,24 @@ export class FetchState {
       .executeTakeFirst();
     if (!row) throw leaseLost(id);
     const n = Number(row.attempt_failed_runs);
+    const noted: NotedAttempt = { runs: n, first: attempt.first, replaced };
     if (attempt.lastError && n > 0) {
-      await this.db.updateTable('incoming_servers').set({ last_error: attempt.lastError(n), error_since: sql<number>`coalesce(error_since, ${now})` }).where('id', '=', id).where('fetch_lease_owner', '=', owner).execute();
+      noted.lastError = attempt.lastError(n);
+      await this.db.updateTable('incoming_servers').set({ last_error: noted.lastError, error_since: sql<number>`coalesce(error_since, ${now})` }).where('id', '=', id).where('fetch_lease_owner', '=', owner).execute();
     }
-    return n;
+    return noted;
+  }
+
+  /**
+   * Takes a FETCH's note back (the lease holder only): the run was stopped in it on purpose (a shutdown), which
+   * says nothing about the server or the message. The note's columns, and the lastError and errorSince it wrote,
+   * are put back as they were before it, unless something else has written them since.
+   */
+  async withdrawAttempt(id: number, owner: string, noted: NotedAttempt): Promise<void> {
+    const { last_error, error_since, ...attempt } = noted.replaced;
+    const held = this.db.updateTable('incoming_servers').where('id', '=', id).where('fetch_lease_owner', '=', owner);
+    await held.set(attempt).where('attempt_first_uid', '=', noted.first).execute();
+    if (noted.lastError !== undefined) await held.set({ last_error, error_since }).where('last_error', '=', noted.lastError).execute();
   }
 
   /**

@@ -32,6 +32,7 @@ import { knownParameters, normaliseParameter } from '../settings/parameter-rules
 import type { MailParameters } from '../settings/parameter-rules.js';
 import type { Parameters } from '../settings/parameters.js';
 import { connectServer, type ConnectDeps } from './connect.js';
+import { FetchStopped, isFetchStopped } from './fetch-stopped.js';
 import { batchesAfterFailure, cursorStart, newStartUid } from './fetch-plan.js';
 import type { FolderStatus, MailboxReader } from './mailbox-reader.js';
 import { isLeaseLost, type FetchState } from './fetch-state.js';
@@ -61,7 +62,11 @@ export interface FetchOptions {
   groupSize: number;
   leaseMs: number;
   onProgress?: (p: FetchProgress) => void;
-  /** Checked between messages: the run stops after the current one, with everything so far kept and marked. */
+  /**
+   * Stops the run at once (FetchStopped): the IMAP step in progress ends with its connection closed, the messages
+   * that arrived whole are stored (marked \Seen by the next run), and the run resolves with its counts, recording
+   * nothing on the server: its lastError and interval stand, so it is due again at once.
+   */
   signal?: AbortSignal;
 }
 
@@ -191,8 +196,9 @@ export class IncomingFetcher {
 
   /**
    * Fetches one server now. Throws JUNIPER_ERR_CONFLICT when another worker holds it, or the failure (also
-   * recorded on the server). `keepLease`: the lease is left held at the end, for the caller to release once it
-   * has recorded the run (a fetch job: its row must end before its lease does, see src/jobs/fetch-jobs.ts).
+   * recorded on the server); a run stopped by `signal` resolves with what it stored. `keepLease`: the lease is
+   * left held at the end, for the caller to release once it has recorded the run (a fetch job: its row must end
+   * before its lease does, see src/jobs/fetch-jobs.ts).
    */
   async fetchServer(id: number, options: Partial<FetchOptions> & { keepLease?: boolean } = {}): Promise<FetchCounts> {
     const opts = fetchOptions({ ...(this.deps.leaseMs !== undefined ? { leaseMs: this.deps.leaseMs } : {}), ...(this.deps.batchSize !== undefined ? { batchSize: this.deps.batchSize } : {}) }, options);
@@ -206,17 +212,17 @@ export class IncomingFetcher {
     const started = this.now();
     // The message fetched alone when the run fails, if one was: lastError then names it and its count.
     const inFlight: InFlight = {};
+    const counts = emptyCounts();
     // The parse workers start while the connection is made.
     this.startParsers();
     try {
-      const reader = await connectServer(server, { ...this.deps, maxMessageBytes: await incomingSizeCap(this.deps.parameters) });
-      let counts: FetchCounts;
+      const reader = await connectServer(server, { ...this.deps, maxMessageBytes: await incomingSizeCap(this.deps.parameters), ...(opts.signal ? { signal: opts.signal } : {}) });
       let stoppedBefore: number | undefined;
       let skipped: { uid: number; duplicate: boolean } | undefined;
       let skippedFailing: { uid: number; duplicate: boolean } | undefined;
       let stillFailing: { uid: number; runs: number; nothingBehind?: boolean } | undefined;
       try {
-        ({ counts, stoppedBefore, skipped, skippedFailing, stillFailing } = await this.drain(server, reader, await reader.open(server.folder), opts, inFlight));
+        ({ stoppedBefore, skipped, skippedFailing, stillFailing } = await this.drain(server, reader, await reader.open(server.folder), opts, inFlight, counts));
       } finally {
         await reader.close();
       }
@@ -227,6 +233,13 @@ export class IncomingFetcher {
       countFetchRun(id, counts, this.now() - started);
       return counts;
     } catch (err) {
+      if (isFetchStopped(err)) {
+        // Stopped on purpose: no outcome is the server's (lastError, errorSince and the interval stand, so it is
+        // due again at once); what it stored is kept, and the next run marks it \Seen and goes on after it.
+        log.info({ op: 'incoming.fetch', server: id, ...counts, ms: this.now() - started }, `fetching ${server.name} stopped; the next fetch goes on after the ${counts.fetched} message${counts.fetched === 1 ? '' : 's'} it stored`);
+        countFetchRun(id, counts, this.now() - started, 'stopped');
+        return counts;
+      }
       const message = isAppError(err) ? err.message : `Unexpected error: ${(err as Error).message}`;
       // lastError is read on lists of servers and in alerts, so it says which server as well as what to do.
       const { alone, batch } = inFlight;
@@ -243,9 +256,8 @@ export class IncomingFetcher {
     }
   }
 
-  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions, inFlight: InFlight): Promise<{ counts: FetchCounts; stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean }; skippedFailing?: { uid: number; duplicate: boolean }; stillFailing?: { uid: number; runs: number; nothingBehind?: boolean } }> {
+  private async drain(server: IncomingServerRow, reader: MailboxReader, status: FolderStatus, opts: FetchOptions, inFlight: InFlight, counts: FetchCounts): Promise<{ counts: FetchCounts; stoppedBefore?: number; skipped?: { uid: number; duplicate: boolean }; skippedFailing?: { uid: number; duplicate: boolean }; stillFailing?: { uid: number; runs: number; nothingBehind?: boolean } }> {
     const { servers, db, log } = this.deps;
-    const counts = emptyCounts();
     let lastUid: number;
     let seenUid: number;
     const start = cursorStart({ uidvalidity: server.cursor_uidvalidity, lastUid: server.cursor_last_uid, seenUid: server.cursor_seen_uid }, status.uidValidity);
@@ -289,7 +301,8 @@ export class IncomingFetcher {
     let skippedFailing: { uid: number; duplicate: boolean } | undefined;
     const batchCtx = (uid: number) => ({ server, uid, uidvalidity: status.uidValidity, leaseMs: opts.leaseMs });
     for (const batch of batchesAfterFailure(pending, failed?.last ?? null, opts.batchSize, opts.batchBytes, cap)) {
-      if (opts.signal?.aborted) break;
+      // Stopped between steps: no new one starts (nor its note).
+      if (opts.signal?.aborted) throw new FetchStopped();
       const done: number[] = [];
       const expected = batch.uids;
       const first = expected[0]!;
@@ -303,7 +316,8 @@ export class IncomingFetcher {
         try {
           for await (const h of reader.fetchHeaders([behind], OVERSIZE_HEADER_BYTES)) void h;
         } catch (err) {
-          await servers.forgiveAttempt(server.id, this.owner);
+          // A stop is no sign of the server's: the count stands.
+          if (!isFetchStopped(err)) await servers.forgiveAttempt(server.id, this.owner);
           throw err;
         }
         skippedFailing = await this.skipFailed(reader, batchCtx(first), failed.runs, { sizes, counts, progress });
@@ -312,7 +326,8 @@ export class IncomingFetcher {
       }
       // Noted before the FETCH is sent, so a run that dies in it (with its process) is counted all the same.
       const dyingWords = (n: number) => failingAloneError(server.name, first, n);
-      const runs = await servers.noteAttempt(server.id, this.owner, { first, last: expected[expected.length - 1]!, alone, lastError: dyingWords }, this.now(), this.now() + opts.leaseMs);
+      const note = await servers.noteAttempt(server.id, this.owner, { first, last: expected[expected.length - 1]!, alone, lastError: dyingWords }, this.now(), this.now() + opts.leaseMs);
+      const { runs } = note;
       noted = true;
       inFlight.alone = alone ? { uid: first, runs } : undefined;
       inFlight.batch = alone ? undefined : { first, last: expected[expected.length - 1]! };
@@ -354,10 +369,15 @@ export class IncomingFetcher {
           }
           if (opts.signal?.aborted) break;
         }
+        // Stopped between two of its messages: the rest of the FETCH is not waited for.
+        if (opts.signal?.aborted) throw new FetchStopped();
       } catch (err) {
         // The messages that arrived whole before the connection failed are stored (not marked: the next run does).
-        // The FETCH's note stays: the next run fetches what is left of it one message at a time.
+        // The FETCH's note stays: the next run fetches what is left of it one message at a time. A stop accuses
+        // no message: its note is taken back, count and lastError as they were, and the next run goes on as if
+        // this FETCH had never been sent.
         if (group.length) await flush();
+        if (isFetchStopped(err)) await servers.withdrawAttempt(server.id, this.owner, note);
         throw err;
       }
       inFlight.alone = undefined;
@@ -373,21 +393,18 @@ export class IncomingFetcher {
         for (const uid of done) if (uid > highest) highest = uid;
         await servers.setSeenUid(server.id, this.owner, highest);
       }
-      if (missing === undefined && received < expected.length && !opts.signal?.aborted) missing = expected[received];
+      if (missing === undefined && received < expected.length) missing = expected[received];
       if (missing !== undefined) {
         // The FETCH finished (without the message): what follows is unreturned's, counted its own way.
         await servers.clearAttempt(server.id, this.owner);
         return { counts, ...(await this.unreturned(reader, { server, uid: missing, uidvalidity: status.uidValidity, leaseMs: opts.leaseMs }, { sizes, cap, params, counts, progress })), ...(skippedFailing ? { skippedFailing } : {}) };
       }
     }
-    // A run stopped by a signal or a shutdown may not have reached the UID the count is about.
-    if (server.unreturned_uid !== null && !opts.signal?.aborted) await servers.clearUnreturned(server.id, this.owner);
-    // The last FETCH noted finished; a note left by an earlier run is forgotten only by a run that went to the
-    // end (one stopped by a signal before its first FETCH has not tried that message again).
-    if (noted || (failed && !opts.signal?.aborted)) await servers.clearAttempt(server.id, this.owner);
-    // Stopped before it tried the failing message again: the count stands, and so does what lastError said.
-    const stillFailing = !noted && opts.signal?.aborted && failed && failed.runs > 0 && pending.some((m) => m.uid === failed.first) ? { uid: failed.first, runs: failed.runs } : undefined;
-    return { counts, ...(skippedFailing ? { skippedFailing } : {}), ...(stillFailing ? { stillFailing } : {}) };
+    // Here the run went to the end (a stopped one ends with FetchStopped): past the UID the count was about, and
+    // past the last FETCH noted, which finished, and any note an earlier run left.
+    if (server.unreturned_uid !== null) await servers.clearUnreturned(server.id, this.owner);
+    if (noted || failed) await servers.clearAttempt(server.id, this.owner);
+    return { counts, ...(skippedFailing ? { skippedFailing } : {}) };
   }
 
   /**
@@ -445,8 +462,15 @@ export class IncomingFetcher {
     const { servers, log } = this.deps;
     const { server, uid } = ctx;
     const headers = runs === FAILED_FETCH_SKIP_AFTER_RUNS;
-    if (headers) await servers.noteAttempt(server.id, this.owner, { first: uid, last: uid, alone: true }, this.now(), this.now() + ctx.leaseMs);
-    const result = await this.skipUnreturned(reader, ctx, run.sizes.get(uid), { error: failedFetchReason(uid), headers, key: 'failed-fetch' });
+    const note = headers ? await servers.noteAttempt(server.id, this.owner, { first: uid, last: uid, alone: true }, this.now(), this.now() + ctx.leaseMs) : undefined;
+    let result: IngestResult;
+    try {
+      result = await this.skipUnreturned(reader, ctx, run.sizes.get(uid), { error: failedFetchReason(uid), headers, key: 'failed-fetch' });
+    } catch (err) {
+      // Stopped in the header FETCH: the next run asks for it again, the note as it was.
+      if (note && isFetchStopped(err)) await servers.withdrawAttempt(server.id, this.owner, note);
+      throw err;
+    }
     await this.passed(reader, ctx, result, run.counts);
     await servers.clearAttempt(server.id, this.owner);
     run.progress();
@@ -465,6 +489,8 @@ export class IncomingFetcher {
     try {
       if (skip.headers) for await (const h of reader.fetchHeaders([ctx.uid], OVERSIZE_HEADER_BYTES)) if (h.uid === ctx.uid) headers = h.headers;
     } catch (err) {
+      // Stopped, the run keeps no placeholder: the next one asks for the header again.
+      if (isFetchStopped(err)) throw err;
       // A server that cannot give the message cannot always give its header either: the placeholder goes without.
       // The code only: library errors carry protocol text. A lost connection fails the STORE that follows.
       this.deps.log.warn({ op: 'incoming.fetch', server: ctx.server.id, uid: ctx.uid, code: (err as { code?: unknown }).code }, `the header section of message UID ${ctx.uid} could not be fetched either; the placeholder goes without it`);

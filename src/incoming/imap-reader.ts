@@ -3,8 +3,9 @@
 // is still found by its UID. Every failure leaves as an ImapFailure naming the step and the server's reply.
 import net from 'node:net';
 import { ImapFlow } from 'imapflow';
+import { FetchStopped, isFetchStopped } from './fetch-stopped.js';
 import { ImapFailure, isParserLimit, toImapFailure, type ImapContext, type ImapStage } from './imap-errors.js';
-import { uidSet, type ConnectReader, type FetchedHeaders, type FetchedMessage, type FolderStatus, type ImapCredentials, type ImapEndpoint, type MailboxReader } from './mailbox-reader.js';
+import { uidSet, type ConnectOptions, type ConnectReader, type FetchedHeaders, type FetchedMessage, type FolderStatus, type ImapCredentials, type ImapEndpoint, type MailboxReader } from './mailbox-reader.js';
 
 export interface ImapTimeouts {
   connectionMs: number;
@@ -68,54 +69,70 @@ export function parserLimits(maxMessageBytes: number): { maxLiteralSize: number;
 }
 
 /**
- * Runs `op` for at most `ms`: past that the connection is closed (imapflow's idle socket timeout never trips on a
- * server that sends an untagged line now and then) and the step fails, naming the server, the step and the time.
+ * Runs one step until it settles, `watch` gives it up (calling `end` with why), or the run is stopped (`signal`):
+ * either way the connection is closed, the one thing that ends a command imapflow has sent whatever the server
+ * does, and the step fails at once with the reason. A step asked for after the stop is not sent at all.
  */
-async function withDeadline<T>(client: ImapFlow, ms: number, failure: () => ImapFailure, op: () => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
+async function ended<T>(client: ImapFlow, signal: AbortSignal | undefined, watch: (end: (err: Error) => void) => () => void, op: () => Promise<T>): Promise<T> {
+  if (signal?.aborted) {
+    client.close();
+    throw new FetchStopped();
+  }
+  let unwatch: () => void = () => undefined;
+  const giveUp = new Promise<never>((_resolve, reject) => {
+    const end = (err: Error) => {
       client.close();
-      reject(failure());
-    }, Math.max(0, ms));
+      reject(err);
+    };
+    const stop = () => end(new FetchStopped());
+    const stopWatching = watch(end);
+    signal?.addEventListener('abort', stop, { once: true });
+    unwatch = () => {
+      stopWatching();
+      signal?.removeEventListener('abort', stop);
+    };
   });
   try {
-    return await Promise.race([op(), expired]);
+    return await Promise.race([op(), giveUp]);
   } finally {
-    clearTimeout(timer);
+    unwatch();
   }
+}
+
+/**
+ * Runs `op` for at most `ms`: past that the connection is closed (imapflow's idle socket timeout never trips on a
+ * server that sends an untagged line now and then) and the step fails, naming the server, the step and the time;
+ * at once when `signal` fires.
+ */
+function withDeadline<T>(client: ImapFlow, ms: number, failure: () => ImapFailure, op: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  return ended(client, signal, (end) => {
+    const timer = setTimeout(() => end(failure()), Math.max(0, ms));
+    return () => clearTimeout(timer);
+  }, op);
 }
 
 /**
  * Runs `op` while the server keeps sending: it fails, closing the connection, once `ms` pass without
  * `bytesPerSecond` bytes a second arriving on the socket (checked a few times within `ms`). Unlike a fixed
  * deadline it lets a large message over a slow but working link take what it takes, and unlike the socket's idle
- * timeout an untagged line now and then does not keep it going.
+ * timeout an untagged line now and then does not keep it going. Ended at once when `signal` fires.
  */
-async function whileArriving<T>(client: ImapFlow, ms: number, bytesPerSecond: number, failure: () => ImapFailure, op: () => Promise<T>): Promise<T> {
+function whileArriving<T>(client: ImapFlow, ms: number, bytesPerSecond: number, failure: () => ImapFailure, op: () => Promise<T>, signal?: AbortSignal): Promise<T> {
   const read = () => (client as unknown as { socket?: { bytesRead?: number } }).socket?.bytesRead ?? 0;
   const tickMs = Math.min(1000, Math.max(25, ms / 8));
-  let markBytes = read();
-  let markAt = Date.now();
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_resolve, reject) => {
-    timer = setInterval(() => {
+  return ended(client, signal, (end) => {
+    let markBytes = read();
+    let markAt = Date.now();
+    const timer = setInterval(() => {
       const now = Date.now();
       const bytes = read();
       if (bytes - markBytes >= (bytesPerSecond * tickMs) / 1000) {
         markBytes = bytes;
         markAt = now;
-      } else if (now - markAt >= ms) {
-        client.close();
-        reject(failure());
-      }
+      } else if (now - markAt >= ms) end(failure());
     }, tickMs);
-  });
-  try {
-    return await Promise.race([op(), expired]);
-  } finally {
-    clearInterval(timer);
-  }
+    return () => clearInterval(timer);
+  }, op);
 }
 
 const STAGE_OF: Record<string, ImapStage> = { 'connecting and logging in': 'connect', SELECT: 'folder' };
@@ -139,9 +156,13 @@ class ImapReader implements MailboxReader {
     private readonly timeouts: ImapTimeouts,
     /** The error that broke the parser stream (a response over its limits), if one did. */
     private readonly streamError: () => unknown,
+    /** The run's stop (ConnectOptions.signal): it ends the step in progress and every one after. */
+    private readonly signal: AbortSignal | undefined,
   ) {}
 
   private fail(err: unknown, stage: ImapStage): never {
+    // Not the server's doing: left as it is, for the fetcher to record nothing.
+    if (isFetchStopped(err)) throw err;
     // A response over the parser's limits destroys the stream: the command in progress may only learn that the
     // connection is gone, while the reason is the stream's error.
     const broke = this.streamError();
@@ -149,7 +170,7 @@ class ImapReader implements MailboxReader {
   }
 
   private within<T>(what: string, op: () => Promise<T>, ms = this.timeouts.commandMs): Promise<T> {
-    return withDeadline(this.client, ms, () => deadlineFailure(this.ctx, what, ms), op);
+    return withDeadline(this.client, ms, () => deadlineFailure(this.ctx, what, ms), op, this.signal);
   }
 
   /**
@@ -166,15 +187,17 @@ class ImapReader implements MailboxReader {
     try {
       for (;;) {
         settled = false;
-        const next = await whileArriving(this.client, commandMs, minBytesPerSecond, () => deadlineFailure(this.ctx, what, commandMs), () => it.next());
+        const next = await whileArriving(this.client, commandMs, minBytesPerSecond, () => deadlineFailure(this.ctx, what, commandMs), () => it.next(), this.signal);
         settled = true;
         if (next.done) return;
         yield next.value;
       }
     } finally {
-      // The caller stopped early (as for await would, end the FETCH); not after a deadline: the connection is
-      // closed and a pending next() may never settle.
-      if (settled) await it.return?.();
+      // The caller stopped early (as for await would, end the FETCH); not after a deadline or a stop: the
+      // connection is closed and a pending next() may never settle. Once the run is stopped, ending the FETCH would
+      // wait for the server to finish it: the connection is closed instead.
+      if (settled && this.signal?.aborted) this.client.close();
+      else if (settled) await it.return?.();
     }
   }
 
@@ -281,6 +304,7 @@ class ImapReader implements MailboxReader {
     if (!stored) this.fail(Object.assign(new Error(this.client.usable ? 'the server did not accept STORE \\Seen' : 'Connection not available'), { code: this.client.usable ? 'StoreFailed' : 'NoConnection' }), 'fetch');
   }
 
+  /** LOGOUT; after a stop, or when that fails, the connection is just closed. */
   async close(): Promise<void> {
     try {
       await this.within('LOGOUT', () => this.client.logout());
@@ -298,7 +322,8 @@ export function lowest(list: readonly number[]): number | undefined {
 }
 
 export function imapConnector(timeouts: ImapTimeouts = DEFAULT_IMAP_TIMEOUTS): ConnectReader {
-  return async (endpoint, credentials) => {
+  return async (endpoint, credentials, options: ConnectOptions = {}) => {
+    const { signal } = options;
     const client = new ImapFlow(imapClientOptions(endpoint, credentials, timeouts));
     // Socket errors after connect also surface as rejections of the command in progress; a parser error (a
     // response over the limits) is kept, as the command only learns that the connection closed.
@@ -312,11 +337,12 @@ export function imapConnector(timeouts: ImapTimeouts = DEFAULT_IMAP_TIMEOUTS): C
     const ctx = { host: endpoint.host, port: endpoint.port, security: endpoint.security, auth: credentials.kind === 'oauth2' ? ('outlook' as const) : ('password' as const), user: credentials.user };
     const what = 'connecting and logging in';
     try {
-      await withDeadline(client, timeouts.commandMs, () => deadlineFailure(ctx, what, timeouts.commandMs), () => client.connect());
+      await withDeadline(client, timeouts.commandMs, () => deadlineFailure(ctx, what, timeouts.commandMs), () => client.connect(), signal);
     } catch (err) {
       client.close();
+      if (isFetchStopped(err)) throw err;
       throw toImapFailure(!(err instanceof ImapFailure) && streamError !== undefined ? streamError : err, 'connect', { ...ctx, folder: '' });
     }
-    return new ImapReader(client, ctx, timeouts, () => streamError);
+    return new ImapReader(client, ctx, timeouts, () => streamError, signal);
   };
 }

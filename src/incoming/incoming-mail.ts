@@ -41,9 +41,9 @@ export interface FetcherOverrides {
  * sending-only worker) or a CLI command that never connects does not need. Each connection is imapConnector's own.
  */
 function imapConnectorOnDemand(timeouts: 'default' | 'test'): ConnectReader {
-  return async (endpoint, credentials) => {
+  return async (endpoint, credentials, options) => {
     const reader = await import('./imap-reader.js');
-    return reader.imapConnector(timeouts === 'test' ? reader.TEST_IMAP_TIMEOUTS : reader.DEFAULT_IMAP_TIMEOUTS)(endpoint, credentials);
+    return reader.imapConnector(timeouts === 'test' ? reader.TEST_IMAP_TIMEOUTS : reader.DEFAULT_IMAP_TIMEOUTS)(endpoint, credentials, options);
   };
 }
 

@@ -57,7 +57,15 @@ export interface MailboxReader {
   close(): Promise<void>;
 }
 
-export type ConnectReader = (endpoint: ImapEndpoint, credentials: ImapCredentials) => Promise<MailboxReader>;
+export interface ConnectOptions {
+  /**
+   * The run's stop: once it fires, the step in progress fails with FetchStopped (fetch-stopped.ts) and the
+   * connection is closed, whatever the server does; no other step is sent.
+   */
+  signal?: AbortSignal;
+}
+
+export type ConnectReader = (endpoint: ImapEndpoint, credentials: ImapCredentials, options?: ConnectOptions) => Promise<MailboxReader>;
 
 /** A compact IMAP sequence set for ascending UIDs: 1,2,3,7,9,10 → "1:3,7,9:10". */
 export function uidSet(uids: readonly number[]): string {

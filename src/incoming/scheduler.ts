@@ -109,7 +109,12 @@ export class FetchScheduler {
     return due.length;
   }
 
-  /** Stops scheduling; a fetch in progress stops after its current message, keeping and marking what it stored. */
+  /**
+   * Stops scheduling and ends the fetches in progress at once (the fetcher's signal): the IMAP step each one is in
+   * ends with its connection closed, whatever the server does; what arrived whole is stored (the next run marks it
+   * \Seen), nothing is recorded against the server or a message, and the leases are released. So a stop waits for
+   * a few database writes, not for a step's deadline (2 minutes) or a large message over a slow link.
+   */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;

@@ -191,11 +191,15 @@ export class FetchJobs {
         { owner: this.owner },
       );
       await pending;
-      if (this.stopping.signal.aborted && last !== undefined && counts.fetched < last.total) {
+      // No progress at all: stopped before the mailbox was listed (connecting, in SELECT), since every run that
+      // lists it says so, even with nothing new.
+      if (this.stopping.signal.aborted && (last === undefined || counts.fetched < last.total)) {
         // Stopped on purpose before the end: not a success, and not lost either.
         const error = new AppError(
           'JUNIPER_ERR_CONFLICT',
-          `Stopped after ${counts.fetched} of ${last.total} messages because ${this.stopReason} (${countsSummary(counts)}). Everything fetched so far is kept; fetch again to get the other ${last.total - counts.fetched}.`,
+          last === undefined
+            ? `Stopped before any message was fetched because ${this.stopReason}; fetch again to get them.`
+            : `Stopped after ${counts.fetched} of ${last.total} messages because ${this.stopReason} (${countsSummary(counts)}). Everything fetched so far is kept; fetch again to get the other ${last.total - counts.fetched}.`,
           { details: { stopped: true, counts } },
         );
         await this.store.finish(job.id, { ok: false, error: error.message, result: counts, done: counts.fetched });
@@ -263,8 +267,9 @@ export class FetchJobs {
   }
 
   /**
-   * Shutdown (or `juniper fetch` interrupted): running fetches stop after the message in hand, everything so
-   * far kept, and their jobs are recorded: failed with `reason` and what is left when they stopped short.
+   * Shutdown (or `juniper fetch` interrupted): running fetches stop at once, whatever their IMAP server does
+   * (the messages that arrived whole are kept), and their jobs are recorded: failed with `reason` and what is left
+   * when they stopped short.
    */
   async stop(reason?: string): Promise<void> {
     if (!this.stopping.signal.aborted && reason) this.stopReason = reason;

@@ -1,9 +1,10 @@
 // One-line hooks for the fetcher (src/incoming/fetcher.ts).
 import { fetchDuration, fetchedMessages, fetchRuns } from './process-metrics.js';
 
-export function countFetchRun(serverId: number, counts: { stored: number; duplicates: number; quarantined: number }, ms: number): void {
+/** `stopped`: a run ended on purpose (a shutdown), neither ok nor failed; what it stored counts as stored. */
+export function countFetchRun(serverId: number, counts: { stored: number; duplicates: number; quarantined: number }, ms: number, outcome: 'ok' | 'stopped' = 'ok'): void {
   const server_id = String(serverId);
-  fetchRuns.inc({ server_id, outcome: 'ok' });
+  fetchRuns.inc({ server_id, outcome });
   fetchDuration.observe({ server_id }, ms / 1000);
   if (counts.stored) fetchedMessages.inc({ server_id, result: 'stored' }, counts.stored);
   if (counts.duplicates) fetchedMessages.inc({ server_id, result: 'duplicate' }, counts.duplicates);

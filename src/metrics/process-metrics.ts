@@ -21,7 +21,7 @@ export const sendDuration = new Histogram({
   buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
   registers: [processRegistry],
 });
-export const fetchRuns = new Counter({ name: 'juniper_fetch_runs_total', help: 'Fetch runs of an incoming server, by server id and outcome (ok, failed).', labelNames: ['server_id', 'outcome'] as const, registers: [processRegistry] });
+export const fetchRuns = new Counter({ name: 'juniper_fetch_runs_total', help: 'Fetch runs of an incoming server, by server id and outcome (ok, failed, stopped: ended on purpose, as by a shutdown).', labelNames: ['server_id', 'outcome'] as const, registers: [processRegistry] });
 export const fetchedMessages = new Counter({
   name: 'juniper_fetched_messages_total',
   help: 'Incoming messages fetched, by server id and result (stored, duplicate, quarantined).',

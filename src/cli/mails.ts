@@ -36,7 +36,7 @@ function readFile(file: string): Buffer {
 }
 
 const mailLine = (m: MailView) =>
-  `${m.id}\t${m.state}${m.waitingReason ? ' (waiting)' : ''}\t${m.attempts} attempt(s)\t${m.from} → ${[...m.to, ...m.cc].join(', ')}\t${m.subject}${m.failureReason ? `\t${m.failureReason}` : ''}\n`;
+  `${m.id}\t${m.state}${m.waitingReason ? ' (waiting)' : ''}\t${m.attempts} attempt(s)\t${m.from} → ${[...m.to, ...m.cc].join(', ')}\t${m.subject}${m.failureReason ?? m.waitingReason ? `\t${m.failureReason ?? m.waitingReason}` : ''}\n`;
 
 export function sendCommand(withApp: WithApp): Command {
   return new Command('send')

@@ -78,12 +78,13 @@ export function apiKeysCommand(withApp: WithApp): Command {
     .option('--user <login>', 'only this user')
     .option('--json', 'JSON output, as GET /api/v1/api-keys', false)
     .action(async (o: { user?: string; json: boolean }) => {
-      const list = await withApp(async (app) => {
+      const { list, logins } = await withApp(async (app) => {
         const user = o.user ? await app.services.users.requireByLogin(o.user) : undefined;
-        return app.services.apiKeys.list(user?.id);
+        const users = await app.services.users.list();
+        return { list: await app.services.apiKeys.list(user?.id), logins: new Map(users.map((u) => [u.id, u.login])) };
       });
       if (o.json) process.stdout.write(JSON.stringify(list, null, 2) + '\n');
-      else for (const k of list) process.stdout.write(`${k.id}\t${k.prefix}…\tuser ${k.userId}\t${k.name}\t${k.revoked ? 'revoked' : k.lastUsedAt ? `last used ${k.lastUsedAt}` : 'never used'}\n`);
+      else for (const k of list) process.stdout.write(`${k.id}\t${k.prefix}…\t${logins.get(k.userId) ?? `user ${k.userId}`}\t${k.name}\t${k.revoked ? 'revoked' : k.lastUsedAt ? `last used ${k.lastUsedAt}` : 'never used'}\n`);
     });
   keys
     .command('revoke')

@@ -125,7 +125,7 @@ function messageBody(d: MessageDetail, thread: Message[], serverName: string | u
     ${d.messageId ? html`<dt>Message-ID</dt><dd><code>${d.messageId}</code></dd>` : null}
     ${d.bouncedMailId !== null ? html`<dt>Bounce of</dt><dd>outgoing mail ${d.bouncedMailId} (<code>GET /api/v1/mails/${d.bouncedMailId}</code>)</dd>` : null}
   </dl>
-  ${d.parseError ? html`<p class="flash flash-error">This message could not be read and is kept as it arrived: ${d.parseError}</p>` : null}
+  ${d.parseError ? html`<p class="flash flash-error">Quarantined: ${d.parseError}</p>` : null}
   ${d.rawUrl ? html`<p><a href="${d.rawUrl}">Download the original (.eml)</a></p>` : null}
 </div>
 ${d.text !== null ? html`<div class="card"><h2>Text</h2><pre class="mail-text">${d.text}</pre></div>` : null}

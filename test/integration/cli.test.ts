@@ -28,6 +28,7 @@ for (const dialect of dialects) {
       const key = juniper(env, ['api-keys', 'create', '--user', 'admin']);
       assert.equal(key.code, 0, key.stderr);
       assert.match(key.stdout, /^jnp_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{43}\n$/, 'prints only the key');
+      assert.match(juniper(env, ['api-keys', 'list']).stdout, /^\d+\tjnp_[A-Za-z0-9]{8}…\tadmin\tapi key\tnever used\n$/, 'keys are listed with their user\'s login');
 
       const set = juniper(env, ['params', 'set', 'mail.catchall.domain', 'Example.COM']);
       assert.equal(set.code, 0, set.stderr);

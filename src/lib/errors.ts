@@ -20,7 +20,7 @@ export const errorCatalogue = {
   JUNIPER_ERR_BAD_CREDENTIALS: { status: 401, message: 'Wrong login or password.' },
   JUNIPER_ERR_SETUP_TOKEN: {
     status: 403,
-    message: 'The setup link is invalid or already used. Restart Juniper to print a new one, or create an admin with `juniper users create --admin`.',
+    message: 'This setup link is not the latest one Juniper printed: use the newest link on the console (each start prints a new one while no admin exists).',
   },
   JUNIPER_ERR_UNKNOWN_PARAMETER: { status: 404, message: 'No such system parameter.' },
   JUNIPER_ERR_INVALID_PARAMETER: { status: 400, message: 'The value does not fit the parameter.' },

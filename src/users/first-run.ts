@@ -7,6 +7,9 @@ import type { NewUserInput, UserView, Users } from './users.js';
 
 const setupActor: Actor = { userId: null, label: 'setup' };
 
+const ADMIN_EXISTS =
+  'Setup is done: an admin exists, so this link no longer works and no new one is printed. Sign in; an admin adds users on the Users page, or from the shell: juniper users create --login LOGIN --email EMAIL --admin.';
+
 export class FirstRunSetup {
   private tokenHash: string | null = null;
 
@@ -28,7 +31,9 @@ export class FirstRunSetup {
   }
 
   check(token: string): void {
-    if (!this.tokenHash || !timingSafeEqualStr(sha256Hex(token), this.tokenHash)) throw new AppError('JUNIPER_ERR_SETUP_TOKEN');
+    // No link is pending once an admin exists (a restart prints none then): the way on is to sign in.
+    if (!this.tokenHash) throw new AppError('JUNIPER_ERR_SETUP_TOKEN', ADMIN_EXISTS);
+    if (!timingSafeEqualStr(sha256Hex(token), this.tokenHash)) throw new AppError('JUNIPER_ERR_SETUP_TOKEN');
   }
 
   /** Creates the first admin with the token, which is then spent. */
@@ -36,7 +41,7 @@ export class FirstRunSetup {
     this.check(token);
     if ((await this.users.countActiveAdmins()) > 0) {
       this.tokenHash = null;
-      throw new AppError('JUNIPER_ERR_SETUP_TOKEN', 'An admin already exists: sign in instead.');
+      throw new AppError('JUNIPER_ERR_SETUP_TOKEN', ADMIN_EXISTS);
     }
     if (!admin.password) throw new AppError('JUNIPER_ERR_VALIDATION', 'Choose a password for the admin.');
     const user = await this.users.create({ ...admin, role: 'admin' }, setupActor);

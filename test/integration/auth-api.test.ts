@@ -271,7 +271,9 @@ describe('first-run setup link', () => {
     const http = await t.app.http();
     const token = await t.app.services.firstRun.issueIfNeeded();
     assert.ok(token);
-    assert.equal((await http.inject({ url: '/setup?token=wrong' })).statusCode, 403);
+    const wrong = await http.inject({ url: '/setup?token=wrong' });
+    assert.equal(wrong.statusCode, 403);
+    assert.match(wrong.body, /This setup link is not the latest one Juniper printed: use the newest link on the console/);
     assert.equal((await http.inject({ url: `/setup?token=${token}` })).statusCode, 200);
     const payload = { token, login: 'root', email: 'root@example.com', password: 'a-long-password' };
     const res = await http.inject({ method: 'POST', url: '/api/v1/setup', payload });
@@ -280,6 +282,11 @@ describe('first-run setup link', () => {
     const again = await http.inject({ method: 'POST', url: '/api/v1/setup', payload: { ...payload, login: 'root2' } });
     assert.equal(again.statusCode, 403);
     assert.equal(await t.app.services.firstRun.issueIfNeeded(), null, 'no new link once an admin exists');
+    // The used link, opened again: it says setup is done and how to go on, with a command that works as written.
+    const used = await http.inject({ url: `/setup?token=${token}` });
+    assert.equal(used.statusCode, 403);
+    assert.match(used.body, /Setup is done: an admin exists, so this link no longer works and no new one is printed\. Sign in; an admin adds users on the Users page, or from the shell: juniper users create --login LOGIN --email EMAIL --admin\./);
+    assert.doesNotMatch(used.body, /`/, 'no Markdown backticks on the page');
     assert.ok(!t.logs().includes(token), 'the setup token never reaches the log');
   });
 });

@@ -3,6 +3,7 @@
 // failed, what the server answered and what to check.
 import type { IncomingServer } from '../db/schema.js';
 import { isAppError } from '../lib/errors.js';
+import { isPolicyRefusal } from '../mail-servers/host-guard.js';
 import { connectServer, type ConnectDeps } from './connect.js';
 import { ImapFailure, type ImapStage } from './imap-errors.js';
 import type { IncomingServers } from './servers.js';
@@ -35,8 +36,8 @@ export async function testAndConfirm(server: IncomingServer, deps: ConnectDeps &
     if (err instanceof ImapFailure) {
       result = { ok: false, stage: err.stage, message: err.message, ...(err.serverReply ? { serverReply: err.serverReply } : {}) };
     } else if (isAppError(err)) {
-      // A host the address policy refuses was never connected to: nothing the target could say is echoed.
-      result = { ok: false, stage: err.code === 'JUNIPER_ERR_HOST_NOT_ALLOWED' ? 'connect' : 'credentials', message: err.message };
+      // A host or port the policy refuses was never connected to: nothing the target could say is echoed.
+      result = { ok: false, stage: isPolicyRefusal(err) ? 'connect' : 'credentials', message: err.message };
     } else {
       throw err;
     }

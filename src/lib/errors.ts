@@ -28,6 +28,11 @@ export const errorCatalogue = {
     status: 400,
     message: 'A mail server of a user other than an admin may only reach public addresses; an admin can permit others in mail.server.allowed_private_hosts.',
   },
+  JUNIPER_ERR_PORT_NOT_ALLOWED: {
+    status: 400,
+    message:
+      'A mail server of a user other than an admin may only use the mail ports (25, 143, 465, 587, 993, 2525 unless an admin changed them in mail.server.allowed_ports): use 587 or 993, or ask an admin to add the port.',
+  },
   JUNIPER_ERR_SERVER_CREDENTIALS: { status: 400, message: 'The mail server has incomplete credentials.' },
   JUNIPER_ERR_OUTLOOK_NOT_CONNECTED: {
     status: 409,

@@ -59,44 +59,84 @@ for (const dialect of dialects) {
       assert.ok(machineAddresses().has(ownAddressKey('127.0.0.1')), "this machine's interfaces are read (loopback among them)");
       const dns = script({ 'vps.example.test': [['93.184.216.34']] });
       const guard = new HostGuard(database.db, dns.resolve, () => new Set([ownAddressKey('93.184.216.34')]));
-      await assert.rejects(guard.connectTarget({ host: 'vps.example.test', owner_user_id: userId }, 'x'), (err) => code(err) === 'JUNIPER_ERR_HOST_NOT_ALLOWED');
-      await assert.rejects(guard.assertMaySave('93.184.216.34', userId, 'x'), /an address of this machine/);
-      assert.equal(await guard.connectTarget({ host: 'vps.example.test', owner_user_id: adminId }, 'x'), undefined, "an admin's server is not checked");
+      await assert.rejects(guard.connectTarget({ host: 'vps.example.test', port: 587, owner_user_id: userId }, 'x'), (err) => code(err) === 'JUNIPER_ERR_HOST_NOT_ALLOWED');
+      await assert.rejects(guard.assertMaySave({ host: '93.184.216.34', port: 587 }, userId, 'x'), /an address of this machine/);
+      assert.equal(await guard.connectTarget({ host: 'vps.example.test', port: 587, owner_user_id: adminId }, 'x'), undefined, "an admin's server is not checked");
       assert.deepEqual(await guard.check('vps.example.test', 'webhook'), { address: '93.184.216.34', servername: 'vps.example.test' }, 'a webhook may call an app on this machine by its public name');
     });
 
     it('leaves shared and admin-owned servers alone: no lookup, no target', async () => {
       const dns = script({});
       const guard = new HostGuard(database.db, dns.resolve);
-      assert.equal(await guard.connectTarget({ host: '127.0.0.1', owner_user_id: null }, 'x'), undefined);
-      assert.equal(await guard.connectTarget({ host: 'internal.test', owner_user_id: adminId }, 'x'), undefined);
-      await guard.assertMaySave('169.254.169.254', adminId, 'x');
+      assert.equal(await guard.connectTarget({ host: '127.0.0.1', port: 587, owner_user_id: null }, 'x'), undefined);
+      assert.equal(await guard.connectTarget({ host: 'internal.test', port: 587, owner_user_id: adminId }, 'x'), undefined);
+      await guard.assertMaySave({ host: '169.254.169.254', port: 587 }, adminId, 'x');
       assert.deepEqual(dns.asked, []);
     });
 
     it("checks a user's server: public passes with the name kept for TLS, private is refused, the allow-list admits it", async () => {
       const dns = script({ 'smtp.public.test': [['93.184.216.34']], 'smtp.internal.test': [['10.1.2.3']] });
       const guard = new HostGuard(database.db, dns.resolve);
-      assert.deepEqual(await guard.connectTarget({ host: 'SMTP.Public.test.', owner_user_id: userId }, 'x'), { address: '93.184.216.34', servername: 'smtp.public.test' });
-      await assert.rejects(guard.connectTarget({ host: 'smtp.internal.test', owner_user_id: userId }, 'outgoing mail server'), (err) => {
+      assert.deepEqual(await guard.connectTarget({ host: 'SMTP.Public.test.', port: 587, owner_user_id: userId }, 'x'), { address: '93.184.216.34', servername: 'smtp.public.test' });
+      await assert.rejects(guard.connectTarget({ host: 'smtp.internal.test', port: 587, owner_user_id: userId }, 'outgoing mail server'), (err) => {
         assert.equal(code(err), 'JUNIPER_ERR_HOST_NOT_ALLOWED');
         assert.match((err as Error).message, /outgoing mail server host smtp\.internal\.test resolves to an address that is not public.*mail\.server\.allowed_private_hosts/);
         assert.doesNotMatch(JSON.stringify({ message: (err as Error).message, details: (err as { details?: unknown }).details }), /10\.1\.2\.3/);
         return true;
       });
       await allow('10.0.0.0/8');
-      assert.deepEqual(await guard.connectTarget({ host: 'smtp.internal.test', owner_user_id: userId }, 'x'), { address: '10.1.2.3', servername: 'smtp.internal.test' });
+      assert.deepEqual(await guard.connectTarget({ host: 'smtp.internal.test', port: 587, owner_user_id: userId }, 'x'), { address: '10.1.2.3', servername: 'smtp.internal.test' });
       // A literal address needs no lookup and has no name for TLS.
-      assert.deepEqual(await guard.connectTarget({ host: '10.9.9.9', owner_user_id: userId }, 'x'), { address: '10.9.9.9' });
+      assert.deepEqual(await guard.connectTarget({ host: '10.9.9.9', port: 587, owner_user_id: userId }, 'x'), { address: '10.9.9.9' });
       await allow('not a host/99');
-      await assert.rejects(guard.connectTarget({ host: '10.9.9.9', owner_user_id: userId }, 'x'), (err) => code(err) === 'JUNIPER_ERR_HOST_NOT_ALLOWED');
+      await assert.rejects(guard.connectTarget({ host: '10.9.9.9', port: 587, owner_user_id: userId }, 'x'), (err) => code(err) === 'JUNIPER_ERR_HOST_NOT_ALLOWED');
       await allow(null);
+    });
+
+    it("refuses a user's server on a port off the list before any lookup, with the same message whatever the host; admins' servers are free", async () => {
+      const ports = async (value: string | null) => {
+        await database.db.deleteFrom('parameters').where('key', '=', 'mail.server.allowed_ports').execute();
+        if (value !== null) await database.db.insertInto('parameters').values({ key: 'mail.server.allowed_ports', value, updated_at: 0 }).execute();
+      };
+      const dns = script({ 'smtp.public.test': [['93.184.216.34']], 'smtp.internal.test': [['10.1.2.3']] });
+      const guard = new HostGuard(database.db, dns.resolve);
+      const refusal = async (run: Promise<unknown>) => {
+        let caught: unknown;
+        await run.catch((err: unknown) => (caught = err));
+        assert.equal(code(caught), 'JUNIPER_ERR_PORT_NOT_ALLOWED', String(caught));
+        return { message: (caught as Error).message, details: (caught as { details?: unknown }).details };
+      };
+      const what = 'outgoing mail server "mine" (id 3)';
+      // A public host, a private one, one that does not resolve, a literal: one answer, and no DNS asked.
+      const answers = [];
+      for (const host of ['smtp.public.test', 'smtp.internal.test', 'nowhere.test', '127.0.0.1', '93.184.216.34']) {
+        answers.push(await refusal(guard.connectTarget({ host, port: 22, owner_user_id: userId }, what)));
+        answers.push(await refusal(guard.assertMaySave({ host, port: 22 }, userId, what)));
+      }
+      assert.equal(new Set(answers.map((a) => JSON.stringify(a))).size, 1, 'the refusal tells nothing about the host');
+      assert.deepEqual(answers[0]!.details, { field: 'port', port: 22, parameter: 'mail.server.allowed_ports' });
+      assert.match(answers[0]!.message, /^The outgoing mail server "mine" \(id 3\) uses port 22, .*allowed: 25, 143, 465, 587, 993, 2525.*Use 587 \(SMTP submission\) or 993 \(IMAP over TLS\), or ask an admin to add port 22 to the system parameter mail\.server\.allowed_ports\.$/);
+      assert.deepEqual(dns.asked, [], 'refused before any lookup');
+      // The mail ports pass to the host check; admin-owned and shared servers are not held to the list.
+      assert.deepEqual(await guard.connectTarget({ host: 'smtp.public.test', port: 2525, owner_user_id: userId }, what), { address: '93.184.216.34', servername: 'smtp.public.test' });
+      assert.equal(await guard.connectTarget({ host: 'smtp.public.test', port: 22, owner_user_id: adminId }, what), undefined);
+      await guard.assertMaySave({ host: 'smtp.public.test', port: 22 }, adminId, what);
+      await guard.assertMaySave({ host: 'smtp.public.test', port: 22 }, null, what);
+      // An admin's list: widened, then narrowed below a port in use.
+      await ports('22, 2525');
+      assert.ok(await guard.connectTarget({ host: 'smtp.public.test', port: 22, owner_user_id: userId }, what));
+      await refusal(guard.connectTarget({ host: 'smtp.public.test', port: 587, owner_user_id: userId }, what));
+      // A stored value that no longer parses counts as unset: the mail ports.
+      await ports('not ports');
+      await refusal(guard.connectTarget({ host: 'smtp.public.test', port: 22, owner_user_id: userId }, what));
+      assert.ok(await guard.connectTarget({ host: 'smtp.public.test', port: 587, owner_user_id: userId }, what));
+      await ports(null);
     });
 
     it('refuses a name that cannot be resolved: a validation error at save, a DNS error at connect', async () => {
       const guard = new HostGuard(database.db, script({}).resolve);
-      await assert.rejects(guard.assertMaySave('nowhere.test', userId, 'x'), (err) => code(err) === 'JUNIPER_ERR_VALIDATION' && /nowhere\.test could not be resolved \(ENOTFOUND\)/.test((err as Error).message));
-      await assert.rejects(guard.connectTarget({ host: 'nowhere.test', owner_user_id: userId }, 'x'), (err) => err instanceof HostLookupError && err.code === 'EDNS');
+      await assert.rejects(guard.assertMaySave({ host: 'nowhere.test', port: 587 }, userId, 'x'), (err) => code(err) === 'JUNIPER_ERR_VALIDATION' && /nowhere\.test could not be resolved \(ENOTFOUND\)/.test((err as Error).message));
+      await assert.rejects(guard.connectTarget({ host: 'nowhere.test', port: 587, owner_user_id: userId }, 'x'), (err) => err instanceof HostLookupError && err.code === 'EDNS');
     });
 
     it('the pool connects to each checked address, rebuilds when the answer changes, and refuses a rebinding to loopback', async () => {

@@ -117,7 +117,7 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
   async create(input: Create, user: PrincipalUser, actor: Actor): Promise<ServerRows[K]> {
     const owner = user.role === 'admin' ? (input.ownerUserId ?? null) : user.id;
     const d = this.kind.create(input, user, owner);
-    await this.hostGuard.assertMaySave(d.host, owner, this.kind.noun);
+    await this.hostGuard.assertMaySave(d, owner, this.kind.noun);
     const now = Date.now();
     const { table, kind } = this.kind;
     return this.db.transaction().execute(async (trx) => {
@@ -161,7 +161,7 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     const d = this.kind.update(current, patch, user);
     const owner = patch.ownerUserId !== undefined ? patch.ownerUserId : current.owner_user_id;
     // Checked on every save, not only when the host changes: a new owner, or an allow-list entry an admin removed, counts too.
-    await this.hostGuard.assertMaySave(d.host, owner, this.kind.noun);
+    await this.hostGuard.assertMaySave(d, owner, this.kind.noun);
     const allowSelfSigned = patch.allowSelfSigned === undefined ? current.allow_self_signed === 1 : patch.allowSelfSigned;
     // A stored secret is only sent to the endpoint it was given for (secret-binding.ts): a stored password
     // moves only with a new one, and the Outlook tokens are forgotten below.

@@ -2,7 +2,7 @@
 // and the result kept on the server so the form shows when it last worked.
 import type { OutgoingServer } from '../db/schema.js';
 import { AppError, isAppError } from '../lib/errors.js';
-import { HostLookupError } from '../mail-servers/host-guard.js';
+import { HostLookupError, isPolicyRefusal } from '../mail-servers/host-guard.js';
 import type { TokenProvider } from '../oauth/token-provider.js';
 import type { Parameters } from '../settings/parameters.js';
 import { defaultFromAddress } from '../settings/parameter-rules.js';
@@ -53,7 +53,7 @@ export async function testOutgoingServer(
   } catch (e) {
     if (e instanceof HostLookupError) result = { ok: false, message: `${e.message} Check the host name.`, stage: 'connect', warnings: [] };
     else if (!isAppError(e)) throw e;
-    else result = { ok: false, message: e.message, stage: e.code === 'JUNIPER_ERR_HOST_NOT_ALLOWED' ? 'connect' : 'credentials', warnings: [] };
+    else result = { ok: false, message: e.message, stage: isPolicyRefusal(e) ? 'connect' : 'credentials', warnings: [] };
   }
   const sendAs = sendAsWarning(server);
   if (sendAs) result.warnings.push(sendAs);
@@ -73,7 +73,7 @@ async function attempt(server: OutgoingServer, deps: TestDeps): Promise<Connecti
   }
   const probe = probeAddresses(server, defaultFromAddress(await deps.parameters.snapshot()));
   const { credentials, tokenSource } = smtpCredentials(server, (s) => deps.servers.password(s), deps.tokens);
-  // Before any socket: a host the address policy refuses is never connected to, so nothing it says is echoed.
+  // Before any socket: a host or port the policy refuses is never connected to, so nothing it says is echoed.
   const target = await deps.servers.hostGuard.connectTarget(server, `outgoing mail server "${server.name}" (id ${server.id})`);
   const r = await testSmtpConnection(smtpEndpoint(server), credentials, tokenSource, probe, target ? { target } : {});
   const result = { ok: r.ok, message: r.message, stage: r.stage as string, warnings: [] };

@@ -29,6 +29,7 @@ export type FailureType =
   | 'oauth_token'
   | 'crashed'
   | 'host_not_allowed'
+  | 'port_not_allowed'
   | 'internal';
 
 export interface DeliveryDecision {
@@ -242,6 +243,10 @@ export function classifySendError(err: unknown, context: ClassifyContext): Deliv
   if (isAppError(err) && err.code === 'JUNIPER_ERR_HOST_NOT_ALLOWED') {
     // The address policy refused the host before any connection: retrying cannot help, an admin's decision can.
     return { action: 'wait', failureType: 'host_not_allowed', reason: `${err.message} Mails wait until an admin allows the host or the server is changed.` };
+  }
+  if (isAppError(err) && err.code === 'JUNIPER_ERR_PORT_NOT_ALLOWED') {
+    // Likewise for the port policy: no connection was made, and the mail is the user's to keep until the port is allowed or changed.
+    return { action: 'wait', failureType: 'port_not_allowed', reason: `${err.message} Mails wait until an admin allows the port or the server is changed.` };
   }
   const facts = smtpErrorFacts(err);
   const code = facts.responseCode;

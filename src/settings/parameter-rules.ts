@@ -6,6 +6,7 @@
 import { domainToASCII } from 'node:url';
 import { AppError } from '../lib/errors.js';
 import { parseAllowList } from '../mail-servers/host-policy.js';
+import { DEFAULT_ALLOWED_PORTS, formatPortList, parsePortList } from '../mail-servers/port-policy.js';
 import { graphHosts } from '../oauth/microsoft.js';
 
 export const KEY_PATTERN = /^[a-z0-9._-]{1,128}$/;
@@ -170,8 +171,23 @@ export const knownParameters = {
         .map((entry) => entry.trim().toLowerCase())
         .filter((entry) => entry !== '')
         .join(', ');
-      },
     },
+  },
+  'mail.server.allowed_ports': {
+    description:
+      'Ports that mail servers of users other than admins may use: comma-separated ports and ranges (e.g. 25, 143, 465, 587, 993, 2525-2530); any other is refused before a connection, so the servers cannot scan ports.',
+    defaultValue: DEFAULT_ALLOWED_PORTS,
+    normalise(value, key) {
+      let ports;
+      try {
+        ports = parsePortList(value);
+      } catch (e) {
+        throw invalid(key, `comma-separated ports and ranges such as ${DEFAULT_ALLOWED_PORTS}, 2525-2530: ${(e as Error).message}`, value);
+      }
+      if (ports.length === 0) throw invalid(key, `at least one port, such as ${DEFAULT_ALLOWED_PORTS}`, value);
+      return formatPortList(ports);
+    },
+  },
   'mail.incoming.max_message_bytes': {
     description: 'Largest incoming message Juniper downloads, in bytes as the IMAP server counts them; a larger one is quarantined with its headers only.',
     // 40 MB: above Exchange Online's default receive limit (36 MB, counted encoded, as IMAP sizes are), so no

@@ -151,7 +151,7 @@ export interface IncomingPage {
   form: IncomingForm;
   settings: SettingsView;
   error?: string;
-  /** The field the error names: the password's is shown beside its input. */
+  /** The field the error names: the password's and the port's are shown beside their inputs. */
   errorField?: string | undefined;
   result?: Flash;
   /** A background job's progress bar (src/jobs/progress-html.ts). */
@@ -180,6 +180,7 @@ export function incomingFormBody(p: IncomingPage): SafeHtml {
   const { ctx, server: s, form: f } = p;
   const action = s ? `/incoming-servers/${s.id}` : '/incoming-servers/new';
   const passwordError = p.errorField === 'password' && !f.outlook ? p.error : undefined;
+  const portError = p.errorField === 'port' ? p.error : undefined;
   return html`<p class="muted"><a href="/incoming-servers">Incoming Mail Servers</a> /</p>
 <div class="page-head">
   <h1>${s ? s.name : 'New Incoming Mail Server'} ${s ? stateTag(s) : null} ${s?.archived ? html`<span class="tag tag-grey">Archived</span>` : null}</h1>
@@ -193,7 +194,7 @@ export function incomingFormBody(p: IncomingPage): SafeHtml {
   </div>`
     : null}
 </div>
-${p.error && !passwordError ? flashHtml({ kind: 'error', text: p.error }) : null}
+${p.error && !passwordError && !portError ? flashHtml({ kind: 'error', text: p.error }) : null}
 ${flashHtml(p.result)}${p.progress ?? ''}
 <form method="post" action="${action}" class="card" id="server-form">
   ${csrfField(ctx)}
@@ -211,7 +212,7 @@ ${flashHtml(p.result)}${p.progress ?? ''}
       ? html`${outlookStatus(s, 'fine for a shared mailbox the account has Full Access to.')}<p class="help">Reads ${s.host}:${s.port} (${s.security.toUpperCase()}).</p>`
       : html`<div class="actions">${connectButton()}</div><p class="help">Connect your Outlook account saves the server first, then opens Microsoft's sign-in.</p>`}
   </div>
-  ${connectionFields(f, OUTLOOK_IMAP_PRESET, securityLabels, 'imap.example.com')}
+  ${connectionFields(f, OUTLOOK_IMAP_PRESET, securityLabels, 'imap.example.com', portError)}
 
   <div class="grid">
     <div><label for="username">Username</label><input type="text" id="username" name="username" value="${f.username}" autocomplete="off" spellcheck="false" placeholder="orders@example.com">

@@ -169,7 +169,7 @@ export interface ServerPage {
   /** The notifications address ({mail.default.from}@{mail.catchall.domain}), when set. */
   defaultFrom?: string | null;
   error?: string;
-  /** The field the error names: the password's is shown beside its input. */
+  /** The field the error names: the password's and the port's are shown beside their inputs. */
   errorField?: string | undefined;
   result?: Flash;
 }
@@ -229,6 +229,7 @@ export function serverFormBody(p: ServerPage): SafeHtml {
   const isUser = ctx.user?.role !== 'admin';
   const sendAs = f.outlook ? sendAsWarning({ auth: 'outlook', username: f.username || null, from_filter: f.fromFilter || null }) : null;
   const passwordError = p.errorField === 'password' && !f.outlook && f.auth === 'password' ? p.error : undefined;
+  const portError = p.errorField === 'port' ? p.error : undefined;
   const mass = s && p.settings.massMailing.dedicatedServer && p.settings.massMailing.serverId === s.id ? massMailingFromNote(f, p.defaultFrom ?? null) : null;
   return html`<p class="muted"><a href="/outgoing-servers">Outgoing Email Servers</a> /</p>
 <div class="page-head">
@@ -243,7 +244,7 @@ export function serverFormBody(p: ServerPage): SafeHtml {
   </div>`
     : null}
 </div>
-${p.error && !passwordError ? flashHtml({ kind: 'error', text: p.error }) : null}
+${p.error && !passwordError && !portError ? flashHtml({ kind: 'error', text: p.error }) : null}
 ${flashHtml(p.result)}
 <form method="post" action="${action}" class="card" id="server-form">
   ${csrfField(ctx)}
@@ -268,7 +269,7 @@ ${flashHtml(p.result)}
       <option value="none"${f.auth === 'none' ? html` selected` : null}>None</option>
     </select>
   </div>
-  ${connectionFields(f, OUTLOOK_SMTP_PRESET, securityLabels, 'smtp.example.com')}
+  ${connectionFields(f, OUTLOOK_SMTP_PRESET, securityLabels, 'smtp.example.com', portError)}
 
   <div class="grid">
     <div><label for="username">Username</label><input type="text" id="username" name="username" value="${f.username}" autocomplete="off" spellcheck="false" placeholder="notifications@example.com" aria-describedby="username-help">

@@ -66,13 +66,18 @@ export function credentialsWarning(ctx: PageContext, settings: SettingsView): Sa
 /**
  * Host, port and security. Open for a password server; for an Outlook server a closed "Advanced" part
  * holding Microsoft's defaults (app.js fills them in when Outlook is ticked), so they can still be changed.
+ * A refusal naming the port (a port a user's server may not use) is shown beside it, the part opened.
  */
-export function connectionFields(f: ConnectionForm, preset: Endpoint, labels: Record<Security, string>, hostPlaceholder: string): SafeHtml {
-  return html`<details id="connection-fields" class="advanced"${f.outlook ? null : html` open`} data-preset-host="${preset.host}" data-preset-port="${preset.port}" data-preset-security="${preset.security}">
+export function connectionFields(f: ConnectionForm, preset: Endpoint, labels: Record<Security, string>, hostPlaceholder: string, portError?: string): SafeHtml {
+  const port = portError
+    ? html`<input type="number" id="port" name="port" value="${f.port}" min="1" max="65535" aria-invalid="true" aria-describedby="port-error" autofocus>
+        <p class="help error-text" id="port-error" role="alert">${portError}</p>`
+    : html`<input type="number" id="port" name="port" value="${f.port}" min="1" max="65535">`;
+  return html`<details id="connection-fields" class="advanced"${f.outlook && !portError ? null : html` open`} data-preset-host="${preset.host}" data-preset-port="${preset.port}" data-preset-security="${preset.security}">
     <summary${f.outlook ? null : html` hidden`}>Advanced: host, port and security <small>(Microsoft's defaults: ${preset.host}:${preset.port}, ${labels[preset.security].replace(/ \(.*\)$/, '')})</small></summary>
     <div class="grid">
       <div><label for="host">Host</label><input type="text" id="host" name="host" value="${f.host}" placeholder="${hostPlaceholder}" spellcheck="false"></div>
-      <div><label for="port">Port</label><input type="number" id="port" name="port" value="${f.port}" min="1" max="65535"></div>
+      <div><label for="port">Port</label>${port}</div>
       <div><label for="security">Security</label>
         <select id="security" name="security">
           ${(Object.keys(labels) as Security[]).map((k) => html`<option value="${k}"${f.security === k ? html` selected` : null}>${labels[k]}</option>`)}

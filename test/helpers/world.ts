@@ -112,6 +112,8 @@ export async function startWorld(dialect: DialectName): Promise<World> {
   await t.app.services.parameters.set('web.base.url', 'http://localhost', cliActor);
   // Users' servers here point at loopback peers and at a documentation address (never connected): the admin's allow-list is the documented way.
   await t.app.services.parameters.set('mail.server.allowed_private_hosts', '127.0.0.1, 203.0.113.10', cliActor);
+  // And their ports, which the system picked: the admin allows those two besides the mail ports, as an admin would a relay's own port.
+  await t.app.services.parameters.set('mail.server.allowed_ports', `25, 143, 465, 587, 993, 2525, ${closedPort}, ${dovecot.imapsPort}`, cliActor);
   await t.app.services.parameters.set('microsoft_outlook.endpoint', `${idp.url}/common/oauth2/v2.0/`, cliActor);
   await adminCall('PUT', '/api/v1/settings', { customEmailServers: true, outlook: { enabled: true, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET } });
 

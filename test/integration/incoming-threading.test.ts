@@ -187,6 +187,8 @@ for (const dialect of dialects) {
       const carolMailbox = `carol-${dialect}@example.test`;
       // Carol's personal server is the loopback Dovecot: only the allow-list an admin sets permits that.
       assert.equal((await api('PUT', '/api/v1/parameters/mail.server.allowed_private_hosts', { value: '127.0.0.1' })).status, 200);
+      // And its port, which the system picked: the admin allows it, as an admin would a mail server's own port.
+      assert.equal((await api('PUT', '/api/v1/parameters/mail.server.allowed_ports', { value: `993, ${peers.dovecot.imapsPort}` })).status, 200);
       const carolServer = await server(carolMailbox, carol);
       const sent = await send({ from: 'carol@example.com', subject: 'From Carol' }, carol);
       await deliverAll(peers.dovecot, carolMailbox, [reply(carolMailbox, sent.messageId, 'Re: From Carol').raw]);

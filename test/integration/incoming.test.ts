@@ -76,6 +76,9 @@ for (const dialect of dialects) {
       const trapPort = (trap.address() as net.AddressInfo).port;
       try {
         assert.equal((await api('PUT', '/api/v1/parameters/mail.server.allowed_private_hosts', { value: '127.0.0.1' })).status, 200);
+        // The peers listen on ports the system picked: the admin allows those, as an admin would a relay's own port.
+        const ports = `993, ${peers.dovecot.imapsPort}, ${peers.dovecot.imapPort}, ${trapPort}`;
+        assert.equal((await api('PUT', '/api/v1/parameters/mail.server.allowed_ports', { value: ports })).status, 200);
         const owner = await t.createUser(`imap-owner-${dialect}`, 'user');
         const asOwner = async (method: 'GET' | 'POST' | 'PATCH', url: string, payload?: object) => {
           const res = await http.inject({ method, url, payload, headers: { authorization: `Bearer ${owner.apiKey}` } });

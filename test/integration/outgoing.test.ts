@@ -237,6 +237,8 @@ for (const dialect of dialects) {
       const trap = await startSmtpSink({ auth: 'password', passwords: { 'relay-svc': 'users-own-pw' }, tls: 'none' });
       try {
         assert.equal((await api('PUT', '/api/v1/parameters/mail.server.allowed_private_hosts', { value: '127.0.0.1' })).status, 200);
+        // The sinks listen on ports the system picked: the admin allows those two, as an admin would a relay's own port.
+        assert.equal((await api('PUT', '/api/v1/parameters/mail.server.allowed_ports', { value: `587, ${sink.port}, ${trap.port}` })).status, 200);
         const owner = await t.createUser('relay-owner', 'user');
         const asOwner = async (method: 'GET' | 'POST' | 'PATCH', url: string, payload?: object) => {
           const res = await http.inject({ method, url, payload, headers: { authorization: `Bearer ${owner.apiKey}` } });

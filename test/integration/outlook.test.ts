@@ -181,6 +181,8 @@ for (const dialect of dialects) {
       const janeSession = await signIn(http, 'jane-outlook', jane.password);
       // A user's server at the loopback sink needs the admin's allow-list (the address policy for users' servers).
       await t.app.services.parameters.set('mail.server.allowed_private_hosts', '127.0.0.1', cliActor);
+      // And its port: the sink listens on one the system picked, which the admin allows as a relay's own port.
+      await t.app.services.parameters.set('mail.server.allowed_ports', `587, ${sink.port}`, cliActor);
       const personal = await api('POST', '/api/v1/outgoing-servers', { name: 'jane personal', auth: 'outlook', username: 'jane-outlook@example.com', host: '127.0.0.1', port: sink.port, allowSelfSigned: true, ownerUserId: jane.id });
       assert.equal(personal.status, 201, personal.text);
       const personalId = personal.body.id as number;

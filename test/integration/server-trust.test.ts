@@ -9,11 +9,14 @@ import type { FastifyInstance } from 'fastify';
 import type { HostResolver } from '../../src/mail-servers/host-guard.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { dialects } from '../helpers/databases.js';
+import { defaultDispatcherOptions } from '../../src/outgoing/dispatcher.js';
 import { headersOf, testDispatcher, type TestDispatcher } from '../helpers/outgoing.js';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink.js';
 
 const PUBLIC = '93.184.216.34';
 const ALLOW = 'mail.server.allowed_private_hosts';
+const PORTS = 'mail.server.allowed_ports';
+const MAIL_PORTS = '25, 143, 465, 587, 993, 2525';
 
 /** A listener on loopback that only counts connections (and closes them at once: it says nothing). */
 async function startTripwire(): Promise<{ port: number; connections: () => number; stop: () => Promise<void> }> {
@@ -24,6 +27,35 @@ async function startTripwire(): Promise<{ port: number; connections: () => numbe
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { port: (server.address() as net.AddressInfo).port, connections: () => count, stop: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/** A relay on loopback that counts connections and passes each on to `target` (an SMTP sink). */
+async function startCountingRelay(target: number): Promise<{ port: number; connections: () => number; stop: () => Promise<void> }> {
+  let count = 0;
+  const open = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    count++;
+    const upstream = net.connect(target, '127.0.0.1');
+    for (const s of [socket, upstream]) {
+      open.add(s);
+      s.on('error', () => undefined).on('close', () => {
+        open.delete(s);
+        socket.destroy();
+        upstream.destroy();
+      });
+    }
+    socket.pipe(upstream).pipe(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    connections: () => count,
+    stop: () =>
+      new Promise((resolve) => {
+        for (const s of open) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 /**
@@ -73,6 +105,13 @@ for (const dialect of dialects) {
       const r = value === null ? await api('admin', 'DELETE', `/api/v1/parameters/${ALLOW}`) : await api('admin', 'PUT', `/api/v1/parameters/${ALLOW}`, { value });
       assert.ok(r.status === 200 || r.status === 204 || (value === null && r.status === 404), r.text);
     };
+    const setPorts = async (value: string | null) => {
+      const r = value === null ? await api('admin', 'DELETE', `/api/v1/parameters/${PORTS}`) : await api('admin', 'PUT', `/api/v1/parameters/${PORTS}`, { value });
+      assert.ok(r.status === 200 || r.status === 204 || (value === null && r.status === 404), r.text);
+    };
+    // The peers listen on ports the system picked: the admin allows exactly those besides the mail ports, as an
+    // admin would a relay's own port (the port tests below change it and put it back).
+    const peerPorts = () => `${MAIL_PORTS}, ${tripwire.port}, ${aliceSink.port}`;
     const outgoing = (host: string, port: number, extra: object = {}) => ({
       name: `smtp ${host}`, host, port, security: 'none', auth: 'password', username: 'alice', password: passwords.alice, fromFilter: 'alice@example.com', ...extra,
     });
@@ -96,6 +135,7 @@ for (const dialect of dialects) {
       aliceSink = await startSmtpSink({ auth: 'password', passwords, tls: 'none' });
       tripwire = await startTripwire();
       d = testDispatcher(t.app);
+      await setPorts(peerPorts());
       for (const [k, v] of Object.entries({ 'mail.catchall.domain': 'example.com', 'mail.default.from': 'notifications' })) {
         assert.equal((await api('admin', 'PUT', `/api/v1/parameters/${k}`, { value: v })).status, 200);
       }
@@ -287,6 +327,120 @@ for (const dialect of dialects) {
       await api('admin', 'DELETE', `/api/v1/outgoing-servers/${sharedForAlice.body.id as number}`);
       await api('alice', 'DELETE', `/api/v1/outgoing-servers/${personalId}`);
       await setAllowList(null);
+    });
+
+    it("refuses a user's server on a port off the list at create, update, Test Connection and Test & Confirm, before any connection and alike whatever the host; the admin's list admits it, an admin's own server is free", async () => {
+      await setPorts(null);
+      const before = tripwire.connections();
+      for (const kind of ['outgoing', 'incoming'] as const) {
+        const messages = new Set<string>();
+        // Public, loopback, private, typed in or by name, and a name that does not exist: one answer.
+        for (const host of ['public.juniper.test', PUBLIC, '127.0.0.1', 'loopback.juniper.test', '10.0.0.1', 'nowhere.juniper.test']) {
+          const r = await api('alice', 'POST', `/api/v1/${kind}-servers`, kind === 'outgoing' ? outgoing(host, tripwire.port) : incoming(host, tripwire.port));
+          assert.equal(r.status, 400, `${kind} ${host}: ${r.text}`);
+          assert.equal(r.error.code, 'JUNIPER_ERR_PORT_NOT_ALLOWED', r.text);
+          assert.equal((r.error as { field?: string }).field, 'port', r.text);
+          messages.add(r.error.message!);
+        }
+        assert.equal(messages.size, 1, `the same message whatever the host: ${[...messages].join(' | ')}`);
+        assert.match(
+          [...messages][0]!,
+          new RegExp(`^The ${kind} mail server uses port ${tripwire.port}, which .* \\(allowed: ${MAIL_PORTS}\\)\\. Use 587 \\(SMTP submission\\) or 993 \\(IMAP over TLS\\), or ask an admin to add port ${tripwire.port} to the system parameter mail\\.server\\.allowed_ports\\.$`),
+        );
+        // Saved on a mail port, it cannot be moved off the list.
+        const saved = await api('alice', 'POST', `/api/v1/${kind}-servers`, kind === 'outgoing' ? outgoing('public.juniper.test', 587) : incoming('public.juniper.test', 993));
+        assert.equal(saved.status, 201, saved.text);
+        const moved = await api('alice', 'PATCH', `/api/v1/${kind}-servers/${saved.body.id as number}`, { port: tripwire.port });
+        assert.equal(moved.status, 400, moved.text);
+        assert.equal(moved.error.code, 'JUNIPER_ERR_PORT_NOT_ALLOWED', moved.text);
+        assert.equal((moved.error as { field?: string }).field, 'port');
+        await api('alice', 'DELETE', `/api/v1/${kind}-servers/${saved.body.id as number}`);
+      }
+      // An admin making the server for alice is held to alice's list: the owner decides, not who typed it.
+      const forAlice = await api('admin', 'POST', '/api/v1/outgoing-servers', { ...outgoing('public.juniper.test', tripwire.port), ownerUserId: ids.alice });
+      assert.equal(forAlice.error.code, 'JUNIPER_ERR_PORT_NOT_ALLOWED', forAlice.text);
+      assert.equal(tripwire.connections(), before, 'nothing was connected to');
+
+      // An admin's own server may use any port, and is connected to.
+      const admins = await api('admin', 'POST', '/api/v1/outgoing-servers', { ...outgoing('127.0.0.1', tripwire.port), ownerUserId: ids.admin });
+      assert.equal(admins.status, 201, admins.text);
+      assert.equal((await api('admin', 'POST', `/api/v1/outgoing-servers/${admins.body.id as number}/test`)).body.ok, false, 'the tripwire says nothing');
+      assert.equal(tripwire.connections(), before + 1, "the admin's server reached the port");
+      await api('admin', 'DELETE', `/api/v1/outgoing-servers/${admins.body.id as number}`);
+
+      // Once an admin adds the port (and, for loopback, the host), alice's servers are saved and connect there.
+      await setPorts(`${MAIL_PORTS}, ${tripwire.port}`);
+      await setAllowList('127.0.0.1');
+      for (const kind of ['outgoing', 'incoming'] as const) {
+        const r = await api('alice', 'POST', `/api/v1/${kind}-servers`, kind === 'outgoing' ? outgoing('127.0.0.1', tripwire.port) : incoming('127.0.0.1', tripwire.port));
+        assert.equal(r.status, 201, r.text);
+        const test = await api('alice', 'POST', `/api/v1/${kind}-servers/${r.body.id as number}/test`);
+        assert.equal(test.body.ok, false, test.text);
+        await api('alice', 'DELETE', `/api/v1/${kind}-servers/${r.body.id as number}`);
+      }
+      assert.equal(tripwire.connections(), before + 3, 'Test Connection and Test & Confirm reached the port once it was allowed');
+      await setAllowList(null);
+      await setPorts(peerPorts());
+    });
+
+    it('refuses at use a server saved before an admin narrowed the list (test, send, fetch), connecting nowhere; the mail waits and is sent once the port is allowed again', async () => {
+      const relay = await startCountingRelay(aliceSink.port);
+      try {
+        await setAllowList('127.0.0.1');
+        await setPorts(`${MAIL_PORTS}, ${relay.port}, ${tripwire.port}`);
+        const out = await api('alice', 'POST', '/api/v1/outgoing-servers', outgoing('sink.juniper.test', relay.port, { name: 'alice relay', priority: 0 }));
+        assert.equal(out.status, 201, out.text);
+        const outId = out.body.id as number;
+        const inc = await api('alice', 'POST', '/api/v1/incoming-servers', { ...incoming('loopback.juniper.test', tripwire.port), name: 'alice inbox' });
+        assert.equal(inc.status, 201, inc.text);
+        const incId = inc.body.id as number;
+        // As if confirmed while the port was allowed.
+        await t.app.database.db.updateTable('incoming_servers').set({ state: 'confirmed' }).where('id', '=', incId).execute();
+
+        // The admin narrows the list back to the mail ports.
+        await setPorts(null);
+        const [relayBefore, tripwireBefore, sunk] = [relay.connections(), tripwire.connections(), aliceSink.messages.length];
+        const test = await api('alice', 'POST', `/api/v1/outgoing-servers/${outId}/test`);
+        assert.equal(test.body.ok, false, test.text);
+        assert.equal(test.body.stage, 'connect');
+        assert.match(test.body.message as string, new RegExp(`^The outgoing mail server "alice relay" \\(id ${outId}\\) uses port ${relay.port}, .*ask an admin to add port ${relay.port} to the system parameter mail\\.server\\.allowed_ports\\.$`));
+        assert.doesNotMatch(test.body.message as string, /sink\.juniper\.test|127\.0\.0\.1/, 'the host is not part of the answer');
+
+        const id = await send('alice', { from: 'alice@example.com' });
+        assert.equal(await d.drain(), 1);
+        const waiting = await mail(id);
+        // Not failed: retrying cannot help, an admin's decision or a changed server can, so the mail waits for it.
+        assert.equal(waiting.state, 'queued', JSON.stringify(waiting));
+        assert.equal(waiting.failureType, 'port_not_allowed', JSON.stringify(waiting));
+        assert.match(String(waiting.waitingReason), new RegExp(`"alice relay" \\(id ${outId}\\) uses port ${relay.port}.*mail\\.server\\.allowed_ports.*Mails wait until an admin allows the port or the server is changed\\.`));
+
+        const confirm = await api('alice', 'POST', `/api/v1/incoming-servers/${incId}/test`);
+        assert.equal(confirm.body.ok, false, confirm.text);
+        assert.equal(confirm.body.stage, 'connect');
+        assert.equal(confirm.body.serverReply, undefined);
+        assert.match(confirm.body.message as string, new RegExp(`^The incoming mail server "alice inbox" \\(id ${incId}\\) uses port ${tripwire.port}, `));
+        const fetch = await api('alice', 'POST', `/api/v1/incoming-servers/${incId}/fetch?wait=true`);
+        assert.equal(fetch.error.code, 'JUNIPER_ERR_PORT_NOT_ALLOWED', fetch.text);
+        const server = (await api('alice', 'GET', `/api/v1/incoming-servers/${incId}`)).body;
+        assert.equal(server.state, 'confirmed', 'still fetched at its next interval');
+        assert.match(String(server.lastError), /uses port \d+, .*mail\.server\.allowed_ports/);
+        assert.deepEqual([relay.connections(), tripwire.connections(), aliceSink.messages.length], [relayBefore, tripwireBefore, sunk], 'neither test, send nor fetch connected');
+
+        // The admin allows the port again: the waiting mail goes at its next check, through the relay.
+        await setPorts(`${MAIL_PORTS}, ${relay.port}`);
+        d.advance(defaultDispatcherOptions.waitRecheckMs);
+        assert.equal(await d.drain(), 1);
+        assert.equal((await mail(id)).state, 'sent');
+        assert.equal(aliceSink.messages.length, sunk + 1);
+        assert.ok(relay.connections() > relayBefore, 'sent through the allowed port');
+
+        await api('alice', 'DELETE', `/api/v1/outgoing-servers/${outId}`);
+        await api('alice', 'DELETE', `/api/v1/incoming-servers/${incId}`);
+      } finally {
+        await setAllowList(null);
+        await setPorts(peerPorts());
+        await relay.stop();
+      }
     });
   });
 }

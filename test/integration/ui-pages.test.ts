@@ -188,6 +188,43 @@ describe('admin pages (server-rendered forms)', () => {
     assert.equal((await t.app.services.outgoingServers.get(Number(id))).port, 2525);
   });
 
+  it("shows a user's server on a port off the list refused beside the port input, and saves it once an admin adds the port on System Parameters", async () => {
+    await t.app.services.parameters.set('mail.server.allowed_private_hosts', '127.0.0.1', cliActor);
+    const relay = { name: 'Jane relay', auth: 'password', host: '127.0.0.1', port: String(sink.port), security: 'starttls', allowSelfSigned: 'on', username: 'relay@example.com', password: SINK_PASSWORD, fromFilter: 'jane@example.com', priority: '10', active: 'on' };
+    await user.get('/outgoing-servers/new');
+    const refused = await user.post('/outgoing-servers/new', relay);
+    assert.equal(refused.statusCode, 400, refused.body);
+    assert.match(
+      refused.body,
+      new RegExp(`<input type="number" id="port" name="port" value="${sink.port}" min="1" max="65535" aria-invalid="true" aria-describedby="port-error" autofocus>\\s*<p class="help error-text" id="port-error" role="alert">The outgoing mail server uses port ${sink.port}, which a server of a user other than an admin may not use \\(allowed: 25, 143, 465, 587, 993, 2525\\)\\. Use 587 \\(SMTP submission\\) or 993 \\(IMAP over TLS\\), or ask an admin to add port ${sink.port} to the system parameter mail\\.server\\.allowed_ports\\.</p>`),
+      'the message stands beside the port input, which takes the focus',
+    );
+    assert.doesNotMatch(refused.body, /class="flash flash-error"/, 'not a second time at the top');
+    assert.match(refused.body, /id="name" name="name" value="Jane relay"/, 'what was typed stays');
+    await user.get('/incoming-servers/new');
+    const refusedIn = await user.post('/incoming-servers/new', { name: 'Jane inbox', host: '127.0.0.1', port: '8080', security: 'none', username: 'jane@example.com', password: 'pw-0123456789', folder: 'INBOX', intervalMinutes: '5', priority: '10' });
+    assert.equal(refusedIn.statusCode, 400, refusedIn.body);
+    assert.match(refusedIn.body, /aria-describedby="port-error" autofocus>\s*<p class="help error-text" id="port-error" role="alert">The incoming mail server uses port 8080, /);
+
+    // The admin sees the parameter with its default on System Parameters and adds the port there.
+    await admin.get('/?debug=1');
+    const params = await admin.get('/parameters');
+    assert.match(params.body, /<code>mail\.server\.allowed_ports<\/code><span class="sub">Ports that mail servers of users other than admins may use: /);
+    assert.match(params.body, /name="value" value="25, 143, 465, 587, 993, 2525" aria-label="Value of mail\.server\.allowed_ports" spellcheck="false">\s*<span class="sub">default value<\/span>/);
+    const bad = await admin.post('/parameters', { key: 'mail.server.allowed_ports', value: '587, 80x' });
+    assert.equal(bad.statusCode, 400);
+    assert.match(bad.body, /mail\.server\.allowed_ports must be comma-separated ports and ranges .*&quot;80x&quot; is not a port/);
+    const added = await admin.post('/parameters', { key: 'mail.server.allowed_ports', value: `587, 993, ${sink.port}` });
+    assert.match(added.body, /mail\.server\.allowed_ports saved\./);
+
+    const saved = await user.post('/outgoing-servers/new', relay);
+    assert.match(saved.body, /Server Jane relay created\./, saved.body.slice(0, 2000));
+    const reset = await admin.post('/parameters/delete', { key: 'mail.server.allowed_ports' });
+    assert.match(reset.body, /mail\.server\.allowed_ports reset to its default\./);
+    await admin.get('/?debug=0');
+    await t.app.services.parameters.unset('mail.server.allowed_private_hosts', cliActor);
+  });
+
   it('lists mails in the Outbox and cancels one', async () => {
     const { id } = await t.app.services.outbox.enqueue({ from: 'admin@example.com', to: ['bob@example.org'], subject: 'Quarterly <report>', text: 'hi' }, null, cliActor);
     const page = await admin.get('/outbox?state=queued');

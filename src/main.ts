@@ -47,7 +47,7 @@ function untilSignal(): Promise<string> {
   });
 }
 
-async function serve(config: Config): Promise<void> {
+async function serve(config: Config, options: { workers: boolean }): Promise<void> {
   const app = await createApp(config);
   const log = app.logger;
   const http = await app.http();
@@ -62,14 +62,17 @@ async function serve(config: Config): Promise<void> {
         `(or run: juniper users create --admin --login LOGIN --email EMAIL)\n\n`,
     );
   }
-  const workers = createWorkers(app);
-  workers.start();
+  // --no-workers: the web UI and the API only, the sending and fetching left to `juniper worker` processes (on
+  // a machine of its own, or so that requests and sends do not share one thread).
+  const workers = options.workers ? createWorkers(app) : undefined;
+  workers?.start();
+  if (!workers) log.info('no background workers in this process (--no-workers): mail is sent and fetched by juniper worker processes');
   const metricsServer = await startMetricsServerFromEnv(app);
   const sig = await untilSignal();
   log.info(`${sig} received, shutting down`);
   await metricsServer?.close();
   await http.close();
-  await workers.stop();
+  await workers?.stop();
   await app.close();
 }
 
@@ -98,7 +101,8 @@ export function buildProgram(): Command {
   program
     .command('serve')
     .description('run the web UI, the REST API and the background workers (default port 8080)')
-    .action(async () => serve(loadConfig()));
+    .option('--no-workers', 'the web UI and REST API only: mail is sent and fetched by `juniper worker` processes')
+    .action(async (o: { workers: boolean }) => serve(loadConfig(), { workers: o.workers }));
   program
     .command('worker')
     .description('run only the background workers (for a second process sharing a PostgreSQL database)')

@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { cliEnv, projectRoot, runJuniper } from '../helpers/cli.js';
 import { dialects, freshDatabaseConfig } from '../helpers/databases.js';
 import { freePort } from '../peers/free-port.js';
+import { startSmtpSink } from '../peers/smtp-sink.js';
 
 const root = projectRoot;
 
@@ -116,5 +117,44 @@ describe('npm start (the built juniper serve)', () => {
       child.kill('SIGTERM');
     }
     assert.equal(await exited, 0, out);
+  });
+});
+
+describe('juniper serve --no-workers', () => {
+  it('serves the UI and API but sends nothing itself: a queued mail waits for a juniper worker process, which sends it', async () => {
+    const sink = await startSmtpSink({ auth: 'none', tls: 'none' });
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-web-only-'));
+    const env = envFor(dataDir);
+    const server = runJuniper(env, ['servers', 'create', '--name', 'Sink', '--host', '127.0.0.1', '--port', String(sink.port), '--security', 'none', '--auth', 'none', '--from-filter', 'example.com']);
+    assert.equal(server.code, 0, server.stderr);
+    const port = await freePort();
+    const started = (args: string[], extra: NodeJS.ProcessEnv = {}) => {
+      const child = spawn(process.execPath, ['bin/juniper.js', ...args], { cwd: root, env: { ...env, ...extra } });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      return { child, out: () => out, exited: new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code))) };
+    };
+    const web = started(['serve', '--no-workers'], { JUNIPER_PORT: String(port) });
+    let worker: ReturnType<typeof started> | undefined;
+    try {
+      for (let i = 0; i < 100 && !web.out().includes('Juniper listening'); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.match(web.out(), /no background workers in this process \(--no-workers\)/);
+      const queued = runJuniper(env, ['send', '--from', 'jane@example.com', '--to', 'c@client.test', '--subject', 'web only', '--text', 'hello']);
+      assert.equal(queued.code, 0, queued.stderr);
+      // serve polls nothing: well past a dispatcher's poll (1 s) the mail is still queued and the sink saw nothing.
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.match(runJuniper(env, ['mails', 'list']).stdout, /\tqueued\t/);
+      assert.equal(sink.messages.length, 0);
+      worker = started(['worker']);
+      await sink.waitFor(1, 30_000);
+      assert.match(sink.messages[0]!.raw.toString(), /Subject: web only/);
+    } finally {
+      web.child.kill('SIGTERM');
+      worker?.child.kill('SIGTERM');
+      await sink.stop();
+    }
+    assert.equal(await web.exited, 0, web.out());
+    assert.equal(await worker?.exited, 0, worker?.out());
   });
 });

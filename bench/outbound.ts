@@ -13,6 +13,7 @@ import type { DialectName } from '../src/db/database.js';
 import { testDispatcher } from '../test/helpers/outgoing.js';
 import { createWorkers } from '../src/worker/workers.js';
 import { benchMail, startHttpClient, type HttpClient } from './http-client.js';
+import { startWorker, stopWorkers, workerEnv } from './worker-processes.js';
 import { CONNECTIONS_PER_SERVER, percentile, profilePhase, secondsSince, startOutlookBench, until, type OutlookBench } from './outlook-setup.js';
 
 
@@ -25,6 +26,8 @@ export interface OutboundRound {
   enqueueP50Ms: number;
   enqueueP99Ms: number;
   batch: { rate: number; enqueuePerSecond: number; p50: number; p99: number };
+  /** End to end with this process serving the API only (`juniper serve --no-workers`) and one `juniper worker` process sending. */
+  apart: { rate: number; enqueuePerSecond: number; p50: number; p99: number };
   /** CPU time of this process (user + system) per mail in the raw and the queue → sent phases, in µs. */
   cpuPerMail: { raw: number; juniper: number };
   /** SINK=process only: the sink process's CPU per mail in the same phases, µs. */
@@ -132,6 +135,29 @@ interface EndToEnd {
 async function endToEndRun(b: OutlookBench, client: HttpClient, address: string, n: number, inFlight: number, perRequest: number, profileAs?: string): Promise<EndToEnd> {
   const workers = createWorkers(b.t.app);
   workers.start();
+  try {
+    return await timedEndToEnd(b, client, address, n, inFlight, perRequest, profileAs);
+  } finally {
+    await workers.stop();
+  }
+}
+
+/**
+ * The same with the web and the workers apart, as `juniper serve --no-workers` next to `juniper worker` runs them:
+ * this process only answers the API (and hosts the sink and identity server), one worker process sends. Its
+ * start and a warm-up of 200 mails (its JIT, its connections and tokens) are not timed.
+ */
+async function endToEndApartRun(b: OutlookBench, client: HttpClient, address: string, n: number, profileAs?: string): Promise<EndToEnd> {
+  const worker = await startWorker(workerEnv(b.t.config));
+  try {
+    await timedEndToEnd(b, client, address, Math.min(200, n), 20, 1);
+    return await timedEndToEnd(b, client, address, n, 20, 1, profileAs);
+  } finally {
+    await stopWorkers([worker]);
+  }
+}
+
+async function timedEndToEnd(b: OutlookBench, client: HttpClient, address: string, n: number, inFlight: number, perRequest: number, profileAs?: string): Promise<EndToEnd> {
   const stopProfile = await profilePhase(profileAs);
   const before = b.sink.messages.length;
   const start = process.hrtime.bigint();
@@ -139,7 +165,6 @@ async function endToEndRun(b: OutlookBench, client: HttpClient, address: string,
   await until(async () => b.sink.messages.length - before >= n, `${n} mails at the sink`);
   const seconds = secondsSince(start);
   await stopProfile();
-  await workers.stop();
   return { rate: n / seconds, enqueuePerSecond: n / enqueueSeconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }
 
@@ -169,10 +194,11 @@ export async function outbound(dialect: DialectName, n: number, servers = 4, rou
       const juniper = await juniperRun(b, n, as('queue'));
       const e2e = await endToEndRun(b, client, address, n, 20, 1, as('single'));
       const batch = await endToEndRun(b, client, address, n, BATCH_IN_FLIGHT, BATCH_SIZE, as('batch'));
+      const apart = await endToEndApartRun(b, client, address, n, as('apart'));
       figures.push({
         raw: raw.rate, juniper: juniper.rate, cpuPerMail: { raw: raw.cpu, juniper: juniper.cpu },
         ...(raw.sinkCpu !== undefined && juniper.sinkCpu !== undefined ? { sinkCpuPerMail: { raw: raw.sinkCpu, juniper: juniper.sinkCpu } } : {}),
-        endToEnd: e2e.rate, enqueuePerSecond: e2e.enqueuePerSecond, enqueueP50Ms: e2e.p50, enqueueP99Ms: e2e.p99, batch,
+        endToEnd: e2e.rate, enqueuePerSecond: e2e.enqueuePerSecond, enqueueP50Ms: e2e.p50, enqueueP99Ms: e2e.p99, batch, apart,
       });
     }
     return { dialect, mails: n, servers, batchSize: BATCH_SIZE, batchInFlight: BATCH_IN_FLIGHT, rounds: figures };
@@ -207,6 +233,7 @@ export function printOutbound(f: OutboundFigures): void {
     } else console.log(`    CPU of this process per mail (sink and client included, PostgreSQL's own not): raw ${r.cpuPerMail.raw.toFixed(0)} µs, queue → sent ${r.cpuPerMail.juniper.toFixed(0)} µs`);
     console.log(`    juniper end to end (POST /api/v1/mails, 20 in flight, sending meanwhile): ${r.endToEnd.toFixed(0)} mails/s; enqueue ${r.enqueuePerSecond.toFixed(0)} req/s, p50 ${r.enqueueP50Ms.toFixed(1)} ms, p99 ${r.enqueueP99Ms.toFixed(1)} ms`);
     console.log(`    juniper end to end (POST /api/v1/mails/batch, ${f.batchSize} mails a request, ${f.batchInFlight} in flight): ${r.batch.rate.toFixed(0)} mails/s; enqueue ${r.batch.enqueuePerSecond.toFixed(0)} mails/s, p50 ${r.batch.p50.toFixed(1)} ms, p99 ${r.batch.p99.toFixed(1)} ms a request`);
+    console.log(`    juniper end to end, web and worker apart (serve --no-workers + 1 juniper worker process; POST /api/v1/mails, 20 in flight): ${r.apart.rate.toFixed(0)} mails/s; enqueue ${r.apart.enqueuePerSecond.toFixed(0)} req/s, p50 ${r.apart.p50.toFixed(1)} ms, p99 ${r.apart.p99.toFixed(1)} ms`);
   });
-  console.log(`ratio outbound ${f.dialect}: juniper/raw ${ratio(f.rounds, (r) => r.juniper)}, end-to-end/raw ${ratio(f.rounds, (r) => r.endToEnd)}, batch end-to-end/raw ${ratio(f.rounds, (r) => r.batch.rate)}`);
+  console.log(`ratio outbound ${f.dialect}: juniper/raw ${ratio(f.rounds, (r) => r.juniper)}, end-to-end/raw ${ratio(f.rounds, (r) => r.endToEnd)}, batch end-to-end/raw ${ratio(f.rounds, (r) => r.batch.rate)}, end-to-end web+worker apart/raw ${ratio(f.rounds, (r) => r.apart.rate)}`);
 }

@@ -367,9 +367,10 @@ export class IncomingFetcher {
             group.push(msg);
             if (group.length >= opts.groupSize) await flush();
           }
-          if (opts.signal?.aborted) break;
+          // No break on a stop here: the reader ends the FETCH itself (FetchStopped), and the read-ahead first
+          // hands over the messages that had arrived whole, which are stored below.
         }
-        // Stopped between two of its messages: the rest of the FETCH is not waited for.
+        // Stopped as the FETCH ended: what it gave is stored, and the rest of the run does not start.
         if (opts.signal?.aborted) throw new FetchStopped();
       } catch (err) {
         // The messages that arrived whole before the connection failed are stored (not marked: the next run does).

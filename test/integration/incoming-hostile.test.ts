@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { FetchStopped } from '../../src/incoming/fetch-stopped.js';
 import { DEFAULT_IMAP_TIMEOUTS, imapConnector } from '../../src/incoming/imap-reader.js';
 import { FetchScheduler } from '../../src/incoming/scheduler.js';
 import { dialects } from '../helpers/databases.js';
@@ -347,6 +348,37 @@ for (const dialect of dialects) {
       assert.deepEqual(await storedUids(id), uids, 'each message once');
       assert.deepEqual([...hostile.seen].sort((a, b) => a - b), uids, 'all \\Seen once stored');
       assert.equal((await standing(id)).last_error, null);
+    });
+
+    it('a stop that comes as the last message of a FETCH arrives stores every message that arrived whole, those read ahead too', { timeout: 60_000 }, async () => {
+      const uids = [21, 22, 23, 24, 25];
+      hostile.select = 'normal';
+      hostile.fetch = 'normal';
+      hostile.unseen = uids;
+      const id = await confirmed(`stop-read-ahead-${dialect}`, { port: hostile.port, security: 'none', allowSelfSigned: false });
+      const stop = new AbortController();
+      // The real reader, told to stop once it has given the last message and before the FETCH's tagged answer: the
+      // earlier ones are then still queued in the read-ahead while the first are being stored.
+      const real = imapConnector(timeouts);
+      const connect: typeof real = async (e, c, o) => {
+        const reader = await real(e, c, o);
+        const fetch = reader.fetch.bind(reader);
+        reader.fetch = async function* (list, ...rest) {
+          for await (const m of fetch(list, ...rest)) {
+            yield m;
+            if (m.uid === list[list.length - 1]) {
+              stop.abort();
+              throw new FetchStopped();
+            }
+          }
+        };
+        return reader;
+      };
+      const counts = await t.app.services.incoming.fetcher({ connect }).fetchServer(id, { signal: stop.signal, groupSize: 1 });
+      assert.deepEqual(await storedUids(id), uids, 'each message that arrived whole is stored');
+      assert.equal(counts.stored, uids.length);
+      assert.deepEqual([...hostile.seen].filter((uid) => uids.includes(uid)), [], 'none marked: the next run does');
+      hostile.unseen = [];
     });
 
     it('stop() mid-FETCH of a message fetched alone after a failed run counts no run against it: its count, lastError and errorSince stay as the failure left them', { timeout: 60_000 }, async () => {

@@ -115,7 +115,7 @@ for (const dialect of dialects) {
       }
       assert.equal(new Set(answers.map((a) => JSON.stringify(a))).size, 1, 'the refusal tells nothing about the host');
       assert.deepEqual(answers[0]!.details, { field: 'port', port: 22, parameter: 'mail.server.allowed_ports' });
-      assert.match(answers[0]!.message, /^The outgoing mail server "mine" \(id 3\) uses port 22, .*allowed: 25, 143, 465, 587, 993, 2525.*Use 587 \(SMTP submission\) or 993 \(IMAP over TLS\), or ask an admin to add port 22 to the system parameter mail\.server\.allowed_ports\.$/);
+      assert.match(answers[0]!.message, /^The outgoing mail server "mine" \(id 3\) uses port 22, .*allowed: 25, 143, 465, 587, 993, 2525.*Use 587 \(SMTP submission\) or 465 \(SMTP over TLS\), or ask an admin to add port 22 to the system parameter mail\.server\.allowed_ports\.$/);
       assert.deepEqual(dns.asked, [], 'refused before any lookup');
       // The mail ports pass to the host check; admin-owned and shared servers are not held to the list.
       assert.deepEqual(await guard.connectTarget({ host: 'smtp.public.test', port: 2525, owner_user_id: userId }, what), { address: '93.184.216.34', servername: 'smtp.public.test' });

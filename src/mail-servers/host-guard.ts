@@ -77,7 +77,9 @@ export class HostGuard {
 
   /** JUNIPER_ERR_PORT_NOT_ALLOWED naming the server, the port and the parameter, when the port is not on the list. */
   private checkPort(port: number, ports: readonly PortRange[], what: string): void {
-    const decision = decidePort(port, ports, what);
+    // `what` starts with the kind's noun ("incoming mail server …", "outgoing mail server …"), as every caller says it.
+    const protocol = what.startsWith('incoming') ? 'imap' : what.startsWith('outgoing') ? 'smtp' : undefined;
+    const decision = decidePort(port, ports, what, protocol);
     if (!decision.ok) throw new AppError('JUNIPER_ERR_PORT_NOT_ALLOWED', decision.reason, { details: { field: 'port', port, parameter: PORTS_PARAMETER } });
   }
 

@@ -45,14 +45,20 @@ describe('portAllowed', () => {
 });
 
 describe('decidePort', () => {
-  it('names the server, the port, the allowed ports and the parameter, and says to use 587 or 993', () => {
-    const d = decidePort(8080, parsePortList(DEFAULT_ALLOWED_PORTS), 'outgoing mail server "mine" (id 3)');
+  it('names the server, the port, the allowed ports and the parameter, and says to use its protocol\'s usual ports', () => {
+    const d = decidePort(8080, parsePortList(DEFAULT_ALLOWED_PORTS), 'outgoing mail server "mine" (id 3)', 'smtp');
     assert.ok(!d.ok);
     assert.equal(
       d.reason,
       'The outgoing mail server "mine" (id 3) uses port 8080, which a server of a user other than an admin may not use (allowed: 25, 143, 465, 587, 993, 2525). ' +
-        'Use 587 (SMTP submission) or 993 (IMAP over TLS), or ask an admin to add port 8080 to the system parameter mail.server.allowed_ports.',
+        'Use 587 (SMTP submission) or 465 (SMTP over TLS), or ask an admin to add port 8080 to the system parameter mail.server.allowed_ports.',
     );
+    const imap = decidePort(22, parsePortList(DEFAULT_ALLOWED_PORTS), 'incoming mail server "box" (id 4)', 'imap');
+    assert.ok(!imap.ok);
+    assert.match(imap.reason, /Use 993 \(IMAP over TLS\) or 143 \(IMAP\), or ask/);
+    const unknown = decidePort(22, parsePortList(DEFAULT_ALLOWED_PORTS));
+    assert.ok(!unknown.ok);
+    assert.match(unknown.reason, /Use 587 \(SMTP submission\) or 993 \(IMAP over TLS\), or ask/);
   });
   it('suggests only ports the list allows', () => {
     const d = decidePort(25, parsePortList('2525'));

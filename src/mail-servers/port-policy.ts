@@ -59,6 +59,9 @@ export function portAllowed(port: number, ranges: readonly PortRange[]): boolean
   return ranges.some((r) => port >= r.from && port <= r.to);
 }
 
+const SMTP_PORTS: readonly (readonly [number, string])[] = [[587, 'SMTP submission'], [465, 'SMTP over TLS']];
+const IMAP_PORTS: readonly (readonly [number, string])[] = [[993, 'IMAP over TLS'], [143, 'IMAP']];
+
 export type PortDecision = { ok: true } | { ok: false; reason: string };
 
 /**
@@ -66,12 +69,10 @@ export type PortDecision = { ok: true } | { ok: false; reason: string };
  * allowed and what to do; never the host, so the refusal says the same whatever the host is, and is given
  * before the host is looked up or connected to.
  */
-export function decidePort(port: number, ranges: readonly PortRange[], what = 'mail server'): PortDecision {
+export function decidePort(port: number, ranges: readonly PortRange[], what = 'mail server', protocol?: 'smtp' | 'imap'): PortDecision {
   if (portAllowed(port, ranges)) return { ok: true };
-  const usual = [
-    ...(portAllowed(587, ranges) ? ['587 (SMTP submission)'] : []),
-    ...(portAllowed(993, ranges) ? ['993 (IMAP over TLS)'] : []),
-  ];
+  // The usual ports of the server's own protocol (both kinds' when it is not known), among those allowed.
+  const usual = (protocol === 'imap' ? IMAP_PORTS : protocol === 'smtp' ? SMTP_PORTS : [SMTP_PORTS[0]!, IMAP_PORTS[0]!]).filter(([p]) => portAllowed(p, ranges)).map(([p, name]) => `${p} (${name})`);
   const allowed = ranges.length ? formatPortList(ranges) : 'none';
   return {
     ok: false,

@@ -281,6 +281,7 @@ describe('first-run setup link', () => {
     assert.equal(res.json<{ user: { role: string } }>().user.role, 'admin');
     const again = await http.inject({ method: 'POST', url: '/api/v1/setup', payload: { ...payload, login: 'root2' } });
     assert.equal(again.statusCode, 403);
+    assert.match(again.json<{ error: { message: string } }>().error.message, /^Setup is done: an admin exists/, 'the API says so too');
     assert.equal(await t.app.services.firstRun.issueIfNeeded(), null, 'no new link once an admin exists');
     // The used link, opened again: it says setup is done and how to go on, with a command that works as written.
     const used = await http.inject({ url: `/setup?token=${token}` });

@@ -345,7 +345,7 @@ for (const dialect of dialects) {
         assert.equal(messages.size, 1, `the same message whatever the host: ${[...messages].join(' | ')}`);
         assert.match(
           [...messages][0]!,
-          new RegExp(`^The ${kind} mail server uses port ${tripwire.port}, which .* \\(allowed: ${MAIL_PORTS}\\)\\. Use 587 \\(SMTP submission\\) or 993 \\(IMAP over TLS\\), or ask an admin to add port ${tripwire.port} to the system parameter mail\\.server\\.allowed_ports\\.$`),
+          new RegExp(`^The ${kind} mail server uses port ${tripwire.port}, which .* \\(allowed: ${MAIL_PORTS}\\)\\. Use ${kind === 'incoming' ? '993 \\(IMAP over TLS\\) or 143 \\(IMAP\\)' : '587 \\(SMTP submission\\) or 465 \\(SMTP over TLS\\)'}, or ask an admin to add port ${tripwire.port} to the system parameter mail\\.server\\.allowed_ports\\.$`),
         );
         // Saved on a mail port, it cannot be moved off the list.
         const saved = await api('alice', 'POST', `/api/v1/${kind}-servers`, kind === 'outgoing' ? outgoing('public.juniper.test', 587) : incoming('public.juniper.test', 993));

@@ -196,7 +196,7 @@ describe('admin pages (server-rendered forms)', () => {
     assert.equal(refused.statusCode, 400, refused.body);
     assert.match(
       refused.body,
-      new RegExp(`<input type="number" id="port" name="port" value="${sink.port}" min="1" max="65535" aria-invalid="true" aria-describedby="port-error" autofocus>\\s*<p class="help error-text" id="port-error" role="alert">The outgoing mail server uses port ${sink.port}, which a server of a user other than an admin may not use \\(allowed: 25, 143, 465, 587, 993, 2525\\)\\. Use 587 \\(SMTP submission\\) or 993 \\(IMAP over TLS\\), or ask an admin to add port ${sink.port} to the system parameter mail\\.server\\.allowed_ports\\.</p>`),
+      new RegExp(`<input type="number" id="port" name="port" value="${sink.port}" min="1" max="65535" aria-invalid="true" aria-describedby="port-error" autofocus>\\s*<p class="help error-text" id="port-error" role="alert">The outgoing mail server uses port ${sink.port}, which a server of a user other than an admin may not use \\(allowed: 25, 143, 465, 587, 993, 2525\\)\\. Use 587 \\(SMTP submission\\) or 465 \\(SMTP over TLS\\), or ask an admin to add port ${sink.port} to the system parameter mail\\.server\\.allowed_ports\\.</p>`),
       'the message stands beside the port input, which takes the focus',
     );
     assert.doesNotMatch(refused.body, /class="flash flash-error"/, 'not a second time at the top');

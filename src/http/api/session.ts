@@ -4,7 +4,6 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { Services } from '../../services.js';
-import { AppError } from '../../lib/errors.js';
 import { SESSION_COOKIE } from '../access.js';
 import { assertSameSite } from '../same-site.js';
 import { parseInput } from '../../lib/validate.js';
@@ -58,7 +57,8 @@ export function sessionRoutes(services: Pick<Services, 'parameters' | 'signIn' |
     app.post('/api/v1/setup', { config: { access: 'public' } }, async (request, reply) => {
       assertSameSite(request, await services.parameters.value('web.base.url'));
       const input = parseInput(setupSchema, request.body);
-      if (!services.firstRun.pending) throw new AppError('JUNIPER_ERR_SETUP_TOKEN');
+      // check() says setup is done once an admin exists, else whether the token is the one printed.
+      services.firstRun.check(input.token);
       const view = await services.firstRun.complete(input.token, input);
       const user = await services.users.findById(view.id);
       const session = await services.sessions.create(user!.id);

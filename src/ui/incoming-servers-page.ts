@@ -71,7 +71,7 @@ export function incomingServersPage(services: Pick<Services, 'fetchJobs' | 'inco
       archived: 'Its messages stay in the Inbox.',
       restored: '',
     },
-    routes: (app, { loadManaged, renderServer }) => {
+    routes: (app, { loadManaged, redirectToServer }) => {
       app.post('/incoming-servers/:id/fetch', { config: { access: 'user' } }, async (request, reply) => {
         const server = await loadManaged(request);
         let result: Flash | undefined;
@@ -88,7 +88,8 @@ export function incomingServersPage(services: Pick<Services, 'fetchJobs' | 'inco
           // Another process's job holds the server: nothing failed, and the page shows that job's progress bar.
           result = isRunningElsewhere(e) ? { kind: 'warning', text: `Not started: ${e.message}` } : { kind: 'error', text: `Fetch failed: ${e.message}` };
         }
-        return renderServer(request, reply, await services.incomingServers.get(server.id), { result });
+        // Redirected, so a reload shows the page (with a running job's progress bar) instead of fetching again.
+        return result ? redirectToServer(reply, server, result) : reply.redirect(`/incoming-servers/${server.id}`, 303);
       });
     },
   });

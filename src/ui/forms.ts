@@ -1,5 +1,6 @@
 // What every admin page shares: reading classic form posts, the CSRF hidden field, one-shot flash messages
 // carried across the POST → 303 → GET redirect, developer mode, and HTML error pages.
+import crypto from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, errorCatalogue, isAppError } from '../lib/errors.js';
 import { contextOf, errorPage } from './error-page.js';
@@ -32,21 +33,44 @@ export function csrfField(ctx: PageContext): SafeHtml {
   return html`<input type="hidden" name="_csrf" value="${ctx.csrfToken ?? ''}">`;
 }
 
+/**
+ * Flash messages wait here, not in the cookie: a click's answer can quote a mail server's or Microsoft's
+ * long reply (a cookie over 4 KB is dropped silently, and would ride along on every request), and an
+ * unsigned cookie's text could be planted. The cookie holds only a random id (not bound to the session:
+ * "Password changed. Sign in with the new one." is read after that session ended); an entry lives one
+ * minute. Process memory suffices: only `juniper serve` renders pages, and a restart between the POST and
+ * its GET loses one message, nothing else.
+ */
+const FLASH_TTL_MS = 60_000;
+const FLASH_MAX = 10_000;
+const flashes = new Map<string, { flash: Flash; until: number }>();
+
+function sweepFlashes(now: number): void {
+  for (const [id, f] of flashes) {
+    // Insertion order is expiry order: stop at the first one still alive, unless the store is full.
+    if (f.until > now && flashes.size < FLASH_MAX) break;
+    flashes.delete(id);
+  }
+}
+
 export function setFlash(reply: FastifyReply, flash: Flash): void {
-  void reply.setCookie(FLASH_COOKIE, JSON.stringify(flash), { path: '/', httpOnly: true, sameSite: 'lax', secure: 'auto', maxAge: 60 });
+  const now = Date.now();
+  sweepFlashes(now);
+  const id = crypto.randomBytes(16).toString('base64url');
+  flashes.set(id, { flash: { kind: flash.kind, text: flash.text }, until: now + FLASH_TTL_MS });
+  void reply.setCookie(FLASH_COOKIE, id, { path: '/', httpOnly: true, sameSite: 'lax', secure: 'auto', maxAge: FLASH_TTL_MS / 1000 });
 }
 
 /** Reads and clears the flash, so a reload does not repeat it. */
 function takeFlash(request: FastifyRequest, reply: FastifyReply): Flash | null {
-  const raw = request.cookies[FLASH_COOKIE];
-  if (raw === undefined) return null;
+  const id = request.cookies[FLASH_COOKIE];
+  if (id === undefined) return null;
   void reply.clearCookie(FLASH_COOKIE, { path: '/' });
-  try {
-    const v = JSON.parse(raw) as Partial<Flash>;
-    return typeof v.text === 'string' && typeof v.kind === 'string' && FLASH_KINDS.has(v.kind) ? { kind: v.kind, text: v.text } : null;
-  } catch {
-    return null;
-  }
+  const entry = flashes.get(id);
+  if (!entry) return null;
+  flashes.delete(id);
+  if (entry.until <= Date.now() || !FLASH_KINDS.has(entry.flash.kind)) return null;
+  return entry.flash;
 }
 
 export function developerMode(request: FastifyRequest): boolean {

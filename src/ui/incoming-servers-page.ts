@@ -10,7 +10,7 @@ import type { Flash } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import { fetchFlash, formOfPost, formOfServer, incomingFormBody, newIncomingForm, stateTag, testConfirmFlash, toCreate, toPatch, when } from './incoming-server-form.js';
 import type { PageContext } from './layout.js';
-import { tokenTag } from './server-form.js';
+import { tokenBlocker, tokenTag } from './server-form.js';
 import { serverPages } from './server-pages.js';
 import { jobProgressHtml } from '../jobs/progress-html.js';
 import { isRunningElsewhere } from '../jobs/fetch-jobs.js';
@@ -28,7 +28,7 @@ function listBody(ctx: PageContext, servers: IncomingServer[], showArchived: boo
   <td>every ${s.intervalMinutes} min<span class="sub">${s.lastFetchAt ? `last ${when(s.lastFetchAt)}` : 'never fetched'}</span>
     ${s.lastError ? html`<span class="sub error-text">failing${s.errorSince ? ` since ${when(s.errorSince)}` : ''}</span>` : null}</td>
   <td class="num">${s.priority}</td>
-  <td>${stateTag(s)}
+  <td>${stateTag(s)}${!s.archived && tokenBlocker(s) ? html`<span class="sub error-text">${tokenBlocker(s)}</span>` : null}
     ${s.archived ? html`<span class="tag tag-grey">Archived</span>` : s.active ? null : html`<span class="tag tag-grey">Inactive</span>`}</td>
 </tr>`;
   });
@@ -71,7 +71,7 @@ export function incomingServersPage(services: Pick<Services, 'fetchJobs' | 'inco
       archived: 'Its messages stay in the Inbox.',
       restored: '',
     },
-    routes: (app, { loadManaged, renderServer }) => {
+    routes: (app, { loadManaged, redirectToServer }) => {
       app.post('/incoming-servers/:id/fetch', { config: { access: 'user' } }, async (request, reply) => {
         const server = await loadManaged(request);
         let result: Flash | undefined;
@@ -88,7 +88,8 @@ export function incomingServersPage(services: Pick<Services, 'fetchJobs' | 'inco
           // Another process's job holds the server: nothing failed, and the page shows that job's progress bar.
           result = isRunningElsewhere(e) ? { kind: 'warning', text: `Not started: ${e.message}` } : { kind: 'error', text: `Fetch failed: ${e.message}` };
         }
-        return renderServer(request, reply, await services.incomingServers.get(server.id), { result });
+        // Redirected, so a reload shows the page (with a running job's progress bar) instead of fetching again.
+        return result ? redirectToServer(reply, server, result) : reply.redirect(`/incoming-servers/${server.id}`, 303);
       });
     },
   });

@@ -5,12 +5,20 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Services } from '../services.js';
 import type { OutgoingServer } from '../db/schema.js';
 import { testOutgoingServer } from '../outgoing/connection-test.js';
-import { outgoingServerView } from '../outgoing/servers.js';
+import { outgoingServerView, type OutgoingServerView } from '../outgoing/servers.js';
 import { defaultFromAddress } from '../settings/parameter-rules.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
 import { authLabel, formOfPost, formOfServer, newServerForm, serverFormBody, testResultFlash, toCreate, toPatch, tokenTag } from './outgoing-server-form.js';
+import { tokenBlocker } from './server-form.js';
 import { serverPages } from './server-pages.js';
+
+/** The status column's second line: what stops the server (tokenBlocker) before how its last test went. */
+function statusNote(s: OutgoingServerView): SafeHtml | null {
+  const blocker = s.archived ? null : tokenBlocker(s);
+  if (blocker) return html`<span class="sub error-text">${blocker}</span>`;
+  return s.lastTest ? html`<span class="sub">Test ${s.lastTest.ok ? 'passed' : 'failed'}</span>` : null;
+}
 
 function listBody(ctx: PageContext, servers: OutgoingServer[], showArchived: boolean, appProblem: AppProblem | null): SafeHtml {
   const rows = servers.map((row) => {
@@ -22,7 +30,7 @@ function listBody(ctx: PageContext, servers: OutgoingServer[], showArchived: boo
   <td>${s.fromFilter ?? html`<span class="muted">any sender</span>`}</td>
   <td class="num">${s.priority}</td>
   <td>${s.archived ? html`<span class="tag tag-grey">Archived</span>` : s.active ? html`<span class="tag tag-green">Active</span>` : html`<span class="tag tag-grey">Inactive</span>`}
-    ${s.lastTest ? html`<span class="sub">Test ${s.lastTest.ok ? 'passed' : 'failed'}</span>` : null}</td>
+    ${statusNote(s)}</td>
 </tr>`;
   });
   return html`<div class="page-head">

@@ -38,6 +38,29 @@ export function tokenTag(token: TokenView): SafeHtml {
 }
 
 /**
+ * Why a token needs reconnecting, saying the code and what to do once each: the stored message is usually
+ * Juniper's explanation already, ending "(Microsoft: invalid_grant, AADSTS9002313)" after its own action.
+ */
+export function reconnectNote(error: { code: string | null; message: string }): string {
+  const m = error.message.trim();
+  const code = error.code && !m.includes(error.code) ? ` (${error.code})` : '';
+  const action = /connect your outlook account|connect again/i.test(m) ? '' : ' Click Connect your Outlook account to sign in again.';
+  return `${m}${code}${action}`;
+}
+
+/**
+ * What stops an Outlook server before any test could pass, for the lists' status column: a problem of the
+ * app (every server) or of this server's token ranks above an older "Test passed". Null: nothing known.
+ */
+export function tokenBlocker(s: { auth: string; token: TokenView }): string | null {
+  if (s.auth !== 'outlook') return null;
+  if (s.token.appProblem) return 'Outlook app credentials need attention';
+  if (s.token.status === 'needs_reconnect') return 'Reconnect needed';
+  if (s.token.status === 'missing') return 'Not connected yet';
+  return null;
+}
+
+/**
  * The Connect button submits the server form itself (name="connect"): the route saves what was typed, then
  * sends the browser to Microsoft, so no edit is lost on the way (and a new server is created first).
  */
@@ -50,7 +73,7 @@ export function outlookStatus(s: { username: string | null; token: TokenView }, 
   const t = s.token;
   const mismatch = t.account && s.username && t.account.toLowerCase() !== s.username.toLowerCase();
   return html`<div class="actions">${tokenTag(t)} ${connectButton()}</div>
-  ${t.status === 'needs_reconnect' && t.error ? html`<p class="flash flash-error">${t.error.message}${t.error.code ? ` (${t.error.code})` : ''} Click Connect your Outlook account to sign in again.</p>` : null}
+  ${t.status === 'needs_reconnect' && t.error ? html`<p class="flash flash-error">${reconnectNote(t.error)}</p>` : null}
   ${t.status === 'missing' ? html`<p class="help">Click Connect your Outlook account and sign in to Microsoft as ${s.username ?? 'the mailbox'}.</p>` : null}
   ${t.account && !mismatch ? html`<p class="help">Connected as <strong>${t.account}</strong>.</p>` : null}
   ${mismatch ? html`<p class="flash flash-warning">Connected as ${t.account}; this server's username is ${s.username} — ${mismatchNote}</p>` : null}`;

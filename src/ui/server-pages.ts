@@ -36,6 +36,8 @@ export interface ServerPageTools<R, F> {
   loadManaged: (request: FastifyRequest) => Promise<R>;
   /** The server's form page (a new server's when `server` is undefined). */
   renderServer: (request: FastifyRequest, reply: FastifyReply, server: R | undefined, opts?: RenderOptions<F>) => Promise<FastifyReply>;
+  /** The server's page, after a POST, with the click's answer shown once. */
+  redirectToServer: (reply: FastifyReply, server: R, flash: Flash) => FastifyReply;
 }
 
 export interface ServerPageKind<K extends KindName, F, C extends CommonInput, P extends Partial<CommonInput>, V> {
@@ -88,15 +90,18 @@ export function serverPages<K extends KindName, F, C extends CommonInput, P exte
     return renderPage(reply, server ? server.name : kind.newTitle, body, ctx, opts.status ?? 200);
   }
 
-  /** Connect your Outlook account: to Microsoft's sign-in, or back to the form saying what to fix first. */
-  async function connect(request: FastifyRequest, reply: FastifyReply, server: Row) {
+  /**
+   * Connect your Outlook account: to Microsoft's sign-in, or to the server's page saying what to fix first.
+   * Always a redirect: the server is saved by then (a new one created), so a reload must not post it again.
+   */
+  async function connect(request: FastifyRequest, reply: FastifyReply, server: Row, saved = '') {
     try {
       const { authorizeUrl } = await services.outlookConnect.start(name, server.id, request.principal!);
       return await reply.redirect(authorizeUrl, 303);
     } catch (e) {
       // Missing credentials or base URL are configuration errors the person at the form can fix.
       if (!isAppError(e)) throw e;
-      return renderServer(request, reply, server, { error: e.message, status: e.status });
+      return redirectWithFlash(reply, `${base}/${server.id}`, { kind: 'error', text: `${saved}${e.message}` });
     }
   }
 
@@ -123,7 +128,7 @@ export function serverPages<K extends KindName, F, C extends CommonInput, P exte
         const err = formError(e);
         return renderServer(request, reply, undefined, { form, error: err.message, errorField: errorFieldOf(err.details), status: err.status });
       }
-      if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row);
+      if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row, `Server ${row.name} created. Not connected yet: `);
       const then = row.auth === 'outlook' ? next.created.outlook : next.created.password;
       return redirectWithFlash(reply, `${base}/${row.id}`, { kind: 'success', text: `Server ${row.name} created.${then}` });
     });
@@ -147,18 +152,17 @@ export function serverPages<K extends KindName, F, C extends CommonInput, P exte
         return renderServer(request, reply, current, { form, error: err.message, errorField: errorFieldOf(err.details), status: err.status });
       }
       // Connect your Outlook account is a button of this form: what was typed is saved before leaving for Microsoft.
-      if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row);
+      if (checked(body, 'connect') && row.auth === 'outlook') return connect(request, reply, row, `Server ${row.name} saved. Not connected yet: `);
       return redirectWithFlash(reply, `${base}/${row.id}`, { kind: 'success', text: `Server ${row.name} saved.${next.saved?.(current, row) ?? ''}` });
     });
 
     app.post(`${base}/:id/test`, access, async (request, reply) => {
       const server = await loadManaged(request);
-      const result = await kind.test(server);
-      // Rendered, not redirected: the answer belongs to this click, and the form shows the stored server.
-      return renderServer(request, reply, await servers.get(server.id), { result });
+      // Redirected with the answer as a flash: a reload shows the page, not a second test.
+      return redirectWithFlash(reply, `${base}/${server.id}`, await kind.test(server));
     });
 
-    kind.routes?.(app, { loadManaged, renderServer });
+    kind.routes?.(app, { loadManaged, renderServer, redirectToServer: (reply, server, flash) => redirectWithFlash(reply, `${base}/${server.id}`, flash) });
 
     app.post(`${base}/:id/outlook/connect`, access, async (request, reply) => connect(request, reply, await loadManaged(request)));
 

@@ -120,6 +120,14 @@ describe('admin UI in Chromium', () => {
     await page.getByText('Connection Test Successful!').waitFor();
     await screenshot('server-test-successful');
     assert.equal(relay.messages.length, 0, 'Test Connection sends nothing');
+    // The answer came after a redirect to the server's page: a reload shows the page, it does not test again.
+    assert.match(new URL(page.url()).pathname, /^\/outgoing-servers\/\d+$/);
+    const logins = relay.authAttempts.length;
+    await page.reload();
+    await page.getByText('Last connection test').waitFor();
+    assert.equal(relay.authAttempts.length, logins, 'the reload did not test again');
+    assert.equal(await page.getByText('Connection Test Successful!').count(), 0, 'the answer is shown once');
+    assert.equal((await t.app.services.outgoingServers.list()).filter((s) => s.name === 'Company relay').length, 1, 'one server');
   });
 
   it('connects an Outlook account: green Outlook Token Valid, then Test Connection over XOAUTH2', async () => {

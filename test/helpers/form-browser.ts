@@ -5,6 +5,8 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 
 export class FormBrowser {
   private cookies = new Map<string, string>();
+  /** What a reload repeats: the last page's request (a POST answered with a page is posted again, as a browser does). */
+  private last: { method: 'GET' | 'POST'; url: string; payload?: string } | null = null;
   csrf = '';
   constructor(private readonly http: FastifyInstance) {}
 
@@ -23,6 +25,7 @@ export class FormBrowser {
   }
 
   async get(url: string): Promise<LightMyRequestResponse> {
+    this.last = { method: 'GET', url };
     const res = await this.http.inject({ method: 'GET', url, headers: { accept: 'text/html', cookie: this.cookieHeader() } });
     this.remember(res);
     return res;
@@ -38,9 +41,26 @@ export class FormBrowser {
       payload: body,
     });
     this.remember(res);
+    this.last = { method: 'POST', url, payload: body };
     if (options.follow !== false && res.statusCode === 303 && typeof res.headers.location === 'string' && res.headers.location.startsWith('/')) {
       return this.get(res.headers.location);
     }
+    return res;
+  }
+
+  /** The browser's reload button, confirming "resubmit the form?" when the page was a POST's answer. */
+  async reload(): Promise<LightMyRequestResponse> {
+    assert.ok(this.last, 'nothing to reload');
+    const { method, url, payload } = this.last;
+    if (method === 'GET') return this.get(url);
+    const res = await this.http.inject({
+      method,
+      url,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: this.cookieHeader(), accept: 'text/html' },
+      payload,
+    });
+    this.remember(res);
+    if (res.statusCode === 303 && typeof res.headers.location === 'string' && res.headers.location.startsWith('/')) return this.get(res.headers.location);
     return res;
   }
 

@@ -127,7 +127,7 @@ export function addServerCommands<K extends KindName, C extends CommonInput, P e
 
   group
     .command('restore')
-    .description('bring an archived server back, inactive until it is activated (update ID --active), as the UI does')
+    .description('bring an archived server back, active again if it was when archived (else inactive until update ID --active), as the UI does')
     .argument('<id>', 'server id')
     .action(async (sid: string) => {
       const row = await withApp((app) => spec.servers(app).restore(id(sid), cliPrincipal, cliActor));

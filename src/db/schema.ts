@@ -128,6 +128,8 @@ export interface OutgoingServersTable {
   last_test_ok: number | null;
   last_test_message: string | null;
   archived_at: number | null;
+  /** Its Active setting when it was archived (1/0), so Restore brings that back; null when not archived (migration 031). */
+  active_before_archive: number | null;
   /** Connections the server's pool keeps; null = the default for its kind (server-rules.ts). */
   pool_size: number | null;
   /** Mails a minute at most; 0 = no limit, null = the default for its kind (30 for Outlook, none else). */
@@ -294,6 +296,8 @@ export interface IncomingServersTable {
   last_test_ok: number | null;
   last_test_message: string | null;
   archived_at: number | null;
+  /** Its Active setting when it was archived (1/0), so Restore brings that back; null when not archived (migration 031). */
+  active_before_archive: number | null;
   created_at: number;
   updated_at: number;
 }

@@ -41,6 +41,9 @@ const healthy = (o: Partial<DoctorFacts> = {}): DoctorFacts => ({
   outgoing: [outgoing()], incoming: [incoming()], clockSkewMs: 300, clockSource: 'https://login.microsoftonline.com', clockError: null, ...o,
 });
 
+/** Mass mailings set to go through the dedicated server `serverId`. */
+const mass = (serverId: number | null): Partial<DoctorFacts> => ({ settings: { ...settings(), massMailing: { dedicatedServer: true, serverId } } });
+
 const problems = (f: DoctorFacts) => diagnose(f).filter((x) => x.level !== 'ok').map((x) => `${x.level} ${x.check}: ${x.message}`);
 
 describe('juniper doctor: diagnose', () => {
@@ -70,6 +73,10 @@ describe('juniper doctor: diagnose', () => {
     ['no notifications address', { notificationsAddress: null }, /warn notifications address/, 'warn'],
     ['draft incoming', { incoming: [incoming({ state: 'draft' })] }, /warn incoming server "Inbox" \(id 2\): It is a draft and is not fetched: click Test and Confirm/, 'warn'],
     ['failing fetch', { incoming: [incoming({ lastError: 'IMAP login refused', errorSince: '2026-12-01T09:00:00.000Z' })] }, /fail incoming server .*last fetch failed \(failing since 2026-12-01T09:00:00\.000Z\): IMAP login refused/, 'fail'],
+    ['dedicated mass-mailing server archived', { ...mass(3), outgoing: [outgoing(), outgoing({ id: 3, name: 'Bulk', archived: true, active: false })] }, /^fail mass mailing: Mass mailings go through the dedicated server "Bulk" \(id 3\), but it is archived: restore it/, 'fail'],
+    ['dedicated mass-mailing server gone', { ...mass(9) }, /^fail mass mailing: .*dedicated server id 9 .*but no outgoing mail server has id 9/, 'fail'],
+    ['dedicated mass-mailing server inactive', { ...mass(3), outgoing: [outgoing(), outgoing({ id: 3, name: 'Bulk', active: false })] }, /^warn mass mailing: .*"Bulk" \(id 3\), but it is inactive: make it active again/, 'warn'],
+    ['dedicated mass mailing on without a server', { ...mass(null) }, /^warn mass mailing: .*no server is chosen/, 'warn'],
     ['clock ahead', { clockSkewMs: 10 * 60_000 }, /fail clock: This machine's clock is 600 s ahead of/, 'fail'],
     ['clock unknown', { clockSkewMs: null, clockError: 'no answer within 5 s' }, /warn clock: Could not compare the clock with .*no answer within 5 s/, 'warn'],
   ];
@@ -80,6 +87,11 @@ describe('juniper doctor: diagnose', () => {
       assert.equal(exitCodeOf(diagnose(healthy(facts))), level === 'fail' ? 1 : 0);
     });
   }
+
+  it('a usable dedicated mass-mailing server is an ok line', () => {
+    const found = diagnose(healthy({ ...mass(1) })).find((x) => x.check === 'mass mailing');
+    assert.deepEqual(found, { level: 'ok', check: 'mass mailing', message: 'Mass mailings go through the dedicated server "Outlook" (id 1).' });
+  });
 
   it('a set-up without Outlook is not asked for Outlook credentials or an https base URL', () => {
     const plain = healthy({ settings: settings({ enabled: false, clientId: null, hasClientSecret: false }), baseUrl: null, outgoing: [outgoing({ auth: 'password', token: token('missing') })], incoming: [] });

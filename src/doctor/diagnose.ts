@@ -2,6 +2,7 @@
 // wrong (or right) and what to do, one line each. `fail` means mail does not flow (or will stop); `warn`
 // means something a careful admin wants to know. Kept free of I/O so every rule has a table test.
 import type { IncomingServerView } from '../incoming/servers.js';
+import { dedicatedServerProblem, dedicatedServerState } from '../outgoing/mass-mailing.js';
 import type { OutgoingServerView } from '../outgoing/servers.js';
 import type { SettingsView } from '../settings/settings.js';
 
@@ -62,6 +63,7 @@ export function diagnose(f: DoctorFacts): Finding[] {
   if (activeOutgoing.length === 0) add('fail', 'outgoing servers', 'No active outgoing mail server: every mail fails with "no outgoing mail server". Create one (Settings → Outgoing Email Servers).');
   if (!f.notificationsAddress) add('warn', 'notifications address', 'mail.default.from and mail.catchall.domain are not both set: mail whose From matches no server is sent as its own From through the fallback server, which Microsoft refuses unless that mailbox may send as it.');
   for (const s of activeOutgoing) serverFindings('outgoing', s, 'Test Connection', add);
+  massMailingFindings(f, add);
   for (const s of f.incoming.filter((x) => x.active && !x.archived)) {
     serverFindings('incoming', s, 'Test and Confirm', add);
     if (s.state === 'draft') add('warn', `incoming server "${s.name}" (id ${s.id})`, 'It is a draft and is not fetched: click Test and Confirm.');
@@ -91,6 +93,25 @@ function baseUrlFindings(f: DoctorFacts, usesOutlook: boolean, add: (level: Leve
     else add(usesOutlook ? 'fail' : 'warn', 'web.base.url', `${f.baseUrl} is not https: Microsoft refuses http redirect URIs except for localhost, and session cookies travel in clear. Put a TLS proxy in front and set web.base.url to its https address.`);
   } else add('ok', 'web.base.url', `${f.baseUrl} is https.`);
   if (usesOutlook && f.settings.outlook.redirectUri) add('ok', 'redirect uri', `Register exactly ${f.settings.outlook.redirectUri} as a Web redirect URI in the Azure app registration.`);
+}
+
+/**
+ * The dedicated mass-mailing server, in the words the waiting mails carry (dedicatedServerProblem). Archived or
+ * gone fails: nothing but an admin sends those mails again. Inactive warns: turning Active off is a pause an admin
+ * may mean (the mails still wait, and fail after three days).
+ */
+function massMailingFindings(f: DoctorFacts, add: (level: Level, check: string, message: string) => void): void {
+  const { dedicatedServer, serverId } = f.settings.massMailing;
+  if (!dedicatedServer) return;
+  if (serverId === null) {
+    add('warn', 'mass mailing', 'The dedicated server for mass mailings is on but no server is chosen: mass mailings are routed like any other mail. Choose one in Settings → Mass mailing.');
+    return;
+  }
+  const s = f.outgoing.find((x) => x.id === serverId);
+  const facts = s && { id: s.id, name: s.name, active: s.active, archived: s.archived };
+  const problem = dedicatedServerProblem(serverId, facts);
+  if (problem === null) add('ok', 'mass mailing', `Mass mailings go through the dedicated server "${s!.name}" (id ${serverId}).`);
+  else add(dedicatedServerState(facts) === 'inactive' ? 'warn' : 'fail', 'mass mailing', problem);
 }
 
 function serverFindings(kind: 'outgoing' | 'incoming', s: OutgoingServerView | IncomingServerView, testName: string, add: (level: Level, check: string, message: string) => void): void {

@@ -30,8 +30,9 @@ export async function doctorFacts(app: App): Promise<{ pending: string[]; facts:
   const database = describeDatabase(app.config.database);
   const pending = await pendingMigrations(app.database);
   if (pending.length) return { pending, facts: null };
+  // Archived outgoing servers too: the dedicated mass-mailing server may be one (diagnose skips them otherwise).
   const { parameters, settings, outgoingServers, incomingServers, oauthAppStatus } = app.services;
-  const [params, view, outgoing, incoming, appProblem] = await Promise.all([parameters.snapshot(), settings.get(), outgoingServers.list(), incomingServers.list(), oauthAppStatus.get()]);
+  const [params, view, outgoing, incoming, appProblem] = await Promise.all([parameters.snapshot(), settings.get(), outgoingServers.list({ includeArchived: true }), incomingServers.list(), oauthAppStatus.get()]);
   const baseUrl = (await parameters.value('web.base.url')) ?? app.config.baseUrl ?? null;
   // A malformed authority (microsoft_outlook.endpoint) is refused when set, but an old row may hold one: say so
   // as a clock finding rather than let it pass for a database failure.

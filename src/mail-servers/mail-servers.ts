@@ -63,6 +63,8 @@ export interface ServerKind<K extends KindName, Create extends CommonInput, Patc
   create(input: Create, user: PrincipalUser, owner: number | null): ServerDraft;
   /** The kind's rules for a change. */
   update(current: ServerRows[K], patch: Patch, user: PrincipalUser): ServerDraft;
+  /** Refuses to archive a server something still depends on (outgoing: the dedicated mass-mailing server); in the archive's transaction. */
+  assertMayArchive?(db: Kysely<DB>, row: ServerRows[K]): Promise<void>;
   /** Columns a passed test sets besides the result (incoming: confirmed). */
   testPassed?: Record<string, unknown>;
   view(row: ServerRows[K], appProblem?: AppProblem | null): View;
@@ -199,15 +201,20 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     });
   }
 
-  /** Archives (never deletes): queued mails, messages and history keep pointing at the server. */
+  /**
+   * Archives (never deletes): queued mails, messages and history keep pointing at the server. An archived server
+   * is inactive; its Active setting is kept (active_before_archive) for restore(). Archiving twice keeps the first.
+   */
   async archive(id: number, user: PrincipalUser, actor: Actor): Promise<ServerRows[K]> {
     const current = await this.get(id);
     this.assertMayManage(user, current);
     const { table, kind } = this.kind;
     return this.db.transaction().execute(async (trx) => {
+      await this.kind.assertMayArchive?.(trx, current);
+      const archived = current.archived_at !== null;
       const row = await trx
         .updateTable(table)
-        .set({ archived_at: current.archived_at ?? Date.now(), active: 0, updated_at: Date.now() })
+        .set({ archived_at: current.archived_at ?? Date.now(), active: 0, active_before_archive: archived ? current.active_before_archive : current.active, updated_at: Date.now() })
         .where('id', '=', id)
         .returningAll()
         .executeTakeFirstOrThrow();
@@ -216,14 +223,23 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     });
   }
 
-  /** Undoes archive(): the server is listed again, inactive until its admin makes it active. */
+  /**
+   * Undoes archive(): the server is listed again, active if it was when archived (restoring is undoing, and the
+   * admin saw it working then); inactive if it was not, or was archived before migration 031 kept that.
+   */
   async restore(id: number, user: PrincipalUser, actor: Actor): Promise<ServerRows[K]> {
     const current = await this.get(id);
     this.assertMayManage(user, current);
     const { table, kind } = this.kind;
+    const active = current.archived_at === null ? current.active : (current.active_before_archive ?? 0);
     return this.db.transaction().execute(async (trx) => {
-      const row = await trx.updateTable(table).set({ archived_at: null, updated_at: Date.now() }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
-      await this.audit.record(actor, `${kind}_server.restore`, `${kind}_server:${id}`, { name: row.name }, trx);
+      const row = await trx
+        .updateTable(table)
+        .set({ archived_at: null, active, active_before_archive: null, updated_at: Date.now() })
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.audit.record(actor, `${kind}_server.restore`, `${kind}_server:${id}`, { name: row.name, active: row.active === 1 }, trx);
       return this.row(trx, row);
     });
   }

@@ -75,6 +75,19 @@ export const defaultDispatcherOptions: DispatcherOptions = {
   waitRecheckMs: 5 * 60 * 1000,
 };
 
+/**
+ * The servers a claimed mail names (forced, or the dedicated mass-mailing server) that are not usable: routing
+ * needs them to say what they are (archived, inactive), as the Route checker does. Usually none, so no query.
+ */
+function namedNotUsable(claimed: readonly ClaimedMail[], p: { massMailingDedicatedServer: boolean; massMailingServerId: number | null }, usable: ReadonlyMap<number, unknown>): number[] {
+  const ids = new Set<number>();
+  for (const m of claimed) {
+    const named = m.forced_server_id ?? (m.mass_mailing === 1 && p.massMailingDedicatedServer ? p.massMailingServerId : null);
+    if (named !== null && !usable.has(named)) ids.add(named);
+  }
+  return [...ids];
+}
+
 /** The pause after `failures` failed rounds in a row: pollMs, doubling, at most 30 s. */
 export function roundBackoffMs(failures: number, pollMs: number): number {
   return Math.min(30_000, pollMs * 2 ** Math.max(0, failures - 1));
@@ -199,7 +212,7 @@ export class Dispatcher {
       const [usable, snapshot] = await (prefetched ?? setupReads());
       const byId = new Map(usable.map((s) => [s.id, s]));
       const routeParams = routeParametersFrom(snapshot);
-      const routable = usable.map(toRoutable);
+      const routable = [...usable.map(toRoutable), ...(await servers.routableByIds(namedNotUsable(claimed, snapshot, byId)))];
       const attachments = await attachmentsRead;
       // routeMail is pure and its servers and parameters are fixed for the round, so mails with the same routing
       // input (a batch is mostly a few senders) share one decision: parsing the From, normalising the
@@ -210,6 +223,19 @@ export class Dispatcher {
         const key = JSON.stringify([input.from, input.replyTo, input.forcedServerId, input.massMailing, input.createdByUserId]);
         let decision = decisions.get(key);
         if (decision === undefined) decisions.set(key, (decision = routeMail(input, routable, routeParams)));
+        if (!decision.ok && decision.failureType === 'mass_mailing_server_unavailable') {
+          // A setting to put right, not the mail's fault: it waits (no attempt counted), as for a reconnect.
+          const why = { failureType: decision.failureType, reason: decision.reason };
+          settle(mail.id, async () => {
+            const failed = await this.waitOrExpire(mail, why, decision.serverId === undefined ? {} : { serverId: decision.serverId });
+            countSendFailure(decision.serverId ?? null, failed ? 'fail' : 'wait', failed);
+            // Once per mail, not at every recheck: a waiting mass mailing is thousands of mails.
+            const facts = { mail: mail.id, op: 'route', failureType: decision.failureType };
+            if (failed) log.warn(facts, decision.reason);
+            else if (mail.failure_type !== decision.failureType) log.info(facts, decision.reason);
+          });
+          continue;
+        }
         if (!decision.ok) {
           settle(mail.id, async () => {
             await queue.markFailed(mail.id, this.owner, { failureType: decision.failureType, reason: decision.reason });
@@ -437,7 +463,7 @@ export class Dispatcher {
   }
 
   /** True when the mail waited longer than maxWaitAgeMs and was failed instead. */
-  private async waitOrExpire(mail: ClaimedMail, why: { failureType: string; reason: string }, outcome: SendOutcome): Promise<boolean> {
+  private async waitOrExpire(mail: ClaimedMail, why: { failureType: string; reason: string }, outcome: Partial<SendOutcome>): Promise<boolean> {
     // A manual retry restarts the clock: whoever retried a waiting mail wants it to wait again.
     if (this.now() - Math.max(mail.created_at, mail.retried_at ?? 0) > this.options.maxWaitAgeMs) {
       const days = Math.round(this.options.maxWaitAgeMs / 86_400_000);

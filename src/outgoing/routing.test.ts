@@ -443,14 +443,31 @@ describe('routeMail: forced and mass-mailing servers', () => {
   const unavailable: Array<[string, RouteInput, Partial<RouteParameters>, RegExp]> = [
     ['a forced server that does not exist fails and names the id', { from: 'bob@example.org', forcedServerId: 99 }, {}, /server id 99.*no outgoing mail server has id 99/],
     ['a forced server that is archived fails and names it', { from: 'bob@example.org', forcedServerId: 4 }, {}, /server id 4.*example\.org \(id 4\) is archived/],
-    ['a missing dedicated mass-mailing server fails and names the id', { from: 'bob@example.org', massMailing: true }, dedicated(42), /mass_mailing\.mail_server_id.*id 42/],
+    ['a forced server that is inactive (not archived) says inactive', { from: 'bob@example.org', forcedServerId: 5 }, {}, /server id 5.*paused \(id 5\) is inactive/],
   ];
+  const withPaused = [...servers, server(5, 'paused', { active: false, archived: false })];
   for (const [behaviour, input, over, reason] of unavailable) {
     it(behaviour, () => {
-      const d = failed(routeMail(input, servers, params(over)));
+      const d = failed(routeMail(input, withPaused, params(over)));
       assert.equal(d.failureType, 'forced_server_unavailable');
       assert.equal(d.rule, 7);
       assert.match(d.reason, reason);
+    });
+  }
+
+  // The mails wait (the dispatcher holds them): each reason names the server and both ways out.
+  const waiting: Array<[string, number, RegExp, number | undefined]> = [
+    ['a missing dedicated mass-mailing server names the id', 42, /^Mass mailings go through the dedicated server id 42 \(mass_mailing\.mail_server_id\), but no outgoing mail server has id 42: choose another server in Settings → Mass mailing/, undefined],
+    ['an archived dedicated mass-mailing server is named and restore is offered', 4, /^Mass mailings go through the dedicated server "example\.org" \(id 4\), but it is archived: restore it .*, or choose another server in Settings → Mass mailing .*wait in the queue\.$/, 4],
+    ['an inactive dedicated mass-mailing server is named as inactive', 5, /^Mass mailings go through the dedicated server "paused" \(id 5\), but it is inactive: make it active again .*, or choose another server in Settings → Mass mailing/, 5],
+  ];
+  for (const [behaviour, id, reason, serverId] of waiting) {
+    it(`${behaviour}; the mail waits`, () => {
+      const d = failed(routeMail({ from: 'bob@example.org', massMailing: true }, withPaused, params(dedicated(id))));
+      assert.equal(d.failureType, 'mass_mailing_server_unavailable');
+      assert.equal(d.serverId, serverId);
+      assert.match(d.reason, reason);
+      assert.deepEqual(d.explanation, [d.reason]);
     });
   }
 });

@@ -6,13 +6,17 @@ import { domainOf, formatMailbox, localPartOf, normaliseAddress, parseMailbox, t
 import type { Mailbox } from '../lib/address.js';
 import { bounceAddress, defaultFromAddress, got, toDomainName } from '../settings/parameter-rules.js';
 import type { MailParameters } from '../settings/parameter-rules.js';
+import { dedicatedServerProblem } from './mass-mailing.js';
 
 export interface RoutableServer {
   id: number;
   name: string;
   fromFilter: string | null;
   priority: number;
+  /** Usable: its Active setting is on and it is not archived. */
   active: boolean;
+  /** Archived (as against merely inactive); unset counts an inactive server as archived. */
+  archived?: boolean;
   /**
    * Set for a personal server (owner_user_id): its owner controls the host and sees all it carries, so it
    * carries only its owner's own mail. `address` is the owner's address, normalised; null when unknown.
@@ -59,7 +63,10 @@ export type RouteDecision =
   | {
       ok: false;
       rule: 7;
-      failureType: 'no_server' | 'invalid_from' | 'forced_server_unavailable';
+      /** mass_mailing_server_unavailable: the mail waits (the dedicated server is a setting to put right). */
+      failureType: 'no_server' | 'invalid_from' | 'forced_server_unavailable' | 'mass_mailing_server_unavailable';
+      /** The server the mail names, when it exists (the mail waits for it). */
+      serverId?: number;
       reason: string;
       explanation: string[];
     };
@@ -132,6 +139,7 @@ interface Context {
   notifications: { mailbox: Mailbox; normal: string; domain: string } | null;
 }
 
+const archivedOf = (server: RoutableServer): boolean => server.archived ?? !server.active;
 const label = (server: RoutableServer): string => `${server.name} (id ${server.id})`;
 const filterText = (parts: string[]): string => (parts.length === 0 ? '(empty)' : parts.join(', '));
 const byPriorityThenId = (a: RoutableServer, b: RoutableServer): number => a.priority - b.priority || a.id - b.id;
@@ -234,13 +242,15 @@ function routeToNamed(
 ): RouteDecision {
   const why = rule === 'forced' ? `the mail is forced to server id ${id}` : `mass mailings go through the dedicated server id ${id} (mass_mailing.mail_server_id)`;
   const server = all.find((s) => s.id === id);
+  if (rule === 'mass_mailing' && (!server || !server.active)) {
+    const facts = server && { id, name: server.name, active: server.active, archived: archivedOf(server) };
+    // Not usable, so there is a problem to name (dedicatedServerProblem is null only for a usable server).
+    const reason = dedicatedServerProblem(id, facts)!;
+    return { ok: false, rule: 7, failureType: 'mass_mailing_server_unavailable', ...(server ? { serverId: id } : {}), reason, explanation: [reason] };
+  }
   if (!server || !server.active) {
-    const state = server ? `${label(server)} is archived` : `no outgoing mail server has id ${id}`;
-    const fix =
-      rule === 'forced'
-        ? `send the mail through another server or make server ${id} active again`
-        : `set mass_mailing.mail_server_id to an active server, or set mass_mailing.outgoing_mail_server to false`;
-    const reason = `${why[0]!.toUpperCase()}${why.slice(1)}, but ${state}: ${fix}.`;
+    const state = server ? `${label(server)} is ${archivedOf(server) ? 'archived' : 'inactive'}` : `no outgoing mail server has id ${id}`;
+    const reason = `${why[0]!.toUpperCase()}${why.slice(1)}, but ${state}: send the mail through another server or make server ${id} active again.`;
     return { ok: false, rule: 7, failureType: 'forced_server_unavailable', reason, explanation: [reason] };
   }
   const refusal = server.owner ? personalRefusal(server.owner, input, ctx) : null;
@@ -314,7 +324,7 @@ export function routeMail(input: RouteInput, servers: readonly RoutableServer[],
   const archived = servers
     .filter((s) => !s.active)
     .sort(byPriorityThenId)
-    .map((s) => `${label(s)}: archived, not considered`);
+    .map((s) => `${label(s)}: ${archivedOf(s) ? 'archived' : 'inactive'}, not considered`);
   const all = active.map((server) => {
     const parts = parseFromFilter(server.fromFilter);
     const rule = bestRule(parts, ctx);

@@ -12,6 +12,8 @@ import type { HostGuard } from '../mail-servers/host-guard.js';
 import { assertMayManageServer, serverView } from '../mail-servers/common.js';
 import { tokenView, withTokenSummary, type TokenView } from '../oauth/connections.js';
 import { MailServers, serverPasswordContext, type ServerKind } from '../mail-servers/mail-servers.js';
+import { toMailParameters } from '../settings/parameter-rules.js';
+import { archiveRefusal } from './mass-mailing.js';
 import type { RoutableServer } from './routing.js';
 import {
   applyAuthRules,
@@ -57,7 +59,7 @@ export type OutgoingServerWithOwner = OutgoingServer & { owner_email: string | n
 export function toRoutable(s: OutgoingServerRow & Pick<OutgoingServerWithOwner, 'owner_email' | 'owner_role'>): RoutableServer {
   // A personal server whose owner is gone keeps its owner id and no address: it then carries nothing.
   const owner = s.owner_user_id === null ? null : { userId: s.owner_user_id, address: s.owner_email === null ? null : (normaliseAddress(s.owner_email) ?? s.owner_email.toLowerCase()), isAdmin: s.owner_role === 'admin' };
-  return { id: s.id, name: s.name, fromFilter: s.from_filter, priority: s.priority, active: s.active === 1 && s.archived_at === null, owner };
+  return { id: s.id, name: s.name, fromFilter: s.from_filter, priority: s.priority, active: s.active === 1 && s.archived_at === null, archived: s.archived_at !== null, owner };
 }
 
 export const passwordContext = (id: number) => serverPasswordContext('outgoing_servers', id);
@@ -85,6 +87,15 @@ export const outgoingKind: ServerKind<'outgoing', CreateOutgoingServer, PatchOut
   createSchema: createOutgoingServerSchema,
   patchSchema: patchOutgoingServerSchema,
   view: outgoingServerView,
+  // One rule for the pages, the API and the CLI: archiving the server mass mailings are set to go through would
+  // leave them waiting, so it is refused until Settings names another (or the dedicated server is turned off).
+  async assertMayArchive(db, row) {
+    if (row.archived_at !== null) return;
+    const keys = ['mass_mailing.outgoing_mail_server', 'mass_mailing.mail_server_id'];
+    const stored = await db.selectFrom('parameters').select(['key', 'value']).where('key', 'in', keys).execute();
+    const p = toMailParameters(new Map(stored.map((r) => [r.key, r.value])));
+    if (p.massMailingDedicatedServer && p.massMailingServerId === row.id) throw new AppError('JUNIPER_ERR_CONFLICT', archiveRefusal(row));
+  },
   create(input, user, owner) {
     const conn = connectionDefaults(input.auth, input);
     checkPortSecurity(conn.port, conn.security);
@@ -163,6 +174,16 @@ export class OutgoingServers extends MailServers<'outgoing', CreateOutgoingServe
   /** Every server, archived ones included, as routing sees them (for `juniper route` and GET /api/v1/route). */
   async routable(): Promise<RoutableServer[]> {
     return (await this.withOwner().execute()).map(toRoutable);
+  }
+
+  /**
+   * These servers whatever their state, as routing sees them: the dispatcher routes against the usable servers
+   * plus those a mail names (forced, or the dedicated mass-mailing server) that are not usable, so its reason
+   * ("is archived") is the Route checker's, not "no server has id …".
+   */
+  async routableByIds(ids: readonly number[]): Promise<RoutableServer[]> {
+    if (ids.length === 0) return [];
+    return (await this.withOwner().where('outgoing_servers.id', 'in', [...ids]).execute()).map(toRoutable);
   }
 
   /** The user whose address this is, if any: `juniper route` explains a From as if that user sent it. */

@@ -201,11 +201,23 @@ for (const dialect of dialects) {
       assert.equal((await settings.get()).outlook.authority, 'https://login.microsoftonline.us/consumers/oauth2/v2.0/');
     });
 
+    /** An outgoing server row (routing needs none of its connection), archived or inactive when asked. */
+    const outgoingServer = async (name: string, state: { active?: boolean; archived?: boolean } = {}): Promise<number> => {
+      const now = Date.now();
+      const row = await database.db
+        .insertInto('outgoing_servers')
+        .values({ name, host: '127.0.0.1', port: 587, security: 'starttls', auth: 'none', username: null, password_enc: null, from_filter: null, owner_user_id: null, active: state.active === false || state.archived ? 0 : 1, archived_at: state.archived ? now : null, created_at: now, updated_at: now })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      return row.id;
+    };
+
     it('keeps mass mailing in the parameters, in both directions', async () => {
-      const view = await settings.update({ massMailing: { dedicatedServer: true, serverId: 4 } }, admin);
-      assert.deepEqual(view.massMailing, { dedicatedServer: true, serverId: 4 });
+      const id = await outgoingServer('Bulk');
+      const view = await settings.update({ massMailing: { dedicatedServer: true, serverId: id } }, admin);
+      assert.deepEqual(view.massMailing, { dedicatedServer: true, serverId: id });
       assert.equal(await parameters.value('mass_mailing.outgoing_mail_server'), 'true');
-      assert.equal(await parameters.value('mass_mailing.mail_server_id'), '4');
+      assert.equal(await parameters.value('mass_mailing.mail_server_id'), String(id));
       assert.deepEqual(JSON.parse((await audit.recent(1))[0]!.details!), { changed: ['massMailing.dedicatedServer', 'massMailing.serverId'] });
 
       await parameters.set('mass_mailing.mail_server_id', '9', admin);
@@ -214,6 +226,32 @@ for (const dialect of dialects) {
       await settings.update({ massMailing: { dedicatedServer: false, serverId: null } }, admin);
       assert.equal(await parameters.value('mass_mailing.outgoing_mail_server'), 'false');
       assert.equal(await parameters.value('mass_mailing.mail_server_id'), undefined);
+    });
+
+    it('refuses to turn the dedicated server on, or to choose one, that is archived, inactive or missing, naming it', async () => {
+      const archived = await outgoingServer('Old bulk', { archived: true });
+      const inactive = await outgoingServer('Paused bulk', { active: false });
+      const refusals: [number, string][] = [
+        [archived, `massMailing.serverId: "Old bulk" (id ${archived}) is archived: restore it first, or choose another server; mass mailings would wait in the queue.`],
+        [inactive, `massMailing.serverId: "Paused bulk" (id ${inactive}) is inactive: make it active first, or choose another server; mass mailings would wait in the queue.`],
+        [987654, 'massMailing.serverId: no outgoing mail server has id 987654; mass mailings would wait in the queue.'],
+      ];
+      for (const [serverId, message] of refusals) {
+        await assert.rejects(settings.update({ massMailing: { dedicatedServer: true, serverId } }, admin), validationError(message));
+        assert.deepEqual((await settings.get()).massMailing, { dedicatedServer: false, serverId: null });
+      }
+    });
+
+    it('saves other fields, and the stored mass-mailing values sent back, while the dedicated server is archived or gone', async () => {
+      const bulk = await outgoingServer('Bulk');
+      await settings.update({ massMailing: { dedicatedServer: true, serverId: bulk } }, admin);
+      await database.db.updateTable('outgoing_servers').set({ archived_at: Date.now(), active: 0 }).where('id', '=', bulk).execute();
+      const view = await settings.update({ outlook: { clientSecret: 'renewed~secret~0123456789' }, massMailing: { dedicatedServer: true, serverId: bulk } }, admin);
+      assert.deepEqual([view.outlook.hasClientSecret, view.massMailing], [true, { dedicatedServer: true, serverId: bulk }]);
+      await parameters.set('mass_mailing.mail_server_id', '987654', admin);
+      assert.equal((await settings.update({ customEmailServers: true, massMailing: { dedicatedServer: true, serverId: 987654 } }, admin)).customEmailServers, true);
+      await parameters.unset('mass_mailing.mail_server_id', admin);
+      assert.equal((await settings.update({ customEmailServers: false, massMailing: { dedicatedServer: true, serverId: null } }, admin)).customEmailServers, false, 'on without a server, as stored');
     });
 
     const invalid: [string, SettingsPatch, string][] = [

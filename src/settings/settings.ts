@@ -12,6 +12,7 @@ import type { DB } from '../db/schema.js';
 import { parseInput } from '../lib/validate.js';
 import { AppError } from '../lib/errors.js';
 import type { Vault } from '../vault/index.js';
+import { dedicatedServerState } from '../outgoing/mass-mailing.js';
 import { got, toDomainName } from './parameter-rules.js';
 import type { Parameters } from './parameters.js';
 
@@ -361,12 +362,20 @@ async function updateMassMailing(
   const old = await params.snapshot();
   const dedicatedServer = patch.dedicatedServer ?? old.massMailingDedicatedServer;
   const serverId = patch.serverId === undefined ? old.massMailingServerId : patch.serverId;
-  if (dedicatedServer && serverId === null) {
+  // Only a change is judged: a form that sends the stored values back (Save of the client secret, say) is not
+  // refused for a server archived meanwhile; Settings, doctor and the mails waiting say so instead.
+  const choosing = dedicatedServer && (!old.massMailingDedicatedServer || serverId !== old.massMailingServerId);
+  if (choosing && serverId === null) {
     throw new AppError('JUNIPER_ERR_VALIDATION', 'Invalid settings: massMailing.serverId: choose the outgoing mail server for mass mailings before turning dedicatedServer on.');
   }
-  if (serverId !== null && (serverId !== old.massMailingServerId || dedicatedServer)) {
+  if (serverId !== null && (serverId !== old.massMailingServerId || choosing)) {
     // A personal server's owner controls its host: mass mailings never go through one (routing refuses it too).
-    const server = await db.selectFrom('outgoing_servers').select(['name', 'owner_user_id']).where('id', '=', serverId).executeTakeFirst();
+    const server = await db.selectFrom('outgoing_servers').select(['name', 'owner_user_id', 'active', 'archived_at']).where('id', '=', serverId).executeTakeFirst();
+    const state = dedicatedServerState(server && { id: serverId, name: server.name, active: server.active === 1, archived: server.archived_at !== null });
+    if (choosing && state !== 'usable') {
+      const what = !server ? `no outgoing mail server has id ${serverId}` : `"${server.name}" (id ${serverId}) is ${state}: ${state === 'archived' ? 'restore it' : 'make it active'} first, or choose another server`;
+      throw new AppError('JUNIPER_ERR_VALIDATION', `Invalid settings: massMailing.serverId: ${what}; mass mailings would wait in the queue.`);
+    }
     if (server && server.owner_user_id !== null) {
       throw new AppError(
         'JUNIPER_ERR_VALIDATION',

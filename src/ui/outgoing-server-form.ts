@@ -12,6 +12,7 @@ import {
   type PatchOutgoingServer,
   type Transport,
 } from '../outgoing/server-rules.js';
+import { archiveRefusal } from '../outgoing/mass-mailing.js';
 import { filterMatches, parseFromFilter } from '../outgoing/routing.js';
 import type { OutgoingServerView } from '../outgoing/servers.js';
 import type { SettingsView } from '../settings/settings.js';
@@ -230,7 +231,9 @@ export function serverFormBody(p: ServerPage): SafeHtml {
   const sendAs = f.outlook ? sendAsWarning({ auth: 'outlook', username: f.username || null, from_filter: f.fromFilter || null }) : null;
   const passwordError = p.errorField === 'password' && !f.outlook && f.auth === 'password' ? p.error : undefined;
   const portError = p.errorField === 'port' ? p.error : undefined;
-  const mass = s && p.settings.massMailing.dedicatedServer && p.settings.massMailing.serverId === s.id ? massMailingFromNote(f, p.defaultFrom ?? null) : null;
+  // The dedicated mass-mailing server is not archived (the service refuses it): its Archive says why and leads to Settings.
+  const dedicated = !!s && p.settings.massMailing.dedicatedServer && p.settings.massMailing.serverId === s.id;
+  const mass = dedicated ? massMailingFromNote(f, p.defaultFrom ?? null) : null;
   return html`<p class="muted"><a href="/outgoing-servers">Outgoing Email Servers</a> /</p>
 <div class="page-head">
   <h1>${s ? s.name : 'New Outgoing Email Server'} ${s?.archived ? html`<span class="tag tag-grey">Archived</span>` : null}</h1>
@@ -240,7 +243,9 @@ export function serverFormBody(p: ServerPage): SafeHtml {
     ${s.archived ? null : html`<a class="button secondary" href="/compose?serverId=${s.id}">Send a test mail</a>`}
     ${s.archived
       ? html`<button type="submit" form="unarchive-form" class="secondary">Restore</button>`
-      : html`<button type="submit" form="archive-form" class="danger" data-confirm="Archive ${s.name}? It stops sending at once; you can restore it from the archived servers.">Archive</button>`}
+      : dedicated
+        ? html`<a class="button danger" href="/settings#mass-mailing" data-confirm="${archiveRefusal(s)} Open Settings → Mass mailing now?">Archive</a>`
+        : html`<button type="submit" form="archive-form" class="danger" data-confirm="Archive ${s.name}? It stops sending at once; you can restore it from the archived servers.">Archive</button>`}
   </div>`
     : null}
 </div>

@@ -68,7 +68,7 @@ export function outgoingServersPage(services: Pick<Services, 'oauthAppStatus' | 
       created: { outlook: ' Now click Connect your Outlook account.', password: ' Click Test Connection to check it.' },
       connected: 'Outlook account connected.',
       archived: 'Mails already sent through it keep their history; Show archived servers lists it to restore it.',
-      restored: ' It stays inactive until you tick Active and save.',
+      restored: '',
     },
   });
 }

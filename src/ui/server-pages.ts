@@ -174,8 +174,9 @@ export function serverPages<K extends KindName, F, C extends CommonInput, P exte
 
     app.post(`${base}/:id/unarchive`, access, async (request, reply) => {
       const server = await loadManaged(request);
-      await servers.restore(server.id, request.principal!.user, actorOf(request));
-      return redirectWithFlash(reply, `${base}/${server.id}`, { kind: 'success', text: `Server ${server.name} restored.${next.restored}` });
+      const row = await servers.restore(server.id, request.principal!.user, actorOf(request));
+      const state = row.active === 1 ? ' It is active again, as it was when archived.' : ' It stays inactive, as it was when archived: tick Active and save to use it.';
+      return redirectWithFlash(reply, `${base}/${server.id}`, { kind: 'success', text: `Server ${server.name} restored.${state}${next.restored}` });
     });
   };
 }

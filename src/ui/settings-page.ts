@@ -7,6 +7,7 @@ import type { Services } from '../services.js';
 import { actorOf } from '../http/actor.js';
 import type { Cloud, SettingsPatch, SettingsView } from '../settings/settings.js';
 import type { OutgoingServer } from '../db/schema.js';
+import { dedicatedServerProblem } from '../outgoing/mass-mailing.js';
 import { checked, csrfField, flashHtml, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
@@ -127,6 +128,30 @@ function pageWording(message: string): string {
     .replace(/\bmassMailing\.serverId\b/g, 'Mass mailing server');
 }
 
+/**
+ * The mass-mailing server choice. The stored server is always among the options, archived or gone too (named as
+ * such, with the reason mass mailings wait): a form that left it out would send "no server" back, and every
+ * later Save, of the client secret say, would then be refused.
+ */
+function massMailingServerField(view: SettingsView, f: SettingsForm, servers: OutgoingServer[], error?: string): SafeHtml {
+  const stored = view.massMailing.serverId;
+  const storedRow = servers.find((s) => s.id === stored);
+  const choices = servers.filter((s) => (s.owner_user_id === null && s.archived_at === null) || s.id === stored);
+  const label = (s: OutgoingServer) => `${s.name}${s.archived_at !== null ? ' (archived)' : s.active !== 1 ? ' (inactive)' : ''}`;
+  const facts = storedRow && { id: storedRow.id, name: storedRow.name, active: storedRow.active === 1, archived: storedRow.archived_at !== null };
+  const problem = view.massMailing.dedicatedServer && stored !== null ? dedicatedServerProblem(stored, facts) : null;
+  const fieldError = error?.startsWith('Invalid settings: Mass mailing server: ') ? error.slice('Invalid settings: Mass mailing server: '.length) : null;
+  const described = [problem ? 'mass-mailing-warning' : null, fieldError ? 'massMailingServerId-error' : null].filter((x) => x !== null).join(' ');
+  return html`<label for="massMailingServerId">Mass mailing server</label>
+    <select id="massMailingServerId" name="massMailingServerId"${fieldError ? html` aria-invalid="true"` : null}${described ? html` aria-describedby="${described}"` : null}>
+      <option value="">Choose a server…</option>
+      ${choices.map((s) => html`<option value="${s.id}"${String(s.id) === f.massMailingServerId ? html` selected` : null}>${label(s)}</option>`)}
+      ${stored !== null && !storedRow ? html`<option value="${stored}"${String(stored) === f.massMailingServerId ? html` selected` : null}>id ${stored} (no such server)</option>` : null}
+    </select>
+    ${fieldError ? html`<p class="help error-text" id="massMailingServerId-error" role="alert">${fieldError}</p>` : null}
+    ${problem ? html`<p class="flash flash-warning" id="mass-mailing-warning">${problem}</p>` : null}`;
+}
+
 function settingsBody(ctx: PageContext, view: SettingsView, f: SettingsForm, servers: OutgoingServer[], origin: string, error?: string): SafeHtml {
   const o = view.outlook;
   return html`<div class="page-head"><h1>General Settings</h1></div>
@@ -183,15 +208,11 @@ ${error ? flashHtml({ kind: 'error', text: error }) : null}
     <p><a href="/outgoing-servers">Outgoing Email Servers</a> · <a href="/incoming-servers">Incoming Mail Servers</a></p>
   </fieldset>
 
-  <h2 class="section">Mass mailing</h2>
+  <h2 class="section" id="mass-mailing">Mass mailing</h2>
   <label class="check"><input type="checkbox" name="dedicatedServer" value="on"${f.dedicatedServer ? html` checked` : null} data-reveal="mass-mailing-server">
     <span>Dedicated server for mass mailings<small>Mass mailings go through one server of their own, whatever their From.</small></span></label>
   <div id="mass-mailing-server"${f.dedicatedServer ? null : html` hidden`}>
-    <label for="massMailingServerId">Mass mailing server</label>
-    <select id="massMailingServerId" name="massMailingServerId">
-      <option value="">Choose a server…</option>
-      ${servers.filter((s) => s.owner_user_id === null && s.archived_at === null).map((s) => html`<option value="${s.id}"${String(s.id) === f.massMailingServerId ? html` selected` : null}>${s.name}</option>`)}
-    </select>
+    ${massMailingServerField(view, f, servers, error)}
   </div>
 
   <div class="actions form-actions"><button type="submit">Save</button></div>
@@ -214,7 +235,7 @@ export function settingsPage(services: Pick<Services, 'outgoingServers' | 'setti
   return async (app) => {
     app.get('/settings', { config: { access: 'admin' } }, async (request, reply) => {
       const view = await services.settings.get();
-      const servers = await services.outgoingServers.list();
+      const servers = await services.outgoingServers.list({ includeArchived: true });
       const ctx = pageContext(request, reply, 'settings');
       return renderPage(reply, 'General Settings', settingsBody(ctx, view, fromView(view), servers, originOf(request)), ctx);
     });
@@ -227,7 +248,7 @@ export function settingsPage(services: Pick<Services, 'outgoingServers' | 'setti
       } catch (e) {
         const err = formError(e);
         const ctx = pageContext(request, reply, 'settings');
-        const [view, servers] = await Promise.all([services.settings.get(), services.outgoingServers.list()]);
+        const [view, servers] = await Promise.all([services.settings.get(), services.outgoingServers.list({ includeArchived: true })]);
         const typedSecret = text(body, 'clientSecret').trim() !== '';
         const said = pageWording(err.message);
         const message = typedSecret ? `${said}${/[.!?]$/.test(said) ? '' : '.'} The Client Secret you typed was not saved (the page never shows it again): paste it again before saving.` : said;

@@ -20,6 +20,7 @@ import { partialOutgoingIndexes } from './022-partial-outgoing-indexes.js';
 import { unreturnedUid } from './023-unreturned-uid.js';
 import { fetchAttempt } from './024-fetch-attempt.js';
 import { followUpMails } from './025-follow-up-mails.js';
+import { activeBeforeArchive } from './031-active-before-archive.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -42,5 +43,6 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '023-unreturned-uid': unreturnedUid(ctx),
     '024-fetch-attempt': fetchAttempt(ctx),
     '025-follow-up-mails': followUpMails(ctx),
+    '031-active-before-archive': activeBeforeArchive(ctx),
   };
 }

@@ -12,6 +12,7 @@ import { appCss, appJs, faviconSvg } from './assets.js';
 import { installPageHooks, pageContext, renderPage, sendPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import { page, type PageContext } from './layout.js';
+import { appsPage } from './apps-page.js';
 import { inboxPage } from './inbox-page.js';
 import { incomingServersPage } from './incoming-servers-page.js';
 import { outboxPage } from './outbox-page.js';
@@ -155,6 +156,7 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
       return renderPage(reply, 'Home', await homeBody(services, ctx.user!), ctx);
     });
 
+    await app.register(appsPage(services));
     await app.register(settingsPage(services));
     await app.register(outgoingServersPage(services));
     await app.register(outboxPage(services));

@@ -61,6 +61,9 @@ describe('Apps: installing Microsoft Outlook', () => {
     const settingsBefore = await admin.get('/settings');
     assert.match(settingsBefore.body, /Microsoft Outlook is not installed: install it in <a href="\/apps\?filter=none&amp;q=Outlook">Apps<\/a>/);
 
+    const homeStep = /<span class="tag (tag-green|tag-grey)">(done|to do)<\/span> In <a href="\/apps\?filter=none&amp;q=Outlook">Apps<\/a>, remove the Apps filter, type Outlook and install Microsoft Outlook\./;
+    assert.equal(homeStep.exec((await admin.get('/')).body)?.[2], 'to do');
+
     await admin.get('/apps?filter=none&q=Outlook');
     const installed = await admin.post('/apps/microsoft_outlook/install', { filter: 'none', q: 'Outlook' });
     assert.equal(installed.statusCode, 200);
@@ -71,6 +74,7 @@ describe('Apps: installing Microsoft Outlook', () => {
     const api = await http.inject({ method: 'GET', url: '/api/v1/settings', headers: { cookie: admin.cookieHeader() } });
     assert.equal((JSON.parse(api.body) as { outlook: { enabled: boolean } }).outlook.enabled, true);
     assert.match((await admin.get('/settings')).body, /Microsoft Outlook installed<\/span>/);
+    assert.equal(homeStep.exec((await admin.get('/')).body)?.[2], 'done');
   });
 
   it('refuses Uninstall while a server uses Outlook, then uninstalls; Connect your Outlook account is then refused', async () => {

@@ -150,4 +150,12 @@ describe('Apps: installing Microsoft Outlook', () => {
     assert.match((await admin.get('/incoming-servers')).body, /<a class="button" href="\/incoming-servers\/new">Create a new configuration<\/a>/);
     assert.match((await admin.get('/outgoing-servers')).body, /<a class="button" href="\/outgoing-servers\/new">Create a new email server<\/a>/);
   });
+  it('counts a database that stored Outlook credentials before Apps existed (no outlook.enabled row) as installed', async () => {
+    await t.app.database.db.deleteFrom('settings').where('key', '=', 'outlook.enabled').execute();
+    assert.equal((await t.app.services.settings.get()).outlook.clientId, CLIENT_ID);
+    assert.equal(await enabled(), true);
+    assert.match((await admin.get('/apps?filter=none&q=Outlook')).body, /<span class="tag tag-green">Installed<\/span>/);
+    await t.app.database.db.deleteFrom('settings').where('key', 'in', ['outlook.enabled', 'outlook.client_id']).execute();
+    assert.equal(await enabled(), false, 'nor credentials nor a choice: not installed');
+  });
 });

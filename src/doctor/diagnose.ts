@@ -104,7 +104,7 @@ function massMailingFindings(f: DoctorFacts, add: (level: Level, check: string, 
   const { dedicatedServer, serverId } = f.settings.massMailing;
   if (!dedicatedServer) return;
   if (serverId === null) {
-    add('warn', 'mass mailing', 'The dedicated server for mass mailings is on but no server is chosen: mass mailings are routed like any other mail. Choose one in Settings → Mass mailing.');
+    add('warn', 'mass mailing', 'The dedicated server for mass mailings is on but no server is chosen: mass mailings are routed like any other mail. Choose one in Settings → Email Marketing.');
     return;
   }
   const s = f.outgoing.find((x) => x.id === serverId);

@@ -69,6 +69,8 @@ export class OutlookConnect {
     if (!server.username) throw new AppError('JUNIPER_ERR_VALIDATION', `Set the Microsoft 365 mailbox as the username of "${server.name}" first.`);
     const credentials = await settings.outlookCredentials();
     if (!credentials) throw new AppError('JUNIPER_ERR_OUTLOOK_CREDENTIALS');
+    // Uninstalled in Apps: no new consent (existing servers were switched off Outlook before uninstalling).
+    if (!credentials.enabled) throw new AppError('JUNIPER_ERR_SETUP_INCOMPLETE', 'Microsoft Outlook is not installed: an admin installs it in Apps (search Outlook without the Apps filter), then Connect your Outlook account works.');
     if (!credentials.redirectUri) {
       throw new AppError('JUNIPER_ERR_SETUP_INCOMPLETE', 'Juniper does not know its public address, so Microsoft cannot send you back: set the system parameter web.base.url (or JUNIPER_BASE_URL) to the address you use, e.g. https://mail.example.com.');
     }

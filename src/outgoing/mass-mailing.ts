@@ -1,4 +1,4 @@
-// The dedicated mass-mailing server (Settings → Mass mailing): whether mass mailings can go through it and, when
+// The dedicated mass-mailing server (Settings → Email Marketing): whether mass mailings can go through it and, when
 // they cannot, the one explanation everybody gives. Routing (so the dispatcher and the Route checker alike),
 // Settings, `juniper doctor` and the archive refusal all word it here, so an admin reads one cause, not two.
 // Pure.
@@ -20,7 +20,7 @@ export function dedicatedServerState(server: DedicatedServerFacts | undefined): 
   return server.active ? 'usable' : 'inactive';
 }
 
-const SETTINGS = 'choose another server in Settings → Mass mailing (or turn "Dedicated server for mass mailings" off there)';
+const SETTINGS = 'choose another server in Settings → Email Marketing (or turn "Dedicated server for mass mailings" off there)';
 
 /**
  * Why mass mailings cannot go through the dedicated server `id`, naming it and what to do; null when they can.

@@ -457,9 +457,9 @@ describe('routeMail: forced and mass-mailing servers', () => {
 
   // The mails wait (the dispatcher holds them): each reason names the server and both ways out.
   const waiting: Array<[string, number, RegExp, number | undefined]> = [
-    ['a missing dedicated mass-mailing server names the id', 42, /^Mass mailings go through the dedicated server id 42 \(mass_mailing\.mail_server_id\), but no outgoing mail server has id 42: choose another server in Settings → Mass mailing/, undefined],
-    ['an archived dedicated mass-mailing server is named and restore is offered', 4, /^Mass mailings go through the dedicated server "example\.org" \(id 4\), but it is archived: restore it .*, or choose another server in Settings → Mass mailing .*wait in the queue\.$/, 4],
-    ['an inactive dedicated mass-mailing server is named as inactive', 5, /^Mass mailings go through the dedicated server "paused" \(id 5\), but it is inactive: make it active again .*, or choose another server in Settings → Mass mailing/, 5],
+    ['a missing dedicated mass-mailing server names the id', 42, /^Mass mailings go through the dedicated server id 42 \(mass_mailing\.mail_server_id\), but no outgoing mail server has id 42: choose another server in Settings → Email Marketing/, undefined],
+    ['an archived dedicated mass-mailing server is named and restore is offered', 4, /^Mass mailings go through the dedicated server "example\.org" \(id 4\), but it is archived: restore it .*, or choose another server in Settings → Email Marketing .*wait in the queue\.$/, 4],
+    ['an inactive dedicated mass-mailing server is named as inactive', 5, /^Mass mailings go through the dedicated server "paused" \(id 5\), but it is inactive: make it active again .*, or choose another server in Settings → Email Marketing/, 5],
   ];
   for (const [behaviour, id, reason, serverId] of waiting) {
     it(`${behaviour}; the mail waits`, () => {

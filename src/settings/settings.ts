@@ -334,6 +334,9 @@ async function load(db: Kysely<DB>): Promise<Stored> {
     const which = parsed.error.issues.map((i) => rowKeys[i.path[0] as RowField] ?? String(i.path[0])).join(', ');
     throw new AppError('JUNIPER_ERR_DATABASE', `The settings table holds a value of the wrong type for ${which}; fix or delete that row.`);
   }
+  // Never installed nor uninstalled (Apps): a database that already holds Outlook credentials used Outlook
+  // before the switch meant anything, so it counts as installed and its Connect keeps working.
+  if (raw.enabled === undefined) parsed.data.enabled = parsed.data.clientId !== null;
   return parsed.data;
 }
 

@@ -23,6 +23,12 @@ a:focus-visible, button:focus-visible, summary:focus-visible, input:focus-visibl
 details.advanced { margin:.5rem 0; }
 details.advanced > summary { cursor:pointer; color:var(--accent); font-weight:600; margin:.75rem 0 0; }
 details.advanced > summary small { color:var(--muted); font-weight:400; }
+.searchbox { display:flex; gap:.5rem; align-items:center; border:1px solid #c9cfd8; border-radius:6px; padding:.3rem .4rem; background:#fff; }
+.searchbox input[type=text] { border:0; flex:1; min-width:8rem; padding:.3rem; }
+.facet { display:inline-flex; gap:.4rem; align-items:center; background:var(--grey-bg); border:1px solid var(--border); border-radius:4px; padding:.1rem .5rem; font-weight:600; white-space:nowrap; }
+.facet a { text-decoration:none; font-size:1.1rem; line-height:1; padding:0 .2rem; }
+.module-grid { display:grid; grid-template-columns:repeat(auto-fill, minmax(300px, 1fr)); gap:0 1.25rem; }
+.mainnav .menu-items a.menu-switch { border-top:1px solid var(--border); margin-top:.3rem; }
 .devmode { background:#f0b429; color:#1d2330 !important; padding:.1rem .5rem; border-radius:4px; font-size:.8rem; font-weight:600; text-decoration:none; }
 main { max-width:1120px; margin:2rem auto; padding:0 1rem; }
 .card { background:var(--card); border:1px solid var(--border); border-radius:8px; padding:1.5rem; margin-bottom:1.5rem; }

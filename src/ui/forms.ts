@@ -14,6 +14,7 @@ export type Form = Record<string, string | string[] | undefined>;
 
 const FLASH_COOKIE = 'juniper_flash';
 const DEBUG_COOKIE = 'juniper_debug';
+const DEBUG_COOKIE_MAX_AGE = 365 * 86_400;
 const FLASH_KINDS = new Set(['success', 'error', 'warning']);
 // Per request rather than a Fastify request decorator: only page routes need it.
 const developerModes = new WeakMap<FastifyRequest, boolean>();
@@ -119,7 +120,9 @@ export function installPageHooks(app: FastifyInstance): void {
     let on = request.cookies[DEBUG_COOKIE] === '1';
     if (debug === '1') {
       on = true;
-      void reply.setCookie(DEBUG_COOKIE, '1', { path: '/', httpOnly: true, sameSite: 'lax', secure: 'auto' });
+      // Kept for a year, not for the browser session: an admin who turned it on finds it on after a restart
+      // (it is only a view of admin pages; the pages behind it still check the role on every request).
+      void reply.setCookie(DEBUG_COOKIE, '1', { path: '/', httpOnly: true, sameSite: 'lax', secure: 'auto', maxAge: DEBUG_COOKIE_MAX_AGE });
     } else if (debug === '0') {
       on = false;
       void reply.clearCookie(DEBUG_COOKIE, { path: '/' });

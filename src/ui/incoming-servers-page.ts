@@ -34,7 +34,7 @@ function listBody(ctx: PageContext, servers: IncomingServer[], showArchived: boo
   });
   return html`<div class="page-head">
   <h1>Incoming Mail Servers</h1>
-  <div class="actions"><a class="button" href="/incoming-servers/new">New server</a></div>
+  <div class="actions"><a class="button" href="/incoming-servers/new">Create a new configuration</a></div>
 </div>
 <p class="muted">Juniper fetches each confirmed, active server on its interval and stores the messages in the <a href="/inbox">Inbox</a>.
 ${ctx.user?.role === 'admin' ? null : html` You see your personal servers.`}</p>

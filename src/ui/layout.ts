@@ -1,7 +1,7 @@
 import type { PrincipalUser } from '../http/access.js';
 import { html, type SafeHtml } from './html.js';
 
-export type NavItem = 'home' | 'settings' | 'outgoing' | 'outbox' | 'incoming' | 'inbox' | 'parameters' | 'compose' | 'users' | 'account' | 'route';
+export type NavItem = 'home' | 'apps' | 'settings' | 'outgoing' | 'outbox' | 'incoming' | 'inbox' | 'parameters' | 'compose' | 'users' | 'account' | 'route';
 
 export interface Flash {
   kind: 'success' | 'error' | 'warning';
@@ -11,7 +11,7 @@ export interface Flash {
 export interface PageContext {
   user?: PrincipalUser | null;
   csrfToken?: string | null;
-  /** System Parameters are shown only in developer mode (`?debug=1`), as the Outlook procedure describes. */
+  /** System Parameters are shown only in developer mode (`?debug=1`, from the Technical menu), as the Outlook procedure describes. */
   developerMode?: boolean;
   flash?: Flash | null;
   active?: NavItem | undefined;
@@ -29,6 +29,16 @@ function navLink(ctx: PageContext, id: NavItem, href: string, label: string): Sa
 }
 
 /**
+ * "The System Parameters can be accessed by activating Developer Mode (debug mode) in the menu": the switch
+ * is the Technical menu's last item, on the page one is on (`?debug=1` / `?debug=0`).
+ */
+function developerModeLink(ctx: PageContext): SafeHtml {
+  return ctx.developerMode
+    ? html`<a href="?debug=0" class="menu-switch">Deactivate Developer Mode</a>`
+    : html`<a href="?debug=1" class="menu-switch">Activate Developer Mode (debug mode)</a>`;
+}
+
+/**
  * The daily pages in the bar; the technical ones (Incoming Mail Servers, and System Parameters in developer
  * mode) under a Technical menu, where the Outlook procedure sends people for them. A <details> menu works
  * by keyboard and without script.
@@ -37,6 +47,7 @@ function navigation(ctx: PageContext, user: PrincipalUser): SafeHtml {
   const admin = user.role === 'admin';
   const items: [NavItem, string, string, boolean][] = [
     ['home', '/', 'Home', true],
+    ['apps', '/apps', 'Apps', admin],
     ['settings', '/settings', 'Settings', admin],
     ['outgoing', '/outgoing-servers', 'Outgoing Email Servers', true],
     ['outbox', '/outbox', 'Outbox', true],
@@ -53,7 +64,7 @@ function navigation(ctx: PageContext, user: PrincipalUser): SafeHtml {
   return html`<nav class="mainnav" aria-label="Main">
     ${items.filter(([, , , shown]) => shown).map(([id, href, label]) => navLink(ctx, id, href, label))}
     <details class="menu${inTechnical ? ' active' : ''}"><summary>Technical</summary>
-      <div class="menu-items">${shownTechnical.map(([id, href, label]) => navLink(ctx, id, href, label))}</div>
+      <div class="menu-items">${shownTechnical.map(([id, href, label]) => navLink(ctx, id, href, label))}${admin ? developerModeLink(ctx) : null}</div>
     </details>
   </nav>`;
 }

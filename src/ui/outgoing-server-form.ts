@@ -181,7 +181,7 @@ export interface ServerPage {
  * admits that, else kept and the server may refuse it).
  */
 export function massMailingFromNote(f: Pick<ServerForm, 'outlook' | 'username' | 'fromFilter'>, defaultFrom: string | null): string {
-  const lead = 'This is the dedicated server for mass mailings (General Settings → Mass mailing).';
+  const lead = 'This is the dedicated server for mass mailings (Settings → Email Marketing).';
   if (f.fromFilter.trim() === '') {
     const rights = f.outlook && f.username ? ` Microsoft sends them only if the mailbox ${f.username} holds Send As rights on those addresses.` : '';
     return `${lead} Its From Filter is empty, so a mass mailing keeps its own From: one from news@… is sent as news@….${rights}`;
@@ -244,7 +244,7 @@ export function serverFormBody(p: ServerPage): SafeHtml {
     ${s.archived
       ? html`<button type="submit" form="unarchive-form" class="secondary">Restore</button>`
       : dedicated
-        ? html`<a class="button danger" href="/settings#mass-mailing" data-confirm="${archiveRefusal(s)} Open Settings → Mass mailing now?">Archive</a>`
+        ? html`<a class="button danger" href="/settings#mass-mailing" data-confirm="${archiveRefusal(s)} Open Settings → Email Marketing now?">Archive</a>`
         : html`<button type="submit" form="archive-form" class="danger" data-confirm="Archive ${s.name}? It stops sending at once; you can restore it from the archived servers.">Archive</button>`}
   </div>`
     : null}

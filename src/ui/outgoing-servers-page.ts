@@ -35,7 +35,7 @@ function listBody(ctx: PageContext, servers: OutgoingServer[], showArchived: boo
   });
   return html`<div class="page-head">
   <h1>Outgoing Email Servers</h1>
-  <div class="actions"><a class="button" href="/outgoing-servers/new">New server</a></div>
+  <div class="actions"><a class="button" href="/outgoing-servers/new">Create a new email server</a></div>
 </div>
 <p class="muted">Each mail goes through the first active server whose From Filter matches its sender, lowest priority first.
 ${ctx.user?.role === 'admin' ? null : html` You see your personal servers.`}</p>

@@ -12,6 +12,7 @@ import { appCss, appJs, faviconSvg } from './assets.js';
 import { installPageHooks, pageContext, renderPage, sendPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import { page, type PageContext } from './layout.js';
+import { appsPage } from './apps-page.js';
 import { inboxPage } from './inbox-page.js';
 import { incomingServersPage } from './incoming-servers-page.js';
 import { outboxPage } from './outbox-page.js';
@@ -155,6 +156,7 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
       return renderPage(reply, 'Home', await homeBody(services, ctx.user!), ctx);
     });
 
+    await app.register(appsPage(services));
     await app.register(settingsPage(services));
     await app.register(outgoingServersPage(services));
     await app.register(outboxPage(services));
@@ -186,7 +188,8 @@ async function homeBody(services: Pick<Services, 'settings' | 'outgoingServers' 
 <div class="card">
   <h2>Sending mail through Microsoft 365</h2>
   <ol class="steps">
-    ${admin ? step(credentials, html`In <a href="/settings">Settings</a>, tick Custom Email Servers and enter the Outlook Credentials (Client ID and Client Secret).`) : null}
+    ${settings ? step(settings.outlook.enabled, html`In <a href="/apps?filter=none&amp;q=Outlook">Apps</a>, remove the Apps filter, type Outlook and install Microsoft Outlook.`) : null}
+    ${admin ? step(credentials, html`In <a href="/settings">Settings</a> → Discuss, tick Custom Email Servers and enter the Outlook Credentials (Client ID and Client Secret).`) : null}
     ${step(outlook.length > 0, html`Create a server in <a href="/outgoing-servers">Outgoing Email Servers</a> with Outlook ticked, its Username and From Filter.`)}
     ${step(outlook.some((s) => s.token_status === 'valid'), html`Click Connect your Outlook account, then Test Connection.`)}
   </ol>

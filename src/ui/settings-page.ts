@@ -23,7 +23,6 @@ const cloudLabels: Record<Cloud, string> = {
 /** What the form shows: the stored view, or what was entered when a save was refused (never the secret). */
 interface SettingsForm {
   customEmailServers: boolean;
-  enabled: boolean;
   clientId: string;
   clientSecretExpiresAt: string;
   cloud: string;
@@ -35,8 +34,6 @@ interface SettingsForm {
 function fromView(v: SettingsView): SettingsForm {
   return {
     customEmailServers: v.customEmailServers,
-    // Shown ticked until credentials exist, so following the procedure (fill in, Save) turns Outlook on.
-    enabled: v.outlook.enabled || (v.outlook.clientId === null && !v.outlook.hasClientSecret),
     clientId: v.outlook.clientId ?? '',
     clientSecretExpiresAt: v.outlook.clientSecretExpiresAt ?? '',
     cloud: v.outlook.cloud,
@@ -49,7 +46,6 @@ function fromView(v: SettingsView): SettingsForm {
 function fromPost(body: Form): SettingsForm {
   return {
     customEmailServers: checked(body, 'customEmailServers'),
-    enabled: checked(body, 'outlookEnabled'),
     clientId: text(body, 'clientId').trim(),
     clientSecretExpiresAt: text(body, 'clientSecretExpiresAt').trim(),
     cloud: text(body, 'cloud'),
@@ -61,10 +57,12 @@ function fromPost(body: Form): SettingsForm {
 
 function toPatch(f: SettingsForm, body: Form): SettingsPatch {
   const secret = text(body, 'clientSecret').trim();
+  // Microsoft Outlook is installed in Apps, not here; and a form sent without the credential fields (an old
+  // tab, a script) leaves the stored ones alone instead of clearing them.
+  if (body.clientId === undefined) return { customEmailServers: f.customEmailServers, massMailing: massMailingOf(f) };
   return {
     customEmailServers: f.customEmailServers,
     outlook: {
-      enabled: f.enabled,
       clientId: f.clientId,
       // An empty secret field keeps the stored secret: the page never shows it, so it cannot send it back.
       ...(secret !== '' ? { clientSecret: secret } : checked(body, 'clearClientSecret') ? { clientSecret: '' } : {}),
@@ -73,11 +71,12 @@ function toPatch(f: SettingsForm, body: Form): SettingsPatch {
       cloud: f.cloud as Cloud,
       tenant: f.tenant === '' ? 'common' : f.tenant,
     },
-    massMailing: {
-      dedicatedServer: f.dedicatedServer,
-      serverId: f.massMailingServerId === '' ? null : Number(f.massMailingServerId),
-    },
+    massMailing: massMailingOf(f),
   };
+}
+
+function massMailingOf(f: SettingsForm): SettingsPatch['massMailing'] {
+  return { dedicatedServer: f.dedicatedServer, serverId: f.massMailingServerId === '' ? null : Number(f.massMailingServerId) };
 }
 
 /** Days left on the client secret, louder as expiry nears (Azure secrets expire; mail stops when they do). */
@@ -158,14 +157,15 @@ function settingsBody(ctx: PageContext, view: SettingsView, f: SettingsForm, ser
 ${error ? flashHtml({ kind: 'error', text: error }) : null}
 <form method="post" action="/settings" class="card" id="settings-form">
   ${csrfField(ctx)}
-  <h2>Emails</h2>
+  <h2 id="discuss">Discuss <small class="muted">Emails</small></h2>
   <label class="check"><input type="checkbox" id="customEmailServers" name="customEmailServers" value="on"${f.customEmailServers ? html` checked` : null} data-reveal="outlook-credentials">
     <span>Custom Email Servers<small>Send and receive through your own mail servers, such as Microsoft 365 with Outlook OAuth.</small></span></label>
 
   <fieldset id="outlook-credentials"${f.customEmailServers ? null : html` hidden`}>
     <legend>Outlook Credentials</legend>
-    <label class="check"><input type="checkbox" name="outlookEnabled" value="on"${f.enabled ? html` checked` : null}>
-      <span>Microsoft Outlook<small>Let mail servers sign in with "Connect your Outlook account" (Azure OAuth).</small></span></label>
+    ${o.enabled
+      ? html`<p class="help"><span class="tag tag-green">Microsoft Outlook installed</span> Mail servers may sign in with "Connect your Outlook account". Uninstall it in <a href="/apps?filter=none&amp;q=Outlook">Apps</a>.</p>`
+      : html`<p class="flash flash-warning">Microsoft Outlook is not installed: install it in <a href="/apps?filter=none&amp;q=Outlook">Apps</a> (remove the Apps filter, search Outlook), or Connect your Outlook account is refused.</p>`}
     <div class="grid">
       <div>
         <label for="clientId">Client ID</label>
@@ -208,7 +208,7 @@ ${error ? flashHtml({ kind: 'error', text: error }) : null}
     <p><a href="/outgoing-servers">Outgoing Email Servers</a> · <a href="/incoming-servers">Incoming Mail Servers</a></p>
   </fieldset>
 
-  <h2 class="section" id="mass-mailing">Mass mailing</h2>
+  <h2 class="section" id="mass-mailing">Email Marketing <small class="muted">mass mailing</small></h2>
   <label class="check"><input type="checkbox" name="dedicatedServer" value="on"${f.dedicatedServer ? html` checked` : null} data-reveal="mass-mailing-server">
     <span>Dedicated server for mass mailings<small>Mass mailings go through one server of their own, whatever their From.</small></span></label>
   <div id="mass-mailing-server"${f.dedicatedServer ? null : html` hidden`}>
@@ -220,9 +220,9 @@ ${error ? flashHtml({ kind: 'error', text: error }) : null}
 <div class="card" id="developer-tools">
   <h2>Developer Tools</h2>
   ${ctx.developerMode
-    ? html`<p>Developer mode is on: the Technical menu shows System Parameters.</p><p><a class="button secondary" href="/parameters">System Parameters</a> <a class="button secondary" href="/settings?debug=0">Deactivate developer mode</a></p>`
-    : html`<p class="muted">Shows technical pages such as System Parameters (where the procedure sets mail.default.from and mail.catchall.domain) in the Technical menu.</p>
-  <p><a class="button secondary" href="/settings?debug=1">Activate developer mode</a></p>`}
+    ? html`<p>Developer mode is on: the Technical menu shows System Parameters.</p><p><a class="button secondary" href="/parameters">System Parameters</a> <a class="button secondary" href="/settings?debug=0">Deactivate Developer Mode</a></p>`
+    : html`<p class="muted">Shows technical pages such as System Parameters (where the procedure sets mail.default.from and mail.catchall.domain) in the Technical menu. The Technical menu's last item turns it on and off too.</p>
+  <p><a class="button secondary" href="/settings?debug=1">Activate Developer Mode (debug mode)</a></p>`}
 </div>`;
 }
 

@@ -100,7 +100,7 @@ describe('admin UI in Chromium', () => {
     await screenshot('settings-saved');
 
     await credentials.getByRole('link', { name: 'Outgoing Email Servers' }).click();
-    await page.getByRole('link', { name: 'New server' }).click();
+    await page.getByRole('link', { name: 'Create a new email server' }).click();
     await page.getByLabel('Name', { exact: true }).fill('Company relay');
     // Ticking Outlook hides what OAuth replaces; unticking brings it back.
     await page.getByRole('checkbox', { name: /^Outlook/ }).check();

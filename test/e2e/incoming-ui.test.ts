@@ -107,7 +107,7 @@ describe('incoming mail in Chromium', () => {
     await page.getByRole('navigation', { name: 'Main' }).getByText('Technical').click();
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Incoming Mail Servers' }).click();
     await page.getByRole('heading', { name: 'Incoming Mail Servers' }).waitFor();
-    await page.getByRole('link', { name: 'New server' }).click();
+    await page.getByRole('link', { name: 'Create a new configuration' }).click();
     await page.getByLabel('Name', { exact: true }).fill('Orders');
     // Ticking Outlook Oauth Authentication hides host and password (OAuth and the preset replace them).
     const outlook = page.getByRole('checkbox', { name: /^Outlook Oauth Authentication/ });

@@ -1,7 +1,8 @@
 // Issue 12's acceptance: the Outlook procedure walked end to end as a new admin would, through the UI only
 // (Chromium via playwright-core), against the Microsoft-shaped identity server, an XOAUTH2 SMTP sink and a
-// real Dovecot: first admin from the setup link; Settings → Outlook Credentials; developer mode → Technical →
-// System Parameters; the single notifications server (Connect, Test Connection, Send a test mail); per-user
+// real Dovecot: first admin from the setup link; Apps → remove the Apps filter → Outlook → Install Microsoft
+// Outlook; Settings → Discuss → Custom Email Servers → Outlook Credentials; Technical → Activate Developer
+// Mode (debug mode) → System Parameters; the single notifications server (Connect, Test Connection, Send a test mail); per-user
 // servers; the dedicated mass-mailing server with an empty From Filter; the Route checker; the incoming
 // server with Test and Confirm and a fetch; Inbox search and a reply. Then the mail page (route explanation,
 // attempts), Users and Account, an axe-core pass on every page (zero serious findings), no secret in any
@@ -77,7 +78,8 @@ describe('the Outlook procedure end to end in the browser (acceptance)', () => {
   };
   const newOutlookServer = async (name: string, username: string, fromFilter: string) => {
     await nav().getByRole('link', { name: 'Outgoing Email Servers' }).click();
-    await page.getByRole('link', { name: 'New server' }).click();
+    // "Then, create a new email server and check the box for Outlook."
+    await page.getByRole('link', { name: 'Create a new email server' }).click();
     await page.getByRole('checkbox', { name: /^Outlook/ }).check();
     await page.getByLabel('Name', { exact: true }).fill(name);
     await page.getByLabel('Username').fill(username);
@@ -145,8 +147,27 @@ describe('the Outlook procedure end to end in the browser (acceptance)', () => {
     await nav().getByRole('link', { name: 'Incoming Mail Servers' }).waitFor();
     await page.keyboard.press('Enter'); // and closes again
 
+    // "First, open the Juniper database and navigate to the Apps module. Then, remove the Apps filter from the
+    // search bar and type in Outlook. After that, install the module called Microsoft Outlook."
+    await nav().getByRole('link', { name: 'Apps' }).click();
+    await page.getByRole('heading', { name: 'Apps', exact: true }).waitFor();
+    await audit('apps');
+    await page.getByRole('search').getByRole('link', { name: 'Remove the Apps filter' }).click();
+    await page.getByLabel('Search modules').fill('Outlook');
+    await page.getByLabel('Search modules').press('Enter');
+    const outlookModule = page.getByRole('article', { name: 'Microsoft Outlook' });
+    await outlookModule.getByRole('button', { name: 'Install Microsoft Outlook' }).click();
+    await page.getByText('Microsoft Outlook installed.').waitFor();
+    await outlookModule.getByText('Installed', { exact: true }).waitFor();
+    await audit('apps-installed');
+    await screenshot('apps');
+
+    // "Next, navigate to Discuss section, ensure that the checkbox for Custom Email Servers is checked. This
+    // populates a new option for Outlook Credentials."
     await nav().getByRole('link', { name: 'Settings' }).click();
+    await page.getByRole('heading', { name: /^Discuss/ }).waitFor();
     await page.getByLabel('Custom Email Servers').check();
+    await page.getByRole('group', { name: 'Outlook Credentials' }).waitFor();
     await page.getByLabel('Client ID').fill(CLIENT_ID);
     await page.getByLabel('Client Secret', { exact: true }).fill(SECRET);
     await page.getByRole('button', { name: 'Save' }).click();
@@ -155,7 +176,7 @@ describe('the Outlook procedure end to end in the browser (acceptance)', () => {
     await screenshot('settings');
 
     // "The System Parameters can be accessed by activating Developer Mode (debug mode) in the menu."
-    await page.getByRole('link', { name: 'Activate developer mode' }).click();
+    await technical('Activate Developer Mode (debug mode)');
     await technical('System Parameters');
     await page.getByRole('heading', { name: 'System Parameters' }).waitFor();
     const params: [string, string][] = [
@@ -216,7 +237,9 @@ describe('the Outlook procedure end to end in the browser (acceptance)', () => {
     await page.getByRole('heading', { name: 'Marketing <News>' }).waitFor();
     assert.equal(await page.locator('b').count(), 0, 'HTML in a name is shown as text');
 
+    // "… it's require to be added in the settings of the Email Marketing application."
     await nav().getByRole('link', { name: 'Settings' }).click();
+    await page.getByRole('heading', { name: /^Email Marketing/ }).waitFor();
     await page.getByLabel('Dedicated server for mass mailings').check();
     await page.locator('#massMailingServerId').selectOption({ label: 'Marketing <News>' });
     await page.getByRole('button', { name: 'Save' }).click();
@@ -238,8 +261,9 @@ describe('the Outlook procedure end to end in the browser (acceptance)', () => {
   });
 
   it('configures the incoming server: Connect, Test and Confirm, a fetch; then finds the mail in the Inbox and replies', async () => {
+    // "Navigate to the Incoming Mail Servers in the Technical Menu and Create a new configuration."
     await technical('Incoming Mail Servers');
-    await page.getByRole('link', { name: 'New server' }).click();
+    await page.getByRole('link', { name: 'Create a new configuration' }).click();
     await page.getByRole('checkbox', { name: /^Outlook Oauth Authentication/ }).check();
     await page.getByLabel('Name', { exact: true }).fill('Notifications inbox');
     await page.getByLabel('Username').fill('notifications@example.com');

@@ -16,6 +16,7 @@ const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
 function concrete(w: World, url: string, mailId: number): string {
   return url.replace(/:(\w+)/g, (_, name: string) => {
     if (name === 'key') return 'mail.catchall.domain';
+    if (name === 'name') return 'microsoft_outlook'; // Apps: Install / Uninstall
     if (name === 'attachmentId') return String(w.ids.attachment);
     // Webhooks and jobs: refused before any lookup, so any id serves.
     if (name === 'deliveryId') return '1';

@@ -64,7 +64,7 @@ for (const dialect of dialects) {
     };
     const mail = async (id: number) => (await api('GET', `/api/v1/mails/${id}`)).body as { state: string; attempts: number; waitingReason: string | null; failureReason: string | null; serverId: number | null };
     const archivedReason = () =>
-      `Mass mailings go through the dedicated server "bulk@example.com" (id ${bulk}), but it is archived: restore it (Outgoing Email Servers → Show archived servers → Restore), or choose another server in Settings → Mass mailing (or turn "Dedicated server for mass mailings" off there). Until then mass mailings wait in the queue.`;
+      `Mass mailings go through the dedicated server "bulk@example.com" (id ${bulk}), but it is archived: restore it (Outgoing Email Servers → Show archived servers → Restore), or choose another server in Settings → Email Marketing (or turn "Dedicated server for mass mailings" off there). Until then mass mailings wait in the queue.`;
     const delivered = (subject: string) => sink.messages.filter((m) => m.raw.toString('utf8').includes(`Subject: ${subject}`));
     const setDedicated = async (on: boolean, serverId?: number) => {
       const r = await api('PUT', '/api/v1/settings', { massMailing: { dedicatedServer: on, ...(serverId === undefined ? {} : { serverId }) } });
@@ -107,8 +107,8 @@ for (const dialect of dialects) {
       const page = await browser.get(`/outgoing-servers/${bulk}`);
       const archive = /<a class="button danger" href="\/settings#mass-mailing" data-confirm="([^"]*)">Archive<\/a>/.exec(page.body);
       assert.ok(archive, 'the Archive control of the dedicated server leads to Settings after its dialog');
-      const refusal = `"bulk@example.com" (id ${bulk}) is the dedicated server for mass mailings, so it is not archived: mass mailings would have no server and wait in the queue. First choose another server in Settings → Mass mailing (or turn "Dedicated server for mass mailings" off there), then archive it.`;
-      assert.equal(unescape(archive[1]!), `${refusal} Open Settings → Mass mailing now?`);
+      const refusal = `"bulk@example.com" (id ${bulk}) is the dedicated server for mass mailings, so it is not archived: mass mailings would have no server and wait in the queue. First choose another server in Settings → Email Marketing (or turn "Dedicated server for mass mailings" off there), then archive it.`;
+      assert.equal(unescape(archive[1]!), `${refusal} Open Settings → Email Marketing now?`);
       const other = await browser.get(`/outgoing-servers/${notifications}`);
       assert.match(unescape(other.body), /data-confirm="Archive notifications@example\.com\? It stops sending at once/, 'another server is archived as before');
 

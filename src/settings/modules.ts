@@ -1,0 +1,96 @@
+// Juniper's modules as the Apps page lists them. The Outlook procedure starts "navigate to the Apps module …
+// remove the Apps filter … type in Outlook … install the module called Microsoft Outlook", so the page must
+// hold exactly that; but it lists only what really exists: the gateway itself (always there) and the
+// Microsoft Outlook integration, whose installed state is the setting outlook.enabled (one source of truth:
+// the settings API, the CLI's --outlook and Install/Uninstall all change that one row).
+import type { Actor } from '../audit/audit-log.js';
+import { AppError } from '../lib/errors.js';
+import type { Settings } from './settings.js';
+
+export type ModuleName = 'juniper' | 'microsoft_outlook';
+
+export interface ModuleInfo {
+  name: ModuleName;
+  title: string;
+  summary: string;
+  /** Shown under the "Apps" filter; technical modules (Microsoft Outlook) only without it, as in the procedure. */
+  application: boolean;
+  /** False for the gateway itself: it cannot be uninstalled from its own page. */
+  switchable: boolean;
+}
+
+export const modules: readonly ModuleInfo[] = [
+  {
+    name: 'juniper',
+    title: 'Mail Gateway',
+    summary: 'Outgoing Email Servers, the Outbox, Incoming Mail Servers and the Inbox. Juniper itself: always installed.',
+    application: true,
+    switchable: false,
+  },
+  {
+    name: 'microsoft_outlook',
+    title: 'Microsoft Outlook',
+    summary: 'Outlook Credentials in Settings and "Connect your Outlook account" on mail servers: Microsoft 365 through Azure OAuth.',
+    application: false,
+    switchable: true,
+  },
+];
+
+export interface ModuleQuery {
+  /** The "Apps" facet: applications only. */
+  appsOnly: boolean;
+  search: string;
+}
+
+/** The modules the search bar shows: every word must appear in the title, summary or technical name. */
+export function matchModules(all: readonly ModuleInfo[], query: ModuleQuery): ModuleInfo[] {
+  const words = query.search.toLowerCase().split(/\s+/).filter((w) => w !== '');
+  return all.filter((m) => {
+    if (query.appsOnly && !m.application) return false;
+    const haystack = `${m.title} ${m.summary} ${m.name}`.toLowerCase();
+    return words.every((w) => haystack.includes(w));
+  });
+}
+
+/**
+ * Uninstalling Outlook while servers sign in with it would stop their mail at the next token refresh with no
+ * word on the server itself; so it is refused until they are switched to a password or archived.
+ */
+export function uninstallRefusal(outlookServers: readonly string[]): string | null {
+  if (outlookServers.length === 0) return null;
+  const names = outlookServers.slice(0, 3).map((n) => `"${n}"`).join(', ');
+  const more = outlookServers.length > 3 ? ` and ${outlookServers.length - 3} more` : '';
+  return `Microsoft Outlook is still used by ${outlookServers.length === 1 ? 'the server' : 'the servers'} ${names}${more}: switch them off Outlook or archive them, then uninstall.`;
+}
+
+export interface ModuleDeps {
+  settings: Pick<Settings, 'get' | 'update'>;
+  /** Names of the non-archived outgoing and incoming servers that use Outlook. */
+  outlookServerNames(): Promise<string[]>;
+}
+
+export async function installedModules(deps: Pick<ModuleDeps, 'settings'>): Promise<Set<ModuleName>> {
+  const view = await deps.settings.get();
+  return new Set<ModuleName>(view.outlook.enabled ? ['juniper', 'microsoft_outlook'] : ['juniper']);
+}
+
+function switchable(name: string): ModuleInfo {
+  const m = modules.find((x) => x.name === name);
+  if (!m) throw new AppError('JUNIPER_ERR_NOT_FOUND', `There is no module "${name}".`);
+  if (!m.switchable) throw new AppError('JUNIPER_ERR_VALIDATION', `${m.title} is Juniper itself: it is always installed.`);
+  return m;
+}
+
+export async function installModule(deps: ModuleDeps, name: string, actor: Actor): Promise<ModuleInfo> {
+  const m = switchable(name);
+  await deps.settings.update({ outlook: { enabled: true } }, actor);
+  return m;
+}
+
+export async function uninstallModule(deps: ModuleDeps, name: string, actor: Actor): Promise<ModuleInfo> {
+  const m = switchable(name);
+  const refusal = uninstallRefusal(await deps.outlookServerNames());
+  if (refusal) throw new AppError('JUNIPER_ERR_CONFLICT', refusal);
+  await deps.settings.update({ outlook: { enabled: false } }, actor);
+  return m;
+}

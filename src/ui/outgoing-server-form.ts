@@ -24,6 +24,7 @@ import {
   connectionFields,
   connectionOfCreate,
   connectionOfPatch,
+  connectAddressWarning,
   credentialsWarning,
   numberOrNull,
   numberOrUndefined,
@@ -172,6 +173,8 @@ export interface ServerPage {
   /** The field the error names: the password's is shown beside its input. */
   errorField?: string | undefined;
   result?: Flash;
+  /** This page at web.base.url when reached at another host (server-pages.ts): Connect works only there. */
+  connectElsewhere?: string | null | undefined;
 }
 
 /**
@@ -257,6 +260,7 @@ ${flashHtml(p.result)}
 
   <div id="outlook-fields"${f.outlook ? null : html` hidden`}>
     ${credentialsWarning(ctx, p.settings)}
+    ${connectAddressWarning(p.connectElsewhere)}
     ${credentialsAndStatus(p)}
     ${transportFields(p)}
   </div>

@@ -119,7 +119,15 @@ describe('admin pages (server-rendered forms)', () => {
     assert.match(res.body, /Connect your Outlook account/);
     assert.match(res.body, /Notifications &lt;M365&gt;/, 'the name is escaped');
 
-    // Connect sends the browser to Microsoft's authorize endpoint (the credentials and base URL are set above).
+    // This browser is at localhost, web.base.url (set above) is juniper.example.com: Microsoft would send it back
+    // there, without this session. Connect stays here and links to the page at web.base.url.
+    const elsewhere = await admin.post(`/outgoing-servers/${server.id}/outlook/connect`, {}, { follow: false });
+    assert.equal(elsewhere.statusCode, 409, elsewhere.body);
+    assert.equal(elsewhere.headers.location, undefined);
+    assert.match(elsewhere.body, new RegExp(`Open this page at <a href="https://juniper\\.example\\.com/outgoing-servers/${server.id}">`));
+
+    // At web.base.url, Connect sends the browser to Microsoft's authorize endpoint (the credentials are set above).
+    await t.app.services.parameters.set('web.base.url', 'http://localhost', cliActor);
     const connect = await admin.post(`/outgoing-servers/${server.id}/outlook/connect`, {}, { follow: false });
     assert.equal(connect.statusCode, 303, connect.body);
     assert.match(String(connect.headers.location), /^https:\/\/login\.microsoftonline\.com\/organizations\/oauth2\/v2\.0\/authorize\?/);

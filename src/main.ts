@@ -18,6 +18,7 @@ import { doctorCommand } from './cli/doctor.js';
 import type { WithApp } from './cli/with-app.js';
 import { createWorkers } from './worker/workers.js';
 import { startMetricsServerFromEnv } from './metrics/metrics-server.js';
+import { addressPeopleUse, ignoredBaseUrlEnv, ignoredBaseUrlEnvMessage } from './settings/public-address.js';
 
 const VERSION = '0.1.0';
 
@@ -33,12 +34,17 @@ function cliApp(config: Config): WithApp {
   };
 }
 
+/**
+ * Seeds web.base.url from JUNIPER_BASE_URL while unset (the parameter wins afterwards, as README documents: an
+ * admin may have changed it since), says so in the log when the two differ, and returns the address to print.
+ */
 async function baseUrlOf(app: App): Promise<string> {
   const { config } = app;
-  if (config.baseUrl) await app.services.parameters.seedIfUnset('web.base.url', config.baseUrl);
+  const seeded = config.baseUrl ? await app.services.parameters.seedIfUnset('web.base.url', config.baseUrl) : false;
   const stored = await app.services.parameters.value('web.base.url');
-  const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
-  return stored ?? `http://${host}:${config.port}`;
+  const ignored = seeded ? null : ignoredBaseUrlEnv(config.baseUrl, stored);
+  if (ignored && stored) app.logger.warn({ op: 'config.base_url', env: ignored, parameter: stored }, ignoredBaseUrlEnvMessage(ignored, stored));
+  return addressPeopleUse(stored, config.host, config.port);
 }
 
 function untilSignal(): Promise<string> {

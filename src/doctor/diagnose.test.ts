@@ -37,7 +37,7 @@ const incoming = (o: Partial<IncomingServerView> = {}): IncomingServerView => ({
 });
 
 const healthy = (o: Partial<DoctorFacts> = {}): DoctorFacts => ({
-  database: 'SQLite ./data/juniper.sqlite', pendingMigrations: [], baseUrl: 'https://mail.example.com', settings: settings(), notificationsAddress: 'notifications@example.com',
+  database: 'SQLite ./data/juniper.sqlite', pendingMigrations: [], baseUrl: 'https://mail.example.com', envBaseUrl: null, settings: settings(), notificationsAddress: 'notifications@example.com',
   outgoing: [outgoing()], incoming: [incoming()], clockSkewMs: 300, clockSource: 'https://login.microsoftonline.com', clockError: null, ...o,
 });
 
@@ -58,6 +58,7 @@ describe('juniper doctor: diagnose', () => {
     ['no base URL with Outlook', { baseUrl: null }, /fail web\.base\.url: web\.base\.url is not set/, 'fail'],
     ['http base URL with Outlook', { baseUrl: 'http://mail.example.com' }, /fail web\.base\.url: http:\/\/mail\.example\.com is not https/, 'fail'],
     ['a base URL that is no URL', { baseUrl: 'mail.example.com' }, /fail web\.base\.url: mail\.example\.com is not a URL/, 'fail'],
+    ['JUNIPER_BASE_URL overridden by the parameter', { envBaseUrl: 'https://juniper.example.com' }, /warn JUNIPER_BASE_URL: JUNIPER_BASE_URL is https:\/\/juniper\.example\.com but the system parameter web\.base\.url is https:\/\/mail\.example\.com, and the parameter wins .*juniper params set web\.base\.url https:\/\/juniper\.example\.com/, 'warn'],
     ['http://localhost only warns', { baseUrl: 'http://localhost:8080' }, /warn web\.base\.url: http:\/\/localhost:8080 is plain http/, 'warn'],
     ['missing client secret', { settings: settings({ hasClientSecret: false }) }, /fail outlook credentials: The Outlook Client Secret is not set/, 'fail'],
     ['missing id and secret', { settings: settings({ clientId: null, hasClientSecret: false }) }, /The Outlook Client ID and Client Secret are not set/, 'fail'],

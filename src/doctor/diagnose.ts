@@ -5,6 +5,7 @@ import type { IncomingServerView } from '../incoming/servers.js';
 import { dedicatedServerProblem, dedicatedServerState } from '../outgoing/mass-mailing.js';
 import type { OutgoingServerView } from '../outgoing/servers.js';
 import type { SettingsView } from '../settings/settings.js';
+import { ignoredBaseUrlEnv, ignoredBaseUrlEnvMessage } from '../settings/public-address.js';
 
 export type Level = 'ok' | 'warn' | 'fail';
 
@@ -18,6 +19,8 @@ export interface DoctorFacts {
   database: string;
   pendingMigrations: string[];
   baseUrl: string | null;
+  /** JUNIPER_BASE_URL in doctor's own environment; the stored web.base.url overrides it once set. */
+  envBaseUrl: string | null;
   settings: SettingsView;
   notificationsAddress: string | null;
   outgoing: OutgoingServerView[];
@@ -86,6 +89,8 @@ function baseUrlFindings(f: DoctorFacts, usesOutlook: boolean, add: (level: Leve
     add('fail', 'web.base.url', `${f.baseUrl} is not a URL: set web.base.url (or JUNIPER_BASE_URL) to the address people use, e.g. https://mail.example.com.`);
     return;
   }
+  const ignored = ignoredBaseUrlEnv(f.envBaseUrl, f.baseUrl);
+  if (ignored) add('warn', 'JUNIPER_BASE_URL', ignoredBaseUrlEnvMessage(ignored, f.baseUrl));
   const url = new URL(f.baseUrl);
   if (url.protocol !== 'https:') {
     // Entra ID accepts http redirect URIs for localhost only.

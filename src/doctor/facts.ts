@@ -44,6 +44,7 @@ export async function doctorFacts(app: App): Promise<{ pending: string[]; facts:
       database,
       pendingMigrations: pending,
       baseUrl,
+      envBaseUrl: app.config.baseUrl ?? null,
       settings: view,
       notificationsAddress: defaultFromAddress(params),
       outgoing: outgoing.map((s) => outgoingServerView(s, appProblem)),

@@ -12,7 +12,7 @@ import type { SettingsView } from '../settings/settings.js';
 import { checked, csrfField, flashHtml, text, type Flash, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
-import { connectButton, connectionFields, connectionOfCreate, connectionOfPatch, credentialsWarning, numberOrUndefined, outlookStatus, passwordInput, when, type Security } from './server-form.js';
+import { connectAddressWarning, connectButton, connectionFields, connectionOfCreate, connectionOfPatch, credentialsWarning, numberOrUndefined, outlookStatus, passwordInput, when, type Security } from './server-form.js';
 
 export { when };
 
@@ -154,6 +154,8 @@ export interface IncomingPage {
   /** The field the error names: the password's and the port's are shown beside their inputs. */
   errorField?: string | undefined;
   result?: Flash;
+  /** This page at web.base.url when reached at another host (server-pages.ts): Connect works only there. */
+  connectElsewhere?: string | null | undefined;
   /** A background job's progress bar (src/jobs/progress-html.ts). */
   progress?: SafeHtml | undefined;
 }
@@ -208,6 +210,7 @@ ${flashHtml(p.result)}${p.progress ?? ''}
 
   <div id="outlook-fields"${f.outlook ? null : html` hidden`}>
     ${credentialsWarning(ctx, p.settings)}
+    ${connectAddressWarning(p.connectElsewhere)}
     ${s && s.auth === 'outlook'
       ? html`${outlookStatus(s, 'fine for a shared mailbox the account has Full Access to.')}<p class="help">Reads ${s.host}:${s.port} (${s.security.toUpperCase()}).</p>`
       : html`<div class="actions">${connectButton()}</div><p class="help">Connect your Outlook account saves the server first, then opens Microsoft's sign-in.</p>`}

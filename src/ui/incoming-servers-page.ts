@@ -46,7 +46,7 @@ ${servers.length === 0
 <p>${showArchived ? html`<a href="/incoming-servers">Hide archived servers</a>` : html`<a href="/incoming-servers?archived=1">Show archived servers</a>`}</p>`;
 }
 
-export function incomingServersPage(services: Pick<Services, 'fetchJobs' | 'incoming' | 'incomingServers' | 'oauthAppStatus' | 'outlookConnect' | 'settings'>): FastifyPluginAsync {
+export function incomingServersPage(services: Pick<Services, 'fetchJobs' | 'incoming' | 'incomingServers' | 'oauthAppStatus' | 'outlookConnect' | 'parameters' | 'settings'>): FastifyPluginAsync {
   return serverPages(services, {
     servers: services.incomingServers,
     listTitle: 'Incoming Mail Servers',

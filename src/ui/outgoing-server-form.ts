@@ -25,6 +25,7 @@ import {
   connectionFields,
   connectionOfCreate,
   connectionOfPatch,
+  connectAddressWarning,
   credentialsWarning,
   numberOrNull,
   numberOrUndefined,
@@ -173,6 +174,8 @@ export interface ServerPage {
   /** The field the error names: the password's and the port's are shown beside their inputs. */
   errorField?: string | undefined;
   result?: Flash;
+  /** This page at web.base.url when reached at another host (server-pages.ts): Connect works only there. */
+  connectElsewhere?: string | null | undefined;
 }
 
 /**
@@ -263,6 +266,7 @@ ${flashHtml(p.result)}
 
   <div id="outlook-fields"${f.outlook ? null : html` hidden`}>
     ${credentialsWarning(ctx, p.settings)}
+    ${connectAddressWarning(p.connectElsewhere)}
     ${credentialsAndStatus(p)}
     ${transportFields(p)}
   </div>

@@ -79,6 +79,15 @@ export function outlookStatus(s: { username: string | null; token: TokenView }, 
   ${mismatch ? html`<p class="flash flash-warning">Connected as ${t.account}; this server's username is ${s.username} — ${mismatchNote}</p>` : null}`;
 }
 
+/**
+ * Beside Connect, when this page was reached at another host than web.base.url's: Microsoft sends the browser
+ * back to web.base.url, where the session cookie of this host does not go, so the sign-in could not be finished.
+ */
+export function connectAddressWarning(there: string | null | undefined): SafeHtml | null {
+  if (!there) return null;
+  return html`<p class="flash flash-warning" id="connect-address">Open this page at <a href="${there}">${there}</a> to connect: Microsoft sends you back to ${new URL(there).origin} (the system parameter web.base.url), and a sign-in at this address does not count there. Connect your Outlook account here saves what you typed and stops before Microsoft.</p>`;
+}
+
 export function credentialsWarning(ctx: PageContext, settings: SettingsView): SafeHtml | null {
   const o = settings.outlook;
   if (o.clientId && o.hasClientSecret && settings.customEmailServers) return null;

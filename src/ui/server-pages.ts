@@ -14,6 +14,7 @@ import type { SettingsView } from '../settings/settings.js';
 import { checked, formError, pageContext, redirectWithFlash, renderPage, type Flash, type Form } from './forms.js';
 import type { SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
+import { connectElsewhere, browserHostname } from '../settings/public-address.js';
 import { errorFieldOf } from './server-form.js';
 
 /** What every kind's form body is given; the kind's formBody adds its own (a default From, a progress bar). */
@@ -26,6 +27,8 @@ export interface FormPage<V, F> {
   error?: string | undefined;
   /** The field the error names, when the form shows it beside that field (the password). */
   errorField?: string | undefined;
+  /** This page at web.base.url, when the browser reached it at another host: Connect works only there. */
+  connectElsewhere?: string | null;
   result?: Flash | undefined;
 }
 
@@ -69,7 +72,7 @@ export interface ServerPageKind<K extends KindName, F, C extends CommonInput, P 
 }
 
 export function serverPages<K extends KindName, F, C extends CommonInput, P extends Partial<CommonInput>, V>(
-  services: Pick<Services, 'oauthAppStatus' | 'outlookConnect' | 'settings'>,
+  services: Pick<Services, 'oauthAppStatus' | 'outlookConnect' | 'parameters' | 'settings'>,
   kind: ServerPageKind<K, F, C, P, V>,
 ): FastifyPluginAsync {
   const { servers, next } = kind;
@@ -79,14 +82,20 @@ export function serverPages<K extends KindName, F, C extends CommonInput, P exte
 
   const loadManaged = (request: FastifyRequest): Promise<Row> => managedServer(servers, request);
 
+  /** The server's page at web.base.url when this browser is at another host (Microsoft sends it back there). */
+  async function elsewhere(request: FastifyRequest, server: Row | undefined): Promise<string | null> {
+    const hostname = browserHostname(request.headers.origin, request.host);
+    return connectElsewhere(await services.parameters.value('web.base.url'), hostname, server ? `${base}/${server.id}` : `${base}/new`);
+  }
+
   async function renderServer(request: FastifyRequest, reply: FastifyReply, server: Row | undefined, opts: RenderOptions<F> = {}) {
     const ctx = pageContext(request, reply, name);
     const form = opts.form ?? (server ? kind.formOfServer(server) : kind.newForm(ctx.user?.role === 'admin' ? '' : ctx.user?.email.toLowerCase()));
-    const [settings, appProblem] = await Promise.all([services.settings.get(), server?.auth === 'outlook' ? services.oauthAppStatus.get() : null]);
+    const [settings, appProblem, connectAt] = await Promise.all([services.settings.get(), server?.auth === 'outlook' ? services.oauthAppStatus.get() : null, elsewhere(request, server)]);
     const view = server ? servers.view(server, appProblem) : undefined;
     let result = opts.result;
     if (!result && appProblem) result = { kind: 'error', text: `The Outlook app has a problem: ${appProblem.message}` };
-    const body = await kind.formBody({ ctx, server: view, form, settings, error: opts.error, errorField: opts.errorField, result }, server, opts.result);
+    const body = await kind.formBody({ ctx, server: view, form, settings, error: opts.error, errorField: opts.errorField, result, connectElsewhere: connectAt }, server, opts.result);
     return renderPage(reply, server ? server.name : kind.newTitle, body, ctx, opts.status ?? 200);
   }
 
@@ -95,6 +104,14 @@ export function serverPages<K extends KindName, F, C extends CommonInput, P exte
    * Always a redirect: the server is saved by then (a new one created), so a reload must not post it again.
    */
   async function connect(request: FastifyRequest, reply: FastifyReply, server: Row, saved = '') {
+    // Started here, the sign-in would come back to web.base.url's host, where this session's cookie does not go,
+    // and end on "started in another browser session". The form's edits are already saved; the page links there.
+    const there = await elsewhere(request, server);
+    if (there) {
+      const from = browserHostname(request.headers.origin, request.host);
+      const error = `Not sent to Microsoft: it would send you back to ${new URL(there).origin} (web.base.url), where your sign-in at ${from} does not count. What you typed is saved: open ${there}, sign in and click Connect your Outlook account there.`;
+      return redirectWithFlash(reply, `${base}/${server.id}`, { kind: 'error', text: `${saved}${error}` });
+    }
     try {
       const { authorizeUrl } = await services.outlookConnect.start(name, server.id, request.principal!);
       return await reply.redirect(authorizeUrl, 303);

@@ -42,7 +42,8 @@ describe('Connect your Outlook account for an incoming server, then Test and Con
     session = await signIn(http, 'admin', admin.password);
     page = new FormBrowser(http);
     await page.signIn('admin', admin.password);
-    await t.app.services.parameters.set('web.base.url', 'https://juniper.example.com', cliActor);
+    // Where the FormBrowser is (inject's localhost): the page's Connect, started at another host, stops before Microsoft.
+    await t.app.services.parameters.set('web.base.url', 'http://localhost', cliActor);
     await t.app.services.parameters.set('microsoft_outlook.endpoint', `${idp.url}/common/oauth2/v2.0/`, cliActor);
     const settings = await api('PUT', '/api/v1/settings', { customEmailServers: true, outlook: { enabled: true, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET } });
     assert.equal(settings.status, 200, settings.text);

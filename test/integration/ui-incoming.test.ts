@@ -135,7 +135,16 @@ describe('Incoming Mail Servers and Inbox pages (real Dovecot)', () => {
 
     // With them, Connect sends the browser to Microsoft asking for IMAP access to this mailbox.
     await t.app.services.settings.update({ customEmailServers: true, outlook: { enabled: true, clientId: CLIENT_ID, clientSecret: 'ui-incoming-secret-0123456789' } }, cliActor);
+    // At another host than web.base.url's, the form links to the page there and Connect stops before Microsoft.
     await t.app.services.parameters.set('web.base.url', 'https://juniper.example.com', cliActor);
+    const away = await admin.get(`/incoming-servers/${server.id}`);
+    assert.match(away.body, new RegExp(`id="connect-address">Open this page at <a href="https://juniper\\.example\\.com/incoming-servers/${server.id}">`));
+    const stopped = await admin.post(`/incoming-servers/${server.id}/outlook/connect`, {}, { follow: false });
+    assert.equal(stopped.statusCode, 303, stopped.body);
+    assert.equal(stopped.headers.location, `/incoming-servers/${server.id}`, 'back to the server page, not to Microsoft');
+    assert.match((await admin.get(`/incoming-servers/${server.id}`)).body, /flash-error[^>]*>Not sent to Microsoft: it would send you back to https:\/\/juniper\.example\.com/);
+    // web.base.url is where this browser is (inject's localhost): Connect goes to Microsoft.
+    await t.app.services.parameters.set('web.base.url', 'http://localhost', cliActor);
     await admin.get(`/incoming-servers/${server.id}`);
     const connect = await admin.post(`/incoming-servers/${server.id}/outlook/connect`, {}, { follow: false });
     assert.equal(connect.statusCode, 303, connect.body);

@@ -119,7 +119,17 @@ describe('admin pages (server-rendered forms)', () => {
     assert.match(res.body, /Connect your Outlook account/);
     assert.match(res.body, /Notifications &lt;M365&gt;/, 'the name is escaped');
 
-    // Connect sends the browser to Microsoft's authorize endpoint (the credentials and base URL are set above).
+    // This browser is at localhost, web.base.url (set above) is juniper.example.com: Microsoft would send it back
+    // there, without this session. Connect stays here and links to the page at web.base.url.
+    const elsewhere = await admin.post(`/outgoing-servers/${server.id}/outlook/connect`, {}, { follow: false });
+    assert.equal(elsewhere.statusCode, 303, elsewhere.body);
+    assert.equal(elsewhere.headers.location, `/outgoing-servers/${server.id}`, 'back to the server page, not to Microsoft');
+    const there = await admin.get(`/outgoing-servers/${server.id}`);
+    assert.match(there.body, /flash-error[^>]*>Not sent to Microsoft: it would send you back to https:\/\/juniper\.example\.com \(web\.base\.url\)/);
+    assert.match(there.body, new RegExp(`Open this page at <a href="https://juniper\\.example\\.com/outgoing-servers/${server.id}">`));
+
+    // At web.base.url, Connect sends the browser to Microsoft's authorize endpoint (the credentials are set above).
+    await t.app.services.parameters.set('web.base.url', 'http://localhost', cliActor);
     const connect = await admin.post(`/outgoing-servers/${server.id}/outlook/connect`, {}, { follow: false });
     assert.equal(connect.statusCode, 303, connect.body);
     assert.match(String(connect.headers.location), /^https:\/\/login\.microsoftonline\.com\/organizations\/oauth2\/v2\.0\/authorize\?/);

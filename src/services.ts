@@ -47,7 +47,11 @@ export function buildServices({ database, vault, logger, wake, resolveHost, fetc
   const fetchState = new FetchState(db, incomingServers);
   const outgoingServers = new OutgoingServers(db, vault, audit, hostGuard);
   const outbox = new Outbox(queue, parameters, outgoingServers, () => wake.notify());
-  const settings = new Settings(db, vault, parameters, audit);
+  // Mails waiting for an Outlook app problem go out as soon as new app credentials are saved, as a reconnect
+  // releases the mails of its server (below): their next try is the verdict on the new credentials.
+  const settings = new Settings(db, vault, parameters, audit, Date.now, async () => {
+    if ((await queue.wakeWaitingFor('oauth_app')) > 0) outbox.wake();
+  });
   const oauthAppStatus = new OAuthAppStatus(db);
   const tokenStore = new TokenStore({ db, vault, settings, appStatus: oauthAppStatus, log: logger.child({ component: 'oauth' }) });
   const outlookConnect = new OutlookConnect({

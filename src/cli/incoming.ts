@@ -9,7 +9,7 @@ import { isRunningElsewhere, isStopped } from '../jobs/fetch-jobs.js';
 import type { WithApp } from './with-app.js';
 import { idArgument } from './args.js';
 import { onFirstStopSignal, signalExitCode, type StopSignal } from './stop-signals.js';
-import { addServerCommands, serverFields, type CliField } from './server-commands.js';
+import { addServerCommands, serverFields, tokenText, type CliField } from './server-commands.js';
 
 const fields: CliField[] = [
   ...serverFields({
@@ -28,7 +28,7 @@ const fields: CliField[] = [
 ];
 
 function describe(s: IncomingServerView): string {
-  const token = s.auth === 'outlook' ? `  token ${s.token.status}${s.token.account ? ` (${s.token.account})` : ''}` : '';
+  const token = s.auth === 'outlook' ? tokenText(s.token) : '';
   const state = s.archived ? 'archived' : !s.active ? 'inactive' : s.state;
   const error = s.lastError ? `  failing since ${s.errorSince}: ${s.lastError}` : '';
   return `${s.id}\t${s.name}\t${s.host}:${s.port} ${s.security}\tauth ${s.auth}${s.username ? ` as ${s.username}` : ''}\tfolder ${s.folder}\tevery ${s.intervalMinutes} min\t${state}${token}${error}\n`;

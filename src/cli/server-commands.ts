@@ -5,6 +5,9 @@ import { Option, type Command } from 'commander';
 import { cliActor } from '../audit/audit-log.js';
 import { parseInput } from '../lib/validate.js';
 import type { CommonInput, KindName, MailServers, ServerKind, ServerRows } from '../mail-servers/mail-servers.js';
+import { serverViewOf, serverViews } from '../mail-servers/server-views.js';
+import { outlookAppTrouble, troubleSentences } from '../oauth/app-trouble.js';
+import type { TokenView } from '../oauth/connections.js';
 import type { App } from '../app.js';
 import { idArgument } from './args.js';
 import { cliPrincipal } from './principal.js';
@@ -73,6 +76,12 @@ export interface ServerCommandSpec<K extends KindName, C extends CommonInput, P 
   test(app: App, server: ServerRows[K]): Promise<{ ok: boolean; line: string }>;
 }
 
+/** An Outlook server's token in a row of `list`/`show`: its status, and the app-wide problem that overrides it. */
+export function tokenText(token: TokenView): string {
+  const app = token.appProblem ? `  app problem ${token.appProblem.code ?? ''}: the Outlook app credentials need attention (Settings)` : '';
+  return `  token ${token.status}${token.account ? ` (${token.account})` : ''}${app}`;
+}
+
 /** list, show, create, update, archive and test on `group`. Exit code 1 when a test fails. */
 export function addServerCommands<K extends KindName, C extends CommonInput, P extends Partial<CommonInput>, V>(
   group: Command,
@@ -90,8 +99,13 @@ export function addServerCommands<K extends KindName, C extends CommonInput, P e
     .option('--archived', 'include archived servers', false)
     .option('--json', 'JSON output', false)
     .action(async (o: { archived: boolean; json: boolean }) => {
-      const views = await withApp(async (app) => (await spec.servers(app).list({ includeArchived: o.archived })).map((s) => kind.view(s)));
+      const { views, notes } = await withApp(async (app) => ({
+        views: await serverViews(spec.servers(app), app.services.oauthAppStatus, await spec.servers(app).list({ includeArchived: o.archived })),
+        notes: troubleSentences(await outlookAppTrouble(app.services)),
+      }));
       print(views, o.json, spec.help.empty);
+      // Below the rows, once: the row says only "app problem <code>"; JSON carries it in each token.appProblem.
+      if (!o.json && views.length > 0) for (const note of notes) process.stdout.write(`Note: ${note}\n`);
     });
 
   group
@@ -100,20 +114,20 @@ export function addServerCommands<K extends KindName, C extends CommonInput, P e
     .argument('<id>', 'server id')
     .option('--json', 'JSON output, as the REST API shows it', false)
     .action(async (sid: string, o: { json: boolean }) => {
-      const view = kind.view(await withApp((app) => spec.servers(app).get(id(sid))));
+      const view = await withApp(async (app) => serverViewOf(spec.servers(app), app.services.oauthAppStatus, await spec.servers(app).get(id(sid))));
       process.stdout.write(o.json ? JSON.stringify(view, null, 2) + '\n' : spec.describe(view));
     });
 
   withOptions(group.command('create').description(spec.help.create), spec.fields).action(async (o: Record<string, unknown>) => {
     const input = parseInput(kind.createSchema, await toBody(o, spec.fields, spec.protocol), 'server');
-    const row = await withApp((app) => spec.servers(app).create(input, cliPrincipal, cliActor));
-    process.stdout.write(spec.describe(kind.view(row)));
+    const view = await withApp(async (app) => serverViewOf(spec.servers(app), app.services.oauthAppStatus, await spec.servers(app).create(input, cliPrincipal, cliActor)));
+    process.stdout.write(spec.describe(view));
   });
 
   withOptions(group.command('update').description(spec.help.update).argument('<id>', 'server id'), spec.fields).action(async (sid: string, o: Record<string, unknown>) => {
     const patch = parseInput(kind.patchSchema, await toBody(o, spec.fields, spec.protocol), 'server');
-    const row = await withApp((app) => spec.servers(app).update(id(sid), patch, cliPrincipal, cliActor));
-    process.stdout.write(spec.describe(kind.view(row)));
+    const view = await withApp(async (app) => serverViewOf(spec.servers(app), app.services.oauthAppStatus, await spec.servers(app).update(id(sid), patch, cliPrincipal, cliActor)));
+    process.stdout.write(spec.describe(view));
   });
 
   group

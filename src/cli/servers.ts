@@ -5,7 +5,7 @@ import { explainRoute } from '../outgoing/route-explainer.js';
 import { outgoingKind, type OutgoingServerView } from '../outgoing/servers.js';
 import type { WithApp } from './with-app.js';
 import { idArgument } from './args.js';
-import { addServerCommands, orDefault, serverFields, type CliField } from './server-commands.js';
+import { addServerCommands, orDefault, serverFields, tokenText, type CliField } from './server-commands.js';
 
 const fields: CliField[] = [
   ...serverFields({
@@ -24,7 +24,7 @@ const fields: CliField[] = [
 ];
 
 function describe(s: OutgoingServerView): string {
-  const token = s.auth === 'outlook' ? `  token ${s.token.status}${s.token.account ? ` (${s.token.account})` : ''}  transport ${s.transport}${s.transport === 'auto' ? ` (now ${s.activeTransport})` : ''}` : '';
+  const token = s.auth === 'outlook' ? `${tokenText(s.token)}  transport ${s.transport}${s.transport === 'auto' ? ` (now ${s.activeTransport})` : ''}` : '';
   const state = s.archived ? 'archived' : s.active ? 'active' : 'inactive';
   return `${s.id}\t${s.name}\t${s.host}:${s.port} ${s.security}\tauth ${s.auth}${s.username ? ` as ${s.username}` : ''}\tfilter ${s.fromFilter ?? '(any)'}\tpriority ${s.priority}\tpool ${s.effectivePoolSize}\trate ${s.effectiveRatePerMinute ? `${s.effectiveRatePerMinute}/min` : 'unlimited'}\t${state}${token}\n`;
 }

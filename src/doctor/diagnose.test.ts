@@ -68,6 +68,7 @@ describe('juniper doctor: diagnose', () => {
     ['not connected', { outgoing: [outgoing({ token: token('missing') })] }, /fail outgoing server "Outlook" \(id 1\): Not connected to Outlook: click Connect your Outlook account/, 'fail'],
     ['needs reconnect', { outgoing: [outgoing({ token: token('needs_reconnect', { error: { code: 'AADSTS700082', message: 'the refresh token expired' } }) })] }, /must be reconnected: the refresh token expired/, 'fail'],
     ['app problem', { outgoing: [outgoing({ token: token('valid', { appProblem: { code: 'AADSTS7000222', message: 'the client secret expired' } }) })] }, /fail outgoing server .*Outlook app problem: the client secret expired/, 'fail'],
+    ['app problem on the credentials line', { appProblem: { code: 'AADSTS7000215', message: 'Microsoft refused the client secret.', since: '2026-12-04T10:00:00.000Z' } }, /fail outlook credentials: Microsoft refused the Outlook app's credentials \(AADSTS7000215\).*every Outlook server: Microsoft refused the client secret/, 'fail'],
     ['never tested', { outgoing: [outgoing({ lastTest: null })] }, /warn outgoing server "Outlook" \(id 1\): Never tested: click Test Connection/, 'warn'],
     ['failed test', { outgoing: [outgoing({ lastTest: { ...tested, ok: false, message: '535 5.7.139 SMTP AUTH is disabled' } })] }, /fail outgoing server .*failed: 535 5\.7\.139/, 'fail'],
     ['no outgoing server', { outgoing: [outgoing({ archived: true, active: false })] }, /fail outgoing servers: No active outgoing mail server/, 'fail'],

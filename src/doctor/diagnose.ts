@@ -25,6 +25,8 @@ export interface DoctorFacts {
   notificationsAddress: string | null;
   outgoing: OutgoingServerView[];
   incoming: IncomingServerView[];
+  /** The app-wide Outlook problem Microsoft last reported for the current credentials (app-status.ts), if any. */
+  appProblem?: { code: string | null; message: string; since: string } | null;
   /** Local clock minus the identity provider's Date header; null when it could not be asked (see clockError). */
   clockSkewMs: number | null;
   clockSource: string;
@@ -53,6 +55,9 @@ export function diagnose(f: DoctorFacts): Finding[] {
     if (!o.clientId || !o.hasClientSecret) {
       const missing = [!o.clientId && 'Client ID', !o.hasClientSecret && 'Client Secret'].filter(Boolean).join(' and ');
       add('fail', 'outlook credentials', `The Outlook ${missing} ${missing.includes('and') ? 'are' : 'is'} not set: paste them from the Azure app registration into Settings → Outlook Credentials.`);
+    } else if (f.appProblem) {
+      // Set is not working: Microsoft refused these credentials, so every Outlook server is stopped.
+      add('fail', 'outlook credentials', `Microsoft refused the Outlook app's credentials${f.appProblem.code ? ` (${f.appProblem.code})` : ''} since ${f.appProblem.since}, for every Outlook server: ${f.appProblem.message} Saving corrected credentials in Settings → Outlook Credentials sends the waiting mails at once.`);
     } else add('ok', 'outlook credentials', `Client ID ${o.clientId} and a client secret are set (authority ${o.authority}).`);
     if (o.hasClientSecret) {
       if (o.clientSecretDaysLeft === null) add('warn', 'client secret expiry', 'The client secret\'s expiry date is not recorded: enter it in Settings so Juniper warns you 30, 14, 7 and 1 days before.');

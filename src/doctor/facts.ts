@@ -49,6 +49,7 @@ export async function doctorFacts(app: App): Promise<{ pending: string[]; facts:
       notificationsAddress: defaultFromAddress(params),
       outgoing: outgoing.map((s) => outgoingServerView(s, appProblem)),
       incoming: incoming.map((s) => incomingServerView(s, appProblem)),
+      appProblem,
       clockSkewMs: clock.skewMs,
       clockSource,
       clockError: clock.error,

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AppError } from '../lib/errors.js';
+import { oauthFailure } from '../oauth/oauth-errors.js';
 import { classifySendError, crashedReason, crashedReasonParts, enhancedStatus } from './delivery-failure.js';
 import { deadlineExceeded } from './send-deadline.js';
+import { tokenUnavailable } from './smtp-transport.js';
 import type { ClassifyContext, DeliveryAction, FailureType } from './delivery-failure.js';
 
 /** An error shaped as nodemailer's SMTPConnection._formatError makes it for a server reply. */
@@ -35,6 +37,8 @@ interface Case {
   failureType: FailureType;
   /** Words the reason must contain (besides the server's reply, checked for every SMTP error). */
   says?: RegExp[];
+  /** Words the reason must not contain (advice that would send the admin the wrong way). */
+  saysNot?: RegExp[];
 }
 
 const MS_AUTH_DISABLED =
@@ -85,6 +89,10 @@ const cases: Case[] = [
   // OAuth tokens.
   { name: 'token source unreachable (transient)', err: new AppError('JUNIPER_ERR_OAUTH_TOKEN_UNAVAILABLE', 'No OAuth2 access token could be obtained: fetch failed.', { details: { transient: true } }), context: outlook, action: 'retry', failureType: 'oauth_transient' },
   { name: 'token source needs a reconnect', err: new AppError('JUNIPER_ERR_OAUTH_TOKEN_UNAVAILABLE', 'No OAuth2 access token could be obtained: invalid_grant.', { details: { transient: false } }), context: outlook, action: 'wait', failureType: 'oauth_token', says: [/reconnected/] },
+  { name: 'wrong client secret (AADSTS7000215) sends the admin to Settings, not to a reconnect', err: tokenUnavailable(oauthFailure({ httpStatus: 401, oauthError: 'invalid_client', aadsts: 7000215, description: 'Invalid client secret provided.' })), context: outlook, action: 'wait', failureType: 'oauth_app', says: [/AADSTS7000215/, /refused the client secret/, /Settings → Outlook Credentials/, /reconnecting does not help/], saysNot: [/reconnected on the server form/] },
+  { name: 'expired client secret (AADSTS7000222) names the expiry and Settings', err: tokenUnavailable(oauthFailure({ httpStatus: 401, oauthError: 'invalid_client', aadsts: 7000222 })), context: outlook, action: 'wait', failureType: 'oauth_app', says: [/AADSTS7000222/, /expired/, /Settings/], saysNot: [/reconnected on the server form/] },
+  { name: 'no Outlook credentials set', err: tokenUnavailable(new AppError('JUNIPER_ERR_OUTLOOK_CREDENTIALS')), context: outlook, action: 'wait', failureType: 'oauth_app', says: [/Client ID or Client Secret is not set/, /Settings/] },
+  { name: 'a server-level refusal (AADSTS700082) still asks for a reconnect', err: tokenUnavailable(oauthFailure({ httpStatus: 400, oauthError: 'invalid_grant', aadsts: 700082 })), context: outlook, action: 'wait', failureType: 'oauth_token', says: [/reconnected/] },
   { name: "nodemailer's own token error", err: Object.assign(new Error("Can't create new access token for user"), { code: 'EOAUTH2' }), context: outlook, action: 'wait', failureType: 'oauth_token' },
 
   // Reaching the server: retried.
@@ -125,6 +133,7 @@ describe('classifySendError', () => {
       if (response) assert.ok(decision.reason.includes(response), `the reason quotes the server: ${decision.reason}`);
       assert.equal(decision.responseCode, responseCode);
       for (const words of c.says ?? []) assert.match(decision.reason, words);
+      for (const words of c.saysNot ?? []) assert.doesNotMatch(decision.reason, words);
     });
   }
 

@@ -6,6 +6,7 @@
 import type { OutgoingAuth } from '../db/schema.js';
 import { MAX_ATTEMPTS } from '../lib/backoff.js';
 import { isAppError } from '../lib/errors.js';
+import { explainOAuthError, oauthErrorDetails } from '../oauth/oauth-errors.js';
 import { classifyGraphError, GraphRequestError } from './graph-failure.js';
 
 export type DeliveryAction = 'retry' | 'fail' | 'wait';
@@ -27,6 +28,7 @@ export type FailureType =
   | 'auth'
   | 'smtp_auth_disabled'
   | 'oauth_token'
+  | 'oauth_app'
   | 'crashed'
   | 'host_not_allowed'
   | 'port_not_allowed'
@@ -227,13 +229,34 @@ function isTokenUnavailable(err: unknown): boolean {
   return isAppError(err) && err.code === 'JUNIPER_ERR_OAUTH_TOKEN_UNAVAILABLE';
 }
 
+/**
+ * A token failure of the Azure app itself (the client secret wrong or expired, the app unknown, no credentials
+ * set): reconnecting the account cannot help, so the reason sends the admin to Settings, where saving the
+ * credentials releases these mails (failure type oauth_app, Settings' credentials hook). Null for any other cause.
+ */
+function appLevelTokenFailure(cause: unknown): DeliveryDecision | null {
+  const fix = 'This is a problem of the Azure app, not of this server\'s account: reconnecting does not help.';
+  const waits = 'Mails wait, and go out as soon as the Outlook Credentials are saved in Settings.';
+  if (isAppError(cause) && cause.code === 'JUNIPER_ERR_OUTLOOK_CREDENTIALS') {
+    return { action: 'wait', failureType: 'oauth_app', reason: `No Outlook access token can be made: the Outlook app's Client ID or Client Secret is not set. ${fix} Enter them in Settings → Outlook Credentials. ${waits}` };
+  }
+  const details = oauthErrorDetails(cause);
+  if (details?.errorClass !== 'app') return null;
+  const { explanation, action } = explainOAuthError(details.aadsts, details.oauthError, { description: details.description });
+  const code = details.aadsts !== null ? `AADSTS${details.aadsts}` : (details.oauthError ?? `HTTP ${details.httpStatus ?? 'error'}`);
+  return {
+    action: 'wait',
+    failureType: 'oauth_app',
+    reason: `Microsoft refused the Outlook app's credentials (${code}): ${explanation} ${fix} ${action.replace(/^In Settings, /, 'In Settings → Outlook Credentials, ')} ${waits}`,
+  };
+}
+
 export function classifySendError(err: unknown, context: ClassifyContext): DeliveryDecision {
   if (err instanceof GraphRequestError) return classifyGraphError(err);
   if (isAppError(err) && err.details?.graphUnsendable === true) return { action: 'fail', failureType: 'rejected', reason: err.message };
   if (isTokenUnavailable(err) && isAppError(err)) {
-    return err.details?.transient === true
-      ? { action: 'retry', failureType: 'oauth_transient', reason: `${err.message} It is retried later.` }
-      : { action: 'wait', failureType: 'oauth_token', reason: `${err.message} Mails wait until the Outlook account is reconnected on the server form.` };
+    if (err.details?.transient === true) return { action: 'retry', failureType: 'oauth_transient', reason: `${err.message} It is retried later.` };
+    return appLevelTokenFailure(err.cause) ?? { action: 'wait', failureType: 'oauth_token', reason: `${err.message} Mails wait until the Outlook account is reconnected on the server form.` };
   }
   if (isAppError(err) && (err.code === 'JUNIPER_ERR_SEND_DEADLINE' || err.code === 'JUNIPER_ERR_SEND_CANCELLED')) {
     // The server held the attempt past its deadline (send-deadline.ts): retried like a timeout. When the whole

@@ -445,13 +445,27 @@ export class OutgoingQueue {
   }
 
   /** Mails waiting for this server to be fixed (e.g. reconnected to Outlook) become due now. */
-  async wakeWaiting(serverId: number): Promise<number> {
-    const r = await this.db
+  wakeWaiting(serverId: number): Promise<number> {
+    return this.wake({ serverId });
+  }
+
+  /**
+   * Mails waiting for a cause that is not one server's (an Outlook app problem, failure type oauth_app, fixed in
+   * Settings) become due now, on every server.
+   */
+  wakeWaitingFor(failureType: string): Promise<number> {
+    return this.wake({ failureType });
+  }
+
+  private async wake(which: { serverId?: number; failureType?: string }): Promise<number> {
+    let q = this.db
       .updateTable('outgoing_mails')
       .set({ next_attempt_at: Date.now(), updated_at: Date.now() })
       .where('state', '=', 'queued')
-      .where('server_id', '=', serverId)
-      .where('waiting_reason', 'is not', null)
+      .where('waiting_reason', 'is not', null);
+    if (which.serverId !== undefined) q = q.where('server_id', '=', which.serverId);
+    if (which.failureType !== undefined) q = q.where('failure_type', '=', which.failureType);
+    const r = await q
       // A paced mail keeps its slot: waking it early would break the server's rate limit.
       .where((eb) => eb.or([eb('failure_type', 'is', null), eb('failure_type', '!=', PACED)]))
       .executeTakeFirst();

@@ -178,6 +178,8 @@ const rowKeys = {
   tenant: 'outlook.tenant',
 } as const;
 type RowField = keyof typeof rowKeys;
+/** The fields a token request depends on: changing one may fix an app-wide Outlook problem (app-status.ts). */
+const APP_IDENTITY_FIELDS = new Set<RowField>(['clientId', 'clientSecret', 'cloud', 'tenant']);
 
 interface Stored {
   customEmailServers: boolean;
@@ -217,6 +219,11 @@ export class Settings {
     private readonly parameters: Parameters,
     private readonly audit: AuditLog,
     private readonly now: () => number = Date.now,
+    /**
+     * Called after a save that changed what Microsoft judges the app by (Client ID, secret, cloud, tenant): the
+     * mails waiting for an app problem go out now, as a reconnect releases a server's (services.ts).
+     */
+    private readonly onAppCredentialsChanged: () => Promise<void> = async () => {},
   ) {}
 
   async get(): Promise<SettingsView> {
@@ -225,7 +232,7 @@ export class Settings {
 
   async update(patch: SettingsPatch, actor: Actor): Promise<SettingsView> {
     const input = parseInput(settingsPatchSchema, patch, 'settings');
-    await this.db.transaction().execute(async (trx) => {
+    const appChanged = await this.db.transaction().execute(async (trx) => {
       const params = this.parameters.withTransaction(trx);
       const old = await load(trx);
       const next: Stored = { ...old };
@@ -250,7 +257,10 @@ export class Settings {
       for (const field of changes) await writeRow(trx, field, next[field], this.now());
       const changed = [...changes.map((f) => auditNames[f]), ...(await updateMassMailing(params, input.massMailing, actor, trx))];
       if (changed.length > 0) await this.audit.record(actor, 'settings.update', 'settings', { changed }, trx);
+      return changes.some((f) => APP_IDENTITY_FIELDS.has(f));
     });
+    // After the commit: the released mails must find the new credentials.
+    if (appChanged) await this.onAppCredentialsChanged();
     return this.get();
   }
 

@@ -22,6 +22,8 @@ import { settingsPage } from './settings-page.js';
 import { composePage } from './compose-page.js';
 import { routePage } from './route-page.js';
 import { usersPage } from './users-page.js';
+import { outlookAppTrouble } from '../oauth/app-trouble.js';
+import { appTroubleBanner } from './outlook-app-notice.js';
 
 /**
  * The sign-in and setup forms hold a few short fields; the app's 30 MB limit is for mail. Anyone may post
@@ -170,16 +172,21 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
 }
 
 /** Where the Outlook procedure starts, with what is done so far. */
-async function homeBody(services: Pick<Services, 'settings' | 'outgoingServers' | 'queue' | 'incomingServers'>, user: NonNullable<PageContext['user']>): Promise<SafeHtml> {
+async function homeBody(services: Pick<Services, 'settings' | 'oauthAppStatus' | 'outgoingServers' | 'queue' | 'incomingServers'>, user: NonNullable<PageContext['user']>): Promise<SafeHtml> {
   const admin = user.role === 'admin';
-  const [settings, servers, counts, incoming] = await Promise.all([
+  const [settings, servers, counts, incoming, trouble] = await Promise.all([
     admin ? services.settings.get() : null,
     services.outgoingServers.list({ ownerUserId: admin ? undefined : user.id }),
     admin ? services.queue.countByState() : null,
     services.incomingServers.list({ ownerUserId: admin ? undefined : user.id }),
+    outlookAppTrouble(services),
   ]);
-  const step = (done: boolean, body: SafeHtml) => html`<li><span class="tag ${done ? 'tag-green' : 'tag-grey'}">${done ? 'done' : 'to do'}</span> ${body}</li>`;
+  // 'attention': done once, but not working now (the Outlook app's credentials were refused or expire soon).
+  const step = (state: boolean | 'attention', body: SafeHtml) =>
+    html`<li><span class="tag ${state === 'attention' ? 'tag-red' : state ? 'tag-green' : 'tag-grey'}">${state === 'attention' ? 'needs attention' : state ? 'done' : 'to do'}</span> ${body}</li>`;
+  const unless = (done: boolean, troubled: boolean) => (done && troubled ? 'attention' : done);
   const credentials = settings !== null && settings.customEmailServers && settings.outlook.clientId !== null && settings.outlook.hasClientSecret;
+  const refused = trouble.problem !== null;
   const outlook = servers.filter((s) => s.auth === 'outlook');
   return html`<div class="card">
   <h1>Welcome, ${user.name || user.login}</h1>
@@ -187,18 +194,19 @@ async function homeBody(services: Pick<Services, 'settings' | 'outgoingServers' 
 </div>
 <div class="card">
   <h2>Sending mail through Microsoft 365</h2>
+  ${outlook.length > 0 || incoming.some((s) => s.auth === 'outlook') || credentials ? appTroubleBanner(trouble, admin) : null}
   <ol class="steps">
     ${settings ? step(settings.outlook.enabled, html`In <a href="/apps?filter=none&amp;q=Outlook">Apps</a>, remove the Apps filter, type Outlook and install Microsoft Outlook.`) : null}
-    ${admin ? step(credentials, html`In <a href="/settings">Settings</a> → Discuss, tick Custom Email Servers and enter the Outlook Credentials (Client ID and Client Secret).`) : null}
+    ${admin ? step(unless(credentials, refused || trouble.secretWarning !== null), html`In <a href="/settings">Settings</a> → Discuss, tick Custom Email Servers and enter the Outlook Credentials (Client ID and Client Secret).`) : null}
     ${step(outlook.length > 0, html`Create a server in <a href="/outgoing-servers">Outgoing Email Servers</a> with Outlook ticked, its Username and From Filter.`)}
-    ${step(outlook.some((s) => s.token_status === 'valid'), html`Click Connect your Outlook account, then Test Connection.`)}
+    ${step(unless(outlook.some((s) => s.token_status === 'valid'), refused), html`Click Connect your Outlook account, then Test Connection.`)}
   </ol>
 </div>
 <div class="card">
   <h2>Receiving mail from Microsoft 365</h2>
   <ol class="steps">
     ${step(incoming.some((s) => s.auth === 'outlook'), html`Create a server in <a href="/incoming-servers">Incoming Mail Servers</a> with Outlook Oauth Authentication ticked and the Microsoft Outlook username.`)}
-    ${step(incoming.some((s) => s.auth === 'outlook' && s.token_status === 'valid'), html`Click Connect your Outlook account until Juniper states Outlook Token Valid.`)}
+    ${step(unless(incoming.some((s) => s.auth === 'outlook' && s.token_status === 'valid'), refused), html`Click Connect your Outlook account until Juniper states Outlook Token Valid.`)}
     ${step(incoming.some((s) => s.state === 'confirmed'), html`Click Test and Confirm; new mail then arrives in the <a href="/inbox">Inbox</a>.`)}
   </ol>
 </div>

@@ -12,7 +12,9 @@ import type { CommonInput, KindName, MailServers, ServerRows } from '../mail-ser
 import type { AppProblem } from '../oauth/app-status.js';
 import type { SettingsView } from '../settings/settings.js';
 import { checked, formError, pageContext, redirectWithFlash, renderPage, type Flash, type Form } from './forms.js';
-import type { SafeHtml } from './html.js';
+import { html, type SafeHtml } from './html.js';
+import { outlookAppTrouble } from '../oauth/app-trouble.js';
+import { appTroubleBanner } from './outlook-app-notice.js';
 import type { PageContext } from './layout.js';
 import { connectElsewhere, browserHostname } from '../settings/public-address.js';
 import { errorFieldOf } from './server-form.js';
@@ -130,7 +132,10 @@ export function serverPages<K extends KindName, F, C extends CommonInput, P exte
       const showArchived = request.query.archived === '1';
       const rows = await servers.list({ includeArchived: showArchived, ownerUserId: user.role === 'admin' ? undefined : user.id });
       const ctx = pageContext(request, reply, name);
-      return renderPage(reply, kind.listTitle, kind.listBody(ctx, rows, showArchived, await services.oauthAppStatus.get()), ctx);
+      // Every Outlook row depends on the app's credentials: a refused or expiring secret is said above the list.
+      const trouble = await outlookAppTrouble(services);
+      const banner = rows.some((r) => r.auth === 'outlook') ? appTroubleBanner(trouble, user.role === 'admin') : null;
+      return renderPage(reply, kind.listTitle, html`${banner}${kind.listBody(ctx, rows, showArchived, trouble.problem)}`, ctx);
     });
 
     app.get(`${base}/new`, access, async (request, reply) => renderServer(request, reply, undefined));

@@ -11,6 +11,8 @@ import { dedicatedServerProblem } from '../outgoing/mass-mailing.js';
 import { checked, csrfField, flashHtml, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
+import { appProblemNotice, type AffectedServer } from './outlook-app-notice.js';
+import type { AppProblem } from '../oauth/app-status.js';
 
 const REDIRECT_PATH = microsoft.redirectPath;
 
@@ -151,7 +153,24 @@ function massMailingServerField(view: SettingsView, f: SettingsForm, servers: Ou
     ${problem ? html`<p class="flash flash-warning" id="mass-mailing-warning">${problem}</p>` : null}`;
 }
 
-function settingsBody(ctx: PageContext, view: SettingsView, f: SettingsForm, servers: OutgoingServer[], origin: string, error?: string): SafeHtml {
+/** The app problem Microsoft reported, and the Outlook servers it stops (shown beside Outlook Credentials). */
+interface AppProblemFacts {
+  problem: AppProblem | null;
+  affected: AffectedServer[];
+}
+
+async function appProblemFacts(services: Pick<Services, 'oauthAppStatus' | 'incomingServers'>, outgoing: OutgoingServer[]): Promise<AppProblemFacts> {
+  const problem = await services.oauthAppStatus.get();
+  if (!problem) return { problem, affected: [] };
+  const outlook = <S extends { auth: string; archived_at: number | null }>(s: S) => s.auth === 'outlook' && s.archived_at === null;
+  const incoming = await services.incomingServers.list();
+  return {
+    problem,
+    affected: [...outgoing.filter(outlook).map((s) => ({ kind: 'outgoing' as const, id: s.id, name: s.name })), ...incoming.filter(outlook).map((s) => ({ kind: 'incoming' as const, id: s.id, name: s.name }))],
+  };
+}
+
+function settingsBody(ctx: PageContext, view: SettingsView, f: SettingsForm, servers: OutgoingServer[], origin: string, app: AppProblemFacts, error?: string): SafeHtml {
   const o = view.outlook;
   return html`<div class="page-head"><h1>General Settings</h1></div>
 ${error ? flashHtml({ kind: 'error', text: error }) : null}
@@ -161,6 +180,7 @@ ${error ? flashHtml({ kind: 'error', text: error }) : null}
   <label class="check"><input type="checkbox" id="customEmailServers" name="customEmailServers" value="on"${f.customEmailServers ? html` checked` : null} data-reveal="outlook-credentials">
     <span>Custom Email Servers<small>Send and receive through your own mail servers, such as Microsoft 365 with Outlook OAuth.</small></span></label>
 
+  ${appProblemNotice(app.problem, app.affected)}
   <fieldset id="outlook-credentials"${f.customEmailServers ? null : html` hidden`}>
     <legend>Outlook Credentials</legend>
     ${o.enabled
@@ -231,13 +251,13 @@ export function originOf(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
 }
 
-export function settingsPage(services: Pick<Services, 'outgoingServers' | 'settings'>): FastifyPluginAsync {
+export function settingsPage(services: Pick<Services, 'incomingServers' | 'oauthAppStatus' | 'outgoingServers' | 'settings'>): FastifyPluginAsync {
   return async (app) => {
     app.get('/settings', { config: { access: 'admin' } }, async (request, reply) => {
       const view = await services.settings.get();
       const servers = await services.outgoingServers.list({ includeArchived: true });
       const ctx = pageContext(request, reply, 'settings');
-      return renderPage(reply, 'General Settings', settingsBody(ctx, view, fromView(view), servers, originOf(request)), ctx);
+      return renderPage(reply, 'General Settings', settingsBody(ctx, view, fromView(view), servers, originOf(request), await appProblemFacts(services, servers)), ctx);
     });
 
     app.post<{ Body: Form }>('/settings', { config: { access: 'admin' } }, async (request, reply) => {
@@ -252,7 +272,7 @@ export function settingsPage(services: Pick<Services, 'outgoingServers' | 'setti
         const typedSecret = text(body, 'clientSecret').trim() !== '';
         const said = pageWording(err.message);
         const message = typedSecret ? `${said}${/[.!?]$/.test(said) ? '' : '.'} The Client Secret you typed was not saved (the page never shows it again): paste it again before saving.` : said;
-        return renderPage(reply, 'General Settings', settingsBody(ctx, view, entered, servers, originOf(request), message), ctx, err.status);
+        return renderPage(reply, 'General Settings', settingsBody(ctx, view, entered, servers, originOf(request), await appProblemFacts(services, servers), message), ctx, err.status);
       }
       return redirectWithFlash(reply, '/settings', { kind: 'success', text: 'Settings saved.' });
     });

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { parseInput } from '../../lib/validate.js';
 import type { CommonInput, KindName, MailServers, ServerRows } from '../../mail-servers/mail-servers.js';
 import type { OAuthAppStatus } from '../../oauth/app-status.js';
+import { serverViewOf, serverViews } from '../../mail-servers/server-views.js';
 import { actorOf } from '../actor.js';
 import { idParams, managedServer } from '../managed-server.js';
 
@@ -24,27 +25,26 @@ export function mailServerRoutes<K extends KindName, C extends CommonInput, P ex
     const user = request.principal!.user;
     const { archived } = parseInput(listQuery, request.query, 'query');
     const rows = await servers.list({ includeArchived: archived === 'true', ownerUserId: user.role === 'admin' ? undefined : user.id });
-    const problem = await appStatus.get();
-    return rows.map((r) => servers.view(r, problem));
+    return serverViews(servers, appStatus, rows);
   });
 
   app.post(base, access, async (request, reply) => {
     const input = parseInput(servers.kind.createSchema, request.body);
     const row = await servers.create(input, request.principal!.user, actorOf(request));
-    return reply.status(201).send(servers.view(row));
+    return reply.status(201).send(await serverViewOf(servers, appStatus, row));
   });
 
-  app.get(`${base}/:id`, access, async (request) => servers.view(await managedServer(servers, request), await appStatus.get()));
+  app.get(`${base}/:id`, access, async (request) => serverViewOf(servers, appStatus, await managedServer(servers, request)));
 
   app.patch(`${base}/:id`, access, async (request) => {
     const { id } = parseInput(idParams, request.params, 'path');
     const patch = parseInput(servers.kind.patchSchema, request.body);
-    return servers.view(await servers.update(id, patch, request.principal!.user, actorOf(request)));
+    return serverViewOf(servers, appStatus, await servers.update(id, patch, request.principal!.user, actorOf(request)));
   });
 
   app.delete(`${base}/:id`, access, async (request) => {
     const { id } = parseInput(idParams, request.params, 'path');
-    return servers.view(await servers.archive(id, request.principal!.user, actorOf(request)));
+    return serverViewOf(servers, appStatus, await servers.archive(id, request.principal!.user, actorOf(request)));
   });
 
   app.post(`${base}/:id/test`, access, async (request) => test(await managedServer(servers, request)));

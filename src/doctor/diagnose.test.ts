@@ -38,8 +38,13 @@ const incoming = (o: Partial<IncomingServerView> = {}): IncomingServerView => ({
 
 const healthy = (o: Partial<DoctorFacts> = {}): DoctorFacts => ({
   database: 'SQLite ./data/juniper.sqlite', pendingMigrations: [], baseUrl: 'https://mail.example.com', settings: settings(), notificationsAddress: 'notifications@example.com',
-  outgoing: [outgoing()], incoming: [incoming()], clockSkewMs: 300, clockSource: 'https://login.microsoftonline.com', clockError: null, ...o,
+  outgoing: [outgoing()], incoming: [incoming()], clockSkewMs: 300, clockSource: 'https://login.microsoftonline.com', clockError: null,
+  vault: { keySource: '/data/vault.key (key id 11111111)', configured: ['11111111'], noKeyYet: false, stored: 3, unreadable: [] }, ...o,
 });
+const lostKey: DoctorFacts['vault'] = {
+  keySource: '/data/vault.key (key id 11111111)', configured: ['11111111'], noKeyYet: false, stored: 2,
+  unreadable: [{ label: 'settings.outlook.client_secret', name: 'Outlook client secret (Settings → Outlook Credentials)', keyId: '26ce1702', reason: 'key 26ce1702 is not configured' }],
+};
 
 const problems = (f: DoctorFacts) => diagnose(f).filter((x) => x.level !== 'ok').map((x) => `${x.level} ${x.check}: ${x.message}`);
 
@@ -71,6 +76,8 @@ describe('juniper doctor: diagnose', () => {
     ['draft incoming', { incoming: [incoming({ state: 'draft' })] }, /warn incoming server "Inbox" \(id 2\): It is a draft and is not fetched: click Test and Confirm/, 'warn'],
     ['failing fetch', { incoming: [incoming({ lastError: 'IMAP login refused', errorSince: '2026-12-01T09:00:00.000Z' })] }, /fail incoming server .*last fetch failed \(failing since 2026-12-01T09:00:00\.000Z\): IMAP login refused/, 'fail'],
     ['clock ahead', { clockSkewMs: 10 * 60_000 }, /fail clock: This machine's clock is 600 s ahead of/, 'fail'],
+    ['a secret under a key that is not configured', { vault: lostKey }, /fail vault key: 1 of 2 stored secret\(s\) cannot be decrypted: Outlook client secret .*key 26ce1702 is not configured.*juniper vault forget --key-id 26ce1702/, 'fail'],
+    ['an undecryptable client secret is no usable credential', { vault: lostKey }, /fail outlook credentials: A client secret is stored but cannot be decrypted/, 'fail'],
     ['clock unknown', { clockSkewMs: null, clockError: 'no answer within 5 s' }, /warn clock: Could not compare the clock with .*no answer within 5 s/, 'warn'],
   ];
   for (const [name, facts, expected, level] of cases) {

@@ -73,9 +73,9 @@ for (const dialect of dialects) {
     it('doctor FAILs naming the secrets it cannot decrypt (never their values) and creates no key', () => {
       const r = run(env, ['doctor']);
       assert.equal(r.code, 1, r.stdout + r.stderr);
-      assert.match(r.stdout, new RegExp(`FAIL  vault key: 2 of 2 stored secret\\(s\\) cannot be decrypted: Outlook client secret \\(Settings → Outlook Credentials\\) \\(key ${keyId} is not configured\\); password of outgoing server "relay" \\(id \\d+\\) \\(key ${keyId} is not configured\\)`));
+      assert.match(r.stdout, new RegExp(`FAIL {2}vault key: 2 of 2 stored secret\\(s\\) cannot be decrypted: Outlook client secret \\(Settings → Outlook Credentials\\) \\(key ${keyId} is not configured\\); password of outgoing server "relay" \\(id \\d+\\) \\(key ${keyId} is not configured\\)`));
       assert.match(r.stdout, new RegExp(`juniper vault forget --key-id ${keyId} --yes`));
-      assert.match(r.stdout, /FAIL  outlook credentials: A client secret is stored but cannot be decrypted/);
+      assert.match(r.stdout, /FAIL {2}outlook credentials: A client secret is stored but cannot be decrypted/);
       assert.doesNotMatch(r.stdout, /ok {4}outlook credentials/);
       assert.ok(!fs.existsSync(keyFile), 'doctor wrote no vault.key');
       assertNoSecret(r, keyText);
@@ -99,7 +99,7 @@ for (const dialect of dialects) {
       assert.match(r.stderr, new RegExp(`vault key id ${keyId} .*looked in JUNIPER_SECRET_KEY \\(key id ${keyIdOf(Buffer.from(OTHER_KEY, 'hex'))}; the data directory's vault\\.key is not read when it is set\\)`));
       const d = run(withVar, ['doctor']);
       assert.equal(d.code, 1);
-      assert.match(d.stdout, new RegExp(`FAIL  vault key: 2 of 2 stored secret\\(s\\) cannot be decrypted: .*key ${keyId} is not configured`));
+      assert.match(d.stdout, new RegExp(`FAIL {2}vault key: 2 of 2 stored secret\\(s\\) cannot be decrypted: .*key ${keyId} is not configured`));
       assert.ok(!fs.existsSync(keyFile));
       assertNoSecret(r, keyText);
       assertNoSecret(d, keyText);
@@ -142,8 +142,32 @@ for (const dialect of dialects) {
       assert.equal(next.code, 0, next.stderr);
       assert.ok(fs.existsSync(keyFile), 'with no secret left, the next start creates the key');
       const d = run(env, ['doctor']);
-      assert.match(d.stdout, /FAIL  outlook credentials: The Outlook Client Secret is not set/);
+      assert.match(d.stdout, /FAIL {2}outlook credentials: The Outlook Client Secret is not set/);
       assert.match(d.stdout, /ok {4}vault key: 0 stored secret\(s\)/);
+    });
+  });
+
+  describe(`a command run without the service's JUNIPER_SECRET_KEY (${dialect})`, () => {
+    it('refuses instead of storing the secret under a stray vault.key the service cannot read (docs/deploy.md trap)', async () => {
+      const serviceKey = crypto.randomBytes(32).toString('base64');
+      const t = await startTestApp(dialect, { secretKeys: [serviceKey] });
+      try {
+        await t.app.services.settings.update({ customEmailServers: true, outlook: { enabled: true, clientId: '3f2504e0-4f89-41d3-9a0c-0305e82c3301', clientSecret: CLIENT_SECRET } }, cliActor);
+        const env = cliEnv(t.config.dataDir, dbUrl(t.config.database));
+        const keyFile = path.join(t.config.dataDir, 'vault.key');
+        for (const args of [['doctor'], ['settings', 'set', '--client-secret-stdin']]) {
+          const r = run(env, args, 'stray-client-secret-0123456789abcdef\n');
+          assert.equal(r.code, 1, r.stdout + r.stderr);
+          assert.match(r.stdout + r.stderr, new RegExp(`key ${keyIdOf(Buffer.from(serviceKey, 'base64'))} is not configured|vault key id ${keyIdOf(Buffer.from(serviceKey, 'base64'))}`));
+          assert.ok(!fs.existsSync(keyFile), `${args.join(' ')} wrote no stray vault.key`);
+          assertNoSecret(r, serviceKey);
+        }
+        const ok = run({ ...env, JUNIPER_SECRET_KEY: serviceKey }, ['settings', 'set', '--client-secret-stdin'], 'new-client-secret-0123456789abcdef\n');
+        assert.equal(ok.code, 0, ok.stderr);
+        assert.equal((await t.app.services.settings.outlookCredentials())?.clientSecret, 'new-client-secret-0123456789abcdef', 'the service reads what the command stored');
+      } finally {
+        await t.close();
+      }
     });
   });
 

@@ -60,7 +60,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
   let vaultKeys: VaultKeyState;
   try {
     if (options.migrate !== false) await migrateToLatest(database);
-    ({ vault, vaultKeys } = await openCheckedVault(config, database, options.vaultMode ?? 'open'));
+    ({ vault, vaultKeys } = await openCheckedVault(config, database, options.vaultMode ?? 'open', options.migrate !== false));
   } catch (e) {
     await database.close();
     throw e;
@@ -94,29 +94,31 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
 
 // The key is checked against the stored secrets before anything can encrypt: a key generated next to
 // secrets made with another key would orphan them silently (see vault/key-check.ts).
-async function openCheckedVault(config: Config, database: Database, mode: 'open' | 'inspect'): Promise<{ vault: Vault; vaultKeys: VaultKeyState }> {
+async function openCheckedVault(config: Config, database: Database, mode: 'open' | 'inspect', migrated: boolean): Promise<{ vault: Vault; vaultKeys: VaultKeyState }> {
   const found = loadVaultKeys({ dataDir: config.dataDir, secretKeys: config.secretKeys, create: false });
   const fromEnv = found.source === SECRET_KEY_ENV;
   const file = fromEnv ? path.join(path.resolve(config.dataDir), KEY_FILE_NAME) : found.source;
   const configured = found.keys.map((k) => keyIdOf(k));
-  const storedByKey = await storedByKeyOrEmpty(database, mode);
-  const check = checkVaultKeys({ configured, storedByKey });
+  const storedByKey = await storedByKeyIfReadable(database, mode === 'inspect' || !migrated);
+  const check = checkVaultKeys({ configured, storedByKey: storedByKey ?? {} });
   const source: KeySourceDescription = { fromEnv, file, configured };
   if (mode === 'open' && check.decision === 'refuse') throw refusalError(check, source);
   if (found.keys.length > 0) return { vault: createVault(found.keys, found.source), vaultKeys: { check, source, ephemeral: false } };
-  if (mode === 'open') {
+  // Create a key only when the census proved the database holds no secret (not when it could not be read).
+  if (mode === 'open' && storedByKey) {
     const created = loadVaultKeys({ dataDir: config.dataDir, create: true });
     return { vault: createVault(created.keys, created.source), vaultKeys: { check, source: { ...source, configured: created.keys.map((k) => keyIdOf(k)) }, ephemeral: false } };
   }
   return { vault: createVault([randomBytes(32)], `${file} (missing; not created)`), vaultKeys: { check, source, ephemeral: true } };
 }
 
-async function storedByKeyOrEmpty(database: Database, mode: 'open' | 'inspect'): Promise<Record<string, number>> {
+async function storedByKeyIfReadable(database: Database, mayFail: boolean): Promise<Record<string, number> | undefined> {
   try {
     return await storedKeyIds(storedSecretSources(database.db));
   } catch (e) {
-    // doctor opens without migrating: an old or empty schema may lack a table; it reports the migrations.
-    if (mode === 'inspect') return {};
+    // Opened without migrating (doctor, readiness checks): an old or empty schema may lack a table, which the
+    // caller reports as pending migrations. After migrating, a failing census is a real database failure.
+    if (mayFail) return undefined;
     throw e;
   }
 }

@@ -22,10 +22,10 @@ import { addressPeopleUse, ignoredBaseUrlEnv, ignoredBaseUrlEnvMessage } from '.
 
 const VERSION = '0.1.0';
 
-function cliApp(config: Config): WithApp {
+function cliApp(config: Config, vaultMode: 'open' | 'inspect' = 'open'): WithApp {
   return async (fn) => {
     // Commands print their results on stdout; logs go to stderr and only from warnings up.
-    const app = await createApp(config, { logger: createLogger('warn', pino.destination(2)) });
+    const app = await createApp(config, { logger: createLogger('warn', pino.destination(2)), vaultMode });
     try {
       return await fn(app);
     } finally {
@@ -103,6 +103,8 @@ export function buildProgram(): Command {
     .exitOverride();
   // Each action loads the configuration itself, so `--help` works without a valid environment.
   const withApp: WithApp = (fn) => cliApp(loadConfig())(fn);
+  // Read-only about the vault: reports a lost key instead of refusing, and never creates one.
+  const withInspectApp: WithApp = (fn) => cliApp(loadConfig(), 'inspect')(fn);
 
   program
     .command('serve')
@@ -136,8 +138,8 @@ export function buildProgram(): Command {
   program.addCommand(mailsCommand(withApp));
   program.addCommand(incomingCommand(withApp));
   program.addCommand(fetchCommand(withApp));
-  program.addCommand(vaultCommand(withApp));
-  program.addCommand(doctorCommand(() => createApp(loadConfig(), { logger: createLogger('warn', pino.destination(2)), migrate: false })));
+  program.addCommand(vaultCommand(withApp, withInspectApp));
+  program.addCommand(doctorCommand(() => createApp(loadConfig(), { logger: createLogger('warn', pino.destination(2)), migrate: false, vaultMode: 'inspect' })));
   return program;
 }
 

@@ -38,8 +38,13 @@ const incoming = (o: Partial<IncomingServerView> = {}): IncomingServerView => ({
 
 const healthy = (o: Partial<DoctorFacts> = {}): DoctorFacts => ({
   database: 'SQLite ./data/juniper.sqlite', pendingMigrations: [], baseUrl: 'https://mail.example.com', envBaseUrl: null, settings: settings(), notificationsAddress: 'notifications@example.com',
-  outgoing: [outgoing()], incoming: [incoming()], clockSkewMs: 300, clockSource: 'https://login.microsoftonline.com', clockError: null, ...o,
+  outgoing: [outgoing()], incoming: [incoming()], clockSkewMs: 300, clockSource: 'https://login.microsoftonline.com', clockError: null,
+  vault: { keySource: '/data/vault.key (key id 11111111)', configured: ['11111111'], noKeyYet: false, stored: 3, unreadable: [] }, ...o,
 });
+const lostKey: DoctorFacts['vault'] = {
+  keySource: '/data/vault.key (key id 11111111)', configured: ['11111111'], noKeyYet: false, stored: 2,
+  unreadable: [{ label: 'settings.outlook.client_secret', name: 'Outlook client secret (Settings → Outlook Credentials)', keyId: '26ce1702', reason: 'key 26ce1702 is not configured' }],
+};
 
 /** Mass mailings set to go through the dedicated server `serverId`. */
 const mass = (serverId: number | null): Partial<DoctorFacts> => ({ settings: { ...settings(), massMailing: { dedicatedServer: true, serverId } } });
@@ -80,6 +85,8 @@ describe('juniper doctor: diagnose', () => {
     ['dedicated mass-mailing server inactive', { ...mass(3), outgoing: [outgoing(), outgoing({ id: 3, name: 'Bulk', active: false })] }, /^warn mass mailing: .*"Bulk" \(id 3\), but it is inactive: make it active again/, 'warn'],
     ['dedicated mass mailing on without a server', { ...mass(null) }, /^warn mass mailing: .*no server is chosen/, 'warn'],
     ['clock ahead', { clockSkewMs: 10 * 60_000 }, /fail clock: This machine's clock is 600 s ahead of/, 'fail'],
+    ['a secret under a key that is not configured', { vault: lostKey }, /fail vault key: 1 of 2 stored secret\(s\) cannot be decrypted: Outlook client secret .*key 26ce1702 is not configured.*juniper vault forget --key-id 26ce1702/, 'fail'],
+    ['an undecryptable client secret is no usable credential', { vault: lostKey }, /fail outlook credentials: A client secret is stored but cannot be decrypted/, 'fail'],
     ['clock unknown', { clockSkewMs: null, clockError: 'no answer within 5 s' }, /warn clock: Could not compare the clock with .*no answer within 5 s/, 'warn'],
   ];
   for (const [name, facts, expected, level] of cases) {

@@ -31,7 +31,22 @@ export interface DoctorFacts {
   clockSkewMs: number | null;
   clockSource: string;
   clockError: string | null;
+  vault: VaultFacts;
 }
+
+export interface VaultFacts {
+  /** Where the keys were looked for (describeKeySource). */
+  keySource: string;
+  configured: readonly string[];
+  /** No key configured and no secret stored: a fresh install whose first `serve` creates the key. */
+  noKeyYet: boolean;
+  stored: number;
+  /** Secrets that do not decrypt, by name (never a value). */
+  unreadable: { label: string; name: string; keyId: string; reason: string }[];
+}
+
+const CLIENT_SECRET_LABEL = 'settings.outlook.client_secret';
+const LISTED_UNREADABLE = 10;
 
 /** Tokens are checked with a few minutes' leeway; beyond this, sign-ins and token checks start failing. */
 export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
@@ -46,6 +61,8 @@ export function diagnose(f: DoctorFacts): Finding[] {
   if (f.pendingMigrations.length) add('fail', 'migrations', `${f.pendingMigrations.length} migration(s) not applied (${f.pendingMigrations.join(', ')}): run \`juniper migrate\` (serve and worker also apply them at start).`);
   else add('ok', 'migrations', 'The schema is up to date.');
 
+  vaultFindings(f.vault, add);
+
   const outlookServers = [...f.outgoing, ...f.incoming].filter((s) => s.auth === 'outlook' && s.active);
   const usesOutlook = f.settings.outlook.enabled || outlookServers.length > 0;
   baseUrlFindings(f, usesOutlook, add);
@@ -55,6 +72,8 @@ export function diagnose(f: DoctorFacts): Finding[] {
     if (!o.clientId || !o.hasClientSecret) {
       const missing = [!o.clientId && 'Client ID', !o.hasClientSecret && 'Client Secret'].filter(Boolean).join(' and ');
       add('fail', 'outlook credentials', `The Outlook ${missing} ${missing.includes('and') ? 'are' : 'is'} not set: paste them from the Azure app registration into Settings → Outlook Credentials.`);
+    } else if (f.vault.unreadable.some((u) => u.label === CLIENT_SECRET_LABEL)) {
+      add('fail', 'outlook credentials', 'A client secret is stored but cannot be decrypted (see the vault finding): restore the vault key, or paste the secret again in Settings → Outlook Credentials after `juniper vault forget`.');
     } else if (f.appProblem) {
       // Set is not working: Microsoft refused these credentials, so every Outlook server is stopped.
       add('fail', 'outlook credentials', `Microsoft refused the Outlook app's credentials${f.appProblem.code ? ` (${f.appProblem.code})` : ''} since ${f.appProblem.since}, for every Outlook server: ${f.appProblem.message} Saving corrected credentials in Settings → Outlook Credentials sends the waiting mails at once.`);
@@ -83,6 +102,24 @@ export function diagnose(f: DoctorFacts): Finding[] {
     add('fail', 'clock', `This machine's clock is ${Math.round(Math.abs(f.clockSkewMs) / 1000)} s ${f.clockSkewMs > 0 ? 'ahead of' : 'behind'} ${f.clockSource}: tokens will be refused. Enable time synchronisation (e.g. systemd-timesyncd or chrony).`);
   } else add('ok', 'clock', `The clock is within ${Math.round(Math.abs(f.clockSkewMs) / 1000)} s of ${f.clockSource}.`);
   return out;
+}
+
+function vaultFindings(v: VaultFacts, add: (level: Level, check: string, message: string) => void): void {
+  if (v.noKeyYet) {
+    add('ok', 'vault key', `No key yet and no secret stored: \`juniper serve\` creates one on first start (looked in ${v.keySource}).`);
+    return;
+  }
+  if (v.unreadable.length === 0) {
+    add('ok', 'vault key', `${v.stored} stored secret(s) decrypt with the configured key(s), from ${v.keySource}.`);
+    return;
+  }
+  const shown = v.unreadable.slice(0, LISTED_UNREADABLE).map((u) => `${u.name} (${u.reason})`);
+  const more = v.unreadable.length > LISTED_UNREADABLE ? `, and ${v.unreadable.length - LISTED_UNREADABLE} more` : '';
+  const ids = [...new Set(v.unreadable.map((u) => u.keyId))].filter((k) => !v.configured.includes(k));
+  const advice = ids.length
+    ? `Juniper looked in ${v.keySource}. Restore the key with id ${ids.join(', ')}: put the data directory's vault.key back from a backup, or run this command with JUNIPER_SECRET_KEY exactly as the service gets it. If the key is lost for good, \`juniper vault forget --key-id ${ids[0]} --yes\` deletes those secrets so they can be entered again.`
+    : 'They are damaged or were written under another context: enter them again.';
+  add('fail', 'vault key', `${v.unreadable.length} of ${v.stored} stored secret(s) cannot be decrypted: ${shown.join('; ')}${more}. ${advice}`);
 }
 
 function baseUrlFindings(f: DoctorFacts, usesOutlook: boolean, add: (level: Level, check: string, message: string) => void): void {

@@ -6,7 +6,9 @@ import { pendingMigrations } from '../db/migrate.js';
 import { incomingServerView } from '../incoming/servers.js';
 import { outgoingServerView } from '../outgoing/servers.js';
 import { defaultFromAddress } from '../settings/parameter-rules.js';
-import type { DoctorFacts } from './diagnose.js';
+import { storedSecretSources } from '../stored-secrets.js';
+import { ciphertextKeyId, describeKeySource } from '../vault/index.js';
+import type { DoctorFacts, VaultFacts } from './diagnose.js';
 
 const CLOCK_TIMEOUT_MS = 5_000;
 
@@ -53,6 +55,31 @@ export async function doctorFacts(app: App): Promise<{ pending: string[]; facts:
       clockSkewMs: clock.skewMs,
       clockSource,
       clockError: clock.error,
+      vault: await vaultFacts(app),
     },
   };
+}
+
+/** Tries every stored secret with the configured keys; keeps names and key ids, never a value. */
+export async function vaultFacts(app: App): Promise<VaultFacts> {
+  const { check, source, ephemeral } = app.vaultKeys;
+  const unreadable: VaultFacts['unreadable'] = [];
+  let stored = 0;
+  for (const src of storedSecretSources(app.database.db)) {
+    for (const s of await src.list()) {
+      stored++;
+      let keyId = '?';
+      try {
+        keyId = ciphertextKeyId(s.cipher, s.context);
+        if (ephemeral || !source.configured.includes(keyId)) {
+          unreadable.push({ label: src.label, name: s.name, keyId, reason: `key ${keyId} is not configured` });
+          continue;
+        }
+        app.vault.decrypt(s.cipher, s.context);
+      } catch (e) {
+        unreadable.push({ label: src.label, name: s.name, keyId, reason: (e as Error).message });
+      }
+    }
+  }
+  return { keySource: describeKeySource(source), configured: source.configured, noKeyYet: ephemeral && check.decision === 'create', stored, unreadable };
 }

@@ -14,7 +14,7 @@ export function settingsSecretSources(db: Kysely<DB>): SecretSource[] {
       async list() {
         const row = await db.selectFrom('settings').select('value').where('key', '=', ROW_KEY).executeTakeFirst();
         const cipher = row ? (JSON.parse(row.value) as unknown) : null;
-        return typeof cipher === 'string' ? [{ id: ROW_KEY, cipher, context: CLIENT_SECRET_CONTEXT }] : [];
+        return typeof cipher === 'string' ? [{ id: ROW_KEY, cipher, context: CLIENT_SECRET_CONTEXT, name: 'Outlook client secret (Settings → Outlook Credentials)' }] : [];
       },
       async replace(secret, to) {
         const r = await db
@@ -24,6 +24,10 @@ export function settingsSecretSources(db: Kysely<DB>): SecretSource[] {
           .where('value', '=', JSON.stringify(secret.cipher))
           .executeTakeFirst();
         return Number(r.numUpdatedRows) > 0;
+      },
+      // Settings then say no client secret is set, and it is pasted again there.
+      async forget(secret) {
+        await db.deleteFrom('settings').where('key', '=', ROW_KEY).where('value', '=', JSON.stringify(secret.cipher)).execute();
       },
     },
   ];

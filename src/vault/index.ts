@@ -59,3 +59,6 @@ export {
   needsRehash,
   verifyPassword,
 } from './password.js';
+export type { SecretSource, StoredSecret } from './rotation.js';
+export { checkVaultKeys, describeKeySource, MISSING_KEY_ADVICE, missingKeysText, refusalError } from './key-check.js';
+export type { KeyCheck, KeySourceDescription } from './key-check.js';

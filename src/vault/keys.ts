@@ -31,10 +31,15 @@ export interface LoadVaultKeysOptions {
   readonly dataDir: string;
   /** From JUNIPER_SECRET_KEY, newest first; undefined or empty means "use the key file". */
   readonly secretKeys?: readonly string[] | undefined;
+  /**
+   * Generate `<dataDir>/vault.key` when there is none (default true). The composition root passes false first
+   * and creates the file only once it knows the database holds no secret a new key would orphan.
+   */
+  readonly create?: boolean;
 }
 
 export interface VaultKeys {
-  /** 32-byte keys, the encrypting one first. */
+  /** 32-byte keys, the encrypting one first; empty only when `create: false` found no key file. */
   readonly keys: readonly Buffer[];
   /** For logs: 'JUNIPER_SECRET_KEY' or the key file's path. */
   readonly source: string;
@@ -51,7 +56,7 @@ export function loadVaultKeys(options: LoadVaultKeysOptions): VaultKeys {
       created: false,
     };
   }
-  return loadKeyFile(path.resolve(options.dataDir));
+  return loadKeyFile(path.resolve(options.dataDir), options.create ?? true);
 }
 
 /**
@@ -84,8 +89,12 @@ function decodeRawKey(value: string): Buffer | undefined {
   return key?.length === KEY_BYTES ? key : undefined;
 }
 
-function loadKeyFile(dataDir: string): VaultKeys {
+function loadKeyFile(dataDir: string, create: boolean): VaultKeys {
   const file = path.join(dataDir, KEY_FILE_NAME);
+  if (!create) {
+    const found = readKeyFile(file);
+    return { keys: found ? [found] : [], source: file, created: false };
+  }
   try {
     // 0700 only applies to directories this call creates; an existing data directory is left as it is.
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });

@@ -10,6 +10,8 @@ export interface StoredSecret {
   id: number | string;
   cipher: string;
   context: string;
+  /** What the secret is, for people (doctor, `vault forget`): e.g. `password of outgoing server "Office" (id 3)`. Never the value. */
+  name: string;
 }
 
 export interface SecretSource {
@@ -18,6 +20,8 @@ export interface SecretSource {
   list(): Promise<StoredSecret[]>;
   /** Replaces `from` by `to` where it still stands; false when the value changed meanwhile. */
   replace(secret: StoredSecret, to: string): Promise<boolean>;
+  /** Removes a secret no key can read any more (`juniper vault forget`), so it can be entered again. */
+  forget(secret: StoredSecret): Promise<void>;
 }
 
 export interface RotationProgress {

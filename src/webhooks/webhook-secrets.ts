@@ -6,5 +6,7 @@ import type { SecretSource } from '../vault/rotation.js';
 import { secretContext } from './webhooks.js';
 
 export function webhookSecretSources(db: Kysely<DB>): SecretSource[] {
-  return [columnSecretSource(db, 'webhooks', 'secret_enc', (id) => secretContext(Number(id)))];
+  // A webhook cannot exist without its signing secret, and its receiver knows only the old one: forgetting
+  // the secret deletes the webhook, to be created again (with a new secret for the receiver).
+  return [columnSecretSource(db, 'webhooks', 'secret_enc', (id) => secretContext(Number(id)), { nameOf: (id) => `signing secret of webhook id ${id}`, forget: 'delete-row' })];
 }

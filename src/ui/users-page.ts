@@ -11,7 +11,23 @@ import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text,
 import { html, type SafeHtml } from './html.js';
 import { flashHtml, type PageContext } from './layout.js';
 
-function usersBody(ctx: PageContext, users: Awaited<ReturnType<Services['users']['list']>>, error?: string, entered: Form = {}): SafeHtml {
+/** The password asked again before an admin's session adds a way in (recent-confirmations.ts), or until when it holds. */
+function confirmCard(ctx: PageContext, confirmedUntil: number | undefined, error?: string): SafeHtml {
+  if (confirmedUntil !== undefined) {
+    return html`<p class="muted" id="users-confirmed">Your password was confirmed: you may create users, make admins, enable accounts and set passwords until ${new Date(confirmedUntil).toISOString().slice(11, 16)} UTC.</p>`;
+  }
+  return html`<form method="post" action="/users/confirm" class="card" id="users-confirm">
+  ${csrfField(ctx)}
+  <h2>Confirm your password</h2>
+  <p class="help">Creating a user, making an admin, enabling an account and setting a password give someone a lasting way in, so they ask your own password again; then, for 10 minutes, not again.</p>
+  <label for="confirm-password">Your password</label>
+  <input type="password" id="confirm-password" name="password" autocomplete="current-password" required${error ? html` aria-invalid="true" aria-describedby="confirm-password-error" autofocus` : null}>
+  ${error ? html`<p class="help error-text" id="confirm-password-error" role="alert">${error}</p>` : null}
+  <button type="submit">Confirm</button>
+</form>`;
+}
+
+function usersBody(ctx: PageContext, users: Awaited<ReturnType<Services['users']['list']>>, error?: string, entered: Form = {}, confirm: SafeHtml | null = null): SafeHtml {
   const rows = users.map(
     (u) => html`<tr>
   <td><strong>${u.login}</strong><span class="sub">${u.name}</span></td>
@@ -32,6 +48,7 @@ function usersBody(ctx: PageContext, users: Awaited<ReturnType<Services['users']
   );
   return html`<div class="page-head"><h1>Users</h1></div>
 ${error ? flashHtml({ kind: 'error', text: error }) : null}
+${confirm}
 <div class="card table-card"><table>
   <thead><tr><th>Login</th><th>Email</th><th>Role</th><th>Status</th><th><span class="visually-hidden">Actions</span></th></tr></thead>
   <tbody>${rows}</tbody></table></div>
@@ -98,10 +115,22 @@ function keyPasswordRefusal(refusal: PasswordRefusal): { message: string; status
 export function usersPage(services: Pick<Services, 'apiKeys' | 'incomingServers' | 'outgoingServers' | 'signIn' | 'users' | 'sign'>): FastifyPluginAsync {
   const { users, apiKeys } = services;
 
-  async function renderUsers(request: FastifyRequest, reply: FastifyReply, error?: string, entered?: Form, status = 200) {
+  async function renderUsers(request: FastifyRequest, reply: FastifyReply, error?: string, entered?: Form, status = 200, confirmError?: string) {
     const ctx = pageContext(request, reply, 'users');
-    return renderPage(reply, 'Users', usersBody(ctx, await users.list(), error, entered), ctx, status);
+    const session = request.principal?.session;
+    const confirm = session ? confirmCard(ctx, services.signIn.recent.confirmedUntil(session.id), confirmError) : null;
+    return renderPage(reply, 'Users', usersBody(ctx, await users.list(), error, entered, confirm), ctx, status);
   }
+
+  /**
+   * Whether this request may add a way in without being asked for the password: a browser session whose admin
+   * confirmed it lately. (A caller with an API key holds a lasting credential already.)
+   */
+  const confirmed = (request: FastifyRequest): boolean => {
+    const session = request.principal?.session;
+    return request.principal?.via !== 'session' || (session !== undefined && services.signIn.recent.confirmedUntil(session.id) !== undefined);
+  };
+  const NOT_CONFIRMED = 'Confirm your password at the top of this page first (it is asked again before a new user, a new admin, an account enabled or a password set, then not for 10 minutes): nothing was changed.';
 
   async function renderAccount(
     request: FastifyRequest,
@@ -166,8 +195,19 @@ ${opts.newKey
   return async (app) => {
     app.get('/users', { config: { access: 'admin' } }, async (request, reply) => renderUsers(request, reply));
 
+    app.post<{ Body: Form }>('/users/confirm', { config: { access: 'admin' } }, async (request, reply) => {
+      const session = request.principal!.session;
+      if (!session) return redirectWithFlash(reply, '/users', { kind: 'error', text: 'Only a browser session is asked to confirm its password.' });
+      const refused = await services.signIn.confirm(request.principal!.user.login, text(request.body, 'password'), request.ip);
+      if (refused?.reason === 'throttled') return renderUsers(request, reply, undefined, undefined, 429, refused.message);
+      if (refused) return renderUsers(request, reply, undefined, undefined, 400, refused.reason === 'missing' ? 'Enter your password.' : 'That is not your password: type the password you sign in with.');
+      services.signIn.recent.confirm(session.id);
+      return redirectWithFlash(reply, '/users', { kind: 'success', text: 'Password confirmed for 10 minutes.' });
+    });
+
     app.post<{ Body: Form }>('/users', { config: { access: 'admin' } }, async (request, reply) => {
       const b = request.body ?? {};
+      if (!confirmed(request)) return renderUsers(request, reply, NOT_CONFIRMED, { ...b, password: '' }, 403);
       try {
         const role = text(b, 'role') === 'admin' ? 'admin' : 'user';
         await users.create({ login: text(b, 'login'), email: text(b, 'email'), name: text(b, 'name'), password: text(b, 'password'), role }, actorOf(request));
@@ -183,6 +223,8 @@ ${opts.newKey
       const login = text(b, 'login');
       const role = text(b, 'role');
       const active = text(b, 'active');
+      // Making a user an admin or enabling an account adds a way in; demoting and disabling do not, and must not wait.
+      if ((role === 'admin' || active === '1') && !confirmed(request)) return redirectWithFlash(reply, '/users', { kind: 'error', text: NOT_CONFIRMED });
       try {
         await users.setAccess(login, { ...(role === 'admin' || role === 'user' ? { role } : {}), ...(active !== '' ? { active: active === '1' } : {}) }, actorOf(request));
       } catch (e) {
@@ -193,6 +235,7 @@ ${opts.newKey
 
     app.post<{ Body: Form }>('/users/password', { config: { access: 'admin' } }, async (request, reply) => {
       const login = text(request.body, 'login');
+      if (!confirmed(request)) return redirectWithFlash(reply, '/users', { kind: 'error', text: NOT_CONFIRMED });
       try {
         await users.setPassword(login, text(request.body, 'password'), actorOf(request));
       } catch (e) {

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { User } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import { PASSWORD_MAX_LENGTH } from '../vault/password.js';
+import { RecentConfirmations } from './recent-confirmations.js';
 import { SignInThrottle } from './sign-in-throttle.js';
 import type { Users } from './users.js';
 
@@ -19,6 +20,9 @@ export const MAX_PASSWORD_CHARS = 4 * PASSWORD_MAX_LENGTH;
 export type PasswordRefusal = { reason: 'missing' } | { reason: 'wrong' } | { reason: 'throttled'; message: string };
 
 export class SignIn {
+  /** Admin sessions whose password was asked again lately (recent-confirmations.ts). */
+  readonly recent = new RecentConfirmations();
+
   constructor(
     private readonly users: Users,
     private readonly throttle = new SignInThrottle(),

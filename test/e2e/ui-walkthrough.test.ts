@@ -310,6 +310,10 @@ describe('the Outlook procedure end to end in the browser (acceptance)', () => {
 
   it('manages users and the own account: create, reset, disable; an API key shown once and revoked', async () => {
     await nav().getByRole('link', { name: 'Users' }).click();
+    // A new user is a lasting way in: the page asks the admin's own password first, then not for 10 minutes.
+    await page.getByLabel('Your password').fill(ADMIN_PASSWORD);
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await page.getByText('Password confirmed for 10 minutes.').waitFor();
     await page.locator('#new-login').fill('john');
     await page.locator('#new-email').fill('john@example.com');
     await page.locator('#new-name').fill('John <Doe>');

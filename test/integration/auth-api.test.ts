@@ -62,6 +62,7 @@ const expectedAccess: Record<string, 'public' | 'user' | 'admin'> = {
   'GET /settings': 'admin',
   'GET /setup': 'public',
   'GET /users': 'admin',
+  'GET /apps': 'admin',
   'PATCH /api/v1/incoming-servers/:id': 'user',
   'PATCH /api/v1/outgoing-servers/:id': 'user',
   'POST /account/api-keys': 'user',
@@ -107,6 +108,9 @@ const expectedAccess: Record<string, 'public' | 'user' | 'admin'> = {
   'POST /users': 'admin',
   'POST /users/access': 'admin',
   'POST /users/password': 'admin',
+  'POST /users/confirm': 'admin',
+  'POST /apps/:name/install': 'admin',
+  'POST /apps/:name/uninstall': 'admin',
   'PUT /api/v1/parameters/:key': 'admin',
   'GET /api/v1/webhooks': 'admin',
   'POST /api/v1/webhooks': 'admin',
@@ -170,7 +174,8 @@ for (const dialect of dialects) {
       assert.equal(without.json<{ error: { code: string } }>().error.code, 'JUNIPER_ERR_CSRF');
       const wrong = await http.inject({ method: 'POST', url: '/api/v1/users', headers: { cookie, 'x-csrf-token': 'x'.repeat(32) }, payload });
       assert.equal(wrong.statusCode, 403);
-      const ok = await http.inject({ method: 'POST', url: '/api/v1/users', headers: { cookie, 'x-csrf-token': csrfToken }, payload });
+      // A new user from a session also needs the admin's own password (users-page sudo mode).
+      const ok = await http.inject({ method: 'POST', url: '/api/v1/users', headers: { cookie, 'x-csrf-token': csrfToken }, payload: { ...payload, currentPassword: admin.password } });
       assert.equal(ok.statusCode, 201, ok.body);
       assert.equal(ok.json<{ login: string }>().login, 'bob');
       // Reads need no CSRF token.

@@ -108,8 +108,45 @@ for (const dialect of dialects) {
       assert.match(res.body, /Envelope sender/);
     });
 
+    it('asks the admin\'s own password before a new user, a new admin, an enabled account or a set password; demoting and disabling need none', async () => {
+      const page = await admin.get('/users');
+      assert.match(page.body, /<form method="post" action="\/users\/confirm" class="card" id="users-confirm">/);
+      const users = async () => (await w.t.app.services.users.list()).map((u) => [u.login, u.role, u.active]);
+      const before = await users();
+      const created = await admin.post('/users', { login: 'mallory', email: 'mallory@example.com', password: 'mallory-password-1', role: 'admin' }, { follow: false });
+      assert.equal(created.statusCode, 403, created.body);
+      assert.match(created.body, /Confirm your password at the top of this page first .*nothing was changed\./);
+      assert.match(created.body, /id="new-login" name="login" value="mallory"/, 'what was typed stays, but the password');
+      await admin.post('/users/access', { login: 'jane', role: 'admin' });
+      await admin.post('/users/access', { login: 'jane', active: '1' });
+      const hash = (await w.t.app.services.users.requireByLogin('jane')).password_hash;
+      const reset = await admin.post('/users/password', { login: 'jane', password: 'chosen-by-mallory-1' });
+      assert.match(reset.body, /Confirm your password at the top of this page first/);
+      assert.equal((await w.t.app.services.users.requireByLogin('jane')).password_hash, hash, 'no password was set');
+      assert.deepEqual(await users(), before, 'nothing was changed');
+      // Over the API with the session: the same, unless the admin's password comes with it.
+      const api = (payload: object) => w.http.inject({ method: 'POST', url: '/api/v1/users', headers: { cookie: w.admin.session.cookie, 'x-csrf-token': w.admin.session.csrfToken }, payload });
+      const byApi = await api({ login: 'mallory', email: 'mallory@example.com', password: 'mallory-password-1', role: 'admin' });
+      assert.equal(byApi.statusCode, 400, byApi.body);
+      assert.equal(byApi.json<{ error: { field?: string } }>().error.field, 'currentPassword');
+      assert.equal((await api({ login: 'mallory', email: 'mallory@example.com', password: 'mallory-password-1', currentPassword: 'not-it' })).statusCode, 403);
+      assert.deepEqual(await users(), before);
+      const withPassword = await api({ login: 'carol', email: 'carol@example.com', password: 'carol-password-1', currentPassword: w.admin.password });
+      assert.equal(withPassword.statusCode, 201, withPassword.body);
+      const byKey = await w.http.inject({ method: 'POST', url: '/api/v1/users', headers: { authorization: `Bearer ${w.admin.apiKey}` }, payload: { login: 'dave', email: 'dave@example.com', password: 'dave-password-12' } });
+      assert.equal(byKey.statusCode, 201, 'an API key is a lasting credential already: not asked');
+      // A wrong password is refused beside the field; the right one holds for 10 minutes.
+      const wrong = await admin.post('/users/confirm', { password: 'not-the-admins' }, { follow: false });
+      assert.equal(wrong.statusCode, 400);
+      assert.match(wrong.body, /id="confirm-password-error" role="alert">That is not your password/);
+      const ok = await admin.post('/users/confirm', { password: w.admin.password });
+      assert.match(ok.body, /Password confirmed for 10 minutes\./);
+      assert.match(ok.body, /id="users-confirmed">Your password was confirmed: you may create users, make admins, enable accounts and set passwords until \d\d:\d\d UTC\./);
+    });
+
     it('creates, disables and re-enables a user, and refuses to disable the last active admin', async () => {
       await admin.get('/users');
+      await admin.post('/users/confirm', { password: w.admin.password });
       let res = await admin.post('/users', { login: 'Bob', email: 'bob@example.com', name: '<i>Bob</i>', password: 'bob-password-123', role: 'user' });
       assert.match(res.body, /User bob created\./);
       assert.match(res.body, /&lt;i&gt;Bob&lt;\/i&gt;/);

@@ -12,15 +12,18 @@ export const apiKeySchema = z.object({
   password: z.string().max(MAX_PASSWORD_CHARS).optional().describe("The caller's current password: required with a browser session, not with an API key"),
 });
 
-/** A session caller's re-entered password refused (SignIn.confirm), as the API's error. */
-function refusalError(refusal: PasswordRefusal): AppError {
+/** A session caller's re-entered password refused (SignIn.confirm), as the API's error, naming the field and what was not done. */
+function refusalError(refusal: PasswordRefusal, field = 'password', notDone = 'no key was created'): AppError {
+  const NotDone = notDone[0]!.toUpperCase() + notDone.slice(1);
   switch (refusal.reason) {
     case 'missing':
-      return new AppError('JUNIPER_ERR_VALIDATION', 'With a browser session, send your current password as "password": a key outlives sign-out and password changes. No key was created.', { details: { field: 'password' } });
+      return new AppError('JUNIPER_ERR_VALIDATION', field === 'password'
+        ? `With a browser session, send your current password as "password": a key outlives sign-out and password changes. ${NotDone}.`
+        : `With a browser session, send your current password as "${field}" (or confirm it on the Users page first): a new user is a lasting way in. ${NotDone}.`, { details: { field } });
     case 'wrong':
-      return new AppError('JUNIPER_ERR_FORBIDDEN', '"password" is not your current password: no key was created.', { details: { field: 'password' } });
+      return new AppError('JUNIPER_ERR_FORBIDDEN', `"${field}" is not your current password: ${notDone}.`, { details: { field } });
     case 'throttled':
-      return new AppError('JUNIPER_ERR_RATE_LIMITED', `No key was created. ${refusal.message}`);
+      return new AppError('JUNIPER_ERR_RATE_LIMITED', `${NotDone}. ${refusal.message}`);
   }
 }
 
@@ -29,7 +32,13 @@ export function userRoutes(services: Pick<Services, 'users' | 'apiKeys' | 'signI
     app.get('/api/v1/users', { config: { access: 'admin' } }, async () => services.users.list());
 
     app.post('/api/v1/users', { config: { access: 'admin' } }, async (request, reply) => {
-      const input = parseInput(newUserSchema, request.body);
+      const { currentPassword, ...input } = parseInput(newUserSchema.extend({ currentPassword: z.string().max(MAX_PASSWORD_CHARS).optional().describe("The admin's own password: required with a browser session not confirmed on the Users page in the last 10 minutes") }), request.body);
+      // A new user is a lasting way in: an admin's session alone must not make one (recent-confirmations.ts).
+      const principal = request.principal!;
+      if (principal.via === 'session' && !(principal.session && services.signIn.recent.confirmedUntil(principal.session.id) !== undefined)) {
+        const refused = await services.signIn.confirm(principal.user.login, currentPassword ?? '', request.ip);
+        if (refused) throw refusalError(refused, 'currentPassword', 'no user was created');
+      }
       const user = await services.users.create(input, actorOf(request));
       return reply.status(201).send(user);
     });

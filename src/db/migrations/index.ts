@@ -1,5 +1,7 @@
-// The ordered migration set. Names sort in the order they must run; never edit a released migration,
-// add a new one.
+// The ordered migration set. Names sort in the order they must run; never edit, rename or remove a released
+// migration, add a new one. The numbers have gaps (work numbered in parallel and merged later); a new migration takes
+// the next number after the highest here, never a free number in a gap: a database that ran a later migration
+// refuses one that sorts before it (Kysely's "corrupted migrations"). order.test.ts holds the released names.
 import type { Migration } from 'kysely';
 import type { DialectName } from '../database.js';
 import { foundation } from './001-foundation.js';

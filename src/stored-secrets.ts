@@ -24,7 +24,7 @@ export async function storedKeyIds(sources: readonly SecretSource[]): Promise<Re
   return byKey;
 }
 
-function keyIdOrUnknown(cipher: string, context: string): string {
+export function keyIdOrUnknown(cipher: string, context: string): string {
   try {
     return ciphertextKeyId(cipher, context);
   } catch {

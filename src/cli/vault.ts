@@ -5,9 +5,9 @@
 import { Command } from 'commander';
 import type { App } from '../app.js';
 import { AppError } from '../lib/errors.js';
-import { storedSecretSources } from '../stored-secrets.js';
+import { keyIdOrUnknown, storedKeyIds, storedSecretSources } from '../stored-secrets.js';
 import { rotateSecrets, secretKeyCensus } from '../vault/rotation.js';
-import { ciphertextKeyId, describeKeySource, MISSING_KEY_ADVICE, missingKeysText, type StoredSecret } from '../vault/index.js';
+import { checkVaultKeys, describeKeySource, MISSING_KEY_ADVICE, missingKeysText, SECRET_KEY_ENV } from '../vault/index.js';
 import type { WithApp } from './with-app.js';
 
 interface Status {
@@ -99,24 +99,34 @@ export function vaultCommand(withApp: WithApp, withInspectApp: WithApp): Command
     .description('delete the stored secrets encrypted with a key that is lost for good, so they can be entered again')
     .requiredOption('--key-id <id>', 'the key id `juniper vault status` names as not configured')
     .option('--yes', 'really delete them (without it, only list them)', false)
-    .action(async (o: { keyId: string; yes: boolean }) => {
-      const lines = await withInspectApp(async (app) => {
-        if (app.vaultKeys.source.configured.includes(o.keyId)) {
+    .option('--all-keys-lost', 'delete even though no stored secret is readable here: every key the service had is lost, not just absent from this shell', false)
+    .action(async (o: { keyId: string; yes: boolean; allKeysLost: boolean }) => {
+      const { lines, warning } = await withInspectApp(async (app) => {
+        const configured = app.vaultKeys.source.configured;
+        if (configured.includes(o.keyId)) {
           throw new AppError('JUNIPER_ERR_VALIDATION', `Key ${o.keyId} is configured: its secrets can be read, so there is nothing to forget (rotate with \`juniper vault rotate\`).`);
         }
+        const sources = storedSecretSources(app.database.db);
+        // No key here, or one that reads none of the stored secrets, is far more often a shell without the
+        // service's JUNIPER_SECRET_KEY than a key lost for good: deleting then would destroy secrets the service
+        // reads every minute. The same test as the startup refusal.
+        const wrongShell = checkVaultKeys({ configured, storedByKey: await storedKeyIds(sources) }).decision === 'refuse' ? wrongShellText(app, o.keyId) : null;
+        if (wrongShell && o.yes && !o.allKeysLost) throw new AppError('JUNIPER_ERR_VAULT_KEY', `${wrongShell} Nothing was deleted.`);
         const out: string[] = [];
-        for (const source of storedSecretSources(app.database.db)) {
+        for (const source of sources) {
           for (const secret of await source.list()) {
-            if (keyIdOf(secret) !== o.keyId) continue;
+            if (keyIdOrUnknown(secret.cipher, secret.context) !== o.keyId) continue;
+            const also = source.forgetsAlso ? await source.forgetsAlso(secret) : null;
             if (o.yes) await source.forget(secret);
-            out.push(`${o.yes ? 'forgot' : 'would forget'}: ${secret.name}`);
+            out.push(`${o.yes ? 'forgot' : 'would forget'}: ${secret.name}${also ? ` (${o.yes ? 'deleted' : 'deletes'} ${also})` : ''}`);
           }
         }
-        return out;
+        return { lines: out, warning: o.yes ? null : wrongShell };
       });
       if (!lines.length) process.stdout.write(`No stored secret is encrypted with key ${o.keyId}.\n`);
       else {
         process.stdout.write(lines.join('\n') + '\n');
+        if (warning) process.stdout.write(`${warning}\n`);
         process.stdout.write(o.yes ? 'Enter them again: the client secret in Settings → Outlook Credentials, passwords on their servers, Connect your Outlook account again; deleted webhooks must be created again.\n' : 'Nothing was changed. Run again with --yes to delete them.\n');
       }
     });
@@ -124,10 +134,11 @@ export function vaultCommand(withApp: WithApp, withInspectApp: WithApp): Command
   return vault;
 }
 
-function keyIdOf(secret: StoredSecret): string {
-  try {
-    return ciphertextKeyId(secret.cipher, secret.context);
-  } catch {
-    return '?';
-  }
+function wrongShellText(app: App, keyId: string): string {
+  const looked = describeKeySource(app.vaultKeys.source);
+  return (
+    `No stored secret can be read with the keys this command found (it looked in ${looked}): the service may well have key ${keyId}, and its secrets are then not lost. ` +
+    `Run this command with ${SECRET_KEY_ENV} exactly as the service gets it (the same user, data directory and environment): then only secrets under a key lost for good are listed. ` +
+    'If every key the service ever had is lost for good, add --all-keys-lost.'
+  );
 }

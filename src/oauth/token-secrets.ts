@@ -18,6 +18,10 @@ export function oauthSecretSources(db: Kysely<DB>): SecretSource[] {
         return rows.map((r) => ({ id: r.id, cipher: r.refresh_token_enc!, context: refreshTokenContext(r.server_kind, r.server_id), name: `Outlook refresh token of ${r.server_kind} server id ${r.server_id}` }));
       },
       // Without its refresh token the connection is gone: the server shows "Connect your Outlook account" again.
+      async forgetsAlso(secret) {
+        const c = await db.selectFrom('oauth_connections').select(['server_kind', 'server_id']).where('id', '=', Number(secret.id)).executeTakeFirst();
+        return c ? `the Outlook connection of ${c.server_kind} server id ${c.server_id} and its access tokens` : null;
+      },
       async forget(secret) {
         await db.deleteFrom('oauth_access_tokens').where('connection_id', '=', Number(secret.id)).execute();
         await db.deleteFrom('oauth_connections').where('id', '=', Number(secret.id)).where('refresh_token_enc', '=', secret.cipher).execute();

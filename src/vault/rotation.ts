@@ -22,6 +22,8 @@ export interface SecretSource {
   replace(secret: StoredSecret, to: string): Promise<boolean>;
   /** Removes a secret no key can read any more (`juniper vault forget`), so it can be entered again. */
   forget(secret: StoredSecret): Promise<void>;
+  /** What else `forget` deletes with the secret, for the list shown first: e.g. `webhook id 4 and its 12 deliveries`. */
+  forgetsAlso?(secret: StoredSecret): Promise<string | null>;
 }
 
 export interface RotationProgress {

@@ -41,12 +41,21 @@ for (const dialect of dialects) {
     let keyText: string;
     let keyId: string;
     let env: NodeJS.ProcessEnv;
+    let webhookId: number;
 
     before(async () => {
       t = await startTestApp(dialect);
       const { settings, outgoingServers } = t.app.services;
       await settings.update({ customEmailServers: true, outlook: { enabled: true, clientId: '3f2504e0-4f89-41d3-9a0c-0305e82c3301', clientSecret: CLIENT_SECRET } }, cliActor);
       await outgoingServers.create({ name: 'relay', host: 'smtp.example.com', port: 587, security: 'starttls', auth: 'password', username: 'relay@example.com', password: SMTP_PASSWORD, fromFilter: null, priority: 10, active: true, allowSelfSigned: false }, cliPrincipal, cliActor);
+      await t.app.services.parameters.set('mail.server.allowed_private_hosts', '127.0.0.1', cliActor);
+      const { webhook } = await t.app.services.webhooks.create({ url: 'http://127.0.0.1:9/lost-key', events: ['mail.sent'], active: false }, null);
+      webhookId = webhook.id;
+      const now = Date.now();
+      await t.app.database.db
+        .insertInto('webhook_deliveries')
+        .values([1, 2].map((n) => ({ webhook_id: webhook.id, event: 'mail.sent', subject: `mail:${n}`, payload: '{}', state: 'pending' as const, next_attempt_at: now, created_at: now })))
+        .execute();
       await t.app.close();
       keyFile = path.join(t.config.dataDir, 'vault.key');
       keyText = fs.readFileSync(keyFile, 'utf8').trim();
@@ -62,7 +71,7 @@ for (const dialect of dialects) {
       for (const args of [['params', 'list'], ['users', 'list'], ['serve'], ['worker'], ['vault', 'rotate'], ['settings', 'set', '--client-secret-stdin']]) {
         const r = run(env, args, 'another-client-secret-0123456789\n');
         assert.equal(r.code, 1, `${args.join(' ')} refuses:\n${r.stdout}\n${r.stderr}`);
-        assert.match(r.stderr, new RegExp(`encrypted with vault key id ${keyId} \\(2 secrets\\), which is not configured`), args.join(' '));
+        assert.match(r.stderr, new RegExp(`encrypted with vault key id ${keyId} \\(3 secrets\\), which is not configured`), args.join(' '));
         assert.match(r.stderr, new RegExp(`looked in ${keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(no such file; JUNIPER_SECRET_KEY is not set\\) and did not create a new key`), r.stderr);
         assert.match(r.stderr, /put the data directory's vault\.key back from a backup/);
         assert.ok(!fs.existsSync(keyFile), `${args.join(' ')} wrote no vault.key`);
@@ -73,7 +82,7 @@ for (const dialect of dialects) {
     it('doctor FAILs naming the secrets it cannot decrypt (never their values) and creates no key', () => {
       const r = run(env, ['doctor']);
       assert.equal(r.code, 1, r.stdout + r.stderr);
-      assert.match(r.stdout, new RegExp(`FAIL {2}vault key: 2 of 2 stored secret\\(s\\) cannot be decrypted: Outlook client secret \\(Settings → Outlook Credentials\\) \\(key ${keyId} is not configured\\); password of outgoing server "relay" \\(id \\d+\\) \\(key ${keyId} is not configured\\)`));
+      assert.match(r.stdout, new RegExp(`FAIL {2}vault key: 3 of 3 stored secret\\(s\\) cannot be decrypted: Outlook client secret \\(Settings → Outlook Credentials\\) \\(key ${keyId} is not configured\\); password of outgoing server "relay" \\(id \\d+\\) \\(key ${keyId} is not configured\\); signing secret of webhook id \\d+ \\(key ${keyId} is not configured\\)`));
       assert.match(r.stdout, new RegExp(`juniper vault forget --key-id ${keyId} --yes`));
       assert.match(r.stdout, /FAIL {2}outlook credentials: A client secret is stored but cannot be decrypted/);
       assert.doesNotMatch(r.stdout, /ok {4}outlook credentials/);
@@ -86,7 +95,7 @@ for (const dialect of dialects) {
       assert.equal(r.code, 1, r.stdout + r.stderr);
       assert.match(r.stdout, /^keys: none configured$/m);
       assert.match(r.stdout, new RegExp(`^  settings\\.outlook\\.client_secret: 1 under ${keyId} \\(not configured\\)$`, 'm'));
-      assert.match(r.stdout, new RegExp(`2 stored secrets are encrypted with vault key id ${keyId} \\(2 secrets\\), which is not configured: they cannot be decrypted`));
+      assert.match(r.stdout, new RegExp(`3 stored secrets are encrypted with vault key id ${keyId} \\(3 secrets\\), which is not configured: they cannot be decrypted`));
       assert.doesNotMatch(r.stdout, /older key|vault rotate/);
       assert.ok(!fs.existsSync(keyFile), 'vault status wrote no vault.key');
       assertNoSecret(r, keyText);
@@ -99,7 +108,7 @@ for (const dialect of dialects) {
       assert.match(r.stderr, new RegExp(`vault key id ${keyId} .*looked in JUNIPER_SECRET_KEY \\(key id ${keyIdOf(Buffer.from(OTHER_KEY, 'hex'))}; the data directory's vault\\.key is not read when it is set\\)`));
       const d = run(withVar, ['doctor']);
       assert.equal(d.code, 1);
-      assert.match(d.stdout, new RegExp(`FAIL {2}vault key: 2 of 2 stored secret\\(s\\) cannot be decrypted: .*key ${keyId} is not configured`));
+      assert.match(d.stdout, new RegExp(`FAIL {2}vault key: 3 of 3 stored secret\\(s\\) cannot be decrypted: .*key ${keyId} is not configured`));
       assert.ok(!fs.existsSync(keyFile));
       assertNoSecret(r, keyText);
       assertNoSecret(d, keyText);
@@ -116,7 +125,7 @@ for (const dialect of dialects) {
         const r = run(env, ['params', 'list']);
         assert.equal(r.code, 0, r.stderr);
         const d = run(env, ['doctor']);
-        assert.match(d.stdout, /ok {4}vault key: 2 stored secret\(s\) decrypt with the configured key\(s\)/);
+        assert.match(d.stdout, /ok {4}vault key: 3 stored secret\(s\) decrypt with the configured key\(s\)/);
         assertNoSecret(d, keyText);
       } finally {
         fs.unlinkSync(keyFile);
@@ -128,13 +137,30 @@ for (const dialect of dialects) {
       assert.equal(dry.code, 0, dry.stderr);
       assert.match(dry.stdout, /^would forget: Outlook client secret/m);
       assert.match(dry.stdout, /^would forget: password of outgoing server "relay"/m);
+      assert.match(dry.stdout, new RegExp(`^would forget: signing secret of webhook id ${webhookId} \\(deletes webhook id ${webhookId} and its 2 deliveries\\)$`, 'm'));
+      assert.match(dry.stdout, /No stored secret can be read with the keys this command found .*no such file; JUNIPER_SECRET_KEY is not set.*add --all-keys-lost/);
       assert.match(dry.stdout, /Nothing was changed/);
       assert.equal(run(env, ['params', 'list']).code, 1, 'a dry run changes nothing');
 
-      const done = run(env, ['vault', 'forget', '--key-id', keyId, '--yes']);
+      // This shell has no key at all: more likely the service's JUNIPER_SECRET_KEY is missing here than lost.
+      const refused = run(env, ['vault', 'forget', '--key-id', keyId, '--yes']);
+      assert.equal(refused.code, 1, refused.stdout);
+      assert.match(refused.stderr, /No stored secret can be read .*Run this command with JUNIPER_SECRET_KEY exactly as the service gets it.*--all-keys-lost\. Nothing was deleted\./);
+      assert.equal(run(env, ['vault', 'forget', '--key-id', keyId]).stdout, dry.stdout, 'the refusal deleted nothing');
+
+      // A key that reads none of the secrets (another install's, a typo) is refused the same way.
+      const other = run({ ...env, JUNIPER_SECRET_KEY: OTHER_KEY }, ['vault', 'forget', '--key-id', keyId, '--yes']);
+      assert.equal(other.code, 1, other.stdout);
+      assert.match(other.stderr, /No stored secret can be read with the keys this command found \(it looked in JUNIPER_SECRET_KEY \(key id /);
+      assert.equal(run(env, ['vault', 'forget', '--key-id', keyId]).stdout, dry.stdout, 'the refusal deleted nothing');
+
+      const done = run(env, ['vault', 'forget', '--key-id', keyId, '--yes', '--all-keys-lost']);
       assert.equal(done.code, 0, done.stderr);
       assert.match(done.stdout, /^forgot: Outlook client secret/m);
+      assert.match(done.stdout, new RegExp(`^forgot: signing secret of webhook id ${webhookId} \\(deleted webhook id ${webhookId} and its 2 deliveries\\)$`, 'm'));
       assertNoSecret(dry, keyText);
+      assertNoSecret(refused, keyText);
+      assertNoSecret(other, keyText);
       assertNoSecret(done, keyText);
       assert.ok(!fs.existsSync(keyFile), 'forget writes no key either');
 

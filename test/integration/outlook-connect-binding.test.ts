@@ -15,6 +15,10 @@ import { authorize, confirm, signIn, startConnect, type BrowserSession } from '.
 import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH';
+interface ServerBody {
+  id: number;
+  token?: { status?: string };
+}
 
 for (const dialect of dialects) {
   describe(`Outlook sign-in bound to its server (${dialect})`, () => {
@@ -29,7 +33,7 @@ for (const dialect of dialects) {
     const captured: string[] = [];
     const api = async (s: BrowserSession, method: Method, url: string, payload?: object) => {
       const r = await http.inject({ method, url, ...(payload ? { payload } : {}), headers: { cookie: s.cookie, 'x-csrf-token': s.csrfToken } });
-      return { status: r.statusCode, body: r.json<Record<string, any>>() };
+      return { status: r.statusCode, body: r.json<ServerBody>() };
     };
     const auditActions = async (target: string) =>
       (await t.app.database.db.selectFrom('audit_log').select('action').where('target', '=', target).execute()).map((r) => r.action);
@@ -73,7 +77,7 @@ for (const dialect of dialects) {
     it("refuses the admin's sign-in for a server its owner re-pointed meanwhile, keeps no token, and the owner's host gets none", async () => {
       const created = await api(admin, 'POST', '/api/v1/outgoing-servers', { name: 'alice outlook', auth: 'outlook', host: 'localhost', port: 587, username: 'alice@example.test', fromFilter: 'alice@example.com', ownerUserId: aliceId, transport: 'smtp' });
       assert.equal(created.status, 201, JSON.stringify(created.body));
-      const id = created.body.id as number;
+      const id = created.body.id;
       const url = await startConnect(http, admin, 'outgoing', id);
       const moved = await api(alice, 'PATCH', `/api/v1/outgoing-servers/${id}`, { host: '127.0.0.1', port: capturePort, security: 'none' });
       assert.equal(moved.status, 200, JSON.stringify(moved.body));
@@ -96,7 +100,7 @@ for (const dialect of dialects) {
     it('refuses a sign-in for an incoming server whose mailbox (username) was swapped meanwhile', async () => {
       const created = await api(admin, 'POST', '/api/v1/incoming-servers', { name: 'alice in', auth: 'outlook', host: 'localhost', port: 993, username: 'alice@example.test', ownerUserId: aliceId });
       assert.equal(created.status, 201, JSON.stringify(created.body));
-      const id = created.body.id as number;
+      const id = created.body.id;
       const url = await startConnect(http, admin, 'incoming', id);
       assert.equal((await api(alice, 'PATCH', `/api/v1/incoming-servers/${id}`, { username: 'ceo@example.test' })).status, 200);
       const res = await confirm(http, admin, await authorize(url));
@@ -109,7 +113,7 @@ for (const dialect of dialects) {
     it('still connects when only the name changed meanwhile, and a later re-point forgets the tokens', async () => {
       const created = await api(admin, 'POST', '/api/v1/outgoing-servers', { name: 'alice two', auth: 'outlook', host: 'localhost', port: 587, username: 'alice@example.test', fromFilter: 'alice@example.com', ownerUserId: aliceId, transport: 'smtp' });
       assert.equal(created.status, 201, JSON.stringify(created.body));
-      const id = created.body.id as number;
+      const id = created.body.id;
       const url = await startConnect(http, admin, 'outgoing', id);
       const renamed = await api(alice, 'PATCH', `/api/v1/outgoing-servers/${id}`, { name: 'alice renamed' });
       assert.equal(renamed.status, 200, JSON.stringify(renamed.body));

@@ -1,7 +1,8 @@
 // The settings page's model (DESIGN §11): Custom Email Servers, the Outlook app credentials and the
 // mass-mailing server. The client secret is write-only: stored as vault ciphertext, never returned
 // (hasClientSecret instead) and never audited. Mass mailing has no rows of its own here: it reads and
-// writes the mass_mailing.* parameters, so `juniper params` and this page cannot disagree.
+// writes the mass_mailing.* parameters, so `juniper params` and this page cannot disagree. updateAndCheck adds
+// Microsoft's verdict on changed credentials (oauth/credentials-check.ts) after the save, never instead of it.
 import { graphResourceFor, graphResources } from '../oauth/microsoft.js';
 import { secretExpiryWarning, type SecretExpiryWarning } from '../oauth/secret-expiry.js';
 import { checkOutlookCredentials, type CredentialsCheck } from '../oauth/credentials-check.js';

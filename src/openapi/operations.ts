@@ -57,7 +57,7 @@ export const operations: Record<string, Operation> = {
   'PUT /api/v1/parameters/{key}': { tag: 'settings', summary: 'Set a system parameter (known keys are validated)', params: parametersApi.keyParams, body: parametersApi.putSchema },
   'DELETE /api/v1/parameters/{key}': { tag: 'settings', summary: 'Remove a system parameter', params: parametersApi.keyParams, ok: json(204, 'Removed') },
   'GET /api/v1/settings': { tag: 'settings', summary: 'Settings (the client secret shows as hasClientSecret)' },
-  'PUT /api/v1/settings': { tag: 'settings', summary: 'Change settings (takes back what GET returned; read-only fields unchanged)', body: settingsPatchSchema },
+  'PUT /api/v1/settings': { tag: 'settings', summary: 'Change settings (takes back what GET returned; read-only fields unchanged; outlook.enabled false is refused, 409 JUNIPER_ERR_OUTLOOK_IN_USE, while a server that is not archived uses Outlook)', body: settingsPatchSchema },
 
   'GET /api/v1/outgoing-servers': { tag: 'outgoing', summary: 'List outgoing servers', query: serversApi.listQuery },
   'POST /api/v1/outgoing-servers': { tag: 'outgoing', summary: 'Create an outgoing server', body: createOutgoingServerSchema, ok: json(201, 'The server') },

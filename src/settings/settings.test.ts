@@ -1,6 +1,7 @@
 import { secretExpiryWarning } from '../oauth/secret-expiry.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { AuditLog } from '../audit/audit-log.js';
 import type { Database } from '../db/database.js';
@@ -8,7 +9,7 @@ import { AppError } from '../lib/errors.js';
 import { createVault } from '../vault/index.js';
 import { dialects, freshDatabase } from '../../test/helpers/databases.js';
 import { Parameters } from './parameters.js';
-import { authorityFor, daysUntil, Settings, type Cloud, type SettingsPatch } from './settings.js';
+import { authorityFor, daysUntil, outlookInstalledForRestore, Settings, type Cloud, type SettingsPatch } from './settings.js';
 
 const admin = { userId: null, label: 'tester' };
 const CLIENT_ID = '1B4F9C5E-0000-4000-8000-123456789ABC';
@@ -307,8 +308,37 @@ for (const dialect of dialects) {
         assert.deepEqual(JSON.parse((await audit.recent(1))[0]!.details!), { changed: ['outlook.enabled'] });
       });
 
+      it('orders an uninstall after a restore in flight: it waits for it, then finds the restored server', async () => {
+        await settings.update({ outlook: { enabled: true } }, admin);
+        const id = await outlookServer('outgoing_servers', 'Restored meanwhile', true);
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => (release = resolve));
+        let locked!: () => void;
+        const hasLock = new Promise<void>((resolve) => (locked = resolve));
+        // What MailServers.restore does, held open between its check and its write.
+        const restore = database.db.transaction().execute(async (trx) => {
+          assert.equal(await outlookInstalledForRestore(trx), true);
+          locked();
+          await held;
+          await trx.updateTable('outgoing_servers').set({ archived_at: null, active: 1 }).where('id', '=', id).execute();
+        });
+        await hasLock;
+        let settled = false;
+        const uninstall = settings.update({ outlook: { enabled: false } }, admin).finally(() => (settled = true));
+        try {
+          await sleep(300);
+          assert.equal(settled, false, 'the uninstall waits for the restore');
+        } finally {
+          release();
+          await restore;
+        }
+        await assert.rejects(uninstall, inUse('the server "Restored meanwhile"'));
+        assert.equal((await settings.get()).outlook.enabled, true);
+      });
+
       it('names three servers and counts the rest', async () => {
         await settings.update({ outlook: { enabled: true } }, admin);
+        await database.db.updateTable('outgoing_servers').set({ archived_at: now, active: 0 }).where('auth', '=', 'outlook').execute();
         for (const name of ['a', 'b', 'c', 'd', 'e']) await outlookServer('outgoing_servers', `Server ${name}`);
         await assert.rejects(settings.update({ outlook: { enabled: false } }, admin), (e: unknown) => /^Microsoft Outlook is still used by the servers "Server a", "Server b", "Server c" and 2 more: /.test((e as Error).message));
       });

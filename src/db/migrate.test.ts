@@ -7,6 +7,9 @@ import { projectRoot } from '../../test/helpers/cli.js';
 import { dialects, freshDatabase, freshDatabaseConfig } from '../../test/helpers/databases.js';
 import { accessTokenContext, refreshTokenContext, withTokenSummary } from '../oauth/connections.js';
 import { createVault } from '../vault/index.js';
+import { AuditLog } from '../audit/audit-log.js';
+import { Parameters } from '../settings/parameters.js';
+import { Settings } from '../settings/settings.js';
 import type { Database as DatabaseConfig } from '../config.js';
 import { openDatabase, type Database } from './database.js';
 import { migrateToLatest, pendingMigrations } from './migrate.js';
@@ -240,6 +243,50 @@ for (const dialect of dialects) {
         assert.ok(!columns.some((c) => c.includes('token')), `no token column is left on the server table: ${columns.join(', ')}`);
       } finally {
         await database.close();
+      }
+    });
+
+    // Before 032 the settings model counted a database with an Outlook Client ID and no outlook.enabled row as
+    // having Outlook installed; 032 writes that down, and a missing row now means not installed.
+    it('032 installs Outlook on a database that stored a Client ID before Apps existed, and nowhere else', async () => {
+      const at031 = async (rows: Record<string, string>) => {
+        const database = openDatabase(await freshDatabaseConfig(dialect));
+        const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => migrationSet(dialect) } });
+        assert.equal((await migrator.migrateTo('031-active-before-archive')).error, undefined);
+        for (const [key, value] of Object.entries(rows)) await database.db.insertInto('settings').values({ key, value, updated_at: 1 }).execute();
+        assert.deepEqual((await migrateToLatest(database)).applied, ['032-outlook-enabled']);
+        return database;
+      };
+      const enabledRow = async (database: Database) =>
+        (await database.db.selectFrom('settings').select(['value', 'updated_at']).where('key', '=', 'outlook.enabled').executeTakeFirst()) ?? null;
+      const settingsOf = (database: Database) => {
+        const audit = new AuditLog(database.db);
+        return new Settings(database.db, createVault([randomBytes(32)], 'test'), new Parameters(database.db, audit), audit);
+      };
+      const clientId = JSON.stringify('1b4f9c5e-0000-4000-8000-123456789abc');
+      const cases: [string, Record<string, string>, string | null][] = [
+        ['a Client ID and no flag: installed', { 'outlook.client_id': clientId, custom_email_servers: 'true' }, 'true'],
+        ['a Client ID, uninstalled in Apps: stays uninstalled', { 'outlook.client_id': clientId, 'outlook.enabled': 'false' }, 'false'],
+        ['no Client ID, installed in Apps: stays installed', { 'outlook.enabled': 'true' }, 'true'],
+        ['no Outlook settings at all: no flag (not installed)', { custom_email_servers: 'true' }, null],
+      ];
+      for (const [name, rows, expected] of cases) {
+        const database = await at031(rows);
+        try {
+          const row = await enabledRow(database);
+          assert.equal(row?.value ?? null, expected, name);
+          if ('outlook.enabled' in rows) assert.equal(row?.updated_at, 1, `${name}: the row is left as it was`);
+          assert.equal((await settingsOf(database).get()).outlook.enabled, expected === 'true', name);
+        } finally {
+          await database.close();
+        }
+      }
+      const fresh = await freshDatabase(dialect);
+      try {
+        assert.equal(await enabledRow(fresh), null, 'a new database has no flag');
+        assert.equal((await settingsOf(fresh).get()).outlook.enabled, false, 'a new database starts with Outlook not installed');
+      } finally {
+        await fresh.close();
       }
     });
 

@@ -46,6 +46,10 @@ export const errorCatalogue = {
     status: 409,
     message: 'The Outlook account of this server must be reconnected: click Connect your Outlook account.',
   },
+  JUNIPER_ERR_OUTLOOK_IN_USE: {
+    status: 409,
+    message: 'Microsoft Outlook cannot be uninstalled while mail servers sign in with it: switch them off Outlook or archive them, then uninstall.',
+  },
   JUNIPER_ERR_OAUTH_STATE: {
     status: 403,
     message: 'This Microsoft sign-in answer does not belong to a sign-in you started; go back to the server and click Connect your Outlook account again.',

@@ -16,6 +16,8 @@ import type { Vault } from '../vault/index.js';
 import { forgetConnection, withTokenSummary, withTokenSummaryOne } from '../oauth/connections.js';
 import { assertMayChangeOwner, assertMayManageServer } from './common.js';
 import { HostGuard } from './host-guard.js';
+import { restoreRefusal } from '../settings/outlook-in-use.js';
+import { outlookInstalledForRestore } from '../settings/settings.js';
 import { assertPasswordMayMove, endpointMoves } from './secret-binding.js';
 
 export interface ServerRows {
@@ -225,7 +227,8 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
 
   /**
    * Undoes archive(): the server is listed again, active if it was when archived (restoring is undoing, and the
-   * admin saw it working then); inactive if it was not, or was archived before migration 031 kept that.
+   * admin saw it working then); inactive if it was not, or was archived before migration 031 kept that. An
+   * Outlook server is restored only while Microsoft Outlook is installed.
    */
   async restore(id: number, user: PrincipalUser, actor: Actor): Promise<ServerRows[K]> {
     const current = await this.get(id);
@@ -233,6 +236,8 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     const { table, kind } = this.kind;
     const active = current.archived_at === null ? current.active : (current.active_before_archive ?? 0);
     return this.db.transaction().execute(async (trx) => {
+      // Restored while Microsoft Outlook is uninstalled, an Outlook server could never be reconnected (outlook-in-use.ts).
+      if (current.archived_at !== null && current.auth === 'outlook' && !(await outlookInstalledForRestore(trx))) throw restoreRefusal(this.kind.noun, current.name);
       const row = await trx
         .updateTable(table)
         .set({ archived_at: null, active, active_before_archive: null, updated_at: Date.now() })

@@ -59,7 +59,7 @@ export const operations: Record<string, Operation> = {
   'GET /api/v1/settings': { tag: 'settings', summary: 'Settings (the client secret shows as hasClientSecret)' },
   'PUT /api/v1/settings': {
     tag: 'settings',
-    summary: 'Change settings (takes back what GET returned; read-only fields unchanged)',
+    summary: 'Change settings (takes back what GET returned; read-only fields unchanged; outlook.enabled false is refused, 409 JUNIPER_ERR_OUTLOOK_IN_USE, while a server that is not archived uses Outlook)',
     body: settingsPatchSchema,
     ok: json(200, "The settings; after a change of Client ID, client secret, cloud or tenant also credentialsCheck: { result: 'ok' | 'failed' | 'skipped', code?, message } (Microsoft's verdict; the save stands either way)"),
   },

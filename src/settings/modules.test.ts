@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { matchModules, modules, uninstallRefusal } from './modules.js';
+import { matchModules, modules } from './modules.js';
+import { uninstallRefusal } from './outlook-in-use.js';
 
 describe('the Apps page search (matchModules)', () => {
   const names = (appsOnly: boolean, search: string) => matchModules(modules, { appsOnly, search }).map((m) => m.name);

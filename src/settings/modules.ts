@@ -52,24 +52,11 @@ export function matchModules(all: readonly ModuleInfo[], query: ModuleQuery): Mo
   });
 }
 
-/**
- * Uninstalling Outlook while servers sign in with it would stop their mail at the next token refresh with no
- * word on the server itself; so it is refused until they are switched to a password or archived.
- */
-export function uninstallRefusal(outlookServers: readonly string[]): string | null {
-  if (outlookServers.length === 0) return null;
-  const names = outlookServers.slice(0, 3).map((n) => `"${n}"`).join(', ');
-  const more = outlookServers.length > 3 ? ` and ${outlookServers.length - 3} more` : '';
-  return `Microsoft Outlook is still used by ${outlookServers.length === 1 ? 'the server' : 'the servers'} ${names}${more}: switch them off Outlook or archive them, then uninstall.`;
-}
-
 export interface ModuleDeps {
   settings: Pick<Settings, 'get' | 'update'>;
-  /** Names of the non-archived outgoing and incoming servers that use Outlook. */
-  outlookServerNames(): Promise<string[]>;
 }
 
-export async function installedModules(deps: Pick<ModuleDeps, 'settings'>): Promise<Set<ModuleName>> {
+export async function installedModules(deps: ModuleDeps): Promise<Set<ModuleName>> {
   const view = await deps.settings.get();
   return new Set<ModuleName>(view.outlook.enabled ? ['juniper', 'microsoft_outlook'] : ['juniper']);
 }
@@ -87,10 +74,9 @@ export async function installModule(deps: ModuleDeps, name: string, actor: Actor
   return m;
 }
 
+/** Refused while a server uses Outlook: the settings model judges that, for every way of uninstalling (outlook-in-use.ts). */
 export async function uninstallModule(deps: ModuleDeps, name: string, actor: Actor): Promise<ModuleInfo> {
   const m = switchable(name);
-  const refusal = uninstallRefusal(await deps.outlookServerNames());
-  if (refusal) throw new AppError('JUNIPER_ERR_CONFLICT', refusal);
   await deps.settings.update({ outlook: { enabled: false } }, actor);
   return m;
 }

@@ -1,6 +1,7 @@
 import { secretExpiryWarning } from '../oauth/secret-expiry.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { AuditLog } from '../audit/audit-log.js';
 import type { Database } from '../db/database.js';
@@ -8,7 +9,7 @@ import { AppError } from '../lib/errors.js';
 import { createVault } from '../vault/index.js';
 import { dialects, freshDatabase } from '../../test/helpers/databases.js';
 import { Parameters } from './parameters.js';
-import { authorityFor, daysUntil, Settings, type Cloud, type SettingsPatch } from './settings.js';
+import { authorityFor, daysUntil, outlookInstalledForRestore, Settings, type Cloud, type SettingsPatch } from './settings.js';
 
 const admin = { userId: null, label: 'tester' };
 const CLIENT_ID = '1B4F9C5E-0000-4000-8000-123456789ABC';
@@ -252,6 +253,95 @@ for (const dialect of dialects) {
       assert.equal((await settings.update({ customEmailServers: true, massMailing: { dedicatedServer: true, serverId: 987654 } }, admin)).customEmailServers, true);
       await parameters.unset('mass_mailing.mail_server_id', admin);
       assert.equal((await settings.update({ customEmailServers: false, massMailing: { dedicatedServer: true, serverId: null } }, admin)).customEmailServers, false, 'on without a server, as stored');
+    });
+
+    it('counts Outlook as installed only when outlook.enabled says so: a Client ID alone does not install it', async () => {
+      await database.db.insertInto('settings').values({ key: 'outlook.client_id', value: JSON.stringify(CLIENT_ID.toLowerCase()), updated_at: NOW }).execute();
+      assert.equal((await settings.get()).outlook.enabled, false, 'no outlook.enabled row: not installed (migration 032 wrote the row for older databases)');
+      await settings.update({ outlook: { clientSecret: SECRET } }, admin);
+      assert.equal((await settings.outlookCredentials())?.enabled, false);
+      await settings.update({ outlook: { enabled: true } }, admin);
+      assert.equal((await settings.get()).outlook.enabled, true);
+      await settings.update({ outlook: { clientId: '' } }, admin);
+      assert.equal((await settings.get()).outlook.enabled, true, 'clearing the Client ID leaves Outlook installed');
+    });
+
+    describe('uninstalling Microsoft Outlook while servers use it', () => {
+      const now = Date.now();
+      const outlookServer = async (table: 'outgoing_servers' | 'incoming_servers', name: string, archived = false) =>
+        (await database.db
+          .insertInto(table)
+          .values({ name, host: '127.0.0.1', port: 587, security: 'starttls', auth: 'outlook', username: `${name.replace(/\W/g, '')}@example.com`, password_enc: null, owner_user_id: null, active: archived ? 0 : 1, archived_at: archived ? now : null, created_at: now, updated_at: now })
+          .returning('id')
+          .executeTakeFirstOrThrow()).id;
+      const inUse = (names: string) => (e: unknown) => {
+        assert.ok(e instanceof AppError, String(e));
+        assert.equal(e.code, 'JUNIPER_ERR_OUTLOOK_IN_USE');
+        assert.equal(e.status, 409);
+        assert.equal(e.message, `Microsoft Outlook is still used by ${names}: switch them off Outlook or archive them, then uninstall.`);
+        assert.deepEqual(e.details, { field: 'outlook.enabled' });
+        return true;
+      };
+      after(async () => {
+        await database.db.deleteFrom('outgoing_servers').where('auth', '=', 'outlook').execute();
+        await database.db.deleteFrom('incoming_servers').where('auth', '=', 'outlook').execute();
+      });
+
+      it('refuses, naming the outgoing and incoming servers that are not archived, and changes nothing else of the patch', async () => {
+        await settings.update({ outlook: { enabled: true, clientId: CLIENT_ID, clientSecret: SECRET } }, admin);
+        const sending = await outlookServer('outgoing_servers', 'Notifications');
+        const fetching = await outlookServer('incoming_servers', 'Support inbox');
+        await outlookServer('outgoing_servers', 'Old notifications', true);
+        const last = (await audit.recent(1))[0]!.id;
+        await assert.rejects(settings.update({ outlook: { enabled: false } }, admin), inUse('the servers "Notifications", "Support inbox"'));
+        await assert.rejects(settings.update({ customEmailServers: true, outlook: { enabled: false, tenant: 'organizations' } }, admin), inUse('the servers "Notifications", "Support inbox"'));
+        const view = await settings.get();
+        assert.deepEqual([view.outlook.enabled, view.outlook.tenant, view.customEmailServers], [true, 'common', false], 'the whole patch is refused');
+        assert.equal((await audit.recent(1))[0]!.id, last, 'nothing is recorded');
+        // Keeping it installed, or saving other fields, is never refused.
+        assert.equal((await settings.update({ outlook: { enabled: true, tenant: 'organizations' } }, admin)).outlook.tenant, 'organizations');
+
+        await database.db.updateTable('outgoing_servers').set({ auth: 'password' }).where('id', '=', sending).execute();
+        await assert.rejects(settings.update({ outlook: { enabled: false } }, admin), inUse('the server "Support inbox"'));
+        await database.db.updateTable('incoming_servers').set({ archived_at: now, active: 0 }).where('id', '=', fetching).execute();
+        assert.equal((await settings.update({ outlook: { enabled: false } }, admin)).outlook.enabled, false, 'archived servers do not hold it up');
+        assert.deepEqual(JSON.parse((await audit.recent(1))[0]!.details!), { changed: ['outlook.enabled'] });
+      });
+
+      it('orders an uninstall after a restore in flight: it waits for it, then finds the restored server', async () => {
+        await settings.update({ outlook: { enabled: true } }, admin);
+        const id = await outlookServer('outgoing_servers', 'Restored meanwhile', true);
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => (release = resolve));
+        let locked!: () => void;
+        const hasLock = new Promise<void>((resolve) => (locked = resolve));
+        // What MailServers.restore does, held open between its check and its write.
+        const restore = database.db.transaction().execute(async (trx) => {
+          assert.equal(await outlookInstalledForRestore(trx), true);
+          locked();
+          await held;
+          await trx.updateTable('outgoing_servers').set({ archived_at: null, active: 1 }).where('id', '=', id).execute();
+        });
+        await hasLock;
+        let settled = false;
+        const uninstall = settings.update({ outlook: { enabled: false } }, admin).finally(() => (settled = true));
+        try {
+          await sleep(300);
+          assert.equal(settled, false, 'the uninstall waits for the restore');
+        } finally {
+          release();
+          await restore;
+        }
+        await assert.rejects(uninstall, inUse('the server "Restored meanwhile"'));
+        assert.equal((await settings.get()).outlook.enabled, true);
+      });
+
+      it('names three servers and counts the rest', async () => {
+        await settings.update({ outlook: { enabled: true } }, admin);
+        await database.db.updateTable('outgoing_servers').set({ archived_at: now, active: 0 }).where('auth', '=', 'outlook').execute();
+        for (const name of ['a', 'b', 'c', 'd', 'e']) await outlookServer('outgoing_servers', `Server ${name}`);
+        await assert.rejects(settings.update({ outlook: { enabled: false } }, admin), (e: unknown) => /^Microsoft Outlook is still used by the servers "Server a", "Server b", "Server c" and 2 more: /.test((e as Error).message));
+      });
     });
 
     const invalid: [string, SettingsPatch, string][] = [

@@ -15,6 +15,7 @@ import { parseInput } from '../lib/validate.js';
 import { AppError } from '../lib/errors.js';
 import type { Vault } from '../vault/index.js';
 import { dedicatedServerState } from '../outgoing/mass-mailing.js';
+import { assertOutlookUnused } from './outlook-in-use.js';
 import { got, toDomainName } from './parameter-rules.js';
 import type { Parameters } from './parameters.js';
 
@@ -295,6 +296,10 @@ export class Settings {
         changes.push('clientSecret');
       }
       for (const field of changes) await writeRow(trx, field, next[field], this.now());
+      // Judged after the write: on PostgreSQL the row's lock then orders this against a restore of an archived
+      // Outlook server (outlookInstalledForRestore), which either waits and sees Outlook uninstalled, or commits
+      // first and is among the servers found here.
+      if (old.enabled && !next.enabled) await assertOutlookUnused(trx);
       const changed = [...changes.map((f) => auditNames[f]), ...(await updateMassMailing(params, input.massMailing, actor, trx))];
       if (changed.length > 0) await this.audit.record(actor, 'settings.update', 'settings', { changed }, trx);
       return changes.some((f) => APP_IDENTITY_FIELDS.has(f));
@@ -384,10 +389,19 @@ async function load(db: Kysely<DB>): Promise<Stored> {
     const which = parsed.error.issues.map((i) => rowKeys[i.path[0] as RowField] ?? String(i.path[0])).join(', ');
     throw new AppError('JUNIPER_ERR_DATABASE', `The settings table holds a value of the wrong type for ${which}; fix or delete that row.`);
   }
-  // Never installed nor uninstalled (Apps): a database that already holds Outlook credentials used Outlook
-  // before the switch meant anything, so it counts as installed and its Connect keeps working.
-  if (raw.enabled === undefined) parsed.data.enabled = parsed.data.clientId !== null;
+  // No outlook.enabled row: never installed (databases that held a Client ID before Apps existed got the row
+  // from migration 032).
   return parsed.data;
+}
+
+/**
+ * Whether Microsoft Outlook is installed, for restoring an archived Outlook server in `trx`. The no-op write
+ * takes the outlook.enabled row's lock on PostgreSQL (SQLite's transactions hold the write lock already), so an
+ * uninstall in flight is waited for and seen, and one that comes after finds the restored server (Settings.update).
+ */
+export async function outlookInstalledForRestore(trx: Kysely<DB>): Promise<boolean> {
+  await trx.updateTable('settings').set((eb) => ({ updated_at: eb.ref('updated_at') })).where('key', '=', rowKeys.enabled).execute();
+  return (await load(trx)).enabled;
 }
 
 async function writeRow(db: Kysely<DB>, field: RowField, value: unknown, now: number): Promise<void> {

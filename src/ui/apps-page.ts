@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { Services } from '../services.js';
 import { actorOf } from '../http/actor.js';
 import { parseInput } from '../lib/validate.js';
-import { installModule, installedModules, matchModules, modules, uninstallModule, type ModuleDeps, type ModuleInfo, type ModuleName, type ModuleQuery } from '../settings/modules.js';
+import { installModule, installedModules, matchModules, modules, uninstallModule, type ModuleInfo, type ModuleName, type ModuleQuery } from '../settings/modules.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Flash, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
@@ -64,17 +64,7 @@ ${shown.length === 0
   : html`<div class="module-grid">${shown.map((m) => moduleCard(ctx, m, installed.has(m.name), query))}</div>`}`;
 }
 
-type AppsServices = Pick<Services, 'settings' | 'outgoingServers' | 'incomingServers'>;
-
-function depsOf(services: AppsServices): ModuleDeps {
-  return {
-    settings: services.settings,
-    outlookServerNames: async () => {
-      const [outgoing, incoming] = await Promise.all([services.outgoingServers.list(), services.incomingServers.list()]);
-      return [...outgoing, ...incoming].filter((s) => s.auth === 'outlook').map((s) => s.name);
-    },
-  };
-}
+type AppsServices = Pick<Services, 'settings'>;
 
 async function show(services: AppsServices, request: FastifyRequest, reply: FastifyReply, query: ModuleQuery, flash?: Flash, status = 200): Promise<FastifyReply> {
   const ctx = pageContext(request, reply, 'apps');
@@ -93,7 +83,7 @@ export function appsPage(services: AppsServices): FastifyPluginAsync {
         const query = queryOf({ filter: text(body, 'filter'), q: text(body, 'q') });
         try {
           const run = action === 'install' ? installModule : uninstallModule;
-          const m = await run(depsOf(services), request.params.name, actorOf(request));
+          const m = await run(services, request.params.name, actorOf(request));
           const said =
             action === 'install'
               ? `${m.title} installed. Next: Settings → Discuss → Custom Email Servers → Outlook Credentials.`

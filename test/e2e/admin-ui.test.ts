@@ -1,9 +1,9 @@
 // The Outlook procedure's Juniper steps in a real browser (Debian's Chromium through playwright-core): sign
-// in, tick Custom Email Servers and watch Outlook Credentials appear, save the Client ID and Secret, create
-// an outgoing server and Test Connection against a real SMTP server; then the Outlook path itself against
-// the Microsoft-shaped identity server: Connect your Outlook account → green "Outlook Token Valid" → Test
-// Connection over XOAUTH2; and the credentials check at Save (a refused secret warns, a right one succeeds).
-// Screenshots of each step go to test-artifacts/e2e/.
+// in, install Microsoft Outlook in Apps, tick Custom Email Servers and watch Outlook Credentials appear, save
+// the Client ID and Secret, create an outgoing server and Test Connection against a real SMTP server; then the
+// Outlook path itself against the Microsoft-shaped identity server: Connect your Outlook account → green
+// "Outlook Token Valid" → Test Connection over XOAUTH2; and the credentials check at Save (a refused secret
+// warns, a right one succeeds). Screenshots of each step go to test-artifacts/e2e/.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -82,6 +82,11 @@ describe('admin UI in Chromium', () => {
     await screenshot('sign-in');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Welcome, admin' }).waitFor();
+
+    // Microsoft Outlook is installed in Apps first (ui-walkthrough.test.ts takes the search-bar way there).
+    await page.goto(`${base}/apps?filter=none&q=Outlook`);
+    await page.getByRole('article', { name: 'Microsoft Outlook' }).getByRole('button', { name: 'Install Microsoft Outlook' }).click();
+    await page.getByText('Microsoft Outlook installed.').waitFor();
 
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Settings' }).click();
     await page.getByRole('heading', { name: 'General Settings' }).waitFor();

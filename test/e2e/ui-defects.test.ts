@@ -130,6 +130,8 @@ describe('issue 12 defects in Chromium', () => {
   });
 
   it('2 + 3: keeps Microsoft defaults but opens Advanced to change host and port; Connect saves the typed edits first', async () => {
+    // Connect needs Microsoft Outlook installed (Apps); a saved Client ID alone does not install it.
+    await t.app.services.settings.update({ outlook: { enabled: true } }, cliActor);
     await t.app.services.parameters.set('web.base.url', base, cliActor);
     await t.app.services.parameters.set('microsoft_outlook.endpoint', `${identity.url}/common/oauth2/v2.0/`, cliActor);
     await page.goto(`${base}/outgoing-servers/new`);

@@ -166,7 +166,7 @@ for (const dialect of dialects) {
       assert.equal(unescape(warning?.[1] ?? ''), archivedReason());
       // The form as the page shows it, with a renewed client secret pasted in.
       const form = {
-        customEmailServers: 'on', outlookEnabled: 'on', clientId: CLIENT_ID, clientSecret: 'renewed-secret~0123456789abcdef', clientSecretExpiresAt: '',
+        customEmailServers: 'on', clientId: CLIENT_ID, clientSecret: 'renewed-secret~0123456789abcdef', clientSecretExpiresAt: '',
         cloud: 'global', tenant: 'common', dedicatedServer: 'on', massMailingServerId: /<option value="(\d+)" selected>/.exec(settings.body)?.[1] ?? '',
       };
       const saved = await browser.post('/settings', form);

@@ -1,5 +1,6 @@
 // Settings and system parameters over the REST API as scripts use them: API keys, admin-only access,
-// the write-only client secret, and validation errors that name the key and the rule. Both databases.
+// the write-only client secret, validation errors that name the key and the rule, and the refusal to uninstall
+// Microsoft Outlook while servers use it. Both databases.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance, InjectOptions } from 'fastify';
@@ -24,7 +25,7 @@ for (const dialect of dialects) {
     });
     after(async () => t.close());
 
-    const call = async (method: 'GET' | 'PUT' | 'DELETE', url: string, key: string | null, payload?: object) => {
+    const call = async (method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, key: string | null, payload?: object) => {
       const options: InjectOptions = { method, url, headers: key ? { authorization: `Bearer ${key}` } : {} };
       if (payload !== undefined) options.payload = payload;
       return http.inject(options);
@@ -135,6 +136,39 @@ for (const dialect of dialects) {
       }
       assert.deepEqual(await t.app.services.settings.get(), before, 'nothing changed');
       await assert.rejects(t.app.services.parameters.get('web.base.url'), 'web.base.url stayed unset');
+    });
+
+    it('refuses outlook.enabled false with 409 naming the servers that use Outlook and the field, until they are archived', async () => {
+      assert.equal((await call('PUT', '/api/v1/settings', adminKey, { outlook: { enabled: true } })).statusCode, 200);
+      const sending = await call('POST', '/api/v1/outgoing-servers', adminKey, { name: 'Notifications', auth: 'outlook', username: 'notifications@example.com' });
+      assert.equal(sending.statusCode, 201, sending.body);
+      const fetching = await call('POST', '/api/v1/incoming-servers', adminKey, { name: 'Support', auth: 'outlook', username: 'support@example.com' });
+      assert.equal(fetching.statusCode, 201, fetching.body);
+      const refusal = {
+        error: {
+          code: 'JUNIPER_ERR_OUTLOOK_IN_USE',
+          message: 'Microsoft Outlook is still used by the servers "Notifications", "Support": switch them off Outlook or archive them, then uninstall.',
+          field: 'outlook.enabled',
+        },
+      };
+      const refused = await call('PUT', '/api/v1/settings', adminKey, { outlook: { enabled: false } });
+      assert.equal(refused.statusCode, 409, refused.body);
+      assert.deepEqual(refused.json(), refusal);
+      // The GET, modify, PUT of a script is refused alike, and nothing of it is written.
+      const view = (await call('GET', '/api/v1/settings', adminKey)).json<{ customEmailServers: boolean; outlook: Record<string, unknown> }>();
+      const whole = await call('PUT', '/api/v1/settings', adminKey, { ...view, customEmailServers: !view.customEmailServers, outlook: { ...view.outlook, enabled: false } });
+      assert.equal(whole.statusCode, 409, whole.body);
+      assert.deepEqual(whole.json(), refusal);
+      assert.deepEqual((await call('GET', '/api/v1/settings', adminKey)).json(), view, 'nothing changed');
+
+      assert.equal((await call('DELETE', `/api/v1/outgoing-servers/${sending.json<{ id: number }>().id}`, adminKey)).statusCode, 200);
+      const one = await call('PUT', '/api/v1/settings', adminKey, { outlook: { enabled: false } });
+      assert.equal(one.statusCode, 409);
+      assert.equal(one.json<{ error: { message: string } }>().error.message, 'Microsoft Outlook is still used by the server "Support": switch them off Outlook or archive them, then uninstall.');
+      assert.equal((await call('DELETE', `/api/v1/incoming-servers/${fetching.json<{ id: number }>().id}`, adminKey)).statusCode, 200);
+      const uninstalled = await call('PUT', '/api/v1/settings', adminKey, { outlook: { enabled: false } });
+      assert.equal(uninstalled.statusCode, 200, uninstalled.body);
+      assert.equal(uninstalled.json<{ outlook: { enabled: boolean } }>().outlook.enabled, false);
     });
 
     it('refuses a bad mail.catchall.domain with 400 naming the key and the rule', async () => {

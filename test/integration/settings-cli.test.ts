@@ -1,5 +1,5 @@
 // `juniper params` and `juniper settings` as an admin runs them: real processes, both databases, the
-// client secret piped on stdin and never printed.
+// client secret piped on stdin and never printed; --outlook off refused while a server uses Outlook.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -75,6 +75,35 @@ for (const dialect of dialects) {
       const gone = juniper(['params', 'get', 'web.base.url']);
       assert.equal(gone.code, 1);
       assert.match(gone.stderr, /^juniper: The system parameter web\.base\.url is not set and has no default/);
+    });
+
+    it('refuses --outlook off while a server uses Outlook, and restoring an archived Outlook server while it is off', async () => {
+      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-settings-cli-'));
+      const db = await freshDatabaseConfig(dialect);
+      const juniper = juniperIn(dataDir, db.kind === 'postgres' ? db.url : undefined);
+      const ok = (args: string[]) => {
+        const r = juniper(args);
+        assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+        return r.stdout;
+      };
+      assert.match(ok(['settings', 'show']), /Microsoft Outlook: +disabled/, 'a new database starts with Outlook not installed');
+      ok(['settings', 'set', '--outlook', 'on']);
+      const id = /^(\d+)\t/.exec(ok(['servers', 'create', '--name', 'Notifications', '--auth', 'outlook', '--username', 'notifications@example.com']))?.[1];
+      assert.ok(id, 'the new server id');
+
+      const refused = juniper(['settings', 'set', '--outlook', 'off']);
+      assert.equal(refused.code, 1);
+      assert.equal(refused.stderr.trim().split('\n').at(-1), 'juniper: Microsoft Outlook is still used by the server "Notifications": switch them off Outlook or archive them, then uninstall.');
+      assert.match(ok(['settings', 'show']), /Microsoft Outlook: +enabled/);
+
+      ok(['servers', 'archive', id]);
+      assert.match(ok(['settings', 'set', '--outlook', 'off']), /Microsoft Outlook: +disabled/);
+      const restore = juniper(['servers', 'restore', id]);
+      assert.equal(restore.code, 1);
+      assert.match(restore.stderr, /^juniper: The outgoing mail server "Notifications" signs in with Microsoft Outlook, which is not installed: install Microsoft Outlook in Apps .*, then restore it\.$/m);
+      assert.match(ok(['servers', 'list', '--archived']), /\tNotifications\t.*\tarchived/);
+      ok(['settings', 'set', '--outlook', 'on']);
+      assert.equal(ok(['servers', 'restore', id]), `Restored Notifications (id ${id}); active.\n`);
     });
   });
 }

@@ -2,7 +2,9 @@
 // from the search bar and type in Outlook. After that, install the module called Microsoft Outlook."), driven
 // as a browser without JavaScript: GET search, POST Install/Uninstall with the CSRF field, the 303 back.
 // Installing is the setting outlook.enabled that the settings API and the CLI show; uninstalling is refused
-// while a server uses Outlook, and an uninstalled Outlook refuses Connect. Admins only. SQLite.
+// while a server uses Outlook (by the settings model, so the API and the CLI refuse it too: settings-api and
+// settings-cli tests), restoring an archived Outlook server while it is uninstalled likewise, and an uninstalled
+// Outlook refuses Connect. Admins only. SQLite.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
@@ -96,6 +98,12 @@ describe('Apps: installing Microsoft Outlook', () => {
     assert.equal(gone.statusCode, 200);
     assert.match(gone.body, /Microsoft Outlook uninstalled/);
     assert.equal(await enabled(), false);
+    // Restoring the archived Outlook server now would strand it: refused until Outlook is installed again.
+    await admin.get(`/outgoing-servers/${server.id}`);
+    const restore = await admin.post(`/outgoing-servers/${server.id}/unarchive`, {});
+    assert.equal(restore.statusCode, 409);
+    assert.match(restore.body, /The outgoing mail server &quot;Notifications&quot; signs in with Microsoft Outlook, which is not installed: install Microsoft Outlook in Apps/);
+    assert.notEqual((await t.app.services.outgoingServers.get(server.id)).archived_at, null, 'it stays archived');
 
     const other = await t.app.services.outgoingServers.create(
       { name: 'Later', host: '127.0.0.1', port: 587, security: 'starttls', auth: 'outlook', username: 'later@example.com', fromFilter: null, priority: 20, active: true, allowSelfSigned: false },
@@ -111,6 +119,20 @@ describe('Apps: installing Microsoft Outlook', () => {
     await admin.post('/apps/microsoft_outlook/install', { filter: 'none', q: 'Outlook' });
     const started = await t.app.services.outlookConnect.start('outgoing', other.id, adminPrincipal);
     assert.match(started.authorizeUrl, /client_id=1b4f9c5e/);
+    await admin.get(`/outgoing-servers/${server.id}`);
+    const restored = await admin.post(`/outgoing-servers/${server.id}/unarchive`, {});
+    assert.equal(restored.statusCode, 200);
+    assert.match(restored.body, /Server Notifications restored\./);
+    // Clearing the Client ID on the Settings page is no way around the refusal: Outlook stays installed.
+    await admin.get('/settings');
+    const cleared = await admin.post('/settings', { customEmailServers: 'on', clientId: '', clientSecret: '', cloud: 'global', tenant: 'common' });
+    assert.equal(cleared.statusCode, 200);
+    assert.equal((await t.app.services.settings.get()).outlook.clientId, null);
+    assert.equal(await enabled(), true);
+    await admin.get('/apps?filter=none&q=Outlook');
+    const stillUsed = await admin.post('/apps/microsoft_outlook/uninstall', { filter: 'none', q: 'Outlook' });
+    assert.equal(stillUsed.statusCode, 409);
+    assert.match(stillUsed.body, /Microsoft Outlook is still used by the servers &quot;Notifications&quot;, &quot;Later&quot;: switch them off Outlook or archive them/);
   });
 
   it('is admin only: a user gets 403 and changes nothing, a visitor is sent to sign in, a post without the CSRF field is refused', async () => {
@@ -150,12 +172,11 @@ describe('Apps: installing Microsoft Outlook', () => {
     assert.match((await admin.get('/incoming-servers')).body, /<a class="button" href="\/incoming-servers\/new">Create a new configuration<\/a>/);
     assert.match((await admin.get('/outgoing-servers')).body, /<a class="button" href="\/outgoing-servers\/new">Create a new email server<\/a>/);
   });
-  it('counts a database that stored Outlook credentials before Apps existed (no outlook.enabled row) as installed', async () => {
+  it('counts Outlook as installed only by its outlook.enabled row: a stored Client ID alone is not installed', async () => {
+    // Databases from before Apps got the row from migration 032 (src/db/migrate.test.ts).
+    await t.app.services.settings.update({ outlook: { clientId: CLIENT_ID } }, cliActor);
     await t.app.database.db.deleteFrom('settings').where('key', '=', 'outlook.enabled').execute();
-    assert.equal((await t.app.services.settings.get()).outlook.clientId, CLIENT_ID);
-    assert.equal(await enabled(), true);
-    assert.match((await admin.get('/apps?filter=none&q=Outlook')).body, /<span class="tag tag-green">Installed<\/span>/);
-    await t.app.database.db.deleteFrom('settings').where('key', 'in', ['outlook.enabled', 'outlook.client_id']).execute();
-    assert.equal(await enabled(), false, 'nor credentials nor a choice: not installed');
+    assert.equal(await enabled(), false);
+    assert.match((await admin.get('/apps?filter=none&q=Outlook')).body, /<span class="tag tag-grey">Not installed<\/span>/);
   });
 });

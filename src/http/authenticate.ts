@@ -1,6 +1,8 @@
-// Resolves who is calling (API key or session cookie), then enforces the route's declared access and, for
-// cookie-authenticated state changes, the session's CSRF token and (in depth, should a token ever leak) that
-// the browser does not report the request as coming from another site.
+// Resolves who is calling (API key or session cookie) and enforces the route's declared access in onRequest,
+// from the headers alone: a caller without credentials is refused before Fastify reads the body, which on the
+// mail routes may be tens of MB to parse (body-limits.ts). For cookie-authenticated state changes a
+// preValidation hook then checks the session's CSRF token, which a form sends in its body, and (in depth,
+// should a token ever leak) that the browser does not report the request as coming from another site.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../lib/errors.js';
 import { timingSafeEqualStr } from '../vault/hmac.js';
@@ -29,7 +31,8 @@ export function authenticator(deps: { sessions: Sessions; apiKeys: ApiKeys; para
     return { user: toPrincipalUser(found.user), via: 'session', session: { id: found.sessionId, csrfToken: found.csrfToken } };
   }
 
-  return async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  /** onRequest: who calls, and whether the route's declared access lets them; reads no body. */
+  async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const access = request.routeOptions.config.access;
     request.principal = await identify(request);
     if (access === 'public' || access === undefined) return;
@@ -44,15 +47,22 @@ export function authenticator(deps: { sessions: Sessions; apiKeys: ApiKeys; para
     if (access === 'admin' && principal.user.role !== 'admin') {
       throw new AppError('JUNIPER_ERR_FORBIDDEN', 'Only an admin may do this.');
     }
-    if (principal.session && !SAFE_METHODS.has(request.method)) {
-      const body = request.body as Record<string, unknown> | undefined;
-      const sent = request.headers[CSRF_HEADER] ?? (typeof body?.[CSRF_FIELD] === 'string' ? body[CSRF_FIELD] : undefined);
-      if (typeof sent !== 'string' || !timingSafeEqualStr(sent, principal.session.csrfToken)) throw new AppError('JUNIPER_ERR_CSRF');
-      assertSameSite(request, await deps.parameters.value('web.base.url'), () =>
-        new AppError('JUNIPER_ERR_CSRF', 'This request comes from another web site (its Origin or Sec-Fetch-Site says so); Juniper accepts changes only from its own pages.'),
-      );
-    }
-  };
+  }
+
+  /** preValidation: a signed-in browser's state change carries the session's CSRF token (header or form field). */
+  async function checkCsrf(request: FastifyRequest): Promise<void> {
+    const access = request.routeOptions.config.access;
+    const principal = request.principal;
+    if (access === 'public' || access === undefined || !principal?.session || SAFE_METHODS.has(request.method)) return;
+    const body = request.body as Record<string, unknown> | undefined;
+    const sent = request.headers[CSRF_HEADER] ?? (typeof body?.[CSRF_FIELD] === 'string' ? body[CSRF_FIELD] : undefined);
+    if (typeof sent !== 'string' || !timingSafeEqualStr(sent, principal.session.csrfToken)) throw new AppError('JUNIPER_ERR_CSRF');
+    assertSameSite(request, await deps.parameters.value('web.base.url'), () =>
+      new AppError('JUNIPER_ERR_CSRF', 'This request comes from another web site (its Origin or Sec-Fetch-Site says so); Juniper accepts changes only from its own pages.'),
+    );
+  }
+
+  return { authenticate, checkCsrf };
 }
 
 function wantsHtml(request: FastifyRequest): boolean {

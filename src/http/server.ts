@@ -1,7 +1,7 @@
 // Builds the Fastify instance with every route; never listens (main.ts does, tests use inject()).
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { requestIdOf, type Logger } from '../lib/logger.js';
 import { AppError, errorBody, errorCatalogue, isAppError } from '../lib/errors.js';
 import { redactUrl } from '../lib/redact-url.js';
@@ -11,6 +11,7 @@ import type { Access } from './access.js';
 import { installSecurityHeaders } from './security-headers.js';
 import { secureCookiesHook } from './cookies.js';
 import { authenticator } from './authenticate.js';
+import { bodyTooLarge, DEFAULT_BODY_LIMIT, isBodyTooLarge, parseForm } from './body-limits.js';
 import { healthRoutes } from './api/health.js';
 import { metricsRoutes } from './api/metrics.js';
 import { openApiRoutes } from './api/openapi.js';
@@ -62,7 +63,8 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
   const baseLogger: FastifyBaseLogger = logger;
   const app = Fastify({
     loggerInstance: baseLogger,
-    bodyLimit: 30 * 1024 * 1024,
+    // Routes where mail arrives raise it (body-limits.ts); everything else is small.
+    bodyLimit: DEFAULT_BODY_LIMIT,
     trustProxy: fastifyTrustProxy(trustProxy),
     genReqId: (req) => requestIdOf(req.headers['x-request-id']),
   });
@@ -82,11 +84,15 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
   // After the cookie plugin's own onSend hook, which writes the Set-Cookie headers this one completes.
   app.addHook('onSend', secureCookiesHook(() => services.parameters.value('web.base.url')));
   installSecurityHeaders(app);
-  await app.register(formbody);
-  app.addHook('preValidation', authenticator(services));
+  await app.register(formbody, { parser: parseForm });
+  // Access is decided from the headers before the body is read (a hook after the cookie plugin's, which parses
+  // the session cookie); the CSRF token may be a form field, so its check waits for the parsed body.
+  const auth = authenticator(services);
+  app.addHook('onRequest', auth.authenticate);
+  app.addHook('preValidation', auth.checkCsrf);
 
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
-    const appError = toAppError(err);
+    const appError = toAppError(err, request);
     if (appError.status >= 500) request.log.error({ err }, 'request failed');
     else request.log.info({ code: appError.code, status: appError.status }, appError.message);
     return reply.status(appError.status).send({ error: errorBody(appError) });
@@ -132,10 +138,10 @@ function fastifyTrustProxy(trust: TrustProxy): false | string[] {
   return trust === false ? false : [...trust];
 }
 
-function toAppError(err: FastifyError | AppError): AppError {
+function toAppError(err: FastifyError | AppError, request: FastifyRequest): AppError {
   if (isAppError(err)) return err;
+  if (isBodyTooLarge(err)) return bodyTooLarge(request);
   if (err.validation) return new AppError('JUNIPER_ERR_VALIDATION', `Invalid request: ${err.message}`);
-  if (err.statusCode === 413) return new AppError('JUNIPER_ERR_VALIDATION', 'The request body is too large.');
   const status = err.statusCode;
   if (status && status >= 400 && status < 500) {
     return new AppError('JUNIPER_ERR_VALIDATION', err.message);

@@ -5,7 +5,7 @@
 export const errorCatalogue = {
   JUNIPER_ERR_VALIDATION: { status: 400, message: 'The request is not valid.' },
   JUNIPER_ERR_NOT_FOUND: { status: 404, message: 'Not found.' },
-  JUNIPER_ERR_TOO_LARGE: { status: 413, message: 'The message is larger than the configured limit.' },
+  JUNIPER_ERR_TOO_LARGE: { status: 413, message: 'The message or the request body is larger than the configured limit.' },
   JUNIPER_ERR_CONFLICT: { status: 409, message: 'This conflicts with existing data.' },
   JUNIPER_ERR_IDEMPOTENCY_KEY_REUSED: {
     status: 422,

@@ -13,6 +13,7 @@ import type { EnqueueInput } from '../outgoing/enqueue-rules.js';
 import { replyReferences } from '../outgoing/header-rules.js';
 import { assertMayManage } from '../outgoing/servers.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
+import { MAIL_BODY_LIMIT } from '../http/body-limits.js';
 import { html, type SafeHtml } from './html.js';
 import { flashHtml, type PageContext } from './layout.js';
 
@@ -160,7 +161,8 @@ export function composePage(services: Pick<Services, 'messages' | 'outbox' | 'ou
       return render(request, reply, f);
     });
 
-    app.post<{ Body: Form }>('/compose', { config: { access: 'user' } }, async (request, reply) => {
+    // Attachments arrive base64 in a form field: a mail's size.
+    app.post<{ Body: Form }>('/compose', { config: { access: 'user' }, bodyLimit: MAIL_BODY_LIMIT }, async (request, reply) => {
       const body = request.body ?? {};
       const user = request.principal!.user;
       const f: ComposeForm = {

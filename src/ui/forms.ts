@@ -3,6 +3,7 @@
 import crypto from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, errorCatalogue, isAppError } from '../lib/errors.js';
+import { bodyTooLarge, isBodyTooLarge } from '../http/body-limits.js';
 import { contextOf, errorPage } from './error-page.js';
 import { html, type SafeHtml } from './html.js';
 import { page, type Flash, type NavItem, type PageContext } from './layout.js';
@@ -133,7 +134,9 @@ export function installPageHooks(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
     const e = isAppError(err)
       ? err
-      : err.statusCode && err.statusCode >= 400 && err.statusCode < 500
+      : isBodyTooLarge(err)
+        ? bodyTooLarge(request)
+        : err.statusCode && err.statusCode >= 400 && err.statusCode < 500
         ? new AppError('JUNIPER_ERR_VALIDATION', err.message)
         : new AppError('JUNIPER_ERR_INTERNAL', errorCatalogue.JUNIPER_ERR_INTERNAL.message, { cause: err });
     if (e.status >= 500) request.log.error({ err }, 'page failed');

@@ -7,6 +7,7 @@ import type { Services } from '../services.js';
 import { setSessionCookie } from '../http/api/session.js';
 import { assertSameSite } from '../http/same-site.js';
 import { SESSION_COOKIE } from '../http/access.js';
+import { SIGN_IN_BODY_LIMIT } from '../http/body-limits.js';
 import { isAppError } from '../lib/errors.js';
 import { appCss, appJs, faviconSvg } from './assets.js';
 import { installPageHooks, pageContext, renderPage, sendPage, text, type Form } from './forms.js';
@@ -25,11 +26,6 @@ import { usersPage } from './users-page.js';
 import { outlookAppTrouble } from '../oauth/app-trouble.js';
 import { appTroubleBanner } from './outlook-app-notice.js';
 
-/**
- * The sign-in and setup forms hold a few short fields; the app's 30 MB limit is for mail. Anyone may post
- * them, so a large body is refused before it is read.
- */
-const PUBLIC_FORM_BODY_LIMIT = 64 * 1024;
 
 /** Only same-site relative paths: an open redirect after sign-in would be a phishing aid. */
 export function safeNext(next: unknown): string {
@@ -99,7 +95,7 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
       return sendPage(reply, loginPage(safeNext(request.query.next), undefined, '', services.firstRun.pending));
     });
 
-    app.post<{ Body: Form }>('/login', { config: { access: 'public' }, bodyLimit: PUBLIC_FORM_BODY_LIMIT }, async (request, reply) => {
+    app.post<{ Body: Form }>('/login', { config: { access: 'public' }, bodyLimit: SIGN_IN_BODY_LIMIT }, async (request, reply) => {
       assertSameSite(request, await services.parameters.value('web.base.url'));
       const form = request.body;
       const [login, password, next] = [text(form, 'login'), text(form, 'password'), text(form, 'next')];
@@ -132,7 +128,7 @@ export function pageRoutes(services: Services): FastifyPluginAsync {
       return sendPage(reply, setupPage(token));
     });
 
-    app.post<{ Body: Form }>('/setup', { config: { access: 'public' }, bodyLimit: PUBLIC_FORM_BODY_LIMIT }, async (request, reply) => {
+    app.post<{ Body: Form }>('/setup', { config: { access: 'public' }, bodyLimit: SIGN_IN_BODY_LIMIT }, async (request, reply) => {
       assertSameSite(request, await services.parameters.value('web.base.url'));
       const form = request.body ?? {};
       const token = text(form, 'token');

@@ -7,6 +7,7 @@ import { parseInput } from '../../lib/validate.js';
 import { MAX_BATCH } from '../../outgoing/outbox.js';
 import { mailView, type MailView } from '../../outgoing/queue.js';
 import { actorOf } from '../actor.js';
+import { BATCH_BODY_LIMIT, MAIL_BODY_LIMIT } from '../body-limits.js';
 
 export const idParams = z.object({ id: z.coerce.number().int().positive() });
 export const listQuery = z.object({
@@ -17,8 +18,6 @@ export const listQuery = z.object({
 });
 
 export const batchBody = z.object({ mails: z.array(z.unknown()).min(1, 'give at least one mail').max(MAX_BATCH, `a batch holds at most ${MAX_BATCH} mails: split it`) }).strict();
-// A batch of small mails is larger than one mail; each mail's own size limit still applies.
-const BATCH_BODY_LIMIT = 64 * 1024 * 1024;
 
 /** Admins see every mail; users only those they enqueued. */
 function assertMayRead(request: FastifyRequest, mail: OutgoingMail): void {
@@ -38,7 +37,7 @@ function viewFor(request: FastifyRequest): (mail: OutgoingMail) => MailView {
 export function mailRoutes(services: Pick<Services, 'queue' | 'outbox'>): FastifyPluginAsync {
   const { queue, outbox } = services;
   return async (app) => {
-    app.post('/api/v1/mails', { config: { access: 'user' } }, async (request, reply) => {
+    app.post('/api/v1/mails', { config: { access: 'user' }, bodyLimit: MAIL_BODY_LIMIT }, async (request, reply) => {
       const key = request.headers['idempotency-key'];
       const result = await outbox.enqueue(request.body as never, request.principal!.user, actorOf(request), typeof key === 'string' ? key : undefined);
       return reply.status(202).send(result);

@@ -5,6 +5,7 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { Services } from '../../services.js';
 import { SESSION_COOKIE } from '../access.js';
+import { SIGN_IN_BODY_LIMIT } from '../body-limits.js';
 import { assertSameSite } from '../same-site.js';
 import { parseInput } from '../../lib/validate.js';
 import { toUserView } from '../../users/users.js';
@@ -32,7 +33,8 @@ export function setSessionCookie(reply: FastifyReply, token: string): void {
 
 export function sessionRoutes(services: Pick<Services, 'parameters' | 'signIn' | 'sessions' | 'users' | 'firstRun'>): FastifyPluginAsync {
   return async (app) => {
-    app.post('/api/v1/session', { config: { access: 'public' } }, async (request, reply) => {
+    // Anyone may post these two, so a large body is refused before it is read.
+    app.post('/api/v1/session', { config: { access: 'public' }, bodyLimit: SIGN_IN_BODY_LIMIT }, async (request, reply) => {
       assertSameSite(request, await services.parameters.value('web.base.url'));
       const { login, password } = parseInput(signInSchema, request.body);
       const user = await services.signIn.attempt(login, password, request.ip);
@@ -54,7 +56,7 @@ export function sessionRoutes(services: Pick<Services, 'parameters' | 'signIn' |
       return reply.status(204).send();
     });
 
-    app.post('/api/v1/setup', { config: { access: 'public' } }, async (request, reply) => {
+    app.post('/api/v1/setup', { config: { access: 'public' }, bodyLimit: SIGN_IN_BODY_LIMIT }, async (request, reply) => {
       assertSameSite(request, await services.parameters.value('web.base.url'));
       const input = parseInput(setupSchema, request.body);
       // check() says setup is done once an admin exists, else whether the token is the one printed.

@@ -292,7 +292,7 @@ export class Settings {
   }
 
   private async changeMassMailingParameter<T>(key: string, value: string | null, write: (params: Parameters) => Promise<T>): Promise<T> {
-    // Judged and written in one transaction: a server archived between the two cannot slip in.
+    // Judged in the transaction that writes it, as Settings judges its own changes.
     const { result, changed } = await this.db.transaction().execute(async (trx) => {
       const params = this.parameters.withTransaction(trx);
       const old = choiceOf(await params.snapshot());

@@ -20,6 +20,7 @@ const envSchema = z.object({
   JUNIPER_LOG_LEVEL: z.enum(logLevels).default('info'),
   JUNIPER_SEND_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(120),
   JUNIPER_SEND_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(50),
+  JUNIPER_SEND_POLL_SECONDS: z.coerce.number().int().min(1).max(3600).default(1),
   JUNIPER_FETCH_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
   JUNIPER_FETCH_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(200),
   JUNIPER_PARSE_WORKERS: z.coerce.number().int().min(0).max(16).optional(),
@@ -84,8 +85,11 @@ export interface Config {
   readonly secretKeys: readonly string[] | undefined;
   readonly baseUrl: string | undefined;
   readonly logLevel: (typeof logLevels)[number];
-  /** Outgoing dispatcher: how long a claimed mail stays with its worker, and how many it claims at once. */
-  readonly send: { readonly leaseMs: number; readonly batchSize: number };
+  /**
+   * Outgoing dispatcher: how long a claimed mail stays with its worker, how many it claims at once, and how often
+   * it looks for due mail when nothing woke it (a mail queued in the same process, or on PostgreSQL anywhere, does).
+   */
+  readonly send: { readonly leaseMs: number; readonly batchSize: number; readonly pollMs: number };
   /**
    * Incoming fetcher: how long a server stays with the worker fetching it after its last stored message, messages
    * per FETCH, and the threads that parse incoming mail (JUNIPER_PARSE_WORKERS; absent: the cores but two, at most 4).
@@ -116,7 +120,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       .filter(Boolean),
     baseUrl: e.JUNIPER_BASE_URL?.replace(/\/+$/, ''),
     logLevel: e.JUNIPER_LOG_LEVEL,
-    send: Object.freeze({ leaseMs: e.JUNIPER_SEND_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_SEND_BATCH_SIZE }),
+    send: Object.freeze({ leaseMs: e.JUNIPER_SEND_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_SEND_BATCH_SIZE, pollMs: e.JUNIPER_SEND_POLL_SECONDS * 1000 }),
     fetch: Object.freeze({ leaseMs: e.JUNIPER_FETCH_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_FETCH_BATCH_SIZE, ...(e.JUNIPER_PARSE_WORKERS === undefined ? {} : { parseWorkers: e.JUNIPER_PARSE_WORKERS }) }),
     trustProxy: e.JUNIPER_TRUST_PROXY ?? false,
   });

@@ -17,6 +17,7 @@ import { vaultCommand } from './cli/vault.js';
 import { doctorCommand } from './cli/doctor.js';
 import type { WithApp } from './cli/with-app.js';
 import { createWorkers } from './worker/workers.js';
+import { startThreadWorkers } from './worker/thread-workers.js';
 import { startMetricsServerFromEnv } from './metrics/metrics-server.js';
 import { addressPeopleUse, ignoredBaseUrlEnv, ignoredBaseUrlEnvMessage } from './settings/public-address.js';
 
@@ -53,7 +54,7 @@ function untilSignal(): Promise<string> {
   });
 }
 
-async function serve(config: Config, options: { workers: boolean }): Promise<void> {
+async function serve(config: Config, options: { workers: boolean; singleThread: boolean }): Promise<void> {
   const app = await createApp(config);
   const log = app.logger;
   const http = await app.http();
@@ -68,18 +69,44 @@ async function serve(config: Config, options: { workers: boolean }): Promise<voi
         `(or run: juniper users create --admin --login LOGIN --email EMAIL)\n\n`,
     );
   }
-  // --no-workers: the web UI and the API only, the sending and fetching left to `juniper worker` processes (on
-  // a machine of its own, or so that requests and sends do not share one thread).
-  const workers = options.workers ? createWorkers(app) : undefined;
-  workers?.start();
-  if (!workers) log.info('no background workers in this process (--no-workers): mail is sent and fetched by juniper worker processes');
+  // Listening for signals first: a SIGTERM while the workers thread starts must stop it, not kill the process.
+  const signalled = untilSignal();
+  const workers = await startServeWorkers(app, options);
   const metricsServer = await startMetricsServerFromEnv(app);
-  const sig = await untilSignal();
-  log.info(`${sig} received, shutting down`);
+  const ended = await Promise.race([signalled, workers?.died ?? new Promise<never>(() => {})]);
+  if (ended instanceof Error) {
+    // Web without workers would take mail it never sends; a service manager restarts the whole process, and
+    // the mails the thread held go out again when their lease ends (as after a worker process's crash).
+    log.fatal({ err: ended, op: 'workers.died' }, `the background workers stopped unexpectedly (${ended.message}): Juniper exits so that its service manager restarts it`);
+    process.exitCode = 1;
+  } else log.info(`${ended} received, shutting down`);
   await metricsServer?.close();
   await http.close();
   await workers?.stop();
   await app.close();
+}
+
+/**
+ * serve's workers: in a thread of their own by default (the second core sends and fetches while this one
+ * answers), on this thread with --single-thread (one core, some 40 MB less), none with --no-workers (on a
+ * machine of its own, `juniper worker` processes do it).
+ */
+async function startServeWorkers(app: App, options: { workers: boolean; singleThread: boolean }): Promise<{ died?: Promise<Error>; stop(): Promise<void> } | undefined> {
+  const log = app.logger;
+  if (!options.workers) {
+    log.info('no background workers in this process (--no-workers): mail is sent and fetched by juniper worker processes');
+    return undefined;
+  }
+  if (options.singleThread) {
+    const workers = createWorkers(app);
+    workers.start();
+    log.info({ owner: workers.dispatcher.owner, workers: 'main thread' }, 'Juniper workers started on the web\'s own thread (--single-thread)');
+    return workers;
+  }
+  const workers = await startThreadWorkers(app);
+  app.services.metrics.addThread(() => workers.counters());
+  log.info({ owner: workers.owner, workers: 'thread' }, 'Juniper workers started in their own thread');
+  return workers;
 }
 
 async function worker(config: Config): Promise<void> {
@@ -110,7 +137,8 @@ export function buildProgram(): Command {
     .command('serve')
     .description('run the web UI, the REST API and the background workers (default port 8080)')
     .option('--no-workers', 'the web UI and REST API only: mail is sent and fetched by `juniper worker` processes')
-    .action(async (o: { workers: boolean }) => serve(loadConfig(), { workers: o.workers }));
+    .option('--single-thread', 'the background workers on the web\'s own thread, not a thread of their own (one core, less memory)')
+    .action(async (o: { workers: boolean; singleThread?: boolean }) => serve(loadConfig(), { workers: o.workers, singleThread: o.singleThread === true }));
   program
     .command('worker')
     .description('run only the background workers (for a second process sharing a PostgreSQL database)')

@@ -5,6 +5,7 @@ import { cliActor } from '../audit/audit-log.js';
 import { AppError } from '../lib/errors.js';
 import { got, parseBoolean } from '../settings/parameter-rules.js';
 import { clouds, type Cloud, type SettingsPatch, type SettingsView } from '../settings/settings.js';
+import type { CredentialsCheck } from '../oauth/credentials-check.js';
 import { readHiddenLine } from './prompt.js';
 import type { WithApp } from './with-app.js';
 
@@ -90,6 +91,13 @@ export function formatSettings(s: SettingsView): string {
   ].join('\n');
 }
 
+const CHECK_LABELS: Record<CredentialsCheck['result'], string> = { ok: 'OK', failed: 'FAILED', skipped: 'skipped' };
+
+/** After the settings: the saved settings stand whatever it says (the exit status stays 0). */
+export function formatCredentialsCheck(c: CredentialsCheck): string {
+  return `Credentials check:     ${CHECK_LABELS[c.result]}${c.code ? ` (${c.code})` : ''}: ${c.message}\n`;
+}
+
 export function settingsCommand(withApp: WithApp): Command {
   const settings = new Command('settings').description('show and change the settings (Custom Email Servers, Outlook credentials)');
 
@@ -117,8 +125,8 @@ export function settingsCommand(withApp: WithApp): Command {
     .option('--mass-mailing-server <id|none>', 'the outgoing server id for mass mailings')
     .action(async (o: SetOptions) => {
       const patch = await toPatch(o);
-      const view = await withApp((app) => app.services.settings.update(patch, cliActor));
-      process.stdout.write(formatSettings(view));
+      const { settings: view, credentialsCheck } = await withApp((app) => app.services.settings.updateAndCheck(patch, cliActor));
+      process.stdout.write(formatSettings(view) + (credentialsCheck ? formatCredentialsCheck(credentialsCheck) : ''));
     });
 
   return settings;

@@ -240,6 +240,8 @@ export interface OAuthStatesTable {
   created_at: number;
   expires_at: number;
   used_at: number | null;
+  /** What of the server the sign-in is for, as server-binding.ts writes it; null for sign-ins from before 033. */
+  server_binding: string | null;
 }
 
 export type IncomingAuth = 'password' | 'outlook';

@@ -2,12 +2,13 @@
 // plus gauges read from the shared database at scrape time. Every process that serves metrics reports the
 // same database gauges; aggregate them with max(), not sum() (docs/operations.md).
 import type { Kysely } from 'kysely';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, type PrometheusContentType } from 'prom-client';
 import type { DB, MailState } from '../db/schema.js';
 import type { Settings } from '../settings/settings.js';
 import type { TokenStore } from '../oauth/token-store.js';
 import { aliveWorkers } from '../jobs/worker-heartbeat.js';
 import { enableProcessDefaults, processRegistry } from './process-metrics.js';
+import type { ThreadCounters } from '../worker/thread-workers.js';
 
 const MAIL_STATES: readonly MailState[] = ['queued', 'sending', 'sent', 'failed', 'cancelled'];
 
@@ -18,17 +19,28 @@ export interface ScrapeDeps {
 }
 
 export class MetricsScraper {
+  private threads: (() => Promise<ThreadCounters | undefined>)[] = [];
+
   constructor(private readonly deps: ScrapeDeps) {}
+
+  /** Counters of another thread of this process (`serve`'s workers thread), summed into this process's. */
+  addThread(counters: () => Promise<ThreadCounters | undefined>): void {
+    this.threads.push(counters);
+  }
 
   async render(): Promise<{ contentType: string; body: string }> {
     enableProcessDefaults();
+    const threads = (await Promise.all(this.threads.map((t) => t()))).filter((c) => c !== undefined);
     const scraped = new Registry();
-    await this.collectDatabaseGauges(scraped);
-    const merged = Registry.merge([processRegistry, scraped]);
+    await this.collectDatabaseGauges(scraped, threads);
+    // Counters of one name summed across the threads, as Prometheus would sum processes; Node's process
+    // metrics come from the main thread only (the workers thread never turns them on).
+    const own = threads.length === 0 ? processRegistry : AggregatorRegistry.aggregate<PrometheusContentType>([await processRegistry.getMetricsAsJSON(), ...threads.map((t) => t.metrics)]);
+    const merged = Registry.merge([own, scraped]);
     return { contentType: merged.contentType, body: await merged.metrics() };
   }
 
-  private async collectDatabaseGauges(registry: Registry): Promise<void> {
+  private async collectDatabaseGauges(registry: Registry, threads: readonly ThreadCounters[]): Promise<void> {
     const { db, settings, tokenStore } = this.deps;
     const queue = new Gauge({ name: 'juniper_outgoing_mails', help: 'Outgoing mails in the database, by state (queued includes mails waiting for a retry or a reconnect).', labelNames: ['state'] as const, registers: [registry] });
     const byState = await db.selectFrom('outgoing_mails').select(['state', db.fn.countAll<number>().as('n')]).groupBy('state').execute();
@@ -46,7 +58,7 @@ export class MetricsScraper {
 
     // The token store counts since this process started; exposed as a counter so rate() works across restarts.
     const refreshes = new Counter({ name: 'juniper_token_refreshes_total', help: 'Outlook token refreshes by this process, by outcome (refreshed, needs_reconnect, app_problem, transient).', labelNames: ['outcome'] as const, registers: [registry] });
-    for (const [outcome, n] of Object.entries(tokenStore.counts)) refreshes.inc({ outcome }, n);
+    for (const [outcome, n] of Object.entries(tokenStore.counts)) refreshes.inc({ outcome }, n + threads.reduce((sum, t) => sum + (t.tokenRefreshes[outcome] ?? 0), 0));
 
     const servers = new Gauge({ name: 'juniper_server_info', help: 'One sample per mail server, to join server_id to its name and kind.', labelNames: ['kind', 'server_id', 'name'] as const, registers: [registry] });
     for (const [kind, table] of [['outgoing', 'outgoing_servers'], ['incoming', 'incoming_servers']] as const) {

@@ -9,7 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import { microsoftError, startIdentityServer, type IdentityServer } from '../../test/peers/identity-server.js';
 import { isAppError, type AppError } from '../lib/errors.js';
 import { scopeFor } from './microsoft.js';
-import { buildAuthorizeUrl, exchangeCode, newPkce, newState, refreshAccessToken, type OAuthAppCredentials, type TokenSet } from './oauth-client.js';
+import { buildAuthorizeUrl, clientCredentialsToken, exchangeCode, newPkce, newState, refreshAccessToken, type OAuthAppCredentials, type TokenSet } from './oauth-client.js';
+import { oauthErrorDetails } from './oauth-errors.js';
 
 const CLIENT_ID = '1b4f9c5e-2a7d-4f0e-8c3b-9d6a5e4f3b21';
 const CLIENT_SECRET = 'Qx8~kZ3pL.secret-value_9fT2mWv7rYb4nC1dE6gH';
@@ -272,6 +273,26 @@ describe('oauth-client', { concurrency: false }, () => {
     assert.equal(noSecret.details?.errorClass, 'app');
     const noToken = await rejection(refreshAccessToken(app, { refreshToken: '', scope: SCOPE }));
     assert.equal(noToken.details?.errorClass, 'server');
+  });
+
+  it('gets an app-only token with client_credentials, and a refused secret is AADSTS7000215, app-wide (registered app)', async () => {
+    const tenant = `${idp.url}/contoso.onmicrosoft.com/oauth2/v2.0/`;
+    const strict = await startIdentityServer({ apps: [{ clientId: CLIENT_ID, secret: CLIENT_SECRET, tenants: ['contoso.onmicrosoft.com'] }] });
+    try {
+      const authority = tenant.replace(idp.url, strict.url);
+      const tokens = track(await clientCredentialsToken({ ...app, authority }, { scope: 'https://graph.microsoft.com/.default' }));
+      assert.deepEqual([tokens.refreshToken, tokens.account], [null, null], 'no refresh token and no account: nobody signed in');
+      const [sent] = strict.tokenRequests;
+      assert.deepEqual([sent?.grantType, sent?.scope, sent?.tenant, sent?.aud], ['client_credentials', 'https://graph.microsoft.com/.default', 'contoso.onmicrosoft.com', 'https://graph.microsoft.com']);
+
+      const wrong = 'Qx8~kZ3pL.an-older-secret-value_9fT2mWv7';
+      secrets.add(wrong);
+      const err = await rejection(clientCredentialsToken({ ...app, clientSecret: wrong, authority }, { scope: 'https://graph.microsoft.com/.default' }));
+      assert.deepEqual([oauthErrorDetails(err)?.aadsts, oauthErrorDetails(err)?.errorClass, oauthErrorDetails(err)?.httpStatus], [7000215, 'app', 401]);
+      assert.match(err.message, /Microsoft refused the client secret\..*not its Secret ID/);
+    } finally {
+      await strict.stop();
+    }
   });
 
   it('never shows the client secret, a token, the code or the verifier in an error', () => {

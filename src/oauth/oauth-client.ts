@@ -110,6 +110,20 @@ export async function refreshAccessToken(
   );
 }
 
+/**
+ * An app-only token (client_credentials) for `scope`, e.g. `https://graph.microsoft.com/.default`: the one request
+ * that proves Client ID, client secret and tenant without a user (the credentials check after a save,
+ * credentials-check.ts). Nobody uses the token. Not possible on a common/organizations/consumers authority.
+ */
+export async function clientCredentialsToken(app: OAuthAppCredentials, p: { scope: string }, options: TokenRequestOptions = {}): Promise<TokenSet> {
+  return tokenRequest(
+    app,
+    options,
+    (as, client, auth, http) => oauth.clientCredentialsGrantRequest(as, client, auth, new URLSearchParams({ scope: p.scope }), http),
+    (as, client, response) => oauth.processClientCredentialsResponse(as, client, response),
+  );
+}
+
 type Send = (
   as: oauth.AuthorizationServer,
   client: oauth.Client,

@@ -18,6 +18,7 @@ import { explainAadsts, oauthErrorDetails, parseAadsts } from './oauth-errors.js
 import { errorCodeOf } from './token-store.js';
 import type { ServerKind } from './token-provider.js';
 import { accessTokenContext, forgetConnection, kindLabel, loadTokenRow, putAccessToken, refreshTokenContext, tableOf } from './connections.js';
+import { bindingChanges, encodeBinding, readBinding } from './server-binding.js';
 
 export const STATE_TTL_MS = 10 * 60 * 1000;
 export const VERIFIER_CONTEXT = 'oauth_states.code_verifier';
@@ -75,6 +76,8 @@ export class OutlookConnect {
       throw new AppError('JUNIPER_ERR_SETUP_INCOMPLETE', 'Juniper does not know its public address, so Microsoft cannot send you back: set the system parameter web.base.url (or JUNIPER_BASE_URL) to the address you use, e.g. https://mail.example.com.');
     }
     const redirectUri = credentials.redirectUri;
+    const binding = await readBinding(db, kind, serverId);
+    if (!binding) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No ${kind} mail server with id ${serverId}.`);
     const state = newState();
     const pkce = await newPkce();
     const now = this.now();
@@ -92,6 +95,7 @@ export class OutlookConnect {
           created_at: now,
           expires_at: now + STATE_TTL_MS,
           used_at: null,
+          server_binding: encodeBinding(binding),
         })
         .execute();
       await this.deps.audit.record(actorOf(principal), 'outlook.connect.start', `${tableOf(kind)}:${serverId}`, undefined, trx);
@@ -106,6 +110,24 @@ export class OutlookConnect {
       loginHint: server.username,
     });
     return { authorizeUrl };
+  }
+
+  /** Refuses the answer when the server's mailbox, auth or endpoint changed since Connect started (server-binding.ts). */
+  private async assertUnchanged(db: Kysely<DB>, request: StateRow, name: string, principal: Principal): Promise<void> {
+    const binding = await readBinding(db, request.server_kind, request.server_id);
+    const changes = binding ? bindingChanges(request.server_binding, binding) : ['server (it is gone)'];
+    if (changes.length > 0) throw await this.changedMeanwhile(request, name, changes, principal);
+  }
+
+  private async changedMeanwhile(request: StateRow, name: string, changes: string[], principal: Principal): Promise<AppError> {
+    const kind = request.server_kind;
+    await this.deps.audit.record(actorOf(principal), 'outlook.connect.refused', `${tableOf(kind)}:${request.server_id}`, { changed: changes });
+    this.deps.log.warn({ server: request.server_id, kind, op: 'oauth.connect', changed: changes }, 'Outlook sign-in refused: the server changed while it ran');
+    return new AppError(
+      'JUNIPER_ERR_OAUTH_STATE',
+      `${kindLabel(kind)} server "${name}" changed while you were signing in at Microsoft (its ${changes.join(', ')}), so Juniper did not keep this sign-in: Outlook tokens are only used for the mailbox and the server they were given for. Check the server's settings, then click Connect your Outlook account again.`,
+      { details: { kind, serverId: request.server_id } },
+    );
   }
 
   /** An outgoing server that may send through Graph (transport graph or auto) asks consent for Graph's permissions too. */
@@ -147,6 +169,8 @@ export class OutlookConnect {
       throw new AppError('JUNIPER_ERR_OAUTH_DENIED', `Microsoft did not connect "${server.name}": ${explanation}`, back);
     }
     if (!query.code) throw new AppError('JUNIPER_ERR_OAUTH_DENIED', 'Microsoft answered without an authorization code; click Connect your Outlook account again.', back);
+    // Before asking Microsoft for tokens at all, and again below under the row's lock.
+    await this.assertUnchanged(db, request, server.name, principal);
     const credentials = await settings.outlookCredentials();
     if (!credentials) throw new AppError('JUNIPER_ERR_OUTLOOK_CREDENTIALS', undefined, back);
     let tokens;
@@ -163,7 +187,10 @@ export class OutlookConnect {
       throw e instanceof AppError ? new AppError(e.code, e.message, { cause: e, details: { ...e.details, ...back.details } }) : e;
     }
     const now = this.now();
-    await db.transaction().execute(async (trx) => {
+    const changed = await db.transaction().execute(async (trx) => {
+      const binding = await readBinding(trx, kind, server.id, true);
+      const changes = binding ? bindingChanges(request.server_binding, binding) : ['server (it is gone)'];
+      if (changes.length > 0) return changes;
       // A new consent is a new connection: a refresh of the old one still running finds it gone and stores nothing.
       await forgetConnection(trx, kind, server.id);
       const connection = await trx
@@ -183,7 +210,9 @@ export class OutlookConnect {
         .executeTakeFirstOrThrow();
       await putAccessToken(trx, connection.id, 'outlook', vault.encrypt(tokens.accessToken, accessTokenContext(kind, server.id)), tokens.expiresAt);
       await this.deps.audit.record(actorOf(principal), 'outlook.connect', `${tableOf(kind)}:${server.id}`, { account: tokens.account }, trx);
+      return [];
     });
+    if (changed.length > 0) throw await this.changedMeanwhile(request, server.name, changed, principal);
     await appStatus.clear();
     this.deps.log.info({ server: server.id, kind, op: 'oauth.connect', account: tokens.account }, 'Outlook account connected');
     await this.deps.onConnected(kind, server.id);
@@ -194,6 +223,8 @@ export class OutlookConnect {
     return { kind, serverId: server.id, account: tokens.account, accountMismatch: mismatch };
   }
 }
+
+type StateRow = { server_kind: ServerKind; server_id: number; server_binding: string | null };
 
 function actorOf(p: Principal): Actor {
   return { userId: p.user.id, label: p.user.login };

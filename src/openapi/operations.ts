@@ -57,7 +57,12 @@ export const operations: Record<string, Operation> = {
   'PUT /api/v1/parameters/{key}': { tag: 'settings', summary: 'Set a system parameter (known keys are validated)', params: parametersApi.keyParams, body: parametersApi.putSchema },
   'DELETE /api/v1/parameters/{key}': { tag: 'settings', summary: 'Remove a system parameter', params: parametersApi.keyParams, ok: json(204, 'Removed') },
   'GET /api/v1/settings': { tag: 'settings', summary: 'Settings (the client secret shows as hasClientSecret)' },
-  'PUT /api/v1/settings': { tag: 'settings', summary: 'Change settings (takes back what GET returned; read-only fields unchanged)', body: settingsPatchSchema },
+  'PUT /api/v1/settings': {
+    tag: 'settings',
+    summary: 'Change settings (takes back what GET returned; read-only fields unchanged)',
+    body: settingsPatchSchema,
+    ok: json(200, "The settings; after a change of Client ID, client secret, cloud or tenant also credentialsCheck: { result: 'ok' | 'failed' | 'skipped', code?, message } (Microsoft's verdict; the save stands either way)"),
+  },
 
   'GET /api/v1/outgoing-servers': { tag: 'outgoing', summary: 'List outgoing servers', query: serversApi.listQuery },
   'POST /api/v1/outgoing-servers': { tag: 'outgoing', summary: 'Create an outgoing server', body: createOutgoingServerSchema, ok: json(201, 'The server') },

@@ -1,9 +1,11 @@
 // The settings page's model (DESIGN §11): Custom Email Servers, the Outlook app credentials and the
 // mass-mailing server. The client secret is write-only: stored as vault ciphertext, never returned
 // (hasClientSecret instead) and never audited. Mass mailing has no rows of its own here: it reads and
-// writes the mass_mailing.* parameters, so `juniper params` and this page cannot disagree.
+// writes the mass_mailing.* parameters, so `juniper params` and this page cannot disagree. updateAndCheck adds
+// Microsoft's verdict on changed credentials (oauth/credentials-check.ts) after the save, never instead of it.
 import { graphResourceFor, graphResources } from '../oauth/microsoft.js';
 import { secretExpiryWarning, type SecretExpiryWarning } from '../oauth/secret-expiry.js';
+import { checkOutlookCredentials, type CredentialsCheck } from '../oauth/credentials-check.js';
 import { isDeepStrictEqual } from 'node:util';
 import type { Kysely } from 'kysely';
 import { z } from 'zod';
@@ -152,15 +154,18 @@ const CLOCK_DERIVED_OUTLOOK_FIELDS = ['clientSecretDaysLeft', 'clientSecretWarni
  * loses that field here; a changed one stays and is refused by the schema with its read-only message.
  */
 export function withoutUnchangedReadOnly(body: unknown, current: SettingsView): unknown {
-  if (!isPlainObject(body) || !isPlainObject(body.outlook)) return body;
-  const outlook = { ...body.outlook };
+  if (!isPlainObject(body)) return body;
+  // A previous PUT's answer sent back carries its credentials check: a verdict, never an input.
+  const { credentialsCheck: _verdict, ...rest } = body;
+  if (!isPlainObject(rest.outlook)) return rest;
+  const outlook = { ...rest.outlook };
   for (const field of READ_ONLY_OUTLOOK_FIELDS) {
     if (field in outlook && isDeepStrictEqual(outlook[field], current.outlook[field])) delete outlook[field];
   }
   // The days left and the warning follow the clock: a body read before midnight and sent back after it repeats
   // yesterday's values. Whatever they say, nobody can mean to set them, so they are dropped, not refused.
   for (const field of CLOCK_DERIVED_OUTLOOK_FIELDS) delete outlook[field];
-  return { ...body, outlook };
+  return { ...rest, outlook };
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -238,6 +243,41 @@ export class Settings {
   }
 
   async update(patch: SettingsPatch, actor: Actor): Promise<SettingsView> {
+    await this.save(patch, actor);
+    return this.get();
+  }
+
+  /**
+   * update, then, when the save changed the Client ID, the client secret, the cloud or the tenant, the credentials
+   * check (credentials-check.ts): one token request to Microsoft, whose verdict is advice for the admin. The save
+   * is committed first and stands whatever the check says; `credentialsCheck` is absent when nothing it covers changed.
+   */
+  async updateAndCheck(patch: SettingsPatch, actor: Actor): Promise<{ settings: SettingsView; credentialsCheck?: CredentialsCheck }> {
+    const appChanged = await this.save(patch, actor);
+    const settings = await this.get();
+    if (!appChanged) return { settings };
+    return { settings, credentialsCheck: await this.checkCredentials(settings) };
+  }
+
+  private async checkCredentials(view: SettingsView): Promise<CredentialsCheck> {
+    let credentials: OutlookCredentials | null;
+    try {
+      credentials = await this.outlookCredentials();
+    } catch (err) {
+      // The stored secret cannot be decrypted (its vault key is gone): AppError messages name no secret.
+      const said = err instanceof AppError ? err.message : 'the stored client secret cannot be read';
+      return { result: 'failed', code: err instanceof AppError ? err.code : 'unreadable_secret', message: `The credentials could not be checked: ${said}` };
+    }
+    return checkOutlookCredentials({
+      clientId: view.outlook.clientId,
+      clientSecret: credentials?.clientSecret ?? null,
+      authority: view.outlook.authority,
+      graphResource: credentials?.graphResource ?? graphResources[view.outlook.cloud],
+    });
+  }
+
+  /** Writes the patch in one transaction; true when it changed what Microsoft judges the app by. */
+  private async save(patch: SettingsPatch, actor: Actor): Promise<boolean> {
     const input = parseInput(settingsPatchSchema, patch, 'settings');
     const { appChanged, massMailingChanged } = await this.db.transaction().execute(async (trx) => {
       const params = this.parameters.withTransaction(trx);
@@ -270,7 +310,7 @@ export class Settings {
     // After the commit: the released mails must find the new credentials, or the new server.
     if (appChanged) await this.hooks.onAppCredentialsChanged?.();
     if (massMailingChanged) await this.hooks.onMassMailingChanged?.();
-    return this.get();
+    return appChanged;
   }
 
   /**

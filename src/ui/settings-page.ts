@@ -8,11 +8,12 @@ import { actorOf } from '../http/actor.js';
 import type { Cloud, SettingsPatch, SettingsView } from '../settings/settings.js';
 import type { OutgoingServer } from '../db/schema.js';
 import { dedicatedServerProblem } from '../outgoing/mass-mailing.js';
-import { checked, csrfField, flashHtml, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
+import { checked, csrfField, flashHtml, formError, pageContext, redirectWithFlash, renderPage, text, type Flash, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import type { PageContext } from './layout.js';
 import { appProblemNotice, type AffectedServer } from './outlook-app-notice.js';
 import type { AppProblem } from '../oauth/app-status.js';
+import type { CredentialsCheck } from '../oauth/credentials-check.js';
 
 const REDIRECT_PATH = microsoft.redirectPath;
 
@@ -246,6 +247,13 @@ ${error ? flashHtml({ kind: 'error', text: error }) : null}
 </div>`;
 }
 
+/** The save's flash: a failed credentials check warns (the save stands: the check is advice), the rest are successes. */
+export function savedFlash(check: CredentialsCheck | undefined): Flash {
+  if (!check) return { kind: 'success', text: 'Settings saved.' };
+  if (check.result === 'failed') return { kind: 'warning', text: `Settings saved, but the Outlook credentials check failed: ${check.message}` };
+  return { kind: 'success', text: `Settings saved. ${check.message}` };
+}
+
 /** The address this request reached Juniper at (through the trusted proxy, if any). */
 export function originOf(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
@@ -263,8 +271,9 @@ export function settingsPage(services: Pick<Services, 'incomingServers' | 'oauth
     app.post<{ Body: Form }>('/settings', { config: { access: 'admin' } }, async (request, reply) => {
       const body = request.body ?? {};
       const entered = fromPost(body);
+      let check: CredentialsCheck | undefined;
       try {
-        await services.settings.update(toPatch(entered, body), actorOf(request));
+        ({ credentialsCheck: check } = await services.settings.updateAndCheck(toPatch(entered, body), actorOf(request)));
       } catch (e) {
         const err = formError(e);
         const ctx = pageContext(request, reply, 'settings');
@@ -274,7 +283,7 @@ export function settingsPage(services: Pick<Services, 'incomingServers' | 'oauth
         const message = typedSecret ? `${said}${/[.!?]$/.test(said) ? '' : '.'} The Client Secret you typed was not saved (the page never shows it again): paste it again before saving.` : said;
         return renderPage(reply, 'General Settings', settingsBody(ctx, view, entered, servers, originOf(request), await appProblemFacts(services, servers), message), ctx, err.status);
       }
-      return redirectWithFlash(reply, '/settings', { kind: 'success', text: 'Settings saved.' });
+      return redirectWithFlash(reply, '/settings', savedFlash(check));
     });
   };
 }

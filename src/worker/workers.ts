@@ -25,7 +25,7 @@ export function transportPool(app: App, tokens: TokenProvider = app.services.tok
 
 export function createWorkers(app: App, options: Partial<DispatcherOptions> = {}): Workers {
   const { services } = app;
-  const dispatcherOptions = { ...defaultDispatcherOptions, leaseMs: app.config.send.leaseMs, batchSize: app.config.send.batchSize, ...options };
+  const dispatcherOptions = { ...defaultDispatcherOptions, leaseMs: app.config.send.leaseMs, batchSize: app.config.send.batchSize, pollMs: app.config.send.pollMs, ...options };
   const dispatcher = new Dispatcher(
     {
       queue: services.queue,

@@ -2,7 +2,8 @@
 // in, tick Custom Email Servers and watch Outlook Credentials appear, save the Client ID and Secret, create
 // an outgoing server and Test Connection against a real SMTP server; then the Outlook path itself against
 // the Microsoft-shaped identity server: Connect your Outlook account → green "Outlook Token Valid" → Test
-// Connection over XOAUTH2. Screenshots of each step go to test-artifacts/e2e/.
+// Connection over XOAUTH2; and the credentials check at Save (a refused secret warns, a right one succeeds).
+// Screenshots of each step go to test-artifacts/e2e/.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -11,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { cliActor } from '../../src/audit/audit-log.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { startIdentityServer, type IdentityServer } from '../peers/identity-server.js';
+import { startIdentityServer, TENANT_ID, type IdentityServer } from '../peers/identity-server.js';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink.js';
 
 const ARTIFACTS = path.resolve('test-artifacts/e2e');
@@ -163,6 +164,27 @@ describe('admin UI in Chromium', () => {
     await page.getByText('Connection Test Successful!').waitFor();
     await screenshot('outlook-test-successful');
     assert.deepEqual(outlookSink.authAttempts.map((a) => [a.method, a.user, a.ok]), [['XOAUTH2', 'notifications@example.com', true]]);
+  });
+
+  it('checks changed credentials with Microsoft at Save: a warning for a refused secret, a success once it is right', async () => {
+    // From here on the identity server authenticates the app as Entra ID does; a tenant authority allows the check.
+    identity.registerApp({ clientId: CLIENT_ID, secret: SECRET, tenants: [TENANT_ID] });
+    await t.app.services.parameters.set('microsoft_outlook.endpoint', `${identity.url}/${TENANT_ID}/oauth2/v2.0/`, cliActor);
+    const wrong = `${SECRET}-old`;
+    await page.goto(`${base}/settings`);
+    await page.getByLabel('Client Secret', { exact: true }).fill(wrong);
+    await page.getByRole('button', { name: 'Save' }).click();
+    const warning = page.locator('.flash-warning[role="status"]', { hasText: 'Settings saved, but the Outlook credentials check failed' });
+    await warning.getByText(/Microsoft refused the client secret\. In Settings, paste the client secret's Value, not its Secret ID.*AADSTS7000215/).waitFor();
+    await screenshot('settings-credentials-check-failed');
+    await page.getByLabel('Client Secret', { exact: true }).fill(SECRET);
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.locator('.flash-success').getByText(/Settings saved\. Microsoft accepted the Outlook credentials/).waitFor();
+    const html = await page.content();
+    assert.ok(!html.includes(SECRET) && !html.includes(wrong), 'no secret in the page');
+    assert.ok(!t.logs().includes(SECRET), 'nor in the logs');
+    assert.deepEqual(identity.tokenRequests.filter((r) => r.grantType === 'client_credentials').map((r) => r.status), [401, 200]);
+    await t.app.services.parameters.set('microsoft_outlook.endpoint', `${identity.url}/common/oauth2/v2.0/`, cliActor);
   });
 
   it('ran every page above without a Content-Security-Policy violation', () => {

@@ -30,7 +30,7 @@ export async function startTestApp(dialect: DialectName, overrides: Partial<Conf
     secretKeys: undefined,
     baseUrl: undefined,
     logLevel: 'debug' as const,
-    send: { leaseMs: 120_000, batchSize: 50 },
+    send: { leaseMs: 120_000, batchSize: 50, pollMs: 1000 },
     fetch: { leaseMs: 300_000, batchSize: 200 },
     ...overrides,
   });

@@ -65,6 +65,11 @@ describe('OpenAPI description', () => {
     assert.deepEqual((body.properties as Record<string, { maxItems?: number }>).to!.maxItems, 1000);
   });
 
+  it('says what PUT /api/v1/settings answers besides the settings: the credentials check', () => {
+    const ok = doc.paths['/api/v1/settings']!.put!.responses['200'] as { description: string };
+    assert.match(ok.description, /credentialsCheck: \{ result: 'ok' \| 'failed' \| 'skipped', code\?, message \}/);
+  });
+
   it('says ids are positive integers, and the API refuses a path id that is not one with a validation error', async () => {
     for (const [path, methods] of Object.entries(doc.paths)) {
       if (!path.includes('{id}')) continue;

@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { cliEnv, runJuniper } from '../helpers/cli.js';
+import { cliEnv, runJuniper, runJuniperAsync } from '../helpers/cli.js';
+import { startIdentityServer } from '../peers/identity-server.js';
 import { dialects, freshDatabaseConfig } from '../helpers/databases.js';
 
 const SECRET = 'Cli~secret-value-0123456789.abcdefghij';
@@ -22,13 +23,30 @@ for (const dialect of dialects) {
       const db = await freshDatabaseConfig(dialect);
       const juniper = juniperIn(dataDir, db.kind === 'postgres' ? db.url : undefined);
 
-      const set = juniper(
-        ['settings', 'set', '--custom-email-servers', 'on', '--outlook', 'on', '--client-id', '1B4F9C5E-0000-4000-8000-123456789ABC', '--client-secret-stdin', '--secret-expires', '2099-01-31', '--cloud', 'usgov', '--tenant', 'contoso.com'],
-        `${SECRET}\n`,
-      );
-      assert.equal(set.code, 0, set.stderr);
-      assert.match(set.stdout, /Client secret: +set \(expires 2099-01-31/);
-      assert.match(set.stdout, /Authority: +https:\/\/login\.microsoftonline\.us\/contoso\.com\/oauth2\/v2\.0\//);
+      const idSet = juniper(['settings', 'set', '--custom-email-servers', 'on', '--outlook', 'on', '--client-id', '1B4F9C5E-0000-4000-8000-123456789ABC', '--secret-expires', '2099-01-31', '--cloud', 'usgov', '--tenant', 'contoso.com']);
+      assert.equal(idSet.code, 0, idSet.stderr);
+      assert.match(idSet.stdout, /Authority: +https:\/\/login\.microsoftonline\.us\/contoso\.com\/oauth2\/v2\.0\//);
+      assert.match(idSet.stdout, /^Credentials check: +skipped \(incomplete\): Not checked with Microsoft: the client secret is not set\./m);
+
+      // The check after a secret is saved asks the authority: the test identity server here, as Entra ID answers.
+      const env = cliEnv(dataDir, db.kind === 'postgres' ? db.url : undefined);
+      const idp = await startIdentityServer({ apps: [{ clientId: '1b4f9c5e-0000-4000-8000-123456789abc', secret: SECRET, tenants: ['contoso.com'] }] });
+      try {
+        assert.equal(juniper(['params', 'set', 'microsoft_outlook.endpoint', `${idp.url}/contoso.com/oauth2/v2.0/`]).code, 0);
+        const set = await runJuniperAsync(env, ['settings', 'set', '--client-secret-stdin'], `${SECRET}\n`);
+        assert.equal(set.code, 0, set.stderr);
+        assert.match(set.stdout, /Client secret: +set \(expires 2099-01-31/);
+        assert.match(set.stdout, /^Credentials check: +OK: Microsoft accepted the Outlook credentials: the Client ID and the client secret are valid in tenant contoso\.com/m);
+        const wrong = await runJuniperAsync(env, ['settings', 'set', '--client-secret-stdin'], `${SECRET}-not-this-one\n`);
+        assert.equal(wrong.code, 0, 'the save stands: the check is advice');
+        assert.match(wrong.stdout, /^Credentials check: +FAILED \(AADSTS7000215\): Microsoft refused the client secret\. In Settings, paste the client secret's Value, not its Secret ID/m);
+        const right = await runJuniperAsync(env, ['settings', 'set', '--client-secret-stdin'], `${SECRET}\n`);
+        assert.match(right.stdout, /^Credentials check: +OK/m);
+        assert.deepEqual(idp.tokenRequests.map((r) => [r.grantType, r.status, r.tenant]), [['client_credentials', 200, 'contoso.com'], ['client_credentials', 401, 'contoso.com'], ['client_credentials', 200, 'contoso.com']]);
+        for (const out of [set.stdout, set.stderr, wrong.stdout, wrong.stderr]) assert.ok(!out.includes(SECRET), 'the secret is never printed');
+      } finally {
+        await idp.stop();
+      }
 
       const shown = juniper(['settings', 'show', '--json']);
       assert.equal(shown.code, 0, shown.stderr);
@@ -36,7 +54,7 @@ for (const dialect of dialects) {
       assert.equal(view.customEmailServers, true);
       assert.equal(view.outlook.clientId, '1b4f9c5e-0000-4000-8000-123456789abc');
       assert.equal(view.outlook.hasClientSecret, true);
-      for (const out of [set.stdout, set.stderr, shown.stdout]) assert.ok(!out.includes(SECRET), 'the secret is never printed');
+      for (const out of [idSet.stdout, idSet.stderr, shown.stdout]) assert.ok(!out.includes(SECRET), 'the secret is never printed');
 
       const empty = juniper(['settings', 'set', '--client-secret-stdin'], '');
       assert.equal(empty.code, 1);

@@ -8,7 +8,11 @@
 //        refresh_token (rotating: each refresh returns a new refresh token, the old one is then invalid),
 //        both for the scopes consented at /authorize (which may span resources; the token is for the first
 //        resource of the request; an unconsented one is AADSTS65001, see issuedScope),
-//        password (any password: a mock), client_credentials. Errors are Microsoft-shaped:
+//        password (any password: a mock), client_credentials (an app-only token; scope must be <resource>/.default).
+//        Once an app is registered (`apps`, registerApp), every grant authenticates the client as Entra ID does:
+//        unknown tenant AADSTS90002, app not in that directory AADSTS700016, wrong secret AADSTS7000215, expired
+//        secret AADSTS7000222, and client_credentials on common/organizations/consumers AADSTS50059; with none
+//        registered any Client ID and secret are accepted. Errors are Microsoft-shaped:
 //        {error, error_description: "AADSTSnnnn: ...", error_codes: [nnnn], timestamp, trace_id, correlation_id}
 //   GET  /userinfo (Bearer header or ?access_token=) -> 200 claims | 401 invalid_token  (Dovecot tokeninfo mode)
 //   POST /introspect token=.. (form or JSON) -> {active:true, email, ..} | {active:false}  (RFC 7662)
@@ -37,6 +41,7 @@ import {
   readBody,
   scpClaim,
   sendJson,
+  TENANT_ID,
   userClaims,
   type Form,
   type MicrosoftErrorBody,
@@ -67,6 +72,23 @@ export interface IdentityServerOptions {
   port?: number;
   /** Receives one line per token check and token request (default: silent). */
   log?: (line: string) => void;
+  /** Azure app registrations whose client credentials /token checks (see registerApp). */
+  apps?: RegisteredApp[];
+}
+
+/** An app registration, as Entra ID checks it at /token once any app is registered. */
+export interface RegisteredApp {
+  clientId: string;
+  /** The client secret's Value (Entra ID compares it exactly; its Secret ID is a different string). */
+  secret: string;
+  /**
+   * The directories the app exists in, by tenant id or verified domain: its home tenant and those whose users or
+   * admins consented to it (default [TENANT_ID]). A `/{tenant}/oauth2/v2.0/token` of another known directory is
+   * AADSTS700016; a tenant no app names is unknown (AADSTS90002).
+   */
+  tenants?: string[];
+  /** The secret is past the expiry date chosen when it was created: AADSTS7000222. */
+  secretExpired?: boolean;
 }
 
 export interface TokenResponseOverride {
@@ -86,6 +108,10 @@ export interface TokenRequestRecord {
   scope?: string;
   /** The `aud` of the access token a granted request was issued (https://outlook.office.com, https://graph.microsoft.com). */
   aud?: string;
+  /** The client_id the request authenticated with (never its secret). */
+  clientId?: string;
+  /** The `{tenant}` of an Entra-style path (`/{tenant}/oauth2/v2.0/token`); absent for `/token`. */
+  tenant?: string;
 }
 
 export type TokenCheck = { ok: true; claims: Record<string, unknown> } | { ok: false; reason: string };
@@ -128,6 +154,8 @@ export interface IdentityServer {
   failNextAuthorize(error: { error: string; error_description: string }): void;
   /** The check /userinfo and /introspect apply. */
   checkToken(token: string | undefined): TokenCheck;
+  /** Registers an app (or replaces the one with its Client ID): from now on /token authenticates every client. */
+  registerApp(app: RegisteredApp): void;
   stop(): Promise<void>;
 }
 
@@ -154,6 +182,8 @@ interface Grant {
 }
 type Refusal = { status: number; body: MicrosoftErrorBody };
 
+const MULTI_TENANT = new Set(['common', 'organizations', 'consumers']);
+
 export async function startIdentityServer(opts: IdentityServerOptions = {}): Promise<IdentityServer> {
   let ttl = opts.tokenTtlSeconds ?? 3600;
   const defaultUser = opts.defaultUser ?? 'alice@example.test';
@@ -174,6 +204,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
   let tokenOutage: TokenResponseOverride | 'hang' | null = null;
   const held: { gone: () => boolean; resume: () => void }[] = [];
   const authorizeFailures: { error: string; error_description: string }[] = [];
+  const apps = new Map<string, RegisteredApp>((opts.apps ?? []).map((a) => [a.clientId.toLowerCase(), a]));
   let lastAuthorizeQuery: Record<string, string> | undefined;
 
   const keyCache = new Map<string, crypto.KeyObject>();
@@ -220,6 +251,66 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
       };
     }
     return { user, scope: issued.scope, consented, signed: 0 };
+  }
+
+  /**
+   * Entra ID's client authentication, in its order: the directory of the path, the app in it, then the secret
+   * (client_secret_post or client_secret_basic). Only once an app is registered; null when the client passes.
+   */
+  function authenticateClient(form: Form, tenant: string | undefined, authorization: string | undefined): Refusal | null {
+    if (apps.size === 0) return null;
+    const refuse = (error: string, code: number, message: string, status = 400): Refusal => ({ status, body: microsoftError(error, code, message) });
+    const t = tenant?.toLowerCase();
+    const multiTenant = t === undefined || MULTI_TENANT.has(t);
+    if (!multiTenant && ![...apps.values()].some((a) => (a.tenants ?? [TENANT_ID]).some((d) => d.toLowerCase() === t))) {
+      return refuse(
+        'invalid_request',
+        90002,
+        `Tenant '${tenant ?? ''}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.`,
+      );
+    }
+    if (form.grant_type === 'client_credentials' && multiTenant) {
+      return refuse('invalid_request', 50059, 'No tenant-identifying information found in either the request or implied by any provided credentials.');
+    }
+    let clientId = form.client_id;
+    let secret = form.client_secret;
+    const basic = /^basic (.+)$/i.exec(authorization ?? '');
+    if (basic?.[1]) {
+      // RFC 6749 2.3.1: form-urlencoded id and secret, joined by the first colon.
+      const pair = Buffer.from(basic[1], 'base64').toString('utf8');
+      const colon = pair.indexOf(':');
+      const decode = (v: string) => decodeURIComponent(v.replace(/\+/g, ' '));
+      if (colon > 0) {
+        clientId ??= decode(pair.slice(0, colon));
+        secret ??= decode(pair.slice(colon + 1));
+      }
+    }
+    const app = apps.get((clientId ?? '').toLowerCase());
+    if (!app || (!multiTenant && !(app.tenants ?? [TENANT_ID]).some((d) => d.toLowerCase() === t))) {
+      return refuse(
+        'unauthorized_client',
+        700016,
+        `Application with identifier '${clientId ?? ''}' was not found in the directory '${tenant ?? 'common'}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.`,
+      );
+    }
+    if (!secret) return refuse('invalid_client', 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", 401);
+    if (secret !== app.secret) {
+      return refuse(
+        'invalid_client',
+        7000215,
+        `Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${app.clientId}'.`,
+        401,
+      );
+    }
+    if (app.secretExpired) {
+      return refuse(
+        'invalid_client',
+        7000222,
+        `The provided client secret keys for app '${app.clientId}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.`,
+        401,
+      );
+    }
+    return null;
   }
 
   /** The checks Entra ID makes before issuing tokens; consumes the code or refresh token at once (single use). */
@@ -275,6 +366,14 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
       case 'password': // consents to what it asks; a token is still for one resource
         return consentedGrant(form.username || defaultUser, form.scope ?? DEFAULT_SCOPE, form.scope ?? DEFAULT_SCOPE, form.client_id);
       case 'client_credentials':
+        // An app-only token carries the permissions granted to the app itself: one resource, all of them.
+        if (apps.size > 0 && !/^\S+\/\.default$/.test(form.scope ?? '')) {
+          return refuse(
+            'invalid_scope',
+            1002012,
+            `The provided value for scope ${form.scope ?? ''} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).`,
+          );
+        }
         return { user: undefined, scope: form.scope, signed: 0 };
       default:
         return refuse('unsupported_grant_type', 70003, `The app requested an unsupported grant type '${grantType}'.`);
@@ -366,7 +465,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
     });
   }
 
-  async function handleToken(req: IncomingMessage & { body?: Form }, res: ServerResponse, form: Form): Promise<void> {
+  async function handleToken(req: IncomingMessage & { body?: Form }, res: ServerResponse, form: Form, tenant: string | undefined): Promise<void> {
     const grantType = form.grant_type ?? '';
     const record = (status: number, error?: string, grant?: Grant): void => {
       const granted = grant && status === 200 ? grant : undefined;
@@ -377,6 +476,8 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
         ...(granted?.user === undefined ? {} : { user: granted.user }),
         ...(form.scope === undefined ? {} : { scope: form.scope }),
         ...(granted?.scope === undefined ? {} : { aud: audienceOf(granted.scope) }),
+        ...(form.client_id === undefined ? {} : { clientId: form.client_id }),
+        ...(tenant === undefined ? {} : { tenant }),
       });
       log(`token ${grantType} -> ${status}${error ? ` ${error}` : ''}`);
     };
@@ -404,7 +505,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
       sendJson(res, failure.status, failure.body);
       return;
     }
-    const decision = decide(form);
+    const decision = authenticateClient(form, tenant, req.headers.authorization) ?? decide(form);
     if ('body' in decision) {
       record(decision.status, decision.body.error);
       sendJson(res, decision.status, decision.body);
@@ -421,6 +522,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
     void (async () => {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
       const pathname = mockPath(url.pathname);
+      const tenant = /^\/([^/]+)\/oauth2\/v2\.0\//.exec(url.pathname)?.[1];
       if (pathname !== url.pathname) req.url = `${pathname}${url.search}`;
       if (req.method === 'GET' && pathname === '/mock/mint') {
         const ttlParam = url.searchParams.get('ttl');
@@ -436,7 +538,7 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
         const withBody: IncomingMessage & { body?: Form } = req;
         withBody.body = form;
         if (pathname === '/token') {
-          await handleToken(withBody, res, form);
+          await handleToken(withBody, res, form, tenant === undefined ? undefined : decodeURIComponent(tenant));
           return;
         }
       }
@@ -491,6 +593,9 @@ export async function startIdentityServer(opts: IdentityServerOptions = {}): Pro
       authorizeFailures.push(error);
     },
     checkToken,
+    registerApp(app) {
+      apps.set(app.clientId.toLowerCase(), app);
+    },
     stop() {
       for (const h of held.splice(0)) h.resume();
       return new Promise<void>((resolve, reject) => {

@@ -16,6 +16,7 @@ import {
   microsoftError,
   OUTLOOK_AUDIENCE,
   startIdentityServer,
+  TENANT_ID,
   type IdentityServer,
 } from './identity-server.js';
 import { GRAPH_MAX_REQUEST_BYTES, graphError, startGraphServer, type GraphServer } from './graph-server.js';
@@ -263,6 +264,68 @@ describe('identity server', { concurrency: false }, () => {
     const redeemed = await postToken(idp, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, scope: 'offline_access Mail.Send' });
     assertMicrosoftError(redeemed, 'invalid_grant');
     assert.deepEqual(redeemed.body.error_codes, [65001], 'a code is redeemed only for what its /authorize consented to');
+  });
+});
+
+describe('identity server with registered apps', { concurrency: false }, () => {
+  const APP = { clientId: '1b4f9c5e-0000-4000-8000-123456789abc', secret: 'Peer8Q~registered-secret-value.0123456789' };
+  const CONTOSO = 'contoso.onmicrosoft.com';
+  let idp: IdentityServer;
+  before(async () => {
+    idp = await startIdentityServer({ apps: [{ ...APP, tenants: [TENANT_ID, CONTOSO] }] });
+    idp.registerApp({ clientId: '2c5a0d6f-0000-4000-8000-123456789abc', secret: 'Old8Q~expired-secret-value.0123456789', tenants: [CONTOSO], secretExpired: true });
+  });
+  after(() => idp.stop());
+
+  async function credentials(tenant: string, form: Record<string, string>, headers: Record<string, string> = {}): Promise<{ status: number; body: Json }> {
+    const response = await fetch(`${idp.url}/${tenant}/oauth2/v2.0/token`, {
+      method: 'POST',
+      headers,
+      body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'https://graph.microsoft.com/.default', ...form }),
+    });
+    return { status: response.status, body: (await response.json()) as Json };
+  }
+  const code = (r: { body: Json }) => (r.body.error_codes as number[] | undefined)?.[0];
+
+  it('issues an app-only Graph token for client_credentials with the right secret, by tenant id or domain, posted or as Basic', async () => {
+    for (const tenant of [TENANT_ID, CONTOSO.toUpperCase()]) {
+      const granted = await credentials(tenant, { client_id: APP.clientId, client_secret: APP.secret });
+      assert.equal(granted.status, 200, JSON.stringify(granted.body));
+      assert.equal(granted.body.refresh_token, undefined, 'no refresh token for an app-only grant');
+      assert.equal(jwtClaims(String(granted.body.access_token)).aud, GRAPH_AUDIENCE);
+    }
+    const basic = Buffer.from(`${APP.clientId}:${encodeURIComponent(APP.secret)}`).toString('base64');
+    assert.equal((await credentials(CONTOSO, {}, { authorization: `Basic ${basic}` })).status, 200);
+    assert.deepEqual([idp.tokenRequests.at(0)?.clientId, idp.tokenRequests.at(0)?.tenant], [APP.clientId, TENANT_ID]);
+  });
+
+  it('refuses as Entra ID: wrong secret 7000215, expired secret 7000222, unknown app 700016, unknown tenant 90002, common 50059, no .default 1002012', async () => {
+    const cases: [string, Record<string, string>, number, string, number, RegExp][] = [
+      [CONTOSO, { client_id: APP.clientId, client_secret: '9a8b7c6d-0000-4000-8000-000000000000' }, 401, 'invalid_client', 7000215, /the client secret value, not the client secret ID/],
+      [CONTOSO, { client_id: '2c5a0d6f-0000-4000-8000-123456789abc', client_secret: 'Old8Q~expired-secret-value.0123456789' }, 401, 'invalid_client', 7000222, /client secret keys for app .* are expired/],
+      [CONTOSO, { client_id: '3d6b1e70-0000-4000-8000-123456789abc', client_secret: APP.secret }, 400, 'unauthorized_client', 700016, /was not found in the directory 'contoso\.onmicrosoft\.com'/],
+      ['fabrikam.onmicrosoft.com', { client_id: APP.clientId, client_secret: APP.secret }, 400, 'invalid_request', 90002, /Tenant 'fabrikam\.onmicrosoft\.com' not found/],
+      ['common', { client_id: APP.clientId, client_secret: APP.secret }, 400, 'invalid_request', 50059, /No tenant-identifying information/],
+      [CONTOSO, { client_id: APP.clientId, client_secret: APP.secret, scope: 'https://graph.microsoft.com/Mail.Send' }, 400, 'invalid_scope', 1002012, /must have a scope value with \/\.default/],
+    ];
+    for (const [tenant, form, status, error, aadsts, says] of cases) {
+      const refused = await credentials(tenant, form);
+      assert.deepEqual([refused.status, refused.body.error, code(refused)], [status, error, aadsts], `${tenant} ${JSON.stringify(form)}`);
+      assert.match(String(refused.body.error_description), says);
+      assert.ok(!JSON.stringify(refused.body).includes(APP.secret), 'Entra ID never echoes a secret');
+    }
+    // The expired secret's app is not in the home tenant of the first app: AADSTS700016 there, as Entra ID says.
+    assert.equal(code(await credentials(TENANT_ID, { client_id: '2c5a0d6f-0000-4000-8000-123456789abc', client_secret: 'Old8Q~expired-secret-value.0123456789' })), 700016);
+  });
+
+  it('authenticates the client at a refresh too (a wrong secret is AADSTS7000215 there as well)', async () => {
+    const refreshToken = idp.issueRefreshToken(ALICE);
+    const response = await fetch(`${idp.url}/common/oauth2/v2.0/token`, {
+      method: 'POST',
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: APP.clientId, client_secret: 'wrong', scope: 'offline_access https://outlook.office.com/SMTP.Send' }),
+    });
+    assert.equal(response.status, 401);
+    assert.deepEqual(((await response.json()) as Json).error_codes, [7000215]);
   });
 });
 

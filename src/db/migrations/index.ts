@@ -23,6 +23,7 @@ import { unreturnedUid } from './023-unreturned-uid.js';
 import { fetchAttempt } from './024-fetch-attempt.js';
 import { followUpMails } from './025-follow-up-mails.js';
 import { activeBeforeArchive } from './031-active-before-archive.js';
+import { oauthStateBinding } from './033-oauth-state-binding.js';
 
 export function migrationSet(dialect: DialectName): Record<string, Migration> {
   const ctx = { dialect };
@@ -46,5 +47,6 @@ export function migrationSet(dialect: DialectName): Record<string, Migration> {
     '024-fetch-attempt': fetchAttempt(ctx),
     '025-follow-up-mails': followUpMails(ctx),
     '031-active-before-archive': activeBeforeArchive(ctx),
+    '033-oauth-state-binding': oauthStateBinding(ctx),
   };
 }

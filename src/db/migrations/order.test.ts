@@ -25,6 +25,7 @@ const RELEASED = [
   '024-fetch-attempt',
   '025-follow-up-mails',
   '031-active-before-archive',
+  '033-oauth-state-binding',
 ];
 
 describe('migration order', () => {

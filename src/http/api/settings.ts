@@ -1,5 +1,6 @@
 // The settings page over HTTP (DESIGN §11). The client secret goes in, never out: responses carry
-// hasClientSecret only.
+// hasClientSecret only. A PUT that changed the Client ID, secret, cloud or tenant also answers
+// `credentialsCheck` (credentials-check.ts): Microsoft's verdict on the saved credentials, advice only.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Services } from '../../services.js';
 import { settingsPatchSchema, withoutUnchangedReadOnly } from '../../settings/settings.js';
@@ -14,7 +15,8 @@ export function settingsRoutes(services: Pick<Services, 'settings'>): FastifyPlu
       // The body GET returned is accepted back: unchanged read-only fields are dropped before validation.
       const body = withoutUnchangedReadOnly(request.body, await services.settings.get());
       const patch = parseInput(settingsPatchSchema, body, 'settings');
-      return services.settings.update(patch, actorOf(request));
+      const { settings, credentialsCheck } = await services.settings.updateAndCheck(patch, actorOf(request));
+      return credentialsCheck ? { ...settings, credentialsCheck } : settings;
     });
   };
 }

@@ -1,0 +1,63 @@
+// What of a server an Outlook sign-in is for: its mailbox, its auth method and where its tokens will be sent.
+// Connect remembers it (oauth_states.server_binding) and the answer from Microsoft is stored only if none of it
+// changed in the minutes between: the owner of a personal server could otherwise point it at a host of their
+// own while an admin consents, and receive the admin's tokens there. A change after the connect forgets the
+// tokens instead (MailServers.update), so either way a token only goes where it was given for.
+import type { Kysely, Transaction } from 'kysely';
+import type { DB } from '../db/schema.js';
+import type { ServerKind } from './token-provider.js';
+import { tableOf } from './connections.js';
+
+export interface ServerBinding {
+  auth: string;
+  username: string | null;
+  host: string;
+  port: number;
+  security: string;
+  allowSelfSigned: boolean;
+}
+
+const LABELS: Record<keyof ServerBinding, string> = {
+  auth: 'authentication',
+  username: 'username (the mailbox)',
+  host: 'host',
+  port: 'port',
+  security: 'security',
+  allowSelfSigned: 'certificate check',
+};
+
+export function encodeBinding(b: ServerBinding): string {
+  return JSON.stringify([b.auth, b.username, b.host.toLowerCase(), b.port, b.security, b.allowSelfSigned]);
+}
+
+function decodeBinding(s: string): ServerBinding | undefined {
+  try {
+    const [auth, username, host, port, security, allowSelfSigned] = JSON.parse(s) as [string, string | null, string, number, string, boolean];
+    return { auth, username, host, port, security, allowSelfSigned };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What changed between the sign-in's start (`stored`, as encodeBinding wrote it; null for a sign-in from before
+ * the binding was kept) and now, in words for the message; [] when nothing did.
+ */
+export function bindingChanges(stored: string | null, now: ServerBinding): string[] {
+  const then = stored === null ? undefined : decodeBinding(stored);
+  if (!then) return ['settings (this sign-in was started before an upgrade)'];
+  const current = decodeBinding(encodeBinding(now))!;
+  return (Object.keys(LABELS) as (keyof ServerBinding)[]).filter((k) => then[k] !== current[k]).map((k) => LABELS[k]);
+}
+
+/**
+ * The server's binding now. Inside a transaction, `lock` first writes the row unchanged, so that on PostgreSQL a
+ * concurrent update waits for the tokens to be stored (and then forgets them) or is seen here; SQLite's single
+ * writer orders the two anyway.
+ */
+export async function readBinding(db: Kysely<DB> | Transaction<DB>, kind: ServerKind, serverId: number, lock = false): Promise<ServerBinding | undefined> {
+  const table = tableOf(kind);
+  if (lock) await db.updateTable(table).set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', serverId).execute();
+  const row = await db.selectFrom(table).select(['auth', 'username', 'host', 'port', 'security', 'allow_self_signed']).where('id', '=', serverId).executeTakeFirst();
+  return row && { auth: row.auth, username: row.username, host: row.host, port: row.port, security: row.security, allowSelfSigned: row.allow_self_signed === 1 };
+}

@@ -1,0 +1,53 @@
+// The thread in which `juniper serve` runs its background workers (thread-workers.ts starts it): an app of
+// its own on the same database and data directory, so sending, fetching and parsing take the second core
+// while the main thread answers the web UI and the API. It starts nothing else (no HTTP, no metrics port)
+// and obeys the main thread: signals are the process's, so a stop arrives as a message.
+import { parentPort, workerData } from 'node:worker_threads';
+import { createApp, type App } from '../app.js';
+import { createLogger } from '../lib/logger.js';
+import { processRegistry } from '../metrics/process-metrics.js';
+import type { FromWorkersThread, ToWorkersThread, WorkersThreadData } from './thread-messages.js';
+import { createWorkers, type Workers } from './workers.js';
+
+if (!parentPort) throw new Error('workers-thread.js runs only as the workers thread of juniper serve');
+const port = parentPort;
+const { config } = workerData as WorkersThreadData;
+const say = (m: FromWorkersThread) => port.postMessage(m);
+
+let app: App | undefined;
+let workers: Workers | undefined;
+let stopping: Promise<void> | undefined;
+
+// Through this thread's process.stdout, which Node forwards to the main thread's: whole lines, in order, never
+// torn by two threads writing one pipe at once.
+const logger = createLogger(config.logLevel, process.stdout).child({ thread: 'workers' });
+
+port.on('message', (m: ToWorkersThread) => {
+  if (m.type === 'wake') workers?.dispatcher.nudge();
+  else if (m.type === 'stop') void stop();
+  else if (m.type === 'metrics') {
+    void processRegistry.getMetricsAsJSON().then((metrics) => say({ type: 'metrics', id: m.id, metrics, tokenRefreshes: { ...(app?.services.tokens.counts ?? {}) } }));
+  }
+});
+
+function stop(): Promise<void> {
+  stopping ??= (async () => {
+    await workers?.stop();
+    await app?.close();
+    say({ type: 'stopped' });
+    port.close();
+  })();
+  return stopping;
+}
+
+try {
+  // The main thread migrated and opened the vault already (creating its key on a fresh install): this finds both.
+  app = await createApp(config, { logger });
+  workers = createWorkers(app);
+  workers.start();
+  say({ type: 'started', owner: workers.dispatcher.owner });
+} catch (e) {
+  say({ type: 'failed', message: e instanceof Error ? e.message : String(e) });
+  await app?.close().catch(() => {});
+  port.close();
+}

@@ -10,7 +10,7 @@ import { Sessions } from './users/sessions.js';
 import { SignIn } from './users/sign-in.js';
 import { Users } from './users/users.js';
 import type { Vault } from './vault/index.js';
-import { Parameters } from './settings/parameters.js';
+import { Parameters, SNAPSHOT_TTL_MS } from './settings/parameters.js';
 import { Settings } from './settings/settings.js';
 import { BlobStore } from './mailbox/blob-store.js';
 import { Outbox } from './outgoing/outbox.js';
@@ -34,6 +34,8 @@ import { Webhooks } from './webhooks/webhooks.js';
 
 export type Services = ReturnType<typeof buildServices>;
 
+const MASS_MAILING_WAIT = 'mass_mailing_server_unavailable';
+
 export function buildServices({ database, vault, logger, wake, resolveHost, fetchLeaseMs, fetchBatchSize }: { database: Database; vault: Vault; logger: Logger; wake: WakeChannel; resolveHost?: HostResolver | undefined; fetchLeaseMs: number; fetchBatchSize?: number }) {
   const { db } = database;
   const audit = new AuditLog(db);
@@ -45,12 +47,26 @@ export function buildServices({ database, vault, logger, wake, resolveHost, fetc
   const hostGuard = new HostGuard(db, resolveHost);
   const incomingServers = new MailServers(db, vault, audit, incomingKind, hostGuard);
   const fetchState = new FetchState(db, incomingServers);
-  const outgoingServers = new OutgoingServers(db, vault, audit, hostGuard);
+  // Mass mailings waiting for their dedicated server (archived or inactive, failure type
+  // mass_mailing_server_unavailable) go out as soon as it is restored or made active, not at their next recheck.
+  const outgoingServers = new OutgoingServers(db, vault, audit, hostGuard, {
+    onUsableAgain: async (server) => {
+      if ((await queue.wakeWaitingFor(MASS_MAILING_WAIT, { serverId: server.id })) > 0) outbox.wake();
+    },
+  });
   const outbox = new Outbox(queue, parameters, outgoingServers, () => wake.notify());
   // Mails waiting for an Outlook app problem go out as soon as new app credentials are saved, as a reconnect
   // releases the mails of its server (below): their next try is the verdict on the new credentials.
-  const settings = new Settings(db, vault, parameters, audit, Date.now, async () => {
-    if ((await queue.wakeWaitingFor('oauth_app')) > 0) outbox.wake();
+  const settings = new Settings(db, vault, parameters, audit, Date.now, {
+    onAppCredentialsChanged: async () => {
+      if ((await queue.wakeWaitingFor('oauth_app')) > 0) outbox.wake();
+    },
+    // Another dedicated server, or the option off: every waiting mass mailing is routed again. Due once the other
+    // processes' cached parameters (SNAPSHOT_TTL_MS) have the change too: routed with the old ones, a mail would
+    // wait its whole recheck again.
+    onMassMailingChanged: async () => {
+      if ((await queue.wakeWaitingFor(MASS_MAILING_WAIT, { at: Date.now() + SNAPSHOT_TTL_MS })) > 0) outbox.wake();
+    },
   });
   const oauthAppStatus = new OAuthAppStatus(db);
   const tokenStore = new TokenStore({ db, vault, settings, appStatus: oauthAppStatus, log: logger.child({ component: 'oauth' }) });

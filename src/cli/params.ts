@@ -1,5 +1,6 @@
 // `juniper params`: the system parameters of DESIGN §3 from the shell. Validation lives in the service,
-// so a bad value fails here with the same message as in the API and the UI.
+// so a bad value fails here with the same message as in the API and the UI (the mass_mailing.* keys, Settings'
+// Email Marketing choice, with Settings' refusals: settings.setParameter).
 import { Command } from 'commander';
 import { cliActor } from '../audit/audit-log.js';
 import type { ParameterView } from '../settings/parameters.js';
@@ -35,7 +36,7 @@ export function paramsCommand(withApp: WithApp): Command {
     .argument('<key>', 'parameter key')
     .argument('<value>', 'new value')
     .action(async (key: string, value: string) => {
-      const p = await withApp((app) => app.services.parameters.set(key, value, cliActor));
+      const p = await withApp((app) => app.services.settings.setParameter(key, value, cliActor));
       process.stdout.write(`${p.key} = ${p.value}\n`);
     });
 
@@ -44,7 +45,7 @@ export function paramsCommand(withApp: WithApp): Command {
     .description('remove a parameter (known keys fall back to their default)')
     .argument('<key>', 'parameter key')
     .action(async (key: string) => {
-      const removed = await withApp((app) => app.services.parameters.unset(key, cliActor));
+      const removed = await withApp((app) => app.services.settings.unsetParameter(key, cliActor));
       process.stdout.write(removed ? `${key} unset.\n` : `${key} was not set; nothing changed.\n`);
     });
 

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { IncomingServerView } from '../incoming/servers.js';
 import type { OutgoingServerView } from '../outgoing/servers.js';
 import type { SettingsView } from '../settings/settings.js';
+import { DEFAULT_ALLOWED_PORTS, parsePortList } from '../mail-servers/port-policy.js';
 import { diagnose, exitCodeOf, type DoctorFacts } from './diagnose.js';
 
 const settings = (outlook: Partial<SettingsView['outlook']> = {}): SettingsView => ({
@@ -39,7 +40,8 @@ const incoming = (o: Partial<IncomingServerView> = {}): IncomingServerView => ({
 const healthy = (o: Partial<DoctorFacts> = {}): DoctorFacts => ({
   database: 'SQLite ./data/juniper.sqlite', pendingMigrations: [], baseUrl: 'https://mail.example.com', envBaseUrl: null, settings: settings(), notificationsAddress: 'notifications@example.com',
   outgoing: [outgoing()], incoming: [incoming()], clockSkewMs: 300, clockSource: 'https://login.microsoftonline.com', clockError: null,
-  vault: { keySource: '/data/vault.key (key id 11111111)', configured: ['11111111'], noKeyYet: false, stored: 3, unreadable: [] }, ...o,
+  vault: { keySource: '/data/vault.key (key id 11111111)', configured: ['11111111'], noKeyYet: false, stored: 3, unreadable: [] },
+  portPolicy: { allowed: parsePortList(DEFAULT_ALLOWED_PORTS), held: { outgoing: [], incoming: [] } }, ...o,
 });
 const lostKey: DoctorFacts['vault'] = {
   keySource: '/data/vault.key (key id 11111111)', configured: ['11111111'], noKeyYet: false, stored: 2,
@@ -107,5 +109,22 @@ describe('juniper doctor: diagnose', () => {
     const found = problems(plain);
     assert.deepEqual(found.filter((l) => l.startsWith('fail')), []);
     assert.ok(!found.some((l) => /outlook credentials/.test(l)));
+  });
+
+  it("warns about a user's server on a port off mail.server.allowed_ports, naming it and what to do; an admin's or an allowed port is not", () => {
+    const users = { outgoing: [outgoing({ id: 5, name: 'Jane relay', auth: 'password', token: token('missing'), port: 2526, ownerUserId: 4 })], incoming: [incoming({ id: 6, name: 'Jane box', auth: 'password', token: token('missing'), port: 10993, ownerUserId: 4 })] };
+    const held = { allowed: parsePortList(DEFAULT_ALLOWED_PORTS), held: { outgoing: [5], incoming: [6] } };
+    const found = problems(healthy({ ...users, portPolicy: held }));
+    assert.deepEqual(found.filter((l) => l.includes('allowed_ports')), [
+      'warn outgoing server "Jane relay" (id 5): Port 2526 is not in mail.server.allowed_ports (25, 143, 465, 587, 993, 2525), the ports of servers of users other than admins (it belongs to user id 4, who is not an admin): every connection to it is refused with JUNIPER_ERR_PORT_NOT_ALLOWED, so its mails wait (failure type port_not_allowed) and are not sent. Change the server\'s port (to 587 (SMTP submission) or 465 (SMTP over TLS), if its provider offers it), or allow the port: `juniper params set mail.server.allowed_ports "25, 143, 465, 587, 993, 2525, 2526"`.',
+      'warn incoming server "Jane box" (id 6): Port 10993 is not in mail.server.allowed_ports (25, 143, 465, 587, 993, 2525), the ports of servers of users other than admins (it belongs to user id 4, who is not an admin): every connection to it is refused with JUNIPER_ERR_PORT_NOT_ALLOWED, so its mailbox is not fetched. Change the server\'s port (to 993 (IMAP over TLS) or 143 (IMAP), if its provider offers it), or allow the port: `juniper params set mail.server.allowed_ports "25, 143, 465, 587, 993, 2525, 10993"`.',
+    ]);
+    assert.equal(exitCodeOf(diagnose(healthy({ ...users, portPolicy: held }))), 0, 'a warning');
+    // Not held (an admin's, or a shared server): any port. Held on an allowed port, or the port allowed: nothing.
+    assert.ok(!problems(healthy({ ...users })).some((l) => l.includes('allowed_ports')));
+    assert.ok(!problems(healthy({ ...users, portPolicy: { ...held, allowed: parsePortList('25, 143, 465, 587, 993, 2525-2526, 10993') } })).some((l) => l.includes('allowed_ports')));
+    // Archived or inactive servers are not connected to: not warned either.
+    const idle = { outgoing: [{ ...users.outgoing[0]!, archived: true, active: false }], incoming: [{ ...users.incoming[0]!, active: false }] };
+    assert.ok(!problems(healthy({ ...idle, portPolicy: held })).some((l) => l.includes('allowed_ports')));
   });
 });

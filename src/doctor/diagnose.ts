@@ -6,6 +6,7 @@ import { dedicatedServerProblem, dedicatedServerState } from '../outgoing/mass-m
 import type { OutgoingServerView } from '../outgoing/servers.js';
 import type { SettingsView } from '../settings/settings.js';
 import { ignoredBaseUrlEnv, ignoredBaseUrlEnvMessage } from '../settings/public-address.js';
+import { formatPortList, portAllowed, PORTS_PARAMETER, usualPorts, type PortRange } from '../mail-servers/port-policy.js';
 
 export type Level = 'ok' | 'warn' | 'fail';
 
@@ -32,6 +33,11 @@ export interface DoctorFacts {
   clockSource: string;
   clockError: string | null;
   vault: VaultFacts;
+  /**
+   * The port policy as connections apply it (host-guard.ts): mail.server.allowed_ports in effect, and the active
+   * servers held to it (owned by a user other than an admin), by id.
+   */
+  portPolicy: { allowed: readonly PortRange[]; held: { outgoing: readonly number[]; incoming: readonly number[] } };
 }
 
 export interface VaultFacts {
@@ -89,10 +95,14 @@ export function diagnose(f: DoctorFacts): Finding[] {
   const activeOutgoing = f.outgoing.filter((s) => s.active && !s.archived);
   if (activeOutgoing.length === 0) add('fail', 'outgoing servers', 'No active outgoing mail server: every mail fails with "no outgoing mail server". Create one (Settings → Outgoing Email Servers).');
   if (!f.notificationsAddress) add('warn', 'notifications address', 'mail.default.from and mail.catchall.domain are not both set: mail whose From matches no server is sent as its own From through the fallback server, which Microsoft refuses unless that mailbox may send as it.');
-  for (const s of activeOutgoing) serverFindings('outgoing', s, 'Test Connection', add);
+  for (const s of activeOutgoing) {
+    serverFindings('outgoing', s, 'Test Connection', add);
+    portFindings('outgoing', s, f.portPolicy, add);
+  }
   massMailingFindings(f, add);
   for (const s of f.incoming.filter((x) => x.active && !x.archived)) {
     serverFindings('incoming', s, 'Test and Confirm', add);
+    portFindings('incoming', s, f.portPolicy, add);
     if (s.state === 'draft') add('warn', `incoming server "${s.name}" (id ${s.id})`, 'It is a draft and is not fetched: click Test and Confirm.');
     if (s.lastError) add('fail', `incoming server "${s.name}" (id ${s.id})`, `The last fetch failed${s.errorSince ? ` (failing since ${s.errorSince})` : ''}: ${s.lastError}`);
   }
@@ -171,6 +181,25 @@ function serverFindings(kind: 'outgoing' | 'incoming', s: OutgoingServerView | I
   if (!s.lastTest) add('warn', check, `Never tested: click ${testName}.`);
   else if (!s.lastTest.ok) add('fail', check, `The last ${testName} (${s.lastTest.at}) failed: ${s.lastTest.message}`);
   else if (s.auth !== 'outlook' || s.token.status === 'valid') add('ok', check, `${testName} passed at ${s.lastTest.at}.`);
+}
+
+/**
+ * A server held to the port policy on a port off the list: every connection to it is refused
+ * (JUNIPER_ERR_PORT_NOT_ALLOWED), so its mails wait or its mailbox is not fetched, and nothing says so until someone
+ * looks at them. Warned, not failed: the rest of the mail flows, and nothing is lost while the admin decides.
+ */
+function portFindings(kind: 'outgoing' | 'incoming', s: OutgoingServerView | IncomingServerView, policy: DoctorFacts['portPolicy'], add: (level: Level, check: string, message: string) => void): void {
+  if (!policy.held[kind].includes(s.id) || portAllowed(s.port, policy.allowed)) return;
+  const allowed = formatPortList(policy.allowed);
+  const usual = usualPorts(policy.allowed, kind === 'outgoing' ? 'smtp' : 'imap');
+  const owner = s.ownerUserId === null ? '' : ` (it belongs to user id ${s.ownerUserId}, who is not an admin)`;
+  const effect = kind === 'outgoing' ? 'its mails wait (failure type port_not_allowed) and are not sent' : 'its mailbox is not fetched';
+  add(
+    'warn',
+    `${kind} server "${s.name}" (id ${s.id})`,
+    `Port ${s.port} is not in ${PORTS_PARAMETER} (${allowed || 'none'}), the ports of servers of users other than admins${owner}: every connection to it is refused with JUNIPER_ERR_PORT_NOT_ALLOWED, so ${effect}. ` +
+      `Change the server's port${usual.length ? ` (to ${usual.join(' or ')}, if its provider offers it)` : ''}, or allow the port: \`juniper params set ${PORTS_PARAMETER} "${allowed ? `${allowed}, ` : ''}${s.port}"\`.`,
+  );
 }
 
 /** The process exit code: 1 when anything fails, else 0 (warnings alone do not fail). */

@@ -36,6 +36,14 @@ export async function doctorFacts(app: App): Promise<{ pending: string[]; facts:
   const { parameters, settings, outgoingServers, incomingServers, oauthAppStatus } = app.services;
   const [params, view, outgoing, incoming, appProblem] = await Promise.all([parameters.snapshot(), settings.get(), outgoingServers.list({ includeArchived: true }), incomingServers.list(), oauthAppStatus.get()]);
   const baseUrl = (await parameters.value('web.base.url')) ?? app.config.baseUrl ?? null;
+  const { hostGuard } = outgoingServers;
+  // The port policy as the connections apply it: the same list, the same test of who is held to it.
+  const held = async (rows: readonly { id: number; active: number; archived_at: number | null; owner_user_id: number | null }[]) => {
+    const ids: number[] = [];
+    for (const r of rows) if (r.active === 1 && r.archived_at === null && (await hostGuard.applies(r.owner_user_id))) ids.push(r.id);
+    return ids;
+  };
+  const portPolicy = { allowed: await hostGuard.allowedPorts(), held: { outgoing: await held(outgoing), incoming: await held(incoming) } };
   // A malformed authority (microsoft_outlook.endpoint) is refused when set, but an old row may hold one: say so
   // as a clock finding rather than let it pass for a database failure.
   const clockSource = URL.canParse(view.outlook.authority) ? new URL(view.outlook.authority).origin : view.outlook.authority;
@@ -55,6 +63,7 @@ export async function doctorFacts(app: App): Promise<{ pending: string[]; facts:
       clockSkewMs: clock.skewMs,
       clockSource,
       clockError: clock.error,
+      portPolicy,
       vault: await vaultFacts(app),
     },
   };

@@ -75,6 +75,11 @@ export class HostGuard {
     };
   }
 
+  /** The ports the servers held to the policy may use, as every connection reads them (`juniper doctor` too). */
+  async allowedPorts(): Promise<PortRange[]> {
+    return (await this.policy()).ports;
+  }
+
   /** JUNIPER_ERR_PORT_NOT_ALLOWED naming the server, the port and the parameter, when the port is not on the list. */
   private checkPort(port: number, ports: readonly PortRange[], what: string): void {
     // `what` starts with the kind's noun ("incoming mail server …", "outgoing mail server …"), as every caller says it.

@@ -72,6 +72,12 @@ export interface ServerKind<K extends KindName, Create extends CommonInput, Patc
   view(row: ServerRows[K], appProblem?: AppProblem | null): View;
 }
 
+/** Called after the commit of a change (services.ts wires them to the queue). */
+export interface MailServerHooks<K extends KindName> {
+  /** Restored, or made active: what waited for this server (mass mailings for their dedicated server) may go now. */
+  onUsableAgain?: (server: ServerRows[K]) => Promise<void>;
+}
+
 /** Vault context binding a server's password to its row, so a ciphertext copied to another row does not decrypt. */
 export const serverPasswordContext = (table: ServerTable, id: number) => `${table}.password:${id}`;
 
@@ -83,7 +89,16 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     readonly kind: ServerKind<K, Create, Patch, View>,
     /** The address policy for servers of users other than admins, at save and at every connection. */
     readonly hostGuard: HostGuard = new HostGuard(db),
+    private readonly hooks: MailServerHooks<K> = {},
   ) {}
+
+  /** Usable: active and not archived, as the dispatcher and the fetcher take servers. */
+  private static usable = (row: { active: number; archived_at: number | null }) => row.active === 1 && row.archived_at === null;
+
+  /** After the commit of a restore or an update that made the server usable again. */
+  private async afterChange(before: ServerRows[K], after: ServerRows[K]): Promise<void> {
+    if (!MailServers.usable(before) && MailServers.usable(after)) await this.hooks.onUsableAgain?.(after);
+  }
 
   // Both tables share the columns used here; the row is the kind's own (ServerRows[K]) with its OAuth
   // connection's state, which src/oauth keeps (connections.ts).
@@ -176,7 +191,7 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     // A new mailbox, auth method or endpoint invalidates the Outlook tokens of the old one.
     const tokensStale = d.auth !== 'outlook' || d.username !== current.username || moves.length > 0;
     const { table, kind } = this.kind;
-    return this.db.transaction().execute(async (trx) => {
+    const updated = await this.db.transaction().execute(async (trx) => {
       const row = await trx
         .updateTable(table)
         .set({
@@ -201,6 +216,8 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
       await this.audit.record(actor, `${kind}_server.update`, `${kind}_server:${id}`, { changed: Object.keys(patch), ...d.audit }, trx);
       return this.row(trx, row);
     });
+    await this.afterChange(current, updated);
+    return updated;
   }
 
   /**
@@ -235,7 +252,7 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     this.assertMayManage(user, current);
     const { table, kind } = this.kind;
     const active = current.archived_at === null ? current.active : (current.active_before_archive ?? 0);
-    return this.db.transaction().execute(async (trx) => {
+    const restored = await this.db.transaction().execute(async (trx) => {
       // Restored while Microsoft Outlook is uninstalled, an Outlook server could never be reconnected (outlook-in-use.ts).
       if (current.archived_at !== null && current.auth === 'outlook' && !(await outlookInstalledForRestore(trx))) throw restoreRefusal(this.kind.noun, current.name);
       const row = await trx
@@ -247,6 +264,8 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
       await this.audit.record(actor, `${kind}_server.restore`, `${kind}_server:${id}`, { name: row.name, active: row.active === 1 }, trx);
       return this.row(trx, row);
     });
+    await this.afterChange(current, restored);
+    return restored;
   }
 
   /** Keeps a test result (Test Connection, Test & Confirm). */

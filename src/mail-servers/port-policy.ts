@@ -62,6 +62,11 @@ export function portAllowed(port: number, ranges: readonly PortRange[]): boolean
 const SMTP_PORTS: readonly (readonly [number, string])[] = [[587, 'SMTP submission'], [465, 'SMTP over TLS']];
 const IMAP_PORTS: readonly (readonly [number, string])[] = [[993, 'IMAP over TLS'], [143, 'IMAP']];
 
+/** The usual ports of a protocol (both kinds' first when it is not known) among those allowed, named: `587 (SMTP submission)`. */
+export function usualPorts(ranges: readonly PortRange[], protocol?: 'smtp' | 'imap'): string[] {
+  return (protocol === 'imap' ? IMAP_PORTS : protocol === 'smtp' ? SMTP_PORTS : [SMTP_PORTS[0]!, IMAP_PORTS[0]!]).filter(([p]) => portAllowed(p, ranges)).map(([p, name]) => `${p} (${name})`);
+}
+
 export type PortDecision = { ok: true } | { ok: false; reason: string };
 
 /**
@@ -71,8 +76,7 @@ export type PortDecision = { ok: true } | { ok: false; reason: string };
  */
 export function decidePort(port: number, ranges: readonly PortRange[], what = 'mail server', protocol?: 'smtp' | 'imap'): PortDecision {
   if (portAllowed(port, ranges)) return { ok: true };
-  // The usual ports of the server's own protocol (both kinds' when it is not known), among those allowed.
-  const usual = (protocol === 'imap' ? IMAP_PORTS : protocol === 'smtp' ? SMTP_PORTS : [SMTP_PORTS[0]!, IMAP_PORTS[0]!]).filter(([p]) => portAllowed(p, ranges)).map(([p, name]) => `${p} (${name})`);
+  const usual = usualPorts(ranges, protocol);
   const allowed = ranges.length ? formatPortList(ranges) : 'none';
   return {
     ok: false,

@@ -69,6 +69,7 @@ export const operations: Record<string, Operation> = {
   'GET /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Read an outgoing server', params: idParams },
   'PATCH /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Change an outgoing server', params: idParams, body: patchOutgoingServerSchema },
   'DELETE /api/v1/outgoing-servers/{id}': { tag: 'outgoing', summary: 'Archive an outgoing server', params: idParams },
+  'POST /api/v1/outgoing-servers/{id}/restore': { tag: 'outgoing', summary: 'Restore an archived outgoing server: active again if it was when archived, else inactive', params: idParams },
   'POST /api/v1/outgoing-servers/{id}/test': { tag: 'outgoing', summary: 'Test Connection: { ok, message, stage }', params: idParams },
   'POST /api/v1/outgoing-servers/{id}/outlook/connect': { tag: 'outgoing', summary: 'Start connecting an Outlook account: { authorizeUrl }', params: outlookApi.idParams },
   'GET /api/v1/route': { tag: 'outgoing', summary: 'Which outgoing server a mail from an address takes, and why', query: outgoingApi.routeQuery },
@@ -91,6 +92,7 @@ export const operations: Record<string, Operation> = {
   'GET /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Read an incoming server', params: idParams },
   'PATCH /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Change an incoming server', params: idParams, body: patchIncomingServerSchema },
   'DELETE /api/v1/incoming-servers/{id}': { tag: 'incoming', summary: 'Archive an incoming server', params: idParams },
+  'POST /api/v1/incoming-servers/{id}/restore': { tag: 'incoming', summary: 'Restore an archived incoming server: active again if it was when archived, else inactive', params: idParams },
   'POST /api/v1/incoming-servers/{id}/fetch': {
     tag: 'incoming',
     summary: 'Fetch now as a background job: 202 with the job (joined: true when one was running); ?wait=true answers { fetched, stored, duplicates, quarantined } when it is done',

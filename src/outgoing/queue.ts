@@ -451,16 +451,17 @@ export class OutgoingQueue {
 
   /**
    * Mails waiting for a cause that is not one server's (an Outlook app problem, failure type oauth_app, fixed in
-   * Settings) become due now, on every server.
+   * Settings) become due now, on every server; or only those that waited for `serverId` (mass mailings for their
+   * dedicated server, restored). `at`: due then rather than now.
    */
-  wakeWaitingFor(failureType: string): Promise<number> {
-    return this.wake({ failureType });
+  wakeWaitingFor(failureType: string, options: { serverId?: number; at?: number } = {}): Promise<number> {
+    return this.wake({ failureType, ...options });
   }
 
-  private async wake(which: { serverId?: number; failureType?: string }): Promise<number> {
+  private async wake(which: { serverId?: number; failureType?: string; at?: number }): Promise<number> {
     let q = this.db
       .updateTable('outgoing_mails')
-      .set({ next_attempt_at: Date.now(), updated_at: Date.now() })
+      .set({ next_attempt_at: which.at ?? Date.now(), updated_at: Date.now() })
       .where('state', '=', 'queued')
       .where('waiting_reason', 'is not', null);
     if (which.serverId !== undefined) q = q.where('server_id', '=', which.serverId);

@@ -11,7 +11,7 @@ import type { Vault } from '../vault/index.js';
 import type { HostGuard } from '../mail-servers/host-guard.js';
 import { assertMayManageServer, serverView } from '../mail-servers/common.js';
 import { tokenView, withTokenSummary, type TokenView } from '../oauth/connections.js';
-import { MailServers, serverPasswordContext, type ServerKind } from '../mail-servers/mail-servers.js';
+import { MailServers, serverPasswordContext, type MailServerHooks, type ServerKind } from '../mail-servers/mail-servers.js';
 import { toMailParameters } from '../settings/parameter-rules.js';
 import { archiveRefusal } from './mass-mailing.js';
 import type { RoutableServer } from './routing.js';
@@ -157,8 +157,8 @@ export const outgoingKind: ServerKind<'outgoing', CreateOutgoingServer, PatchOut
 };
 
 export class OutgoingServers extends MailServers<'outgoing', CreateOutgoingServer, PatchOutgoingServer, OutgoingServerView> {
-  constructor(db: Kysely<DB>, vault: Vault, audit: AuditLog, hostGuard?: HostGuard) {
-    super(db, vault, audit, outgoingKind, hostGuard);
+  constructor(db: Kysely<DB>, vault: Vault, audit: AuditLog, hostGuard?: HostGuard, hooks: MailServerHooks<'outgoing'> = {}) {
+    super(db, vault, audit, outgoingKind, hostGuard, hooks);
   }
 
   private withOwner() {

@@ -14,10 +14,10 @@ import type { DB } from '../db/schema.js';
 import { parseInput } from '../lib/validate.js';
 import { AppError } from '../lib/errors.js';
 import type { Vault } from '../vault/index.js';
-import { dedicatedServerState } from '../outgoing/mass-mailing.js';
 import { assertOutlookUnused } from './outlook-in-use.js';
-import { got, toDomainName } from './parameter-rules.js';
-import type { Parameters } from './parameters.js';
+import { assertMassMailingChoice, choiceOf, DEDICATED_PARAMETER, massMailingKeys, SERVER_ID_PARAMETER, withParameter } from './mass-mailing-choice.js';
+import { got, normaliseParameter, toDomainName } from './parameter-rules.js';
+import type { ParameterView, Parameters } from './parameters.js';
 
 /** Login host of each Microsoft cloud; US Gov covers GCC High and DoD. */
 export const cloudHosts = {
@@ -218,6 +218,17 @@ const auditNames: Record<RowField, string> = {
   tenant: 'outlook.tenant',
 };
 
+/** Called after the commit of a change (services.ts wires them to the queue). */
+export interface SettingsHooks {
+  /**
+   * A save changed what Microsoft judges the app by (Client ID, secret, cloud, tenant): the mails waiting for an
+   * app problem go out now, as a reconnect releases a server's.
+   */
+  onAppCredentialsChanged?: () => Promise<void>;
+  /** The dedicated mass-mailing server or its switch changed (Settings or a mass_mailing.* parameter): the mass mailings waiting for it try again. */
+  onMassMailingChanged?: () => Promise<void>;
+}
+
 export class Settings {
   constructor(
     private readonly db: Kysely<DB>,
@@ -225,11 +236,7 @@ export class Settings {
     private readonly parameters: Parameters,
     private readonly audit: AuditLog,
     private readonly now: () => number = Date.now,
-    /**
-     * Called after a save that changed what Microsoft judges the app by (Client ID, secret, cloud, tenant): the
-     * mails waiting for an app problem go out now, as a reconnect releases a server's (services.ts).
-     */
-    private readonly onAppCredentialsChanged: () => Promise<void> = async () => {},
+    private readonly hooks: SettingsHooks = {},
   ) {}
 
   async get(): Promise<SettingsView> {
@@ -273,7 +280,7 @@ export class Settings {
   /** Writes the patch in one transaction; true when it changed what Microsoft judges the app by. */
   private async save(patch: SettingsPatch, actor: Actor): Promise<boolean> {
     const input = parseInput(settingsPatchSchema, patch, 'settings');
-    const appChanged = await this.db.transaction().execute(async (trx) => {
+    const { appChanged, massMailingChanged } = await this.db.transaction().execute(async (trx) => {
       const params = this.parameters.withTransaction(trx);
       const old = await load(trx);
       const next: Stored = { ...old };
@@ -300,13 +307,46 @@ export class Settings {
       // Outlook server (outlookInstalledForRestore), which either waits and sees Outlook uninstalled, or commits
       // first and is among the servers found here.
       if (old.enabled && !next.enabled) await assertOutlookUnused(trx);
-      const changed = [...changes.map((f) => auditNames[f]), ...(await updateMassMailing(params, input.massMailing, actor, trx))];
+      const massMailing = await updateMassMailing(params, input.massMailing, actor, trx);
+      const changed = [...changes.map((f) => auditNames[f]), ...massMailing];
       if (changed.length > 0) await this.audit.record(actor, 'settings.update', 'settings', { changed }, trx);
-      return changes.some((f) => APP_IDENTITY_FIELDS.has(f));
+      return { appChanged: changes.some((f) => APP_IDENTITY_FIELDS.has(f)), massMailingChanged: massMailing.length > 0 };
     });
-    // After the commit: the released mails must find the new credentials.
-    if (appChanged) await this.onAppCredentialsChanged();
+    // After the commit: the released mails must find the new credentials, or the new server.
+    if (appChanged) await this.hooks.onAppCredentialsChanged?.();
+    if (massMailingChanged) await this.hooks.onMassMailingChanged?.();
     return appChanged;
+  }
+
+  /**
+   * A system parameter as an admin sets it (`juniper params set`, PUT /api/v1/parameters/:key, the System
+   * Parameters page): the mass_mailing.* keys hold Settings' Email Marketing choice, so they are refused what
+   * Settings refuses (mass-mailing-choice.ts), with the same code and message; the other keys go straight through.
+   */
+  async setParameter(key: string, value: string, actor: Actor): Promise<ParameterView> {
+    if (!massMailingKeys.has(key)) return this.parameters.set(key, value, actor);
+    // The parameter's own rule first: "mass_mailing.mail_server_id must be …" for a value that is no id at all.
+    const normalised = normaliseParameter(key, value);
+    return this.changeMassMailingParameter(key, normalised, (params) => params.set(key, normalised, actor));
+  }
+
+  /** Removes a stored parameter as setParameter sets one: unsetting the mass-mailing server while it is on is refused. */
+  async unsetParameter(key: string, actor: Actor): Promise<boolean> {
+    if (!massMailingKeys.has(key)) return this.parameters.unset(key, actor);
+    return this.changeMassMailingParameter(key, null, (params) => params.unset(key, actor));
+  }
+
+  private async changeMassMailingParameter<T>(key: string, value: string | null, write: (params: Parameters) => Promise<T>): Promise<T> {
+    // Judged in the transaction that writes it, as Settings judges its own changes.
+    const { result, changed } = await this.db.transaction().execute(async (trx) => {
+      const params = this.parameters.withTransaction(trx);
+      const old = choiceOf(await params.snapshot());
+      const next = withParameter(old, key, value);
+      await assertMassMailingChoice(trx, old, next, 'value');
+      return { result: await write(params), changed: !isDeepStrictEqual(old, next) };
+    });
+    if (changed) await this.hooks.onMassMailingChanged?.();
+    return result;
   }
 
   /** Microsoft Graph's base URL for sending: the parameter microsoft_outlook.graph_endpoint, else the cloud's Graph host. */
@@ -426,38 +466,17 @@ async function updateMassMailing(
   db: Kysely<DB>,
 ): Promise<string[]> {
   if (!patch) return [];
-  const old = await params.snapshot();
-  const dedicatedServer = patch.dedicatedServer ?? old.massMailingDedicatedServer;
-  const serverId = patch.serverId === undefined ? old.massMailingServerId : patch.serverId;
-  // Only a change is judged: a form that sends the stored values back (Save of the client secret, say) is not
-  // refused for a server archived meanwhile; Settings, doctor and the mails waiting say so instead.
-  const choosing = dedicatedServer && (!old.massMailingDedicatedServer || serverId !== old.massMailingServerId);
-  if (choosing && serverId === null) {
-    throw new AppError('JUNIPER_ERR_VALIDATION', 'Invalid settings: massMailing.serverId: choose the outgoing mail server for mass mailings before turning dedicatedServer on.');
-  }
-  if (serverId !== null && (serverId !== old.massMailingServerId || choosing)) {
-    // A personal server's owner controls its host: mass mailings never go through one (routing refuses it too).
-    const server = await db.selectFrom('outgoing_servers').select(['name', 'owner_user_id', 'active', 'archived_at']).where('id', '=', serverId).executeTakeFirst();
-    const state = dedicatedServerState(server && { id: serverId, name: server.name, active: server.active === 1, archived: server.archived_at !== null });
-    if (choosing && state !== 'usable') {
-      const what = !server ? `no outgoing mail server has id ${serverId}` : `"${server.name}" (id ${serverId}) is ${state}: ${state === 'archived' ? 'restore it' : 'make it active'} first, or choose another server`;
-      throw new AppError('JUNIPER_ERR_VALIDATION', `Invalid settings: massMailing.serverId: ${what}; mass mailings would wait in the queue.`);
-    }
-    if (server && server.owner_user_id !== null) {
-      throw new AppError(
-        'JUNIPER_ERR_VALIDATION',
-        `Invalid settings: massMailing.serverId: "${server.name}" (id ${serverId}) is the personal server of user id ${server.owner_user_id}; mass mailings go only through a shared server.`,
-      );
-    }
-  }
+  const old = choiceOf(await params.snapshot());
+  const next = { dedicatedServer: patch.dedicatedServer ?? old.dedicatedServer, serverId: patch.serverId === undefined ? old.serverId : patch.serverId };
+  await assertMassMailingChoice(db, old, next, 'massMailing.serverId');
   const changed: string[] = [];
-  if (dedicatedServer !== old.massMailingDedicatedServer) {
-    await params.set('mass_mailing.outgoing_mail_server', String(dedicatedServer), actor);
+  if (next.dedicatedServer !== old.dedicatedServer) {
+    await params.set(DEDICATED_PARAMETER, String(next.dedicatedServer), actor);
     changed.push('massMailing.dedicatedServer');
   }
-  if (serverId !== old.massMailingServerId) {
-    if (serverId === null) await params.unset('mass_mailing.mail_server_id', actor);
-    else await params.set('mass_mailing.mail_server_id', String(serverId), actor);
+  if (next.serverId !== old.serverId) {
+    if (next.serverId === null) await params.unset(SERVER_ID_PARAMETER, actor);
+    else await params.set(SERVER_ID_PARAMETER, String(next.serverId), actor);
     changed.push('massMailing.serverId');
   }
   return changed;

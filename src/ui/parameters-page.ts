@@ -69,8 +69,9 @@ function developerModeHint(): SafeHtml {
 </div>`;
 }
 
-export function parametersPage(services: Pick<Services, 'parameters'>): FastifyPluginAsync {
-  const { parameters } = services;
+export function parametersPage(services: Pick<Services, 'parameters' | 'settings'>): FastifyPluginAsync {
+  // Changes as the CLI and the API make them: the mass_mailing.* keys are refused what Settings refuses.
+  const { parameters, settings } = services;
 
   async function render(request: FastifyRequest, reply: FastifyReply, refused?: Refused, status = 200) {
     const ctx = pageContext(request, reply, 'parameters');
@@ -90,7 +91,7 @@ export function parametersPage(services: Pick<Services, 'parameters'>): FastifyP
       const key = text(request.body, 'key').trim();
       const value = text(request.body, 'value');
       try {
-        await parameters.set(key, value, actorOf(request));
+        await settings.setParameter(key, value, actorOf(request));
       } catch (e) {
         const err = formError(e);
         return render(request, reply, { key, value, message: err.message, fromAddForm: text(request.body, 'add') === '1' }, err.status);
@@ -100,7 +101,13 @@ export function parametersPage(services: Pick<Services, 'parameters'>): FastifyP
 
     app.post<{ Body: Form }>('/parameters/delete', { config: { access: 'admin' } }, async (request, reply) => {
       const key = text(request.body, 'key').trim();
-      const removed = await parameters.unset(key, actorOf(request));
+      let removed: boolean;
+      try {
+        removed = await settings.unsetParameter(key, actorOf(request));
+      } catch (e) {
+        const err = formError(e);
+        return redirectWithFlash(reply, '/parameters', { kind: 'error', text: err.message });
+      }
       const message = !removed ? `${key} was not set.` : ruleOf(key)?.defaultValue !== undefined ? `${key} reset to its default.` : `${key} deleted.`;
       return redirectWithFlash(reply, '/parameters', { kind: 'success', text: message });
     });

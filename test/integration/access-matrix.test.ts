@@ -55,6 +55,14 @@ async function matrixWebhook(w: World, fresh = false): Promise<{ webhookId: numb
 }
 const outsideHost = '203.0.113.10';
 
+/** A fresh server of `owner`, archived by the admin: what a restore needs (as archive needs a fresh one). */
+async function archivedServer(w: World, kind: 'incoming' | 'outgoing', owner: Person): Promise<number> {
+  const id = kind === 'incoming' ? await w.freshIncoming(owner) : await w.freshOutgoing(owner);
+  const res = await w.as(w.admin, { method: 'DELETE', url: `/api/v1/${kind}-servers/${id}` });
+  assert.equal(res.statusCode, 200, res.body);
+  return id;
+}
+
 const rules: Record<string, Rule> = {
   'DELETE /api/v1/incoming-servers/:id': own(200, async (w) => ({ method: 'DELETE', url: `/api/v1/incoming-servers/${await w.freshIncoming(w.jane)}` })),
   'DELETE /api/v1/outgoing-servers/:id': own(200, async (w) => ({ method: 'DELETE', url: `/api/v1/outgoing-servers/${await w.freshOutgoing(w.jane)}` })),
@@ -101,6 +109,8 @@ const rules: Record<string, Rule> = {
   // ?wait=true: a fetch left running in the background would write while a later refused request is checked.
   'POST /api/v1/incoming-servers/:id/fetch': own('allowed', (w) => ({ method: 'POST', url: `/api/v1/incoming-servers/${w.ids.incoming}/fetch?wait=true` })),
   'POST /api/v1/incoming-servers/:id/outlook/connect': own(200, (w) => ({ method: 'POST', url: `/api/v1/incoming-servers/${w.ids.incomingOutlook}/outlook/connect` })),
+  // As archive: the owner and admins; john's restore of jane's server is refused and writes nothing.
+  'POST /api/v1/incoming-servers/:id/restore': own(200, async (w) => ({ method: 'POST', url: `/api/v1/incoming-servers/${await archivedServer(w, 'incoming', w.jane)}/restore` })),
   'POST /api/v1/incoming-servers/:id/test': own('allowed', (w) => ({ method: 'POST', url: `/api/v1/incoming-servers/${w.ids.incoming}/test` })),
   // Users send only as themselves: john sending as jane is refused.
   'POST /api/v1/mails': {
@@ -120,6 +130,7 @@ const rules: Record<string, Rule> = {
     expect: { anonymous: 401, owner: 201, other: 403, admin: 201 },
   },
   'POST /api/v1/outgoing-servers/:id/outlook/connect': own(200, (w) => ({ method: 'POST', url: `/api/v1/outgoing-servers/${w.ids.outgoingOutlook}/outlook/connect` })),
+  'POST /api/v1/outgoing-servers/:id/restore': own(200, async (w) => ({ method: 'POST', url: `/api/v1/outgoing-servers/${await archivedServer(w, 'outgoing', w.jane)}/restore` })),
   'POST /api/v1/outgoing-servers/:id/test': own('allowed', (w) => ({ method: 'POST', url: `/api/v1/outgoing-servers/${w.ids.outgoing}/test` })),
   // Public: signing in needs no credentials (jane's password in the body, whoever sends it).
   'POST /api/v1/session': { request: (w) => ({ method: 'POST', url: '/api/v1/session', payload: { login: 'jane', password: w.jane.password } }), expect: { anonymous: 200, owner: 200, other: 200, admin: 200 } },

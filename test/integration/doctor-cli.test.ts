@@ -1,6 +1,7 @@
 // `juniper doctor` as an admin runs it, in real processes on both databases: a database that needs migrating,
 // an empty one, an Outlook set-up with an unconnected server (the clock compared with the loopback identity
-// server), and a database that cannot be reached. The exit code is 1 whenever a line says FAIL.
+// server), a user's servers on ports the admin has since taken off the allowed list, and a database that cannot be
+// reached. The exit code is 1 whenever a line says FAIL.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -79,6 +80,39 @@ for (const dialect of dialects) {
       const findings = JSON.parse(json.stdout) as { level: string; check: string }[];
       assert.equal(json.code, 1);
       assert.deepEqual(findings.filter((f) => f.level === 'fail').map((f) => f.check).sort(), ['outgoing server "Notifications" (id 1)', 'web.base.url']);
+    });
+
+    it("a user's servers on ports an admin has since taken off mail.server.allowed_ports: WARN naming each and the command that allows the port; run, the warnings go", async () => {
+      const app = await createApp(loadConfig(env), { logger: createLogger('silent') });
+      let ids: { outgoing: number; incoming: number; owner: number };
+      try {
+        const { parameters, users, outgoingServers, incomingServers } = app.services;
+        const jane = await users.create({ login: 'jane', email: 'jane@example.com', password: 'jane-password-0123', role: 'user' }, cliActor);
+        await parameters.set('mail.server.allowed_private_hosts', '127.0.0.1', cliActor);
+        await parameters.set('mail.server.allowed_ports', '587, 993, 2526, 10993', cliActor);
+        const owned = { host: '127.0.0.1', auth: 'password' as const, username: 'jane@example.com', password: 'jane-mail-pw-0123', priority: 20, active: true, allowSelfSigned: false, ownerUserId: jane.id };
+        const out = await outgoingServers.create({ ...owned, name: 'Jane relay', port: 2526, security: 'starttls', fromFilter: 'jane@example.com' }, cliPrincipal, cliActor);
+        const inc = await incomingServers.create({ ...owned, name: 'Jane box', port: 10993, security: 'ssl', protocol: 'imap', folder: 'INBOX', keepOriginal: false, keepAttachments: true, intervalMinutes: 5 }, cliPrincipal, cliActor);
+        // The admin narrows the list afterwards: both servers are now refused at every connection.
+        await parameters.set('mail.server.allowed_ports', '25, 143, 465, 587, 993, 2525', cliActor);
+        ids = { outgoing: out.id, incoming: inc.id, owner: jane.id };
+      } finally {
+        await app.close();
+      }
+      const r = await runJuniperAsync(env, ['doctor']);
+      const lines = r.stdout.split('\n').filter((l) => l.includes('allowed_ports'));
+      const owner = `(it belongs to user id ${ids.owner}, who is not an admin)`;
+      assert.deepEqual(lines, [
+        `WARN  outgoing server "Jane relay" (id ${ids.outgoing}): Port 2526 is not in mail.server.allowed_ports (25, 143, 465, 587, 993, 2525), the ports of servers of users other than admins ${owner}: every connection to it is refused with JUNIPER_ERR_PORT_NOT_ALLOWED, so its mails wait (failure type port_not_allowed) and are not sent. Change the server's port (to 587 (SMTP submission) or 465 (SMTP over TLS), if its provider offers it), or allow the port: \`juniper params set mail.server.allowed_ports "25, 143, 465, 587, 993, 2525, 2526"\`.`,
+        `WARN  incoming server "Jane box" (id ${ids.incoming}): Port 10993 is not in mail.server.allowed_ports (25, 143, 465, 587, 993, 2525), the ports of servers of users other than admins ${owner}: every connection to it is refused with JUNIPER_ERR_PORT_NOT_ALLOWED, so its mailbox is not fetched. Change the server's port (to 993 (IMAP over TLS) or 143 (IMAP), if its provider offers it), or allow the port: \`juniper params set mail.server.allowed_ports "25, 143, 465, 587, 993, 2525, 10993"\`.`,
+      ], r.stdout);
+
+      // The command the first line gives, as an admin would paste it.
+      const allow = /`juniper (params set mail\.server\.allowed_ports) "([^"]+)"`/.exec(lines[0]!)!;
+      assert.equal(runJuniper(env, [...allow[1]!.split(' '), allow[2]!]).code, 0);
+      assert.equal(runJuniper(env, ['params', 'set', 'mail.server.allowed_ports', `${allow[2]}, 10993`]).code, 0);
+      const again = await runJuniperAsync(env, ['doctor']);
+      assert.deepEqual(again.stdout.split('\n').filter((l) => l.includes('allowed_ports')), [], again.stdout);
     });
 
     it('a database that cannot be reached: FAIL database with what to check, exit 1', () => {

@@ -1,5 +1,5 @@
 // The REST routes both kinds of mail server share (/api/v1/<kind>-servers): list, create, show, change,
-// archive and test, over the kind's MailServers service. Each kind's file adds what only it has.
+// archive, restore and test, over the kind's MailServers service. Each kind's file adds what only it has.
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { parseInput } from '../../lib/validate.js';
@@ -45,6 +45,12 @@ export function mailServerRoutes<K extends KindName, C extends CommonInput, P ex
   app.delete(`${base}/:id`, access, async (request) => {
     const { id } = parseInput(idParams, request.params, 'path');
     return serverViewOf(servers, appStatus, await servers.archive(id, request.principal!.user, actorOf(request)));
+  });
+
+  // The pages' Restore and `juniper … restore ID` call the same restore(): the same audit entry, the same refusals.
+  app.post(`${base}/:id/restore`, access, async (request) => {
+    const { id } = parseInput(idParams, request.params, 'path');
+    return serverViewOf(servers, appStatus, await servers.restore(id, request.principal!.user, actorOf(request)));
   });
 
   app.post(`${base}/:id/test`, access, async (request) => test(await managedServer(servers, request)));

@@ -30,6 +30,11 @@ describe('refusedKind: which addresses a non-admin server may not reach', () => 
     ['[::ffff:169.254.169.254]', 'IPv4-mapped link-local, where cloud metadata services answer'],
     ['::ffff:8.8.8.8', null],
     ['::127.0.0.1', 'IPv4-compatible loopback'],
+    ['::ffff:0:7f00:1', 'IPv4-translated loopback'],
+    ['::ffff:0:127.0.0.1', 'IPv4-translated loopback'],
+    ['0:0:0:0:ffff:0:a00:1', 'IPv4-translated private, RFC 1918'],
+    ['[::ffff:0:169.254.169.254]', 'IPv4-translated link-local, where cloud metadata services answer'],
+    ['::ffff:0:808:808', null],
     ['64:ff9b::10.0.0.1', 'NAT64 private, RFC 1918'],
     ['2002:7f00:1::', '6to4 loopback'],
     ['2002:0808:0808::', null],
@@ -111,7 +116,7 @@ describe('decideHost', () => {
     assert.equal(decideHost('93.184.216.34', ['93.184.216.34'], [], what, own).ok, false);
     assert.match((decideHost('93.184.216.34', ['93.184.216.34'], [], what, own) as { reason: string }).reason, /is not a public address \(an address of this machine\)/);
     assert.equal(decideHost('vps.example.com', ['93.184.216.34'], [], what, own).ok, false);
-    for (const written of ['::ffff:93.184.216.34', '::ffff:5db8:d822', '0:0:0:0:0:ffff:5db8:d822', '::FFFF:5DB8:D822', '::93.184.216.34']) {
+    for (const written of ['::ffff:93.184.216.34', '::ffff:5db8:d822', '0:0:0:0:0:ffff:5db8:d822', '::FFFF:5DB8:D822', '::93.184.216.34', '::ffff:0:93.184.216.34', '::ffff:0:5db8:d822']) {
       assert.equal(decideHost(written, [written], [], what, own).ok, false, written);
     }
     assert.equal(decideHost('2606:2800:0220:0001:0000:0000:0000:0005', ['2606:2800:0220:0001:0000:0000:0000:0005'], [], what, own).ok, false, 'an own IPv6 address written out in full');

@@ -105,6 +105,8 @@ const IPV6_REFUSED: [bigint, number, string][] = (
 // IPv6 forms that carry an IPv4 address, which the network may deliver to that IPv4 address.
 const EMBEDDING: [bigint, number, (bits: bigint) => bigint, string][] = [
   [...v6('::ffff:0:0/96'), (b) => b & 0xffffffffn, 'IPv4-mapped'],
+  // ::ffff:0:a.b.c.d (RFC 2765, SIIT): a stateless translator on the path delivers it to a.b.c.d.
+  [...v6('::ffff:0:0:0/96'), (b) => b & 0xffffffffn, 'IPv4-translated'],
   [...v6('::/96'), (b) => b & 0xffffffffn, 'IPv4-compatible'],
   [...v6('64:ff9b::/96'), (b) => b & 0xffffffffn, 'NAT64'],
   [...v6('2002::/16'), (b) => (b >> 80n) & 0xffffffffn, '6to4'],
@@ -114,15 +116,15 @@ const v4Text = (bits: bigint): string => [24n, 16n, 8n, 0n].map((s) => Number((b
 
 /**
  * How an address is compared with this machine's own (machineAddresses): by its bits, so that every way of
- * writing it (expanded, upper-case hex, IPv4-mapped or IPv4-compatible in dotted or hex form) is the same key.
+ * writing it (expanded, upper-case hex, IPv4-mapped, -translated or -compatible in dotted or hex form) is the same key.
  */
 export function ownAddressKey(address: string): string {
   const ip = parseIp(address.replace(/%.*$/, ''));
   if (!ip) return address.toLowerCase();
   if (ip.version === 4) return `4:${ip.bits.toString(16)}`;
-  // ::ffff:a.b.c.d and ::a.b.c.d reach the IPv4 address a.b.c.d.
+  // ::ffff:a.b.c.d, ::ffff:0:a.b.c.d and ::a.b.c.d reach the IPv4 address a.b.c.d.
   const high = ip.bits >> 32n;
-  if (high === 0xffffn || (high === 0n && ip.bits > 1n)) return `4:${(ip.bits & 0xffffffffn).toString(16)}`;
+  if (high === 0xffffn || high === 0xffff0000n || (high === 0n && ip.bits > 1n)) return `4:${(ip.bits & 0xffffffffn).toString(16)}`;
   return `6:${ip.bits.toString(16)}`;
 }
 

@@ -62,8 +62,45 @@ class AttachmentBytes {
 
 type ParserOutput = MessageText | (AttachmentStream & { type: 'attachment' });
 
-/** `input` is the message, `size` its length in bytes. Rejects with mailparser's first error, if any. */
-export async function readMail(input: Readable, size: number, options: MailParserOptions): Promise<StreamedMail> {
+/** The slice of MailParser's internals textFromHtml reads: its part tree, once the message is read. */
+interface PartNode {
+  contentType?: string;
+  textContent?: string;
+  root?: boolean;
+  children?: PartNode[];
+}
+interface ParserInternals {
+  tree: PartNode | false;
+  hasText: boolean;
+  options: MailParserOptions;
+}
+
+/**
+ * The message's text as mailparser's getTextContent puts it together, with `htmlAsText` making text of the
+ * HTML parts it would convert (an HTML-only message, HTML beside a text part outside multipart/alternative).
+ * mailparser ran with skipHtmlToText and left '' in their places. Embedded messages' header summaries
+ * (showMeta) are not repeated: parse.ts keeps embedded messages as attachments (ignoreEmbedded).
+ */
+function textFromHtml(parser: ParserInternals, htmlAsText: (html: string) => string): string | undefined {
+  const text: string[] = [];
+  const visit = (node: PartNode, alternative: boolean) => {
+    const content = node.textContent;
+    if (content) {
+      if (node.contentType === 'text/plain') text.push(content);
+      else if (node.contentType === 'message/delivery-status' && !parser.options.keepDeliveryStatus) text.push(content);
+      else if (node.contentType === 'text/html' && ((!alternative && parser.hasText) || (node.root && !parser.hasText))) text.push(htmlAsText(content));
+    }
+    for (const child of node.children ?? []) visit(child, alternative || node.contentType === 'multipart/alternative');
+  };
+  if (parser.tree) visit(parser.tree, false);
+  return text.length ? text.join('\n') : undefined;
+}
+
+/**
+ * `input` is the message, `size` its length in bytes. Rejects with mailparser's first error, if any. With
+ * `htmlAsText` (and skipHtmlToText in the options), the text mailparser would make of HTML is made by it.
+ */
+export async function readMail(input: Readable, size: number, options: MailParserOptions, htmlAsText?: (html: string) => string): Promise<StreamedMail> {
   const parser = new MailParser(options);
   const mail: StreamedMail = { headers: new Map(), headerKeys: [], text: undefined, html: undefined, attachments: [] };
   parser.once('headers', (headers: Headers) => (mail.headers = headers));
@@ -73,7 +110,8 @@ export async function readMail(input: Readable, size: number, options: MailParse
   pipeline(input, parser, () => undefined);
   for await (const output of parser as AsyncIterable<ParserOutput>) {
     if (output.type === 'text') {
-      mail.text = output.text;
+      // The parser has read the whole message by now: its part tree holds every inline text.
+      mail.text = htmlAsText && options.skipHtmlToText ? textFromHtml(parser as unknown as ParserInternals, htmlAsText) : output.text;
       mail.html = output.html;
       continue;
     }

@@ -6,6 +6,7 @@
 import { Readable } from 'node:stream';
 import type { AddressObject } from 'mailparser';
 import { formatMailbox } from '../lib/address.js';
+import { HtmlText } from './html-text.js';
 import { readSimple } from './parse-simple.js';
 import { readMail, type StreamedMail } from './parse-stream.js';
 
@@ -134,8 +135,11 @@ export const PARSE_OPTIONS = {
   ignoreEmbedded: true,
   keepCidLinks: true,
   // Juniper shows the text and the HTML as sent: no text made into HTML, no image links rewritten. HTML is
-  // still made into text when a message has no text part, because the API's `text` is what integrations read.
+  // still made into text when a message has no text part, because the API's `text` is what integrations read,
+  // but by html-text.ts (no word wrap, a size budget), not by mailparser: its html-to-text call is quadratic
+  // on long words, and one hostile message stalled a server's fetching for minutes.
   skipTextToHtml: true,
+  skipHtmlToText: true,
   skipImageLinks: true,
   // Attachments are hashed once, with SHA-256, by the blob store: mailparser's MD5 of each would be a second pass.
   checksumAlgo: false,
@@ -152,7 +156,10 @@ function* slices(raw: Buffer): Generator<Buffer> {
   for (let at = 0; at < raw.length; at += PARSE_SLICE_BYTES) yield raw.subarray(at, at + PARSE_SLICE_BYTES);
 }
 
-export const parse = (raw: Buffer): Promise<StreamedMail> => readMail(Readable.from(slices(raw)), raw.length, PARSE_OPTIONS);
+export const parse = (raw: Buffer): Promise<StreamedMail> => {
+  const html = new HtmlText();
+  return readMail(Readable.from(slices(raw)), raw.length, PARSE_OPTIONS, (part) => html.convert(part));
+};
 
 // The decoded forms mailparser gives these header fields (see its Headers type).
 const addresses = (mail: StreamedMail, name: string) => mail.headers.get(name) as AddressObject | AddressObject[] | undefined;

@@ -4,9 +4,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
+import { DOWNLOAD_CSP } from '../../src/http/downloads.js';
 import { PAGE_CSP } from '../../src/http/security-headers.js';
 import { MESSAGE_HTML_CSP } from '../../src/ui/inbox-page.js';
-import { startWorld, type World } from '../helpers/world.js';
+import { MAILBOX, startWorld, type World } from '../helpers/world.js';
 
 function assertPagePolicy(res: LightMyRequestResponse, label: string): void {
   const csp = String(res.headers['content-security-policy']);
@@ -75,5 +76,52 @@ describe('security headers on every page and API answer', () => {
     const inbox = await get(`/inbox/${w.ids.message}`);
     assert.match(inbox.body, /<iframe[^>]+src="\/inbox\/\d+\/html"/, 'the inbox page frames it (frame-src self)');
     assert.match(String(inbox.headers['content-security-policy']), /frame-src 'self'/);
+  });
+
+  it('serves received attachments as inert downloads: only image/png, jpeg, gif, PDF and text/plain keep their type; raw messages too', async () => {
+    const sent: [string, string, string][] = [
+      ['app.js', 'text/javascript', 'alert(document.domain)'],
+      ['page.html', 'text/html', '<script>alert(1)</script>'],
+      ['logo.svg', 'image/svg+xml', '<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'],
+      ['style.css', 'text/css', 'body{background:red}'],
+      ['data.json', 'application/json', '{"a":1}'],
+      ['thing.bin', 'application/x-made-up', 'bytes'],
+      ['dot.png', 'image/png', 'png bytes'],
+      ['photo.jpg', 'image/jpeg', 'jpeg bytes'],
+      ['anim.gif', 'image/gif', 'gif bytes'],
+      ['doc.pdf', 'application/pdf', '%PDF-1.4'],
+      ['notes.txt', 'text/plain', 'plain notes'],
+    ];
+    const expected: Record<string, string> = {
+      'dot.png': 'image/png', 'photo.jpg': 'image/jpeg', 'anim.gif': 'image/gif', 'doc.pdf': 'application/pdf', 'notes.txt': 'text/plain; charset=utf-8',
+    };
+    const parts = sent.flatMap(([name, type, body]) => ['--mix', `Content-Type: ${type}; name="${name}"`, `Content-Disposition: attachment; filename="${name}"`, 'Content-Transfer-Encoding: base64', '', Buffer.from(body).toString('base64')]);
+    await w.dovecot.deliver(MAILBOX, ['From: customer@client.test', `To: ${MAILBOX}`, 'Subject: active attachments', 'Message-ID: <active-1@client.test>', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="mix"', '', '--mix', 'Content-Type: text/plain', '', 'See attached.', ...parts, '--mix--', ''].join('\r\n'));
+    assert.equal((await w.as(w.admin, { method: 'POST', url: `/api/v1/incoming-servers/${w.ids.incoming}/fetch?wait=true` })).statusCode, 200);
+    const listed = (await w.as(w.jane, { url: `/api/v1/messages?serverId=${w.ids.incoming}` })).json<{ id: number; subject: string }[]>();
+    const id = listed.find((m) => m.subject === 'active attachments')!.id;
+    const detail = (await w.as(w.jane, { url: `/api/v1/messages/${id}` })).json<{ attachments: { filename: string; contentType: string; url: string }[] }>();
+    assert.equal(detail.attachments.length, sent.length);
+
+    const assertInert = (res: LightMyRequestResponse, label: string) => {
+      assert.equal(res.statusCode, 200, label);
+      assert.equal(res.headers['content-security-policy'], DOWNLOAD_CSP, label);
+      assert.match(DOWNLOAD_CSP, /^sandbox; default-src 'none'/);
+      assert.equal(res.headers['x-content-type-options'], 'nosniff', label);
+      assert.equal(res.headers['cross-origin-resource-policy'], 'same-origin', label);
+      assert.match(String(res.headers['content-disposition']), /^attachment; /, label);
+    };
+    for (const a of detail.attachments) {
+      const [, type, body] = sent.find(([name]) => name === a.filename)!;
+      assert.equal(a.contentType, type, 'the API still names the type the sender gave');
+      // The inbox page links these URLs: a browser fetches them with the session cookie.
+      const res = await get(a.url, w.jane.session.cookie);
+      assertInert(res, a.filename);
+      assert.equal(res.headers['content-type'], expected[a.filename] ?? 'application/octet-stream', a.filename);
+      assert.equal(res.body, body, `${a.filename}: the bytes as sent`);
+    }
+    const raw = await w.as(w.jane, { url: `/api/v1/messages/${id}/raw` });
+    assertInert(raw, 'raw');
+    assert.equal(raw.headers['content-type'], 'message/rfc822');
   });
 });

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { Services } from '../../services.js';
 import { parseInput } from '../../lib/validate.js';
 import { messageSummary, type Viewer } from '../../mailbox/messages.js';
+import { DOWNLOAD_HEADERS, servedAttachmentType } from '../downloads.js';
 
 export const idParams = z.object({ id: z.coerce.number().int().positive() });
 export const attachmentParams = idParams.extend({ attachmentId: z.coerce.number().int().positive() });
@@ -54,16 +55,17 @@ export function messageRoutes(services: Pick<Services, 'messages'>): FastifyPlug
     app.get('/api/v1/messages/:id/raw', { config: { access: 'user' } }, async (request, reply) => {
       const { id } = parseInput(idParams, request.params, 'path');
       const raw = await messages.raw(viewerOf(request), id);
-      return reply.header('content-type', 'message/rfc822').header('content-disposition', contentDisposition('attachment', `message-${id}.eml`)).send(raw);
+      return reply.headers(DOWNLOAD_HEADERS).header('content-type', 'message/rfc822').header('content-disposition', contentDisposition('attachment', `message-${id}.eml`)).send(raw);
     });
 
     app.get('/api/v1/messages/:id/attachments/:attachmentId', { config: { access: 'user' } }, async (request, reply) => {
       const { id, attachmentId } = parseInput(attachmentParams, request.params, 'path');
       const a = await messages.attachment(viewerOf(request), id, attachmentId);
-      // Always a download: an HTML or SVG attachment rendered inline would run in Juniper's origin.
+      // Always a download: an HTML or SVG attachment rendered inline would run in Juniper's origin; and only
+      // inert types keep their label (downloads.ts), since a download can still be a page's <script src>.
       return reply
-        .header('content-type', a.contentType)
-        .header('x-content-type-options', 'nosniff')
+        .headers(DOWNLOAD_HEADERS)
+        .header('content-type', servedAttachmentType(a.contentType))
         .header('content-disposition', contentDisposition('attachment', a.filename))
         .send(a.content);
     });

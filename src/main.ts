@@ -69,7 +69,8 @@ async function serve(config: Config, options: { workers: boolean; singleThread: 
         `(or run: juniper users create --admin --login LOGIN --email EMAIL)\n\n`,
     );
   }
-  // Listening for signals first: a SIGTERM while the workers thread starts must stop it, not kill the process.
+  // Listening for signals first: a SIGTERM while the workers thread starts stops it as soon as it has started,
+  // rather than killing the process with nothing recorded (a start that hangs is left to the service manager's SIGKILL).
   const signalled = untilSignal();
   const workers = await startServeWorkers(app, options);
   const metricsServer = await startMetricsServerFromEnv(app);

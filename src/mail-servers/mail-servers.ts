@@ -14,6 +14,7 @@ import type { AppProblem } from '../oauth/app-status.js';
 import type { PrincipalUser } from '../users/principal.js';
 import type { Vault } from '../vault/index.js';
 import { forgetConnection, withTokenSummary, withTokenSummaryOne } from '../oauth/connections.js';
+import { bindingChanges, bindingOfRow, encodeBinding } from '../oauth/server-binding.js';
 import { assertMayChangeOwner, assertMayManageServer } from './common.js';
 import { HostGuard } from './host-guard.js';
 import { restoreRefusal } from '../settings/outlook-in-use.js';
@@ -192,6 +193,11 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     const tokensStale = d.auth !== 'outlook' || d.username !== current.username || moves.length > 0;
     const { table, kind } = this.kind;
     const updated = await this.db.transaction().execute(async (trx) => {
+      // Everything above was judged on a row read before the host's DNS lookup, which whoever controls that DNS
+      // can make slow: a change meanwhile to what decides where the server's secrets go (another save, a
+      // re-point and back while an Outlook sign-in completed) must not be overwritten with moves and tokensStale
+      // judged on the old row. The row is locked first (PostgreSQL; SQLite has one writer), then compared.
+      await assertUnchangedSince(trx, table, current, `${this.kind.noun} "${current.name}"`);
       const row = await trx
         .updateTable(table)
         .set({
@@ -277,5 +283,20 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
       .returningAll()
       .executeTakeFirstOrThrow();
     return this.row(this.db, row);
+  }
+}
+
+type GuardedColumns = { id: number; auth: string; username: string | null; host: string; port: number; security: string; allow_self_signed: number; password_enc: string | null; owner_user_id: number | null };
+
+/** Refuses (409) an update whose row changed, where it matters for secrets, since the caller read it. */
+async function assertUnchangedSince(trx: Transaction<DB>, table: 'outgoing_servers' | 'incoming_servers', read: GuardedColumns, label: string): Promise<void> {
+  await trx.updateTable(table).set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', read.id).execute();
+  const now = await trx.selectFrom(table).select(['id', 'auth', 'username', 'host', 'port', 'security', 'allow_self_signed', 'password_enc', 'owner_user_id']).where('id', '=', read.id).executeTakeFirst();
+  if (!now) throw new AppError('JUNIPER_ERR_NOT_FOUND', `${label} no longer exists.`);
+  const changes = bindingChanges(encodeBinding(bindingOfRow(read)), bindingOfRow(now));
+  if (now.password_enc !== read.password_enc) changes.push('password');
+  if (now.owner_user_id !== read.owner_user_id) changes.push('owner');
+  if (changes.length > 0) {
+    throw new AppError('JUNIPER_ERR_CONFLICT', `${label[0]!.toUpperCase()}${label.slice(1)} was changed by someone else while this save ran (its ${changes.join(', ')}): nothing was saved. Reload it, check it, and save again.`);
   }
 }

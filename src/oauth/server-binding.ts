@@ -26,6 +26,11 @@ const LABELS: Record<keyof ServerBinding, string> = {
   allowSelfSigned: 'certificate check',
 };
 
+/** A server row's binding (both kinds of server have these columns). */
+export function bindingOfRow(row: { auth: string; username: string | null; host: string; port: number; security: string; allow_self_signed: number }): ServerBinding {
+  return { auth: row.auth, username: row.username, host: row.host, port: row.port, security: row.security, allowSelfSigned: row.allow_self_signed === 1 };
+}
+
 export function encodeBinding(b: ServerBinding): string {
   return JSON.stringify([b.auth, b.username, b.host.toLowerCase(), b.port, b.security, b.allowSelfSigned]);
 }
@@ -59,5 +64,5 @@ export async function readBinding(db: Kysely<DB> | Transaction<DB>, kind: Server
   const table = tableOf(kind);
   if (lock) await db.updateTable(table).set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', serverId).execute();
   const row = await db.selectFrom(table).select(['auth', 'username', 'host', 'port', 'security', 'allow_self_signed']).where('id', '=', serverId).executeTakeFirst();
-  return row && { auth: row.auth, username: row.username, host: row.host, port: row.port, security: row.security, allowSelfSigned: row.allow_self_signed === 1 };
+  return row && bindingOfRow(row);
 }

@@ -18,6 +18,7 @@ import { appTroubleBanner } from './outlook-app-notice.js';
 import type { PageContext } from './layout.js';
 import { connectElsewhere, browserHostname } from '../settings/public-address.js';
 import { errorFieldOf } from './server-form.js';
+import { bindingOfRow } from '../oauth/server-binding.js';
 
 /** What every kind's form body is given; the kind's formBody adds its own (a default From, a progress bar). */
 export interface FormPage<V, F> {
@@ -115,7 +116,7 @@ export function serverPages<K extends KindName, F, C extends CommonInput, P exte
       return redirectWithFlash(reply, `${base}/${server.id}`, { kind: 'error', text: `${saved}${error}` });
     }
     try {
-      const { authorizeUrl } = await services.outlookConnect.start(name, server.id, request.principal!);
+      const { authorizeUrl } = await services.outlookConnect.start(name, server.id, request.principal!, bindingOfRow(server));
       return await reply.redirect(authorizeUrl, 303);
     } catch (e) {
       // Missing credentials or base URL are configuration errors the person at the form can fix.

@@ -24,6 +24,8 @@ export interface ThreadWorkers {
 
 /** How long a metrics scrape waits for the thread: a busy thread answers in milliseconds, a stuck one never. */
 const COUNTERS_TIMEOUT_MS = 2000;
+/** How long a stopped thread may take to flush its output and end before it is terminated. */
+const EXIT_GRACE_MS = 5000;
 
 /**
  * From dist/ the built .js. From source (the benchmarks and the tests run under tsx) the .ts beside this file,
@@ -37,20 +39,36 @@ function threadEntry(): [URL | string, { eval?: true }] {
 
 export async function startThreadWorkers(app: App): Promise<ThreadWorkers> {
   const data: WorkersThreadData = { config: app.config };
+  // Subscribed before the thread exists: mail queued while it starts (HTTP already listens) is owed a wake-up,
+  // sent once it has started, instead of waiting for its first poll.
+  let started = false;
+  let wakeOwed = false;
+  let ended = false;
+  const unsubscribe = app.services.outbox.onEnqueued(() => {
+    if (wakeOwed || ended) return;
+    wakeOwed = true;
+    if (started) setImmediate(sendWake);
+  });
+  const sendWake = () => {
+    wakeOwed = false;
+    if (!ended) send({ type: 'wake' });
+  };
   const [entry, how] = threadEntry();
   const worker = new Worker(entry, { ...how, workerData: data });
   const send = (m: ToWorkersThread) => worker.postMessage(m);
   const pending = new Map<number, (c: ThreadCounters | undefined) => void>();
   let nextId = 1;
+  let lastCounters: ThreadCounters | undefined;
   let stopRequested = false;
-  let ended = false;
   let lastError: Error | undefined;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+  let resolveExited!: () => void;
+  const exited = new Promise<void>((resolve) => (resolveExited = resolve));
   let resolveDied!: (e: Error) => void;
   const died = new Promise<Error>((resolve) => (resolveDied = resolve));
 
-  const started = new Promise<string>((resolve, reject) => {
+  const starting = new Promise<string>((resolve, reject) => {
     worker.on('message', (m: FromWorkersThread) => {
       if (m.type === 'started') resolve(m.owner);
       else if (m.type === 'failed') reject(new Error(`The background workers could not start: ${m.message}`));
@@ -66,6 +84,7 @@ export async function startThreadWorkers(app: App): Promise<ThreadWorkers> {
     });
     worker.on('exit', (code) => {
       ended = true;
+      resolveExited();
       for (const answer of pending.values()) answer(undefined);
       pending.clear();
       resolveStopped();
@@ -73,37 +92,33 @@ export async function startThreadWorkers(app: App): Promise<ThreadWorkers> {
       if (!stopRequested) resolveDied(lastError ?? new Error(`the workers thread ended (exit code ${code})`));
     });
   });
-  const owner = await started.catch(async (e: unknown) => {
+  const owner = await starting.catch(async (e: unknown) => {
+    unsubscribe();
     await worker.terminate();
     throw e;
   });
-
-  // Mail made due here (the API, the UI, a reconnect) is claimed at once, as in one thread: one message per
-  // burst of enqueues, not one each.
-  let wakeOwed = false;
-  const unsubscribe = app.services.outbox.onEnqueued(() => {
-    if (wakeOwed || ended) return;
-    wakeOwed = true;
-    setImmediate(() => {
-      wakeOwed = false;
-      if (!ended) send({ type: 'wake' });
-    });
-  });
+  // From now on mail made due here (the API, the UI, a reconnect) is claimed at once, as in one thread: one
+  // message per burst of enqueues, not one each.
+  started = true;
+  if (wakeOwed) sendWake();
 
   return {
     owner,
     died,
     counters() {
-      if (ended) return Promise.resolve(undefined);
+      // A thread too busy to answer in time (or ended) gives its last answer: counters that dropped to the main
+      // thread's alone for one scrape would read as a reset to Prometheus and show as a false spike in rate().
+      if (ended) return Promise.resolve(lastCounters);
       const id = nextId++;
       return new Promise((resolve) => {
         const timer = setTimeout(() => {
           pending.delete(id);
-          resolve(undefined);
+          resolve(lastCounters);
         }, COUNTERS_TIMEOUT_MS);
         pending.set(id, (c) => {
           clearTimeout(timer);
-          resolve(c);
+          if (c) lastCounters = c;
+          resolve(lastCounters);
         });
         send({ type: 'metrics', id });
       });
@@ -113,6 +128,9 @@ export async function startThreadWorkers(app: App): Promise<ThreadWorkers> {
       unsubscribe();
       if (!ended) send({ type: 'stop' });
       await stopped;
+      // The thread ends by itself once it closed its port; terminating it at once could drop its last log lines,
+      // still on their way to this thread's stdout.
+      if (!ended) await Promise.race([exited, new Promise((r) => setTimeout(r, EXIT_GRACE_MS).unref())]);
       await worker.terminate();
     },
   };

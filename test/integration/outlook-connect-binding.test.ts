@@ -128,3 +128,58 @@ for (const dialect of dialects) {
     });
   });
 }
+
+for (const dialect of dialects) {
+  describe(`a save judged on a stale read of its server (${dialect})`, () => {
+    it("is refused when the server's endpoint changed meanwhile, so a re-point cannot ride on a save that began before a connect", async () => {
+      // The owner's DNS answers one lookup of evil.test slowly: the save that began then read the server before
+      // it was pointed back and connected (review finding: that save then wrote evil.test and kept the tokens).
+      let gate: (() => void) | undefined;
+      let blockEvil = false;
+      const resolveHost = async (host: string) => {
+        if (host === 'evil.test' && blockEvil) {
+          blockEvil = false;
+          await new Promise<void>((r) => (gate = r));
+        }
+        return ['93.184.216.34'];
+      };
+      const idp = await startIdentityServer();
+      const t = await startTestApp(dialect, {}, { resolveHost });
+      try {
+        const http = await t.app.http();
+        const a = await t.createUser('admin', 'admin');
+        const u = await t.createUser('alice', 'user');
+        const admin = await signIn(http, 'admin', a.password);
+        const alice = await signIn(http, 'alice', u.password);
+        const api = async (s: BrowserSession, method: Method, url: string, payload?: object) => {
+          const r = await http.inject({ method, url, ...(payload ? { payload } : {}), headers: { cookie: s.cookie, 'x-csrf-token': s.csrfToken } });
+          return { status: r.statusCode, body: r.json<ServerBody & { error?: { message: string } }>() };
+        };
+        const { parameters } = t.app.services;
+        await parameters.set('web.base.url', 'https://juniper.example.com', cliActor);
+        await parameters.set('microsoft_outlook.endpoint', `${idp.url}/common/oauth2/v2.0/`, cliActor);
+        assert.equal((await api(admin, 'PUT', '/api/v1/settings', { customEmailServers: true, outlook: { enabled: true, clientId: '3f2504e0-4f89-41d3-9a0c-0305e82c3301', clientSecret: 'client-secret-value~0123456789abcdefghij' } })).status, 200);
+        const created = await api(admin, 'POST', '/api/v1/outgoing-servers', { name: 'alice outlook', auth: 'outlook', host: 'smtp.office365.com', port: 587, username: 'alice@example.test', fromFilter: 'alice@example.com', ownerUserId: u.id, transport: 'smtp' });
+        assert.equal(created.status, 201, JSON.stringify(created.body));
+        const id = created.body.id;
+        const url = await startConnect(http, admin, 'outgoing', id);
+        assert.equal((await api(alice, 'PATCH', `/api/v1/outgoing-servers/${id}`, { host: 'evil.test' })).status, 200);
+        blockEvil = true;
+        const stale = api(alice, 'PATCH', `/api/v1/outgoing-servers/${id}`, { name: 'renamed' });
+        while (!gate) await new Promise((r) => setTimeout(r, 5));
+        assert.equal((await api(alice, 'PATCH', `/api/v1/outgoing-servers/${id}`, { host: 'smtp.office365.com' })).status, 200);
+        assert.equal((await confirm(http, admin, await authorize(url))).statusCode, 303, 'the binding matches again: the sign-in is kept');
+        gate();
+        const refused = await stale;
+        assert.equal(refused.status, 409, JSON.stringify(refused.body));
+        assert.match(refused.body.error!.message, /was changed by someone else while this save ran \(its host\): nothing was saved/);
+        const row = await t.app.database.db.selectFrom('outgoing_servers').select(['host', 'name']).where('id', '=', id).executeTakeFirstOrThrow();
+        assert.deepEqual(row, { host: 'smtp.office365.com', name: 'alice outlook' });
+        assert.equal((await api(alice, 'GET', `/api/v1/outgoing-servers/${id}`)).body.token?.status, 'valid');
+      } finally {
+        await t.close();
+        await idp.stop();
+      }
+    });
+  });
+}

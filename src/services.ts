@@ -49,24 +49,34 @@ export function buildServices({ database, vault, logger, wake, resolveHost, fetc
   const fetchState = new FetchState(db, incomingServers);
   // Mass mailings waiting for their dedicated server (archived or inactive, failure type
   // mass_mailing_server_unavailable) go out as soon as it is restored or made active, not at their next recheck.
+  // A wake-up only saves the mails' wait: one that fails (a busy database) must not turn the change that
+  // committed before it into an error for the person who made it. The mails go out at their recheck anyway.
+  const wakeQuietly = (what: string, wake: () => Promise<void>) => async () => {
+    try {
+      await wake();
+    } catch (err) {
+      logger.warn({ err, op: 'queue.wake', what }, `could not release the mails waiting for ${what} at once; they go out at their next recheck`);
+    }
+  };
   const outgoingServers = new OutgoingServers(db, vault, audit, hostGuard, {
-    onUsableAgain: async (server) => {
-      if ((await queue.wakeWaitingFor(MASS_MAILING_WAIT, { serverId: server.id })) > 0) outbox.wake();
-    },
+    onUsableAgain: async (server) =>
+      wakeQuietly('their mass-mailing server', async () => {
+        if ((await queue.wakeWaitingFor(MASS_MAILING_WAIT, { serverId: server.id })) > 0) outbox.wake();
+      })(),
   });
   const outbox = new Outbox(queue, parameters, outgoingServers, () => wake.notify());
   // Mails waiting for an Outlook app problem go out as soon as new app credentials are saved, as a reconnect
   // releases the mails of its server (below): their next try is the verdict on the new credentials.
   const settings = new Settings(db, vault, parameters, audit, Date.now, {
-    onAppCredentialsChanged: async () => {
+    onAppCredentialsChanged: wakeQuietly('the Outlook app credentials', async () => {
       if ((await queue.wakeWaitingFor('oauth_app')) > 0) outbox.wake();
-    },
+    }),
     // Another dedicated server, or the option off: every waiting mass mailing is routed again. Due once the other
     // processes' cached parameters (SNAPSHOT_TTL_MS) have the change too: routed with the old ones, a mail would
     // wait its whole recheck again.
-    onMassMailingChanged: async () => {
+    onMassMailingChanged: wakeQuietly('the mass-mailing setting', async () => {
       if ((await queue.wakeWaitingFor(MASS_MAILING_WAIT, { at: Date.now() + SNAPSHOT_TTL_MS })) > 0) outbox.wake();
-    },
+    }),
   });
   const oauthAppStatus = new OAuthAppStatus(db);
   const tokenStore = new TokenStore({ db, vault, settings, appStatus: oauthAppStatus, log: logger.child({ component: 'oauth' }) });

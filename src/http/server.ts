@@ -65,6 +65,9 @@ export async function buildHttpServer({ logger, services, trustProxy = false }: 
     loggerInstance: baseLogger,
     // Routes where mail arrives raise it (body-limits.ts); everything else is small.
     bodyLimit: DEFAULT_BODY_LIMIT,
+    // Fastify turns Node's own limit off; without one, a body refused before it was read (no credentials) is
+    // still drained for as long as the client keeps sending. Five minutes carry a 30 MB mail at under 1 Mbit/s.
+    requestTimeout: 300_000,
     trustProxy: fastifyTrustProxy(trustProxy),
     genReqId: (req) => requestIdOf(req.headers['x-request-id']),
   });

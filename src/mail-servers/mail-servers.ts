@@ -195,8 +195,8 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     const updated = await this.db.transaction().execute(async (trx) => {
       // Everything above was judged on a row read before the host's DNS lookup, which whoever controls that DNS
       // can make slow: a change meanwhile to what decides where the server's secrets go (another save, a
-      // re-point and back while an Outlook sign-in completed) must not be overwritten with moves and tokensStale
-      // judged on the old row. The row is locked first (PostgreSQL; SQLite has one writer), then compared.
+      // re-point and back while an Outlook sign-in completed), or to its Active state, must not be overwritten
+      // with what was judged on the old row. The row is locked first (PostgreSQL; SQLite has one writer).
       await assertUnchangedSince(trx, table, current, `${this.kind.noun} "${current.name}"`);
       const row = await trx
         .updateTable(table)
@@ -286,16 +286,19 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
   }
 }
 
-type GuardedColumns = { id: number; auth: string; username: string | null; host: string; port: number; security: string; allow_self_signed: number; password_enc: string | null; owner_user_id: number | null };
+type GuardedColumns = { id: number; auth: string; username: string | null; host: string; port: number; security: string; allow_self_signed: number; password_enc: string | null; owner_user_id: number | null; active: number; archived_at: number | null };
 
-/** Refuses (409) an update whose row changed, where it matters for secrets, since the caller read it. */
+/** Refuses (409) an update whose row changed since the caller read it, where the save would undo the change. */
 async function assertUnchangedSince(trx: Transaction<DB>, table: 'outgoing_servers' | 'incoming_servers', read: GuardedColumns, label: string): Promise<void> {
   await trx.updateTable(table).set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', read.id).execute();
-  const now = await trx.selectFrom(table).select(['id', 'auth', 'username', 'host', 'port', 'security', 'allow_self_signed', 'password_enc', 'owner_user_id']).where('id', '=', read.id).executeTakeFirst();
+  const now = await trx.selectFrom(table).select(['id', 'auth', 'username', 'host', 'port', 'security', 'allow_self_signed', 'password_enc', 'owner_user_id', 'active', 'archived_at']).where('id', '=', read.id).executeTakeFirst();
   if (!now) throw new AppError('JUNIPER_ERR_NOT_FOUND', `${label} no longer exists.`);
   const changes = bindingChanges(encodeBinding(bindingOfRow(read)), bindingOfRow(now));
   if (now.password_enc !== read.password_enc) changes.push('password');
   if (now.owner_user_id !== read.owner_user_id) changes.push('owner');
+  // The save writes Active back from its read: an admin's deactivation (or an archive) meanwhile would be undone.
+  if (now.active !== read.active) changes.push('Active setting');
+  if (now.archived_at !== read.archived_at) changes.push('archived state');
   if (changes.length > 0) {
     throw new AppError('JUNIPER_ERR_CONFLICT', `${label[0]!.toUpperCase()}${label.slice(1)} was changed by someone else while this save ran (its ${changes.join(', ')}): nothing was saved. Reload it, check it, and save again.`);
   }

@@ -111,7 +111,8 @@ export async function readMail(input: Readable, size: number, options: MailParse
   for await (const output of parser as AsyncIterable<ParserOutput>) {
     if (output.type === 'text') {
       // The parser has read the whole message by now: its part tree holds every inline text.
-      mail.text = htmlAsText && options.skipHtmlToText ? textFromHtml(parser as unknown as ParserInternals, htmlAsText) : output.text;
+      // Only a message with HTML has text to make of it: every other one keeps mailparser's own, whatever its internals.
+      mail.text = htmlAsText && options.skipHtmlToText && output.html !== undefined ? textFromHtml(parser as unknown as ParserInternals, htmlAsText) : output.text;
       mail.html = output.html;
       continue;
     }

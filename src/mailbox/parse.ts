@@ -161,13 +161,16 @@ export const parse = (raw: Buffer): Promise<StreamedMail> => {
   return readMail(Readable.from(slices(raw)), raw.length, PARSE_OPTIONS, (part) => html.convert(part));
 };
 
+/** Only the headers matter (an embedded message's Message-ID): its HTML is not made into text at all. */
+const parseForHeaders = (raw: Buffer): Promise<StreamedMail> => readMail(Readable.from(slices(raw)), raw.length, PARSE_OPTIONS, () => '');
+
 // The decoded forms mailparser gives these header fields (see its Headers type).
 const addresses = (mail: StreamedMail, name: string) => mail.headers.get(name) as AddressObject | AddressObject[] | undefined;
 const plain = (mail: StreamedMail, name: string) => mail.headers.get(name) as string | undefined;
 
 async function embeddedMessageId(content: Buffer): Promise<string | null> {
   try {
-    return plain(await parse(content), 'message-id') ?? null;
+    return plain(await parseForHeaders(content), 'message-id') ?? null;
   } catch {
     return null;
   }

@@ -176,6 +176,21 @@ for (const dialect of dialects) {
         const row = await t.app.database.db.selectFrom('outgoing_servers').select(['host', 'name']).where('id', '=', id).executeTakeFirstOrThrow();
         assert.deepEqual(row, { host: 'smtp.office365.com', name: 'alice outlook' });
         assert.equal((await api(alice, 'GET', `/api/v1/outgoing-servers/${id}`)).body.token?.status, 'valid');
+
+        // The same for an admin's deactivation meanwhile: the owner's stalled rename must not turn the server back on.
+        assert.equal((await api(admin, 'PATCH', `/api/v1/outgoing-servers/${id}`, { host: 'evil.test' })).status, 200);
+        gate = undefined;
+        blockEvil = true;
+        const rename = api(alice, 'PATCH', `/api/v1/outgoing-servers/${id}`, { name: 'renamed again' });
+        while (!gate) await new Promise((r) => setTimeout(r, 5));
+        assert.equal((await api(admin, 'PATCH', `/api/v1/outgoing-servers/${id}`, { active: false })).status, 200);
+        // Set again by the resolver meanwhile (TypeScript cannot see that through the callback).
+        (gate as unknown as () => void)();
+        const undone = await rename;
+        assert.equal(undone.status, 409, JSON.stringify(undone.body));
+        assert.match(undone.body.error!.message, /\(its Active setting\)/);
+        const after = await t.app.database.db.selectFrom('outgoing_servers').select(['active', 'name']).where('id', '=', id).executeTakeFirstOrThrow();
+        assert.deepEqual(after, { active: 0, name: 'alice outlook' });
       } finally {
         await t.close();
         await idp.stop();

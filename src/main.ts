@@ -48,6 +48,9 @@ async function baseUrlOf(app: App): Promise<string> {
   return addressPeopleUse(stored, config.host, config.port);
 }
 
+/** How long serve tries to close cleanly after its workers thread died, before it exits regardless. */
+const DIED_EXIT_MS = 10_000;
+
 function untilSignal(): Promise<string> {
   return new Promise((resolve) => {
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve(sig));
@@ -72,14 +75,24 @@ async function serve(config: Config, options: { workers: boolean; singleThread: 
   // Listening for signals first: a SIGTERM while the workers thread starts stops it as soon as it has started,
   // rather than killing the process with nothing recorded (a start that hangs is left to the service manager's SIGKILL).
   const signalled = untilSignal();
-  const workers = await startServeWorkers(app, options);
+  let workers: Awaited<ReturnType<typeof startServeWorkers>>;
+  try {
+    workers = await startServeWorkers(app, options);
+  } catch (e) {
+    // The web alone would take mail it never sends: stop listening, so that the process ends with the error.
+    await http.close();
+    await app.close();
+    throw e;
+  }
   const metricsServer = await startMetricsServerFromEnv(app);
   const ended = await Promise.race([signalled, workers?.died ?? new Promise<never>(() => {})]);
   if (ended instanceof Error) {
     // Web without workers would take mail it never sends; a service manager restarts the whole process, and
-    // the mails the thread held go out again when their lease ends (as after a worker process's crash).
+    // the mails the thread held go out again when their lease ends (as after a worker process's crash). Whatever
+    // ended the thread may hold up a clean close (the database): the process ends within DIED_EXIT_MS anyway.
     log.fatal({ err: ended, op: 'workers.died' }, `the background workers stopped unexpectedly (${ended.message}): Juniper exits so that its service manager restarts it`);
     process.exitCode = 1;
+    setTimeout(() => process.exit(1), DIED_EXIT_MS).unref();
   } else log.info(`${ended} received, shutting down`);
   await metricsServer?.close();
   await http.close();

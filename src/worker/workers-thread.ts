@@ -41,8 +41,10 @@ function stop(): Promise<void> {
 }
 
 try {
-  // The main thread migrated and opened the vault already (creating its key on a fresh install): this finds both.
-  app = await createApp(config, { logger });
+  // The main thread migrated and checked the vault key against the stored secrets moments ago (creating the key
+  // on a fresh install): not again here, so that a database gone away meanwhile is what it is for any worker, a
+  // round that fails and is tried again, not a thread that cannot start.
+  app = await createApp(config, { logger, migrate: false });
   workers = createWorkers(app);
   workers.start();
   say({ type: 'started', owner: workers.dispatcher.owner });

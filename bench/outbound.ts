@@ -5,8 +5,8 @@
 //   loop as `juniper worker` does, sends them all, routing each by its From filter over XOAUTH2 with tokens
 //   from the token store;
 // - juniper (end to end): POST /api/v1/mails over real HTTP with 20 requests in flight while the workers send,
-//   the workers in a thread of their own as `juniper serve` runs them by default; then the same with the
-//   workers on the API's thread (`serve --single-thread`), through POST /api/v1/mails/batch (100 mails a
+//   the workers on the API's thread as `juniper serve` runs them by default; then the same with the
+//   workers in a thread of their own (`serve --workers-thread`), through POST /api/v1/mails/batch (100 mails a
 //   request, 4 in flight), and with one `juniper worker` process beside the API. The API client runs in a
 //   process of its own (http-client.ts; CLIENT=inprocess puts it on the benchmark's thread).
 import nodemailer from 'nodemailer';
@@ -24,13 +24,13 @@ import { CONNECTIONS_PER_SERVER, percentile, profilePhase, secondsSince, startOu
 export interface OutboundRound {
   raw: number;
   juniper: number;
-  /** End to end as `juniper serve` runs by default: the workers in a thread of their own. */
+  /** End to end as `juniper serve` runs by default: the workers on the API's thread. */
   endToEnd: number;
   enqueuePerSecond: number;
   enqueueP50Ms: number;
   enqueueP99Ms: number;
-  /** The same with the workers on the API's thread (`serve --single-thread`). */
-  singleThread: { rate: number; enqueuePerSecond: number; p50: number; p99: number };
+  /** The same with the workers in a thread of their own (`serve --workers-thread`). */
+  workersThread: { rate: number; enqueuePerSecond: number; p50: number; p99: number };
   batch: { rate: number; enqueuePerSecond: number; p50: number; p99: number };
   /** End to end with this process serving the API only (`juniper serve --no-workers`) and one `juniper worker` process sending. */
   apart: { rate: number; enqueuePerSecond: number; p50: number; p99: number };
@@ -136,9 +136,9 @@ interface EndToEnd {
 
 /**
  * Enqueues n mails over real HTTP while the workers send them: the API client (http-client.ts) sends mails
- * in requests of `perRequest`, `inFlight` at a time. Latencies are per request. The workers run in a thread of
- * their own (serve's default; its start and a warm-up of 200 mails, the new thread's JIT, connections and
- * tokens, are not timed) or on this thread (`--single-thread`).
+ * in requests of `perRequest`, `inFlight` at a time. Latencies are per request. The workers run on this thread
+ * (serve's default) or in a thread of their own (`--workers-thread`; its start and a warm-up of 200 mails, the
+ * new thread's JIT, connections and tokens, are not timed).
  */
 async function endToEndRun(b: OutlookBench, client: HttpClient, address: string, n: number, inFlight: number, perRequest: number, workersIn: 'thread' | 'main', profileAs?: string): Promise<EndToEnd> {
   if (workersIn === 'main') {
@@ -209,14 +209,14 @@ export async function outbound(dialect: DialectName, n: number, servers = 4, rou
       const as = (phase: string) => (r === 0 ? `outbound-${phase}-${dialect}` : undefined);
       const raw = await rawRun(b, n, as('raw'));
       const juniper = await juniperRun(b, n, as('queue'));
-      const e2e = await endToEndRun(b, client, address, n, 20, 1, 'thread', as('single'));
-      const singleThread = await endToEndRun(b, client, address, n, 20, 1, 'main', as('single-thread'));
-      const batch = await endToEndRun(b, client, address, n, BATCH_IN_FLIGHT, BATCH_SIZE, 'thread', as('batch'));
+      const e2e = await endToEndRun(b, client, address, n, 20, 1, 'main', as('single'));
+      const workersThread = await endToEndRun(b, client, address, n, 20, 1, 'thread', as('workers-thread'));
+      const batch = await endToEndRun(b, client, address, n, BATCH_IN_FLIGHT, BATCH_SIZE, 'main', as('batch'));
       const apart = await endToEndApartRun(b, client, address, n, as('apart'));
       figures.push({
         raw: raw.rate, juniper: juniper.rate, cpuPerMail: { raw: raw.cpu, juniper: juniper.cpu },
         ...(raw.sinkCpu !== undefined && juniper.sinkCpu !== undefined ? { sinkCpuPerMail: { raw: raw.sinkCpu, juniper: juniper.sinkCpu } } : {}),
-        endToEnd: e2e.rate, enqueuePerSecond: e2e.enqueuePerSecond, enqueueP50Ms: e2e.p50, enqueueP99Ms: e2e.p99, singleThread, batch, apart,
+        endToEnd: e2e.rate, enqueuePerSecond: e2e.enqueuePerSecond, enqueueP50Ms: e2e.p50, enqueueP99Ms: e2e.p99, workersThread, batch, apart,
       });
     }
     return { dialect, mails: n, servers, batchSize: BATCH_SIZE, batchInFlight: BATCH_IN_FLIGHT, rounds: figures };
@@ -249,10 +249,10 @@ export function printOutbound(f: OutboundFigures): void {
       console.log(`    CPU per mail of this process (the sink apart: SINK=process; PostgreSQL's own not in it): raw ${r.cpuPerMail.raw.toFixed(0)} µs, queue → sent ${r.cpuPerMail.juniper.toFixed(0)} µs`);
       console.log(`    CPU per mail of the sink process: raw ${r.sinkCpuPerMail.raw.toFixed(0)} µs, queue → sent ${r.sinkCpuPerMail.juniper.toFixed(0)} µs`);
     } else console.log(`    CPU of this process per mail (sink and client included, PostgreSQL's own not): raw ${r.cpuPerMail.raw.toFixed(0)} µs, queue → sent ${r.cpuPerMail.juniper.toFixed(0)} µs`);
-    console.log(`    juniper end to end (juniper serve: the workers in their own thread; POST /api/v1/mails, 20 in flight, sending meanwhile): ${r.endToEnd.toFixed(0)} mails/s; enqueue ${r.enqueuePerSecond.toFixed(0)} req/s, p50 ${r.enqueueP50Ms.toFixed(1)} ms, p99 ${r.enqueueP99Ms.toFixed(1)} ms`);
-    console.log(`    juniper end to end, one thread (serve --single-thread; POST /api/v1/mails, 20 in flight): ${r.singleThread.rate.toFixed(0)} mails/s; enqueue ${r.singleThread.enqueuePerSecond.toFixed(0)} req/s, p50 ${r.singleThread.p50.toFixed(1)} ms, p99 ${r.singleThread.p99.toFixed(1)} ms`);
+    console.log(`    juniper end to end (POST /api/v1/mails, 20 in flight, sending meanwhile): ${r.endToEnd.toFixed(0)} mails/s; enqueue ${r.enqueuePerSecond.toFixed(0)} req/s, p50 ${r.enqueueP50Ms.toFixed(1)} ms, p99 ${r.enqueueP99Ms.toFixed(1)} ms`);
+    console.log(`    juniper end to end, workers in their own thread (serve --workers-thread; POST /api/v1/mails, 20 in flight): ${r.workersThread.rate.toFixed(0)} mails/s; enqueue ${r.workersThread.enqueuePerSecond.toFixed(0)} req/s, p50 ${r.workersThread.p50.toFixed(1)} ms, p99 ${r.workersThread.p99.toFixed(1)} ms`);
     console.log(`    juniper end to end (POST /api/v1/mails/batch, ${f.batchSize} mails a request, ${f.batchInFlight} in flight): ${r.batch.rate.toFixed(0)} mails/s; enqueue ${r.batch.enqueuePerSecond.toFixed(0)} mails/s, p50 ${r.batch.p50.toFixed(1)} ms, p99 ${r.batch.p99.toFixed(1)} ms a request`);
     console.log(`    juniper end to end, web and worker apart (serve --no-workers + 1 juniper worker process; POST /api/v1/mails, 20 in flight): ${r.apart.rate.toFixed(0)} mails/s; enqueue ${r.apart.enqueuePerSecond.toFixed(0)} req/s, p50 ${r.apart.p50.toFixed(1)} ms, p99 ${r.apart.p99.toFixed(1)} ms`);
   });
-  console.log(`ratio outbound ${f.dialect}: juniper/raw ${ratio(f.rounds, (r) => r.juniper)}, end-to-end/raw ${ratio(f.rounds, (r) => r.endToEnd)}, end-to-end one thread/raw ${ratio(f.rounds, (r) => r.singleThread.rate)}, batch end-to-end/raw ${ratio(f.rounds, (r) => r.batch.rate)}, end-to-end web+worker apart/raw ${ratio(f.rounds, (r) => r.apart.rate)}`);
+  console.log(`ratio outbound ${f.dialect}: juniper/raw ${ratio(f.rounds, (r) => r.juniper)}, end-to-end/raw ${ratio(f.rounds, (r) => r.endToEnd)}, end-to-end workers thread/raw ${ratio(f.rounds, (r) => r.workersThread.rate)}, batch end-to-end/raw ${ratio(f.rounds, (r) => r.batch.rate)}, end-to-end web+worker apart/raw ${ratio(f.rounds, (r) => r.apart.rate)}`);
 }

@@ -1,5 +1,5 @@
-// `juniper serve` as users run it, with its background workers in a thread of their own (the default) and on
-// the web's own thread (--single-thread): a mail queued through the API is sent at once, the thread's sends
+// `juniper serve` as users run it, with its background workers on the web's own thread (the default) and in a
+// thread of their own (--workers-thread): a mail queued through the API is sent at once, the thread's sends
 // count in the process's metrics, and SIGTERM stops both. The dispatcher polls once a minute here
 // (JUNIPER_SEND_POLL_SECONDS=60) and every wait ends well within that minute, so only the main thread's
 // wake-up can explain a send.
@@ -25,8 +25,8 @@ async function metricValue(port: number, line: RegExp): Promise<number | undefin
 }
 
 for (const dialect of dialects) {
-  for (const mode of ['thread', 'single-thread'] as const) {
-    describe(`juniper serve on ${dialect}, workers in ${mode === 'thread' ? 'their own thread (the default)' : 'the web\'s thread (--single-thread)'}`, () => {
+  for (const mode of ['thread', 'main'] as const) {
+    describe(`juniper serve on ${dialect}, workers in ${mode === 'thread' ? 'their own thread (--workers-thread)' : 'the web\'s thread (the default)'}`, () => {
       it('sends a mail queued through the API at once, counts it in GET /metrics and stops on SIGTERM', async () => {
         const sink = await startSmtpSink({ auth: 'none', tls: 'none' });
         const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-serve-workers-'));
@@ -37,9 +37,9 @@ for (const dialect of dialects) {
         assert.equal(runJuniper(env, ['users', 'create', '--login', 'admin', '--email', 'admin@example.com', '--admin', '--password', 'a-long-password']).code, 0);
         const key = runJuniper(env, ['api-keys', 'create', '--user', 'admin']).stdout.trim();
         const [port, metricsPort] = [await freePort(), await freePort()];
-        const serve = startJuniper({ ...env, JUNIPER_PORT: String(port), JUNIPER_METRICS_PORT: String(metricsPort), JUNIPER_SEND_POLL_SECONDS: '60' }, mode === 'thread' ? ['serve'] : ['serve', '--single-thread']);
+        const serve = startJuniper({ ...env, JUNIPER_PORT: String(port), JUNIPER_METRICS_PORT: String(metricsPort), JUNIPER_SEND_POLL_SECONDS: '60' }, mode === 'thread' ? ['serve', '--workers-thread'] : ['serve']);
         try {
-          const startedLine = mode === 'thread' ? 'Juniper workers started in their own thread' : "Juniper workers started on the web's own thread (--single-thread)";
+          const startedLine = mode === 'thread' ? 'Juniper workers started in their own thread (--workers-thread)' : "Juniper workers started on the web's own thread";
           await until(() => serve.output().includes(startedLine), 60_000, () => `"${startedLine}" in:\n${serve.output()}`);
           const owner = /"owner":"([^"]+)","workers":"(?:thread|main thread)"/.exec(serve.output())?.[1];
           assert.ok(owner?.includes(`:${serve.pid}:`), `the workers' owner names this process (${serve.pid}): ${owner}`);

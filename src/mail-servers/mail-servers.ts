@@ -14,7 +14,7 @@ import type { AppProblem } from '../oauth/app-status.js';
 import type { PrincipalUser } from '../users/principal.js';
 import type { Vault } from '../vault/index.js';
 import { forgetConnection, withTokenSummary, withTokenSummaryOne } from '../oauth/connections.js';
-import { bindingChanges, bindingOfRow, encodeBinding } from '../oauth/server-binding.js';
+import { bindingDiff, bindingOfRow, lockServerRow } from '../oauth/server-binding.js';
 import { assertMayChangeOwner, assertMayManageServer } from './common.js';
 import { HostGuard } from './host-guard.js';
 import { restoreRefusal } from '../settings/outlook-in-use.js';
@@ -197,7 +197,7 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
       // can make slow: a change meanwhile to what decides where the server's secrets go (another save, a
       // re-point and back while an Outlook sign-in completed), or to its Active state, must not be overwritten
       // with what was judged on the old row. The row is locked first (PostgreSQL; SQLite has one writer).
-      await assertUnchangedSince(trx, table, current, `${this.kind.noun} "${current.name}"`);
+      await assertUnchangedSince(trx, kind, current, `${this.kind.noun} "${current.name}"`);
       const row = await trx
         .updateTable(table)
         .set({
@@ -289,11 +289,12 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
 type GuardedColumns = { id: number; auth: string; username: string | null; host: string; port: number; security: string; allow_self_signed: number; password_enc: string | null; owner_user_id: number | null; active: number; archived_at: number | null };
 
 /** Refuses (409) an update whose row changed since the caller read it, where the save would undo the change. */
-async function assertUnchangedSince(trx: Transaction<DB>, table: 'outgoing_servers' | 'incoming_servers', read: GuardedColumns, label: string): Promise<void> {
-  await trx.updateTable(table).set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', read.id).execute();
+async function assertUnchangedSince(trx: Transaction<DB>, kind: 'outgoing' | 'incoming', read: GuardedColumns, label: string): Promise<void> {
+  const table = kind === 'outgoing' ? 'outgoing_servers' : 'incoming_servers';
+  await lockServerRow(trx, kind, read.id);
   const now = await trx.selectFrom(table).select(['id', 'auth', 'username', 'host', 'port', 'security', 'allow_self_signed', 'password_enc', 'owner_user_id', 'active', 'archived_at']).where('id', '=', read.id).executeTakeFirst();
   if (!now) throw new AppError('JUNIPER_ERR_NOT_FOUND', `${label} no longer exists.`);
-  const changes = bindingChanges(encodeBinding(bindingOfRow(read)), bindingOfRow(now));
+  const changes = bindingDiff(bindingOfRow(read), bindingOfRow(now));
   if (now.password_enc !== read.password_enc) changes.push('password');
   if (now.owner_user_id !== read.owner_user_id) changes.push('owner');
   // The save writes Active back from its read: an admin's deactivation (or an archive) meanwhile would be undone.

@@ -6,7 +6,7 @@
 // (plain http for a loopback test authority alone), the admin-only authority (Settings' cloud host and validated
 // tenant, or microsoft_outlook.endpoint), and errors that never carry the secret. Nobody keeps the token.
 import { isAppError } from '../lib/errors.js';
-import { clientCredentialsToken } from './oauth-client.js';
+import { clientCredentialsToken, hostOf } from './oauth-client.js';
 import { explainOAuthError, oauthErrorDetails, type OAuthErrorDetails } from './oauth-errors.js';
 import { microsoft } from './microsoft.js';
 
@@ -49,14 +49,6 @@ export function authorityTenant(authority: string): string | null {
     return first ? decodeURIComponent(first).toLowerCase() : null;
   } catch {
     return null;
-  }
-}
-
-function hostOf(url: string): string {
-  try {
-    return new URL(url).host;
-  } catch {
-    return 'the Outlook endpoint';
   }
 }
 

@@ -301,7 +301,8 @@ function issuerPlaceholder(tokenEndpoint: string): string {
   }
 }
 
-function hostOf(url: string): string {
+/** The host of an endpoint for messages, or a description when the URL cannot be read. */
+export function hostOf(url: string): string {
   try {
     return new URL(url).host;
   } catch {

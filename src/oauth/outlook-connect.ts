@@ -18,7 +18,7 @@ import { explainAadsts, oauthErrorDetails, parseAadsts } from './oauth-errors.js
 import { errorCodeOf } from './token-store.js';
 import type { ServerKind } from './token-provider.js';
 import { accessTokenContext, forgetConnection, kindLabel, loadTokenRow, putAccessToken, refreshTokenContext, tableOf } from './connections.js';
-import { bindingChanges, encodeBinding, readBinding, type ServerBinding } from './server-binding.js';
+import { bindingChanges, bindingDiff, encodeBinding, readBinding, type ServerBinding } from './server-binding.js';
 
 export const STATE_TTL_MS = 10 * 60 * 1000;
 export const VERIFIER_CONTEXT = 'oauth_states.code_verifier';
@@ -82,7 +82,7 @@ export class OutlookConnect {
     const redirectUri = credentials.redirectUri;
     const binding = await readBinding(db, kind, serverId);
     if (!binding) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No ${kind} mail server with id ${serverId}.`);
-    const changedSince = expected ? bindingChanges(encodeBinding(expected), binding) : [];
+    const changedSince = expected ? bindingDiff(expected, binding) : [];
     if (changedSince.length > 0) {
       throw new AppError('JUNIPER_ERR_CONFLICT', `${kindLabel(kind)} server "${server.name}" was changed by someone else just now (its ${changedSince.join(', ')}): not sent to Microsoft. Check the server's settings, then click Connect your Outlook account again.`);
     }

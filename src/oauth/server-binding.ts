@@ -51,8 +51,18 @@ function decodeBinding(s: string): ServerBinding | undefined {
 export function bindingChanges(stored: string | null, now: ServerBinding): string[] {
   const then = stored === null ? undefined : decodeBinding(stored);
   if (!then) return ['settings (this sign-in was started before an upgrade)'];
-  const current = decodeBinding(encodeBinding(now))!;
-  return (Object.keys(LABELS) as (keyof ServerBinding)[]).filter((k) => then[k] !== current[k]).map((k) => LABELS[k]);
+  return bindingDiff(then, now);
+}
+
+/** What differs between two bindings, in words; host names compared without case (DNS ignores it). */
+export function bindingDiff(a: ServerBinding, b: ServerBinding): string[] {
+  const same = (k: keyof ServerBinding) => (k === 'host' ? a.host.toLowerCase() === b.host.toLowerCase() : a[k] === b[k]);
+  return (Object.keys(LABELS) as (keyof ServerBinding)[]).filter((k) => !same(k)).map((k) => LABELS[k]);
+}
+
+/** Writes a server row unchanged: on PostgreSQL it is then locked until the transaction ends. */
+export async function lockServerRow(trx: Kysely<DB> | Transaction<DB>, kind: ServerKind, serverId: number): Promise<void> {
+  await trx.updateTable(tableOf(kind)).set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', serverId).execute();
 }
 
 /**
@@ -61,8 +71,7 @@ export function bindingChanges(stored: string | null, now: ServerBinding): strin
  * writer orders the two anyway.
  */
 export async function readBinding(db: Kysely<DB> | Transaction<DB>, kind: ServerKind, serverId: number, lock = false): Promise<ServerBinding | undefined> {
-  const table = tableOf(kind);
-  if (lock) await db.updateTable(table).set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', serverId).execute();
-  const row = await db.selectFrom(table).select(['auth', 'username', 'host', 'port', 'security', 'allow_self_signed']).where('id', '=', serverId).executeTakeFirst();
+  if (lock) await lockServerRow(db, kind, serverId);
+  const row = await db.selectFrom(tableOf(kind)).select(['auth', 'username', 'host', 'port', 'security', 'allow_self_signed']).where('id', '=', serverId).executeTakeFirst();
   return row && bindingOfRow(row);
 }

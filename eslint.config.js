@@ -5,7 +5,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'data/**', 'test-artifacts/**', 'eslint.config.js'] },
+  { ignores: ['dist/**', 'dist-test/**', 'node_modules/**', 'data/**', 'test-artifacts/**', 'eslint.config.js'] },
   js.configs.recommended,
   { files: ['**/*.mjs', 'bin/**/*.js'], languageOptions: { globals: globals.node } },
   {

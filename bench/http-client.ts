@@ -5,6 +5,7 @@
 // Run as a script, this file is the child; startHttpClient (the parent's side) starts it.
 import { fork } from 'node:child_process';
 import http from 'node:http';
+import { childExecArgv } from '../test/helpers/project-root.js';
 
 /** One end-to-end run of the client: mails [0, n) in requests of `perRequest`, `inFlight` at a time. */
 export interface ClientRun {
@@ -98,7 +99,7 @@ type ToParent = { result: ClientResult } | { error: string };
 /** The client in a process of its own unless CLIENT=inprocess. */
 export async function startHttpClient(): Promise<HttpClient> {
   if (process.env.CLIENT === 'inprocess') return { run: runClient, close: async () => {} };
-  const child = fork(new URL(import.meta.url).pathname, ['--child'], { execArgv: ['--import', 'tsx'] });
+  const child = fork(new URL(import.meta.url).pathname, ['--child'], { execArgv: childExecArgv(import.meta.url) });
   let pending: { resolve: (r: ClientResult) => void; reject: (e: Error) => void } | undefined;
   child.on('message', (m: ToParent) => {
     const p = pending;

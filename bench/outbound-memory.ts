@@ -11,6 +11,7 @@ import { cliActor } from '../src/audit/audit-log.js';
 import type { DialectName } from '../src/db/database.js';
 import { cliEnv } from '../test/helpers/cli.js';
 import { secondsSince, startOutlookBench, until } from './outlook-setup.js';
+import { projectRoot } from '../test/helpers/project-root.js';
 
 /** The target for the worker's peak resident size. */
 export const MEMORY_TARGET_MB = 200;
@@ -28,7 +29,7 @@ export interface MemoryFigures {
   mailsPerSecond: number;
 }
 
-const root = path.resolve(import.meta.dirname, '..');
+const root = projectRoot;
 
 /**
  * Builds dist/ when any source file is newer than its last build: the worker runs the compiled CLI. The build is

@@ -21,6 +21,7 @@ import { outbound, printOutbound } from './outbound.js';
 import { outboundMemory, printOutboundMemory } from './outbound-memory.js';
 import { printScaleOut, scaleOut } from './scale-out.js';
 import { printTokens, tokens } from './tokens.js';
+import { projectRoot } from '../test/helpers/project-root.js';
 
 const quick = process.argv.includes('--quick');
 const N = Number(process.env.N ?? (quick ? 100 : 10_000));
@@ -49,7 +50,7 @@ function routingRun(): number {
 /** A private PostgreSQL for the run unless the caller gave one; returns its stop function. */
 function ensurePostgres(): () => void {
   if (process.env.JUNIPER_TEST_PG_URL) return () => {};
-  const root = path.resolve(import.meta.dirname, '..');
+  const root = projectRoot;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-bench-pg-'));
   const port = execFileSync(process.execPath, [path.join(root, 'scripts/free-port.mjs')], { encoding: 'utf8' }).trim();
   process.env.JUNIPER_TEST_PG_URL = execFileSync('bash', [path.join(root, 'scripts/peers/postgres-start.sh'), path.join(dir, 'pg'), port], { encoding: 'utf8' }).trim();

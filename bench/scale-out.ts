@@ -27,6 +27,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { cpuSecondsOf, startWorker, stopWorkers, workerEnv, type WorkerProcess } from './worker-processes.js';
+import { projectRoot } from '../test/helpers/project-root.js';
 
 export const SINK_DELAY_MS = 20;
 /** Connections per worker (the server's pool size): one worker sends at most POOL / 20 ms. */
@@ -77,7 +78,7 @@ export interface ScaleOutFigures {
 
 /** N mails sent by raw nodemailer split over `processes` processes started beforehand, timed from the go signal to the last "done". */
 async function rawRun(port: number, n: number, processes: number): Promise<RawRun> {
-  const script = path.join(import.meta.dirname, 'raw-sender.mjs');
+  const script = path.join(projectRoot, 'bench/raw-sender.mjs');
   const children = Array.from({ length: processes }, (_, i) => {
     const count = Math.floor(n / processes) + (i < n % processes ? 1 : 0);
     return spawn(process.execPath, [script, String(port), MAILBOX, 'pw', String(count), String(POOL)], { stdio: ['pipe', 'pipe', 'inherit'] });

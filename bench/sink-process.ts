@@ -6,6 +6,7 @@
 // Run as a script, this file is the child; startSinkProcess (the parent's side) starts it.
 import { fork } from 'node:child_process';
 import type { SmtpSink } from '../test/peers/smtp-sink.js';
+import { childExecArgv } from '../test/helpers/project-root.js';
 
 type ToParent = { port: number } | { accepted: number } | { cpu: number };
 type ToChild = { cpu: true } | { stop: true };
@@ -21,7 +22,7 @@ export interface SinkProcess {
 const REPORT_MS = 2;
 
 export async function startSinkProcess(identityUrl: string): Promise<SinkProcess> {
-  const child = fork(new URL(import.meta.url).pathname, ['--child'], { execArgv: ['--import', 'tsx'], env: { ...process.env, SINK_IDENTITY_URL: identityUrl } });
+  const child = fork(new URL(import.meta.url).pathname, ['--child'], { execArgv: childExecArgv(import.meta.url), env: { ...process.env, SINK_IDENTITY_URL: identityUrl } });
   let accepted = 0;
   let cpuAnswer: ((micros: number) => void) | undefined;
   const port = await new Promise<number>((resolve, reject) => {

@@ -6,8 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { Config } from '../src/config.js';
+import { projectRoot } from '../test/helpers/project-root.js';
 
-const root = path.resolve(import.meta.dirname, '..');
+const root = projectRoot;
 
 export interface WorkerProcess {
   child: ChildProcess;

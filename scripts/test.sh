@@ -18,7 +18,7 @@ echo "== peers' Debian packages and PostgreSQL, build, typecheck and lint (side 
 checks=(deps build typecheck lint)
 { bash scripts/install-test-deps.sh && bash scripts/peers/postgres-start.sh "$WORK/pg" "$(node scripts/free-port.mjs)" >"$WORK/pg.url"; } >"$WORK/deps.log" 2>&1 & pids=($!)
 npm run build >"$WORK/build.log" 2>&1 & pids+=($!)
-npx tsc -p tsconfig.json --noEmit >"$WORK/typecheck.log" 2>&1 & pids+=($!)
+npx tsc -p tsconfig.test.json >"$WORK/typecheck.log" 2>&1 & pids+=($!)
 npx eslint --max-warnings 0 . >"$WORK/lint.log" 2>&1 & pids+=($!)
 failed=()
 for i in "${!checks[@]}"; do

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { Migrator, sql } from 'kysely';
 import { projectRoot } from '../../test/helpers/cli.js';
+import { moduleArgs } from '../../test/helpers/project-root.js';
 import { dialects, freshDatabase, freshDatabaseConfig } from '../../test/helpers/databases.js';
 import { accessTokenContext, refreshTokenContext, withTokenSummary } from '../oauth/connections.js';
 import { createVault } from '../vault/index.js';
@@ -323,7 +324,7 @@ async function schemaOf(database: Database): Promise<unknown[]> {
 
 /** test/helpers/migrate-halts-after.ts in a child process: it migrates `config` and halts right after `name` ran. */
 function haltAfter(config: DatabaseConfig, name: string, how: 'kill' | 'pause') {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/migrate-halts-after.ts', JSON.stringify(config), name, how], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...moduleArgs(import.meta.url, 'test/helpers/migrate-halts-after'), JSON.stringify(config), name, how], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const listeners = new Set<() => void>();
   const keep = (d: Buffer) => {

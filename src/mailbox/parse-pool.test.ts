@@ -5,8 +5,9 @@ import { after, describe, it } from 'node:test';
 import { corpusMessage, type CorpusMessage } from '../../test/helpers/incoming.js';
 import { defaultParseWorkers, ParsePool, setSharedParseWorkers, sharedParsePool, sharedParseWorkers } from './parse-pool.js';
 import { parseMessage } from './parse.js';
+import { projectRoot } from '../../test/helpers/project-root.js';
 
-const fixtures = path.resolve(import.meta.dirname, '../../test/fixtures/incoming');
+const fixtures = path.join(projectRoot, 'test/fixtures/incoming');
 const KINDS: CorpusMessage['kind'][] = ['plain', 'alternative', 'attachment', 'latin1', 'shift_jis', 'cp1252', 'no-message-id'];
 const samples = (): Buffer[] => [
   ...KINDS.map((kind, i) => corpusMessage(kind, 'inbox@example.com', i).raw),

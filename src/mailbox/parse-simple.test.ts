@@ -6,9 +6,10 @@ import { describe, it } from 'node:test';
 import { corpus, corpusMessage, malformedMessage, type CorpusMessage } from '../../test/helpers/incoming.js';
 import { handMade, mutants, seeds } from '../../test/helpers/incoming-poison.js';
 import { parseMessage, parseMessageByMailparser, parseMessageSimply, type ParseOutcome } from './parse.js';
+import { projectRoot } from '../../test/helpers/project-root.js';
 
 const TO = 'inbound@example.test';
-const fixtures = path.resolve(import.meta.dirname, '../../test/fixtures/incoming');
+const fixtures = path.join(projectRoot, 'test/fixtures/incoming');
 const fixture = (name: string) => fs.readFileSync(path.join(fixtures, name));
 const crlf = (...lines: string[]) => Buffer.from(lines.join('\r\n'), 'latin1');
 

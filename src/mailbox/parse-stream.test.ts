@@ -8,8 +8,9 @@ import { simpleParser, type ParsedMail } from 'mailparser';
 import { corpusMessage, type CorpusMessage } from '../../test/helpers/incoming.js';
 import { PARSE_OPTIONS } from './parse.js';
 import { readMail, type StreamedMail } from './parse-stream.js';
+import { projectRoot } from '../../test/helpers/project-root.js';
 
-const fixtures = path.resolve(import.meta.dirname, '../../test/fixtures/incoming');
+const fixtures = path.join(projectRoot, 'test/fixtures/incoming');
 const KINDS: CorpusMessage['kind'][] = ['plain', 'alternative', 'attachment', 'latin1', 'shift_jis', 'cp1252', 'no-message-id'];
 
 function withAttachments(count: number, bytes: number): Buffer {

@@ -5,8 +5,9 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { bounceEvidence } from './inbound-rules.js';
 import { messageIdsIn, PARSE_SLICE_BYTES, parseDeliveryStatus, parseMessage } from './parse.js';
+import { projectRoot } from '../../test/helpers/project-root.js';
 
-const fixture = (name: string) => fs.readFileSync(path.resolve(import.meta.dirname, '../../test/fixtures/incoming', name));
+const fixture = (name: string) => fs.readFileSync(path.join(projectRoot, 'test/fixtures/incoming', name));
 
 async function parsed(raw: Buffer | string) {
   const r = await parseMessage(Buffer.from(raw));

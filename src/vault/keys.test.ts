@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
+import { projectRoot } from '../../test/helpers/project-root.js';
 import { AppError } from '../lib/errors.js';
 import { KEY_FILE_NAME, loadVaultKeys, parseSecretKey } from './keys.js';
 import { keyIdOf } from './secret-box.js';
@@ -191,7 +191,8 @@ interface LoaderResult {
   error?: string;
 }
 
-const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+// From the compiled tests (dist-test/) the loader imports keys.js as it is; from the sources, keys.ts through tsx.
+const fromSource = import.meta.url.endsWith('.ts');
 const LOADER_SCRIPT = `
 import { createInterface } from 'node:readline';
 const { loadVaultKeys } = await import(process.env.KEYS_MODULE);
@@ -212,9 +213,9 @@ process.exit(0);
 `;
 
 function startLoader(dataDir: string): { ready: Promise<void>; loading: Promise<void>; result: Promise<LoaderResult>; go(): void } {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', LOADER_SCRIPT], {
-    cwd: repoRoot,
-    env: { ...process.env, KEYS_MODULE: new URL('./keys.ts', import.meta.url).href, DATA_DIR: dataDir },
+  const child = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), '--input-type=module', '-e', LOADER_SCRIPT], {
+    cwd: projectRoot,
+    env: { ...process.env, KEYS_MODULE: new URL(fromSource ? './keys.ts' : './keys.js', import.meta.url).href, DATA_DIR: dataDir },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   let onReady!: () => void;

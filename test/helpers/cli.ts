@@ -1,9 +1,10 @@
 // Runs `juniper …` as a user does: the built CLI (bin/juniper.js → dist/, which scripts/test.sh builds
 // first) in a real process with its own environment.
 import { spawn, spawnSync } from 'node:child_process';
-import path from 'node:path';
 
-export const projectRoot = path.resolve(import.meta.dirname, '../..');
+import { projectRoot } from './project-root.js';
+
+export { projectRoot };
 
 export interface CliResult {
   code: number | null;

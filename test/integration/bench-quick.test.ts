@@ -7,10 +7,11 @@ import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import { postgresUrl } from '../helpers/databases.js';
 import { projectRoot } from '../helpers/cli.js';
+import { moduleArgs } from '../helpers/project-root.js';
 
 describe('npm run bench -- --quick', () => {
   it('runs every benchmark on both databases and prints a ratio line for each', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--quick'], {
+    const { stdout } = await promisify(execFile)(process.execPath, [...moduleArgs(import.meta.url, 'bench/run'), '--quick'], {
       cwd: projectRoot,
       env: { ...process.env, JUNIPER_TEST_PG_URL: postgresUrl() },
       timeout: 240_000,

@@ -11,6 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { FAILED_FETCH_SKIP_AFTER_RUNS } from '../../src/incoming/fetcher.js';
 import type { ConnectReader } from '../../src/incoming/mailbox-reader.js';
 import { cliEnv, projectRoot } from '../helpers/cli.js';
+import { moduleArgs } from '../helpers/project-root.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { corpus, deliverAll, imapPeersForFile, incomingApi, readerWith, seenByUid } from '../helpers/incoming.js';
@@ -112,7 +113,7 @@ for (const dialect of dialects) {
           if (lease === null || Number(lease) < Date.now()) break;
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
-        const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/fetch-dies-at.ts', String(s.id), String(s.bad)], { cwd: projectRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, [...moduleArgs(import.meta.url, 'test/helpers/fetch-dies-at'), String(s.id), String(s.bad)], { cwd: projectRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
         let out = '';
         child.stdout.on('data', (c: Buffer) => (out += c.toString()));
         child.stderr.on('data', (c: Buffer) => (out += c.toString()));

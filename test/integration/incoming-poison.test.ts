@@ -17,12 +17,13 @@ import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { corpusMessage, deliverAll, incomingApi, seenByUid, type Json, imapPeersForFile } from '../helpers/incoming.js';
 import { deliverToMaildir, handMade, mutants, seeds } from '../helpers/incoming-poison.js';
+import { projectRoot } from '../helpers/project-root.js';
 
 const PASSWORD = 'imap-secret';
 const MUTANTS = 1000;
 const CAP = 3 * 1024 * 1024;
 const users = ['poison', 'refused'].flatMap((u) => dialects.map((d) => `${u}-${d}@example.test`));
-const dsn = fs.readFileSync(path.resolve(import.meta.dirname, '../fixtures/incoming/postfix-dsn.eml'));
+const dsn = fs.readFileSync(path.join(projectRoot, 'test/fixtures/incoming/postfix-dsn.eml'));
 
 const peers = imapPeersForFile(users, PASSWORD);
 

@@ -6,15 +6,15 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import nodemailer from 'nodemailer';
 import { freePort } from './free-port.js';
 import { OUTLOOK_AUDIENCE } from './identity-protocol.js';
 import { testCertificate } from './tls-certificate.js';
+import { projectRoot } from '../helpers/project-root.js';
 
 const run = promisify(execFile);
-const scripts = fileURLToPath(new URL('../../scripts/peers/', import.meta.url));
+const scripts = path.join(projectRoot, 'scripts/peers/');
 
 export interface DovecotOptions {
   /** The identity server (test/peers/identity-server.ts) that validates XOAUTH2 tokens. */

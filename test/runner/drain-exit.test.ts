@@ -17,8 +17,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import { projectRoot } from '../helpers/project-root.js';
 
-const root = path.resolve(import.meta.dirname, '../..');
+const root = projectRoot;
 const FILES = 8;
 const TESTS = 150;
 const name = (f: number, i: number) => `f${f} t${i} ${'x'.repeat(300)}`;

@@ -303,9 +303,9 @@ export class Settings {
         changes.push('clientSecret');
       }
       for (const field of changes) await writeRow(trx, field, next[field], this.now());
-      // Judged after the write: on PostgreSQL the row's lock then orders this against a restore of an archived
-      // Outlook server (outlookInstalledForRestore), which either waits and sees Outlook uninstalled, or commits
-      // first and is among the servers found here.
+      // Judged after the write: on PostgreSQL the row's lock then orders this against a save that makes a server
+      // sign in with Outlook (a restore, a create, a switch: outlookInstalledLocked), which either waits and sees
+      // Outlook uninstalled, or commits first and is among the servers found here.
       if (old.enabled && !next.enabled) await assertOutlookUnused(trx);
       const massMailing = await updateMassMailing(params, input.massMailing, actor, trx);
       const changed = [...changes.map((f) => auditNames[f]), ...massMailing];
@@ -435,11 +435,13 @@ async function load(db: Kysely<DB>): Promise<Stored> {
 }
 
 /**
- * Whether Microsoft Outlook is installed, for restoring an archived Outlook server in `trx`. The no-op write
- * takes the outlook.enabled row's lock on PostgreSQL (SQLite's transactions hold the write lock already), so an
- * uninstall in flight is waited for and seen, and one that comes after finds the restored server (Settings.update).
+ * Whether Microsoft Outlook is installed, for a write in `trx` that makes a server sign in with it (restoring an
+ * archived Outlook server, creating one, switching one to Outlook). The no-op write takes the outlook.enabled
+ * row's lock on PostgreSQL (SQLite's transactions hold the write lock already), so an uninstall in flight is
+ * waited for and seen, and one that comes after finds the server (Settings.update). Callers take it before any
+ * server row's lock, as the uninstall takes no server lock at all: one order, no deadlock.
  */
-export async function outlookInstalledForRestore(trx: Kysely<DB>): Promise<boolean> {
+export async function outlookInstalledLocked(trx: Kysely<DB>): Promise<boolean> {
   await trx.updateTable('settings').set((eb) => ({ updated_at: eb.ref('updated_at') })).where('key', '=', rowKeys.enabled).execute();
   return (await load(trx)).enabled;
 }

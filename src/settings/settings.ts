@@ -15,9 +15,11 @@ import { parseInput } from '../lib/validate.js';
 import { AppError } from '../lib/errors.js';
 import type { Vault } from '../vault/index.js';
 import { assertOutlookUnused } from './outlook-in-use.js';
-import { assertMassMailingChoice, choiceOf, DEDICATED_PARAMETER, massMailingKeys, SERVER_ID_PARAMETER, withParameter } from './mass-mailing-choice.js';
+import { assertMassMailingChoice, assertMassMailingParameter, choiceOf, DEDICATED_PARAMETER, massMailingKeys, SERVER_ID_PARAMETER, withParameter } from './mass-mailing-choice.js';
 import { got, normaliseParameter, toDomainName } from './parameter-rules.js';
 import type { ParameterView, Parameters } from './parameters.js';
+import type { FailureType } from '../outgoing/delivery-failure.js';
+import { waitsReleasedBy } from '../mail-servers/policy-waits.js';
 
 /** Login host of each Microsoft cloud; US Gov covers GCC High and DoD. */
 export const cloudHosts = {
@@ -227,6 +229,11 @@ export interface SettingsHooks {
   onAppCredentialsChanged?: () => Promise<void>;
   /** The dedicated mass-mailing server or its switch changed (Settings or a mass_mailing.* parameter): the mass mailings waiting for it try again. */
   onMassMailingChanged?: () => Promise<void>;
+  /**
+   * A parameter of the mail server policy changed (mail.server.allowed_ports, mail.server.allowed_private_hosts):
+   * the mails waiting for it (these failure types, policy-waits.ts) try again.
+   */
+  onServerPolicyChanged?: (waits: readonly FailureType[]) => Promise<void>;
 }
 
 export class Settings {
@@ -321,10 +328,15 @@ export class Settings {
   /**
    * A system parameter as an admin sets it (`juniper params set`, PUT /api/v1/parameters/:key, the System
    * Parameters page): the mass_mailing.* keys hold Settings' Email Marketing choice, so they are refused what
-   * Settings refuses (mass-mailing-choice.ts), with the same code and message; the other keys go straight through.
+   * Settings refuses (mass-mailing-choice.ts), for the same reason, shaped as a parameter's refusal
+   * (JUNIPER_ERR_INVALID_PARAMETER naming the key); the other keys go straight through.
    */
   async setParameter(key: string, value: string, actor: Actor): Promise<ParameterView> {
-    if (!massMailingKeys.has(key)) return this.parameters.set(key, value, actor);
+    if (!massMailingKeys.has(key)) {
+      const set = await this.parameters.set(key, value, actor);
+      await this.releaseWaitsFor(key);
+      return set;
+    }
     // The parameter's own rule first: "mass_mailing.mail_server_id must be …" for a value that is no id at all.
     const normalised = normaliseParameter(key, value);
     return this.changeMassMailingParameter(key, normalised, (params) => params.set(key, normalised, actor));
@@ -332,8 +344,18 @@ export class Settings {
 
   /** Removes a stored parameter as setParameter sets one: unsetting the mass-mailing server while it is on is refused. */
   async unsetParameter(key: string, actor: Actor): Promise<boolean> {
-    if (!massMailingKeys.has(key)) return this.parameters.unset(key, actor);
+    if (!massMailingKeys.has(key)) {
+      const removed = await this.parameters.unset(key, actor);
+      if (removed) await this.releaseWaitsFor(key);
+      return removed;
+    }
     return this.changeMassMailingParameter(key, null, (params) => params.unset(key, actor));
+  }
+
+  /** After the commit of a change of `key`: the mails waiting for what it decides go now (policy-waits.ts). */
+  private async releaseWaitsFor(key: string): Promise<void> {
+    const waits = waitsReleasedBy(key);
+    if (waits.length > 0) await this.hooks.onServerPolicyChanged?.(waits);
   }
 
   private async changeMassMailingParameter<T>(key: string, value: string | null, write: (params: Parameters) => Promise<T>): Promise<T> {
@@ -342,7 +364,7 @@ export class Settings {
       const params = this.parameters.withTransaction(trx);
       const old = choiceOf(await params.snapshot());
       const next = withParameter(old, key, value);
-      await assertMassMailingChoice(trx, old, next, 'value');
+      await assertMassMailingParameter(trx, key, old, next);
       return { result: await write(params), changed: !isDeepStrictEqual(old, next) };
     });
     if (changed) await this.hooks.onMassMailingChanged?.();

@@ -371,6 +371,11 @@ export class Settings {
     return result;
   }
 
+  /** Whether Microsoft Outlook is installed (Apps: outlook.enabled), without decrypting anything. */
+  async outlookInstalled(): Promise<boolean> {
+    return (await load(this.db)).enabled;
+  }
+
   /** Microsoft Graph's base URL for sending: the parameter microsoft_outlook.graph_endpoint, else the cloud's Graph host. */
   async graphEndpoint(): Promise<string> {
     const [stored, p] = await Promise.all([load(this.db), this.parameters.snapshot()]);

@@ -77,6 +77,14 @@ export function buildServices({ database, vault, logger, wake, resolveHost, fetc
     onMassMailingChanged: wakeQuietly('the mass-mailing setting', async () => {
       if ((await queue.wakeWaitingFor(MASS_MAILING_WAIT, { at: Date.now() + SNAPSHOT_TTL_MS })) > 0) outbox.wake();
     }),
+    // The ports or private hosts a user's server may use changed: the mails the policy held go now. Due at once:
+    // every connection reads the policy from the database (host-guard.ts), with no cache to wait out.
+    onServerPolicyChanged: async (waits) =>
+      wakeQuietly('the mail server policy', async () => {
+        let woken = 0;
+        for (const failureType of waits) woken += await queue.wakeWaitingFor(failureType);
+        if (woken > 0) outbox.wake();
+      })(),
   });
   const oauthAppStatus = new OAuthAppStatus(db);
   const tokenStore = new TokenStore({ db, vault, settings, appStatus: oauthAppStatus, log: logger.child({ component: 'oauth' }) });

@@ -17,8 +17,8 @@ import { forgetConnection, withTokenSummary, withTokenSummaryOne } from '../oaut
 import { bindingDiff, bindingOfRow, lockServerRow } from '../oauth/server-binding.js';
 import { assertMayChangeOwner, assertMayManageServer } from './common.js';
 import { HostGuard } from './host-guard.js';
-import { restoreRefusal } from '../settings/outlook-in-use.js';
-import { outlookInstalledForRestore } from '../settings/settings.js';
+import { outlookUninstalledRefusal, restoreRefusal } from '../settings/outlook-in-use.js';
+import { outlookInstalledLocked } from '../settings/settings.js';
 import { assertPasswordMayMove, endpointMoves } from './secret-binding.js';
 
 export interface ServerRows {
@@ -141,6 +141,8 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     const now = Date.now();
     const { table, kind } = this.kind;
     return this.db.transaction().execute(async (trx) => {
+      // Created while Microsoft Outlook is uninstalled, an Outlook server could never be connected (outlook-in-use.ts).
+      if (d.auth === 'outlook' && !(await outlookInstalledLocked(trx))) throw outlookUninstalledRefusal(this.kind.noun, input.name);
       const inserted = await trx
         .insertInto(table)
         .values({
@@ -193,6 +195,10 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     const tokensStale = d.auth !== 'outlook' || d.username !== current.username || moves.length > 0;
     const { table, kind } = this.kind;
     const updated = await this.db.transaction().execute(async (trx) => {
+      // Switched to Outlook while it is uninstalled, the server could never be connected (outlook-in-use.ts). Taken
+      // before the server row's lock below, in the order a restore takes them. A server that already signs in with
+      // Outlook keeps saving: assertUnchangedSince refuses the save if another one changed its auth meanwhile.
+      if (d.auth === 'outlook' && current.auth !== 'outlook' && !(await outlookInstalledLocked(trx))) throw outlookUninstalledRefusal(this.kind.noun, patch.name ?? current.name);
       // Everything above was judged on a row read before the host's DNS lookup, which whoever controls that DNS
       // can make slow: a change meanwhile to what decides where the server's secrets go (another save, a
       // re-point and back while an Outlook sign-in completed), or to its Active state, must not be overwritten
@@ -260,7 +266,7 @@ export class MailServers<K extends KindName, Create extends CommonInput = Common
     const active = current.archived_at === null ? current.active : (current.active_before_archive ?? 0);
     const restored = await this.db.transaction().execute(async (trx) => {
       // Restored while Microsoft Outlook is uninstalled, an Outlook server could never be reconnected (outlook-in-use.ts).
-      if (current.archived_at !== null && current.auth === 'outlook' && !(await outlookInstalledForRestore(trx))) throw restoreRefusal(this.kind.noun, current.name);
+      if (current.archived_at !== null && current.auth === 'outlook' && !(await outlookInstalledLocked(trx))) throw restoreRefusal(this.kind.noun, current.name);
       const row = await trx
         .updateTable(table)
         .set({ archived_at: null, active, active_before_archive: null, updated_at: Date.now() })

@@ -111,8 +111,14 @@ export class TokenStore implements TokenProvider {
     await this.accessToken(kind, serverId, { renew: row.access_token_enc !== null });
   }
 
-  /** The servers the daily keep-alive refreshes: connected, and not refreshed for KEEP_ALIVE_MS. */
-  dueForKeepAlive(): Promise<{ kind: ServerKind; id: number }[]> {
+  /**
+   * The servers the daily keep-alive refreshes: connected, not archived, and not refreshed for KEEP_ALIVE_MS; none
+   * while Microsoft Outlook is uninstalled. No server should use it then (outlook-in-use.ts), but a database from
+   * before the uninstall was refused while servers used Outlook may hold connected ones, and asking Microsoft for
+   * tokens of an app the admin uninstalled is not what they meant. Installing it again resumes the keep-alive.
+   */
+  async dueForKeepAlive(): Promise<{ kind: ServerKind; id: number }[]> {
+    if (!(await this.deps.settings.outlookInstalled())) return [];
     return tokensRefreshedBefore(this.deps.db, this.now() - KEEP_ALIVE_MS);
   }
 

@@ -9,7 +9,7 @@ import { AppError } from '../lib/errors.js';
 import { createVault } from '../vault/index.js';
 import { dialects, freshDatabase } from '../../test/helpers/databases.js';
 import { Parameters } from './parameters.js';
-import { authorityFor, daysUntil, outlookInstalledForRestore, Settings, type Cloud, type SettingsPatch } from './settings.js';
+import { authorityFor, daysUntil, outlookInstalledLocked, Settings, type Cloud, type SettingsPatch } from './settings.js';
 
 const admin = { userId: null, label: 'tester' };
 const CLIENT_ID = '1B4F9C5E-0000-4000-8000-123456789ABC';
@@ -317,7 +317,7 @@ for (const dialect of dialects) {
         const hasLock = new Promise<void>((resolve) => (locked = resolve));
         // What MailServers.restore does, held open between its check and its write.
         const restore = database.db.transaction().execute(async (trx) => {
-          assert.equal(await outlookInstalledForRestore(trx), true);
+          assert.equal(await outlookInstalledLocked(trx), true);
           locked();
           await held;
           await trx.updateTable('outgoing_servers').set({ archived_at: null, active: 1 }).where('id', '=', id).execute();

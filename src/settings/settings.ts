@@ -15,9 +15,11 @@ import { parseInput } from '../lib/validate.js';
 import { AppError } from '../lib/errors.js';
 import type { Vault } from '../vault/index.js';
 import { assertOutlookUnused } from './outlook-in-use.js';
-import { assertMassMailingChoice, choiceOf, DEDICATED_PARAMETER, massMailingKeys, SERVER_ID_PARAMETER, withParameter } from './mass-mailing-choice.js';
+import { assertMassMailingChoice, assertMassMailingParameter, choiceOf, DEDICATED_PARAMETER, massMailingKeys, SERVER_ID_PARAMETER, withParameter } from './mass-mailing-choice.js';
 import { got, normaliseParameter, toDomainName } from './parameter-rules.js';
 import type { ParameterView, Parameters } from './parameters.js';
+import type { FailureType } from '../outgoing/delivery-failure.js';
+import { waitsReleasedBy } from '../mail-servers/policy-waits.js';
 
 /** Login host of each Microsoft cloud; US Gov covers GCC High and DoD. */
 export const cloudHosts = {
@@ -227,6 +229,11 @@ export interface SettingsHooks {
   onAppCredentialsChanged?: () => Promise<void>;
   /** The dedicated mass-mailing server or its switch changed (Settings or a mass_mailing.* parameter): the mass mailings waiting for it try again. */
   onMassMailingChanged?: () => Promise<void>;
+  /**
+   * A parameter of the mail server policy changed (mail.server.allowed_ports, mail.server.allowed_private_hosts):
+   * the mails waiting for it (these failure types, policy-waits.ts) try again.
+   */
+  onServerPolicyChanged?: (waits: readonly FailureType[]) => Promise<void>;
 }
 
 export class Settings {
@@ -303,9 +310,9 @@ export class Settings {
         changes.push('clientSecret');
       }
       for (const field of changes) await writeRow(trx, field, next[field], this.now());
-      // Judged after the write: on PostgreSQL the row's lock then orders this against a restore of an archived
-      // Outlook server (outlookInstalledForRestore), which either waits and sees Outlook uninstalled, or commits
-      // first and is among the servers found here.
+      // Judged after the write: on PostgreSQL the row's lock then orders this against a save that makes a server
+      // sign in with Outlook (a restore, a create, a switch: outlookInstalledLocked), which either waits and sees
+      // Outlook uninstalled, or commits first and is among the servers found here.
       if (old.enabled && !next.enabled) await assertOutlookUnused(trx);
       const massMailing = await updateMassMailing(params, input.massMailing, actor, trx);
       const changed = [...changes.map((f) => auditNames[f]), ...massMailing];
@@ -321,10 +328,15 @@ export class Settings {
   /**
    * A system parameter as an admin sets it (`juniper params set`, PUT /api/v1/parameters/:key, the System
    * Parameters page): the mass_mailing.* keys hold Settings' Email Marketing choice, so they are refused what
-   * Settings refuses (mass-mailing-choice.ts), with the same code and message; the other keys go straight through.
+   * Settings refuses (mass-mailing-choice.ts), for the same reason, shaped as a parameter's refusal
+   * (JUNIPER_ERR_INVALID_PARAMETER naming the key); the other keys go straight through.
    */
   async setParameter(key: string, value: string, actor: Actor): Promise<ParameterView> {
-    if (!massMailingKeys.has(key)) return this.parameters.set(key, value, actor);
+    if (!massMailingKeys.has(key)) {
+      const set = await this.parameters.set(key, value, actor);
+      await this.releaseWaitsFor(key);
+      return set;
+    }
     // The parameter's own rule first: "mass_mailing.mail_server_id must be …" for a value that is no id at all.
     const normalised = normaliseParameter(key, value);
     return this.changeMassMailingParameter(key, normalised, (params) => params.set(key, normalised, actor));
@@ -332,8 +344,18 @@ export class Settings {
 
   /** Removes a stored parameter as setParameter sets one: unsetting the mass-mailing server while it is on is refused. */
   async unsetParameter(key: string, actor: Actor): Promise<boolean> {
-    if (!massMailingKeys.has(key)) return this.parameters.unset(key, actor);
+    if (!massMailingKeys.has(key)) {
+      const removed = await this.parameters.unset(key, actor);
+      if (removed) await this.releaseWaitsFor(key);
+      return removed;
+    }
     return this.changeMassMailingParameter(key, null, (params) => params.unset(key, actor));
+  }
+
+  /** After the commit of a change of `key`: the mails waiting for what it decides go now (policy-waits.ts). */
+  private async releaseWaitsFor(key: string): Promise<void> {
+    const waits = waitsReleasedBy(key);
+    if (waits.length > 0) await this.hooks.onServerPolicyChanged?.(waits);
   }
 
   private async changeMassMailingParameter<T>(key: string, value: string | null, write: (params: Parameters) => Promise<T>): Promise<T> {
@@ -342,11 +364,16 @@ export class Settings {
       const params = this.parameters.withTransaction(trx);
       const old = choiceOf(await params.snapshot());
       const next = withParameter(old, key, value);
-      await assertMassMailingChoice(trx, old, next, 'value');
+      await assertMassMailingParameter(trx, key, old, next);
       return { result: await write(params), changed: !isDeepStrictEqual(old, next) };
     });
     if (changed) await this.hooks.onMassMailingChanged?.();
     return result;
+  }
+
+  /** Whether Microsoft Outlook is installed (Apps: outlook.enabled), without decrypting anything. */
+  async outlookInstalled(): Promise<boolean> {
+    return (await load(this.db)).enabled;
   }
 
   /** Microsoft Graph's base URL for sending: the parameter microsoft_outlook.graph_endpoint, else the cloud's Graph host. */
@@ -435,11 +462,13 @@ async function load(db: Kysely<DB>): Promise<Stored> {
 }
 
 /**
- * Whether Microsoft Outlook is installed, for restoring an archived Outlook server in `trx`. The no-op write
- * takes the outlook.enabled row's lock on PostgreSQL (SQLite's transactions hold the write lock already), so an
- * uninstall in flight is waited for and seen, and one that comes after finds the restored server (Settings.update).
+ * Whether Microsoft Outlook is installed, for a write in `trx` that makes a server sign in with it (restoring an
+ * archived Outlook server, creating one, switching one to Outlook). The no-op write takes the outlook.enabled
+ * row's lock on PostgreSQL (SQLite's transactions hold the write lock already), so an uninstall in flight is
+ * waited for and seen, and one that comes after finds the server (Settings.update). Callers take it before any
+ * server row's lock, as the uninstall takes no server lock at all: one order, no deadlock.
  */
-export async function outlookInstalledForRestore(trx: Kysely<DB>): Promise<boolean> {
+export async function outlookInstalledLocked(trx: Kysely<DB>): Promise<boolean> {
   await trx.updateTable('settings').set((eb) => ({ updated_at: eb.ref('updated_at') })).where('key', '=', rowKeys.enabled).execute();
   return (await load(trx)).enabled;
 }

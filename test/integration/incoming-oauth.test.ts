@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { cliActor } from '../../src/audit/audit-log.js';
 import type { TokenProvider } from '../../src/oauth/token-provider.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { corpus, deliverAll, seenByUid } from '../helpers/incoming.js';
@@ -51,6 +52,8 @@ describe('Outlook (XOAUTH2) incoming servers against Dovecot with the identity s
     t = await startTestApp('sqlite');
     http = await t.app.http();
     key = (await t.createUser('admin', 'admin')).apiKey;
+    // Outlook servers are created only while Microsoft Outlook is installed (Apps).
+    await t.app.services.settings.update({ outlook: { enabled: true } }, cliActor);
   });
   after(async () => {
     const logs = t.logs();

@@ -3,7 +3,8 @@
 // loopback: POST /api/v1/<kind>-servers/:id/restore is the page's Restore (same audit entry, same errors); a mass
 // mailing waiting for its dedicated server goes within seconds of the server being restored or made active, or of
 // Settings or the mass_mailing.* parameters naming another, not at its recheck five minutes later; and those
-// parameters, set by `juniper params` or the API, are refused what Settings refuses, in Settings' words.
+// parameters, set by `juniper params` or the API, are refused what Settings refuses, for its reason, in the shape
+// of any parameter refusal.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
@@ -217,29 +218,31 @@ for (const dialect of dialects) {
       await setDedicated(true, bulk);
     });
 
-    it('`juniper params set|unset mass_mailing.*` and PUT|DELETE /api/v1/parameters/:key refuse what Settings refuses, with its code and message, and change nothing', async () => {
+    it('`juniper params set|unset mass_mailing.*` and PUT|DELETE /api/v1/parameters/:key refuse what Settings refuses, for its reason, in the shape of a parameter refusal, and change nothing', async () => {
       const retired = await server('spare@example.com', null, { name: 'retired' });
       await ok('DELETE', `/api/v1/outgoing-servers/${retired}`);
       const before = await api('GET', '/api/v1/settings');
-      const refusedAlike = async (setting: object, param: { key: string; value: string | null }, message: string) => {
+      // Settings names its field; a parameter's refusal is JUNIPER_ERR_INVALID_PARAMETER starting with the key, as
+      // every other refusal of a parameter's value (mail.catchall.domain, a server id that is no number …).
+      const refusedAlike = async (setting: object, param: { key: string; value: string | null }, reason: string) => {
         const bySettings = await api('PUT', '/api/v1/settings', { massMailing: setting });
         assert.equal(bySettings.status, 400, bySettings.text);
-        assert.deepEqual((bySettings.body as unknown as ErrorBody).error, { code: 'JUNIPER_ERR_VALIDATION', message, field: 'massMailing.serverId' });
+        assert.deepEqual((bySettings.body as unknown as ErrorBody).error, { code: 'JUNIPER_ERR_VALIDATION', message: `Invalid settings: massMailing.serverId: ${reason}`, field: 'massMailing.serverId' });
         const byApi = param.value === null ? await api('DELETE', `/api/v1/parameters/${param.key}`) : await api('PUT', `/api/v1/parameters/${param.key}`, { value: param.value });
         assert.equal(byApi.status, 400, byApi.text);
-        assert.deepEqual((byApi.body as unknown as ErrorBody).error, { code: 'JUNIPER_ERR_VALIDATION', message, field: 'value' });
+        assert.deepEqual((byApi.body as unknown as ErrorBody).error, { code: 'JUNIPER_ERR_INVALID_PARAMETER', message: `${param.key}: ${reason}` });
         const byCli = await juniper(env, param.value === null ? ['params', 'unset', param.key] : ['params', 'set', param.key, param.value]);
         assert.equal(byCli.code, 1, byCli.stdout);
-        assert.ok(byCli.stderr.split('\n').includes(`juniper: ${message}`), byCli.stderr);
+        assert.ok(byCli.stderr.split('\n').includes(`juniper: ${param.key}: ${reason}`), byCli.stderr);
         assert.deepEqual((await api('GET', '/api/v1/settings')).body, before.body, 'nothing changed');
       };
-      const archivedRefusal = `Invalid settings: massMailing.serverId: "retired" (id ${retired}) is archived: restore it first, or choose another server; mass mailings would wait in the queue.`;
-      await refusedAlike({ serverId: retired }, { key: 'mass_mailing.mail_server_id', value: String(retired) }, archivedRefusal);
-      await refusedAlike({ serverId: 987654 }, { key: 'mass_mailing.mail_server_id', value: '987654' }, 'Invalid settings: massMailing.serverId: no outgoing mail server has id 987654; mass mailings would wait in the queue.');
+      const archived = `"retired" (id ${retired}) is archived: restore it first, or choose another server; mass mailings would wait in the queue.`;
+      await refusedAlike({ serverId: retired }, { key: 'mass_mailing.mail_server_id', value: String(retired) }, archived);
+      await refusedAlike({ serverId: 987654 }, { key: 'mass_mailing.mail_server_id', value: '987654' }, 'no outgoing mail server has id 987654; mass mailings would wait in the queue.');
       await refusedAlike(
         { serverId: null },
         { key: 'mass_mailing.mail_server_id', value: null },
-        'Invalid settings: massMailing.serverId: choose the outgoing mail server for mass mailings (mass_mailing.mail_server_id) before turning dedicatedServer (mass_mailing.outgoing_mail_server) on.',
+        'choose the outgoing mail server for mass mailings (mass_mailing.mail_server_id) before turning dedicatedServer (mass_mailing.outgoing_mail_server) on.',
       );
 
       // With the option off, the archived server may be named (nothing is sent through it), but not turned on.
@@ -250,15 +253,17 @@ for (const dialect of dialects) {
       assert.deepEqual(off.body.massMailing, { dedicatedServer: false, serverId: retired });
       const on = await api('PUT', '/api/v1/parameters/mass_mailing.outgoing_mail_server', { value: true });
       assert.equal(on.status, 400);
-      assert.deepEqual((on.body as unknown as ErrorBody).error, { code: 'JUNIPER_ERR_VALIDATION', message: archivedRefusal, field: 'value' });
+      assert.deepEqual((on.body as unknown as ErrorBody).error, { code: 'JUNIPER_ERR_INVALID_PARAMETER', message: `mass_mailing.outgoing_mail_server: ${archived}` });
       const onByCli = await juniper(env, ['params', 'set', 'mass_mailing.outgoing_mail_server', 'true']);
       assert.equal(onByCli.code, 1);
-      assert.ok(onByCli.stderr.split('\n').includes(`juniper: ${archivedRefusal}`), onByCli.stderr);
+      assert.ok(onByCli.stderr.split('\n').includes(`juniper: mass_mailing.outgoing_mail_server: ${archived}`), onByCli.stderr);
       assert.deepEqual((await api('GET', '/api/v1/settings')).body, off.body, 'nothing changed');
 
-      // A value that is no id at all keeps the parameter's own message.
+      // A value that is no id at all keeps the parameter's own message, in the same shape.
       const bad = await api('PUT', '/api/v1/parameters/mass_mailing.mail_server_id', { value: 'bulk' });
+      assert.deepEqual(Object.keys((bad.body as unknown as ErrorBody).error), ['code', 'message']);
       assert.equal((bad.body as unknown as ErrorBody).error.code, 'JUNIPER_ERR_INVALID_PARAMETER');
+      assert.match((bad.body as unknown as ErrorBody).error.message, /^mass_mailing\.mail_server_id must be /);
       // A usable shared server is taken, through the parameters as through Settings.
       await ok('PUT', `/api/v1/parameters/mass_mailing.mail_server_id`, { value: bulk });
       await ok('PUT', '/api/v1/parameters/mass_mailing.outgoing_mail_server', { value: true });

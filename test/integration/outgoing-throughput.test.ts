@@ -136,6 +136,8 @@ for (const dialect of dialects) {
     it('pool size and rate limit are server fields with defaults by kind; invalid values are refused', async () => {
       const plain = await server();
       assert.deepEqual([plain.poolSize, plain.effectivePoolSize, plain.ratePerMinute, plain.effectiveRatePerMinute], [null, 5, null, 0]);
+      // An Outlook server needs Microsoft Outlook installed (Apps).
+      await t.app.services.settings.update({ outlook: { enabled: true } }, cliActor);
       const outlook = await api('POST', '/api/v1/outgoing-servers', { name: 'o365', auth: 'outlook', username: 'john@example.com' });
       assert.equal(outlook.status, 201, outlook.text);
       assert.deepEqual([outlook.body.effectivePoolSize, outlook.body.effectiveRatePerMinute], [2, 30], 'Outlook follows Microsoft: 30 mails a minute');

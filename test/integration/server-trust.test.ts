@@ -8,8 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import type { HostResolver } from '../../src/mail-servers/host-guard.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
+import { cliEnv, runJuniper } from '../helpers/cli.js';
 import { dialects } from '../helpers/databases.js';
-import { defaultDispatcherOptions } from '../../src/outgoing/dispatcher.js';
 import { headersOf, testDispatcher, type TestDispatcher } from '../helpers/outgoing.js';
 import { startSmtpSink, type SmtpSink } from '../peers/smtp-sink.js';
 
@@ -383,7 +383,7 @@ for (const dialect of dialects) {
       await setPorts(peerPorts());
     });
 
-    it('refuses at use a server saved before an admin narrowed the list (test, send, fetch), connecting nowhere; the mail waits and is sent once the port is allowed again', async () => {
+    it('refuses at use a server saved before an admin narrowed the list (test, send, fetch), connecting nowhere; the mail waits and is sent as soon as the port, or the host, is allowed again', async () => {
       const relay = await startCountingRelay(aliceSink.port);
       try {
         await setAllowList('127.0.0.1');
@@ -426,13 +426,26 @@ for (const dialect of dialects) {
         assert.match(String(server.lastError), /uses port \d+, .*mail\.server\.allowed_ports/);
         assert.deepEqual([relay.connections(), tripwire.connections(), aliceSink.messages.length], [relayBefore, tripwireBefore, sunk], 'neither test, send nor fetch connected');
 
-        // The admin allows the port again: the waiting mail goes at its next check, through the relay.
+        // The admin allows the port again (the parameters API): the waiting mail is due at once, not at its next
+        // recheck minutes later, and goes through the relay.
         await setPorts(`${MAIL_PORTS}, ${relay.port}`);
-        d.advance(defaultDispatcherOptions.waitRecheckMs);
         assert.equal(await d.drain(), 1);
         assert.equal((await mail(id)).state, 'sent');
         assert.equal(aliceSink.messages.length, sunk + 1);
         assert.ok(relay.connections() > relayBefore, 'sent through the allowed port');
+
+        // Likewise the address policy, changed by `juniper params` in another process: a mail refused for its
+        // server's loopback host waits, and goes as soon as the admin allows the host.
+        await setAllowList(null);
+        const held = await send('alice', { from: 'alice@example.com' });
+        assert.equal(await d.drain(), 1);
+        assert.equal((await mail(held)).failureType, 'host_not_allowed', JSON.stringify(await mail(held)));
+        const db = t.config.database;
+        const allowed = runJuniper(cliEnv(t.config.dataDir, db.kind === 'postgres' ? db.url : `sqlite:${db.file}`), ['params', 'set', ALLOW, '127.0.0.1']);
+        assert.equal(allowed.code, 0, allowed.stderr);
+        assert.equal(await d.drain(), 1);
+        assert.equal((await mail(held)).state, 'sent');
+        assert.equal(aliceSink.messages.length, sunk + 2);
 
         await api('alice', 'DELETE', `/api/v1/outgoing-servers/${outId}`);
         await api('alice', 'DELETE', `/api/v1/incoming-servers/${incId}`);

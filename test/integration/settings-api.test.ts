@@ -25,7 +25,7 @@ for (const dialect of dialects) {
     });
     after(async () => t.close());
 
-    const call = async (method: 'GET' | 'PUT' | 'POST' | 'DELETE', url: string, key: string | null, payload?: object) => {
+    const call = async (method: 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE', url: string, key: string | null, payload?: object) => {
       const options: InjectOptions = { method, url, headers: key ? { authorization: `Bearer ${key}` } : {} };
       if (payload !== undefined) options.payload = payload;
       return http.inject(options);
@@ -169,6 +169,35 @@ for (const dialect of dialects) {
       const uninstalled = await call('PUT', '/api/v1/settings', adminKey, { outlook: { enabled: false } });
       assert.equal(uninstalled.statusCode, 200, uninstalled.body);
       assert.equal(uninstalled.json<{ outlook: { enabled: boolean } }>().outlook.enabled, false);
+    });
+
+    it('refuses with 409, naming the fix and the field, to create an Outlook server or switch one to Outlook while Microsoft Outlook is uninstalled', async () => {
+      assert.equal((await call('GET', '/api/v1/settings', adminKey)).json<{ outlook: { enabled: boolean } }>().outlook.enabled, false);
+      const refusal = (noun: string, name: string) => ({
+        error: {
+          code: 'JUNIPER_ERR_SETUP_INCOMPLETE',
+          message: `Microsoft Outlook is not installed, so the ${noun} "${name}" cannot sign in with it: install Microsoft Outlook in Apps first (an admin: remove the Apps filter, search Outlook, Install), or choose another sign-in.`,
+          field: 'auth',
+        },
+      });
+      const sending = await call('POST', '/api/v1/outgoing-servers', adminKey, { name: 'Notifications', auth: 'outlook', username: 'notifications@example.com' });
+      assert.equal(sending.statusCode, 409, sending.body);
+      assert.deepEqual(sending.json(), refusal('outgoing mail server', 'Notifications'));
+      const fetching = await call('POST', '/api/v1/incoming-servers', adminKey, { name: 'Support', auth: 'outlook', username: 'support@example.com' });
+      assert.equal(fetching.statusCode, 409, fetching.body);
+      assert.deepEqual(fetching.json(), refusal('incoming mail server', 'Support'));
+      const relay = await call('POST', '/api/v1/outgoing-servers', adminKey, { name: 'Relay', host: '127.0.0.1', port: 587, auth: 'password', username: 'relay', password: 'relay-pw' });
+      assert.equal(relay.statusCode, 201, relay.body);
+      const id = relay.json<{ id: number }>().id;
+      const switched = await call('PATCH', `/api/v1/outgoing-servers/${id}`, adminKey, { auth: 'outlook', username: 'relay@example.com' });
+      assert.equal(switched.statusCode, 409, switched.body);
+      assert.deepEqual(switched.json(), refusal('outgoing mail server', 'Relay'));
+      assert.equal((await call('GET', `/api/v1/outgoing-servers/${id}`, adminKey)).json<{ auth: string }>().auth, 'password', 'nothing was saved');
+      // Installed again, both go through.
+      assert.equal((await call('PUT', '/api/v1/settings', adminKey, { outlook: { enabled: true } })).statusCode, 200);
+      assert.equal((await call('PATCH', `/api/v1/outgoing-servers/${id}`, adminKey, { auth: 'outlook', username: 'relay@example.com' })).statusCode, 200);
+      assert.equal((await call('DELETE', `/api/v1/outgoing-servers/${id}`, adminKey)).statusCode, 200);
+      assert.equal((await call('PUT', '/api/v1/settings', adminKey, { outlook: { enabled: false } })).statusCode, 200);
     });
 
     it('refuses a bad mail.catchall.domain with 400 naming the key and the rule', async () => {

@@ -1,5 +1,6 @@
 // `juniper params` and `juniper settings` as an admin runs them: real processes, both databases, the
-// client secret piped on stdin and never printed; --outlook off refused while a server uses Outlook.
+// client secret piped on stdin and never printed; --outlook off refused while a server uses Outlook, and an
+// Outlook server refused (created or restored) while Outlook is off.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -102,6 +103,11 @@ for (const dialect of dialects) {
       assert.equal(restore.code, 1);
       assert.match(restore.stderr, /^juniper: The outgoing mail server "Notifications" signs in with Microsoft Outlook, which is not installed: install Microsoft Outlook in Apps .*, then restore it\.$/m);
       assert.match(ok(['servers', 'list', '--archived']), /\tNotifications\t.*\tarchived/);
+      // Nor is a new Outlook server created while it is off.
+      const created = juniper(['servers', 'create', '--name', 'Later', '--auth', 'outlook', '--username', 'later@example.com']);
+      assert.equal(created.code, 1, created.stdout);
+      assert.match(created.stderr, /^juniper: Microsoft Outlook is not installed, so the outgoing mail server "Later" cannot sign in with it: install Microsoft Outlook in Apps first .*, or choose another sign-in\.$/m);
+      assert.doesNotMatch(ok(['servers', 'list', '--archived']), /\tLater\t/);
       ok(['settings', 'set', '--outlook', 'on']);
       assert.equal(ok(['servers', 'restore', id]), `Restored Notifications (id ${id}); active.\n`);
     });

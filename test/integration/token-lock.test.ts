@@ -151,5 +151,23 @@ for (const dialect of dialects) {
       await db.updateTable('outgoing_servers').set({ archived_at: now }).where('id', '=', serverId).execute();
       assert.deepEqual(await s.dueForKeepAlive(), [], 'archived');
     });
+
+    it('lists none for the keep-alive while Microsoft Outlook is uninstalled, as a database from before the uninstall was refused holds it', async () => {
+      const { db } = t.app.database;
+      const now = Date.now();
+      const s = store({ now: () => now });
+      await db.updateTable('outgoing_servers').set({ archived_at: null }).where('id', '=', serverId).execute();
+      await updateConnection(db, 'outgoing', serverId, { status: 'valid', refreshed_at: now - 25 * 3600_000 });
+      await updateConnection(db, 'incoming', incomingId, { status: 'valid', refreshed_at: null });
+      assert.equal((await s.dueForKeepAlive()).length, 2, 'due while installed');
+      // Written directly: the settings model refuses this uninstall while the two servers use Outlook.
+      await db.updateTable('settings').set({ value: 'false' }).where('key', '=', 'outlook.enabled').execute();
+      try {
+        assert.deepEqual(await s.dueForKeepAlive(), [], 'uninstalled: no refresh is asked of Microsoft');
+      } finally {
+        await db.updateTable('settings').set({ value: 'true' }).where('key', '=', 'outlook.enabled').execute();
+      }
+      assert.equal((await s.dueForKeepAlive()).length, 2, 'installed again, the keep-alive resumes');
+    });
   });
 }

@@ -3,8 +3,8 @@
 // as a browser without JavaScript: GET search, POST Install/Uninstall with the CSRF field, the 303 back.
 // Installing is the setting outlook.enabled that the settings API and the CLI show; uninstalling is refused
 // while a server uses Outlook (by the settings model, so the API and the CLI refuse it too: settings-api and
-// settings-cli tests), restoring an archived Outlook server while it is uninstalled likewise, and an uninstalled
-// Outlook refuses Connect. Admins only. SQLite.
+// settings-cli tests), restoring an archived Outlook server, or creating one, while it is uninstalled likewise,
+// and an uninstalled Outlook refuses Connect. Admins only. SQLite.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
@@ -105,11 +105,20 @@ describe('Apps: installing Microsoft Outlook', () => {
     assert.match(restore.body, /The outgoing mail server &quot;Notifications&quot; signs in with Microsoft Outlook, which is not installed: install Microsoft Outlook in Apps/);
     assert.notEqual((await t.app.services.outgoingServers.get(server.id)).archived_at, null, 'it stays archived');
 
-    const other = await t.app.services.outgoingServers.create(
-      { name: 'Later', host: '127.0.0.1', port: 587, security: 'starttls', auth: 'outlook', username: 'later@example.com', fromFilter: null, priority: 20, active: true, allowSelfSigned: false },
-      cliPrincipal,
-      cliActor,
-    );
+    // Nor is a new Outlook server saved while it is uninstalled: the form says what to do, and keeps what was typed.
+    await admin.get('/outgoing-servers/new');
+    const created = await admin.post('/outgoing-servers/new', { name: 'Later', outlook: 'on', host: '', port: '', security: 'starttls', username: 'later@example.com', fromFilter: '', priority: '20', active: 'on' });
+    assert.equal(created.statusCode, 409, created.body);
+    assert.match(created.body, /Microsoft Outlook is not installed, so the outgoing mail server &quot;Later&quot; cannot sign in with it: install Microsoft Outlook in Apps first/);
+    assert.match(created.body, /name="name" value="Later"/);
+    assert.equal((await t.app.services.outgoingServers.list()).some((s) => s.name === 'Later'), false, 'nothing was saved');
+    // An Outlook server left from before that refusal, as such a database holds it, cannot Connect either.
+    const now = Date.now();
+    const other = await t.app.database.db
+      .insertInto('outgoing_servers')
+      .values({ name: 'Later', host: '127.0.0.1', port: 587, security: 'starttls', auth: 'outlook', username: 'later@example.com', password_enc: null, owner_user_id: null, priority: 20, active: 1, created_at: now, updated_at: now })
+      .returning('id')
+      .executeTakeFirstOrThrow();
     await assert.rejects(
       t.app.services.outlookConnect.start('outgoing', other.id, adminPrincipal),
       (e: Error) => /Microsoft Outlook is not installed: an admin installs it in Apps/.test(e.message),

@@ -114,6 +114,8 @@ describe('Incoming Mail Servers and Inbox pages (real Dovecot)', () => {
   });
 
   it('creates an Outlook server from the checkbox with the outlook.office365.com:993 SSL preset and offers Connect', async () => {
+    // Microsoft Outlook is installed in Apps first: without it, an Outlook server is refused.
+    await t.app.services.settings.update({ outlook: { enabled: true } }, cliActor);
     await admin.get('/incoming-servers/new');
     const res = await admin.post('/incoming-servers/new', { name: 'Support <M365>', outlook: 'on', host: '', port: '', security: 'ssl', username: 'Support@Example.com', folder: 'INBOX', intervalMinutes: '5', priority: '10', active: 'on' });
     assert.equal(res.statusCode, 200, res.body);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import net, { type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { cliActor } from '../../src/audit/audit-log.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { dialects } from '../helpers/databases.js';
 import { FormBrowser } from '../helpers/form-browser.js';
@@ -79,6 +80,8 @@ for (const dialect of dialects) {
       const a = await t.createUser('admin', 'admin');
       admin = new FormBrowser(http);
       await admin.signIn('admin', a.password);
+      // Microsoft Outlook installed (Apps), without credentials: Outlook servers may be created.
+      await t.app.services.settings.update({ outlook: { enabled: true } }, cliActor);
     });
     after(async () => {
       await t.close();

@@ -6,7 +6,7 @@
 // Node 20's `--test` takes no glob patterns, hence this list. Extra arguments narrow the set:
 //   node scripts/run-tests.mjs vault      -> only files whose path contains "vault"
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,6 +85,8 @@ function printSlowest() {
     return; // no file ended normally
   }
   rows.sort((a, b) => b.ms - a.ms);
+  // JUNIPER_TEST_TIMES_KEEP=file keeps every file's line (to find where the suite's CPU goes).
+  if (process.env.JUNIPER_TEST_TIMES_KEEP) copyFileSync(times, process.env.JUNIPER_TEST_TIMES_KEEP);
   const sum = (k) => (rows.reduce((s, r) => s + r[k], 0) / 1000).toFixed(0);
   console.log(
     `\nslowest test files (wall time of each file's process, its own CPU time and that of the processes it started; ${rows.length} files, ${sum('ms')} s in all, ${sum('cpu')} s CPU, ${sum('kids')} s their processes' CPU, concurrency ${concurrency}):`,

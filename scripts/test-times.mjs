@@ -7,6 +7,7 @@
 import { appendFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { isMainThread } from 'node:worker_threads';
 
 const times = process.env.JUNIPER_TEST_TIMES;
 
@@ -23,7 +24,8 @@ function childrenCpuMs() {
   }
 }
 
-if (times && process.env.NODE_TEST_CONTEXT?.startsWith('child')) {
+// Not in the worker threads a test file starts (they inherit --require): their process is the file's, counted once.
+if (times && isMainThread && process.env.NODE_TEST_CONTEXT?.startsWith('child')) {
   process.on('exit', () => {
     const file = path.relative(process.cwd(), process.argv[1] ?? '?');
     // One short write with O_APPEND: the lines of files ending at the same time do not interleave.

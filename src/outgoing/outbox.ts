@@ -248,8 +248,11 @@ async function assertMaySendAs(sender: PrincipalUser | null, from: string, reply
   }
 }
 
-/** Something@something in a display name: an address a reader would take for the sender's. */
-const ADDRESS_LIKE = /[^\s<>"@]@[^\s<>"@]/;
+/**
+ * Something@something in a display name: an address a reader would take for the sender's, also with spaces
+ * around the at sign or written with its full-width or small forms (＠, ﹫), which look the same in a list.
+ */
+const ADDRESS_LIKE = /[^\s<>"@\uff20\ufe6b]\s*[@\uff20\ufe6b]\s*[^\s<>"@\uff20\ufe6b]/u;
 
 /** The name as a mail client shows it: RFC 2047 encoded words decoded (libmime loads only for them). */
 async function decodedName(name: string): Promise<string> {

@@ -3,16 +3,18 @@
 // subject. A control character in such text is a command to the admin's terminal: ESC starts sequences that
 // set the window title, write the clipboard (OSC 52), clear the screen, move the cursor or recolour text, so a
 // user's server name could hide or forge the lines `juniper servers list` or `juniper doctor` shows (hostile
-// review 16). Every text the CLI writes on stdout and stderr shows them as visible escapes (`\x1b`) instead;
-// tab, line feed and carriage return stay, as the CLI's own tables and progress bar use them.
+// review 16). Every text the CLI writes on stdout and stderr shows them as visible escapes (`\u001b`) instead;
+// tab, line feed and carriage return stay, as the CLI's own tables and progress bar use them. The escape is
+// JSON's own, so `--json` output stays valid JSON and reads back as the same text (JSON.stringify escapes C0
+// controls already, but not DEL or the C1 controls).
 
 // C0 controls but tab (09), line feed (0a) and carriage return (0d); DEL; the C1 controls (0x80-0x9f: CSI is one).
 // eslint-disable-next-line no-control-regex -- these are exactly the characters a terminal obeys
 const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/g;
 
-/** The text with every control character a terminal would act on written out as `\xNN`. */
+/** The text with every control character a terminal would act on written out as `\u00NN`. */
 export function terminalText(text: string): string {
-  return text.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return text.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /**

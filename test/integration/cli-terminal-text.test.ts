@@ -1,6 +1,6 @@
 // What users write never reaches an admin's terminal as control characters: a user's outgoing and incoming
 // server names and API key name are printed by `juniper servers list`, `juniper incoming list` and `juniper
-// api-keys list` with ESC, BEL and the other controls written out as `\x1b` (hostile review 16: a user's server
+// api-keys list` with ESC, BEL and the other controls written out as `\u001b` (hostile review 16: a user's server
 // name set the window title, cleared the screen and printed a forged line in the admin's terminal). (A mail
 // server's reply is stored with its controls as spaces already.) Real CLI processes, both databases.
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import { dialects } from '../helpers/databases.js';
 
 // Sets the window title, clears the screen, then prints a forged line in red.
 const HOSTILE = 'Jane\u001b]0;owned\u0007\u001b[2J\u001b[31mdoctor: all OK\u009b0m';
-const SHOWN = String.raw`Jane\x1b]0;owned\x07\x1b[2J\x1b[31mdoctor: all OK\x9b0m`;
+const SHOWN = String.raw`Jane\u001b]0;owned\u0007\u001b[2J\u001b[31mdoctor: all OK\u009b0m`;
 
 for (const dialect of dialects) {
   describe(`the CLI prints no control character of users or peers (${dialect})`, () => {
@@ -37,6 +37,12 @@ for (const dialect of dialects) {
           assert.doesNotMatch(r.stdout, /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/, `juniper ${args.join(' ')} printed a control character: ${JSON.stringify(r.stdout)}`);
           assert.ok(r.stdout.includes(SHOWN), `juniper ${args.join(' ')} shows the text written out: ${JSON.stringify(r.stdout)}`);
         }
+        // --json stays JSON and reads back the name as it was given.
+        const json = runJuniper(env, ['servers', 'list', '--json']);
+        assert.equal(json.code, 0, json.stderr);
+        // eslint-disable-next-line no-control-regex -- the characters that must not be printed
+        assert.doesNotMatch(json.stdout, /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/);
+        assert.equal((JSON.parse(json.stdout) as { name: string }[])[0]!.name, HOSTILE);
       } finally {
         await t.close();
       }

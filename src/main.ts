@@ -16,6 +16,7 @@ import { fetchCommand, incomingCommand } from './cli/incoming.js';
 import { vaultCommand } from './cli/vault.js';
 import { doctorCommand } from './cli/doctor.js';
 import type { WithApp } from './cli/with-app.js';
+import { guardTerminalOutput } from './cli/terminal-text.js';
 import { createWorkers } from './worker/workers.js';
 import { startThreadWorkers } from './worker/thread-workers.js';
 import { startMetricsServerFromEnv } from './metrics/metrics-server.js';
@@ -189,6 +190,9 @@ export function buildProgram(): Command {
 /** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  // Server names, key names and mail servers' replies come from users and peers: no control character of theirs
+  // reaches the terminal (terminal-text.ts). JSON logs go to fd 2 directly and escape them themselves.
+  const unguard = [guardTerminalOutput(process.stdout), guardTerminalOutput(process.stderr)];
   try {
     await program.parseAsync(argv, { from: 'user' });
     // Commands that report a failure without throwing (`servers test`, `fetch`) set process.exitCode; bin/juniper.js
@@ -202,5 +206,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write(`juniper: unexpected error: ${(e as Error).stack ?? String(e)}\n`);
     return 1;
+  } finally {
+    for (const restore of unguard) restore();
   }
 }

@@ -59,11 +59,25 @@ export function incomingCommand(withApp: WithApp): Command {
 }
 
 
-/** A one-line bar redrawn in place: `[#######-------]  70/200  Orders`. */
-function progressBar(p: FetchProgress, width = 30): string {
+/**
+ * A one-line bar redrawn in place: `[#######-------]  70/200  Orders`, padded with spaces over a longer line
+ * drawn before it (no erase-line sequence: the CLI's output carries no control character, terminal-text.ts).
+ */
+function progressBar(p: FetchProgress, previousLength = 0, width = 30): string {
   const ratio = p.total === 0 ? 1 : p.fetched / p.total;
   const filled = Math.round(ratio * width);
-  return `\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(p.fetched).padStart(String(p.total).length)}/${p.total}  ${p.serverName}\x1b[K`;
+  const line = `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(p.fetched).padStart(String(p.total).length)}/${p.total}  ${p.serverName}`;
+  return `\r${line.padEnd(previousLength)}`;
+}
+
+/** Draws the bars of one fetch, each over the one before. */
+function progressPrinter(): (p: FetchProgress) => void {
+  let previous = 0;
+  return (p) => {
+    const bar = progressBar(p, previous);
+    previous = bar.length - 1;
+    process.stderr.write(bar);
+  };
 }
 
 export function fetchCommand(withApp: WithApp): Command {
@@ -93,7 +107,7 @@ export function fetchCommand(withApp: WithApp): Command {
           for (const server of servers) {
             if (stoppedBy) break;
             reached++;
-            const onProgress = tty ? (p: FetchProgress) => process.stderr.write(progressBar(p)) : undefined;
+            const onProgress = tty ? progressPrinter() : undefined;
             try {
               // As Fetch Now in the UI and API: a job row in the jobs history; a server another process's job
               // holds (its fetch lease) is reported, not fetched beside it.

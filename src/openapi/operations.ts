@@ -7,7 +7,6 @@ import * as serversApi from '../http/api/mail-servers.js';
 import { idParams } from '../http/managed-server.js';
 import * as jobsApi from '../http/api/jobs.js';
 import * as webhooksApi from '../http/api/webhooks.js';
-import { createWebhookSchema } from '../webhooks/events.js';
 import * as mailsApi from '../http/api/mails.js';
 import * as messagesApi from '../http/api/messages.js';
 import * as outgoingApi from '../http/api/outgoing-servers.js';
@@ -105,7 +104,7 @@ export const operations: Record<string, Operation> = {
   'POST /api/v1/incoming-servers/{id}/outlook/connect': { tag: 'incoming', summary: 'Start connecting an Outlook account: { authorizeUrl }', params: outlookApi.idParams },
 
   'GET /api/v1/webhooks': { tag: 'webhooks', summary: 'List webhooks (the secret shows as hasSecret)' },
-  'POST /api/v1/webhooks': { tag: 'webhooks', summary: 'Register a URL for events; the answer carries the signing secret, shown this once', body: createWebhookSchema, ok: json(201, 'The webhook with its secret') },
+  'POST /api/v1/webhooks': { tag: 'webhooks', summary: 'Register a URL for events; the answer carries the signing secret, shown this once (a browser session also sends currentPassword)', body: webhooksApi.createWebhookBody, ok: json(201, 'The webhook with its secret') },
   'GET /api/v1/webhooks/{id}': { tag: 'webhooks', summary: 'Read a webhook', params: webhooksApi.webhookIdParams },
   'DELETE /api/v1/webhooks/{id}': { tag: 'webhooks', summary: 'Delete a webhook (its pending deliveries are dropped)', params: webhooksApi.webhookIdParams },
   'GET /api/v1/webhooks/{id}/deliveries': { tag: 'webhooks', summary: 'Deliveries, newest first, with state, attempts and the last response', params: webhooksApi.webhookIdParams, query: webhooksApi.deliveriesQuery },

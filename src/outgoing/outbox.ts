@@ -3,7 +3,7 @@
 import type { AddressObject } from 'mailparser';
 import type { Actor } from '../audit/audit-log.js';
 import type { PrincipalUser } from '../users/principal.js';
-import { normaliseAddress } from '../lib/address.js';
+import { normaliseAddress, parseMailbox } from '../lib/address.js';
 import crypto from 'node:crypto';
 import { AppError, errorBody, isAppError, type ErrorBody } from '../lib/errors.js';
 import type { Parameters } from '../settings/parameters.js';
@@ -101,7 +101,7 @@ export class Outbox {
     const parsed = parseInput(enqueueSchema, input, 'mail');
     // Admins and the CLI (no sender) may set more free headers than users (header-rules.ts).
     const mail = checkMail(parsed, maxMessageBytes, !sender || sender.role === 'admin' ? 'admin' : 'user');
-    assertMaySendAs(sender, mail.from);
+    await assertMaySendAs(sender, mail.from, mail.replyTo);
     await this.assertMayChooseServer(sender, mail.serverId, mail.massMailing);
     return mail;
   }
@@ -196,7 +196,7 @@ export class Outbox {
     const parsed = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true });
     const from = addresses(parsed.from)[0];
     if (!from) throw new AppError('JUNIPER_ERR_VALIDATION', 'The message has no usable From header.', { details: { field: 'from' } });
-    assertMaySendAs(sender, from);
+    await assertMaySendAs(sender, from, addresses(parsed.replyTo)[0] ?? null);
     await this.assertMayChooseServer(sender, overrides.serverId ?? null, overrides.massMailing ?? false);
     const to = overrides.to ? checkRecipients(overrides.to, 'to') : checkRecipients(addresses(parsed.to), 'to');
     const cc = overrides.to ? [] : checkRecipients(addresses(parsed.cc), 'cc');
@@ -225,10 +225,42 @@ export class Outbox {
   }
 }
 
-/** Users other than admins send only as themselves; admins and scripts with an admin key send as anyone. */
-function assertMaySendAs(sender: PrincipalUser | null, from: string): void {
+/**
+ * Users other than admins send only as themselves, and a mail of theirs names no one else as its sender: the
+ * From address is theirs, a Reply-To is their own address too, and the From's display name is not an address
+ * (their account's own name excepted, which Compose sends). Routing may send a user's mail as the notifications
+ * address, keeping the display name, with the Reply-To as the one trace of who wrote it (routing.ts): a free
+ * name and Reply-To made it "Payroll <payroll@…>" <notifications@…> answering to anyone, under the
+ * organisation's trusted address. Admins and scripts with an admin key send as anyone.
+ */
+async function assertMaySendAs(sender: PrincipalUser | null, from: string, replyTo: string | null): Promise<void> {
   if (!sender || sender.role === 'admin') return;
-  if (normaliseAddress(from) !== sender.email.toLowerCase()) {
-    throw new AppError('JUNIPER_ERR_FORBIDDEN', `You may send only as your own address (${sender.email}); an admin's API key can send as others.`);
+  const own = sender.email.toLowerCase();
+  if (normaliseAddress(from) !== own) {
+    throw new AppError('JUNIPER_ERR_FORBIDDEN', `You may send only as your own address (${sender.email}); an admin's API key can send as others.`, { details: { field: 'from' } });
+  }
+  if (replyTo !== null && normaliseAddress(replyTo) !== own) {
+    throw new AppError('JUNIPER_ERR_FORBIDDEN', `replyTo: you may give only your own address (${sender.email}) as Reply-To, or none; an admin's API key can set another.`, { details: { field: 'replyTo' } });
+  }
+  const name = parseMailbox(from)?.name ?? '';
+  if (name !== '' && name !== sender.name && ADDRESS_LIKE.test(await decodedName(name))) {
+    throw new AppError('JUNIPER_ERR_FORBIDDEN', `from: the display name ${JSON.stringify(name)} looks like an email address; give your name, or none, before <${sender.email}>.`, { details: { field: 'from' } });
+  }
+}
+
+/**
+ * Something@something in a display name: an address a reader would take for the sender's, also with spaces
+ * around the at sign or written with its full-width or small forms (＠, ﹫), which look the same in a list.
+ */
+const ADDRESS_LIKE = /[^\s<>"@\uff20\ufe6b]\s*[@\uff20\ufe6b]\s*[^\s<>"@\uff20\ufe6b]/u;
+
+/** The name as a mail client shows it: RFC 2047 encoded words decoded (libmime loads only for them). */
+async function decodedName(name: string): Promise<string> {
+  if (!name.includes('=?')) return name;
+  const { default: libmime } = await import('libmime');
+  try {
+    return libmime.decodeWords(name);
+  } catch {
+    return name;
   }
 }

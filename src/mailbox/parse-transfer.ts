@@ -13,6 +13,17 @@ export interface ParseReply {
   outcome: ParseOutcome;
 }
 
+/** Sent once by a worker when it has loaded the parser and listens. */
+export interface WorkerSignal {
+  ready: true;
+}
+
+/** Tests only: messages containing `stallOn` make the worker spin for ever, `crashOn` crash its thread. */
+export interface WorkerHooks {
+  stallOn?: string;
+  crashOn?: string;
+}
+
 /** `bytes` in an ArrayBuffer of exactly its length, ready to transfer. */
 export function ownBytes(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(bytes);

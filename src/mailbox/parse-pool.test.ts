@@ -135,13 +135,21 @@ describe('the parse budget', () => {
   });
 
   it('with a budget a message over WORKER_PARSE_MAX_BYTES goes to a worker too; without one it is parsed on the calling thread', async () => {
-    const big = Buffer.concat([marked('big', 1), Buffer.alloc(WORKER_PARSE_MAX_BYTES + 1024, 'a')]);
+    // Two attachments: views of one decoded buffer, which the worker transfers whole rather than copying.
+    const part = (name: string, bytes: Buffer) => `--b\r\nContent-Type: application/octet-stream; name="${name}"\r\nContent-Transfer-Encoding: base64\r\n\r\n${bytes.toString('base64').replace(/.{76}/g, '$&\r\n')}\r\n`;
+    const big = Buffer.from(
+      `From: a@example.com\r\nTo: inbox@example.com\r\nSubject: big\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n${part('one.bin', Buffer.alloc(WORKER_PARSE_MAX_BYTES, 1))}${part('two.bin', Buffer.alloc(300_000, 2))}--b--\r\n`,
+    );
     const budgeted = new ParsePool(1, { budgetMs: 20_000 });
     const unbounded = new ParsePool(1, { budgetMs: 0 });
     after(() => Promise.all([budgeted.close(), unbounded.close()]));
     const expected = await parseMessage(big);
-    assert.deepEqual(await budgeted.parse(big), expected);
+    assert.ok(expected.ok && expected.message.attachments.length === 2);
+    const there = await budgeted.parse(big);
+    assert.deepEqual(there, expected);
     assert.equal(budgeted.workerParses, 1);
+    assert.ok(there.ok && there.message.attachments.every((a) => Buffer.isBuffer(a.content)));
+    assert.ok(there.ok && there.message.attachments[1]!.content.every((b) => b === 2), 'each attachment its own bytes of the shared buffer');
     assert.deepEqual(await unbounded.parse(big), expected);
     assert.equal(unbounded.workerParses, 0);
   });

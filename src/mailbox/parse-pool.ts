@@ -80,6 +80,8 @@ class Slot {
   /** Loaded and listening: a death before that is a thread that cannot start here, not a message's doing. */
   ready = false;
   private ended = false;
+  /** It reported an error: it ends, whatever it was doing (see 'exit'). */
+  private dying = false;
   private timer: NodeJS.Timeout | undefined;
   /** The id of the message the timer is for. */
   private timed: number | undefined;
@@ -113,8 +115,18 @@ class Slot {
       this.end();
       this.events.died(this, cause, current, this.take());
     };
-    this.worker.on('error', (err) => died(err.message || 'an error'));
-    this.worker.on('exit', (code) => died(`its thread ended with code ${code}`));
+    // Handled at 'exit', not at 'error': Node delivers every message the worker sent before emitting 'exit',
+    // while 'error' can come first, so a worker that crashed on a message after it signalled ready would pass
+    // for one that could not start (and its messages would go to the calling thread, the culprit with them).
+    // Its clock stops at 'error' all the same: a thread can take seconds to end on a busy machine, and the
+    // message that killed it has not overrun its budget.
+    let error: string | undefined;
+    this.worker.on('error', (err) => {
+      error ??= err.message || 'an error';
+      this.dying = true;
+      clearTimeout(this.timer);
+    });
+    this.worker.on('exit', (code) => died(error ?? `its thread ended with code ${code}`));
   }
 
   get size(): number {
@@ -145,10 +157,10 @@ class Slot {
     if (this.timer && this.timed === current) return;
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.budgetMs <= 0 || !this.ready || current === undefined || this.ended) return;
+    if (this.budgetMs <= 0 || !this.ready || current === undefined || this.ended || this.dying) return;
     this.timed = current;
     this.timer = setTimeout(() => {
-      if (this.ended || this.jobs[0]?.id !== current) return;
+      if (this.ended || this.dying || this.jobs[0]?.id !== current) return;
       const job = this.jobs.shift()!.job;
       this.end();
       const queued = this.take();

@@ -12,7 +12,8 @@ if (!port) throw new Error('parse-worker.ts runs only as a worker thread (ParseP
 const hooks = ((workerData as { hooks?: WorkerHooks } | null)?.hooks ?? {}) satisfies WorkerHooks;
 
 async function parseOne(request: ParseRequest): Promise<void> {
-  const raw = Buffer.from(request.raw);
+  // A view, not Buffer.from(Uint8Array)'s copy: the bytes were transferred to this thread for this parse alone.
+  const raw = Buffer.from(request.raw.buffer, request.raw.byteOffset, request.raw.byteLength);
   // Tests only (ParsePool's testHooks, never set in production): a parse that never ends, or a thread that crashes.
   if (hooks.stallOn !== undefined && raw.includes(hooks.stallOn)) for (;;);
   if (hooks.crashOn !== undefined && raw.includes(hooks.crashOn)) {

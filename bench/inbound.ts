@@ -27,14 +27,19 @@ const PASSWORD = 'bench-append-only';
 
 export interface InboundFigures {
   dialect: DialectName;
+  /** The parse budget the run had (JUNIPER_PARSE_BUDGET_SECONDS), ms; 0: none. */
+  budgetMs: number;
   messages: number;
   bytes: number;
   raw: number;
   juniper: number;
   /** CPU of this process (user + system) per message in each run, µs: less at the mercy of the machine's load than throughput. */
   cpu: { raw: number; juniper: number };
-  /** One large message fetched and stored after the run: its size and the peak heap growth meanwhile. */
-  big: { bytes: number; growth: number };
+  /**
+   * One large message fetched and stored after the run: its size, the peak heap growth meanwhile (this thread's
+   * heap and Buffers), and the peak growth of the resident size (the whole process: parse workers' heaps too).
+   */
+  big: { bytes: number; growth: number; rssGrowth: number };
 }
 
 /** A message of about `bytes` bytes: a line of text and one base64 attachment (random, so nothing compresses it away). */
@@ -53,7 +58,7 @@ function bigMessage(to: string, bytes: number): Buffer {
  * and gone 5 ms later, which read as a growth of 0.2 MB for a 25.7 MB message. So it collects and waits until
  * the figure stops falling.
  */
-async function peakGrowth(run: () => Promise<unknown>): Promise<number> {
+async function peakGrowth(run: () => Promise<unknown>): Promise<{ growth: number; rssGrowth: number }> {
   const gc = vm.runInNewContext('gc') as () => void;
   const used = () => {
     const m = process.memoryUsage();
@@ -71,20 +76,25 @@ async function peakGrowth(run: () => Promise<unknown>): Promise<number> {
     base = now;
   }
   let peak = base;
-  const sampler = setInterval(() => (peak = Math.max(peak, used())), 5);
+  const rssBase = process.memoryUsage.rss();
+  let rssPeak = rssBase;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, used());
+    rssPeak = Math.max(rssPeak, process.memoryUsage.rss());
+  }, 5);
   try {
     await run();
   } finally {
     clearInterval(sampler);
   }
-  return Math.max(peak, used()) - base;
+  return { growth: Math.max(peak, used()) - base, rssGrowth: Math.max(rssPeak, process.memoryUsage.rss()) - rssBase };
 }
 
 export async function inbound(dialect: DialectName, n: number, bigBytes = 25 * 1024 * 1024): Promise<InboundFigures> {
   const idp = await startIdentityServer();
   const dovecot = await startDovecot({ identityUrl: idp.url, users: { [MAILBOX]: PASSWORD } });
-  // JUNIPER_PARSE_WORKERS and JUNIPER_FETCH_BATCH_SIZE read and checked as a deployment's are (absent: the defaults).
-  const { fetch } = loadConfig({ JUNIPER_PARSE_WORKERS: process.env.JUNIPER_PARSE_WORKERS, JUNIPER_FETCH_BATCH_SIZE: process.env.JUNIPER_FETCH_BATCH_SIZE });
+  // JUNIPER_PARSE_WORKERS, JUNIPER_PARSE_BUDGET_SECONDS and JUNIPER_FETCH_BATCH_SIZE read and checked as a deployment's are (absent: the defaults).
+  const { fetch } = loadConfig({ JUNIPER_PARSE_WORKERS: process.env.JUNIPER_PARSE_WORKERS, JUNIPER_PARSE_BUDGET_SECONDS: process.env.JUNIPER_PARSE_BUDGET_SECONDS, JUNIPER_FETCH_BATCH_SIZE: process.env.JUNIPER_FETCH_BATCH_SIZE });
   const t = await startTestApp(dialect, { logLevel: 'warn', fetch });
   try {
     const messages = corpus(n, MAILBOX);
@@ -154,9 +164,9 @@ export async function inbound(dialect: DialectName, n: number, bigBytes = 25 * 1
     const big = bigMessage(MAILBOX, bigBytes);
     await withMailbox(dovecot, MAILBOX, PASSWORD, 'INBOX', (c) => c.append('INBOX', big));
     let bigCounts: Awaited<ReturnType<typeof incoming.fetchNow>> | undefined;
-    const growth = await peakGrowth(async () => (bigCounts = await incoming.fetchNow(await incomingServers.get(id))));
+    const { growth, rssGrowth } = await peakGrowth(async () => (bigCounts = await incoming.fetchNow(await incomingServers.get(id))));
     if (bigCounts?.stored !== 1) throw new Error(`juniper: the large message was not stored: ${JSON.stringify(bigCounts)}`);
-    return { dialect, messages: n, bytes, raw: n / rawSeconds, juniper: n / seconds, cpu: { raw: rawCpuUs, juniper: juniperCpuUs }, big: { bytes: big.length, growth } };
+    return { dialect, budgetMs: fetch.parseBudgetMs ?? 0, messages: n, bytes, raw: n / rawSeconds, juniper: n / seconds, cpu: { raw: rawCpuUs, juniper: juniperCpuUs }, big: { bytes: big.length, growth, rssGrowth } };
   } finally {
     await t.close();
     await dovecot.stop();
@@ -197,6 +207,6 @@ export function printInbound(f: InboundFigures): void {
   console.log(`  raw imapflow, source in one FETCH: ${f.raw.toFixed(0)} msgs/s`);
   console.log(`  juniper fetch (parse, store, \\Seen): ${f.juniper.toFixed(0)} msgs/s (parse workers: ${sharedParseWorkers() || 'none, parsed on the main thread'})`);
   console.log(`  CPU of this process a message: raw ${f.cpu.raw.toFixed(0)} µs, juniper ${f.cpu.juniper.toFixed(0)} µs (${(f.cpu.juniper / f.cpu.raw).toFixed(1)}x; Dovecot's and PostgreSQL's are not in it)`);
-  console.log(`  memory: one ${mbs(f.big.bytes)} message fetched and stored: heap growth ${mbs(f.big.growth)}, ${(f.big.growth / f.big.bytes).toFixed(1)}x its size`);
+  console.log(`  memory: one ${mbs(f.big.bytes)} message fetched and stored: heap growth ${mbs(f.big.growth)}, ${(f.big.growth / f.big.bytes).toFixed(1)}x its size; resident size ${mbs(f.big.rssGrowth)}, ${(f.big.rssGrowth / f.big.bytes).toFixed(1)}x (parse budget: ${f.budgetMs ? `${f.budgetMs / 1000} s, so parsed on a worker` : 'none, parsed on the main thread'})`);
   console.log(`ratio inbound ${f.dialect}: juniper/raw ${(f.juniper / f.raw).toFixed(2)}x`);
 }

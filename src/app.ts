@@ -71,7 +71,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
   }
   // PostgreSQL: wakes the dispatchers of the other processes when mail becomes due (LISTEN/NOTIFY).
   const wake = openWakeChannel(config.database, database.db, logger);
-  setSharedParseWorkers(config.fetch.parseWorkers);
+  setSharedParseWorkers(config.fetch.parseWorkers, config.fetch.parseBudgetMs);
   const services = buildServices({ database, vault, logger, wake, resolveHost: options.resolveHost, fetchLeaseMs: config.fetch.leaseMs, fetchBatchSize: config.fetch.batchSize });
   let http: Promise<FastifyInstance> | undefined;
   return {

@@ -34,3 +34,12 @@ describe('JUNIPER_PARSE_WORKERS', () => {
     for (const bad of ['-1', '17', '1.5', 'many']) assert.throws(() => loadConfig({ JUNIPER_PARSE_WORKERS: bad }), /JUNIPER_PARSE_WORKERS/, bad);
   });
 });
+
+describe('JUNIPER_PARSE_BUDGET_SECONDS', () => {
+  it('is 20 s unless set, takes 0 (no budget) to 3600, and refuses anything else', () => {
+    assert.equal(loadConfig({}).fetch.parseBudgetMs, 20_000);
+    assert.equal(loadConfig({ JUNIPER_PARSE_BUDGET_SECONDS: '0' }).fetch.parseBudgetMs, 0);
+    assert.equal(loadConfig({ JUNIPER_PARSE_BUDGET_SECONDS: '45' }).fetch.parseBudgetMs, 45_000);
+    for (const bad of ['-1', '3601', '1.5', 'long']) assert.throws(() => loadConfig({ JUNIPER_PARSE_BUDGET_SECONDS: bad }), /JUNIPER_PARSE_BUDGET_SECONDS/, bad);
+  });
+});

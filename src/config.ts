@@ -24,6 +24,7 @@ const envSchema = z.object({
   JUNIPER_FETCH_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
   JUNIPER_FETCH_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(200),
   JUNIPER_PARSE_WORKERS: z.coerce.number().int().min(0).max(16).optional(),
+  JUNIPER_PARSE_BUDGET_SECONDS: z.coerce.number().int().min(0).max(3600).default(20),
   JUNIPER_TRUST_PROXY: z
     .string()
     .transform((v, ctx) => {
@@ -92,9 +93,10 @@ export interface Config {
   readonly send: { readonly leaseMs: number; readonly batchSize: number; readonly pollMs: number };
   /**
    * Incoming fetcher: how long a server stays with the worker fetching it after its last stored message, messages
-   * per FETCH, and the threads that parse incoming mail (JUNIPER_PARSE_WORKERS; absent: the cores but two, at most 4).
+   * per FETCH, the threads that parse incoming mail (JUNIPER_PARSE_WORKERS; absent: the cores but two, at least
+   * one, at most 4) and the longest one message's parse may take there (JUNIPER_PARSE_BUDGET_SECONDS; 0: no limit).
    */
-  readonly fetch: { readonly leaseMs: number; readonly batchSize: number; readonly parseWorkers?: number };
+  readonly fetch: { readonly leaseMs: number; readonly batchSize: number; readonly parseWorkers?: number; readonly parseBudgetMs?: number };
   /** Peers whose X-Forwarded-For/-Proto are believed (JUNIPER_TRUST_PROXY); absent = none. */
   readonly trustProxy?: TrustProxy;
 }
@@ -121,7 +123,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     baseUrl: e.JUNIPER_BASE_URL?.replace(/\/+$/, ''),
     logLevel: e.JUNIPER_LOG_LEVEL,
     send: Object.freeze({ leaseMs: e.JUNIPER_SEND_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_SEND_BATCH_SIZE, pollMs: e.JUNIPER_SEND_POLL_SECONDS * 1000 }),
-    fetch: Object.freeze({ leaseMs: e.JUNIPER_FETCH_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_FETCH_BATCH_SIZE, ...(e.JUNIPER_PARSE_WORKERS === undefined ? {} : { parseWorkers: e.JUNIPER_PARSE_WORKERS }) }),
+    fetch: Object.freeze({ leaseMs: e.JUNIPER_FETCH_LEASE_SECONDS * 1000, batchSize: e.JUNIPER_FETCH_BATCH_SIZE, parseBudgetMs: e.JUNIPER_PARSE_BUDGET_SECONDS * 1000, ...(e.JUNIPER_PARSE_WORKERS === undefined ? {} : { parseWorkers: e.JUNIPER_PARSE_WORKERS }) }),
     trustProxy: e.JUNIPER_TRUST_PROXY ?? false,
   });
 }

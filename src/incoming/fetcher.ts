@@ -561,7 +561,7 @@ export class IncomingFetcher {
         throw new AppError('JUNIPER_ERR_DATABASE', `The database failed while storing message UID ${ctx.uid} of incoming server "${ctx.server.name}" (${failureText(err)}); it was not marked read and nothing after it was fetched. The next fetch tries it again once the database is back.`, { cause: err });
       }
       const error = `Juniper could not store this message: ${failureText(err)}. It is kept here unchanged (download the original to read it) and the mailbox went on with the next message.`;
-      return this.quarantined(ctx, { raw, error, oversize: false });
+      return this.quarantined(ctx, { raw, error, oversize: false, ...(!parsed.ok && parsed.headers ? { headers: parsed.headers } : {}) });
     }
   }
 
@@ -569,7 +569,7 @@ export class IncomingFetcher {
    * Quarantines one message with its cursor move; if even that fails, a minimal row (error and truncated
    * headers, no blob). Only when the database refuses that too does the run stop, before this message.
    */
-  private async quarantined(ctx: MessageContext, q: { raw: Buffer; error: string; size?: number; oversize: boolean }): Promise<IngestResult & { reason: string }> {
+  private async quarantined(ctx: MessageContext, q: { raw: Buffer; error: string; size?: number; oversize: boolean; headers?: ParseOutcome }): Promise<IngestResult & { reason: string }> {
     const input: QuarantineInput = {
       server: ctx.server,
       uid: ctx.uid,
@@ -578,6 +578,7 @@ export class IncomingFetcher {
       error: q.error,
       key: q.oversize ? oversizeKey(q.raw, q.size ?? q.raw.length) : rawKey(q.raw),
       ...(q.size !== undefined ? { size: q.size } : {}),
+      ...(q.headers ? { headers: q.headers } : {}),
     };
     try {
       return { ...(await this.withCursor(ctx, (trx) => this.deps.ingest.quarantine(trx, input))), reason: q.error };

@@ -5,6 +5,7 @@ import type { DB, IncomingServer } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { Ingest } from '../mailbox/ingest.js';
+import type { Parse } from '../mailbox/parse-pool.js';
 import type { TokenProvider } from '../oauth/token-provider.js';
 import type { Parameters } from '../settings/parameters.js';
 import type { ConnectDeps } from './connect.js';
@@ -33,6 +34,8 @@ export interface FetcherOverrides {
   now?: () => number;
   connect?: ConnectReader;
   tokens?: TokenProvider;
+  /** How messages are parsed (default: the process's pool). */
+  parse?: Parse;
 }
 
 /**
@@ -67,6 +70,7 @@ export class IncomingMail {
       ...(this.deps.batchSize !== undefined ? { batchSize: this.deps.batchSize } : {}),
       ...(overrides.owner ? { owner: overrides.owner } : {}),
       ...(overrides.now ? { now: overrides.now } : {}),
+      ...(overrides.parse ? { parse: overrides.parse } : {}),
     });
   }
 

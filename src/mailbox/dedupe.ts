@@ -29,6 +29,9 @@ export function oversizeKey(headers: Buffer, size: number): string {
   return `oversize:${sha256Of(headers)}:${size}`;
 }
 
+/** What a quarantine row shows of the headers (subject, from, to) is read from at most this much. */
+export const QUARANTINE_HEADER_BYTES = 64 * 1024;
+
 /** The header section of raw message bytes (up to and including the blank line), at most `limit` bytes. */
 export function headerSection(raw: Buffer, limit: number): Buffer {
   const crlf = raw.indexOf('\r\n\r\n');

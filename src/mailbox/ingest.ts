@@ -7,7 +7,7 @@ import { insertRows } from '../db/insert-rows.js';
 import type { DB, IncomingServer, OutgoingMail } from '../db/schema.js';
 import { bounceAddress, type MailParameters } from '../settings/parameter-rules.js';
 import type { BlobStore } from './blob-store.js';
-import { dedupeKeyOf, headerSection, messageIdKey, rawKey, storableText } from './dedupe.js';
+import { dedupeKeyOf, headerSection, messageIdKey, QUARANTINE_HEADER_BYTES, rawKey, storableText } from './dedupe.js';
 import { bounceEvidence, mailboxAlias, threadCandidates, threadSubject } from './inbound-rules.js';
 import type { ParseOutcome, ParsedMessage } from './parse.js';
 import { parseMessage } from './parse-on-demand.js';
@@ -37,6 +37,8 @@ export interface QuarantineInput {
   key?: string;
   /** The message's real size when `raw` is only its headers. */
   size?: number;
+  /** The header section already read (a failed parse's `headers`): not parsed again here. */
+  headers?: ParseOutcome;
 }
 
 export interface IngestResult {
@@ -47,8 +49,6 @@ export interface IngestResult {
 }
 
 const MAX_PARSE_ERROR = 2000;
-/** What a quarantine row shows of the headers (subject, from, to) is read from at most this much. */
-const QUARANTINE_HEADER_BYTES = 64 * 1024;
 /**
  * Threading looks up at most this many referenced Message-IDs (In-Reply-To and the newest References): a
  * hostile References header with 50,000 ids would otherwise exceed the bind-parameter limit of the database.
@@ -103,7 +103,8 @@ export class Ingest {
       }
       const m = p.message;
       if (!m) {
-        const q = await this.insertQuarantine(trx, { ...p.input, error: p.input.parsed.ok ? '' : p.input.parsed.error, key: p.rawKey }, now);
+        const failed = p.input.parsed.ok ? undefined : p.input.parsed;
+        const q = await this.insertQuarantine(trx, { ...p.input, error: failed?.error ?? '', key: p.rawKey }, now, failed?.headers);
         const ref = { id: q.messageId };
         group.addId(p.rawKey, ref);
         outcomes.push({ outcome: 'quarantined', ref });
@@ -210,7 +211,7 @@ export class Ingest {
    */
   async quarantine(trx: Kysely<DB>, input: QuarantineInput): Promise<IngestResult> {
     const key = input.key ?? rawKey(input.raw);
-    const shown = await parseMessage(headerSection(input.raw, QUARANTINE_HEADER_BYTES));
+    const shown = input.headers ?? (await parseMessage(headerSection(input.raw, QUARANTINE_HEADER_BYTES)));
     // Its Message-ID counts too: an oversize message stored whole earlier (under a higher cap) is the same message.
     const messageId = shown.ok ? shown.message.messageId : null;
     const existing = await this.existing(trx, input.server.id, [key, ...(messageId ? [messageIdKey(messageId)] : [])]);
@@ -242,7 +243,7 @@ export class Ingest {
   }
 
   private async insertQuarantine(trx: Kysely<DB>, input: QuarantineInput & { key: string }, now: number, headers?: ParseOutcome): Promise<IngestResult> {
-    const shown = headers ?? (await parseMessage(headerSection(input.raw, QUARANTINE_HEADER_BYTES)));
+    const shown = headers ?? input.headers ?? (await parseMessage(headerSection(input.raw, QUARANTINE_HEADER_BYTES)));
     const m = shown.ok ? shown.message : undefined;
     const row = await trx
       .insertInto('messages')

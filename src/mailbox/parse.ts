@@ -53,7 +53,12 @@ export interface ParsedMessage {
   embeddedMessageIds: string[];
 }
 
-export type ParseOutcome = { ok: true; message: ParsedMessage } | { ok: false; error: string };
+/**
+ * A failure may carry `headers`: its header section's own reading, made where it was safe (ParsePool, for a
+ * message that overran its parse budget or crashed a worker). Quarantine then shows those fields instead of
+ * parsing the header section again on the calling thread, where nothing could stop it.
+ */
+export type ParseOutcome = { ok: true; message: ParsedMessage } | { ok: false; error: string; headers?: ParseOutcome };
 
 // eslint-disable-next-line no-control-regex -- what no stored header value may carry
 const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g;

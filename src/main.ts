@@ -1,12 +1,10 @@
 // CLI entry and the only module that starts anything: listening sockets, timers, background jobs.
+// Everything past commander, the command definitions and the configuration is imported when a command runs
+// (await import below): `--help`, and every command that needs no app or no HTTP, start without loading them.
 import { Command, CommanderError } from 'commander';
-import { pino } from 'pino';
-import { createApp, type App } from './app.js';
-import { loadConfig, type Config } from './config.js';
-import { describeDatabase, openDatabase } from './db/database.js';
-import { migrateToLatest } from './db/migrate.js';
+import type { App, CreateAppOptions } from './app.js';
+import type { Config } from './config.js';
 import { isAppError } from './lib/errors.js';
-import { createLogger } from './lib/logger.js';
 import { apiKeysCommand, usersCommand } from './cli/users.js';
 import { paramsCommand } from './cli/params.js';
 import { settingsCommand } from './cli/settings.js';
@@ -17,17 +15,20 @@ import { vaultCommand } from './cli/vault.js';
 import { doctorCommand } from './cli/doctor.js';
 import type { WithApp } from './cli/with-app.js';
 import { guardTerminalOutput } from './cli/terminal-text.js';
-import { createWorkers } from './worker/workers.js';
-import { startThreadWorkers } from './worker/thread-workers.js';
-import { startMetricsServerFromEnv } from './metrics/metrics-server.js';
-import { addressPeopleUse, ignoredBaseUrlEnv, ignoredBaseUrlEnvMessage } from './settings/public-address.js';
 
 const VERSION = '0.1.0';
 
+const loadConfig = async (): Promise<Config> => (await import('./config.js')).loadConfig();
+
+/** createApp for a CLI command: results on stdout, logs on stderr and only from warnings up. */
+async function openCliApp(config: Config, options: Omit<CreateAppOptions, 'logger'>): Promise<App> {
+  const [{ createApp }, { createLogger }, { pino }] = await Promise.all([import('./app.js'), import('./lib/logger.js'), import('pino')]);
+  return createApp(config, { logger: createLogger('warn', pino.destination(2)), ...options });
+}
+
 function cliApp(config: Config, vaultMode: 'open' | 'inspect' = 'open'): WithApp {
   return async (fn) => {
-    // Commands print their results on stdout; logs go to stderr and only from warnings up.
-    const app = await createApp(config, { logger: createLogger('warn', pino.destination(2)), vaultMode });
+    const app = await openCliApp(config, { vaultMode });
     try {
       return await fn(app);
     } finally {
@@ -41,6 +42,7 @@ function cliApp(config: Config, vaultMode: 'open' | 'inspect' = 'open'): WithApp
  * admin may have changed it since), says so in the log when the two differ, and returns the address to print.
  */
 async function baseUrlOf(app: App): Promise<string> {
+  const { addressPeopleUse, ignoredBaseUrlEnv, ignoredBaseUrlEnvMessage } = await import('./settings/public-address.js');
   const { config } = app;
   const seeded = config.baseUrl ? await app.services.parameters.seedIfUnset('web.base.url', config.baseUrl) : false;
   const stored = await app.services.parameters.value('web.base.url');
@@ -59,6 +61,7 @@ function untilSignal(): Promise<string> {
 }
 
 async function serve(config: Config, options: { workers: boolean; workersThread: boolean }): Promise<void> {
+  const [{ createApp }, { describeDatabase }, { startMetricsServerFromEnv }] = await Promise.all([import('./app.js'), import('./db/database.js'), import('./metrics/metrics-server.js')]);
   const app = await createApp(config);
   const log = app.logger;
   const http = await app.http();
@@ -114,11 +117,13 @@ async function startServeWorkers(app: App, options: { workers: boolean; workersT
     return undefined;
   }
   if (!options.workersThread) {
+    const { createWorkers } = await import('./worker/workers.js');
     const workers = createWorkers(app);
     workers.start();
     log.info({ owner: workers.dispatcher.owner, workers: 'main thread' }, 'Juniper workers started on the web\'s own thread');
     return workers;
   }
+  const { startThreadWorkers } = await import('./worker/thread-workers.js');
   const workers = await startThreadWorkers(app);
   app.services.metrics.addThread(() => workers.counters());
   log.info({ owner: workers.owner, workers: 'thread' }, 'Juniper workers started in their own thread (--workers-thread)');
@@ -126,6 +131,12 @@ async function startServeWorkers(app: App, options: { workers: boolean; workersT
 }
 
 async function worker(config: Config): Promise<void> {
+  const [{ createApp }, { describeDatabase }, { startMetricsServerFromEnv }, { createWorkers }] = await Promise.all([
+    import('./app.js'),
+    import('./db/database.js'),
+    import('./metrics/metrics-server.js'),
+    import('./worker/workers.js'),
+  ]);
   const app = await createApp(config);
   const workers = createWorkers(app);
   workers.start();
@@ -144,26 +155,28 @@ export function buildProgram(): Command {
     .version(VERSION)
     .showHelpAfterError()
     .exitOverride();
-  // Each action loads the configuration itself, so `--help` works without a valid environment.
-  const withApp: WithApp = (fn) => cliApp(loadConfig())(fn);
+  // Each action loads the configuration itself, so `--help` works without a valid environment (and without
+  // loading the configuration's zod schemas).
+  const withApp: WithApp = async (fn) => cliApp(await loadConfig())(fn);
   // Read-only about the vault: reports a lost key instead of refusing, and never creates one.
-  const withInspectApp: WithApp = (fn) => cliApp(loadConfig(), 'inspect')(fn);
+  const withInspectApp: WithApp = async (fn) => cliApp(await loadConfig(), 'inspect')(fn);
 
   program
     .command('serve')
     .description('run the web UI, the REST API and the background workers (default port 8080)')
     .option('--no-workers', 'the web UI and REST API only: mail is sent and fetched by `juniper worker` processes')
     .option('--workers-thread', 'the background workers in a thread of their own beside the web\'s (two cores; about 40 MB more)')
-    .action(async (o: { workers: boolean; workersThread?: boolean }) => serve(loadConfig(), { workers: o.workers, workersThread: o.workersThread === true }));
+    .action(async (o: { workers: boolean; workersThread?: boolean }) => serve(await loadConfig(), { workers: o.workers, workersThread: o.workersThread === true }));
   program
     .command('worker')
     .description('run only the background workers (for a second process sharing a PostgreSQL database)')
-    .action(async () => worker(loadConfig()));
+    .action(async () => worker(await loadConfig()));
   program
     .command('migrate')
     .description('bring the database schema up to date (serve and worker also do this at start)')
     .action(async () => {
-      const config = loadConfig();
+      const config = await loadConfig();
+      const [{ describeDatabase, openDatabase }, { migrateToLatest }] = await Promise.all([import('./db/database.js'), import('./db/migrate.js')]);
       const database = openDatabase(config.database);
       try {
         const { applied } = await migrateToLatest(database);
@@ -183,7 +196,7 @@ export function buildProgram(): Command {
   program.addCommand(incomingCommand(withApp));
   program.addCommand(fetchCommand(withApp));
   program.addCommand(vaultCommand(withApp, withInspectApp));
-  program.addCommand(doctorCommand(() => createApp(loadConfig(), { logger: createLogger('warn', pino.destination(2)), migrate: false, vaultMode: 'inspect' })));
+  program.addCommand(doctorCommand(async () => openCliApp(await loadConfig(), { migrate: false, vaultMode: 'inspect' })));
   return program;
 }
 

@@ -3,8 +3,7 @@
 // It opens the database without migrating: a pending migration is a finding, not something to do silently.
 import { Command } from 'commander';
 import type { App } from '../app.js';
-import { diagnose, exitCodeOf, type Finding } from '../doctor/diagnose.js';
-import { doctorFacts } from '../doctor/facts.js';
+import type { Finding } from '../doctor/diagnose.js';
 import { isAppError } from '../lib/errors.js';
 
 const LABEL = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' } as const;
@@ -17,6 +16,8 @@ async function findingsOf(openApp: () => Promise<App>): Promise<Finding[]> {
     return [{ level: 'fail', check: 'database', message: `Cannot open the database or the vault: ${isAppError(e) ? e.message : (e as Error).message}` }];
   }
   try {
+    // Imported here, as the app is: the checks' modules load with `juniper doctor` only, not with every command.
+    const [{ diagnose }, { doctorFacts }] = await Promise.all([import('../doctor/diagnose.js'), import('../doctor/facts.js')]);
     const { pending, facts } = await doctorFacts(app);
     if (facts) return diagnose(facts);
     return [{ level: 'fail', check: 'migrations', message: `${pending.length} migration(s) not applied (${pending.join(', ')}): run \`juniper migrate\`; the other checks need the current schema.` }];
@@ -33,6 +34,7 @@ export function doctorCommand(openApp: () => Promise<App>): Command {
     .option('--json', 'JSON output', false)
     .action(async (o: { json: boolean }) => {
       const findings = await findingsOf(openApp);
+      const { exitCodeOf } = await import('../doctor/diagnose.js');
       process.stdout.write(o.json ? JSON.stringify(findings, null, 2) + '\n' : findings.map((f) => `${LABEL[f.level]}  ${f.check}: ${f.message}\n`).join(''));
       process.exitCode = exitCodeOf(findings);
     });

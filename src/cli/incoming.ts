@@ -2,10 +2,10 @@
 // terminal and one plain line per server otherwise, so logs and cron mails stay readable). Each fetch runs as
 // a Fetch Now job (src/jobs/fetch-jobs.ts), so the API and the UI see it running and its counts afterwards.
 import { Command } from 'commander';
-import { countsSummary, type FetchProgress } from '../incoming/fetcher.js';
-import { incomingKind, type IncomingServerView } from '../incoming/servers.js';
+import type { FetchProgress } from '../incoming/fetcher.js';
+import type * as FetchJobs from '../jobs/fetch-jobs.js';
+import type { IncomingServerView } from '../incoming/servers.js';
 import { isAppError, type AppError } from '../lib/errors.js';
-import { isRunningElsewhere, isStopped } from '../jobs/fetch-jobs.js';
 import type { WithApp } from './with-app.js';
 import { idArgument } from './args.js';
 import { onFirstStopSignal, signalExitCode, type StopSignal } from './stop-signals.js';
@@ -34,11 +34,13 @@ function describe(s: IncomingServerView): string {
   return `${s.id}\t${s.name}\t${s.host}:${s.port} ${s.security}\tauth ${s.auth}${s.username ? ` as ${s.username}` : ''}\tfolder ${s.folder}\tevery ${s.intervalMinutes} min\t${state}${token}${error}\n`;
 }
 
-const id = (value: string) => idArgument(value, incomingKind.listCommand);
+// The kind (zod schemas), the fetcher and the fetch jobs are imported when a command runs, so that `--help`
+// and the other commands do not load them.
+const incoming = () => import('../incoming/servers.js');
 
 export function incomingCommand(withApp: WithApp): Command {
   return addServerCommands(new Command('incoming').description('incoming (IMAP) mail servers'), withApp, {
-    kind: incomingKind,
+    kind: async () => (await incoming()).incomingKind,
     servers: (app) => app.services.incomingServers,
     protocol: 'IMAP',
     fields,
@@ -85,6 +87,8 @@ export function fetchCommand(withApp: WithApp): Command {
     .description('fetch incoming mail now: one server, or every confirmed active server (each fetch is a job, as Fetch Now)')
     .argument('[id]', 'server id (default: all confirmed, active servers)')
     .action(async (sid: string | undefined) => {
+      const [{ incomingKind }, { countsSummary }, jobs] = await Promise.all([incoming(), import('../incoming/fetcher.js'), import('../jobs/fetch-jobs.js')]);
+      const id = (value: string) => idArgument(value, incomingKind.listCommand);
       const tty = process.stderr.isTTY === true;
       await withApp(async (app) => {
         const { incomingServers, fetchJobs } = app.services;
@@ -119,8 +123,8 @@ export function fetchCommand(withApp: WithApp): Command {
             } catch (err) {
               if (tty) process.stderr.write('\n');
               if (!isAppError(err)) throw err;
-              process.stdout.write(`${server.id}\t${server.name}\t${failureLine(server.id, err)}\n`);
-              process.exitCode = isStopped(err) && stoppedBy ? signalExitCode(stoppedBy) : 1;
+              process.stdout.write(`${server.id}\t${server.name}\t${failureLine(server.id, err, jobs)}\n`);
+              process.exitCode = jobs.isStopped(err) && stoppedBy ? signalExitCode(stoppedBy) : 1;
             }
           }
           // Stopped between servers, before the first, or while one finished by itself: the rest are said, and
@@ -136,7 +140,7 @@ export function fetchCommand(withApp: WithApp): Command {
     });
 }
 
-function failureLine(serverId: number, err: AppError): string {
+function failureLine(serverId: number, err: AppError, { isRunningElsewhere, isStopped }: typeof FetchJobs): string {
   if (isRunningElsewhere(err)) {
     const { runningJob, owner, leaseUntil } = err.details;
     const until = new Date(leaseUntil).toISOString();

@@ -6,7 +6,10 @@ import { Command, Option } from 'commander';
 import { cliActor } from '../audit/audit-log.js';
 import type { MailState } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
-import { mailView, type MailView } from '../outgoing/queue.js';
+import type { MailView } from '../outgoing/queue.js';
+
+// The queue's module (kysely, nodemailer's address parser) loads with the app, not with `--help`.
+const mailViewOf = async () => (await import('../outgoing/queue.js')).mailView;
 import { readAllStdin } from './prompt.js';
 import type { WithApp } from './with-app.js';
 
@@ -93,7 +96,7 @@ export function mailsCommand(withApp: WithApp): Command {
     .option('--limit <n>', 'how many', '50')
     .option('--json', 'JSON output', false)
     .action(async (o: { state?: MailState; server?: string; limit: string; json: boolean }) => {
-      const rows = await withApp(async (app) => (await app.services.queue.list({ state: o.state, serverId: o.server ? Number(o.server) : undefined, limit: Number(o.limit) })).map(mailView));
+      const rows = await withApp(async (app) => (await app.services.queue.list({ state: o.state, serverId: o.server ? Number(o.server) : undefined, limit: Number(o.limit) })).map(await mailViewOf()));
       process.stdout.write(o.json ? JSON.stringify(rows, null, 2) + '\n' : rows.map(mailLine).join('') || 'No mails.\n');
     });
   mails
@@ -102,7 +105,7 @@ export function mailsCommand(withApp: WithApp): Command {
     .description('one mail with its state, server and the server\'s reply')
     .option('--json', 'JSON output (the default: a mail has too many fields for one line)', true)
     .action(async (id: string) => {
-      const m = await withApp(async (app) => mailView(await app.services.queue.get(Number(id))));
+      const m = await withApp(async (app) => (await mailViewOf())(await app.services.queue.get(Number(id))));
       process.stdout.write(JSON.stringify(m, null, 2) + '\n');
     });
   for (const [op, description] of [['retry', 'queue a failed, cancelled or waiting mail again now'], ['cancel', 'cancel a queued mail']] as const) {
@@ -114,7 +117,7 @@ export function mailsCommand(withApp: WithApp): Command {
         process.stdout.write(
           mailLine(
             await withApp(async (app) => {
-              const mail = mailView(await app.services.queue[op](Number(id)));
+              const mail = (await mailViewOf())(await app.services.queue[op](Number(id)));
               // A retried mail is due now: the workers (on PostgreSQL, by notification) take it without waiting for their poll.
               if (op === 'retry') app.services.outbox.wake();
               return mail;

@@ -66,7 +66,8 @@ async function toBody(o: Record<string, unknown>, fields: readonly CliField[], p
 }
 
 export interface ServerCommandSpec<K extends KindName, C extends CommonInput, P extends Partial<CommonInput>, V> {
-  kind: ServerKind<K, C, P, V>;
+  /** Loaded when a command runs: a kind brings its schemas and service modules, which `--help` does not need. */
+  kind: () => Promise<ServerKind<K, C, P, V>>;
   servers: (app: App) => MailServers<K, C, P, V>;
   protocol: string;
   fields: readonly CliField[];
@@ -88,8 +89,10 @@ export function addServerCommands<K extends KindName, C extends CommonInput, P e
   withApp: WithApp,
   spec: ServerCommandSpec<K, C, P, V>,
 ): Command {
-  const { kind } = spec;
-  const id = (value: string) => idArgument(value, kind.listCommand);
+  const loadKind = async () => {
+    const kind = await spec.kind();
+    return { kind, id: (value: string) => idArgument(value, kind.listCommand) };
+  };
   const print = (views: V[], json: boolean, empty: string) =>
     process.stdout.write(json ? JSON.stringify(views, null, 2) + '\n' : views.map((v) => spec.describe(v)).join('') || empty);
 
@@ -114,17 +117,20 @@ export function addServerCommands<K extends KindName, C extends CommonInput, P e
     .argument('<id>', 'server id')
     .option('--json', 'JSON output, as the REST API shows it', false)
     .action(async (sid: string, o: { json: boolean }) => {
+      const { id } = await loadKind();
       const view = await withApp(async (app) => serverViewOf(spec.servers(app), app.services.oauthAppStatus, await spec.servers(app).get(id(sid))));
       process.stdout.write(o.json ? JSON.stringify(view, null, 2) + '\n' : spec.describe(view));
     });
 
   withOptions(group.command('create').description(spec.help.create), spec.fields).action(async (o: Record<string, unknown>) => {
+    const { kind } = await loadKind();
     const input = parseInput(kind.createSchema, await toBody(o, spec.fields, spec.protocol), 'server');
     const view = await withApp(async (app) => serverViewOf(spec.servers(app), app.services.oauthAppStatus, await spec.servers(app).create(input, cliPrincipal, cliActor)));
     process.stdout.write(spec.describe(view));
   });
 
   withOptions(group.command('update').description(spec.help.update).argument('<id>', 'server id'), spec.fields).action(async (sid: string, o: Record<string, unknown>) => {
+    const { kind, id } = await loadKind();
     const patch = parseInput(kind.patchSchema, await toBody(o, spec.fields, spec.protocol), 'server');
     const view = await withApp(async (app) => serverViewOf(spec.servers(app), app.services.oauthAppStatus, await spec.servers(app).update(id(sid), patch, cliPrincipal, cliActor)));
     process.stdout.write(spec.describe(view));
@@ -135,6 +141,7 @@ export function addServerCommands<K extends KindName, C extends CommonInput, P e
     .description(spec.help.archive)
     .argument('<id>', 'server id')
     .action(async (sid: string) => {
+      const { id } = await loadKind();
       const row = await withApp((app) => spec.servers(app).archive(id(sid), cliPrincipal, cliActor));
       process.stdout.write(`Archived ${row.name} (id ${row.id}).\n`);
     });
@@ -144,6 +151,7 @@ export function addServerCommands<K extends KindName, C extends CommonInput, P e
     .description('bring an archived server back, active again if it was when archived (else inactive until update ID --active), as the UI does')
     .argument('<id>', 'server id')
     .action(async (sid: string) => {
+      const { id } = await loadKind();
       const row = await withApp((app) => spec.servers(app).restore(id(sid), cliPrincipal, cliActor));
       process.stdout.write(`Restored ${row.name} (id ${row.id}); ${row.active ? 'active' : 'inactive until update ' + row.id + ' --active'}.\n`);
     });
@@ -153,6 +161,7 @@ export function addServerCommands<K extends KindName, C extends CommonInput, P e
     .description(spec.help.test)
     .argument('<id>', 'server id')
     .action(async (sid: string) => {
+      const { id } = await loadKind();
       const result = await withApp(async (app) => spec.test(app, await spec.servers(app).get(id(sid))));
       process.stdout.write(result.line);
       if (!result.ok) process.exitCode = 1;

@@ -1,8 +1,6 @@
 // `juniper servers …` and `juniper route`: outgoing mail servers and the routing decision from the shell.
 import { Command } from 'commander';
-import { testOutgoingServer } from '../outgoing/connection-test.js';
-import { explainRoute } from '../outgoing/route-explainer.js';
-import { outgoingKind, type OutgoingServerView } from '../outgoing/servers.js';
+import type { OutgoingServerView } from '../outgoing/servers.js';
 import type { WithApp } from './with-app.js';
 import { idArgument } from './args.js';
 import { addServerCommands, orDefault, serverFields, tokenText, type CliField } from './server-commands.js';
@@ -29,11 +27,13 @@ function describe(s: OutgoingServerView): string {
   return `${s.id}\t${s.name}\t${s.host}:${s.port} ${s.security}\tauth ${s.auth}${s.username ? ` as ${s.username}` : ''}\tfilter ${s.fromFilter ?? '(any)'}\tpriority ${s.priority}\tpool ${s.effectivePoolSize}\trate ${s.effectiveRatePerMinute ? `${s.effectiveRatePerMinute}/min` : 'unlimited'}\t${state}${token}\n`;
 }
 
-const id = (value: string) => idArgument(value, outgoingKind.listCommand);
+// The kind, the connection test and the route explainer bring the outgoing side (zod schemas, nodemailer):
+// imported when a command runs, so that `--help` and the other commands do not load them.
+const outgoing = () => import('../outgoing/servers.js');
 
 export function serversCommand(withApp: WithApp): Command {
   return addServerCommands(new Command('servers').description('outgoing mail servers'), withApp, {
-    kind: outgoingKind,
+    kind: async () => (await outgoing()).outgoingKind,
     servers: (app) => app.services.outgoingServers,
     protocol: 'SMTP',
     fields,
@@ -47,6 +47,7 @@ export function serversCommand(withApp: WithApp): Command {
       test: 'Test Connection: connect, TLS, sign in, MAIL FROM, RCPT TO, DATA — then abort, nothing is sent',
     },
     test: async (app, server) => {
+      const { testOutgoingServer } = await import('../outgoing/connection-test.js');
       const result = await testOutgoingServer(server, { servers: app.services.outgoingServers, parameters: app.services.parameters, tokens: app.services.tokens, graphEndpoint: () => app.services.settings.graphEndpoint() });
       return { ok: result.ok, line: `${result.ok ? 'OK' : 'FAILED'}: ${result.message}\n` };
     },
@@ -61,6 +62,8 @@ export function routeCommand(withApp: WithApp): Command {
     .option('--server <id>', 'as if forced onto this server')
     .option('--json', 'JSON output', false)
     .action(async (from: string, o: { massMailing: boolean; server?: string; json: boolean }) => {
+      const [{ outgoingKind }, { explainRoute }] = await Promise.all([outgoing(), import('../outgoing/route-explainer.js')]);
+      const id = (value: string) => idArgument(value, outgoingKind.listCommand);
       const r = await withApp((app) =>
         explainRoute({ from, massMailing: o.massMailing, forcedServerId: o.server ? id(o.server) : null }, { servers: app.services.outgoingServers, parameters: app.services.parameters }),
       );

@@ -5,7 +5,6 @@
 import { Command } from 'commander';
 import type { App } from '../app.js';
 import { AppError } from '../lib/errors.js';
-import { keyIdOrUnknown, storedKeyIds, storedSecretSources } from '../stored-secrets.js';
 import { rotateSecrets, secretKeyCensus } from '../vault/rotation.js';
 import { checkVaultKeys, describeKeySource, MISSING_KEY_ADVICE, missingKeysText, SECRET_KEY_ENV } from '../vault/index.js';
 import type { WithApp } from './with-app.js';
@@ -21,7 +20,11 @@ interface Status {
   missing: { keyId: string; count: number }[];
 }
 
+// The stored secrets' modules (every store's, so most of the services) load with the app, not with `--help`.
+const storedSecrets = () => import('../stored-secrets.js');
+
 async function status(app: App): Promise<Status> {
+  const { storedSecretSources } = await storedSecrets();
   const configured = app.vaultKeys.source.configured;
   const sources = await secretKeyCensus(storedSecretSources(app.database.db));
   const missing = new Map<string, number>();
@@ -83,6 +86,7 @@ export function vaultCommand(withApp: WithApp, withInspectApp: WithApp): Command
       const after = await withApp(async (app) => {
         const before = await status(app);
         if (before.missing.length) throw missingKeyRefusal(before);
+        const { storedSecretSources } = await storedSecrets();
         await rotateSecrets(app.vault, storedSecretSources(app.database.db), (p) => {
           if (p.reencrypted + p.current + p.changedMeanwhile === p.total) {
             const extra = p.changedMeanwhile ? `, ${p.changedMeanwhile} changed meanwhile by a running worker (rewritten by it)` : '';
@@ -106,6 +110,7 @@ export function vaultCommand(withApp: WithApp, withInspectApp: WithApp): Command
         if (configured.includes(o.keyId)) {
           throw new AppError('JUNIPER_ERR_VALIDATION', `Key ${o.keyId} is configured: its secrets can be read, so there is nothing to forget (rotate with \`juniper vault rotate\`).`);
         }
+        const { keyIdOrUnknown, storedKeyIds, storedSecretSources } = await storedSecrets();
         const sources = storedSecretSources(app.database.db);
         // No key here, or one that reads none of the stored secrets, is far more often a shell without the
         // service's JUNIPER_SECRET_KEY than a key lost for good: deleting then would destroy secrets the service

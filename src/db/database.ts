@@ -3,11 +3,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, PostgresDialect, type SqliteDatabase } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Database as DatabaseConfig } from '../config.js';
 import { AppError } from '../lib/errors.js';
 import type { DB } from './schema.js';
 import { JuniperSqliteDialect } from './sqlite-dialect.js';
+import { pgModule } from './pg-module.js';
 
 export type DialectName = 'sqlite' | 'postgres';
 
@@ -21,7 +22,7 @@ const INT8_OID = 20;
 const parseInt8 = (value: string): number => Number(value);
 // pg's own overloads are awkward to re-declare; this is the one slice of them we use.
 const typeParser = ((oid: number, format?: 'text' | 'binary'): unknown =>
-  oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser;
+  oid === INT8_OID ? parseInt8 : pgModule().types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser;
 
 export function openDatabase(config: DatabaseConfig): Database {
   if (config.kind === 'sqlite') {
@@ -49,7 +50,7 @@ export function openDatabase(config: DatabaseConfig): Database {
     const db = new Kysely<DB>({ dialect: new JuniperSqliteDialect({ database: withStatementCache(sqlite) }) });
     return { db, dialect: 'sqlite', close: () => db.destroy() };
   }
-  const pool = new pg.Pool({
+  const pool = new (pgModule().Pool)({
     connectionString: config.url,
     max: 10,
     // Times are epoch milliseconds in bigint columns: read them back as numbers (safe below 2^53).

@@ -9,7 +9,8 @@
 //
 // COPY takes no bind parameters, so the statement is SQL text: callers build it from values they have checked
 // (see BlobStore, which passes only a hex hash and integers).
-import pg from 'pg';
+import type pg from 'pg';
+import { pgModule } from './pg-module.js';
 import { AppError } from '../lib/errors.js';
 
 /** The binary COPY file's header: 11 bytes of signature, 32-bit flags, 32-bit length of an extension area. */
@@ -26,7 +27,7 @@ export async function copyBytea(pool: pg.Pool, select: string, expected: number)
   const reader = new ByteaCopyReader(expected);
   let broken: unknown;
   try {
-    const query = new pg.Query(`COPY (${select}) TO STDOUT (FORMAT binary)`);
+    const query = new (pgModule().Query)(`COPY (${select}) TO STDOUT (FORMAT binary)`);
     // pg calls this for each CopyData message; the chunk is a view of pg's read buffer, which pg reuses, so it
     // is copied out at once. An error here would be thrown inside pg's message handler: kept for after the end.
     (query as unknown as { handleCopyData: (msg: { chunk: Buffer }) => void }).handleCopyData = (msg) => {

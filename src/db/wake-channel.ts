@@ -7,10 +7,11 @@
 // SQLite: one process writes, the in-process wake-up (Outbox.onEnqueued) is all there is; nothing here runs.
 import crypto from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Database as DatabaseConfig } from '../config.js';
 import type { Logger } from '../lib/logger.js';
 import { describeDatabase } from './database.js';
+import { pgModule } from './pg-module.js';
 import type { DB } from './schema.js';
 
 /** The one channel: its notifications carry no data (the dispatcher claims what is due, whatever it is). */
@@ -144,7 +145,7 @@ class Listener {
     // keepAlive, first probe after 30 s idle (the OS default is two hours): a connection dropped without a FIN
     // (a failover, a NAT timeout) ends in an error within minutes instead of listening to nothing.
     // connectionTimeoutMillis: an unreachable server fails the attempt (and close() waits for it) in bounded time.
-    const client = new pg.Client({ connectionString: this.url, application_name: LISTENER_APPLICATION_NAME, keepAlive: true, keepAliveInitialDelayMillis: 30_000, connectionTimeoutMillis: 10_000 });
+    const client = new (pgModule().Client)({ connectionString: this.url, application_name: LISTENER_APPLICATION_NAME, keepAlive: true, keepAliveInitialDelayMillis: 30_000, connectionTimeoutMillis: 10_000 });
     this.client = client;
     client.on('notification', (msg) => {
       if (msg.channel === WAKE_CHANNEL && msg.payload !== this.token) this.onWake();

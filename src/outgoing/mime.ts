@@ -2,8 +2,7 @@
 // bytes. Graph's sendMail has no envelope, it reads the recipients from the message's own To, Cc and Bcc
 // headers, so the Graph copy keeps a Bcc header (Exchange strips it on delivery) where SMTP must not have one.
 import { Readable } from 'node:stream';
-import nodemailer from 'nodemailer';
-import type { SendMailOptions } from 'nodemailer';
+import type { SendMailOptions, Transporter } from 'nodemailer';
 import addressparser from 'nodemailer/lib/addressparser';
 import { normaliseAddress } from '../lib/address.js';
 import { AppError } from '../lib/errors.js';
@@ -85,8 +84,11 @@ function streamed(source: ByteSource): Readable {
 }
 
 // Builds without sending: the same composer, headers and encodings as the SMTP pool, so a mail sent through
-// Graph is byte for byte the message SMTP would have sent, plus its Bcc header.
-const composer = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'windows', disableFileAccess: true, disableUrlAccess: true });
+// Graph is byte for byte the message SMTP would have sent, plus its Bcc header. Made with the first Graph mail:
+// nodemailer is imported then, not by every process that loads this module (the CLI, through the outbox).
+let composer: Promise<Transporter> | undefined;
+const composerOf = () =>
+  (composer ??= import('nodemailer').then(({ default: nodemailer }) => nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'windows', disableFileAccess: true, disableUrlAccess: true })));
 
 /**
  * The complete message for Graph's sendMail. A raw message (.eml) goes as it is, with a Bcc header added for
@@ -107,7 +109,7 @@ export async function graphMime(message: OutgoingMessage, envelope: Envelope): P
       );
     }
     try {
-      const info = await composer.sendMail(mailOptions(message, envelope, true));
+      const info = await (await composerOf()).sendMail(mailOptions(message, envelope, true));
       return info.message as Buffer;
     } catch (err) {
       throw attachmentReadFailure(err);

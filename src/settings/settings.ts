@@ -21,14 +21,9 @@ import type { ParameterView, Parameters } from './parameters.js';
 import type { FailureType } from '../outgoing/delivery-failure.js';
 import { waitsReleasedBy } from '../mail-servers/policy-waits.js';
 
-/** Login host of each Microsoft cloud; US Gov covers GCC High and DoD. */
-export const cloudHosts = {
-  global: 'login.microsoftonline.com',
-  usgov: 'login.microsoftonline.us',
-  china: 'login.chinacloudapi.cn',
-} as const;
-export type Cloud = keyof typeof cloudHosts;
-export const clouds = Object.keys(cloudHosts) as [Cloud, ...Cloud[]];
+import { cloudHosts, clouds, type Cloud } from './clouds.js';
+
+export { cloudHosts, clouds, type Cloud } from './clouds.js';
 
 export const CLIENT_SECRET_CONTEXT = 'settings.outlook.client_secret';
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -29,7 +29,8 @@ const INBOUND = Number(process.env.INBOUND ?? (quick ? 100 : 5_000));
 const MEMORY = Number(process.env.MEMORY ?? (quick ? 100 : 2_000));
 const TOKEN_ROUNDS = Number(process.env.TOKEN_ROUNDS ?? (quick ? 1 : 4));
 const SCALE_N = Number(process.env.SCALE_N ?? (quick ? 60 : 1_000));
-const OUTBOUND_ROUNDS = Number(process.env.OUTBOUND_ROUNDS ?? (quick ? 2 : 3));
+// One round with --quick: it only proves the code works, and each round starts every phase's processes again.
+const OUTBOUND_ROUNDS = Number(process.env.OUTBOUND_ROUNDS ?? (quick ? 1 : 3));
 if (!Number.isInteger(OUTBOUND_ROUNDS) || OUTBOUND_ROUNDS < 1) throw new Error(`OUTBOUND_ROUNDS must be a whole number of at least 1, not "${process.env.OUTBOUND_ROUNDS}"`);
 const onlyAt = process.argv.indexOf('--only');
 const only = process.env.ONLY ?? (onlyAt === -1 ? undefined : process.argv[onlyAt + 1]);

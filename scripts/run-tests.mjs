@@ -22,22 +22,25 @@ function walk(dir) {
 // The longest files start first (wall time measured in a full run, longest first): started last, one of them
 // would run on alone at the end while the other slots sit idle. The rest follow in path order.
 const LONGEST = [
-  'test/integration/incoming-cli.test.ts',
   'test/integration/bench-quick.test.ts',
-  'test/integration/crash-safety-outgoing.test.ts',
-  'test/integration/incoming-poison-fetch.test.ts',
-  'test/integration/crash-safety-incoming.test.ts',
-  'test/integration/incoming-poison.test.ts',
-  'test/integration/incoming-crash.test.ts',
-  'test/integration/access-matrix.test.ts',
-  'test/integration/outages.test.ts',
-  'test/integration/doctor-cli.test.ts',
-  'test/integration/outlook-identity-outage.test.ts',
+  'test/integration/cli.test.ts',
   'test/integration/settings-cli.test.ts',
+  'test/integration/incoming-cli.test.ts',
+  'test/integration/crash-safety-incoming.test.ts',
+  'test/integration/serve-workers.test.ts',
+  'test/integration/crash-safety-outgoing.test.ts',
+  'test/integration/incoming-crash.test.ts',
+  'test/integration/vault-key-lost.test.ts',
+  'test/integration/incoming-poison-fetch.test.ts',
+  'test/integration/outages.test.ts',
+  'test/integration/incoming-poison.test.ts',
+  'test/integration/account-api-keys.test.ts',
   'test/e2e/ui-walkthrough.test.ts',
-  'test/integration/csrf.test.ts',
-  'test/integration/outgoing-throughput.test.ts',
-  'test/integration/graph-sending.test.ts',
+  'test/integration/doctor-cli.test.ts',
+  'test/integration/access-matrix.test.ts',
+  'test/integration/outlook-app-problem.test.ts',
+  'test/integration/mass-mailing-restore.test.ts',
+  'test/integration/proxy.test.ts',
 ];
 const COMPILED = 'dist-test';
 const rank = (f) => (LONGEST.includes(f) ? LONGEST.indexOf(f) : LONGEST.length);

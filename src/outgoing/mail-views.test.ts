@@ -90,6 +90,11 @@ describe('mailViewFor: one mail as each viewer sees it', () => {
     assert.equal(mailViewFor(admin, sent, servers).smtpResponse, '250 2.0.0 Ok: queued as 4BcD1 on relay.corp.internal');
   });
 
+  it('a cancelled mail: its last reason redacted, saying nothing retries it', () => {
+    const v = mailViewFor(jane, mail({ state: 'cancelled' }), servers);
+    assert.equal(v.failureReason, `The organisation's mail server "Shared relay" could not be reached. The mail was cancelled: retry it to send it again. An admin has the details (mail 123).`);
+  });
+
   it("Juniper's own reasons (routing, pacing, a stalled server, a crash) stay as written", () => {
     for (const [type, field] of [['no_server', 'failure_reason'], ['invalid_from', 'failure_reason'], ['crashed', 'failure_reason'], ['paced', 'waiting_reason'], ['server_stalled', 'waiting_reason']] as const) {
       const m = mail({ failure_type: type, failure_reason: null, waiting_reason: null, [field]: `own words for ${type}` });

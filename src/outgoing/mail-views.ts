@@ -63,8 +63,8 @@ const WHAT_TO_DO: Record<string, string> = {
   protocol: 'Ask an admin before sending it again.',
 };
 
-/** retrying: queued for another attempt; waiting: held until the server is fixed; failed: given up. */
-export type ReasonOutcome = 'retrying' | 'waiting' | 'failed';
+/** retrying: queued for another attempt; waiting: held until the server is fixed; failed: given up; cancelled: by its sender or an admin. */
+export type ReasonOutcome = 'retrying' | 'waiting' | 'failed' | 'cancelled';
 
 /**
  * The reason a viewer who may not see the server's details reads, for a mail (or one of its attempts) of this
@@ -79,7 +79,9 @@ export function redactedReason(mailId: number, failureType: string | null, outco
       ? 'Juniper tries again later by itself.'
       : outcome === 'waiting'
         ? 'The mail waits until an admin fixes the server, then goes out by itself.'
-        : (WHAT_TO_DO[type] ?? 'Juniper gave up: retry the mail later, or ask an admin if it keeps failing.');
+        : outcome === 'cancelled'
+          ? 'The mail was cancelled: retry it to send it again.'
+          : (WHAT_TO_DO[type] ?? 'Juniper gave up: retry the mail later, or ask an admin if it keeps failing.');
   return `${who} ${what}. ${next} An admin has the details (mail ${mailId}).`;
 }
 
@@ -111,11 +113,13 @@ export function mailViewFor(viewer: MailViewer, mail: OutgoingMail, servers: Rea
   if (viewer.role !== 'admin') view.sentBy = null;
   const server = mail.server_id === null ? null : servers.get(mail.server_id);
   if (seesServerDetails(viewer, server)) return view;
-  const failed: ReasonOutcome = mail.state === 'failed' ? 'failed' : 'retrying';
+  // A cancelled mail keeps the reasons of its last attempt, but nothing retries it or waits for it any more.
+  const cancelled = mail.state === 'cancelled';
+  const failed: ReasonOutcome = cancelled ? 'cancelled' : mail.state === 'failed' ? 'failed' : 'retrying';
   return {
     ...view,
     failureReason: reasonFor(viewer, view.failureReason, mail.id, mail.failure_type, failed, server),
-    waitingReason: reasonFor(viewer, view.waitingReason, mail.id, mail.failure_type, 'waiting', server),
+    waitingReason: reasonFor(viewer, view.waitingReason, mail.id, mail.failure_type, cancelled ? 'cancelled' : 'waiting', server),
     smtpResponse: replyCode(view.smtpResponse),
     rejectedRecipients: view.rejectedRecipients.map((r) => ({ address: r.address, response: replyCode(r.response) ?? 'refused' })),
   };

@@ -186,6 +186,12 @@ export class OutgoingServers extends MailServers<'outgoing', CreateOutgoingServe
     return (await this.withOwner().where('outgoing_servers.id', 'in', [...ids]).execute()).map(toRoutable);
   }
 
+  /** These servers' names and owners, archived ones included: what a mail's view needs to decide what its viewer reads. */
+  async namesAndOwners(ids: readonly number[]): Promise<Pick<OutgoingServer, 'id' | 'name' | 'owner_user_id'>[]> {
+    if (ids.length === 0) return [];
+    return this.db.selectFrom('outgoing_servers').select(['id', 'name', 'owner_user_id']).where('id', 'in', [...ids]).execute();
+  }
+
   /** The user whose address this is, if any: `juniper route` explains a From as if that user sent it. */
   async userIdByAddress(address: string): Promise<number | null> {
     const row = await this.db.selectFrom('users').select('id').where(sql<string>`lower(email)`, '=', address.toLowerCase()).executeTakeFirst();

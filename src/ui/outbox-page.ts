@@ -6,7 +6,8 @@ import type { Services } from '../services.js';
 import type { MailAttempt, MailState, OutgoingMail } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import { parseInput } from '../lib/validate.js';
-import { mailView, type MailView } from '../outgoing/queue.js';
+import { attemptViewFor, mailViewFor, reasonServers } from '../outgoing/mail-views.js';
+import type { MailView } from '../outgoing/queue.js';
 import { explainRoute, type RouteExplanation } from '../outgoing/route-explainer.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
 import { html, type SafeHtml } from './html.js';
@@ -190,7 +191,8 @@ export function outboxPage(services: Pick<Services, 'outbox' | 'outgoingServers'
       ]);
       const ctx = pageContext(request, reply, 'outbox');
       const choices = servers.map((s) => ({ id: s.id, name: s.name, archived: s.archived_at !== null }));
-      return renderPage(reply, 'Outbox', outboxBody(ctx, rows.map(mailView), q, choices, counts), ctx);
+      const byId = await reasonServers(outgoingServers, rows);
+      return renderPage(reply, 'Outbox', outboxBody(ctx, rows.map((m) => mailViewFor(user, m, byId)), q, choices, counts), ctx);
     });
 
     app.get<{ Params: { id: string } }>('/outbox/:id', { config: { access: 'user' } }, async (request, reply) => {
@@ -207,7 +209,12 @@ export function outboxPage(services: Pick<Services, 'outbox' | 'outgoingServers'
       ]);
       const ctx = pageContext(request, reply, 'outbox');
       const names = new Map(servers.map((s) => [s.id, s.name]));
-      return renderPage(reply, `Mail ${mail.id}`, mailBody(ctx, mail, mailView(mail), server?.name ?? null, route, attempts, names, followUps), ctx);
+      // The same rule as the API's (mail-views.ts): what the mail's servers said, in full only to those who may read it.
+      const viewer = request.principal!.user;
+      const byId = new Map(servers.map((s) => [s.id, s]));
+      const view = mailViewFor(viewer, mail, byId);
+      const history = attempts.map((a) => attemptViewFor(viewer, a, byId));
+      return renderPage(reply, `Mail ${mail.id}`, mailBody(ctx, mail, view, server?.name ?? null, route, history, names, followUps), ctx);
     });
 
     app.post<{ Params: { id: string }; Body: Form }>('/outbox/:id/retry', { config: { access: 'user' } }, async (request, reply) => {

@@ -5,7 +5,8 @@ import type { OutgoingMail } from '../../db/schema.js';
 import { AppError } from '../../lib/errors.js';
 import { parseInput } from '../../lib/validate.js';
 import { MAX_BATCH } from '../../outgoing/outbox.js';
-import { mailView, type MailView } from '../../outgoing/queue.js';
+import { mailViewFor, reasonServers } from '../../outgoing/mail-views.js';
+import type { MailView } from '../../outgoing/queue.js';
 import { actorOf } from '../actor.js';
 import { BATCH_BODY_LIMIT, MAIL_BODY_LIMIT } from '../body-limits.js';
 
@@ -25,17 +26,15 @@ function assertMayRead(request: FastifyRequest, mail: OutgoingMail): void {
   if (user.role !== 'admin' && mail.created_by_user_id !== user.id) throw new AppError('JUNIPER_ERR_NOT_FOUND', `No outgoing mail with id ${mail.id}.`);
 }
 
-/**
- * The mail as this caller may see it: `sentBy` names a worker by host and process (`host:pid:random`), which is
- * the operators' business, so only admins see it; a user sees null.
- */
-function viewFor(request: FastifyRequest): (mail: OutgoingMail) => MailView {
-  const admin = request.principal!.user.role === 'admin';
-  return (mail) => (admin ? mailView(mail) : { ...mailView(mail), sentBy: null });
+/** The mails as this caller may see them (mail-views.ts: who reads worker names and the servers' own words). */
+async function viewsFor(request: FastifyRequest, servers: Pick<Services['outgoingServers'], 'namesAndOwners'>, mails: readonly OutgoingMail[]): Promise<MailView[]> {
+  const byId = await reasonServers(servers, mails);
+  return mails.map((mail) => mailViewFor(request.principal!.user, mail, byId));
 }
 
-export function mailRoutes(services: Pick<Services, 'queue' | 'outbox'>): FastifyPluginAsync {
-  const { queue, outbox } = services;
+export function mailRoutes(services: Pick<Services, 'queue' | 'outbox' | 'outgoingServers'>): FastifyPluginAsync {
+  const { queue, outbox, outgoingServers } = services;
+  const viewOf = async (request: FastifyRequest, mail: OutgoingMail) => (await viewsFor(request, outgoingServers, [mail]))[0]!;
   return async (app) => {
     app.post('/api/v1/mails', { config: { access: 'user' }, bodyLimit: MAIL_BODY_LIMIT }, async (request, reply) => {
       const key = request.headers['idempotency-key'];
@@ -55,20 +54,20 @@ export function mailRoutes(services: Pick<Services, 'queue' | 'outbox'>): Fastif
       const q = parseInput(listQuery, request.query, 'query');
       const user = request.principal!.user;
       const rows = await queue.list({ state: q.state, serverId: q.serverId, limit: q.limit, beforeId: q.before, createdByUserId: user.role === 'admin' ? undefined : user.id });
-      return rows.map(viewFor(request));
+      return viewsFor(request, outgoingServers, rows);
     });
 
     app.get('/api/v1/mails/:id', { config: { access: 'user' } }, async (request) => {
       const { id } = parseInput(idParams, request.params, 'path');
       const mail = await queue.get(id);
       assertMayRead(request, mail);
-      return viewFor(request)(mail);
+      return viewOf(request, mail);
     });
 
     app.post('/api/v1/mails/:id/retry', { config: { access: 'user' } }, async (request) => {
       const { id } = parseInput(idParams, request.params, 'path');
       assertMayRead(request, await queue.get(id));
-      const mail = viewFor(request)(await queue.retry(id));
+      const mail = await viewOf(request, await queue.retry(id));
       outbox.wake();
       return mail;
     });
@@ -76,7 +75,7 @@ export function mailRoutes(services: Pick<Services, 'queue' | 'outbox'>): Fastif
     app.post('/api/v1/mails/:id/cancel', { config: { access: 'user' } }, async (request) => {
       const { id } = parseInput(idParams, request.params, 'path');
       assertMayRead(request, await queue.get(id));
-      return viewFor(request)(await queue.cancel(id));
+      return viewOf(request, await queue.cancel(id));
     });
   };
 }

@@ -12,7 +12,11 @@
 // written.
 // The runner's own process (started with --test; it loads this through --require, which it passes on to the
 // files' processes) force-exits the same way once every file has ended, its report going to its stdout.
-if (process.env.NODE_TEST_CONTEXT?.startsWith('child') || process.execArgv.includes('--test')) {
+// Not in worker threads (they inherit --require): a worker's process.exit ends only its thread, which must end at
+// once (a parse worker that crashes is one: held here, it took up to 30 s to end).
+import { isMainThread } from 'node:worker_threads';
+
+if (isMainThread && (process.env.NODE_TEST_CONTEXT?.startsWith('child') || process.execArgv.includes('--test'))) {
   const exit = process.exit.bind(process);
   const out = process.stdout;
   let writes = 0;

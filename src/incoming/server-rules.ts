@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { AppError } from '../lib/errors.js';
 import { isHost, securitySchema } from '../outgoing/server-rules.js';
 import { got, toEmailAddress } from '../settings/parameter-rules.js';
+import { CONTROL_CHARACTERS_REFUSED, hasControlCharacters } from '../lib/plain-text.js';
 
 export const OUTLOOK_IMAP_PRESET = { host: 'outlook.office365.com', port: 993, security: 'ssl' } as const;
 
@@ -22,7 +23,7 @@ const FOLDER = /^[^\x00-\x1f\x7f]{1,255}$/;
 export const incomingAuthSchema = z.enum(['password', 'outlook']);
 
 export const incomingServerFields = {
-  name: z.string().trim().min(1, 'give the server a name').max(100),
+  name: z.string().trim().min(1, 'give the server a name').max(100).refine((s) => !hasControlCharacters(s), CONTROL_CHARACTERS_REFUSED),
   protocol: z.literal('imap', { message: "only 'imap' is supported" }),
   host: hostSchema,
   port: z.number().int().min(1).max(65535, 'must be a port number from 1 to 65535'),

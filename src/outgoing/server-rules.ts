@@ -4,6 +4,7 @@ import net from 'node:net';
 import { z } from 'zod';
 import { AppError } from '../lib/errors.js';
 import { got, toDomainName, toEmailAddress } from '../settings/parameter-rules.js';
+import { CONTROL_CHARACTERS_REFUSED, hasControlCharacters } from '../lib/plain-text.js';
 
 export const OUTLOOK_SMTP_PRESET = { host: 'smtp.office365.com', port: 587, security: 'starttls' } as const;
 
@@ -65,7 +66,7 @@ export const outgoingAuthSchema = z.enum(['none', 'password', 'outlook']);
 
 /** The fields a client may send; server-computed fields are refused so a GET-edit-PUT mistake is visible. */
 export const outgoingServerFields = {
-  name: z.string().trim().min(1, 'give the server a name').max(100),
+  name: z.string().trim().min(1, 'give the server a name').max(100).refine((s) => !hasControlCharacters(s), CONTROL_CHARACTERS_REFUSED),
   host: hostSchema,
   port: z.number().int().min(1).max(65535, 'must be a port number from 1 to 65535'),
   security: securitySchema,

@@ -5,6 +5,7 @@ import type { Actor, AuditLog } from '../audit/audit-log.js';
 import type { ApiKey, DB, User } from '../db/schema.js';
 import { AppError } from '../lib/errors.js';
 import { randomToken, sha256Hex } from '../vault/hmac.js';
+import { CONTROL_CHARACTERS_REFUSED, hasControlCharacters } from '../lib/plain-text.js';
 
 export interface ApiKeyView {
   id: number;
@@ -83,6 +84,8 @@ export class ApiKeys {
   }
 
   private async insert(user: User, name: string, actor: Actor, prefix: string): Promise<{ key: string; view: ApiKeyView }> {
+    // Every path (API, account page, CLI) ends here; the name is listed by `juniper api-keys list` (plain-text.ts).
+    if (hasControlCharacters(name)) throw new AppError('JUNIPER_ERR_VALIDATION', `Invalid api key: name: ${CONTROL_CHARACTERS_REFUSED}.`, { details: { field: 'name' } });
     const key = `jnp_${prefix}_${randomToken(32)}`;
     const row = await this.db.transaction().execute(async (trx) => {
       const inserted = await trx

@@ -6,6 +6,7 @@ import type { DB, Role, User } from '../db/schema.js';
 import type { PrincipalUser } from './principal.js';
 import { AppError } from '../lib/errors.js';
 import { checkPasswordPolicy, dummyVerifyPassword, hashPassword, verifyPassword } from '../vault/password.js';
+import { CONTROL_CHARACTERS_REFUSED, hasControlCharacters } from '../lib/plain-text.js';
 
 export interface UserView {
   id: number;
@@ -26,7 +27,7 @@ export const loginSchema = z
 export const newUserSchema = z.object({
   login: loginSchema,
   email: z.string().trim().toLowerCase().pipe(z.email('must be an email address such as jane@example.com')),
-  name: z.string().trim().max(200).optional(),
+  name: z.string().trim().max(200).refine((s) => !hasControlCharacters(s), CONTROL_CHARACTERS_REFUSED).optional(),
   password: z.string().optional(),
   role: z.enum(['admin', 'user']).default('user'),
 });

@@ -6,9 +6,10 @@ import { parseInput } from '../../lib/validate.js';
 import { AppError } from '../../lib/errors.js';
 import { MAX_PASSWORD_CHARS, type PasswordRefusal } from '../../users/sign-in.js';
 import { newUserSchema } from '../../users/users.js';
+import { CONTROL_CHARACTERS_REFUSED, hasControlCharacters } from '../../lib/plain-text.js';
 
 export const apiKeySchema = z.object({
-  name: z.string().trim().max(100).default('api key'),
+  name: z.string().trim().max(100).refine((s) => !hasControlCharacters(s), CONTROL_CHARACTERS_REFUSED).default('api key'),
   password: z.string().max(MAX_PASSWORD_CHARS).optional().describe("The caller's current password: required with a browser session, not with an API key"),
 });
 

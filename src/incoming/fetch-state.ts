@@ -96,6 +96,15 @@ export class FetchState {
     if (Number(r.numUpdatedRows) !== 1) throw leaseLost(id);
   }
 
+  /**
+   * Renews the lease without moving anything, for the lease holder only: a run waiting on its messages' parses
+   * (each may take up to the parse budget) must not lose the server to another worker before it stores them.
+   */
+  async renewLease(id: number, owner: string, leaseUntil: number): Promise<void> {
+    const r = await this.db.updateTable('incoming_servers').set({ fetch_lease_until: leaseUntil }).where('id', '=', id).where('fetch_lease_owner', '=', owner).executeTakeFirst();
+    if (Number(r.numUpdatedRows) !== 1) throw leaseLost(id);
+  }
+
   async setSeenUid(id: number, owner: string, seenUid: number): Promise<void> {
     await this.db.updateTable('incoming_servers').set({ cursor_seen_uid: seenUid }).where('id', '=', id).where('fetch_lease_owner', '=', owner).execute();
   }

@@ -519,7 +519,7 @@ export class IncomingFetcher {
     };
     if (group.length === 0) return [];
     if (group.length === 1) return [await one(group[0]!)];
-    const parsed = await Promise.all(group.map((m) => m.parsed!));
+    const parsed = await this.keepingLease(server.id, leaseMs, Promise.all(group.map((m) => m.parsed!)));
     try {
       const last = group[group.length - 1]!.uid;
       return await this.withCursor({ server, uid: last, uidvalidity, leaseMs }, async (trx) => {
@@ -591,6 +591,29 @@ export class IncomingFetcher {
         if (isLeaseLost(last)) throw last;
         throw new AppError('JUNIPER_ERR_DATABASE', `Message UID ${ctx.uid} of incoming server "${ctx.server.name}" could be neither stored nor quarantined (${failureText(last)}); nothing after it was fetched. Check the database; the next fetch tries this message again.`, { cause: last });
       }
+    }
+  }
+
+  /**
+   * Awaits `work` while renewing the server's lease every third of it. Storing is what renews the lease, and a
+   * group is stored once all its parses are in: a group holding several messages that each run the parse budget
+   * out (20 s by default) would otherwise outlast the lease, lose the server to another worker, roll back, and
+   * that worker would meet the same group. A renewal that finds the lease gone ends the wait with the lease-lost error.
+   */
+  private async keepingLease<T>(serverId: number, leaseMs: number, work: Promise<T>): Promise<T> {
+    let lost: ((err: unknown) => void) | undefined;
+    const losing = new Promise<never>((_, reject) => (lost = reject));
+    losing.catch(() => undefined); // lost after the work ended: nobody waits for it any more
+    const timer = setInterval(() => {
+      this.deps.servers.renewLease(serverId, this.owner, this.now() + leaseMs).catch((err: unknown) => {
+        if (isLeaseLost(err)) lost?.(err);
+      });
+    }, Math.max(1_000, Math.floor(leaseMs / 3)));
+    timer.unref();
+    try {
+      return await Promise.race([work, losing]);
+    } finally {
+      clearInterval(timer);
     }
   }
 

@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseMessage } from '../../src/mailbox/parse.js';
 import { crashedReason, overBudgetReason, PARSE_CRASHES_TOLERATED, ParsePool, WORKER_PARSE_MAX_BYTES } from '../../src/mailbox/parse-pool.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
@@ -18,7 +20,7 @@ const PASSWORD = 'imap-secret';
 const BUDGET_MS = 2000;
 const STALL = 'X-Test: make-the-parse-spin';
 const CRASH = 'X-Test: make-the-worker-crash';
-const users = dialects.map((d) => `budget-${d}@example.test`);
+const users = dialects.flatMap((d) => [`budget-${d}@example.test`, `lease-${d}@example.test`]);
 const peers = imapPeersForFile(users, PASSWORD);
 
 /** A message with `marker` in its body (so its header section parses), of about `bytes` bytes. */
@@ -42,6 +44,26 @@ for (const dialect of dialects) {
       key = (await t.createUser('admin', 'admin')).apiKey;
     });
     after(async () => t.close());
+
+    it('renews the fetch lease while a group waits on its parses, so parses slower than the lease do not lose the server', async () => {
+      const user = `lease-${dialect}@example.test`;
+      const id = await confirmed(user);
+      deliverToMaildir(peers.dovecot, user, corpus(5, user).map((m) => m.raw));
+      const LEASE_MS = 3_000;
+      // Every parse answers after 5 s, past the lease taken at the start: only a renewal keeps it this run's.
+      const slow = async (raw: Buffer) => {
+        await sleep(5_000);
+        return parseMessage(raw);
+      };
+      const started = Date.now();
+      const fetching = t.app.services.incoming.fetchNow(await t.app.services.incomingServers.get(id), { batchSize: 50, leaseMs: LEASE_MS }, { parse: slow });
+      await sleep(4_000);
+      const during = await t.app.database.db.selectFrom('incoming_servers').select('fetch_lease_until').where('id', '=', id).executeTakeFirstOrThrow();
+      const now = Date.now();
+      assert.deepEqual(await fetching, { fetched: 5, stored: 5, duplicates: 0, quarantined: 0 });
+      assert.ok(now < started + 5_000, 'read while the parses were still running');
+      assert.ok(Number(during.fetch_lease_until) > now, `the lease (until ${Number(during.fetch_lease_until) - started} ms) was renewed during the wait (read at ${now - started} ms)`);
+    });
 
     it('quarantines a message past the budget and one that crashes its worker with their bytes, stores the rest once, and the fetch goes on', async () => {
       const user = `budget-${dialect}@example.test`;

@@ -28,6 +28,9 @@ export const WORKER_PARSE_MAX_BYTES = 1024 * 1024;
 /** JUNIPER_PARSE_BUDGET_SECONDS's default: far above any honest parse (a 40 MB message takes 1-2 s), far below the 300 s fetch lease. */
 export const DEFAULT_PARSE_BUDGET_MS = 20_000;
 
+/** After a worker of the pool has answered, this many starts in a row that never load mean workers cannot start here. */
+const FAILED_STARTS_TOLERATED = 3;
+
 /** A message whose worker dies this many times while parsing it is not tried again (see `crashed`). */
 export const PARSE_CRASHES_TOLERATED = 2;
 
@@ -186,8 +189,11 @@ class Slot {
 export class ParsePool {
   private slots: Slot[] = [];
   private nextId = 1;
-  /** Set when a worker could not start (no worker threads, a missing file): everything is parsed here. */
+  /** Set when workers cannot start here (no worker threads, a missing file): everything is parsed here. */
   private unavailable = false;
+  /** Whether a worker of this pool ever answered, and how many started since then died before they loaded. */
+  private everAnswered = false;
+  private failedStarts = 0;
   private closing = false;
   readonly budgetMs: number;
   /** Messages parsed by a worker so far (a test reads it to prove the workers did the work). */
@@ -244,6 +250,8 @@ export class ParsePool {
       new Slot(this.budgetMs, this.options.testHooks, {
         answered: (_slot, job, outcome) => {
           this.workerParses++;
+          this.everAnswered = true;
+          this.failedStarts = 0;
           job.resolve(outcome);
         },
         overran: (slot, job, queued) => {
@@ -278,7 +286,10 @@ export class ParsePool {
       for (const q of [...(current ? [current] : []), ...queued]) this.dispatch(q);
       return;
     }
-    if (!slot.ready) this.unavailable = true;
+    // Workers cannot start here: the first one never loaded, or several in a row did not after others worked.
+    // Not one that failed once after others worked (memory short for a moment): giving up on workers for good
+    // would parse every later message here, without a budget, and a parse here cannot be stopped.
+    if (!slot.ready && (!this.everAnswered || ++this.failedStarts >= FAILED_STARTS_TOLERATED)) this.unavailable = true;
     if (current) {
       this.crashes++;
       current.crashes++;

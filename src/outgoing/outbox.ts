@@ -196,7 +196,7 @@ export class Outbox {
     const parsed = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true });
     const from = addresses(parsed.from)[0];
     if (!from) throw new AppError('JUNIPER_ERR_VALIDATION', 'The message has no usable From header.', { details: { field: 'from' } });
-    await assertMaySendAs(sender, from, addresses(parsed.replyTo)[0] ?? null);
+    await assertMaySendAs(sender, from, parsed.replyTo ? addresses(parsed.replyTo) : null);
     await this.assertMayChooseServer(sender, overrides.serverId ?? null, overrides.massMailing ?? false);
     const to = overrides.to ? checkRecipients(overrides.to, 'to') : checkRecipients(addresses(parsed.to), 'to');
     const cc = overrides.to ? [] : checkRecipients(addresses(parsed.cc), 'cc');
@@ -233,18 +233,22 @@ export class Outbox {
  * name and Reply-To made it "Payroll <payroll@…>" <notifications@…> answering to anyone, under the
  * organisation's trusted address. Admins and scripts with an admin key send as anyone.
  */
-async function assertMaySendAs(sender: PrincipalUser | null, from: string, replyTo: string | null): Promise<void> {
+async function assertMaySendAs(sender: PrincipalUser | null, from: string, replyTo: string | readonly string[] | null): Promise<void> {
   if (!sender || sender.role === 'admin') return;
   const own = sender.email.toLowerCase();
   if (normaliseAddress(from) !== own) {
     throw new AppError('JUNIPER_ERR_FORBIDDEN', `You may send only as your own address (${sender.email}); an admin's API key can send as others.`, { details: { field: 'from' } });
   }
-  if (replyTo !== null && normaliseAddress(replyTo) !== own) {
+  // A raw message's Reply-To may list several addresses (or a group, whose members `addresses` drops): one, theirs.
+  const replies = replyTo === null ? [] : typeof replyTo === 'string' ? [replyTo] : replyTo;
+  if ((typeof replyTo !== 'string' && replyTo !== null && replies.length !== 1) || replies.some((r) => normaliseAddress(r) !== own)) {
     throw new AppError('JUNIPER_ERR_FORBIDDEN', `replyTo: you may give only your own address (${sender.email}) as Reply-To, or none; an admin's API key can set another.`, { details: { field: 'replyTo' } });
   }
-  const name = parseMailbox(from)?.name ?? '';
-  if (name !== '' && name !== sender.name && ADDRESS_LIKE.test(await decodedName(name))) {
-    throw new AppError('JUNIPER_ERR_FORBIDDEN', `from: the display name ${JSON.stringify(name)} looks like an email address; give your name, or none, before <${sender.email}>.`, { details: { field: 'from' } });
+  for (const [field, mailbox] of [['from', from], ...replies.map((r) => ['replyTo', r] as const)] as const) {
+    const name = parseMailbox(mailbox)?.name ?? '';
+    if (name !== '' && name !== sender.name && ADDRESS_LIKE.test(await decodedName(name))) {
+      throw new AppError('JUNIPER_ERR_FORBIDDEN', `${field}: the display name ${JSON.stringify(name)} looks like an email address; give your name, or none, before <${sender.email}>.`, { details: { field } });
+    }
   }
 }
 

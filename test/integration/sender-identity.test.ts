@@ -61,6 +61,8 @@ for (const dialect of dialects) {
         ['from', mail({ from: '"payroll \uff20 example.com" <jane@example.com>' })],
         // "CEO <ceo@example.com>", base64-encoded: what mail clients show.
         ['from', mail({ from: '"=?utf-8?B?Q0VPIDxjZW9AZXhhbXBsZS5jb20+?=" <jane@example.com>' })],
+        // Her own address as Reply-To, under someone else's.
+        ['replyTo', mail({ from: '"Jane" <jane@example.com>', replyTo: '"payroll@example.com" <jane@example.com>' })],
       ];
       for (const [field, payload] of refused) {
         const r = await post(jane, '/api/v1/mails', payload);
@@ -69,7 +71,7 @@ for (const dialect of dialects) {
       }
       const batch = await post(jane, '/api/v1/mails/batch', { mails: refused.map(([, p]) => p) });
       assert.equal(batch.status, 200, batch.text);
-      assert.deepEqual((batch.body.results as { status: number }[]).map((x) => x.status), [403, 403, 403, 403, 403]);
+      assert.deepEqual((batch.body.results as { status: number }[]).map((x) => x.status), [403, 403, 403, 403, 403, 403]);
       assert.equal(await queued(), before, 'nothing was queued');
     });
 

@@ -190,18 +190,24 @@ for (const dialect of dialects) {
       const pool = new TransportPool(() => null, undefined, new HostGuard(database.db, dns.resolve), fake);
       const server = { id: 3, name: 's3', host: 'smtp.rotating.test', port: 25, security: 'none', auth: 'none', allow_self_signed: 0, owner_user_id: userId, updated_at: 1 } as OutgoingServer;
       const send = () => pool.get(server).send({ messageId: '<m@x>', from: 'a@b', to: ['x@client.test'], cc: [], bcc: [], subject: '', attachments: [] }, { from: 'a@b', to: ['x@client.test'] });
-      const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+      // A send has passed the address check and reached its transport once it waits there (not a guessed delay:
+      // a loaded machine took longer than 20 ms).
+      const reached = async (n: number) => {
+        for (const deadline = Date.now() + 10_000; pending.length < n; await new Promise((resolve) => setTimeout(resolve, 2))) {
+          if (Date.now() > deadline) throw new Error(`send ${n} never reached a transport`);
+        }
+      };
       const first = send();
-      await settle();
+      await reached(1);
       const second = send();
-      await settle();
+      await reached(2);
       const third = send();
-      await settle();
+      await reached(3);
       assert.equal(made.length, 1, 'the same pool while its address is among the answers, in whatever order they come');
       assert.equal(made[0]!.address, '10.0.1.1');
       // The name now answers another address only: a new pool, and the old one is not closed under its mails.
       const fourth = send();
-      await settle();
+      await reached(4);
       assert.equal(made.length, 2);
       assert.equal(made[1]!.address, '10.0.1.3');
       assert.equal(made[0]!.closedWith, -1, 'the replaced pool is not closed while mails handed to it are under way');

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// Runs the compiled CLI (built by `npm install` / `npm run build` into dist/).
+// Runs the built CLI (`npm install` / `npm run build` compile src/ into dist/src/ and bundle it into dist/app/,
+// scripts/bundle.mjs).
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const entry = new URL('../dist/src/main.js', import.meta.url);
+const entry = new URL('../dist/app/main.js', import.meta.url);
 if (!existsSync(fileURLToPath(entry))) {
   console.error('juniper: dist/ is missing. Run `npm install` (or `npm run build`) in the Juniper folder first.');
   process.exit(1);

@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { cliActor } from '../../src/audit/audit-log.js';
 import { defaultDispatcherOptions } from '../../src/outgoing/dispatcher.js';
+import { SNAPSHOT_TTL_MS } from '../../src/settings/parameters.js';
 import { createWorkers, type Workers } from '../../src/worker/workers.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { cliEnv, projectRoot, type CliResult } from '../helpers/cli.js';
@@ -30,6 +31,13 @@ function juniper(env: NodeJS.ProcessEnv, args: string[]): Promise<CliResult> {
     });
   });
 }
+
+/**
+ * Waits until what `juniper params` wrote in its own process must show here: this process answers parameters from
+ * a snapshot up to SNAPSHOT_TTL_MS old, and the CLI wrote after the last snapshot was taken. Without it a
+ * "nothing changed" after a CLI command that should have been refused would pass for a CLI that wrote anyway.
+ */
+const cliWritesShown = () => new Promise((r) => setTimeout(r, SNAPSHOT_TTL_MS + 20));
 
 async function until<T>(check: () => Promise<T | null | undefined | false>, what: string, timeoutMs = PROMPTLY_MS): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -234,6 +242,7 @@ for (const dialect of dialects) {
         const byCli = await juniper(env, param.value === null ? ['params', 'unset', param.key] : ['params', 'set', param.key, param.value]);
         assert.equal(byCli.code, 1, byCli.stdout);
         assert.ok(byCli.stderr.split('\n').includes(`juniper: ${param.key}: ${reason}`), byCli.stderr);
+        await cliWritesShown();
         assert.deepEqual((await api('GET', '/api/v1/settings')).body, before.body, 'nothing changed');
       };
       const archived = `"retired" (id ${retired}) is archived: restore it first, or choose another server; mass mailings would wait in the queue.`;
@@ -249,6 +258,7 @@ for (const dialect of dialects) {
       assert.equal((await juniper(env, ['params', 'set', 'mass_mailing.outgoing_mail_server', 'off'])).code, 0);
       const named = await juniper(env, ['params', 'set', 'mass_mailing.mail_server_id', String(retired)]);
       assert.deepEqual([named.code, named.stdout], [0, `mass_mailing.mail_server_id = ${retired}\n`]);
+      await cliWritesShown();
       const off = await api('GET', '/api/v1/settings');
       assert.deepEqual(off.body.massMailing, { dedicatedServer: false, serverId: retired });
       const on = await api('PUT', '/api/v1/parameters/mass_mailing.outgoing_mail_server', { value: true });
@@ -257,6 +267,7 @@ for (const dialect of dialects) {
       const onByCli = await juniper(env, ['params', 'set', 'mass_mailing.outgoing_mail_server', 'true']);
       assert.equal(onByCli.code, 1);
       assert.ok(onByCli.stderr.split('\n').includes(`juniper: mass_mailing.outgoing_mail_server: ${archived}`), onByCli.stderr);
+      await cliWritesShown();
       assert.deepEqual((await api('GET', '/api/v1/settings')).body, off.body, 'nothing changed');
 
       // A value that is no id at all keeps the parameter's own message, in the same shape.

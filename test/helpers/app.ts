@@ -9,7 +9,7 @@ import { createApp, type App, type CreateAppOptions } from '../../src/app.js';
 import type { Config } from '../../src/config.js';
 import type { DialectName } from '../../src/db/database.js';
 import { createLogger } from '../../src/lib/logger.js';
-import { freshDatabaseConfig } from './databases.js';
+import { migratedDatabaseConfig } from './databases.js';
 
 export interface TestApp {
   app: App;
@@ -26,7 +26,7 @@ export async function startTestApp(dialect: DialectName, overrides: Partial<Conf
     port: 0,
     host: '127.0.0.1',
     dataDir,
-    database: await freshDatabaseConfig(dialect),
+    database: await migratedDatabaseConfig(dialect),
     secretKeys: undefined,
     baseUrl: undefined,
     logLevel: 'debug' as const,

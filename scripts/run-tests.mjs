@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 function walk(dir) {
@@ -71,7 +71,7 @@ const child = spawn(
   // event loop; without it that file never ends and the whole run hangs instead of reporting the failure.
   // test-drain-exit.mjs keeps that forced exit from losing the file's last verdicts on the way to this report, and
   // the runner's own forced exit from losing the end of the report (--require: the runner loads no --import).
-  ['--require', path.join(root, 'scripts/test-drain-exit.mjs'), '--require', path.join(root, 'scripts/test-times.mjs'), '--test', '--test-force-exit', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...compiled],
+  ['--require', path.join(root, 'scripts/test-drain-exit.mjs'), '--require', path.join(root, 'scripts/test-times.mjs'), '--import', pathToFileURL(path.join(root, 'scripts/test-password-cost.mjs')).href, '--test', '--test-force-exit', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...compiled],
   { cwd: root, stdio: 'inherit', env: { ...process.env, JUNIPER_TEST_TIMES: times } },
 );
 child.on('exit', (code, signal) => {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes, scryptSync } from 'node:crypto';
-import { describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 
 import { AppError } from '../lib/errors.js';
-import { checkPasswordPolicy, dummyVerifyPassword, hashPassword, needsRehash, verifyPassword } from './password.js';
+import { checkPasswordPolicy, dummyVerifyPassword, hashPassword, needsRehash, passwordCostForTests, verifyPassword } from './password.js';
 
 const PASSWORD = 'tr0ub4dor&3-but-longer';
 
@@ -17,6 +17,9 @@ function legacyHash(password: string, N: number, keyBytes = 64): string {
 const isAppError = (code: string) => (e: unknown) => e instanceof AppError && e.code === code;
 
 describe('password hashing', () => {
+  // The production cost, which the rest of the suite's processes lower (scripts/test-password-cost.mjs).
+  before(() => passwordCostForTests(false));
+
   it('hashes to scrypt$N$r$p$salt$hash with N=2^15, r=8, p=1, a 16-byte salt and a 64-byte key', async () => {
     const stored = await hashPassword(PASSWORD);
     const m = /^scrypt\$32768\$8\$1\$([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+)$/.exec(stored);
@@ -81,6 +84,19 @@ describe('password hashing', () => {
         assert.throws(() => needsRehash(stored), isAppError('JUNIPER_ERR_INTERNAL'));
       });
     }
+  });
+
+  it('the tests\' lower cost is N=2^10, the least a stored hash may have, and back to 2^15 when switched off', async () => {
+    passwordCostForTests(true);
+    try {
+      const stored = await hashPassword(PASSWORD);
+      assert.match(stored, /^scrypt\$1024\$8\$1\$/);
+      assert.equal(await verifyPassword(PASSWORD, stored), true);
+      assert.equal(needsRehash(stored), false);
+    } finally {
+      passwordCostForTests(false);
+    }
+    assert.match(await hashPassword(PASSWORD), /^scrypt\$32768\$8\$1\$/);
   });
 
   it('dummyVerifyPassword takes about as long as a real verification and returns false', async () => {

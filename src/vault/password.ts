@@ -12,13 +12,26 @@ export const PASSWORD_MAX_LENGTH = 1024;
 
 // 2^15 × 8 × 128 bytes = 32 MiB and about 0.1 s per hash on a current server core: costly for an offline
 // attacker, still fine for a sign-in.
-const CURRENT = { N: 2 ** 15, r: 8, p: 1, saltBytes: 16, keyBytes: 64 } as const;
+const PRODUCTION = { N: 2 ** 15, r: 8, p: 1, saltBytes: 16, keyBytes: 64 } as const;
 
 // Bounds for hashes read back from the database: a tampered row must not be able to ask for gigabytes
 // of memory or minutes of CPU.
 const LIMITS = { minLogN: 10, maxLogN: 20, maxR: 32, maxP: 16, minSalt: 16, maxSalt: 64, minKey: 32, maxKey: 128 };
 
-const DUMMY_SALT = Buffer.alloc(CURRENT.saltBytes, 0x5a);
+let CURRENT: { readonly N: number; readonly r: number; readonly p: number; readonly saltBytes: number; readonly keyBytes: number } = PRODUCTION;
+
+/**
+ * For the test suite's own processes only (scripts/test-password-cost.mjs preloads it): with `cheap`, new hashes
+ * and the dummy verification use N = 2^10, the least a stored hash may have, instead of 2^15. The suite hashes
+ * about a thousand passwords, at 0.1 s of CPU each. Every hash carries its parameters, so verifying is the same
+ * code either way. Nothing in Juniper calls this, and no setting or environment variable reaches it: the
+ * `juniper` processes the tests start hash at the production cost.
+ */
+export function passwordCostForTests(cheap: boolean): void {
+  CURRENT = cheap ? { ...PRODUCTION, N: 2 ** LIMITS.minLogN } : PRODUCTION;
+}
+
+const DUMMY_SALT = Buffer.alloc(PRODUCTION.saltBytes, 0x5a);
 
 const STORED_PATTERN = /^scrypt\$(\d{1,8})\$(\d{1,2})\$(\d{1,2})\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})$/;
 

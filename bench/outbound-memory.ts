@@ -32,16 +32,19 @@ export interface MemoryFigures {
 const root = projectRoot;
 
 /**
- * Builds dist/ when any source file is newer than its last build: the worker runs the compiled CLI. The build is
- * the project's own (`npm run build`, incremental), and its build info is what says when it last ran: it writes
- * only the files that changed, so dist/src/main.js can be older than a current build, and a full rebuild then,
- * in the middle of `npm test`, rewrote every file under the processes other test files were starting.
+ * Builds dist/ when any source file the build takes (tests excluded) is newer than the bundle the worker runs
+ * (dist/app/meta.json, written last by `npm run build`). The build is the project's own and changes nothing when
+ * nothing changed; it replaces the bundle file by file, so the `juniper` processes other test files are starting
+ * meanwhile never find it missing.
  */
 function ensureBuilt(): void {
-  const info = path.join(root, 'dist/tsconfig.build.tsbuildinfo');
-  const built = fs.existsSync(info) ? fs.statSync(info).mtimeMs : 0;
+  const meta = path.join(root, 'dist/app/meta.json');
+  const built = fs.existsSync(meta) ? fs.statSync(meta).mtimeMs : 0;
   const newest = (dir: string): number =>
-    fs.readdirSync(dir, { withFileTypes: true }).reduce((m, e) => Math.max(m, e.isDirectory() ? newest(path.join(dir, e.name)) : fs.statSync(path.join(dir, e.name)).mtimeMs), 0);
+    fs.readdirSync(dir, { withFileTypes: true }).reduce((m, e) => {
+      if (e.isDirectory()) return Math.max(m, newest(path.join(dir, e.name)));
+      return e.name.endsWith('.test.ts') ? m : Math.max(m, fs.statSync(path.join(dir, e.name)).mtimeMs);
+    }, 0);
   if (newest(path.join(root, 'src')) > built) execFileSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: 'inherit' });
 }
 

@@ -29,7 +29,7 @@ export function workerEnv(config: Config, extra: Record<string, string> = {}): N
 
 /** Starts `juniper worker` and resolves once it logged that it started (its dispatcher's loop then runs). */
 export function startWorker(env: NodeJS.ProcessEnv, nodeArgs: readonly string[] = [], timeoutMs = 60_000): Promise<WorkerProcess> {
-  const entry = path.join(root, 'dist/src/main.js');
+  const entry = path.join(root, 'dist/app/main.js');
   const child = spawn(process.execPath, [...nodeArgs, path.join(root, 'bin/juniper.js'), 'worker'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stderr?.on('data', (d: Buffer) => process.stderr.write(`[worker ${child.pid}] ${d.toString()}`));
   const seen = new Map<string, number>();

@@ -10,7 +10,14 @@
 // itself, as it does in dist/src/. Left out, and loaded from node_modules as before: better-sqlite3 (a native
 // addon), pg (loaded by name, with createRequire, only for PostgreSQL) and pino (its transports run files of
 // their own in worker threads). meta.json says which package went into which chunk
-// (test/helpers/loaded-packages.mjs reads it).
+// (test/helpers/loaded-packages.mjs reads it). The externals resolve from dist/app/, so they are the top-level
+// copies in node_modules even for a package that has a nested copy of its own (imapflow's pino: Juniper gives
+// imapflow no logger).
+//
+// Nothing is done when the bundle is newer than what it is made of (tsc's output, this script, the installed
+// packages). A new bundle replaces the old one file by file, never as an empty directory, and the previous
+// bundle's chunks are kept (their names are hashes of their content): a `juniper serve` still running from it
+// after `git pull && npm ci` can go on loading the chunks it has not loaded yet until it is restarted.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,10 +33,18 @@ if (missing.length > 0) {
   process.exit(1);
 }
 
-fs.rmSync(outdir, { recursive: true, force: true });
+const metaFile = path.join(outdir, 'meta.json');
+const newest = (dir) =>
+  fs.readdirSync(dir, { withFileTypes: true }).reduce((m, e) => Math.max(m, e.isDirectory() ? newest(path.join(dir, e.name)) : fs.statSync(path.join(dir, e.name)).mtimeMs), 0);
+const mtime = (file) => (fs.existsSync(file) ? fs.statSync(file).mtimeMs : Infinity);
+const inputs = Math.max(newest(path.join(root, 'dist/src')), mtime(fileURLToPath(import.meta.url)), mtime(path.join(root, 'node_modules/.package-lock.json')));
+if (fs.existsSync(metaFile) && fs.statSync(metaFile).mtimeMs > inputs) process.exit(0);
+
+const next = `${outdir}.next`;
+fs.rmSync(next, { recursive: true, force: true });
 const result = await build({
   entryPoints: entries,
-  outdir,
+  outdir: next,
   entryNames: '[name]',
   chunkNames: 'chunk-[hash]',
   bundle: true,
@@ -46,4 +61,17 @@ const result = await build({
   absWorkingDir: root,
   logLevel: 'warning',
 });
-fs.writeFileSync(path.join(outdir, 'meta.json'), JSON.stringify(result.metafile));
+
+// Chunks first, the entries after them, meta.json last: an interrupted swap leaves meta.json older than its
+// inputs, so the next build does it again.
+const outputsOf = (meta) => new Set(Object.keys(meta?.outputs ?? {}).map((file) => path.basename(file)));
+const previous = fs.existsSync(metaFile) ? outputsOf(JSON.parse(fs.readFileSync(metaFile, 'utf8'))) : new Set();
+const current = outputsOf(result.metafile);
+const entryNames = new Set(entries.flatMap((file) => [path.basename(file), `${path.basename(file)}.map`]));
+fs.mkdirSync(outdir, { recursive: true });
+const written = fs.readdirSync(next).sort((a, b) => Number(entryNames.has(a)) - Number(entryNames.has(b)));
+for (const file of written) fs.renameSync(path.join(next, file), path.join(outdir, file));
+fs.rmSync(next, { recursive: true, force: true });
+const keep = (file) => current.has(file) || previous.has(file) || current.has(file.replace(/\.map$/, '')) || previous.has(file.replace(/\.map$/, ''));
+for (const file of fs.readdirSync(outdir)) if (file !== 'meta.json' && !keep(file)) fs.rmSync(path.join(outdir, file), { force: true });
+fs.writeFileSync(metaFile, JSON.stringify(result.metafile).replaceAll(`${path.relative(root, next)}/`, `${path.relative(root, outdir)}/`));

@@ -10,16 +10,18 @@ cleanup() { [ -d "$WORK/pg" ] && { bash scripts/peers/postgres-stop.sh "$WORK/pg
 trap cleanup EXIT
 
 # The checks do not depend on each other (the build emits dist/ for the processes the tests start; type-checking
-# and linting read the sources), and each is one single-threaded process: side by side they take the time of
-# the longest (lint) instead of the sum, on two cores. Each one's output is printed in order once all have ended.
-# The build is incremental (package.json): right after `npm install` (whose prepare step built dist/) it only
-# confirms that nothing changed. PostgreSQL starts as soon as its package is there, not after the checks.
-echo "== peers' Debian packages and PostgreSQL, build, typecheck and lint (side by side)"
-checks=(deps build typecheck lint)
+# emits the compiled tests; linting reads the sources), and each is one single-threaded process: side by side
+# they take the time of the longest instead of the sum, on two cores. The tests need the first three (and
+# PostgreSQL), not the lint: it goes on beside the tests, which leave CPU idle while they wait on their peers,
+# and its verdict is printed and counted once they end. The build is incremental (package.json): right after
+# `npm install` (whose prepare step built dist/) it only confirms that nothing changed. PostgreSQL starts as soon
+# as its package is there, not after the checks.
+echo "== peers' Debian packages and PostgreSQL, build and typecheck, lint (side by side)"
+checks=(deps build typecheck)
 { bash scripts/install-test-deps.sh && bash scripts/peers/postgres-start.sh "$WORK/pg" "$(node scripts/free-port.mjs)" >"$WORK/pg.url"; } >"$WORK/deps.log" 2>&1 & pids=($!)
 npm run build >"$WORK/build.log" 2>&1 & pids+=($!)
 npx tsc -p tsconfig.test.json >"$WORK/typecheck.log" 2>&1 & pids+=($!)
-npx eslint --max-warnings 0 . >"$WORK/lint.log" 2>&1 & pids+=($!)
+npx eslint --max-warnings 0 . >"$WORK/lint.log" 2>&1 & lint=$!
 failed=()
 for i in "${!checks[@]}"; do
   status=0; wait "${pids[$i]}" || status=$?
@@ -28,12 +30,23 @@ for i in "${!checks[@]}"; do
   if [ "${checks[$i]}" != build ] || [ "$status" != 0 ]; then cat "$WORK/${checks[$i]}.log"; fi
   [ "$status" = 0 ] || failed+=("${checks[$i]}")
 done
-[ ${#failed[@]} -eq 0 ] || { echo "Failed: ${failed[*]}" >&2; exit 1; }
+lint_verdict() {
+  local status=0; wait "$lint" || status=$?
+  echo "== lint$([ "$status" = 0 ] || echo " FAILED (exit $status)")"
+  cat "$WORK/lint.log"
+  return "$status"
+}
+if [ ${#failed[@]} -ne 0 ]; then
+  lint_verdict || failed+=(lint)
+  echo "Failed: ${failed[*]}" >&2; exit 1
+fi
 
 export JUNIPER_TEST_PG_URL
 JUNIPER_TEST_PG_URL=$(cat "$WORK/pg.url")
 export JUNIPER_TEST_WORK="$WORK"
 echo "PostgreSQL for tests: $JUNIPER_TEST_PG_URL"
 
-echo "== tests (checks took ${SECONDS} s)"
-node scripts/run-tests.mjs "$@"
+echo "== tests (checks took ${SECONDS} s; lint goes on beside them)"
+status=0; node scripts/run-tests.mjs "$@" || status=$?
+lint_verdict || { echo "Failed: lint" >&2; [ "$status" != 0 ] || status=1; }
+exit "$status"

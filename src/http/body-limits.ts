@@ -4,8 +4,10 @@
 // limits only on the routes where mail arrives. Who calls is known before any of it is read: authentication runs
 // in onRequest (authenticate.ts), so a caller without credentials is refused before the body's first byte.
 import querystring from 'node:querystring';
-import type { FastifyRequest } from 'fastify';
+import { Transform } from 'node:stream';
+import type { FastifyRequest, preParsingAsyncHookHandler } from 'fastify';
 import { AppError } from '../lib/errors.js';
+import { MAX_MESSAGE_BYTES } from '../settings/parameter-rules.js';
 
 const KB = 1024;
 const MB = 1024 * 1024;
@@ -15,13 +17,46 @@ export const DEFAULT_BODY_LIMIT = 1 * MB;
 /** Sign-in and first-run setup (page and API): a few short fields, and anyone may post them. */
 export const SIGN_IN_BODY_LIMIT = 64 * KB;
 /**
- * One mail with its attachments (POST /api/v1/mails as JSON, the compose form with base64 attachments in a field).
- * mail.message.max_bytes' default 25 MB measures the MIME message, whose attachments are already base64; as JSON
- * or a form field the same content is a few percent larger.
+ * The body that carries one mail of at most `maxMessageBytes` (mail.message.max_bytes) with its attachments:
+ * POST /api/v1/mails as JSON, the compose form with base64 attachments in a field. The parameter measures the
+ * MIME message, whose attachments are already base64; as JSON or a form field the same content is a few percent
+ * larger, and escaped text more. 31 MB for the default 25 MB. It follows the parameter: an admin who raises it
+ * to Microsoft's 35 MB can post such mails, and one who lowers it has large bodies refused before they are read.
  */
-export const MAIL_BODY_LIMIT = 30 * MB;
-/** A batch of up to 1,000 mails is larger than one mail; each mail's own size limit still applies. */
-export const BATCH_BODY_LIMIT = 64 * MB;
+export function mailBodyLimit(maxMessageBytes: number): number {
+  return Math.ceil(Math.min(maxMessageBytes, MAX_MESSAGE_BYTES) * 1.2) + 1 * MB;
+}
+/** What Fastify itself lets through on the mail routes (the limit above at its largest); each request gets less. */
+export const MAIL_BODY_LIMIT = mailBodyLimit(MAX_MESSAGE_BYTES);
+/** A batch of up to 1,000 mails is larger than one mail (at least 64 MB); each mail's own size limit still applies. */
+export const batchBodyLimit = (maxMessageBytes: number): number => Math.max(64 * MB, mailBodyLimit(maxMessageBytes));
+export const BATCH_BODY_LIMIT = batchBodyLimit(MAX_MESSAGE_BYTES);
+
+/** The limit a request was held to, when it was not its route's (bodyLimitOf). */
+const heldTo = new WeakMap<FastifyRequest, number>();
+
+/**
+ * A route's preParsing hook holding its body to `limitNow()` bytes, read per request (the parameters change
+ * without a restart). A declared Content-Length over it is refused before a byte is read; a body without one is
+ * counted as it arrives. The route's own bodyLimit stays the ceiling.
+ */
+export function bodyLimitFrom(limitNow: () => Promise<number>): preParsingAsyncHookHandler {
+  return async (request, _reply, payload) => {
+    const limit = await limitNow();
+    heldTo.set(request, limit);
+    if (Number(request.headers['content-length']) > limit) throw bodyTooLarge(request);
+    let received = 0;
+    const counted = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        received += chunk.length;
+        if (received > limit) done(bodyTooLarge(request));
+        else done(null, chunk);
+      },
+    });
+    payload.on('error', (err) => counted.destroy(err));
+    return payload.pipe(counted);
+  };
+}
 /** Juniper's largest form has fewer than 20 fields; a form of millions of keys was seconds of parsing. */
 export const FORM_MAX_FIELDS = 200;
 
@@ -34,9 +69,9 @@ export function formatBytes(n: number): string {
 
 /** The refusal of a body over the route's limit (Fastify's FST_ERR_CTP_BODY_TOO_LARGE), naming the limit. */
 export function bodyTooLarge(request: FastifyRequest): AppError {
-  const limit = request.routeOptions.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const limit = heldTo.get(request) ?? request.routeOptions.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const route = request.routeOptions.url ? `${request.method} ${request.routeOptions.url}` : 'this address';
-  const mail = limit >= MAIL_BODY_LIMIT ? ' Send large files as links, or in several mails.' : '';
+  const mail = heldTo.has(request) ? ' Send large files as links, or in several mails (an admin sets the largest mail: mail.message.max_bytes).' : '';
   return new AppError('JUNIPER_ERR_TOO_LARGE', `The request body is larger than ${route} accepts (at most ${formatBytes(limit)}).${mail}`, {
     details: { limitBytes: limit },
   });

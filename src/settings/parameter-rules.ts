@@ -9,6 +9,9 @@ import { parseAllowList } from '../mail-servers/host-policy.js';
 import { DEFAULT_ALLOWED_PORTS, formatPortList, parsePortList } from '../mail-servers/port-policy.js';
 import { graphHosts } from '../oauth/microsoft.js';
 
+/** The largest mail.message.max_bytes: Exchange Online's own ceiling for a message (its default is 35 MB). */
+export const MAX_MESSAGE_BYTES = 150 * 1024 * 1024;
+
 export const KEY_PATTERN = /^[a-z0-9._-]{1,128}$/;
 export const MAX_VALUE_LENGTH = 10_000;
 export const DEFAULT_OUTLOOK_ENDPOINT = 'https://login.microsoftonline.com/common/oauth2/v2.0/';
@@ -150,10 +153,12 @@ export const knownParameters = {
     },
   },
   'mail.message.max_bytes': {
-    description: 'Largest message Juniper accepts for sending, in bytes, attachments included (Microsoft 365 allows 35 MB after encoding).',
+    description: 'Largest message Juniper accepts for sending, in bytes, attachments included (Microsoft 365 allows 35 MB after encoding by default, 150 MB at most); the API and the compose form take bodies of about 1.2 times this.',
     defaultValue: String(25 * 1024 * 1024),
     normalise(value, key) {
-      if (!/^[1-9][0-9]{0,10}$/.test(value) || Number(value) < 1024) throw invalid(key, 'a size in bytes of at least 1024, such as 26214400 (25 MB)', value);
+      if (!/^[1-9][0-9]{0,10}$/.test(value) || Number(value) < 1024 || Number(value) > MAX_MESSAGE_BYTES) {
+        throw invalid(key, `a size in bytes from 1024 to ${MAX_MESSAGE_BYTES} (150 MB, Exchange Online's largest), such as 26214400 (25 MB)`, value);
+      }
       return value;
     },
   },

@@ -13,7 +13,7 @@ import type { EnqueueInput } from '../outgoing/enqueue-rules.js';
 import { replyReferences } from '../outgoing/header-rules.js';
 import { assertMayManage } from '../outgoing/servers.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
-import { MAIL_BODY_LIMIT } from '../http/body-limits.js';
+import { bodyLimitFrom, MAIL_BODY_LIMIT, mailBodyLimit } from '../http/body-limits.js';
 import { html, type SafeHtml } from './html.js';
 import { flashHtml, type PageContext } from './layout.js';
 
@@ -86,8 +86,9 @@ ${opts.error ? flashHtml({ kind: 'error', text: opts.error }) : null}
 
 const viewerOf = (user: PrincipalUser) => ({ userId: user.id, admin: user.role === 'admin' });
 
-export function composePage(services: Pick<Services, 'messages' | 'outbox' | 'outgoingServers'>): FastifyPluginAsync {
-  const { outbox, outgoingServers, messages } = services;
+export function composePage(services: Pick<Services, 'messages' | 'outbox' | 'outgoingServers' | 'parameters'>): FastifyPluginAsync {
+  const { outbox, outgoingServers, messages, parameters } = services;
+  const oneMail = bodyLimitFrom(async () => mailBodyLimit((await parameters.snapshot()).maxMessageBytes));
 
   async function forwardedAttachments(messageId: number, viewer: { userId: number; admin: boolean }): Promise<z.output<typeof attachmentsSchema>> {
     const kept = (await messages.detail(viewer, messageId)).attachments.filter((a) => a.url !== null);
@@ -162,7 +163,7 @@ export function composePage(services: Pick<Services, 'messages' | 'outbox' | 'ou
     });
 
     // Attachments arrive base64 in a form field: a mail's size.
-    app.post<{ Body: Form }>('/compose', { config: { access: 'user' }, bodyLimit: MAIL_BODY_LIMIT }, async (request, reply) => {
+    app.post<{ Body: Form }>('/compose', { config: { access: 'user' }, bodyLimit: MAIL_BODY_LIMIT, preParsing: oneMail }, async (request, reply) => {
       const body = request.body ?? {};
       const user = request.principal!.user;
       const f: ComposeForm = {

@@ -140,7 +140,7 @@ for (const dialect of dialects) {
       assert.deepEqual(stored.map((a) => a.filename), ['report.pdf']);
     });
 
-    it('answers 413 naming the limit: sign-in and setup 64 KB, other routes 1 MB, mail 30 MB', async () => {
+    it('answers 413 naming the limit: sign-in and setup 64 KB, other routes 1 MB, mail 31 MB (mail.message.max_bytes at its 25 MB)', async () => {
       const errorOf = (a: Answer) => (JSON.parse(a.body) as { error: { code: string; message: string } }).error;
       for (const path of ['/api/v1/session', '/api/v1/setup']) {
         const res = await answerBeforeBody(port, 'POST', path, { 'content-type': JSON_TYPE }, 100 * 1024, 0);
@@ -151,9 +151,12 @@ for (const dialect of dialects) {
       const settings = await answerBeforeBody(port, 'PUT', '/api/v1/settings', { 'content-type': JSON_TYPE, authorization: `Bearer ${admin.apiKey}` }, 2 * MB, 0);
       assert.equal(settings.status, 413, settings.body);
       assert.match(errorOf(settings).message, /PUT \/api\/v1\/settings accepts \(at most 1 MB\)/);
-      const mail = await answerBeforeBody(port, 'POST', '/api/v1/mails', { 'content-type': JSON_TYPE, authorization: `Bearer ${jane.apiKey}` }, 31 * MB, 0);
+      const mail = await answerBeforeBody(port, 'POST', '/api/v1/mails', { 'content-type': JSON_TYPE, authorization: `Bearer ${jane.apiKey}` }, 31 * MB + 1, 0);
       assert.equal(mail.status, 413, mail.body);
-      assert.match(errorOf(mail).message, /POST \/api\/v1\/mails accepts \(at most 30 MB\)\. Send large files as links/);
+      assert.equal(
+        errorOf(mail).message,
+        'The request body is larger than POST /api/v1/mails accepts (at most 31 MB). Send large files as links, or in several mails (an admin sets the largest mail: mail.message.max_bytes).',
+      );
       // A body sent without Content-Length (chunked) is counted as it arrives.
       const chunked = await fetch(`${base}/api/v1/session`, { method: 'POST', headers: { 'content-type': JSON_TYPE }, body: new Blob([Buffer.alloc(100 * 1024, ' ')]).stream(), duplex: 'half' });
       assert.equal(chunked.status, 413);
@@ -161,6 +164,45 @@ for (const dialect of dialects) {
       const login = await fetch(`${base}/login`, { method: 'POST', headers: { 'content-type': FORM, accept: 'text/html' }, body: `login=${'a'.repeat(100_000)}&password=x` });
       assert.equal(login.status, 413);
       assert.match(await login.text(), /larger than POST \/login accepts \(at most 64 KB\)/);
+    });
+
+    it('holds the mail routes to mail.message.max_bytes as it is now: raised to 35 MB a 32 MB mail is taken, lowered to 1 MB a 3 MB one is refused before it is read, chunked or not', async () => {
+      const errorOf = (a: Answer) => (JSON.parse(a.body) as { error: { code: string; message: string } }).error;
+      const setMax = async (value: string) => {
+        const res = await fetch(`${base}/api/v1/parameters/mail.message.max_bytes`, { method: 'PUT', headers: { authorization: `Bearer ${admin.apiKey}`, 'content-type': JSON_TYPE }, body: JSON.stringify({ value }) });
+        assert.equal(res.status, 200, await res.text());
+      };
+      // 24 MB of attachment is 32 MB of base64: over the default's 31 MB of body, within 35 MB's 43 MB.
+      const body = JSON.stringify({ from: jane.email, to: ['customer@client.test'], subject: 'large', text: 'attached', attachments: [{ filename: 'large.bin', contentType: 'application/octet-stream', contentBase64: Buffer.alloc(24 * MB, 'l').toString('base64') }] });
+      const post = (payload: string | ReadableStream) =>
+        fetch(`${base}/api/v1/mails`, { method: 'POST', headers: { authorization: `Bearer ${jane.apiKey}`, 'content-type': JSON_TYPE }, body: payload, ...(typeof payload === 'string' ? {} : { duplex: 'half' }) });
+      const refused = await post(body);
+      assert.equal(refused.status, 413);
+      assert.match(((await refused.json()) as { error: { message: string } }).error.message, /accepts \(at most 31 MB\)/);
+      try {
+        await setMax(String(35 * MB));
+        const taken = await post(body);
+        assert.equal(taken.status, 202, (await taken.text()).slice(0, 500));
+
+        await setMax(String(1 * MB));
+        const declared = await answerBeforeBody(port, 'POST', '/api/v1/mails', { 'content-type': JSON_TYPE, authorization: `Bearer ${jane.apiKey}` }, 3 * MB, 64 * 1024);
+        assert.equal(declared.status, 413, declared.body);
+        assert.match(errorOf(declared).message, /^The request body is larger than POST \/api\/v1\/mails accepts \(at most 2\.2 MB\)\./);
+        const chunked = await post(new Blob([Buffer.alloc(3 * MB, ' ')]).stream());
+        assert.equal(chunked.status, 413);
+        assert.match(((await chunked.json()) as { error: { message: string } }).error.message, /at most 2\.2 MB/);
+        const form = await answerBeforeBody(port, 'POST', '/compose', { 'content-type': FORM, accept: 'text/html', cookie: jane.cookie }, 3 * MB, 64 * 1024);
+        assert.equal(form.status, 413, form.body.slice(0, 500));
+        assert.match(form.body, /at most 2\.2 MB/);
+        // A batch keeps its 64 MB: each mail's own limit applies inside it.
+        const batch = await answerBeforeBody(port, 'POST', '/api/v1/mails/batch', { 'content-type': JSON_TYPE, authorization: `Bearer ${jane.apiKey}` }, 65 * MB, 0);
+        assert.match(errorOf(batch).message, /accepts \(at most 64 MB\)/);
+      } finally {
+        await setMax(String(25 * MB));
+      }
+      const beyond = await fetch(`${base}/api/v1/parameters/mail.message.max_bytes`, { method: 'PUT', headers: { authorization: `Bearer ${admin.apiKey}`, 'content-type': JSON_TYPE }, body: JSON.stringify({ value: String(150 * MB + 1) }) });
+      assert.equal(beyond.status, 400);
+      assert.match(((await beyond.json()) as { error: { message: string } }).error.message, /from 1024 to 157286400 \(150 MB, Exchange Online's largest\)/);
     });
 
     it(`refuses a form of more than ${FORM_MAX_FIELDS} fields with 413, and takes one of ${FORM_MAX_FIELDS}`, async () => {

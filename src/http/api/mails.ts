@@ -8,7 +8,7 @@ import { MAX_BATCH } from '../../outgoing/outbox.js';
 import { mailViewFor, reasonServers } from '../../outgoing/mail-views.js';
 import type { MailView } from '../../outgoing/queue.js';
 import { actorOf } from '../actor.js';
-import { BATCH_BODY_LIMIT, MAIL_BODY_LIMIT } from '../body-limits.js';
+import { BATCH_BODY_LIMIT, batchBodyLimit, bodyLimitFrom, MAIL_BODY_LIMIT, mailBodyLimit } from '../body-limits.js';
 
 export const idParams = z.object({ id: z.coerce.number().int().positive() });
 export const listQuery = z.object({
@@ -32,11 +32,14 @@ async function viewsFor(request: FastifyRequest, servers: Pick<Services['outgoin
   return mails.map((mail) => mailViewFor(request.principal!.user, mail, byId));
 }
 
-export function mailRoutes(services: Pick<Services, 'queue' | 'outbox' | 'outgoingServers'>): FastifyPluginAsync {
-  const { queue, outbox, outgoingServers } = services;
+export function mailRoutes(services: Pick<Services, 'queue' | 'outbox' | 'outgoingServers' | 'parameters'>): FastifyPluginAsync {
+  const { queue, outbox, outgoingServers, parameters } = services;
   const viewOf = async (request: FastifyRequest, mail: OutgoingMail) => (await viewsFor(request, outgoingServers, [mail]))[0]!;
+  // The bodies follow mail.message.max_bytes (body-limits.ts); the routes' bodyLimit is only the ceiling.
+  const oneMail = bodyLimitFrom(async () => mailBodyLimit((await parameters.snapshot()).maxMessageBytes));
+  const batch = bodyLimitFrom(async () => batchBodyLimit((await parameters.snapshot()).maxMessageBytes));
   return async (app) => {
-    app.post('/api/v1/mails', { config: { access: 'user' }, bodyLimit: MAIL_BODY_LIMIT }, async (request, reply) => {
+    app.post('/api/v1/mails', { config: { access: 'user' }, bodyLimit: MAIL_BODY_LIMIT, preParsing: oneMail }, async (request, reply) => {
       const key = request.headers['idempotency-key'];
       const result = await outbox.enqueue(request.body as never, request.principal!.user, actorOf(request), typeof key === 'string' ? key : undefined);
       return reply.status(202).send(result);
@@ -44,7 +47,7 @@ export function mailRoutes(services: Pick<Services, 'queue' | 'outbox' | 'outgoi
 
     // Up to 1,000 mails in one transaction; 200 with one result per mail, in order (status 202 with id and
     // messageId, or the mail's own error status and error), so one refused mail does not hide the others.
-    app.post('/api/v1/mails/batch', { config: { access: 'user' }, bodyLimit: BATCH_BODY_LIMIT }, async (request) => {
+    app.post('/api/v1/mails/batch', { config: { access: 'user' }, bodyLimit: BATCH_BODY_LIMIT, preParsing: batch }, async (request) => {
       const { mails } = parseInput(batchBody, request.body, 'body');
       const results = await outbox.enqueueMany(mails as never[], request.principal!.user, actorOf(request));
       return { queued: results.filter((r) => r.status === 202).length, refused: results.filter((r) => r.status !== 202).length, results };

@@ -44,7 +44,12 @@ export function bodyLimitFrom(limitNow: () => Promise<number>): preParsingAsyncH
   return async (request, _reply, payload) => {
     const limit = await limitNow();
     heldTo.set(request, limit);
-    if (Number(request.headers['content-length']) > limit) throw bodyTooLarge(request);
+    const declared = request.headers['content-length'];
+    if (declared !== undefined) {
+      if (Number(declared) > limit) throw bodyTooLarge(request);
+      // Node's parser reads no more than the declared length, and Fastify refuses a body that is shorter.
+      return payload;
+    }
     let received = 0;
     const counted = new Transform({
       transform(chunk: Buffer, _encoding, done) {

@@ -28,26 +28,30 @@ export function mailBodyLimit(maxMessageBytes: number): number {
 }
 /** What Fastify itself lets through on the mail routes (the limit above at its largest); each request gets less. */
 export const MAIL_BODY_LIMIT = mailBodyLimit(MAX_MESSAGE_BYTES);
+/** What a refused mail's sender can do. */
+export const MAIL_TOO_LARGE_HINT = 'Send large files as links, or in several mails (an admin sets the largest mail: mail.message.max_bytes).';
+/** What a refused batch's sender can do. */
+export const BATCH_TOO_LARGE_HINT = 'Send fewer mails per batch.';
 /** A batch of up to 1,000 mails is larger than one mail (at least 64 MB); each mail's own size limit still applies. */
 export const batchBodyLimit = (maxMessageBytes: number): number => Math.max(64 * MB, mailBodyLimit(maxMessageBytes));
 export const BATCH_BODY_LIMIT = batchBodyLimit(MAX_MESSAGE_BYTES);
 
-/** The limit a request was held to, when it was not its route's (bodyLimitOf). */
-const heldTo = new WeakMap<FastifyRequest, number>();
+/** The limit a request was held to, when it was not its route's, and what to do about it (bodyTooLarge). */
+const heldTo = new WeakMap<FastifyRequest, { limit: number; hint: string }>();
 
 /**
  * A route's preParsing hook holding its body to `limitNow()` bytes, read per request (the parameters change
  * without a restart). A declared Content-Length over it is refused before a byte is read; a body without one is
- * counted as it arrives. The route's own bodyLimit stays the ceiling.
+ * counted as it arrives. The route's own bodyLimit stays the ceiling. `hint` ends the refusal's message.
  */
-export function bodyLimitFrom(limitNow: () => Promise<number>): preParsingAsyncHookHandler {
-  return async (request, _reply, payload) => {
+export function bodyLimitFrom(limitNow: () => Promise<number>, hint: string): preParsingAsyncHookHandler {
+  return async (request, reply, payload) => {
     const limit = await limitNow();
-    heldTo.set(request, limit);
+    heldTo.set(request, { limit, hint });
     const declared = request.headers['content-length'];
     if (declared !== undefined) {
       if (Number(declared) > limit) throw bodyTooLarge(request);
-      // Node's parser reads no more than the declared length, and Fastify refuses a body that is shorter.
+      // Node's parser reads no more than the declared length; the body parser counts what arrives against it.
       return payload;
     }
     let received = 0;
@@ -58,7 +62,16 @@ export function bodyLimitFrom(limitNow: () => Promise<number>): preParsingAsyncH
         else done(null, chunk);
       },
     });
+    // Until the body parser listens (it may not: a wrong Content-Type is answered 415 unread), an error here must
+    // not be an unhandled one, and the rest of the body is discarded once the answer is out, so the connection
+    // stays usable.
+    counted.on('error', () => undefined);
     payload.on('error', (err) => counted.destroy(err));
+    reply.raw.once('finish', () => {
+      if (payload.readableEnded) return;
+      payload.unpipe(counted);
+      payload.resume();
+    });
     return payload.pipe(counted);
   };
 }
@@ -74,9 +87,10 @@ export function formatBytes(n: number): string {
 
 /** The refusal of a body over the route's limit (Fastify's FST_ERR_CTP_BODY_TOO_LARGE), naming the limit. */
 export function bodyTooLarge(request: FastifyRequest): AppError {
-  const limit = heldTo.get(request) ?? request.routeOptions.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const held = heldTo.get(request);
+  const limit = held?.limit ?? request.routeOptions.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const route = request.routeOptions.url ? `${request.method} ${request.routeOptions.url}` : 'this address';
-  const mail = heldTo.has(request) ? ' Send large files as links, or in several mails (an admin sets the largest mail: mail.message.max_bytes).' : '';
+  const mail = held ? ` ${held.hint}` : '';
   return new AppError('JUNIPER_ERR_TOO_LARGE', `The request body is larger than ${route} accepts (at most ${formatBytes(limit)}).${mail}`, {
     details: { limitBytes: limit },
   });

@@ -336,8 +336,23 @@ export function toMailParameters(stored: ReadonlyMap<string, string>): MailParam
     massMailingServerId: serverId === null ? null : Number(serverId),
     outlookEndpoint: read('microsoft_outlook.endpoint'),
     graphEndpoint: read('microsoft_outlook.graph_endpoint'),
-    maxMessageBytes: Number(read('mail.message.max_bytes') ?? knownParameters['mail.message.max_bytes'].defaultValue),
+    maxMessageBytes: storedMaxMessageBytes(stored.get('mail.message.max_bytes')),
   };
+}
+
+/**
+ * mail.message.max_bytes as stored. A value above MAX_MESSAGE_BYTES set before that ceiling existed counts as the
+ * ceiling, not as unset: falling back to the 25 MB default would refuse mails the admin allowed.
+ */
+function storedMaxMessageBytes(value: string | undefined): number {
+  const fallback = Number(knownParameters['mail.message.max_bytes'].defaultValue);
+  if (value === undefined) return fallback;
+  if (/^[1-9][0-9]{0,10}$/.test(value) && Number(value) > MAX_MESSAGE_BYTES) return MAX_MESSAGE_BYTES;
+  try {
+    return Number(normaliseParameter('mail.message.max_bytes', value));
+  } catch {
+    return fallback;
+  }
 }
 
 type AddressParameters = Pick<MailParameters, 'catchallDomain' | 'defaultFrom' | 'bounceAlias' | 'catchallAlias'>;

@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { cliActor } from '../../src/audit/audit-log.js';
 import { FORM_MAX_FIELDS } from '../../src/http/body-limits.js';
+import { SNAPSHOT_TTL_MS } from '../../src/settings/parameters.js';
 import { dialects } from '../helpers/databases.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 
@@ -196,13 +197,57 @@ for (const dialect of dialects) {
         assert.match(form.body, /at most 2\.2 MB/);
         // A batch keeps its 64 MB: each mail's own limit applies inside it.
         const batch = await answerBeforeBody(port, 'POST', '/api/v1/mails/batch', { 'content-type': JSON_TYPE, authorization: `Bearer ${jane.apiKey}` }, 65 * MB, 0);
-        assert.match(errorOf(batch).message, /accepts \(at most 64 MB\)/);
+        assert.equal(batch.status, 413, batch.body);
+        assert.equal(errorOf(batch).message, 'The request body is larger than POST /api/v1/mails/batch accepts (at most 64 MB). Send fewer mails per batch.');
+
+        // A value stored above today's 150 MB ceiling (before there was one) counts as the ceiling, not as unset.
+        await t.app.database.db.updateTable('parameters').set({ value: String(200 * MB) }).where('key', '=', 'mail.message.max_bytes').execute();
+        await new Promise((r) => setTimeout(r, SNAPSHOT_TTL_MS + 20));
+        const ceiling = await answerBeforeBody(port, 'POST', '/api/v1/mails', { 'content-type': JSON_TYPE, authorization: `Bearer ${jane.apiKey}` }, 190 * MB, 0);
+        assert.equal(ceiling.status, 413, ceiling.body);
+        assert.match(errorOf(ceiling).message, /accepts \(at most 181 MB\)/);
       } finally {
-        await setMax(String(25 * MB));
+        const unset = await fetch(`${base}/api/v1/parameters/mail.message.max_bytes`, { method: 'DELETE', headers: { authorization: `Bearer ${admin.apiKey}` } });
+        assert.ok(unset.status < 300, await unset.text());
       }
       const beyond = await fetch(`${base}/api/v1/parameters/mail.message.max_bytes`, { method: 'PUT', headers: { authorization: `Bearer ${admin.apiKey}`, 'content-type': JSON_TYPE }, body: JSON.stringify({ value: String(150 * MB + 1) }) });
       assert.equal(beyond.status, 400);
       assert.match(((await beyond.json()) as { error: { message: string } }).error.message, /from 1024 to 157286400 \(150 MB, Exchange Online's largest\)/);
+    });
+
+    it('a chunked mail body refused unread (an unsupported Content-Type) is discarded: the next request on the connection is answered', async () => {
+      const answers = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1');
+        let received = '';
+        const waiting = setTimeout(() => {
+          socket.destroy();
+          reject(new Error(`no second answer on the connection: ${JSON.stringify(received.slice(0, 800))}`));
+        }, 10_000);
+        const chunk = (data: Buffer) => Buffer.concat([Buffer.from(`${data.length.toString(16)}\r\n`), data, Buffer.from('\r\n')]);
+        socket.on('connect', () => {
+          socket.write(['POST /api/v1/mails HTTP/1.1', 'host: 127.0.0.1', 'content-type: application/x-unknown', 'transfer-encoding: chunked', `authorization: Bearer ${jane.apiKey}`, '', ''].join('\r\n'));
+          socket.write(chunk(Buffer.alloc(64 * 1024, 'x')));
+        });
+        socket.on('data', (d: Buffer) => {
+          received += d.toString('latin1');
+          if (/^HTTP\/1\.1 4\d\d/.test(received) && !received.includes('GET-SENT')) {
+            received += 'GET-SENT';
+            // The rest of the body, its end, and a second request on the same connection.
+            socket.write(Buffer.concat([chunk(Buffer.alloc(64 * 1024, 'y')), Buffer.from('0\r\n\r\n'), Buffer.from('GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n')]));
+          }
+          if (/GET-SENT[\s\S]*HTTP\/1\.1 200/.test(received)) {
+            clearTimeout(waiting);
+            socket.destroy();
+            resolve(received);
+          }
+        });
+        socket.on('error', (e) => {
+          clearTimeout(waiting);
+          reject(e);
+        });
+      });
+      assert.match(answers, /^HTTP\/1\.1 400 [\s\S]*"Unsupported Media Type"/);
+      assert.match(answers, /GET-SENT[\s\S]*HTTP\/1\.1 200/);
     });
 
     it(`refuses a form of more than ${FORM_MAX_FIELDS} fields with 413, and takes one of ${FORM_MAX_FIELDS}`, async () => {

@@ -62,7 +62,7 @@ export function bodyLimitFrom(limitNow: () => Promise<number>, hint: string): pr
         else done(null, chunk);
       },
     });
-    // Until the body parser listens (it may not: a wrong Content-Type is answered 415 unread), an error here must
+    // Until the body parser listens (it may not: an unsupported Content-Type is refused unread), an error here must
     // not be an unhandled one, and the rest of the body is discarded once the answer is out, so the connection
     // stays usable.
     counted.on('error', () => undefined);

@@ -23,7 +23,7 @@ let CURRENT: { readonly N: number; readonly r: number; readonly p: number; reado
 /**
  * For the test suite's own processes only (scripts/test-password-cost.mjs preloads it): with `cheap`, new hashes
  * and the dummy verification use N = 2^10, the least a stored hash may have, instead of 2^15. The suite hashes
- * about a thousand passwords, at 0.1 s of CPU each. Every hash carries its parameters, so verifying is the same
+ * hundreds of passwords, at 0.1 s of CPU each. Every hash carries its parameters, so verifying is the same
  * code either way. Nothing in Juniper calls this, and no setting or environment variable reaches it: the
  * `juniper` processes the tests start hash at the production cost.
  */

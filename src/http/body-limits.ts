@@ -7,6 +7,7 @@ import querystring from 'node:querystring';
 import { Transform } from 'node:stream';
 import type { FastifyRequest, preParsingAsyncHookHandler } from 'fastify';
 import { AppError } from '../lib/errors.js';
+import type { Parameters } from '../settings/parameters.js';
 import { MAX_MESSAGE_BYTES } from '../settings/parameter-rules.js';
 
 const KB = 1024;
@@ -29,9 +30,9 @@ export function mailBodyLimit(maxMessageBytes: number): number {
 /** What Fastify itself lets through on the mail routes (the limit above at its largest); each request gets less. */
 export const MAIL_BODY_LIMIT = mailBodyLimit(MAX_MESSAGE_BYTES);
 /** What a refused mail's sender can do. */
-export const MAIL_TOO_LARGE_HINT = 'Send large files as links, or in several mails (an admin sets the largest mail: mail.message.max_bytes).';
+const MAIL_TOO_LARGE_HINT = 'Send large files as links, or in several mails (an admin sets the largest mail: mail.message.max_bytes).';
 /** What a refused batch's sender can do. */
-export const BATCH_TOO_LARGE_HINT = 'Send fewer mails per batch.';
+const BATCH_TOO_LARGE_HINT = 'Send fewer mails per batch.';
 /** A batch of up to 1,000 mails is larger than one mail (at least 64 MB); each mail's own size limit still applies. */
 export const batchBodyLimit = (maxMessageBytes: number): number => Math.max(64 * MB, mailBodyLimit(maxMessageBytes));
 export const BATCH_BODY_LIMIT = batchBodyLimit(MAX_MESSAGE_BYTES);
@@ -75,6 +76,19 @@ export function bodyLimitFrom(limitNow: () => Promise<number>, hint: string): pr
     return payload.pipe(counted);
   };
 }
+/**
+ * The preParsing hooks of the routes where mail arrives, holding one mail (the API's and the Compose form's) and a
+ * batch to mail.message.max_bytes as it is now; the routes' own bodyLimit (MAIL_BODY_LIMIT, BATCH_BODY_LIMIT) is
+ * only the ceiling.
+ */
+export function mailBodyHooks(parameters: Pick<Parameters, 'snapshot'>): { oneMail: preParsingAsyncHookHandler; batch: preParsingAsyncHookHandler } {
+  const maxMessageBytes = async () => (await parameters.snapshot()).maxMessageBytes;
+  return {
+    oneMail: bodyLimitFrom(async () => mailBodyLimit(await maxMessageBytes()), MAIL_TOO_LARGE_HINT),
+    batch: bodyLimitFrom(async () => batchBodyLimit(await maxMessageBytes()), BATCH_TOO_LARGE_HINT),
+  };
+}
+
 /** Juniper's largest form has fewer than 20 fields; a form of millions of keys was seconds of parsing. */
 export const FORM_MAX_FIELDS = 200;
 

@@ -13,7 +13,7 @@ import type { EnqueueInput } from '../outgoing/enqueue-rules.js';
 import { replyReferences } from '../outgoing/header-rules.js';
 import { assertMayManage } from '../outgoing/servers.js';
 import { csrfField, formError, pageContext, redirectWithFlash, renderPage, text, type Form } from './forms.js';
-import { bodyLimitFrom, MAIL_BODY_LIMIT, MAIL_TOO_LARGE_HINT, mailBodyLimit } from '../http/body-limits.js';
+import { MAIL_BODY_LIMIT, mailBodyHooks } from '../http/body-limits.js';
 import { html, type SafeHtml } from './html.js';
 import { flashHtml, type PageContext } from './layout.js';
 
@@ -88,7 +88,7 @@ const viewerOf = (user: PrincipalUser) => ({ userId: user.id, admin: user.role =
 
 export function composePage(services: Pick<Services, 'messages' | 'outbox' | 'outgoingServers' | 'parameters'>): FastifyPluginAsync {
   const { outbox, outgoingServers, messages, parameters } = services;
-  const oneMail = bodyLimitFrom(async () => mailBodyLimit((await parameters.snapshot()).maxMessageBytes), MAIL_TOO_LARGE_HINT);
+  const { oneMail } = mailBodyHooks(parameters);
 
   async function forwardedAttachments(messageId: number, viewer: { userId: number; admin: boolean }): Promise<z.output<typeof attachmentsSchema>> {
     const kept = (await messages.detail(viewer, messageId)).attachments.filter((a) => a.url !== null);

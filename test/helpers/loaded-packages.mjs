@@ -28,10 +28,11 @@ const nameOf = (file) => {
   return /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(file)?.[1];
 };
 
-// The packages in a chunk of the bundle, by the chunk's path relative to the checkout.
+// The files in a chunk of the bundle, by the chunk's path relative to the checkout (meta.json read once).
+let meta;
 function bundledFiles(url) {
   const at = url.lastIndexOf('/dist/app/');
-  const meta = JSON.parse(fs.readFileSync(new URL('dist/app/meta.json', url.slice(0, at + 1)), 'utf8'));
+  meta ??= JSON.parse(fs.readFileSync(new URL('dist/app/meta.json', url.slice(0, at + 1)), 'utf8'));
   return Object.keys(meta.outputs[url.slice(at + 1)]?.inputs ?? {});
 }
 

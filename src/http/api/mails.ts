@@ -8,7 +8,7 @@ import { MAX_BATCH } from '../../outgoing/outbox.js';
 import { mailViewFor, reasonServers } from '../../outgoing/mail-views.js';
 import type { MailView } from '../../outgoing/queue.js';
 import { actorOf } from '../actor.js';
-import { BATCH_BODY_LIMIT, BATCH_TOO_LARGE_HINT, batchBodyLimit, bodyLimitFrom, MAIL_BODY_LIMIT, MAIL_TOO_LARGE_HINT, mailBodyLimit } from '../body-limits.js';
+import { BATCH_BODY_LIMIT, MAIL_BODY_LIMIT, mailBodyHooks } from '../body-limits.js';
 
 export const idParams = z.object({ id: z.coerce.number().int().positive() });
 export const listQuery = z.object({
@@ -35,9 +35,7 @@ async function viewsFor(request: FastifyRequest, servers: Pick<Services['outgoin
 export function mailRoutes(services: Pick<Services, 'queue' | 'outbox' | 'outgoingServers' | 'parameters'>): FastifyPluginAsync {
   const { queue, outbox, outgoingServers, parameters } = services;
   const viewOf = async (request: FastifyRequest, mail: OutgoingMail) => (await viewsFor(request, outgoingServers, [mail]))[0]!;
-  // The bodies follow mail.message.max_bytes (body-limits.ts); the routes' bodyLimit is only the ceiling.
-  const oneMail = bodyLimitFrom(async () => mailBodyLimit((await parameters.snapshot()).maxMessageBytes), MAIL_TOO_LARGE_HINT);
-  const batch = bodyLimitFrom(async () => batchBodyLimit((await parameters.snapshot()).maxMessageBytes), BATCH_TOO_LARGE_HINT);
+  const { oneMail, batch } = mailBodyHooks(parameters);
   return async (app) => {
     app.post('/api/v1/mails', { config: { access: 'user' }, bodyLimit: MAIL_BODY_LIMIT, preParsing: oneMail }, async (request, reply) => {
       const key = request.headers['idempotency-key'];

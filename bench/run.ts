@@ -53,6 +53,8 @@ function ensurePostgres(): () => void {
   if (process.env.JUNIPER_TEST_PG_URL) return () => {};
   const root = projectRoot;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-bench-pg-'));
+  // mkdtemp makes it 0700: as root, PostgreSQL runs as the `postgres` user (postgres-start.sh), who must reach the cluster inside.
+  fs.chmodSync(dir, 0o755);
   const port = execFileSync(process.execPath, [path.join(root, 'scripts/free-port.mjs')], { encoding: 'utf8' }).trim();
   process.env.JUNIPER_TEST_PG_URL = execFileSync('bash', [path.join(root, 'scripts/peers/postgres-start.sh'), path.join(dir, 'pg'), port], { encoding: 'utf8' }).trim();
   return () => {

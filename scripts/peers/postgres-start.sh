@@ -9,7 +9,11 @@ PORT=${2:?usage: postgres-start.sh WORKDIR PORT}
 BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -n "$BIN" ] || { echo "PostgreSQL server is not installed: run scripts/install-test-deps.sh (or apt-get install -y postgresql)" >&2; exit 1; }
 as() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-if [ "$(id -u)" = 0 ]; then chmod 755 "$W"; chown postgres "$W"; fi
+if [ "$(id -u)" = 0 ]; then
+  chmod 755 "$W"; chown postgres "$W"
+  # A parent made by mktemp -d is 0700: initdb would fail with a bare "Permission denied".
+  runuser -u postgres -- test -x "$W" || { echo "PostgreSQL runs as the postgres user here, who cannot reach $W: make its parent directories traversable (chmod 755)" >&2; exit 1; }
+fi
 [ -f "$W/data/PG_VERSION" ] || as "$BIN/initdb" -D "$W/data" -A trust -U postgres -E UTF8 >"$W/initdb.log" 2>&1 ||
   { cat "$W/initdb.log" >&2; exit 1; }
 as "$BIN/pg_ctl" -D "$W/data" -l "$W/postgres.log" -w -t 30 \

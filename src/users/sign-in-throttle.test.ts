@@ -40,6 +40,10 @@ describe('sign-in throttle', () => {
     const t = new SignInThrottle(() => 1_000);
     for (let i = 0; i < 12_000; i++) t.fail(`u${i}`, `10.0.${i >> 8}.${i & 255}`);
     assert.ok(t.size <= 10_000, `${t.size} counters`);
+    // The least recently failed went, the latest stay: the last guesser's pair is still counted.
+    for (let i = 0; i < MAX_PAIR_FAILURES - 1; i++) t.fail('u11999', '10.0.46.223');
+    assert.deepEqual(t.check('u11999', '10.0.46.223'), { refused: true, reason: 'pair' });
+    assert.deepEqual(t.check('u0', '10.0.0.0'), { refused: false, delayMs: 0 }, 'the oldest counters were dropped');
   });
 });
 

@@ -89,11 +89,12 @@ export class SignInThrottle {
     return list;
   }
 
-  // Guessers choose the keys (logins × addresses): past the cap drop expired counters, then the least
-  // recently failed (Map order is insertion order, and fail() re-inserts).
+  // Guessers choose the keys (logins × addresses): past the cap the least recently failed counters go. Map
+  // order is insertion order and fail() re-inserts what it touches, so they are the first ones, expired ones
+  // among them, and dropping them costs what is dropped. Filtering every counter for expiry first, as this
+  // once did, cost each failed sign-in a pass over all 10,000 on the thread that serves every request (a
+  // guesser inventing logins got 12,000 failures to take 14 s of CPU).
   private bound(): void {
-    if (this.failures.size <= MAX_KEYS) return;
-    for (const key of [...this.failures.keys()]) this.recent(key);
     for (const key of this.failures.keys()) {
       if (this.failures.size <= MAX_KEYS) break;
       this.failures.delete(key);

@@ -18,9 +18,14 @@ export interface WorkerSignal {
   ready: true;
 }
 
-/** Tests only: messages containing `stallOn` make the worker spin for ever, `crashOn` crash its thread. */
+/**
+ * Tests only: messages containing `stallOn` make the worker spin for ever, `blockOn` block it for ever without
+ * using the CPU (Atomics.wait: to the pool and to terminate() the same as a spin, and free for a test suite
+ * that waits out budgets on 2 cores), `crashOn` crash its thread.
+ */
 export interface WorkerHooks {
   stallOn?: string;
+  blockOn?: string;
   crashOn?: string;
 }
 

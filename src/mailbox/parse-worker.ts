@@ -16,6 +16,7 @@ async function parseOne(request: ParseRequest): Promise<void> {
   const raw = Buffer.from(request.raw.buffer, request.raw.byteOffset, request.raw.byteLength);
   // Tests only (ParsePool's testHooks, never set in production): a parse that never ends, or a thread that crashes.
   if (hooks.stallOn !== undefined && raw.includes(hooks.stallOn)) for (;;);
+  if (hooks.blockOn !== undefined && raw.includes(hooks.blockOn)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
   if (hooks.crashOn !== undefined && raw.includes(hooks.crashOn)) {
     setImmediate(() => {
       throw new Error('the parse worker crashed (test hook)');

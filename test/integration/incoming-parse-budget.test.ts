@@ -1,6 +1,6 @@
 // The parse budget, on both databases, against a real Dovecot: a message whose parse never ends (a worker made
-// to spin on it: ParsePool's test hook, the one thing not real here) and one that crashes its worker are fetched
-// among ordinary ones by Juniper's real fetcher and pool. The spinning worker is terminated at the budget, its
+// to block on it: ParsePool's test hook, the one thing not real here) and one that crashes its worker are fetched
+// among ordinary ones by Juniper's real fetcher and pool. The blocked worker is terminated at the budget, its
 // message quarantined with the raw bytes and the reason, the messages queued behind it parsed by a new worker
 // and stored once; the crashing one is quarantined after its second worker dies; the fetch goes on to the end,
 // \Seen only on stored UIDs, and a later fetch stores nothing twice.
@@ -18,7 +18,8 @@ import { deliverToMaildir } from '../helpers/incoming-poison.js';
 
 const PASSWORD = 'imap-secret';
 const BUDGET_MS = 2000;
-const STALL = 'X-Test: make-the-parse-spin';
+// Blocks its worker for ever without using the CPU (parse-pool.test.ts proves a real spin is stopped the same way).
+const STALL = 'X-Test: make-the-parse-block';
 const CRASH = 'X-Test: make-the-worker-crash';
 const users = dialects.flatMap((d) => [`budget-${d}@example.test`, `lease-${d}@example.test`]);
 const peers = imapPeersForFile(users, PASSWORD);
@@ -69,8 +70,8 @@ for (const dialect of dialects) {
       const user = `budget-${dialect}@example.test`;
       const id = await confirmed(user);
       const ordinary = corpus(30, user).map((m) => m.raw);
-      const stalled = marked(user, 'spins for ever', STALL);
-      const stalledLarge = marked(user, 'large and spins for ever', STALL, 2 * WORKER_PARSE_MAX_BYTES);
+      const stalled = marked(user, 'blocks for ever', STALL);
+      const stalledLarge = marked(user, 'large and blocks for ever', STALL, 2 * WORKER_PARSE_MAX_BYTES);
       const crashing = marked(user, 'crashes its worker', CRASH);
       const mailbox = [...ordinary.slice(0, 10), stalled, ...ordinary.slice(10, 20), crashing, ...ordinary.slice(20, 25), stalledLarge, ...ordinary.slice(25)];
       deliverToMaildir(peers.dovecot, user, mailbox);
@@ -87,7 +88,7 @@ for (const dialect of dialects) {
         },
       }));
       // One worker: every message queues on it, so the ones behind a stalled parse are really on the worker that is terminated.
-      const pool = new ParsePool(1, { budgetMs: BUDGET_MS, testHooks: { stallOn: STALL, crashOn: CRASH } });
+      const pool = new ParsePool(1, { budgetMs: BUDGET_MS, testHooks: { blockOn: STALL, crashOn: CRASH } });
       after(() => pool.close());
       const fetch = async () => t.app.services.incoming.fetchNow(await t.app.services.incomingServers.get(id), { batchSize: 50 }, { connect, parse: pool.parse });
 
@@ -99,7 +100,7 @@ for (const dialect of dialects) {
       assert.equal(pool.overruns, 2, 'two workers terminated at the budget');
       assert.equal(pool.crashes, PARSE_CRASHES_TOLERATED, 'and the crashing message got one more worker');
       // Every ordinary message and the three header sections (for quarantine's fields), all on a worker: none
-      // was parsed on this thread, where the spinning one would have hung the fetch for good.
+      // was parsed on this thread, where the blocking one would have hung the fetch for good.
       assert.equal(pool.workerParses, ordinary.length + 3);
 
       const rows = await db.selectFrom('messages').select(['id', 'uid', 'quarantined', 'parse_error', 'subject', 'raw_sha256', 'size']).where('server_id', '=', id).orderBy('uid').execute();
@@ -107,8 +108,8 @@ for (const dialect of dialects) {
       const byUid = new Map(rows.map((r) => [Number(r.uid), r]));
       const at = (raw: Buffer) => byUid.get(uids[mailbox.indexOf(raw)]!)!;
       for (const [raw, reason, subject] of [
-        [stalled, overBudgetReason(BUDGET_MS), 'spins for ever'],
-        [stalledLarge, overBudgetReason(BUDGET_MS), 'large and spins for ever'],
+        [stalled, overBudgetReason(BUDGET_MS), 'blocks for ever'],
+        [stalledLarge, overBudgetReason(BUDGET_MS), 'large and blocks for ever'],
       ] as const) {
         const row = at(raw);
         assert.equal(row.quarantined, 1);

@@ -13,6 +13,7 @@ import { storedKeyIds, storedSecretSources } from './stored-secrets.js';
 import { openWakeChannel } from './db/wake-channel.js';
 import { setSharedParseWorkers } from './mailbox/parse-pool.js';
 import { buildServices, type Services } from './services.js';
+import { loadProcessMetrics } from './metrics/process-metrics.js';
 
 export type { Services };
 
@@ -51,6 +52,11 @@ export interface CreateAppOptions {
    * create a key file, so these commands can report a lost key without changing anything.
    */
   vaultMode?: 'open' | 'inspect';
+  /**
+   * Count sends, fetches, webhook deliveries and retention in this process's metrics (default true). Off for
+   * one-shot CLI commands, which nobody scrapes: loading prom-client cost each of them about 40 ms.
+   */
+  metrics?: boolean;
 }
 
 export async function createApp(config: Config, options: CreateAppOptions = {}): Promise<App> {
@@ -65,6 +71,7 @@ export async function createApp(config: Config, options: CreateAppOptions = {}):
     await database.close();
     throw e;
   }
+  if (options.metrics !== false) await loadProcessMetrics();
   if (vaultKeys.check.missing.length && options.vaultMode !== 'inspect') {
     // Some secrets are readable, some not (an old key dropped before rotating, or a secret stored under a stray key).
     logger.warn({ missingKeyIds: vaultKeys.check.missing.map((k) => k.keyId) }, `${missingKeysText(vaultKeys.check.missing)}: run \`juniper doctor\` to see which. ${MISSING_KEY_ADVICE}`);

@@ -23,7 +23,8 @@ const loadConfig = async (): Promise<Config> => (await import('./config.js')).lo
 /** createApp for a CLI command: results on stdout, logs on stderr and only from warnings up. */
 async function openCliApp(config: Config, options: Omit<CreateAppOptions, 'logger'>): Promise<App> {
   const [{ createApp }, { createLogger }, { pino }] = await Promise.all([import('./app.js'), import('./lib/logger.js'), import('pino')]);
-  return createApp(config, { logger: createLogger('warn', pino.destination(2)), ...options });
+  // No metrics: nobody scrapes a one-shot command (serve and worker make their apps themselves).
+  return createApp(config, { logger: createLogger('warn', pino.destination(2)), metrics: false, ...options });
 }
 
 function cliApp(config: Config, vaultMode: 'open' | 'inspect' = 'open'): WithApp {

@@ -1,8 +1,11 @@
-// One-line hooks for the fetcher (src/incoming/fetcher.ts).
-import { fetchDuration, fetchedMessages, fetchRuns } from './process-metrics.js';
+// One-line hooks for the fetcher (src/incoming/fetcher.ts); no-ops in a process that loaded no metrics.
+import { processMetrics } from './process-metrics.js';
 
 /** `stopped`: a run ended on purpose (a shutdown), neither ok nor failed; what it stored counts as stored. */
 export function countFetchRun(serverId: number, counts: { stored: number; duplicates: number; quarantined: number }, ms: number, outcome: 'ok' | 'stopped' = 'ok'): void {
+  const m = processMetrics();
+  if (!m) return;
+  const { fetchRuns, fetchDuration, fetchedMessages } = m;
   const server_id = String(serverId);
   fetchRuns.inc({ server_id, outcome });
   fetchDuration.observe({ server_id }, ms / 1000);
@@ -12,7 +15,9 @@ export function countFetchRun(serverId: number, counts: { stored: number; duplic
 }
 
 export function countFetchFailure(serverId: number, ms: number): void {
+  const m = processMetrics();
+  if (!m) return;
   const server_id = String(serverId);
-  fetchRuns.inc({ server_id, outcome: 'failed' });
-  fetchDuration.observe({ server_id }, ms / 1000);
+  m.fetchRuns.inc({ server_id, outcome: 'failed' });
+  m.fetchDuration.observe({ server_id }, ms / 1000);
 }

@@ -2,12 +2,13 @@
 // plus gauges read from the shared database at scrape time. Every process that serves metrics reports the
 // same database gauges; aggregate them with max(), not sum() (docs/operations.md).
 import type { Kysely } from 'kysely';
-import { AggregatorRegistry, Counter, Gauge, Registry, type PrometheusContentType } from 'prom-client';
+import type * as PromClient from 'prom-client';
+import type { PrometheusContentType, Registry } from 'prom-client';
 import type { DB, MailState } from '../db/schema.js';
 import type { Settings } from '../settings/settings.js';
 import type { TokenStore } from '../oauth/token-store.js';
 import { aliveWorkers } from '../jobs/worker-heartbeat.js';
-import { enableProcessDefaults, processRegistry } from './process-metrics.js';
+import { loadProcessMetrics, promClient } from './process-metrics.js';
 import type { ThreadCounters } from '../worker/thread-workers.js';
 
 const MAIL_STATES: readonly MailState[] = ['queued', 'sending', 'sent', 'failed', 'cancelled'];
@@ -29,10 +30,13 @@ export class MetricsScraper {
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
+    // prom-client is imported here, not with the app: services.ts makes a scraper for every app, CLI commands too.
+    const [prom, { processRegistry, enableProcessDefaults }] = await Promise.all([promClient(), loadProcessMetrics()]);
+    const { AggregatorRegistry, Registry } = prom;
     enableProcessDefaults();
     const threads = (await Promise.all(this.threads.map((t) => t()))).filter((c) => c !== undefined);
     const scraped = new Registry();
-    await this.collectDatabaseGauges(scraped, threads);
+    await this.collectDatabaseGauges(prom, scraped, threads);
     // Counters of one name summed across the threads, as Prometheus would sum processes; Node's process
     // metrics come from the main thread only (the workers thread never turns them on).
     const own = threads.length === 0 ? processRegistry : AggregatorRegistry.aggregate<PrometheusContentType>([await processRegistry.getMetricsAsJSON(), ...threads.map((t) => t.metrics)]);
@@ -40,7 +44,7 @@ export class MetricsScraper {
     return { contentType: merged.contentType, body: await merged.metrics() };
   }
 
-  private async collectDatabaseGauges(registry: Registry, threads: readonly ThreadCounters[]): Promise<void> {
+  private async collectDatabaseGauges({ Counter, Gauge }: typeof PromClient, registry: Registry, threads: readonly ThreadCounters[]): Promise<void> {
     const { db, settings, tokenStore } = this.deps;
     const queue = new Gauge({ name: 'juniper_outgoing_mails', help: 'Outgoing mails in the database, by state (queued includes mails waiting for a retry or a reconnect).', labelNames: ['state'] as const, registers: [registry] });
     const byState = await db.selectFrom('outgoing_mails').select(['state', db.fn.countAll<number>().as('n')]).groupBy('state').execute();

@@ -6,7 +6,7 @@
 import type { Kysely } from 'kysely';
 import type { DB } from '../db/schema.js';
 import type { Logger } from '../lib/logger.js';
-import { retentionDeleted } from '../metrics/process-metrics.js';
+import { processMetrics } from '../metrics/process-metrics.js';
 import type { Parameters } from '../settings/parameters.js';
 
 export const DAY_MS = 86_400_000;
@@ -115,7 +115,7 @@ export class Retention {
     counts.blobs = Number(r.numDeletedRows);
 
     const kinds = { sent_mails: counts.sentMails, mail_bodies: counts.mailBodies, incoming_raw: counts.incomingRaw, quarantined: counts.quarantined, webhook_deliveries: counts.webhookDeliveries, blobs: counts.blobs };
-    for (const [kind, n] of Object.entries(kinds)) if (n > 0) retentionDeleted.inc({ kind }, n);
+    for (const [kind, n] of Object.entries(kinds)) if (n > 0) processMetrics()?.retentionDeleted.inc({ kind }, n);
     if (Object.values(kinds).some((n) => n > 0)) this.log.info({ op: 'retention', ...kinds }, 'retention: old data removed');
     return counts;
   }

@@ -11,7 +11,7 @@ import type { Kysely } from 'kysely';
 import type { DB } from '../db/schema.js';
 import { MAX_ATTEMPTS, retryDelayMs } from '../lib/backoff.js';
 import type { Logger } from '../lib/logger.js';
-import { webhookDeliveries } from '../metrics/process-metrics.js';
+import { processMetrics } from '../metrics/process-metrics.js';
 import { DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign, TIMESTAMP_HEADER } from './events.js';
 import type { EventScanner } from './event-scanner.js';
 import type { Delivery, Webhooks } from './webhooks.js';
@@ -130,7 +130,7 @@ export class WebhookWorker {
       .where('id', '=', d.id)
       .where('lease_owner', '=', this.owner)
       .execute();
-    webhookDeliveries.inc({ event: d.event, outcome });
+    processMetrics()?.webhookDeliveries.inc({ event: d.event, outcome });
     if (!ok) log.warn({ op: 'webhook.deliver', delivery: d.id, webhook: d.webhook_id, status: result.status, outcome }, `webhook delivery ${d.id} ${outcome === 'failed' ? 'failed for good' : 'will be retried'}: ${result.error ?? `HTTP ${result.status}`}`);
   }
 

@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createApp, type App } from '../app.js';
 import { createLogger } from '../lib/logger.js';
-import { processRegistry } from '../metrics/process-metrics.js';
+import { loadProcessMetrics } from '../metrics/process-metrics.js';
 import type { FromWorkersThread, ToWorkersThread, WorkersThreadData } from './thread-messages.js';
 import { createWorkers, type Workers } from './workers.js';
 
@@ -26,7 +26,7 @@ port.on('message', (m: ToWorkersThread) => {
   if (m.type === 'wake') workers?.dispatcher.nudge();
   else if (m.type === 'stop') void stop();
   else if (m.type === 'metrics') {
-    void processRegistry.getMetricsAsJSON().then((metrics) => say({ type: 'metrics', id: m.id, metrics, tokenRefreshes: { ...(app?.services.tokens.counts ?? {}) } }));
+    void loadProcessMetrics().then(({ processRegistry }) => processRegistry.getMetricsAsJSON()).then((metrics) => say({ type: 'metrics', id: m.id, metrics, tokenRefreshes: { ...(app?.services.tokens.counts ?? {}) } }));
   }
 });
 

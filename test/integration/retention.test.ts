@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { cliActor } from '../../src/audit/audit-log.js';
-import { retentionDeleted } from '../../src/metrics/process-metrics.js';
+import { loadProcessMetrics } from '../../src/metrics/process-metrics.js';
 import { Retention, RETENTION_KEYS } from '../../src/retention/retention.js';
 import { EventScanner } from '../../src/webhooks/event-scanner.js';
 import { dialects } from '../helpers/databases.js';
@@ -71,7 +71,7 @@ for (const dialect of dialects) {
       await parameters.set(RETENTION_KEYS.incomingRaw, '30', cliActor);
       await parameters.set(RETENTION_KEYS.quarantined, '30', cliActor);
       // Numbers, not the metric's objects: prom-client hands back its live values.
-      const count = async (kind: string) => (await retentionDeleted.get()).values.find((v) => v.labels.kind === kind)?.value ?? 0;
+      const count = async (kind: string) => (await (await loadProcessMetrics()).retentionDeleted.get()).values.find((v) => v.labels.kind === kind)?.value ?? 0;
       const before = { sentMails: await count('sent_mails'), blobs: await count('blobs') };
       const counts = await new Retention(db, parameters, t.app.logger).run(now);
 

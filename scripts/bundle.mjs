@@ -8,11 +8,12 @@
 // libraries with their first use), so a command still loads only what it runs. The threads' entries
 // (parse-worker.js, workers-thread.js) sit beside the chunks: the code that starts them finds them next to
 // itself, as it does in dist/src/. Left out, and loaded from node_modules as before: better-sqlite3 (a native
-// addon), pg (loaded by name, with createRequire, only for PostgreSQL) and pino (its transports run files of
-// their own in worker threads). meta.json says which package went into which chunk
+// addon) and pg (loaded by name, with createRequire, only for PostgreSQL). pino is bundled: loaded from
+// node_modules as CommonJS, file by file, it cost every command about 40 ms of its ~390 ms start. What could not be
+// bundled is its transports (files it starts in worker threads), and Juniper uses none: it logs to a file
+// descriptor (lib/logger.ts). meta.json says which package went into which chunk
 // (test/helpers/loaded-packages.mjs reads it). The externals resolve from dist/app/, so they are the top-level
-// copies in node_modules even for a package that has a nested copy of its own (imapflow's pino: Juniper gives
-// imapflow no logger).
+// copies in node_modules.
 //
 // Nothing is done when the bundle is newer than what it is made of (tsc's output, this script, the installed
 // packages). A new bundle replaces the old one file by file, never as an empty directory, and the previous
@@ -52,7 +53,7 @@ const result = await build({
   format: 'esm',
   platform: 'node',
   target: 'node20',
-  external: ['better-sqlite3', 'pg', 'pino'],
+  external: ['better-sqlite3', 'pg'],
   // The CommonJS packages inside call require() for node's own modules; an ES module has no require of its own.
   banner: { js: "import { createRequire as __juniperRequire } from 'node:module'; const require = __juniperRequire(import.meta.url);" },
   // Chained to tsc's maps: with `node --enable-source-maps` a stack trace names the TypeScript line.

@@ -22,9 +22,9 @@ const loadConfig = async (): Promise<Config> => (await import('./config.js')).lo
 
 /** createApp for a CLI command: results on stdout, logs on stderr and only from warnings up. */
 async function openCliApp(config: Config, options: Omit<CreateAppOptions, 'logger'>): Promise<App> {
-  const [{ createApp }, { createLogger }, { pino }] = await Promise.all([import('./app.js'), import('./lib/logger.js'), import('pino')]);
+  const [{ createApp }, { createLogger, stderrDestination }] = await Promise.all([import('./app.js'), import('./lib/logger.js')]);
   // No metrics: nobody scrapes a one-shot command (serve and worker make their apps themselves).
-  return createApp(config, { logger: createLogger('warn', pino.destination(2)), metrics: false, ...options });
+  return createApp(config, { logger: createLogger('warn', stderrDestination()), metrics: false, ...options });
 }
 
 function cliApp(config: Config, vaultMode: 'open' | 'inspect' = 'open'): WithApp {

@@ -5,7 +5,7 @@
 //
 // Loaded only by a process that may be scraped (createApp's `metrics`, on unless a one-shot CLI command turns it
 // off): prom-client and the Node modules it brings (http, https, tls, zlib) cost every `juniper params list` about
-// 40 ms of its ~400 ms start, for counters nobody could read. Until then the hooks (send-metrics.ts,
+// 30 ms of its ~400 ms start, for counters nobody could read. Until then the hooks (send-metrics.ts,
 // fetch-metrics.ts) count nothing.
 import type * as PromClient from 'prom-client';
 
@@ -81,5 +81,13 @@ export const processMetrics = (): ProcessMetrics | undefined => loaded;
 
 /** Loads prom-client and makes the counters, once per process (later calls get the same ones). */
 export function loadProcessMetrics(): Promise<ProcessMetrics> {
-  return (loading ??= promClient().then((prom) => (loaded = create(prom))));
+  loading ??= promClient().then(
+    (prom) => (loaded = create(prom)),
+    (err: unknown) => {
+      // Not kept: the next app made in this process tries again.
+      loading = undefined;
+      throw err;
+    },
+  );
+  return loading;
 }

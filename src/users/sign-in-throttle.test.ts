@@ -36,10 +36,30 @@ describe('sign-in throttle', () => {
     assert.deepEqual(t.check('jane', '192.0.2.1'), { refused: false, delayMs: 0 });
   });
 
+  it('a guesser inventing logins from many addresses cannot push out the counters that refuse it', () => {
+    const t = new SignInThrottle(() => 1_000);
+    const addresses = Array.from({ length: 60 }, (_, i) => `198.51.100.${i}`);
+    let atTarget = 0;
+    // Two rounds in one window: each address tries the target until refused, then invents logins to flush the
+    // counters out. With one shared bound the first addresses' counters went and they could start again.
+    for (let round = 0; round < 2; round++) {
+      for (const [a, address] of addresses.entries()) {
+        while (!t.check('ceo', address).refused) {
+          t.fail('ceo', address);
+          atTarget++;
+        }
+        for (let j = 0; j < 200 && !t.check(`x${round}-${a}-${j}`, address).refused; j++) t.fail(`x${round}-${a}-${j}`, address);
+      }
+    }
+    assert.equal(atTarget, addresses.length * MAX_PAIR_FAILURES, 'ten guesses at the login from each address in the window, not more');
+    for (const address of addresses) assert.equal(t.check('ceo', address).refused, true, address);
+  });
+
   it('keeps a bounded number of counters however many logins and addresses a guesser invents', () => {
     const t = new SignInThrottle(() => 1_000);
     for (let i = 0; i < 12_000; i++) t.fail(`u${i}`, `10.0.${i >> 8}.${i & 255}`);
-    assert.ok(t.size <= 10_000, `${t.size} counters`);
+    // At most 10,000 of each kind: pairs, addresses, logins.
+    assert.ok(t.size <= 30_000, `${t.size} counters`);
     // The least recently failed went, the latest stay: the last guesser's pair is still counted.
     for (let i = 0; i < MAX_PAIR_FAILURES - 1; i++) t.fail('u11999', '10.0.46.223');
     assert.deepEqual(t.check('u11999', '10.0.46.223'), { refused: true, reason: 'pair' });

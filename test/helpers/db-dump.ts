@@ -9,7 +9,8 @@ export type Dump = Record<string, Record<string, unknown>[]>;
 const VOLATILE: Record<string, readonly string[]> = { sessions: ['last_seen_at', 'expires_at'], api_keys: ['last_used_at'] };
 
 // The tables of a database, listed once: the access tests dump it before and after every refused request, and
-// PostgreSQL's introspection costs more than the dump itself. Migrations never run between two dumps of a test.
+// PostgreSQL's introspection costs more than the dump itself. So dump only a migrated database (every caller dumps
+// an app's): a table created after its first dump would be in no dump, and a write to it would go unseen.
 const tablesOf = new WeakMap<Kysely<DB>, Promise<string[]>>();
 const tableNames = (db: Kysely<DB>): Promise<string[]> => {
   let names = tablesOf.get(db);

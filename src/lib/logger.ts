@@ -47,7 +47,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   return destination ? pino(options, destination) : pino(options);
 }
 
-/** Log lines to stderr (file descriptor 2), written synchronously: a CLI command's results own stdout. */
+/** Log lines to stderr (file descriptor 2; pino flushes what is left at exit): a CLI command's results own stdout. */
 export const stderrDestination = (): DestinationStream => pino.destination(2);
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;

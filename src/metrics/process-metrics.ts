@@ -81,13 +81,12 @@ export const processMetrics = (): ProcessMetrics | undefined => loaded;
 
 /** Loads prom-client and makes the counters, once per process (later calls get the same ones). */
 export function loadProcessMetrics(): Promise<ProcessMetrics> {
-  loading ??= promClient().then(
-    (prom) => (loaded = create(prom)),
-    (err: unknown) => {
+  loading ??= promClient()
+    .then((prom) => (loaded = create(prom)))
+    .catch((err: unknown) => {
       // Not kept: the next app made in this process tries again.
       loading = undefined;
       throw err;
-    },
-  );
+    });
   return loading;
 }

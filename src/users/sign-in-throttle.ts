@@ -26,8 +26,9 @@ export function delayForFailures(failures: number): number {
 }
 
 export class SignInThrottle {
-  // One map per kind of counter, chosen by the key's first letter (see pairKey, addressKey, loginKey).
-  private readonly kinds = { p: new Map<string, number[]>(), a: new Map<string, number[]>(), l: new Map<string, number[]>() };
+  // One map per kind of counter, chosen by the key's first letter (see pairKey, addressKey, loginKey), and pairs
+  // that refuse (MAX_PAIR_FAILURES or more) in a map of their own, `r` (see bound).
+  private readonly kinds = { p: new Map<string, number[]>(), r: new Map<string, number[]>(), a: new Map<string, number[]>(), l: new Map<string, number[]>() };
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -43,8 +44,8 @@ export class SignInThrottle {
     for (const key of [pairKey(name, address), addressKey(address), loginKey(name)]) {
       const list = this.recent(key);
       list.push(this.now());
-      const map = this.mapOf(key);
-      map.delete(key);
+      this.mapOf(key).delete(key);
+      const map = key.startsWith('p:') && list.length >= MAX_PAIR_FAILURES ? this.kinds.r : this.kinds[key[0] as 'p' | 'a' | 'l'];
       map.set(key, list);
       bound(map);
     }
@@ -57,7 +58,7 @@ export class SignInThrottle {
    */
   succeed(login: string, address: string): void {
     const name = login.toLowerCase();
-    this.kinds.p.delete(pairKey(name, address));
+    this.mapOf(pairKey(name, address)).delete(pairKey(name, address));
     this.kinds.l.delete(loginKey(name));
     const attempts = this.recent(addressKey(address));
     attempts.pop();
@@ -73,16 +74,24 @@ export class SignInThrottle {
     const name = login.toLowerCase();
     this.kinds.l.delete(loginKey(name));
     const pairEnd = `\u0000${name}`;
-    for (const key of [...this.kinds.p.keys()]) if (key.endsWith(pairEnd)) this.kinds.p.delete(key);
+    for (const pairs of [this.kinds.p, this.kinds.r]) for (const key of [...pairs.keys()]) if (key.endsWith(pairEnd)) pairs.delete(key);
   }
 
-  /** Counters kept (for the bound's test). */
+  /** Counters kept, of every kind (for tests). */
   get size(): number {
-    return this.kinds.p.size + this.kinds.a.size + this.kinds.l.size;
+    const { pairs, refusingPairs, addresses, logins } = this.sizes;
+    return pairs + refusingPairs + addresses + logins;
   }
 
+  /** Counters kept, by kind (for the bound's tests). */
+  get sizes(): { pairs: number; refusingPairs: number; addresses: number; logins: number } {
+    return { pairs: this.kinds.p.size, refusingPairs: this.kinds.r.size, addresses: this.kinds.a.size, logins: this.kinds.l.size };
+  }
+
+  /** The map that holds `key` now (a pair's is `r` once it refuses). */
   private mapOf(key: string): Map<string, number[]> {
-    return this.kinds[key[0] as 'p' | 'a' | 'l'];
+    if (key.startsWith('p:')) return this.kinds.r.has(key) ? this.kinds.r : this.kinds.p;
+    return this.kinds[key[0] as 'a' | 'l'];
   }
 
   private count(key: string): number {
@@ -103,10 +112,13 @@ export class SignInThrottle {
  * re-inserts what it touches, so they are the first ones, expired ones among them, and dropping them costs what is
  * dropped (filtering every counter for expiry first, as this once did, cost each failed sign-in a pass over all of
  * them on the thread that serves every request: 12,000 invented logins took 14 s of CPU). The kinds have a map and
- * a cap each, so a guesser inventing logins pushes out only pair and login counters, never the address counters
- * that refuse it after 100 failures: with one map, counters of about 55 addresses took turns and each address's
- * own counters were pushed out before it ran out of tries (a review measured 12,000 guesses at one login from 60
- * addresses in one window, against the 600 the limits allow).
+ * a cap each, so a guesser inventing logins pushes out only pair and login counters below their limit: with one
+ * map, counters of about 55 addresses took turns and each address's own counters were pushed out before it ran out
+ * of tries (a review measured 12,000 guesses at one login from 60 addresses in one window, against the 600 the
+ * limits allow). Pairs that refuse have their own map for the same reason: among ordinary pairs, 100 addresses
+ * inventing logins (100 failures each) pushed them out. Now pushing out a refusing pair takes 10,000 newer refusing
+ * pairs, that is 1,000 addresses (each refused after 100 failures, so at most 10 refusing pairs), and pushing out
+ * an address counter takes 10,000 addresses.
  */
 function bound(map: Map<string, number[]>): void {
   for (const key of map.keys()) {

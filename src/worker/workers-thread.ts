@@ -26,7 +26,11 @@ port.on('message', (m: ToWorkersThread) => {
   if (m.type === 'wake') workers?.dispatcher.nudge();
   else if (m.type === 'stop') void stop();
   else if (m.type === 'metrics') {
-    void loadProcessMetrics().then(({ processRegistry }) => processRegistry.getMetricsAsJSON()).then((metrics) => say({ type: 'metrics', id: m.id, metrics, tokenRefreshes: { ...(app?.services.tokens.counts ?? {}) } }));
+    void loadProcessMetrics()
+      .then(({ processRegistry }) => processRegistry.getMetricsAsJSON())
+      .then((metrics) => say({ type: 'metrics', id: m.id, metrics, tokenRefreshes: { ...(app?.services.tokens.counts ?? {}) } }))
+      // No answer: the scrape gives this thread's last counters after its timeout (thread-workers.ts).
+      .catch((err: unknown) => logger.error({ err, op: 'metrics.thread' }, 'the workers thread could not read its metrics'));
   }
 });
 

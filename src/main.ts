@@ -40,16 +40,17 @@ function cliApp(config: Config, vaultMode: 'open' | 'inspect' = 'open'): WithApp
 
 /**
  * Seeds web.base.url from JUNIPER_BASE_URL while unset (the parameter wins afterwards, as README documents: an
- * admin may have changed it since), says so in the log when the two differ, and returns the address to print.
+ * admin may have changed it since), says so in the log when the two differ, and returns the address to print
+ * once the port is known (JUNIPER_PORT=0 asks for any free one).
  */
-async function baseUrlOf(app: App): Promise<string> {
+async function baseUrlOf(app: App): Promise<(listeningPort: number) => string> {
   const { addressPeopleUse, ignoredBaseUrlEnv, ignoredBaseUrlEnvMessage } = await import('./settings/public-address.js');
   const { config } = app;
   const seeded = config.baseUrl ? await app.services.parameters.seedIfUnset('web.base.url', config.baseUrl) : false;
   const stored = await app.services.parameters.value('web.base.url');
   const ignored = seeded ? null : ignoredBaseUrlEnv(config.baseUrl, stored);
   if (ignored && stored) app.logger.warn({ op: 'config.base_url', env: ignored, parameter: stored }, ignoredBaseUrlEnvMessage(ignored, stored));
-  return addressPeopleUse(stored, config.host, config.port);
+  return (listeningPort) => addressPeopleUse(stored, config.host, listeningPort);
 }
 
 /** How long serve tries to close cleanly after its workers thread died, before it exits regardless. */
@@ -66,8 +67,11 @@ async function serve(config: Config, options: { workers: boolean; workersThread:
   const app = await createApp(config);
   const log = app.logger;
   const http = await app.http();
-  const baseUrl = await baseUrlOf(app);
+  // Seeded before the first request can arrive; printed with the port the server really got.
+  const addressFor = await baseUrlOf(app);
   await http.listen({ port: config.port, host: config.host });
+  const address = http.server.address();
+  const baseUrl = addressFor(typeof address === 'object' && address ? address.port : config.port);
   log.info({ database: describeDatabase(config.database), dataDir: config.dataDir, vaultKey: app.vault.source }, `Juniper listening on ${baseUrl}`);
   const setupToken = await app.services.firstRun.issueIfNeeded();
   if (setupToken) {

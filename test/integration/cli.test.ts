@@ -118,6 +118,27 @@ describe('npm start (the built juniper serve)', () => {
     }
     assert.equal(await exited, 0, out);
   });
+
+  it('with JUNIPER_PORT=0 prints the port it really got, in the listening line and the setup link', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'juniper-serve-'));
+    const child = spawn(process.execPath, ['bin/juniper.js', 'serve', '--no-workers'], { cwd: root, env: { ...envFor(dataDir), JUNIPER_PORT: '0' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      for (let i = 0; i < 100 && !out.includes('/setup?token='); i++) await new Promise((r) => setTimeout(r, 100));
+      const listening = /Juniper listening on http:\/\/localhost:(\d+)/.exec(out)?.[1];
+      const link = /(http:\/\/localhost:(\d+)\/setup\?token=\S+)/.exec(out);
+      assert.ok(listening && link, out);
+      assert.notEqual(listening, '0', out);
+      assert.equal(link[2], listening, 'the setup link names the same port');
+      assert.equal((await fetch(link[1]!.replace('localhost', '127.0.0.1'))).status, 200, 'and it answers');
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, out);
+  });
 });
 
 describe('juniper serve --no-workers', () => {

@@ -45,7 +45,7 @@ export class SignInThrottle {
       const list = this.recent(key);
       list.push(this.now());
       this.mapOf(key).delete(key);
-      const map = key.startsWith('p:') && list.length >= MAX_PAIR_FAILURES ? this.kinds.r : this.kinds[key[0] as 'p' | 'a' | 'l'];
+      const map = this.mapFor(key, list.length >= MAX_PAIR_FAILURES);
       map.set(key, list);
       bound(map);
     }
@@ -88,10 +88,14 @@ export class SignInThrottle {
     return { pairs: this.kinds.p.size, refusingPairs: this.kinds.r.size, addresses: this.kinds.a.size, logins: this.kinds.l.size };
   }
 
-  /** The map that holds `key` now (a pair's is `r` once it refuses). */
+  /** The map that holds `key` now. */
   private mapOf(key: string): Map<string, number[]> {
-    if (key.startsWith('p:')) return this.kinds.r.has(key) ? this.kinds.r : this.kinds.p;
-    return this.kinds[key[0] as 'a' | 'l'];
+    return this.mapFor(key, this.kinds.r.has(key));
+  }
+
+  /** The map for `key`: its kind's, or `r` for a pair that refuses. */
+  private mapFor(key: string, refusing: boolean): Map<string, number[]> {
+    return refusing && key.startsWith('p:') ? this.kinds.r : this.kinds[key[0] as 'p' | 'a' | 'l'];
   }
 
   private count(key: string): number {
@@ -108,17 +112,13 @@ export class SignInThrottle {
 }
 
 /**
- * Past MAX_KEYS counters of a kind, the least recently failed ones go. Map order is insertion order and fail()
- * re-inserts what it touches, so they are the first ones, expired ones among them, and dropping them costs what is
- * dropped (filtering every counter for expiry first, as this once did, cost each failed sign-in a pass over all of
- * them on the thread that serves every request: 12,000 invented logins took 14 s of CPU). The kinds have a map and
- * a cap each, so a guesser inventing logins pushes out only pair and login counters below their limit: with one
- * map, counters of about 55 addresses took turns and each address's own counters were pushed out before it ran out
- * of tries (a review measured 12,000 guesses at one login from 60 addresses in one window, against the 600 the
- * limits allow). Pairs that refuse have their own map for the same reason: among ordinary pairs, 100 addresses
- * inventing logins (100 failures each) pushed them out. Now pushing out a refusing pair takes 10,000 newer refusing
- * pairs, that is 1,000 addresses (each refused after 100 failures, so at most 10 refusing pairs), and pushing out
- * an address counter takes 10,000 addresses.
+ * Past MAX_KEYS counters in a map, the least recently failed go. Map order is insertion order and fail() re-inserts
+ * what it touches, so they are the first ones and dropping them costs only what is dropped (a pass over every
+ * counter per failure cost 14 s of the request thread's CPU for 12,000 invented logins). Each kind, and refusing
+ * pairs apart from the rest, has its own map, so a flood of invented logins pushes out only counters below their
+ * limit: pushing out a refusing pair takes ~1,000 addresses (each holds at most 10 before its own 100 failures
+ * refuse it), an address counter 10,000. In one shared map 60 addresses took turns to get 12,000 guesses at one
+ * login in a window, against the 600 the limits allow.
  */
 function bound(map: Map<string, number[]>): void {
   for (const key of map.keys()) {
